@@ -1,0 +1,63 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// Module boundaries follow ../shared/design/ARCHITECTURE.md:
+// only MBONNX sees protobuf-c, and the runtime's closure is
+// {MBRuntime, MBFormat, MBKernels, MBCore, CZlib}.
+let package = Package(
+    name: "mbconvert",
+    products: [
+        .executable(name: "mbconvert", targets: ["mbconvert"]),
+        .library(name: "MBRuntime", targets: ["MBRuntime"]),
+        .library(name: "MBConvert", targets: ["MBConvert"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // C libraries from Debian.
+        .systemLibrary(
+            name: "CProtobufC",
+            pkgConfig: "libprotobuf-c",
+            providers: [.apt(["libprotobuf-c-dev"])]
+        ),
+        .systemLibrary(
+            name: "CZlib",
+            providers: [.apt(["zlib1g-dev"])]
+        ),
+        // protoc-c output for Schemas/onnx.proto (regenerate with Scripts/regenerate-onnx-proto.sh)
+        // plus a small hand-written shim (streamed packing, descriptor access).
+        .target(
+            name: "CONNXProto",
+            dependencies: ["CProtobufC"],
+            cSettings: [.unsafeFlags(["-Wno-incompatible-pointer-types"])]
+        ),
+
+        // Swift modules.
+        .target(name: "MBCore"),
+        .target(name: "MBKernels", dependencies: ["MBCore"]),
+        .target(name: "MBFormat", dependencies: ["MBCore", "CZlib"]),
+        .target(name: "MBRuntime", dependencies: ["MBFormat", "MBKernels", "MBCore"]),
+        .target(name: "MBONNX", dependencies: ["CONNXProto", "MBCore"]),
+        .target(name: "MBBinarize", dependencies: ["MBKernels", "MBCore"]),
+        .target(name: "MBPolicy", dependencies: ["MBCore"]),
+        .target(
+            name: "MBConvert",
+            dependencies: ["MBONNX", "MBBinarize", "MBPolicy", "MBFormat", "MBRuntime", "MBKernels", "MBCore"]
+        ),
+        .executableTarget(
+            name: "mbconvert",
+            dependencies: [
+                "MBConvert", "MBRuntime",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+
+        // Tests.
+        .target(name: "TestSupport", dependencies: ["MBCore"], path: "Tests/TestSupport"),
+        .testTarget(name: "MBCoreTests", dependencies: ["MBCore", "TestSupport"]),
+        .testTarget(name: "MBONNXTests", dependencies: ["MBONNX", "MBCore", "TestSupport"]),
+        .testTarget(name: "MBBinarizeTests", dependencies: ["MBBinarize", "MBCore", "TestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["TestSupport"]),
+    ]
+)

@@ -1,0 +1,1 @@
+// MBConvert is built in a later issue; see ../shared/design/ARCHITECTURE.md.

@@ -1,0 +1,1 @@
+// MBFormat is built in a later issue; see ../shared/design/ARCHITECTURE.md.

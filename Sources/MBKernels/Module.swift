@@ -1,0 +1,1 @@
+// MBKernels is built in a later issue; see ../shared/design/ARCHITECTURE.md.

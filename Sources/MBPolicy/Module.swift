@@ -1,0 +1,1 @@
+// MBPolicy is built in a later issue; see ../shared/design/ARCHITECTURE.md.

@@ -1,0 +1,17 @@
+import ArgumentParser
+
+@main
+struct MBConvertCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mbconvert",
+        abstract: "Make convolutional networks tiny with heterogeneous bitwidth binarization.",
+        version: MBConvertVersion.string,
+        subcommands: [
+            InspectCommand.self,
+        ]
+    )
+}
+
+enum MBConvertVersion {
+    static let string = "0.1.0-dev"
+}

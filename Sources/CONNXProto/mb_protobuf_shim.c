@@ -1,5 +1,6 @@
 // Hand-written helpers around protobuf-c for MBONNX (not generated).
 #include "include/mb_protobuf_shim.h"
+#include "include/onnx.pb-c.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -74,3 +75,9 @@ ProtobufCMessage *mb_unpack(const ProtobufCMessageDescriptor *descriptor, size_t
 void mb_free_unpacked(ProtobufCMessage *message) {
     protobuf_c_message_free_unpacked(message, NULL);
 }
+
+const ProtobufCMessageDescriptor *mb_model_descriptor(void) { return &onnx__model_proto__descriptor; }
+const ProtobufCMessageDescriptor *mb_training_info_descriptor(void) { return &onnx__training_info_proto__descriptor; }
+const ProtobufCMessageDescriptor *mb_device_configuration_descriptor(void) { return &onnx__device_configuration_proto__descriptor; }
+const ProtobufCMessageDescriptor *mb_node_device_configuration_descriptor(void) { return &onnx__node_device_configuration_proto__descriptor; }
+const ProtobufCMessageDescriptor *mb_tensor_descriptor(void) { return &onnx__tensor_proto__descriptor; }

@@ -20,6 +20,13 @@ ProtobufCMessage *mb_unpack(const ProtobufCMessageDescriptor *descriptor, size_t
 /// Frees a tree made by mb_unpack (or any protobuf-c unpack with the default allocator).
 void mb_free_unpacked(ProtobufCMessage *message);
 
+/// Descriptors by address (Swift would take the address of a copy of the C constant).
+const ProtobufCMessageDescriptor *mb_model_descriptor(void);
+const ProtobufCMessageDescriptor *mb_training_info_descriptor(void);
+const ProtobufCMessageDescriptor *mb_device_configuration_descriptor(void);
+const ProtobufCMessageDescriptor *mb_node_device_configuration_descriptor(void);
+const ProtobufCMessageDescriptor *mb_tensor_descriptor(void);
+
 #ifdef __cplusplus
 }
 #endif

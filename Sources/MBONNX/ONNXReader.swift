@@ -1,0 +1,79 @@
+import CONNXProto
+import MBCore
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Reads `.onnx` files into `ONNXModel` values.
+public struct ONNXReader: Sendable {
+    public struct Options: Sendable {
+        /// Files at or above this size are refused: protobuf length fields stop at 2 GiB, so
+        /// bigger models must keep their weights in external data files.
+        public var maxFileBytes: Int = (1 << 31) - 1
+        /// Deepest message nesting accepted (each subgraph level costs about four).
+        public var maxNestingDepth: Int = 256
+        /// Check every tensor's stored size against its shape and type.
+        public var validateTensors: Bool = true
+        public init() {}
+    }
+
+    public var options: Options
+
+    public init(options: Options = Options()) {
+        self.options = options
+    }
+
+    /// Loads the model at `path`, resolving external data relative to its folder.
+    public func load(path: String) throws(ONNXError) -> ONNXModel {
+        let size: Int
+        do {
+            size = try FileMapping.fileSize(path: path)
+        } catch {
+            if case .open(_, let e) = error, e == ENOENT { throw ONNXError(.fileNotFound, file: path, "no such file") }
+            throw ONNXError(.unreadable, file: path, "\(error)")
+        }
+        guard size < options.maxFileBytes else {
+            throw ONNXError(.tooLarge, file: path,
+                            "file is \(size) bytes; protobuf models must stay under 2 GiB. Save the weights as ONNX external data (onnx.save(model, path, save_as_external_data=True))")
+        }
+        let mapping: ByteStorage
+        do { mapping = try FileMapping.map(path: path) } catch { throw ONNXError(.unreadable, file: path, "\(error)") }
+        var model = try decode(mapping.buffer, file: path)
+        let folder = ONNXReader.folder(of: path)
+        var resolver = ExternalDataResolver(modelFile: path, folder: folder)
+        try resolver.resolve(&model)
+        if options.validateTensors { try TensorValidation.validate(model, file: path) }
+        return model
+    }
+
+    /// Decodes model bytes (no external data resolution). `file` names the source in errors.
+    public func decode(_ bytes: UnsafeRawBufferPointer, file: String) throws(ONNXError) -> ONNXModel {
+        guard bytes.count < options.maxFileBytes else {
+            throw ONNXError(.tooLarge, file: file, "model is \(bytes.count) bytes; protobuf models must stay under 2 GiB")
+        }
+        let check = WireCheck(bytes: bytes, maxDepth: options.maxNestingDepth)
+        do {
+            try check.run(descriptor: mb_model_descriptor())
+        } catch {
+            throw ONNXError(.malformed, file: file, place: "byte \(error.offset) (\(error.path))", error.message)
+        }
+        guard let tree = mb_unpack(mb_model_descriptor(), bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
+            throw ONNXError(.malformed, file: file, "protobuf-c could not unpack the model (out of memory, or an encoding its parser rejects)")
+        }
+        defer { mb_free_unpacked(tree) }
+        let model = ProtobufCDecoder.model(UnsafeMutableRawPointer(tree).bindMemory(to: Onnx__ModelProto.self, capacity: 1))
+        guard model.graph != nil else {
+            if bytes.count == 0 { throw ONNXError(.notAModel, file: file, "file is empty") }
+            throw ONNXError(.notAModel, file: file, "not an ONNX model: the protobuf has no graph (field 7 of ModelProto)")
+        }
+        return model
+    }
+
+    static func folder(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        let f = String(path[..<slash])
+        return f.isEmpty ? "/" : f
+    }
+}

@@ -1,1 +1,0 @@
-// MBBinarize is built in a later issue; see ../shared/design/ARCHITECTURE.md.

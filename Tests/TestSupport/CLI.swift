@@ -23,7 +23,7 @@ public enum CLI {
     }
 
     /// Runs the package product `name` with `arguments` in `directory` (default: the repository root).
-    public static func run(_ name: String = "mbconvert", _ arguments: [String], in directory: URL? = nil) throws -> CLIResult {
+    public static func run(_ arguments: [String], product name: String = "mbconvert", in directory: URL? = nil) throws -> CLIResult {
         try runSystem(executable(name).path, arguments, in: directory)
     }
 

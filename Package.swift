@@ -53,6 +53,11 @@ let package = Package(
             ]
         ),
 
+        .executableTarget(
+            name: "mbbench",
+            dependencies: ["MBConvert", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+
         // Tests.
         .target(name: "TestSupport", dependencies: ["MBCore"], path: "Tests/TestSupport"),
         .testTarget(name: "MBCoreTests", dependencies: ["MBCore", "TestSupport"]),

@@ -1,0 +1,15 @@
+import ArgumentParser
+
+/// Benchmarks: each subcommand measures one thing against a baseline run in the same
+/// invocation and prints the ratio. Not tests: nothing here asserts; it reports.
+@main
+struct MBBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mbbench",
+        abstract: "mbconvert's benchmarks (build with -c release).",
+        subcommands: [
+            ImportBench.self,
+            ImportOnce.self,
+        ]
+    )
+}

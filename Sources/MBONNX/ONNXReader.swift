@@ -77,3 +77,28 @@ public struct ONNXReader: Sendable {
         return f.isEmpty ? "/" : f
     }
 }
+
+extension ONNXReader {
+    /// Loads a serialized TensorProto (the `input_N.pb` / `output_N.pb` files of ONNX's backend
+    /// test cases).
+    public func loadTensor(path: String) throws(ONNXError) -> ONNXTensor {
+        let mapping: ByteStorage
+        do { mapping = try FileMapping.map(path: path) } catch {
+            if case .open(_, let e) = error, e == ENOENT { throw ONNXError(.fileNotFound, file: path, "no such file") }
+            throw ONNXError(.unreadable, file: path, "\(error)")
+        }
+        let bytes = mapping.buffer
+        do {
+            try WireCheck(bytes: bytes, maxDepth: options.maxNestingDepth).run(descriptor: mb_tensor_descriptor())
+        } catch {
+            throw ONNXError(.malformed, file: path, place: "byte \(error.offset) (\(error.path))", error.message)
+        }
+        guard let tree = mb_unpack(mb_tensor_descriptor(), bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
+            throw ONNXError(.malformed, file: path, "protobuf-c could not unpack the tensor")
+        }
+        defer { mb_free_unpacked(tree) }
+        let tensor = ProtobufCDecoder.tensor(UnsafeMutableRawPointer(tree).bindMemory(to: Onnx__TensorProto.self, capacity: 1))
+        if let problem = tensor.dataSizeProblem() { throw ONNXError(.tensorData, file: path, place: "tensor '\(tensor.name ?? "")'", problem) }
+        return tensor
+    }
+}

@@ -1,0 +1,160 @@
+/// The model as mbconvert's converter, file format and runtime see it: ONNX's graph with
+/// everything the runtime does not need left out (doc strings, value_info, training info) and
+/// every constant — initializers, `Constant` nodes, folded constant subgraphs — in `constants`.
+/// MBConvert lowers ONNX into it, MBFormat stores it, MBRuntime executes it.
+public struct IRGraph: Sendable {
+    public var name: String
+    /// Runtime inputs (constants are never inputs).
+    public var inputs: [IRValueInfo]
+    public var outputs: [IRValueInfo]
+    /// In execution order (ONNX requires topological order).
+    public var nodes: [IRNode]
+    public var constants: [IRTensor]
+
+    public init(name: String = "", inputs: [IRValueInfo] = [], outputs: [IRValueInfo] = [], nodes: [IRNode] = [], constants: [IRTensor] = []) {
+        self.name = name
+        self.inputs = inputs
+        self.outputs = outputs
+        self.nodes = nodes
+        self.constants = constants
+    }
+}
+
+/// A whole model: the main graph and the operator sets it was written against.
+public struct IRModel: Sendable {
+    public var graph: IRGraph
+    /// Domain ("" for the default ONNX domain) to opset version.
+    public var opsets: [IROpset]
+
+    public init(graph: IRGraph, opsets: [IROpset]) {
+        self.graph = graph
+        self.opsets = opsets
+    }
+
+    public func opsetVersion(domain: String = "") -> Int64? {
+        opsets.first { $0.domain == domain }?.version
+    }
+}
+
+public struct IROpset: Sendable, Equatable {
+    public var domain: String
+    public var version: Int64
+    public init(domain: String, version: Int64) {
+        self.domain = domain
+        self.version = version
+    }
+}
+
+public enum IRDim: Sendable, Hashable, CustomStringConvertible {
+    case fixed(Int64)
+    case symbolic(String)
+    case unknown
+
+    public var description: String {
+        switch self {
+        case .fixed(let v): return String(v)
+        case .symbolic(let s): return s
+        case .unknown: return "?"
+        }
+    }
+}
+
+public struct IRValueInfo: Sendable {
+    public var name: String
+    /// nil when the model does not say (or for non-tensor types).
+    public var elementType: ElementType?
+    /// nil when the rank is unknown.
+    public var shape: [IRDim]?
+
+    public init(name: String, elementType: ElementType?, shape: [IRDim]?) {
+        self.name = name
+        self.elementType = elementType
+        self.shape = shape
+    }
+}
+
+public struct IRNode: Sendable {
+    public var name: String
+    public var opType: String
+    /// "" for the default ONNX domain.
+    public var domain: String
+    /// "" marks an omitted optional input, as in ONNX.
+    public var inputs: [String]
+    public var outputs: [String]
+    public var attributes: [IRAttribute]
+
+    public init(name: String, opType: String, domain: String = "", inputs: [String], outputs: [String], attributes: [IRAttribute] = []) {
+        self.name = name
+        self.opType = opType
+        self.domain = domain
+        self.inputs = inputs
+        self.outputs = outputs
+        self.attributes = attributes
+    }
+
+    public func attribute(_ name: String) -> IRAttributeValue? {
+        attributes.first { $0.name == name }?.value
+    }
+}
+
+public struct IRAttribute: Sendable {
+    public var name: String
+    public var value: IRAttributeValue
+    public init(name: String, value: IRAttributeValue) {
+        self.name = name
+        self.value = value
+    }
+}
+
+public indirect enum IRAttributeValue: Sendable {
+    case float(Float)
+    case int(Int64)
+    case string([UInt8])
+    case tensor(IRTensor)
+    case graph(IRGraph)
+    case floats([Float])
+    case ints([Int64])
+    case strings([[UInt8]])
+    case tensors([IRTensor])
+    case graphs([IRGraph])
+}
+
+/// A constant tensor.
+public struct IRTensor: Sendable {
+    public enum Storage: Sendable {
+        /// Every element, little-endian, packed as ONNX's raw_data (sub-byte types low bits first).
+        case dense(ByteSlice)
+        /// String tensors: one byte string per element.
+        case strings([[UInt8]])
+    }
+
+    public var name: String
+    public var elementType: ElementType
+    public var shape: [Int]
+    public var storage: Storage
+
+    public init(name: String, elementType: ElementType, shape: [Int], storage: Storage) {
+        self.name = name
+        self.elementType = elementType
+        self.shape = shape
+        self.storage = storage
+    }
+
+    public var elementCount: Int { shape.reduce(1, *) }
+
+    /// Float32 elements of a dense float tensor, viewed without copying. nil for other types.
+    public func withFloats<R>(_ body: (UnsafeBufferPointer<Float>) throws -> R) rethrows -> R? {
+        guard elementType == .float, case .dense(let bytes) = storage else { return nil }
+        return try bytes.withBytes { raw in
+            if raw.count == 0 { return try body(UnsafeBufferPointer(start: nil, count: 0)) }
+            if Int(bitPattern: raw.baseAddress!) % MemoryLayout<Float>.alignment == 0 {
+                return try body(raw.bindMemory(to: Float.self))
+            }
+            let copy = [Float](unsafeUninitializedCapacity: raw.count / 4) { buf, n in
+                UnsafeMutableRawBufferPointer(buf).copyMemory(from: raw)
+                n = raw.count / 4
+            }
+            return try copy.withUnsafeBufferPointer(body)
+        }
+    }
+}

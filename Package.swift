@@ -62,6 +62,7 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["MBCore"], path: "Tests/TestSupport"),
         .testTarget(name: "MBCoreTests", dependencies: ["MBCore", "TestSupport"]),
         .testTarget(name: "MBONNXTests", dependencies: ["MBONNX", "MBCore", "TestSupport"]),
+        .testTarget(name: "MBFormatTests", dependencies: ["MBFormat", "MBCore", "TestSupport"]),
         .testTarget(name: "MBBinarizeTests", dependencies: ["MBBinarize", "MBCore", "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["TestSupport"]),
     ]

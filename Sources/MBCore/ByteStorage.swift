@@ -73,11 +73,10 @@ public struct ByteSlice: @unchecked Sendable {
 
     /// Runs `body` over the bytes. Valid only inside `body`.
     @inline(__always)
-    public func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+    public func withBytes<R, E: Error>(_ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {
+        defer { withExtendedLifetime(storage) {} }
         let start = storage.base.map { $0 + offset }
-        return try withExtendedLifetime(storage) {
-            try body(UnsafeRawBufferPointer(start: count == 0 ? nil : start, count: count))
-        }
+        return try body(UnsafeRawBufferPointer(start: count == 0 ? nil : start, count: count))
     }
 
     public var bytes: [UInt8] { withBytes { Array($0) } }

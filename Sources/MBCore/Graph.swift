@@ -126,6 +126,8 @@ public struct IRTensor: Sendable {
         case dense(ByteSlice)
         /// String tensors: one byte string per element.
         case strings([[UInt8]])
+        /// Binarized float weights: sign planes, scales and mask, as stored.
+        case binarized(BinarizedPayload)
     }
 
     public var name: String

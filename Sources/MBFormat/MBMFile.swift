@@ -1,0 +1,246 @@
+import MBCore
+
+/// A validated `.mbm` file, memory-mapped. Raw payloads are views of the mapping (64-byte
+/// aligned, so float tensors are used in place); everything else was checked before use.
+public struct MBMFile: Sendable {
+    public struct Options: Sendable {
+        /// Verify the CRC-32 of every section (on by default; off trades safety for load time).
+        public var verifyChecksums = true
+        public init(verifyChecksums: Bool = true) { self.verifyChecksums = verifyChecksums }
+    }
+
+    public var path: String
+    public var majorVersion: UInt16
+    public var minorVersion: UInt16
+    public var fileBytes: Int
+    public var sections: [SectionEntry]
+    /// Sections this reader does not know and skipped (optional ones only).
+    public var skippedSections: [SectionEntry]
+    public var metadata: [MetadataEntry]
+    public var tensors: [StoredTensor]
+    public var model: IRModel
+    public var checksumsVerified: Bool
+
+    public func metadataValue(_ key: String) -> MetadataValue? {
+        metadata.first { $0.key == key }?.value
+    }
+
+    public static func open(path: String, options: Options = Options()) throws(MBMError) -> MBMFile {
+        let mapping: ByteStorage
+        do { mapping = try FileMapping.map(path: path) } catch { throw MBMError(.unreadable, file: path, "\(error)") }
+        return try MBMReader(path: path, mapping: mapping, options: options).read()
+    }
+
+    /// Parses bytes already in memory (tests, fuzzing). `name` labels errors.
+    public static func parse(_ bytes: [UInt8], name: String = "<memory>", options: Options = Options()) throws(MBMError) -> MBMFile {
+        try MBMReader(path: name, mapping: ByteStorage(copying: bytes), options: options).read()
+    }
+}
+
+struct MBMReader {
+    let path: String
+    let mapping: ByteStorage
+    let options: MBMFile.Options
+
+    func fail(_ kind: MBMError.Kind, _ place: String?, _ message: String) -> MBMError {
+        MBMError(kind, file: path, place: place, message)
+    }
+
+    func read() throws(MBMError) -> MBMFile {
+        let bytes = mapping.buffer
+        let size = bytes.count
+        guard size >= MBMLayout.magic.count, Array(bytes[0..<MBMLayout.magic.count]) == MBMLayout.magic else {
+            throw fail(.notMBM, nil, "not an .mbm file (bad magic)")
+        }
+        guard size >= MBMLayout.headerSize else {
+            throw fail(.truncated, "header", "file is \(size) bytes, shorter than the \(MBMLayout.headerSize)-byte header")
+        }
+        var h = ByteReader(UnsafeRawBufferPointer(rebasing: bytes[0..<MBMLayout.headerSize]))
+        let major: UInt16, minor: UInt16, declaredLength: UInt64, tableOffset: UInt64, sectionCount: UInt32, tableCRC: UInt32, headerCRC: UInt32
+        do {
+            try h.skip(8, "magic")
+            major = try h.u16("major version")
+            minor = try h.u16("minor version")
+            _ = try h.u32("flags")
+            declaredLength = try h.u64("file length")
+            tableOffset = try h.u64("section table offset")
+            sectionCount = try h.u32("section count")
+            tableCRC = try h.u32("section table CRC")
+            try h.skip(20, "reserved")
+            headerCRC = try h.u32("header CRC")
+        } catch {
+            throw fail(.corrupt, "header", error.description)
+        }
+        guard major <= MBMLayout.majorVersion else {
+            throw fail(.newerVersion, "header", "format version \(major).\(minor) is newer than this reader supports (\(MBMLayout.majorVersion).x); update mbconvert")
+        }
+        guard major >= 1 else { throw fail(.corrupt, "header", "format version \(major).\(minor) does not exist") }
+        let computedHeaderCRC = CRC32.checksum(UnsafeRawBufferPointer(rebasing: bytes[0..<60]))
+        guard computedHeaderCRC == headerCRC else {
+            throw fail(.checksum, "header", "CRC-32 mismatch (stored \(hex(headerCRC)), computed \(hex(computedHeaderCRC)))")
+        }
+        guard declaredLength == UInt64(size) else {
+            if declaredLength > UInt64(size) {
+                throw fail(.truncated, nil, "file is \(size) bytes but its header says \(declaredLength) (truncated)")
+            }
+            throw fail(.corrupt, nil, "file is \(size) bytes but its header says \(declaredLength) (trailing data)")
+        }
+        // Section table: inside the file, after the header, aligned.
+        let (tableBytes, o1) = UInt64(sectionCount).multipliedReportingOverflow(by: UInt64(MBMLayout.sectionEntrySize))
+        let (tableEnd, o2) = tableOffset.addingReportingOverflow(tableBytes)
+        guard !o1, !o2, tableOffset >= UInt64(MBMLayout.headerSize), tableEnd <= UInt64(size) else {
+            throw fail(.corrupt, "section table", "\(sectionCount) entries at offset \(tableOffset) do not fit in the \(size)-byte file")
+        }
+        guard tableOffset % UInt64(MBMLayout.alignment) == 0 else {
+            throw fail(.corrupt, "section table", "offset \(tableOffset) is not a multiple of \(MBMLayout.alignment)")
+        }
+        let table = UnsafeRawBufferPointer(rebasing: bytes[Int(tableOffset)..<Int(tableEnd)])
+        let computedTableCRC = CRC32.checksum(table)
+        guard computedTableCRC == tableCRC else {
+            throw fail(.checksum, "section table", "CRC-32 mismatch (stored \(hex(tableCRC)), computed \(hex(computedTableCRC)))")
+        }
+        var sections: [SectionEntry] = []
+        var t = ByteReader(table)
+        for i in 0..<Int(sectionCount) {
+            do {
+                let tag = SectionTag(rawValue: try t.u32("tag"))
+                let flags = try t.u32("flags")
+                let offset = try t.u64("offset")
+                let length = try t.u64("length")
+                let crc = try t.u32("crc")
+                _ = try t.u32("reserved")
+                let (end, o) = offset.addingReportingOverflow(length)
+                guard !o, offset >= UInt64(MBMLayout.headerSize), end <= tableOffset else {
+                    throw fail(.corrupt, "section \(i) (\(tag))", "offset \(offset) + length \(length) is outside the file's data area (\(MBMLayout.headerSize)..<\(tableOffset))")
+                }
+                guard offset % UInt64(MBMLayout.alignment) == 0 else {
+                    throw fail(.corrupt, "section \(i) (\(tag))", "offset \(offset) is not a multiple of \(MBMLayout.alignment)")
+                }
+                sections.append(SectionEntry(tag: tag, flags: flags, offset: Int(offset), length: Int(length), crc: crc))
+            } catch let e as MBMError {
+                throw e
+            } catch {
+                throw fail(.corrupt, "section table entry \(i)", "\(error)")
+            }
+        }
+        let ordered = sections.sorted { $0.offset < $1.offset }
+        for (a, b) in zip(ordered, ordered.dropFirst()) where a.offset + a.length > b.offset {
+            throw fail(.corrupt, "section \(b.tag)", "overlaps section \(a.tag) (\(a.offset)..<\(a.offset + a.length) and \(b.offset)..<\(b.offset + b.length))")
+        }
+        var known: [SectionTag: SectionEntry] = [:]
+        var skipped: [SectionEntry] = []
+        let knownTags: Set<SectionTag> = [.metadata, .graph, .tensorDirectory, .data]
+        for s in sections {
+            guard known[s.tag] == nil else { throw fail(.corrupt, "section \(s.tag)", "appears twice") }
+            if knownTags.contains(s.tag) {
+                known[s.tag] = s
+            } else if s.isRequired {
+                throw fail(.unsupported, "section \(s.tag)", "is required but this reader does not know it; update mbconvert")
+            } else {
+                skipped.append(s)
+            }
+        }
+        for tag in [SectionTag.metadata, .graph, .tensorDirectory, .data] where known[tag] == nil {
+            throw fail(.corrupt, nil, "required section \(tag) is missing")
+        }
+        if options.verifyChecksums {
+            for s in sections where knownTags.contains(s.tag) {
+                let crc = CRC32.checksum(UnsafeRawBufferPointer(rebasing: bytes[s.offset..<(s.offset + s.length)]))
+                guard crc == s.crc else {
+                    throw fail(.checksum, "section \(s.tag)", "CRC-32 mismatch (stored \(hex(s.crc)), computed \(hex(crc)))")
+                }
+            }
+        }
+        func body(_ tag: SectionTag) -> UnsafeRawBufferPointer {
+            let s = known[tag]!
+            return UnsafeRawBufferPointer(rebasing: bytes[s.offset..<(s.offset + s.length)])
+        }
+        let metadata: [MetadataEntry]
+        do { metadata = try MetadataCodec.decode(body(.metadata)) } catch {
+            throw fail(.corrupt, "section META", error.description)
+        }
+        let data = known[.data]!
+        let tensors = try readDirectory(body(.tensorDirectory), data: data)
+        let irTensors = tensors.map(Self.irTensor)
+        let model: IRModel
+        do {
+            model = try GraphCodec.decode(body(.graph)) { i in i >= 0 && i < irTensors.count ? irTensors[i] : nil }
+        } catch {
+            throw fail(.corrupt, "section GRPH at byte \(error.offset)", error.message)
+        }
+        return MBMFile(path: path, majorVersion: major, minorVersion: minor, fileBytes: size, sections: sections,
+                       skippedSections: skipped, metadata: metadata, tensors: tensors, model: model,
+                       checksumsVerified: options.verifyChecksums)
+    }
+
+    static func irTensor(_ t: StoredTensor) -> IRTensor {
+        let storage: IRTensor.Storage
+        switch t.payload {
+        case .raw(let b): storage = .dense(b)
+        case .strings(let s): storage = .strings(s)
+        case .binarized(let b): storage = .binarized(b)
+        }
+        return IRTensor(name: t.name, elementType: t.elementType, shape: t.shape, storage: storage)
+    }
+
+    func readDirectory(_ bytes: UnsafeRawBufferPointer, data: SectionEntry) throws(MBMError) -> [StoredTensor] {
+        var r = ByteReader(bytes)
+        var tensors: [StoredTensor] = []
+        var ranges: [(Int, Int, String)] = []
+        do {
+            let n = try r.count("tensor count", minimumItemSize: 32)
+            for i in 0..<n {
+                let name = try r.string("tensor name")
+                let place = "tensor \(i) '\(name)'"
+                let typeRaw = try r.i32("element type")
+                guard let type = ElementType(rawValue: typeRaw) else { throw fail(.corrupt, place, "unknown element type \(typeRaw)") }
+                let rank = try r.count("rank", minimumItemSize: 8)
+                var shape: [Int] = []
+                var count = 1
+                for _ in 0..<rank {
+                    let d = try r.i64("dimension")
+                    guard d >= 0, let di = Int(exactly: d) else { throw fail(.corrupt, place, "dimension \(d) is negative") }
+                    let (c, o) = count.multipliedReportingOverflow(by: di)
+                    guard !o else { throw fail(.corrupt, place, "element count of shape \(shape + [di]) overflows") }
+                    count = c
+                    shape.append(di)
+                }
+                let encRaw = try r.u8("encoding")
+                guard let encoding = TensorEncoding(rawValue: encRaw) else { throw fail(.unsupported, place, "unknown tensor encoding \(encRaw)") }
+                try r.skip(3, "reserved")
+                let offset = try r.u64("payload offset")
+                let length = try r.u64("payload length")
+                let (end, o) = offset.addingReportingOverflow(length)
+                guard !o, end <= UInt64(data.length) else {
+                    throw fail(.corrupt, place, "payload \(offset)..<\(offset &+ length) is outside the DATA section (\(data.length) bytes)")
+                }
+                guard offset % UInt64(MBMLayout.alignment) == 0 else {
+                    throw fail(.corrupt, place, "payload offset \(offset) is not a multiple of \(MBMLayout.alignment)")
+                }
+                let slice = ByteSlice(storage: mapping, offset: data.offset + Int(offset), count: Int(length))
+                ranges.append((Int(offset), Int(length), name))
+                do {
+                    tensors.append(try PayloadCodec.decode(encoding: encoding, name: name, elementType: type, shape: shape, count: count,
+                                                           directory: &r, payload: slice, verifyScales: true))
+                } catch {
+                    throw fail(.corrupt, place, error.message)
+                }
+            }
+            guard r.isAtEnd else { throw fail(.corrupt, "section TDIR", "\(r.remaining) bytes after the last tensor") }
+        } catch let e as MBMError {
+            throw e
+        } catch {
+            throw fail(.corrupt, "section TDIR", "\(error)")
+        }
+        let ordered = ranges.filter { $0.1 > 0 }.sorted { $0.0 < $1.0 }
+        for (a, b) in zip(ordered, ordered.dropFirst()) where a.0 + a.1 > b.0 {
+            throw fail(.corrupt, "tensor '\(b.2)'", "payload overlaps tensor '\(a.2)'")
+        }
+        return tensors
+    }
+}
+
+func hex(_ v: UInt32) -> String {
+    let s = String(v, radix: 16)
+    return "0x" + String(repeating: "0", count: max(0, 8 - s.count)) + s
+}

@@ -181,12 +181,21 @@ enum PayloadCodec {
         // Payload layout: scales, pad to 8, sign words per level, mask stream.
         let (scaleBytes, o1) = (levels * groups).multipliedReportingOverflow(by: 4)
         guard !o1 else { throw DecodeFailure("scale count overflows") }
+        // Every entry has at least one bit, and level 1's signs are stored in full, so the
+        // payload bounds the entry count before anything is allocated for the mask.
+        guard bitCounts[0] == count else {
+            throw DecodeFailure("level 1 has \(bitCounts[0]) sign bits; every one of the \(count) entries needs one")
+        }
         var offset = (scaleBytes + 7) / 8 * 8
         var wordRanges: [(Int, Int)] = []
         for n in bitCounts {
-            let bytes = (n + 63) / 64 * 8
+            let bytes = n / 64 * 8 + (n % 64 == 0 ? 0 : 8)
+            let (next, overflow) = offset.addingReportingOverflow(bytes)
+            guard !overflow, next <= payload.count else {
+                throw DecodeFailure("sign bits of \(bitCounts) do not fit the \(payload.count)-byte payload")
+            }
             wordRanges.append((offset, bytes))
-            offset += bytes
+            offset = next
         }
         guard offset + maskBytes == payload.count else {
             throw DecodeFailure("payload is \(payload.count) bytes; its descriptor needs \(offset + maskBytes)")

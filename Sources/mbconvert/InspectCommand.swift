@@ -4,18 +4,31 @@ import MBConvert
 struct InspectCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "inspect",
-        abstract: "Describe a model: graph, operators, weights and sizes.",
-        discussion: "For an .onnx file: IR version, opsets, producer, inputs and outputs, a histogram of op types, every weight tensor (initializer, Constant node or external file) and totals."
+        abstract: "Describe a model (.onnx or .mbm): graph, operators, weights and sizes.",
+        discussion: """
+            For an .onnx file: IR version, opsets, producer, inputs and outputs, a histogram of op types, every \
+            weight tensor (initializer, Constant node or external file) and totals.
+            For an .mbm file: header, metadata, the embedded policy, every tensor's encoding and stored size \
+            (bits per weight with signs, scales and masks counted), and the checksum verdict.
+            """
     )
 
-    @Argument(help: "The model file (.onnx).")
+    @Argument(help: "The model file (.onnx or .mbm; told apart by content).")
     var model: String
 
     @Flag(help: "Print JSON instead of text.")
     var json = false
 
+    @Flag(help: "For .mbm files: skip CRC verification.")
+    var noChecksums = false
+
     func run() throws {
-        let summary = try CLIErrors.reporting { try Inspect.summarizeONNX(path: model) }
-        print(json ? try Inspect.json(summary) : summary.renderText(), terminator: "")
+        if Inspect.isMBM(path: model) {
+            let summary = try CLIErrors.reporting { try Inspect.summarizeMBM(path: model, verifyChecksums: !noChecksums) }
+            print(json ? try Inspect.json(summary) : summary.renderText(), terminator: "")
+        } else {
+            let summary = try CLIErrors.reporting { try Inspect.summarizeONNX(path: model) }
+            print(json ? try Inspect.json(summary) : summary.renderText(), terminator: "")
+        }
     }
 }

@@ -54,7 +54,8 @@ public struct WeightDecision: Sendable, Equatable {
 }
 
 extension Policy.Settings {
-    var action: WeightDecision.Action {
+    /// The decision these settings make, with unset options at their documented defaults.
+    public var action: WeightDecision.Action {
         let allocation: WeightDecision.Allocation
         switch storage {
         case .keep(let k): return .keep(k)

@@ -34,11 +34,13 @@ extension SchemaReader {
         }
 
         let target = value("target").flatMap { self.target($0) }
+        // An invalid target was reported already; rules relying on it are not errors too.
+        let hasTarget = value("target") != nil
         var rules: [Policy.Rule] = []
         if let r = value("rules") {
             if case .sequence(let seq) = r.value {
                 for item in Array(seq) {
-                    if let rule = self.rule(item, index: rules.count + 1, hasTarget: target != nil) { rules.append(rule) }
+                    if let rule = self.rule(item, index: rules.count + 1, hasTarget: hasTarget) { rules.append(rule) }
                 }
             } else if !Self.isNull(r.value) {
                 error(Self.position(r.value), "rules must be a list of rules, each starting with '- ', got \(Self.describe(r.value))")
@@ -47,7 +49,7 @@ extension SchemaReader {
         var defaultSettings: Policy.Settings?
         if let d = value("default"), let e = entries(d.value, "default must be a mapping of settings (\(PolicyKeys.settings.joined(separator: ", ")))") {
             checkKeys(e, allowed: PolicyKeys.settings, elsewhere: Self.misplacedInDefault)
-            defaultSettings = settings(e, at: Self.position(d.keyNode), owner: "default", hasTarget: target != nil)
+            defaultSettings = settings(e, at: Self.position(d.keyNode), owner: "default", hasTarget: hasTarget)
         }
         if let target, !rules.contains(where: { $0.settings.storage == .target }), defaultSettings?.storage != .target {
             warning(target.position, "target has no effect: every rule and the default state their own mix, bits, average or keep")

@@ -69,6 +69,7 @@ let package = Package(
         .testTarget(name: "MBONNXTests", dependencies: ["MBONNX", "MBCore", "TestSupport"]),
         .testTarget(name: "MBBinarizeTests", dependencies: ["MBBinarize", "MBCore", "TestSupport"]),
         .testTarget(name: "MBPolicyTests", dependencies: ["MBPolicy", "MBCore", "TestSupport"]),
+        .testTarget(name: "MBConvertTests", dependencies: ["MBConvert", "MBONNX", "MBBinarize", "MBCore", "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["TestSupport"]),
     ]
 )

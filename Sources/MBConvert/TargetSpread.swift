@@ -21,6 +21,12 @@ public enum TargetSpread {
         public var message: String
     }
 
+    /// Sign bits MBBinarize stores for `mix` on this tensor (per-channel rounding included).
+    static func realizedSignBits(_ mix: BitMix, _ plan: PolicyCheck.TensorPlan) -> Int {
+        guard case .binarize(let b) = plan.decision.action else { return 0 }
+        return StoragePrediction.binarized(mix, elements: plan.tensor.elementCount, groups: b.scale == .channel ? plan.tensor.channelCount : 1).signBits
+    }
+
     static func spread(_ plans: inout [PolicyCheck.TensorPlan], target: Policy.Target, discovery: WeightDiscovery) throws {
         var layers: [Int] = []
         var pinnedBits = 0.0
@@ -30,7 +36,7 @@ public enum TargetSpread {
             total += p.tensor.elementCount
             switch b.allocation {
             case .target: layers.append(i)
-            case .mix(let m): pinnedBits += m.averageBits * Double(p.tensor.elementCount)
+            case .mix(let m): pinnedBits += Double(realizedSignBits(m, p))
             case .average(let a): pinnedBits += a * Double(p.tensor.elementCount)
             }
         }
@@ -59,6 +65,10 @@ public enum TargetSpread {
             var rung = 0
             var rungs: [Int: AverageBitsSearch.Outcome] = [:]
         }
+        func realizedBits(_ layer: inout Layer, _ rung: Int) throws -> Double {
+            _ = try squaredError(&layer, rung)
+            return Double(realizedSignBits(layer.rungs[rung]!.mix, plans[layer.plan]))
+        }
         let topRung = Int(((Double(target.maxBits) - 1) / step).rounded())
         func average(_ rung: Int) -> Double { (10 + Double(rung)) / 10 }
         func squaredError(_ layer: inout Layer, _ rung: Int) throws -> Double {
@@ -75,22 +85,32 @@ public enum TargetSpread {
             let meanSquare = sample.values.reduce(0.0) { $0 + Double($1) * Double($1) } / Double(max(1, sample.values.count))
             state.append(Layer(plan: i, sample: sample, energy: meanSquare * Double(plans[i].tensor.elementCount), method: b.method))
         }
+        // Bits are counted as MBBinarize will realize them (rounding per channel for channel
+        // scales), so the model-wide average lands on the target, not just its nominal sum.
         var spent = low
         while spent < need - 1e-6 {
             // Error removed per added sign bit, looking a few rungs ahead: at a fixed average
             // some P are worse than the rung below, and a one-rung view would stall there.
             // Moves that would pass the budget wait until nothing else fits; then the smallest
-            // single rung finishes the climb.
+            // move finishes the climb.
             var best: (layer: Int, rung: Int, gain: Double)?
-            var smallest: (layer: Int, bits: Double)?
+            var smallest: (layer: Int, rung: Int, bits: Double)?
             for k in state.indices where state[k].rung < topRung {
                 let here = try squaredError(&state[k], state[k].rung)
-                let n = Double(plans[state[k].plan].tensor.elementCount)
-                if smallest == nil || step * n < smallest!.bits { smallest = (k, step * n) }
+                let hereBits = try realizedBits(&state[k], state[k].rung)
                 for r in (state[k].rung + 1)...min(topRung, state[k].rung + lookahead) {
-                    let bits = Double(r - state[k].rung) * step * n
-                    guard spent + bits <= need + 1e-6 else { break }
-                    let gain = (here - (try squaredError(&state[k], r))) / bits
+                    let extra = try realizedBits(&state[k], r) - hereBits
+                    if extra > 0, smallest == nil || extra < smallest!.bits { smallest = (k, r, extra) }
+                    guard spent + extra <= need + 1e-6 else { continue }
+                    let removed = here - (try squaredError(&state[k], r))
+                    let gain: Double
+                    if extra <= 0 {
+                        // Per-channel rounding can make a higher rung no dearer: take it only if it helps.
+                        guard removed > 0 else { continue }
+                        gain = .infinity
+                    } else {
+                        gain = removed / extra
+                    }
                     if let b = best {
                         let better = gain > b.gain * (1 + 1e-12) + 1e-300
                         let tie = !better && gain >= b.gain * (1 - 1e-12) - 1e-300
@@ -102,10 +122,9 @@ public enum TargetSpread {
                     }
                 }
             }
-            if best == nil, let s = smallest { best = (s.layer, state[s.layer].rung + 1, 0) }
+            if best == nil, let s = smallest { best = (s.layer, s.rung, 0) }
             guard let pick = best else { break }
-            let n = Double(plans[state[pick.layer].plan].tensor.elementCount)
-            spent += Double(pick.rung - state[pick.layer].rung) * step * n
+            spent += try realizedBits(&state[pick.layer], pick.rung) - (try realizedBits(&state[pick.layer], state[pick.layer].rung))
             state[pick.layer].rung = pick.rung
         }
         for k in state.indices { _ = try squaredError(&state[k], state[k].rung) }

@@ -1,4 +1,6 @@
+import Foundation
 import MBPolicy
+import TestSupport
 import Testing
 
 /// A complete, valid policy parses into exactly what it says.
@@ -112,4 +114,16 @@ import Testing
     @Test func methodNamesAreMBBinarizes() {
         #expect(BinarizationMethod.allCases.map(\.rawValue) == ["middle-out", "top-down", "bottom-up", "random", "residual-middle-out"])
     }
+}
+
+/// The complete example in Schemas/policy.md parses without a single diagnostic.
+@Test func schemaDocumentExampleParses() throws {
+    let url = SharedFixtures.repositoryRoot.appendingPathComponent("Schemas/policy.md")
+    let doc = try String(contentsOf: url, encoding: .utf8)
+    let start = try #require(doc.range(of: "```yaml\n"))
+    let end = try #require(doc.range(of: "```", range: start.upperBound..<doc.endIndex))
+    let result = Policy.parse(text: String(doc[start.upperBound..<end.lowerBound]), file: "policy.md")
+    #expect(result.diagnostics.isEmpty, "\(result.diagnostics)")
+    #expect(result.policy?.rules.count == 5)
+    #expect(result.policy?.target?.averageBits == 1.6)
 }

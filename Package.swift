@@ -13,6 +13,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         // C libraries from Debian.
@@ -40,7 +41,11 @@ let package = Package(
         .target(name: "MBRuntime", dependencies: ["MBFormat", "MBKernels", "MBCore"]),
         .target(name: "MBONNX", dependencies: ["CONNXProto", "MBCore"]),
         .target(name: "MBBinarize", dependencies: ["MBKernels", "MBCore"]),
-        .target(name: "MBPolicy", dependencies: ["MBCore"]),
+        .target(
+            name: "MBPolicy",
+            dependencies: ["MBCore", .product(name: "Yams", package: "Yams")],
+            exclude: ["README.md"]
+        ),
         .target(
             name: "MBConvert",
             dependencies: ["MBONNX", "MBBinarize", "MBPolicy", "MBFormat", "MBRuntime", "MBKernels", "MBCore"]
@@ -64,6 +69,8 @@ let package = Package(
         .testTarget(name: "MBONNXTests", dependencies: ["MBONNX", "MBCore", "TestSupport"]),
         .testTarget(name: "MBFormatTests", dependencies: ["MBFormat", "MBCore", "TestSupport"]),
         .testTarget(name: "MBBinarizeTests", dependencies: ["MBBinarize", "MBCore", "TestSupport"]),
+        .testTarget(name: "MBPolicyTests", dependencies: ["MBPolicy", "MBCore", "TestSupport"]),
+        .testTarget(name: "MBConvertTests", dependencies: ["MBConvert", "MBONNX", "MBBinarize", "MBCore", "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["TestSupport"]),
     ]
 )

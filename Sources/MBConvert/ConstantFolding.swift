@@ -1,0 +1,128 @@
+import MBCore
+
+/// Constant subgraphs that produce weights, e.g. `ConstantOfShape` with a constant shape input
+/// (the light_* models in ../shared/models make every weight that way). Planning is separate
+/// from evaluation so that a dry run (`policy check`) learns a folded tensor's shape without
+/// allocating its values.
+public enum ConstantFolding {
+    /// A node whose output can be computed now.
+    public struct Plan: Sendable {
+        public var node: IRNode
+        public var outputName: String
+        public var elementType: ElementType
+        public var shape: [Int]
+        public var elementCount: Int
+    }
+
+    public struct Failure: Error, Sendable, CustomStringConvertible {
+        public var node: String
+        public var message: String
+        public var description: String { "node '\(node)': \(message)" }
+    }
+
+    /// Ops folded here. Each needs only constant inputs.
+    public static let foldableOps: Set<String> = ["ConstantOfShape", "Identity"]
+
+    /// Folded tensors are materialized in memory: refuse absurd sizes instead of crashing.
+    public static let maxFoldedBytes = 1 << 32
+
+    /// The plan for `node` when every input it reads is in `constants` (or itself planned), else nil.
+    public static func plan(_ node: IRNode, constants: [String: IRTensor], planned: [String: Plan] = [:]) -> Plan? {
+        guard node.domain.isEmpty, node.outputs.count == 1, !node.outputs[0].isEmpty else { return nil }
+        switch node.opType {
+        case "ConstantOfShape":
+            guard node.inputs.count == 1, let shapeTensor = constants[node.inputs[0]],
+                  shapeTensor.elementType == .int64, shapeTensor.shape.count == 1,
+                  let dims = int64Values(shapeTensor), dims.allSatisfy({ $0 >= 0 }),
+                  let count = elementCount(of: dims) else { return nil }
+            let type: ElementType
+            if case .tensor(let v)? = node.attribute("value") { type = v.elementType } else { type = .float }
+            guard type != .string, let bytes = type.rawByteCount(elements: count), bytes <= maxFoldedBytes else { return nil }
+            return Plan(node: node, outputName: node.outputs[0], elementType: type, shape: dims.map { Int($0) }, elementCount: count)
+        case "Identity":
+            guard node.inputs.count == 1 else { return nil }
+            if let c = constants[node.inputs[0]] {
+                return Plan(node: node, outputName: node.outputs[0], elementType: c.elementType, shape: c.shape, elementCount: c.elementCount)
+            }
+            if let p = planned[node.inputs[0]] {
+                return Plan(node: node, outputName: node.outputs[0], elementType: p.elementType, shape: p.shape, elementCount: p.elementCount)
+            }
+            return nil
+        default:
+            return nil
+        }
+    }
+
+    /// Computes a planned tensor. `lookup` finds input constants (already folded ones included).
+    public static func evaluate(_ plan: Plan, lookup: (String) throws -> IRTensor?) throws -> IRTensor {
+        let name = plan.node.name.isEmpty ? plan.outputName : plan.node.name
+        switch plan.node.opType {
+        case "ConstantOfShape":
+            // The fill value: one element of the output's type (ONNX default: float 0).
+            var element = [UInt8](repeating: 0, count: plan.elementType.rawByteCount(elements: 1) ?? 4)
+            if case .tensor(let v)? = plan.node.attribute("value") {
+                guard v.elementCount == 1, case .dense(let bytes) = v.storage, bytes.count == element.count else {
+                    throw Failure(node: name, message: "ConstantOfShape 'value' must hold exactly one element")
+                }
+                element = bytes.withBytes { Array($0) }
+            }
+            let total = element.count * plan.elementCount
+            var out = [UInt8](repeating: 0, count: total)
+            if element.contains(where: { $0 != 0 }) {
+                out.withUnsafeMutableBytes { dst in
+                    element.withUnsafeBytes { src in
+                        var offset = 0
+                        while offset < total {
+                            dst.baseAddress!.advanced(by: offset).copyMemory(from: src.baseAddress!, byteCount: src.count)
+                            offset += src.count
+                        }
+                    }
+                }
+            }
+            return IRTensor(name: plan.outputName, elementType: plan.elementType, shape: plan.shape, storage: .dense(ByteSlice(copying: out)))
+        case "Identity":
+            guard var t = try lookup(plan.node.inputs[0]) else { throw Failure(node: name, message: "input '\(plan.node.inputs[0])' is not constant") }
+            t.name = plan.outputName
+            return t
+        default:
+            throw Failure(node: name, message: "\(plan.node.opType) cannot be folded")
+        }
+    }
+
+    /// Plans every foldable node of `graph` in order (a fold may feed the next).
+    public static func plans(for graph: IRGraph) -> [String: Plan] {
+        let constants = Dictionary(graph.constants.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        var planned: [String: Plan] = [:]
+        for node in graph.nodes where foldableOps.contains(node.opType) {
+            if let p = plan(node, constants: constants, planned: planned) { planned[p.outputName] = p }
+        }
+        return planned
+    }
+
+    /// `graph` with every foldable node replaced by the constant it computes (what the
+    /// conversion pipeline stores). Inputs that only fed folded nodes stay; pruning is separate.
+    public static func fold(_ graph: IRGraph) throws -> IRGraph {
+        let planned = plans(for: graph)
+        guard !planned.isEmpty else { return graph }
+        var out = graph
+        var byName = Dictionary(graph.constants.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        out.nodes = []
+        for node in graph.nodes {
+            if let output = node.outputs.first, let p = planned[output], p.node.outputs == node.outputs {
+                let t = try evaluate(p) { byName[$0] }
+                byName[t.name] = t
+                out.constants.append(t)
+            } else {
+                out.nodes.append(node)
+            }
+        }
+        return out
+    }
+
+    static func int64Values(_ t: IRTensor) -> [Int64]? {
+        guard t.elementType == .int64, case .dense(let bytes) = t.storage, bytes.count == t.elementCount * 8 else { return nil }
+        return bytes.withBytes { raw in
+            (0..<t.elementCount).map { Int64(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 8, as: Int64.self)) }
+        }
+    }
+}

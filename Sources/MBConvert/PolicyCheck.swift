@@ -1,0 +1,110 @@
+import Foundation
+import MBCore
+import MBONNX
+@_exported import MBPolicy
+
+/// `mbconvert policy check policy.txt [model.onnx]`: validate a policy and, with a model, show
+/// what it decides for every weight and what that will cost, without binarizing anything big
+/// (a dry run). `average` rules and a `target` need error estimates: those binarize a seeded
+/// subsample of each affected weight (AverageBitsSearch, TargetSpread).
+public enum PolicyCheck {
+    public struct Options: Sendable {
+        /// A rule that matches no tensor is an error rather than a warning.
+        public var strict = false
+        public init(strict: Bool = false) { self.strict = strict }
+    }
+
+    /// A file could not be read at all (missing, unreadable, not a model): one line, no report.
+    public struct Failure: Error, Sendable, CustomStringConvertible {
+        public var file: String
+        public var message: String
+        public var description: String { "\(file): \(message)" }
+    }
+
+    public static func run(policy policyPath: String, model modelPath: String?, options: Options = Options()) throws -> PolicyCheckReport {
+        let bytes: [UInt8]
+        do {
+            bytes = Array(try Data(contentsOf: URL(fileURLWithPath: policyPath)))
+        } catch {
+            let exists = FileManager.default.fileExists(atPath: policyPath)
+            throw Failure(file: policyPath, message: exists ? "cannot read the file" : "no such file")
+        }
+        let parsed = Policy.parse(bytes: bytes, file: policyPath)
+        var report = PolicyCheckReport(policyFile: policyPath, modelFile: modelPath)
+        report.add(parsed.diagnostics)
+        guard let policy = parsed.policy else { return report }
+        report.describe(policy)
+
+        guard let modelPath else { return report }
+        let model = try ONNXReader().load(path: modelPath)
+        let discovery = try WeightDiscovery(onnx: model, file: modelPath)
+        try check(policy, against: discovery, modelName: URL(fileURLWithPath: modelPath).lastPathComponent, options: options, into: &report)
+        return report
+    }
+
+    /// Resolves `policy` against the discovered tensors and predicts storage.
+    public static func check(_ policy: Policy, against discovery: WeightDiscovery, modelName: String,
+                             options: Options = Options(), into report: inout PolicyCheckReport) throws {
+        let subjects = discovery.subjects
+        let resolution = policy.resolve(subjects)
+        report.add(policy.unusedRuleDiagnostics(resolution, subjects: subjects, modelName: modelName, strict: options.strict))
+        for (i, count) in resolution.ruleCounts.enumerated() { report.rules[i].tensors = count }
+        report.defaultTensors = resolution.defaultCount
+
+        var plans: [TensorPlan] = []
+        for (tensor, decision) in zip(discovery.tensors, resolution.decisions) {
+            guard let decision else { continue }
+            plans.append(TensorPlan(tensor: tensor, decision: decision))
+        }
+        do {
+            try resolveAllocations(&plans, policy: policy, discovery: discovery)
+        } catch let problem as TargetSpread.Infeasible {
+            report.add([PolicyDiagnostic(file: policy.file, position: problem.position, message: problem.message)])
+        }
+        report.rows = plans.map { PolicyCheckReport.Row(plan: $0, policy: policy) }
+        report.totals = PolicyCheckReport.Totals(rows: report.rows)
+    }
+
+    /// A tensor with its decision and, once known, the P it will be binarized with.
+    public struct TensorPlan: Sendable {
+        public var tensor: WeightDiscovery.Tensor
+        public var decision: WeightDecision
+        /// The P used: as stated, or found by the average search / target spread.
+        public var mix: BitMix?
+        /// For `average` and `target`: the average bits asked of the search.
+        public var requestedAverage: Double?
+        /// Widest bitwidth the search may use (a target's max_bits).
+        public var searchMaxBits = 8
+
+        public var prediction: StoragePrediction {
+            switch decision.action {
+            case .keep(let type):
+                return .keep(type, elements: tensor.elementCount)
+            case .binarize(let b):
+                guard let mix else { return .keep(.float32, elements: tensor.elementCount) }
+                return .binarized(mix, elements: tensor.elementCount, groups: b.scale == .channel ? tensor.channelCount : 1)
+            }
+        }
+    }
+
+    /// Fills in P for every binarized tensor: stated mixes directly, `target` layers by the
+    /// greedy spread, then `average` layers (and the spread's outcome) by the P search.
+    static func resolveAllocations(_ plans: inout [TensorPlan], policy: Policy, discovery: WeightDiscovery) throws {
+        for i in plans.indices {
+            guard case .binarize(let b) = plans[i].decision.action else { continue }
+            switch b.allocation {
+            case .mix(let m): plans[i].mix = m
+            case .average(let a): plans[i].requestedAverage = a
+            case .target: break
+            }
+        }
+        if let target = policy.target {
+            try TargetSpread.spread(&plans, target: target, discovery: discovery)
+        }
+        for i in plans.indices where plans[i].mix == nil {
+            guard case .binarize(let b) = plans[i].decision.action, let average = plans[i].requestedAverage else { continue }
+            let values = try AverageBitsSearch.sample(discovery: discovery, tensor: plans[i].tensor, scale: b.scale)
+            plans[i].mix = try AverageBitsSearch.best(average: average, maxBits: plans[i].searchMaxBits, sample: values, method: b.method).mix
+        }
+    }
+}

@@ -1,0 +1,158 @@
+/// What the policy decides for one tensor: what conversion consumes.
+public struct WeightDecision: Sendable, Equatable {
+    /// Which part of the policy decided.
+    public enum Source: Sendable, Equatable {
+        /// `rules[index]` (0-based into `Policy.rules`).
+        case rule(Int)
+        /// The `default:` settings.
+        case defaultSettings
+        /// No rule and no `default:`: the weight stays float32.
+        case implicitDefault
+    }
+
+    public enum Action: Sendable, Equatable {
+        case keep(KeepType)
+        case binarize(Binarization)
+    }
+
+    public enum Allocation: Sendable, Equatable {
+        /// P as the policy states it (`mix:` or `bits:`).
+        case mix(BitMix)
+        /// `average: B`: P is searched per tensor at conversion.
+        case average(Double)
+        /// Spread by the whole-model `target:` (decided with the whole model in view).
+        case target
+    }
+
+    public struct Binarization: Sendable, Equatable {
+        public var allocation: Allocation
+        public var method: BinarizationMethod
+        public var scale: ScaleGranularity
+        public var refit: Bool
+
+        public init(allocation: Allocation, method: BinarizationMethod = Self.defaultMethod,
+                    scale: ScaleGranularity = Self.defaultScale, refit: Bool = Self.defaultRefit) {
+            self.allocation = allocation
+            self.method = method
+            self.scale = scale
+            self.refit = refit
+        }
+
+        /// What a rule gets when it does not say (documented in Schemas/policy.md).
+        public static let defaultMethod = BinarizationMethod.middleOut
+        public static let defaultScale = ScaleGranularity.tensor
+        public static let defaultRefit = false
+    }
+
+    public var source: Source
+    public var action: Action
+
+    public init(source: Source, action: Action) {
+        self.source = source
+        self.action = action
+    }
+}
+
+extension Policy.Settings {
+    /// The decision these settings make, with unset options at their documented defaults.
+    public var action: WeightDecision.Action {
+        let allocation: WeightDecision.Allocation
+        switch storage {
+        case .keep(let k): return .keep(k)
+        case .distribution(let mix): allocation = .mix(mix)
+        case .average(let b): allocation = .average(b)
+        case .target: allocation = .target
+        }
+        return .binarize(WeightDecision.Binarization(
+            allocation: allocation,
+            method: method ?? WeightDecision.Binarization.defaultMethod,
+            scale: scale ?? WeightDecision.Binarization.defaultScale,
+            refit: refit ?? WeightDecision.Binarization.defaultRefit))
+    }
+}
+
+extension Policy.Match {
+    /// All given conditions hold. Tensors that are not weights are reached only through a
+    /// `tensor:` pattern (a bias is never caught by `op: Conv` alone).
+    public func matches(_ s: PolicySubject) -> Bool {
+        if !s.isWeight, tensorNames.isEmpty { return false }
+        if !tensorNames.isEmpty, !tensorNames.contains(where: { $0.matches(s.tensorName) }) { return false }
+        if !nodeNames.isEmpty, !s.consumers.contains(where: { c in nodeNames.contains { $0.matches(c.name) } }) { return false }
+        if !ops.isEmpty, !s.consumers.contains(where: { ops.contains($0.opType) }) { return false }
+        if !positions.isEmpty {
+            let hit = positions.contains { $0 == .first ? s.isFirst : s.isLast }
+            if !hit { return false }
+        }
+        if let lo = minElements, s.elementCount < lo { return false }
+        if let hi = maxElements, s.elementCount > hi { return false }
+        if let d = depthwise, s.isDepthwise != d { return false }
+        if let k = kernel, s.kernel != k { return false }
+        return true
+    }
+}
+
+/// The outcome of resolving a policy against a model's tensors.
+public struct PolicyResolution: Sendable {
+    /// Parallel to the subjects; nil for a non-weight tensor no rule names (it stays as it is).
+    public var decisions: [WeightDecision?]
+    /// How many subjects each rule governs (parallel to `Policy.rules`).
+    public var ruleCounts: [Int]
+    /// How many weights fell to `default:` (or stayed float32 without one).
+    public var defaultCount: Int
+}
+
+extension Policy {
+    /// The first rule (in file order) whose conditions hold, else `default`. Non-weights that no
+    /// rule names get nil.
+    public func decision(for subject: PolicySubject) -> WeightDecision? {
+        if let i = rules.firstIndex(where: { $0.match.matches(subject) }) {
+            return WeightDecision(source: .rule(i), action: rules[i].settings.action)
+        }
+        guard subject.isWeight else { return nil }
+        if let d = defaultSettings { return WeightDecision(source: .defaultSettings, action: d.action) }
+        return WeightDecision(source: .implicitDefault, action: .keep(.float32))
+    }
+
+    public func resolve(_ subjects: [PolicySubject]) -> PolicyResolution {
+        var counts = [Int](repeating: 0, count: rules.count)
+        var defaults = 0
+        let decisions = subjects.map { s -> WeightDecision? in
+            let d = decision(for: s)
+            switch d?.source {
+            case .rule(let i)?: counts[i] += 1
+            case .defaultSettings?, .implicitDefault?: defaults += 1
+            case nil: break
+            }
+            return d
+        }
+        return PolicyResolution(decisions: decisions, ruleCounts: counts, defaultCount: defaults)
+    }
+
+    /// One diagnostic per rule that governs nothing in this model: a warning, or an error when
+    /// `strict`. Such a rule has a typo, does not fit this model, or is shadowed by an earlier
+    /// rule (first match wins), which the message then names.
+    public func unusedRuleDiagnostics(_ resolution: PolicyResolution, subjects: [PolicySubject], modelName: String, strict: Bool) -> [PolicyDiagnostic] {
+        zip(rules, resolution.ruleCounts).compactMap { rule, count in
+            guard count == 0 else { return nil }
+            let name = rule.label.map { "rule '\($0)'" } ?? "rule \(rule.index)"
+            var message = "\(name) matches no tensor in \(modelName)"
+            let matched = subjects.indices.filter { rule.match.matches(subjects[$0]) }
+            if !matched.isEmpty {
+                let earlier = Set(matched.compactMap { i -> Int? in
+                    if case .rule(let r)? = resolution.decisions[i]?.source { return r } else { return nil }
+                }).sorted().map { rules[$0].displayName }
+                message = "\(name) governs nothing in \(modelName): the \(matched.count) tensor(s) it matches go to earlier \(earlier.joined(separator: ", ")) (first match wins)"
+            }
+            return PolicyDiagnostic(file: file, position: rule.position, severity: strict ? .error : .warning, message: message)
+        }
+    }
+
+    /// How a decision's source reads in reports: "rule 2 (line 14)", "default (line 30)".
+    public func describe(_ source: WeightDecision.Source) -> String {
+        switch source {
+        case .rule(let i): return rules[i].displayName
+        case .defaultSettings: return "default" + (defaultPosition.map { " (line \($0.line))" } ?? "")
+        case .implicitDefault: return "no rule (float32)"
+        }
+    }
+}

@@ -1,0 +1,159 @@
+/// A parsed, validated policy file (format: `Schemas/policy.md`).
+///
+/// Rules are kept in file order because the first rule that matches a weight governs it.
+public struct Policy: Sendable {
+    /// The only format version this build reads.
+    public static let supportedVersion = 1
+
+    /// The file name used in diagnostics (as given to the parser).
+    public var file: String
+    /// The text verbatim (the converter embeds it in the `.mbm`).
+    public var text: String
+    public var version: Int
+    public var rules: [Rule]
+    /// Settings for weights no rule matches; nil means they stay float32.
+    public var defaultSettings: Settings?
+    /// Where `default:` was written, for reports.
+    public var defaultPosition: SourcePosition?
+    public var target: Target?
+
+    public init(file: String, text: String, version: Int = Policy.supportedVersion, rules: [Rule] = [],
+                defaultSettings: Settings? = nil, defaultPosition: SourcePosition? = nil, target: Target? = nil) {
+        self.file = file
+        self.text = text
+        self.version = version
+        self.rules = rules
+        self.defaultSettings = defaultSettings
+        self.defaultPosition = defaultPosition
+        self.target = target
+    }
+}
+
+/// A 1-based line and column (columns count Unicode scalars, as libyaml does).
+public struct SourcePosition: Sendable, Hashable, Comparable, CustomStringConvertible {
+    public var line: Int
+    public var column: Int
+    public init(line: Int, column: Int) {
+        self.line = line
+        self.column = column
+    }
+    public var description: String { "\(line):\(column)" }
+    public static func < (a: SourcePosition, b: SourcePosition) -> Bool { (a.line, a.column) < (b.line, b.column) }
+}
+
+extension Policy {
+    public struct Rule: Sendable {
+        /// 1-based, in file order.
+        public var index: Int
+        /// Where the rule's `-` item starts.
+        public var position: SourcePosition
+        /// Optional `label:`, shown in reports.
+        public var label: String?
+        public var match: Match
+        public var settings: Settings
+
+        public init(index: Int, position: SourcePosition, label: String? = nil, match: Match, settings: Settings) {
+            self.index = index
+            self.position = position
+            self.label = label
+            self.match = match
+            self.settings = settings
+        }
+
+        /// "rule 2 (line 14)" or "rule 'pointwise' (line 14)".
+        public var displayName: String {
+            if let label { return "rule '\(label)' (line \(position.line))" }
+            return "rule \(index) (line \(position.line))"
+        }
+    }
+
+    /// The conditions of a rule; all given ones must hold. Lists mean "any of".
+    public struct Match: Sendable {
+        /// Node name patterns (any consumer node's name may match).
+        public var nodeNames: [NamePattern] = []
+        /// Tensor name patterns. Only this matcher can reach tensors that are not weights.
+        public var tensorNames: [NamePattern] = []
+        /// Op types, exact and case-sensitive as ONNX spells them ("Conv", "Gemm").
+        public var ops: [String] = []
+        public var positions: [LayerPosition] = []
+        public var minElements: Int?
+        public var maxElements: Int?
+        public var depthwise: Bool?
+        /// Spatial kernel size of a Conv/ConvTranspose weight, e.g. [1, 1] for pointwise.
+        public var kernel: [Int64]?
+
+        public init() {}
+
+        public var isEmpty: Bool {
+            nodeNames.isEmpty && tensorNames.isEmpty && ops.isEmpty && positions.isEmpty && minElements == nil
+                && maxElements == nil && depthwise == nil && kernel == nil
+        }
+    }
+
+    public enum LayerPosition: String, Sendable, CaseIterable {
+        case first, last
+    }
+
+    /// What a rule (or `default`) says about storage. Unset fields take the documented defaults.
+    public struct Settings: Sendable, Equatable {
+        public var storage: Storage
+        public var method: BinarizationMethod?
+        public var scale: ScaleGranularity?
+        public var refit: Bool?
+
+        public init(storage: Storage, method: BinarizationMethod? = nil, scale: ScaleGranularity? = nil, refit: Bool? = nil) {
+            self.storage = storage
+            self.method = method
+            self.scale = scale
+            self.refit = refit
+        }
+    }
+
+    /// Exactly one per rule: the storage key it states (or, under a `target`, none of them).
+    public enum Storage: Sendable, Equatable {
+        /// `mix:` or `bits:` (bits: n is the mix {n: 1}).
+        case distribution(BitMix)
+        /// `average: B`: the binarizer searches P with that average.
+        case average(Double)
+        /// No storage key under a whole-model `target`: the target spreads the bits.
+        case target
+        /// `keep:`: not binarized.
+        case keep(KeepType)
+    }
+
+    /// `target: {average_bits: B}`: bits spread over the target-governed weights so that the
+    /// model-wide average (over every binarized weight) is B with the least total error.
+    public struct Target: Sendable, Equatable {
+        public var averageBits: Double
+        /// Largest bitwidth the spread may use.
+        public var maxBits: Int
+        public var position: SourcePosition
+
+        public init(averageBits: Double, maxBits: Int = 3, position: SourcePosition) {
+            self.averageBits = averageBits
+            self.maxBits = maxBits
+            self.position = position
+        }
+    }
+}
+
+/// Mask heuristics; raw values are the names MBBinarize uses (HBB.md section 3).
+public enum BinarizationMethod: String, Sendable, CaseIterable {
+    case middleOut = "middle-out"
+    case topDown = "top-down"
+    case bottomUp = "bottom-up"
+    case random = "random"
+    case residualMiddleOut = "residual-middle-out"
+}
+
+/// One scale per bit level for the whole tensor, or per output channel.
+public enum ScaleGranularity: String, Sendable, CaseIterable {
+    case tensor, channel
+}
+
+/// How a tensor that is not binarized is stored.
+public enum KeepType: String, Sendable, CaseIterable {
+    case float32, float16
+
+    public var bitsPerElement: Int { self == .float32 ? 32 : 16 }
+}

@@ -1,0 +1,132 @@
+import Yams
+
+/// Settings shared by rules and `default`: one storage key (mix, bits, average or keep) plus the
+/// binarization options.
+extension SchemaReader {
+    mutating func settings(_ e: [Entry], at: SourcePosition, owner: String, hasTarget: Bool) -> Policy.Settings? {
+        var ok = true
+        // One storage key: a second one contradicts the first, whatever its value.
+        let storageEntries = e.filter { PolicyKeys.storage.contains($0.key) }
+        if let first = storageEntries.first {
+            for other in storageEntries.dropFirst() {
+                error(other.position, "'\(other.key)' conflicts with '\(first.key)' at \(first.position); a \(owner) states one of mix, bits, average, keep")
+                ok = false
+            }
+        }
+        var storage: Policy.Storage?
+        if let s = storageEntries.first {
+            switch s.key {
+            case "mix": storage = mix(s.value).map { .distribution($0) }
+            case "bits": storage = bits(s.value).map { .distribution(.homogeneous($0)) }
+            case "average": storage = average(s.value).map { .average($0) }
+            case "keep": storage = choice(s.value, "keep", noun: "keep type", KeepType.self).map { .keep($0) }
+            default: break
+            }
+            if storage == nil { ok = false }
+        } else if hasTarget {
+            storage = .target
+        } else {
+            error(at, "\(owner) states none of mix, bits, average, keep (or add a whole-model 'target:' to spread bits)")
+            ok = false
+        }
+
+        var result = Policy.Settings(storage: storage ?? .target)
+        for item in e {
+            let valid: Bool
+            switch item.key {
+            case "method":
+                result.method = choice(item.value, "method", BinarizationMethod.self)
+                valid = result.method != nil
+            case "scale":
+                result.scale = choice(item.value, "scale", ScaleGranularity.self)
+                valid = result.scale != nil
+            case "refit":
+                result.refit = bool(item.value, "refit must be true or false")
+                valid = result.refit != nil
+            default:
+                continue
+            }
+            if !valid {
+                ok = false
+            } else if case .keep? = storage {
+                error(item.position, "'\(item.key)' has no effect with 'keep': the tensor is not binarized")
+                ok = false
+            } else if item.key == "method", storageEntries.first?.key == "bits" {
+                warning(item.position, "'method' has no effect with 'bits': every entry gets the same bitwidth")
+            }
+        }
+        return ok ? result : nil
+    }
+
+    /// `mix: {1: 0.7, 2: 0.2, 3: 0.1}`: bitwidths 1 to 8, fractions in [0, 1] summing to 1.
+    mutating func mix(_ node: Node) -> BitMix? {
+        guard let e = entries(node, "mix must map bitwidths to fractions, e.g. {1: 0.7, 2: 0.2, 3: 0.1}") else { return nil }
+        guard !e.isEmpty else {
+            error(Self.position(node), "mix is empty; give at least one bitwidth, e.g. {1: 0.7, 2: 0.2, 3: 0.1}")
+            return nil
+        }
+        var pairs: [(bits: Int, fraction: Double)] = []
+        var seen: [Int: SourcePosition] = [:]
+        var ok = true
+        for item in e {
+            guard SchemaReader.tagName(item.keyNode) == .int, case .scalar(let k) = item.keyNode, let b = Int.construct(from: k) else {
+                error(item.position, "mix keys are bitwidths from 1 to 8, got '\(Self.truncated(item.key))'")
+                ok = false
+                continue
+            }
+            guard BitMix.bitRange.contains(b) else {
+                error(item.position, "bitwidth must be from 1 to 8, got \(b)")
+                ok = false
+                continue
+            }
+            if let earlier = seen[b] {
+                // `1` and `01` are different YAML keys but the same bitwidth.
+                error(item.position, "bitwidth \(b) appears twice in mix (first at \(earlier))")
+                ok = false
+                continue
+            }
+            seen[b] = item.position
+            guard let p = number(item.value, "fraction for \(b)-bit must be a number") else {
+                ok = false
+                continue
+            }
+            guard p >= 0, p <= 1 else {
+                error(Self.position(item.value), "fraction for \(b)-bit must be in [0, 1], got \(Self.sourceText(item.value))")
+                ok = false
+                continue
+            }
+            pairs.append((b, p))
+        }
+        guard ok else { return nil }
+        let sum = pairs.reduce(0) { $0 + $1.fraction }
+        guard abs(sum - 1) <= BitMix.sumTolerance else {
+            error(Self.position(node), "fractions must sum to 1 (within 1e-6), got \(formatNumber(sum))")
+            return nil
+        }
+        return BitMix(pairs)
+    }
+
+    mutating func bits(_ node: Node) -> Int? {
+        guard let b = int(node, "bits must be an integer from 1 to 8") else { return nil }
+        guard BitMix.bitRange.contains(b) else {
+            error(Self.position(node), "bitwidth must be from 1 to 8, got \(b)")
+            return nil
+        }
+        return b
+    }
+
+    mutating func average(_ node: Node) -> Double? {
+        guard let b = number(node, "average must be a number of bits from 1 to 8") else { return nil }
+        guard b >= 1, b <= 8 else {
+            error(Self.position(node), "average must be from 1 to 8 bits, got \(Self.sourceText(node))")
+            return nil
+        }
+        return b
+    }
+
+    /// A scalar as written in the file (so "got 1.20" shows what the user typed).
+    static func sourceText(_ node: Node) -> String {
+        if case .scalar(let s) = node { return truncated(s.string) }
+        return describe(node)
+    }
+}

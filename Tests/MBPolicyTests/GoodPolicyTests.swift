@@ -1,0 +1,129 @@
+import Foundation
+import MBPolicy
+import TestSupport
+import Testing
+
+/// A complete, valid policy parses into exactly what it says.
+@Suite struct GoodPolicyTests {
+    static let full = """
+        # every key the format has
+        version: 1
+        rules:
+          - label: stem
+            match: {position: [first, last]}
+            keep: float32
+          - match:
+              op: Conv
+              depthwise: true
+            bits: 3
+            scale: channel
+          - match: {name: "re:.*pointwise.*", kernel: 1x1, min_elements: 1024, max_elements: 1_000_000}
+            mix: {3: 0.1, 1: 0.7, 2: 0.2}
+            method: residual-middle-out
+            refit: true
+          - match: {tensor: ["fc*_w", "classifier?weight"], op: [Gemm, MatMul]}
+            average: 1.5
+            method: top-down
+          - match: {tensor: "*_b"}
+            keep: float16
+        default:
+          mix: {1: 0.7, 2: 0.2, 3: 0.1}
+          scale: tensor
+
+        """
+
+    @Test func fullPolicyParses() throws {
+        let result = Policy.parse(text: Self.full, file: "full.txt")
+        #expect(result.diagnostics.isEmpty, "\(result.diagnostics)")
+        let p = try #require(result.policy)
+        #expect(p.version == 1)
+        #expect(p.rules.count == 5)
+        #expect(p.target == nil)
+
+        let stem = p.rules[0]
+        #expect(stem.label == "stem")
+        #expect(stem.index == 1)
+        #expect(stem.position == SourcePosition(line: 4, column: 5))
+        #expect(stem.match.positions == [.first, .last])
+        #expect(stem.settings == Policy.Settings(storage: .keep(.float32)))
+        #expect(stem.displayName == "rule 'stem' (line 4)")
+
+        let dw = p.rules[1]
+        #expect(dw.match.ops == ["Conv"])
+        #expect(dw.match.depthwise == true)
+        #expect(dw.settings == Policy.Settings(storage: .distribution(.homogeneous(3)), scale: .channel))
+        #expect(dw.displayName == "rule 2 (line 7)")
+
+        let pw = p.rules[2]
+        #expect(pw.match.nodeNames.map(\.source) == ["re:.*pointwise.*"])
+        #expect(pw.match.kernel == [1, 1])
+        #expect(pw.match.minElements == 1024)
+        #expect(pw.match.maxElements == 1_000_000)
+        let mix = try #require(BitMix([(1, 0.7), (2, 0.2), (3, 0.1)]))
+        #expect(pw.settings == Policy.Settings(storage: .distribution(mix), method: .residualMiddleOut, refit: true))
+        #expect(mix.entries.map(\.bits) == [1, 2, 3])
+
+        let fc = p.rules[3]
+        #expect(fc.match.tensorNames.map(\.source) == ["fc*_w", "classifier?weight"])
+        #expect(fc.match.ops == ["Gemm", "MatMul"])
+        #expect(fc.settings == Policy.Settings(storage: .average(1.5), method: .topDown))
+
+        #expect(p.rules[4].settings == Policy.Settings(storage: .keep(.float16)))
+        #expect(p.defaultSettings == Policy.Settings(storage: .distribution(mix), scale: .tensor))
+        #expect(p.defaultPosition == SourcePosition(line: 21, column: 1))
+        #expect(p.text == Self.full)
+    }
+
+    @Test func targetPolicyLeavesStorageToTheTarget() throws {
+        let text = """
+            version: 1
+            target: {average_bits: 1.6, max_bits: 4}
+            rules:
+              - match: {position: first}
+                keep: float32
+            default:
+              scale: channel
+
+            """
+        let p = try Policy(text: text, file: "t.txt")
+        #expect(p.target == Policy.Target(averageBits: 1.6, maxBits: 4, position: SourcePosition(line: 2, column: 1)))
+        #expect(p.defaultSettings == Policy.Settings(storage: .target, scale: .channel))
+    }
+
+    @Test func mixStatistics() throws {
+        let mix = try #require(BitMix([(1, 0.7), (2, 0.2), (3, 0.1)]))
+        #expect(abs(mix.averageBits - 1.4) < 1e-12)
+        #expect(abs(mix.entropy - 1.1567796494470395) < 1e-12)
+        #expect(mix.counts(elements: 1000) == [700, 200, 100])
+        // Half away from zero for every width but the last, which takes the rest.
+        #expect(mix.counts(elements: 5) == [4, 1, 0])
+        #expect(mix.counts(elements: 15) == [11, 3, 1])
+        #expect(mix.description == "{1: 0.7, 2: 0.2, 3: 0.1}")
+        #expect(BitMix.homogeneous(2).description == "2-bit")
+        #expect(BitMix.homogeneous(2).entropy == 0)
+        // A zero fraction is kept as written but receives no entries.
+        let zero = try #require(BitMix([(1, 0.9), (2, 0.1), (3, 0)]))
+        #expect(zero.used.map(\.bits) == [1, 2])
+        #expect(zero.counts(elements: 10) == [9, 1])
+        #expect(zero.maxBits == 2)
+        #expect(BitMix([(1, 0.5), (2, 0.4)]) == nil)
+        #expect(BitMix([(0, 1)]) == nil)
+        #expect(BitMix([(2, 0.5), (2, 0.5)]) == nil)
+    }
+
+    @Test func methodNamesAreMBBinarizes() {
+        #expect(BinarizationMethod.allCases.map(\.rawValue) == ["middle-out", "top-down", "bottom-up", "random", "residual-middle-out"])
+    }
+}
+
+/// The complete example in Schemas/policy.md parses without a single diagnostic.
+@Test func schemaDocumentExampleParses() throws {
+    let url = SharedFixtures.repositoryRoot.appendingPathComponent("Schemas/policy.md")
+    let doc = try String(contentsOf: url, encoding: .utf8)
+    let start = try #require(doc.range(of: "```yaml\n"))
+    let end = try #require(doc.range(of: "```", range: start.upperBound..<doc.endIndex))
+    let result = Policy.parse(text: String(doc[start.upperBound..<end.lowerBound]), file: "policy.md")
+    #expect(result.diagnostics.isEmpty, "\(result.diagnostics)")
+    #expect(result.policy?.rules.count == 5)
+    #expect(result.policy?.target?.averageBits == 1.6)
+}

@@ -1,0 +1,147 @@
+/// The binarized form of one tensor, shared by the converter's writer and the runtime: the
+/// mask (one bit width per entry), and per level the scale of each group and the sign bits of
+/// that level's ACTIVE entries only.
+///
+/// Sign bits of a level are one stream over the groups in order (no padding between groups),
+/// packed into `UInt64` words least-significant bit first; bit `i` is the sign of the `i`-th
+/// entry, in group-major order, whose bit width reaches the level. A set bit means +1. Bits
+/// past the end of the stream are zero.
+///
+/// Dequantization is `T_hat = sum over k <= M of s_k * mu_k`, added in Float from level 1 up;
+/// `dequantized()` is the one definition, `dequantizedReference()` its plain twin.
+public struct PackedTensor: Sendable, Equatable {
+    public var shape: [Int]
+    public var scale: ScaleMode
+    /// Bit width of each entry, flat order, each in 1...levels.count.
+    public var mask: [UInt8]
+    /// Level k (1-based) is `levels[k - 1]`.
+    public var levels: [PackedLevel]
+
+    public init(shape: [Int], scale: ScaleMode, mask: [UInt8], levels: [PackedLevel]) {
+        self.shape = shape
+        self.scale = scale
+        self.mask = mask
+        self.levels = levels
+    }
+
+    public var count: Int { mask.count }
+    public var groupCount: Int { levels.first?.scales.count ?? 1 }
+
+    var layout: GroupLayout {
+        // validate() checks that the shape and scale mode make a layout.
+        try! GroupLayout(shape: shape, scale: scale, tensor: "packed")
+    }
+
+    /// Checks that every part fits the others: mask values, per-group active counts, word
+    /// counts, zero padding, finite scales. Everything a reader of this form may rely on.
+    public func validate() throws(BinarizeError) {
+        let layout: GroupLayout
+        do throws(BinarizeError) {
+            layout = try GroupLayout(shape: shape, scale: scale, tensor: "packed")
+        } catch {
+            throw .invalidPacked("shape \(shape) with \(scale) scales: \(error)")
+        }
+        guard layout.count == mask.count else {
+            throw .invalidPacked("shape \(shape) holds \(layout.count) entries but the mask has \(mask.count)")
+        }
+        guard !levels.isEmpty, levels.count <= BitDistribution.maxBits else {
+            throw .invalidPacked("\(levels.count) levels; expected 1...\(BitDistribution.maxBits)")
+        }
+        var counts = [[Int]](repeating: [Int](repeating: 0, count: layout.groupCount), count: levels.count)
+        for p in 0..<layout.count {
+            let m = Int(mask[layout.flatIndex(ofGroupMajor: p)])
+            guard (1...levels.count).contains(m) else {
+                throw .invalidPacked("mask entry \(layout.flatIndex(ofGroupMajor: p)) is \(m); expected 1...\(levels.count)")
+            }
+            let g = layout.groupSize == 0 ? 0 : p / layout.groupSize
+            for k in 0..<m { counts[k][g] += 1 }
+        }
+        for (k, level) in levels.enumerated() {
+            guard level.scales.count == layout.groupCount, level.activeCounts.count == layout.groupCount else {
+                throw .invalidPacked("level \(k + 1) has \(level.scales.count) scales and \(level.activeCounts.count) counts for \(layout.groupCount) groups")
+            }
+            guard level.activeCounts == counts[k] else {
+                throw .invalidPacked("level \(k + 1) active counts \(level.activeCounts) disagree with the mask (\(counts[k]))")
+            }
+            if let bad = level.scales.firstIndex(where: { !$0.isFinite }) {
+                throw .invalidPacked("level \(k + 1) scale of group \(bad) is \(level.scales[bad])")
+            }
+            let bits = counts[k].reduce(0, +)
+            guard level.signs.count == (bits + 63) / 64 else {
+                throw .invalidPacked("level \(k + 1) has \(level.signs.count) sign words for \(bits) bits")
+            }
+            if bits % 64 != 0, level.signs[bits / 64] >> UInt64(bits % 64) != 0 {
+                throw .invalidPacked("level \(k + 1) has non-zero padding bits after bit \(bits)")
+            }
+        }
+    }
+}
+
+/// One level of a packed tensor.
+public struct PackedLevel: Sendable, Equatable {
+    /// mu_k of each group; 0 (and meaningless) where the group has no active entry.
+    public var scales: [Float]
+    /// How many entries of each group reach this level.
+    public var activeCounts: [Int]
+    /// The sign stream (see `PackedTensor`).
+    public var signs: [UInt64]
+
+    public init(scales: [Float], activeCounts: [Int], signs: [UInt64]) {
+        self.scales = scales
+        self.activeCounts = activeCounts
+        self.signs = signs
+    }
+
+    /// Number of sign bits in the stream.
+    public var bitCount: Int { activeCounts.reduce(0, +) }
+
+    /// Sign `i` of the stream as +1 or -1.
+    @inlinable
+    public func sign(_ i: Int) -> Float { (signs[i >> 6] >> UInt64(i & 63)) & 1 == 1 ? 1 : -1 }
+}
+
+/// Appends bits to a word buffer, least-significant bit first. The buffer must hold enough
+/// words; `finish()` stores the last partial word (its unused bits stay zero).
+struct BitWriter {
+    let words: UnsafeMutablePointer<UInt64>
+    private(set) var wordIndex = 0
+    private var current: UInt64 = 0
+    private var fill: UInt64 = 0
+
+    init(words: UnsafeMutablePointer<UInt64>) { self.words = words }
+
+    @inline(__always)
+    mutating func append(_ bit: Bool) {
+        current |= UInt64(bit ? 1 : 0) << fill
+        fill &+= 1
+        if fill == 64 {
+            words[wordIndex] = current
+            wordIndex &+= 1
+            current = 0
+            fill = 0
+        }
+    }
+
+    /// Number of words holding bits after `finish()`.
+    mutating func finish() -> Int {
+        if fill > 0 {
+            words[wordIndex] = current
+            wordIndex += 1
+            current = 0
+            fill = 0
+        }
+        return wordIndex
+    }
+}
+
+/// Packs booleans into words LSB-first (plain version, for tests and small data).
+public func packBits(_ bits: [Bool]) -> [UInt64] {
+    var words = [UInt64](repeating: 0, count: (bits.count + 63) / 64)
+    for (i, b) in bits.enumerated() where b { words[i / 64] |= 1 << UInt64(i % 64) }
+    return words
+}
+
+/// The first `count` bits of `words`, LSB-first.
+public func unpackBits(_ words: [UInt64], count: Int) -> [Bool] {
+    (0..<count).map { (words[$0 / 64] >> UInt64($0 % 64)) & 1 == 1 }
+}

@@ -1,0 +1,114 @@
+/// A per-entry selection key: smaller keys are chosen first. Keys must be below 2^63.
+protocol SelectionKey {
+    func key(_ j: Int) -> UInt64
+}
+
+/// Buffers for `selectSmallest`, sized for the largest group.
+struct SelectionScratch {
+    static let maxDigitBits = 16
+    let histogram: UnsafeMutablePointer<UInt32>
+    let candidateIndex: UnsafeMutablePointer<UInt32>
+    let candidateKey: UnsafeMutablePointer<UInt64>
+
+    init(capacity: Int) {
+        histogram = .allocate(capacity: 1 << Self.maxDigitBits)
+        candidateIndex = .allocate(capacity: capacity + 1)
+        candidateKey = .allocate(capacity: capacity + 1)
+    }
+
+    func deallocate() {
+        histogram.deallocate()
+        candidateIndex.deallocate()
+        candidateKey.deallocate()
+    }
+
+    /// Digit width for `n` keys: a histogram small enough that clearing it is cheap next to n.
+    @inline(__always)
+    static func digitBits(for n: Int) -> Int { n >= 1 << 16 ? 16 : (n >= 1 << 12 ? 12 : 8) }
+}
+
+/// Sets `mask[j] = mark` for the `c` active entries with the smallest keys, ties broken by the
+/// lower index: exactly what sorting by (key, index) and taking the first `c` would give.
+///
+/// A radix select, O(n) per call with no sort: one histogram pass over the top digit of the
+/// keys finds the bucket holding the c-th smallest key; a second pass marks every entry of a
+/// lower bucket and gathers the entries of that bucket (in index order). The gathered entries
+/// are narrowed digit by digit; when all key bits are used up, the remaining candidates have
+/// equal keys and the first ones (lowest indices) are taken.
+@inline(__always)
+func selectSmallest<A: ActiveEntries, K: SelectionKey>(
+    _ active: A, count c: Int, key: K, mask: UnsafeMutablePointer<UInt8>, mark: UInt8, scratch: SelectionScratch
+) {
+    let n = active.count
+    guard c > 0 else { return }
+    if c >= n {
+        for i in 0..<n { mask[active[i]] = mark }
+        return
+    }
+    let histogram = scratch.histogram
+    let index = scratch.candidateIndex
+    let keys = scratch.candidateKey
+
+    // Top digit: bits 62 ... 63 - width (bit 63 is always zero).
+    let width = SelectionScratch.digitBits(for: n)
+    var shift = 63 - width
+    histogram.update(repeating: 0, count: 1 << width)
+    for i in 0..<n {
+        histogram[Int(truncatingIfNeeded: key.key(active[i]) >> UInt64(shift))] &+= 1
+    }
+    var below = 0
+    var bucket = 0
+    while below + Int(histogram[bucket]) < c {
+        below += Int(histogram[bucket])
+        bucket += 1
+    }
+    // Mark the lower buckets, gather the boundary bucket (branch-free: the slot is always
+    // written, and kept only when it belongs).
+    let boundary = UInt64(bucket)
+    var gathered = 0
+    for i in 0..<n {
+        let j = active[i]
+        let k = key.key(j)
+        let digit = k >> UInt64(shift)
+        mask[j] = digit < boundary ? mark : mask[j]
+        index[gathered] = UInt32(truncatingIfNeeded: j)
+        keys[gathered] = k
+        gathered &+= digit == boundary ? 1 : 0
+    }
+    var need = c - below
+
+    // Narrow the boundary bucket on the lower digits.
+    while need > 0 && need < gathered && shift > 0 {
+        let w = min(shift, SelectionScratch.digitBits(for: gathered))
+        let newShift = shift - w
+        let digitMask = UInt64(1) << UInt64(w) - 1
+        histogram.update(repeating: 0, count: 1 << w)
+        for i in 0..<gathered {
+            histogram[Int(truncatingIfNeeded: (keys[i] >> UInt64(newShift)) & digitMask)] &+= 1
+        }
+        var lower = 0
+        var b = 0
+        while lower + Int(histogram[b]) < need {
+            lower += Int(histogram[b])
+            b += 1
+        }
+        let target = UInt64(b)
+        var kept = 0
+        for i in 0..<gathered {
+            let k = keys[i]
+            let digit = (k >> UInt64(newShift)) & digitMask
+            if digit < target {
+                mask[Int(truncatingIfNeeded: index[i])] = mark
+            } else if digit == target {
+                index[kept] = index[i]
+                keys[kept] = k
+                kept += 1
+            }
+        }
+        gathered = kept
+        need -= lower
+        shift = newShift
+    }
+    // Either every candidate is needed, or all candidates share one key: lowest indices first.
+    for i in 0..<min(need, gathered) { mask[Int(truncatingIfNeeded: index[i])] = mark }
+}

@@ -69,7 +69,9 @@ public enum ConvTranspose {
         let d = g.dims3
         let inSize = d.inputSize, outSize = d.outputSize, kSize = d.kernelSize
         let rows = g.outPerGroup * kSize
-        let col = (scratch ?? KernelScratch()).floats(rows * inSize)
+        let scratch = scratch ?? KernelScratch()
+        defer { withExtendedLifetime(scratch) {} }
+        let col = scratch.floats(rows * inSize)
         for n in 0..<g.batch {
             for grp in 0..<g.groups {
                 let x = input + (n * g.inChannels + grp * g.inPerGroup) * inSize

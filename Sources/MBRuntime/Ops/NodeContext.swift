@@ -179,10 +179,10 @@ final class ExecutionContext: @unchecked Sendable {
     func run(_ graph: CompiledGraph) throws(MBRuntimeError) -> [MBTensor] {
         for c in graph.constants { env[c.slot] = c.value }
         for step in graph.steps {
-            let inputs = Inputs(step.inputs.map { $0 < 0 ? nil : env[$0] })
             let outputs: [MBTensor]
             do {
-                outputs = try step.run(inputs, self)
+                // The inputs array dies with this call, so released buffers can be unique below.
+                outputs = try step.run(Inputs(step.inputs.map { $0 < 0 ? nil : env[$0] }), self)
             } catch let e as OpError {
                 throw MBRuntimeError(e.kind, node: step.name, opType: step.opType, e.message)
             } catch let e as MBRuntimeError {

@@ -74,6 +74,6 @@ let package = Package(
         .testTarget(name: "MBBinarizeTests", dependencies: ["MBBinarize", "MBCore", "TestSupport"]),
         .testTarget(name: "MBKernelsTests", dependencies: ["MBKernels", "MBCore", "TestSupport"]),
         .testTarget(name: "MBRuntimeTests", dependencies: ["MBRuntime", "MBConvert", "MBCore", "TestSupport"]),
-        .testTarget(name: "CLITests", dependencies: ["TestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["TestSupport", "MBCore"]),
     ]
 )

@@ -16,6 +16,8 @@ public enum RunModel {
         public var outputDirectory: String?
         public var repeats: Int
         public var threads: Int
+        /// Print where the time went, per operator type.
+        public var profile = false
         public init(inputs: [String], outputDirectory: String? = nil, repeats: Int = 0, threads: Int = 1) {
             self.inputs = inputs
             self.outputDirectory = outputDirectory
@@ -38,7 +40,7 @@ public enum RunModel {
     public static func run(modelPath: String, options: Options) throws -> String {
         let model = try loadModel(path: modelPath)
         let feeds = try readInputs(options.inputs, model: model)
-        let session = model.makeSession(.init(threads: options.threads))
+        let session = model.makeSession(.init(threads: options.threads, profile: options.profile))
         let outputs = try session.run(feeds)
         var lines: [String] = []
         for info in model.outputs {
@@ -60,6 +62,9 @@ public enum RunModel {
                 times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
             }
             times.sort()
+            if let p = session.lastProfile {
+                for o in p.byOperator { lines.append(String(format: "  %-20@ %3d nodes %9.3f ms", o.opType as NSString, o.count, Double(o.nanoseconds) / 1e6)) }
+            }
             lines.append(String(format: "latency over %d runs (%d thread%@): median %.3f ms, min %.3f ms",
                                 options.repeats, options.threads, options.threads == 1 ? "" : "s", times[times.count / 2], times[0]))
         }

@@ -4,7 +4,7 @@ extension Conv {
     /// the positions where the input is in range, so it has no per-element bounds checks.
     static func depthwise(
         _ g: ConvGeometry, input: UnsafePointer<Float>, weights: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
-        output: UnsafeMutablePointer<Float>, threads: Int
+        output: UnsafeMutablePointer<Float>, activation: Activation, threads: Int
     ) {
         let d = g.dims3
         let (kd, kh, kw) = d.kernel
@@ -47,6 +47,9 @@ extension Conv {
                         }
                     }
                 }
+            }
+            if activation == .relu {
+                for i in 0..<outSize { dst[i] = dst[i] > 0 ? dst[i] : 0 }
             }
         }
     }

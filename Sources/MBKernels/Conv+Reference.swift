@@ -3,7 +3,7 @@ extension Conv {
     /// checks (Double accumulator).
     public static func reference(
         _ g: ConvGeometry, input: UnsafePointer<Float>, weights: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
-        output: UnsafeMutablePointer<Float>
+        output: UnsafeMutablePointer<Float>, activation: Activation = .none
     ) {
         let d = g.dims3
         let (kd, kh, kw) = d.kernel
@@ -26,6 +26,7 @@ extension Conv {
                             sum += Double(xv) * Double(wv)
                         } } }
                     }
+                    if activation == .relu { sum = max(sum, 0) }
                     output[(((n * g.outChannels + oc) * od + oz) * oh + oy) * ow + ox] = Float(sum)
                 } } }
             }

@@ -5,17 +5,23 @@ public enum Conv {
     public static func forward(
         _ variant: KernelVariant = .fast, _ g: ConvGeometry,
         input: UnsafePointer<Float>, weights: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
-        output: UnsafeMutablePointer<Float>, threads: Int = 1, scratch: KernelScratch? = nil
+        output: UnsafeMutablePointer<Float>, activation: Activation = .none, threads: Int = 1, scratch: KernelScratch? = nil
     ) {
         if variant == .reference {
-            reference(g, input: input, weights: weights, bias: bias, output: output)
+            reference(g, input: input, weights: weights, bias: bias, output: output, activation: activation)
             return
         }
         if g.inPerGroup == 1 && g.groups > 1 {
-            depthwise(g, input: input, weights: weights, bias: bias, output: output, threads: threads)
+            depthwise(g, input: input, weights: weights, bias: bias, output: output, activation: activation, threads: threads)
             return
         }
-        im2colGemm(g, input: input, weights: weights, bias: bias, output: output, threads: threads, scratch: scratch ?? KernelScratch())
+        im2colGemm(g, input: input, weights: weights, bias: bias, output: output, activation: activation, threads: threads, scratch: scratch ?? KernelScratch())
+    }
+
+    /// An activation applied to each output in the kernel's epilogue (a fused Conv + Relu).
+    public enum Activation: Sendable, Equatable {
+        case none
+        case relu
     }
 
     /// Whether im2col is the identity (1×1 kernel, stride 1, no padding).
@@ -26,7 +32,7 @@ public enum Conv {
 
     static func im2colGemm(
         _ g: ConvGeometry, input: UnsafePointer<Float>, weights: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
-        output: UnsafeMutablePointer<Float>, threads: Int, scratch: KernelScratch
+        output: UnsafeMutablePointer<Float>, activation: Activation, threads: Int, scratch: KernelScratch
     ) {
         let d = g.dims3
         let inSize = d.inputSize, outSize = d.outputSize
@@ -47,12 +53,17 @@ public enum Conv {
                 }
                 Gemm.sgemm(transA: false, transB: false, m: g.outPerGroup, n: outSize, k: kRows,
                            alpha: 1, a: w, lda: kRows, b: b, ldb: outSize, beta: 0, c: y, ldc: outSize)
-                if let bias {
+                if bias != nil || activation != .none {
                     let yb = UncheckedSendable(y)
+                    let relu = activation == .relu
                     Parallel.forEach(g.outPerGroup, threads: outSize * g.outPerGroup > 1 << 16 ? threads : 1) { oc in
-                        let v = bias[grp * g.outPerGroup + oc]
+                        let v = bias?[grp * g.outPerGroup + oc] ?? 0
                         let row = yb.value + oc * outSize
-                        for i in 0..<outSize { row[i] += v }
+                        if relu {
+                            for i in 0..<outSize { let t = row[i] + v; row[i] = t > 0 ? t : 0 }
+                        } else {
+                            for i in 0..<outSize { row[i] += v }
+                        }
                     }
                 }
             }

@@ -20,7 +20,7 @@ extension Pool {
                     let v = input[((p * id + iz) * ih + iy) * iw + ix]
                     valid += 1
                     sum += Double(v)
-                    if v > m || v.isNaN { m = v }
+                    if v > m { m = v }
                 } } }
                 let o = ((p * od + oz) * oh + oy) * ow + ox
                 switch kind {

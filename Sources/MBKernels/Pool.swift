@@ -43,8 +43,9 @@ public enum PoolKind: Sendable, Equatable {
 }
 
 public enum Pool {
-    /// Fast variant: parallel over planes; each window's in-range part is computed once per
-    /// output position, so the inner loop has no bounds checks.
+    /// Fast variant: parallel over planes; for each output row the taps are the outer loops and
+    /// the output positions the inner one, over the positions where the tap is in range (no
+    /// bounds checks or branches inside). NaN inputs are not propagated (as with maxps).
     public static func forward(
         _ variant: KernelVariant = .fast, _ kind: PoolKind, _ g: PoolGeometry,
         input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, threads: Int = 1
@@ -59,50 +60,80 @@ public enum Pool {
         let (id, ih, iw) = d.input
         let inSize = d.inputSize, outSize = d.outputSize
         let out = UncheckedSendable(output)
-        // Per-dimension window ranges: valid taps [lo, hi) and the padded count.
-        func taps(_ o: Int, stride: Int, pad: Int, padEnd: Int, k: Int, dil: Int, n: Int) -> (lo: Int, hi: Int, padded: Int) {
-            let start = o * stride - pad
-            var lo = 0
-            while lo < k && start + lo * dil < 0 { lo += 1 }
-            var hi = k
-            while hi > lo && start + (hi - 1) * dil >= n { hi -= 1 }
-            var padded = 0
-            for t in 0..<k where start + t * dil < n + padEnd { padded += 1 }
+        // Per dimension and output index: the in-range taps [lo, hi) and the padded tap count.
+        func taps(_ outCount: Int, stride: Int, pad: Int, padEnd: Int, k: Int, dil: Int, n: Int) -> (lo: [Int], hi: [Int], padded: [Int]) {
+            var lo: [Int] = [], hi: [Int] = [], padded: [Int] = []
+            for o in 0..<outCount {
+                let start = o * stride - pad
+                var l = 0
+                while l < k && start + l * dil < 0 { l += 1 }
+                var h = k
+                while h > l && start + (h - 1) * dil >= n { h -= 1 }
+                var p = 0
+                for t in 0..<k where start + t * dil < n + padEnd { p += 1 }
+                lo.append(l); hi.append(h); padded.append(p)
+            }
             return (lo, hi, padded)
         }
-        let tz = (0..<od).map { taps($0, stride: d.strides.0, pad: d.pads.0, padEnd: pe.0, k: d.kernel.0, dil: d.dilations.0, n: id) }
-        let ty = (0..<oh).map { taps($0, stride: d.strides.1, pad: d.pads.1, padEnd: pe.1, k: d.kernel.1, dil: d.dilations.1, n: ih) }
-        let tx = (0..<ow).map { taps($0, stride: d.strides.2, pad: d.pads.2, padEnd: pe.2, k: d.kernel.2, dil: d.dilations.2, n: iw) }
-        Parallel.forEach(g.planes, threads: threads) { p in
-            let src = input + p * inSize
-            var dst = out.value + p * outSize
-            for oz in 0..<od {
-                let z = tz[oz], bz = oz * d.strides.0 - d.pads.0
-                for oy in 0..<oh {
-                    let y = ty[oy], by = oy * d.strides.1 - d.pads.1
-                    for ox in 0..<ow {
-                        let x = tx[ox], bx = ox * d.strides.2 - d.pads.2
-                        switch kind {
-                        case .max:
-                            var m = -Float.infinity
-                            for a in z.lo..<z.hi { for b in y.lo..<y.hi {
-                                let row = src + ((bz + a * d.dilations.0) * ih + by + b * d.dilations.1) * iw + bx
-                                for c in x.lo..<x.hi { let v = row[c * d.dilations.2]; if v > m || v.isNaN { m = v } }
-                            } }
-                            dst[ox] = m
-                        case .average(let includePad):
-                            var s: Float = 0
-                            for a in z.lo..<z.hi { for b in y.lo..<y.hi {
-                                let row = src + ((bz + a * d.dilations.0) * ih + by + b * d.dilations.1) * iw + bx
-                                for c in x.lo..<x.hi { s += row[c * d.dilations.2] }
-                            } }
-                            let n = includePad ? z.padded * y.padded * x.padded : (z.hi - z.lo) * (y.hi - y.lo) * (x.hi - x.lo)
-                            dst[ox] = n > 0 ? s / Float(n) : 0
+        let tz = taps(od, stride: d.strides.0, pad: d.pads.0, padEnd: pe.0, k: d.kernel.0, dil: d.dilations.0, n: id)
+        let ty = taps(oh, stride: d.strides.1, pad: d.pads.1, padEnd: pe.1, k: d.kernel.1, dil: d.dilations.1, n: ih)
+        let tx = taps(ow, stride: d.strides.2, pad: d.pads.2, padEnd: pe.2, k: d.kernel.2, dil: d.dilations.2, n: iw)
+        let (sz, sy, sx) = d.strides
+        let (pz, py, px) = d.pads
+        let (dz, dy, dx) = d.dilations
+        let isMax: Bool, includePad: Bool
+        switch kind {
+        case .max: isMax = true; includePad = false
+        case .average(let inc): isMax = false; includePad = inc
+        }
+        tz.lo.withUnsafeBufferPointer { zlo in tz.hi.withUnsafeBufferPointer { zhi in
+        ty.lo.withUnsafeBufferPointer { ylo in ty.hi.withUnsafeBufferPointer { yhi in
+        tx.lo.withUnsafeBufferPointer { xlo in tx.hi.withUnsafeBufferPointer { xhi in
+            let zl = UncheckedSendable((zlo, zhi, ylo, yhi, xlo, xhi))
+            Parallel.forEach(g.planes, threads: g.planes * outSize > 4096 ? threads : 1) { p in
+                let (zlo, zhi, ylo, yhi, xlo, xhi) = zl.value
+                let src = input + p * inSize
+                var dst = out.value + p * outSize
+                // Taps outermost, output positions innermost (no branches in the inner loop).
+                let xRanges = (0..<d.kernel.2).map { c in validRange(outCount: ow, inCount: iw, stride: sx, offset: c * dx - px) }
+                for oz in 0..<od {
+                    let bz = oz * sz - pz
+                    for oy in 0..<oh {
+                        let by = oy * sy - py
+                        dst.update(repeating: isMax ? -Float.infinity : 0, count: ow)
+                        for a in zlo[oz]..<zhi[oz] {
+                            for b in ylo[oy]..<yhi[oy] {
+                                let row = src + ((bz + a * dz) * ih + by + b * dy) * iw
+                                for c in 0..<d.kernel.2 {
+                                    let off = c * dx - px
+                                    let r = xRanges[c]
+                                    if isMax {
+                                        if sx == 1 {
+                                            for ox in r { let v = row[ox + off]; dst[ox] = dst[ox] > v ? dst[ox] : v }
+                                        } else {
+                                            for ox in r { let v = row[ox &* sx &+ off]; dst[ox] = dst[ox] > v ? dst[ox] : v }
+                                        }
+                                    } else {
+                                        if sx == 1 {
+                                            for ox in r { dst[ox] += row[ox + off] }
+                                        } else {
+                                            for ox in r { dst[ox] += row[ox &* sx &+ off] }
+                                        }
+                                    }
+                                }
+                            }
                         }
+                        if !isMax {
+                            for ox in 0..<ow {
+                                let n = includePad ? tz.padded[oz] * ty.padded[oy] * tx.padded[ox]
+                                    : (zhi[oz] - zlo[oz]) * (yhi[oy] - ylo[oy]) * (xhi[ox] - xlo[ox])
+                                dst[ox] = n > 0 ? dst[ox] / Float(n) : 0
+                            }
+                        }
+                        dst += ow
                     }
-                    dst += ow
                 }
             }
-        }
+        } } } } } }
     }
 }

@@ -20,7 +20,7 @@ public final class MBModel: Sendable {
     public init(ir: IRModel) throws(MBRuntimeError) {
         let opset = ir.opsetVersion(domain: "") ?? ir.opsetVersion(domain: "ai.onnx") ?? 1
         let compiler = GraphCompiler(opset: Int(opset), opsets: ir.opsets)
-        self.graph = try compiler.compile(ir.graph, parent: nil, place: "graph")
+        self.graph = try compiler.compile(Fusion.fuseConvRelu(ir.graph), parent: nil, place: "graph")
         self.slotCount = compiler.slotCount
         self.foldedNodeCount = compiler.folded
         self.inputs = ir.graph.inputs

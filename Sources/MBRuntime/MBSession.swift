@@ -9,10 +9,13 @@ public final class MBSession {
         public var threads: Int
         /// `.reference` runs every kernel through its plain-loop twin (slow; defines correctness).
         public var kernels: KernelVariant
+        /// Time every node; the totals of the last run are in `MBSession.lastProfile`.
+        public var profile: Bool
 
-        public init(threads: Int = 1, kernels: KernelVariant = .fast) {
+        public init(threads: Int = 1, kernels: KernelVariant = .fast, profile: Bool = false) {
             self.threads = max(1, threads)
             self.kernels = kernels
+            self.profile = profile
         }
     }
 
@@ -40,6 +43,8 @@ public final class MBSession {
             context.env[slot] = t
         }
         BLAS.setThreads(options.threads)
+        if options.profile { context.profile = MBProfile() }
+        defer { lastProfile = context.profile }
         let values = try context.run(graph)
         var result: [String: MBTensor] = [:]
         for (name, value) in zip(graph.outputNames, values) { result[name] = value }
@@ -64,6 +69,23 @@ public final class MBSession {
         }
     }
 
+    /// Per-node and per-operator times of the last run when `Options.profile` is set.
+    public private(set) var lastProfile: MBProfile?
+
     /// Bytes of freed intermediate buffers the session keeps for the next run.
     public var pooledBytes: Int { pool.bytesHeld }
+}
+
+/// Where a run spent its time.
+public final class MBProfile: @unchecked Sendable {
+    public private(set) var nodes: [(name: String, opType: String, nanoseconds: UInt64)] = []
+
+    func add(_ step: Step, nanoseconds: UInt64) { nodes.append((step.name, step.opType, nanoseconds)) }
+
+    /// Total time per operator type, largest first.
+    public var byOperator: [(opType: String, nanoseconds: UInt64, count: Int)] {
+        var totals: [String: (UInt64, Int)] = [:]
+        for n in nodes { totals[n.opType, default: (0, 0)].0 += n.nanoseconds; totals[n.opType, default: (0, 0)].1 += 1 }
+        return totals.map { ($0.key, $0.value.0, $0.value.1) }.sorted { $0.1 > $1.1 }
+    }
 }

@@ -23,6 +23,9 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Threads for the runtime and the BLAS.")
     var threads = 1
 
+    @Flag(help: "With --repeat: print the time per operator type of the last run.")
+    var profile = false
+
     func validate() throws {
         guard `repeat` >= 0 else { throw ValidationError("--repeat must be >= 0") }
         guard threads >= 1 else { throw ValidationError("--threads must be >= 1") }
@@ -30,7 +33,9 @@ struct RunCommand: ParsableCommand {
 
     func run() throws {
         let report = try CLIErrors.reporting {
-            try RunModel.run(modelPath: model, options: .init(inputs: inputs, outputDirectory: outputDir, repeats: `repeat`, threads: threads))
+            var options = RunModel.Options(inputs: inputs, outputDirectory: outputDir, repeats: `repeat`, threads: threads)
+            options.profile = profile
+            return try RunModel.run(modelPath: model, options: options)
         }
         print(report, terminator: "")
     }

@@ -66,16 +66,17 @@ final class ConvTests: XCTestCase {
             let w = randomFloats(g.outChannels * g.inPerGroup * g.kernelSize, seed: UInt64(200 + index))
             let b = randomFloats(g.outChannels, seed: UInt64(300 + index))
             let count = g.batch * g.outChannels * g.outputSize
-            for bias in [true, false] {
+            for bias in [true, false] { for activation in [Conv.Activation.none, .relu] {
                 for threads in [1, 2] {
                     var fast = [Float](repeating: .nan, count: count), ref = [Float](repeating: .nan, count: count)
                     b.withUnsafeBufferPointer { bp in
-                        Conv.forward(.fast, g, input: x, weights: w, bias: bias ? bp.baseAddress : nil, output: &fast, threads: threads)
-                        Conv.forward(.reference, g, input: x, weights: w, bias: bias ? bp.baseAddress : nil, output: &ref)
+                        Conv.forward(.fast, g, input: x, weights: w, bias: bias ? bp.baseAddress : nil, output: &fast, activation: activation, threads: threads)
+                        Conv.forward(.reference, g, input: x, weights: w, bias: bias ? bp.baseAddress : nil, output: &ref, activation: activation)
                     }
-                    assertClose(fast, ref, terms: g.inPerGroup * g.kernelSize, "conv #\(index) \(g) bias=\(bias) threads=\(threads)")
+                    assertClose(fast, ref, terms: g.inPerGroup * g.kernelSize, "conv #\(index) \(g) bias=\(bias) \(activation) threads=\(threads)")
+                    if activation == .relu { XCTAssertTrue(fast.allSatisfy { $0 >= 0 }, "conv #\(index) relu") }
                 }
-            }
+            } }
         }
     }
 

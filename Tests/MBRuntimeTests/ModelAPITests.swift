@@ -20,7 +20,8 @@ final class ModelAPITests: XCTestCase {
         let w = Self.floatConstant("w", [1, 1, 2, 2], [1, 0, 0, -1])
         let ir = Self.model([
             IRNode(name: "conv", opType: "Conv", inputs: ["x", "w"], outputs: ["c"]),
-            IRNode(name: "relu", opType: "Relu", inputs: ["c"], outputs: ["y"]),
+            IRNode(name: "relu", opType: "Relu", inputs: ["c"], outputs: ["r"]),
+            IRNode(name: "neg", opType: "Neg", inputs: ["r"], outputs: ["y"]),
         ], constants: [w])
         let model = try MBModel(ir: ir)
         XCTAssertEqual(model.inputs.map(\.name), ["x"])
@@ -29,12 +30,12 @@ final class ModelAPITests: XCTestCase {
         let x = MBTensor(shape: [1, 1, 3, 3], floats: [1, 2, 3, 4, 5, 6, 7, 9, 8])
         let y = try XCTUnwrap(session.run(["x": x])["y"])
         XCTAssertEqual(y.shape, [1, 1, 2, 2])
-        // x[i][j] - x[i+1][j+1], then Relu: 1-5, 2-6, 4-9, 5-8 → all negative → 0
+        // x[i][j] - x[i+1][j+1], then Relu (fused into the Conv), then Neg: 1-5, 2-6, 4-9, 5-8 → all negative → 0
         XCTAssertEqual(y.floats, [0, 0, 0, 0])
         let y2 = try XCTUnwrap(session.run(["x": MBTensor(shape: [2, 1, 3, 3], floats: (0..<18).map { Float(17 - $0) })])["y"])
         XCTAssertEqual(y2.shape, [2, 1, 2, 2])
-        XCTAssertEqual(y2.floats, Array(repeating: 4, count: 8))
-        XCTAssertGreaterThan(session.pooledBytes, 0, "the intermediate 'c' should go back to the pool")
+        XCTAssertEqual(y2.floats, Array(repeating: -4, count: 8))
+        XCTAssertGreaterThan(session.pooledBytes, 0, "the intermediate 'r' should go back to the pool")
     }
 
     func testUnsupportedOperatorIsNamedAtLoad() {

@@ -55,6 +55,7 @@ enum ConvOps {
     static let table: [String: OpTable.Compile] = [
         "Conv": { n in
             let a = try Attributes(n)
+            let activation: Conv.Activation = try n.string(Fusion.activationAttribute, default: "") == "Relu" ? .relu : .none
             if let w = n.constantInput(1), w.elementType != .float { throw n.unsupported("weights of type \(w.elementType.name) (float only)") }
             return { i, c in
                 let x = try i.float(0, "X"), w = try i.float(1, "W")
@@ -76,7 +77,7 @@ enum ConvOps {
                 if let problem = g.problem { throw OpError(problem) }
                 let out = c.alloc(.float, [g.batch, g.outChannels] + g.output)
                 Conv.forward(c.variant, g, input: x.pointer(Float.self), weights: w.pointer(Float.self), bias: bias?.pointer(Float.self),
-                             output: out.mutable(Float.self), threads: c.threads, scratch: c.scratch)
+                             output: out.mutable(Float.self), activation: activation, threads: c.threads, scratch: c.scratch)
                 return [out]
             }
         },

@@ -1,3 +1,4 @@
+import Dispatch
 import MBCore
 import MBKernels
 
@@ -147,6 +148,8 @@ final class ExecutionContext: @unchecked Sendable {
     let threads: Int
     let variant: KernelVariant
     let scratch = KernelScratch()
+    /// Per-node times when the session profiles.
+    var profile: MBProfile?
 
     init(slotCount: Int, threads: Int, variant: KernelVariant, pool: BufferPool = BufferPool()) {
         self.env = Array(repeating: nil, count: slotCount)
@@ -182,7 +185,13 @@ final class ExecutionContext: @unchecked Sendable {
             let outputs: [MBTensor]
             do {
                 // The inputs array dies with this call, so released buffers can be unique below.
-                outputs = try step.run(Inputs(step.inputs.map { $0 < 0 ? nil : env[$0] }), self)
+                if let profile {
+                    let start = DispatchTime.now().uptimeNanoseconds
+                    outputs = try step.run(Inputs(step.inputs.map { $0 < 0 ? nil : env[$0] }), self)
+                    profile.add(step, nanoseconds: DispatchTime.now().uptimeNanoseconds - start)
+                } else {
+                    outputs = try step.run(Inputs(step.inputs.map { $0 < 0 ? nil : env[$0] }), self)
+                }
             } catch let e as OpError {
                 throw MBRuntimeError(e.kind, node: step.name, opType: step.opType, e.message)
             } catch let e as MBRuntimeError {

@@ -81,7 +81,9 @@ enum FastBinarizer {
         let n = layout.count
         let K = plan.levels
         let groupMajor = layout.toGroupMajor(tensor.values)
-        var residual = groupMajor
+        // E_k; level 1 reads T and writes E_1 here, so T is never copied.
+        let residual = UnsafeMutablePointer<Float>.allocate(capacity: max(n, 1))
+        defer { residual.deallocate() }
         var mask = givenMask.map { layout.toGroupMajor($0) } ?? [UInt8](repeating: 0, count: n)
         var scales = [[Float]](repeating: [Float](repeating: 0, count: layout.groupCount), count: K)
         var counts = [[Int]](repeating: [Int](repeating: 0, count: layout.groupCount), count: K)
@@ -98,7 +100,6 @@ enum FastBinarizer {
 
         var failure: BinarizeError? = nil
         groupMajor.withUnsafeBufferPointer { values in
-            residual.withUnsafeMutableBufferPointer { residual in
                 mask.withUnsafeMutableBufferPointer { mask in
                     for g in 0..<layout.groupCount {
                         let start = g * layout.groupSize
@@ -108,7 +109,7 @@ enum FastBinarizer {
                             for i in 0..<size { mask[start + i] = m[i] }
                         }
                         let result = binarizeGroup(
-                            values: values.baseAddress! + start, residual: residual.baseAddress! + start,
+                            values: values.baseAddress! + start, residual: residual + start,
                             mask: mask.baseAddress! + start, count: size, plan: plan,
                             writers: &writers, scratch: scratch, list: list)
                         switch result {
@@ -124,7 +125,6 @@ enum FastBinarizer {
                         }
                     }
                 }
-            }
         }
         if let failure { throw failure }
 
@@ -159,22 +159,24 @@ enum FastBinarizer {
         var activeCount = n
         for k in 1...plan.levels {
             guard activeCount > 0 else { continue }
+            results[k - 1].count = activeCount
             let entry = plan.entry(forLevel: k)
             let level = UInt8(k)
             let assignAll = entry?.isLast == true
             let mu: Float
             if k == 1 {
+                // E_0 = T: read `values`; the first level writes E_1 to `residual`.
                 let all = AllEntries(count: n)
-                let sum = canonicalAbsSum(all, residual)
+                let sum = canonicalAbsSum(all, values)
                 guard sum.isFinite else {
                     return .failure((0..<n).first { !values[$0].isFinite }!)
                 }
                 mu = levelScale(sum: sum, count: n)
                 if let entry, !entry.isLast {
-                    select(all, entry.fraction, total: n, level: level, plan: plan, values: values, residual: residual,
+                    select(all, entry.fraction, total: n, level: level, plan: plan, values: values, residual: values,
                            mask: mask, residualMean: sum / Double(n), valueMean: sum / Double(n), scratch: scratch)
                 }
-                activeCount = applyLevel(all, residual: residual, mask: mask, level: level, scale: mu,
+                activeCount = applyLevel(all, source: values, residual: residual, mask: mask, level: level, scale: mu,
                                          assignAll: assignAll, signs: &writers[0], next: list)
             } else {
                 let active = ListedEntries(list: list, count: activeCount)
@@ -185,19 +187,10 @@ enum FastBinarizer {
                     select(active, entry.fraction, total: n, level: level, plan: plan, values: values, residual: residual,
                            mask: mask, residualMean: sum / Double(activeCount), valueMean: valueMean, scratch: scratch)
                 }
-                activeCount = applyLevel(active, residual: residual, mask: mask, level: level, scale: mu,
+                activeCount = applyLevel(active, source: residual, residual: residual, mask: mask, level: level, scale: mu,
                                          assignAll: assignAll, signs: &writers[k - 1], next: list)
             }
             results[k - 1].scale = mu
-        }
-        // Active counts per level, from the mask (cheap next to the levels themselves).
-        var reach = [Int](repeating: 0, count: plan.levels + 1)
-        for j in 0..<n { reach[Int(mask[j])] += 1 }
-        var atLeast = 0
-        for k in stride(from: plan.levels, through: 1, by: -1) {
-            atLeast += reach[k]
-            results[k - 1].count = atLeast
-            if atLeast == 0 { results[k - 1].scale = 0 }
         }
         return .success(results)
     }

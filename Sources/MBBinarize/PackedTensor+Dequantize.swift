@@ -16,7 +16,7 @@ extension PackedTensor {
                     for (g, mu) in levels[0].scales.enumerated() {
                         let start = g * groupSize
                         for p in start..<(start + groupSize) {
-                            let bit = (words[p >> 6] >> UInt64(p & 63)) & 1
+                            let bit = (words[p >> 6] &>> UInt64(p & 63)) & 1
                             out[p] = bit == 1 ? mu : -mu
                         }
                     }
@@ -29,7 +29,7 @@ extension PackedTensor {
                         for (g, mu) in levels[k].scales.enumerated() where levels[k].activeCounts[g] > 0 {
                             let start = g * groupSize
                             for p in start..<(start + groupSize) where mask[p] >= level {
-                                let bit = (words[cursor >> 6] >> UInt64(cursor & 63)) & 1
+                                let bit = (words[cursor >> 6] &>> UInt64(cursor & 63)) & 1
                                 cursor &+= 1
                                 out[p] += bit == 1 ? mu : -mu
                             }

@@ -110,15 +110,19 @@ struct BitWriter {
 
     init(words: UnsafeMutablePointer<UInt64>) { self.words = words }
 
+    /// Appends the low `count` bits of `word` (bits above `count` must be zero).
     @inline(__always)
-    mutating func append(_ bit: Bool) {
-        current |= UInt64(bit ? 1 : 0) << fill
-        fill &+= 1
-        if fill == 64 {
+    mutating func append(word: UInt64, count: Int) {
+        guard count > 0 else { return }
+        current |= word &<< fill
+        let total = fill &+ UInt64(count)
+        if total >= 64 {
             words[wordIndex] = current
             wordIndex &+= 1
-            current = 0
-            fill = 0
+            current = fill == 0 ? 0 : word &>> (64 &- fill)
+            fill = total &- 64
+        } else {
+            fill = total
         }
     }
 

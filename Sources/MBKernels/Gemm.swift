@@ -5,7 +5,8 @@ import CBLAS
 #endif
 
 /// Row-major single-precision GEMM: `C = alpha * op(A) * op(B) + beta * C`, where op(A) is
-/// m×k and op(B) is k×n. The fast variant calls the platform BLAS (`cblas_sgemm`).
+/// m×k and op(B) is k×n. The fast variant calls the platform BLAS (`cblas_sgemm`, or
+/// `cblas_sgemv` when m = 1 so a batch-1 fully connected layer streams its weights once).
 public enum Gemm {
     public static func sgemm(
         _ variant: KernelVariant = .fast,
@@ -20,6 +21,17 @@ public enum Gemm {
             return
         }
         #if canImport(Accelerate) || canImport(CBLAS)
+        if m == 1 && k > 0 {
+            // One row (a Linear layer on one sample): GEMV reads B once without packing it.
+            if beta == 0 { c.update(repeating: 0, count: n) }
+            let incA = transA ? lda : 1
+            if transB {
+                cblas_sgemv(CblasRowMajor, CblasNoTrans, .init(n), .init(k), alpha, b, .init(ldb), a, .init(incA), beta, c, 1)
+            } else {
+                cblas_sgemv(CblasRowMajor, CblasTrans, .init(k), .init(n), alpha, b, .init(ldb), a, .init(incA), beta, c, 1)
+            }
+            return
+        }
         cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
                     .init(m), .init(n), .init(k), alpha, a, .init(lda), b, .init(ldb), beta, c, .init(ldc))
         #endif

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import MBCore
 import MBRuntime
 import XCTest
@@ -121,5 +124,29 @@ final class ModelAPITests: XCTestCase {
         let y = try MBModel(ir: ir).makeSession().run(["x": MBTensor(shape: [2, 3, 2], floats: (0..<12).map(Float.init))])["y"]!
         XCTAssertEqual(y.shape, [2, 2, 3])
         XCTAssertEqual(y.floats, (0..<12).map(Float.init))
+    }
+}
+
+final class LRNTests: XCTestCase {
+    /// LRN against its formula, for the sqrt fast path (beta 0.75) and the powf path.
+    func testMatchesFormula() throws {
+        let (n, ch, plane) = (2, 7, 5)
+        var rng = SeededGenerator(seed: 11)
+        let xs = (0..<(n * ch * plane)).map { _ in Float(rng.nextNormal()) }
+        for beta in [Float(0.75), 0.5] {
+            let node = IRNode(name: "lrn", opType: "LRN", inputs: ["x"], outputs: ["y"], attributes: [
+                IRAttribute(name: "size", value: .int(3)), IRAttribute(name: "alpha", value: .float(0.1)),
+                IRAttribute(name: "beta", value: .float(beta)), IRAttribute(name: "bias", value: .float(2)),
+            ])
+            let ir = ModelAPITests.model([node], inputs: [IRValueInfo(name: "x", elementType: .float, shape: nil)])
+            let y = try MBModel(ir: ir).makeSession().run(["x": MBTensor(shape: [n, ch, plane, 1], floats: xs)])["y"]!.floats
+            for b in 0..<n { for k in 0..<ch { for p in 0..<plane {
+                var sum: Float = 0
+                for j in max(0, k - 1)...min(ch - 1, k + 1) { let v = xs[(b * ch + j) * plane + p]; sum += v * v }
+                let i = (b * ch + k) * plane + p
+                let expected = xs[i] / powf(2 + 0.1 / 3 * sum, beta)
+                XCTAssertEqual(y[i], expected, accuracy: 1e-6 * max(1, abs(expected)), "beta \(beta) n \(b) c \(k) p \(p)")
+            } } }
+        }
     }
 }

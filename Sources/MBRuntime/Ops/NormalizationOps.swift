@@ -71,10 +71,21 @@ enum NormalizationOps {
                     let lo = max(0, k - before), hi = min(ch - 1, k + after)
                     let out = dst.value + job * plane
                     let xs = src + job * plane
-                    for p in 0..<plane {
-                        var sum: Float = 0
-                        for j in lo...hi { let v = src[(nIdx * ch + j) * plane + p]; sum += v * v }
-                        out[p] = xs[p] / powf(bias + scale * sum, beta)
+                    // Sum of squares over the channel window, plane by plane (contiguous).
+                    for p in 0..<plane { out[p] = 0 }
+                    for j in lo...hi {
+                        let other = src + (nIdx * ch + j) * plane
+                        for p in 0..<plane { out[p] += other[p] * other[p] }
+                    }
+                    if beta == 0.75 {
+                        // b^0.75 = sqrt(b) · sqrt(sqrt(b)): two vectorizable square roots instead of powf.
+                        for p in 0..<plane {
+                            let b = bias + scale * out[p]
+                            let r = b.squareRoot()
+                            out[p] = xs[p] / (r * r.squareRoot())
+                        }
+                    } else {
+                        for p in 0..<plane { out[p] = xs[p] / powf(bias + scale * out[p], beta) }
                     }
                 }
                 return [y]

@@ -51,8 +51,8 @@ public enum Conv {
                 } else {
                     b = x
                 }
-                Gemm.sgemm(transA: false, transB: false, m: g.outPerGroup, n: outSize, k: kRows,
-                           alpha: 1, a: w, lda: kRows, b: b, ldb: outSize, beta: 0, c: y, ldc: outSize)
+                Gemm.parallel(threads: threads, transA: false, transB: false, m: g.outPerGroup, n: outSize, k: kRows,
+                              alpha: 1, a: w, lda: kRows, b: b, ldb: outSize, beta: 0, c: y, ldc: outSize)
                 if bias != nil || activation != .none {
                     let yb = UncheckedSendable(y)
                     let relu = activation == .relu

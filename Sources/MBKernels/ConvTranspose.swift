@@ -76,8 +76,8 @@ public enum ConvTranspose {
             for grp in 0..<g.groups {
                 let x = input + (n * g.inChannels + grp * g.inPerGroup) * inSize
                 let w = weights + grp * g.inPerGroup * rows
-                Gemm.sgemm(transA: true, transB: false, m: rows, n: inSize, k: g.inPerGroup,
-                           alpha: 1, a: w, lda: rows, b: x, ldb: inSize, beta: 0, c: col, ldc: inSize)
+                Gemm.parallel(threads: threads, transA: true, transB: false, m: rows, n: inSize, k: g.inPerGroup,
+                              alpha: 1, a: w, lda: rows, b: x, ldb: inSize, beta: 0, c: col, ldc: inSize)
                 let y = UncheckedSendable(output + (n * g.outChannels + grp * g.outPerGroup) * outSize)
                 let colBox = UncheckedSendable(UnsafePointer(col))
                 Parallel.forEach(g.outPerGroup, threads: threads) { oc in

@@ -42,7 +42,9 @@ public final class MBSession {
             try Self.check(t, against: info)
             context.env[slot] = t
         }
-        BLAS.setThreads(options.threads)
+        // The BLAS runs single-threaded; kernels split their GEMMs across the session's threads
+        // (measured faster than OpenBLAS's own threading on these small products).
+        BLAS.setThreads(1)
         if options.profile { context.profile = MBProfile() }
         defer { lastProfile = context.profile }
         let values = try context.run(graph)

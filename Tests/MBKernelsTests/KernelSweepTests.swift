@@ -42,6 +42,23 @@ final class GemmTests: XCTestCase {
     }
 }
 
+final class ParallelGemmTests: XCTestCase {
+    /// Column-split GEMM (2 and 3 threads, chunk edges not multiples of 16) equals the reference.
+    func testColumnSplitMatchesReference() {
+        for (m, n, k) in [(16, 300, 40), (1, 1000, 130), (5, 129, 200), (64, 3025, 27)] {
+            for transB in [false, true] { for threads in [2, 3] {
+                let a = randomFloats(m * k, seed: UInt64(m * 7 + k)), b = randomFloats(k * n, seed: UInt64(n * 3 + k))
+                var fast = [Float](repeating: .nan, count: m * n), ref = fast
+                Gemm.parallel(.fast, threads: threads, transA: false, transB: transB, m: m, n: n, k: k, alpha: 1, a: a, lda: k,
+                              b: b, ldb: transB ? k : n, beta: 0, c: &fast, ldc: n)
+                Gemm.sgemm(.reference, transA: false, transB: transB, m: m, n: n, k: k, alpha: 1, a: a, lda: k,
+                           b: b, ldb: transB ? k : n, beta: 0, c: &ref, ldc: n)
+                assertClose(fast, ref, terms: k, "parallel gemm m=\(m) n=\(n) k=\(k) transB=\(transB) threads=\(threads)")
+            } }
+        }
+    }
+}
+
 final class ConvTests: XCTestCase {
     /// Geometries covering 1-D/2-D/3-D, groups, depthwise (with multiplier), pointwise,
     /// strides, dilations, asymmetric pads and kernels larger than the input.

@@ -28,7 +28,7 @@ enum MatrixOps {
                     }
                     betaUsed = beta
                 }
-                Gemm.sgemm(c.variant, transA: transA, transB: transB, m: m, n: nn, k: k, alpha: alpha,
+                Gemm.parallel(c.variant, threads: c.threads, transA: transA, transB: transB, m: m, n: nn, k: k, alpha: alpha,
                            a: a.pointer(Float.self), lda: a.shape[1], b: b.pointer(Float.self), ldb: b.shape[1],
                            beta: betaUsed, c: y.mutable(Float.self), ldc: nn)
                 return [y]
@@ -54,7 +54,7 @@ enum MatrixOps {
         let count = batch.reduce(1, *)
         if batchB.reduce(1, *) == 1 && batchA == batch {
             // One GEMM: every batch of A times the same B.
-            Gemm.sgemm(c.variant, transA: false, transB: false, m: count * m, n: n, k: k, alpha: 1,
+            Gemm.parallel(c.variant, threads: c.threads, transA: false, transB: false, m: count * m, n: n, k: k, alpha: 1,
                        a: pa, lda: k, b: pb, ldb: n, beta: 0, c: py, ldc: n)
         } else {
             let sa = broadcastStrides(batchA, to: batch), sb = broadcastStrides(batchB, to: batch)
@@ -66,7 +66,7 @@ enum MatrixOps {
                     oa += q * sa[d]
                     ob += q * sb[d]
                 }
-                Gemm.sgemm(c.variant, transA: false, transB: false, m: m, n: n, k: k, alpha: 1,
+                Gemm.parallel(c.variant, threads: c.threads, transA: false, transB: false, m: m, n: n, k: k, alpha: 1,
                            a: pa + oa * m * k, lda: k, b: pb + ob * k * n, ldb: n, beta: 0, c: py + idx * m * n, ldc: n)
             }
         }

@@ -23,6 +23,11 @@ let package = Package(
             providers: [.apt(["libprotobuf-c-dev"])]
         ),
         .systemLibrary(
+            name: "CBLAS",
+            pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev"])]
+        ),
+        .systemLibrary(
             name: "CZlib",
             providers: [.apt(["zlib1g-dev"])]
         ),
@@ -36,9 +41,13 @@ let package = Package(
 
         // Swift modules.
         .target(name: "MBCore"),
-        .target(name: "MBKernels", dependencies: ["MBCore"]),
+        .target(
+            name: "MBKernels",
+            dependencies: ["MBCore", .target(name: "CBLAS", condition: .when(platforms: [.linux]))],
+            exclude: ["README.md"]
+        ),
         .target(name: "MBFormat", dependencies: ["MBCore", "CZlib"]),
-        .target(name: "MBRuntime", dependencies: ["MBFormat", "MBKernels", "MBCore"]),
+        .target(name: "MBRuntime", dependencies: ["MBFormat", "MBKernels", "MBCore"], exclude: ["README.md"]),
         .target(name: "MBONNX", dependencies: ["CONNXProto", "MBCore"]),
         .target(name: "MBBinarize", dependencies: ["MBKernels", "MBCore"]),
         .target(
@@ -71,6 +80,8 @@ let package = Package(
         .testTarget(name: "MBBinarizeTests", dependencies: ["MBBinarize", "MBCore", "TestSupport"]),
         .testTarget(name: "MBPolicyTests", dependencies: ["MBPolicy", "MBCore", "TestSupport"]),
         .testTarget(name: "MBConvertTests", dependencies: ["MBConvert", "MBONNX", "MBBinarize", "MBCore", "TestSupport"]),
-        .testTarget(name: "CLITests", dependencies: ["TestSupport"]),
+        .testTarget(name: "MBKernelsTests", dependencies: ["MBKernels", "MBCore", "TestSupport"]),
+        .testTarget(name: "MBRuntimeTests", dependencies: ["MBRuntime", "MBConvert", "MBCore", "TestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["TestSupport", "MBCore"]),
     ]
 )

@@ -10,6 +10,7 @@ struct MBBench: ParsableCommand {
         subcommands: [
             ImportBench.self,
             ImportOnce.self,
+            RunBench.self,
             BinarizeBench.self,
         ]
     )

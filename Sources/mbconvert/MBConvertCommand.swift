@@ -9,6 +9,7 @@ struct MBConvertCommand: ParsableCommand {
         subcommands: [
             InspectCommand.self,
             PolicyCommand.self,
+            RunCommand.self,
         ]
     )
 }

@@ -1,0 +1,122 @@
+import Foundation
+import MBCore
+import MBRuntime
+
+/// `mbconvert run`: load a model, feed `.npy` inputs, write `.npy` outputs, summarize them and
+/// optionally time repeated runs.
+public enum RunModel {
+    public struct Failure: Error, CustomStringConvertible, Sendable {
+        public var description: String
+        public init(_ description: String) { self.description = description }
+    }
+
+    public struct Options: Sendable {
+        /// NAME=path pairs (a bare path is accepted when the model has one input).
+        public var inputs: [String]
+        public var outputDirectory: String?
+        public var repeats: Int
+        public var threads: Int
+        /// Print where the time went, per operator type.
+        public var profile = false
+        public init(inputs: [String], outputDirectory: String? = nil, repeats: Int = 0, threads: Int = 1) {
+            self.inputs = inputs
+            self.outputDirectory = outputDirectory
+            self.repeats = repeats
+            self.threads = threads
+        }
+    }
+
+    /// The model at `path` ready to run. One branch per file type.
+    public static func loadModel(path: String) throws -> MBModel {
+        switch URL(fileURLWithPath: path).pathExtension.lowercased() {
+        case "onnx":
+            return try MBModel(ir: ModelLoading.loadONNXAsIR(path: path))
+        default:
+            throw Failure("\(path): unknown model type (expected .onnx)")
+        }
+    }
+
+    /// Runs and returns the report text.
+    public static func run(modelPath: String, options: Options) throws -> String {
+        let model = try loadModel(path: modelPath)
+        let feeds = try readInputs(options.inputs, model: model)
+        let session = model.makeSession(.init(threads: options.threads, profile: options.profile))
+        let outputs = try session.run(feeds)
+        var lines: [String] = []
+        for info in model.outputs {
+            guard let t = outputs[info.name] else { continue }
+            lines.append("\(info.name): \(t.elementType.name) \(t.shape)")
+            lines.append("  " + summary(t))
+            if let dir = options.outputDirectory {
+                try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+                let path = (dir as NSString).appendingPathComponent(fileName(for: info.name))
+                try NPY.write(t.npy, to: path)
+                lines.append("  written to \(path)")
+            }
+        }
+        if options.repeats > 0 {
+            var times: [Double] = []
+            for _ in 0..<options.repeats {
+                let start = DispatchTime.now().uptimeNanoseconds
+                _ = try session.run(feeds)
+                times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
+            }
+            times.sort()
+            if let p = session.lastProfile {
+                for o in p.byOperator { lines.append(String(format: "  %-20@ %3d nodes %9.3f ms", o.opType as NSString, o.count, Double(o.nanoseconds) / 1e6)) }
+            }
+            lines.append(String(format: "latency over %d runs (%d thread%@): median %.3f ms, min %.3f ms",
+                                options.repeats, options.threads, options.threads == 1 ? "" : "s", times[times.count / 2], times[0]))
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    static func readInputs(_ specs: [String], model: MBModel) throws -> [String: MBTensor] {
+        var feeds: [String: MBTensor] = [:]
+        for spec in specs {
+            let name: String, path: String
+            if let eq = spec.firstIndex(of: "="), !model.inputs.contains(where: { $0.name == spec }) {
+                name = String(spec[..<eq])
+                path = String(spec[spec.index(after: eq)...])
+            } else if model.inputs.count == 1 {
+                name = model.inputs[0].name
+                path = spec
+            } else {
+                throw Failure("--input \(spec): expected NAME=file.npy (inputs: \(model.inputs.map(\.name).joined(separator: ", ")))")
+            }
+            guard model.inputs.contains(where: { $0.name == name }) else {
+                throw Failure("--input \(spec): the model has no input '\(name)' (inputs: \(model.inputs.map(\.name).joined(separator: ", ")))")
+            }
+            feeds[name] = try MBTensor(npy: NPY.read(path: path))
+        }
+        let missing = model.inputs.filter { feeds[$0.name] == nil }
+        if !missing.isEmpty {
+            throw Failure("no value for input \(missing.map { "'\($0.name)' (\($0.elementType?.name ?? "?") \($0.shape.map { "\($0)" } ?? "?"))" }.joined(separator: ", ")); pass --input NAME=file.npy")
+        }
+        return feeds
+    }
+
+    /// min / max / mean, and the argmax of each row for 2-D outputs (classifier scores).
+    static func summary(_ t: MBTensor) -> String {
+        let v = t.floats
+        guard !v.isEmpty else { return "empty" }
+        var lo = v[0], hi = v[0], sum: Double = 0
+        for x in v { lo = min(lo, x); hi = max(hi, x); sum += Double(x) }
+        var s = String(format: "min %.6g  max %.6g  mean %.6g", lo, hi, sum / Double(v.count))
+        let rows = t.rank == 2 ? t.shape[0] : 0
+        if rows > 0, t.shape[1] > 0 {
+            let cols = t.shape[1]
+            let arg = (0..<rows).map { r in (0..<cols).max { v[r * cols + $0] < v[r * cols + $1] }! }
+            s += "  argmax \(rows == 1 ? "\(arg[0])" : "\(arg)")"
+        }
+        return s
+    }
+
+    /// A file name for an output: characters outside [A-Za-z0-9._-] become '_'.
+    static func fileName(for output: String) -> String {
+        let safe = output.unicodeScalars.map { c -> String in
+            CharacterSet.alphanumerics.contains(c) && c.isASCII || c == "." || c == "-" || c == "_" ? String(c) : "_"
+        }.joined()
+        return (safe.isEmpty ? "output" : safe) + ".npy"
+    }
+}

@@ -1,0 +1,115 @@
+/// Convolution, NC + spatial layout, weights `[outC, inC/groups, k...]`, optional bias `[outC]`.
+/// The fast variant picks per call: a direct kernel for depthwise convolutions, GEMM straight
+/// on the input for 1×1 stride-1 unpadded ones, im2col + GEMM otherwise.
+public enum Conv {
+    public static func forward(
+        _ variant: KernelVariant = .fast, _ g: ConvGeometry,
+        input: UnsafePointer<Float>, weights: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+        output: UnsafeMutablePointer<Float>, activation: Activation = .none, threads: Int = 1, scratch: KernelScratch? = nil
+    ) {
+        if variant == .reference {
+            reference(g, input: input, weights: weights, bias: bias, output: output, activation: activation)
+            return
+        }
+        if g.inPerGroup == 1 && g.groups > 1 {
+            depthwise(g, input: input, weights: weights, bias: bias, output: output, activation: activation, threads: threads)
+            return
+        }
+        im2colGemm(g, input: input, weights: weights, bias: bias, output: output, activation: activation, threads: threads, scratch: scratch ?? KernelScratch())
+    }
+
+    /// An activation applied to each output in the kernel's epilogue (a fused Conv + Relu).
+    public enum Activation: Sendable, Equatable {
+        case none
+        case relu
+    }
+
+    /// Whether im2col is the identity (1×1 kernel, stride 1, no padding).
+    static func isPointwise(_ g: ConvGeometry) -> Bool {
+        g.kernel.allSatisfy { $0 == 1 } && g.strides.allSatisfy { $0 == 1 } &&
+            g.padBegin.allSatisfy { $0 == 0 } && g.padEnd.allSatisfy { $0 == 0 }
+    }
+
+    static func im2colGemm(
+        _ g: ConvGeometry, input: UnsafePointer<Float>, weights: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+        output: UnsafeMutablePointer<Float>, activation: Activation, threads: Int, scratch: KernelScratch
+    ) {
+        let d = g.dims3
+        let inSize = d.inputSize, outSize = d.outputSize
+        let kRows = g.inPerGroup * d.kernelSize
+        let pointwise = isPointwise(g)
+        let col = pointwise ? nil : scratch.floats(kRows * outSize)
+        for n in 0..<g.batch {
+            for grp in 0..<g.groups {
+                let x = input + (n * g.inChannels + grp * g.inPerGroup) * inSize
+                let y = output + (n * g.outChannels + grp * g.outPerGroup) * outSize
+                let w = weights + grp * g.outPerGroup * kRows
+                let b: UnsafePointer<Float>
+                if let col {
+                    im2col(d, channels: g.inPerGroup, input: x, col: col, threads: threads)
+                    b = UnsafePointer(col)
+                } else {
+                    b = x
+                }
+                Gemm.parallel(threads: threads, transA: false, transB: false, m: g.outPerGroup, n: outSize, k: kRows,
+                              alpha: 1, a: w, lda: kRows, b: b, ldb: outSize, beta: 0, c: y, ldc: outSize)
+                if bias != nil || activation != .none {
+                    let yb = UncheckedSendable(y)
+                    let relu = activation == .relu
+                    Parallel.forEach(g.outPerGroup, threads: outSize * g.outPerGroup > 1 << 16 ? threads : 1) { oc in
+                        let v = bias?[grp * g.outPerGroup + oc] ?? 0
+                        let row = yb.value + oc * outSize
+                        if relu {
+                            for i in 0..<outSize { let t = row[i] + v; row[i] = t > 0 ? t : 0 }
+                        } else {
+                            for i in 0..<outSize { row[i] += v }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Unfolds `channels` input planes into a `[channels * kernelSize, outputSize]` matrix.
+    static func im2col(_ d: Dims3, channels: Int, input: UnsafePointer<Float>, col: UnsafeMutablePointer<Float>, threads: Int) {
+        let (kd, kh, kw) = d.kernel
+        let (od, oh, ow) = d.output
+        let (id, ih, iw) = d.input
+        let (sd, sh, sw) = d.strides
+        let (dd, dh, dw) = d.dilations
+        let (pd, ph, pw) = d.pads
+        let rows = channels * kd * kh * kw
+        let outSize = od * oh * ow
+        let colBox = UncheckedSendable(col)
+        Parallel.forEach(rows, threads: rows * outSize > 1 << 15 ? threads : 1) { r in
+            var rest = r
+            let x = rest % kw; rest /= kw
+            let y = rest % kh; rest /= kh
+            let z = rest % kd; rest /= kd
+            let c = rest
+            let plane = input + c * id * ih * iw
+            var dst = colBox.value + r * outSize
+            let wRange = validRange(outCount: ow, inCount: iw, stride: sw, offset: x * dw - pw)
+            for oz in 0..<od {
+                let iz = oz * sd - pd + z * dd
+                for oy in 0..<oh {
+                    let iy = oy * sh - ph + y * dh
+                    if iz < 0 || iz >= id || iy < 0 || iy >= ih {
+                        dst.update(repeating: 0, count: ow)
+                    } else {
+                        let src = plane + (iz * ih + iy) * iw
+                        for ox in 0..<wRange.lowerBound { dst[ox] = 0 }
+                        let off = x * dw - pw
+                        if sw == 1 {
+                            for ox in wRange { dst[ox] = src[ox + off] }
+                        } else {
+                            for ox in wRange { dst[ox] = src[ox * sw + off] }
+                        }
+                        for ox in wRange.upperBound..<ow { dst[ox] = 0 }
+                    }
+                    dst += ow
+                }
+            }
+        }
+    }
+}

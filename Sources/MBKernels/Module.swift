@@ -1,1 +1,0 @@
-// MBKernels is built in a later issue; see ../shared/design/ARCHITECTURE.md.

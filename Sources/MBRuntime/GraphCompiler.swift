@@ -1,0 +1,131 @@
+import MBCore
+import MBKernels
+
+/// Names visible in a graph: its own values, then those of the graphs around it.
+final class Scope {
+    var names: [String: Int] = [:]
+    let parent: Scope?
+    init(parent: Scope?) { self.parent = parent }
+
+    func lookup(_ name: String) -> Int? { names[name] ?? parent?.lookup(name) }
+}
+
+/// Turns IR graphs into `CompiledGraph`s: resolves names to slots, compiles each node through
+/// the op table, folds nodes whose inputs are all constants, and computes buffer lifetimes.
+final class GraphCompiler {
+    let opset: Int
+    let opsets: [IROpset]
+    var slotCount = 0
+    var folded = 0
+    /// Values known at load time, by slot (constants and folded results).
+    var constantValues: [Int: MBTensor] = [:]
+    /// Constants whose element type the runtime cannot hold: the error if a node uses them.
+    var poisoned: [Int: String] = [:]
+
+    init(opset: Int, opsets: [IROpset]) {
+        self.opset = opset
+        self.opsets = opsets
+    }
+
+    func newSlot() -> Int {
+        slotCount += 1
+        return slotCount - 1
+    }
+
+    func compile(_ g: IRGraph, parent: Scope?, place: String) throws(MBRuntimeError) -> CompiledGraph {
+        let scope = Scope(parent: parent)
+        var owned: [Int] = []
+        func define(_ name: String) -> Int {
+            let s = newSlot()
+            scope.names[name] = s
+            owned.append(s)
+            return s
+        }
+        var inputSlots: [Int] = []
+        for i in g.inputs {
+            if let t = i.elementType, !MBTensor.supportedTypes.contains(t), t != .float16 {
+                throw MBRuntimeError(.unsupportedOperator, "\(place) input '\(i.name)': element type \(t.name) is not supported (float, float16, int64, int32, bool)")
+            }
+            inputSlots.append(define(i.name))
+        }
+        for c in g.constants {
+            let s = define(c.name)
+            do {
+                constantValues[s] = try TensorConversion.tensor(from: c)
+            } catch {
+                poisoned[s] = "constant '\(c.name)': \(error.message)"
+            }
+        }
+        var steps: [Step] = []
+        var stepCaptures: [Set<Int>] = []
+        var captures = Set<Int>()
+        for (index, node) in g.nodes.enumerated() {
+            let name = node.name.isEmpty ? "#\(index)" : node.name
+            func fail(_ kind: MBRuntimeError.Kind, _ message: String) -> MBRuntimeError {
+                MBRuntimeError(kind, node: name, opType: node.opType, message)
+            }
+            var inSlots: [Int] = []
+            for input in node.inputs {
+                if input.isEmpty { inSlots.append(-1); continue }
+                guard let s = scope.lookup(input) else { throw fail(.invalidGraph, "input '\(input)' is not defined by any earlier node, input or constant") }
+                if let why = poisoned[s] { throw fail(.unsupportedOperator, why) }
+                inSlots.append(s)
+            }
+            guard node.domain.isEmpty || node.domain == "ai.onnx", let spec = OpTable.all[node.opType] else {
+                throw fail(.unsupportedOperator, "operator \(node.opType) (domain '\(node.domain)') is not supported")
+            }
+            let context = NodeContext(node: node, name: name, opset: opset, compiler: self, scope: scope, inputSlots: inSlots)
+            let run: OpRun
+            do {
+                run = try spec(context)
+            } catch let e as OpError {
+                throw fail(e.kind, e.message)
+            } catch let e as MBRuntimeError {
+                throw e
+            } catch {
+                throw fail(.invalidAttribute, "\(error)")
+            }
+            let outSlots = node.outputs.map { $0.isEmpty ? -1 : define($0) }
+            // Fold nodes whose inputs are all known now (not control flow: its branches may read outer values).
+            let inputsKnown = inSlots.allSatisfy { $0 < 0 || constantValues[$0] != nil }
+            if inputsKnown && context.captured.value.isEmpty && !OpTable.neverFold.contains(node.opType) {
+                let ctx = ExecutionContext(slotCount: 0, threads: 1, variant: .fast)
+                if let outs = try? run(Inputs(inSlots.map { $0 < 0 ? nil : constantValues[$0] }), ctx),
+                   outs.count >= outSlots.count {
+                    for (i, s) in outSlots.enumerated() where s >= 0 { constantValues[s] = outs[i] }
+                    folded += 1
+                    continue
+                }
+            }
+            steps.append(Step(name: name, opType: node.opType, inputs: inSlots, outputs: outSlots, run: run))
+            stepCaptures.append(context.captured.value)
+        }
+        var outputSlots: [Int] = []
+        for o in g.outputs {
+            guard let s = scope.lookup(o.name) else {
+                throw MBRuntimeError(.invalidGraph, "\(place) output '\(o.name)' is not produced by any node, input or constant")
+            }
+            if let why = poisoned[s] { throw MBRuntimeError(.unsupportedOperator, "\(place) output: \(why)") }
+            outputSlots.append(s)
+        }
+        // Lifetimes: a slot this graph owns dies after the last step that reads it (a step
+        // reads what its inputs name and what its subgraphs capture); outputs never die here.
+        let ownedSet = Set(owned)
+        var lastUse: [Int: Int] = [:]
+        for (i, step) in steps.enumerated() {
+            for s in step.inputs where s >= 0 { lastUse[s] = i }
+            for s in step.outputs where s >= 0 && lastUse[s] == nil { lastUse[s] = i }
+        }
+        for (i, caps) in stepCaptures.enumerated() { for s in caps { lastUse[s] = max(lastUse[s] ?? i, i) } }
+        let keep = Set(outputSlots)
+        for (s, i) in lastUse where ownedSet.contains(s) && !keep.contains(s) { steps[i].release.append(s) }
+        // What this graph reads from enclosing scopes.
+        var used = Set<Int>()
+        for (i, step) in steps.enumerated() { used.formUnion(step.inputs.filter { $0 >= 0 }); used.formUnion(stepCaptures[i]) }
+        used.formUnion(outputSlots)
+        captures.formUnion(used.subtracting(ownedSet))
+        let constants = used.intersection(ownedSet).compactMap { s in constantValues[s].map { (slot: s, value: $0) } }
+        return CompiledGraph(inputSlots: inputSlots, outputSlots: outputSlots, outputNames: g.outputs.map(\.name),
+                             constants: constants.sorted { $0.slot < $1.slot }, steps: steps, captures: captures, owned: owned)
+    }
+}

@@ -1,0 +1,94 @@
+import MBCore
+
+/// A model ready to run: its graph checked and compiled once (operators looked up in the op
+/// table, attributes read and validated, constant-only subgraphs folded, buffer lifetimes
+/// planned). Immutable and shareable between threads; each thread runs its own `MBSession`.
+public final class MBModel: Sendable {
+    /// Runtime inputs with their declared element types and shapes (symbolic dims kept).
+    public let inputs: [IRValueInfo]
+    public let outputs: [IRValueInfo]
+    /// Operator sets the graph was written against ("" is the default ONNX domain).
+    public let opsets: [IROpset]
+    let graph: CompiledGraph
+    let slotCount: Int
+    /// How many nodes were folded into constants at load.
+    public let foldedNodeCount: Int
+
+    /// Checks and compiles an IR model: every value defined before use, every operator in the
+    /// table (`node 'x' (Foo): operator Foo (domain '') is not supported` otherwise), attributes
+    /// of the right types and ranges, constants of supported element types.
+    public init(ir: IRModel) throws(MBRuntimeError) {
+        let opset = ir.opsetVersion(domain: "") ?? ir.opsetVersion(domain: "ai.onnx") ?? 1
+        let compiler = GraphCompiler(opset: Int(opset), opsets: ir.opsets)
+        self.graph = try compiler.compile(Fusion.fuseConvRelu(ir.graph), parent: nil, place: "graph")
+        self.slotCount = compiler.slotCount
+        self.foldedNodeCount = compiler.folded
+        self.inputs = ir.graph.inputs
+        self.outputs = ir.graph.outputs
+        self.opsets = ir.opsets
+    }
+
+    public func makeSession(_ options: MBSession.Options = .init()) -> MBSession {
+        MBSession(model: self, options: options)
+    }
+
+    /// Names of every operator the runtime supports (default ONNX domain).
+    public static var supportedOperators: [String] { OpTable.all.keys.sorted() }
+
+    /// Operators of `ir` (including subgraphs) the runtime does not support, by first node.
+    public static func unsupportedOperators(in ir: IRModel) -> [(node: String, opType: String, domain: String)] {
+        var missing: [(String, String, String)] = []
+        var seen = Set<String>()
+        func walk(_ g: IRGraph) {
+            for (i, n) in g.nodes.enumerated() {
+                if (!n.domain.isEmpty && n.domain != "ai.onnx") || OpTable.all[n.opType] == nil {
+                    if seen.insert(n.domain + ":" + n.opType).inserted { missing.append((n.name.isEmpty ? "#\(i)" : n.name, n.opType, n.domain)) }
+                }
+                for a in n.attributes {
+                    if case .graph(let sub) = a.value { walk(sub) }
+                    if case .graphs(let subs) = a.value { subs.forEach(walk) }
+                }
+            }
+        }
+        walk(ir.graph)
+        return missing
+    }
+}
+
+/// One node ready to run: where its inputs and outputs live and which values die after it.
+struct Step: Sendable {
+    let name: String
+    let opType: String
+    /// Slot per input; -1 for an omitted optional input.
+    let inputs: [Int]
+    /// Slot per output; -1 for an omitted optional output.
+    let outputs: [Int]
+    let run: OpRun
+    /// Slots whose last use this step is; released (their buffers recycled) after it.
+    var release: [Int] = []
+}
+
+/// A graph (main or If branch) compiled against one slot space shared by all scopes.
+final class CompiledGraph: Sendable {
+    let inputSlots: [Int]
+    let outputSlots: [Int]
+    let outputNames: [String]
+    /// Constants this graph's steps or outputs use.
+    let constants: [(slot: Int, value: MBTensor)]
+    let steps: [Step]
+    /// Slots of enclosing scopes this graph (or its subgraphs) reads.
+    let captures: Set<Int>
+    /// Slots this graph defines (cleared when it finishes).
+    let owned: [Int]
+
+    init(inputSlots: [Int], outputSlots: [Int], outputNames: [String], constants: [(slot: Int, value: MBTensor)],
+         steps: [Step], captures: Set<Int>, owned: [Int]) {
+        self.inputSlots = inputSlots
+        self.outputSlots = outputSlots
+        self.outputNames = outputNames
+        self.constants = constants
+        self.steps = steps
+        self.captures = captures
+        self.owned = owned
+    }
+}

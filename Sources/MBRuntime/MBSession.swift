@@ -1,0 +1,93 @@
+import MBCore
+import MBKernels
+
+/// Runs a model. A session keeps a pool of intermediate buffers and kernel scratch memory
+/// between runs; it is not for concurrent use (make one session per thread).
+public final class MBSession {
+    public struct Options: Sendable {
+        /// Threads for the BLAS and the runtime's own parallel loops.
+        public var threads: Int
+        /// `.reference` runs every kernel through its plain-loop twin (slow; defines correctness).
+        public var kernels: KernelVariant
+        /// Time every node; the totals of the last run are in `MBSession.lastProfile`.
+        public var profile: Bool
+
+        public init(threads: Int = 1, kernels: KernelVariant = .fast, profile: Bool = false) {
+            self.threads = max(1, threads)
+            self.kernels = kernels
+            self.profile = profile
+        }
+    }
+
+    public let model: MBModel
+    public let options: Options
+    private let pool = BufferPool()
+
+    init(model: MBModel, options: Options) {
+        self.model = model
+        self.options = options
+    }
+
+    /// Runs the model on named inputs and returns every graph output by name. Shapes are
+    /// inferred from the inputs; each input must match its declared element type (float is
+    /// accepted for float16 inputs), rank and fixed dimensions.
+    public func run(_ inputs: [String: MBTensor]) throws(MBRuntimeError) -> [String: MBTensor] {
+        let graph = model.graph
+        let context = ExecutionContext(slotCount: model.slotCount, threads: options.threads, variant: options.kernels, pool: pool)
+        for name in inputs.keys where !model.inputs.contains(where: { $0.name == name }) {
+            throw MBRuntimeError(.invalidInput, "unknown input '\(name)'; the model's inputs are \(model.inputs.map { "'\($0.name)'" }.joined(separator: ", "))")
+        }
+        for (info, slot) in zip(model.inputs, graph.inputSlots) {
+            guard let t = inputs[info.name] else { throw MBRuntimeError(.invalidInput, "input '\(info.name)' is missing") }
+            try Self.check(t, against: info)
+            context.env[slot] = t
+        }
+        // The BLAS runs single-threaded; kernels split their GEMMs across the session's threads
+        // (measured faster than OpenBLAS's own threading on these small products).
+        BLAS.setThreads(1)
+        if options.profile { context.profile = MBProfile() }
+        defer { lastProfile = context.profile }
+        let values = try context.run(graph)
+        var result: [String: MBTensor] = [:]
+        for (name, value) in zip(graph.outputNames, values) { result[name] = value }
+        return result
+    }
+
+    static func check(_ t: MBTensor, against info: IRValueInfo) throws(MBRuntimeError) {
+        if let declared = info.elementType {
+            let expected: ElementType = declared == .float16 ? .float : declared
+            guard t.elementType == expected else {
+                throw MBRuntimeError(.invalidInput, "input '\(info.name)': expected \(declared.name), got \(t.elementType.name)")
+            }
+        }
+        guard let dims = info.shape else { return }
+        guard dims.count == t.rank else {
+            throw MBRuntimeError(.invalidInput, "input '\(info.name)': expected \(dims.count) dimensions \(dims), got shape \(t.shape)")
+        }
+        for (i, d) in dims.enumerated() {
+            if case .fixed(let n) = d, n != Int64(t.shape[i]) {
+                throw MBRuntimeError(.invalidInput, "input '\(info.name)': dimension \(i) must be \(n), got shape \(t.shape)")
+            }
+        }
+    }
+
+    /// Per-node and per-operator times of the last run when `Options.profile` is set.
+    public private(set) var lastProfile: MBProfile?
+
+    /// Bytes of freed intermediate buffers the session keeps for the next run.
+    public var pooledBytes: Int { pool.bytesHeld }
+}
+
+/// Where a run spent its time.
+public final class MBProfile: @unchecked Sendable {
+    public private(set) var nodes: [(name: String, opType: String, nanoseconds: UInt64)] = []
+
+    func add(_ step: Step, nanoseconds: UInt64) { nodes.append((step.name, step.opType, nanoseconds)) }
+
+    /// Total time per operator type, largest first.
+    public var byOperator: [(opType: String, nanoseconds: UInt64, count: Int)] {
+        var totals: [String: (UInt64, Int)] = [:]
+        for n in nodes { totals[n.opType, default: (0, 0)].0 += n.nanoseconds; totals[n.opType, default: (0, 0)].1 += 1 }
+        return totals.map { ($0.key, $0.value.0, $0.value.1) }.sorted { $0.1 > $1.1 }
+    }
+}

@@ -1,0 +1,173 @@
+import MBCore
+
+/// A dense tensor: element type, shape and a reference-counted buffer. Values are immutable once
+/// made; tensors that share a buffer (Reshape, Identity) are views of the same bytes.
+public struct MBTensor: @unchecked Sendable, CustomStringConvertible {
+    public let elementType: ElementType
+    public let shape: [Int]
+    var storage: TensorStorage
+
+    init(elementType: ElementType, shape: [Int], storage: TensorStorage) {
+        self.elementType = elementType
+        self.shape = shape
+        self.storage = storage
+    }
+
+    /// Element types a tensor can hold at run time (float16 and double data are converted to float).
+    public static let supportedTypes: [ElementType] = [.float, .int64, .int32, .bool]
+
+    public var count: Int { shape.reduce(1, *) }
+    public var rank: Int { shape.count }
+
+    public init(shape: [Int], floats: [Float]) {
+        precondition(shape.reduce(1, *) == floats.count, "shape \(shape) needs \(shape.reduce(1, *)) values, got \(floats.count)")
+        self.init(copying: floats, type: .float, shape: shape)
+    }
+
+    public init(shape: [Int], int64s: [Int64]) {
+        precondition(shape.reduce(1, *) == int64s.count, "shape \(shape) needs \(shape.reduce(1, *)) values, got \(int64s.count)")
+        self.init(copying: int64s, type: .int64, shape: shape)
+    }
+
+    public init(shape: [Int], int32s: [Int32]) {
+        precondition(shape.reduce(1, *) == int32s.count, "shape \(shape) needs \(shape.reduce(1, *)) values, got \(int32s.count)")
+        self.init(copying: int32s, type: .int32, shape: shape)
+    }
+
+    public init(shape: [Int], bools: [Bool]) {
+        precondition(shape.reduce(1, *) == bools.count, "shape \(shape) needs \(shape.reduce(1, *)) values, got \(bools.count)")
+        self.init(copying: bools.map { $0 ? UInt8(1) : 0 }, type: .bool, shape: shape)
+    }
+
+    /// A float32 scalar.
+    public init(_ scalar: Float) { self.init(shape: [], floats: [scalar]) }
+    /// An int64 scalar.
+    public init(_ scalar: Int64) { self.init(shape: [], int64s: [scalar]) }
+
+    private init<T>(copying values: [T], type: ElementType, shape: [Int]) {
+        let s = TensorStorage(byteCount: values.count * MemoryLayout<T>.stride)
+        values.withUnsafeBytes { s.raw.copyMemory(from: $0.baseAddress ?? UnsafeRawPointer(s.raw), byteCount: $0.count) }
+        self.init(elementType: type, shape: shape, storage: s)
+    }
+
+    /// The elements as floats (int and bool tensors are converted).
+    public var floats: [Float] {
+        switch elementType {
+        case .float: return Array(buffer(Float.self))
+        case .int64: return buffer(Int64.self).map { Float($0) }
+        case .int32: return buffer(Int32.self).map { Float($0) }
+        case .bool: return buffer(UInt8.self).map { $0 != 0 ? 1 : 0 }
+        default: return []
+        }
+    }
+
+    /// The elements as Int64 (floats are truncated).
+    public var int64s: [Int64] {
+        switch elementType {
+        case .float: return buffer(Float.self).map { Int64($0) }
+        case .int64: return Array(buffer(Int64.self))
+        case .int32: return buffer(Int32.self).map { Int64($0) }
+        case .bool: return buffer(UInt8.self).map { Int64($0 != 0 ? 1 : 0) }
+        default: return []
+        }
+    }
+
+    public var bools: [Bool] { int64s.map { $0 != 0 } }
+
+    /// The float32 elements in place. Precondition: a float tensor.
+    public func withFloats<R>(_ body: (UnsafeBufferPointer<Float>) throws -> R) rethrows -> R {
+        precondition(elementType == .float, "withFloats on a \(elementType.name) tensor")
+        return try withExtendedLifetime(storage) { try body(buffer(Float.self)) }
+    }
+
+    /// The raw little-endian bytes (bool as one byte per element).
+    public func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try withExtendedLifetime(storage) { try body(UnsafeRawBufferPointer(start: storage.raw, count: count * elementType.runtimeSize)) }
+    }
+
+    public var description: String { "\(elementType.name)\(shape)" }
+
+    // MARK: internal access
+
+    @inline(__always)
+    func buffer<T>(_: T.Type) -> UnsafeBufferPointer<T> {
+        UnsafeBufferPointer(start: storage.raw.assumingMemoryBound(to: T.self), count: count)
+    }
+
+    /// Mutable view: only for tensors a kernel just allocated.
+    @inline(__always)
+    func mutable<T>(_: T.Type) -> UnsafeMutablePointer<T> {
+        storage.raw.assumingMemoryBound(to: T.self)
+    }
+
+    @inline(__always)
+    func pointer<T>(_: T.Type) -> UnsafePointer<T> {
+        UnsafePointer(storage.raw.assumingMemoryBound(to: T.self))
+    }
+
+    /// The same bytes under another shape (same element count).
+    func reshaped(_ newShape: [Int]) -> MBTensor {
+        MBTensor(elementType: elementType, shape: newShape, storage: storage)
+    }
+}
+
+extension ElementType {
+    /// Bytes per element in a runtime tensor.
+    var runtimeSize: Int {
+        switch self {
+        case .float, .int32: return 4
+        case .int64: return 8
+        case .bool: return 1
+        default: return (traits.bitsPerElement + 7) / 8
+        }
+    }
+}
+
+/// The bytes behind one or more tensors: allocated by the runtime (recyclable through a
+/// session's pool) or borrowed from constant data (kept alive through `owner`).
+final class TensorStorage: @unchecked Sendable {
+    let raw: UnsafeMutableRawPointer
+    let byteCount: Int
+    let owner: AnyObject?
+
+    /// Fresh, uninitialized memory, 64-byte aligned.
+    init(byteCount: Int) {
+        self.byteCount = byteCount
+        self.raw = UnsafeMutableRawPointer.allocate(byteCount: max(byteCount, 1), alignment: 64)
+        self.owner = nil
+    }
+
+    /// Memory someone else owns (e.g. a mapped constant); never written.
+    init(borrowing raw: UnsafeRawPointer, byteCount: Int, owner: AnyObject) {
+        self.raw = UnsafeMutableRawPointer(mutating: raw)
+        self.byteCount = byteCount
+        self.owner = owner
+    }
+
+    var recyclable: Bool { owner == nil }
+
+    deinit {
+        if owner == nil { raw.deallocate() }
+    }
+}
+
+/// Freed intermediate buffers of one session, by size, handed out again on the next allocation
+/// of the same size (the same model run twice allocates the same sizes).
+final class BufferPool {
+    private var free: [Int: [TensorStorage]] = [:]
+
+    func take(byteCount: Int) -> TensorStorage {
+        if var list = free[byteCount], let s = list.popLast() {
+            free[byteCount] = list
+            return s
+        }
+        return TensorStorage(byteCount: byteCount)
+    }
+
+    func give(_ storage: TensorStorage) {
+        guard storage.recyclable else { return }
+        free[storage.byteCount, default: []].append(storage)
+    }
+
+    var bytesHeld: Int { free.reduce(0) { $0 + $1.key * $1.value.count } }
+}

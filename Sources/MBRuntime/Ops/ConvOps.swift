@@ -1,0 +1,130 @@
+import MBCore
+import MBKernels
+
+/// Conv and ConvTranspose: attributes read once; pads resolved per run from the input shape
+/// (auto_pad SAME_* depends on it); the math runs in MBKernels.
+enum ConvOps {
+    struct Attributes {
+        var autoPad: String
+        var dilations: [Int]?
+        var group: Int
+        var kernelShape: [Int]?
+        var pads: [Int]?
+        var strides: [Int]?
+
+        init(_ n: NodeContext) throws {
+            autoPad = try n.string("auto_pad", default: "NOTSET")
+            guard ["NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"].contains(autoPad) else { throw n.bad("auto_pad '\(autoPad)' is not one of NOTSET, SAME_UPPER, SAME_LOWER, VALID") }
+            dilations = try n.ints("dilations")
+            group = try n.int("group", default: 1)
+            guard group >= 1 else { throw n.bad("group must be >= 1, got \(group)") }
+            kernelShape = try n.ints("kernel_shape")
+            pads = try n.ints("pads")
+            strides = try n.ints("strides")
+            if let p = pads, p.contains(where: { $0 < 0 }) { throw n.bad("pads must be >= 0, got \(p)") }
+        }
+
+        func list(_ v: [Int]?, _ rank: Int, _ d: Int, _ what: String) throws -> [Int] {
+            guard let v else { return Array(repeating: d, count: rank) }
+            guard v.count == rank else { throw OpError("\(what) has \(v.count) values for \(rank) spatial dimensions") }
+            return v
+        }
+
+        /// (begin, end) pads for a window sweep over `input` (Conv and pooling).
+        func resolvePads(input: [Int], kernel: [Int], strides: [Int], dilations: [Int]) throws -> ([Int], [Int]) {
+            let r = input.count
+            switch autoPad {
+            case "VALID": return (Array(repeating: 0, count: r), Array(repeating: 0, count: r))
+            case "SAME_UPPER", "SAME_LOWER":
+                var b: [Int] = [], e: [Int] = []
+                for i in 0..<r {
+                    let out = (input[i] + strides[i] - 1) / strides[i]
+                    let total = max(0, (out - 1) * strides[i] + (kernel[i] - 1) * dilations[i] + 1 - input[i])
+                    let small = total / 2
+                    b.append(autoPad == "SAME_UPPER" ? small : total - small)
+                    e.append(autoPad == "SAME_UPPER" ? total - small : small)
+                }
+                return (b, e)
+            default:
+                let p = try list(pads, 2 * r, 0, "pads")
+                return (Array(p[0..<r]), Array(p[r...]))
+            }
+        }
+    }
+
+    static let table: [String: OpTable.Compile] = [
+        "Conv": { n in
+            let a = try Attributes(n)
+            let activation: Conv.Activation = try n.string(Fusion.activationAttribute, default: "") == "Relu" ? .relu : .none
+            if let w = n.constantInput(1), w.elementType != .float { throw n.unsupported("weights of type \(w.elementType.name) (float only)") }
+            return { i, c in
+                let x = try i.float(0, "X"), w = try i.float(1, "W")
+                let bias = try i[2].map { b in try i.float(2, "B") }
+                guard x.rank >= 3, w.rank == x.rank else { throw OpError("X \(x.shape) and W \(w.shape) must have the same rank >= 3") }
+                let r = x.rank - 2
+                let spatial = Array(x.shape[2...])
+                let kernel = try a.list(a.kernelShape, r, 0, "kernel_shape")
+                guard kernel == Array(w.shape[2...]) || a.kernelShape == nil else { throw OpError("kernel_shape \(kernel) does not match W \(w.shape)") }
+                let k = Array(w.shape[2...])
+                let strides = try a.list(a.strides, r, 1, "strides"), dil = try a.list(a.dilations, r, 1, "dilations")
+                let (pb, pe) = try a.resolvePads(input: spatial, kernel: k, strides: strides, dilations: dil)
+                guard x.shape[1] == w.shape[1] * a.group else {
+                    throw OpError("X has \(x.shape[1]) channels but W \(w.shape) with group \(a.group) expects \(w.shape[1] * a.group)")
+                }
+                if let bias, bias.count != w.shape[0] { throw OpError("B has \(bias.count) values for \(w.shape[0]) output channels") }
+                let g = ConvGeometry(batch: x.shape[0], inChannels: x.shape[1], outChannels: w.shape[0], groups: a.group,
+                                     input: spatial, kernel: k, strides: strides, dilations: dil, padBegin: pb, padEnd: pe)
+                if let problem = g.problem { throw OpError(problem) }
+                let out = c.alloc(.float, [g.batch, g.outChannels] + g.output)
+                Conv.forward(c.variant, g, input: x.pointer(Float.self), weights: w.pointer(Float.self), bias: bias?.pointer(Float.self),
+                             output: out.mutable(Float.self), activation: activation, threads: c.threads, scratch: c.scratch)
+                return [out]
+            }
+        },
+        "ConvTranspose": { n in
+            let a = try Attributes(n)
+            let outputPadding = try n.ints("output_padding")
+            let outputShape = try n.ints("output_shape")
+            return { i, c in
+                let x = try i.float(0, "X"), w = try i.float(1, "W")
+                let bias = try i[2].map { _ in try i.float(2, "B") }
+                guard x.rank >= 3, w.rank == x.rank else { throw OpError("X \(x.shape) and W \(w.shape) must have the same rank >= 3") }
+                let r = x.rank - 2
+                let spatial = Array(x.shape[2...]), k = Array(w.shape[2...])
+                let strides = try a.list(a.strides, r, 1, "strides"), dil = try a.list(a.dilations, r, 1, "dilations")
+                let op = try a.list(outputPadding, r, 0, "output_padding")
+                guard x.shape[1] == w.shape[0] else { throw OpError("X has \(x.shape[1]) channels but W \(w.shape) expects \(w.shape[0])") }
+                let outC = w.shape[1] * a.group
+                var pb: [Int] = [], out: [Int] = []
+                var natural: [Int] = []
+                for d in 0..<r { natural.append(strides[d] * (spatial[d] - 1) + op[d] + (k[d] - 1) * dil[d] + 1) }
+                var requested = outputShape
+                if requested == nil && a.autoPad.hasPrefix("SAME") {
+                    var same: [Int] = []
+                    for d in 0..<r { same.append(spatial[d] * strides[d]) }
+                    requested = same
+                }
+                if let os = requested {
+                    let target = Array(os.suffix(r))
+                    for d in 0..<r {
+                        let total = natural[d] - target[d]
+                        pb.append(a.autoPad == "SAME_UPPER" ? total / 2 : total - total / 2)
+                        out.append(target[d])
+                    }
+                } else {
+                    let p = a.autoPad == "VALID" ? Array(repeating: 0, count: 2 * r) : try a.list(a.pads, 2 * r, 0, "pads")
+                    pb = Array(p[0..<r])
+                    out = (0..<r).map { natural[$0] - p[$0] - p[$0 + r] }
+                }
+                if let bias, bias.count != outC { throw OpError("B has \(bias.count) values for \(outC) output channels") }
+                let g = ConvTransposeGeometry(batch: x.shape[0], inChannels: x.shape[1], outChannels: outC, groups: a.group,
+                                              input: spatial, kernel: k, strides: strides, dilations: dil, padBegin: pb, output: out)
+                if let problem = g.problem { throw OpError(problem) }
+                let y = c.alloc(.float, [g.batch, outC] + out)
+                ConvTranspose.forward(c.variant, g, input: x.pointer(Float.self), weights: w.pointer(Float.self), bias: bias?.pointer(Float.self),
+                                      output: y.mutable(Float.self), threads: c.threads, scratch: c.scratch)
+                return [y]
+            }
+        },
+    ]
+}

@@ -1,0 +1,240 @@
+import MBCore
+
+/// Operators that move or make data: Transpose, Concat, Split, Slice, Gather, Tile, Pad, Cast,
+/// ConstantOfShape, Constant, Range.
+enum DataOps {
+    static let table: [String: OpTable.Compile] = [
+        "Transpose": { n in
+            let permAttr = try n.ints("perm")
+            return { i, c in
+                let x = try i.required(0)
+                let perm = permAttr ?? Array((0..<x.rank).reversed())
+                guard perm.count == x.rank, Set(perm) == Set(0..<x.rank) else { throw OpError("perm \(perm) is not a permutation of 0..<\(x.rank)") }
+                let st = contiguousStrides(x.shape)
+                let shape = perm.map { x.shape[$0] }
+                let out = c.alloc(x.elementType, shape)
+                stridedCopy(x.storage.raw, offset: 0, strides: perm.map { st[$0] }, shape: shape, elementSize: x.elementType.runtimeSize, to: out.storage.raw)
+                return [out]
+            }
+        },
+        "Concat": { n in
+            guard let axisAttr = try n.int("axis") else { throw n.bad("attribute 'axis' is required") }
+            return { i, c in
+                let xs = i.values.compactMap { $0 }
+                guard let first = xs.first else { throw OpError("needs at least one input") }
+                let axis = try normalizeAxis(axisAttr, rank: first.rank)
+                var shape = first.shape
+                shape[axis] = 0
+                for x in xs {
+                    guard x.rank == first.rank, x.elementType == first.elementType,
+                          (0..<x.rank).allSatisfy({ $0 == axis || x.shape[$0] == first.shape[$0] }) else {
+                        throw OpError("inputs \(xs.map(\.description)) do not fit together along axis \(axisAttr)")
+                    }
+                    shape[axis] += x.shape[axis]
+                }
+                let out = c.alloc(first.elementType, shape)
+                let size = first.elementType.runtimeSize
+                let outer = shape[..<axis].reduce(1, *), inner = shape[(axis + 1)...].reduce(1, *)
+                var offset = 0
+                for x in xs {
+                    let block = x.shape[axis] * inner * size
+                    let rowOut = shape[axis] * inner * size
+                    for o in 0..<outer where block > 0 {
+                        (out.storage.raw + o * rowOut + offset).copyMemory(from: x.storage.raw + o * block, byteCount: block)
+                    }
+                    offset += block
+                }
+                return [out]
+            }
+        },
+        "Split": { n in
+            let axisAttr = try n.int("axis", default: 0)
+            let splitAttr = n.opset < 13 ? try n.ints("split") : nil
+            let numOutputs = try n.int("num_outputs")
+            let outputs = n.outputCount
+            let splitInput = n.opset >= 13
+            return { i, c in
+                let x = try i.required(0)
+                let axis = try normalizeAxis(axisAttr, rank: x.rank)
+                let dim = x.shape[axis]
+                var sizes: [Int]
+                if let s = splitAttr ?? (splitInput ? i[1].map(intValues) : nil), !s.isEmpty {
+                    sizes = s
+                } else {
+                    let parts = numOutputs ?? outputs
+                    let chunk = (dim + parts - 1) / parts
+                    sizes = (0..<parts).map { k in max(0, min(chunk, dim - k * chunk)) }
+                }
+                guard sizes.reduce(0, +) == dim, sizes.allSatisfy({ $0 >= 0 }) else { throw OpError("split \(sizes) does not add up to \(dim) along axis \(axis) of \(x.shape)") }
+                let st = contiguousStrides(x.shape)
+                var start = 0
+                return sizes.map { s in
+                    var shape = x.shape
+                    shape[axis] = s
+                    let out = c.alloc(x.elementType, shape)
+                    stridedCopy(x.storage.raw, offset: start * st[axis], strides: st, shape: shape, elementSize: x.elementType.runtimeSize, to: out.storage.raw)
+                    start += s
+                    return out
+                }
+            }
+        },
+        "Slice": { n in
+            let legacy = n.opset < 10
+            let attrStarts = legacy ? try n.ints("starts") : nil, attrEnds = legacy ? try n.ints("ends") : nil, attrAxes = legacy ? try n.ints("axes") : nil
+            if legacy && (attrStarts == nil || attrEnds == nil) { throw n.bad("attributes 'starts' and 'ends' are required") }
+            return { i, c in
+                let x = try i.required(0)
+                let starts = legacy ? attrStarts! : intValues(try i.required(1, "starts"))
+                let ends = legacy ? attrEnds! : intValues(try i.required(2, "ends"))
+                let axes = (legacy ? attrAxes : i[3].map(intValues)) ?? Array(0..<starts.count)
+                let steps = (legacy ? nil : i[4].map(intValues)) ?? Array(repeating: 1, count: starts.count)
+                guard ends.count == starts.count, axes.count == starts.count, steps.count == starts.count else {
+                    throw OpError("starts, ends, axes and steps must have the same length")
+                }
+                var begin = Array(repeating: 0, count: x.rank), step = Array(repeating: 1, count: x.rank), shape = x.shape
+                for k in 0..<starts.count {
+                    let a = try normalizeAxis(axes[k], rank: x.rank)
+                    let d = x.shape[a], s = steps[k]
+                    guard s != 0 else { throw OpError("step 0 on axis \(axes[k])") }
+                    var lo = starts[k] < 0 ? starts[k] + d : starts[k]
+                    var hi = ends[k] < 0 ? ends[k] + d : ends[k]
+                    if s > 0 {
+                        lo = min(max(lo, 0), d); hi = min(max(hi, 0), d)
+                        shape[a] = hi > lo ? (hi - lo + s - 1) / s : 0
+                    } else {
+                        lo = min(max(lo, -1), d - 1); hi = min(max(hi, -1), d - 1)
+                        shape[a] = lo > hi ? (lo - hi + (-s) - 1) / (-s) : 0
+                    }
+                    begin[a] = lo
+                    step[a] = s
+                }
+                let st = contiguousStrides(x.shape)
+                let out = c.alloc(x.elementType, shape)
+                let offset = (0..<x.rank).reduce(0) { $0 + (shape[$1] > 0 ? begin[$1] * st[$1] : 0) }
+                stridedCopy(x.storage.raw, offset: offset, strides: (0..<x.rank).map { st[$0] * step[$0] }, shape: shape,
+                            elementSize: x.elementType.runtimeSize, to: out.storage.raw)
+                return [out]
+            }
+        },
+        "Gather": { n in
+            let axisAttr = try n.int("axis", default: 0)
+            return { i, c in
+                let x = try i.required(0), idx = try i.required(1, "indices")
+                let axis = try normalizeAxis(axisAttr, rank: x.rank)
+                let indices = intValues(idx)
+                let dim = x.shape[axis]
+                let shape = Array(x.shape[..<axis]) + idx.shape + Array(x.shape[(axis + 1)...])
+                let out = c.alloc(x.elementType, shape)
+                let size = x.elementType.runtimeSize
+                let outer = x.shape[..<axis].reduce(1, *), inner = x.shape[(axis + 1)...].reduce(1, *) * size
+                var dst = out.storage.raw
+                for o in 0..<outer {
+                    for v in indices {
+                        let k = v < 0 ? v + dim : v
+                        guard k >= 0 && k < dim else { throw OpError("index \(v) is out of range for axis \(axisAttr) of size \(dim)") }
+                        dst.copyMemory(from: x.storage.raw + (o * dim + k) * inner, byteCount: inner)
+                        dst += inner
+                    }
+                }
+                return [out]
+            }
+        },
+        "Tile": { _ in { i, c in
+            let x = try i.required(0)
+            let reps = intValues(try i.required(1, "repeats"))
+            guard reps.count == x.rank, reps.allSatisfy({ $0 >= 0 }) else { throw OpError("repeats \(reps) must have \(x.rank) non-negative values") }
+            // View the output as [r0, d0, r1, d1, ...] reading the input with stride 0 along each r.
+            let st = contiguousStrides(x.shape)
+            var viewShape: [Int] = [], viewStrides: [Int] = []
+            for k in 0..<x.rank { viewShape += [reps[k], x.shape[k]]; viewStrides += [0, st[k]] }
+            let out = c.alloc(x.elementType, (0..<x.rank).map { reps[$0] * x.shape[$0] })
+            stridedCopy(x.storage.raw, offset: 0, strides: viewStrides, shape: viewShape, elementSize: x.elementType.runtimeSize, to: out.storage.raw)
+            return [out]
+        } },
+        "Pad": { n in try PadOp.compile(n) },
+        "Cast": { n in
+            guard let to = try n.int("to"), let type = ElementType(rawValue: Int32(to)) else { throw n.bad("attribute 'to' is required") }
+            let target: ElementType
+            switch type {
+            case .float, .float16, .double: target = .float
+            case .int64, .int32, .bool: target = type
+            default: throw n.unsupported("Cast to \(type.name) is not supported (float, float16, double, int64, int32, bool)")
+            }
+            return { i, c in [try castTensor(try i.required(0), to: target, c)] }
+        },
+        "ConstantOfShape": { n in
+            let value = try n.tensor("value") ?? MBTensor(shape: [1], floats: [0])
+            guard value.count == 1 else { throw n.bad("'value' must hold one element") }
+            return { i, c in
+                let shape = intValues(try i.required(0, "shape"))
+                guard shape.allSatisfy({ $0 >= 0 }) else { throw OpError("shape \(shape) has a negative dimension") }
+                let out = c.alloc(value.elementType, shape)
+                let size = value.elementType.runtimeSize
+                for k in 0..<out.count { (out.storage.raw + k * size).copyMemory(from: value.storage.raw, byteCount: size) }
+                return [out]
+            }
+        },
+        "Constant": { n in
+            let value: MBTensor
+            if let t = try n.tensor("value") {
+                value = t
+            } else if let f = n.node.attribute("value_float"), case .float(let v) = f {
+                value = MBTensor(v)
+            } else if let fs = try n.floats("value_floats") {
+                value = MBTensor(shape: [fs.count], floats: fs)
+            } else if let v = try n.int("value_int") {
+                value = MBTensor(Int64(v))
+            } else if let vs = try n.ints("value_ints") {
+                value = MBTensor(shape: [vs.count], int64s: vs.map(Int64.init))
+            } else {
+                throw n.unsupported("this form of Constant (sparse or string) is not supported")
+            }
+            return { _, _ in [value] }
+        },
+        "Range": { _ in { i, c in
+            let start = try i.required(0), limit = try i.required(1), delta = try i.required(2)
+            if start.elementType == .float {
+                let s = try floatScalar(start), l = try floatScalar(limit), d = try floatScalar(delta)
+                guard d != 0 else { throw OpError("delta is 0") }
+                let count = max(0, Int(((l - s) / d).rounded(.up)))
+                let out = c.alloc(.float, [count])
+                let p = out.mutable(Float.self)
+                for k in 0..<count { p[k] = s + Float(k) * d }
+                return [out]
+            }
+            let s = intValues(start)[0], l = intValues(limit)[0], d = intValues(delta)[0]
+            guard d != 0 else { throw OpError("delta is 0") }
+            let count = max(0, (l - s + d + (d > 0 ? -1 : 1)) / d)
+            let values = (0..<count).map { s + $0 * d }
+            return [start.elementType == .int32 ? try castTensor(makeInt64(c, values), to: .int32, c) : makeInt64(c, values)]
+        } },
+    ]
+}
+
+/// Element type conversion between the runtime's types (float → int truncates toward zero).
+func castTensor(_ x: MBTensor, to target: ElementType, _ c: ExecutionContext) throws -> MBTensor {
+    if x.elementType == target { return x }
+    let out = c.alloc(target, x.shape)
+    let n = x.count
+    func fill<S, D>(_: S.Type, _: D.Type, _ f: (S) -> D) {
+        let s = x.pointer(S.self), d = out.mutable(D.self)
+        for k in 0..<n { d[k] = f(s[k]) }
+    }
+    func toInt(_ v: Float) -> Int64 { v.isFinite ? Int64(max(min(v, 9.2e18), -9.2e18)) : 0 }
+    switch (x.elementType, target) {
+    case (.float, .int64): fill(Float.self, Int64.self, toInt)
+    case (.float, .int32): fill(Float.self, Int32.self) { Int32(truncatingIfNeeded: toInt($0)) }
+    case (.float, .bool): fill(Float.self, UInt8.self) { $0 != 0 ? 1 : 0 }
+    case (.int64, .float): fill(Int64.self, Float.self) { Float($0) }
+    case (.int64, .int32): fill(Int64.self, Int32.self) { Int32(truncatingIfNeeded: $0) }
+    case (.int64, .bool): fill(Int64.self, UInt8.self) { $0 != 0 ? 1 : 0 }
+    case (.int32, .float): fill(Int32.self, Float.self) { Float($0) }
+    case (.int32, .int64): fill(Int32.self, Int64.self) { Int64($0) }
+    case (.int32, .bool): fill(Int32.self, UInt8.self) { $0 != 0 ? 1 : 0 }
+    case (.bool, .float): fill(UInt8.self, Float.self) { $0 != 0 ? 1 : 0 }
+    case (.bool, .int64): fill(UInt8.self, Int64.self) { $0 != 0 ? 1 : 0 }
+    case (.bool, .int32): fill(UInt8.self, Int32.self) { $0 != 0 ? 1 : 0 }
+    default: throw OpError("cannot cast \(x.elementType.name) to \(target.name)")
+    }
+    return out
+}

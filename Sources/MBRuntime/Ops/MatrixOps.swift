@@ -1,0 +1,77 @@
+import MBCore
+import MBKernels
+
+/// Gemm and MatMul through MBKernels' GEMM (BLAS).
+enum MatrixOps {
+    static let table: [String: OpTable.Compile] = [
+        "Gemm": { n in
+            let alpha = try n.float("alpha", default: 1), beta = try n.float("beta", default: 1)
+            let transA = try n.int("transA", default: 0) != 0, transB = try n.int("transB", default: 0) != 0
+            // Before opset 7, C had to match [M, N] unless broadcast=1; broadcasting always is a superset.
+            return { i, c in
+                let a = try i.float(0, "A"), b = try i.float(1, "B")
+                guard a.rank == 2, b.rank == 2 else { throw OpError("A \(a.shape) and B \(b.shape) must be 2-D") }
+                let m = transA ? a.shape[1] : a.shape[0], k = transA ? a.shape[0] : a.shape[1]
+                let kb = transB ? b.shape[1] : b.shape[0], nn = transB ? b.shape[0] : b.shape[1]
+                guard k == kb else { throw OpError("inner dimensions differ: A \(a.shape)\(transA ? "ᵀ" : "") and B \(b.shape)\(transB ? "ᵀ" : "")") }
+                var y = c.alloc(.float, [m, nn])
+                var betaUsed: Float = 0
+                if let cIn = i[2], beta != 0 {
+                    guard cIn.elementType == .float else { throw OpError("C must be float") }
+                    let shape = try broadcastShapes(cIn.shape, [m, nn])
+                    guard shape == [m, nn] else { throw OpError("C \(cIn.shape) does not broadcast to [\(m), \(nn)]") }
+                    y = broadcastTo(cIn, [m, nn], c)
+                    if y.storage === cIn.storage {
+                        let copy = c.alloc(.float, [m, nn])
+                        copy.mutable(Float.self).update(from: cIn.pointer(Float.self), count: m * nn)
+                        y = copy
+                    }
+                    betaUsed = beta
+                }
+                Gemm.parallel(c.variant, threads: c.threads, transA: transA, transB: transB, m: m, n: nn, k: k, alpha: alpha,
+                           a: a.pointer(Float.self), lda: a.shape[1], b: b.pointer(Float.self), ldb: b.shape[1],
+                           beta: betaUsed, c: y.mutable(Float.self), ldc: nn)
+                return [y]
+            }
+        },
+        "MatMul": { _ in { i, c in [try matmul(try i.float(0, "A"), try i.float(1, "B"), c)] } },
+    ]
+
+    /// numpy.matmul: 1-D operands promoted and the added dimension removed afterwards; batch
+    /// dimensions broadcast.
+    static func matmul(_ a0: MBTensor, _ b0: MBTensor, _ c: ExecutionContext) throws -> MBTensor {
+        guard a0.rank >= 1, b0.rank >= 1 else { throw OpError("MatMul needs operands of rank >= 1, got \(a0.shape) and \(b0.shape)") }
+        let a = a0.rank == 1 ? a0.reshaped([1, a0.shape[0]]) : a0
+        let b = b0.rank == 1 ? b0.reshaped([b0.shape[0], 1]) : b0
+        let m = a.shape[a.rank - 2], k = a.shape[a.rank - 1]
+        let kb = b.shape[b.rank - 2], n = b.shape[b.rank - 1]
+        guard k == kb else { throw OpError("inner dimensions differ: \(a0.shape) × \(b0.shape)") }
+        let batchA = Array(a.shape.dropLast(2)), batchB = Array(b.shape.dropLast(2))
+        let batch = try broadcastShapes(batchA, batchB)
+        var outShape = batch + [m, n]
+        let y = c.alloc(.float, outShape)
+        let pa = a.pointer(Float.self), pb = b.pointer(Float.self), py = y.mutable(Float.self)
+        let count = batch.reduce(1, *)
+        if batchB.reduce(1, *) == 1 && batchA == batch {
+            // One GEMM: every batch of A times the same B.
+            Gemm.parallel(c.variant, threads: c.threads, transA: false, transB: false, m: count * m, n: n, k: k, alpha: 1,
+                       a: pa, lda: k, b: pb, ldb: n, beta: 0, c: py, ldc: n)
+        } else {
+            let sa = broadcastStrides(batchA, to: batch), sb = broadcastStrides(batchB, to: batch)
+            for idx in 0..<count {
+                var rest = idx, oa = 0, ob = 0
+                for d in stride(from: batch.count - 1, through: 0, by: -1) {
+                    let q = rest % batch[d]
+                    rest /= batch[d]
+                    oa += q * sa[d]
+                    ob += q * sb[d]
+                }
+                Gemm.parallel(c.variant, threads: c.threads, transA: false, transB: false, m: m, n: n, k: k, alpha: 1,
+                           a: pa + oa * m * k, lda: k, b: pb + ob * k * n, ldb: n, beta: 0, c: py + idx * m * n, ldc: n)
+            }
+        }
+        if a0.rank == 1 { outShape.remove(at: outShape.count - 2) }
+        if b0.rank == 1 { outShape.removeLast() }
+        return y.reshaped(outShape)
+    }
+}

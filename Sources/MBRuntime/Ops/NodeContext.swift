@@ -1,0 +1,218 @@
+import Dispatch
+import MBCore
+import MBKernels
+
+/// What a node runs: its inputs (nil for omitted optional ones) to its outputs.
+typealias OpRun = @Sendable (Inputs, ExecutionContext) throws -> [MBTensor]
+
+/// A node's input values at run time.
+struct Inputs {
+    let values: [MBTensor?]
+    init(_ values: [MBTensor?]) { self.values = values }
+
+    var count: Int { values.count }
+
+    /// Input `i`, or nil when it is omitted or past the end.
+    subscript(_ i: Int) -> MBTensor? { i < values.count ? values[i] : nil }
+
+    func required(_ i: Int, _ what: String = "") throws -> MBTensor {
+        guard let t = self[i] else { throw OpError("input \(i)\(what.isEmpty ? "" : " (\(what))") is required") }
+        return t
+    }
+
+    /// Input `i` as a float tensor.
+    func float(_ i: Int, _ what: String = "") throws -> MBTensor {
+        let t = try required(i, what)
+        guard t.elementType == .float else { throw OpError("input \(i)\(what.isEmpty ? "" : " (\(what))") must be float, got \(t.elementType.name)") }
+        return t
+    }
+}
+
+/// A mutable set shared between a node's compile step and the compiler.
+final class Box<T>: @unchecked Sendable {
+    var value: T
+    init(_ value: T) { self.value = value }
+}
+
+/// A node at load time: its attributes (type-checked), opset, constant inputs and subgraphs.
+struct NodeContext {
+    let node: IRNode
+    let name: String
+    let opset: Int
+    let compiler: GraphCompiler
+    let scope: Scope
+    let inputSlots: [Int]
+    /// Outer slots read by this node's subgraphs.
+    let captured = Box(Set<Int>())
+
+    init(node: IRNode, name: String, opset: Int, compiler: GraphCompiler, scope: Scope, inputSlots: [Int]) {
+        self.node = node
+        self.name = name
+        self.opset = opset
+        self.compiler = compiler
+        self.scope = scope
+        self.inputSlots = inputSlots
+    }
+
+    func bad(_ message: String) -> OpError { OpError(message, kind: .invalidAttribute) }
+    func unsupported(_ message: String) -> OpError { OpError(message, kind: .unsupportedOperator) }
+
+    var inputCount: Int { node.inputs.count }
+    var outputCount: Int { node.outputs.count }
+    /// Whether output `i` is requested.
+    func wantsOutput(_ i: Int) -> Bool { i < node.outputs.count && !node.outputs[i].isEmpty }
+    /// Whether input `i` is present.
+    func hasInput(_ i: Int) -> Bool { i < inputSlots.count && inputSlots[i] >= 0 }
+
+    /// The value of input `i` when it is known at load time.
+    func constantInput(_ i: Int) -> MBTensor? {
+        guard hasInput(i) else { return nil }
+        return compiler.constantValues[inputSlots[i]]
+    }
+
+    func int(_ name: String) throws -> Int? {
+        guard let v = node.attribute(name) else { return nil }
+        guard case .int(let x) = v else { throw bad("attribute '\(name)' must be an int") }
+        guard let i = Int(exactly: x) else { throw bad("attribute '\(name)' is out of range") }
+        return i
+    }
+
+    func int(_ name: String, default d: Int) throws -> Int { try int(name) ?? d }
+
+    func ints(_ name: String) throws -> [Int]? {
+        guard let v = node.attribute(name) else { return nil }
+        switch v {
+        case .ints(let xs): return xs.map { Int(truncatingIfNeeded: $0) }
+        case .int(let x): return [Int(truncatingIfNeeded: x)]
+        default: throw bad("attribute '\(name)' must be a list of ints")
+        }
+    }
+
+    func float(_ name: String, default d: Float) throws -> Float {
+        guard let v = node.attribute(name) else { return d }
+        switch v {
+        case .float(let x): return x
+        case .int(let x): return Float(x)
+        default: throw bad("attribute '\(name)' must be a float")
+        }
+    }
+
+    func floats(_ name: String) throws -> [Float]? {
+        guard let v = node.attribute(name) else { return nil }
+        guard case .floats(let xs) = v else { throw bad("attribute '\(name)' must be a list of floats") }
+        return xs
+    }
+
+    func string(_ name: String, default d: String) throws -> String {
+        guard let v = node.attribute(name) else { return d }
+        guard case .string(let bytes) = v else { throw bad("attribute '\(name)' must be a string") }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    func strings(_ name: String) throws -> [String]? {
+        guard let v = node.attribute(name) else { return nil }
+        guard case .strings(let list) = v else { throw bad("attribute '\(name)' must be a list of strings") }
+        return list.map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    func tensor(_ name: String) throws -> MBTensor? {
+        guard let v = node.attribute(name) else { return nil }
+        guard case .tensor(let t) = v else { throw bad("attribute '\(name)' must be a tensor") }
+        do { return try TensorConversion.tensor(from: t) } catch { throw bad("attribute '\(name)': \(error.message)") }
+    }
+
+    /// Compiles the graph attribute `name` in a scope nested in this node's.
+    func subgraph(_ name: String) throws -> CompiledGraph {
+        guard let v = node.attribute(name) else { throw bad("attribute '\(name)' (a graph) is required") }
+        guard case .graph(let g) = v else { throw bad("attribute '\(name)' must be a graph") }
+        let compiled = try compiler.compile(g, parent: scope, place: "node '\(self.name)' \(name)")
+        captured.value.formUnion(compiled.captures)
+        return compiled
+    }
+
+    /// Reads an `axis` attribute (or default) and checks it later against the rank.
+    func axis(_ name: String = "axis", default d: Int) throws -> Int { try int(name, default: d) }
+}
+
+/// Normalizes a possibly negative axis against `rank`.
+func normalizeAxis(_ axis: Int, rank: Int, what: String = "axis") throws -> Int {
+    let a = axis < 0 ? axis + rank : axis
+    guard a >= 0 && a < max(rank, 1) else { throw OpError("\(what) \(axis) is out of range for rank \(rank)") }
+    return a
+}
+
+/// The state of one run: values by slot, the buffer pool, threads and kernel variant.
+final class ExecutionContext: @unchecked Sendable {
+    var env: [MBTensor?]
+    let pool: BufferPool
+    let threads: Int
+    let variant: KernelVariant
+    let scratch = KernelScratch()
+    /// Per-node times when the session profiles.
+    var profile: MBProfile?
+
+    init(slotCount: Int, threads: Int, variant: KernelVariant, pool: BufferPool = BufferPool()) {
+        self.env = Array(repeating: nil, count: slotCount)
+        self.threads = threads
+        self.variant = variant
+        self.pool = pool
+    }
+
+    /// An uninitialized tensor (from the pool when a buffer of that size is free).
+    func alloc(_ type: ElementType, _ shape: [Int]) -> MBTensor {
+        let bytes = shape.reduce(1, *) * type.runtimeSize
+        return MBTensor(elementType: type, shape: shape, storage: pool.take(byteCount: bytes))
+    }
+
+    /// A zero-filled tensor.
+    func zeros(_ type: ElementType, _ shape: [Int]) -> MBTensor {
+        let t = alloc(type, shape)
+        t.storage.raw.initializeMemory(as: UInt8.self, repeating: 0, count: t.count * type.runtimeSize)
+        return t
+    }
+
+    /// Drops the value in `slot`, returning its buffer to the pool when nothing else holds it.
+    func release(_ slot: Int) {
+        guard var t = env[slot] else { return }
+        env[slot] = nil
+        if isKnownUniquelyReferenced(&t.storage) { pool.give(t.storage) }
+    }
+
+    /// Runs `graph` in the current environment and returns its outputs.
+    func run(_ graph: CompiledGraph) throws(MBRuntimeError) -> [MBTensor] {
+        for c in graph.constants { env[c.slot] = c.value }
+        for step in graph.steps {
+            let outputs: [MBTensor]
+            do {
+                // The inputs array dies with this call, so released buffers can be unique below.
+                if let profile {
+                    let start = DispatchTime.now().uptimeNanoseconds
+                    outputs = try step.run(Inputs(step.inputs.map { $0 < 0 ? nil : env[$0] }), self)
+                    profile.add(step, nanoseconds: DispatchTime.now().uptimeNanoseconds - start)
+                } else {
+                    outputs = try step.run(Inputs(step.inputs.map { $0 < 0 ? nil : env[$0] }), self)
+                }
+            } catch let e as OpError {
+                throw MBRuntimeError(e.kind, node: step.name, opType: step.opType, e.message)
+            } catch let e as MBRuntimeError {
+                throw e
+            } catch {
+                throw MBRuntimeError(.execution, node: step.name, opType: step.opType, "\(error)")
+            }
+            for (i, s) in step.outputs.enumerated() where s >= 0 {
+                guard i < outputs.count else {
+                    throw MBRuntimeError(.unsupportedOperator, node: step.name, opType: step.opType, "output \(i) is not produced by this runtime")
+                }
+                env[s] = outputs[i]
+            }
+            for s in step.release { release(s) }
+        }
+        var result: [MBTensor] = []
+        for (i, s) in graph.outputSlots.enumerated() {
+            guard let t = env[s] else { throw MBRuntimeError(.execution, "graph output '\(graph.outputNames[i])' has no value") }
+            result.append(t)
+        }
+        for s in graph.owned { env[s] = nil }
+        return result
+    }
+}

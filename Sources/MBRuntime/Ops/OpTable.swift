@@ -1,0 +1,26 @@
+/// The one table of operators: ONNX op type (default domain) → compile function. A compile
+/// function reads and checks the node's attributes at load (handling opset differences, such as
+/// attributes that became inputs) and returns the closure that runs the node.
+enum OpTable {
+    typealias Compile = @Sendable (NodeContext) throws -> OpRun
+
+    static let all: [String: Compile] = {
+        var t: [String: Compile] = [:]
+        for (name, c) in ElementwiseOps.table { t[name] = c }
+        for (name, c) in BinaryOps.table { t[name] = c }
+        for (name, c) in ConvOps.table { t[name] = c }
+        for (name, c) in PoolOps.table { t[name] = c }
+        for (name, c) in MatrixOps.table { t[name] = c }
+        for (name, c) in NormalizationOps.table { t[name] = c }
+        for (name, c) in ShapeOps.table { t[name] = c }
+        for (name, c) in DataOps.table { t[name] = c }
+        for (name, c) in ReduceOps.table { t[name] = c }
+        for (name, c) in ResizeOps.table { t[name] = c }
+        for (name, c) in ControlOps.table { t[name] = c }
+        for (name, c) in RecurrentOps.table { t[name] = c }
+        return t
+    }()
+
+    /// Operators never evaluated at load even when their inputs are constant.
+    static let neverFold: Set<String> = ["If"]
+}

@@ -1,0 +1,66 @@
+import ArgumentParser
+import Foundation
+import MBConvert
+import MBCore
+import MBRuntime
+
+struct RunBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Float inference latency against onnxruntime: squeezenet_random and a 61M-weight AlexNet, 1 and 2 threads."
+    )
+
+    @Option(help: "The shared models folder (squeezenet_random.onnx, light_bvlc_alexnet.onnx).")
+    var models = "../shared/models"
+
+    @Option(help: "Timed runs per measurement (median and min reported).")
+    var repeats = 20
+
+    @Option(help: "Untimed runs first.")
+    var warmup = 3
+
+    @Option(help: "Folder for the generated model and input (default: a temporary folder, removed afterwards).")
+    var workdir: String?
+
+    @Option(help: "Python interpreter for the baseline.")
+    var python = "python3"
+
+    func run() throws {
+        let dir = workdir ?? FileManager.default.temporaryDirectory.appendingPathComponent("mbbench-run-\(getpid())").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { if workdir == nil { try? FileManager.default.removeItem(atPath: dir) } }
+        let alex = try RunBenchmark.makeAlexNet(from: models + "/light_bvlc_alexnet.onnx", in: dir)
+        print("AlexNet-shaped model with \(alex.weights) seeded weights: \(alex.path)")
+        // One seeded input in [0, 1) for both models (both take [1, 3, 224, 224]).
+        var rng = SeededGenerator(seed: 224)
+        let x = (0..<(3 * 224 * 224)).map { _ in Float(rng.nextUnitDouble()) }
+        let input = dir + "/input.npy"
+        try NPY.write(NPYArray(floats: x, shape: [1, 3, 224, 224]), to: input)
+        let hasORT = BenchPaths.pythonHas(python, modules: ["onnxruntime", "numpy"])
+        if !hasORT { print("python3 with onnxruntime not found: reporting mbconvert alone") }
+        var rows: [[String]] = []
+        for (label, path) in [("squeezenet_random", models + "/squeezenet_random.onnx"), ("alexnet 61M", alex.path)] {
+            for threads in [1, 2] {
+                let (ours, out) = try RunBenchmark.measureOurs(model: path, input: input, threads: threads, warmup: warmup, repeats: repeats)
+                var row = [label, String(threads), String(format: "%.2f ms", ours.medianMs), String(format: "%.2f ms", ours.minMs)]
+                if hasORT {
+                    let outPath = dir + "/ort_out.npy"
+                    let base = try RunBenchmark.measureOnnxruntime(python: python, script: BenchPaths.script("ort_run.py"), model: path, input: input,
+                                                                  threads: threads, warmup: warmup, repeats: repeats, outputPath: outPath)
+                    let ref = try NPY.read(path: outPath).floatValues()
+                    let got = out.floats
+                    let scale = ref.map(abs).max() ?? 1
+                    let diff = zip(got, ref).map { abs($0 - $1) }.max() ?? 0
+                    row += [String(format: "%.2f ms", base.medianMs), String(format: "%.2f ms", base.minMs),
+                            String(format: "%.2fx", ours.medianMs / base.medianMs), String(format: "%.1e", diff / max(scale, 1e-30))]
+                }
+                rows.append(row)
+            }
+        }
+        var header = ["model", "threads", "mbconvert median", "min"]
+        if hasORT { header += ["onnxruntime median", "min", "ours / ort", "max |Δ| rel"] }
+        print("median and min of \(repeats) runs after \(warmup) warm-up runs, same input, same process order; float32")
+        print(table(header: header, rows: rows), terminator: "")
+        print("target: ours / ort <= 1.5")
+    }
+}

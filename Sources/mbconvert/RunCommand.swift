@@ -1,0 +1,42 @@
+import ArgumentParser
+import MBConvert
+
+struct RunCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run a model on .npy inputs with mbconvert's runtime.",
+        discussion: "Prints each output's shape and a summary (min, max, mean; argmax for 2-D outputs), writes the outputs as .npy files with --output-dir, and times --repeat further runs (median and min latency)."
+    )
+
+    @Argument(help: "The model file (.onnx).")
+    var model: String
+
+    @Option(name: .customLong("input"), help: "NAME=file.npy for each model input (a bare path when the model has one input).")
+    var inputs: [String] = []
+
+    @Option(help: "Folder for the outputs as .npy files (one per output, named after it).")
+    var outputDir: String?
+
+    @Option(help: "Time this many further runs and print median and min latency.")
+    var `repeat` = 0
+
+    @Option(help: "Threads for the runtime and the BLAS.")
+    var threads = 1
+
+    @Flag(help: "With --repeat: print the time per operator type of the last run.")
+    var profile = false
+
+    func validate() throws {
+        guard `repeat` >= 0 else { throw ValidationError("--repeat must be >= 0") }
+        guard threads >= 1 else { throw ValidationError("--threads must be >= 1") }
+    }
+
+    func run() throws {
+        let report = try CLIErrors.reporting {
+            var options = RunModel.Options(inputs: inputs, outputDirectory: outputDir, repeats: `repeat`, threads: threads)
+            options.profile = profile
+            return try RunModel.run(modelPath: model, options: options)
+        }
+        print(report, terminator: "")
+    }
+}

@@ -1,0 +1,62 @@
+import Foundation
+import MBConvert
+import MBCore
+import MBRuntime
+import TestSupport
+import XCTest
+
+/// Every model in ../shared/models with reference data (io.json, input_N.npy, output_N.npy
+/// computed by onnxruntime) runs from its .onnx and matches within 1e-4 relative.
+final class SharedModelTests: XCTestCase {
+    struct IOFile: Decodable {
+        struct Entry: Decodable { var name: String; var file: String; var shape: [Int]; var dtype: String }
+        var inputs: [Entry]
+        var outputs: [Entry]
+    }
+
+    func testModelsWithReferenceOutputsMatchOnnxruntime() throws {
+        guard let models = SharedFixtures.models else { throw XCTSkip(SharedFixtures.skipMessage("shared model outputs")) }
+        let folders = try FileManager.default.contentsOfDirectory(atPath: models.path).sorted()
+            .filter { FileManager.default.fileExists(atPath: models.appendingPathComponent("\($0)/io.json").path) }
+        XCTAssertFalse(folders.isEmpty)
+        for name in folders {
+            let dir = models.appendingPathComponent(name)
+            let io = try JSONDecoder().decode(IOFile.self, from: Data(contentsOf: dir.appendingPathComponent("io.json")))
+            let ir = try ModelLoading.loadONNXAsIR(path: models.appendingPathComponent("\(name).onnx").path)
+            let model = try MBModel(ir: ir)
+            var feeds: [String: MBTensor] = [:]
+            for e in io.inputs { feeds[e.name] = try MBTensor(npy: NPY.read(path: dir.appendingPathComponent(e.file).path)) }
+            for threads in [1, 2] {
+                let outputs = try model.makeSession(.init(threads: threads)).run(feeds)
+                for e in io.outputs {
+                    let expected = try MBTensor(npy: NPY.read(path: dir.appendingPathComponent(e.file).path))
+                    guard let got = outputs[e.name] else { XCTFail("\(name): no output '\(e.name)'"); continue }
+                    let d = compare(got, expected)
+                    print("shared model \(name) output '\(e.name)' \(got.shape) threads=\(threads): worst |Δ| \(d.maxAbs), relative \(d.relative)")
+                    XCTAssertNil(d.shapeMismatch, "\(name) '\(e.name)': \(d)")
+                    XCTAssertLessThanOrEqual(d.relative, Tolerance.sharedModelRelative, "\(name) '\(e.name)' threads=\(threads): \(d)")
+                }
+            }
+        }
+    }
+
+    /// The "light" model-zoo graphs (weights from ConstantOfShape, folded at load) run and give
+    /// finite outputs of the declared shape.
+    func testLightModelZooGraphsRun() throws {
+        guard let models = SharedFixtures.models else { throw XCTSkip(SharedFixtures.skipMessage("light model-zoo graphs")) }
+        for name in ["light_squeezenet", "light_bvlc_alexnet", "light_resnet50"] {
+            let path = models.appendingPathComponent("\(name).onnx").path
+            guard FileManager.default.fileExists(atPath: path) else { continue }
+            let model = try MBModel(ir: ModelLoading.loadONNXAsIR(path: path))
+            XCTAssertGreaterThan(model.foldedNodeCount, 0, name)
+            let input = model.inputs[0]
+            let shape = input.shape!.map { d -> Int in if case .fixed(let n) = d { return Int(n) }; return 1 }
+            var rng = SeededGenerator(seed: 6)
+            let x = MBTensor(shape: shape, floats: (0..<shape.reduce(1, *)).map { _ in Float(rng.nextUnitDouble()) })
+            let out = try model.makeSession(.init(threads: 2)).run([input.name: x])
+            let y = try XCTUnwrap(out[model.outputs[0].name])
+            print("light model \(name): output \(y.shape), folded \(model.foldedNodeCount) nodes")
+            XCTAssertTrue(y.floats.allSatisfy(\.isFinite), name)
+        }
+    }
+}

@@ -1,3 +1,4 @@
+import MBCore
 /// Everything that can go wrong in MBBinarize, each case carrying enough context to name the
 /// tensor and the offending value or setting.
 public enum BinarizeError: Error, Sendable, Equatable, CustomStringConvertible {

@@ -1,3 +1,4 @@
+import MBCore
 // Selection keys of the mask heuristics (HBB.md section 3), as unsigned integers whose order is
 // the order of the keys: a non-negative Double or Float compares like its bit pattern.
 

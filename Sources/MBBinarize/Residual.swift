@@ -1,3 +1,4 @@
+import MBCore
 /// The entries one level works on, in ascending index order (positions within a group).
 protocol ActiveEntries {
     var count: Int { get }

@@ -1,3 +1,4 @@
+import MBCore
 /// A per-entry selection key: smaller keys are chosen first. Keys must be below 2^63.
 protocol SelectionKey {
     func key(_ j: Int) -> UInt64

@@ -1,3 +1,4 @@
+import MBCore
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)

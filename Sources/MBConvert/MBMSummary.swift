@@ -88,11 +88,12 @@ extension MBMSummary {
                              encoding: t.payload.encoding.description, bytes: t.storedBytes,
                              bitsPerElement: n == 0 ? 0 : Double(t.storedBytes * 8) / Double(n))
             if case .binarized(let b) = t.payload {
-                out.levels = b.levels
-                out.scale = b.channelAxis.map { "channel(axis \($0))" } ?? "tensor"
-                let atLeast = b.signBitCounts
-                out.fractions = (0..<b.levels).map { k in
-                    n == 0 ? 0 : Double(atLeast[k] - (k + 1 < b.levels ? atLeast[k + 1] : 0)) / Double(n)
+                let levels = b.levels.count
+                out.levels = levels
+                out.scale = b.scale.description
+                let atLeast = b.levels.map(\.bitCount)
+                out.fractions = (0..<levels).map { k in
+                    n == 0 ? 0 : Double(atLeast[k] - (k + 1 < levels ? atLeast[k + 1] : 0)) / Double(n)
                 }
                 out.averageBits = n == 0 ? 0 : Double(atLeast.reduce(0, +)) / Double(n)
                 out.maskBytes = t.maskBytes

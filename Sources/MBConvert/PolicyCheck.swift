@@ -65,6 +65,19 @@ public enum PolicyCheck {
         report.totals = PolicyCheckReport.Totals(rows: report.rows)
     }
 
+    /// The decision and resolved P of every tensor a rule (or the default) governs, in discovery
+    /// order: what conversion binarizes. Allocation problems (an infeasible target) throw.
+    public static func plans(_ policy: Policy, against discovery: WeightDiscovery) throws -> [TensorPlan] {
+        let resolution = policy.resolve(discovery.subjects)
+        var plans: [TensorPlan] = []
+        for (tensor, decision) in zip(discovery.tensors, resolution.decisions) {
+            guard let decision else { continue }
+            plans.append(TensorPlan(tensor: tensor, decision: decision))
+        }
+        try resolveAllocations(&plans, policy: policy, discovery: discovery)
+        return plans
+    }
+
     /// A tensor with its decision and, once known, the P it will be binarized with.
     public struct TensorPlan: Sendable {
         public var tensor: WeightDiscovery.Tensor

@@ -126,8 +126,8 @@ public struct IRTensor: Sendable {
         case dense(ByteSlice)
         /// String tensors: one byte string per element.
         case strings([[UInt8]])
-        /// Binarized float weights: sign planes, scales and mask, as stored.
-        case binarized(BinarizedPayload)
+        /// Binarized float weights: mask, sign streams and scales (MBBinarize's packed form).
+        case binarized(PackedTensor)
     }
 
     public var name: String

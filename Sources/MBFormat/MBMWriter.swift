@@ -19,24 +19,17 @@ public struct MBMWriter: Sendable {
         public var tensors: [(name: String, encoding: TensorEncoding, bytes: Int, maskBytes: Int)]
     }
 
-    /// Converts IR constants to stored tensors. Binarized constants are handed in by the caller
-    /// through `stored` (keyed by tensor name); everything else is stored as the IR holds it.
-    public func write(
-        model: IRModel, metadata: [MetadataEntry], binarized: [String: BinarizedPayload] = [:], to path: String
-    ) throws(MBMError) -> Summary {
+    /// Stores every IR constant as it is held: dense as raw, strings, packed tensors binarized.
+    public func write(model: IRModel, metadata: [MetadataEntry], to path: String) throws(MBMError) -> Summary {
         var irTensors: [IRTensor] = []
         let graphBytes = GraphCodec.encode(model, tensors: &irTensors)
         var stored: [StoredTensor] = []
         for t in irTensors {
             let payload: StoredPayload
-            if let b = binarized[t.name] {
-                payload = .binarized(b)
-            } else {
-                switch t.storage {
-                case .dense(let bytes): payload = .raw(bytes)
-                case .strings(let list): payload = .strings(list)
-                case .binarized(let b): payload = .binarized(b)
-                }
+            switch t.storage {
+            case .dense(let bytes): payload = .raw(bytes)
+            case .strings(let list): payload = .strings(list)
+            case .binarized(let b): payload = .binarized(b)
             }
             stored.append(StoredTensor(name: t.name, elementType: t.elementType, shape: t.shape, payload: payload))
         }

@@ -25,65 +25,46 @@ enum PayloadCodec {
         }
     }
 
-    static func encodeBinarized(_ b: BinarizedPayload, tensor t: StoredTensor) throws(MBMError) -> Encoded {
+    static func encodeBinarized(_ b: PackedTensor, tensor t: StoredTensor) throws(MBMError) -> Encoded {
         func fail(_ m: String) -> MBMError { MBMError(.invalid, file: "<writer>", place: "tensor '\(t.name)'", m) }
-        guard (1...8).contains(b.levels), b.scales.count == b.levels, b.signWords.count == b.levels, b.signBitCounts.count == b.levels else {
-            throw fail("binarized payload needs 1...8 levels with scales, signs and counts for each")
+        do throws(PackedTensorError) {
+            try b.validate()
+        } catch {
+            throw fail(error.message)
         }
-        let groups = b.channelAxis.map { axis in axis >= 0 && axis < t.shape.count ? t.shape[axis] : -1 } ?? 1
-        guard groups >= 0, b.scales.allSatisfy({ $0.count == groups }) else {
-            throw fail("binarized payload needs \(groups) scales per level for shape \(t.shape)")
-        }
-        for (k, level) in b.scales.enumerated() {
-            if let g = level.firstIndex(where: { !$0.isFinite }) { throw fail("level \(k + 1) scale of group \(g) is \(level[g])") }
-        }
-        var levelCounts = [Int](repeating: t.elementCount, count: b.levels)
+        guard b.shape == t.shape else { throw fail("packed shape \(b.shape) differs from the tensor's \(t.shape)") }
+        let levels = b.levels.count
+        var counts = [Int](repeating: 0, count: levels)
+        for m in b.mask { counts[Int(m) - 1] += 1 }
+        // Every entry at the top width: nothing to store.
+        let uniform = counts[levels - 1] == b.mask.count
         var maskStream: [UInt8] = []
         var frequencies: [UInt16] = []
-        if let mask = b.mask {
-            guard mask.count == t.elementCount else { throw fail("mask has \(mask.count) entries for \(t.elementCount) elements") }
-            var counts = [Int](repeating: 0, count: b.levels)
-            var symbols = [UInt8](repeating: 0, count: mask.count)
-            for (i, m) in mask.enumerated() {
-                guard m >= 1, Int(m) <= b.levels else { throw fail("mask entry \(i) is \(m), outside 1...\(b.levels)") }
-                counts[Int(m) - 1] += 1
-                symbols[i] = m - 1
-            }
-            var atLeast = 0
-            for k in stride(from: b.levels - 1, through: 0, by: -1) {
-                atLeast += counts[k]
-                levelCounts[k] = atLeast
-            }
+        if !uniform {
             frequencies = MaskCoder.frequencies(counts: counts)
+            let symbols = b.mask.map { $0 - 1 }
             do {
                 maskStream = try symbols.withUnsafeBufferPointer { try MaskCoder.encode($0, frequencies: frequencies) }
             } catch {
                 throw fail((error as? MaskCoder.Failure)?.message ?? "\(error)")
             }
         }
-        guard levelCounts == b.signBitCounts else {
-            throw fail("sign bit counts \(b.signBitCounts) disagree with the mask (\(levelCounts))")
-        }
+        let axis: Int? = if case .channel(let a) = b.scale { a } else { nil }
         var d = ByteWriter()
-        d.u8(UInt8(b.levels))
-        d.u8(b.channelAxis == nil ? 0 : 1)
-        d.u8(b.mask == nil ? 0 : 1)
+        d.u8(UInt8(levels))
+        d.u8(axis == nil ? 0 : 1)
+        d.u8(uniform ? 0 : 1)
         d.u8(0)
-        d.i32(Int32(b.channelAxis ?? -1))
+        d.i32(Int32(axis ?? -1))
         d.u32(UInt32(b.groupCount))
         d.u64(UInt64(maskStream.count))
         for f in frequencies { d.u16(f) }
-        for n in b.signBitCounts { d.u64(UInt64(n)) }
+        for level in b.levels { d.u64(UInt64(level.bitCount)) }
 
         var p = ByteWriter()
-        for level in b.scales { for s in level { p.f32(s) } }
+        for level in b.levels { for s in level.scales { p.f32(s) } }
         p.pad(to: 8)
-        for (k, words) in b.signWords.enumerated() {
-            guard words.count == (b.signBitCounts[k] + 63) / 64 * 8 else {
-                throw fail("level \(k + 1) has \(words.count) sign bytes for \(b.signBitCounts[k]) bits")
-            }
-            words.withBytes { p.raw($0) }
-        }
+        for level in b.levels { for w in level.signs { p.u64(w) } }
         p.raw(maskStream)
         return Encoded(descriptor: d.bytes, payload: p.bytes, rawSlice: nil, maskBytes: maskStream.count)
     }
@@ -135,7 +116,7 @@ enum PayloadCodec {
 
     static func decodeBinarized(
         shape: [Int], count: Int, directory r: inout ByteReader, payload: ByteSlice, verifyScales: Bool
-    ) throws(DecodeFailure) -> (BinarizedPayload, Int) {
+    ) throws(DecodeFailure) -> (PackedTensor, Int) {
         let levels: Int, scaleMode: UInt8, maskCoding: UInt8, axis: Int32, groups: Int, maskBytes: Int
         var frequencies: [UInt16] = []
         var bitCounts: [Int] = []
@@ -257,7 +238,30 @@ enum PayloadCodec {
         guard levelCounts == bitCounts else {
             throw DecodeFailure("sign bit counts \(bitCounts) disagree with the mask (\(levelCounts))")
         }
-        return (BinarizedPayload(levels: levels, channelAxis: scaleMode == 0 ? nil : Int(axis), scales: scales,
-                                 signWords: words, signBitCounts: bitCounts, mask: mask), maskBytes)
+        // The packed form: per-group active counts come from the mask in group-major order.
+        let scale: ScaleMode = scaleMode == 0 ? .tensor : .channel(axis: Int(axis))
+        let layout: GroupLayout
+        do { layout = try GroupLayout(shape: shape, scale: scale) } catch { throw DecodeFailure(error.message) }
+        let flatMask = mask ?? [UInt8](repeating: UInt8(levels), count: count)
+        var activeCounts = [[Int]](repeating: [Int](repeating: 0, count: groups), count: levels)
+        if mask == nil {
+            for k in 0..<levels { activeCounts[k] = [Int](repeating: layout.groupSize, count: groups) }
+        } else {
+            for p in 0..<count {
+                let g = layout.groupSize == 0 ? 0 : p / layout.groupSize
+                let m = Int(flatMask[layout.flatIndex(ofGroupMajor: p)])
+                for k in 0..<m { activeCounts[k][g] += 1 }
+            }
+        }
+        var packedLevels: [PackedLevel] = []
+        for k in 0..<levels {
+            let wordsOfLevel = words[k].withBytes { raw in
+                (0..<(raw.count / 8)).map { UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 8, as: UInt64.self)) }
+            }
+            packedLevels.append(PackedLevel(scales: scales[k], activeCounts: activeCounts[k], signs: wordsOfLevel))
+        }
+        let packed = PackedTensor(shape: shape, scale: scale, mask: flatMask, levels: packedLevels)
+        do throws(PackedTensorError) { try packed.validate() } catch { throw DecodeFailure(error.message) }
+        return (packed, maskBytes)
     }
 }

@@ -22,7 +22,7 @@ public enum TensorEncoding: UInt8, CaseIterable, Sendable, CustomStringConvertib
 public enum StoredPayload: Sendable {
     case raw(ByteSlice)
     case strings([[UInt8]])
-    case binarized(BinarizedPayload)
+    case binarized(PackedTensor)
 
     public var encoding: TensorEncoding {
         switch self {

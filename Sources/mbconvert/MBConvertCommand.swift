@@ -7,10 +7,13 @@ struct MBConvertCommand: ParsableCommand {
         abstract: "Make convolutional networks tiny with heterogeneous bitwidth binarization.",
         version: MBConvertVersion.string,
         subcommands: [
+            ConvertCommand.self,
             InspectCommand.self,
             PolicyCommand.self,
             RunCommand.self,
-        ]
+            ExportONNXCommand.self,
+        ],
+        defaultSubcommand: ConvertCommand.self
     )
 }
 

@@ -1,3 +1,4 @@
+import MBCore
 import MBBinarize
 import Testing
 

@@ -202,9 +202,8 @@ import Testing
 
     @Test func damagedMaskStream() {
         let file = try! MBMFile.parse(Self.valid)
-        guard case .binarized(let b) = file.tensors[0].payload else { Issue.record(); return }
+        guard case .binarized = file.tensors[0].payload else { Issue.record(); return }
         let maskStart = file.tensors[0].storedBytes - file.tensors[0].maskBytes
-        _ = b
         let e = error(withSectionBytes(.data) { $0[maskStart + 5] ^= 0x5A })
         #expect(e?.kind == .corrupt, "\(String(describing: e))")
     }

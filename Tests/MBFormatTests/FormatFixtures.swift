@@ -17,25 +17,27 @@ enum FormatFixtures {
         return IRTensor(name: name, elementType: type, shape: shape, storage: .dense(ByteSlice(copying: bytes)))
     }
 
-    /// A valid binarized payload for `shape`: random mask over 1...levels (or uniform), random
-    /// signs, positive scales.
-    static func binarized(shape: [Int], levels: Int, channelAxis: Int?, uniform: Bool, seed: UInt64) -> BinarizedPayload {
+    /// A valid packed tensor for `shape`: random mask over 1...levels (or every entry at
+    /// `levels`), random signs, positive scales.
+    static func binarized(shape: [Int], levels: Int, channelAxis: Int?, uniform: Bool, seed: UInt64) -> PackedTensor {
         var rng = SeededGenerator(seed: seed)
         let n = shape.reduce(1, *)
-        let mask: [UInt8]? = uniform ? nil : (0..<n).map { _ in UInt8(1 + Int(rng.next() % UInt64(levels))) }
-        let groups = channelAxis.map { shape[$0] } ?? 1
-        var bitCounts: [Int] = []
-        var words: [ByteSlice] = []
-        var scales: [[Float]] = []
+        let mask: [UInt8] = (0..<n).map { _ in uniform ? UInt8(levels) : UInt8(1 + Int(rng.next() % UInt64(levels))) }
+        let scale: ScaleMode = channelAxis.map { .channel(axis: $0) } ?? .tensor
+        let layout = try! GroupLayout(shape: shape, scale: scale)
+        var packedLevels: [PackedLevel] = []
         for k in 1...levels {
-            let bits = mask.map { m in m.filter { Int($0) >= k }.count } ?? n
-            bitCounts.append(bits)
-            var w = [UInt64](repeating: 0, count: (bits + 63) / 64)
-            for i in 0..<bits where rng.next() & 1 == 1 { w[i / 64] |= 1 << UInt64(i % 64) }
-            words.append(ByteSlice(copying: w.flatMap { v in withUnsafeBytes(of: v.littleEndian) { Array($0) } }))
-            scales.append((0..<groups).map { _ in Float(rng.nextUnitDouble()) / Float(k) })
+            var counts = [Int](repeating: 0, count: layout.groupCount)
+            for p in 0..<n where Int(mask[layout.flatIndex(ofGroupMajor: p)]) >= k {
+                counts[layout.groupSize == 0 ? 0 : p / layout.groupSize] += 1
+            }
+            let bits = counts.reduce(0, +)
+            var words = [UInt64](repeating: 0, count: (bits + 63) / 64)
+            for i in 0..<bits where rng.next() & 1 == 1 { words[i / 64] |= 1 << UInt64(i % 64) }
+            let scales = (0..<layout.groupCount).map { g in counts[g] == 0 ? 0 : Float(rng.nextUnitDouble()) / Float(k) }
+            packedLevels.append(PackedLevel(scales: scales, activeCounts: counts, signs: words))
         }
-        return BinarizedPayload(levels: levels, channelAxis: channelAxis, scales: scales, signWords: words, signBitCounts: bitCounts, mask: mask)
+        return PackedTensor(shape: shape, scale: scale, mask: mask, levels: packedLevels)
     }
 
     static func model(constants: [IRTensor], subgraph: Bool = false) -> IRModel {

@@ -27,51 +27,54 @@ public struct PackedTensor: Sendable, Equatable {
     public var count: Int { mask.count }
     public var groupCount: Int { levels.first?.scales.count ?? 1 }
 
-    var layout: GroupLayout {
-        // validate() checks that the shape and scale mode make a layout.
-        try! GroupLayout(shape: shape, scale: scale, tensor: "packed")
+    /// The group layout; valid tensors (see `validate()`) always have one.
+    public var layout: GroupLayout {
+        try! GroupLayout(shape: shape, scale: scale)
     }
+
+    /// The largest number of levels a packed tensor has.
+    public static let maxLevels = 8
 
     /// Checks that every part fits the others: mask values, per-group active counts, word
     /// counts, zero padding, finite scales. Everything a reader of this form may rely on.
-    public func validate() throws(BinarizeError) {
+    public func validate() throws(PackedTensorError) {
         let layout: GroupLayout
-        do throws(BinarizeError) {
-            layout = try GroupLayout(shape: shape, scale: scale, tensor: "packed")
+        do throws(PackedTensorError) {
+            layout = try GroupLayout(shape: shape, scale: scale)
         } catch {
-            throw .invalidPacked("shape \(shape) with \(scale) scales: \(error)")
+            throw PackedTensorError("shape \(shape) with \(scale) scales: \(error)")
         }
         guard layout.count == mask.count else {
-            throw .invalidPacked("shape \(shape) holds \(layout.count) entries but the mask has \(mask.count)")
+            throw PackedTensorError("shape \(shape) holds \(layout.count) entries but the mask has \(mask.count)")
         }
-        guard !levels.isEmpty, levels.count <= BitDistribution.maxBits else {
-            throw .invalidPacked("\(levels.count) levels; expected 1...\(BitDistribution.maxBits)")
+        guard !levels.isEmpty, levels.count <= Self.maxLevels else {
+            throw PackedTensorError("\(levels.count) levels; expected 1...\(Self.maxLevels)")
         }
         var counts = [[Int]](repeating: [Int](repeating: 0, count: layout.groupCount), count: levels.count)
         for p in 0..<layout.count {
             let m = Int(mask[layout.flatIndex(ofGroupMajor: p)])
             guard (1...levels.count).contains(m) else {
-                throw .invalidPacked("mask entry \(layout.flatIndex(ofGroupMajor: p)) is \(m); expected 1...\(levels.count)")
+                throw PackedTensorError("mask entry \(layout.flatIndex(ofGroupMajor: p)) is \(m); expected 1...\(levels.count)")
             }
             let g = layout.groupSize == 0 ? 0 : p / layout.groupSize
             for k in 0..<m { counts[k][g] += 1 }
         }
         for (k, level) in levels.enumerated() {
             guard level.scales.count == layout.groupCount, level.activeCounts.count == layout.groupCount else {
-                throw .invalidPacked("level \(k + 1) has \(level.scales.count) scales and \(level.activeCounts.count) counts for \(layout.groupCount) groups")
+                throw PackedTensorError("level \(k + 1) has \(level.scales.count) scales and \(level.activeCounts.count) counts for \(layout.groupCount) groups")
             }
             guard level.activeCounts == counts[k] else {
-                throw .invalidPacked("level \(k + 1) active counts \(level.activeCounts) disagree with the mask (\(counts[k]))")
+                throw PackedTensorError("level \(k + 1) active counts \(level.activeCounts) disagree with the mask (\(counts[k]))")
             }
             if let bad = level.scales.firstIndex(where: { !$0.isFinite }) {
-                throw .invalidPacked("level \(k + 1) scale of group \(bad) is \(level.scales[bad])")
+                throw PackedTensorError("level \(k + 1) scale of group \(bad) is \(level.scales[bad])")
             }
             let bits = counts[k].reduce(0, +)
             guard level.signs.count == (bits + 63) / 64 else {
-                throw .invalidPacked("level \(k + 1) has \(level.signs.count) sign words for \(bits) bits")
+                throw PackedTensorError("level \(k + 1) has \(level.signs.count) sign words for \(bits) bits")
             }
             if bits % 64 != 0, level.signs[bits / 64] >> UInt64(bits % 64) != 0 {
-                throw .invalidPacked("level \(k + 1) has non-zero padding bits after bit \(bits)")
+                throw PackedTensorError("level \(k + 1) has non-zero padding bits after bit \(bits)")
             }
         }
     }
@@ -98,44 +101,6 @@ public struct PackedLevel: Sendable, Equatable {
     /// Sign `i` of the stream as +1 or -1.
     @inlinable
     public func sign(_ i: Int) -> Float { (signs[i >> 6] >> UInt64(i & 63)) & 1 == 1 ? 1 : -1 }
-}
-
-/// Appends bits to a word buffer, least-significant bit first. The buffer must hold enough
-/// words; `finish()` stores the last partial word (its unused bits stay zero).
-struct BitWriter {
-    let words: UnsafeMutablePointer<UInt64>
-    private(set) var wordIndex = 0
-    private var current: UInt64 = 0
-    private var fill: UInt64 = 0
-
-    init(words: UnsafeMutablePointer<UInt64>) { self.words = words }
-
-    /// Appends the low `count` bits of `word` (bits above `count` must be zero).
-    @inline(__always)
-    mutating func append(word: UInt64, count: Int) {
-        guard count > 0 else { return }
-        current |= word &<< fill
-        let total = fill &+ UInt64(count)
-        if total >= 64 {
-            words[wordIndex] = current
-            wordIndex &+= 1
-            current = fill == 0 ? 0 : word &>> (64 &- fill)
-            fill = total &- 64
-        } else {
-            fill = total
-        }
-    }
-
-    /// Number of words holding bits after `finish()`.
-    mutating func finish() -> Int {
-        if fill > 0 {
-            words[wordIndex] = current
-            wordIndex += 1
-            current = 0
-            fill = 0
-        }
-        return wordIndex
-    }
 }
 
 /// Packs booleans into words LSB-first (plain version, for tests and small data).

@@ -4,19 +4,22 @@
 /// then group 1's, and so on. With tensor scales there is one group and group-major order is
 /// flat order; with channel scales along axis `a` the groups are the slices `index[a] == c`,
 /// and for axis 0 (or when every dimension before `a` is 1) group-major order is flat order too.
-struct GroupLayout: Sendable, Equatable {
+public struct GroupLayout: Sendable, Equatable {
     /// Number of entries.
-    let count: Int
-    let groupCount: Int
+    public let count: Int
+    public let groupCount: Int
     /// Entries per group (all groups are the same size).
-    let groupSize: Int
+    public let groupSize: Int
     /// Product of the dimensions before the axis, and after it.
     private let outer: Int
     private let inner: Int
 
-    init(shape: [Int], scale: ScaleMode, tensor: String) throws(BinarizeError) {
-        guard let n = FloatTensor.count(shape) else {
-            throw .invalidTensor(tensor: tensor, reason: "shape \(shape) overflows")
+    public init(shape: [Int], scale: ScaleMode) throws(PackedTensorError) {
+        var n = 1
+        for d in shape {
+            let (p, o) = n.multipliedReportingOverflow(by: d)
+            guard d >= 0, !o else { throw PackedTensorError("shape \(shape) overflows") }
+            n = p
         }
         count = n
         switch scale {
@@ -27,7 +30,7 @@ struct GroupLayout: Sendable, Equatable {
             inner = n
         case .channel(let axis):
             guard axis >= 0, axis < shape.count else {
-                throw .invalidConfiguration("channel axis \(axis) is outside the \(shape.count) dimensions of tensor '\(tensor)' \(shape)")
+                throw PackedTensorError("channel axis \(axis) is outside the \(shape.count) dimensions of shape \(shape)")
             }
             groupCount = shape[axis]
             outer = shape[..<axis].reduce(1, *)
@@ -35,32 +38,39 @@ struct GroupLayout: Sendable, Equatable {
             groupSize = outer * inner
         }
         guard groupSize <= Int(UInt32.max) else {
-            throw .invalidTensor(tensor: tensor, reason: "\(groupSize) entries share one set of scales; at most \(UInt32.max) are supported")
+            throw PackedTensorError("\(groupSize) entries share one set of scales; at most \(UInt32.max) are supported")
         }
     }
 
     /// Group-major order is flat order.
-    var isIdentity: Bool { outer == 1 || groupCount <= 1 }
+    public var isIdentity: Bool { outer == 1 || groupCount <= 1 }
 
     /// The flat index of group-major position `p`.
-    func flatIndex(ofGroupMajor p: Int) -> Int {
+    public func flatIndex(ofGroupMajor p: Int) -> Int {
         if isIdentity { return p }
         let c = p / groupSize, r = p % groupSize
         let o = r / inner, i = r % inner
         return (o * groupCount + c) * inner + i
     }
 
-    func toGroupMajor<T>(_ flat: [T]) -> [T] {
+    public func toGroupMajor<T>(_ flat: [T]) -> [T] {
         if isIdentity { return flat }
         var out = flat
         for p in 0..<count { out[p] = flat[flatIndex(ofGroupMajor: p)] }
         return out
     }
 
-    func toFlat<T>(_ groupMajor: [T]) -> [T] {
+    public func toFlat<T>(_ groupMajor: [T]) -> [T] {
         if isIdentity { return groupMajor }
         var out = groupMajor
         for p in 0..<count { out[flatIndex(ofGroupMajor: p)] = groupMajor[p] }
         return out
     }
+}
+
+/// A packed tensor whose parts do not fit together, or a layout that cannot exist.
+public struct PackedTensorError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { "packed tensor: " + message }
 }

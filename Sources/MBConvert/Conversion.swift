@@ -1,0 +1,269 @@
+import Foundation
+import MBBinarize
+import MBCore
+import MBFormat
+import MBONNX
+import MBPolicy
+
+/// `mbconvert model.onnx policy.txt`: import, find the weights (folding constant subgraphs),
+/// resolve the policy, binarize (tensors in parallel), write the `.mbm` atomically.
+public enum Conversion {
+    public struct Options: Sendable {
+        /// Replace an existing output file.
+        public var force = false
+        /// A policy rule that matches no tensor is an error.
+        public var strict = false
+        /// Worker threads for binarization (default: every core).
+        public var threads = ProcessInfo.processInfo.activeProcessorCount
+        public init(force: Bool = false, strict: Bool = false) {
+            self.force = force
+            self.strict = strict
+        }
+    }
+
+    /// Something the user must fix: a one-line message (or several, for policy problems).
+    public struct Failure: Error, Sendable, CustomStringConvertible {
+        public var lines: [String]
+        public var description: String { lines.joined(separator: "\n") }
+        init(_ lines: [String]) { self.lines = lines }
+        init(_ line: String) { lines = [line] }
+    }
+
+    /// Progress events for a progress bar: a tensor finished (`done` of `total`, its stored bytes).
+    public struct Progress: Sendable {
+        public var done: Int
+        public var total: Int
+        public var tensor: String
+        public var bytes: Int
+    }
+
+    /// The default output path: the model's path with `.mbm` instead of `.onnx`.
+    public static func defaultOutput(for model: String) -> String {
+        let url = URL(fileURLWithPath: model)
+        return url.pathExtension.lowercased() == "onnx"
+            ? url.deletingPathExtension().appendingPathExtension("mbm").path
+            : model + ".mbm"
+    }
+
+    public static func run(
+        model modelPath: String, policy policyPath: String, output outputPath: String,
+        options: Options = Options(), progress: (@Sendable (Progress) -> Void)? = nil
+    ) throws -> ConversionReport {
+        let started = Date()
+        try checkOutput(outputPath, model: modelPath, policy: policyPath, force: options.force)
+
+        // Source model: bytes for the fingerprint, then the import.
+        let mapping: ByteStorage
+        do { mapping = try FileMapping.map(path: modelPath) } catch {
+            throw Failure(FileManager.default.fileExists(atPath: modelPath) ? "\(error)" : "\(modelPath): no such file")
+        }
+        let sha = SHA256.hash(mapping.buffer)
+        let model = try ONNXReader().load(path: modelPath)
+
+        // Policy.
+        let policyBytes: [UInt8]
+        do { policyBytes = Array(try Data(contentsOf: URL(fileURLWithPath: policyPath))) } catch {
+            throw Failure("\(policyPath): " + (FileManager.default.fileExists(atPath: policyPath) ? "cannot read the file" : "no such file"))
+        }
+        let parsed = Policy.parse(bytes: policyBytes, file: policyPath)
+        guard let policy = parsed.policy, !parsed.diagnostics.contains(where: { $0.severity == .error }) else {
+            throw Failure(parsed.diagnostics.filter { $0.severity == .error }.map(\.description))
+        }
+
+        // Weights and decisions (the same resolution `policy check` shows).
+        let discovery = try WeightDiscovery(onnx: model, file: modelPath)
+        let subjects = discovery.subjects
+        let unused = policy.unusedRuleDiagnostics(policy.resolve(subjects), subjects: subjects,
+                                                  modelName: URL(fileURLWithPath: modelPath).lastPathComponent, strict: options.strict)
+        if unused.contains(where: { $0.severity == .error }) { throw Failure(unused.filter { $0.severity == .error }.map(\.description)) }
+        let warnings = unused.map(\.description)
+        let plans: [PolicyCheck.TensorPlan]
+        do {
+            plans = try PolicyCheck.plans(policy, against: discovery)
+        } catch let problem as TargetSpread.Infeasible {
+            throw Failure(PolicyDiagnostic(file: policyPath, position: problem.position, message: problem.message).description)
+        }
+
+        // Fold constant subgraphs so every weight is a constant, and drop what nothing reads.
+        var graph = try ConstantFolding.fold(discovery.graph)
+        graph = prune(graph)
+        let constantIndex = Dictionary(graph.constants.enumerated().map { ($0.element.name, $0.offset) }, uniquingKeysWith: { a, _ in a })
+
+        // Binarize (and convert kept tensors) in parallel; results land in plan order.
+        let jobs = plans.filter { constantIndex[$0.tensor.name] != nil }
+        let results = ResultSlots<LayerOutcome>(count: jobs.count)
+        let counter = ProgressCounter()
+        let total = jobs.count
+        let workers = max(1, min(options.threads, jobs.count))
+        let constants = graph.constants
+        DispatchQueue.concurrentPerform(iterations: workers) { worker in
+            var j = worker
+            while j < jobs.count {
+                let job = jobs[j]
+                let outcome = Result { try convert(job, constant: constants[constantIndex[job.tensor.name]!], policy: policy) }
+                results.set(j, outcome)
+                if let progress {
+                    let bytes = (try? outcome.get().storedBytes) ?? 0
+                    progress(Progress(done: counter.increment(), total: total, tensor: job.tensor.name, bytes: bytes))
+                }
+                j += workers
+            }
+        }
+        var layers: [LayerOutcome] = []
+        for j in 0..<jobs.count {
+            let outcome = try results.get(j)
+            graph.constants[constantIndex[outcome.name]!] = outcome.tensor
+            layers.append(outcome)
+        }
+
+        // Write.
+        let irModel = IRModel(graph: graph, opsets: model.opsetImports.map {
+            IROpset(domain: ($0.domain ?? "") == "ai.onnx" ? "" : ($0.domain ?? ""), version: $0.version ?? 1)
+        })
+        var report = ConversionReport(model: modelPath, policy: policyPath, output: outputPath, onnxBytes: mapping.count,
+                                      layers: layers.map(\.row), warnings: warnings)
+        let metadata: [MetadataEntry] = [
+            MetadataEntry(MetadataKey.producer, .string("mbconvert")),
+            MetadataEntry(MetadataKey.producerVersion, .string(MBConvertInfo.version)),
+            MetadataEntry(MetadataKey.sourceFile, .string(URL(fileURLWithPath: modelPath).lastPathComponent)),
+            MetadataEntry(MetadataKey.sourceSHA256, .bytes(sha)),
+            MetadataEntry(MetadataKey.sourceBytes, .int(Int64(mapping.count))),
+            MetadataEntry(MetadataKey.policyFile, .string(URL(fileURLWithPath: policyPath).lastPathComponent)),
+            MetadataEntry(MetadataKey.policyText, .string(String(decoding: policyBytes, as: UTF8.self))),
+            MetadataEntry(MetadataKey.layerStatistics, .json(report.layersJSON())),
+        ]
+        let summary: MBMWriter.Summary
+        do {
+            summary = try MBMWriter().write(model: irModel, metadata: metadata, to: outputPath)
+        } catch {
+            throw Failure(error.description)
+        }
+        report.finish(summary: summary, seconds: Date().timeIntervalSince(started))
+        return report
+    }
+
+    /// Refuses to overwrite the input model or policy, and an existing output without `force`.
+    static func checkOutput(_ output: String, model: String, policy: String, force: Bool) throws {
+        let out = URL(fileURLWithPath: output).standardizedFileURL.resolvingSymlinksInPath().path
+        for input in [model, policy] where URL(fileURLWithPath: input).standardizedFileURL.resolvingSymlinksInPath().path == out {
+            throw Failure("\(output): refusing to overwrite the input file \(input)")
+        }
+        if FileManager.default.fileExists(atPath: output), !force {
+            throw Failure("\(output): already exists; pass --force to replace it")
+        }
+    }
+
+    /// Removes constants nothing reads (shape tensors of folded ConstantOfShape nodes, say).
+    static func prune(_ graph: IRGraph) -> IRGraph {
+        var used = Set(graph.outputs.map(\.name))
+        func collect(_ g: IRGraph) {
+            for n in g.nodes {
+                used.formUnion(n.inputs)
+                for a in n.attributes {
+                    if case .graph(let sub) = a.value { collect(sub); used.formUnion(sub.outputs.map(\.name)) }
+                    if case .graphs(let subs) = a.value { subs.forEach(collect) }
+                }
+            }
+        }
+        collect(graph)
+        var out = graph
+        out.constants = graph.constants.filter { used.contains($0.name) }
+        return out
+    }
+
+    /// One tensor: binarize it or convert it to its kept type.
+    static func convert(_ plan: PolicyCheck.TensorPlan, constant: IRTensor, policy: Policy) throws -> LayerOutcome {
+        let name = plan.tensor.name
+        var row = ConversionReport.Layer(name: name, op: plan.tensor.consumers.first?.opType ?? "",
+                                         node: plan.tensor.consumers.first?.name ?? "", shape: constant.shape,
+                                         rule: policy.describe(plan.decision.source))
+        let values = try floatValues(of: constant)
+        switch plan.decision.action {
+        case .keep(let type):
+            let tensor: IRTensor
+            switch type {
+            case .float32:
+                tensor = IRTensor(name: name, elementType: .float, shape: constant.shape,
+                                  storage: .dense(values.withUnsafeBytes { ByteSlice(storage: ByteStorage(copying: $0)) }))
+            case .float16:
+                let halves = values.map { Float16($0).bitPattern.littleEndian }
+                tensor = IRTensor(name: name, elementType: .float16, shape: constant.shape,
+                                  storage: .dense(halves.withUnsafeBytes { ByteSlice(storage: ByteStorage(copying: $0)) }))
+            }
+            row.encoding = "keep \(type.rawValue)"
+            row.storedBytes = type.bitsPerElement / 8 * values.count
+            row.bitsPerWeight = Double(type.bitsPerElement)
+            row.averageBits = Double(type.bitsPerElement)
+            return LayerOutcome(name: name, tensor: tensor, row: row)
+        case .binarize(let b):
+            guard let mix = plan.mix else { throw Failure("tensor '\(name)': no bit mix was resolved") }
+            let distribution = try BitDistribution(bits: mix.entries.map(\.bits), fractions: mix.entries.map(\.fraction))
+            let scale: ScaleMode = b.scale == .channel ? .channel(axis: plan.tensor.outputAxis ?? 0) : .tensor
+            guard let method = MaskMethod(rawValue: b.method.rawValue) else { throw Failure("tensor '\(name)': unknown method \(b.method.rawValue)") }
+            let input = try FloatTensor(name: name, shape: constant.shape, values: values)
+            var packed = try Binarizer.binarize(input, BinarizationConfig(distribution: distribution, method: method, scale: scale))
+            if b.refit { packed = try refit(input, packed) }
+            let stats = Statistics(original: values, packed: packed)
+            let tensor = IRTensor(name: name, elementType: .float, shape: constant.shape, storage: .binarized(packed))
+            row.encoding = "binarized"
+            row.method = b.method.rawValue + (b.refit ? "+refit" : "")
+            row.scale = b.scale.rawValue
+            if case .channel(let axis) = scale { row.channelAxis = axis }
+            row.requestedMix = mix.entries.filter { $0.fraction > 0 }.map { ConversionReport.MixEntry(bits: $0.bits, fraction: $0.fraction) }
+            row.realizedMix = stats.fractions.enumerated().filter { $0.element > 0 }.map { ConversionReport.MixEntry(bits: $0.offset + 1, fraction: $0.element) }
+            row.averageBits = stats.averageBits
+            row.normalizedError = stats.normalizedError
+            row.sqnrDB = stats.sqnrDB
+            row.maxAbsError = stats.maxAbsError
+            return LayerOutcome(name: name, tensor: tensor, row: row)
+        }
+    }
+
+    /// A constant's elements as Float (float32, float16, bfloat16, double sources).
+    static func floatValues(of t: IRTensor) throws -> [Float] {
+        guard case .dense(let bytes) = t.storage else { throw Failure("tensor '\(t.name)': not a dense tensor") }
+        let n = t.elementCount
+        return bytes.withBytes { raw -> [Float] in
+            switch t.elementType {
+            case .float: return (0..<n).map { Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self))) }
+            case .float16: return (0..<n).map { Float(float16Bits: UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 2, as: UInt16.self))) }
+            case .bfloat16: return (0..<n).map { Float(bitPattern: UInt32(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 2, as: UInt16.self))) << 16) }
+            case .double: return (0..<n).map { Float(Double(bitPattern: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 8, as: UInt64.self)))) }
+            default: return []
+            }
+        }
+    }
+
+    struct LayerOutcome: Sendable {
+        var name: String
+        var tensor: IRTensor
+        var row: ConversionReport.Layer
+        var storedBytes: Int { row.storedBytes }
+    }
+}
+
+public enum MBConvertInfo {
+    public static let version = "0.1.0-dev"
+}
+
+/// Results written by concurrent workers, one slot each.
+final class ResultSlots<T>: @unchecked Sendable {
+    private var slots: [Result<T, Error>?]
+    private let lock = NSLock()
+    init(count: Int) { slots = Array(repeating: nil, count: count) }
+    func set(_ i: Int, _ r: Result<T, Error>) { lock.lock(); slots[i] = r; lock.unlock() }
+    func get(_ i: Int) throws -> T { lock.lock(); defer { lock.unlock() }; return try slots[i]!.get() }
+}
+
+final class ProgressCounter: @unchecked Sendable {
+    private var value = 0
+    private let lock = NSLock()
+    func increment() -> Int { lock.lock(); defer { lock.unlock() }; value += 1; return value }
+}
+
+extension Conversion {
+    /// TEMPORARY until MBBinarize's least-squares refit lands on this branch.
+    static func refit(_ input: FloatTensor, _ packed: PackedTensor) throws -> PackedTensor {
+        throw Failure("tensor '\(input.name)': refit is not available in this build")
+    }
+}

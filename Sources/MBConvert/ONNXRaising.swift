@@ -1,0 +1,90 @@
+import MBCore
+import MBONNX
+
+/// IR → ONNX, for `mbconvert export-onnx`: every constant becomes an initializer (binarized
+/// weights as their exact dequantized float values), so any ONNX tool can run or show what the
+/// `.mbm` holds.
+public enum ONNXRaising {
+    public static func raise(_ model: IRModel, producerVersion: String) -> ONNXModel {
+        var out = ONNXModel()
+        out.irVersion = 8
+        out.producerName = "mbconvert"
+        out.producerVersion = producerVersion
+        out.opsetImports = model.opsets.map { ONNXOperatorSetID(domain: $0.domain, version: $0.version) }
+        out.graph = raise(model.graph)
+        return out
+    }
+
+    static func raise(_ g: IRGraph) -> ONNXGraph {
+        var out = ONNXGraph()
+        out.name = g.name
+        out.inputs = g.inputs.map(valueInfo)
+        out.outputs = g.outputs.map(valueInfo)
+        out.initializers = g.constants.map(tensor)
+        out.nodes = g.nodes.map { n in
+            var node = ONNXNode()
+            node.name = n.name
+            node.opType = n.opType
+            if !n.domain.isEmpty { node.domain = n.domain }
+            node.inputs = n.inputs
+            node.outputs = n.outputs
+            node.attributes = n.attributes.map { attribute($0.name, $0.value) }
+            return node
+        }
+        return out
+    }
+
+    static func valueInfo(_ v: IRValueInfo) -> ONNXValueInfo {
+        var out = ONNXValueInfo()
+        out.name = v.name
+        let shape = v.shape.map { dims in
+            ONNXShape(dims: dims.map { d -> ONNXShape.Dimension in
+                switch d {
+                case .fixed(let x): return .init(value: .fixed(x))
+                case .symbolic(let s): return .init(value: .symbolic(s))
+                case .unknown: return .init(value: .unknown)
+                }
+            })
+        }
+        out.type = ONNXTypeProto(value: .tensor(elemType: v.elementType?.rawValue ?? 0, shape: shape))
+        return out
+    }
+
+    static func tensor(_ t: IRTensor) -> ONNXTensor {
+        var out = ONNXTensor()
+        out.name = t.name
+        out.dims = t.shape.map(Int64.init)
+        switch t.storage {
+        case .dense(let bytes):
+            out.dataType = t.elementType.rawValue
+            out.rawData = bytes
+        case .strings(let list):
+            out.dataType = t.elementType.rawValue
+            out.stringData = list
+        case .binarized(let packed):
+            // The exact stored values, as float32 whatever the source type was.
+            out.dataType = ElementType.float.rawValue
+            let values = packed.dequantized()
+            out.rawData = values.withUnsafeBytes { ByteSlice(storage: ByteStorage(copying: $0)) }
+        }
+        return out
+    }
+
+    static func attribute(_ name: String, _ v: IRAttributeValue) -> ONNXAttribute {
+        var a = ONNXAttribute()
+        a.name = name
+        switch v {
+        case .float(let x): a.type = ONNXAttribute.Kind.float.rawValue; a.f = x
+        case .int(let x): a.type = ONNXAttribute.Kind.int.rawValue; a.i = x
+        case .string(let x): a.type = ONNXAttribute.Kind.string.rawValue; a.s = x
+        case .tensor(let t): a.type = ONNXAttribute.Kind.tensor.rawValue; a.t = tensor(t)
+        case .graph(let g): a.type = ONNXAttribute.Kind.graph.rawValue; a.g = raise(g)
+        case .floats(let x): a.type = ONNXAttribute.Kind.floats.rawValue; a.floats = x
+        case .ints(let x): a.type = ONNXAttribute.Kind.ints.rawValue; a.ints = x
+        case .strings(let x): a.type = ONNXAttribute.Kind.strings.rawValue; a.strings = x
+        case .tensors(let x): a.type = ONNXAttribute.Kind.tensors.rawValue; a.tensors = x.map(tensor)
+        case .graphs(let x): a.type = ONNXAttribute.Kind.graphs.rawValue; a.graphs = x.map(raise)
+        }
+        return a
+    }
+}

@@ -1,0 +1,104 @@
+import ArgumentParser
+import Foundation
+import MBConvert
+
+/// The default command: `mbconvert model.onnx policy.txt [-o model.mbm]`.
+struct ConvertCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "convert",
+        abstract: "Binarize a model's weights as a policy says and write one .mbm file (the default command).",
+        discussion: """
+            Imports the ONNX model, finds its weights (initializers, Constant nodes, external data, and \
+            weights computed by constant subgraphs such as ConstantOfShape, folded here), resolves the \
+            policy, binarizes the tensors in parallel and writes the .mbm atomically (a temporary file, \
+            then a rename; nothing is left behind on failure or Ctrl-C). Prints a per-layer table and \
+            totals; --json writes the same report as JSON.
+            """
+    )
+
+    @Argument(help: "The model (.onnx).")
+    var model: String
+
+    @Argument(help: "The policy file (see Schemas/policy.md).")
+    var policy: String
+
+    @Option(name: [.short, .customLong("output")], help: "Where to write the .mbm (default: the model's name with .mbm).")
+    var output: String?
+
+    @Option(help: "Also write the report as JSON to this file.")
+    var json: String?
+
+    @Flag(help: "Replace the output file if it exists.")
+    var force = false
+
+    @Flag(help: "Treat a policy rule that matches no tensor as an error.")
+    var strict = false
+
+    @Flag(help: "Print nothing but errors.")
+    var quiet = false
+
+    @Option(help: "Worker threads for binarization (default: all cores).")
+    var threads: Int?
+
+    func validate() throws {
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+    }
+
+    func run() throws {
+        let out = output ?? Conversion.defaultOutput(for: model)
+        var options = Conversion.Options(force: force, strict: strict)
+        if let threads { options.threads = threads }
+        let bar = (!quiet && isatty(STDERR_FILENO) == 1) ? ProgressBar() : nil
+        InterruptCleanup.install(removingPartialFilesFor: out)
+        var progress: (@Sendable (Conversion.Progress) -> Void)?
+        if let bar { progress = { bar.update($0) } }
+        let report = try CLIErrors.reporting {
+            try Conversion.run(model: model, policy: policy, output: out, options: options, progress: progress)
+        }
+        bar?.finish()
+        if let json {
+            try Inspect.json(report).write(toFile: json, atomically: true, encoding: .utf8)
+        }
+        if !quiet { print(report.renderText(), terminator: "") }
+    }
+}
+
+/// A one-line progress bar on stderr (only on a terminal).
+final class ProgressBar: @unchecked Sendable {
+    private let lock = NSLock()
+    private var bytes = 0
+
+    func update(_ p: Conversion.Progress) {
+        lock.lock()
+        defer { lock.unlock() }
+        bytes += p.bytes
+        let width = 30
+        let filled = p.total == 0 ? width : p.done * width / p.total
+        let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
+        let name = p.tensor.count > 32 ? String(p.tensor.prefix(29)) + "..." : p.tensor
+        FileHandle.standardError.write(Data("\r[\(bar)] \(p.done)/\(p.total) \(formatBytes(bytes))  \(name)\u{1B}[K".utf8))
+    }
+
+    func finish() {
+        FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
+    }
+}
+
+/// On Ctrl-C or SIGTERM, removes the writer's temporary file before exiting, so an interrupted
+/// conversion leaves nothing behind (the real output only appears by rename when complete).
+enum InterruptCleanup {
+    /// A C string made before any signal can arrive: the handler only calls unlink and raise,
+    /// which are async-signal-safe.
+    nonisolated(unsafe) static var partialPath: UnsafeMutablePointer<CChar>?
+
+    static func install(removingPartialFilesFor output: String) {
+        partialPath = strdup(output + ".partial-\(getpid())")
+        for sig in [SIGINT, SIGTERM] {
+            signal(sig) { s in
+                if let p = InterruptCleanup.partialPath { unlink(p) }
+                signal(s, SIG_DFL)
+                raise(s)
+            }
+        }
+    }
+}

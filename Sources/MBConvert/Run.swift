@@ -27,13 +27,12 @@ public enum RunModel {
     }
 
     /// The model at `path` ready to run. One branch per file type.
+    /// `.mbm` files are told apart by their magic; anything else is read as ONNX.
     public static func loadModel(path: String) throws -> MBModel {
-        switch URL(fileURLWithPath: path).pathExtension.lowercased() {
-        case "onnx":
-            return try MBModel(ir: ModelLoading.loadONNXAsIR(path: path))
-        default:
-            throw Failure("\(path): unknown model type (expected .onnx)")
+        if Inspect.isMBM(path: path) {
+            return try MBModel(contentsOf: URL(fileURLWithPath: path))
         }
+        return try MBModel(ir: ModelLoading.loadONNXAsIR(path: path))
     }
 
     /// Runs and returns the report text.

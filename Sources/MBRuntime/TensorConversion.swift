@@ -7,6 +7,13 @@ enum TensorConversion {
     struct Failure: Error { let message: String }
 
     static func tensor(from t: IRTensor) throws(Failure) -> MBTensor {
+        if case .binarized(let packed) = t.storage {
+            // Expanded once at load into exactly the stored values (the one dequantization).
+            let values = packed.dequantized()
+            let s = TensorStorage(byteCount: values.count * 4)
+            values.withUnsafeBytes { if $0.count > 0 { s.raw.copyMemory(from: $0.baseAddress!, byteCount: $0.count) } }
+            return MBTensor(elementType: .float, shape: t.shape, storage: s)
+        }
         guard case .dense(let bytes) = t.storage else { throw Failure(message: "string tensors are not supported") }
         let n = t.elementCount
         switch t.elementType {

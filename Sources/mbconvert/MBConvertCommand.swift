@@ -8,6 +8,7 @@ struct MBConvertCommand: ParsableCommand {
         version: MBConvertVersion.string,
         subcommands: [
             InspectCommand.self,
+            StudyCommand.self,
         ]
     )
 }

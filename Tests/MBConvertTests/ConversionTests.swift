@@ -122,6 +122,20 @@ import Testing
         }
     }
 
+    /// Conversion is deterministic, and the committed example .mbm (what Examples/RuntimeApp
+    /// loads) is what the current converter writes.
+    @Test func bundledExampleMBMIsCurrent() throws {
+        let dir = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let root = SharedFixtures.repositoryRoot
+        let out = dir.appendingPathComponent("tiny_cnn.mbm")
+        _ = try Conversion.run(model: root.appendingPathComponent("Examples/models/tiny_cnn.onnx").path,
+                               policy: root.appendingPathComponent("Examples/policies/alexnet-paper.txt").path, output: out.path)
+        let fresh = try Data(contentsOf: out)
+        let committed = try Data(contentsOf: root.appendingPathComponent("Examples/models/tiny_cnn.mbm"))
+        #expect(fresh == committed, "Examples/models/tiny_cnn.mbm is stale: regenerate with mbconvert Examples/models/tiny_cnn.onnx Examples/policies/alexnet-paper.txt -o Examples/models/tiny_cnn.mbm --force")
+    }
+
     @Test func refusesToOverwriteWithoutForceAndNeverTheInput() throws {
         let dir = temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }

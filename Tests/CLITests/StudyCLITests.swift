@@ -58,13 +58,27 @@ import Testing
         (["study", "--synthetic", "normal:100:0", "--method", "sideways"], "--method 'sideways': unknown method 'sideways'"),
         (["study", "--synthetic", "cauchy:100:0"], "--synthetic 'cauchy:100:0': unknown distribution 'cauchy'"),
         (["study", "--bits", "2"], "give exactly one source"),
-        (["study", "model.onnx", "--all"], "ONNX sources come with the importer"),
     ])
     func badArgumentsExitWithUsageErrors(arguments: [String], message: String) throws {
         let r = try CLI.run(arguments)
         #expect(r.status == 64, "\(r)")
         #expect(r.stdout.isEmpty, "\(r)")
         #expect(r.stderr.contains(message), "\(r)")
+    }
+
+    @Test func onnxWeightsByNameAndAll() throws {
+        let r = try CLI.run(["study", "Examples/models/tiny_cnn.onnx", "--tensor", "fc.weight", "--mix", "7/2/1"])
+        #expect(r.status == 0, "\(r)")
+        #expect(r.stdout.hasPrefix("tensor fc.weight [10, 64] (640 values)"), "\(r)")
+        let all = try CLI.run(["study", "Examples/models/tiny_cnn.onnx", "--all", "--bits", "1"])
+        #expect(all.status == 0, "\(all)")
+        #expect(all.stdout.components(separatedBy: "\ntensor ").count + (all.stdout.hasPrefix("tensor ") ? 0 : -1) == 6, "\(all)")
+        let missing = try CLI.run(["study", "Examples/models/tiny_cnn.onnx", "--tensor", "nope", "--bits", "1"])
+        #expect(missing.status == 1)
+        #expect(missing.stderr.hasPrefix("mbconvert: error: Examples/models/tiny_cnn.onnx: no float constant named 'nope'"), "\(missing)")
+        let noFile = try CLI.run(["study", "no/model.onnx", "--all"])
+        #expect(noFile.status == 1)
+        #expect(noFile.stderr == "mbconvert: error: no/model.onnx: no such file\n", "\(noFile)")
     }
 
     @Test func unreadableInputIsOneLineAndExitCode1() throws {

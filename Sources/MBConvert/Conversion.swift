@@ -4,6 +4,7 @@ import MBCore
 import MBFormat
 import MBONNX
 import MBPolicy
+import MBRuntime
 
 /// `mbconvert model.onnx policy.txt`: import, find the weights (folding constant subgraphs),
 /// resolve the policy, binarize (tensors in parallel), write the `.mbm` atomically.
@@ -13,6 +14,8 @@ public enum Conversion {
         public var force = false
         /// A policy rule that matches no tensor is an error.
         public var strict = false
+        /// Calibration inputs (a .npy file or a folder; see `Calibration.loadInputs`).
+        public var calibrate: String?
         /// Worker threads for binarization (default: every core).
         public var threads = ProcessInfo.processInfo.activeProcessorCount
         public init(force: Bool = false, strict: Bool = false) {
@@ -59,10 +62,28 @@ public enum Conversion {
         let layers = try binarize(prepared, threads: options.threads, progress: progress)
         var graph = prepared.graph
         for outcome in layers { graph.constants[prepared.constantIndex[outcome.name]!] = outcome.tensor }
+        var corrections: [Calibration.LayerCorrection]?
+        var calibrationSeconds: Double?
+        if let calibrationPath = options.calibrate {
+            let start = Date()
+            let layerNodes = Set(prepared.plans.flatMap { plan -> [String] in
+                guard case .binarize(let b) = plan.decision.action, b.calibrate else { return [] }
+                return plan.tensor.consumers.filter { ["Conv", "ConvTranspose", "Gemm", "MatMul"].contains($0.opType) }.map(\.name)
+            })
+            let floatModel = try MBModel(ir: IRModel(graph: prepared.graph, opsets: prepared.opsets))
+            let inputs = try Calibration.loadInputs(calibrationPath, model: floatModel)
+            let (corrected, found) = try Calibration.calibrate(float: prepared.graph, binarized: graph, opsets: prepared.opsets,
+                                                               layerNodes: layerNodes, inputs: inputs, threads: options.threads)
+            graph = corrected
+            corrections = found
+            calibrationSeconds = Date().timeIntervalSince(start)
+        }
 
         let irModel = IRModel(graph: graph, opsets: prepared.opsets)
         var report = ConversionReport(model: modelPath, policy: policyPath, output: outputPath, onnxBytes: prepared.sourceBytes,
                                       layers: layers.map(\.row), warnings: prepared.warnings)
+        report.calibration = corrections
+        report.calibrationSeconds = calibrationSeconds
         let metadata: [MetadataEntry] = [
             MetadataEntry(MetadataKey.producer, .string("mbconvert")),
             MetadataEntry(MetadataKey.producerVersion, .string(MBConvertInfo.version)),

@@ -15,7 +15,8 @@ public enum Verify {
     public struct Options: Sendable {
         /// NAME=file.npy pairs, fed as they are (a batch is one file).
         public var inputs: [String] = []
-        /// A folder of .npy inputs: `<input name>.npy`, or `input_N.npy` in input order.
+        /// Evaluation inputs: a .npy file (one-input models) or a folder (`<input name>.npy` or
+        /// `input_N.npy` per input; for one-input models any .npy files, run as one batch).
         public var inputsDirectory: String?
         /// Seeded random inputs (standard normal floats) of this batch size, when no inputs are given.
         public var random: Int?
@@ -46,6 +47,10 @@ public enum Verify {
         /// Fraction of rows whose argmax agrees, for [batch, classes] outputs.
         public var top1Agreement: Double?
         public var rows: Int?
+        /// Top-1 agreement over the rows whose float top-2 probabilities (softmax of the row when
+        /// it is not already a distribution) are at least `marginThreshold` apart.
+        public var marginAgreement: Double?
+        public var marginRows: Int?
     }
 
     public struct Report: Codable, Sendable {
@@ -142,7 +147,21 @@ public enum Verify {
         }
     }
 
-    static func compare(_ name: String, _ x: MBTensor, _ y: MBTensor) -> OutputCheck {
+    /// Rows whose float top-2 probabilities are closer than this are left out of the margin-aware agreement.
+    public static let marginThreshold = 0.02
+
+    /// The row as probabilities: itself when it already is a distribution, else its softmax.
+    static func probabilities(_ row: ArraySlice<Float>) -> [Double] {
+        let v = row.map(Double.init)
+        let sum = v.reduce(0, +)
+        if v.allSatisfy({ $0 >= 0 && $0 <= 1 }), abs(sum - 1) < 1e-3 { return v }
+        let m = v.max() ?? 0
+        let e = v.map { exp($0 - m) }
+        let z = e.reduce(0, +)
+        return e.map { $0 / z }
+    }
+
+    public static func compare(_ name: String, _ x: MBTensor, _ y: MBTensor) -> OutputCheck {
         let a = x.floats, b = y.floats
         var maxAbs = 0.0, dot = 0.0, na = 0.0, nb = 0.0, noise = 0.0
         for (p, q) in zip(a, b) {
@@ -158,13 +177,21 @@ public enum Verify {
         var check = OutputCheck(name: name, shape: x.shape, maxAbsError: maxAbs, cosine: cosine, sqnrDB: sqnr)
         if x.shape.count == 2, x.shape[1] > 1, x.shape == y.shape {
             let rows = x.shape[0], cols = x.shape[1]
-            var agree = 0
+            var agree = 0, confident = 0, confidentAgree = 0
             for r in 0..<rows {
                 let ra = a[(r * cols)..<((r + 1) * cols)], rb = b[(r * cols)..<((r + 1) * cols)]
-                if ra.indices.max(by: { ra[$0] < ra[$1] }) == rb.indices.max(by: { rb[$0] < rb[$1] }) { agree += 1 }
+                let same = ra.indices.max(by: { ra[$0] < ra[$1] }) == rb.indices.max(by: { rb[$0] < rb[$1] })
+                if same { agree += 1 }
+                let p = probabilities(ra).sorted(by: >)
+                if p.count < 2 || p[0] - p[1] >= marginThreshold {
+                    confident += 1
+                    if same { confidentAgree += 1 }
+                }
             }
             check.top1Agreement = rows == 0 ? nil : Double(agree) / Double(rows)
             check.rows = rows
+            check.marginAgreement = confident == 0 ? nil : Double(confidentAgree) / Double(confident)
+            check.marginRows = confident
         }
         return check
     }
@@ -174,16 +201,8 @@ public enum Verify {
         if !options.inputs.isEmpty {
             return (try RunModel.readInputs(options.inputs, model: model), "given: " + options.inputs.joined(separator: ", "))
         }
-        if let dir = options.inputsDirectory {
-            var specs: [String] = []
-            for (i, input) in model.inputs.enumerated() {
-                let byName = (dir as NSString).appendingPathComponent(RunModel.fileName(for: input.name))
-                let byIndex = (dir as NSString).appendingPathComponent("input_\(i).npy")
-                if FileManager.default.fileExists(atPath: byName) { specs.append("\(input.name)=\(byName)") }
-                else if FileManager.default.fileExists(atPath: byIndex) { specs.append("\(input.name)=\(byIndex)") }
-                else { throw RunModel.Failure("\(dir): no \(RunModel.fileName(for: input.name)) or input_\(i).npy for input '\(input.name)'") }
-            }
-            return (try RunModel.readInputs(specs, model: model), "from \(dir)")
+        if let path = options.inputsDirectory {
+            return (try Calibration.loadInputs(path, model: model), "from \(path)")
         }
         let batch = options.random ?? 1
         var sizes: [String: [Int]] = [:]
@@ -242,9 +261,10 @@ extension Verify.Report {
                                        w.normalizedError.map { String(format: "%.4f", $0) } ?? "-"] }
         out += table(header: ["tensor", "stored as", "check", "norm. error"], rows: rows, rightAligned: [3])
         out += "\noutputs (float model vs converted, both on mbconvert's runtime; inputs \(inputs)):\n"
-        out += table(header: ["output", "shape", "max abs error", "cosine", "SQNR dB", "top-1 agreement"], rows: outputs.map { o in
+        out += table(header: ["output", "shape", "max abs error", "cosine", "SQNR dB", "top-1 agreement", "margin-aware"], rows: outputs.map { o in
             [o.name, "\(o.shape)", String(format: "%.4g", o.maxAbsError), String(format: "%.6f", o.cosine), String(format: "%.2f", o.sqnrDB),
-             o.top1Agreement.map { String(format: "%.4f (%d rows)", $0, o.rows ?? 0) } ?? "-"]
+             o.top1Agreement.map { String(format: "%.4f (%d rows)", $0, o.rows ?? 0) } ?? "-",
+             o.marginAgreement.map { String(format: "%.4f (%d rows)", $0, o.marginRows ?? 0) } ?? "-"]
         }, rightAligned: [2, 3, 4])
         out += failures.isEmpty ? "\nverify: passed\n" : "\nverify: FAILED\n" + failures.map { "  " + $0 }.joined(separator: "\n") + "\n"
         return out

@@ -25,7 +25,8 @@ struct VerifyCommand: ParsableCommand {
     @Option(name: .customLong("input"), help: "An input as NAME=file.npy (repeatable); a batch is one file.")
     var inputs: [String] = []
 
-    @Option(name: .customLong("inputs"), help: "A folder of .npy inputs: <input name>.npy or input_N.npy.")
+    @Option(name: [.customLong("inputs"), .customLong("eval")],
+            help: "Evaluation inputs: a .npy file, or a folder (<input name>.npy or input_N.npy per input) to compare on; keep them separate from the calibration set.")
     var inputsDirectory: String?
 
     @Option(help: "Seeded random inputs with this batch size (the default, batch 1).")

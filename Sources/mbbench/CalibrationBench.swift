@@ -29,6 +29,9 @@ struct CalibrationBench: ParsableCommand {
     @Option(help: "Threads.")
     var threads = ProcessInfo.processInfo.activeProcessorCount
 
+    @Flag(help: "Refit the level scales (least squares) of every binarized weight.")
+    var refit = false
+
     func run() throws {
         guard URL(fileURLWithPath: calibration).standardizedFileURL != URL(fileURLWithPath: eval).standardizedFileURL else {
             throw ValidationError("the calibration and evaluation inputs must differ")
@@ -52,6 +55,7 @@ struct CalibrationBench: ParsableCommand {
                       - match: {op: [Conv, Gemm, MatMul]}
                         average: \(b)
                         scale: \(scale)
+                        refit: \(refit)
                     """.write(toFile: policy, atomically: true, encoding: .utf8)
                 var row = [String(format: "%.1f", b), scale]
                 var realized = ""
@@ -75,7 +79,7 @@ struct CalibrationBench: ParsableCommand {
                 rows.append(row)
             }
         }
-        print("\(model): \(feeds.values.first!.shape[0]) evaluation inputs; first weighted layer float")
+        print("\(model): \(feeds.values.first!.shape[0]) evaluation inputs; first weighted layer float\(refit ? "; level scales refit" : "")")
         print(table(header: ["avg bits", "realized", "scale", "top-1", "margin", "cosine", "top-1 cal.", "margin cal.", "cosine cal.", "calibration"],
                     rows: rows, rightAligned: [0, 1, 3, 4, 5, 6, 7, 8, 9]), terminator: "")
         print("targets: >= 95 % agreement at 3.4 bits or fewer and >= 99 % at 8 bits or fewer; calibration under 10 s for 64 inputs")

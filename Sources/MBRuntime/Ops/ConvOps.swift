@@ -75,7 +75,7 @@ enum ConvOps {
                 let g = ConvGeometry(batch: x.shape[0], inChannels: x.shape[1], outChannels: w.shape[0], groups: a.group,
                                      input: spatial, kernel: k, strides: strides, dilations: dil, padBegin: pb, padEnd: pe)
                 if let problem = g.problem { throw OpError(problem) }
-                let out = c.alloc(.float, [g.batch, g.outChannels] + g.output)
+                let out = try c.alloc(.float, [g.batch, g.outChannels] + g.output)
                 Conv.forward(c.variant, g, input: x.pointer(Float.self), weights: w.pointer(Float.self), bias: bias?.pointer(Float.self),
                              output: out.mutable(Float.self), activation: activation, threads: c.threads, scratch: c.scratch)
                 return [out]
@@ -120,7 +120,7 @@ enum ConvOps {
                 let g = ConvTransposeGeometry(batch: x.shape[0], inChannels: x.shape[1], outChannels: outC, groups: a.group,
                                               input: spatial, kernel: k, strides: strides, dilations: dil, padBegin: pb, output: out)
                 if let problem = g.problem { throw OpError(problem) }
-                let y = c.alloc(.float, [g.batch, outC] + out)
+                let y = try c.alloc(.float, [g.batch, outC] + out)
                 ConvTranspose.forward(c.variant, g, input: x.pointer(Float.self), weights: w.pointer(Float.self), bias: bias?.pointer(Float.self),
                                       output: y.mutable(Float.self), threads: c.threads, scratch: c.scratch)
                 return [y]

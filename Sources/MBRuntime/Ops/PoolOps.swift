@@ -36,7 +36,7 @@ enum PoolOps {
             }
             let g = PoolGeometry(planes: x.shape[0] * x.shape[1], input: spatial, kernel: kernel, strides: strides,
                                  dilations: dil, padBegin: pb, padEnd: pe, output: out)
-            let y = c.alloc(.float, Array(x.shape[0..<2]) + out)
+            let y = try c.alloc(.float, Array(x.shape[0..<2]) + out)
             Pool.forward(c.variant, isMax ? .max : .average(countIncludePad: includePad), g,
                          input: x.pointer(Float.self), output: y.mutable(Float.self), threads: c.threads)
             return [y]
@@ -49,7 +49,7 @@ enum PoolOps {
             guard x.rank >= 3 else { throw OpError("X \(x.shape) needs spatial dimensions") }
             let planes = x.shape[0] * x.shape[1]
             let size = x.shape[2...].reduce(1, *)
-            let y = c.alloc(.float, Array(x.shape[0..<2]) + Array(repeating: 1, count: x.rank - 2))
+            let y = try c.alloc(.float, Array(x.shape[0..<2]) + Array(repeating: 1, count: x.rank - 2))
             let src = x.pointer(Float.self), dst = UncheckedSendable(y.mutable(Float.self))
             Parallel.forEach(planes, threads: planes * size > parallelGrain ? c.threads : 1) { p in
                 let s = src + p * size

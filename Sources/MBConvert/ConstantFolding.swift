@@ -86,20 +86,20 @@ public enum ConstantFolding {
                 }
                 element = bytes.withBytes { Array($0) }
             }
+            // The plan checked the size against the limit; fill by doubling copies.
             let total = element.count * plan.elementCount
-            var out = [UInt8](repeating: 0, count: total)
-            if element.contains(where: { $0 != 0 }) {
-                out.withUnsafeMutableBytes { dst in
-                    element.withUnsafeBytes { src in
-                        var offset = 0
-                        while offset < total {
-                            dst.baseAddress!.advanced(by: offset).copyMemory(from: src.baseAddress!, byteCount: src.count)
-                            offset += src.count
-                        }
-                    }
+            let out = UnsafeMutableRawPointer.allocate(byteCount: max(total, 1), alignment: 64)
+            if total > 0 {
+                element.withUnsafeBytes { out.copyMemory(from: $0.baseAddress!, byteCount: min($0.count, total)) }
+                var filled = min(element.count, total)
+                while filled < total {
+                    let n = min(filled, total - filled)
+                    (out + filled).copyMemory(from: out, byteCount: n)
+                    filled += n
                 }
             }
-            return IRTensor(name: plan.outputName, elementType: plan.elementType, shape: plan.shape, storage: .dense(ByteSlice(copying: out)))
+            let storage = ByteStorage(base: UnsafeRawPointer(out), count: total, owner: .swift)
+            return IRTensor(name: plan.outputName, elementType: plan.elementType, shape: plan.shape, storage: .dense(ByteSlice(storage: storage)))
         case "Identity":
             guard var t = try lookup(plan.node.inputs[0]) else { throw Failure(node: name, message: "input '\(plan.node.inputs[0])' is not constant") }
             t.name = plan.outputName

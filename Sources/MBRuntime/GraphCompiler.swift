@@ -20,7 +20,7 @@ final class GraphCompiler {
     /// Values known at load time, by slot (constants and folded results).
     var constantValues: [Int: MBTensor] = [:]
     /// Constants whose element type the runtime cannot hold: the error if a node uses them.
-    var poisoned: [Int: String] = [:]
+    var poisoned: [Int: (kind: MBRuntimeError.Kind, message: String)] = [:]
 
     let options: MBModel.Options
     /// Subgraph nesting of the graph being compiled (the main graph is 1).
@@ -63,7 +63,7 @@ final class GraphCompiler {
             do {
                 constantValues[s] = try TensorConversion.tensor(from: c, maxBytes: options.maxTensorBytes)
             } catch {
-                poisoned[s] = "constant '\(c.name)': \(error.message)"
+                poisoned[s] = (error.kind, "constant '\(c.name)': \(error.message)")
             }
         }
         var steps: [Step] = []
@@ -78,7 +78,7 @@ final class GraphCompiler {
             for input in node.inputs {
                 if input.isEmpty { inSlots.append(-1); continue }
                 guard let s = scope.lookup(input) else { throw fail(.invalidGraph, "input '\(input)' is not defined by any earlier node, input or constant") }
-                if let why = poisoned[s] { throw fail(.unsupportedOperator, why) }
+                if let why = poisoned[s] { throw fail(why.kind, why.message) }
                 inSlots.append(s)
             }
             guard node.domain.isEmpty || node.domain == "ai.onnx", let spec = OpTable.all[node.opType] else {
@@ -116,7 +116,7 @@ final class GraphCompiler {
             guard let s = scope.lookup(o.name) else {
                 throw MBRuntimeError(.invalidGraph, "\(place) output '\(o.name)' is not produced by any node, input or constant")
             }
-            if let why = poisoned[s] { throw MBRuntimeError(.unsupportedOperator, "\(place) output: \(why)") }
+            if let why = poisoned[s] { throw MBRuntimeError(why.kind, "\(place) output: \(why.message)") }
             outputSlots.append(s)
         }
         // Lifetimes: a slot this graph owns dies after the last step that reads it (a step

@@ -174,8 +174,11 @@ final class ExecutionContext: @unchecked Sendable {
     /// The byte size of a `type` tensor of `shape`, checked against the limit.
     func checkedBytes(_ type: ElementType, _ shape: [Int]) throws(OpError) -> Int {
         if let d = shape.first(where: { $0 < 0 }) { throw OpError("output shape \(shape) has a negative dimension \(d)") }
-        guard let count = elementCount(of: shape), let bytes = byteCount(elements: count, size: type.runtimeSize) else {
+        guard let count = elementCount(of: shape) else {
             throw OpError("output shape \(shape) has more elements than a 64-bit count can hold", kind: .limitExceeded)
+        }
+        guard let bytes = byteCount(elements: count, size: type.runtimeSize) else {
+            throw OpError("output shape \(shape) of \(type.name) needs more bytes than a 64-bit count can hold", kind: .limitExceeded)
         }
         guard bytes <= maxTensorBytes else {
             throw OpError("output shape \(shape) of \(type.name) needs \(bytes) bytes, more than the limit of \(maxTensorBytes) (\(limitName))",

@@ -48,7 +48,7 @@ let package = Package(
         ),
         .target(name: "MBFormat", dependencies: ["MBCore", "CZlib"]),
         .target(name: "MBRuntime", dependencies: ["MBFormat", "MBKernels", "MBCore"], exclude: ["README.md"]),
-        .target(name: "MBONNX", dependencies: ["CONNXProto", "MBCore"]),
+        .target(name: "MBONNX", dependencies: ["CONNXProto", "MBCore"], exclude: ["README.md"]),
         .target(name: "MBBinarize", dependencies: ["MBKernels", "MBCore"]),
         .target(
             name: "MBPolicy",

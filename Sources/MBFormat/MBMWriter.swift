@@ -160,6 +160,7 @@ public struct MBMWriter: Sendable {
                 succeeded = true
                 return Summary(fileBytes: fileLength, sections: sections, tensors: summaries)
             }
+            unlink(temporary)  // our pid's name: only a dead process that had our pid could have left it
             guard MBMWriter.link(fd: fd, to: temporary) else {
                 throw MBMError(.writeFailed, file: path, "cannot link the finished file as \(temporary): \(String(cString: strerror(errno)))")
             }

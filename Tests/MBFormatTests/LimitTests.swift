@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Foundation
 import MBCore
 import MBFormat
@@ -99,5 +102,27 @@ import Testing
         let e = error(write(nested(MBMLayout.maxGraphDepth)))
         #expect(e?.kind == .limitExceeded)
         #expect(e?.message == "subgraphs nested deeper than 64 levels (MBMLayout.maxGraphDepth)")
+    }
+}
+
+/// A writer killed by SIGKILL where O_TMPFILE is not available leaves `<out>.partial-<pid>`;
+/// the next write to the same output removes those whose process is gone, and only those.
+@Suite struct StalePartialFileTests {
+    @Test func partialFilesOfDeadProcessesAreRemoved() throws {
+        let out = FormatFixtures.temporaryPath("m.mbm")
+        let dead = Process()
+        dead.executableURL = URL(fileURLWithPath: "/bin/true")
+        try dead.run()
+        dead.waitUntilExit()
+        let stale = MBMWriter.partialPath(for: out, pid: dead.processIdentifier)
+        let live = MBMWriter.partialPath(for: out, pid: getpid())
+        let other = out + ".partial-notapid"
+        for p in [stale, live, other] { FileManager.default.createFile(atPath: p, contents: Data("partial".utf8)) }
+        _ = try MBMWriter().write(model: FormatFixtures.model(constants: [FormatFixtures.dense("w", .float, shape: [2], seed: 1)]),
+                                  metadata: [], to: out)
+        #expect(!FileManager.default.fileExists(atPath: stale))
+        #expect(FileManager.default.fileExists(atPath: live))
+        #expect(FileManager.default.fileExists(atPath: other))
+        #expect(try MBMFile.open(path: out).tensors.map(\.name) == ["w", "attr_tensor"])
     }
 }

@@ -152,6 +152,26 @@ import Testing
     }
 }
 
+extension RuntimeLimitTests {
+    @Test func absurdWindowAttributesAreRefusedAtLoad() {
+        func conv(_ attributes: [IRAttribute]) -> IRModel {
+            Self.model(IRNode(name: "conv", opType: "Conv", inputs: ["x", "w"], outputs: ["y"], attributes: attributes),
+                       x: [.fixed(1), .fixed(1), .fixed(2), .fixed(2)],
+                       constants: [Self.floatConstant("w", [1], shape: [1, 1, 1, 1])])
+        }
+        func loadError(_ ir: IRModel) -> String? {
+            do { _ = try MBModel(ir: ir); return nil } catch { return error.description }
+        }
+        #expect(loadError(conv([])) == nil)
+        #expect(loadError(conv([IRAttribute(name: "group", value: .int(1 << 40))]))
+            == "node 'conv' (Conv): group must be in 1...16777216, got 1099511627776")
+        #expect(loadError(conv([IRAttribute(name: "strides", value: .ints([0, 1]))]))
+            == "node 'conv' (Conv): strides [0, 1]: 0 is outside 1...16777216")
+        #expect(loadError(conv([IRAttribute(name: "dilations", value: .ints([1, 1 << 50]))]))
+            == "node 'conv' (Conv): dilations [1, 1125899906842624]: 1125899906842624 is outside 1...16777216")
+    }
+}
+
 extension IRTensor {
     /// The same one-element tensor as a scalar (shape []).
     var scalar: IRTensor { IRTensor(name: name, elementType: elementType, shape: [], storage: storage) }

@@ -20,11 +20,16 @@ final class GraphCompiler {
     /// Values known at load time, by slot (constants and folded results).
     var constantValues: [Int: MBTensor] = [:]
     /// Constants whose element type the runtime cannot hold: the error if a node uses them.
-    var poisoned: [Int: String] = [:]
+    var poisoned: [Int: (kind: MBRuntimeError.Kind, message: String)] = [:]
 
-    init(opset: Int, opsets: [IROpset]) {
+    let options: MBModel.Options
+    /// Subgraph nesting of the graph being compiled (the main graph is 1).
+    var depth = 0
+
+    init(opset: Int, opsets: [IROpset], options: MBModel.Options = .init()) {
         self.opset = opset
         self.opsets = opsets
+        self.options = options
     }
 
     func newSlot() -> Int {
@@ -33,6 +38,11 @@ final class GraphCompiler {
     }
 
     func compile(_ g: IRGraph, parent: Scope?, place: String) throws(MBRuntimeError) -> CompiledGraph {
+        depth += 1
+        defer { depth -= 1 }
+        guard depth <= options.maxGraphDepth else {
+            throw MBRuntimeError(.limitExceeded, "\(place): subgraphs nested deeper than \(options.maxGraphDepth) levels (MBModel.Options.maxGraphDepth)")
+        }
         let scope = Scope(parent: parent)
         var owned: [Int] = []
         func define(_ name: String) -> Int {
@@ -51,9 +61,9 @@ final class GraphCompiler {
         for c in g.constants {
             let s = define(c.name)
             do {
-                constantValues[s] = try TensorConversion.tensor(from: c)
+                constantValues[s] = try TensorConversion.tensor(from: c, maxBytes: options.maxTensorBytes)
             } catch {
-                poisoned[s] = "constant '\(c.name)': \(error.message)"
+                poisoned[s] = (error.kind, "constant '\(c.name)': \(error.message)")
             }
         }
         var steps: [Step] = []
@@ -68,7 +78,7 @@ final class GraphCompiler {
             for input in node.inputs {
                 if input.isEmpty { inSlots.append(-1); continue }
                 guard let s = scope.lookup(input) else { throw fail(.invalidGraph, "input '\(input)' is not defined by any earlier node, input or constant") }
-                if let why = poisoned[s] { throw fail(.unsupportedOperator, why) }
+                if let why = poisoned[s] { throw fail(why.kind, why.message) }
                 inSlots.append(s)
             }
             guard node.domain.isEmpty || node.domain == "ai.onnx", let spec = OpTable.all[node.opType] else {
@@ -89,7 +99,8 @@ final class GraphCompiler {
             // Fold nodes whose inputs are all known now (not control flow: its branches may read outer values).
             let inputsKnown = inSlots.allSatisfy { $0 < 0 || constantValues[$0] != nil }
             if inputsKnown && context.captured.value.isEmpty && !OpTable.neverFold.contains(node.opType) {
-                let ctx = ExecutionContext(slotCount: 0, threads: 1, variant: .fast)
+                let ctx = ExecutionContext(slotCount: 0, threads: 1, variant: .fast, maxTensorBytes: options.maxTensorBytes,
+                                           limitName: "MBModel.Options.maxTensorBytes")
                 if let outs = try? run(Inputs(inSlots.map { $0 < 0 ? nil : constantValues[$0] }), ctx),
                    outs.count >= outSlots.count {
                     for (i, s) in outSlots.enumerated() where s >= 0 { constantValues[s] = outs[i] }
@@ -105,7 +116,7 @@ final class GraphCompiler {
             guard let s = scope.lookup(o.name) else {
                 throw MBRuntimeError(.invalidGraph, "\(place) output '\(o.name)' is not produced by any node, input or constant")
             }
-            if let why = poisoned[s] { throw MBRuntimeError(.unsupportedOperator, "\(place) output: \(why)") }
+            if let why = poisoned[s] { throw MBRuntimeError(why.kind, "\(place) output: \(why.message)") }
             outputSlots.append(s)
         }
         // Lifetimes: a slot this graph owns dies after the last step that reads it (a step

@@ -14,12 +14,28 @@ public final class MBModel: Sendable {
     /// How many nodes were folded into constants at load.
     public let foldedNodeCount: Int
 
+    /// What loading may allocate and how deep it may recurse.
+    public struct Options: Sendable {
+        /// Largest tensor made at load, in bytes: a binarized weight expanded to float, a
+        /// float16 or double constant converted, a constant subgraph folded. A constant over it
+        /// is refused (`.limitExceeded`, naming it) when a node uses it; a fold over it is left
+        /// for run time, where `MBSession.Options.maxTensorBytes` applies.
+        public var maxTensorBytes: Int
+        /// Deepest nesting of subgraphs (If branches) accepted.
+        public var maxGraphDepth: Int
+
+        public init(maxTensorBytes: Int = MBSession.Options.defaultMaxTensorBytes, maxGraphDepth: Int = 64) {
+            self.maxTensorBytes = maxTensorBytes
+            self.maxGraphDepth = maxGraphDepth
+        }
+    }
+
     /// Checks and compiles an IR model: every value defined before use, every operator in the
     /// table (`node 'x' (Foo): operator Foo (domain '') is not supported` otherwise), attributes
     /// of the right types and ranges, constants of supported element types.
-    public init(ir: IRModel) throws(MBRuntimeError) {
+    public init(ir: IRModel, options: Options = Options()) throws(MBRuntimeError) {
         let opset = ir.opsetVersion(domain: "") ?? ir.opsetVersion(domain: "ai.onnx") ?? 1
-        let compiler = GraphCompiler(opset: Int(opset), opsets: ir.opsets)
+        let compiler = GraphCompiler(opset: Int(opset), opsets: ir.opsets, options: options)
         self.graph = try compiler.compile(Fusion.fuseConvRelu(ir.graph), parent: nil, place: "graph")
         self.slotCount = compiler.slotCount
         self.foldedNodeCount = compiler.folded

@@ -14,15 +14,15 @@ enum MatrixOps {
                 let m = transA ? a.shape[1] : a.shape[0], k = transA ? a.shape[0] : a.shape[1]
                 let kb = transB ? b.shape[1] : b.shape[0], nn = transB ? b.shape[0] : b.shape[1]
                 guard k == kb else { throw OpError("inner dimensions differ: A \(a.shape)\(transA ? "ᵀ" : "") and B \(b.shape)\(transB ? "ᵀ" : "")") }
-                var y = c.alloc(.float, [m, nn])
+                var y = try c.alloc(.float, [m, nn])
                 var betaUsed: Float = 0
                 if let cIn = i[2], beta != 0 {
                     guard cIn.elementType == .float else { throw OpError("C must be float") }
                     let shape = try broadcastShapes(cIn.shape, [m, nn])
                     guard shape == [m, nn] else { throw OpError("C \(cIn.shape) does not broadcast to [\(m), \(nn)]") }
-                    y = broadcastTo(cIn, [m, nn], c)
+                    y = try broadcastTo(cIn, [m, nn], c)
                     if y.storage === cIn.storage {
-                        let copy = c.alloc(.float, [m, nn])
+                        let copy = try c.alloc(.float, [m, nn])
                         copy.mutable(Float.self).update(from: cIn.pointer(Float.self), count: m * nn)
                         y = copy
                     }
@@ -49,7 +49,7 @@ enum MatrixOps {
         let batchA = Array(a.shape.dropLast(2)), batchB = Array(b.shape.dropLast(2))
         let batch = try broadcastShapes(batchA, batchB)
         var outShape = batch + [m, n]
-        let y = c.alloc(.float, outShape)
+        let y = try c.alloc(.float, outShape)
         let pa = a.pointer(Float.self), pb = b.pointer(Float.self), py = y.mutable(Float.self)
         let count = batch.reduce(1, *)
         if batchB.reduce(1, *) == 1 && batchA == batch {

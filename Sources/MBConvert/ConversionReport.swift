@@ -105,9 +105,7 @@ public struct ConversionReport: Codable, Sendable {
 
     /// The per-layer statistics stored in the `.mbm` metadata.
     func layersJSON() -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return (try? String(decoding: encoder.encode(layers), as: UTF8.self)) ?? "[]"
+        (try? String(decoding: Inspect.jsonEncoder(pretty: false).encode(layers), as: UTF8.self)) ?? "[]"
     }
 
     public func renderText() -> String {

@@ -218,6 +218,7 @@ public enum Conversion {
                                          node: plan.tensor.consumers.first?.name ?? "", shape: constant.shape,
                                          rule: policy.describe(plan.decision.source))
         let values = try floatValues(of: constant)
+        row.sourceElementType = constant.elementType.name
         switch plan.decision.action {
         case .keep(let type):
             let tensor: IRTensor

@@ -16,6 +16,8 @@ public struct ConversionReport: Codable, Sendable {
         public var node: String
         public var shape: [Int]
         public var rule: String
+        /// The element type the weight had in the ONNX model.
+        public var sourceElementType: String?
         public var encoding = ""
         public var method: String?
         public var scale: String?

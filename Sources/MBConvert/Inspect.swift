@@ -15,6 +15,13 @@ public enum Inspect {
         String(decoding: try jsonEncoder(pretty: true).encode(value), as: UTF8.self) + "\n"
     }
 
+    /// Reads what `jsonEncoder` writes.
+    public static func jsonDecoder() -> JSONDecoder {
+        let decoder = JSONDecoder()
+        decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        return decoder
+    }
+
     /// The one JSON style of every report: sorted keys, plain slashes, and non-finite numbers
     /// (an exact layer's infinite SQNR) as the strings "inf", "-inf" and "nan".
     public static func jsonEncoder(pretty: Bool) -> JSONEncoder {

@@ -5,22 +5,28 @@ import MBONNX
 /// weights as their exact dequantized float values), so any ONNX tool can run or show what the
 /// `.mbm` holds.
 public enum ONNXRaising {
-    public static func raise(_ model: IRModel, producerVersion: String) -> ONNXModel {
+    /// `widening` names float16 constants to write as float32 (weights the policy stored as
+    /// float16 that the graph uses as float32).
+    public static func raise(_ model: IRModel, producerVersion: String, widening: Set<String> = []) -> ONNXModel {
         var out = ONNXModel()
         out.irVersion = 8
         out.producerName = "mbconvert"
         out.producerVersion = producerVersion
         out.opsetImports = model.opsets.map { ONNXOperatorSetID(domain: $0.domain, version: $0.version) }
-        out.graph = raise(model.graph)
+        out.graph = raise(model.graph, widening: widening)
         return out
     }
 
-    static func raise(_ g: IRGraph) -> ONNXGraph {
+    static func raise(_ g: IRGraph, widening: Set<String> = []) -> ONNXGraph {
         var out = ONNXGraph()
         out.name = g.name
         out.inputs = g.inputs.map(valueInfo)
         out.outputs = g.outputs.map(valueInfo)
-        out.initializers = g.constants.map(tensor)
+        out.initializers = g.constants.map { c in
+            guard widening.contains(c.name), c.elementType == .float16, let values = c.floatValues() else { return tensor(c) }
+            return tensor(IRTensor(name: c.name, elementType: .float, shape: c.shape,
+                                   storage: .dense(values.withUnsafeBytes { ByteSlice(storage: ByteStorage(copying: $0)) })))
+        }
         out.nodes = g.nodes.map { n in
             var node = ONNXNode()
             node.name = n.name
@@ -83,7 +89,7 @@ public enum ONNXRaising {
         case .ints(let x): a.type = ONNXAttribute.Kind.ints.rawValue; a.ints = x
         case .strings(let x): a.type = ONNXAttribute.Kind.strings.rawValue; a.strings = x
         case .tensors(let x): a.type = ONNXAttribute.Kind.tensors.rawValue; a.tensors = x.map(tensor)
-        case .graphs(let x): a.type = ONNXAttribute.Kind.graphs.rawValue; a.graphs = x.map(raise)
+        case .graphs(let x): a.type = ONNXAttribute.Kind.graphs.rawValue; a.graphs = x.map { raise($0) }
         }
         return a
     }

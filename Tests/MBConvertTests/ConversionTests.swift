@@ -104,6 +104,8 @@ import Testing
         let report = try Conversion.run(model: exported.path, policy: policy, output: second.path)
         let binarized = report.layers.filter { $0.encoding == "binarized" }
         #expect(binarized.count == 6)
+        // Zero error means an infinite SQNR: the JSON report still encodes.
+        #expect(try Inspect.json(report).contains("\"sqnrDB\" : \"inf\""))
         for layer in binarized {
             #expect(layer.method == "exact", "\(layer.name): \(layer.method ?? "-")")
             #expect(layer.normalizedError == 0, "\(layer.name): \(layer.normalizedError ?? -1)")
@@ -135,6 +137,25 @@ import Testing
         let committed = try Data(contentsOf: root.appendingPathComponent("Examples/models/tiny_cnn.mbm"))
         #expect(fresh == committed, "Examples/models/tiny_cnn.mbm is stale: regenerate with mbconvert Examples/models/tiny_cnn.onnx Examples/policies/alexnet-paper.txt -o Examples/models/tiny_cnn.mbm --force")
     }
+
+    /// Weights a policy keeps as float16 come back as float32 in export-onnx (the graph's
+    /// types must agree for ONNX tools), with exactly the stored half-precision values.
+    @Test func exportWidensWeightsKeptAsFloat16() throws {
+        let dir = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let policy = dir.appendingPathComponent("half.txt")
+        try "version: 1\nrules:\n  - match: {op: Conv}\n    keep: float16\ndefault:\n  bits: 2\n".write(to: policy, atomically: true, encoding: .utf8)
+        let mbm = dir.appendingPathComponent("h.mbm"), onnx = dir.appendingPathComponent("h.onnx")
+        _ = try Conversion.run(model: root().appendingPathComponent("Examples/models/tiny_cnn.onnx").path, policy: policy.path, output: mbm.path)
+        let stored = try MBMFile.open(path: mbm.path).model.graph.constants.first { $0.name == "conv2.weight" }!
+        #expect(stored.elementType == .float16)
+        try ExportONNX.run(mbm: mbm.path, output: onnx.path, force: false)
+        let exported = try ONNXReader().load(path: onnx.path).graph!.initializers.first { $0.name == "conv2.weight" }!
+        #expect(exported.elementType == .float)
+        #expect(try exported.floatValues() == stored.floatValues())
+    }
+
+    func root() -> URL { SharedFixtures.repositoryRoot }
 
     @Test func refusesToOverwriteWithoutForceAndNeverTheInput() throws {
         let dir = temporaryDirectory()

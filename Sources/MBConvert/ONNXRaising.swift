@@ -52,7 +52,11 @@ public enum ONNXRaising {
                 }
             })
         }
-        out.type = ONNXTypeProto(value: .tensor(elemType: v.elementType?.rawValue ?? 0, shape: shape))
+        // A value whose type the source did not give (often a subgraph's outputs) gets none:
+        // element type 0 would be invalid ONNX.
+        if v.elementType != nil || shape != nil {
+            out.type = ONNXTypeProto(value: .tensor(elemType: v.elementType?.rawValue, shape: shape))
+        }
         return out
     }
 

@@ -12,6 +12,7 @@ struct MBBench: ParsableCommand {
             ImportOnce.self,
             RunBench.self,
             BinarizeBench.self,
+            BitPlaneBench.self,
         ]
     )
 }

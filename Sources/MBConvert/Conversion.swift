@@ -115,6 +115,7 @@ public enum Conversion {
             graph.constants[constantIndex[outcome.name]!] = outcome.tensor
             layers.append(outcome)
         }
+        graph = ActivationAttributes.apply(plans, to: graph)
 
         // Write.
         let irModel = IRModel(graph: graph, opsets: model.opsetImports.map {
@@ -201,12 +202,18 @@ public enum Conversion {
             let scale: ScaleMode = b.scale == .channel ? .channel(axis: plan.tensor.outputAxis ?? 0) : .tensor
             guard let method = MaskMethod(rawValue: b.method.rawValue) else { throw Failure("tensor '\(name)': unknown method \(b.method.rawValue)") }
             let input = try FloatTensor(name: name, shape: constant.shape, values: values)
-            var packed = try Binarizer.binarize(input, BinarizationConfig(distribution: distribution, method: method, scale: scale))
+            let config = BinarizationConfig(distribution: distribution, method: method, scale: scale)
+            var packed: PackedTensor
+            if let groups = try maskGroups(plan, shape: constant.shape, granularity: b.granularity) {
+                packed = try Binarizer.binarize(input, config, groups: groups, wholeTensor: b.granularity == .channel)
+            } else {
+                packed = try Binarizer.binarize(input, config)
+            }
             if b.refit { packed = try refit(input, packed) }
             let stats = Statistics(original: values, packed: packed)
             let tensor = IRTensor(name: name, elementType: .float, shape: constant.shape, storage: .binarized(packed))
             row.encoding = "binarized"
-            row.method = b.method.rawValue + (b.refit ? "+refit" : "")
+            row.method = b.method.rawValue + (b.refit ? "+refit" : "") + (b.granularity == .element ? "" : " \(b.granularity)")
             row.scale = b.scale.rawValue
             if case .channel(let axis) = scale { row.channelAxis = axis }
             row.requestedMix = mix.entries.filter { $0.fraction > 0 }.map { ConversionReport.MixEntry(bits: $0.bits, fraction: $0.fraction) }
@@ -217,6 +224,25 @@ public enum Conversion {
             row.maxAbsError = stats.maxAbsError
             return LayerOutcome(name: name, tensor: tensor, row: row)
         }
+    }
+
+    /// Mask groups of a structured granularity along the weight's reduction axis (HBB with
+    /// `granularity: group:N | channel`); nil for per-entry masks.
+    static func maskGroups(_ plan: PolicyCheck.TensorPlan, shape: [Int], granularity: MaskGranularity) throws -> MaskGroups? {
+        guard granularity != .element else { return nil }
+        let name = plan.tensor.name
+        let op = plan.tensor.consumers.first?.opType ?? ""
+        if op == "Conv", shape.count >= 3 {
+            let taps = shape[2...].reduce(1, *)
+            return MaskGroups.weight(rows: shape[0], taps: taps, channels: shape[1], rowStride: shape[1] * taps, tapStride: 1,
+                                     channelStride: taps, granularity: granularity)
+        }
+        if op == "Gemm" || op == "MatMul", shape.count == 2, let axis = plan.tensor.outputAxis {
+            let rows = shape[axis], k = shape[1 - axis]
+            return MaskGroups.weight(rows: rows, taps: 1, channels: k, rowStride: axis == 0 ? k : 1, tapStride: 0,
+                                     channelStride: axis == 0 ? 1 : rows, granularity: granularity)
+        }
+        throw Failure("tensor '\(name)': granularity \(granularity) needs a Conv weight or a 2-D Gemm/MatMul weight (got \(op.isEmpty ? "no consumer" : op) \(shape))")
     }
 
     /// A constant's elements as Float (float32, float16, bfloat16, double sources).

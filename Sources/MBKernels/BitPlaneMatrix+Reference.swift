@@ -20,6 +20,26 @@ extension BitPlaneMatrix {
         }
     }
 
+    /// Plain twin of the kernels' per-level sums: `out[k * blocks * 8 + block row]` =
+    /// sum over the row's active entries at level k of s x, in Double.
+    public func levelSumsReference(x: UnsafePointer<Float>) -> [Float] {
+        var out = [Float](repeating: 0, count: levels * blocks * 8)
+        for br in 0..<(blocks * 8) where rowOrder[br] >= 0 {
+            for k in 0..<levels {
+                var sum = 0.0
+                for w in 0..<wordsPerRow {
+                    let (act, sign) = words(blockRow: br, level: k, word: w)
+                    for bit in 0..<64 where (act >> UInt64(bit)) & 1 == 1 {
+                        let v = Double(x[w * 64 + bit])
+                        sum += (sign >> UInt64(bit)) & 1 == 1 ? v : -v
+                    }
+                }
+                out[k * blocks * 8 + br] = Float(sum)
+            }
+        }
+        return out
+    }
+
     /// The weights as floats in their original layout (`decode`'s plain twin): per entry
     /// `s_1 mu_1 + s_2 mu_2 + ...` up to its bit width, added in Float from level 1 up, which
     /// is exactly `PackedTensor.dequantized()`.

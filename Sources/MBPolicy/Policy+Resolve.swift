@@ -1,3 +1,4 @@
+import MBCore
 /// What the policy decides for one tensor: what conversion consumes.
 public struct WeightDecision: Sendable, Equatable {
     /// Which part of the policy decided.
@@ -29,13 +30,16 @@ public struct WeightDecision: Sendable, Equatable {
         public var method: BinarizationMethod
         public var scale: ScaleGranularity
         public var refit: Bool
+        public var granularity: MaskGranularity
 
         public init(allocation: Allocation, method: BinarizationMethod = Self.defaultMethod,
-                    scale: ScaleGranularity = Self.defaultScale, refit: Bool = Self.defaultRefit) {
+                    scale: ScaleGranularity = Self.defaultScale, refit: Bool = Self.defaultRefit,
+                    granularity: MaskGranularity = .element) {
             self.allocation = allocation
             self.method = method
             self.scale = scale
             self.refit = refit
+            self.granularity = granularity
         }
 
         /// What a rule gets when it does not say (documented in Schemas/policy.md).
@@ -46,10 +50,13 @@ public struct WeightDecision: Sendable, Equatable {
 
     public var source: Source
     public var action: Action
+    /// The consuming layer's input binarization, when the rule asks for it.
+    public var activations: Policy.ActivationSettings?
 
-    public init(source: Source, action: Action) {
+    public init(source: Source, action: Action, activations: Policy.ActivationSettings? = nil) {
         self.source = source
         self.action = action
+        self.activations = activations
     }
 }
 
@@ -67,7 +74,8 @@ extension Policy.Settings {
             allocation: allocation,
             method: method ?? WeightDecision.Binarization.defaultMethod,
             scale: scale ?? WeightDecision.Binarization.defaultScale,
-            refit: refit ?? WeightDecision.Binarization.defaultRefit))
+            refit: refit ?? WeightDecision.Binarization.defaultRefit,
+            granularity: granularity ?? .element))
     }
 }
 
@@ -106,10 +114,10 @@ extension Policy {
     /// rule names get nil.
     public func decision(for subject: PolicySubject) -> WeightDecision? {
         if let i = rules.firstIndex(where: { $0.match.matches(subject) }) {
-            return WeightDecision(source: .rule(i), action: rules[i].settings.action)
+            return WeightDecision(source: .rule(i), action: rules[i].settings.action, activations: rules[i].settings.activations)
         }
         guard subject.isWeight else { return nil }
-        if let d = defaultSettings { return WeightDecision(source: .defaultSettings, action: d.action) }
+        if let d = defaultSettings { return WeightDecision(source: .defaultSettings, action: d.action, activations: d.activations) }
         return WeightDecision(source: .implicitDefault, action: .keep(.float32))
     }
 

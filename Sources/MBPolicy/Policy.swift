@@ -1,3 +1,5 @@
+import MBCore
+
 /// A parsed, validated policy file (format: `Schemas/policy.md`).
 ///
 /// Rules are kept in file order because the first rule that matches a weight governs it.
@@ -100,12 +102,31 @@ extension Policy {
         public var method: BinarizationMethod?
         public var scale: ScaleGranularity?
         public var refit: Bool?
+        /// Which entries share a bit width (`granularity: element | group:N | channel`).
+        public var granularity: MaskGranularity?
+        /// `activations: {mix: ...}`: the consuming layer's input is binarized at inference time.
+        public var activations: ActivationSettings?
 
-        public init(storage: Storage, method: BinarizationMethod? = nil, scale: ScaleGranularity? = nil, refit: Bool? = nil) {
+        public init(storage: Storage, method: BinarizationMethod? = nil, scale: ScaleGranularity? = nil, refit: Bool? = nil,
+                    granularity: MaskGranularity? = nil, activations: ActivationSettings? = nil) {
             self.storage = storage
             self.method = method
             self.scale = scale
             self.refit = refit
+            self.granularity = granularity
+            self.activations = activations
+        }
+    }
+
+    /// How a layer's input is binarized at run time: a mix, Middle-Out (the only method the
+    /// runtime implements), one scale per level for the whole input, masks per entry or group.
+    public struct ActivationSettings: Sendable, Equatable {
+        public var mix: BitMix
+        public var granularity: MaskGranularity
+
+        public init(mix: BitMix, granularity: MaskGranularity = .element) {
+            self.mix = mix
+            self.granularity = granularity
         }
     }
 

@@ -13,19 +13,43 @@ public final class MBModel: Sendable {
     let slotCount: Int
     /// How many nodes were folded into constants at load.
     public let foldedNodeCount: Int
+    public let options: Options
+    /// Binarized weights the kernels run from their bit planes (packed mode), by node name.
+    public let packedNodes: [String]
+    /// Bytes of every constant the model keeps: float tensors (expanded weights included) plus
+    /// the bit planes of packed weights. Mapped float weights count too (they become resident
+    /// once read).
+    public let weightBytes: Int
+
+    /// Load options.
+    public struct Options: Sendable, Equatable {
+        /// How binarized weights run.
+        public enum Weights: String, Sendable, CaseIterable {
+            /// Expanded once at load into exactly the stored values; float kernels.
+            case expanded
+            /// Kept as bit planes (never expanded whole): Conv/Gemm/MatMul run the bit-plane
+            /// kernels; other readers of a binarized tensor get it expanded.
+            case packed
+        }
+        public var weights: Weights
+        public init(weights: Weights = .expanded) { self.weights = weights }
+    }
 
     /// Checks and compiles an IR model: every value defined before use, every operator in the
     /// table (`node 'x' (Foo): operator Foo (domain '') is not supported` otherwise), attributes
     /// of the right types and ranges, constants of supported element types.
-    public init(ir: IRModel) throws(MBRuntimeError) {
+    public init(ir: IRModel, options: Options = Options()) throws(MBRuntimeError) {
         let opset = ir.opsetVersion(domain: "") ?? ir.opsetVersion(domain: "ai.onnx") ?? 1
-        let compiler = GraphCompiler(opset: Int(opset), opsets: ir.opsets)
+        let compiler = GraphCompiler(opset: Int(opset), opsets: ir.opsets, weights: options.weights)
         self.graph = try compiler.compile(Fusion.fuseConvRelu(ir.graph), parent: nil, place: "graph")
         self.slotCount = compiler.slotCount
         self.foldedNodeCount = compiler.folded
         self.inputs = ir.graph.inputs
         self.outputs = ir.graph.outputs
         self.opsets = ir.opsets
+        self.options = options
+        self.packedNodes = compiler.packedNodes
+        self.weightBytes = compiler.residentConstantBytes(graph)
     }
 
     public func makeSession(_ options: MBSession.Options = .init()) -> MBSession {

@@ -11,6 +11,7 @@ struct MBConvertCommand: ParsableCommand {
             InspectCommand.self,
             PolicyCommand.self,
             RunCommand.self,
+            BenchCommand.self,
             ExportONNXCommand.self,
         ],
         defaultSubcommand: ConvertCommand.self

@@ -80,7 +80,7 @@ let package = Package(
         .testTarget(name: "MBCoreTests", dependencies: ["MBCore", "TestSupport"]),
         .testTarget(name: "MBONNXTests", dependencies: ["MBONNX", "MBCore", "TestSupport"]),
         .testTarget(name: "MBFormatTests", dependencies: ["MBFormat", "MBCore", "TestSupport"]),
-        .testTarget(name: "MBBinarizeTests", dependencies: ["MBBinarize", "MBCore", "TestSupport"]),
+        .testTarget(name: "MBBinarizeTests", dependencies: ["MBBinarize", "MBKernels", "MBCore", "TestSupport"]),
         .testTarget(name: "MBPolicyTests", dependencies: ["MBPolicy", "MBCore", "TestSupport"]),
         .testTarget(name: "MBConvertTests", dependencies: ["MBConvert", "MBONNX", "MBBinarize", "MBCore", "TestSupport"]),
         .testTarget(name: "MBKernelsTests", dependencies: ["MBKernels", "MBCore", "TestSupport"]),

@@ -208,13 +208,17 @@ public final class BitPlaneMatrix: @unchecked Sendable {
     /// Activity and sign of block row `br` at level `k` for word `w`, from the lists.
     func words(blockRow br: Int, level k: Int, word w: Int) -> (act: UInt64, sign: UInt64) {
         let b = br / 8, r = br % 8, list = b * levels + k
-        let e0 = Int(listStart.pointer[list]), e1 = Int(listStart.pointer[list + 1])
-        for e in e0..<e1 where Int(entryWord.pointer[e]) == w {
-            let sign = entrySigns.pointer[8 * e + r]
-            if listFull.pointer[list] == 1 { return (validMask.pointer[w % wordsPerTap], sign) }
-            return (entryActs.pointer[8 * (Int(listActs.pointer[list]) + e - e0) + r], sign)
+        let e0 = Int(listStart.pointer[list])
+        var lo = e0, hi = Int(listStart.pointer[list + 1])
+        // Entries are in ascending word order.
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if Int(entryWord.pointer[mid]) < w { lo = mid + 1 } else { hi = mid }
         }
-        return (0, 0)
+        guard lo < Int(listStart.pointer[list + 1]), Int(entryWord.pointer[lo]) == w else { return (0, 0) }
+        let sign = entrySigns.pointer[8 * lo + r]
+        if listFull.pointer[list] == 1 { return (validMask.pointer[w % wordsPerTap], sign) }
+        return (entryActs.pointer[8 * (Int(listActs.pointer[list]) + lo - e0) + r], sign)
     }
 
     /// Scale of block row `br` at level `k`.

@@ -74,3 +74,107 @@ final class BitPlaneGemvTests: XCTestCase {
         } } } }
     }
 }
+
+final class BitPlaneBinaryTests: XCTestCase {
+    /// Activation planes for `units` units of `channels` channels from random values and a
+    /// random mask (per entry or per 64-channel group of a unit), binarized by the runtime.
+    func planes(units: Int, channels: Int, levels: Int, seed: UInt64, grouped: Bool, scratch: BitPlaneScratch) -> (ActivationPlanes, BinarizedValues) {
+        let x = randomActivations(count: units * channels, seed: seed)
+        let fractions: [Double] = levels == 1 ? [1] : levels == 2 ? [0.6, 0.4] : [0.7, 0.2, 0.1]
+        let groups = grouped ? MaskGroups.weight(rows: 1, taps: units, channels: channels, rowStride: 0, tapStride: channels, channelStride: 1, granularity: .group(64)) : nil
+        let xb = x.withUnsafeBufferPointer { ActivationBinarizer.binarize($0, bits: Array(1...levels), fractions: fractions, groups: groups) }
+        return (ActivationPlanes(xb, units: units, unitChannels: channels, base: 0, unitStride: channels, channelStride: 1, scratch: scratch), xb)
+    }
+
+    /// X and M of every instruction set equal the reference exactly, over reduction lengths
+    /// around word boundaries, patches with padding taps, 1 to 3 levels on each side, per-entry
+    /// and structured masks.
+    func testCountsMatchReferenceExactlyOnEveryISA() {
+        var seed: UInt64 = 500
+        for channels in BitPlaneGemvTests.reductionLengths { for (rows, taps) in [(8, 1), (9, 3), (3, 2)] {
+            for (lw, lx) in [(1, 1), (2, 2), (3, 3), (3, 1)] { for structured in [false, true] {
+                seed += 1
+                let m = BitPlaneMatrix(randomSource(rows: rows, taps: taps, channels: channels, levels: lw, seed: seed, structured: structured))
+                let scratch = BitPlaneScratch()
+                let units = 4
+                let (acts, _) = planes(units: units, channels: channels, levels: lx, seed: seed + 1, grouped: structured, scratch: scratch)
+                let positions = 3
+                var rng = SeededGenerator(seed: seed + 2)
+                let patches = (0..<(positions * taps)).map { _ in Int32(Int(rng.next() % UInt64(units + 1)) - 1) }  // -1 = padding
+                let ref = m.binaryCountsReference(acts: acts, patches: patches, positions: positions)
+                for isa in BitPlaneMatrix.availableISAs {
+                    let fast = m.binaryCounts(acts: acts, patches: patches, positions: positions, isa: isa)
+                    let what = "counts rows=\(rows) taps=\(taps) channels=\(channels) levels \(lw)x\(lx) structured=\(structured) seed=\(seed) isa=\(BitPlaneMatrix.isaName(isa)) patches=\(patches)"
+                    if fast.X != ref.X || fast.M != ref.M {
+                        let i = zip(fast.X, ref.X).enumerated().first { $0.element.0 != $0.element.1 }?.offset
+                            ?? zip(fast.M, ref.M).enumerated().first { $0.element.0 != $0.element.1 }!.offset
+                        XCTFail("\(what): first difference at \(i): X \(fast.X[i]) vs \(ref.X[i]), M \(fast.M[i]) vs \(ref.M[i])")
+                    }
+                }
+            } }
+        } }
+    }
+
+    /// The float epilogue (scales, bias, Relu) against the Double reference, and against the
+    /// plain float product of the dequantized operands.
+    func testBinaryForwardMatchesReferenceAndDequantizedProduct() {
+        for (channels, levels) in [(65, 3), (512, 2), (1, 1)] {
+            let rows = 11
+            let src = randomSource(rows: rows, taps: 1, channels: channels, levels: levels, seed: UInt64(channels), layout: .matrix(transposed: true))
+            let m = BitPlaneMatrix(src)
+            let scratch = BitPlaneScratch()
+            let (acts, xb) = planes(units: 2, channels: channels, levels: levels, seed: 9, grouped: false, scratch: scratch)
+            let patches: [Int32] = [0, 1]
+            let bias = (0..<rows).map { Float($0) * 0.01 }
+            var fast = [Float](repeating: .nan, count: 2 * rows), ref = fast
+            m.binaryForward(acts: acts, patches: patches, positions: 2, bias: bias, relu: false, y: &fast, strideRow: 1, stridePos: rows)
+            m.binaryForward(.reference, acts: acts, patches: patches, positions: 2, bias: bias, relu: false, y: &ref, strideRow: 1, stridePos: rows)
+            var xhat = [Float](repeating: 0, count: 2 * channels)
+            xb.dequantized(into: &xhat)
+            let w = m.decodeReference(rowStride: channels, tapStride: 0, channelStride: 1)
+            var decoded = [Float](repeating: .nan, count: rows * channels)
+            m.decode(into: &decoded, rowStride: channels, tapStride: 0, channelStride: 1)
+            XCTAssertEqual(decoded, w, "decode vs decodeReference channels=\(channels)")
+            for p in 0..<2 { for o in 0..<rows {
+                var dot = 0.0, mag = 0.0
+                for j in 0..<channels { dot += Double(w[o * channels + j]) * Double(xhat[p * channels + j]); mag += abs(Double(w[o * channels + j]) * Double(xhat[p * channels + j])) }
+                let tol = Double(BitPlaneTolerance.relative) * max(mag, 1)
+                let what = "binaryForward channels=\(channels) levels=\(levels) position \(p) row \(o)"
+                XCTAssertEqual(Double(fast[p * rows + o]), Double(ref[p * rows + o]), accuracy: tol, what)
+                XCTAssertEqual(Double(fast[p * rows + o]), dot + Double(bias[o]), accuracy: tol, what + " vs dequantized product")
+            } }
+        }
+    }
+
+    /// A direct binary convolution (patches over pixel units, padding, stride, groups) equals
+    /// the float convolution of the dequantized operands.
+    func testBinaryConvEqualsFloatConvOfDequantizedOperands() {
+        for (c, o, groups, stride) in [(70, 16, 1, 1), (64, 8, 2, 2)] {
+            let g = ConvGeometry(batch: 2, inChannels: c, outChannels: o, groups: groups, input: [5, 6], kernel: [3, 3],
+                                 strides: [stride, stride], padBegin: [1, 1], padEnd: [1, 0])
+            var rng = SeededGenerator(seed: UInt64(c))
+            let wValues = (0..<(o * (c / groups) * 9)).map { _ in Float(rng.nextNormal()) }
+            let mask = (0..<wValues.count).map { _ in UInt8(1 + Int(rng.next() % 3)) }
+            let packed = wValues.withUnsafeBufferPointer { ActivationBinarizer.residual($0, mask: mask) }
+            // A PackedTensor-free source: the binarized weights as flat bitsets and tensor scales.
+            let source = BitPlaneMatrix.Source(rows: o, taps: 9, tapChannels: c / groups, rowStride: (c / groups) * 9, tapStride: 1, channelStride: 9,
+                                               mask: mask, signs: (0..<packed.levels).map { Array(packed.signs[($0 * packed.wordsPerLevel)..<(($0 + 1) * packed.wordsPerLevel)]) },
+                                               scales: packed.scales.map { s in [Float](repeating: s, count: o) })
+            let mats = (0..<groups).map { grp -> BitPlaneMatrix in
+                var s = source
+                s.rows = o / groups
+                s.offset = grp * (o / groups) * s.rowStride
+                s.scales = s.scales.map { Array($0.prefix(o / groups)) }
+                return BitPlaneMatrix(s)
+            }
+            var wHat = [Float](repeating: 0, count: wValues.count)
+            packed.dequantized(into: &wHat)
+            let layer = BinaryConvLayer(weights: mats, activations: ActivationSpec(bits: [1, 2, 3], fractions: [0.7, 0.2, 0.1]))
+            let x = randomActivations(count: 2 * c * 30, seed: 3).map { max(0, $0) }
+            var fast = [Float](repeating: .nan, count: 2 * o * g.outputSize), expanded = fast
+            layer.forward(g, input: x, bias: nil, output: &fast, relu: true, threads: 2, scratch: BitPlaneScratch())
+            layer.forwardExpanded(g, input: x, weights: wHat, bias: nil, output: &expanded, relu: true, scratch: KernelScratch())
+            assertClose(fast, expanded, terms: c * 9 * 3, "binary conv c=\(c) o=\(o) groups=\(groups) stride=\(stride)")
+        }
+    }
+}

@@ -40,7 +40,7 @@ let package = Package(
         ),
 
         // Bit-plane kernels: one C body compiled per instruction set, picked at run time (cpuid).
-        .target(name: "CBitPlanes", cSettings: [.unsafeFlags(["-O3"])]),
+        .target(name: "CBitPlanes", exclude: ["README.md", "BitPlanes+Body.h"], cSettings: [.unsafeFlags(["-O3"])]),
 
         // Swift modules.
         .target(name: "MBCore"),

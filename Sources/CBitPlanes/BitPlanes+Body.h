@@ -63,13 +63,133 @@ static inline __attribute__((always_inline)) BP_TARGET void BP_FN(block_counts)(
     }
 }
 
+/// The activation side of one position, shared by every block: per level l, the words of the
+/// patch active at l (index into the weight row, index into the activation planes, activity
+/// word) and the sum of their popcounts.
+typedef struct {
+    int32_t *word;
+    int64_t *at;
+    uint64_t *act;
+    int32_t count[BP_MAX_LEVELS];
+    uint64_t total[BP_MAX_LEVELS];
+    int32_t capacity;
+} BP_FN(patch_lists);
+
+static inline __attribute__((always_inline)) BP_TARGET void BP_FN(build_lists)(const bp_weights *w, const bp_acts *x, const int32_t *patch,
+                                                                              BP_FN(patch_lists) *pl) {
+    const int32_t cw = w->wordsPerTap, Lx = x->levels;
+    for (int32_t l = 0; l < Lx; l++) {
+        int32_t n = 0;
+        uint64_t total = 0;
+        int32_t *word = pl->word + (int64_t)l * pl->capacity;
+        int64_t *at = pl->at + (int64_t)l * pl->capacity;
+        uint64_t *act = pl->act + (int64_t)l * pl->capacity;
+        for (int32_t tap = 0; tap < w->taps; tap++) {
+            const int32_t u = patch[tap];
+            if (u < 0) continue;
+            for (int32_t i = 0; i < cw; i++) {
+                const int64_t a = ((int64_t)l * x->units + u) * cw + i;
+                const uint64_t b = x->acts[a];
+                if (b == 0) continue;
+                word[n] = tap * cw + i;
+                at[n] = a;
+                act[n] = b;
+                total += (uint64_t)__builtin_popcountll(b);
+                n++;
+            }
+        }
+        pl->count[l] = n;
+        pl->total[l] = total;
+    }
+}
+
+/// Counts of a dense block (its levels 1..`levels` list every word; the rest are empty): loops
+/// over the patch's active words per activation level and every weight level of the block per
+/// word. A level whose list is full needs no weight activity (M is the patch's total); a partial
+/// one (rows of mixed widths in the block) ANDs it in.
+static inline __attribute__((always_inline)) BP_TARGET void BP_FN(dense_counts)(const bp_weights *w, const BP_FN(patch_lists) *pl, const bp_acts *x,
+                                                                               int32_t b, int32_t levels,
+                                                                               v8u64 X[BP_MAX_LEVELS][BP_MAX_LEVELS], v8u64 M[BP_MAX_LEVELS][BP_MAX_LEVELS]) {
+    const int32_t Lw = w->levels, Lx = x->levels;
+    const uint64_t *S[BP_MAX_LEVELS], *A[BP_MAX_LEVELS];
+    int full[BP_MAX_LEVELS];
+    for (int32_t k = 0; k < BP_MAX_LEVELS; k++) {
+        if (k < Lw) {
+            const int32_t list = b * Lw + k;
+            S[k] = w->entrySigns + 8 * (int64_t)w->listStart[list];
+            A[k] = w->entryActs + 8 * w->listActs[list];
+            full[k] = w->listFull[list];
+        } else { S[k] = A[k] = 0; full[k] = 1; }
+    }
+    for (int32_t l = 0; l < Lx; l++) {
+        v8u64 acc[BP_MAX_LEVELS], accM[BP_MAX_LEVELS];
+#pragma clang loop unroll(full)
+        for (int k = 0; k < BP_MAX_LEVELS; k++) { acc[k] = (v8u64)0; accM[k] = (v8u64)0; }
+        const int32_t n = pl->count[l];
+        const int32_t *word = pl->word + (int64_t)l * pl->capacity;
+        const int64_t *at = pl->at + (int64_t)l * pl->capacity;
+        const uint64_t *act = pl->act + (int64_t)l * pl->capacity;
+        for (int32_t j = 0; j < n; j++) {
+            const v8u64 t = (v8u64)x->signs[at[j]], m = (v8u64)act[j];
+            const int64_t off = 8 * (int64_t)word[j];
+#pragma clang loop unroll(full)
+            for (int k = 0; k < BP_MAX_LEVELS; k++) {
+                if (k < levels) {
+                    v8u64 s;
+                    BP_LOAD8(s, S[k] + off);
+                    if (full[k]) {
+                        acc[k] += __builtin_elementwise_popcount((s ^ t) & m);
+                    } else {
+                        v8u64 a;
+                        BP_LOAD8(a, A[k] + off);
+                        const v8u64 mm = a & m;
+                        acc[k] += __builtin_elementwise_popcount((s ^ t) & mm);
+                        accM[k] += __builtin_elementwise_popcount(mm);
+                    }
+                }
+            }
+        }
+        for (int32_t k = 0; k < Lw; k++) {
+            X[k][l] = k < levels ? acc[k] : (v8u64)0;
+            M[k][l] = k < levels ? (full[k] ? (v8u64)pl->total[l] : accM[k]) : (v8u64)0;
+        }
+    }
+}
+
+/// Either path for one (position, block).
+static inline __attribute__((always_inline)) BP_TARGET void BP_FN(counts)(const bp_weights *w, const bp_acts *x, const int32_t *patch,
+                                                                         const BP_FN(patch_lists) *pl, int32_t b,
+                                                                         v8u64 X[BP_MAX_LEVELS][BP_MAX_LEVELS], v8u64 M[BP_MAX_LEVELS][BP_MAX_LEVELS]) {
+    const int32_t dense = w->blockDense[b];
+    if (dense > 0) BP_FN(dense_counts)(w, pl, x, b, dense, X, M);
+    else BP_FN(block_counts)(w, x, patch, b, X, M);
+}
+
+static BP_TARGET int BP_FN(lists_alloc)(const bp_weights *w, const bp_acts *x, BP_FN(patch_lists) *pl) {
+    pl->capacity = w->taps * w->wordsPerTap;
+    const int64_t n = (int64_t)pl->capacity * x->levels + 1;
+    pl->word = (int32_t *)malloc(n * sizeof(int32_t));
+    pl->at = (int64_t *)malloc(n * sizeof(int64_t));
+    pl->act = (uint64_t *)malloc(n * sizeof(uint64_t));
+    return pl->word && pl->at && pl->act;
+}
+
+static BP_TARGET void BP_FN(lists_free)(BP_FN(patch_lists) *pl) {
+    free(pl->word);
+    free(pl->at);
+    free(pl->act);
+}
+
 BP_TARGET static void BP_FN(binary_counts)(const bp_weights *w, const bp_acts *x, const int32_t *patches,
                                            int64_t first, int64_t count, int32_t *Xout, int32_t *Mout) {
     const int32_t Lw = w->levels, Lx = x->levels;
     v8u64 X[BP_MAX_LEVELS][BP_MAX_LEVELS], M[BP_MAX_LEVELS][BP_MAX_LEVELS];
+    BP_FN(patch_lists) pl;
+    if (!BP_FN(lists_alloc)(w, x, &pl)) { BP_FN(lists_free)(&pl); return; }
     for (int64_t p = first; p < first + count; p++) {
+        BP_FN(build_lists)(w, x, patches + p * w->taps, &pl);
         for (int32_t b = 0; b < w->blocks; b++) {
-            BP_FN(block_counts)(w, x, patches + p * w->taps, b, X, M);
+            BP_FN(counts)(w, x, patches + p * w->taps, &pl, b, X, M);
             for (int32_t k = 0; k < Lw; k++) {
                 for (int32_t l = 0; l < Lx; l++) {
                     const int64_t at = (((((p - first) * w->blocks + b) * Lw + k) * Lx) + l) * 8;
@@ -81,6 +201,7 @@ BP_TARGET static void BP_FN(binary_counts)(const bp_weights *w, const bp_acts *x
             }
         }
     }
+    BP_FN(lists_free)(&pl);
 }
 
 BP_TARGET static void BP_FN(binary_float)(const bp_weights *w, const bp_acts *x, const int32_t *patches,
@@ -89,9 +210,12 @@ BP_TARGET static void BP_FN(binary_float)(const bp_weights *w, const bp_acts *x,
     const int32_t Lw = w->levels, Lx = x->levels;
     const int64_t levelStride = (int64_t)w->blocks * 8;
     v8u64 X[BP_MAX_LEVELS][BP_MAX_LEVELS], M[BP_MAX_LEVELS][BP_MAX_LEVELS];
+    BP_FN(patch_lists) pl;
+    if (!BP_FN(lists_alloc)(w, x, &pl)) { BP_FN(lists_free)(&pl); return; }
     for (int64_t p = first; p < first + count; p++) {
+        BP_FN(build_lists)(w, x, patches + p * w->taps, &pl);
         for (int32_t b = 0; b < w->blocks; b++) {
-            BP_FN(block_counts)(w, x, patches + p * w->taps, b, X, M);
+            BP_FN(counts)(w, x, patches + p * w->taps, &pl, b, X, M);
             // Epilogue: each level's scale once per output, k then l ascending (the reference's order).
             v8f32 acc = (v8f32)0;
             for (int32_t k = 0; k < Lw; k++) {
@@ -111,6 +235,7 @@ BP_TARGET static void BP_FN(binary_float)(const bp_weights *w, const bp_acts *x,
             }
         }
     }
+    BP_FN(lists_free)(&pl);
 }
 
 #if BP_MASKED_FLOAT

@@ -3,6 +3,7 @@
 #include "CBitPlanes.h"
 
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 
 #if defined(__x86_64__) || defined(__i386__)

@@ -68,6 +68,11 @@ public enum RunModel {
             }
             lines.append(String(format: "latency over %d runs (%d thread%@): median %.3f ms, min %.3f ms",
                                 options.repeats, options.threads, options.threads == 1 ? "" : "s", times[times.count / 2], times[0]))
+            if let m = ProcessMemory.current() {
+                lines.append(String(format: "resident memory: %.1f MB now, %.1f MB peak; weights %.1f MB (%@)",
+                                    Double(m.residentBytes) / 1e6, Double(m.peakBytes) / 1e6, Double(model.weightBytes) / 1e6,
+                                    options.weights.rawValue as NSString))
+            }
         }
         return lines.joined(separator: "\n") + "\n"
     }

@@ -1,4 +1,5 @@
 import MBCore
+import Synchronization
 
 /// How a layer's input is binarized at inference time (a policy's `activations:`): the bit
 /// distribution, Middle-Out masks, per-entry or structured, one scale per level per tensor.
@@ -21,17 +22,37 @@ public struct ActivationSpec: Sendable, Equatable, CustomStringConvertible {
 
     /// Binarizes a Conv input `[N, C, spatial...]`: one Middle-Out mask for the whole tensor
     /// (the paper's "per input tensor"); groups are `n` channels of one pixel.
-    public func binarizeConvInput(_ x: UnsafeBufferPointer<Float>, batch: Int, channels: Int, pixels: Int) -> BinarizedValues {
-        let groups = MaskGroups.weight(rows: batch, taps: pixels, channels: channels, rowStride: channels * pixels, tapStride: 1,
-                                       channelStride: pixels, granularity: granularity == .channel ? .group(channels) : granularity)
+    public func binarizeConvInput(_ x: UnsafeBufferPointer<Float>, batch: Int, channels: Int, pixels: Int, cache: GroupCache? = nil) -> BinarizedValues {
+        let make = {
+            MaskGroups.weight(rows: batch, taps: pixels, channels: channels, rowStride: channels * pixels, tapStride: 1,
+                              channelStride: pixels, granularity: granularity == .channel ? .group(channels) : granularity)
+        }
+        let groups = granularity == .element ? nil : cache?.groups(for: [batch, channels, pixels], make) ?? make()
         return ActivationBinarizer.binarize(x, bits: bits, fractions: fractions, groups: groups)
     }
 
     /// Binarizes a Gemm/MatMul input `[M, K]` as one tensor; groups are `n` consecutive inputs of a row.
-    public func binarizeMatrixInput(_ x: UnsafeBufferPointer<Float>, rows: Int, columns: Int) -> BinarizedValues {
-        let groups = MaskGroups.weight(rows: rows, taps: 1, channels: columns, rowStride: columns, tapStride: 0, channelStride: 1,
-                                       granularity: granularity == .channel ? .group(columns) : granularity)
+    public func binarizeMatrixInput(_ x: UnsafeBufferPointer<Float>, rows: Int, columns: Int, cache: GroupCache? = nil) -> BinarizedValues {
+        let make = {
+            MaskGroups.weight(rows: rows, taps: 1, channels: columns, rowStride: columns, tapStride: 0, channelStride: 1,
+                              granularity: granularity == .channel ? .group(columns) : granularity)
+        }
+        let groups = granularity == .element ? nil : cache?.groups(for: [rows, columns], make) ?? make()
         return ActivationBinarizer.binarize(x, bits: bits, fractions: fractions, groups: groups)
+    }
+}
+
+/// Mask groups of a layer's input by shape, computed once (the partition depends only on the
+/// shape). Shared by a model's sessions, hence the lock.
+public final class GroupCache: Sendable {
+    private let table = Mutex<[[Int]: MaskGroups]>([:])
+    public init() {}
+
+    func groups(for key: [Int], _ make: () -> MaskGroups?) -> MaskGroups? {
+        if let g = table.withLock({ $0[key] }) { return g }
+        guard let g = make() else { return nil }
+        table.withLock { $0[key] = g }
+        return g
     }
 }
 
@@ -41,6 +62,7 @@ public struct ActivationSpec: Sendable, Equatable, CustomStringConvertible {
 public final class BinaryConvLayer: @unchecked Sendable {
     public let weights: [BitPlaneMatrix]
     public let activations: ActivationSpec
+    let cache = GroupCache()
 
     public init(weights: [BitPlaneMatrix], activations: ActivationSpec) {
         self.weights = weights
@@ -56,7 +78,7 @@ public final class BinaryConvLayer: @unchecked Sendable {
         precondition(weights.count == g.groups, "\(weights.count) weight matrices for \(g.groups) groups")
         let inSize = g.inputSize, outSize = g.outputSize
         let xb = activations.binarizeConvInput(UnsafeBufferPointer(start: input, count: g.batch * g.inChannels * inSize),
-                                               batch: g.batch, channels: g.inChannels, pixels: inSize)
+                                               batch: g.batch, channels: g.inChannels, pixels: inSize, cache: cache)
         let taps = g.kernelSize
         let patches = scratch.buffer(.patches, outSize * taps, as: Int32.self)
         ConvPatches.build(g, into: patches)

@@ -32,13 +32,14 @@ public final class BitPlaneMatrix: @unchecked Sendable {
     let validMask: Owned<UInt64>
     let scales: Owned<Float>
     let rowOrderBuffer: Owned<Int32>
+    let blockDense: Owned<UInt8>
 
     /// The C view; the pointers live as long as `self`.
     var c: bp_weights {
         bp_weights(blocks: Int32(blocks), levels: Int32(levels), taps: Int32(taps), wordsPerTap: Int32(wordsPerTap),
                    listStart: listStart.pointer, listFull: listFull.pointer, listActs: listActs.pointer,
                    entryWord: entryWord.pointer, entryTap: entryTap.pointer, entrySigns: entrySigns.pointer, entryActs: entryActs.pointer,
-                   validMask: validMask.pointer, scales: scales.pointer)
+                   validMask: validMask.pointer, scales: scales.pointer, blockDense: blockDense.pointer)
     }
 
     /// Words of one row: `taps * wordsPerTap`.
@@ -51,7 +52,7 @@ public final class BitPlaneMatrix: @unchecked Sendable {
     /// Bytes held (planes, lists, scales): what packed mode keeps resident for this weight.
     public var residentBytes: Int {
         listStart.bytes + listFull.bytes + listActs.bytes + entryWord.bytes + entryTap.bytes + entrySigns.bytes + entryActs.bytes
-            + validMask.bytes + scales.bytes + rowOrderBuffer.bytes + rowOrder.count * 4
+            + validMask.bytes + scales.bytes + rowOrderBuffer.bytes + blockDense.bytes + rowOrder.count * 4
     }
 
     /// Where the weights come from: a flat tensor with a bit width per entry and per level a
@@ -188,6 +189,20 @@ public final class BitPlaneMatrix: @unchecked Sendable {
         self.validMask = Owned(valid)
         self.scales = Owned(scales)
         self.rowOrderBuffer = Owned(rowOrder)
+        // Dense blocks: levels 1..n list every word (full or not), the rest are empty.
+        var dense = [UInt8](repeating: 0, count: blocks)
+        for b in 0..<blocks {
+            var n = 0, ok = true
+            for k in 0..<L {
+                let count = Int(listStart[b * L + k + 1] - listStart[b * L + k])
+                if count == 0 { break }
+                if count != words || n != k { ok = false; break }
+                n += 1
+            }
+            for k in n..<L where listStart[b * L + k + 1] != listStart[b * L + k] { ok = false }
+            dense[b] = ok ? UInt8(n) : 0
+        }
+        self.blockDense = Owned(dense)
     }
 
     /// The instruction set the fast kernels run with on this CPU.

@@ -159,3 +159,68 @@ struct BitPlaneBench: ParsableCommand {
         return (n / max(d, 1e-30)).squareRoot()
     }
 }
+
+/// End to end: the 61M-weight AlexNet-shaped model (light_bvlc_alexnet's graph, seeded weights)
+/// float against every Conv/Gemm at 1.4/1.4 (first and last layer float), one thread; each
+/// configuration in its own `mbconvert run` process so resident memory is its own.
+struct AlexNetBitPlaneBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "alexnet-1.4",
+        abstract: "AlexNet-shaped model: float vs 1.4/1.4 (expanded and packed), latency and resident memory, 1 thread."
+    )
+
+    @Option(help: "The shared models folder (light_bvlc_alexnet.onnx).")
+    var models = "../shared/models"
+
+    @Option(help: "Timed runs per configuration.")
+    var repeats = 10
+
+    @Option(help: "Folder for the generated models (default: a temporary folder, removed afterwards).")
+    var workdir: String?
+
+    func run() throws {
+        let dir = workdir ?? FileManager.default.temporaryDirectory.appendingPathComponent("mbbench-alexnet14-\(getpid())").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { if workdir == nil { try? FileManager.default.removeItem(atPath: dir) } }
+        let alex = try RunBenchmark.makeAlexNet(from: models + "/light_bvlc_alexnet.onnx", in: dir)
+        var rng = SeededGenerator(seed: 224)
+        let input = dir + "/input.npy"
+        try NPY.write(NPYArray(floats: (0..<(3 * 224 * 224)).map { _ in Float(rng.nextUnitDouble()) }, shape: [1, 3, 224, 224]), to: input)
+        let variants: [(String, String)] = [
+            ("1.4/1.4 element (paper)", "granularity: element\n  activations: {mix: {1: 0.7, 2: 0.2, 3: 0.1}}"),
+            ("1.4/1.4 channel w / group:64 a", "granularity: channel\n  activations: {mix: {1: 0.7, 2: 0.2, 3: 0.1}, granularity: group:64}"),
+        ]
+        let mbconvert = Bundle.main.executableURL!.deletingLastPathComponent().appendingPathComponent("mbconvert").path
+        var rows: [[String]] = []
+        let float = try measure(mbconvert, alex.path, input: input, weights: "expanded")
+        rows.append(["float", "-", float.latency, float.memory])
+        for (i, (label, settings)) in variants.enumerated() {
+            let policy = dir + "/p\(i).txt"
+            try "version: 1\nrules:\n  - match: {position: [first, last]}\n    keep: float32\ndefault:\n  mix: {1: 0.7, 2: 0.2, 3: 0.1}\n  \(settings)\n"
+                .write(toFile: policy, atomically: true, encoding: .utf8)
+            let out = dir + "/a\(i).mbm"
+            _ = try Conversion.run(model: alex.path, policy: policy, output: out, options: .init(force: true))
+            for mode in ["expanded", "packed"] {
+                let r = try measure(mbconvert, out, input: input, weights: mode)
+                rows.append([label, mode, r.latency, r.memory])
+            }
+        }
+        print("AlexNet-shaped model, \(alex.weights) weights, 1 thread, \(repeats) runs; bit planes: \(BitPlaneMatrix.isaName)")
+        print(table(header: ["model", "weights", "latency (median, min)", "resident memory"], rows: rows), terminator: "")
+    }
+
+    func measure(_ mbconvert: String, _ model: String, input: String, weights: String) throws -> (latency: String, memory: String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: mbconvert)
+        p.arguments = ["run", model, "--input", input, "--repeat", String(repeats), "--threads", "1", "--weights", weights]
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        try p.run()
+        let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        guard p.terminationStatus == 0 else { throw ValidationError("mbconvert run \(model) failed:\n\(text)") }
+        let latency = text.split(separator: "\n").first { $0.hasPrefix("latency") }.map { String($0.split(separator: ":").last!).trimmingCharacters(in: .whitespaces) } ?? "?"
+        let memory = text.split(separator: "\n").first { $0.hasPrefix("resident memory") }.map { String($0.dropFirst("resident memory: ".count)) } ?? "?"
+        return (latency, memory)
+    }
+}

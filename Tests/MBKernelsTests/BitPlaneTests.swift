@@ -12,7 +12,8 @@ enum BitPlaneTolerance {
 
 /// A random packed tensor made the way the converter does it would need MBBinarize; kernels
 /// only need a valid mask, signs and scales, so tests draw them directly (seeded).
-func randomSource(rows: Int, taps: Int, channels: Int, levels: Int, seed: UInt64, structured: Bool = false, layout: BitPlaneMatrix.WeightKind = .conv) -> BitPlaneMatrix.Source {
+func randomSource(rows: Int, taps: Int, channels: Int, levels: Int, seed: UInt64, structured: Bool = false, rowUniform: Bool = false,
+                  layout: BitPlaneMatrix.WeightKind = .conv) -> BitPlaneMatrix.Source {
     var rng = SeededGenerator(seed: seed)
     let n = rows * taps * channels
     var mask = [UInt8](repeating: 1, count: n)
@@ -26,9 +27,9 @@ func randomSource(rows: Int, taps: Int, channels: Int, levels: Int, seed: UInt64
     case .conv: (rowStride, tapStride, channelStride) = (channels * taps, 1, taps)
     case .matrix(let t): (rowStride, tapStride, channelStride) = t ? (channels, 0, 1) : (1, 0, rows)
     }
-    if structured {
+    if structured || rowUniform {
         for o in 0..<rows { for t in 0..<taps { for c in 0..<channels {
-            mask[o * rowStride + t * tapStride + c * channelStride] = groupLevel[(o * taps + t) * ((channels + 63) / 64) + c / 64]
+            mask[o * rowStride + t * tapStride + c * channelStride] = groupLevel[rowUniform ? o * taps * ((channels + 63) / 64) : (o * taps + t) * ((channels + 63) / 64) + c / 64]
         } } }
     }
     // Signs beyond an entry's width are meaningless; clear them so comparisons are exact.
@@ -92,9 +93,10 @@ final class BitPlaneBinaryTests: XCTestCase {
     func testCountsMatchReferenceExactlyOnEveryISA() {
         var seed: UInt64 = 500
         for channels in BitPlaneGemvTests.reductionLengths { for (rows, taps) in [(8, 1), (9, 3), (3, 2)] {
-            for (lw, lx) in [(1, 1), (2, 2), (3, 3), (3, 1)] { for structured in [false, true] {
+            for (lw, lx) in [(1, 1), (2, 2), (3, 3), (3, 1)] { for (structured, rowUniform) in [(false, false), (true, false), (false, true)] {
                 seed += 1
-                let m = BitPlaneMatrix(randomSource(rows: rows, taps: taps, channels: channels, levels: lw, seed: seed, structured: structured))
+                // Row-uniform widths (channel masks) take the kernel's dense path, the others the list path.
+                let m = BitPlaneMatrix(randomSource(rows: rows, taps: taps, channels: channels, levels: lw, seed: seed, structured: structured, rowUniform: rowUniform))
                 let scratch = BitPlaneScratch()
                 let units = 4
                 let (acts, _) = planes(units: units, channels: channels, levels: lx, seed: seed + 1, grouped: structured, scratch: scratch)
@@ -104,7 +106,7 @@ final class BitPlaneBinaryTests: XCTestCase {
                 let ref = m.binaryCountsReference(acts: acts, patches: patches, positions: positions)
                 for isa in BitPlaneMatrix.availableISAs {
                     let fast = m.binaryCounts(acts: acts, patches: patches, positions: positions, isa: isa)
-                    let what = "counts rows=\(rows) taps=\(taps) channels=\(channels) levels \(lw)x\(lx) structured=\(structured) seed=\(seed) isa=\(BitPlaneMatrix.isaName(isa)) patches=\(patches)"
+                    let what = "counts rows=\(rows) taps=\(taps) channels=\(channels) levels \(lw)x\(lx) structured=\(structured) rowUniform=\(rowUniform) seed=\(seed) isa=\(BitPlaneMatrix.isaName(isa)) patches=\(patches)"
                     if fast.X != ref.X || fast.M != ref.M {
                         let i = zip(fast.X, ref.X).enumerated().first { $0.element.0 != $0.element.1 }?.offset
                             ?? zip(fast.M, ref.M).enumerated().first { $0.element.0 != $0.element.1 }!.offset
@@ -113,6 +115,28 @@ final class BitPlaneBinaryTests: XCTestCase {
                 }
             } }
         } }
+    }
+
+    /// Homogeneous 3-level weights (every block dense) and 2-level activations with padding:
+    /// the dense path's counts equal the reference on every instruction set.
+    func testDensePathCountsMatchReference() {
+        for channels in [1, 64, 65, 300] {
+            var src = randomSource(rows: 16, taps: 4, channels: channels, levels: 3, seed: UInt64(channels) + 900)
+            src.mask = [UInt8](repeating: 3, count: src.mask.count)
+            var rng = SeededGenerator(seed: 77)
+            for k in 0..<3 { for w in src.signs[k].indices { src.signs[k][w] = rng.next() } }
+            let n = src.mask.count
+            if n % 64 != 0 { for k in 0..<3 { src.signs[k][n / 64] &= (UInt64(1) << UInt64(n % 64)) - 1 } }
+            let m = BitPlaneMatrix(src)
+            let scratch = BitPlaneScratch()
+            let (acts, _) = planes(units: 5, channels: channels, levels: 2, seed: 4, grouped: false, scratch: scratch)
+            let patches: [Int32] = [0, 1, -1, 4, 3, -1, 2, 2]
+            let ref = m.binaryCountsReference(acts: acts, patches: patches, positions: 2)
+            for isa in BitPlaneMatrix.availableISAs {
+                let fast = m.binaryCounts(acts: acts, patches: patches, positions: 2, isa: isa)
+                XCTAssertTrue(fast.X == ref.X && fast.M == ref.M, "dense counts channels=\(channels) isa=\(BitPlaneMatrix.isaName(isa))")
+            }
+        }
     }
 
     /// The float epilogue (scales, bias, Relu) against the Double reference, and against the

@@ -45,6 +45,9 @@ typedef struct {
     const uint64_t *entryActs;  // 8 words per entry of non-full lists, at listActs[list] + (e - listStart[list])
     const uint64_t *validMask;  // wordsPerTap: valid channel bits of each word of a tap
     const float *scales;        // levels * blocks * 8: mu of (level, block row)
+    const uint8_t *blockDense;  // blocks: n > 0 when the block's levels 1..n are full lists over
+                                // every word and the rest empty (rows of one bit width: channel
+                                // masks, homogeneous weights); the kernel then indexes words directly
 } bp_weights;
 
 typedef struct {

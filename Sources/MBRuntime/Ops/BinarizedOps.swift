@@ -58,6 +58,7 @@ enum BinarizedInput {
 final class PackedMatrix: @unchecked Sendable {
     let matrix: BitPlaneMatrix
     let activations: ActivationSpec?
+    let cache = GroupCache()
 
     init(_ packed: PackedTensor, transposed: Bool, activations: ActivationSpec?) throws {
         matrix = try BitPlaneMatrix(packed: packed, kind: .matrix(transposed: transposed))
@@ -70,7 +71,7 @@ final class PackedMatrix: @unchecked Sendable {
     /// Rows of `a` ([m, k], contiguous) times the weights into `y` ([m, n]).
     func multiply(a: UnsafePointer<Float>, m: Int, y: UnsafeMutablePointer<Float>, _ c: ExecutionContext) {
         if let spec = activations {
-            let xb = spec.binarizeMatrixInput(UnsafeBufferPointer(start: a, count: m * k), rows: m, columns: k)
+            let xb = spec.binarizeMatrixInput(UnsafeBufferPointer(start: a, count: m * k), rows: m, columns: k, cache: cache)
             let planes = ActivationPlanes(xb, units: m, unitChannels: k, base: 0, unitStride: k, channelStride: 1, scratch: c.bitScratch)
             let patches = c.bitScratch.buffer(.patches, m, as: Int32.self)
             for p in 0..<m { patches[p] = Int32(p) }

@@ -9,5 +9,7 @@ if command -v protoc-c >/dev/null; then
 else
   echo "test: protoc-c not installed; SKIPPING the generated-code drift check" >&2
 fi
+# The example app that embeds the runtime alone must build and run.
+swift run --package-path Examples/RuntimeApp --scratch-path Examples/RuntimeApp/.build RuntimeApp
 swift build --build-tests
 swift test --skip-build

@@ -1,3 +1,4 @@
+import MBCore
 /// Appends bits to a word buffer, least-significant bit first. The buffer must hold enough
 /// words; `finish()` stores the last partial word (its unused bits stay zero).
 struct BitWriter {

@@ -204,18 +204,27 @@ public enum Conversion {
             let input = try FloatTensor(name: name, shape: constant.shape, values: values)
             let config = BinarizationConfig(distribution: distribution, method: method, scale: scale)
             var packed: PackedTensor
-            if let groups = try maskGroups(plan, shape: constant.shape, granularity: b.granularity) {
+            var exact = false
+            if mayBeExact(input, maxBits: mix.used.last?.bits ?? 1, channelAxis: plan.tensor.outputAxis),
+               let found = ExactMode.detect(input, channelAxis: plan.tensor.outputAxis).packed {
+                // Already binarized (e.g. trained with HBB and exported after the last
+                // binarization): store its own levels, signs and mask, with zero error.
+                packed = found
+                exact = true
+            } else if let groups = try maskGroups(plan, shape: constant.shape, granularity: b.granularity) {
+                // Structured masks (granularity group:N or channel) along the reduction axis.
                 packed = try Binarizer.binarize(input, config, groups: groups, wholeTensor: b.granularity == .channel)
+                if b.refit { packed = try Refit.refit(packed, original: input).packed }
             } else {
                 packed = try Binarizer.binarize(input, config)
+                if b.refit { packed = try Refit.refit(packed, original: input).packed }
             }
-            if b.refit { packed = try refit(input, packed) }
             let stats = Statistics(original: values, packed: packed)
             let tensor = IRTensor(name: name, elementType: .float, shape: constant.shape, storage: .binarized(packed))
             row.encoding = "binarized"
-            row.method = b.method.rawValue + (b.refit ? "+refit" : "") + (b.granularity == .element ? "" : " \(b.granularity)")
-            row.scale = b.scale.rawValue
-            if case .channel(let axis) = scale { row.channelAxis = axis }
+            row.method = exact ? "exact" : b.method.rawValue + (b.refit ? "+refit" : "") + (b.granularity == .element ? "" : " \(b.granularity)")
+            row.scale = packed.scale == .tensor ? "tensor" : "channel"
+            if case .channel(let axis) = packed.scale { row.channelAxis = axis }
             row.requestedMix = mix.entries.filter { $0.fraction > 0 }.map { ConversionReport.MixEntry(bits: $0.bits, fraction: $0.fraction) }
             row.realizedMix = stats.fractions.enumerated().filter { $0.element > 0 }.map { ConversionReport.MixEntry(bits: $0.offset + 1, fraction: $0.element) }
             row.averageBits = stats.averageBits
@@ -243,6 +252,30 @@ public enum Conversion {
                                      channelStride: axis == 0 ? 1 : rows, granularity: granularity)
         }
         throw Failure("tensor '\(name)': granularity \(granularity) needs a Conv weight or a 2-D Gemm/MatMul weight (got \(op.isEmpty ? "no consumer" : op) \(shape))")
+    }
+
+    /// Exact mode is tried only for tensors that could already be binarized with at most the
+    /// policy's widest bitwidth K: at most 2^(K+1) - 2 distinct values per tensor or per output
+    /// channel. A cheap scan that rejects ordinary float weights at once.
+    static func mayBeExact(_ t: FloatTensor, maxBits: Int, channelAxis: Int?) -> Bool {
+        let limit = (1 << (min(maxBits, 8) + 1)) - 2
+        func fewValues(_ values: some Sequence<Float>) -> Bool {
+            var seen = Set<Float>()
+            for v in values {
+                seen.insert(v == 0 ? 0 : v)
+                if seen.count > limit { return false }
+            }
+            return true
+        }
+        if fewValues(t.values) { return true }
+        guard let axis = channelAxis, axis < t.shape.count, let layout = try? GroupLayout(shape: t.shape, scale: .channel(axis: axis)) else {
+            return false
+        }
+        let grouped = layout.toGroupMajor(t.values)
+        for g in 0..<layout.groupCount where !fewValues(grouped[(g * layout.groupSize)..<((g + 1) * layout.groupSize)]) {
+            return false
+        }
+        return true
     }
 
     /// A constant's elements as Float (float32, float16, bfloat16, double sources).
@@ -285,11 +318,4 @@ final class ProgressCounter: @unchecked Sendable {
     private var value = 0
     private let lock = NSLock()
     func increment() -> Int { lock.lock(); defer { lock.unlock() }; value += 1; return value }
-}
-
-extension Conversion {
-    /// TEMPORARY until MBBinarize's least-squares refit lands on this branch.
-    static func refit(_ input: FloatTensor, _ packed: PackedTensor) throws -> PackedTensor {
-        throw Failure("tensor '\(input.name)': refit is not available in this build")
-    }
 }

@@ -173,7 +173,13 @@ extension NPY {
         do throws(FileMapping.Failure) {
             storage = try FileMapping.map(path: path)
         } catch {
-            throw NPYError(file: path, problem: .cannotRead(error.description))
+            let reason: String
+            switch error {
+            case .open(_, let e): reason = String(cString: strerror(e))
+            case .notARegularFile: reason = "not a regular file"
+            case .map(_, let e): reason = "cannot map: \(String(cString: strerror(e)))"
+            }
+            throw NPYError(file: path, problem: .cannotRead(reason))
         }
         let result = ByteSlice(storage: storage).withBytes { raw in
             Result { () throws(NPYError) -> NPYArray in try parse(raw, file: path) }

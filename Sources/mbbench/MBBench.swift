@@ -14,6 +14,7 @@ struct MBBench: ParsableCommand {
             BinarizeBench.self,
             BitPlaneBench.self,
             AlexNetBitPlaneBench.self,
+            ConvertBench.self,
         ]
     )
 }

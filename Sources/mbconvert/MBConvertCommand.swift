@@ -10,6 +10,7 @@ struct MBConvertCommand: ParsableCommand {
             ConvertCommand.self,
             InspectCommand.self,
             PolicyCommand.self,
+            StudyCommand.self,
             RunCommand.self,
             BenchCommand.self,
             ExportONNXCommand.self,

@@ -1,53 +1,38 @@
-// Builds a small CNN in code (Conv → Relu → GlobalAveragePool → Flatten → Gemm → Softmax),
-// runs it with MBRuntime and prints the class probabilities. When .mbm loading lands, the
-// graph comes from `MBModel(contentsOf:)` instead; the session code stays the same.
+// Loads a converted model (.mbm) with MBRuntime alone, runs it on an input (.npy) with two
+// threads and prints each output's class probabilities.
+//
+//     swift run RuntimeApp [model.mbm] [input.npy]
+//
+// Defaults: the bundled tiny_cnn converted at 1.4 bits and its seeded reference input.
+import Foundation
 import MBCore
 import MBRuntime
 
-func constant(_ name: String, _ shape: [Int], seed: UInt64, scale: Double) -> IRTensor {
-    var rng = SeededGenerator(seed: seed)
-    let values = (0..<shape.reduce(1, *)).map { _ in Float(rng.nextNormal() * scale) }
-    let bytes = values.flatMap { v in withUnsafeBytes(of: v.bitPattern.littleEndian) { Array($0) } }
-    return IRTensor(name: name, elementType: .float, shape: shape, storage: .dense(ByteSlice(copying: bytes)))
-}
-
-let graph = IRGraph(
-    name: "tiny",
-    inputs: [IRValueInfo(name: "image", elementType: .float, shape: [.symbolic("N"), .fixed(3), .fixed(16), .fixed(16)])],
-    outputs: [IRValueInfo(name: "probs", elementType: .float, shape: [.symbolic("N"), .fixed(5)])],
-    nodes: [
-        IRNode(name: "conv", opType: "Conv", inputs: ["image", "w", "b"], outputs: ["c"],
-               attributes: [IRAttribute(name: "pads", value: .ints([1, 1, 1, 1]))]),
-        IRNode(name: "relu", opType: "Relu", inputs: ["c"], outputs: ["r"]),
-        IRNode(name: "pool", opType: "GlobalAveragePool", inputs: ["r"], outputs: ["p"]),
-        IRNode(name: "flat", opType: "Flatten", inputs: ["p"], outputs: ["f"]),
-        IRNode(name: "fc", opType: "Gemm", inputs: ["f", "fc_w", "fc_b"], outputs: ["logits"],
-               attributes: [IRAttribute(name: "transB", value: .int(1))]),
-        IRNode(name: "softmax", opType: "Softmax", inputs: ["logits"], outputs: ["probs"]),
-    ],
-    constants: [
-        constant("w", [8, 3, 3, 3], seed: 1, scale: 0.5), constant("b", [8], seed: 2, scale: 0.1),
-        constant("fc_w", [5, 8], seed: 3, scale: 0.5), constant("fc_b", [5], seed: 4, scale: 0.1),
-    ]
-)
+let here = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+let examples = here.appendingPathComponent("../../../models").standardizedFileURL
+let arguments = CommandLine.arguments.dropFirst()
+let modelURL = arguments.first.map { URL(fileURLWithPath: $0) } ?? examples.appendingPathComponent("tiny_cnn.mbm")
+let inputPath = arguments.dropFirst().first ?? examples.appendingPathComponent("tiny_cnn.input.npy").path
 
 do {
-    let model = try MBModel(ir: IRModel(graph: graph, opsets: [IROpset(domain: "", version: 13)]))
-    for i in model.inputs { print("input  \(i.name): \(i.elementType?.name ?? "?") \(i.shape ?? [])") }
-    for o in model.outputs { print("output \(o.name): \(o.elementType?.name ?? "?") \(o.shape ?? [])") }
+    let model = try MBModel(contentsOf: modelURL)
+    for i in model.inputs { print("input  \(i.name): \(i.elementType?.name ?? "?") \(i.shape?.map(\.description) ?? [])") }
+    for o in model.outputs { print("output \(o.name): \(o.elementType?.name ?? "?") \(o.shape?.map(\.description) ?? [])") }
+    guard let input = model.inputs.first else { fatalError("the model has no inputs") }
     let session = model.makeSession(.init(threads: 2))
-    var rng = SeededGenerator(seed: 7)
-    let pixels = (0..<(2 * 3 * 16 * 16)).map { _ in Float(rng.nextUnitDouble()) }
-    let outputs = try session.run(["image": MBTensor(shape: [2, 3, 16, 16], floats: pixels)])
-    let probs = outputs["probs"]!
-    print("probs \(probs.shape):")
-    let values = probs.floats
-    for row in 0..<probs.shape[0] {
-        let p = values[(row * 5)..<(row * 5 + 5)]
-        let best = p.indices.max { p[$0] < p[$1] }! - row * 5
-        print("  image \(row): " + p.map { String(Float(Int($0 * 10000)) / 10000) }.joined(separator: " ") + "  → class \(best)")
+    let outputs = try session.run([input.name: MBTensor(npy: NPY.read(path: inputPath))])
+    for o in model.outputs {
+        guard let t = outputs[o.name] else { continue }
+        let values = t.floats
+        let columns = t.shape.last ?? values.count
+        print("\(o.name) \(t.shape):")
+        for row in 0..<(values.count / max(columns, 1)) {
+            let p = Array(values[(row * columns)..<((row + 1) * columns)])
+            let best = p.indices.max { p[$0] < p[$1] }!
+            print("  row \(row): " + p.map { String(format: "%.4f", $0) }.joined(separator: " ") + "  → class \(best)")
+        }
     }
 } catch {
-    print("RuntimeApp: \(error)")
-    fatalError("RuntimeApp failed")
+    FileHandle.standardError.write(Data("RuntimeApp: \(error)\n".utf8))
+    exit(1)
 }

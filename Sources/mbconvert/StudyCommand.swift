@@ -1,0 +1,137 @@
+import ArgumentParser
+import Foundation
+import MBConvert
+
+struct StudyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "study",
+        abstract: "Binarize tensors with several settings and compare reconstruction error and storage cost.",
+        discussion: """
+            Sources: a .npy file, a weight of an .onnx model (--tensor NAME, repeatable, or --all), or a seeded \
+            synthetic tensor (--synthetic normal:1000000:0; also laplace and uniform; COUNT may be dimensions \
+            like 64x576). Settings: homogeneous bits (--bits 1,2,3,4), mixes (--mix 7/2/1 is tenths over bits \
+            1/2/3, several separated by commas; --mix 0.6,0.3,0.1@2,3,4 gives fractions and bit widths, one per \
+            --mix), average bits only (--average 1.4: the best distribution on a 0.05 grid), and \
+            --sweep-average 1.4 (every distribution on the grid with that average). Mask methods: \
+            \(MaskMethod.allCases.map(\.rawValue).joined(separator: ", ")) (only the first four are in the paper). \
+            Each tensor is also checked for exact mode (already binarized: converts with zero error).
+
+            Example (the paper's Figure 2a, HBB.md section 4):
+              mbconvert study --synthetic normal:1000000:0 --bits 1,2,3,4 --mix 9/1/0,9/0/1,7/3/0,7/2/1,5/5/0,6/2/2,5/3/2,4/4/2,4/3/3 --method middle-out,top-down,bottom-up,random
+            """
+    )
+
+    @Argument(help: "A .npy file, or an .onnx model with --tensor or --all.")
+    var input: String?
+
+    @Option(help: "A weight of the .onnx model (repeatable).")
+    var tensor: [String] = []
+
+    @Flag(help: "Every weight of the .onnx model.")
+    var all = false
+
+    @Option(help: "A synthetic tensor KIND:COUNT:SEED (normal, laplace, uniform; COUNT or dimensions like 64x576).")
+    var synthetic: String?
+
+    @Option(help: "Homogeneous bit counts, e.g. 1,2,3,4.")
+    var bits: String?
+
+    @Option(help: "Mixes: tenths over bits 1,2,3,... like 7/2/1 (comma-separated list), or FRACTIONS@BITS like 0.6,0.3,0.1@2,3,4 (repeatable).")
+    var mix: [String] = []
+
+    @Option(help: "Average bits only: search the 0.05 grid for the best distribution with this average (e.g. 1.4; comma-separated list).")
+    var average: String?
+
+    @Option(help: "List every distribution on the 0.05 grid with this average and its error.")
+    var sweepAverage: String?
+
+    @Option(help: "Bit widths the --average and --sweep-average grids distribute over.")
+    var gridBits = "1,2,3"
+
+    @Option(help: "Mask methods, comma-separated: \(MaskMethod.allCases.map(\.rawValue).joined(separator: ", ")).")
+    var method = "middle-out"
+
+    @Option(help: "Scales: tensor (one per level, the paper's) or channel (one per level per slice along --channel-axis).")
+    var scale = "tensor"
+
+    @Option(help: "The output-channel axis for --scale channel.")
+    var channelAxis = 0
+
+    @Flag(help: "Also report the error after a least-squares refit of the level scales.")
+    var refit = false
+
+    @Option(help: "Seed of the random mask method.")
+    var seed: UInt64 = 0
+
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    @Flag(help: "Print CSV.")
+    var csv = false
+
+    func validate() throws {
+        let isONNX = input?.lowercased().hasSuffix(".onnx") ?? false
+        guard (input == nil) != (synthetic == nil) else {
+            throw ValidationError("give exactly one source: a .npy or .onnx file, or --synthetic")
+        }
+        if isONNX {
+            guard all != !tensor.isEmpty else { throw ValidationError("with an .onnx model give --tensor NAME (repeatable) or --all") }
+        } else if all || !tensor.isEmpty {
+            throw ValidationError("--tensor and --all select weights of an .onnx model")
+        }
+        if json && csv { throw ValidationError("--json and --csv exclude each other") }
+        _ = try options()
+    }
+
+    /// The settings, or a ValidationError naming the bad option value.
+    func options() throws -> StudyOptions {
+        do {
+            var o = StudyOptions()
+            if let bits { o.bits = try StudyParse.bitList(bits) }
+            o.mixes = try mix.flatMap { try StudyParse.mixes($0) }
+            if let average { o.averages = try StudyParse.averages(average, option: "--average") }
+            if let sweepAverage { o.sweepAverages = try StudyParse.averages(sweepAverage, option: "--sweep-average") }
+            o.gridBits = try StudyParse.bitList(gridBits, option: "--grid-bits")
+            o.methods = try StudyParse.methods(method)
+            o.scale = try StudyParse.scale(scale, axis: channelAxis)
+            o.refit = refit
+            o.seed = seed
+            if o.isEmpty {
+                o.bits = [1, 2, 3, 4]
+                o.mixes = [try BitDistribution.tenths([7, 2, 1])]
+            }
+            return o
+        } catch let error as StudyParse.Failure {
+            throw ValidationError(error.description)
+        }
+    }
+
+    func run() throws {
+        let options = try options()
+        let output = try CLIErrors.reporting { () throws -> String in
+            let tensors: [FloatTensor]
+            if let synthetic {
+                do {
+                    tensors = [try StudyParse.synthetic(synthetic)]
+                } catch let error as StudyParse.Failure {
+                    throw ValidationError(error.description)
+                }
+            } else if let input, input.lowercased().hasSuffix(".onnx") {
+                tensors = try loadONNXTensors(path: input, names: tensor, all: all)
+            } else {
+                tensors = [try StudyParse.npyTensor(path: input!)]
+            }
+            let report = try Study.run(tensors, options)
+            return json ? try report.renderJSON() : csv ? report.renderCSV() : report.renderText()
+        }
+        print(output, terminator: "")
+    }
+}
+
+// MARK: - ONNX source
+
+/// The float weights of an .onnx model that `study` works on: those named by `names`, or every
+/// weight (Conv/ConvTranspose/Gemm/MatMul) when `all` is set.
+func loadONNXTensors(path: String, names: [String], all: Bool) throws -> [FloatTensor] {
+    try StudyParse.onnxTensors(path: path, names: names, all: all)
+}

@@ -31,21 +31,25 @@ public struct WeightDecision: Sendable, Equatable {
         public var scale: ScaleGranularity
         public var refit: Bool
         public var granularity: MaskGranularity
+        /// With `--calibrate`: correct the output statistics of the layers reading this weight.
+        public var calibrate: Bool
 
         public init(allocation: Allocation, method: BinarizationMethod = Self.defaultMethod,
                     scale: ScaleGranularity = Self.defaultScale, refit: Bool = Self.defaultRefit,
-                    granularity: MaskGranularity = .element) {
+                    granularity: MaskGranularity = .element, calibrate: Bool = Self.defaultCalibrate) {
             self.allocation = allocation
             self.method = method
             self.scale = scale
             self.refit = refit
             self.granularity = granularity
+            self.calibrate = calibrate
         }
 
         /// What a rule gets when it does not say (documented in Schemas/policy.md).
         public static let defaultMethod = BinarizationMethod.middleOut
         public static let defaultScale = ScaleGranularity.tensor
         public static let defaultRefit = false
+        public static let defaultCalibrate = true
     }
 
     public var source: Source
@@ -75,7 +79,8 @@ extension Policy.Settings {
             method: method ?? WeightDecision.Binarization.defaultMethod,
             scale: scale ?? WeightDecision.Binarization.defaultScale,
             refit: refit ?? WeightDecision.Binarization.defaultRefit,
-            granularity: granularity ?? .element))
+            granularity: granularity ?? .element,
+            calibrate: calibrate ?? WeightDecision.Binarization.defaultCalibrate))
     }
 }
 

@@ -106,15 +106,18 @@ extension Policy {
         public var granularity: MaskGranularity?
         /// `activations: {mix: ...}`: the consuming layer's input is binarized at inference time.
         public var activations: ActivationSettings?
+        /// With `--calibrate`: correct this layer's output statistics (default true).
+        public var calibrate: Bool?
 
         public init(storage: Storage, method: BinarizationMethod? = nil, scale: ScaleGranularity? = nil, refit: Bool? = nil,
-                    granularity: MaskGranularity? = nil, activations: ActivationSettings? = nil) {
+                    granularity: MaskGranularity? = nil, activations: ActivationSettings? = nil, calibrate: Bool? = nil) {
             self.storage = storage
             self.method = method
             self.scale = scale
             self.refit = refit
             self.granularity = granularity
             self.activations = activations
+            self.calibrate = calibrate
         }
     }
 

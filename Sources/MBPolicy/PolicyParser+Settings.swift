@@ -44,6 +44,9 @@ extension SchemaReader {
             case "refit":
                 result.refit = bool(item.value, "refit must be true or false")
                 valid = result.refit != nil
+            case "calibrate":
+                result.calibrate = bool(item.value, "calibrate must be true or false")
+                valid = result.calibrate != nil
             case "granularity":
                 result.granularity = granularity(item.value, activations: false)
                 valid = result.granularity != nil

@@ -15,6 +15,7 @@ struct MBBench: ParsableCommand {
             BitPlaneBench.self,
             AlexNetBitPlaneBench.self,
             ConvertBench.self,
+            CalibrationBench.self,
         ]
     )
 }

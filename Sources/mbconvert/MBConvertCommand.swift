@@ -14,6 +14,7 @@ struct MBConvertCommand: ParsableCommand {
             RunCommand.self,
             BenchCommand.self,
             ExportONNXCommand.self,
+            VerifyCommand.self,
         ],
         defaultSubcommand: ConvertCommand.self
     )

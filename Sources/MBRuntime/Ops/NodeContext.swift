@@ -163,6 +163,8 @@ final class ExecutionContext: @unchecked Sendable {
     let bitScratch = BitPlaneScratch()
     /// Per-node times when the session profiles.
     var profile: MBProfile?
+    /// Replacements applied to values as they are computed, by slot (MBSession.run(_:transforming:)).
+    var transforms: [Int: (MBTensor) -> MBTensor] = [:]
 
     init(slotCount: Int, threads: Int, variant: KernelVariant, pool: BufferPool = BufferPool()) {
         self.env = Array(repeating: nil, count: slotCount)
@@ -217,6 +219,7 @@ final class ExecutionContext: @unchecked Sendable {
                     throw MBRuntimeError(.unsupportedOperator, node: step.name, opType: step.opType, "output \(i) is not produced by this runtime")
                 }
                 env[s] = outputs[i]
+                if !transforms.isEmpty, let transform = transforms[s] { env[s] = transform(outputs[i]) }
             }
             for s in step.release { release(s) }
         }

@@ -51,7 +51,7 @@ let package = Package(
         ),
         .target(name: "MBFormat", dependencies: ["MBCore", "CZlib"]),
         .target(name: "MBRuntime", dependencies: ["MBFormat", "MBKernels", "MBCore"], exclude: ["README.md"]),
-        .target(name: "MBONNX", dependencies: ["CONNXProto", "MBCore"]),
+        .target(name: "MBONNX", dependencies: ["CONNXProto", "MBCore"], exclude: ["README.md"]),
         .target(name: "MBBinarize", dependencies: ["MBKernels", "MBCore"]),
         .target(
             name: "MBPolicy",
@@ -85,6 +85,25 @@ let package = Package(
         .testTarget(name: "MBConvertTests", dependencies: ["MBConvert", "MBONNX", "MBBinarize", "MBFormat", "MBRuntime", "MBCore", "TestSupport"]),
         .testTarget(name: "MBKernelsTests", dependencies: ["MBKernels", "MBCore", "TestSupport"]),
         .testTarget(name: "MBRuntimeTests", dependencies: ["MBRuntime", "MBConvert", "MBCore", "TestSupport"]),
-        .testTarget(name: "CLITests", dependencies: ["TestSupport", "MBCore"]),
+        .testTarget(name: "CLITests", dependencies: ["TestSupport", "MBCore", "MBONNX"]),
     ]
 )
+
+// libFuzzer targets (Fuzz/README.md). Declared only when MBCONVERT_FUZZ is set, so the normal
+// `swift build` / `swift test` never sees them; Scripts/fuzz.sh builds them with
+// `-sanitize=fuzzer,address` into their own scratch path.
+if Context.environment["MBCONVERT_FUZZ"] != nil {
+    let fuzzTargets: [(String, [Target.Dependency])] = [
+        ("FuzzONNX", ["MBONNX", "MBConvert", "MBCore"]),
+        ("FuzzMBM", ["MBFormat", "MBRuntime", "MBCore"]),
+        ("FuzzPolicy", ["MBPolicy"]),
+        ("FuzzNPY", ["MBCore"]),
+    ]
+    for (name, dependencies) in fuzzTargets {
+        package.products.append(.executable(name: name, targets: [name]))
+        package.targets.append(.executableTarget(
+            name: name, dependencies: dependencies, path: "Fuzz/Sources/\(name)",
+            swiftSettings: [.unsafeFlags(["-parse-as-library"])]
+        ))
+    }
+}

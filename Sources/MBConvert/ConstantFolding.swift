@@ -23,21 +23,41 @@ public enum ConstantFolding {
     /// Ops folded here. Each needs only constant inputs.
     public static let foldableOps: Set<String> = ["ConstantOfShape", "Identity"]
 
-    /// Folded tensors are materialized in memory: refuse absurd sizes instead of crashing.
+    /// What folding may allocate. Folded tensors are materialized in memory, so a constant
+    /// subgraph asking for more is refused with an error naming the node, before any allocation.
+    public struct Limits: Sendable {
+        /// Largest folded tensor in bytes (default 4 GiB).
+        public var maxBytes: Int
+        public init(maxBytes: Int = ConstantFolding.maxFoldedBytes) { self.maxBytes = maxBytes }
+    }
+
+    /// The default of `Limits.maxBytes`.
     public static let maxFoldedBytes = 1 << 32
 
-    /// The plan for `node` when every input it reads is in `constants` (or itself planned), else nil.
-    public static func plan(_ node: IRNode, constants: [String: IRTensor], planned: [String: Plan] = [:]) -> Plan? {
+    /// The plan for `node` when every input it reads is in `constants` (or itself planned), else
+    /// nil. Throws when the node is foldable but its output would be invalid or over `limits`.
+    public static func plan(
+        _ node: IRNode, constants: [String: IRTensor], planned: [String: Plan] = [:], limits: Limits = Limits()
+    ) throws(Failure) -> Plan? {
         guard node.domain.isEmpty, node.outputs.count == 1, !node.outputs[0].isEmpty else { return nil }
+        let label = node.name.isEmpty ? node.outputs[0] : node.name
         switch node.opType {
         case "ConstantOfShape":
             guard node.inputs.count == 1, let shapeTensor = constants[node.inputs[0]],
                   shapeTensor.elementType == .int64, shapeTensor.shape.count == 1,
-                  let dims = int64Values(shapeTensor), dims.allSatisfy({ $0 >= 0 }),
-                  let count = elementCount(of: dims) else { return nil }
+                  let dims = int64Values(shapeTensor) else { return nil }
             let type: ElementType
             if case .tensor(let v)? = node.attribute("value") { type = v.elementType } else { type = .float }
-            guard type != .string, let bytes = type.rawByteCount(elements: count), bytes <= maxFoldedBytes else { return nil }
+            guard type != .string else { return nil }
+            if let d = dims.first(where: { $0 < 0 }) {
+                throw Failure(node: label, message: "ConstantOfShape shape \(describeShape(dims)) has a negative dimension \(d)")
+            }
+            guard let count = elementCount(of: dims), let bytes = type.rawByteCount(elements: count) else {
+                throw Failure(node: label, message: "ConstantOfShape shape \(describeShape(dims)) has more elements than a 64-bit count can hold")
+            }
+            guard bytes <= limits.maxBytes else {
+                throw Failure(node: label, message: "ConstantOfShape shape \(describeShape(dims)) needs \(bytes) bytes of \(type.name), more than the folding limit of \(limits.maxBytes) bytes (ConstantFolding.Limits.maxBytes)")
+            }
             return Plan(node: node, outputName: node.outputs[0], elementType: type, shape: dims.map { Int($0) }, elementCount: count)
         case "Identity":
             guard node.inputs.count == 1 else { return nil }
@@ -66,20 +86,20 @@ public enum ConstantFolding {
                 }
                 element = bytes.withBytes { Array($0) }
             }
+            // The plan checked the size against the limit; fill by doubling copies.
             let total = element.count * plan.elementCount
-            var out = [UInt8](repeating: 0, count: total)
-            if element.contains(where: { $0 != 0 }) {
-                out.withUnsafeMutableBytes { dst in
-                    element.withUnsafeBytes { src in
-                        var offset = 0
-                        while offset < total {
-                            dst.baseAddress!.advanced(by: offset).copyMemory(from: src.baseAddress!, byteCount: src.count)
-                            offset += src.count
-                        }
-                    }
+            let out = UnsafeMutableRawPointer.allocate(byteCount: max(total, 1), alignment: 64)
+            if total > 0 {
+                element.withUnsafeBytes { out.copyMemory(from: $0.baseAddress!, byteCount: min($0.count, total)) }
+                var filled = min(element.count, total)
+                while filled < total {
+                    let n = min(filled, total - filled)
+                    (out + filled).copyMemory(from: out, byteCount: n)
+                    filled += n
                 }
             }
-            return IRTensor(name: plan.outputName, elementType: plan.elementType, shape: plan.shape, storage: .dense(ByteSlice(copying: out)))
+            let storage = ByteStorage(base: UnsafeRawPointer(out), count: total, owner: .swift)
+            return IRTensor(name: plan.outputName, elementType: plan.elementType, shape: plan.shape, storage: .dense(ByteSlice(storage: storage)))
         case "Identity":
             guard var t = try lookup(plan.node.inputs[0]) else { throw Failure(node: name, message: "input '\(plan.node.inputs[0])' is not constant") }
             t.name = plan.outputName
@@ -90,19 +110,19 @@ public enum ConstantFolding {
     }
 
     /// Plans every foldable node of `graph` in order (a fold may feed the next).
-    public static func plans(for graph: IRGraph) -> [String: Plan] {
+    public static func plans(for graph: IRGraph, limits: Limits = Limits()) throws(Failure) -> [String: Plan] {
         let constants = Dictionary(graph.constants.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         var planned: [String: Plan] = [:]
         for node in graph.nodes where foldableOps.contains(node.opType) {
-            if let p = plan(node, constants: constants, planned: planned) { planned[p.outputName] = p }
+            if let p = try plan(node, constants: constants, planned: planned, limits: limits) { planned[p.outputName] = p }
         }
         return planned
     }
 
     /// `graph` with every foldable node replaced by the constant it computes (what the
     /// conversion pipeline stores). Inputs that only fed folded nodes stay; pruning is separate.
-    public static func fold(_ graph: IRGraph) throws -> IRGraph {
-        let planned = plans(for: graph)
+    public static func fold(_ graph: IRGraph, limits: Limits = Limits()) throws -> IRGraph {
+        let planned = try plans(for: graph, limits: limits)
         guard !planned.isEmpty else { return graph }
         var out = graph
         var byName = Dictionary(graph.constants.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })

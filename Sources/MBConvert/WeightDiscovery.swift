@@ -72,15 +72,19 @@ public struct WeightDiscovery: Sendable {
     static let floatTypes: Set<ElementType> = [.float, .float16, .double, .bfloat16]
 
     /// Lowers an imported ONNX model and discovers its weights; `file` names it in errors.
-    public init(onnx model: ONNXModel, file: String) throws {
+    public init(onnx model: ONNXModel, file: String, limits: ConstantFolding.Limits = .init()) throws {
         let ir = try ONNXLowering(file: file).lower(model)
-        self.init(graph: ir.graph, sources: Self.sources(of: model))
+        do {
+            try self.init(graph: ir.graph, sources: Self.sources(of: model), limits: limits)
+        } catch {
+            throw ONNXLowering.Failure(file: file, place: "graph node '\(error.node)' (ConstantOfShape)", message: error.message)
+        }
     }
 
     /// `sources` says where each constant of `graph` came from (default: initializer).
-    public init(graph: IRGraph, sources: [String: Source] = [:]) {
+    public init(graph: IRGraph, sources: [String: Source] = [:], limits: ConstantFolding.Limits = .init()) throws(ConstantFolding.Failure) {
         self.graph = graph
-        folds = ConstantFolding.plans(for: graph)
+        folds = try ConstantFolding.plans(for: graph, limits: limits)
         var constants: [String: (ElementType, [Int], Source)] = [:]
         for c in graph.constants { constants[c.name] = (c.elementType, c.shape, sources[c.name] ?? .initializer) }
         for (name, p) in folds { constants[name] = (p.elementType, p.shape, .folded(op: p.node.opType)) }

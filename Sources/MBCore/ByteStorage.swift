@@ -33,7 +33,12 @@ public final class ByteStorage: @unchecked Sendable {
     public convenience init<C: Collection>(copying bytes: C) where C.Element == UInt8 {
         let n = bytes.count
         let p = UnsafeMutableRawPointer.allocate(byteCount: max(n, 1), alignment: 64)
-        _ = UnsafeMutableRawBufferPointer(start: p, count: n).initializeMemory(as: UInt8.self, from: bytes)
+        let copied: Void? = bytes.withContiguousStorageIfAvailable { src in
+            if n > 0 { p.copyMemory(from: src.baseAddress!, byteCount: n) }
+        }
+        if copied == nil {
+            _ = UnsafeMutableRawBufferPointer(start: p, count: n).initializeMemory(as: UInt8.self, from: bytes)
+        }
         self.init(base: UnsafeRawPointer(p), count: n, owner: .swift)
     }
 

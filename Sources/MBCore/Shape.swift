@@ -15,3 +15,22 @@ public func elementCount<S: Sequence>(of dims: S) -> Int? where S.Element == Int
 public func describeShape<S: Sequence>(_ dims: S) -> String where S.Element == Int64 {
     "[" + dims.map(String.init).joined(separator: ", ") + "]"
 }
+
+/// Element count of an `Int` shape (the IR's and the runtime's), with the same checks: nil when
+/// a dimension is negative or the product does not fit in `Int`.
+public func elementCount(of dims: [Int]) -> Int? {
+    var count = 1
+    for d in dims {
+        guard d >= 0 else { return nil }
+        let (product, overflow) = count.multipliedReportingOverflow(by: d)
+        guard !overflow else { return nil }
+        count = product
+    }
+    return count
+}
+
+/// Bytes of `count` elements of `size` bytes each, nil on overflow.
+public func byteCount(elements count: Int, size: Int) -> Int? {
+    let (bytes, overflow) = count.multipliedReportingOverflow(by: size)
+    return overflow || bytes < 0 ? nil : bytes
+}

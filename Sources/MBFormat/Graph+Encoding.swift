@@ -100,16 +100,25 @@ enum GraphCodec {
     struct Failure: Error {
         var offset: Int
         var message: String
+        var isLimit = false
+    }
+
+    /// Nodes decoded so far, against the reader's limit.
+    final class NodeBudget {
+        let limit: Int
+        var used = 0
+        init(limit: Int) { self.limit = limit }
     }
 
     /// Decodes the section; `tensor(i)` resolves directory index i (nil when out of range).
-    static func decode(_ bytes: UnsafeRawBufferPointer, tensor: (Int) -> IRTensor?) throws(Failure) -> IRModel {
+    static func decode(_ bytes: UnsafeRawBufferPointer, maxNodes: Int = .max, tensor: (Int) -> IRTensor?) throws(Failure) -> IRModel {
         var r = ByteReader(bytes)
+        let budget = NodeBudget(limit: maxNodes)
         do {
             let n = try r.count("opset count", minimumItemSize: 12)
             var opsets: [IROpset] = []
             for _ in 0..<n { opsets.append(IROpset(domain: try r.string("opset domain"), version: try r.i64("opset version"))) }
-            let g = try decodeGraph(&r, depth: 1, tensor: tensor)
+            let g = try decodeGraph(&r, depth: 1, budget: budget, tensor: tensor)
             guard r.isAtEnd else { throw Failure(offset: r.position, message: "\(r.remaining) bytes after the graph") }
             return IRModel(graph: g, opsets: opsets)
         } catch let e as ByteReader.Failure {
@@ -121,9 +130,9 @@ enum GraphCodec {
         }
     }
 
-    private static func decodeGraph(_ r: inout ByteReader, depth: Int, tensor: (Int) -> IRTensor?) throws -> IRGraph {
+    private static func decodeGraph(_ r: inout ByteReader, depth: Int, budget: NodeBudget, tensor: (Int) -> IRTensor?) throws -> IRGraph {
         guard depth <= MBMLayout.maxGraphDepth else {
-            throw Failure(offset: r.position, message: "subgraphs nested deeper than \(MBMLayout.maxGraphDepth) levels")
+            throw Failure(offset: r.position, message: "subgraphs nested deeper than \(MBMLayout.maxGraphDepth) levels (MBMLayout.maxGraphDepth)", isLimit: true)
         }
         var g = IRGraph(name: try r.string("graph name"))
         for which in ["input", "output"] {
@@ -134,7 +143,12 @@ enum GraphCodec {
         }
         let nc = try r.count("constant count", minimumItemSize: 4)
         for _ in 0..<nc { g.constants.append(try tensorRef(&r, tensor)) }
+        let countAt = r.position
         let nn = try r.count("node count", minimumItemSize: 24)
+        budget.used += nn
+        guard budget.used <= budget.limit else {
+            throw Failure(offset: countAt, message: "more than \(budget.limit) nodes in the graph and its subgraphs (MBMFile.Options.maxNodes)", isLimit: true)
+        }
         for _ in 0..<nn {
             let name = try r.string("node name")
             let op = try r.string("op type")
@@ -148,7 +162,7 @@ enum GraphCodec {
             var attributes: [IRAttribute] = []
             for _ in 0..<na {
                 let an = try r.string("attribute name")
-                attributes.append(IRAttribute(name: an, value: try decodeAttribute(&r, depth: depth, tensor: tensor)))
+                attributes.append(IRAttribute(name: an, value: try decodeAttribute(&r, depth: depth, budget: budget, tensor: tensor)))
             }
             g.nodes.append(IRNode(name: name, opType: op, domain: domain, inputs: ins, outputs: outs, attributes: attributes))
         }
@@ -185,7 +199,7 @@ enum GraphCodec {
         return IRValueInfo(name: name, elementType: type, shape: dims)
     }
 
-    private static func decodeAttribute(_ r: inout ByteReader, depth: Int, tensor: (Int) -> IRTensor?) throws -> IRAttributeValue {
+    private static func decodeAttribute(_ r: inout ByteReader, depth: Int, budget: NodeBudget, tensor: (Int) -> IRTensor?) throws -> IRAttributeValue {
         let at = r.position
         let raw = try r.u8("attribute kind")
         guard let kind = AttributeKind(rawValue: raw) else { throw Failure(offset: at, message: "unknown attribute kind \(raw)") }
@@ -194,7 +208,7 @@ enum GraphCodec {
         case .int: return .int(try r.i64("int"))
         case .string: return .string(try r.blob("string"))
         case .tensor: return .tensor(try tensorRef(&r, tensor))
-        case .graph: return .graph(try decodeGraph(&r, depth: depth + 1, tensor: tensor))
+        case .graph: return .graph(try decodeGraph(&r, depth: depth + 1, budget: budget, tensor: tensor))
         case .floats:
             let n = try r.count("float count", minimumItemSize: 4)
             return .floats(try (0..<n).map { _ in try r.f32("float") })
@@ -209,7 +223,7 @@ enum GraphCodec {
             return .tensors(try (0..<n).map { _ in try tensorRef(&r, tensor) })
         case .graphs:
             let n = try r.count("graph count", minimumItemSize: 4)
-            return .graphs(try (0..<n).map { _ in try decodeGraph(&r, depth: depth + 1, tensor: tensor) })
+            return .graphs(try (0..<n).map { _ in try decodeGraph(&r, depth: depth + 1, budget: budget, tensor: tensor) })
         }
     }
 }

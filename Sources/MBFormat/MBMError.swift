@@ -2,6 +2,8 @@
 public struct MBMError: Error, Sendable, CustomStringConvertible, Equatable {
     public enum Kind: String, Sendable {
         case unreadable, notMBM, newerVersion, truncated, corrupt, checksum, unsupported, invalid, writeFailed
+        /// A resource limit of `MBMFile.Options` was reached; raise it there if the file is genuine.
+        case limitExceeded
     }
 
     public var kind: Kind

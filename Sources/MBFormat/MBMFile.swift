@@ -6,7 +6,16 @@ public struct MBMFile: Sendable {
     public struct Options: Sendable {
         /// Verify the CRC-32 of every section (on by default; off trades safety for load time).
         public var verifyChecksums = true
-        public init(verifyChecksums: Bool = true) { self.verifyChecksums = verifyChecksums }
+        /// Most elements one stored tensor may declare (2^32: 16 GiB of float32). Checked on
+        /// the directory entry, before its payload is looked at.
+        public var maxTensorElements = 1 << 32
+        /// Most nodes in the main graph and all subgraphs together.
+        public var maxNodes = 1_000_000
+        public init(verifyChecksums: Bool = true, maxTensorElements: Int = 1 << 32, maxNodes: Int = 1_000_000) {
+            self.verifyChecksums = verifyChecksums
+            self.maxTensorElements = maxTensorElements
+            self.maxNodes = maxNodes
+        }
     }
 
     public var path: String
@@ -164,9 +173,9 @@ struct MBMReader {
         let irTensors = tensors.map(Self.irTensor)
         let model: IRModel
         do {
-            model = try GraphCodec.decode(body(.graph)) { i in i >= 0 && i < irTensors.count ? irTensors[i] : nil }
+            model = try GraphCodec.decode(body(.graph), maxNodes: options.maxNodes) { i in i >= 0 && i < irTensors.count ? irTensors[i] : nil }
         } catch {
-            throw fail(.corrupt, "section GRPH at byte \(error.offset)", error.message)
+            throw fail(error.isLimit ? .limitExceeded : .corrupt, "section GRPH at byte \(error.offset)", error.message)
         }
         return MBMFile(path: path, majorVersion: major, minorVersion: minor, fileBytes: size, sections: sections,
                        skippedSections: skipped, metadata: metadata, tensors: tensors, model: model,
@@ -201,9 +210,12 @@ struct MBMReader {
                     let d = try r.i64("dimension")
                     guard d >= 0, let di = Int(exactly: d) else { throw fail(.corrupt, place, "dimension \(d) is negative") }
                     let (c, o) = count.multipliedReportingOverflow(by: di)
-                    guard !o else { throw fail(.corrupt, place, "element count of shape \(shape + [di]) overflows") }
+                    guard !o else { throw fail(.limitExceeded, place, "element count of shape \(shape + [di]) overflows") }
                     count = c
                     shape.append(di)
+                }
+                guard count <= options.maxTensorElements else {
+                    throw fail(.limitExceeded, place, "shape \(shape) declares \(count) elements, more than the limit of \(options.maxTensorElements) (MBMFile.Options.maxTensorElements)")
                 }
                 let encRaw = try r.u8("encoding")
                 guard let encoding = TensorEncoding(rawValue: encRaw) else { throw fail(.unsupported, place, "unknown tensor encoding \(encRaw)") }

@@ -6,8 +6,16 @@ import Darwin
 #endif
 
 /// Writes `.mbm` files: header, META, GRPH, TDIR, DATA, then the section table; the header is
-/// filled in last. Written to a temporary file beside the destination and renamed into place
-/// only when complete, so a failure or an interrupted run never leaves a partial file.
+/// filled in last. The destination only ever appears complete:
+///
+/// - On Linux the bytes go to an anonymous file in the destination's folder (`O_TMPFILE`),
+///   linked in by name only once complete and synced. Killed at any point before that, even by
+///   SIGKILL, the process leaves nothing behind: the kernel frees an unlinked file.
+/// - Where `O_TMPFILE` is not available (other systems, some file systems) they go to
+///   `<out>.partial-<pid>`, renamed into place when complete and removed on failure (and by
+///   mbconvert's SIGINT/SIGTERM handler). A SIGKILL can leave that file behind; the next write
+///   to the same destination removes `<out>.partial-<pid>` files whose process is gone.
+/// - Replacing an existing destination is one `rename`: readers see the old file or the new one.
 public struct MBMWriter: Sendable {
     public init() {}
 
@@ -60,14 +68,20 @@ public struct MBMWriter: Sendable {
             encoded.append(e)
         }
 
-        let temporary = path + ".partial-\(getpid())"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        MBMWriter.removeStalePartialFiles(for: path)
+        let temporary = MBMWriter.partialPath(for: path, pid: getpid())
+        var anonymous = true
+        var fd = MBMWriter.openAnonymous(inFolderOf: path)
+        if fd < 0 {
+            anonymous = false
+            fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        }
         guard fd >= 0 else { throw MBMError(.writeFailed, file: path, "cannot create \(temporary): \(String(cString: strerror(errno)))") }
         var file = OutputFile(fd: fd)
         var succeeded = false
         defer {
             close(fd)
-            if !succeeded { unlink(temporary) }
+            if !succeeded && !anonymous { unlink(temporary) }
         }
         func check() throws(MBMError) {
             if file.error != 0 { throw MBMError(.writeFailed, file: path, "cannot write: \(String(cString: strerror(file.error)))") }
@@ -139,11 +153,69 @@ public struct MBMWriter: Sendable {
         guard fsync(fd) == 0 || errno == EINVAL else {
             throw MBMError(.writeFailed, file: path, "cannot sync: \(String(cString: strerror(errno)))")
         }
+        if anonymous {
+            // Give the complete file a name: the destination itself when it does not exist (link
+            // never replaces), else the temporary name, renamed over the destination below.
+            if MBMWriter.link(fd: fd, to: path) {
+                succeeded = true
+                return Summary(fileBytes: fileLength, sections: sections, tensors: summaries)
+            }
+            unlink(temporary)  // our pid's name: only a dead process that had our pid could have left it
+            guard MBMWriter.link(fd: fd, to: temporary) else {
+                throw MBMError(.writeFailed, file: path, "cannot link the finished file as \(temporary): \(String(cString: strerror(errno)))")
+            }
+            anonymous = false  // it has a name now: remove it if the rename fails
+        }
         guard rename(temporary, path) == 0 else {
             throw MBMError(.writeFailed, file: path, "cannot rename \(temporary) into place: \(String(cString: strerror(errno)))")
         }
         succeeded = true
         return Summary(fileBytes: fileLength, sections: sections, tensors: summaries)
+    }
+}
+
+extension MBMWriter {
+    /// The temporary name a writer in process `pid` uses for `path` when it needs one.
+    public static func partialPath(for path: String, pid: Int32) -> String {
+        path + ".partial-\(pid)"
+    }
+
+    /// An unnamed file in the folder of `path` (Linux `O_TMPFILE`), or -1 when the system or
+    /// file system cannot make one.
+    static func openAnonymous(inFolderOf path: String) -> Int32 {
+        #if os(Linux)
+        let slash = path.lastIndex(of: "/")
+        let folder = slash.map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
+        // O_TMPFILE is (__O_TMPFILE | O_DIRECTORY); Glibc does not export the composite macro.
+        let tmpfile: Int32 = 0o20_000_000 | O_DIRECTORY
+        return open(folder, tmpfile | O_WRONLY | O_CLOEXEC, 0o644)
+        #else
+        return -1
+        #endif
+    }
+
+    /// Links the anonymous file open as `fd` at `path` (fails if `path` exists).
+    static func link(fd: Int32, to path: String) -> Bool {
+        #if os(Linux)
+        return linkat(AT_FDCWD, "/proc/self/fd/\(fd)", AT_FDCWD, path, AT_SYMLINK_FOLLOW) == 0
+        #else
+        return false
+        #endif
+    }
+
+    /// Removes `<path>.partial-<pid>` files left by writers that were killed (their process no
+    /// longer exists). Files of live processes are another conversion's work and stay.
+    public static func removeStalePartialFiles(for path: String) {
+        let slash = path.lastIndex(of: "/")
+        let folder = slash.map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
+        let prefix = (slash.map { String(path[path.index(after: $0)...]) } ?? path) + ".partial-"
+        guard let dir = opendir(folder) else { return }
+        defer { closedir(dir) }
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            guard name.hasPrefix(prefix), let pid = Int32(name.dropFirst(prefix.count)), pid > 0 else { continue }
+            if kill(pid, 0) != 0 && errno == ESRCH { unlink(folder + "/" + name) }
+        }
     }
 }
 

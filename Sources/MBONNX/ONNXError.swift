@@ -5,6 +5,9 @@ public struct ONNXError: Error, Sendable, CustomStringConvertible, Equatable {
         case fileNotFound
         case unreadable
         case tooLarge
+        /// A resource limit of `ONNXReader.Options` was reached (nodes, nesting, attribute
+        /// values, tensor elements); raise it there if the model is genuine.
+        case limitExceeded
         case malformed
         case notAModel
         case tensorData

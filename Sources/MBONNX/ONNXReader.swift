@@ -14,6 +14,15 @@ public struct ONNXReader: Sendable {
         public var maxFileBytes: Int = (1 << 31) - 1
         /// Deepest message nesting accepted (each subgraph level costs about four).
         public var maxNestingDepth: Int = 256
+        /// Most NodeProto messages in the whole file (main graph, subgraphs and functions),
+        /// counted before protobuf-c allocates any of them.
+        public var maxNodes: Int = 1_000_000
+        /// Most values in one repeated field of one attribute (`ints`, `floats`, `strings`,
+        /// `tensors`, `graphs`...), counted before protobuf-c allocates them.
+        public var maxAttributeValues: Int = 1 << 24
+        /// Most elements a tensor may declare through its dims (2^32: 16 GiB of float32).
+        /// Checked for every tensor before anything is sized from its shape.
+        public var maxTensorElements: Int = 1 << 32
         /// Check every tensor's stored size against its shape and type.
         public var validateTensors: Bool = true
         public init() {}
@@ -53,11 +62,11 @@ public struct ONNXReader: Sendable {
         guard bytes.count < options.maxFileBytes else {
             throw ONNXError(.tooLarge, file: file, "model is \(bytes.count) bytes; protobuf models must stay under 2 GiB")
         }
-        let check = WireCheck(bytes: bytes, maxDepth: options.maxNestingDepth)
+        var check = WireCheck(bytes: bytes, options: options)
         do {
             try check.run(descriptor: mb_model_descriptor())
         } catch {
-            throw ONNXError(.malformed, file: file, place: "byte \(error.offset) (\(error.path))", error.message)
+            throw ONNXError(error.isLimit ? .limitExceeded : .malformed, file: file, place: "byte \(error.offset) (\(error.path))", error.message)
         }
         guard let tree = mb_unpack(mb_model_descriptor(), bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ONNXError(.malformed, file: file, "protobuf-c could not unpack the model (out of memory, or an encoding its parser rejects)")
@@ -68,7 +77,30 @@ public struct ONNXReader: Sendable {
             if bytes.count == 0 { throw ONNXError(.notAModel, file: file, "file is empty") }
             throw ONNXError(.notAModel, file: file, "not an ONNX model: the protobuf has no graph (field 7 of ModelProto)")
         }
+        try checkTensorShapes(model, file: file)
         return model
+    }
+
+    /// Every tensor's dims: no negative dimension, no overflowing product, at most
+    /// `maxTensorElements` elements.
+    func checkTensorShapes(_ model: ONNXModel, file: String) throws(ONNXError) {
+        var problem: ONNXError?
+        model.forEachTensor { tensor, place in
+            guard problem == nil, let (kind, message) = shapeProblem(tensor.dims) else { return }
+            problem = ONNXError(kind, file: file, place: place, message)
+        }
+        if let problem { throw problem }
+    }
+
+    func shapeProblem(_ dims: [Int64]) -> (ONNXError.Kind, String)? {
+        if let d = dims.first(where: { $0 < 0 }) { return (.tensorData, "shape \(describeShape(dims)) has a negative dimension \(d)") }
+        guard let n = elementCount(of: dims) else {
+            return (.limitExceeded, "shape \(describeShape(dims)) has more elements than a 64-bit count can hold")
+        }
+        guard n <= options.maxTensorElements else {
+            return (.limitExceeded, "shape \(describeShape(dims)) declares \(n) elements, more than the limit of \(options.maxTensorElements) (ONNXReader.Options.maxTensorElements)")
+        }
+        return nil
     }
 
     static func folder(of path: String) -> String {
@@ -90,15 +122,17 @@ extension ONNXReader {
         defer { withExtendedLifetime(mapping) {} }
         let bytes = mapping.buffer
         do {
-            try WireCheck(bytes: bytes, maxDepth: options.maxNestingDepth).run(descriptor: mb_tensor_descriptor())
+            var check = WireCheck(bytes: bytes, options: options)
+            try check.run(descriptor: mb_tensor_descriptor())
         } catch {
-            throw ONNXError(.malformed, file: path, place: "byte \(error.offset) (\(error.path))", error.message)
+            throw ONNXError(error.isLimit ? .limitExceeded : .malformed, file: path, place: "byte \(error.offset) (\(error.path))", error.message)
         }
         guard let tree = mb_unpack(mb_tensor_descriptor(), bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
             throw ONNXError(.malformed, file: path, "protobuf-c could not unpack the tensor")
         }
         defer { mb_free_unpacked(tree) }
         let tensor = ProtobufCDecoder.tensor(UnsafeMutableRawPointer(tree).bindMemory(to: Onnx__TensorProto.self, capacity: 1))
+        if let (kind, problem) = shapeProblem(tensor.dims) { throw ONNXError(kind, file: path, place: "tensor '\(tensor.name ?? "")'", problem) }
         if let problem = tensor.dataSizeProblem() { throw ONNXError(.tensorData, file: path, place: "tensor '\(tensor.name ?? "")'", problem) }
         return tensor
     }

@@ -3,23 +3,39 @@ import CONNXProto
 /// A structural check of protobuf bytes against the ONNX schema, run before protobuf-c sees
 /// them. protobuf-c says only "failed" when unpacking fails and recurses without limit; this
 /// walk finds the first problem with its byte offset and message path, and refuses nesting
-/// deeper than `maxDepth` so a hostile file cannot exhaust the stack inside protobuf-c.
+/// deeper than `maxDepth` so a hostile file cannot exhaust the stack inside protobuf-c. It also
+/// counts what protobuf-c would allocate per item: NodeProto messages anywhere in the file
+/// (`maxNodes`) and the values of each repeated field of an AttributeProto (`maxAttributeValues`).
 struct WireCheck {
     struct Problem: Error {
         var offset: Int
         var path: String
         var message: String
+        /// A configurable limit was reached (the bytes themselves may be well formed).
+        var isLimit = false
     }
 
     let bytes: UnsafeRawBufferPointer
     let maxDepth: Int
+    let maxNodes: Int
+    let maxAttributeValues: Int
+    private(set) var nodes = 0
+    private let nodeDescriptor = mb_node_descriptor()!
+    private let attributeDescriptor = mb_attribute_descriptor()!
 
-    init(bytes: UnsafeRawBufferPointer, maxDepth: Int) {
+    init(bytes: UnsafeRawBufferPointer, maxDepth: Int, maxNodes: Int = .max, maxAttributeValues: Int = .max) {
         self.bytes = bytes
         self.maxDepth = maxDepth
+        self.maxNodes = maxNodes
+        self.maxAttributeValues = maxAttributeValues
     }
 
-    func run(descriptor: UnsafePointer<ProtobufCMessageDescriptor>) throws(Problem) {
+    init(bytes: UnsafeRawBufferPointer, options: ONNXReader.Options) {
+        self.init(bytes: bytes, maxDepth: options.maxNestingDepth, maxNodes: options.maxNodes,
+                  maxAttributeValues: options.maxAttributeValues)
+    }
+
+    mutating func run(descriptor: UnsafePointer<ProtobufCMessageDescriptor>) throws(Problem) {
         try walk(from: 0, to: bytes.count, descriptor: descriptor, path: String(cString: descriptor.pointee.short_name), depth: 1)
     }
 
@@ -48,14 +64,23 @@ struct WireCheck {
         return nil
     }
 
-    private func walk(
+    private mutating func walk(
         from start: Int, to end: Int, descriptor: UnsafePointer<ProtobufCMessageDescriptor>, path: String, depth: Int
     ) throws(Problem) {
         guard depth <= maxDepth else {
-            throw Problem(offset: start, path: path, message: "messages nested deeper than \(maxDepth) levels")
+            throw Problem(offset: start, path: path, message: "messages nested deeper than \(maxDepth) levels (ONNXReader.Options.maxNestingDepth)", isLimit: true)
         }
+        if descriptor == nodeDescriptor {
+            nodes += 1
+            guard nodes <= maxNodes else {
+                throw Problem(offset: start, path: path, message: "more than \(maxNodes) nodes in the model (ONNXReader.Options.maxNodes)", isLimit: true)
+            }
+        }
+        let isAttribute = descriptor == attributeDescriptor
         let typeName = String(cString: descriptor.pointee.short_name)
         var counts: [UInt32: Int] = [:]
+        // Values per repeated field (packed runs count every value); attributes only.
+        var values: [UInt32: Int] = [:]
         var position = start
         while position < end {
             let tagOffset = position
@@ -72,6 +97,7 @@ struct WireCheck {
             counts[UInt32(number)] = index + 1
             let here = fd.map { $0.label == PROTOBUF_C_LABEL_REPEATED ? "\(path).\(name)[\(index)]" : "\(path).\(name)" }
                 ?? "\(path).<field \(number)>"
+            let fieldStart = position
 
             switch wireType {
             case 0:
@@ -105,10 +131,33 @@ struct WireCheck {
             default:
                 throw Problem(offset: tagOffset, path: here, message: "invalid wire type \(wireType) (not an ONNX protobuf, or damaged)")
             }
+            if isAttribute, let fd, fd.label == PROTOBUF_C_LABEL_REPEATED {
+                let n = wireType == 2 && Self.isPackable(fd) ? try packedCount(fd, from: fieldStart, to: position, path: here) : 1
+                let total = values[UInt32(number), default: 0] + n
+                values[UInt32(number)] = total
+                guard total <= maxAttributeValues else {
+                    throw Problem(offset: tagOffset, path: here,
+                                  message: "attribute '\(name)' holds more than \(maxAttributeValues) values (ONNXReader.Options.maxAttributeValues)", isLimit: true)
+                }
+            }
         }
     }
 
-    private func checkLengthDelimited(
+    /// How many numbers a packed run (length varint then payload, already checked) holds.
+    private func packedCount(_ fd: ProtobufCFieldDescriptor, from start: Int, to end: Int, path: String) throws(Problem) -> Int {
+        var position = start
+        let length = Int(try varint(at: &position, end: end, path: path, what: "a length"))
+        if let size = Self.fixedSize(fd) { return length / size }
+        var n = 0
+        for i in position..<end where bytes[i] & 0x80 == 0 { n += 1 }
+        return n
+    }
+
+    private static func isPackable(_ fd: ProtobufCFieldDescriptor) -> Bool {
+        fd.type != PROTOBUF_C_TYPE_MESSAGE && fd.type != PROTOBUF_C_TYPE_STRING && fd.type != PROTOBUF_C_TYPE_BYTES
+    }
+
+    private mutating func checkLengthDelimited(
         _ fd: ProtobufCFieldDescriptor, from start: Int, to end: Int, path: String, typeName: String, name: String, depth: Int
     ) throws(Problem) {
         switch fd.type {

@@ -20,26 +20,34 @@ final class GraphCompiler {
     /// Values known at load time, by slot (constants and folded results).
     var constantValues: [Int: MBTensor] = [:]
     /// Constants whose element type the runtime cannot hold: the error if a node uses them.
-    var poisoned: [Int: String] = [:]
+    var poisoned: [Int: (kind: MBRuntimeError.Kind, message: String)] = [:]
     /// Packed mode: binarized constants not expanded (yet), by slot. A node that runs one from
     /// its bit planes claims it; any other reader gets it expanded.
     var packedConstants: [Int: (name: String, tensor: PackedTensor)] = [:]
     var claimed = Set<Int>()
-    let weights: MBModel.Options.Weights
     /// Nodes running from bit planes, and the bytes their planes hold.
     var packedNodes: [String] = []
     var packedBytes = 0
 
-    init(opset: Int, opsets: [IROpset], weights: MBModel.Options.Weights = .expanded) {
+    let options: MBModel.Options
+    /// Subgraph nesting of the graph being compiled (the main graph is 1).
+    var depth = 0
+
+    init(opset: Int, opsets: [IROpset], options: MBModel.Options = .init()) {
         self.opset = opset
         self.opsets = opsets
-        self.weights = weights
+        self.options = options
     }
 
     /// Expands a packed constant for readers that need floats.
     func materialize(_ slot: Int) {
         guard constantValues[slot] == nil, let p = packedConstants[slot] else { return }
-        constantValues[slot] = try? TensorConversion.tensor(from: IRTensor(name: p.name, elementType: .float, shape: p.tensor.shape, storage: .binarized(p.tensor)))
+        do {
+            constantValues[slot] = try TensorConversion.tensor(from: IRTensor(name: p.name, elementType: .float, shape: p.tensor.shape, storage: .binarized(p.tensor)),
+                                                               maxBytes: options.maxTensorBytes)
+        } catch {
+            poisoned[slot] = (error.kind, "constant '\(p.name)': \(error.message)")
+        }
     }
 
     /// Bytes held by the constants a compiled graph keeps, plus bit planes.
@@ -53,6 +61,11 @@ final class GraphCompiler {
     }
 
     func compile(_ g: IRGraph, parent: Scope?, place: String) throws(MBRuntimeError) -> CompiledGraph {
+        depth += 1
+        defer { depth -= 1 }
+        guard depth <= options.maxGraphDepth else {
+            throw MBRuntimeError(.limitExceeded, "\(place): subgraphs nested deeper than \(options.maxGraphDepth) levels (MBModel.Options.maxGraphDepth)")
+        }
         let scope = Scope(parent: parent)
         var owned: [Int] = []
         func define(_ name: String) -> Int {
@@ -70,14 +83,14 @@ final class GraphCompiler {
         }
         for c in g.constants {
             let s = define(c.name)
-            if weights == .packed, case .binarized(let p) = c.storage {
+            if options.weights == .packed, case .binarized(let p) = c.storage {
                 packedConstants[s] = (c.name, p)
                 continue
             }
             do {
-                constantValues[s] = try TensorConversion.tensor(from: c)
+                constantValues[s] = try TensorConversion.tensor(from: c, maxBytes: options.maxTensorBytes)
             } catch {
-                poisoned[s] = "constant '\(c.name)': \(error.message)"
+                poisoned[s] = (error.kind, "constant '\(c.name)': \(error.message)")
             }
         }
         var steps: [Step] = []
@@ -92,7 +105,7 @@ final class GraphCompiler {
             for input in node.inputs {
                 if input.isEmpty { inSlots.append(-1); continue }
                 guard let s = scope.lookup(input) else { throw fail(.invalidGraph, "input '\(input)' is not defined by any earlier node, input or constant") }
-                if let why = poisoned[s] { throw fail(.unsupportedOperator, why) }
+                if let why = poisoned[s] { throw fail(why.kind, why.message) }
                 inSlots.append(s)
             }
             guard node.domain.isEmpty || node.domain == "ai.onnx", let spec = OpTable.all[node.opType] else {
@@ -117,7 +130,8 @@ final class GraphCompiler {
             // Fold nodes whose inputs are all known now (not control flow: its branches may read outer values).
             let inputsKnown = inSlots.allSatisfy { $0 < 0 || constantValues[$0] != nil }
             if inputsKnown && context.captured.value.isEmpty && !OpTable.neverFold.contains(node.opType) {
-                let ctx = ExecutionContext(slotCount: 0, threads: 1, variant: .fast)
+                let ctx = ExecutionContext(slotCount: 0, threads: 1, variant: .fast, maxTensorBytes: options.maxTensorBytes,
+                                           limitName: "MBModel.Options.maxTensorBytes")
                 if let outs = try? run(Inputs(inSlots.map { $0 < 0 ? nil : constantValues[$0] }), ctx),
                    outs.count >= outSlots.count {
                     for (i, s) in outSlots.enumerated() where s >= 0 { constantValues[s] = outs[i] }
@@ -134,7 +148,7 @@ final class GraphCompiler {
             guard let s = scope.lookup(o.name) else {
                 throw MBRuntimeError(.invalidGraph, "\(place) output '\(o.name)' is not produced by any node, input or constant")
             }
-            if let why = poisoned[s] { throw MBRuntimeError(.unsupportedOperator, "\(place) output: \(why)") }
+            if let why = poisoned[s] { throw MBRuntimeError(why.kind, "\(place) output: \(why.message)") }
             outputSlots.append(s)
         }
         // Lifetimes: a slot this graph owns dies after the last step that reads it (a step

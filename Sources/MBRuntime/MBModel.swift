@@ -21,8 +21,18 @@ public final class MBModel: Sendable {
     /// once read).
     public let weightBytes: Int
 
-    /// Load options.
-    public struct Options: Sendable, Equatable {
+    /// What loading may allocate and how deep it may recurse.
+    public struct Options: Sendable {
+        /// Largest tensor made at load, in bytes: a binarized weight expanded to float, a
+        /// float16 or double constant converted, a constant subgraph folded. A constant over it
+        /// is refused (`.limitExceeded`, naming it) when a node uses it; a fold over it is left
+        /// for run time, where `MBSession.Options.maxTensorBytes` applies.
+        public var maxTensorBytes: Int
+        /// Deepest nesting of subgraphs (If branches) accepted.
+        public var maxGraphDepth: Int
+        /// How binarized weights run.
+        public var weights: Weights
+
         /// How binarized weights run.
         public enum Weights: String, Sendable, CaseIterable {
             /// Expanded once at load into exactly the stored values; float kernels.
@@ -31,8 +41,12 @@ public final class MBModel: Sendable {
             /// kernels; other readers of a binarized tensor get it expanded.
             case packed
         }
-        public var weights: Weights
-        public init(weights: Weights = .expanded) { self.weights = weights }
+
+        public init(maxTensorBytes: Int = MBSession.Options.defaultMaxTensorBytes, maxGraphDepth: Int = 64, weights: Weights = .expanded) {
+            self.maxTensorBytes = maxTensorBytes
+            self.maxGraphDepth = maxGraphDepth
+            self.weights = weights
+        }
     }
 
     /// Checks and compiles an IR model: every value defined before use, every operator in the
@@ -40,7 +54,7 @@ public final class MBModel: Sendable {
     /// of the right types and ranges, constants of supported element types.
     public init(ir: IRModel, options: Options = Options()) throws(MBRuntimeError) {
         let opset = ir.opsetVersion(domain: "") ?? ir.opsetVersion(domain: "ai.onnx") ?? 1
-        let compiler = GraphCompiler(opset: Int(opset), opsets: ir.opsets, weights: options.weights)
+        let compiler = GraphCompiler(opset: Int(opset), opsets: ir.opsets, options: options)
         self.graph = try compiler.compile(Fusion.fuseConvRelu(ir.graph), parent: nil, place: "graph")
         self.slotCount = compiler.slotCount
         self.foldedNodeCount = compiler.folded

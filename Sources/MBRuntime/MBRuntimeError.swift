@@ -14,6 +14,10 @@ public struct MBRuntimeError: Error, Sendable, CustomStringConvertible, Equatabl
         case invalidInput
         /// A node failed while running (shapes that do not fit, bad index values).
         case execution
+        /// A resource limit was reached: a tensor larger than `maxTensorBytes` (MBModel.Options
+        /// at load, MBSession.Options at run time), a shape whose element count overflows, or
+        /// subgraphs nested deeper than `MBModel.Options.maxGraphDepth`.
+        case limitExceeded
     }
 
     public var kind: Kind

@@ -11,11 +11,20 @@ public final class MBSession {
         public var kernels: KernelVariant
         /// Time every node; the totals of the last run are in `MBSession.lastProfile`.
         public var profile: Bool
+        /// Largest tensor one node may allocate, in bytes. A node asking for more (a Reshape,
+        /// Expand, ConstantOfShape, Tile or Resize driven by hostile values, say) fails with a
+        /// `.limitExceeded` error naming the node and its shape, before anything is allocated.
+        public var maxTensorBytes: Int
 
-        public init(threads: Int = 1, kernels: KernelVariant = .fast, profile: Bool = false) {
+        /// The default of `maxTensorBytes`: 4 GiB.
+        public static let defaultMaxTensorBytes = 1 << 32
+
+        public init(threads: Int = 1, kernels: KernelVariant = .fast, profile: Bool = false,
+                    maxTensorBytes: Int = Options.defaultMaxTensorBytes) {
             self.threads = max(1, threads)
             self.kernels = kernels
             self.profile = profile
+            self.maxTensorBytes = maxTensorBytes
         }
     }
 
@@ -42,7 +51,8 @@ public final class MBSession {
         _ inputs: [String: MBTensor], transforming transforms: [String: (MBTensor) -> MBTensor]
     ) throws(MBRuntimeError) -> [String: MBTensor] {
         let graph = model.graph
-        let context = ExecutionContext(slotCount: model.slotCount, threads: options.threads, variant: options.kernels, pool: pool)
+        let context = ExecutionContext(slotCount: model.slotCount, threads: options.threads, variant: options.kernels, pool: pool,
+                                       maxTensorBytes: options.maxTensorBytes)
         for (name, transform) in transforms {
             guard let i = graph.outputNames.firstIndex(of: name) else {
                 throw MBRuntimeError(.invalidInput, "'\(name)' is not a graph output; only graph outputs can be transformed")

@@ -64,7 +64,7 @@ public struct MBTensor: @unchecked Sendable, CustomStringConvertible {
     /// The elements as Int64 (floats are truncated).
     public var int64s: [Int64] {
         switch elementType {
-        case .float: return buffer(Float.self).map { Int64($0) }
+        case .float: return buffer(Float.self).map { $0.isNaN ? 0 : Int64(max(min($0, 9.2e18), -9.2e18)) }
         case .int64: return Array(buffer(Int64.self))
         case .int32: return buffer(Int32.self).map { Int64($0) }
         case .bool: return buffer(UInt8.self).map { Int64($0 != 0 ? 1 : 0) }

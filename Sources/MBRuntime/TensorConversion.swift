@@ -4,9 +4,21 @@ import MBCore
 /// aligned (no copy of a mapped weight); float16 and double become float; other types are
 /// refused with their name.
 enum TensorConversion {
-    struct Failure: Error { let message: String }
+    struct Failure: Error {
+        let message: String
+        var kind: MBRuntimeError.Kind = .unsupportedOperator
+    }
 
-    static func tensor(from t: IRTensor) throws(Failure) -> MBTensor {
+    static func tensor(from t: IRTensor, maxBytes: Int = MBSession.Options.defaultMaxTensorBytes) throws(Failure) -> MBTensor {
+        // What the runtime holds: float16 and double become float, binarized weights float.
+        let size = t.elementType == .int64 ? 8 : (t.elementType == .bool ? 1 : 4)
+        guard let n = elementCount(of: t.shape), let runtimeBytes = byteCount(elements: n, size: size) else {
+            throw Failure(message: "shape \(t.shape) has a negative dimension or more elements than a 64-bit count can hold", kind: .limitExceeded)
+        }
+        guard runtimeBytes <= maxBytes else {
+            throw Failure(message: "shape \(t.shape) needs \(runtimeBytes) bytes at run time, more than the limit of \(maxBytes) (MBModel.Options.maxTensorBytes)",
+                          kind: .limitExceeded)
+        }
         if case .binarized(let packed) = t.storage {
             // Expanded once at load into exactly the stored values (the one dequantization).
             let values = packed.dequantized()
@@ -15,7 +27,6 @@ enum TensorConversion {
             return MBTensor(elementType: .float, shape: t.shape, storage: s)
         }
         guard case .dense(let bytes) = t.storage else { throw Failure(message: "string tensors are not supported") }
-        let n = t.elementCount
         switch t.elementType {
         case .float, .int64, .int32, .bool:
             let size = t.elementType.runtimeSize

@@ -103,7 +103,7 @@ import Testing
 
     /// Hand-made graphs: a weight shared by two nodes is one tensor; Gemm/MatMul pick whichever
     /// operand is constant; ConvTranspose outputs along axis 1.
-    @Test func sharedAndLeftOperandWeights() {
+    @Test func sharedAndLeftOperandWeights() throws {
         func float(_ name: String, _ shape: [Int]) -> IRTensor {
             IRTensor(name: name, elementType: .float, shape: shape,
                      storage: .dense(ByteSlice(copying: [UInt8](repeating: 0, count: shape.reduce(1, *) * 4))))
@@ -115,7 +115,7 @@ import Testing
             IRNode(name: "d", opType: "ConvTranspose", inputs: ["y3", "T"], outputs: ["y4"]),
             IRNode(name: "e", opType: "Add", inputs: ["y4", "bias"], outputs: ["y5"]),
         ], constants: [float("W", [8, 8]), float("A", [8, 4]), float("T", [4, 2, 3, 3]), float("bias", [2])])
-        let d = WeightDiscovery(graph: graph)
+        let d = try WeightDiscovery(graph: graph)
         #expect(d.weights.map(\.name) == ["W", "A", "T"])
         #expect(d.weights[0].subject.consumers.map(\.name) == ["a", "b"])
         #expect(d.weights.map(\.isFirst) == [true, false, false])

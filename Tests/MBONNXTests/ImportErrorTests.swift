@@ -99,7 +99,7 @@ import Testing
         var options = ONNXReader.Options()
         options.maxNestingDepth = 20
         let e = loadError(path, options: options)
-        #expect(e?.kind == .malformed)
+        #expect(e?.kind == .limitExceeded)
         #expect(e?.description.contains("nested deeper than 20 levels") == true, "\(String(describing: e))")
         #expect(loadError(path) == nil)
     }

@@ -39,7 +39,7 @@ enum BinarizedInput {
     }
 
     /// x_hat for the float kernels: a Conv input (`conv`) or a matrix input as one tensor.
-    static func expand(_ x: MBTensor, _ spec: ActivationSpec, conv: Bool, _ c: ExecutionContext) -> MBTensor {
+    static func expand(_ x: MBTensor, _ spec: ActivationSpec, conv: Bool, _ c: ExecutionContext) throws -> MBTensor {
         let values = x.buffer(Float.self)
         let xb: BinarizedValues
         if conv {
@@ -48,7 +48,7 @@ enum BinarizedInput {
             let k = x.shape.last ?? 1
             xb = spec.binarizeMatrixInput(values, rows: x.count / max(k, 1), columns: k)
         }
-        let y = c.alloc(.float, x.shape)
+        let y = try c.alloc(.float, x.shape)
         xb.dequantized(into: y.mutable(Float.self))
         return y
     }
@@ -102,8 +102,8 @@ final class PackedConvWeights: @unchecked Sendable {
 
     var residentBytes: Int { matrices.reduce(0) { $0 + $1.residentBytes } }
 
-    func forward(_ g: ConvGeometry, x: MBTensor, bias: MBTensor?, relu: Bool, _ c: ExecutionContext) -> MBTensor {
-        let out = c.alloc(.float, [g.batch, g.outChannels] + g.output)
+    func forward(_ g: ConvGeometry, x: MBTensor, bias: MBTensor?, relu: Bool, _ c: ExecutionContext) throws -> MBTensor {
+        let out = try c.alloc(.float, [g.batch, g.outChannels] + g.output)
         if let layer {
             layer.forward(g, input: x.pointer(Float.self), bias: bias?.pointer(Float.self), output: out.mutable(Float.self),
                           relu: relu, threads: c.threads, scratch: c.bitScratch, variant: c.variant)

@@ -44,15 +44,15 @@ enum BinaryOps {
         "Mean": { _ in { i, c in
             let sum = try variadic(i, c, { $0 + $1 }, { $0 &+ $1 })
             let n = Float(i.values.compactMap { $0 }.count)
-            return [mapFloats(sum, c) { $0 / n }]
+            return [try mapFloats(sum, c) { $0 / n }]
         } },
         "Where": { _ in { i, c in
             let cond = try i.required(0), x = try i.required(1), y = try i.required(2)
             guard cond.elementType == .bool else { throw OpError("condition must be bool, got \(cond.elementType.name)") }
             guard x.elementType == y.elementType else { throw OpError("X and Y differ in type: \(x.elementType.name) vs \(y.elementType.name)") }
             let shape = try broadcastShapes(try broadcastShapes(cond.shape, x.shape), y.shape)
-            let cb = broadcastTo(cond, shape, c), xb = broadcastTo(x, shape, c), yb = broadcastTo(y, shape, c)
-            let out = c.alloc(x.elementType, shape)
+            let cb = try broadcastTo(cond, shape, c), xb = try broadcastTo(x, shape, c), yb = try broadcastTo(y, shape, c)
+            let out = try c.alloc(x.elementType, shape)
             let size = x.elementType.runtimeSize
             let cp = cb.pointer(UInt8.self)
             for k in 0..<out.count {
@@ -112,9 +112,9 @@ enum BinaryOps {
 }
 
 /// `t` materialized at `shape` (numpy broadcasting); `t` itself when it already has it.
-func broadcastTo(_ t: MBTensor, _ shape: [Int], _ c: ExecutionContext) -> MBTensor {
+func broadcastTo(_ t: MBTensor, _ shape: [Int], _ c: ExecutionContext) throws -> MBTensor {
     if t.shape == shape { return t }
-    let out = c.alloc(t.elementType, shape)
+    let out = try c.alloc(t.elementType, shape)
     stridedCopy(t.storage.raw, offset: 0, strides: broadcastStrides(t.shape, to: shape), shape: shape,
                 elementSize: t.elementType.runtimeSize, to: out.storage.raw)
     return out

@@ -12,16 +12,39 @@ enum ConvOps {
         var pads: [Int]?
         var strides: [Int]?
 
+        /// Largest kernel size, stride, dilation, pad or group accepted: far beyond any real
+        /// model, small enough that window arithmetic on bounded dimensions cannot overflow.
+        static let maxWindow = 1 << 24
+        /// Largest dimension of a windowed operator's input or weights (an empty tensor may
+        /// declare any size along its other axes).
+        static let maxDimension = 1 << 31
+
         init(_ n: NodeContext) throws {
             autoPad = try n.string("auto_pad", default: "NOTSET")
             guard ["NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"].contains(autoPad) else { throw n.bad("auto_pad '\(autoPad)' is not one of NOTSET, SAME_UPPER, SAME_LOWER, VALID") }
             dilations = try n.ints("dilations")
             group = try n.int("group", default: 1)
-            guard group >= 1 else { throw n.bad("group must be >= 1, got \(group)") }
+            guard group >= 1, group <= Self.maxWindow else { throw n.bad("group must be in 1...\(Self.maxWindow), got \(group)") }
             kernelShape = try n.ints("kernel_shape")
             pads = try n.ints("pads")
             strides = try n.ints("strides")
             if let p = pads, p.contains(where: { $0 < 0 }) { throw n.bad("pads must be >= 0, got \(p)") }
+            for (name, values, low) in [("kernel_shape", kernelShape, 1), ("strides", strides, 1), ("dilations", dilations, 1), ("pads", pads, 0)] {
+                if let values, let bad = values.first(where: { $0 < low || $0 > Self.maxWindow }) {
+                    throw n.bad("\(name) \(values): \(bad) is outside \(low)...\(Self.maxWindow)")
+                }
+            }
+        }
+
+        /// Refuses tensors with a dimension over `maxDimension` (only empty ones can have one).
+        static func checkDimensions(_ tensors: (String, MBTensor)...) throws {
+            for (what, t) in tensors {
+                // Partial products of the non-zero dimensions must fit too (an empty tensor's do not have to).
+                let nonZero = t.shape.filter { $0 != 0 }
+                guard !t.shape.contains(where: { $0 > maxDimension }), let n = elementCount(of: nonZero), n <= 1 << 62 else {
+                    throw OpError("\(what) \(t.shape) has a dimension over \(maxDimension) or too many elements", kind: .limitExceeded)
+                }
+            }
         }
 
         func list(_ v: [Int]?, _ rank: Int, _ d: Int, _ what: String) throws -> [Int] {
@@ -83,17 +106,19 @@ enum ConvOps {
                 return { i, c in
                     let x = try i.float(0, "X")
                     let bias = try i[2].map { _ in try i.float(2, "B") }
+                    try Attributes.checkDimensions(("X", x))
                     let g = try a.geometry(x: x, w: weights.shape, bias: bias)
-                    return [weights.forward(g, x: x, bias: bias, relu: activation == .relu, c)]
+                    return [try weights.forward(g, x: x, bias: bias, relu: activation == .relu, c)]
                 }
             }
             return { i, c in
                 var x = try i.float(0, "X")
                 let w = try i.float(1, "W")
                 let bias = try i[2].map { b in try i.float(2, "B") }
+                try Attributes.checkDimensions(("X", x), ("W", w))
                 let g = try a.geometry(x: x, w: w.shape, bias: bias)
-                if let binarized { x = BinarizedInput.expand(x, binarized, conv: true, c) }
-                let out = c.alloc(.float, [g.batch, g.outChannels] + g.output)
+                if let binarized { x = try BinarizedInput.expand(x, binarized, conv: true, c) }
+                let out = try c.alloc(.float, [g.batch, g.outChannels] + g.output)
                 Conv.forward(c.variant, g, input: x.pointer(Float.self), weights: w.pointer(Float.self), bias: bias?.pointer(Float.self),
                              output: out.mutable(Float.self), activation: activation, threads: c.threads, scratch: c.scratch)
                 return [out]
@@ -103,9 +128,16 @@ enum ConvOps {
             let a = try Attributes(n)
             let outputPadding = try n.ints("output_padding")
             let outputShape = try n.ints("output_shape")
+            if let op = outputPadding, let bad = op.first(where: { $0 < 0 || $0 > Attributes.maxWindow }) {
+                throw n.bad("output_padding \(op): \(bad) is outside 0...\(Attributes.maxWindow)")
+            }
+            if let os = outputShape, let bad = os.first(where: { $0 < 0 || $0 > Attributes.maxDimension }) {
+                throw n.bad("output_shape \(os): \(bad) is outside 0...\(Attributes.maxDimension)")
+            }
             return { i, c in
                 let x = try i.float(0, "X"), w = try i.float(1, "W")
                 let bias = try i[2].map { _ in try i.float(2, "B") }
+                try Attributes.checkDimensions(("X", x), ("W", w))
                 guard x.rank >= 3, w.rank == x.rank else { throw OpError("X \(x.shape) and W \(w.shape) must have the same rank >= 3") }
                 let r = x.rank - 2
                 let spatial = Array(x.shape[2...]), k = Array(w.shape[2...])
@@ -138,7 +170,7 @@ enum ConvOps {
                 let g = ConvTransposeGeometry(batch: x.shape[0], inChannels: x.shape[1], outChannels: outC, groups: a.group,
                                               input: spatial, kernel: k, strides: strides, dilations: dil, padBegin: pb, output: out)
                 if let problem = g.problem { throw OpError(problem) }
-                let y = c.alloc(.float, [g.batch, outC] + out)
+                let y = try c.alloc(.float, [g.batch, outC] + out)
                 ConvTranspose.forward(c.variant, g, input: x.pointer(Float.self), weights: w.pointer(Float.self), bias: bias?.pointer(Float.self),
                                       output: y.mutable(Float.self), threads: c.threads, scratch: c.scratch)
                 return [y]

@@ -12,7 +12,7 @@ enum DataOps {
                 guard perm.count == x.rank, Set(perm) == Set(0..<x.rank) else { throw OpError("perm \(perm) is not a permutation of 0..<\(x.rank)") }
                 let st = contiguousStrides(x.shape)
                 let shape = perm.map { x.shape[$0] }
-                let out = c.alloc(x.elementType, shape)
+                let out = try c.alloc(x.elementType, shape)
                 stridedCopy(x.storage.raw, offset: 0, strides: perm.map { st[$0] }, shape: shape, elementSize: x.elementType.runtimeSize, to: out.storage.raw)
                 return [out]
             }
@@ -32,7 +32,7 @@ enum DataOps {
                     }
                     shape[axis] += x.shape[axis]
                 }
-                let out = c.alloc(first.elementType, shape)
+                let out = try c.alloc(first.elementType, shape)
                 let size = first.elementType.runtimeSize
                 let outer = shape[..<axis].reduce(1, *), inner = shape[(axis + 1)...].reduce(1, *)
                 var offset = 0
@@ -65,13 +65,13 @@ enum DataOps {
                     let chunk = (dim + parts - 1) / parts
                     sizes = (0..<parts).map { k in max(0, min(chunk, dim - k * chunk)) }
                 }
-                guard sizes.reduce(0, +) == dim, sizes.allSatisfy({ $0 >= 0 }) else { throw OpError("split \(sizes) does not add up to \(dim) along axis \(axis) of \(x.shape)") }
+                guard sizes.allSatisfy({ $0 >= 0 && $0 <= dim }), sizes.reduce(0, +) == dim else { throw OpError("split \(sizes) does not add up to \(dim) along axis \(axis) of \(x.shape)") }
                 let st = contiguousStrides(x.shape)
                 var start = 0
-                return sizes.map { s in
+                return try sizes.map { s in
                     var shape = x.shape
                     shape[axis] = s
-                    let out = c.alloc(x.elementType, shape)
+                    let out = try c.alloc(x.elementType, shape)
                     stridedCopy(x.storage.raw, offset: start * st[axis], strides: st, shape: shape, elementSize: x.elementType.runtimeSize, to: out.storage.raw)
                     start += s
                     return out
@@ -100,16 +100,16 @@ enum DataOps {
                     var hi = ends[k] < 0 ? ends[k] + d : ends[k]
                     if s > 0 {
                         lo = min(max(lo, 0), d); hi = min(max(hi, 0), d)
-                        shape[a] = hi > lo ? (hi - lo + s - 1) / s : 0
+                        shape[a] = hi > lo ? (hi - lo - 1) / s + 1 : 0
                     } else {
                         lo = min(max(lo, -1), d - 1); hi = min(max(hi, -1), d - 1)
-                        shape[a] = lo > hi ? (lo - hi + (-s) - 1) / (-s) : 0
+                        shape[a] = lo > hi ? (lo - hi - 1) / (s == .min ? .max : -s) + 1 : 0
                     }
                     begin[a] = lo
                     step[a] = s
                 }
                 let st = contiguousStrides(x.shape)
-                let out = c.alloc(x.elementType, shape)
+                let out = try c.alloc(x.elementType, shape)
                 let offset = (0..<x.rank).reduce(0) { $0 + (shape[$1] > 0 ? begin[$1] * st[$1] : 0) }
                 stridedCopy(x.storage.raw, offset: offset, strides: (0..<x.rank).map { st[$0] * step[$0] }, shape: shape,
                             elementSize: x.elementType.runtimeSize, to: out.storage.raw)
@@ -124,7 +124,7 @@ enum DataOps {
                 let indices = intValues(idx)
                 let dim = x.shape[axis]
                 let shape = Array(x.shape[..<axis]) + idx.shape + Array(x.shape[(axis + 1)...])
-                let out = c.alloc(x.elementType, shape)
+                let out = try c.alloc(x.elementType, shape)
                 let size = x.elementType.runtimeSize
                 let outer = x.shape[..<axis].reduce(1, *), inner = x.shape[(axis + 1)...].reduce(1, *) * size
                 var dst = out.storage.raw
@@ -147,7 +147,13 @@ enum DataOps {
             let st = contiguousStrides(x.shape)
             var viewShape: [Int] = [], viewStrides: [Int] = []
             for k in 0..<x.rank { viewShape += [reps[k], x.shape[k]]; viewStrides += [0, st[k]] }
-            let out = c.alloc(x.elementType, (0..<x.rank).map { reps[$0] * x.shape[$0] })
+            var shape: [Int] = []
+            for k in 0..<x.rank {
+                let (d, overflow) = reps[k].multipliedReportingOverflow(by: x.shape[k])
+                guard !overflow else { throw OpError("repeats \(reps) of shape \(x.shape): more elements than a 64-bit count can hold", kind: .limitExceeded) }
+                shape.append(d)
+            }
+            let out = try c.alloc(x.elementType, shape)
             stridedCopy(x.storage.raw, offset: 0, strides: viewStrides, shape: viewShape, elementSize: x.elementType.runtimeSize, to: out.storage.raw)
             return [out]
         } },
@@ -168,7 +174,7 @@ enum DataOps {
             return { i, c in
                 let shape = intValues(try i.required(0, "shape"))
                 guard shape.allSatisfy({ $0 >= 0 }) else { throw OpError("shape \(shape) has a negative dimension") }
-                let out = c.alloc(value.elementType, shape)
+                let out = try c.alloc(value.elementType, shape)
                 let size = value.elementType.runtimeSize
                 for k in 0..<out.count { (out.storage.raw + k * size).copyMemory(from: value.storage.raw, byteCount: size) }
                 return [out]
@@ -196,17 +202,27 @@ enum DataOps {
             if start.elementType == .float {
                 let s = try floatScalar(start), l = try floatScalar(limit), d = try floatScalar(delta)
                 guard d != 0 else { throw OpError("delta is 0") }
-                let count = max(0, Int(((l - s) / d).rounded(.up)))
-                let out = c.alloc(.float, [count])
+                let steps = ((l - s) / d).rounded(.up)
+                guard !steps.isNaN, steps != .infinity else {
+                    throw OpError("Range from \(s) to \(l) by \(d) has no finite length", kind: .limitExceeded)
+                }
+                let count = max(0, clampedInt(steps))
+                let out = try c.alloc(.float, [count])
                 let p = out.mutable(Float.self)
                 for k in 0..<count { p[k] = s + Float(k) * d }
                 return [out]
             }
             let s = intValues(start)[0], l = intValues(limit)[0], d = intValues(delta)[0]
             guard d != 0 else { throw OpError("delta is 0") }
-            let count = max(0, (l - s + d + (d > 0 ? -1 : 1)) / d)
-            let values = (0..<count).map { s + $0 * d }
-            return [start.elementType == .int32 ? try castTensor(makeInt64(c, values), to: .int32, c) : makeInt64(c, values)]
+            // In 128 bits: (l - s) need not fit in 64.
+            let wide = max(0, (Int128(l) - Int128(s) + Int128(d) + (d > 0 ? -1 : 1)) / Int128(d))
+            guard wide <= Int128(Int.max) else {
+                throw OpError("Range from \(s) to \(l) by \(d) has more elements than a 64-bit count can hold", kind: .limitExceeded)
+            }
+            let count = Int(wide)
+            _ = try c.checkedBytes(.int64, [count])
+            let values = (0..<count).map { Int(Int128(s) + Int128($0) * Int128(d)) }
+            return [start.elementType == .int32 ? try castTensor(try makeInt64(c, values), to: .int32, c) : try makeInt64(c, values)]
         } },
     ]
 }
@@ -214,7 +230,7 @@ enum DataOps {
 /// Element type conversion between the runtime's types (float → int truncates toward zero).
 func castTensor(_ x: MBTensor, to target: ElementType, _ c: ExecutionContext) throws -> MBTensor {
     if x.elementType == target { return x }
-    let out = c.alloc(target, x.shape)
+    let out = try c.alloc(target, x.shape)
     let n = x.count
     func fill<S, D>(_: S.Type, _: D.Type, _ f: (S) -> D) {
         let s = x.pointer(S.self), d = out.mutable(D.self)

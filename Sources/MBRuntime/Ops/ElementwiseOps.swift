@@ -10,69 +10,69 @@ enum ElementwiseOps {
     static let table: [String: OpTable.Compile] = [
         "Relu": { _ in { i, c in
             let x = try i.required(0)
-            if x.elementType == .float { return [mapFloats(x, c) { $0 > 0 ? $0 : 0 }] }
+            if x.elementType == .float { return [try mapFloats(x, c) { $0 > 0 ? $0 : 0 }] }
             return [try mapInt(x, c) { max($0, 0) }]
         } },
         "LeakyRelu": { n in
             let alpha = try n.float("alpha", default: 0.01)
-            return { i, c in [mapFloats(try i.float(0), c) { $0 >= 0 ? $0 : alpha * $0 }] }
+            return { i, c in [try mapFloats(try i.float(0), c) { $0 >= 0 ? $0 : alpha * $0 }] }
         },
         "Elu": { n in
             let alpha = try n.float("alpha", default: 1)
-            return { i, c in [mapFloats(try i.float(0), c) { $0 >= 0 ? $0 : alpha * (expf($0) - 1) }] }
+            return { i, c in [try mapFloats(try i.float(0), c) { $0 >= 0 ? $0 : alpha * (expf($0) - 1) }] }
         },
         "Selu": { n in
             let alpha = try n.float("alpha", default: 1.67326319217681884765625)
             let gamma = try n.float("gamma", default: 1.05070102214813232421875)
-            return { i, c in [mapFloats(try i.float(0), c) { $0 > 0 ? gamma * $0 : gamma * alpha * (expf($0) - 1) }] }
+            return { i, c in [try mapFloats(try i.float(0), c) { $0 > 0 ? gamma * $0 : gamma * alpha * (expf($0) - 1) }] }
         },
         "ThresholdedRelu": { n in
             let alpha = try n.float("alpha", default: 1)
-            return { i, c in [mapFloats(try i.float(0), c) { $0 > alpha ? $0 : 0 }] }
+            return { i, c in [try mapFloats(try i.float(0), c) { $0 > alpha ? $0 : 0 }] }
         },
-        "Sigmoid": { _ in { i, c in [mapFloats(try i.float(0), c) { sigmoid($0) }] } },
+        "Sigmoid": { _ in { i, c in [try mapFloats(try i.float(0), c) { sigmoid($0) }] } },
         "HardSigmoid": { n in
             let alpha = try n.float("alpha", default: 0.2), beta = try n.float("beta", default: 0.5)
-            return { i, c in [mapFloats(try i.float(0), c) { min(max(alpha * $0 + beta, 0), 1) }] }
+            return { i, c in [try mapFloats(try i.float(0), c) { min(max(alpha * $0 + beta, 0), 1) }] }
         },
-        "HardSwish": { _ in { i, c in [mapFloats(try i.float(0), c) { $0 * min(max($0 / 6 + 0.5, 0), 1) }] } },
-        "Tanh": { _ in { i, c in [mapFloats(try i.float(0), c) { tanhf($0) }] } },
-        "Softplus": { _ in { i, c in [mapFloats(try i.float(0), c) { $0 > 20 ? $0 : log1pf(expf($0)) }] } },
-        "Softsign": { _ in { i, c in [mapFloats(try i.float(0), c) { $0 / (1 + abs($0)) }] } },
-        "Mish": { _ in { i, c in [mapFloats(try i.float(0), c) { $0 * tanhf($0 > 20 ? $0 : log1pf(expf($0))) }] } },
-        "Exp": { _ in { i, c in [mapFloats(try i.float(0), c) { expf($0) }] } },
-        "Log": { _ in { i, c in [mapFloats(try i.float(0), c) { logf($0) }] } },
-        "Sqrt": { _ in { i, c in [mapFloats(try i.float(0), c) { $0.squareRoot() }] } },
-        "Reciprocal": { _ in { i, c in [mapFloats(try i.float(0), c) { 1 / $0 }] } },
-        "Floor": { _ in { i, c in [mapFloats(try i.float(0), c) { $0.rounded(.down) }] } },
-        "Ceil": { _ in { i, c in [mapFloats(try i.float(0), c) { $0.rounded(.up) }] } },
-        "Round": { _ in { i, c in [mapFloats(try i.float(0), c) { $0.rounded(.toNearestOrEven) }] } },
-        "Erf": { _ in { i, c in [mapFloats(try i.float(0), c) { erff($0) }] } },
-        "Sin": { _ in { i, c in [mapFloats(try i.float(0), c) { sinf($0) }] } },
-        "Cos": { _ in { i, c in [mapFloats(try i.float(0), c) { cosf($0) }] } },
+        "HardSwish": { _ in { i, c in [try mapFloats(try i.float(0), c) { $0 * min(max($0 / 6 + 0.5, 0), 1) }] } },
+        "Tanh": { _ in { i, c in [try mapFloats(try i.float(0), c) { tanhf($0) }] } },
+        "Softplus": { _ in { i, c in [try mapFloats(try i.float(0), c) { $0 > 20 ? $0 : log1pf(expf($0)) }] } },
+        "Softsign": { _ in { i, c in [try mapFloats(try i.float(0), c) { $0 / (1 + abs($0)) }] } },
+        "Mish": { _ in { i, c in [try mapFloats(try i.float(0), c) { $0 * tanhf($0 > 20 ? $0 : log1pf(expf($0))) }] } },
+        "Exp": { _ in { i, c in [try mapFloats(try i.float(0), c) { expf($0) }] } },
+        "Log": { _ in { i, c in [try mapFloats(try i.float(0), c) { logf($0) }] } },
+        "Sqrt": { _ in { i, c in [try mapFloats(try i.float(0), c) { $0.squareRoot() }] } },
+        "Reciprocal": { _ in { i, c in [try mapFloats(try i.float(0), c) { 1 / $0 }] } },
+        "Floor": { _ in { i, c in [try mapFloats(try i.float(0), c) { $0.rounded(.down) }] } },
+        "Ceil": { _ in { i, c in [try mapFloats(try i.float(0), c) { $0.rounded(.up) }] } },
+        "Round": { _ in { i, c in [try mapFloats(try i.float(0), c) { $0.rounded(.toNearestOrEven) }] } },
+        "Erf": { _ in { i, c in [try mapFloats(try i.float(0), c) { erff($0) }] } },
+        "Sin": { _ in { i, c in [try mapFloats(try i.float(0), c) { sinf($0) }] } },
+        "Cos": { _ in { i, c in [try mapFloats(try i.float(0), c) { cosf($0) }] } },
         "Neg": { _ in { i, c in
             let x = try i.required(0)
-            if x.elementType == .float { return [mapFloats(x, c) { -$0 }] }
+            if x.elementType == .float { return [try mapFloats(x, c) { -$0 }] }
             return [try mapInt(x, c) { 0 &- $0 }]
         } },
         "Abs": { _ in { i, c in
             let x = try i.required(0)
-            if x.elementType == .float { return [mapFloats(x, c) { abs($0) }] }
+            if x.elementType == .float { return [try mapFloats(x, c) { abs($0) }] }
             return [try mapInt(x, c) { $0 < 0 ? 0 &- $0 : $0 }]
         } },
         "Sign": { _ in { i, c in
             let x = try i.required(0)
-            if x.elementType == .float { return [mapFloats(x, c) { $0 > 0 ? 1 : ($0 < 0 ? -1 : 0) }] }
+            if x.elementType == .float { return [try mapFloats(x, c) { $0 > 0 ? 1 : ($0 < 0 ? -1 : 0) }] }
             return [try mapInt(x, c) { $0.signum() }]
         } },
         "Shrink": { n in
             let lambd = try n.float("lambd", default: 0.5), bias = try n.float("bias", default: 0)
-            return { i, c in [mapFloats(try i.float(0), c) { $0 < -lambd ? $0 + bias : ($0 > lambd ? $0 - bias : 0) }] }
+            return { i, c in [try mapFloats(try i.float(0), c) { $0 < -lambd ? $0 + bias : ($0 > lambd ? $0 - bias : 0) }] }
         },
         "Not": { _ in { i, c in
             let x = try i.required(0)
             guard x.elementType == .bool else { throw OpError("Not needs a bool input, got \(x.elementType.name)") }
-            let out = c.alloc(.bool, x.shape)
+            let out = try c.alloc(.bool, x.shape)
             let s = x.pointer(UInt8.self), d = out.mutable(UInt8.self)
             for k in 0..<x.count { d[k] = s[k] == 0 ? 1 : 0 }
             return [out]
@@ -89,7 +89,7 @@ enum ElementwiseOps {
                     lo = try i[1].map(floatScalar) ?? -Float.infinity
                     hi = try i[2].map(floatScalar) ?? Float.infinity
                 }
-                if x.elementType == .float { return [mapFloats(x, c) { min(max($0, lo), hi) }] }
+                if x.elementType == .float { return [try mapFloats(x, c) { min(max($0, lo), hi) }] }
                 let l = Int64(max(lo, -9.2e18)), h = Int64(min(hi, 9.2e18))
                 return [try mapInt(x, c) { min(max($0, l), h) }]
             }
@@ -104,7 +104,7 @@ enum ElementwiseOps {
 
 /// `out[i] = f(x[i])` over an int64 or int32 tensor (computed in Int64).
 func mapInt(_ x: MBTensor, _ ctx: ExecutionContext, _ f: (Int64) -> Int64) throws -> MBTensor {
-    let out = ctx.alloc(x.elementType, x.shape)
+    let out = try ctx.alloc(x.elementType, x.shape)
     switch x.elementType {
     case .int64:
         let s = x.pointer(Int64.self), d = out.mutable(Int64.self)

@@ -14,14 +14,14 @@ enum MatrixOps {
                     let a = try i.float(0, "A")
                     guard a.rank == 2, a.shape[1] == pm.k else { throw OpError("A \(a.shape) does not fit B \(packed.shape)\(transB ? "ᵀ" : "")") }
                     let m = a.shape[0], nn = pm.n
-                    let y = c.alloc(.float, [m, nn])
+                    let y = try c.alloc(.float, [m, nn])
                     pm.multiply(a: a.pointer(Float.self), m: m, y: y.mutable(Float.self), c)
                     let py = y.mutable(Float.self)
                     if alpha != 1 { for j in 0..<(m * nn) { py[j] *= alpha } }
                     if let cIn = i[2], beta != 0 {
                         guard cIn.elementType == .float else { throw OpError("C must be float") }
                         guard try broadcastShapes(cIn.shape, [m, nn]) == [m, nn] else { throw OpError("C \(cIn.shape) does not broadcast to [\(m), \(nn)]") }
-                        let cb = broadcastTo(cIn, [m, nn], c)
+                        let cb = try broadcastTo(cIn, [m, nn], c)
                         withExtendedLifetime(cb) {
                             let pc = cb.pointer(Float.self)
                             for j in 0..<(m * nn) { py[j] += beta * pc[j] }
@@ -34,20 +34,20 @@ enum MatrixOps {
             return { i, c in
                 var a = try i.float(0, "A")
                 let b = try i.float(1, "B")
-                if let binarized { a = BinarizedInput.expand(a, binarized, conv: false, c) }
+                if let binarized { a = try BinarizedInput.expand(a, binarized, conv: false, c) }
                 guard a.rank == 2, b.rank == 2 else { throw OpError("A \(a.shape) and B \(b.shape) must be 2-D") }
                 let m = transA ? a.shape[1] : a.shape[0], k = transA ? a.shape[0] : a.shape[1]
                 let kb = transB ? b.shape[1] : b.shape[0], nn = transB ? b.shape[0] : b.shape[1]
                 guard k == kb else { throw OpError("inner dimensions differ: A \(a.shape)\(transA ? "ᵀ" : "") and B \(b.shape)\(transB ? "ᵀ" : "")") }
-                var y = c.alloc(.float, [m, nn])
+                var y = try c.alloc(.float, [m, nn])
                 var betaUsed: Float = 0
                 if let cIn = i[2], beta != 0 {
                     guard cIn.elementType == .float else { throw OpError("C must be float") }
                     let shape = try broadcastShapes(cIn.shape, [m, nn])
                     guard shape == [m, nn] else { throw OpError("C \(cIn.shape) does not broadcast to [\(m), \(nn)]") }
-                    y = broadcastTo(cIn, [m, nn], c)
+                    y = try broadcastTo(cIn, [m, nn], c)
                     if y.storage === cIn.storage {
-                        let copy = c.alloc(.float, [m, nn])
+                        let copy = try c.alloc(.float, [m, nn])
                         copy.mutable(Float.self).update(from: cIn.pointer(Float.self), count: m * nn)
                         y = copy
                     }
@@ -68,14 +68,14 @@ enum MatrixOps {
                     let a = try i.float(0, "A")
                     guard a.rank >= 1, a.shape.last == pm.k else { throw OpError("inner dimensions differ: \(a.shape) × \(packed.shape)") }
                     let m = a.count / pm.k
-                    let y = c.alloc(.float, Array(a.shape.dropLast()) + [pm.n])
+                    let y = try c.alloc(.float, Array(a.shape.dropLast()) + [pm.n])
                     pm.multiply(a: a.pointer(Float.self), m: m, y: y.mutable(Float.self), c)
                     return [y]
                 }
             }
             return { i, c in
                 var a = try i.float(0, "A")
-                if let binarized { a = BinarizedInput.expand(a, binarized, conv: false, c) }
+                if let binarized { a = try BinarizedInput.expand(a, binarized, conv: false, c) }
                 return [try matmul(a, try i.float(1, "B"), c)]
             }
         },
@@ -93,7 +93,7 @@ enum MatrixOps {
         let batchA = Array(a.shape.dropLast(2)), batchB = Array(b.shape.dropLast(2))
         let batch = try broadcastShapes(batchA, batchB)
         var outShape = batch + [m, n]
-        let y = c.alloc(.float, outShape)
+        let y = try c.alloc(.float, outShape)
         let pa = a.pointer(Float.self), pb = b.pointer(Float.self), py = y.mutable(Float.self)
         let count = batch.reduce(1, *)
         if batchB.reduce(1, *) == 1 && batchA == batch {

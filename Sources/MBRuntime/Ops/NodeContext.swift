@@ -165,23 +165,46 @@ final class ExecutionContext: @unchecked Sendable {
     var profile: MBProfile?
     /// Replacements applied to values as they are computed, by slot (MBSession.run(_:transforming:)).
     var transforms: [Int: (MBTensor) -> MBTensor] = [:]
+    /// Largest tensor a node may allocate, and the option that sets it (for messages).
+    let maxTensorBytes: Int
+    let limitName: String
 
-    init(slotCount: Int, threads: Int, variant: KernelVariant, pool: BufferPool = BufferPool()) {
+    init(slotCount: Int, threads: Int, variant: KernelVariant, pool: BufferPool = BufferPool(),
+         maxTensorBytes: Int = MBSession.Options.defaultMaxTensorBytes, limitName: String = "MBSession.Options.maxTensorBytes") {
         self.env = Array(repeating: nil, count: slotCount)
         self.threads = threads
         self.variant = variant
         self.pool = pool
+        self.maxTensorBytes = maxTensorBytes
+        self.limitName = limitName
     }
 
-    /// An uninitialized tensor (from the pool when a buffer of that size is free).
-    func alloc(_ type: ElementType, _ shape: [Int]) -> MBTensor {
-        let bytes = shape.reduce(1, *) * type.runtimeSize
+    /// An uninitialized tensor (from the pool when a buffer of that size is free). Throws before
+    /// allocating when the shape is invalid or the tensor would exceed `maxTensorBytes`.
+    func alloc(_ type: ElementType, _ shape: [Int]) throws(OpError) -> MBTensor {
+        let bytes = try checkedBytes(type, shape)
         return MBTensor(elementType: type, shape: shape, storage: pool.take(byteCount: bytes))
     }
 
+    /// The byte size of a `type` tensor of `shape`, checked against the limit.
+    func checkedBytes(_ type: ElementType, _ shape: [Int]) throws(OpError) -> Int {
+        if let d = shape.first(where: { $0 < 0 }) { throw OpError("output shape \(shape) has a negative dimension \(d)") }
+        guard let count = elementCount(of: shape) else {
+            throw OpError("output shape \(shape) has more elements than a 64-bit count can hold", kind: .limitExceeded)
+        }
+        guard let bytes = byteCount(elements: count, size: type.runtimeSize) else {
+            throw OpError("output shape \(shape) of \(type.name) needs more bytes than a 64-bit count can hold", kind: .limitExceeded)
+        }
+        guard bytes <= maxTensorBytes else {
+            throw OpError("output shape \(shape) of \(type.name) needs \(bytes) bytes, more than the limit of \(maxTensorBytes) (\(limitName))",
+                          kind: .limitExceeded)
+        }
+        return bytes
+    }
+
     /// A zero-filled tensor.
-    func zeros(_ type: ElementType, _ shape: [Int]) -> MBTensor {
-        let t = alloc(type, shape)
+    func zeros(_ type: ElementType, _ shape: [Int]) throws(OpError) -> MBTensor {
+        let t = try alloc(type, shape)
         t.storage.raw.initializeMemory(as: UInt8.self, repeating: 0, count: t.count * type.runtimeSize)
         return t
     }

@@ -27,7 +27,7 @@ enum NormalizationOps {
                     mul[k] = s[k] / (v[k] + eps).squareRoot()
                     add[k] = b[k] - m[k] * mul[k]
                 }
-                return [channelAffine(x, mul, add, c)]
+                return [try channelAffine(x, mul, add, c)]
             }
         },
         "InstanceNormalization": { n in
@@ -37,7 +37,7 @@ enum NormalizationOps {
                 guard x.rank >= 3 else { throw OpError("X \(x.shape) needs spatial dimensions") }
                 let ch = x.shape[1], size = x.shape[2...].reduce(1, *)
                 guard scale.count == ch, bias.count == ch else { throw OpError("scale and B need \(ch) values") }
-                let y = c.alloc(.float, x.shape)
+                let y = try c.alloc(.float, x.shape)
                 let src = x.pointer(Float.self), dst = y.mutable(Float.self)
                 let s = scale.pointer(Float.self), b = bias.pointer(Float.self)
                 for p in 0..<(x.shape[0] * ch) {
@@ -62,7 +62,7 @@ enum NormalizationOps {
                 let x = try i.float(0, "X")
                 guard x.rank >= 3 else { throw OpError("X \(x.shape) needs spatial dimensions") }
                 let ch = x.shape[1], plane = x.shape[2...].reduce(1, *)
-                let y = c.alloc(.float, x.shape)
+                let y = try c.alloc(.float, x.shape)
                 let src = x.pointer(Float.self), dst = UncheckedSendable(y.mutable(Float.self))
                 let before = (size - 1) / 2, after = size - 1 - before
                 let scale = alpha / Float(size)
@@ -96,9 +96,9 @@ enum NormalizationOps {
     ]
 
     /// y = x * mul[c] + add[c] along axis 1.
-    static func channelAffine(_ x: MBTensor, _ mul: [Float], _ add: [Float], _ c: ExecutionContext) -> MBTensor {
+    static func channelAffine(_ x: MBTensor, _ mul: [Float], _ add: [Float], _ c: ExecutionContext) throws -> MBTensor {
         let ch = mul.count, plane = x.shape[2...].reduce(1, *)
-        let y = c.alloc(.float, x.shape)
+        let y = try c.alloc(.float, x.shape)
         let src = x.pointer(Float.self), dst = UncheckedSendable(y.mutable(Float.self))
         Parallel.forEach(x.shape[0] * ch, threads: x.count > parallelGrain ? c.threads : 1) { p in
             let m = mul[p % ch], a = add[p % ch]
@@ -119,7 +119,7 @@ enum NormalizationOps {
             let outer = x.shape[..<axis].reduce(1, *)
             let len = legacy ? x.shape[axis...].reduce(1, *) : (x.rank == 0 ? 1 : x.shape[axis])
             let inner = legacy ? 1 : x.shape[(axis + 1)...].reduce(1, *)
-            let y = c.alloc(.float, x.shape)
+            let y = try c.alloc(.float, x.shape)
             let src = x.pointer(Float.self), dst = UncheckedSendable(y.mutable(Float.self))
             Parallel.forEach(outer * inner, threads: x.count > parallelGrain ? c.threads : 1) { job in
                 let o = job / inner, q = job % inner

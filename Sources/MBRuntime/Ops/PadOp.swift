@@ -23,10 +23,16 @@ enum PadOp {
             }
             guard pads.count == 2 * r else { throw OpError("pads has \(pads.count) values for rank \(r)") }
             let value: Float = legacy ? attrValue : try (i[2].map(floatScalar) ?? 0)
-            let shape = (0..<r).map { x.shape[$0] + pads[$0] + pads[$0 + r] }
+            var shape: [Int] = []
+            for d in 0..<r {
+                let (a, o1) = x.shape[d].addingReportingOverflow(pads[d])
+                let (b, o2) = a.addingReportingOverflow(pads[d + r])
+                guard !o1, !o2 else { throw OpError("pads \(pads) of shape \(x.shape): more elements than a 64-bit count can hold", kind: .limitExceeded) }
+                shape.append(b)
+            }
             guard shape.allSatisfy({ $0 >= 0 }) else { throw OpError("pads \(pads) crop \(x.shape) below zero") }
             if mode == "reflect" { for d in 0..<r where shape[d] > 0 && x.shape[d] < 2 && (pads[d] > 0 || pads[d + r] > 0) { throw OpError("reflect padding needs at least 2 elements along axis \(d)") } }
-            let out = c.alloc(x.elementType, shape)
+            let out = try c.alloc(x.elementType, shape)
             let size = x.elementType.runtimeSize
             let n = out.count
             if n == 0 { return [out] }
@@ -35,8 +41,8 @@ enum PadOp {
             var fillBytes = [UInt8](repeating: 0, count: size)
             switch x.elementType {
             case .float: withUnsafeBytes(of: value) { fillBytes = Array($0) }
-            case .int64: withUnsafeBytes(of: Int64(value)) { fillBytes = Array($0) }
-            case .int32: withUnsafeBytes(of: Int32(value)) { fillBytes = Array($0) }
+            case .int64: withUnsafeBytes(of: Int64(clampedInt(value))) { fillBytes = Array($0) }
+            case .int32: withUnsafeBytes(of: Int32(truncatingIfNeeded: clampedInt(value))) { fillBytes = Array($0) }
             default: fillBytes = [value != 0 ? 1 : 0]
             }
             func source(_ o: Int, _ d: Int) -> Int? {

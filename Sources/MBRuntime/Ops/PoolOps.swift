@@ -12,6 +12,7 @@ enum PoolOps {
         if try n.int("storage_order", default: 0) != 0 { throw n.unsupported("storage_order 1 is not supported") }
         return { i, c in
             let x = try i.float(0, "X")
+            try ConvOps.Attributes.checkDimensions(("X", x))
             let r = kernel.count
             guard x.rank == r + 2 else { throw OpError("X \(x.shape) must have \(r) spatial dimensions for kernel_shape \(kernel)") }
             let spatial = Array(x.shape[2...])
@@ -36,7 +37,7 @@ enum PoolOps {
             }
             let g = PoolGeometry(planes: x.shape[0] * x.shape[1], input: spatial, kernel: kernel, strides: strides,
                                  dilations: dil, padBegin: pb, padEnd: pe, output: out)
-            let y = c.alloc(.float, Array(x.shape[0..<2]) + out)
+            let y = try c.alloc(.float, Array(x.shape[0..<2]) + out)
             Pool.forward(c.variant, isMax ? .max : .average(countIncludePad: includePad), g,
                          input: x.pointer(Float.self), output: y.mutable(Float.self), threads: c.threads)
             return [y]
@@ -47,9 +48,10 @@ enum PoolOps {
         { i, c in
             let x = try i.float(0, "X")
             guard x.rank >= 3 else { throw OpError("X \(x.shape) needs spatial dimensions") }
+            try ConvOps.Attributes.checkDimensions(("X", x))
             let planes = x.shape[0] * x.shape[1]
             let size = x.shape[2...].reduce(1, *)
-            let y = c.alloc(.float, Array(x.shape[0..<2]) + Array(repeating: 1, count: x.rank - 2))
+            let y = try c.alloc(.float, Array(x.shape[0..<2]) + Array(repeating: 1, count: x.rank - 2))
             let src = x.pointer(Float.self), dst = UncheckedSendable(y.mutable(Float.self))
             Parallel.forEach(planes, threads: planes * size > parallelGrain ? c.threads : 1) { p in
                 let s = src + p * size

@@ -41,8 +41,8 @@ enum RecurrentOps {
                 var initC = try i[6].map { _ in try i.float(6, "initial_c") }
                 let peep = try i[7].map { _ in try i.float(7, "P") }
                 if layout == 1 { initH = try initH.map { try transpose01($0, c) }; initC = try initC.map { try transpose01($0, c) } }
-                let yAll = c.alloc(.float, [seq, dirs, batch, h])
-                let yH = c.alloc(.float, [dirs, batch, h]), yC = c.alloc(.float, [dirs, batch, h])
+                let yAll = try c.alloc(.float, [seq, dirs, batch, h])
+                let yH = try c.alloc(.float, [dirs, batch, h]), yC = try c.alloc(.float, [dirs, batch, h])
                 var gates = [Float](repeating: 0, count: seq * batch * g4)
                 var hState = [Float](repeating: 0, count: batch * h), cState = [Float](repeating: 0, count: batch * h)
                 var step = [Float](repeating: 0, count: batch * g4)
@@ -94,7 +94,7 @@ enum RecurrentOps {
                 }
                 if layout == 1 {
                     // Y is [batch, seq, dirs, h]; Y_h and Y_c are [batch, dirs, h].
-                    let yt = c.alloc(.float, [batch, seq, dirs, h])
+                    let yt = try c.alloc(.float, [batch, seq, dirs, h])
                     stridedCopy(yAll.storage.raw, offset: 0, strides: [dirs * h, dirs * batch * h, h, 1].enumerated().map { $0.offset == 0 ? h : ($0.offset == 1 ? dirs * batch * h : ($0.offset == 2 ? batch * h : 1)) },
                                 shape: [batch, seq, dirs, h], elementSize: 4, to: yt.storage.raw)
                     return [yt, try transpose01(yH, c), try transpose01(yC, c)]
@@ -110,7 +110,7 @@ enum RecurrentOps {
     static func transpose01(_ t: MBTensor, _ c: ExecutionContext) throws -> MBTensor {
         guard t.rank == 3 else { throw OpError("expected 3 dimensions, got \(t.shape)") }
         let s = t.shape
-        let out = c.alloc(.float, [s[1], s[0], s[2]])
+        let out = try c.alloc(.float, [s[1], s[0], s[2]])
         stridedCopy(t.storage.raw, offset: 0, strides: [s[2], s[1] * s[2], 1], shape: [s[1], s[0], s[2]], elementSize: 4, to: out.storage.raw)
         return out
     }

@@ -52,7 +52,7 @@ enum ReduceOps {
                 }
             }
             let shape = keepDims ? outKeep : x.shape.enumerated().filter { !set.contains($0.offset) }.map(\.element)
-            let y = c.alloc(.float, shape)
+            let y = try c.alloc(.float, shape)
             let p = y.mutable(Float.self)
             for k in 0..<outCount {
                 switch kind {
@@ -75,7 +75,7 @@ enum ReduceOps {
             let outer = x.shape[..<axis].reduce(1, *), len = x.shape[axis], inner = x.shape[(axis + 1)...].reduce(1, *)
             var shape = x.shape
             if keepDims { shape[axis] = 1 } else { shape.remove(at: axis) }
-            let y = c.alloc(.int64, shape)
+            let y = try c.alloc(.int64, shape)
             let src = x.pointer(Float.self), dst = y.mutable(Int64.self)
             for o in 0..<outer {
                 for q in 0..<inner {

@@ -38,7 +38,15 @@ enum ResizeOps {
                 throw OpError("neither scales nor sizes is given")
             }
             guard scales.count == r else { throw OpError("scales has \(scales.count) values for rank \(r)") }
-            out = (0..<r).map { Int((Float(x.shape[$0]) * scales[$0]).rounded(.down)) }
+            guard scales.allSatisfy({ $0.isFinite && $0 > 0 }) else { throw OpError("scales \(scales) must be finite and positive") }
+            out = []
+            for d in 0..<r {
+                let size = (Float(x.shape[d]) * scales[d]).rounded(.down)
+                guard size < 9.2e18 else {
+                    throw OpError("scales \(scales) of shape \(x.shape): more elements than a 64-bit count can hold", kind: .limitExceeded)
+                }
+                out.append(Int(size))
+            }
             return [try resize(x, out, scales, linear, coord, nearestMode, c)]
         }
     }
@@ -46,6 +54,11 @@ enum ResizeOps {
     static func resize(_ x: MBTensor, _ out: [Int], _ scales: [Float], _ linear: Bool, _ coord: String, _ nearestMode: String,
                        _ c: ExecutionContext) throws -> MBTensor {
         let r = x.rank
+        // The output size is checked before the per-axis tap tables (as long as the output's axes).
+        _ = try c.checkedBytes(.float, out)
+        if !out.contains(0), let d = x.shape.firstIndex(of: 0) {
+            throw OpError("cannot resize axis \(d) of size 0 (shape \(x.shape)) to \(out[d])")
+        }
         // Per axis and output index: up to two (input index, weight) taps.
         var taps: [[(Int, Int, Float)]] = []
         for d in 0..<r {
@@ -60,6 +73,8 @@ enum ResizeOps {
                 case "tf_half_pixel_for_nearest": pos = (Float(o) + 0.5) / scale
                 default: pos = (Float(o) + 0.5) / scale - 0.5
                 }
+                // Clamped first: positions outside [-1, inLen] pick the same edge taps.
+                pos = pos.isNaN ? 0 : min(max(pos, -1), Float(inLen))
                 if linear {
                     let p = min(max(pos, 0), Float(inLen - 1))
                     let lo = Int(p.rounded(.down)), hi = min(lo + 1, inLen - 1)
@@ -78,7 +93,7 @@ enum ResizeOps {
             }
             taps.append(list)
         }
-        let y = c.alloc(.float, out)
+        let y = try c.alloc(.float, out)
         let src = x.pointer(Float.self), dst = y.mutable(Float.self)
         let st = contiguousStrides(x.shape)
         let active = (0..<r).filter { d in taps[d].contains { $0.2 != 0 } }

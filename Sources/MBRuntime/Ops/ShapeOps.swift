@@ -9,7 +9,7 @@ enum ShapeOps {
             return { i, c in
                 let x = try i.required(0)
                 if let t = i[2], t.count == 1, intValues(t)[0] != 0 { throw OpError("training_mode=true is not supported (inference only)") }
-                let mask = c.alloc(.bool, x.shape)
+                let mask = try c.alloc(.bool, x.shape)
                 mask.storage.raw.initializeMemory(as: UInt8.self, repeating: 1, count: x.count)
                 return [x, mask]
             }
@@ -83,14 +83,14 @@ enum ShapeOps {
                 let r = x.rank
                 func clamp(_ v: Int) -> Int { min(max(v < 0 ? v + r : v, 0), r) }
                 let lo = start.map(clamp) ?? 0, hi = end.map(clamp) ?? r
-                return [makeInt64(c, lo < hi ? Array(x.shape[lo..<hi]) : [])]
+                return [try makeInt64(c, lo < hi ? Array(x.shape[lo..<hi]) : [])]
             }
         },
-        "Size": { _ in { i, c in [makeInt64(c, [try i.required(0).count], shape: [])] } },
+        "Size": { _ in { i, c in [try makeInt64(c, [try i.required(0).count], shape: [])] } },
         "Expand": { _ in { i, c in
             let x = try i.required(0)
             let shape = try broadcastShapes(x.shape, intValues(try i.required(1, "shape")))
-            return [broadcastTo(x, shape, c)]
+            return [try broadcastTo(x, shape, c)]
         } },
     ]
 
@@ -111,11 +111,12 @@ enum ShapeOps {
         }
         let total = input.reduce(1, *)
         if let k = inferred {
-            let known = shape.enumerated().filter { $0.offset != k }.reduce(1) { $0 * $1.element }
-            guard known > 0, total % known == 0 else { throw OpError("cannot reshape \(input) to \(spec)") }
+            var rest = shape
+            rest.remove(at: k)
+            guard let known = elementCount(of: rest), known > 0, total % known == 0 else { throw OpError("cannot reshape \(input) to \(spec)") }
             shape[k] = total / known
         }
-        guard shape.reduce(1, *) == total else { throw OpError("cannot reshape \(input) (\(total) elements) to \(spec)") }
+        guard elementCount(of: shape) == total else { throw OpError("cannot reshape \(input) (\(total) elements) to \(spec)") }
         return shape
     }
 }

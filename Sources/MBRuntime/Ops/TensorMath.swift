@@ -58,8 +58,8 @@ let parallelGrain = 1 << 15
 
 /// `out[i] = f(x[i])` over a float tensor.
 @inline(__always)
-func mapFloats(_ x: MBTensor, _ ctx: ExecutionContext, _ f: (Float) -> Float) -> MBTensor {
-    let out = ctx.alloc(.float, x.shape)
+func mapFloats(_ x: MBTensor, _ ctx: ExecutionContext, _ f: (Float) -> Float) throws -> MBTensor {
+    let out = try ctx.alloc(.float, x.shape)
     let src = x.pointer(Float.self), dst = UncheckedSendable(out.mutable(Float.self))
     let n = x.count
     let chunks = min(ctx.threads, max(1, n / parallelGrain))
@@ -75,7 +75,7 @@ func mapFloats(_ x: MBTensor, _ ctx: ExecutionContext, _ f: (Float) -> Float) ->
 @inline(__always)
 func broadcastMap<T, U>(_ a: MBTensor, _ b: MBTensor, _ outType: ElementType, _ ctx: ExecutionContext, _ f: (T, T) -> U) throws -> MBTensor {
     let shape = a.shape == b.shape ? a.shape : try broadcastShapes(a.shape, b.shape)
-    let out = ctx.alloc(outType, shape)
+    let out = try ctx.alloc(outType, shape)
     let pa = a.pointer(T.self), pb = b.pointer(T.self)
     let po = UncheckedSendable(out.mutable(U.self))
     let n = out.count
@@ -160,10 +160,19 @@ func intValues(_ t: MBTensor) -> [Int] {
     switch t.elementType {
     case .int64: return t.buffer(Int64.self).map { Int(truncatingIfNeeded: $0) }
     case .int32: return t.buffer(Int32.self).map { Int($0) }
-    case .float: return t.buffer(Float.self).map { $0.isFinite ? Int($0) : 0 }
+    case .float: return t.buffer(Float.self).map(clampedInt)
     case .bool: return t.buffer(UInt8.self).map { Int($0) }
     default: return []
     }
+}
+
+/// A float as an Int, truncated toward zero; NaN is 0 and out-of-range values saturate (a
+/// hostile shape tensor must give an error later, never a trap here).
+func clampedInt(_ v: Float) -> Int {
+    guard v.isFinite else { return v.isNaN ? 0 : (v > 0 ? .max : .min) }
+    guard v < 9.2e18 else { return .max }
+    guard v > -9.2e18 else { return .min }
+    return Int(v)
 }
 
 /// A tensor's elements as Float.
@@ -175,8 +184,8 @@ func floatScalar(_ t: MBTensor) throws -> Float {
     return t.floats[0]
 }
 
-func makeInt64(_ ctx: ExecutionContext, _ values: [Int], shape: [Int]? = nil) -> MBTensor {
-    let t = ctx.alloc(.int64, shape ?? [values.count])
+func makeInt64(_ ctx: ExecutionContext, _ values: [Int], shape: [Int]? = nil) throws -> MBTensor {
+    let t = try ctx.alloc(.int64, shape ?? [values.count])
     let p = t.mutable(Int64.self)
     for (i, v) in values.enumerated() { p[i] = Int64(v) }
     return t

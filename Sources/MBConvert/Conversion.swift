@@ -113,7 +113,8 @@ public enum Conversion {
         var policy: Policy
         var constantIndex: [String: Int]
         var warnings: [String]
-        var sourceSHA256: [UInt8]
+        var sourceHash: BackgroundHash
+        var sourceSHA256: [UInt8] { sourceHash.digest }
         var sourceBytes: Int
     }
 
@@ -124,7 +125,8 @@ public enum Conversion {
         do { mapping = try FileMapping.map(path: modelPath) } catch {
             throw Failure(FileManager.default.fileExists(atPath: modelPath) ? "\(error)" : "\(modelPath): no such file")
         }
-        let sha = mapping.withBuffer { SHA256.hash($0) }
+        // The fingerprint is computed on another core while the model is imported and binarized.
+        let sha = BackgroundHash(mapping)
         let model = try ONNXReader().load(path: modelPath)
 
         let parsed = Policy.parse(bytes: policyBytes, file: policyFile)
@@ -152,7 +154,7 @@ public enum Conversion {
             IROpset(domain: ($0.domain ?? "") == "ai.onnx" ? "" : ($0.domain ?? ""), version: $0.version ?? 1)
         }
         return Prepared(graph: graph, opsets: opsets, plans: plans.filter { constantIndex[$0.tensor.name] != nil }, policy: policy,
-                        constantIndex: constantIndex, warnings: unused.map(\.description), sourceSHA256: sha, sourceBytes: mapping.count)
+                        constantIndex: constantIndex, warnings: unused.map(\.description), sourceHash: sha, sourceBytes: mapping.count)
     }
 
     /// Binarizes (or converts to the kept type) every planned tensor, in parallel; results in
@@ -334,6 +336,25 @@ public enum Conversion {
 
 public enum MBConvertInfo {
     public static let version = "0.1.0-dev"
+}
+
+/// SHA-256 of a mapped file, computed on a background queue; `digest` waits for it.
+final class BackgroundHash: @unchecked Sendable {
+    private let group = DispatchGroup()
+    private var result: [UInt8] = []
+
+    init(_ storage: ByteStorage) {
+        group.enter()
+        DispatchQueue.global(qos: .userInitiated).async {
+            self.result = storage.withBuffer { SHA256.hash($0) }
+            self.group.leave()
+        }
+    }
+
+    var digest: [UInt8] {
+        group.wait()
+        return result
+    }
 }
 
 /// Results written by concurrent workers, one slot each.

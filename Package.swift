@@ -39,11 +39,14 @@ let package = Package(
             cSettings: [.unsafeFlags(["-Wno-incompatible-pointer-types"])]
         ),
 
+        // Bit-plane kernels: one C body compiled per instruction set, picked at run time (cpuid).
+        .target(name: "CBitPlanes", exclude: ["README.md", "BitPlanes+Body.h"], cSettings: [.unsafeFlags(["-O3"])]),
+
         // Swift modules.
         .target(name: "MBCore"),
         .target(
             name: "MBKernels",
-            dependencies: ["MBCore", .target(name: "CBLAS", condition: .when(platforms: [.linux]))],
+            dependencies: ["MBCore", "CBitPlanes", .target(name: "CBLAS", condition: .when(platforms: [.linux]))],
             exclude: ["README.md"]
         ),
         .target(name: "MBFormat", dependencies: ["MBCore", "CZlib"]),
@@ -69,7 +72,7 @@ let package = Package(
 
         .executableTarget(
             name: "mbbench",
-            dependencies: ["MBConvert", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["MBConvert", "MBBinarize", "MBKernels", "MBRuntime", .target(name: "CBLAS", condition: .when(platforms: [.linux])), .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
 
         // Tests.
@@ -77,7 +80,7 @@ let package = Package(
         .testTarget(name: "MBCoreTests", dependencies: ["MBCore", "TestSupport"]),
         .testTarget(name: "MBONNXTests", dependencies: ["MBONNX", "MBCore", "TestSupport"]),
         .testTarget(name: "MBFormatTests", dependencies: ["MBFormat", "MBCore", "TestSupport"]),
-        .testTarget(name: "MBBinarizeTests", dependencies: ["MBBinarize", "MBCore", "TestSupport"]),
+        .testTarget(name: "MBBinarizeTests", dependencies: ["MBBinarize", "MBKernels", "MBCore", "TestSupport"]),
         .testTarget(name: "MBPolicyTests", dependencies: ["MBPolicy", "MBCore", "TestSupport"]),
         .testTarget(name: "MBConvertTests", dependencies: ["MBConvert", "MBONNX", "MBBinarize", "MBFormat", "MBRuntime", "MBCore", "TestSupport"]),
         .testTarget(name: "MBKernelsTests", dependencies: ["MBKernels", "MBCore", "TestSupport"]),

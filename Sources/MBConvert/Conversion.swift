@@ -62,6 +62,7 @@ public enum Conversion {
         let layers = try binarize(prepared, threads: options.threads, progress: progress)
         var graph = prepared.graph
         for outcome in layers { graph.constants[prepared.constantIndex[outcome.name]!] = outcome.tensor }
+        graph = ActivationAttributes.apply(prepared.plans, to: graph)
         var corrections: [Calibration.LayerCorrection]?
         var calibrationSeconds: Double?
         if let calibrationPath = options.calibrate {
@@ -242,6 +243,7 @@ public enum Conversion {
             let scale: ScaleMode = b.scale == .channel ? .channel(axis: plan.tensor.outputAxis ?? 0) : .tensor
             guard let method = MaskMethod(rawValue: b.method.rawValue) else { throw Failure("tensor '\(name)': unknown method \(b.method.rawValue)") }
             let input = try FloatTensor(name: name, shape: constant.shape, values: values)
+            let config = BinarizationConfig(distribution: distribution, method: method, scale: scale)
             var packed: PackedTensor
             var exact = false
             if mayBeExact(input, maxBits: mix.used.last?.bits ?? 1, channelAxis: plan.tensor.outputAxis),
@@ -250,14 +252,18 @@ public enum Conversion {
                 // binarization): store its own levels, signs and mask, with zero error.
                 packed = found
                 exact = true
+            } else if let groups = try maskGroups(plan, shape: constant.shape, granularity: b.granularity) {
+                // Structured masks (granularity group:N or channel) along the reduction axis.
+                packed = try Binarizer.binarize(input, config, groups: groups, wholeTensor: b.granularity == .channel)
+                if b.refit { packed = try Refit.refit(packed, original: input).packed }
             } else {
-                packed = try Binarizer.binarize(input, BinarizationConfig(distribution: distribution, method: method, scale: scale))
+                packed = try Binarizer.binarize(input, config)
                 if b.refit { packed = try Refit.refit(packed, original: input).packed }
             }
             let stats = Statistics(original: values, packed: packed)
             let tensor = IRTensor(name: name, elementType: .float, shape: constant.shape, storage: .binarized(packed))
             row.encoding = "binarized"
-            row.method = exact ? "exact" : b.method.rawValue + (b.refit ? "+refit" : "")
+            row.method = exact ? "exact" : b.method.rawValue + (b.refit ? "+refit" : "") + (b.granularity == .element ? "" : " \(b.granularity)")
             row.scale = packed.scale == .tensor ? "tensor" : "channel"
             if case .channel(let axis) = packed.scale { row.channelAxis = axis }
             row.requestedMix = mix.entries.filter { $0.fraction > 0 }.map { ConversionReport.MixEntry(bits: $0.bits, fraction: $0.fraction) }
@@ -268,6 +274,25 @@ public enum Conversion {
             row.maxAbsError = stats.maxAbsError
             return LayerOutcome(name: name, tensor: tensor, row: row)
         }
+    }
+
+    /// Mask groups of a structured granularity along the weight's reduction axis (HBB with
+    /// `granularity: group:N | channel`); nil for per-entry masks.
+    static func maskGroups(_ plan: PolicyCheck.TensorPlan, shape: [Int], granularity: MaskGranularity) throws -> MaskGroups? {
+        guard granularity != .element else { return nil }
+        let name = plan.tensor.name
+        let op = plan.tensor.consumers.first?.opType ?? ""
+        if op == "Conv", shape.count >= 3 {
+            let taps = shape[2...].reduce(1, *)
+            return MaskGroups.weight(rows: shape[0], taps: taps, channels: shape[1], rowStride: shape[1] * taps, tapStride: 1,
+                                     channelStride: taps, granularity: granularity)
+        }
+        if op == "Gemm" || op == "MatMul", shape.count == 2, let axis = plan.tensor.outputAxis {
+            let rows = shape[axis], k = shape[1 - axis]
+            return MaskGroups.weight(rows: rows, taps: 1, channels: k, rowStride: axis == 0 ? k : 1, tapStride: 0,
+                                     channelStride: axis == 0 ? 1 : rows, granularity: granularity)
+        }
+        throw Failure("tensor '\(name)': granularity \(granularity) needs a Conv weight or a 2-D Gemm/MatMul weight (got \(op.isEmpty ? "no consumer" : op) \(shape))")
     }
 
     /// Exact mode is tried only for tensors that could already be binarized with at most the

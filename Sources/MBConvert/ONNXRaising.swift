@@ -34,7 +34,9 @@ public enum ONNXRaising {
             if !n.domain.isEmpty { node.domain = n.domain }
             node.inputs = n.inputs
             node.outputs = n.outputs
-            node.attributes = n.attributes.map { attribute($0.name, $0.value) }
+            // mbconvert's own attributes (mb.activations.*) are not ONNX: ONNX has no operator for
+            // inputs binarized at run time, so the export runs those layers on float inputs.
+            node.attributes = n.attributes.filter { !$0.name.hasPrefix("mb.") }.map { attribute($0.name, $0.value) }
             return node
         }
         return out

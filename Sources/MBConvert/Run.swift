@@ -18,6 +18,8 @@ public enum RunModel {
         public var threads: Int
         /// Print where the time went, per operator type.
         public var profile = false
+        /// How binarized weights run (expanded floats or bit planes).
+        public var weights: MBModel.Options.Weights = .expanded
         public init(inputs: [String], outputDirectory: String? = nil, repeats: Int = 0, threads: Int = 1) {
             self.inputs = inputs
             self.outputDirectory = outputDirectory
@@ -28,16 +30,16 @@ public enum RunModel {
 
     /// The model at `path` ready to run. One branch per file type.
     /// `.mbm` files are told apart by their magic; anything else is read as ONNX.
-    public static func loadModel(path: String) throws -> MBModel {
+    public static func loadModel(path: String, weights: MBModel.Options.Weights = .expanded) throws -> MBModel {
         if Inspect.isMBM(path: path) {
-            return try MBModel(contentsOf: URL(fileURLWithPath: path))
+            return try MBModel(contentsOf: URL(fileURLWithPath: path), options: .init(weights: weights))
         }
-        return try MBModel(ir: ModelLoading.loadONNXAsIR(path: path))
+        return try MBModel(ir: ModelLoading.loadONNXAsIR(path: path), options: .init(weights: weights))
     }
 
     /// Runs and returns the report text.
     public static func run(modelPath: String, options: Options) throws -> String {
-        let model = try loadModel(path: modelPath)
+        let model = try loadModel(path: modelPath, weights: options.weights)
         let feeds = try readInputs(options.inputs, model: model)
         let session = model.makeSession(.init(threads: options.threads, profile: options.profile))
         let outputs = try session.run(feeds)
@@ -66,6 +68,11 @@ public enum RunModel {
             }
             lines.append(String(format: "latency over %d runs (%d thread%@): median %.3f ms, min %.3f ms",
                                 options.repeats, options.threads, options.threads == 1 ? "" : "s", times[times.count / 2], times[0]))
+            if let m = ProcessMemory.current() {
+                lines.append(String(format: "resident memory: %.1f MB now, %.1f MB peak; weights %.1f MB (%@)",
+                                    Double(m.residentBytes) / 1e6, Double(m.peakBytes) / 1e6, Double(model.weightBytes) / 1e6,
+                                    options.weights.rawValue as NSString))
+            }
         }
         return lines.joined(separator: "\n") + "\n"
     }

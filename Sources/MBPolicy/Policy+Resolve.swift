@@ -1,3 +1,4 @@
+import MBCore
 /// What the policy decides for one tensor: what conversion consumes.
 public struct WeightDecision: Sendable, Equatable {
     /// Which part of the policy decided.
@@ -29,16 +30,18 @@ public struct WeightDecision: Sendable, Equatable {
         public var method: BinarizationMethod
         public var scale: ScaleGranularity
         public var refit: Bool
+        public var granularity: MaskGranularity
         /// With `--calibrate`: correct the output statistics of the layers reading this weight.
         public var calibrate: Bool
 
         public init(allocation: Allocation, method: BinarizationMethod = Self.defaultMethod,
                     scale: ScaleGranularity = Self.defaultScale, refit: Bool = Self.defaultRefit,
-                    calibrate: Bool = Self.defaultCalibrate) {
+                    granularity: MaskGranularity = .element, calibrate: Bool = Self.defaultCalibrate) {
             self.allocation = allocation
             self.method = method
             self.scale = scale
             self.refit = refit
+            self.granularity = granularity
             self.calibrate = calibrate
         }
 
@@ -51,10 +54,13 @@ public struct WeightDecision: Sendable, Equatable {
 
     public var source: Source
     public var action: Action
+    /// The consuming layer's input binarization, when the rule asks for it.
+    public var activations: Policy.ActivationSettings?
 
-    public init(source: Source, action: Action) {
+    public init(source: Source, action: Action, activations: Policy.ActivationSettings? = nil) {
         self.source = source
         self.action = action
+        self.activations = activations
     }
 }
 
@@ -73,6 +79,7 @@ extension Policy.Settings {
             method: method ?? WeightDecision.Binarization.defaultMethod,
             scale: scale ?? WeightDecision.Binarization.defaultScale,
             refit: refit ?? WeightDecision.Binarization.defaultRefit,
+            granularity: granularity ?? .element,
             calibrate: calibrate ?? WeightDecision.Binarization.defaultCalibrate))
     }
 }
@@ -112,10 +119,10 @@ extension Policy {
     /// rule names get nil.
     public func decision(for subject: PolicySubject) -> WeightDecision? {
         if let i = rules.firstIndex(where: { $0.match.matches(subject) }) {
-            return WeightDecision(source: .rule(i), action: rules[i].settings.action)
+            return WeightDecision(source: .rule(i), action: rules[i].settings.action, activations: rules[i].settings.activations)
         }
         guard subject.isWeight else { return nil }
-        if let d = defaultSettings { return WeightDecision(source: .defaultSettings, action: d.action) }
+        if let d = defaultSettings { return WeightDecision(source: .defaultSettings, action: d.action, activations: d.activations) }
         return WeightDecision(source: .implicitDefault, action: .keep(.float32))
     }
 

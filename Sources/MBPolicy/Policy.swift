@@ -1,3 +1,5 @@
+import MBCore
+
 /// A parsed, validated policy file (format: `Schemas/policy.md`).
 ///
 /// Rules are kept in file order because the first rule that matches a weight governs it.
@@ -100,16 +102,34 @@ extension Policy {
         public var method: BinarizationMethod?
         public var scale: ScaleGranularity?
         public var refit: Bool?
+        /// Which entries share a bit width (`granularity: element | group:N | channel`).
+        public var granularity: MaskGranularity?
+        /// `activations: {mix: ...}`: the consuming layer's input is binarized at inference time.
+        public var activations: ActivationSettings?
         /// With `--calibrate`: correct this layer's output statistics (default true).
         public var calibrate: Bool?
 
         public init(storage: Storage, method: BinarizationMethod? = nil, scale: ScaleGranularity? = nil, refit: Bool? = nil,
-                    calibrate: Bool? = nil) {
+                    granularity: MaskGranularity? = nil, activations: ActivationSettings? = nil, calibrate: Bool? = nil) {
             self.storage = storage
             self.method = method
             self.scale = scale
             self.refit = refit
+            self.granularity = granularity
+            self.activations = activations
             self.calibrate = calibrate
+        }
+    }
+
+    /// How a layer's input is binarized at run time: a mix, Middle-Out (the only method the
+    /// runtime implements), one scale per level for the whole input, masks per entry or group.
+    public struct ActivationSettings: Sendable, Equatable {
+        public var mix: BitMix
+        public var granularity: MaskGranularity
+
+        public init(mix: BitMix, granularity: MaskGranularity = .element) {
+            self.mix = mix
+            self.granularity = granularity
         }
     }
 

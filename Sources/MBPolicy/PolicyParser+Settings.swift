@@ -1,3 +1,4 @@
+import MBCore
 import Yams
 
 /// Settings shared by rules and `default`: one storage key (mix, bits, average or keep) plus the
@@ -46,6 +47,14 @@ extension SchemaReader {
             case "calibrate":
                 result.calibrate = bool(item.value, "calibrate must be true or false")
                 valid = result.calibrate != nil
+            case "granularity":
+                result.granularity = granularity(item.value, activations: false)
+                valid = result.granularity != nil
+            case "activations":
+                result.activations = activations(item.value)
+                valid = result.activations != nil
+                if !valid { ok = false }
+                continue  // allowed with keep: float weights may still take binarized inputs
             default:
                 continue
             }
@@ -125,6 +134,53 @@ extension SchemaReader {
             return nil
         }
         return b
+    }
+
+    /// `element`, `group:N` (N >= 1) or `channel` (weights only).
+    mutating func granularity(_ node: Node, activations: Bool) -> MaskGranularity? {
+        let what = activations ? "granularity must be element or group:N (N >= 1)" : "granularity must be element, group:N (N >= 1) or channel"
+        guard let s = text(node, what) else { return nil }
+        guard let g = MaskGranularity(parsing: s), !(activations && g == .channel) else {
+            error(Self.position(node), "\(what), got '\(Self.truncated(s))'")
+            return nil
+        }
+        return g
+    }
+
+    /// `activations: {mix: {...} | bits: n, method: middle-out, granularity: ...}`.
+    mutating func activations(_ node: Node) -> Policy.ActivationSettings? {
+        guard let e = entries(node, "activations must be a mapping such as {mix: {1: 0.7, 2: 0.2, 3: 0.1}}") else { return nil }
+        checkKeys(e, allowed: PolicyKeys.activations)
+        var mix: BitMix?
+        var granularity = MaskGranularity.element
+        var ok = true
+        let storage = e.filter { $0.key == "mix" || $0.key == "bits" }
+        if storage.count > 1 {
+            error(storage[1].position, "'\(storage[1].key)' conflicts with '\(storage[0].key)' at \(storage[0].position); activations state one of mix, bits")
+            ok = false
+        }
+        for item in e {
+            switch item.key {
+            case "mix": mix = self.mix(item.value); if mix == nil { ok = false }
+            case "bits": mix = self.bits(item.value).map { .homogeneous($0) }; if mix == nil { ok = false }
+            case "method":
+                if let m = choice(item.value, "method", BinarizationMethod.self) {
+                    if m != .middleOut {
+                        error(Self.position(item.value), "activations are binarized at run time by middle-out only, got \(m.rawValue)")
+                        ok = false
+                    }
+                } else { ok = false }
+            case "granularity":
+                if let g = self.granularity(item.value, activations: true) { granularity = g } else { ok = false }
+            default: ok = false
+            }
+        }
+        if storage.isEmpty {
+            error(Self.position(node), "activations need 'mix:' or 'bits:', e.g. activations: {mix: {1: 0.7, 2: 0.2, 3: 0.1}}")
+            ok = false
+        }
+        guard ok, let mix else { return nil }
+        return Policy.ActivationSettings(mix: mix, granularity: granularity)
     }
 
     /// A scalar as written in the file (so "got 1.20" shows what the user typed).

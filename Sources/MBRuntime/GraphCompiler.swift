@@ -21,6 +21,13 @@ final class GraphCompiler {
     var constantValues: [Int: MBTensor] = [:]
     /// Constants whose element type the runtime cannot hold: the error if a node uses them.
     var poisoned: [Int: (kind: MBRuntimeError.Kind, message: String)] = [:]
+    /// Packed mode: binarized constants not expanded (yet), by slot. A node that runs one from
+    /// its bit planes claims it; any other reader gets it expanded.
+    var packedConstants: [Int: (name: String, tensor: PackedTensor)] = [:]
+    var claimed = Set<Int>()
+    /// Nodes running from bit planes, and the bytes their planes hold.
+    var packedNodes: [String] = []
+    var packedBytes = 0
 
     let options: MBModel.Options
     /// Subgraph nesting of the graph being compiled (the main graph is 1).
@@ -30,6 +37,22 @@ final class GraphCompiler {
         self.opset = opset
         self.opsets = opsets
         self.options = options
+    }
+
+    /// Expands a packed constant for readers that need floats.
+    func materialize(_ slot: Int) {
+        guard constantValues[slot] == nil, let p = packedConstants[slot] else { return }
+        do {
+            constantValues[slot] = try TensorConversion.tensor(from: IRTensor(name: p.name, elementType: .float, shape: p.tensor.shape, storage: .binarized(p.tensor)),
+                                                               maxBytes: options.maxTensorBytes)
+        } catch {
+            poisoned[slot] = (error.kind, "constant '\(p.name)': \(error.message)")
+        }
+    }
+
+    /// Bytes held by the constants a compiled graph keeps, plus bit planes.
+    func residentConstantBytes(_ g: CompiledGraph) -> Int {
+        g.constants.reduce(0) { $0 + $1.value.count * $1.value.elementType.runtimeSize } + packedBytes
     }
 
     func newSlot() -> Int {
@@ -60,6 +83,10 @@ final class GraphCompiler {
         }
         for c in g.constants {
             let s = define(c.name)
+            if options.weights == .packed, case .binarized(let p) = c.storage {
+                packedConstants[s] = (c.name, p)
+                continue
+            }
             do {
                 constantValues[s] = try TensorConversion.tensor(from: c, maxBytes: options.maxTensorBytes)
             } catch {
@@ -85,6 +112,7 @@ final class GraphCompiler {
                 throw fail(.unsupportedOperator, "operator \(node.opType) (domain '\(node.domain)') is not supported")
             }
             let context = NodeContext(node: node, name: name, opset: opset, compiler: self, scope: scope, inputSlots: inSlots)
+            claimed.removeAll()
             let run: OpRun
             do {
                 run = try spec(context)
@@ -95,6 +123,9 @@ final class GraphCompiler {
             } catch {
                 throw fail(.invalidAttribute, "\(error)")
             }
+            // Packed constants this node did not run from bit planes are expanded for it.
+            for s in inSlots where s >= 0 && packedConstants[s] != nil && !claimed.contains(s) { materialize(s) }
+            if !claimed.isEmpty { packedNodes.append(name) }
             let outSlots = node.outputs.map { $0.isEmpty ? -1 : define($0) }
             // Fold nodes whose inputs are all known now (not control flow: its branches may read outer values).
             let inputsKnown = inSlots.allSatisfy { $0 < 0 || constantValues[$0] != nil }
@@ -113,6 +144,7 @@ final class GraphCompiler {
         }
         var outputSlots: [Int] = []
         for o in g.outputs {
+            if let s = scope.lookup(o.name) { materialize(s) }
             guard let s = scope.lookup(o.name) else {
                 throw MBRuntimeError(.invalidGraph, "\(place) output '\(o.name)' is not produced by any node, input or constant")
             }

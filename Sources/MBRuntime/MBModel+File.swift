@@ -6,8 +6,9 @@ extension MBModel {
     /// Loads an `.mbm` file: memory-mapped and validated (every count, offset and checksum),
     /// then compiled. Binarized weights are expanded once, into exactly their stored values.
     /// Errors are `MBMError` (the file) or `MBRuntimeError` (the graph).
-    public convenience init(contentsOf url: URL, verifyChecksums: Bool = true) throws {
+    /// `options.weights` chooses expanded (default) or packed bit planes for binarized weights.
+    public convenience init(contentsOf url: URL, verifyChecksums: Bool = true, options: Options = Options()) throws {
         let file = try MBMFile.open(path: url.path, options: .init(verifyChecksums: verifyChecksums))
-        try self.init(ir: file.model)
+        try self.init(ir: file.model, options: options)
     }
 }

@@ -13,6 +13,13 @@ public final class MBModel: Sendable {
     let slotCount: Int
     /// How many nodes were folded into constants at load.
     public let foldedNodeCount: Int
+    public let options: Options
+    /// Binarized weights the kernels run from their bit planes (packed mode), by node name.
+    public let packedNodes: [String]
+    /// Bytes of every constant the model keeps: float tensors (expanded weights included) plus
+    /// the bit planes of packed weights. Mapped float weights count too (they become resident
+    /// once read).
+    public let weightBytes: Int
 
     /// What loading may allocate and how deep it may recurse.
     public struct Options: Sendable {
@@ -23,10 +30,22 @@ public final class MBModel: Sendable {
         public var maxTensorBytes: Int
         /// Deepest nesting of subgraphs (If branches) accepted.
         public var maxGraphDepth: Int
+        /// How binarized weights run.
+        public var weights: Weights
 
-        public init(maxTensorBytes: Int = MBSession.Options.defaultMaxTensorBytes, maxGraphDepth: Int = 64) {
+        /// How binarized weights run.
+        public enum Weights: String, Sendable, CaseIterable {
+            /// Expanded once at load into exactly the stored values; float kernels.
+            case expanded
+            /// Kept as bit planes (never expanded whole): Conv/Gemm/MatMul run the bit-plane
+            /// kernels; other readers of a binarized tensor get it expanded.
+            case packed
+        }
+
+        public init(maxTensorBytes: Int = MBSession.Options.defaultMaxTensorBytes, maxGraphDepth: Int = 64, weights: Weights = .expanded) {
             self.maxTensorBytes = maxTensorBytes
             self.maxGraphDepth = maxGraphDepth
+            self.weights = weights
         }
     }
 
@@ -42,6 +61,9 @@ public final class MBModel: Sendable {
         self.inputs = ir.graph.inputs
         self.outputs = ir.graph.outputs
         self.opsets = ir.opsets
+        self.options = options
+        self.packedNodes = compiler.packedNodes
+        self.weightBytes = compiler.residentConstantBytes(graph)
     }
 
     public func makeSession(_ options: MBSession.Options = .init()) -> MBSession {

@@ -12,6 +12,8 @@ struct MBBench: ParsableCommand {
             ImportOnce.self,
             RunBench.self,
             BinarizeBench.self,
+            BitPlaneBench.self,
+            AlexNetBitPlaneBench.self,
             ConvertBench.self,
             CalibrationBench.self,
         ]

@@ -12,6 +12,7 @@ struct MBConvertCommand: ParsableCommand {
             PolicyCommand.self,
             StudyCommand.self,
             RunCommand.self,
+            BenchCommand.self,
             ExportONNXCommand.self,
             VerifyCommand.self,
         ],

@@ -1,5 +1,8 @@
 import ArgumentParser
 import MBConvert
+import MBRuntime
+
+extension MBModel.Options.Weights: ExpressibleByArgument {}
 
 struct RunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -26,6 +29,9 @@ struct RunCommand: ParsableCommand {
     @Flag(help: "With --repeat: print the time per operator type of the last run.")
     var profile = false
 
+    @Option(help: "How binarized weights run: expanded (float kernels on the stored values) or packed (bit-plane kernels).")
+    var weights: MBModel.Options.Weights = .expanded
+
     func validate() throws {
         guard `repeat` >= 0 else { throw ValidationError("--repeat must be >= 0") }
         guard threads >= 1 else { throw ValidationError("--threads must be >= 1") }
@@ -35,6 +41,7 @@ struct RunCommand: ParsableCommand {
         let report = try CLIErrors.reporting {
             var options = RunModel.Options(inputs: inputs, outputDirectory: outputDir, repeats: `repeat`, threads: threads)
             options.profile = profile
+            options.weights = weights
             return try RunModel.run(modelPath: model, options: options)
         }
         print(report, terminator: "")

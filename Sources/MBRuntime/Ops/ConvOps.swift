@@ -53,6 +53,26 @@ enum ConvOps {
             return v
         }
 
+        /// The convolution of input `x` with weights of shape `w`, checked.
+        func geometry(x: MBTensor, w: [Int], bias: MBTensor?) throws -> ConvGeometry {
+            guard x.rank >= 3, w.count == x.rank else { throw OpError("X \(x.shape) and W \(w) must have the same rank >= 3") }
+            let r = x.rank - 2
+            let spatial = Array(x.shape[2...])
+            let kernel = try list(kernelShape, r, 0, "kernel_shape")
+            guard kernel == Array(w[2...]) || kernelShape == nil else { throw OpError("kernel_shape \(kernel) does not match W \(w)") }
+            let k = Array(w[2...])
+            let strides = try list(self.strides, r, 1, "strides"), dil = try list(dilations, r, 1, "dilations")
+            let (pb, pe) = try resolvePads(input: spatial, kernel: k, strides: strides, dilations: dil)
+            guard x.shape[1] == w[1] * group else {
+                throw OpError("X has \(x.shape[1]) channels but W \(w) with group \(group) expects \(w[1] * group)")
+            }
+            if let bias, bias.count != w[0] { throw OpError("B has \(bias.count) values for \(w[0]) output channels") }
+            let g = ConvGeometry(batch: x.shape[0], inChannels: x.shape[1], outChannels: w[0], groups: group,
+                                 input: spatial, kernel: k, strides: strides, dilations: dil, padBegin: pb, padEnd: pe)
+            if let problem = g.problem { throw OpError(problem) }
+            return g
+        }
+
         /// (begin, end) pads for a window sweep over `input` (Conv and pooling).
         func resolvePads(input: [Int], kernel: [Int], strides: [Int], dilations: [Int]) throws -> ([Int], [Int]) {
             let r = input.count
@@ -79,26 +99,25 @@ enum ConvOps {
         "Conv": { n in
             let a = try Attributes(n)
             let activation: Conv.Activation = try n.string(Fusion.activationAttribute, default: "") == "Relu" ? .relu : .none
+            let binarized = try BinarizedInput.spec(n)
             if let w = n.constantInput(1), w.elementType != .float { throw n.unsupported("weights of type \(w.elementType.name) (float only)") }
+            if let packed = n.packedInput(1), let weights = try? PackedConvWeights(packed, groups: a.group, activations: binarized) {
+                n.claimPacked(1, bytes: weights.residentBytes)
+                return { i, c in
+                    let x = try i.float(0, "X")
+                    let bias = try i[2].map { _ in try i.float(2, "B") }
+                    try Attributes.checkDimensions(("X", x))
+                    let g = try a.geometry(x: x, w: weights.shape, bias: bias)
+                    return [try weights.forward(g, x: x, bias: bias, relu: activation == .relu, c)]
+                }
+            }
             return { i, c in
-                let x = try i.float(0, "X"), w = try i.float(1, "W")
+                var x = try i.float(0, "X")
+                let w = try i.float(1, "W")
                 let bias = try i[2].map { b in try i.float(2, "B") }
                 try Attributes.checkDimensions(("X", x), ("W", w))
-                guard x.rank >= 3, w.rank == x.rank else { throw OpError("X \(x.shape) and W \(w.shape) must have the same rank >= 3") }
-                let r = x.rank - 2
-                let spatial = Array(x.shape[2...])
-                let kernel = try a.list(a.kernelShape, r, 0, "kernel_shape")
-                guard kernel == Array(w.shape[2...]) || a.kernelShape == nil else { throw OpError("kernel_shape \(kernel) does not match W \(w.shape)") }
-                let k = Array(w.shape[2...])
-                let strides = try a.list(a.strides, r, 1, "strides"), dil = try a.list(a.dilations, r, 1, "dilations")
-                let (pb, pe) = try a.resolvePads(input: spatial, kernel: k, strides: strides, dilations: dil)
-                guard x.shape[1] == w.shape[1] * a.group else {
-                    throw OpError("X has \(x.shape[1]) channels but W \(w.shape) with group \(a.group) expects \(w.shape[1] * a.group)")
-                }
-                if let bias, bias.count != w.shape[0] { throw OpError("B has \(bias.count) values for \(w.shape[0]) output channels") }
-                let g = ConvGeometry(batch: x.shape[0], inChannels: x.shape[1], outChannels: w.shape[0], groups: a.group,
-                                     input: spatial, kernel: k, strides: strides, dilations: dil, padBegin: pb, padEnd: pe)
-                if let problem = g.problem { throw OpError(problem) }
+                let g = try a.geometry(x: x, w: w.shape, bias: bias)
+                if let binarized { x = try BinarizedInput.expand(x, binarized, conv: true, c) }
                 let out = try c.alloc(.float, [g.batch, g.outChannels] + g.output)
                 Conv.forward(c.variant, g, input: x.pointer(Float.self), weights: w.pointer(Float.self), bias: bias?.pointer(Float.self),
                              output: out.mutable(Float.self), activation: activation, threads: c.threads, scratch: c.scratch)

@@ -7,9 +7,34 @@ enum MatrixOps {
         "Gemm": { n in
             let alpha = try n.float("alpha", default: 1), beta = try n.float("beta", default: 1)
             let transA = try n.int("transA", default: 0) != 0, transB = try n.int("transB", default: 0) != 0
+            let binarized = try BinarizedInput.spec(n)
+            if !transA, let packed = n.packedInput(1), let pm = try? PackedMatrix(packed, transposed: transB, activations: binarized) {
+                n.claimPacked(1, bytes: pm.matrix.residentBytes)
+                return { i, c in
+                    let a = try i.float(0, "A")
+                    guard a.rank == 2, a.shape[1] == pm.k else { throw OpError("A \(a.shape) does not fit B \(packed.shape)\(transB ? "ᵀ" : "")") }
+                    let m = a.shape[0], nn = pm.n
+                    let y = try c.alloc(.float, [m, nn])
+                    pm.multiply(a: a.pointer(Float.self), m: m, y: y.mutable(Float.self), c)
+                    let py = y.mutable(Float.self)
+                    if alpha != 1 { for j in 0..<(m * nn) { py[j] *= alpha } }
+                    if let cIn = i[2], beta != 0 {
+                        guard cIn.elementType == .float else { throw OpError("C must be float") }
+                        guard try broadcastShapes(cIn.shape, [m, nn]) == [m, nn] else { throw OpError("C \(cIn.shape) does not broadcast to [\(m), \(nn)]") }
+                        let cb = try broadcastTo(cIn, [m, nn], c)
+                        withExtendedLifetime(cb) {
+                            let pc = cb.pointer(Float.self)
+                            for j in 0..<(m * nn) { py[j] += beta * pc[j] }
+                        }
+                    }
+                    return [y]
+                }
+            }
             // Before opset 7, C had to match [M, N] unless broadcast=1; broadcasting always is a superset.
             return { i, c in
-                let a = try i.float(0, "A"), b = try i.float(1, "B")
+                var a = try i.float(0, "A")
+                let b = try i.float(1, "B")
+                if let binarized { a = try BinarizedInput.expand(a, binarized, conv: false, c) }
                 guard a.rank == 2, b.rank == 2 else { throw OpError("A \(a.shape) and B \(b.shape) must be 2-D") }
                 let m = transA ? a.shape[1] : a.shape[0], k = transA ? a.shape[0] : a.shape[1]
                 let kb = transB ? b.shape[1] : b.shape[0], nn = transB ? b.shape[0] : b.shape[1]
@@ -34,7 +59,26 @@ enum MatrixOps {
                 return [y]
             }
         },
-        "MatMul": { _ in { i, c in [try matmul(try i.float(0, "A"), try i.float(1, "B"), c)] } },
+        "MatMul": { n in
+            let binarized = try BinarizedInput.spec(n)
+            if let packed = n.packedInput(1), packed.shape.count == 2,
+               let pm = try? PackedMatrix(packed, transposed: false, activations: binarized) {
+                n.claimPacked(1, bytes: pm.matrix.residentBytes)
+                return { i, c in
+                    let a = try i.float(0, "A")
+                    guard a.rank >= 1, a.shape.last == pm.k else { throw OpError("inner dimensions differ: \(a.shape) × \(packed.shape)") }
+                    let m = a.count / pm.k
+                    let y = try c.alloc(.float, Array(a.shape.dropLast()) + [pm.n])
+                    pm.multiply(a: a.pointer(Float.self), m: m, y: y.mutable(Float.self), c)
+                    return [y]
+                }
+            }
+            return { i, c in
+                var a = try i.float(0, "A")
+                if let binarized { a = try BinarizedInput.expand(a, binarized, conv: false, c) }
+                return [try matmul(a, try i.float(1, "B"), c)]
+            }
+        },
     ]
 
     /// numpy.matmul: 1-D operands promoted and the added dimension removed afterwards; batch

@@ -64,6 +64,18 @@ struct NodeContext {
     /// Whether input `i` is present.
     func hasInput(_ i: Int) -> Bool { i < inputSlots.count && inputSlots[i] >= 0 }
 
+    /// Input `i` when it is a binarized weight kept packed (packed mode), not yet claimed.
+    func packedInput(_ i: Int) -> PackedTensor? {
+        guard hasInput(i), compiler.constantValues[inputSlots[i]] == nil else { return nil }
+        return compiler.packedConstants[inputSlots[i]]?.tensor
+    }
+
+    /// This node runs input `i` from its bit planes (`bytes` of them): it is never expanded for it.
+    func claimPacked(_ i: Int, bytes: Int) {
+        compiler.claimed.insert(inputSlots[i])
+        compiler.packedBytes += bytes
+    }
+
     /// The value of input `i` when it is known at load time.
     func constantInput(_ i: Int) -> MBTensor? {
         guard hasInput(i) else { return nil }
@@ -148,6 +160,7 @@ final class ExecutionContext: @unchecked Sendable {
     let threads: Int
     let variant: KernelVariant
     let scratch = KernelScratch()
+    let bitScratch = BitPlaneScratch()
     /// Per-node times when the session profiles.
     var profile: MBProfile?
     /// Replacements applied to values as they are computed, by slot (MBSession.run(_:transforming:)).

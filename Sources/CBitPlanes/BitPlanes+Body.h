@@ -1,0 +1,414 @@
+// The kernel bodies, included once per instruction set by BitPlanes.c with
+//   BP_TARGET  the function attribute (target("...") or nothing)
+//   BP_FN(n)   the variant's name for n
+//   BP_MASKED_FLOAT  1 when AVX-512F masked adds are available for the float GEMV
+// Lanes are the 8 rows of a weight block (v8u64), so popcounts need no horizontal sums: clang
+// lowers __builtin_elementwise_popcount to VPOPCNTQ (AVX-512), a PSHUFB nibble table (AVX2)
+// or scalar bit arithmetic (portable), from the same source.
+
+#ifndef BP_LOAD8
+#define BP_LOAD8(dst, p) __builtin_memcpy(&(dst), (p), sizeof(dst))
+#endif
+
+/// Counts of one position against one weight block: X[k][l] and M[k][l] (8 lanes each) for
+/// k < w->levels, l < x->levels. Levels of the activations are nested (a unit empty at level l
+/// is empty above it), so the level loop stops at the first empty one.
+static inline __attribute__((always_inline)) BP_TARGET void BP_FN(block_counts)(const bp_weights *w, const bp_acts *x, const int32_t *patch, int32_t b,
+                                                 v8u64 X[BP_MAX_LEVELS][BP_MAX_LEVELS], v8u64 M[BP_MAX_LEVELS][BP_MAX_LEVELS]) {
+    const int32_t Lw = w->levels, Lx = x->levels, cw = w->wordsPerTap;
+    const int64_t unitStride = (int64_t)x->units * cw;
+    for (int32_t k = 0; k < Lw; k++) {
+        const int32_t list = b * Lw + k;
+        const int32_t e0 = w->listStart[list], e1 = w->listStart[list + 1];
+        const int full = w->listFull[list];
+        const uint64_t *acts = w->entryActs + 8 * (w->listActs[list] - e0);
+        // Accumulators for this weight level, indexed by constants after unrolling.
+        v8u64 ax[BP_MAX_LEVELS], am[BP_MAX_LEVELS];
+        uint64_t fullCount[BP_MAX_LEVELS];
+#pragma clang loop unroll(full)
+        for (int l = 0; l < BP_MAX_LEVELS; l++) { ax[l] = (v8u64)0; am[l] = (v8u64)0; fullCount[l] = 0; }
+        for (int32_t e = e0; e < e1; e++) {
+            const int32_t tap = w->entryTap[e], i = w->entryWord[e] - tap * cw;
+            const int32_t u = patch[tap];
+            if (u < 0) continue;  // zero padding contributes nothing at any level
+            const uint8_t *st = x->state + (int64_t)u * Lx;
+            v8u64 s, a = (v8u64)0;
+            BP_LOAD8(s, w->entrySigns + 8 * (int64_t)e);
+            if (!full) BP_LOAD8(a, acts + 8 * (int64_t)e);
+            const uint64_t *xs = x->signs + (int64_t)u * cw + i;
+            const uint64_t *xa = x->acts + (int64_t)u * cw + i;
+            const uint64_t valid = w->validMask[i];
+            int alive = 1;
+#pragma clang loop unroll(full)
+            for (int l = 0; l < BP_MAX_LEVELS; l++) {
+                alive = alive && l < Lx && st[l] != BP_UNIT_EMPTY;
+                if (!alive) continue;
+                const uint64_t t = xs[l * unitStride];
+                if (full && st[l] == BP_UNIT_FULL) {
+                    // Both sides active on every valid bit; padding bits are 0 in s and t.
+                    ax[l] += __builtin_elementwise_popcount(s ^ t);
+                    fullCount[l] += (uint64_t)__builtin_popcountll(valid);
+                } else {
+                    const uint64_t bw = st[l] == BP_UNIT_FULL ? valid : xa[l * unitStride];
+                    const v8u64 m = full ? (v8u64)bw : (a & bw);
+                    ax[l] += __builtin_elementwise_popcount((s ^ t) & m);
+                    am[l] += __builtin_elementwise_popcount(m);
+                }
+            }
+        }
+#pragma clang loop unroll(full)
+        for (int l = 0; l < BP_MAX_LEVELS; l++) {
+            if (l < Lx) { X[k][l] = ax[l]; M[k][l] = am[l] + fullCount[l]; }
+        }
+    }
+}
+
+/// The activation side of one position, shared by every block: per level l, the words of the
+/// patch active at l (index into the weight row, index into the activation planes, activity
+/// word) and the sum of their popcounts.
+typedef struct {
+    int32_t *word;
+    int64_t *at;
+    uint64_t *act;
+    int32_t count[BP_MAX_LEVELS];
+    uint64_t total[BP_MAX_LEVELS];
+    int32_t capacity;
+} BP_FN(patch_lists);
+
+static inline __attribute__((always_inline)) BP_TARGET void BP_FN(build_lists)(const bp_weights *w, const bp_acts *x, const int32_t *patch,
+                                                                              BP_FN(patch_lists) *pl) {
+    const int32_t cw = w->wordsPerTap, Lx = x->levels;
+    for (int32_t l = 0; l < Lx; l++) {
+        int32_t n = 0;
+        uint64_t total = 0;
+        int32_t *word = pl->word + (int64_t)l * pl->capacity;
+        int64_t *at = pl->at + (int64_t)l * pl->capacity;
+        uint64_t *act = pl->act + (int64_t)l * pl->capacity;
+        for (int32_t tap = 0; tap < w->taps; tap++) {
+            const int32_t u = patch[tap];
+            if (u < 0) continue;
+            for (int32_t i = 0; i < cw; i++) {
+                const int64_t a = ((int64_t)l * x->units + u) * cw + i;
+                const uint64_t b = x->acts[a];
+                if (b == 0) continue;
+                word[n] = tap * cw + i;
+                at[n] = a;
+                act[n] = b;
+                total += (uint64_t)__builtin_popcountll(b);
+                n++;
+            }
+        }
+        pl->count[l] = n;
+        pl->total[l] = total;
+    }
+}
+
+/// Counts of a dense block (its levels 1..`levels` list every word; the rest are empty): loops
+/// over the patch's active words per activation level and every weight level of the block per
+/// word. A level whose list is full needs no weight activity (M is the patch's total); a partial
+/// one (rows of mixed widths in the block) ANDs it in.
+static inline __attribute__((always_inline)) BP_TARGET void BP_FN(dense_counts)(const bp_weights *w, const BP_FN(patch_lists) *pl, const bp_acts *x,
+                                                                               int32_t b, int32_t levels,
+                                                                               v8u64 X[BP_MAX_LEVELS][BP_MAX_LEVELS], v8u64 M[BP_MAX_LEVELS][BP_MAX_LEVELS]) {
+    const int32_t Lw = w->levels, Lx = x->levels;
+    const uint64_t *S[BP_MAX_LEVELS], *A[BP_MAX_LEVELS];
+    int full[BP_MAX_LEVELS];
+    for (int32_t k = 0; k < BP_MAX_LEVELS; k++) {
+        if (k < Lw) {
+            const int32_t list = b * Lw + k;
+            S[k] = w->entrySigns + 8 * (int64_t)w->listStart[list];
+            A[k] = w->entryActs + 8 * w->listActs[list];
+            full[k] = w->listFull[list];
+        } else { S[k] = A[k] = 0; full[k] = 1; }
+    }
+    for (int32_t l = 0; l < Lx; l++) {
+        v8u64 acc[BP_MAX_LEVELS], accM[BP_MAX_LEVELS];
+#pragma clang loop unroll(full)
+        for (int k = 0; k < BP_MAX_LEVELS; k++) { acc[k] = (v8u64)0; accM[k] = (v8u64)0; }
+        const int32_t n = pl->count[l];
+        const int32_t *word = pl->word + (int64_t)l * pl->capacity;
+        const int64_t *at = pl->at + (int64_t)l * pl->capacity;
+        const uint64_t *act = pl->act + (int64_t)l * pl->capacity;
+        for (int32_t j = 0; j < n; j++) {
+            const v8u64 t = (v8u64)x->signs[at[j]], m = (v8u64)act[j];
+            const int64_t off = 8 * (int64_t)word[j];
+#pragma clang loop unroll(full)
+            for (int k = 0; k < BP_MAX_LEVELS; k++) {
+                if (k < levels) {
+                    v8u64 s;
+                    BP_LOAD8(s, S[k] + off);
+                    if (full[k]) {
+                        acc[k] += __builtin_elementwise_popcount((s ^ t) & m);
+                    } else {
+                        v8u64 a;
+                        BP_LOAD8(a, A[k] + off);
+                        const v8u64 mm = a & m;
+                        acc[k] += __builtin_elementwise_popcount((s ^ t) & mm);
+                        accM[k] += __builtin_elementwise_popcount(mm);
+                    }
+                }
+            }
+        }
+        for (int32_t k = 0; k < Lw; k++) {
+            X[k][l] = k < levels ? acc[k] : (v8u64)0;
+            M[k][l] = k < levels ? (full[k] ? (v8u64)pl->total[l] : accM[k]) : (v8u64)0;
+        }
+    }
+}
+
+/// The dense path when every level of the block is full, for a compile-time number of levels
+/// (1 to 3, the common widths): accumulators stay in registers and the loop has no branch.
+static inline __attribute__((always_inline)) BP_TARGET void BP_FN(dense_full_counts)(const bp_weights *w, const BP_FN(patch_lists) *pl, const bp_acts *x,
+                                                                                    int32_t b, const int levels,
+                                                                                    v8u64 X[BP_MAX_LEVELS][BP_MAX_LEVELS], v8u64 M[BP_MAX_LEVELS][BP_MAX_LEVELS]) {
+    const int32_t Lw = w->levels, Lx = x->levels;
+    const uint64_t *S0 = w->entrySigns + 8 * (int64_t)w->listStart[b * Lw];
+    const uint64_t *S1 = levels > 1 ? w->entrySigns + 8 * (int64_t)w->listStart[b * Lw + 1] : S0;
+    const uint64_t *S2 = levels > 2 ? w->entrySigns + 8 * (int64_t)w->listStart[b * Lw + 2] : S0;
+    for (int32_t l = 0; l < Lx; l++) {
+        v8u64 a0 = (v8u64)0, a1 = (v8u64)0, a2 = (v8u64)0;
+        const int32_t n = pl->count[l];
+        const int32_t *word = pl->word + (int64_t)l * pl->capacity;
+        const int64_t *at = pl->at + (int64_t)l * pl->capacity;
+        const uint64_t *act = pl->act + (int64_t)l * pl->capacity;
+        for (int32_t j = 0; j < n; j++) {
+            const v8u64 t = (v8u64)x->signs[at[j]], m = (v8u64)act[j];
+            const int64_t off = 8 * (int64_t)word[j];
+            v8u64 s;
+            BP_LOAD8(s, S0 + off);
+            a0 += __builtin_elementwise_popcount((s ^ t) & m);
+            if (levels > 1) { BP_LOAD8(s, S1 + off); a1 += __builtin_elementwise_popcount((s ^ t) & m); }
+            if (levels > 2) { BP_LOAD8(s, S2 + off); a2 += __builtin_elementwise_popcount((s ^ t) & m); }
+        }
+        for (int32_t k = 0; k < Lw; k++) {
+            X[k][l] = k == 0 ? a0 : k == 1 && levels > 1 ? a1 : k == 2 && levels > 2 ? a2 : (v8u64)0;
+            M[k][l] = k < levels ? (v8u64)pl->total[l] : (v8u64)0;
+        }
+    }
+}
+
+/// Either path for one (position, block).
+static inline __attribute__((always_inline)) BP_TARGET void BP_FN(counts)(const bp_weights *w, const bp_acts *x, const int32_t *patch,
+                                                                         const BP_FN(patch_lists) *pl, int32_t b,
+                                                                         v8u64 X[BP_MAX_LEVELS][BP_MAX_LEVELS], v8u64 M[BP_MAX_LEVELS][BP_MAX_LEVELS]) {
+    const int32_t dense = w->blockDense[b];
+    int allFull = dense > 0 && dense <= 3;
+    for (int32_t k = 0; k < dense && allFull; k++) allFull = w->listFull[b * w->levels + k];
+    if (allFull && dense == 1) BP_FN(dense_full_counts)(w, pl, x, b, 1, X, M);
+    else if (allFull && dense == 2) BP_FN(dense_full_counts)(w, pl, x, b, 2, X, M);
+    else if (allFull && dense == 3) BP_FN(dense_full_counts)(w, pl, x, b, 3, X, M);
+    else if (dense > 0) BP_FN(dense_counts)(w, pl, x, b, dense, X, M);
+    else BP_FN(block_counts)(w, x, patch, b, X, M);
+}
+
+static BP_TARGET int BP_FN(lists_alloc)(const bp_weights *w, const bp_acts *x, BP_FN(patch_lists) *pl) {
+    pl->capacity = w->taps * w->wordsPerTap;
+    const int64_t n = (int64_t)pl->capacity * x->levels + 1;
+    pl->word = (int32_t *)malloc(n * sizeof(int32_t));
+    pl->at = (int64_t *)malloc(n * sizeof(int64_t));
+    pl->act = (uint64_t *)malloc(n * sizeof(uint64_t));
+    return pl->word && pl->at && pl->act;
+}
+
+static BP_TARGET void BP_FN(lists_free)(BP_FN(patch_lists) *pl) {
+    free(pl->word);
+    free(pl->at);
+    free(pl->act);
+}
+
+BP_TARGET static void BP_FN(binary_counts)(const bp_weights *w, const bp_acts *x, const int32_t *patches,
+                                           int64_t first, int64_t count, int32_t *Xout, int32_t *Mout) {
+    const int32_t Lw = w->levels, Lx = x->levels;
+    v8u64 X[BP_MAX_LEVELS][BP_MAX_LEVELS], M[BP_MAX_LEVELS][BP_MAX_LEVELS];
+    BP_FN(patch_lists) pl;
+    if (!BP_FN(lists_alloc)(w, x, &pl)) { BP_FN(lists_free)(&pl); return; }
+    for (int64_t p = first; p < first + count; p++) {
+        BP_FN(build_lists)(w, x, patches + p * w->taps, &pl);
+        for (int32_t b = 0; b < w->blocks; b++) {
+            BP_FN(counts)(w, x, patches + p * w->taps, &pl, b, X, M);
+            for (int32_t k = 0; k < Lw; k++) {
+                for (int32_t l = 0; l < Lx; l++) {
+                    const int64_t at = (((((p - first) * w->blocks + b) * Lw + k) * Lx) + l) * 8;
+                    for (int r = 0; r < 8; r++) {
+                        Xout[at + r] = (int32_t)X[k][l][r];
+                        Mout[at + r] = (int32_t)M[k][l][r];
+                    }
+                }
+            }
+        }
+    }
+    BP_FN(lists_free)(&pl);
+}
+
+BP_TARGET static void BP_FN(binary_float)(const bp_weights *w, const bp_acts *x, const int32_t *patches,
+                                          int64_t first, int64_t count, const int32_t *rowOrder, int32_t rows,
+                                          const float *bias, int relu, float *y, int64_t strideRow, int64_t stridePos) {
+    const int32_t Lw = w->levels, Lx = x->levels;
+    const int64_t levelStride = (int64_t)w->blocks * 8;
+    v8u64 X[BP_MAX_LEVELS][BP_MAX_LEVELS], M[BP_MAX_LEVELS][BP_MAX_LEVELS];
+    BP_FN(patch_lists) pl;
+    if (!BP_FN(lists_alloc)(w, x, &pl)) { BP_FN(lists_free)(&pl); return; }
+    for (int64_t p = first; p < first + count; p++) {
+        BP_FN(build_lists)(w, x, patches + p * w->taps, &pl);
+        for (int32_t b = 0; b < w->blocks; b++) {
+            BP_FN(counts)(w, x, patches + p * w->taps, &pl, b, X, M);
+            // Epilogue: each level's scale once per output, k then l ascending (the reference's order).
+            v8f32 acc = (v8f32)0;
+            for (int32_t k = 0; k < Lw; k++) {
+                v8f32 mu;
+                __builtin_memcpy(&mu, w->scales + k * levelStride + 8 * b, sizeof mu);
+                for (int32_t l = 0; l < Lx; l++) {
+                    const v8i64 d = (v8i64)M[k][l] - 2 * (v8i64)X[k][l];
+                    acc += mu * x->scales[l] * __builtin_convertvector(d, v8f32);
+                }
+            }
+            for (int r = 0; r < 8; r++) {
+                const int32_t row = rowOrder[8 * b + r];
+                if (row < 0 || row >= rows) continue;
+                float v = acc[r] + (bias ? bias[row] : 0.0f);
+                if (relu && !(v > 0)) v = 0;
+                y[row * strideRow + p * stridePos] = v;
+            }
+        }
+    }
+    BP_FN(lists_free)(&pl);
+}
+
+#if BP_MASKED_FLOAT
+/// AVX-512: per word, the 64 floats of x in four registers; each row adds them under the
+/// 16-bit pieces of its sign (and activity) word as masks. 8 rows share the loads of x.
+BP_TARGET static void BP_FN(gemv_prepare)(const bp_weights *w, const float *xv, float *scratch) {
+    const int32_t words = w->taps * w->wordsPerTap;
+    for (int32_t j = 0; j < words; j++) {
+        __m512 s = _mm512_add_ps(_mm512_add_ps(_mm512_loadu_ps(xv + 64 * j), _mm512_loadu_ps(xv + 64 * j + 16)),
+                                 _mm512_add_ps(_mm512_loadu_ps(xv + 64 * j + 32), _mm512_loadu_ps(xv + 64 * j + 48)));
+        scratch[j] = _mm512_reduce_add_ps(s);
+    }
+}
+
+BP_TARGET static void BP_FN(gemv_float)(const bp_weights *w, const float *xv, float *out, const float *scratch,
+                                        int32_t firstBlock, int32_t blockCount) {
+    const int32_t Lw = w->levels;
+    const float *wordSum = scratch;
+    const int64_t levelStride = (int64_t)w->blocks * 8;
+    for (int32_t b = firstBlock; b < firstBlock + blockCount; b++) {
+        for (int32_t k = 0; k < Lw; k++) {
+            const int32_t list = b * Lw + k;
+            const int32_t e0 = w->listStart[list], e1 = w->listStart[list + 1];
+            float *o = out + k * levelStride + 8 * b;
+            if (w->listFull[list]) {
+                // sum_j s_j x_j = 2 * (sum of x where s = +1) - (sum of the word's x).
+                __m512 acc[8];
+                for (int r = 0; r < 8; r++) acc[r] = _mm512_setzero_ps();
+                float total = 0;
+                for (int32_t e = e0; e < e1; e++) {
+                    const int32_t j = w->entryWord[e];
+                    const float *xj = xv + 64 * j;
+                    const __m512 x0 = _mm512_loadu_ps(xj), x1 = _mm512_loadu_ps(xj + 16);
+                    const __m512 x2 = _mm512_loadu_ps(xj + 32), x3 = _mm512_loadu_ps(xj + 48);
+                    const uint64_t *sg = w->entrySigns + 8 * (int64_t)e;
+                    total += wordSum[j];
+#pragma clang loop unroll(full)
+                    for (int r = 0; r < 8; r++) {
+                        const uint64_t s = sg[r];
+                        acc[r] = _mm512_mask_add_ps(acc[r], (__mmask16)s, acc[r], x0);
+                        acc[r] = _mm512_mask_add_ps(acc[r], (__mmask16)(s >> 16), acc[r], x1);
+                        acc[r] = _mm512_mask_add_ps(acc[r], (__mmask16)(s >> 32), acc[r], x2);
+                        acc[r] = _mm512_mask_add_ps(acc[r], (__mmask16)(s >> 48), acc[r], x3);
+                    }
+                }
+                for (int r = 0; r < 8; r++) o[r] = 2 * _mm512_reduce_add_ps(acc[r]) - total;
+            } else {
+                // sum over active j of s_j x_j = 2 * (sum where active and +1) - (sum where active).
+                __m512 pos[8], act[8];
+                for (int r = 0; r < 8; r++) { pos[r] = _mm512_setzero_ps(); act[r] = _mm512_setzero_ps(); }
+                const uint64_t *acts = w->entryActs + 8 * w->listActs[list];
+                for (int32_t e = e0; e < e1; e++) {
+                    const int32_t j = w->entryWord[e];
+                    const float *xj = xv + 64 * j;
+                    const __m512 x0 = _mm512_loadu_ps(xj), x1 = _mm512_loadu_ps(xj + 16);
+                    const __m512 x2 = _mm512_loadu_ps(xj + 32), x3 = _mm512_loadu_ps(xj + 48);
+                    const uint64_t *sg = w->entrySigns + 8 * (int64_t)e;
+                    const uint64_t *ac = acts + 8 * (int64_t)(e - e0);
+#pragma clang loop unroll(full)
+                    for (int r = 0; r < 8; r++) {
+                        const uint64_t a = ac[r], s = sg[r] & a;
+                        pos[r] = _mm512_mask_add_ps(pos[r], (__mmask16)s, pos[r], x0);
+                        pos[r] = _mm512_mask_add_ps(pos[r], (__mmask16)(s >> 16), pos[r], x1);
+                        pos[r] = _mm512_mask_add_ps(pos[r], (__mmask16)(s >> 32), pos[r], x2);
+                        pos[r] = _mm512_mask_add_ps(pos[r], (__mmask16)(s >> 48), pos[r], x3);
+                        act[r] = _mm512_mask_add_ps(act[r], (__mmask16)a, act[r], x0);
+                        act[r] = _mm512_mask_add_ps(act[r], (__mmask16)(a >> 16), act[r], x1);
+                        act[r] = _mm512_mask_add_ps(act[r], (__mmask16)(a >> 32), act[r], x2);
+                        act[r] = _mm512_mask_add_ps(act[r], (__mmask16)(a >> 48), act[r], x3);
+                    }
+                }
+                for (int r = 0; r < 8; r++) o[r] = 2 * _mm512_reduce_add_ps(pos[r]) - _mm512_reduce_add_ps(act[r]);
+            }
+        }
+    }
+}
+#else
+/// Portable: per byte of x (8 floats), a table of the 256 subset sums; a row's byte of signs
+/// picks one entry, so a 64-bit word costs 8 loads per row instead of 64 multiply-adds.
+BP_TARGET static void BP_FN(gemv_prepare)(const bp_weights *w, const float *xv, float *scratch) {
+    const int32_t words = w->taps * w->wordsPerTap;
+    float *wordSum = scratch;
+    float *table = scratch + words;
+    for (int32_t q = 0; q < 8 * words; q++) {
+        float *t = table + 256 * (int64_t)q;
+        const float *xq = xv + 8 * q;
+        t[0] = 0;
+        for (int m = 1; m < 256; m++) t[m] = t[m & (m - 1)] + xq[__builtin_ctz(m)];
+    }
+    for (int32_t j = 0; j < words; j++) {
+        float s = 0;
+        for (int q = 0; q < 8; q++) s += table[256 * (int64_t)(8 * j + q) + 255];
+        wordSum[j] = s;
+    }
+}
+
+BP_TARGET static void BP_FN(gemv_float)(const bp_weights *w, const float *xv, float *out, const float *scratch,
+                                        int32_t firstBlock, int32_t blockCount) {
+    const int32_t Lw = w->levels;
+    const int32_t words = w->taps * w->wordsPerTap;
+    const float *wordSum = scratch;
+    const float *table = scratch + words;
+    const int64_t levelStride = (int64_t)w->blocks * 8;
+    for (int32_t b = firstBlock; b < firstBlock + blockCount; b++) {
+        for (int32_t k = 0; k < Lw; k++) {
+            const int32_t list = b * Lw + k;
+            const int32_t e0 = w->listStart[list], e1 = w->listStart[list + 1];
+            const int full = w->listFull[list];
+            const uint64_t *acts = w->entryActs + 8 * w->listActs[list];
+            float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+            float total = 0;
+            for (int32_t e = e0; e < e1; e++) {
+                const int32_t j = w->entryWord[e];
+                const float *tj = table + 256 * (int64_t)(8 * j);
+                const uint64_t *sg = w->entrySigns + 8 * (int64_t)e;
+                if (full) {
+                    total += wordSum[j];
+                    for (int r = 0; r < 8; r++) {
+                        const uint64_t s = sg[r];
+                        float v = 0;
+                        for (int q = 0; q < 8; q++) v += tj[256 * q + ((s >> (8 * q)) & 255)];
+                        acc[r] += v;
+                    }
+                } else {
+                    const uint64_t *ac = acts + 8 * (int64_t)(e - e0);
+                    for (int r = 0; r < 8; r++) {
+                        const uint64_t a = ac[r], pos = sg[r] & a, neg = ~sg[r] & a;
+                        float v = 0;
+                        for (int q = 0; q < 8; q++)
+                            v += tj[256 * q + ((pos >> (8 * q)) & 255)] - tj[256 * q + ((neg >> (8 * q)) & 255)];
+                        acc[r] += v;
+                    }
+                }
+            }
+            float *o = out + k * levelStride + 8 * b;
+            for (int r = 0; r < 8; r++) o[r] = full ? 2 * acc[r] - total : acc[r];
+        }
+    }
+}
+#endif

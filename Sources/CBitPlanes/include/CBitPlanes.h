@@ -1,0 +1,90 @@
+// Bit-plane kernels for binarized weights (and binarized activations).
+//
+// C because the kernels need per-function instruction sets (AVX-512 VPOPCNTDQ, AVX2) chosen at
+// run time by cpuid, which Swift cannot express: the same kernel body (BitPlanes+Body.h) is
+// compiled once per instruction set with clang's target attribute, and `bp_isa()` picks one.
+// The plain references live in Swift (MBKernels/BitPlane*+Reference.swift); tests compare them.
+//
+// Layouts (see MBKernels/BitPlaneMatrix.swift for the builder):
+// - Weights: output rows in blocks of 8 (lanes = rows). Per (block, level) a list of entries,
+//   one per 64-bit word of the reduction axis that any of the 8 rows has active at that level:
+//   the word's index, then 8 sign words (bit set = +1) and, unless the list is FULL (every bit
+//   of every row active), 8 activity words.
+// - Activations: "units" of `wordsPerUnit` words (a pixel's channels for Conv, the vector for
+//   Gemm); per (level, unit) activity and sign words, and a state (0 empty, 1 partial, 2 full).
+// - A position's patch: for each tap, the unit it reads, or -1 (zero padding).
+#ifndef CBITPLANES_H
+#define CBITPLANES_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum { BP_ISA_PORTABLE = 0, BP_ISA_AVX2 = 1, BP_ISA_AVX512 = 2 };
+enum { BP_MAX_LEVELS = 8 };
+enum { BP_UNIT_EMPTY = 0, BP_UNIT_PARTIAL = 1, BP_UNIT_FULL = 2 };
+
+/// The best instruction set this CPU runs: AVX512 needs F, BW, VL and VPOPCNTDQ; AVX2 needs
+/// AVX2 and POPCNT. Environment variable MBCONVERT_ISA=portable|avx2|avx512 caps it (tests).
+int bp_isa(void);
+const char *bp_isa_name(int isa);
+
+typedef struct {
+    int32_t blocks;          // ceil(rows / 8)
+    int32_t levels;          // largest bit width
+    int32_t taps;            // kernel positions (1 for Gemm)
+    int32_t wordsPerTap;     // words of one tap's channels
+    const int32_t *listStart;   // blocks*levels + 1 entry offsets (CSR)
+    const uint8_t *listFull;    // blocks*levels
+    const int64_t *listActs;    // blocks*levels: offset (in entries) of the list's activity words
+    const int32_t *entryWord;   // word index (tap * wordsPerTap + i) per entry
+    const int32_t *entryTap;    // its tap (saves a division per entry in the kernel)
+    const uint64_t *entrySigns; // 8 words per entry
+    const uint64_t *entryActs;  // 8 words per entry of non-full lists, at listActs[list] + (e - listStart[list])
+    const uint64_t *validMask;  // wordsPerTap: valid channel bits of each word of a tap
+    const float *scales;        // levels * blocks * 8: mu of (level, block row)
+    const uint8_t *blockDense;  // blocks: n > 0 when the block's levels 1..n are full lists over
+                                // every word and the rest empty (rows of one bit width: channel
+                                // masks, homogeneous weights); the kernel then indexes words directly
+} bp_weights;
+
+typedef struct {
+    int32_t units;
+    int32_t levels;
+    int32_t wordsPerUnit;
+    const uint64_t *signs;   // levels * units * wordsPerUnit
+    const uint64_t *acts;    // levels * units * wordsPerUnit
+    const uint8_t *state;    // units * levels
+    const float *scales;     // levels: nu_l
+} bp_acts;
+
+/// Integer part for `count` positions starting at `first`: for each position p, block b,
+/// weight level k, activation level l and lane r:
+///   X = popcount(a & b & (s ^ t)), M = popcount(a & b) summed over the patch,
+/// stored at ((((p - first) * blocks + b) * levels_w + k) * levels_x + l) * 8 + r.
+void bp_binary_counts(int isa, const bp_weights *w, const bp_acts *x, const int32_t *patches,
+                      int64_t first, int64_t count, int32_t *X, int32_t *M);
+
+/// y[row * strideRow + p * stridePos] = sum_{k,l} mu_k nu_l (M - 2 X) + bias[row], Relu when
+/// `relu`, for rows in original order (`rowOrder[block row]`, -1 for padding).
+void bp_binary_float(int isa, const bp_weights *w, const bp_acts *x, const int32_t *patches,
+                     int64_t first, int64_t count, const int32_t *rowOrder, int32_t rows,
+                     const float *bias, int relu, float *y, int64_t strideRow, int64_t stridePos);
+
+/// Float activations, one vector x of taps*wordsPerTap*64 floats (zero padded) at batch 1:
+/// out[level * blocks * 8 + block row] = sum over the row's active entries j of s_j x_j
+/// (unscaled), for blocks firstBlock ..< firstBlock + blockCount. `scratch` holds at least
+/// bp_gemv_scratch_floats(w) floats, filled from x by bp_gemv_prepare (once per x, before any
+/// thread runs bp_gemv_float). The portable variant keeps 256 subset sums per 8 floats of x there.
+int64_t bp_gemv_scratch_floats(const bp_weights *w);
+void bp_gemv_prepare(int isa, const bp_weights *w, const float *x, float *scratch);
+void bp_gemv_float(int isa, const bp_weights *w, const float *x, float *out, const float *scratch,
+                   int32_t firstBlock, int32_t blockCount);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,130 @@
+import MBCore
+
+/// Middle-Out mask selection (HBB.md section 3) for the runtime's binarized activations and for
+/// structured (group / channel) weight masks. The element case is the paper's rule and agrees
+/// bit for bit with MBBinarize's `Binarizer` (tests compare them); the grouped case applies the
+/// same rule to groups: a group's key is the mean of its entries' keys.
+public enum MiddleOutMask {
+    /// The canonical sum of |v| over `indices` in Double: entry number i of the list goes to lane
+    /// i % 8, lanes combined ((0+1)+(2+3))+((4+5)+(6+7)), as MBBinarize accumulates every mean.
+    @inline(__always)
+    static func canonicalAbsSum(_ v: UnsafePointer<Float>, _ indices: UnsafePointer<UInt32>, _ n: Int) -> Double {
+        var l = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+        var i = 0
+        while i + 8 <= n {
+            l.0 += Double(abs(v[Int(indices[i])])); l.1 += Double(abs(v[Int(indices[i + 1])]))
+            l.2 += Double(abs(v[Int(indices[i + 2])])); l.3 += Double(abs(v[Int(indices[i + 3])]))
+            l.4 += Double(abs(v[Int(indices[i + 4])])); l.5 += Double(abs(v[Int(indices[i + 5])]))
+            l.6 += Double(abs(v[Int(indices[i + 6])])); l.7 += Double(abs(v[Int(indices[i + 7])]))
+            i += 8
+        }
+        if i < n { l.0 += Double(abs(v[Int(indices[i])])); i += 1 }
+        if i < n { l.1 += Double(abs(v[Int(indices[i])])); i += 1 }
+        if i < n { l.2 += Double(abs(v[Int(indices[i])])); i += 1 }
+        if i < n { l.3 += Double(abs(v[Int(indices[i])])); i += 1 }
+        if i < n { l.4 += Double(abs(v[Int(indices[i])])); i += 1 }
+        if i < n { l.5 += Double(abs(v[Int(indices[i])])); i += 1 }
+        if i < n { l.6 += Double(abs(v[Int(indices[i])])); i += 1 }
+        return ((l.0 + l.1) + (l.2 + l.3)) + ((l.4 + l.5) + (l.6 + l.7))
+    }
+
+    /// round(p * n), halves away from zero.
+    static func roundedCount(_ fraction: Double, of n: Int) -> Int {
+        Int((fraction * Double(n)).rounded(.toNearestOrAwayFromZero))
+    }
+
+    /// The mask (flat bit widths) for `values` under distribution (bits ascending, fractions),
+    /// Middle-Out over entries (`groups == nil`) or over groups. Zero fractions are ignored; the
+    /// last used width takes the rest.
+    public static func select(_ values: UnsafeBufferPointer<Float>, bits: [Int], fractions: [Double], groups: MaskGroups?) -> [UInt8] {
+        let n = values.count
+        var mask = [UInt8](repeating: 0, count: n)
+        let used = zip(bits, fractions).filter { $0.1 > 0 }
+        guard n > 0, let last = used.last else { return mask }
+        let remaining = UnsafeMutablePointer<UInt32>.allocate(capacity: n)
+        defer { remaining.deallocate() }
+        var remainingCount = n
+        for j in 0..<n { remaining[j] = UInt32(j) }
+        let v = values.baseAddress!
+        mask.withUnsafeMutableBufferPointer { mask in
+            for (b, p) in used.dropLast() {
+                let m = canonicalAbsSum(v, remaining, remainingCount) / Double(remainingCount)
+                if let groups {
+                    selectGroups(v, remaining, remainingCount, mean: m, fraction: p, groups: groups, mark: UInt8(b), mask: mask)
+                } else {
+                    let c = min(roundedCount(p, of: n), remainingCount)
+                    selectEntries(v, remaining, remainingCount, mean: m, count: c, mark: UInt8(b), mask: mask)
+                }
+                var kept = 0
+                for i in 0..<remainingCount where mask[Int(remaining[i])] == 0 {
+                    remaining[kept] = remaining[i]
+                    kept += 1
+                }
+                remainingCount = kept
+            }
+            for i in 0..<remainingCount { mask[Int(remaining[i])] = UInt8(last.0) }
+        }
+        return mask
+    }
+
+    /// Marks the `c` entries of the list with the smallest key | |v| - m | (Double), ties by the
+    /// lower index. Radix select on the keys' bit patterns (a non-negative Double orders like its
+    /// bits), 16 bits at a time from the top: each pass keeps the boundary bucket's candidates in
+    /// index order, so when the bits run out the remaining ones share a key and the first are taken.
+    static func selectEntries(_ v: UnsafePointer<Float>, _ list: UnsafePointer<UInt32>, _ n: Int, mean m: Double, count c: Int,
+                              mark: UInt8, mask: UnsafeMutableBufferPointer<UInt8>) {
+        guard c > 0 else { return }
+        var index = [UInt32](repeating: 0, count: n)
+        var keys = [UInt64](repeating: 0, count: n)
+        for i in 0..<n {
+            let j = Int(list[i])
+            index[i] = list[i]
+            keys[i] = abs(Double(abs(v[j])) - m).bitPattern
+        }
+        var histogram = [Int](repeating: 0, count: 1 << 16)
+        var candidates = n, need = c, shift = 64
+        while need > 0 && need < candidates && shift > 0 {
+            shift -= 16
+            for i in histogram.indices { histogram[i] = 0 }
+            for i in 0..<candidates { histogram[Int((keys[i] >> UInt64(shift)) & 0xFFFF)] += 1 }
+            var below = 0, bucket = 0
+            while below + histogram[bucket] < need { below += histogram[bucket]; bucket += 1 }
+            var kept = 0
+            for i in 0..<candidates {
+                let d = Int((keys[i] >> UInt64(shift)) & 0xFFFF)
+                if d < bucket {
+                    mask[Int(index[i])] = mark
+                } else if d == bucket {
+                    index[kept] = index[i]
+                    keys[kept] = keys[i]
+                    kept += 1
+                }
+            }
+            candidates = kept
+            need -= below
+        }
+        for i in 0..<min(need, candidates) { mask[Int(index[i])] = mark }
+    }
+
+    /// Groups: every group whose entries all remain is a candidate (a group leaves whole); its
+    /// key is the mean over its entries of | |v| - m |, summed in entry order. The
+    /// round(p * groups) candidates with the smallest keys (ties: lower group) get `mark`.
+    static func selectGroups(_ v: UnsafePointer<Float>, _ list: UnsafePointer<UInt32>, _ n: Int, mean m: Double, fraction p: Double,
+                             groups: MaskGroups, mark: UInt8, mask: UnsafeMutableBufferPointer<UInt8>) {
+        var sum = [Double](repeating: 0, count: groups.count)
+        var size = [Int](repeating: 0, count: groups.count)
+        for i in 0..<n {
+            let j = Int(list[i]), g = Int(groups.ids[j])
+            sum[g] += abs(Double(abs(v[j])) - m)
+            size[g] += 1
+        }
+        var candidates: [(key: Double, group: Int)] = []
+        for g in 0..<groups.count where size[g] > 0 { candidates.append((sum[g] / Double(size[g]), g)) }
+        let c = min(roundedCount(p, of: groups.count), candidates.count)
+        guard c > 0 else { return }
+        candidates.sort { ($0.key, $0.group) < ($1.key, $1.group) }
+        var chosen = [Bool](repeating: false, count: groups.count)
+        for e in candidates.prefix(c) { chosen[e.group] = true }
+        for i in 0..<n where chosen[Int(groups.ids[Int(list[i])])] { mask[Int(list[i])] = mark }
+    }
+}

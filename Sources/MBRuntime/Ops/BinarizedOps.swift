@@ -1,0 +1,124 @@
+import MBCore
+import MBKernels
+
+/// Issue 7 in the runtime: layers whose input is binarized at inference time (node attributes
+/// `mb.activations.*`, written by the converter from a policy's `activations:`), and layers
+/// whose binarized weights run from bit planes (packed mode).
+///
+/// Binarized inputs mean the same thing in both modes: the input tensor gets a Middle-Out mask
+/// and residual levels (one scale per level for the whole tensor). Expanded mode then runs the
+/// float kernels on x_hat; packed mode runs the AND/XOR-popcount kernel on both operands' planes.
+enum BinarizedInput {
+    static let prefix = "mb.activations."
+
+    /// The node's input binarization, or nil when it has none.
+    static func spec(_ n: NodeContext) throws -> ActivationSpec? {
+        guard let bits = try n.ints(prefix + "bits") else {
+            if n.node.attributes.contains(where: { $0.name.hasPrefix(prefix) }) { throw n.bad("\(prefix)* attributes without \(prefix)bits") }
+            return nil
+        }
+        guard let fractions = try n.floats(prefix + "fractions"), fractions.count == bits.count, !bits.isEmpty else {
+            throw n.bad("\(prefix)fractions must list one fraction per bit width of \(prefix)bits \(bits)")
+        }
+        for (i, b) in bits.enumerated() where !(1...8).contains(b) || (i > 0 && b <= bits[i - 1]) {
+            throw n.bad("\(prefix)bits must be ascending bit widths from 1 to 8, got \(bits)")
+        }
+        // Fractions are stored as float32; the policy wrote decimals, so round to 6 places to
+        // get the Double the converter meant (0.7, not 0.699999988).
+        let f = fractions.map { (Double($0) * 1e6).rounded() / 1e6 }
+        guard f.allSatisfy({ $0 >= 0 && $0 <= 1 }), abs(f.reduce(0, +) - 1) <= 1e-5 else {
+            throw n.bad("\(prefix)fractions must be in [0, 1] and sum to 1, got \(fractions)")
+        }
+        let method = try n.string(prefix + "method", default: "middle-out")
+        guard method == "middle-out" else { throw n.unsupported("\(prefix)method '\(method)' (the runtime binarizes inputs by middle-out)") }
+        let text = try n.string(prefix + "granularity", default: "element")
+        guard let granularity = MaskGranularity(parsing: text), granularity != .channel else {
+            throw n.bad("\(prefix)granularity must be element or group:N, got '\(text)'")
+        }
+        return ActivationSpec(bits: bits, fractions: f, granularity: granularity)
+    }
+
+    /// x_hat for the float kernels: a Conv input (`conv`) or a matrix input as one tensor.
+    static func expand(_ x: MBTensor, _ spec: ActivationSpec, conv: Bool, _ c: ExecutionContext) throws -> MBTensor {
+        let values = x.buffer(Float.self)
+        let xb: BinarizedValues
+        if conv {
+            xb = spec.binarizeConvInput(values, batch: x.shape[0], channels: x.shape[1], pixels: x.shape[2...].reduce(1, *))
+        } else {
+            let k = x.shape.last ?? 1
+            xb = spec.binarizeMatrixInput(values, rows: x.count / max(k, 1), columns: k)
+        }
+        let y = try c.alloc(.float, x.shape)
+        xb.dequantized(into: y.mutable(Float.self))
+        return y
+    }
+}
+
+/// Bit-plane weights of one Gemm/MatMul: `y[m, n] = sum_k A[m, k] W[n, k]` (W from the planes).
+final class PackedMatrix: @unchecked Sendable {
+    let matrix: BitPlaneMatrix
+    let activations: ActivationSpec?
+    let cache = GroupCache()
+
+    init(_ packed: PackedTensor, transposed: Bool, activations: ActivationSpec?) throws {
+        matrix = try BitPlaneMatrix(packed: packed, kind: .matrix(transposed: transposed))
+        self.activations = activations
+    }
+
+    var k: Int { matrix.tapChannels }
+    var n: Int { matrix.rows }
+
+    /// Rows of `a` ([m, k], contiguous) times the weights into `y` ([m, n]).
+    func multiply(a: UnsafePointer<Float>, m: Int, y: UnsafeMutablePointer<Float>, _ c: ExecutionContext) {
+        if let spec = activations {
+            let xb = spec.binarizeMatrixInput(UnsafeBufferPointer(start: a, count: m * k), rows: m, columns: k, cache: cache)
+            let planes = ActivationPlanes(xb, units: m, unitChannels: k, base: 0, unitStride: k, channelStride: 1, scratch: c.bitScratch)
+            let patches = c.bitScratch.buffer(.patches, m, as: Int32.self)
+            for p in 0..<m { patches[p] = Int32(p) }
+            matrix.binaryForward(c.variant, acts: planes, patches: patches, positions: m, bias: nil, relu: false,
+                                 y: y, strideRow: 1, stridePos: n, threads: c.threads)
+        } else {
+            for r in 0..<m {
+                matrix.gemv(c.variant, x: a + r * k, bias: nil, y: y + r * n, threads: c.threads, scratch: c.bitScratch)
+            }
+        }
+    }
+}
+
+/// Bit-plane weights of one Conv (a matrix per group).
+final class PackedConvWeights: @unchecked Sendable {
+    let shape: [Int]
+    let groups: Int
+    let layer: BinaryConvLayer?
+    let matrices: [BitPlaneMatrix]
+
+    init(_ packed: PackedTensor, groups: Int, activations: ActivationSpec?) throws {
+        shape = packed.shape
+        self.groups = groups
+        let matrices = try (0..<groups).map { try BitPlaneMatrix(packed: packed, kind: .conv, group: $0, groups: groups) }
+        self.matrices = matrices
+        layer = activations.map { BinaryConvLayer(weights: matrices, activations: $0) }
+    }
+
+    var residentBytes: Int { matrices.reduce(0) { $0 + $1.residentBytes } }
+
+    func forward(_ g: ConvGeometry, x: MBTensor, bias: MBTensor?, relu: Bool, _ c: ExecutionContext) throws -> MBTensor {
+        let out = try c.alloc(.float, [g.batch, g.outChannels] + g.output)
+        if let layer {
+            layer.forward(g, input: x.pointer(Float.self), bias: bias?.pointer(Float.self), output: out.mutable(Float.self),
+                          relu: relu, threads: c.threads, scratch: c.bitScratch, variant: c.variant)
+            return out
+        }
+        // Float activations: the weights decoded into scratch for this call (never kept), then
+        // the float convolution.
+        let count = shape.reduce(1, *)
+        let w = c.bitScratch.buffer(.decodedWeights, count, as: Float.self)
+        let perGroup = count / groups
+        for (grp, m) in matrices.enumerated() {
+            m.decode(into: w, offset: grp * perGroup, rowStride: m.taps * m.tapChannels, tapStride: 1, channelStride: m.taps)
+        }
+        Conv.forward(c.variant, g, input: x.pointer(Float.self), weights: w, bias: bias?.pointer(Float.self),
+                     output: out.mutable(Float.self), activation: relu ? .relu : .none, threads: c.threads, scratch: c.scratch)
+        return out
+    }
+}

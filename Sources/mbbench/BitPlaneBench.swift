@@ -1,0 +1,226 @@
+import ArgumentParser
+import CBLAS
+import Foundation
+import MBBinarize
+import MBConvert
+import MBCore
+import MBKernels
+
+/// Issue 7's layer benchmarks, one thread, every ratio measured in this run:
+/// a 4096x9216 Gemm at batch 1 with 1.4-bit (7/2/1) weights (element, group:64 and channel
+/// masks) against our float path and OpenBLAS sgemv; a 3x3 conv 256->256 at 56x56 with 1.4-bit
+/// weights and activations against float and against homogeneous 2-bit/2-bit.
+struct BitPlaneBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bitplane",
+        abstract: "Bit-plane kernels against float: batch-1 Gemm 4096x9216 and conv 256->256 3x3 at 56x56 (1 thread)."
+    )
+
+    @Option(help: "Timed runs per measurement (median and min reported).")
+    var repeats = 10
+
+    @Option(help: "Gemm shape OUTxIN.")
+    var gemm = "4096x9216"
+
+    @Option(help: "Conv: channels and spatial size, CxHxW (3x3 kernel, pad 1, same channels out).")
+    var conv = "256x56x56"
+
+    @Flag(help: "Skip the Gemm case.")
+    var noGemm = false
+
+    @Flag(help: "Skip the conv case.")
+    var noConv = false
+
+    func run() throws {
+        print("bit-plane kernels: \(BitPlaneMatrix.isaName); 1 thread; median (min) of \(repeats) runs")
+        if !noGemm { try gemmCase() }
+        if !noConv { try convCase() }
+    }
+
+    func time(_ body: () -> Void) -> (median: Double, min: Double) {
+        body()  // warm-up
+        var t: [Double] = []
+        for _ in 0..<repeats {
+            let s = DispatchTime.now().uptimeNanoseconds
+            body()
+            t.append(Double(DispatchTime.now().uptimeNanoseconds - s) / 1e6)
+        }
+        t.sort()
+        return (t[t.count / 2], t[0])
+    }
+
+    func ms(_ t: (median: Double, min: Double)) -> String { String(format: "%.3f ms (%.3f)", t.median, t.min) }
+
+    func gemmCase() throws {
+        let dims = gemm.split(separator: "x").compactMap { Int($0) }
+        guard dims.count == 2 else { throw ValidationError("--gemm must look like 4096x9216") }
+        let (n, k) = (dims[0], dims[1])
+        var rng = SeededGenerator(seed: 7)
+        let w = (0..<(n * k)).map { _ in Float(rng.nextNormal() * 0.01) }
+        let x = (0..<k).map { _ in Float(max(0, rng.nextNormal())) }
+        var y = [Float](repeating: 0, count: n)
+        let tensor = try FloatTensor(name: "fc", shape: [n, k], values: w)
+        print("\nGemm [1, \(k)] x [\(n), \(k)]^T (transB = 1), batch 1; weights N(0, 0.01^2), x = relu(N(0, 1))")
+        let ours = time { Gemm.parallel(threads: 1, transA: false, transB: true, m: 1, n: n, k: k, alpha: 1, a: x, lda: k, b: w, ldb: k, beta: 0, c: &y, ldc: n) }
+        let blas = time { cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(n), Int32(k), 1, w, Int32(k), x, 1, 0, &y, 1) }
+        let expected = y
+        var rows: [[String]] = [
+            ["float (our Gemm path)", "32", "-", ms(ours), "1.00x", "-"],
+            ["OpenBLAS sgemv", "32", "-", ms(blas), String(format: "%.2fx", ours.median / blas.median), "-"],
+        ]
+        let scratch = BitPlaneScratch()
+        let cases: [(String, BitDistribution, MaskGranularity)] = [
+            ("1-bit", try .homogeneous(1), .element), ("2-bit", try .homogeneous(2), .element),
+            ("1.4-bit 7/2/1 element", try .tenths([7, 2, 1]), .element),
+            ("1.4-bit 7/2/1 group:64", try .tenths([7, 2, 1]), .group(64)),
+            ("1.4-bit 7/2/1 group:512", try .tenths([7, 2, 1]), .group(512)),
+            ("1.4-bit 7/2/1 channel", try .tenths([7, 2, 1]), .channel),
+        ]
+        for (label, dist, granularity) in cases {
+            let config = BinarizationConfig(distribution: dist)
+            let packed: PackedTensor
+            if let groups = MaskGroups.weight(rows: n, taps: 1, channels: k, rowStride: k, tapStride: 0, channelStride: 1, granularity: granularity) {
+                packed = try Binarizer.binarize(tensor, config, groups: groups, wholeTensor: granularity == .channel)
+            } else {
+                packed = try Binarizer.binarize(tensor, config)
+            }
+            let stats = Statistics(original: w, packed: packed)
+            let m = try BitPlaneMatrix(packed: packed, kind: .matrix(transposed: true))
+            let t = time { m.gemv(x: x, bias: nil, y: &y, threads: 1, scratch: scratch) }
+            // Same product through float: the dequantized weights times x.
+            let deq = packed.dequantized()
+            var yf = [Float](repeating: 0, count: n)
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(n), Int32(k), 1, deq, Int32(k), x, 1, 0, &yf, 1)
+            let scale = yf.map(abs).max() ?? 1
+            let diff = zip(y, yf).map { abs($0 - $1) }.max() ?? 0
+            let bits = Double(m.residentBytes * 8) / Double(n * k)
+            rows.append([label, String(format: "%.2f", bits), String(format: "%.3f", stats.normalizedError), ms(t),
+                         String(format: "%.2fx", ours.median / t.median), String(format: "%.1e", diff / scale)])
+        }
+        _ = expected
+        print(table(header: ["weights", "resident bits/weight", "weight error", "time", "speedup vs float", "max |Δ| vs deq. float (rel)"], rows: rows), terminator: "")
+        print("target: 1.4-bit >= 5x faster than float")
+    }
+
+    func convCase() throws {
+        let dims = conv.split(separator: "x").compactMap { Int($0) }
+        guard dims.count == 3 else { throw ValidationError("--conv must look like 256x56x56") }
+        let (c, h, wd) = (dims[0], dims[1], dims[2])
+        var rng = SeededGenerator(seed: 56)
+        let weights = (0..<(c * c * 9)).map { _ in Float(rng.nextNormal() * (2.0 / Double(c * 9)).squareRoot()) }
+        let x = (0..<(c * h * wd)).map { _ in Float(max(0, rng.nextNormal())) }
+        let bias = (0..<c).map { _ in Float(rng.nextNormal() * 0.01) }
+        let g = ConvGeometry(batch: 1, inChannels: c, outChannels: c, input: [h, wd], kernel: [3, 3], padBegin: [1, 1], padEnd: [1, 1])
+        var y = [Float](repeating: 0, count: c * g.outputSize)
+        let kscratch = KernelScratch()
+        print("\nConv 3x3 \(c)->\(c) at \(h)x\(wd), pad 1, batch 1; weights He-normal, x = relu(N(0, 1))")
+        let float = time { Conv.forward(.fast, g, input: x, weights: weights, bias: bias, output: &y, threads: 1, scratch: kscratch) }
+        var rows: [[String]] = [["float (im2col + sgemm)", "-", ms(float), "1.00x", "-"]]
+        let tensor = try FloatTensor(name: "conv", shape: [c, c, 3, 3], values: weights)
+        let scratch = BitPlaneScratch()
+        let cases: [(String, BitDistribution, MaskGranularity, [Int], [Double], MaskGranularity)] = [
+            ("2-bit / 2-bit", try .homogeneous(2), .element, [2], [1], .element),
+            ("1.4 element / 1.4 element", try .tenths([7, 2, 1]), .element, [1, 2, 3], [0.7, 0.2, 0.1], .element),
+            ("1.4 group:64 / 1.4 group:64", try .tenths([7, 2, 1]), .group(64), [1, 2, 3], [0.7, 0.2, 0.1], .group(64)),
+            ("1.4 channel / 1.4 group:64", try .tenths([7, 2, 1]), .channel, [1, 2, 3], [0.7, 0.2, 0.1], .group(64)),
+            ("1.4 channel / 1.4 group:256", try .tenths([7, 2, 1]), .channel, [1, 2, 3], [0.7, 0.2, 0.1], .group(256)),
+        ]
+        var twoBit = 0.0
+        for (label, dist, wg, abits, afrac, ag) in cases {
+            let config = BinarizationConfig(distribution: dist)
+            let packed: PackedTensor
+            if let groups = MaskGroups.weight(rows: c, taps: 9, channels: c, rowStride: c * 9, tapStride: 1, channelStride: 9, granularity: wg) {
+                packed = try Binarizer.binarize(tensor, config, groups: groups, wholeTensor: wg == .channel)
+            } else {
+                packed = try Binarizer.binarize(tensor, config)
+            }
+            let m = try BitPlaneMatrix(packed: packed, kind: .conv)
+            let layer = BinaryConvLayer(weights: m, activationBits: abits, activationFractions: afrac, activationGranularity: ag)
+            let t = time { layer.forward(g, input: x, bias: bias, output: &y, relu: false, threads: 1, scratch: scratch) }
+            let tb = time { _ = layer.activations.binarizeConvInput(x.withUnsafeBufferPointer { $0 }, batch: 1, channels: c, pixels: h * wd) }
+            print("  \(label): binarizing the input alone \(ms(tb))")
+            // Error of the whole layer against float, and the exactness of the bit-plane path
+            // against the same binarized operands through float (expanded).
+            var yFloat = [Float](repeating: 0, count: y.count), yExpanded = yFloat
+            Conv.forward(.fast, g, input: x, weights: weights, bias: bias, output: &yFloat, threads: 1, scratch: kscratch)
+            layer.forwardExpanded(g, input: x, weights: packed.dequantized(), bias: bias, output: &yExpanded, relu: false, scratch: kscratch)
+            let err = normError(y, yFloat), exact = normError(y, yExpanded)
+            if label.hasPrefix("2-bit") { twoBit = t.median }
+            rows.append([label, String(format: "%.3f", err), ms(t), String(format: "%.2fx", float.median / t.median),
+                         twoBit > 0 ? String(format: "%.2f", t.median / twoBit) : "-", String(format: "%.1e", exact)])
+        }
+        print(table(header: ["weights / activations", "output error vs float", "time", "speedup vs float", "time / 2-bit/2-bit", "vs expanded (rel)"].dropLast(0), rows: rows.map { $0.count == 5 ? $0 + ["-"] : $0 }), terminator: "")
+        print("targets: 1.4/1.4 >= 4x faster than float; 1.4/1.4 <= 0.8x the time of 2/2")
+    }
+
+    func normError(_ a: [Float], _ b: [Float]) -> Double {
+        var n = 0.0, d = 0.0
+        for (x, y) in zip(a, b) { n += Double(x - y) * Double(x - y); d += Double(y) * Double(y) }
+        return (n / max(d, 1e-30)).squareRoot()
+    }
+}
+
+/// End to end: the 61M-weight AlexNet-shaped model (light_bvlc_alexnet's graph, seeded weights)
+/// float against every Conv/Gemm at 1.4/1.4 (first and last layer float), one thread; each
+/// configuration in its own `mbconvert run` process so resident memory is its own.
+struct AlexNetBitPlaneBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "alexnet-1.4",
+        abstract: "AlexNet-shaped model: float vs 1.4/1.4 (expanded and packed), latency and resident memory, 1 thread."
+    )
+
+    @Option(help: "The shared models folder (light_bvlc_alexnet.onnx).")
+    var models = "../shared/models"
+
+    @Option(help: "Timed runs per configuration.")
+    var repeats = 10
+
+    @Option(help: "Folder for the generated models (default: a temporary folder, removed afterwards).")
+    var workdir: String?
+
+    func run() throws {
+        let dir = workdir ?? FileManager.default.temporaryDirectory.appendingPathComponent("mbbench-alexnet14-\(getpid())").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { if workdir == nil { try? FileManager.default.removeItem(atPath: dir) } }
+        let alex = try RunBenchmark.makeAlexNet(from: models + "/light_bvlc_alexnet.onnx", in: dir)
+        var rng = SeededGenerator(seed: 224)
+        let input = dir + "/input.npy"
+        try NPY.write(NPYArray(floats: (0..<(3 * 224 * 224)).map { _ in Float(rng.nextUnitDouble()) }, shape: [1, 3, 224, 224]), to: input)
+        let variants: [(String, String)] = [
+            ("1.4/1.4 element (paper)", "granularity: element\n  activations: {mix: {1: 0.7, 2: 0.2, 3: 0.1}}"),
+            ("1.4/1.4 channel w / group:64 a", "granularity: channel\n  activations: {mix: {1: 0.7, 2: 0.2, 3: 0.1}, granularity: group:64}"),
+        ]
+        let mbconvert = Bundle.main.executableURL!.deletingLastPathComponent().appendingPathComponent("mbconvert").path
+        var rows: [[String]] = []
+        let float = try measure(mbconvert, alex.path, input: input, weights: "expanded")
+        rows.append(["float", "-", float.latency, float.memory])
+        for (i, (label, settings)) in variants.enumerated() {
+            let policy = dir + "/p\(i).txt"
+            try "version: 1\nrules:\n  - match: {position: [first, last]}\n    keep: float32\ndefault:\n  mix: {1: 0.7, 2: 0.2, 3: 0.1}\n  \(settings)\n"
+                .write(toFile: policy, atomically: true, encoding: .utf8)
+            let out = dir + "/a\(i).mbm"
+            _ = try Conversion.run(model: alex.path, policy: policy, output: out, options: .init(force: true))
+            for mode in ["expanded", "packed"] {
+                let r = try measure(mbconvert, out, input: input, weights: mode)
+                rows.append([label, mode, r.latency, r.memory])
+            }
+        }
+        print("AlexNet-shaped model, \(alex.weights) weights, 1 thread, \(repeats) runs; bit planes: \(BitPlaneMatrix.isaName)")
+        print(table(header: ["model", "weights", "latency (median, min)", "resident memory"], rows: rows), terminator: "")
+    }
+
+    func measure(_ mbconvert: String, _ model: String, input: String, weights: String) throws -> (latency: String, memory: String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: mbconvert)
+        p.arguments = ["run", model, "--input", input, "--repeat", String(repeats), "--threads", "1", "--weights", weights]
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        try p.run()
+        let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        guard p.terminationStatus == 0 else { throw ValidationError("mbconvert run \(model) failed:\n\(text)") }
+        let latency = text.split(separator: "\n").first { $0.hasPrefix("latency") }.map { String($0.split(separator: ":").last!).trimmingCharacters(in: .whitespaces) } ?? "?"
+        let memory = text.split(separator: "\n").first { $0.hasPrefix("resident memory") }.map { String($0.dropFirst("resident memory: ".count)) } ?? "?"
+        return (latency, memory)
+    }
+}

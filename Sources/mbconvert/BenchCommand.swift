@@ -1,0 +1,38 @@
+import ArgumentParser
+import MBConvert
+
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Per-layer time of a converted model with binarized weights expanded and packed (bit planes).",
+        discussion: "Runs the model in both weight modes on the same inputs (seeded uniform [0, 1) values unless --input is given), prints each node's median time per mode, the weights' resident bytes and the outputs' largest difference. Build with -c release for meaningful numbers."
+    )
+
+    @Argument(help: "The model file (.mbm or .onnx).")
+    var model: String
+
+    @Option(name: .customLong("input"), help: "NAME=file.npy for each model input (default: seeded random values).")
+    var inputs: [String] = []
+
+    @Option(help: "Timed runs per mode (medians reported).")
+    var repeats = 10
+
+    @Option(help: "Threads for the runtime and the BLAS.")
+    var threads = 1
+
+    func validate() throws {
+        guard repeats >= 1 else { throw ValidationError("--repeats must be >= 1") }
+        guard threads >= 1 else { throw ValidationError("--threads must be >= 1") }
+    }
+
+    func run() throws {
+        let report = try CLIErrors.reporting {
+            var options = LayerBench.Options()
+            options.inputs = inputs
+            options.repeats = repeats
+            options.threads = threads
+            return try LayerBench.run(modelPath: model, options: options)
+        }
+        print(report, terminator: "")
+    }
+}

@@ -92,29 +92,4 @@ public enum AverageBitsSearch {
         if n <= sampleLimit { return FloatTensor(name: tensor.name, values: (0..<n).map(value)) }
         return FloatTensor(name: tensor.name, values: (0..<sampleLimit).map { _ in value(Int(rng.next() % UInt64(n))) })
     }
-
-    /// Elements of a float tensor as Float32.
-    static func floatValues(_ t: IRTensor) -> [Float]? {
-        guard case .dense(let bytes) = t.storage else { return nil }
-        let n = t.elementCount
-        return bytes.withBytes { raw -> [Float]? in
-            func u16(_ i: Int) -> UInt16 { UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self)) }
-            switch t.elementType {
-            case .float:
-                guard raw.count >= n * 4 else { return nil }
-                return (0..<n).map { Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self))) }
-            case .double:
-                guard raw.count >= n * 8 else { return nil }
-                return (0..<n).map { Float(Double(bitPattern: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 8, as: UInt64.self)))) }
-            case .float16:
-                guard raw.count >= n * 2 else { return nil }
-                return (0..<n).map { Float(float16Bits: u16($0)) }
-            case .bfloat16:
-                guard raw.count >= n * 2 else { return nil }
-                return (0..<n).map { Float(bitPattern: UInt32(u16($0)) << 16) }
-            default:
-                return nil
-            }
-        }
-    }
 }

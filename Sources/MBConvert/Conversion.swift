@@ -4,6 +4,7 @@ import MBCore
 import MBFormat
 import MBONNX
 import MBPolicy
+import MBRuntime
 
 /// `mbconvert model.onnx policy.txt`: import, find the weights (folding constant subgraphs),
 /// resolve the policy, binarize (tensors in parallel), write the `.mbm` atomically.
@@ -13,6 +14,8 @@ public enum Conversion {
         public var force = false
         /// A policy rule that matches no tensor is an error.
         public var strict = false
+        /// Calibration inputs (a .npy file or a folder; see `Calibration.loadInputs`).
+        public var calibrate: String?
         /// Worker threads for binarization (default: every core).
         public var threads = ProcessInfo.processInfo.activeProcessorCount
         public init(force: Bool = false, strict: Bool = false) {
@@ -51,83 +54,42 @@ public enum Conversion {
     ) throws -> ConversionReport {
         let started = Date()
         try checkOutput(outputPath, model: modelPath, policy: policyPath, force: options.force)
-
-        // Source model: bytes for the fingerprint, then the import.
-        let mapping: ByteStorage
-        do { mapping = try FileMapping.map(path: modelPath) } catch {
-            throw Failure(FileManager.default.fileExists(atPath: modelPath) ? "\(error)" : "\(modelPath): no such file")
-        }
-        let sha = SHA256.hash(mapping.buffer)
-        let model = try ONNXReader().load(path: modelPath)
-
-        // Policy.
         let policyBytes: [UInt8]
         do { policyBytes = Array(try Data(contentsOf: URL(fileURLWithPath: policyPath))) } catch {
             throw Failure("\(policyPath): " + (FileManager.default.fileExists(atPath: policyPath) ? "cannot read the file" : "no such file"))
         }
-        let parsed = Policy.parse(bytes: policyBytes, file: policyPath)
-        guard let policy = parsed.policy, !parsed.diagnostics.contains(where: { $0.severity == .error }) else {
-            throw Failure(parsed.diagnostics.filter { $0.severity == .error }.map(\.description))
+        let prepared = try prepare(model: modelPath, policyBytes: policyBytes, policyFile: policyPath, strict: options.strict)
+        let layers = try binarize(prepared, threads: options.threads, progress: progress)
+        var graph = prepared.graph
+        for outcome in layers { graph.constants[prepared.constantIndex[outcome.name]!] = outcome.tensor }
+        var corrections: [Calibration.LayerCorrection]?
+        var calibrationSeconds: Double?
+        if let calibrationPath = options.calibrate {
+            let start = Date()
+            let layerNodes = Set(prepared.plans.flatMap { plan -> [String] in
+                guard case .binarize(let b) = plan.decision.action, b.calibrate else { return [] }
+                return plan.tensor.consumers.filter { ["Conv", "ConvTranspose", "Gemm", "MatMul"].contains($0.opType) }.map(\.name)
+            })
+            let floatModel = try MBModel(ir: IRModel(graph: prepared.graph, opsets: prepared.opsets))
+            let inputs = try Calibration.loadInputs(calibrationPath, model: floatModel)
+            let (corrected, found) = try Calibration.calibrate(float: prepared.graph, binarized: graph, opsets: prepared.opsets,
+                                                               layerNodes: layerNodes, inputs: inputs, threads: options.threads)
+            graph = corrected
+            corrections = found
+            calibrationSeconds = Date().timeIntervalSince(start)
         }
 
-        // Weights and decisions (the same resolution `policy check` shows).
-        let discovery = try WeightDiscovery(onnx: model, file: modelPath)
-        let subjects = discovery.subjects
-        let unused = policy.unusedRuleDiagnostics(policy.resolve(subjects), subjects: subjects,
-                                                  modelName: URL(fileURLWithPath: modelPath).lastPathComponent, strict: options.strict)
-        if unused.contains(where: { $0.severity == .error }) { throw Failure(unused.filter { $0.severity == .error }.map(\.description)) }
-        let warnings = unused.map(\.description)
-        let plans: [PolicyCheck.TensorPlan]
-        do {
-            plans = try PolicyCheck.plans(policy, against: discovery)
-        } catch let problem as TargetSpread.Infeasible {
-            throw Failure(PolicyDiagnostic(file: policyPath, position: problem.position, message: problem.message).description)
-        }
-
-        // Fold constant subgraphs so every weight is a constant, and drop what nothing reads.
-        var graph = try ConstantFolding.fold(discovery.graph)
-        graph = prune(graph)
-        let constantIndex = Dictionary(graph.constants.enumerated().map { ($0.element.name, $0.offset) }, uniquingKeysWith: { a, _ in a })
-
-        // Binarize (and convert kept tensors) in parallel; results land in plan order.
-        let jobs = plans.filter { constantIndex[$0.tensor.name] != nil }
-        let results = ResultSlots<LayerOutcome>(count: jobs.count)
-        let counter = ProgressCounter()
-        let total = jobs.count
-        let workers = max(1, min(options.threads, jobs.count))
-        let constants = graph.constants
-        DispatchQueue.concurrentPerform(iterations: workers) { worker in
-            var j = worker
-            while j < jobs.count {
-                let job = jobs[j]
-                let outcome = Result { try convert(job, constant: constants[constantIndex[job.tensor.name]!], policy: policy) }
-                results.set(j, outcome)
-                if let progress {
-                    let bytes = (try? outcome.get().storedBytes) ?? 0
-                    progress(Progress(done: counter.increment(), total: total, tensor: job.tensor.name, bytes: bytes))
-                }
-                j += workers
-            }
-        }
-        var layers: [LayerOutcome] = []
-        for j in 0..<jobs.count {
-            let outcome = try results.get(j)
-            graph.constants[constantIndex[outcome.name]!] = outcome.tensor
-            layers.append(outcome)
-        }
-
-        // Write.
-        let irModel = IRModel(graph: graph, opsets: model.opsetImports.map {
-            IROpset(domain: ($0.domain ?? "") == "ai.onnx" ? "" : ($0.domain ?? ""), version: $0.version ?? 1)
-        })
-        var report = ConversionReport(model: modelPath, policy: policyPath, output: outputPath, onnxBytes: mapping.count,
-                                      layers: layers.map(\.row), warnings: warnings)
+        let irModel = IRModel(graph: graph, opsets: prepared.opsets)
+        var report = ConversionReport(model: modelPath, policy: policyPath, output: outputPath, onnxBytes: prepared.sourceBytes,
+                                      layers: layers.map(\.row), warnings: prepared.warnings)
+        report.calibration = corrections
+        report.calibrationSeconds = calibrationSeconds
         let metadata: [MetadataEntry] = [
             MetadataEntry(MetadataKey.producer, .string("mbconvert")),
             MetadataEntry(MetadataKey.producerVersion, .string(MBConvertInfo.version)),
             MetadataEntry(MetadataKey.sourceFile, .string(URL(fileURLWithPath: modelPath).lastPathComponent)),
-            MetadataEntry(MetadataKey.sourceSHA256, .bytes(sha)),
-            MetadataEntry(MetadataKey.sourceBytes, .int(Int64(mapping.count))),
+            MetadataEntry(MetadataKey.sourceSHA256, .bytes(prepared.sourceSHA256)),
+            MetadataEntry(MetadataKey.sourceBytes, .int(Int64(prepared.sourceBytes))),
             MetadataEntry(MetadataKey.policyFile, .string(URL(fileURLWithPath: policyPath).lastPathComponent)),
             MetadataEntry(MetadataKey.policyText, .string(String(decoding: policyBytes, as: UTF8.self))),
             MetadataEntry(MetadataKey.layerStatistics, .json(report.layersJSON())),
@@ -140,6 +102,84 @@ public enum Conversion {
         }
         report.finish(summary: summary, seconds: Date().timeIntervalSince(started))
         return report
+    }
+
+    /// Everything decided before binarizing: the folded graph and each tensor's plan.
+    struct Prepared {
+        var graph: IRGraph
+        var opsets: [IROpset]
+        var plans: [PolicyCheck.TensorPlan]
+        var policy: Policy
+        var constantIndex: [String: Int]
+        var warnings: [String]
+        var sourceHash: BackgroundHash
+        var sourceSHA256: [UInt8] { sourceHash.digest }
+        var sourceBytes: Int
+    }
+
+    /// Imports the model, parses the policy (`policyBytes`, named `policyFile` in messages),
+    /// discovers and folds the weights and resolves every decision.
+    static func prepare(model modelPath: String, policyBytes: [UInt8], policyFile: String, strict: Bool) throws -> Prepared {
+        let mapping: ByteStorage
+        do { mapping = try FileMapping.map(path: modelPath) } catch {
+            throw Failure(FileManager.default.fileExists(atPath: modelPath) ? "\(error)" : "\(modelPath): no such file")
+        }
+        // The fingerprint is computed on another core while the model is imported and binarized.
+        let sha = BackgroundHash(mapping)
+        let model = try ONNXReader().load(path: modelPath)
+
+        let parsed = Policy.parse(bytes: policyBytes, file: policyFile)
+        guard let policy = parsed.policy, !parsed.diagnostics.contains(where: { $0.severity == .error }) else {
+            throw Failure(parsed.diagnostics.filter { $0.severity == .error }.map(\.description))
+        }
+
+        // Weights and decisions (the same resolution `policy check` shows).
+        let discovery = try WeightDiscovery(onnx: model, file: modelPath)
+        let subjects = discovery.subjects
+        let unused = policy.unusedRuleDiagnostics(policy.resolve(subjects), subjects: subjects,
+                                                  modelName: URL(fileURLWithPath: modelPath).lastPathComponent, strict: strict)
+        if unused.contains(where: { $0.severity == .error }) { throw Failure(unused.filter { $0.severity == .error }.map(\.description)) }
+        let plans: [PolicyCheck.TensorPlan]
+        do {
+            plans = try PolicyCheck.plans(policy, against: discovery)
+        } catch let problem as TargetSpread.Infeasible {
+            throw Failure(PolicyDiagnostic(file: policyFile, position: problem.position, message: problem.message).description)
+        }
+
+        // Fold constant subgraphs so every weight is a constant, and drop what nothing reads.
+        let graph = prune(try ConstantFolding.fold(discovery.graph))
+        let constantIndex = Dictionary(graph.constants.enumerated().map { ($0.element.name, $0.offset) }, uniquingKeysWith: { a, _ in a })
+        let opsets = model.opsetImports.map {
+            IROpset(domain: ($0.domain ?? "") == "ai.onnx" ? "" : ($0.domain ?? ""), version: $0.version ?? 1)
+        }
+        return Prepared(graph: graph, opsets: opsets, plans: plans.filter { constantIndex[$0.tensor.name] != nil }, policy: policy,
+                        constantIndex: constantIndex, warnings: unused.map(\.description), sourceHash: sha, sourceBytes: mapping.count)
+    }
+
+    /// Binarizes (or converts to the kept type) every planned tensor, in parallel; results in
+    /// plan order.
+    static func binarize(_ prepared: Prepared, threads: Int, progress: (@Sendable (Progress) -> Void)?) throws -> [LayerOutcome] {
+        let jobs = prepared.plans
+        let results = ResultSlots<LayerOutcome>(count: jobs.count)
+        let counter = ProgressCounter()
+        let workers = max(1, min(threads, jobs.count))
+        let constants = prepared.graph.constants
+        let index = prepared.constantIndex
+        let policy = prepared.policy
+        DispatchQueue.concurrentPerform(iterations: workers) { worker in
+            var j = worker
+            while j < jobs.count {
+                let job = jobs[j]
+                let outcome = Result { try convert(job, constant: constants[index[job.tensor.name]!], policy: policy) }
+                results.set(j, outcome)
+                if let progress {
+                    let bytes = (try? outcome.get().storedBytes) ?? 0
+                    progress(Progress(done: counter.increment(), total: jobs.count, tensor: job.tensor.name, bytes: bytes))
+                }
+                j += workers
+            }
+        }
+        return try (0..<jobs.count).map { try results.get($0) }
     }
 
     /// Refuses to overwrite the input model or policy, and an existing output without `force`.
@@ -255,17 +295,10 @@ public enum Conversion {
 
     /// A constant's elements as Float (float32, float16, bfloat16, double sources).
     static func floatValues(of t: IRTensor) throws -> [Float] {
-        guard case .dense(let bytes) = t.storage else { throw Failure("tensor '\(t.name)': not a dense tensor") }
-        let n = t.elementCount
-        return bytes.withBytes { raw -> [Float] in
-            switch t.elementType {
-            case .float: return (0..<n).map { Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self))) }
-            case .float16: return (0..<n).map { Float(float16Bits: UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 2, as: UInt16.self))) }
-            case .bfloat16: return (0..<n).map { Float(bitPattern: UInt32(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 2, as: UInt16.self))) << 16) }
-            case .double: return (0..<n).map { Float(Double(bitPattern: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 8, as: UInt64.self)))) }
-            default: return []
-            }
+        guard let values = t.floatValues() else {
+            throw Failure("tensor '\(t.name)': \(t.elementType.name) values cannot be binarized (float32, float16, bfloat16 or double only)")
         }
+        return values
     }
 
     struct LayerOutcome: Sendable {
@@ -278,6 +311,25 @@ public enum Conversion {
 
 public enum MBConvertInfo {
     public static let version = "0.1.0-dev"
+}
+
+/// SHA-256 of a mapped file, computed on a background queue; `digest` waits for it.
+final class BackgroundHash: @unchecked Sendable {
+    private let group = DispatchGroup()
+    private var result: [UInt8] = []
+
+    init(_ storage: ByteStorage) {
+        group.enter()
+        DispatchQueue.global(qos: .userInitiated).async {
+            self.result = storage.withBuffer { SHA256.hash($0) }
+            self.group.leave()
+        }
+    }
+
+    var digest: [UInt8] {
+        group.wait()
+        return result
+    }
 }
 
 /// Results written by concurrent workers, one slot each.

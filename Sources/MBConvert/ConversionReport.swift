@@ -67,6 +67,9 @@ public struct ConversionReport: Codable, Sendable {
     public var layers: [Layer]
     public var warnings: [String]
     public var totals: Totals?
+    /// With --calibrate: each corrected layer.
+    public var calibration: [Calibration.LayerCorrection]?
+    public var calibrationSeconds: Double?
 
     init(model: String, policy: String, output: String, onnxBytes: Int, layers: [Layer], warnings: [String]) {
         self.model = model
@@ -102,9 +105,7 @@ public struct ConversionReport: Codable, Sendable {
 
     /// The per-layer statistics stored in the `.mbm` metadata.
     func layersJSON() -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return (try? String(decoding: encoder.encode(layers), as: UTF8.self)) ?? "[]"
+        (try? String(decoding: Inspect.jsonEncoder(pretty: false).encode(layers), as: UTF8.self)) ?? "[]"
     }
 
     public func renderText() -> String {
@@ -118,6 +119,13 @@ public struct ConversionReport: Codable, Sendable {
         }
         out += table(header: ["tensor", "op", "shape", "rule", "realized P", "avg bits", "stored bits/w", "norm. error"],
                      rows: rows, rightAligned: [5, 6, 7])
+        if let c = calibration {
+            out += String(format: "\ncalibration: %d layers corrected in %.2f s (output channels matched to the float model's mean and variance)\n",
+                          c.count, calibrationSeconds ?? 0)
+            out += table(header: ["layer", "output", "channels", "mean |a-1|", "mean |b|/σ", "stored as"], rows: c.map {
+                [$0.node, $0.output, String($0.channels), String(format: "%.4f", $0.meanScaleChange), String(format: "%.4f", $0.meanShift), $0.storedAs]
+            }, rightAligned: [2, 3, 4])
+        }
         if let t = totals {
             out += "\n"
             out += String(format: "%@ → %@: %@ → %@ (%.1fx smaller), %.2f s\n", model, output, formatBytes(t.onnxBytes), formatBytes(t.mbmBytes), t.compression, t.seconds)

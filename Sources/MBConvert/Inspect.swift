@@ -12,8 +12,15 @@ public enum Inspect {
     }
 
     public static func json<T: Encodable>(_ value: T) throws -> String {
+        String(decoding: try jsonEncoder(pretty: true).encode(value), as: UTF8.self) + "\n"
+    }
+
+    /// The one JSON style of every report: sorted keys, plain slashes, and non-finite numbers
+    /// (an exact layer's infinite SQNR) as the strings "inf", "-inf" and "nan".
+    public static func jsonEncoder(pretty: Bool) -> JSONEncoder {
         let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        return String(decoding: try encoder.encode(value), as: UTF8.self) + "\n"
+        encoder.outputFormatting = pretty ? [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes] : [.sortedKeys, .withoutEscapingSlashes]
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        return encoder
     }
 }

@@ -91,10 +91,7 @@ extension StudyReport {
 
     /// The whole report as JSON (keys sorted; infinities as the strings "inf" / "-inf").
     public func renderJSON() throws -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-        return String(decoding: try encoder.encode(self), as: UTF8.self) + "\n"
+        try Inspect.json(self)
     }
 }
 

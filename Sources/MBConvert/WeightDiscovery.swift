@@ -198,7 +198,7 @@ public struct WeightDiscovery: Sendable {
         if let p = folds[name], p.node.opType == "ConstantOfShape" {
             let one = ConstantFolding.Plan(node: p.node, outputName: p.outputName, elementType: p.elementType, shape: [1], elementCount: 1)
             let t = try ConstantFolding.evaluate(one) { _ in nil }
-            guard let v = AverageBitsSearch.floatValues(t)?.first else {
+            guard let v = t.floatValues()?.first else {
                 throw ConstantFolding.Failure(node: name, message: "\(p.elementType.name) values cannot be read as float")
             }
             return (p.elementCount, { _ in v })

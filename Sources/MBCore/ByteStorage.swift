@@ -52,7 +52,15 @@ public final class ByteStorage: @unchecked Sendable {
         }
     }
 
+    /// The bytes. Only valid while this storage is alive: prefer `withBuffer` unless you keep a
+    /// reference to the storage for as long as you use the pointer.
     public var buffer: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
+
+    /// Runs `body` over the bytes, keeping the storage alive meanwhile.
+    public func withBuffer<R, E: Error>(_ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {
+        defer { withExtendedLifetime(self) {} }
+        return try body(buffer)
+    }
 }
 
 /// A byte range of a `ByteStorage`, keeping it alive.

@@ -160,3 +160,31 @@ public struct IRTensor: Sendable {
         }
     }
 }
+
+extension IRTensor {
+    /// The elements of a dense float32, float64, float16 or bfloat16 tensor as Float; nil for
+    /// other types and storage, or when the bytes are too few for the shape.
+    public func floatValues() -> [Float]? {
+        guard case .dense(let bytes) = storage else { return nil }
+        let n = elementCount
+        return bytes.withBytes { raw -> [Float]? in
+            func u16(_ i: Int) -> UInt16 { UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self)) }
+            switch elementType {
+            case .float:
+                guard raw.count >= n * 4 else { return nil }
+                return (0..<n).map { Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self))) }
+            case .double:
+                guard raw.count >= n * 8 else { return nil }
+                return (0..<n).map { Float(Double(bitPattern: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 8, as: UInt64.self)))) }
+            case .float16:
+                guard raw.count >= n * 2 else { return nil }
+                return (0..<n).map { Float(float16Bits: u16($0)) }
+            case .bfloat16:
+                guard raw.count >= n * 2 else { return nil }
+                return (0..<n).map { Float(bitPattern: UInt32(u16($0)) << 16) }
+            default:
+                return nil
+            }
+        }
+    }
+}

@@ -49,7 +49,7 @@ public struct ONNXReader: Sendable {
         }
         let mapping: ByteStorage
         do { mapping = try FileMapping.map(path: path) } catch { throw ONNXError(.unreadable, file: path, "\(error)") }
-        var model = try decode(mapping.buffer, file: path)
+        var model = try mapping.withBuffer { (bytes) throws(ONNXError) in try decode(bytes, file: path) }
         let folder = ONNXReader.folder(of: path)
         var resolver = ExternalDataResolver(modelFile: path, folder: folder)
         try resolver.resolve(&model)
@@ -119,6 +119,7 @@ extension ONNXReader {
             if case .open(_, let e) = error, e == ENOENT { throw ONNXError(.fileNotFound, file: path, "no such file") }
             throw ONNXError(.unreadable, file: path, "\(error)")
         }
+        defer { withExtendedLifetime(mapping) {} }
         let bytes = mapping.buffer
         do {
             var check = WireCheck(bytes: bytes, options: options)

@@ -29,19 +29,24 @@ public struct WeightDecision: Sendable, Equatable {
         public var method: BinarizationMethod
         public var scale: ScaleGranularity
         public var refit: Bool
+        /// With `--calibrate`: correct the output statistics of the layers reading this weight.
+        public var calibrate: Bool
 
         public init(allocation: Allocation, method: BinarizationMethod = Self.defaultMethod,
-                    scale: ScaleGranularity = Self.defaultScale, refit: Bool = Self.defaultRefit) {
+                    scale: ScaleGranularity = Self.defaultScale, refit: Bool = Self.defaultRefit,
+                    calibrate: Bool = Self.defaultCalibrate) {
             self.allocation = allocation
             self.method = method
             self.scale = scale
             self.refit = refit
+            self.calibrate = calibrate
         }
 
         /// What a rule gets when it does not say (documented in Schemas/policy.md).
         public static let defaultMethod = BinarizationMethod.middleOut
         public static let defaultScale = ScaleGranularity.tensor
         public static let defaultRefit = false
+        public static let defaultCalibrate = true
     }
 
     public var source: Source
@@ -67,7 +72,8 @@ extension Policy.Settings {
             allocation: allocation,
             method: method ?? WeightDecision.Binarization.defaultMethod,
             scale: scale ?? WeightDecision.Binarization.defaultScale,
-            refit: refit ?? WeightDecision.Binarization.defaultRefit))
+            refit: refit ?? WeightDecision.Binarization.defaultRefit,
+            calibrate: calibrate ?? WeightDecision.Binarization.defaultCalibrate))
     }
 }
 

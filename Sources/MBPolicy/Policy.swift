@@ -100,12 +100,16 @@ extension Policy {
         public var method: BinarizationMethod?
         public var scale: ScaleGranularity?
         public var refit: Bool?
+        /// With `--calibrate`: correct this layer's output statistics (default true).
+        public var calibrate: Bool?
 
-        public init(storage: Storage, method: BinarizationMethod? = nil, scale: ScaleGranularity? = nil, refit: Bool? = nil) {
+        public init(storage: Storage, method: BinarizationMethod? = nil, scale: ScaleGranularity? = nil, refit: Bool? = nil,
+                    calibrate: Bool? = nil) {
             self.storage = storage
             self.method = method
             self.scale = scale
             self.refit = refit
+            self.calibrate = calibrate
         }
     }
 

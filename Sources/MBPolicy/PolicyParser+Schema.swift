@@ -6,7 +6,7 @@ enum PolicyKeys {
     static let top = ["version", "target", "rules", "default"]
     static let rule = ["match", "label"] + settings
     static let match = ["name", "tensor", "op", "position", "min_elements", "max_elements", "depthwise", "kernel"]
-    static let settings = ["mix", "average", "bits", "method", "scale", "refit", "keep"]
+    static let settings = ["mix", "average", "bits", "method", "scale", "refit", "calibrate", "keep"]
     /// Exactly one of these decides how a tensor is stored.
     static let storage = ["mix", "average", "bits", "keep"]
     static let target = ["average_bits", "max_bits"]

@@ -43,6 +43,9 @@ extension SchemaReader {
             case "refit":
                 result.refit = bool(item.value, "refit must be true or false")
                 valid = result.refit != nil
+            case "calibrate":
+                result.calibrate = bool(item.value, "calibrate must be true or false")
+                valid = result.calibrate != nil
             default:
                 continue
             }

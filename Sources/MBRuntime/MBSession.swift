@@ -41,9 +41,24 @@ public final class MBSession {
     /// inferred from the inputs; each input must match its declared element type (float is
     /// accepted for float16 inputs), rank and fixed dimensions.
     public func run(_ inputs: [String: MBTensor]) throws(MBRuntimeError) -> [String: MBTensor] {
+        try run(inputs, transforming: [:])
+    }
+
+    /// Runs like `run(_:)`, replacing each named graph output, the moment it is computed and
+    /// before any later node reads it, with what its transform returns. Calibration uses this
+    /// to correct a layer's output statistics in graph order within one run.
+    public func run(
+        _ inputs: [String: MBTensor], transforming transforms: [String: (MBTensor) -> MBTensor]
+    ) throws(MBRuntimeError) -> [String: MBTensor] {
         let graph = model.graph
         let context = ExecutionContext(slotCount: model.slotCount, threads: options.threads, variant: options.kernels, pool: pool,
                                        maxTensorBytes: options.maxTensorBytes)
+        for (name, transform) in transforms {
+            guard let i = graph.outputNames.firstIndex(of: name) else {
+                throw MBRuntimeError(.invalidInput, "'\(name)' is not a graph output; only graph outputs can be transformed")
+            }
+            context.transforms[graph.outputSlots[i]] = transform
+        }
         for name in inputs.keys where !model.inputs.contains(where: { $0.name == name }) {
             throw MBRuntimeError(.invalidInput, "unknown input '\(name)'; the model's inputs are \(model.inputs.map { "'\($0.name)'" }.joined(separator: ", "))")
         }

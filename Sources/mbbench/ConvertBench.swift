@@ -23,10 +23,13 @@ struct ConvertBench: ParsableCommand {
     @Option(help: "Worker threads for binarization.")
     var threads = ProcessInfo.processInfo.activeProcessorCount
 
+    @Option(help: "Folder for the generated files (kept; default: a temporary folder, removed afterwards).")
+    var workdir: String?
+
     func run() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mbbench-convert-\(getpid())").path
+        let dir = workdir ?? FileManager.default.temporaryDirectory.appendingPathComponent("mbbench-convert-\(getpid())").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
+        defer { if workdir == nil { try? FileManager.default.removeItem(atPath: dir) } }
         let policy14 = dir + "/p14.txt", policyFloat = dir + "/pfloat.txt"
         try "version: 1\nrules:\n  - match: {op: [Conv, Gemm, MatMul]}\n    mix: {1: 0.7, 2: 0.2, 3: 0.1}\n".write(toFile: policy14, atomically: true, encoding: .utf8)
         try "version: 1\ndefault:\n  keep: float32\n".write(toFile: policyFloat, atomically: true, encoding: .utf8)

@@ -13,6 +13,7 @@ struct MBBench: ParsableCommand {
             RunBench.self,
             BinarizeBench.self,
             ConvertBench.self,
+            CalibrationBench.self,
         ]
     )
 }

@@ -40,6 +40,11 @@ struct ConvertCommand: ParsableCommand {
     @Option(help: "Worker threads for binarization (default: all cores).")
     var threads: Int?
 
+    @Option(help: ArgumentHelp("Calibration inputs: a .npy file, or a folder of .npy files (<input name>.npy or input_N.npy per input).",
+                               discussion: "Each binarized layer's output channels are corrected to the float model's mean and variance on these inputs.",
+                               valueName: "path"))
+    var calibrate: String?
+
     func validate() throws {
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
     }
@@ -47,6 +52,7 @@ struct ConvertCommand: ParsableCommand {
     func run() throws {
         let out = output ?? Conversion.defaultOutput(for: model)
         var options = Conversion.Options(force: force, strict: strict)
+        options.calibrate = calibrate
         if let threads { options.threads = threads }
         let bar = (!quiet && isatty(STDERR_FILENO) == 1) ? ProgressBar() : nil
         InterruptCleanup.install(removingPartialFilesFor: out)

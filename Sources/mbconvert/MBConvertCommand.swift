@@ -13,6 +13,7 @@ struct MBConvertCommand: ParsableCommand {
             StudyCommand.self,
             RunCommand.self,
             ExportONNXCommand.self,
+            VerifyCommand.self,
         ],
         defaultSubcommand: ConvertCommand.self
     )

@@ -22,20 +22,30 @@ final class SharedModelTests: XCTestCase {
         for name in folders {
             let dir = models.appendingPathComponent(name)
             let io = try JSONDecoder().decode(IOFile.self, from: Data(contentsOf: dir.appendingPathComponent("io.json")))
-            let ir = try ModelLoading.loadONNXAsIR(path: models.appendingPathComponent("\(name).onnx").path)
-            let model = try MBModel(ir: ir)
+            let onnxPath = models.appendingPathComponent("\(name).onnx").path
+            let ir = try ModelLoading.loadONNXAsIR(path: onnxPath)
+            // The same model through an unbinarized .mbm (every weight kept float32).
+            let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("shared-mbm-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: tmp) }
+            let policy = tmp.appendingPathComponent("float.txt")
+            try "version: 1\ndefault:\n  keep: float32\n".write(to: policy, atomically: true, encoding: .utf8)
+            let mbm = tmp.appendingPathComponent("\(name).mbm")
+            _ = try Conversion.run(model: onnxPath, policy: policy.path, output: mbm.path)
             var feeds: [String: MBTensor] = [:]
             for e in io.inputs { feeds[e.name] = try MBTensor(npy: NPY.read(path: dir.appendingPathComponent(e.file).path)) }
+            for (label, model) in [("onnx", try MBModel(ir: ir)), ("float .mbm", try MBModel(contentsOf: mbm))] {
             for threads in [1, 2] {
                 let outputs = try model.makeSession(.init(threads: threads)).run(feeds)
                 for e in io.outputs {
                     let expected = try MBTensor(npy: NPY.read(path: dir.appendingPathComponent(e.file).path))
                     guard let got = outputs[e.name] else { XCTFail("\(name): no output '\(e.name)'"); continue }
                     let d = compare(got, expected)
-                    print("shared model \(name) output '\(e.name)' \(got.shape) threads=\(threads): worst |Δ| \(d.maxAbs), relative \(d.relative)")
+                    print("shared model \(name) (\(label)) output '\(e.name)' \(got.shape) threads=\(threads): worst |Δ| \(d.maxAbs), relative \(d.relative)")
                     XCTAssertNil(d.shapeMismatch, "\(name) '\(e.name)': \(d)")
-                    XCTAssertLessThanOrEqual(d.relative, Tolerance.sharedModelRelative, "\(name) '\(e.name)' threads=\(threads): \(d)")
+                    XCTAssertLessThanOrEqual(d.relative, Tolerance.sharedModelRelative, "\(name) (\(label)) '\(e.name)' threads=\(threads): \(d)")
                 }
+            }
             }
         }
     }

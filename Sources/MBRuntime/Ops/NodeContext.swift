@@ -150,6 +150,8 @@ final class ExecutionContext: @unchecked Sendable {
     let scratch = KernelScratch()
     /// Per-node times when the session profiles.
     var profile: MBProfile?
+    /// Replacements applied to values as they are computed, by slot (MBSession.run(_:transforming:)).
+    var transforms: [Int: (MBTensor) -> MBTensor] = [:]
     /// Largest tensor a node may allocate, and the option that sets it (for messages).
     let maxTensorBytes: Int
     let limitName: String
@@ -227,6 +229,7 @@ final class ExecutionContext: @unchecked Sendable {
                     throw MBRuntimeError(.unsupportedOperator, node: step.name, opType: step.opType, "output \(i) is not produced by this runtime")
                 }
                 env[s] = outputs[i]
+                if !transforms.isEmpty, let transform = transforms[s] { env[s] = transform(outputs[i]) }
             }
             for s in step.release { release(s) }
         }

@@ -1,0 +1,233 @@
+import Foundation
+import MBCore
+import MBRuntime
+
+/// Post-training correction of binarized layers' output statistics (`--calibrate`).
+///
+/// Binarizing a layer shifts and scales its output channels, and the layers after it were
+/// trained on the float statistics (their BatchNormalization means and variances). On
+/// unlabeled calibration inputs, every binarized layer's output is corrected, in graph order,
+/// so that each output channel has the float model's mean and variance: y' = a·y + b with
+/// a = σ_float / σ_binarized and b = μ_float − a·μ_binarized. Upstream corrections are in place
+/// before downstream statistics are measured (one run of the binarized model, each layer
+/// corrected the moment it is computed). The correction is folded into the BatchNormalization
+/// that reads the layer when there is one (scale' = a·scale, mean' = (mean − b) / a), and is
+/// otherwise stored with the layer as per-channel Mul and Add nodes the runtime executes.
+public enum Calibration {
+    public struct LayerCorrection: Codable, Sendable {
+        public var node: String
+        public var output: String
+        public var channels: Int
+        /// "folded into BatchNormalization 'bn1'" or "Mul/Add after the layer".
+        public var storedAs: String
+        /// Mean |a − 1| and mean |b| / σ_float over the channels.
+        public var meanScaleChange: Double
+        public var meanShift: Double
+    }
+
+    struct Layer {
+        var nodeIndex: Int
+        var output: String
+        /// Channel axis of the output: 1 for Conv/ConvTranspose/Gemm, the last for MatMul.
+        var axisFromEnd: Int?
+    }
+
+    /// Per-channel mean and variance of `t` along `axis`.
+    static func channelStatistics(_ t: MBTensor, axis: Int) -> (mean: [Double], variance: [Double]) {
+        let shape = t.shape
+        let c = shape[axis]
+        let inner = shape[(axis + 1)...].reduce(1, *)
+        let outer = shape[..<axis].reduce(1, *)
+        let v = t.floats
+        var sum = [Double](repeating: 0, count: c), sq = [Double](repeating: 0, count: c)
+        for o in 0..<outer {
+            for ch in 0..<c {
+                let base = (o * c + ch) * inner
+                var s = 0.0, s2 = 0.0
+                for i in 0..<inner {
+                    let x = Double(v[base + i])
+                    s += x
+                    s2 += x * x
+                }
+                sum[ch] += s
+                sq[ch] += s2
+            }
+        }
+        let n = Double(outer * inner)
+        let mean = sum.map { $0 / max(n, 1) }
+        let variance = zip(sq, mean).map { max(0, $0 / max(n, 1) - $1 * $1) }
+        return (mean, variance)
+    }
+
+    static func axis(for node: IRNode, rank: Int) -> Int {
+        node.opType == "MatMul" ? rank - 1 : 1
+    }
+
+    /// Corrects `binarized` (a graph whose binarized layers are `layerNodes`, by node name) so
+    /// its layer outputs match `float`'s statistics on `inputs`. Returns the corrected graph and
+    /// what each layer's correction was.
+    static func calibrate(float: IRGraph, binarized: IRGraph, opsets: [IROpset], layerNodes: Set<String>,
+                          inputs: [String: MBTensor], threads: Int) throws -> (IRGraph, [LayerCorrection]) {
+        let layers = binarized.nodes.enumerated().filter { layerNodes.contains($0.element.name) && !$0.element.outputs.isEmpty }
+            .map { Layer(nodeIndex: $0.offset, output: $0.element.outputs[0], axisFromEnd: nil) }
+        guard !layers.isEmpty else { return (binarized, []) }
+        let watched = layers.map(\.output)
+
+        // Float statistics: one run with every layer output exposed.
+        var floatGraph = float
+        floatGraph.outputs += watched.filter { w in !float.outputs.contains { $0.name == w } }
+            .map { IRValueInfo(name: $0, elementType: .float, shape: nil) }
+        let floatOut = try MBModel(ir: IRModel(graph: floatGraph, opsets: opsets)).makeSession(.init(threads: threads)).run(inputs)
+
+        // Binarized run, each layer corrected as soon as it is computed.
+        var binGraph = binarized
+        binGraph.outputs += watched.filter { w in !binarized.outputs.contains { $0.name == w } }
+            .map { IRValueInfo(name: $0, elementType: .float, shape: nil) }
+        let model = try MBModel(ir: IRModel(graph: binGraph, opsets: opsets))
+        let found = CorrectionBox()
+        var transforms: [String: (MBTensor) -> MBTensor] = [:]
+        for layer in layers {
+            guard let reference = floatOut[layer.output] else { continue }
+            let node = binarized.nodes[layer.nodeIndex]
+            transforms[layer.output] = { y in
+                guard y.shape == reference.shape, y.shape.count >= 2 else { return y }
+                let ax = axis(for: node, rank: y.shape.count)
+                let f = channelStatistics(reference, axis: ax)
+                let b = channelStatistics(y, axis: ax)
+                var scale = [Float](), shift = [Float]()
+                for c in 0..<f.mean.count {
+                    let a = b.variance[c] > 1e-12 && f.variance[c] > 0 ? (f.variance[c] / b.variance[c]).squareRoot() : 1
+                    scale.append(Float(a))
+                    shift.append(Float(f.mean[c] - a * b.mean[c]))
+                }
+                found.set(layer.output, scale: scale, shift: shift, floatStd: f.variance.map { $0.squareRoot() }, rank: y.shape.count, axis: ax)
+                return apply(y, axis: ax, scale: scale, shift: shift)
+            }
+        }
+        _ = try model.makeSession(.init(threads: threads)).run(inputs, transforming: transforms)
+
+        // Store the corrections in the graph.
+        var graph = binarized
+        var reports: [LayerCorrection] = []
+        for layer in layers {
+            guard let c = found.get(layer.output) else { continue }
+            let node = binarized.nodes[layer.nodeIndex]
+            let storedAs = fold(c, output: layer.output, into: &graph)
+            let scaleChange = c.scale.reduce(0.0) { $0 + abs(Double($1) - 1) } / Double(max(c.scale.count, 1))
+            let shift = zip(c.shift, c.floatStd).reduce(0.0) { $0 + abs(Double($1.0)) / max($1.1, 1e-12) } / Double(max(c.shift.count, 1))
+            reports.append(LayerCorrection(node: node.name, output: layer.output, channels: c.scale.count, storedAs: storedAs,
+                                           meanScaleChange: scaleChange, meanShift: shift))
+        }
+        return (graph, reports)
+    }
+
+    /// y·a + b along `axis`.
+    static func apply(_ y: MBTensor, axis: Int, scale: [Float], shift: [Float]) -> MBTensor {
+        let shape = y.shape
+        let c = shape[axis], inner = shape[(axis + 1)...].reduce(1, *), outer = shape[..<axis].reduce(1, *)
+        var v = y.floats
+        for o in 0..<outer {
+            for ch in 0..<c {
+                let base = (o * c + ch) * inner
+                let a = scale[ch], b = shift[ch]
+                for i in 0..<inner { v[base + i] = v[base + i] * a + b }
+            }
+        }
+        return MBTensor(shape: shape, floats: v)
+    }
+
+    /// Folds a correction into the BatchNormalization reading `output` when it is the only
+    /// reader, else inserts Mul and Add nodes after the layer. Returns how it was stored.
+    static func fold(_ c: CorrectionBox.Entry, output: String, into graph: inout IRGraph) -> String {
+        let readers = graph.nodes.indices.filter { graph.nodes[$0].inputs.contains(output) }
+        let isGraphOutput = graph.outputs.contains { $0.name == output }
+        if readers.count == 1, !isGraphOutput, graph.nodes[readers[0]].opType == "BatchNormalization",
+           graph.nodes[readers[0]].inputs.first == output, graph.nodes[readers[0]].inputs.count >= 5,
+           let scale = constant(graph.nodes[readers[0]].inputs[1], in: graph), let mean = constant(graph.nodes[readers[0]].inputs[3], in: graph),
+           scale.count == c.scale.count, mean.count == c.scale.count, c.scale.allSatisfy({ $0 > 0 }) {
+            let bn = graph.nodes[readers[0]]
+            let newScale = zip(scale, c.scale).map { $0 * $1 }
+            let newMean = (0..<mean.count).map { (mean[$0] - c.shift[$0]) / c.scale[$0] }
+            let scaleName = "\(bn.inputs[1]).calibrated.\(bn.name)", meanName = "\(bn.inputs[3]).calibrated.\(bn.name)"
+            graph.constants.append(floatTensor(scaleName, [newScale.count], newScale))
+            graph.constants.append(floatTensor(meanName, [newMean.count], newMean))
+            graph.nodes[readers[0]].inputs[1] = scaleName
+            graph.nodes[readers[0]].inputs[3] = meanName
+            return "folded into BatchNormalization '\(bn.name)'"
+        }
+        // Per-channel Mul and Add right after the layer.
+        guard let producer = graph.nodes.firstIndex(where: { $0.outputs.contains(output) }) else { return "not stored (no producer)" }
+        let raw = "\(output).uncalibrated", scaled = "\(output).calibration.scaled"
+        let shape = c.axis == c.rank - 1 ? [c.scale.count] : [c.scale.count] + [Int](repeating: 1, count: c.rank - c.axis - 1)
+        graph.nodes[producer].outputs = graph.nodes[producer].outputs.map { $0 == output ? raw : $0 }
+        graph.constants.append(floatTensor("\(output).calibration.scale", shape, c.scale))
+        graph.constants.append(floatTensor("\(output).calibration.shift", shape, c.shift))
+        let name = graph.nodes[producer].name
+        graph.nodes.insert(contentsOf: [
+            IRNode(name: "\(name).calibration.mul", opType: "Mul", inputs: [raw, "\(output).calibration.scale"], outputs: [scaled]),
+            IRNode(name: "\(name).calibration.add", opType: "Add", inputs: [scaled, "\(output).calibration.shift"], outputs: [output]),
+        ], at: producer + 1)
+        return "Mul/Add after the layer"
+    }
+
+    static func constant(_ name: String, in graph: IRGraph) -> [Float]? {
+        graph.constants.first { $0.name == name }?.floatValues()
+    }
+
+    static func floatTensor(_ name: String, _ shape: [Int], _ values: [Float]) -> IRTensor {
+        IRTensor(name: name, elementType: .float, shape: shape,
+                 storage: .dense(values.withUnsafeBytes { ByteSlice(storage: ByteStorage(copying: $0)) }))
+    }
+
+    /// The calibration inputs as one batch per model input: `path` is a `.npy` file (one-input
+    /// models) or a folder holding `<input name>.npy` / `input_N.npy` per input, or, for a
+    /// one-input model, any number of `.npy` files concatenated along axis 0.
+    public static func loadInputs(_ path: String, model: MBModel) throws -> [String: MBTensor] {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
+            throw Conversion.Failure("\(path): no such file or folder (calibration inputs)")
+        }
+        if !isDir.boolValue {
+            guard model.inputs.count == 1 else { throw Conversion.Failure("\(path): a single file calibrates one-input models only; give a folder with <input>.npy per input") }
+            return [model.inputs[0].name: try MBTensor(npy: NPY.read(path: path))]
+        }
+        var feeds: [String: MBTensor] = [:]
+        for (i, input) in model.inputs.enumerated() {
+            for name in [RunModel.fileName(for: input.name), "input_\(i).npy"] {
+                let p = (path as NSString).appendingPathComponent(name)
+                if FileManager.default.fileExists(atPath: p) { feeds[input.name] = try MBTensor(npy: NPY.read(path: p)); break }
+            }
+        }
+        if feeds.count == model.inputs.count { return feeds }
+        guard model.inputs.count == 1 else {
+            throw Conversion.Failure("\(path): expected \(model.inputs.map { RunModel.fileName(for: $0.name) }.joined(separator: ", "))")
+        }
+        let files = try FileManager.default.contentsOfDirectory(atPath: path).filter { $0.hasSuffix(".npy") }.sorted()
+        guard !files.isEmpty else { throw Conversion.Failure("\(path): no .npy files") }
+        var parts: [MBTensor] = []
+        for f in files { parts.append(try MBTensor(npy: NPY.read(path: (path as NSString).appendingPathComponent(f)))) }
+        let tail = Array(parts[0].shape.dropFirst())
+        guard parts.allSatisfy({ Array($0.shape.dropFirst()) == tail && $0.elementType == .float }) else {
+            throw Conversion.Failure("\(path): the .npy files differ in shape beyond the batch axis (or are not float32); they are run as one batch")
+        }
+        let rows = parts.reduce(0) { $0 + $1.shape[0] }
+        return [model.inputs[0].name: MBTensor(shape: [rows] + tail, floats: parts.flatMap(\.floats))]
+    }
+}
+
+/// Corrections found during the calibration run, by output name.
+final class CorrectionBox: @unchecked Sendable {
+    struct Entry {
+        var scale: [Float]
+        var shift: [Float]
+        var floatStd: [Double]
+        var rank: Int
+        var axis: Int
+    }
+    private var entries: [String: Entry] = [:]
+    private let lock = NSLock()
+    func set(_ name: String, scale: [Float], shift: [Float], floatStd: [Double], rank: Int, axis: Int) {
+        lock.lock(); entries[name] = Entry(scale: scale, shift: shift, floatStd: floatStd, rank: rank, axis: axis); lock.unlock()
+    }
+    func get(_ name: String) -> Entry? { lock.lock(); defer { lock.unlock() }; return entries[name] }
+}

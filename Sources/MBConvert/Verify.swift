@@ -1,0 +1,272 @@
+import Foundation
+import MBBinarize
+import MBCore
+import MBFormat
+import MBRuntime
+
+/// `mbconvert verify model.onnx model.mbm`: round-trip validation of a conversion.
+/// 1. File integrity: every checksum, and the source model's SHA-256 recorded at conversion.
+/// 2. Weights: the policy stored in the file is applied again to the ONNX weights; every stored
+///    tensor must equal the recomputation exactly (masks, signs and scales bit for bit).
+/// 3. Outputs: the float model and the converted one, both run by our runtime on the same
+///    inputs: per output max abs error, cosine similarity, SQNR, and top-1 agreement for
+///    classifier-shaped outputs ([batch, classes]).
+public enum Verify {
+    public struct Options: Sendable {
+        /// NAME=file.npy pairs, fed as they are (a batch is one file).
+        public var inputs: [String] = []
+        /// Evaluation inputs: a .npy file (one-input models) or a folder (`<input name>.npy` or
+        /// `input_N.npy` per input; for one-input models any .npy files, run as one batch).
+        public var inputsDirectory: String?
+        /// Seeded random inputs (standard normal floats) of this batch size, when no inputs are given.
+        public var random: Int?
+        /// Concrete sizes for symbolic or unknown input dimensions, NAME=d0,d1,... (random inputs).
+        public var shapes: [String] = []
+        public var threads = 1
+        public var minCosine: Double?
+        public var minTop1: Double?
+        public var seed: UInt64 = 0
+        public init() {}
+    }
+
+    public struct WeightCheck: Codable, Sendable {
+        public var name: String
+        public var encoding: String
+        /// The stored tensor equals the recomputation from the ONNX weights.
+        public var identical: Bool
+        public var detail: String?
+        public var normalizedError: Double?
+    }
+
+    public struct OutputCheck: Codable, Sendable {
+        public var name: String
+        public var shape: [Int]
+        public var maxAbsError: Double
+        public var cosine: Double
+        public var sqnrDB: Double
+        /// Fraction of rows whose argmax agrees, for [batch, classes] outputs.
+        public var top1Agreement: Double?
+        public var rows: Int?
+        /// Top-1 agreement over the rows whose float top-2 probabilities (softmax of the row when
+        /// it is not already a distribution) are at least `marginThreshold` apart.
+        public var marginAgreement: Double?
+        public var marginRows: Int?
+    }
+
+    public struct Report: Codable, Sendable {
+        public var onnx: String
+        public var mbm: String
+        public var checksums: String
+        public var sourceMatches: Bool
+        public var weights: [WeightCheck]
+        public var outputs: [OutputCheck]
+        public var inputs: String
+        public var failures: [String]
+        public var passed: Bool { failures.isEmpty }
+    }
+
+    public static func run(onnx: String, mbm: String, options: Options) throws -> Report {
+        var failures: [String] = []
+        // 1. Integrity.
+        let file = try MBMFile.open(path: mbm)
+        let sourceSHA = try FileMapping.map(path: onnx).withBuffer { SHA256.hash($0) }
+        var sourceMatches = true
+        if case .bytes(let recorded)? = file.metadataValue(MetadataKey.sourceSHA256) {
+            sourceMatches = recorded == sourceSHA
+            if !sourceMatches {
+                failures.append("\(mbm) was converted from a model with SHA-256 \(SHA256.hex(recorded)), not \(onnx) (\(SHA256.hex(sourceSHA)))")
+            }
+        }
+
+        // 2. Weights, recomputed with the policy the file carries.
+        var weights: [WeightCheck] = []
+        if sourceMatches, case .string(let policyText)? = file.metadataValue(MetadataKey.policyText) {
+            let policyName: String
+            if case .string(let n)? = file.metadataValue(MetadataKey.policyFile) { policyName = n } else { policyName = "policy" }
+            let prepared = try Conversion.prepare(model: onnx, policyBytes: Array(policyText.utf8), policyFile: "\(mbm) (embedded \(policyName))", strict: false)
+            let recomputed = try Conversion.binarize(prepared, threads: max(1, ProcessInfo.processInfo.activeProcessorCount), progress: nil)
+            let stored = Dictionary(file.model.graph.constants.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+            for outcome in recomputed {
+                var check = WeightCheck(name: outcome.name, encoding: outcome.row.encoding, identical: false, detail: nil,
+                                        normalizedError: outcome.row.normalizedError)
+                if let s = stored[outcome.name] {
+                    check.detail = difference(s, outcome.tensor)
+                    check.identical = check.detail == nil
+                } else {
+                    check.detail = "missing from the .mbm"
+                }
+                if !check.identical { failures.append("weight '\(outcome.name)': \(check.detail ?? "differs")") }
+                weights.append(check)
+            }
+        } else if sourceMatches {
+            failures.append("\(mbm) carries no policy text; weights cannot be recomputed")
+        }
+
+        // 3. Outputs.
+        let float = try RunModel.loadModel(path: onnx)
+        let binarized = try MBModel(ir: file.model)
+        let (feeds, described) = try makeInputs(for: float, options: options)
+        let a = try float.makeSession(.init(threads: options.threads)).run(feeds)
+        let b = try binarized.makeSession(.init(threads: options.threads)).run(feeds)
+        var outputs: [OutputCheck] = []
+        for info in float.outputs {
+            guard let x = a[info.name], let y = b[info.name] else {
+                failures.append("output '\(info.name)' missing from a run")
+                continue
+            }
+            let check = compare(info.name, x, y)
+            outputs.append(check)
+            if let min = options.minCosine, check.cosine < min {
+                failures.append(String(format: "output '%@': cosine %.6f < --min-cosine %.6f", info.name, check.cosine, min))
+            }
+            if let min = options.minTop1, let t = check.top1Agreement, t < min {
+                failures.append(String(format: "output '%@': top-1 agreement %.4f < --min-top1 %.4f", info.name, t, min))
+            }
+        }
+        return Report(onnx: onnx, mbm: mbm, checksums: "verified", sourceMatches: sourceMatches, weights: weights,
+                      outputs: outputs, inputs: described, failures: failures)
+    }
+
+    /// nil when the two tensors are identical in type, shape and stored values.
+    static func difference(_ a: IRTensor, _ b: IRTensor) -> String? {
+        guard a.shape == b.shape else { return "shape \(a.shape) vs recomputed \(b.shape)" }
+        switch (a.storage, b.storage) {
+        case (.binarized(let p), .binarized(let q)):
+            if p == q { return nil }
+            if p.mask != q.mask { return "mask differs at \(zip(p.mask, q.mask).filter { $0 != $1 }.count) entries" }
+            if p.levels.map(\.signs) != q.levels.map(\.signs) { return "signs differ" }
+            var worst = 0.0
+            for (l, m) in zip(p.levels, q.levels) {
+                for (u, v) in zip(l.scales, m.scales) { worst = max(worst, abs(Double(u) - Double(v))) }
+            }
+            return String(format: "scales differ (max %.3g)", worst)
+        case (.dense(let x), .dense(let y)):
+            return a.elementType == b.elementType && x.bytes == y.bytes ? nil : "stored values differ"
+        default:
+            return "stored as \(a.storage.kind), recomputed as \(b.storage.kind)"
+        }
+    }
+
+    /// Rows whose float top-2 probabilities are closer than this are left out of the margin-aware agreement.
+    public static let marginThreshold = 0.02
+
+    /// The row as probabilities: itself when it already is a distribution, else its softmax.
+    static func probabilities(_ row: ArraySlice<Float>) -> [Double] {
+        let v = row.map(Double.init)
+        let sum = v.reduce(0, +)
+        if v.allSatisfy({ $0 >= 0 && $0 <= 1 }), abs(sum - 1) < 1e-3 { return v }
+        let m = v.max() ?? 0
+        let e = v.map { exp($0 - m) }
+        let z = e.reduce(0, +)
+        return e.map { $0 / z }
+    }
+
+    public static func compare(_ name: String, _ x: MBTensor, _ y: MBTensor) -> OutputCheck {
+        let a = x.floats, b = y.floats
+        var maxAbs = 0.0, dot = 0.0, na = 0.0, nb = 0.0, noise = 0.0
+        for (p, q) in zip(a, b) {
+            let d = Double(p) - Double(q)
+            maxAbs = max(maxAbs, abs(d))
+            dot += Double(p) * Double(q)
+            na += Double(p) * Double(p)
+            nb += Double(q) * Double(q)
+            noise += d * d
+        }
+        let cosine = na == 0 || nb == 0 ? (na == nb ? 1 : 0) : dot / (na.squareRoot() * nb.squareRoot())
+        let sqnr = noise == 0 ? Double.infinity : 10 * log10(na / noise)
+        var check = OutputCheck(name: name, shape: x.shape, maxAbsError: maxAbs, cosine: cosine, sqnrDB: sqnr)
+        if x.shape.count == 2, x.shape[1] > 1, x.shape == y.shape {
+            let rows = x.shape[0], cols = x.shape[1]
+            var agree = 0, confident = 0, confidentAgree = 0
+            for r in 0..<rows {
+                let ra = a[(r * cols)..<((r + 1) * cols)], rb = b[(r * cols)..<((r + 1) * cols)]
+                let same = ra.indices.max(by: { ra[$0] < ra[$1] }) == rb.indices.max(by: { rb[$0] < rb[$1] })
+                if same { agree += 1 }
+                let p = probabilities(ra).sorted(by: >)
+                if p.count < 2 || p[0] - p[1] >= marginThreshold {
+                    confident += 1
+                    if same { confidentAgree += 1 }
+                }
+            }
+            check.top1Agreement = rows == 0 ? nil : Double(agree) / Double(rows)
+            check.rows = rows
+            check.marginAgreement = confident == 0 ? nil : Double(confidentAgree) / Double(confident)
+            check.marginRows = confident
+        }
+        return check
+    }
+
+    /// Inputs from --input pairs, a folder, or seeded random values.
+    static func makeInputs(for model: MBModel, options: Options) throws -> ([String: MBTensor], String) {
+        if !options.inputs.isEmpty {
+            return (try RunModel.readInputs(options.inputs, model: model), "given: " + options.inputs.joined(separator: ", "))
+        }
+        if let path = options.inputsDirectory {
+            return (try Calibration.loadInputs(path, model: model), "from \(path)")
+        }
+        let batch = options.random ?? 1
+        var sizes: [String: [Int]] = [:]
+        for spec in options.shapes {
+            guard let eq = spec.firstIndex(of: "=") else { throw RunModel.Failure("--shape \(spec): expected NAME=d0,d1,...") }
+            let dims = spec[spec.index(after: eq)...].split(separator: ",").map { Int($0) }
+            guard dims.allSatisfy({ ($0 ?? 0) > 0 }) else { throw RunModel.Failure("--shape \(spec): dimensions must be positive integers") }
+            sizes[String(spec[..<eq])] = dims.map { $0! }
+        }
+        var rng = SeededGenerator(seed: options.seed)
+        var feeds: [String: MBTensor] = [:]
+        for input in model.inputs {
+            let shape: [Int]
+            if let given = sizes[input.name] {
+                shape = given
+            } else {
+                guard let dims = input.shape else {
+                    throw RunModel.Failure("input '\(input.name)' has unknown rank; give --shape \(input.name)=d0,d1,... or --inputs")
+                }
+                shape = try dims.enumerated().map { i, d in
+                    switch d {
+                    case .fixed(let v) where v > 0: return Int(v)
+                    default:
+                        if i == 0 { return batch }
+                        throw RunModel.Failure("input '\(input.name)' dimension \(i) is \(d); give --shape \(input.name)=d0,d1,... or --inputs")
+                    }
+                }
+            }
+            let n = shape.reduce(1, *)
+            switch input.elementType ?? .float {
+            case .float: feeds[input.name] = MBTensor(shape: shape, floats: (0..<n).map { _ in Float(rng.nextNormal()) })
+            case .int64: feeds[input.name] = MBTensor(shape: shape, int64s: [Int64](repeating: 0, count: n))
+            default: throw RunModel.Failure("input '\(input.name)': random values for \(input.elementType!.name) are not supported; give --inputs")
+            }
+        }
+        return (feeds, "random (seed \(options.seed), batch \(batch))")
+    }
+}
+
+extension IRTensor.Storage {
+    var kind: String {
+        switch self {
+        case .dense: return "dense"
+        case .strings: return "strings"
+        case .binarized: return "binarized"
+        }
+    }
+}
+
+extension Verify.Report {
+    public func renderText() -> String {
+        var out = "checksums: \(checksums); source model: \(sourceMatches ? "matches the recorded SHA-256" : "DIFFERENT from the one converted")\n"
+        let identical = weights.filter(\.identical).count
+        out += "weights: \(identical) of \(weights.count) identical to the binarization recomputed from \(onnx)\n"
+        let rows = weights.map { w in [w.name, w.encoding, w.identical ? "identical" : (w.detail ?? "differs"),
+                                       w.normalizedError.map { String(format: "%.4f", $0) } ?? "-"] }
+        out += table(header: ["tensor", "stored as", "check", "norm. error"], rows: rows, rightAligned: [3])
+        out += "\noutputs (float model vs converted, both on mbconvert's runtime; inputs \(inputs)):\n"
+        out += table(header: ["output", "shape", "max abs error", "cosine", "SQNR dB", "top-1 agreement", "margin-aware"], rows: outputs.map { o in
+            [o.name, "\(o.shape)", String(format: "%.4g", o.maxAbsError), String(format: "%.6f", o.cosine), String(format: "%.2f", o.sqnrDB),
+             o.top1Agreement.map { String(format: "%.4f (%d rows)", $0, o.rows ?? 0) } ?? "-",
+             o.marginAgreement.map { String(format: "%.4f (%d rows)", $0, o.marginRows ?? 0) } ?? "-"]
+        }, rightAligned: [2, 3, 4])
+        out += failures.isEmpty ? "\nverify: passed\n" : "\nverify: FAILED\n" + failures.map { "  " + $0 }.joined(separator: "\n") + "\n"
+        return out
+    }
+}

@@ -1,0 +1,87 @@
+import ArgumentParser
+import Foundation
+import MBConvert
+import MBRuntime
+
+struct CalibrationBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "calibration",
+        abstract: "Top-1 agreement and cosine with the float model against average bits, with and without calibration.",
+        discussion: """
+            Every Conv/Gemm/MatMul weight binarized (`average: B`, P searched) except the first weighted \
+            layer, kept float32; tensor and channel scales; calibrated on one set of inputs, evaluated on \
+            another (default: the PaddleOCR classifier's calib_x.npy and eval_x.npy in ../shared).
+            """
+    )
+
+    @Option(help: "The float model.")
+    var model = "../shared/models/ch_ppocr_mobile_v2.0_cls_infer.onnx"
+
+    @Option(help: "Calibration inputs (.npy file or folder).")
+    var calibration = "../shared/models/ch_ppocr_mobile_v2.0_cls_infer/calib_x.npy"
+
+    @Option(help: "Evaluation inputs (.npy file or folder), never the calibration inputs.")
+    var eval = "../shared/models/ch_ppocr_mobile_v2.0_cls_infer/eval_x.npy"
+
+    @Option(help: "Average bits to try, comma separated.")
+    var bits = "1.4,2.0,2.5,3.4,4,6,8"
+
+    @Option(help: "Threads.")
+    var threads = ProcessInfo.processInfo.activeProcessorCount
+
+    @Flag(help: "Refit the level scales (least squares) of every binarized weight.")
+    var refit = false
+
+    func run() throws {
+        guard URL(fileURLWithPath: calibration).standardizedFileURL != URL(fileURLWithPath: eval).standardizedFileURL else {
+            throw ValidationError("the calibration and evaluation inputs must differ")
+        }
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mbbench-calibration-\(getpid())").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let float = try RunModel.loadModel(path: model)
+        let feeds = try Calibration.loadInputs(eval, model: float)
+        let reference = try float.makeSession(.init(threads: threads)).run(feeds)
+        let output = float.outputs[0].name
+        var rows: [[String]] = []
+        for b in bits.split(separator: ",").compactMap({ Double($0) }) {
+            for scale in ["tensor", "channel"] {
+                let policy = dir + "/p.txt"
+                try """
+                    version: 1
+                    rules:
+                      - match: {position: first}
+                        keep: float32
+                      - match: {op: [Conv, Gemm, MatMul]}
+                        average: \(b)
+                        scale: \(scale)
+                        refit: \(refit)
+                    """.write(toFile: policy, atomically: true, encoding: .utf8)
+                var row = [String(format: "%.1f", b), scale]
+                var realized = ""
+                for calibrate in [false, true] {
+                    var options = Conversion.Options(force: true)
+                    options.threads = threads
+                    if calibrate { options.calibrate = calibration }
+                    let out = dir + "/m.mbm"
+                    let report = try Conversion.run(model: model, policy: policy, output: out, options: options)
+                    let binarized = try MBModel(contentsOf: URL(fileURLWithPath: out)).makeSession(.init(threads: threads)).run(feeds)
+                    let check = Verify.compare(output, reference[output]!, binarized[output]!)
+                    realized = String(format: "%.3f", report.totals?.binarizedBitsPerWeight.map { _ in
+                        report.layers.filter { $0.encoding == "binarized" }.reduce(0.0) { $0 + $1.averageBits * Double($1.elements) }
+                            / Double(max(1, report.layers.filter { $0.encoding == "binarized" }.reduce(0) { $0 + $1.elements }))
+                    } ?? 0)
+                    row += [String(format: "%.1f%%", 100 * (check.top1Agreement ?? 0)), String(format: "%.1f%%", 100 * (check.marginAgreement ?? 0)),
+                            String(format: "%.4f", check.cosine)]
+                    if calibrate { row.append(String(format: "%.2f s", report.calibrationSeconds ?? 0)) }
+                }
+                row.insert(realized, at: 1)
+                rows.append(row)
+            }
+        }
+        print("\(model): \(feeds.values.first!.shape[0]) evaluation inputs; first weighted layer float\(refit ? "; level scales refit" : "")")
+        print(table(header: ["avg bits", "realized", "scale", "top-1", "margin", "cosine", "top-1 cal.", "margin cal.", "cosine cal.", "calibration"],
+                    rows: rows, rightAligned: [0, 1, 3, 4, 5, 6, 7, 8, 9]), terminator: "")
+        print("targets: >= 95 % agreement at 3.4 bits or fewer and >= 99 % at 8 bits or fewer; calibration under 10 s for 64 inputs")
+    }
+}

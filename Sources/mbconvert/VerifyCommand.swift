@@ -1,0 +1,69 @@
+import ArgumentParser
+import Foundation
+import MBConvert
+
+struct VerifyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "verify",
+        abstract: "Check a conversion: file integrity, every weight against a recomputation, outputs against the float model.",
+        discussion: """
+            Verifies every checksum and the source model's SHA-256; applies the policy stored in the .mbm \
+            to the ONNX weights again and requires every stored tensor to be identical (masks, signs, \
+            scales); runs the float model and the converted one with mbconvert's runtime on the same \
+            inputs and reports per output the max abs error, cosine similarity, SQNR and, for \
+            [batch, classes] outputs, top-1 agreement. Exit status 1 when anything fails or a \
+            --min-cosine / --min-top1 bar is missed.
+            """
+    )
+
+    @Argument(help: "The source model (.onnx).")
+    var onnx: String
+
+    @Argument(help: "The converted model (.mbm).")
+    var mbm: String
+
+    @Option(name: .customLong("input"), help: "An input as NAME=file.npy (repeatable); a batch is one file.")
+    var inputs: [String] = []
+
+    @Option(name: [.customLong("inputs"), .customLong("eval")],
+            help: "Evaluation inputs: a .npy file, or a folder (<input name>.npy or input_N.npy per input) to compare on; keep them separate from the calibration set.")
+    var inputsDirectory: String?
+
+    @Option(help: "Seeded random inputs with this batch size (the default, batch 1).")
+    var random: Int?
+
+    @Option(name: .customLong("shape"), help: "Sizes for symbolic input dimensions with --random: NAME=d0,d1,...")
+    var shapes: [String] = []
+
+    @Option(help: "Fail when an output's cosine similarity is below this.")
+    var minCosine: Double?
+
+    @Option(help: "Fail when a classifier output's top-1 agreement is below this (0...1).")
+    var minTop1: Double?
+
+    @Option(help: "Runtime threads.")
+    var threads = 1
+
+    @Flag(help: "Print the report as JSON.")
+    var json = false
+
+    func validate() throws {
+        let sources = (inputs.isEmpty ? 0 : 1) + (inputsDirectory == nil ? 0 : 1) + (random == nil ? 0 : 1)
+        if sources > 1 { throw ValidationError("give one of --input, --inputs and --random") }
+        if let random, random < 1 { throw ValidationError("--random must be at least 1") }
+    }
+
+    func run() throws {
+        var options = Verify.Options()
+        options.inputs = inputs
+        options.inputsDirectory = inputsDirectory
+        options.random = random
+        options.shapes = shapes
+        options.minCosine = minCosine
+        options.minTop1 = minTop1
+        options.threads = threads
+        let report = try CLIErrors.reporting { try Verify.run(onnx: onnx, mbm: mbm, options: options) }
+        print(json ? try Inspect.json(report) : report.renderText(), terminator: "")
+        if !report.passed { throw ExitCode(1) }
+    }
+}

@@ -78,7 +78,9 @@ extension PolicyParser {
     /// mappings: the next `, key:` at the same bracket depth.
     static func findRepeatedKey(_ key: String, after first: SourcePosition, in text: String) -> (SourcePosition, Int)? {
         let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { Array($0.unicodeScalars) }
-        guard first.line >= 1, first.line <= lines.count else { return nil }
+        // libyaml also breaks lines at a lone CR (and NEL, LS, PS), so its position may not name
+        // a real place in these lines: then there is no second key to point at.
+        guard first.line >= 1, first.line <= lines.count, first.column >= 1, first.column - 1 <= lines[first.line - 1].count else { return nil }
         let tokens = [key, "\"\(key)\"", "'\(key)'"].map { Array($0.unicodeScalars) }
         func keyToken(_ line: [Unicode.Scalar], at c: Int) -> Int? {
             for t in tokens where c + t.count <= line.count && Array(line[c..<(c + t.count)]) == t {
@@ -136,6 +138,7 @@ extension PolicyParser {
         let filler = Unicode.Scalar(0xE000 + UInt32(tag % 6000))!
         var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { Array($0.unicodeScalars) }
         let l = position.line - 1, c = position.column - 1
+        guard l >= 0, l < lines.count, c >= 0, c < lines[l].count else { return text }
         for i in c..<min(c + length, lines[l].count) { lines[l][i] = filler }
         return lines.map { String(String.UnicodeScalarView($0)) }.joined(separator: "\n")
     }

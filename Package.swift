@@ -43,7 +43,7 @@ let package = Package(
         .target(name: "CBitPlanes", exclude: ["README.md", "BitPlanes+Body.h"], cSettings: [.unsafeFlags(["-O3"])]),
 
         // Swift modules.
-        .target(name: "MBCore"),
+        .target(name: "MBCore", exclude: ["README.md"]),
         .target(
             name: "MBKernels",
             dependencies: ["MBCore", "CBitPlanes", .target(name: "CBLAS", condition: .when(platforms: [.linux]))],
@@ -52,7 +52,7 @@ let package = Package(
         .target(name: "MBFormat", dependencies: ["MBCore", "CZlib"]),
         .target(name: "MBRuntime", dependencies: ["MBFormat", "MBKernels", "MBCore"], exclude: ["README.md"]),
         .target(name: "MBONNX", dependencies: ["CONNXProto", "MBCore"], exclude: ["README.md"]),
-        .target(name: "MBBinarize", dependencies: ["MBKernels", "MBCore"]),
+        .target(name: "MBBinarize", dependencies: ["MBKernels", "MBCore"], exclude: ["README.md"]),
         .target(
             name: "MBPolicy",
             dependencies: ["MBCore", .product(name: "Yams", package: "Yams")],
@@ -78,14 +78,14 @@ let package = Package(
         // Tests.
         .target(name: "TestSupport", dependencies: ["MBCore"], path: "Tests/TestSupport"),
         .testTarget(name: "MBCoreTests", dependencies: ["MBCore", "TestSupport"]),
-        .testTarget(name: "MBONNXTests", dependencies: ["MBONNX", "MBCore", "TestSupport"]),
+        .testTarget(name: "MBONNXTests", dependencies: ["MBONNX", "MBCore", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "MBFormatTests", dependencies: ["MBFormat", "MBCore", "TestSupport"]),
         .testTarget(name: "MBBinarizeTests", dependencies: ["MBBinarize", "MBKernels", "MBCore", "TestSupport"]),
-        .testTarget(name: "MBPolicyTests", dependencies: ["MBPolicy", "MBCore", "TestSupport"]),
-        .testTarget(name: "MBConvertTests", dependencies: ["MBConvert", "MBONNX", "MBBinarize", "MBFormat", "MBRuntime", "MBCore", "TestSupport"]),
+        .testTarget(name: "MBPolicyTests", dependencies: ["MBPolicy", "MBCore", "TestSupport"], exclude: ["Regressions"]),
+        .testTarget(name: "MBConvertTests", dependencies: ["MBConvert", "MBONNX", "MBBinarize", "MBFormat", "MBRuntime", "MBCore", "TestSupport"], exclude: ["Regressions"]),
         .testTarget(name: "MBKernelsTests", dependencies: ["MBKernels", "MBCore", "TestSupport"]),
-        .testTarget(name: "MBRuntimeTests", dependencies: ["MBRuntime", "MBConvert", "MBCore", "TestSupport"]),
-        .testTarget(name: "CLITests", dependencies: ["TestSupport", "MBCore", "MBONNX"]),
+        .testTarget(name: "MBRuntimeTests", dependencies: ["MBRuntime", "MBConvert", "MBCore", "TestSupport"], exclude: ["Regressions"]),
+        .testTarget(name: "CLITests", dependencies: ["TestSupport", "MBCore", "MBONNX"], exclude: ["Snapshots"]),
     ]
 )
 

@@ -3,24 +3,22 @@ import MBConvert
 import MBCore
 import MBONNX
 import Testing
+import TestSupport
 
 /// Inputs the ONNX fuzz target (Fuzz/Sources/FuzzONNX) once crashed, leaked or hung on, replayed
 /// through the same pipeline with the same limits: each must end in a value or an error that
 /// names the file, never a trap.
 @Suite struct FuzzRegressionTests {
-    static let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Regressions/onnx")
-
-    static var inputs: [String] {
-        ((try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []).sorted()
-    }
+    static let regressions = RegressionInputs(beside: #filePath, subfolder: "onnx")
+    static var inputs: [String] { regressions.names }
 
     @Test func thereAreRegressionInputs() {
-        #expect(!Self.inputs.isEmpty, "no inputs in \(Self.folder.path)")
+        #expect(!Self.inputs.isEmpty, "no inputs in \(Self.regressions.folder.path)")
     }
 
     @Test(arguments: inputs)
     func replays(_ name: String) throws {
-        let bytes = [UInt8](try Data(contentsOf: Self.folder.appendingPathComponent(name)))
+        let bytes = try Self.regressions.bytes(name)
         var options = ONNXReader.Options()
         options.maxTensorElements = 1 << 22
         let limits = ConstantFolding.Limits(maxBytes: 1 << 24)

@@ -3,24 +3,22 @@ import MBCore
 import MBFormat
 import MBRuntime
 import Testing
+import TestSupport
 
 /// Inputs the `.mbm` fuzz target (Fuzz/Sources/FuzzMBM) once crashed or hung on, replayed through
 /// the same pipeline and limits (parse with CRCs recomputed, load, one run on constant inputs):
 /// each must end in a value or a clean error, never a trap.
 @Suite struct MBMFuzzRegressionTests {
-    static let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Regressions/mbm")
-
-    static var inputs: [String] {
-        ((try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []).sorted()
-    }
+    static let regressions = RegressionInputs(beside: #filePath, subfolder: "mbm")
+    static var inputs: [String] { regressions.names }
 
     @Test func thereAreRegressionInputs() {
-        #expect(!Self.inputs.isEmpty, "no inputs in \(Self.folder.path)")
+        #expect(!Self.inputs.isEmpty, "no inputs in \(Self.regressions.folder.path)")
     }
 
     @Test(arguments: inputs)
     func replays(_ name: String) throws {
-        let bytes = [UInt8](try Data(contentsOf: Self.folder.appendingPathComponent(name)))
+        let bytes = try Self.regressions.bytes(name)
         // Regression files are stored with their CRCs already valid.
         let file: MBMFile
         do {

@@ -28,6 +28,9 @@ final class GraphCompiler {
     /// Nodes running from bit planes, and the bytes their planes hold.
     var packedNodes: [String] = []
     var packedBytes = 0
+    /// Element types the model declares for graph inputs and constants, by name (a float16
+    /// value is held as float at run time; CastLike needs to know it was float16).
+    var declaredTypes: [String: ElementType] = [:]
 
     let options: MBModel.Options
     /// Subgraph nesting of the graph being compiled (the main graph is 1).
@@ -80,9 +83,11 @@ final class GraphCompiler {
                 throw MBRuntimeError(.unsupportedOperator, "\(place) input '\(i.name)': element type \(t.name) is not supported (float, float16, int64, int32, bool)")
             }
             inputSlots.append(define(i.name))
+            if let t = i.elementType { declaredTypes[i.name] = t }
         }
         for c in g.constants {
             let s = define(c.name)
+            declaredTypes[c.name] = c.elementType
             if options.weights == .packed, case .binarized(let p) = c.storage {
                 packedConstants[s] = (c.name, p)
                 continue

@@ -117,7 +117,7 @@ import Testing
         let stale = MBMWriter.partialPath(for: out, pid: dead.processIdentifier)
         let live = MBMWriter.partialPath(for: out, pid: getpid())
         let other = out + ".partial-notapid"
-        for p in [stale, live, other] { FileManager.default.createFile(atPath: p, contents: Data("partial".utf8)) }
+        for p in [stale, live, other] { _ = FileManager.default.createFile(atPath: p, contents: Data("partial".utf8)) }
         _ = try MBMWriter().write(model: FormatFixtures.model(constants: [FormatFixtures.dense("w", .float, shape: [2], seed: 1)]),
                                   metadata: [], to: out)
         #expect(!FileManager.default.fileExists(atPath: stale))

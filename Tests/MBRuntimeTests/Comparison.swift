@@ -38,6 +38,7 @@ func compare(_ got: MBTensor, _ expected: MBTensor, rtol: Float = Tolerance.back
         let ref = b[i], v = a[i]
         d.refScale = max(d.refScale, abs(ref))
         if ref.isNaN && v.isNaN { continue }
+        if v == ref { continue }  // also equal infinities, whose difference is NaN
         let diff = abs(v - ref)
         if !(diff <= d.maxAbs) || diff.isNaN { d.maxAbs = diff.isNaN ? .infinity : diff; d.worst = i }
         if !(diff <= atol + rtol * abs(ref)) { d.outside += 1 }

@@ -160,13 +160,18 @@ enum DataOps {
         "Pad": { n in try PadOp.compile(n) },
         "Cast": { n in
             guard let to = try n.int("to"), let type = ElementType(rawValue: Int32(to)) else { throw n.bad("attribute 'to' is required") }
-            let target: ElementType
-            switch type {
-            case .float, .float16, .double: target = .float
-            case .int64, .int32, .bool: target = type
-            default: throw n.unsupported("Cast to \(type.name) is not supported (float, float16, double, int64, int32, bool)")
+            let target = try runtimeCastTarget(type, n)
+            return { i, c in [try castTensor(try i.required(0), to: target, c, roundingToFloat16: type == .float16)] }
+        },
+        "CastLike": { n in
+            // The target is the element type of input 1 at run time; float16 and double values are
+            // held as float, so a float16 target is known only from the declared type.
+            let declared = n.declaredElementType(ofInput: 1)
+            if let declared { _ = try runtimeCastTarget(declared, n) }
+            return { i, c in
+                let like = try i.required(1, "target_type")
+                return [try castTensor(try i.required(0), to: like.elementType, c, roundingToFloat16: declared == .float16)]
             }
-            return { i, c in [try castTensor(try i.required(0), to: target, c)] }
         },
         "ConstantOfShape": { n in
             let value = try n.tensor("value") ?? MBTensor(shape: [1], floats: [0])
@@ -228,7 +233,22 @@ enum DataOps {
 }
 
 /// Element type conversion between the runtime's types (float → int truncates toward zero).
-func castTensor(_ x: MBTensor, to target: ElementType, _ c: ExecutionContext) throws -> MBTensor {
+/// The runtime type a Cast to `type` produces (float16 and double values are held as float).
+func runtimeCastTarget(_ type: ElementType, _ n: NodeContext) throws -> ElementType {
+    switch type {
+    case .float, .float16, .double: return .float
+    case .int64, .int32, .bool: return type
+    default: throw n.unsupported("Cast to \(type.name) is not supported (float, float16, double, int64, int32, bool)")
+    }
+}
+
+/// `x` converted to `target`; with `roundingToFloat16` a float result is rounded to binary16
+/// precision and range, as a float16 tensor would hold it.
+func castTensor(_ x: MBTensor, to target: ElementType, _ c: ExecutionContext, roundingToFloat16: Bool = false) throws -> MBTensor {
+    if roundingToFloat16 && target == .float {
+        let f = try castTensor(x, to: .float, c)
+        return try mapFloats(f, c) { $0.roundedToFloat16 }
+    }
     if x.elementType == target { return x }
     let out = try c.alloc(target, x.shape)
     let n = x.count

@@ -76,6 +76,12 @@ struct NodeContext {
         compiler.packedBytes += bytes
     }
 
+    /// The element type the model declares for input `i` when it is a graph input or a constant.
+    func declaredElementType(ofInput i: Int) -> ElementType? {
+        guard i < node.inputs.count, !node.inputs[i].isEmpty else { return nil }
+        return compiler.declaredTypes[node.inputs[i]]
+    }
+
     /// The value of input `i` when it is known at load time.
     func constantInput(_ i: Int) -> MBTensor? {
         guard hasInput(i) else { return nil }

@@ -8,7 +8,7 @@ enum ShapeOps {
             // Inference: the output is the input (older opsets' is_test makes no difference here).
             return { i, c in
                 let x = try i.required(0)
-                if let t = i[2], t.count == 1, intValues(t)[0] != 0 { throw OpError("training_mode=true is not supported (inference only)") }
+                if let t = i[2], t.count == 1, intValues(t)[0] != 0 { throw OpError("training_mode=true is not supported (inference only)", kind: .unsupportedOperator) }
                 let mask = try c.alloc(.bool, x.shape)
                 mask.storage.raw.initializeMemory(as: UInt8.self, repeating: 1, count: x.count)
                 return [x, mask]

@@ -11,5 +11,12 @@ else
 fi
 # The example app that embeds the runtime alone must build and run.
 swift run --package-path Examples/RuntimeApp --scratch-path Examples/RuntimeApp/.build RuntimeApp
+# ONNX's node conformance cases, written out from the installed onnx package's generators.
+if python3 -c "import onnx" >/dev/null 2>&1; then
+  python3 Scripts/fixtures/onnx_node_cases.py .build/onnx-node-cases
+  export MBCONVERT_ONNX_NODE_CASES="$PWD/.build/onnx-node-cases"
+else
+  echo "test: Python's onnx is not installed; SKIPPING the ONNX node conformance cases" >&2
+fi
 swift build --build-tests
 swift test --skip-build

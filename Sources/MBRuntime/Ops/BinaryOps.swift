@@ -18,11 +18,16 @@ enum BinaryOps {
                 let yf = y.elementType == .float ? y : try castTensor(y, to: .float, c)
                 return [try broadcastMap(x, yf, .float, c) { (a: Float, b: Float) -> Float in b == 2 ? a * a : powf(a, b) }]
             }
+            if y.elementType == .float {
+                // An integer base with a float exponent keeps the base's type (the power truncated).
+                let p = try broadcastMap(try castTensor(x, to: .float, c), y, .float, c) { (a: Float, b: Float) -> Float in powf(a, b) }
+                return [try castTensor(p, to: x.elementType, c)]
+            }
             return [try arith(x, y, c, { powf($0, $1) }, { a, b in b < 0 ? 0 : (0..<b).reduce(Int64(1)) { r, _ in r &* a } })]
         } },
         "Mod": { n in
             let fmod = try n.int("fmod", default: 0) != 0
-            return { i, c in [try arith(i[0], i[1], c, { a, b in fmod ? fmodf(a, b) : a - (a / b).rounded(.down) * b },
+            return { i, c in [try arith(i[0], i[1], c, { a, b in fmod ? fmodf(a, b) : floorMod(a, b) },
                                         { a, b in b == 0 ? 0 : (fmod ? a % b : ((a % b) + b) % b) })] }
         },
         "PRelu": { _ in { i, c in
@@ -118,4 +123,17 @@ func broadcastTo(_ t: MBTensor, _ shape: [Int], _ c: ExecutionContext) throws ->
     stridedCopy(t.storage.raw, offset: 0, strides: broadcastStrides(t.shape, to: shape), shape: shape,
                 elementSize: t.elementType.runtimeSize, to: out.storage.raw)
     return out
+}
+
+/// The remainder with the sign of the divisor (Python's and numpy's `%` on floats): fmod,
+/// moved by one divisor when the signs differ, so -3 mod inf is inf and 0 mod -2 is -0.
+func floorMod(_ a: Float, _ b: Float) -> Float {
+    var m = fmodf(a, b)
+    if b == 0 || m.isNaN { return m }
+    if m != 0 {
+        if (b < 0) != (m < 0) { m += b }
+    } else {
+        m = b < 0 ? -0.0 : 0
+    }
+    return m
 }

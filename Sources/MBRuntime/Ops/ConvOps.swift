@@ -148,23 +148,23 @@ enum ConvOps {
                 var pb: [Int] = [], out: [Int] = []
                 var natural: [Int] = []
                 for d in 0..<r { natural.append(strides[d] * (spatial[d] - 1) + op[d] + (k[d] - 1) * dil[d] + 1) }
-                var requested = outputShape
-                if requested == nil && a.autoPad.hasPrefix("SAME") {
-                    var same: [Int] = []
-                    for d in 0..<r { same.append(spatial[d] * strides[d]) }
-                    requested = same
-                }
-                if let os = requested {
-                    let target = Array(os.suffix(r))
+                if let os = outputShape, os.count < r { throw OpError("output_shape \(os) has fewer than \(r) spatial sizes") }
+                if a.autoPad.hasPrefix("SAME") {
+                    // The total padding that gives output_shape (default input * stride), split with
+                    // floor division as the ONNX reference does: the odd one at the end for SAME_UPPER.
+                    let target = outputShape.map { Array($0.suffix(r)) } ?? (0..<r).map { spatial[$0] * strides[$0] }
                     for d in 0..<r {
                         let total = natural[d] - target[d]
-                        pb.append(a.autoPad == "SAME_UPPER" ? total / 2 : total - total / 2)
+                        let half = Int((Double(total) / 2).rounded(.down))
+                        pb.append(a.autoPad == "SAME_UPPER" ? half : total - half)
                         out.append(target[d])
                     }
                 } else {
                     let p = a.autoPad == "VALID" ? Array(repeating: 0, count: 2 * r) : try a.list(a.pads, 2 * r, 0, "pads")
                     pb = Array(p[0..<r])
-                    out = (0..<r).map { natural[$0] - p[$0] - p[$0 + r] }
+                    // output_shape without auto_pad fixes the size only: the result starts at pads'
+                    // begin and is cut (or zero-extended) at the end.
+                    out = outputShape.map { Array($0.suffix(r)) } ?? (0..<r).map { natural[$0] - p[$0] - p[$0 + r] }
                 }
                 if let bias, bias.count != outC { throw OpError("B has \(bias.count) values for \(outC) output channels") }
                 let g = ConvTransposeGeometry(batch: x.shape[0], inChannels: x.shape[1], outChannels: outC, groups: a.group,

@@ -5,10 +5,32 @@ import Glibc
 import Darwin
 #endif
 
-/// ReduceMean/Sum/Max/Min/Prod/L2/SumSquare (axes as attribute, or as input from opset 13
-/// for ReduceSum and 18 for the others) and ArgMax/ArgMin.
+/// ReduceMean/Sum/Max/Min/Prod/L1/L2/SumSquare/LogSum/LogSumExp (axes as attribute, or as input
+/// from opset 13 for ReduceSum and 18 for the others) and ArgMax/ArgMin, over float, int64, int32
+/// and bool data (accumulated in Double; integer results truncated back to the input's type).
 enum ReduceOps {
-    enum Kind { case mean, sum, max, min, prod, l2, sumSquare }
+    enum Kind { case mean, sum, max, min, prod, l1, l2, sumSquare, logSum, logSumExp }
+
+    /// Element k of `x` as a Double (for the types `MBTensor` holds).
+    static func reader(_ x: MBTensor) throws -> (Int) -> Double {
+        switch x.elementType {
+        case .float: let p = x.pointer(Float.self); return { Double(p[$0]) }
+        case .int64: let p = x.pointer(Int64.self); return { Double(p[$0]) }
+        case .int32: let p = x.pointer(Int32.self); return { Double(p[$0]) }
+        case .bool: let p = x.pointer(UInt8.self); return { p[$0] != 0 ? 1 : 0 }
+        default: throw OpError("input 0 (data): element type \(x.elementType.name) is not supported")
+        }
+    }
+
+    /// Stores `v` as element k of a freshly allocated `y` of the input's type.
+    static func store(_ v: Double, _ k: Int, _ y: MBTensor) {
+        switch y.elementType {
+        case .int64: y.mutable(Int64.self)[k] = v.isFinite ? Int64(max(min(v, 9.2e18), -9.2e18)) : (v > 0 ? .max : .min)
+        case .int32: y.mutable(Int32.self)[k] = v.isFinite ? Int32(max(min(v, 2147483647), -2147483648)) : (v > 0 ? .max : .min)
+        case .bool: y.mutable(UInt8.self)[k] = (v.isInfinite ? v > 0 : v != 0) ? 1 : 0  // empty max is false, empty min true
+        default: y.mutable(Float.self)[k] = Float(v)
+        }
+    }
 
     static func compile(_ n: NodeContext, _ kind: Kind) throws -> OpRun {
         let axesFromInput = n.opset >= (kind == .sum ? 13 : 18)
@@ -16,7 +38,8 @@ enum ReduceOps {
         let keepDims = try n.int("keepdims", default: 1) != 0
         let noopWhenEmpty = try n.int("noop_with_empty_axes", default: 0) != 0
         return { i, c in
-            let x = try i.float(0, "data")
+            let x = try i.required(0, "data")
+            let read = try reader(x)
             var axes = axesFromInput ? (i[1].map(intValues) ?? []) : (attrAxes ?? [])
             if axes.isEmpty {
                 if noopWhenEmpty { return [x] }
@@ -29,17 +52,18 @@ enum ReduceOps {
             var acc = [Double](repeating: kind == .max ? -.infinity : (kind == .min ? .infinity : (kind == .prod ? 1 : 0)), count: outCount)
             // Walk the input once; each element's output position drops the reduced coordinates.
             let outStrides = broadcastStrides(outKeep, to: x.shape)
-            let src = x.pointer(Float.self)
             var index = Array(repeating: 0, count: x.rank)
             var o = 0
             for k in 0..<x.count {
-                let v = Double(src[k])
+                let v = read(k)
                 switch kind {
-                case .mean, .sum: acc[o] += v
+                case .mean, .sum, .logSum: acc[o] += v
                 case .max: if v > acc[o] || v.isNaN { acc[o] = v }
                 case .min: if v < acc[o] || v.isNaN { acc[o] = v }
                 case .prod: acc[o] *= v
+                case .l1: acc[o] += abs(v)
                 case .l2, .sumSquare: acc[o] += v * v
+                case .logSumExp: acc[o] += exp(v)
                 }
                 var d = x.rank - 1
                 while d >= 0 {
@@ -52,13 +76,13 @@ enum ReduceOps {
                 }
             }
             let shape = keepDims ? outKeep : x.shape.enumerated().filter { !set.contains($0.offset) }.map(\.element)
-            let y = try c.alloc(.float, shape)
-            let p = y.mutable(Float.self)
+            let y = try c.alloc(x.elementType, shape)
             for k in 0..<outCount {
                 switch kind {
-                case .mean: p[k] = Float(acc[k] / Double(reduceCount))
-                case .l2: p[k] = Float(acc[k].squareRoot())
-                default: p[k] = Float(acc[k])
+                case .mean: store(acc[k] / Double(reduceCount), k, y)
+                case .l2: store(acc[k].squareRoot(), k, y)
+                case .logSum, .logSumExp: store(log(acc[k]), k, y)
+                default: store(acc[k], k, y)
                 }
             }
             return [y]
@@ -70,19 +94,21 @@ enum ReduceOps {
         let keepDims = try n.int("keepdims", default: 1) != 0
         let selectLast = try n.int("select_last_index", default: 0) != 0
         return { i, c in
-            let x = try i.float(0, "data")
+            let x = try i.required(0, "data")
+            let read = try reader(x)
             let axis = try normalizeAxis(axisAttr, rank: x.rank)
             let outer = x.shape[..<axis].reduce(1, *), len = x.shape[axis], inner = x.shape[(axis + 1)...].reduce(1, *)
             var shape = x.shape
             if keepDims { shape[axis] = 1 } else { shape.remove(at: axis) }
             let y = try c.alloc(.int64, shape)
-            let src = x.pointer(Float.self), dst = y.mutable(Int64.self)
+            guard len > 0 || y.count == 0 else { throw OpError("cannot take the arg of an empty axis \(axisAttr) (shape \(x.shape))") }
+            let dst = y.mutable(Int64.self)
             for o in 0..<outer {
                 for q in 0..<inner {
                     var best = 0
-                    var bv = src[o * len * inner + q]
+                    var bv = read(o * len * inner + q)
                     for k in 1..<max(len, 1) {
-                        let v = src[(o * len + k) * inner + q]
+                        let v = read((o * len + k) * inner + q)
                         let better = isMax ? (v > bv || (selectLast && v == bv)) : (v < bv || (selectLast && v == bv))
                         if better { best = k; bv = v }
                     }
@@ -99,7 +125,10 @@ enum ReduceOps {
         "ReduceMax": { try compile($0, .max) },
         "ReduceMin": { try compile($0, .min) },
         "ReduceProd": { try compile($0, .prod) },
+        "ReduceL1": { try compile($0, .l1) },
         "ReduceL2": { try compile($0, .l2) },
+        "ReduceLogSum": { try compile($0, .logSum) },
+        "ReduceLogSumExp": { try compile($0, .logSumExp) },
         "ReduceSumSquare": { try compile($0, .sumSquare) },
         "ArgMax": { try compileArg($0, max: true) },
         "ArgMin": { try compileArg($0, max: false) },

@@ -1,131 +1,254 @@
 import MBCore
 
-/// Resize (opset 10+: X, [roi,] scales, sizes) and Upsample (opset 7-9), modes nearest and
-/// linear (N-linear over every resized axis), coordinate modes half_pixel, asymmetric,
-/// align_corners, pytorch_half_pixel, tf_half_pixel_for_nearest; nearest modes
-/// round_prefer_floor, round_prefer_ceil, floor, ceil.
+/// Resize (opset 10: X, scales; 11+: X, roi, scales, sizes; 18+: axes, keep_aspect_ratio_policy,
+/// antialias) and Upsample (opset 7–9). Separable, as ONNX defines it: each resized axis in turn
+/// is resampled with per-output taps (input index, weight) from the mode's coefficients:
+/// nearest (round_prefer_floor, round_prefer_ceil, floor, ceil), linear and cubic, both with
+/// optional antialiasing when downsampling; every coordinate transformation mode, including
+/// tf_crop_and_resize with its extrapolation value; exclude_outside.
 enum ResizeOps {
+    enum Interpolation: Equatable {
+        case nearest(String)
+        case linear
+        case cubic(a: Double)
+    }
+
+    struct Settings {
+        var interpolation: Interpolation
+        var antialias: Bool
+        var coordinates: String
+        var excludeOutside: Bool
+        var extrapolation: Float
+    }
+
+    static let coordinateModes: Set<String> = ["half_pixel", "half_pixel_symmetric", "asymmetric", "align_corners", "pytorch_half_pixel",
+                                               "tf_half_pixel_for_nearest", "tf_crop_and_resize"]
+    static let nearestModes: Set<String> = ["round_prefer_floor", "round_prefer_ceil", "floor", "ceil"]
+
     static func compile(_ n: NodeContext, upsample: Bool) throws -> OpRun {
-        let mode = try n.string("mode", default: "nearest")
-        guard mode == "nearest" || mode == "linear" || mode == "bilinear" else { throw n.unsupported("mode '\(mode)' is not supported (nearest, linear)") }
-        let linear = mode != "nearest"
-        let coord = try n.string("coordinate_transformation_mode", default: (upsample || n.opset < 11) ? "asymmetric" : "half_pixel")
-        guard ["half_pixel", "asymmetric", "align_corners", "pytorch_half_pixel", "tf_half_pixel_for_nearest", "half_pixel_symmetric"].contains(coord) else {
-            throw n.unsupported("coordinate_transformation_mode '\(coord)' is not supported")
+        // Upsample and Resize-10 predate the coordinate and nearest-mode attributes; their
+        // behavior is asymmetric coordinates with floor for nearest.
+        let legacy = upsample || n.opset < 11
+        let interpolation: Interpolation
+        switch try n.string("mode", default: "nearest") {
+        case "nearest":
+            let mode = try n.string("nearest_mode", default: legacy ? "floor" : "round_prefer_floor")
+            guard nearestModes.contains(mode) else { throw n.bad("nearest_mode '\(mode)' is not one of \(nearestModes.sorted())") }
+            interpolation = .nearest(mode)
+        case "linear", "bilinear", "trilinear": interpolation = .linear
+        case "cubic", "bicubic": interpolation = .cubic(a: Double(try n.float("cubic_coeff_a", default: -0.75)))
+        case let other: throw n.unsupported("mode '\(other)' is not supported (nearest, linear, cubic)")
         }
-        let nearestMode = try n.string("nearest_mode", default: (upsample || n.opset < 11) ? "floor" : "round_prefer_floor")
-        if try n.ints("axes") != nil { throw n.unsupported("the axes attribute is not supported") }
-        if try n.string("keep_aspect_ratio_policy", default: "stretch") != "stretch" { throw n.unsupported("keep_aspect_ratio_policy other than stretch") }
+        let coordinates = try n.string("coordinate_transformation_mode", default: legacy ? "asymmetric" : "half_pixel")
+        guard coordinateModes.contains(coordinates) else { throw n.unsupported("coordinate_transformation_mode '\(coordinates)' is not supported") }
+        let antialias = try n.int("antialias", default: 0) != 0
+        if antialias, case .nearest = interpolation { throw n.bad("antialias needs mode linear or cubic") }
+        let settings = Settings(interpolation: interpolation, antialias: antialias, coordinates: coordinates,
+                                excludeOutside: try n.int("exclude_outside", default: 0) != 0,
+                                extrapolation: try n.float("extrapolation_value", default: 0))
+        let axesAttribute = try n.ints("axes")
+        let aspectPolicy = try n.string("keep_aspect_ratio_policy", default: "stretch")
+        guard ["stretch", "not_larger", "not_smaller"].contains(aspectPolicy) else {
+            throw n.bad("keep_aspect_ratio_policy '\(aspectPolicy)' is not stretch, not_larger or not_smaller")
+        }
         let attrScales = try n.floats("scales")
-        let scalesIndex = upsample ? 1 : (n.opset < 11 ? 1 : 2)
         let scalesFromAttribute = upsample && n.opset < 9
+        let hasROIInput = !upsample && n.opset >= 11
+        let scalesIndex = hasROIInput ? 2 : 1
         return { i, c in
             let x = try i.float(0, "X")
             let r = x.rank
-            var scales: [Float]
-            var out: [Int]
-            if scalesFromAttribute {
-                guard let s = attrScales else { throw OpError("attribute 'scales' is required") }
-                scales = s
-            } else if let s = i[scalesIndex], s.count > 0 {
-                scales = s.floats
-            } else if !upsample, let sz = i[3], sz.count > 0 {
-                out = intValues(sz)
-                guard out.count == r else { throw OpError("sizes has \(out.count) values for rank \(r)") }
-                scales = (0..<r).map { Float(out[$0]) / Float(x.shape[$0]) }
-                return [try resize(x, out, scales, linear, coord, nearestMode, c)]
+            let axes = try (axesAttribute ?? Array(0..<r)).map { try normalizeAxis($0, rank: r, what: "axes value") }
+            guard Set(axes).count == axes.count else { throw OpError("axes \(axesAttribute ?? []) repeat an axis") }
+            var scales = [Double](repeating: 1, count: r)
+            var out = x.shape
+            var roi: [(Double, Double)]?
+            if hasROIInput, let t = i[1], t.count > 0 {
+                let v = t.floats
+                guard v.count == 2 * axes.count else { throw OpError("roi has \(v.count) values, expected \(2 * axes.count)") }
+                var full = [(Double, Double)](repeating: (0, 1), count: r)
+                for (k, d) in axes.enumerated() { full[d] = (Double(v[k]), Double(v[axes.count + k])) }
+                roi = full
+            }
+            if scalesFromAttribute || (i[scalesIndex]?.count ?? 0) > 0 {
+                let given: [Float]
+                if scalesFromAttribute {
+                    guard let attrScales else { throw OpError("attribute 'scales' is required") }
+                    given = attrScales
+                } else {
+                    given = i[scalesIndex]!.floats
+                }
+                guard given.count == axes.count else { throw OpError("scales has \(given.count) values for \(axes.count) axes") }
+                guard given.allSatisfy({ $0.isFinite && $0 > 0 }) else { throw OpError("scales \(given) must be finite and positive") }
+                for (k, d) in axes.enumerated() {
+                    scales[d] = Double(given[k])
+                    let size = (Double(x.shape[d]) * scales[d]).rounded(.down)
+                    guard size < 9.2e18 else { throw OpError("scales \(given) of shape \(x.shape): more elements than a 64-bit count can hold", kind: .limitExceeded) }
+                    out[d] = Int(size)
+                }
+            } else if hasROIInput, let sz = i[3], sz.count > 0 {
+                let sizes = intValues(sz)
+                guard sizes.count == axes.count else { throw OpError("sizes has \(sizes.count) values for \(axes.count) axes") }
+                guard sizes.allSatisfy({ $0 >= 0 }) else { throw OpError("sizes \(sizes) has a negative value") }
+                for (k, d) in axes.enumerated() {
+                    guard x.shape[d] > 0 else { throw OpError("cannot resize axis \(d) of size 0 (shape \(x.shape)) to \(sizes[k])") }
+                    out[d] = sizes[k]
+                    scales[d] = Double(sizes[k]) / Double(x.shape[d])
+                }
+                if aspectPolicy != "stretch" {
+                    let chosen = axes.map { scales[$0] }
+                    let s = aspectPolicy == "not_larger" ? chosen.min()! : chosen.max()!
+                    for d in axes {
+                        scales[d] = s
+                        out[d] = Int(s * Double(x.shape[d]) + 0.5)
+                    }
+                }
             } else {
                 throw OpError("neither scales nor sizes is given")
             }
-            guard scales.count == r else { throw OpError("scales has \(scales.count) values for rank \(r)") }
-            guard scales.allSatisfy({ $0.isFinite && $0 > 0 }) else { throw OpError("scales \(scales) must be finite and positive") }
-            out = []
-            for d in 0..<r {
-                let size = (Float(x.shape[d]) * scales[d]).rounded(.down)
-                guard size < 9.2e18 else {
-                    throw OpError("scales \(scales) of shape \(x.shape): more elements than a 64-bit count can hold", kind: .limitExceeded)
-                }
-                out.append(Int(size))
-            }
-            return [try resize(x, out, scales, linear, coord, nearestMode, c)]
+            return [try resize(x, out, scales: scales, roi: roi, axes: axes, settings, c)]
         }
     }
 
-    static func resize(_ x: MBTensor, _ out: [Int], _ scales: [Float], _ linear: Bool, _ coord: String, _ nearestMode: String,
+    /// The taps of one resized axis: for output index y, `count` (input index, weight) pairs at
+    /// y * count, and whether y lies outside the crop (tf_crop_and_resize extrapolation).
+    struct AxisTaps {
+        var count: Int
+        var index: [Int]
+        var weight: [Float]
+        var extrapolated: [Bool]
+    }
+
+    static func coefficients(_ ratio: Double, scale: Double, _ s: Settings) -> [Double] {
+        switch s.interpolation {
+        case .nearest(let mode):
+            if ratio == 1 { return [0, 1] }
+            switch mode {
+            case "round_prefer_ceil": return ratio < 0.5 ? [1, 0] : [0, 1]
+            case "floor": return [1, 0]
+            case "ceil": return [0, 1]
+            default: return ratio <= 0.5 ? [1, 0] : [0, 1]
+            }
+        case .linear:
+            guard s.antialias else { return [1 - ratio, ratio] }
+            // The triangle stretched by 1/scale when downsampling, normalized.
+            let sc = min(scale, 1)
+            let start = Int((-1 / sc).rounded(.down)) + 1
+            let w = (start..<(2 - start)).map { max(0, min(1, 1 - abs((Double($0) - ratio) * sc))) }
+            return normalized(w)
+        case .cubic(let a):
+            func kernel(_ t: Double) -> Double {
+                let x = abs(t), x2 = x * x, x3 = x2 * x
+                if x <= 1 { return (a + 2) * x3 - (a + 3) * x2 + 1 }
+                if x < 2 { return a * x3 - 5 * a * x2 + 8 * a * x - 4 * a }
+                return 0
+            }
+            guard s.antialias else { return [kernel(ratio + 1), kernel(ratio), kernel(1 - ratio), kernel(2 - ratio)] }
+            let sc = min(scale, 1)
+            let start = Int((-2 / sc).rounded(.down)) + 1
+            return normalized((start..<(2 - start)).map { kernel(sc * (Double($0) - ratio)) })
+        }
+    }
+
+    static func normalized(_ w: [Double]) -> [Double] {
+        let sum = w.reduce(0, +)
+        return sum == 0 ? w : w.map { $0 / sum }
+    }
+
+    /// The input coordinate output index `y` maps to.
+    static func sourceCoordinate(_ y: Int, inLength: Int, outLength: Int, scale: Double, roi: (Double, Double)?, _ mode: String) -> Double {
+        let yd = Double(y), outWidth = scale * Double(inLength), last = Double(inLength - 1)
+        switch mode {
+        case "align_corners": return outWidth == 1 ? 0 : yd * last / (outWidth - 1)
+        case "asymmetric": return yd / scale
+        case "tf_half_pixel_for_nearest": return (yd + 0.5) / scale
+        case "pytorch_half_pixel": return outWidth == 1 ? -0.5 : (yd + 0.5) / scale - 0.5
+        case "half_pixel_symmetric":
+            let offset = Double(inLength) / 2 * (1 - Double(outLength) / outWidth)
+            return offset + (yd + 0.5) / scale - 0.5
+        case "tf_crop_and_resize":
+            let (r0, r1) = roi ?? (0, 1)
+            let x = outWidth == 1 ? (r1 - r0) * last / 2 : yd * (r1 - r0) * last / (outWidth - 1)
+            return x + r0 * last
+        default: return (yd + 0.5) / scale - 0.5
+        }
+    }
+
+    static func taps(inLength: Int, outLength: Int, scale: Double, roi: (Double, Double)?, _ s: Settings, _ c: ExecutionContext) throws -> AxisTaps {
+        let count = coefficients(0.5, scale: scale, s).count  // the same for every ratio
+        _ = try c.checkedBytes(.float, [outLength, count, 3])
+        var t = AxisTaps(count: count, index: [], weight: [], extrapolated: [])
+        t.index.reserveCapacity(outLength * count)
+        t.weight.reserveCapacity(outLength * count)
+        let limit = Double(inLength) + Double(count) + 2
+        for y in 0..<outLength {
+            var x = sourceCoordinate(y, inLength: inLength, outLength: outLength, scale: scale, roi: roi, s.coordinates)
+            t.extrapolated.append(s.coordinates == "tf_crop_and_resize" && !(x >= 0 && x <= Double(inLength - 1)))
+            // Far outside, every tap clamps to the same edge and the weights sum to 1 (or 0
+            // with exclude_outside) whatever the ratio: clamping keeps the index arithmetic finite.
+            x = x.isNaN ? 0 : min(max(x, -limit), limit)
+            let floorX = x.rounded(.down)
+            let ratio = x == floorX ? 1 : x - floorX
+            var w = coefficients(ratio, scale: scale, s)
+            // The taps nearest x, preferring lower indices: floor(x)-n/2+1 ... (floor(x)-n/2 on integers).
+            let start = Int(floorX) - count / 2 + (x == floorX ? 0 : 1)
+            if s.excludeOutside {
+                for k in 0..<count where start + k < 0 || start + k >= inLength { w[k] = 0 }
+                let sum = w.reduce(0, +)
+                if sum != 0 { w = w.map { $0 / sum } }
+            }
+            for k in 0..<count {
+                t.index.append(min(max(start + k, 0), inLength - 1))
+                t.weight.append(Float(w[k]))
+            }
+        }
+        return t
+    }
+
+    static func resize(_ x: MBTensor, _ out: [Int], scales: [Double], roi: [(Double, Double)]?, axes: [Int], _ s: Settings,
                        _ c: ExecutionContext) throws -> MBTensor {
-        let r = x.rank
-        // The output size is checked before the per-axis tap tables (as long as the output's axes).
+        // The output size is checked before the per-axis tap tables.
         _ = try c.checkedBytes(.float, out)
         if !out.contains(0), let d = x.shape.firstIndex(of: 0) {
             throw OpError("cannot resize axis \(d) of size 0 (shape \(x.shape)) to \(out[d])")
         }
-        // Per axis and output index: up to two (input index, weight) taps.
-        var taps: [[(Int, Int, Float)]] = []
-        for d in 0..<r {
-            let inLen = x.shape[d], outLen = out[d], scale = scales[d]
-            var list: [(Int, Int, Float)] = []
-            for o in 0..<outLen {
-                var pos: Float
-                switch coord {
-                case "asymmetric": pos = Float(o) / scale
-                case "align_corners": pos = outLen > 1 ? Float(o) * Float(inLen - 1) / Float(outLen - 1) : 0
-                case "pytorch_half_pixel": pos = outLen > 1 ? (Float(o) + 0.5) / scale - 0.5 : 0
-                case "tf_half_pixel_for_nearest": pos = (Float(o) + 0.5) / scale
-                default: pos = (Float(o) + 0.5) / scale - 0.5
-                }
-                // Clamped first: positions outside [-1, inLen] pick the same edge taps.
-                pos = pos.isNaN ? 0 : min(max(pos, -1), Float(inLen))
-                if linear {
-                    let p = min(max(pos, 0), Float(inLen - 1))
-                    let lo = Int(p.rounded(.down)), hi = min(lo + 1, inLen - 1)
-                    list.append((lo, hi, p - Float(lo)))
-                } else {
-                    var k: Int
-                    switch nearestMode {
-                    case "floor": k = Int(pos.rounded(.down))
-                    case "ceil": k = Int(pos.rounded(.up))
-                    case "round_prefer_ceil": k = Int((pos + 0.5).rounded(.down))
-                    default: k = pos == pos.rounded(.down) + 0.5 ? Int(pos.rounded(.down)) : Int(pos.rounded())
-                    }
-                    k = min(max(k, 0), inLen - 1)
-                    list.append((k, k, 0))
-                }
-            }
-            taps.append(list)
+        var current = x
+        for d in axes {
+            let cropped = roi.map { $0[d] != (0, 1) } ?? false
+            if out[d] == current.shape[d] && abs(scales[d] - 1) <= 1e-9 && !cropped { continue }
+            let taps = try taps(inLength: current.shape[d], outLength: out[d], scale: scales[d], roi: roi?[d], s, c)
+            var shape = current.shape
+            shape[d] = out[d]
+            let next = try c.alloc(.float, shape)
+            resample(current, axis: d, taps, extrapolation: s.extrapolation, into: next)
+            current = next
         }
-        let y = try c.alloc(.float, out)
-        let src = x.pointer(Float.self), dst = y.mutable(Float.self)
-        let st = contiguousStrides(x.shape)
-        let active = (0..<r).filter { d in taps[d].contains { $0.2 != 0 } }
-        var index = Array(repeating: 0, count: r)
-        for k in 0..<y.count {
-            var base = 0
-            for d in 0..<r { base += taps[d][index[d]].0 * st[d] }
-            var v: Float
-            if active.isEmpty {
-                v = src[base]
-            } else {
-                v = 0
-                for corner in 0..<(1 << active.count) {
-                    var w: Float = 1
-                    var off = base
-                    for (bit, d) in active.enumerated() {
-                        let t = taps[d][index[d]]
-                        if corner & (1 << bit) != 0 { w *= t.2; off += (t.1 - t.0) * st[d] } else { w *= 1 - t.2 }
-                    }
-                    if w != 0 { v += w * src[off] }
+        return current.shape == out ? current : current.reshaped(out)
+    }
+
+    /// `dst[o, y, i] = sum_k w[y, k] * src[o, index[y, k], i]` along `axis`.
+    static func resample(_ src: MBTensor, axis: Int, _ t: AxisTaps, extrapolation: Float, into dst: MBTensor) {
+        let inLength = src.shape[axis], outLength = dst.shape[axis]
+        let outer = src.shape[..<axis].reduce(1, *), inner = src.shape[(axis + 1)...].reduce(1, *)
+        let s = src.pointer(Float.self), d = dst.mutable(Float.self)
+        for o in 0..<outer {
+            let from = s + o * inLength * inner
+            for y in 0..<outLength {
+                let row = d + (o * outLength + y) * inner
+                if t.extrapolated[y] {
+                    row.update(repeating: extrapolation, count: inner)
+                    continue
                 }
-            }
-            dst[k] = v
-            var d = r - 1
-            while d >= 0 {
-                index[d] += 1
-                if index[d] < out[d] { break }
-                index[d] = 0
-                d -= 1
+                row.update(repeating: 0, count: inner)
+                // Zero weights are skipped: 0 * inf would poison nearest and edge taps with NaN.
+                for k in 0..<t.count {
+                    let w = t.weight[y * t.count + k]
+                    if w == 0 { continue }
+                    let column = from + t.index[y * t.count + k] * inner
+                    for i in 0..<inner { row[i] += w * column[i] }
+                }
             }
         }
-        return y
     }
 
     static let table: [String: OpTable.Compile] = [

@@ -50,6 +50,37 @@ enum ElementwiseOps {
         "Erf": { _ in { i, c in [try mapFloats(try i.float(0), c) { erff($0) }] } },
         "Sin": { _ in { i, c in [try mapFloats(try i.float(0), c) { sinf($0) }] } },
         "Cos": { _ in { i, c in [try mapFloats(try i.float(0), c) { cosf($0) }] } },
+        "Tan": { _ in { i, c in [try mapFloats(try i.float(0), c) { tanf($0) }] } },
+        "Asin": { _ in { i, c in [try mapFloats(try i.float(0), c) { asinf($0) }] } },
+        "Acos": { _ in { i, c in [try mapFloats(try i.float(0), c) { acosf($0) }] } },
+        "Atan": { _ in { i, c in [try mapFloats(try i.float(0), c) { atanf($0) }] } },
+        "Sinh": { _ in { i, c in [try mapFloats(try i.float(0), c) { sinhf($0) }] } },
+        "Cosh": { _ in { i, c in [try mapFloats(try i.float(0), c) { coshf($0) }] } },
+        "Asinh": { _ in { i, c in [try mapFloats(try i.float(0), c) { asinhf($0) }] } },
+        "Acosh": { _ in { i, c in [try mapFloats(try i.float(0), c) { acoshf($0) }] } },
+        "Atanh": { _ in { i, c in [try mapFloats(try i.float(0), c) { atanhf($0) }] } },
+        "Gelu": { n in
+            let approximate = try n.string("approximate", default: "none")
+            switch approximate {
+            case "none": return { i, c in [try mapFloats(try i.float(0), c) { 0.5 * $0 * (1 + erff($0 * 0.70710678118654752)) }] }
+            case "tanh":
+                return { i, c in [try mapFloats(try i.float(0), c) { 0.5 * $0 * (1 + tanhf(0.79788456080286536 * ($0 + 0.044715 * $0 * $0 * $0))) }] }
+            default: throw n.bad("approximate '\(approximate)' is not none or tanh")
+            }
+        },
+        "Celu": { n in
+            let alpha = try n.float("alpha", default: 1)
+            return { i, c in [try mapFloats(try i.float(0), c) { max(0, $0) + min(0, alpha * (expf($0 / alpha) - 1)) }] }
+        },
+        "Swish": { n in
+            let alpha = try n.float("alpha", default: 1)
+            return { i, c in [try mapFloats(try i.float(0), c) { $0 * sigmoid(alpha * $0) }] }
+        },
+        "IsNaN": { _ in { i, c in [try mapToBool(try i.float(0), c) { $0.isNaN }] } },
+        "IsInf": { n in
+            let negative = try n.int("detect_negative", default: 1) != 0, positive = try n.int("detect_positive", default: 1) != 0
+            return { i, c in [try mapToBool(try i.float(0), c) { $0.isInfinite && ($0 > 0 ? positive : negative) }] }
+        },
         "Neg": { _ in { i, c in
             let x = try i.required(0)
             if x.elementType == .float { return [try mapFloats(x, c) { -$0 }] }
@@ -100,6 +131,14 @@ enum ElementwiseOps {
     static func sigmoid(_ x: Float) -> Float {
         x >= 0 ? 1 / (1 + expf(-x)) : { let e = expf(x); return e / (1 + e) }()
     }
+}
+
+/// `out[i] = f(x[i])` as a bool tensor, over a float tensor.
+func mapToBool(_ x: MBTensor, _ ctx: ExecutionContext, _ f: (Float) -> Bool) throws -> MBTensor {
+    let out = try ctx.alloc(.bool, x.shape)
+    let s = x.pointer(Float.self), d = out.mutable(UInt8.self)
+    for k in 0..<x.count { d[k] = f(s[k]) ? 1 : 0 }
+    return out
 }
 
 /// `out[i] = f(x[i])` over an int64 or int32 tensor (computed in Int64).

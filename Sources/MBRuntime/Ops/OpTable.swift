@@ -18,6 +18,8 @@ enum OpTable {
         for (name, c) in ResizeOps.table { t[name] = c }
         for (name, c) in ControlOps.table { t[name] = c }
         for (name, c) in RecurrentOps.table { t[name] = c }
+        for (name, c) in IndexingOps.table { t[name] = c }
+        for (name, c) in LayerNormOps.table { t[name] = c }
         return t
     }()
 

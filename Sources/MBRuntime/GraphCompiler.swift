@@ -79,8 +79,8 @@ final class GraphCompiler {
         }
         var inputSlots: [Int] = []
         for i in g.inputs {
-            if let t = i.elementType, !MBTensor.supportedTypes.contains(t), t != .float16 {
-                throw MBRuntimeError(.unsupportedOperator, "\(place) input '\(i.name)': element type \(t.name) is not supported (float, float16, int64, int32, bool)")
+            if let t = i.elementType, TensorConversion.runtimeType(of: t) == nil {
+                throw MBRuntimeError(.unsupportedOperator, "\(place) input '\(i.name)': element type \(t.name) is not supported (float, float16, double, int64, int32, int16, int8, uint32, uint16, uint8, bool)")
             }
             inputSlots.append(define(i.name))
             if let t = i.elementType { declaredTypes[i.name] = t }

@@ -38,8 +38,9 @@ public final class MBSession {
     }
 
     /// Runs the model on named inputs and returns every graph output by name. Shapes are
-    /// inferred from the inputs; each input must match its declared element type (float is
-    /// accepted for float16 inputs), rank and fixed dimensions.
+    /// inferred from the inputs; each input must match its declared element type as the runtime
+    /// holds it (float for float16 and double; int32 for int8, uint8, int16 and uint16; int64
+    /// for uint32), rank and fixed dimensions.
     public func run(_ inputs: [String: MBTensor]) throws(MBRuntimeError) -> [String: MBTensor] {
         try run(inputs, transforming: [:])
     }
@@ -80,7 +81,7 @@ public final class MBSession {
 
     static func check(_ t: MBTensor, against info: IRValueInfo) throws(MBRuntimeError) {
         if let declared = info.elementType {
-            let expected: ElementType = declared == .float16 ? .float : declared
+            let expected = TensorConversion.runtimeType(of: declared) ?? declared
             guard t.elementType == expected else {
                 throw MBRuntimeError(.invalidInput, "input '\(info.name)': expected \(declared.name), got \(t.elementType.name)")
             }

@@ -13,7 +13,8 @@ public struct MBTensor: @unchecked Sendable, CustomStringConvertible {
         self.storage = storage
     }
 
-    /// Element types a tensor can hold at run time (float16 and double data are converted to float).
+    /// Element types a tensor can hold at run time (float16 and double data are converted to
+    /// float; 8- and 16-bit integers widened to int32, uint32 to int64).
     public static let supportedTypes: [ElementType] = [.float, .int64, .int32, .bool]
 
     public var count: Int { shape.reduce(1, *) }

@@ -1,9 +1,21 @@
 import MBCore
 
 /// IR constants to runtime tensors: float, int64, int32 and bool data are used in place when
-/// aligned (no copy of a mapped weight); float16 and double become float; other types are
-/// refused with their name.
+/// aligned (no copy of a mapped weight); float16 and double become float; int8, uint8, int16
+/// and uint16 are widened to int32 and uint32 to int64 (values exact); other types are refused
+/// with their name.
 enum TensorConversion {
+    /// The type a value of `declared` type is held as at run time, nil when it cannot be held.
+    static func runtimeType(of declared: ElementType) -> ElementType? {
+        switch declared {
+        case .float, .float16, .double: return .float
+        case .int64, .uint32: return .int64
+        case .int32, .int8, .uint8, .int16, .uint16: return .int32
+        case .bool: return .bool
+        default: return nil
+        }
+    }
+
     struct Failure: Error {
         let message: String
         var kind: MBRuntimeError.Kind = .unsupportedOperator
@@ -11,7 +23,7 @@ enum TensorConversion {
 
     static func tensor(from t: IRTensor, maxBytes: Int = MBSession.Options.defaultMaxTensorBytes) throws(Failure) -> MBTensor {
         // What the runtime holds: float16 and double become float, binarized weights float.
-        let size = t.elementType == .int64 ? 8 : (t.elementType == .bool ? 1 : 4)
+        let size = runtimeType(of: t.elementType)?.runtimeSize ?? 4
         guard let n = elementCount(of: t.shape), let runtimeBytes = byteCount(elements: n, size: size) else {
             throw Failure(message: "shape \(t.shape) has a negative dimension or more elements than a 64-bit count can hold", kind: .limitExceeded)
         }
@@ -55,8 +67,27 @@ enum TensorConversion {
                 for i in 0..<n { out[i] = Float(Double(bitPattern: raw.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self).littleEndian)) }
             }
             return MBTensor(elementType: .float, shape: t.shape, storage: s)
+        case .int8, .uint8, .int16, .uint16, .uint32:
+            let width = t.elementType.runtimeSize
+            guard bytes.count >= n * width else { throw Failure(message: "holds \(bytes.count) bytes for \(n) elements") }
+            let wide = runtimeType(of: t.elementType)!
+            let s = TensorStorage(byteCount: n * wide.runtimeSize)
+            bytes.withBytes { raw in
+                func widen<S: FixedWidthInteger, D: FixedWidthInteger>(_: S.Type, _: D.Type) {
+                    let out = s.raw.assumingMemoryBound(to: D.self)
+                    for i in 0..<n { out[i] = D(S(littleEndian: raw.loadUnaligned(fromByteOffset: i * width, as: S.self))) }
+                }
+                switch t.elementType {
+                case .int8: widen(Int8.self, Int32.self)
+                case .uint8: widen(UInt8.self, Int32.self)
+                case .int16: widen(Int16.self, Int32.self)
+                case .uint16: widen(UInt16.self, Int32.self)
+                default: widen(UInt32.self, Int64.self)
+                }
+            }
+            return MBTensor(elementType: wide, shape: t.shape, storage: s)
         default:
-            throw Failure(message: "element type \(t.elementType.name) is not supported (float, float16, double, int64, int32, bool)")
+            throw Failure(message: "element type \(t.elementType.name) is not supported (float, float16, double, int64, int32, int16, int8, uint32, uint16, uint8, bool)")
         }
     }
 }

@@ -23,7 +23,11 @@ struct Inputs {
     /// Input `i` as a float tensor.
     func float(_ i: Int, _ what: String = "") throws -> MBTensor {
         let t = try required(i, what)
-        guard t.elementType == .float else { throw OpError("input \(i)\(what.isEmpty ? "" : " (\(what))") must be float, got \(t.elementType.name)") }
+        // An integer or bool tensor where the operator computes in float is a form the runtime
+        // does not implement (the model may be valid: ONNX allows ints for many of these).
+        guard t.elementType == .float else {
+            throw OpError("input \(i)\(what.isEmpty ? "" : " (\(what))") must be float, got \(t.elementType.name)", kind: .unsupportedOperator)
+        }
         return t
     }
 }

@@ -20,6 +20,7 @@ enum OpTable {
         for (name, c) in RecurrentOps.table { t[name] = c }
         for (name, c) in IndexingOps.table { t[name] = c }
         for (name, c) in LayerNormOps.table { t[name] = c }
+        for (name, c) in QuantizeOps.table { t[name] = c }
         return t
     }()
 

@@ -1,0 +1,115 @@
+import MBCore
+
+/// The QDQ operators of quantized ONNX models: DequantizeLinear, QuantizeLinear and
+/// DynamicQuantizeLinear, per tensor, per axis or per block (opset 21 block_size). 8- and 16-bit
+/// integers are held widened to int32 at run time (TensorConversion), so a quantized value keeps
+/// its exact integer; QuantizeLinear saturates to the range of the type the model declares for
+/// its zero point (or output_dtype, or uint8).
+enum QuantizeOps {
+    /// Where each element of an [outer, length, inner] view finds its scale and zero point.
+    struct ParameterLayout {
+        var outer = 1, length = 1, inner = 1
+        /// 0: one value; 1: one per index along the axis; 2: one per block of `block` along it.
+        var kind = 0
+        var block = 1
+
+        init(x: MBTensor, parameter: MBTensor, axis axisAttr: Int, blockSize: Int) throws {
+            if parameter.count == 1 && blockSize == 0 { return }
+            let axis = try normalizeAxis(axisAttr, rank: x.rank)
+            outer = x.shape[..<axis].reduce(1, *)
+            length = x.shape[axis]
+            inner = x.shape[(axis + 1)...].reduce(1, *)
+            if blockSize > 0 {
+                var expected = x.shape
+                expected[axis] = (length + blockSize - 1) / blockSize
+                guard parameter.shape == expected else { throw OpError("a block_size \(blockSize) scale must have shape \(expected), got \(parameter.shape)") }
+                kind = 2
+                block = blockSize
+            } else {
+                guard parameter.rank == 1, parameter.count == length else {
+                    throw OpError("a per-axis scale must have \(length) values (axis \(axisAttr) of \(x.shape)), got shape \(parameter.shape)")
+                }
+                kind = 1
+            }
+        }
+
+        func index(_ k: Int) -> Int {
+            switch kind {
+            case 0: return 0
+            case 1: return (k / inner) % length
+            default:
+                let q = k % inner, l = (k / inner) % length, o = k / (inner * length)
+                let blocks = (length + block - 1) / block
+                return (o * blocks + l / block) * inner + q
+            }
+        }
+    }
+
+    /// The saturation range of a quantized type.
+    static func range(of type: ElementType) throws -> ClosedRange<Float> {
+        switch type {
+        case .uint8: return 0...255
+        case .int8: return -128...127
+        case .uint16: return 0...65535
+        case .int16: return -32768...32767
+        case .int32: return -2147483648...2147483520  // the largest float below 2^31
+        default: throw OpError("quantizing to \(type.name) is not supported (uint8, int8, uint16, int16, int32)")
+        }
+    }
+
+    static let table: [String: OpTable.Compile] = [
+        "DequantizeLinear": { n in
+            let axis = try n.int("axis", default: 1), blockSize = try n.int("block_size", default: 0)
+            return { i, c in
+                let x = try i.required(0, "x"), scale = try castTensor(try i.required(1, "x_scale"), to: .float, c)
+                let zero = try i[2].map { try castTensor($0, to: .float, c) }
+                let layout = try ParameterLayout(x: x, parameter: scale, axis: axis, blockSize: blockSize)
+                if let zero, zero.shape != scale.shape { throw OpError("x_zero_point \(zero.shape) must have the shape of x_scale \(scale.shape)") }
+                let values = try castTensor(x, to: .float, c)
+                let y = try c.alloc(.float, x.shape)
+                let v = values.pointer(Float.self), s = scale.pointer(Float.self), z = zero?.pointer(Float.self), d = y.mutable(Float.self)
+                for k in 0..<x.count {
+                    let p = layout.index(k)
+                    d[k] = (v[k] - (z?[p] ?? 0)) * s[p]
+                }
+                return [y]
+            }
+        },
+        "QuantizeLinear": { n in
+            let axis = try n.int("axis", default: 1), blockSize = try n.int("block_size", default: 0)
+            let outputCode = try n.int("output_dtype", default: 0)
+            let declared = n.declaredElementType(ofInput: 2)
+                ?? (outputCode != 0 ? ElementType(rawValue: Int32(outputCode)) : nil) ?? .uint8
+            let bounds: ClosedRange<Float>
+            do { bounds = try range(of: declared) } catch let e as OpError { throw n.unsupported(e.message) }
+            return { i, c in
+                let x = try i.float(0, "x"), scale = try castTensor(try i.required(1, "y_scale"), to: .float, c)
+                let zero = try i[2].map { try castTensor($0, to: .float, c) }
+                let layout = try ParameterLayout(x: x, parameter: scale, axis: axis, blockSize: blockSize)
+                if let zero, zero.shape != scale.shape { throw OpError("y_zero_point \(zero.shape) must have the shape of y_scale \(scale.shape)") }
+                let y = try c.alloc(.int32, x.shape)
+                let v = x.pointer(Float.self), s = scale.pointer(Float.self), z = zero?.pointer(Float.self), d = y.mutable(Int32.self)
+                for k in 0..<x.count {
+                    let p = layout.index(k)
+                    let q = (v[k] / s[p]).rounded(.toNearestOrEven) + (z?[p] ?? 0)
+                    d[k] = q.isNaN ? 0 : Int32(min(max(q, bounds.lowerBound), bounds.upperBound))
+                }
+                return [y]
+            }
+        },
+        "DynamicQuantizeLinear": { _ in { i, c in
+            let x = try i.float(0, "x")
+            var lo: Float = 0, hi: Float = 0
+            for v in x.buffer(Float.self) { lo = min(lo, v); hi = max(hi, v) }
+            let scale = (hi - lo) / 255
+            let zero = scale == 0 ? 0 : min(max((-lo / scale).rounded(.toNearestOrEven), 0), 255)
+            let y = try c.alloc(.int32, x.shape)
+            let v = x.pointer(Float.self), d = y.mutable(Int32.self)
+            for k in 0..<x.count {
+                let q = scale == 0 ? zero : (v[k] / scale).rounded(.toNearestOrEven) + zero
+                d[k] = Int32(min(max(q, 0), 255))
+            }
+            return [y, MBTensor(scale), MBTensor(shape: [], int32s: [Int32(zero)])]
+        } },
+    ]
+}

@@ -21,6 +21,7 @@ enum OpTable {
         for (name, c) in IndexingOps.table { t[name] = c }
         for (name, c) in LayerNormOps.table { t[name] = c }
         for (name, c) in QuantizeOps.table { t[name] = c }
+        for (name, c) in PoolExtrasOps.table { t[name] = c }
         return t
     }()
 

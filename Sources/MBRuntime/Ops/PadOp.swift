@@ -1,11 +1,11 @@
 import MBCore
 
-/// Pad: modes constant, reflect, edge; pads (and the constant value) as attributes before
+/// Pad: modes constant, reflect, edge, wrap; pads (and the constant value) as attributes before
 /// opset 11 and as inputs from 11 (with optional axes from 18). Negative pads crop.
 enum PadOp {
     static func compile(_ n: NodeContext) throws -> OpRun {
         let mode = try n.string("mode", default: "constant")
-        guard ["constant", "reflect", "edge"].contains(mode) else { throw n.unsupported("mode '\(mode)' is not supported (constant, reflect, edge)") }
+        guard ["constant", "reflect", "edge", "wrap"].contains(mode) else { throw n.unsupported("mode '\(mode)' is not supported (constant, reflect, edge, wrap)") }
         let legacy = n.opset < 11
         let attrPads = legacy ? try n.ints(n.opset < 2 ? "paddings" : "pads") : nil
         let attrValue = try n.float("value", default: 0)
@@ -50,6 +50,10 @@ enum PadOp {
                 if k >= 0 && k < len { return k }
                 switch mode {
                 case "edge": return len == 0 ? nil : min(max(k, 0), len - 1)
+                case "wrap":
+                    guard len > 0 else { return nil }
+                    let m = k % len
+                    return m < 0 ? m + len : m
                 case "reflect":
                     let period = 2 * (len - 1)
                     var m = k % period

@@ -22,6 +22,7 @@ enum OpTable {
         for (name, c) in LayerNormOps.table { t[name] = c }
         for (name, c) in QuantizeOps.table { t[name] = c }
         for (name, c) in PoolExtrasOps.table { t[name] = c }
+        for (name, c) in GRUAndRNNOps.table { t[name] = c }
         return t
     }()
 

@@ -27,5 +27,5 @@ enum OpTable {
     }()
 
     /// Operators never evaluated at load even when their inputs are constant.
-    static let neverFold: Set<String> = ["If"]
+    static let neverFold: Set<String> = ["If", "Loop", "Scan"]
 }

@@ -24,6 +24,7 @@ enum OpTable {
         for (name, c) in PoolExtrasOps.table { t[name] = c }
         for (name, c) in GRUAndRNNOps.table { t[name] = c }
         for (name, c) in DetectionOps.table { t[name] = c }
+        for (name, c) in EinsumOp.table { t[name] = c }
         return t
     }()
 

@@ -50,3 +50,13 @@ extension Float {
         return rest > half || (rest == half && kept & 1 == 1) ? kept + 1 : kept
     }
 }
+
+extension Float {
+    /// This value rounded to bfloat16 (the upper 16 bits of a float, ties to even; NaN stays NaN).
+    public var roundedToBFloat16: Float {
+        guard !isNaN else { return self }
+        let bits = bitPattern
+        let rounded = (bits &+ 0x7FFF &+ ((bits >> 16) & 1)) & 0xFFFF_0000
+        return Float(bitPattern: rounded)
+    }
+}

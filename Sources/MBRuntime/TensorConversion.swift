@@ -1,14 +1,14 @@
 import MBCore
 
 /// IR constants to runtime tensors: float, int64, int32 and bool data are used in place when
-/// aligned (no copy of a mapped weight); float16 and double become float; int8, uint8, int16
+/// aligned (no copy of a mapped weight); float16, bfloat16 and double become float; int8, uint8, int16
 /// and uint16 are widened to int32 and uint32 to int64 (values exact); other types are refused
 /// with their name.
 enum TensorConversion {
     /// The type a value of `declared` type is held as at run time, nil when it cannot be held.
     static func runtimeType(of declared: ElementType) -> ElementType? {
         switch declared {
-        case .float, .float16, .double: return .float
+        case .float, .float16, .bfloat16, .double: return .float
         case .int64, .uint32: return .int64
         case .int32, .int8, .uint8, .int16, .uint16: return .int32
         case .bool: return .bool
@@ -57,6 +57,15 @@ enum TensorConversion {
             let out = s.raw.assumingMemoryBound(to: Float.self)
             bytes.withBytes { raw in
                 for i in 0..<n { out[i] = Float(float16Bits: raw.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self).littleEndian) }
+            }
+            return MBTensor(elementType: .float, shape: t.shape, storage: s)
+        case .bfloat16:
+            // The upper half of a float32: exact.
+            guard bytes.count >= n * 2 else { throw Failure(message: "holds \(bytes.count) bytes for \(n) elements") }
+            let s = TensorStorage(byteCount: n * 4)
+            let out = s.raw.assumingMemoryBound(to: Float.self)
+            bytes.withBytes { raw in
+                for i in 0..<n { out[i] = Float(bitPattern: UInt32(raw.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self).littleEndian) << 16) }
             }
             return MBTensor(elementType: .float, shape: t.shape, storage: s)
         case .double:

@@ -40,4 +40,14 @@ import Testing
         #expect(Float(1.0009765625).roundedToFloat16 == 1.0009765625)
         #expect(Float(1.00048828125).roundedToFloat16 == 1)  // tie to even
     }
+
+    @Test func roundedToBFloat16KeepsTheUpperHalfTiesToEven() {
+        #expect(Float(1).roundedToBFloat16 == 1)
+        #expect(Float(bitPattern: 0x3F80_8000).roundedToBFloat16 == Float(bitPattern: 0x3F80_0000))  // tie, even stays
+        #expect(Float(bitPattern: 0x3F81_8000).roundedToBFloat16 == Float(bitPattern: 0x3F82_0000))  // tie, odd rounds up
+        #expect(Float(bitPattern: 0x3F80_8001).roundedToBFloat16 == Float(bitPattern: 0x3F81_0000))
+        #expect(Float.greatestFiniteMagnitude.roundedToBFloat16 == .infinity)
+        #expect(Float.nan.roundedToBFloat16.isNaN)
+        #expect(Float(-2.5).roundedToBFloat16 == -2.5)
+    }
 }

@@ -92,8 +92,10 @@ final class BackendConformanceTests: XCTestCase {
                     for (k, info) in model.outputs.enumerated() {
                         let expected = try MBTensor(irTensor: ModelLoading.loadTensorProto(path: data.appendingPathComponent("output_\(k).pb").path))
                         guard let got = out[info.name] else { problems.append("\(variant): no output '\(info.name)'"); continue }
-                        let half = ir.graph.outputs.first { $0.name == info.name }?.elementType == .float16
-                        let d = compare(got, expected, rtol: half ? Tolerance.backendFloat16Relative : Tolerance.backendRelative)
+                        let declared = ir.graph.outputs.first { $0.name == info.name }?.elementType
+                        let rtol = declared == .float16 ? Tolerance.backendFloat16Relative
+                            : declared == .bfloat16 ? Tolerance.backendBFloat16Relative : Tolerance.backendRelative
+                        let d = compare(got, expected, rtol: rtol)
                         if d.shapeMismatch != nil || d.outside > 0 { problems.append("\(variant) output '\(info.name)': \(d)") }
                     }
                 } catch let e as MBRuntimeError where e.kind == .unsupportedOperator {

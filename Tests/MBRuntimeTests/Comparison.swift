@@ -11,6 +11,8 @@ enum Tolerance {
     /// Backend cases whose outputs are float16: the reference rounds every intermediate to half
     /// precision (unit roundoff 2^-11 ≈ 4.9e-4) where the runtime computes in float.
     static let backendFloat16Relative: Float = 4e-3
+    /// The same for bfloat16 outputs (unit roundoff 2^-8 ≈ 3.9e-3).
+    static let backendBFloat16Relative: Float = 3e-2
 }
 
 struct Difference: CustomStringConvertible {

@@ -161,7 +161,7 @@ enum DataOps {
         "Cast": { n in
             guard let to = try n.int("to"), let type = ElementType(rawValue: Int32(to)) else { throw n.bad("attribute 'to' is required") }
             let target = try runtimeCastTarget(type, n)
-            return { i, c in [try castTensor(try i.required(0), to: target, c, roundingToFloat16: type == .float16)] }
+            return { i, c in [try castTensor(try i.required(0), to: target, c, rounding: type)] }
         },
         "CastLike": { n in
             // The target is the element type of input 1 at run time; float16 and double values are
@@ -170,7 +170,7 @@ enum DataOps {
             if let declared { _ = try runtimeCastTarget(declared, n) }
             return { i, c in
                 let like = try i.required(1, "target_type")
-                return [try castTensor(try i.required(0), to: like.elementType, c, roundingToFloat16: declared == .float16)]
+                return [try castTensor(try i.required(0), to: like.elementType, c, rounding: declared)]
             }
         },
         "ConstantOfShape": { n in
@@ -236,18 +236,18 @@ enum DataOps {
 /// The runtime type a Cast to `type` produces (float16 and double values are held as float).
 func runtimeCastTarget(_ type: ElementType, _ n: NodeContext) throws -> ElementType {
     switch type {
-    case .float, .float16, .double: return .float
+    case .float, .float16, .bfloat16, .double: return .float
     case .int64, .int32, .bool: return type
-    default: throw n.unsupported("Cast to \(type.name) is not supported (float, float16, double, int64, int32, bool)")
+    default: throw n.unsupported("Cast to \(type.name) is not supported (float, float16, bfloat16, double, int64, int32, bool)")
     }
 }
 
-/// `x` converted to `target`; with `roundingToFloat16` a float result is rounded to binary16
-/// precision and range, as a float16 tensor would hold it.
-func castTensor(_ x: MBTensor, to target: ElementType, _ c: ExecutionContext, roundingToFloat16: Bool = false) throws -> MBTensor {
-    if roundingToFloat16 && target == .float {
+/// `x` converted to `target`; when the model's type was float16 or bfloat16 (`rounding`), a float
+/// result is rounded to that type's precision and range, as such a tensor would hold it.
+func castTensor(_ x: MBTensor, to target: ElementType, _ c: ExecutionContext, rounding declared: ElementType? = nil) throws -> MBTensor {
+    if target == .float, declared == .float16 || declared == .bfloat16 {
         let f = try castTensor(x, to: .float, c)
-        return try mapFloats(f, c) { $0.roundedToFloat16 }
+        return declared == .float16 ? try mapFloats(f, c) { $0.roundedToFloat16 } : try mapFloats(f, c) { $0.roundedToBFloat16 }
     }
     if x.elementType == target { return x }
     let out = try c.alloc(target, x.shape)

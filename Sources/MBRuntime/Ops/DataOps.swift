@@ -238,16 +238,28 @@ func runtimeCastTarget(_ type: ElementType, _ n: NodeContext) throws -> ElementT
     switch type {
     case .float, .float16, .bfloat16, .double: return .float
     case .int64, .int32, .bool: return type
-    default: throw n.unsupported("Cast to \(type.name) is not supported (float, float16, bfloat16, double, int64, int32, bool)")
+    case .int8, .uint8, .int16, .uint16: return .int32
+    case .uint32: return .int64
+    default: throw n.unsupported("Cast to \(type.name) is not supported (float, float16, bfloat16, double, int64, int32, uint32, int16, uint16, int8, uint8, bool)")
     }
 }
 
-/// `x` converted to `target`; when the model's type was float16 or bfloat16 (`rounding`), a float
-/// result is rounded to that type's precision and range, as such a tensor would hold it.
+/// `x` converted to `target`; when the model's type (`rounding`) was float16 or bfloat16, a float
+/// result is rounded to that type's precision and range, and when it was a narrower integer than
+/// the one holding it, the value wraps to that width, as such a tensor would hold it.
 func castTensor(_ x: MBTensor, to target: ElementType, _ c: ExecutionContext, rounding declared: ElementType? = nil) throws -> MBTensor {
     if target == .float, declared == .float16 || declared == .bfloat16 {
         let f = try castTensor(x, to: .float, c)
         return declared == .float16 ? try mapFloats(f, c) { $0.roundedToFloat16 } : try mapFloats(f, c) { $0.roundedToBFloat16 }
+    }
+    // A narrow integer held widened: the value wraps to the declared width, as a C cast does.
+    switch declared {
+    case .int8?: return try mapInt(try castTensor(x, to: target, c), c) { Int64(Int8(truncatingIfNeeded: $0)) }
+    case .uint8?: return try mapInt(try castTensor(x, to: target, c), c) { Int64(UInt8(truncatingIfNeeded: $0)) }
+    case .int16?: return try mapInt(try castTensor(x, to: target, c), c) { Int64(Int16(truncatingIfNeeded: $0)) }
+    case .uint16?: return try mapInt(try castTensor(x, to: target, c), c) { Int64(UInt16(truncatingIfNeeded: $0)) }
+    case .uint32?: return try mapInt(try castTensor(x, to: target, c), c) { Int64(UInt32(truncatingIfNeeded: $0)) }
+    default: break
     }
     if x.elementType == target { return x }
     let out = try c.alloc(target, x.shape)

@@ -1,7 +1,8 @@
 import MBCore
 
 /// Operators that pick, place or count elements by index: GatherElements, GatherND,
-/// ScatterElements, ScatterND, OneHot, NonZero, Compress, Trilu, CumSum, TopK, EyeLike.
+/// ScatterElements, ScatterND, OneHot, NonZero, Compress, Trilu, CumSum, CumProd, TopK, EyeLike,
+/// ReverseSequence, CenterCropPad.
 /// Moves are byte copies, so they work for every element type the runtime holds; reductions and
 /// arithmetic read and write through Double (exact for int32, and for int64 up to 2^53).
 enum IndexingOps {
@@ -225,24 +226,54 @@ enum IndexingOps {
                 return [out]
             }
         },
-        "CumSum": { n in
-            let exclusive = try n.int("exclusive", default: 0) != 0, reverse = try n.int("reverse", default: 0) != 0
+        "CumSum": { try cumulative($0, product: false) },
+        "CumProd": { try cumulative($0, product: true) },
+        "ReverseSequence": { n in
+            let batchAxis = try n.int("batch_axis", default: 1), timeAxis = try n.int("time_axis", default: 0)
+            guard Set([batchAxis, timeAxis]) == [0, 1] else { throw n.bad("batch_axis \(batchAxis) and time_axis \(timeAxis) must be 0 and 1") }
             return { i, c in
-                let x = try i.required(0)
-                let axis = try normalizeAxis(try IndexingOps.scalarInt(try i.required(1, "axis"), "axis"), rank: x.rank)
-                let read = try ReduceOps.reader(x)
-                let out = try c.alloc(x.elementType, x.shape)
-                let outer = x.shape[..<axis].reduce(1, *), len = x.shape[axis], inner = x.shape[(axis + 1)...].reduce(1, *)
-                for o in 0..<outer {
-                    for q in 0..<inner {
-                        var sum = 0.0
-                        for step in 0..<len {
-                            let j = reverse ? len - 1 - step : step
-                            let at = (o * len + j) * inner + q
-                            let v = read(at)
-                            if exclusive { ReduceOps.store(sum, at, out); sum += v } else { sum += v; ReduceOps.store(sum, at, out) }
-                        }
+                let x = try i.required(0), lengths = intValues(try i.required(1, "sequence_lens"))
+                guard x.rank >= 2, lengths.count == x.shape[batchAxis] else { throw OpError("sequence_lens has \(lengths.count) values for input \(x.shape)") }
+                let out = try copy(x, c)
+                let size = x.elementType.runtimeSize, inner = x.shape[2...].reduce(1, *) * size
+                let strides = contiguousStrides(Array(x.shape[0..<2])).map { $0 * inner }
+                for (b, length) in lengths.enumerated() {
+                    guard length >= 0 && length <= x.shape[timeAxis] else { throw OpError("sequence length \(length) is outside 0...\(x.shape[timeAxis])") }
+                    for t in 0..<length {
+                        var from = [0, 0], to = [0, 0]
+                        from[batchAxis] = b; from[timeAxis] = t
+                        to[batchAxis] = b; to[timeAxis] = length - 1 - t
+                        (out.storage.raw + to[0] * strides[0] + to[1] * strides[1])
+                            .copyMemory(from: x.storage.raw + from[0] * strides[0] + from[1] * strides[1], byteCount: inner)
                     }
+                }
+                return [out]
+            }
+        },
+        "CenterCropPad": { n in
+            let axesAttr = try n.ints("axes")
+            return { i, c in
+                let x = try i.required(0), wanted = intValues(try i.required(1, "shape"))
+                let axes = try (axesAttr ?? Array(0..<x.rank)).map { try normalizeAxis($0, rank: x.rank) }
+                guard wanted.count == axes.count, wanted.allSatisfy({ $0 >= 0 }) else { throw OpError("shape \(wanted) must give one size per axis \(axes)") }
+                var shape = x.shape
+                // Per axis: where the kept input range starts in the input and in the output
+                // (crops take the centre, the extra element on the right side; pads add zeros).
+                var inStart = Array(repeating: 0, count: x.rank), outStart = inStart, kept = x.shape
+                for (k, d) in axes.enumerated() {
+                    let from = x.shape[d], to = wanted[k]
+                    shape[d] = to
+                    if to <= from { inStart[d] = (from - to) / 2; kept[d] = to } else { outStart[d] = (to - from) / 2 }
+                }
+                let out = try c.alloc(x.elementType, shape)
+                let size = x.elementType.runtimeSize
+                out.storage.raw.initializeMemory(as: UInt8.self, repeating: 0, count: out.count * size)
+                let inStrides = contiguousStrides(x.shape), outStrides = contiguousStrides(shape)
+                for k in 0..<kept.reduce(1, *) {
+                    let coords = coordinates(k, kept)
+                    var src = 0, dst = 0
+                    for d in 0..<x.rank { src += (coords[d] + inStart[d]) * inStrides[d]; dst += (coords[d] + outStart[d]) * outStrides[d] }
+                    (out.storage.raw + dst * size).copyMemory(from: x.storage.raw + src * size, byteCount: size)
                 }
                 return [out]
             }
@@ -325,6 +356,31 @@ enum IndexingOps {
                     offset += coords[d] * xs[d]
                 }
                 scatterElement(out, offset, upd, k, r, read: read, readUpdate: readUpdate)
+            }
+            return [out]
+        }
+    }
+
+    /// CumSum and CumProd along the axis given as input 1 (exclusive and reverse attributes).
+    static func cumulative(_ n: NodeContext, product: Bool) throws -> OpRun {
+        let exclusive = try n.int("exclusive", default: 0) != 0, reverse = try n.int("reverse", default: 0) != 0
+        return { i, c in
+            let x = try i.required(0)
+            let axis = try normalizeAxis(try IndexingOps.scalarInt(try i.required(1, "axis"), "axis"), rank: x.rank)
+            let read = try ReduceOps.reader(x)
+            let out = try c.alloc(x.elementType, x.shape)
+            let outer = x.shape[..<axis].reduce(1, *), len = x.shape[axis], inner = x.shape[(axis + 1)...].reduce(1, *)
+            for o in 0..<outer {
+                for q in 0..<inner {
+                    var acc: Double = product ? 1 : 0
+                    for step in 0..<len {
+                        let at = (o * len + (reverse ? len - 1 - step : step)) * inner + q
+                        let v = read(at)
+                        if exclusive { ReduceOps.store(acc, at, out) }
+                        acc = product ? acc * v : acc + v
+                        if !exclusive { ReduceOps.store(acc, at, out) }
+                    }
+                }
             }
             return [out]
         }

@@ -25,6 +25,7 @@ enum OpTable {
         for (name, c) in GRUAndRNNOps.table { t[name] = c }
         for (name, c) in DetectionOps.table { t[name] = c }
         for (name, c) in EinsumOp.table { t[name] = c }
+        for (name, c) in GridSampleOp.table { t[name] = c }
         return t
     }()
 

@@ -2,7 +2,7 @@ import MBCore
 
 extension MBTensor {
     /// A tensor from a `.npy` array: float32, int64, int32 and bool as they are; float16 and
-    /// float64 converted to float32.
+    /// float64 converted to float32; uint8 widened to int32.
     public init(npy a: NPYArray) throws(MBRuntimeError) {
         switch a.elementType {
         case .float, .int64, .int32, .bool:
@@ -11,8 +11,11 @@ extension MBTensor {
             self.init(elementType: a.elementType, shape: a.shape, storage: s)
         case .float16, .double:
             self.init(shape: a.shape, floats: a.floatValues())
+        case .uint8:
+            // Held widened to int32, as the runtime holds uint8 (images, quantized inputs).
+            self.init(shape: a.shape, int32s: a.data.map { Int32($0) })
         default:
-            throw MBRuntimeError(.invalidInput, "a .npy array of \(a.elementType.name) cannot be a runtime tensor (float32, float16, float64, int64, int32, bool)")
+            throw MBRuntimeError(.invalidInput, "a .npy array of \(a.elementType.name) cannot be a runtime tensor (float32, float16, float64, int64, int32, uint8, bool)")
         }
     }
 

@@ -60,8 +60,15 @@ final class ModelAPITests: XCTestCase {
         XCTAssertThrowsError(try MBModel(ir: badAttr)) { XCTAssertEqual("\($0)", "node 'lr' (LeakyRelu): attribute 'alpha' must be a float") }
         let noOutput = Self.model([IRNode(name: "r", opType: "Relu", inputs: ["x"], outputs: ["z"])])
         XCTAssertThrowsError(try MBModel(ir: noOutput)) { XCTAssertEqual("\($0)", "graph output 'y' is not produced by any node, input or constant") }
-        let badPad = Self.model([IRNode(name: "p", opType: "Pad", inputs: ["x"], outputs: ["y"], attributes: [IRAttribute(name: "mode", value: .string(Array("wrap".utf8)))])])
-        XCTAssertThrowsError(try MBModel(ir: badPad)) { XCTAssertEqual("\($0)", "node 'p' (Pad): mode 'wrap' is not supported (constant, reflect, edge)") }
+        let badPad = Self.model([IRNode(name: "p", opType: "Pad", inputs: ["x"], outputs: ["y"], attributes: [IRAttribute(name: "mode", value: .string(Array("mirror".utf8)))])])
+        XCTAssertThrowsError(try MBModel(ir: badPad)) { XCTAssertEqual("\($0)", "node 'p' (Pad): mode 'mirror' is not supported (constant, reflect, edge, wrap)") }
+    }
+
+    func testUInt8ArraysAreHeldAsInt32() throws {
+        let npy = try NPYArray(elementType: .uint8, shape: [2, 2], data: [0, 1, 128, 255])
+        let t = try MBTensor(npy: npy)
+        XCTAssertEqual(t.elementType, .int32)
+        XCTAssertEqual(t.int64s, [0, 1, 128, 255])
     }
 
     func testInputsAreChecked() throws {

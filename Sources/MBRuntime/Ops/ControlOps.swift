@@ -36,8 +36,9 @@ enum ControlOps {
                     c.env[body.inputSlots[1]] = MBTensor(shape: [], bools: [keepGoing])
                     for (k, v) in values.enumerated() { c.env[body.inputSlots[2 + k]] = v }
                     let out = try c.run(body)
+                    guard out[0].count == 1 else { throw OpError("the body's condition output must hold one value, got \(out[0].description)") }
                     keepGoing = intValues(out[0])[0] != 0
-                    values = Array(out[1...carried])
+                    values = Array(out[1..<(1 + carried)])
                     for k in 0..<scans { stacked[k].append(out[1 + carried + k]) }
                     iteration += 1
                 }

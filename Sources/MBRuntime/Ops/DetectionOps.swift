@@ -30,7 +30,8 @@ enum DetectionOps {
     struct Sample { var at: (Int, Int, Int, Int); var w: (Float, Float, Float, Float) }
 
     static func sample(y yIn: Float, x xIn: Float, height: Int, width: Int) -> Sample {
-        if yIn < -1 || yIn > Float(height) || xIn < -1 || xIn > Float(width) { return Sample(at: (0, 0, 0, 0), w: (0, 0, 0, 0)) }
+        // Outside (or NaN): no contribution.
+        guard yIn >= -1, yIn <= Float(height), xIn >= -1, xIn <= Float(width) else { return Sample(at: (0, 0, 0, 0), w: (0, 0, 0, 0)) }
         var y = max(yIn, 0), x = max(xIn, 0)
         var y0 = Int(y), x0 = Int(x), y1: Int, x1: Int
         if y0 >= height - 1 { y0 = height - 1; y1 = y0; y = Float(y0) } else { y1 = y0 + 1 }
@@ -66,7 +67,11 @@ enum DetectionOps {
                     var roiW = box[r * 4 + 2] * spatialScale - offset - x0, roiH = box[r * 4 + 3] * spatialScale - offset - y0
                     if !halfPixel { roiW = max(roiW, 1); roiH = max(roiH, 1) }
                     let binH = roiH / Float(outH), binW = roiW / Float(outW)
-                    let gridH = ratio > 0 ? ratio : Int((roiH / Float(outH)).rounded(.up)), gridW = ratio > 0 ? ratio : Int((roiW / Float(outW)).rounded(.up))
+                    // An adaptive grid of ceil(bin size) samples, bounded (huge or NaN rois would
+                    // otherwise ask for billions of samples).
+                    func grid(_ bin: Float) -> Int { bin.isNaN ? 0 : Int(min(max(bin.rounded(.up), 0), 4096)) }
+                    let gridH = ratio > 0 ? ratio : grid(roiH / Float(outH)), gridW = ratio > 0 ? ratio : grid(roiW / Float(outW))
+                    _ = try c.checkedBytes(.float, [outH * outW, gridH, gridW, 8])
                     let count = Float(max(gridH * gridW, 1))
                     var samples: [Sample] = []
                     samples.reserveCapacity(outH * outW * max(gridH * gridW, 0))

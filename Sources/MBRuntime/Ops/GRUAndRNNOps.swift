@@ -42,6 +42,7 @@ enum GRUAndRNNOps {
                         _ state: UnsafeMutablePointer<Float>) -> Void) throws -> [MBTensor] {
             let w = try i.float(1, "W"), r = try i.float(2, "R")
             var initH = try i[5].map { _ in try i.float(5, "initial_h") }
+            if let initH, initH.count != dirs * batch * hidden { throw OpError("initial_h \(initH.shape) must hold \(dirs) x \(batch) x \(hidden) values") }
             if layout == 1 { initH = try initH.map { try RecurrentOps.transpose01($0, c) } }
             let h = hidden, width = gates * hidden
             let yAll = try c.alloc(.float, [seq, dirs, batch, h]), yH = try c.alloc(.float, [dirs, batch, h])

@@ -18,11 +18,11 @@ enum GridSampleOp {
         guard range > 0 else { return low }
         if x < low {
             let d = low - x, n = (d / range).rounded(.towardZero), r = d - n * range
-            return Int(n) % 2 == 0 ? low + r : high - r
+            return n.truncatingRemainder(dividingBy: 2) == 0 ? low + r : high - r
         }
         if x > high {
             let d = x - high, n = (d / range).rounded(.towardZero), r = d - n * range
-            return Int(n) % 2 == 0 ? high - r : low + r
+            return n.truncatingRemainder(dividingBy: 2) == 0 ? high - r : low + r
         }
         return x
     }
@@ -41,6 +41,7 @@ enum GridSampleOp {
         let len = Double(length)
         var x = s.alignCorners ? (v + 1) / 2 * (len - 1) : ((v + 1) * len - 1) / 2
         let low = s.alignCorners ? 0 : -0.5, high = s.alignCorners ? len - 1 : len - 0.5
+        guard x.isFinite else { return [(nil, 1)] }
         if s.interpolation == .nearest { x = x.rounded(.toNearestOrEven) }
         if x < low || x > high {
             if s.padding == "border" { x = min(max(x, 0), len - 1) } else if s.padding == "reflection" { x = reflect(x, low, high) }

@@ -135,7 +135,7 @@ enum IndexingOps {
                 let xs = contiguousStrides(x.shape)
                 let indices = intValues(idx)
                 let read = try ReduceOps.reader(out), readUpdate = try ReduceOps.reader(upd)
-                for m in 0..<(idx.count / max(k, 1)) where k > 0 || m == 0 {
+                for m in 0..<idx.shape.dropLast().reduce(1, *) {
                     var offset = 0
                     for d in 0..<k { offset += try resolve(indices[m * k + d], x.shape[d], "ScatterND") * xs[d] }
                     for e in 0..<slice { scatterElement(out, offset + e, upd, m * slice + e, r, read: read, readUpdate: readUpdate) }
@@ -148,7 +148,7 @@ enum IndexingOps {
             return { i, c in
                 let idx = try i.required(0, "indices"), depthT = try i.required(1, "depth"), values = try i.required(2, "values")
                 guard depthT.count == 1, values.count == 2 else { throw OpError("depth must be one value and values two, got \(depthT.count) and \(values.count)") }
-                let depth = Int(depthT.floats[0].rounded(.towardZero))
+                let depth = clampedInt(depthT.floats[0].rounded(.towardZero))
                 guard depth >= 0 else { throw OpError("depth \(depth) is negative") }
                 let axis = try normalizeAxis(axisAttr, rank: idx.rank + 1)
                 let shape = Array(idx.shape[..<axis]) + [depth] + Array(idx.shape[axis...])
@@ -160,7 +160,7 @@ enum IndexingOps {
                 let positions = idx.floats
                 for o in 0..<outer {
                     for q in 0..<inner {
-                        var v = Int(positions[o * inner + q].rounded(.towardZero))
+                        var v = clampedInt(positions[o * inner + q].rounded(.towardZero))
                         if v < 0 { v += depth }
                         guard v >= 0 && v < depth else { continue }  // out of range: all off
                         (out.storage.raw + ((o * depth + v) * inner + q) * size).copyMemory(from: on, byteCount: size)
@@ -318,7 +318,8 @@ enum IndexingOps {
         },
         "EyeLike": { n in
             let dtype = try n.int("dtype")
-            let shift = try n.int("k", default: 0)
+            // Any shift beyond ±2^31 leaves the matrix empty; bounding it keeps r + shift from overflowing.
+            let shift = max(min(try n.int("k", default: 0), Int(Int32.max)), Int(Int32.min))
             let declared = try dtype.map { code -> ElementType in
                 guard let t = ElementType(rawValue: Int32(code)) else { throw n.bad("dtype \(code) is not an element type") }
                 return try runtimeCastTarget(t, n)

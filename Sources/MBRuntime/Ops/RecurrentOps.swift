@@ -40,6 +40,10 @@ enum RecurrentOps {
                 var initH = try i[5].map { _ in try i.float(5, "initial_h") }
                 var initC = try i[6].map { _ in try i.float(6, "initial_c") }
                 let peep = try i[7].map { _ in try i.float(7, "P") }
+                for (t, name, count) in [(initH, "initial_h", dirs * batch * h), (initC, "initial_c", dirs * batch * h), (peep, "P", dirs * 3 * h)] {
+                    if let t, t.count != count { throw OpError("\(name) \(t.shape) must hold \(count) values") }
+                }
+                if let bias, bias.count != dirs * 2 * g4 { throw OpError("B \(bias.shape) must hold \(dirs * 2 * g4) values") }
                 if layout == 1 { initH = try initH.map { try transpose01($0, c) }; initC = try initC.map { try transpose01($0, c) } }
                 let yAll = try c.alloc(.float, [seq, dirs, batch, h])
                 let yH = try c.alloc(.float, [dirs, batch, h]), yC = try c.alloc(.float, [dirs, batch, h])

@@ -133,7 +133,7 @@ enum ResizeOps {
             guard s.antialias else { return [1 - ratio, ratio] }
             // The triangle stretched by 1/scale when downsampling, normalized.
             let sc = min(scale, 1)
-            let start = Int((-1 / sc).rounded(.down)) + 1
+            let start = footprintStart(-1 / sc)
             let w = (start..<(2 - start)).map { max(0, min(1, 1 - abs((Double($0) - ratio) * sc))) }
             return normalized(w)
         case .cubic(let a):
@@ -145,10 +145,14 @@ enum ResizeOps {
             }
             guard s.antialias else { return [kernel(ratio + 1), kernel(ratio), kernel(1 - ratio), kernel(2 - ratio)] }
             let sc = min(scale, 1)
-            let start = Int((-2 / sc).rounded(.down)) + 1
+            let start = footprintStart(-2 / sc)
             return normalized((start..<(2 - start)).map { kernel(sc * (Double($0) - ratio)) })
         }
     }
+
+    /// The first tap of an antialiasing footprint reaching to `reach` (negative), bounded so that
+    /// absurd downscales stay countable (taps() then checks the table against the tensor limit).
+    static func footprintStart(_ reach: Double) -> Int { Int(max(reach.rounded(.down), -1e7)) + 1 }
 
     static func normalized(_ w: [Double]) -> [Double] {
         let sum = w.reduce(0, +)

@@ -102,12 +102,13 @@ enum QuantizeOps {
             var lo: Float = 0, hi: Float = 0
             for v in x.buffer(Float.self) { lo = min(lo, v); hi = max(hi, v) }
             let scale = (hi - lo) / 255
-            let zero = scale == 0 ? 0 : min(max((-lo / scale).rounded(.toNearestOrEven), 0), 255)
+            /// Saturated to 0...255; NaN (from NaN inputs or an infinite range) becomes 0.
+            func byte(_ q: Float) -> Float { q.isNaN ? 0 : min(max(q, 0), 255) }
+            let zero = scale == 0 ? 0 : byte((-lo / scale).rounded(.toNearestOrEven))
             let y = try c.alloc(.int32, x.shape)
             let v = x.pointer(Float.self), d = y.mutable(Int32.self)
             for k in 0..<x.count {
-                let q = scale == 0 ? zero : (v[k] / scale).rounded(.toNearestOrEven) + zero
-                d[k] = Int32(min(max(q, 0), 255))
+                d[k] = Int32(byte(scale == 0 ? zero : (v[k] / scale).rounded(.toNearestOrEven) + zero))
             }
             return [y, MBTensor(scale), MBTensor(shape: [], int32s: [Int32(zero)])]
         } },

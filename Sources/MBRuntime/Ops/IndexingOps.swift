@@ -41,6 +41,19 @@ enum IndexingOps {
         ReduceOps.store(v, o, out)
     }
 
+    /// GatherElements/ScatterElements: the data element that position `k` of `indices` names (its
+    /// own coordinates, with `index` along `axis`), checked against the data's shape.
+    static func elementOffset(_ k: Int, indices: MBTensor, index: Int, axis: Int, data: MBTensor, strides: [Int], _ op: String) throws -> Int {
+        var coords = coordinates(k, indices.shape)
+        coords[axis] = try resolve(index, data.shape[axis], op)
+        var offset = 0
+        for d in 0..<data.rank {
+            guard coords[d] < data.shape[d] else { throw OpError("indices \(indices.shape) exceed data \(data.shape) on axis \(d)") }
+            offset += coords[d] * strides[d]
+        }
+        return offset
+    }
+
     static func copy(_ x: MBTensor, _ c: ExecutionContext) throws -> MBTensor {
         let out = try c.alloc(x.elementType, x.shape)
         out.storage.raw.copyMemory(from: x.storage.raw, byteCount: x.count * x.elementType.runtimeSize)
@@ -70,13 +83,7 @@ enum IndexingOps {
                 let size = x.elementType.runtimeSize
                 let xs = contiguousStrides(x.shape)
                 for k in 0..<idx.count {
-                    var coords = coordinates(k, idx.shape)
-                    coords[axis] = try resolve(indices[k], x.shape[axis], "GatherElements")
-                    var offset = 0
-                    for d in 0..<x.rank {
-                        guard coords[d] < x.shape[d] else { throw OpError("indices \(idx.shape) exceed data \(x.shape) on axis \(d)") }
-                        offset += coords[d] * xs[d]
-                    }
+                    let offset = try elementOffset(k, indices: idx, index: indices[k], axis: axis, data: x, strides: xs, "GatherElements")
                     (out.storage.raw + k * size).copyMemory(from: x.storage.raw + offset * size, byteCount: size)
                 }
                 return [out]
@@ -349,13 +356,7 @@ enum IndexingOps {
             let xs = contiguousStrides(x.shape)
             let read = try ReduceOps.reader(out), readUpdate = try ReduceOps.reader(upd)
             for k in 0..<idx.count {
-                var coords = coordinates(k, idx.shape)
-                coords[axis] = try resolve(indices[k], x.shape[axis], "ScatterElements")
-                var offset = 0
-                for d in 0..<x.rank {
-                    guard coords[d] < x.shape[d] else { throw OpError("indices \(idx.shape) exceed data \(x.shape) on axis \(d)") }
-                    offset += coords[d] * xs[d]
-                }
+                let offset = try elementOffset(k, indices: idx, index: indices[k], axis: axis, data: x, strides: xs, "ScatterElements")
                 scatterElement(out, offset, upd, k, r, read: read, readUpdate: readUpdate)
             }
             return [out]

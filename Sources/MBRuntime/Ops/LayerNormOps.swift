@@ -141,10 +141,7 @@ enum LayerNormOps {
             let axisAttr = try n.int("axis", default: legacy ? 1 : -1)
             return { i, c in
                 let x = try i.float(0, "input")
-                let axis = try normalizeAxis(axisAttr, rank: x.rank)
-                let outer = x.shape[..<axis].reduce(1, *)
-                let len = legacy ? x.shape[axis...].reduce(1, *) : x.shape[axis]
-                let inner = legacy ? 1 : x.shape[(axis + 1)...].reduce(1, *)
+                let (outer, len, inner) = try NormalizationOps.softmaxView(x, axis: axisAttr, legacy: legacy)
                 let y = try c.alloc(.float, x.shape)
                 let src = x.pointer(Float.self), dst = y.mutable(Float.self)
                 dst.update(repeating: 0, count: x.count)

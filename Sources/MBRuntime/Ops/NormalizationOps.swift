@@ -108,6 +108,15 @@ enum NormalizationOps {
         return y
     }
 
+    /// The [outer, length, inner] view Softmax, LogSoftmax and Hardmax work over: before opset 13
+    /// the input coerced to 2-D at `axis`, from 13 the single axis.
+    static func softmaxView(_ x: MBTensor, axis axisAttr: Int, legacy: Bool) throws -> (outer: Int, length: Int, inner: Int) {
+        let axis = try normalizeAxis(axisAttr, rank: x.rank)
+        let outer = x.shape[..<axis].reduce(1, *)
+        let len = legacy ? x.shape[axis...].reduce(1, *) : (x.rank == 0 ? 1 : x.shape[axis])
+        return (outer, len, legacy ? 1 : x.shape[(axis + 1)...].reduce(1, *))
+    }
+
     /// Opset < 13: the input is coerced to 2-D at `axis` (default 1) and normalized over the
     /// flattened trailing block. Opset >= 13: normalized along `axis` alone (default -1).
     static func softmax(_ n: NodeContext, log: Bool) throws -> OpRun {
@@ -115,10 +124,7 @@ enum NormalizationOps {
         let axisAttr = try n.int("axis", default: legacy ? 1 : -1)
         return { i, c in
             let x = try i.float(0, "input")
-            let axis = try normalizeAxis(axisAttr, rank: x.rank)
-            let outer = x.shape[..<axis].reduce(1, *)
-            let len = legacy ? x.shape[axis...].reduce(1, *) : (x.rank == 0 ? 1 : x.shape[axis])
-            let inner = legacy ? 1 : x.shape[(axis + 1)...].reduce(1, *)
+            let (outer, len, inner) = try softmaxView(x, axis: axisAttr, legacy: legacy)
             let y = try c.alloc(.float, x.shape)
             let src = x.pointer(Float.self), dst = UncheckedSendable(y.mutable(Float.self))
             Parallel.forEach(outer * inner, threads: x.count > parallelGrain ? c.threads : 1) { job in

@@ -297,16 +297,18 @@ public enum Conversion {
 
     /// Exact mode is tried only for tensors that could already be binarized with at most the
     /// policy's widest bitwidth K: at most 2^(K+1) - 2 distinct values per tensor or per output
-    /// channel. A cheap scan that rejects ordinary float weights at once.
+    /// channel, and some value repeated in each. A cheap scan that rejects ordinary float weights
+    /// at once, small channels too (a depthwise 3x3 channel has 9 values, fewer than 14, but
+    /// trained floats never repeat one, while binarized weights repeat their few values).
     static func mayBeExact(_ t: FloatTensor, maxBits: Int, channelAxis: Int?) -> Bool {
         let limit = (1 << (min(maxBits, 8) + 1)) - 2
-        func fewValues(_ values: some Sequence<Float>) -> Bool {
+        func fewValues(_ values: some Collection<Float>) -> Bool {
             var seen = Set<Float>()
             for v in values {
                 seen.insert(v == 0 ? 0 : v)
                 if seen.count > limit { return false }
             }
-            return true
+            return seen.count < values.count
         }
         if fewValues(t.values) { return true }
         guard let axis = channelAxis, axis < t.shape.count, let layout = try? GroupLayout(shape: t.shape, scale: .channel(axis: axis)) else {

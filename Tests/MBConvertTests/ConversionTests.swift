@@ -1,5 +1,6 @@
 import Foundation
-import MBConvert
+@testable import MBConvert
+import MBBinarize
 import MBCore
 import MBFormat
 import MBONNX
@@ -122,6 +123,18 @@ import Testing
                 Issue.record("\(layer.name) not binarized in both")
             }
         }
+    }
+
+    /// Small groups of ordinary floats (a depthwise 3x3 channel: 9 values, fewer than the 14 a
+    /// 3-bit code can hold) are not mistaken for binarized ones: only groups that repeat a value
+    /// go to the exact search. Already binarized groups always repeat theirs.
+    @Test func smallFloatChannelsAreNotTriedAsExact() throws {
+        var rng = SeededGenerator(seed: 9)
+        let values = (0..<(16 * 9)).map { _ in Float.random(in: -1...1, using: &rng) }
+        let depthwise = try FloatTensor(name: "dw", shape: [16, 1, 3, 3], values: values)
+        #expect(!Conversion.mayBeExact(depthwise, maxBits: 3, channelAxis: 0), "values \(values.prefix(9))")
+        let binarized = try FloatTensor(name: "b", shape: [16, 1, 3, 3], values: values.map { $0 < 0 ? -0.5 : ($0 < 0.5 ? 0.25 : 0.75) })
+        #expect(Conversion.mayBeExact(binarized, maxBits: 3, channelAxis: 0))
     }
 
     /// Conversion is deterministic, and the committed example .mbm (what Examples/RuntimeApp

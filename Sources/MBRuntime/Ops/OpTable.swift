@@ -26,6 +26,7 @@ enum OpTable {
         for (name, c) in DetectionOps.table { t[name] = c }
         for (name, c) in EinsumOp.table { t[name] = c }
         for (name, c) in GridSampleOp.table { t[name] = c }
+        for (name, c) in LossOps.table { t[name] = c }
         return t
     }()
 

@@ -2,7 +2,7 @@ import MBCore
 
 /// Operators that pick, place or count elements by index: GatherElements, GatherND,
 /// ScatterElements, ScatterND, OneHot, NonZero, Compress, Trilu, CumSum, CumProd, TopK, EyeLike,
-/// ReverseSequence, CenterCropPad.
+/// ReverseSequence, CenterCropPad, Unique.
 /// Moves are byte copies, so they work for every element type the runtime holds; reductions and
 /// arithmetic read and write through Double (exact for int32, and for int64 up to 2^53).
 enum IndexingOps {
@@ -321,6 +321,49 @@ enum IndexingOps {
                     }
                 }
                 return [values, indices]
+            }
+        },
+        "Unique": { n in
+            let axisAttr = try n.int("axis"), sorted = try n.int("sorted", default: 1) != 0
+            return { i, c in
+                let x = try i.required(0)
+                let read = try ReduceOps.reader(x)
+                // Slices along the axis (single elements without one), compared as rows of values.
+                let axis = try axisAttr.map { try normalizeAxis($0, rank: x.rank) }
+                let dims = axis == nil ? [x.count] : x.shape
+                let a = axis ?? 0
+                let outer = dims[..<a].reduce(1, *), len = dims[a], inner = dims[(a + 1)...].reduce(1, *)
+                func row(_ k: Int) -> [Double] {
+                    var r: [Double] = []
+                    r.reserveCapacity(outer * inner)
+                    for o in 0..<outer { for q in 0..<inner { r.append(read((o * len + k) * inner + q)) } }
+                    return r
+                }
+                var firstOf: [[Double]: Int] = [:], groups: [(row: [Double], first: Int, count: Int)] = [], groupOf = [Int](repeating: 0, count: len)
+                for k in 0..<len {
+                    let r = row(k)
+                    if let g = firstOf[r] { groups[g].count += 1; groupOf[k] = g; continue }
+                    firstOf[r] = groups.count
+                    groupOf[k] = groups.count
+                    groups.append((r, k, 1))
+                }
+                var order = Array(groups.indices)
+                if sorted { order.sort { groups[$0].row.lexicographicallyPrecedes(groups[$1].row) } }
+                var rank = [Int](repeating: 0, count: groups.count)
+                for (position, g) in order.enumerated() { rank[g] = position }
+                var shape = dims
+                shape[a] = groups.count
+                let y = try c.alloc(x.elementType, shape)
+                let size = x.elementType.runtimeSize, block = inner * size
+                for o in 0..<outer {
+                    for (position, g) in order.enumerated() {
+                        (y.storage.raw + (o * groups.count + position) * block).copyMemory(from: x.storage.raw + (o * len + groups[g].first) * block, byteCount: block)
+                    }
+                }
+                return [y,
+                        MBTensor(shape: [groups.count], int64s: order.map { Int64(groups[$0].first) }),
+                        MBTensor(shape: [len], int64s: groupOf.map { Int64(rank[$0]) }),
+                        MBTensor(shape: [groups.count], int64s: order.map { Int64(groups[$0].count) })]
             }
         },
         "EyeLike": { n in

@@ -1,3 +1,4 @@
+import CBitPlanes
 import MBCore
 
 /// Middle-Out mask selection (HBB.md section 3) for the runtime's binarized activations and for
@@ -36,11 +37,17 @@ public enum MiddleOutMask {
     /// The mask (flat bit widths) for `values` under distribution (bits ascending, fractions),
     /// Middle-Out over entries (`groups == nil`) or over groups. Zero fractions are ignored; the
     /// last used width takes the rest.
-    public static func select(_ values: UnsafeBufferPointer<Float>, bits: [Int], fractions: [Double], groups: MaskGroups?) -> [UInt8] {
+    /// `plain: true` walks index lists entry by entry for groups too (the grouped passes' twin, for tests).
+    public static func select(_ values: UnsafeBufferPointer<Float>, bits: [Int], fractions: [Double], groups: MaskGroups?,
+                              isa: Int32 = bp_isa(), plain: Bool = false) -> [UInt8] {
         let n = values.count
         var mask = [UInt8](repeating: 0, count: n)
         let used = zip(bits, fractions).filter { $0.1 > 0 }
         guard n > 0, let last = used.last else { return mask }
+        if let groups, !plain {
+            selectGroupsFast(values, used: used, groups: groups, mask: &mask, isa: isa)
+            return mask
+        }
         let remaining = UnsafeMutablePointer<UInt32>.allocate(capacity: n)
         defer { remaining.deallocate() }
         var remainingCount = n
@@ -104,6 +111,38 @@ public enum MiddleOutMask {
             need -= below
         }
         for i in 0..<min(need, candidates) { mask[Int(index[i])] = mark }
+    }
+
+    /// The grouped case as whole-tensor passes (CBitPlanes): the remaining entries are those not
+    /// yet assigned (mask 0), walked in index order like the list `select` keeps, so the mean,
+    /// the group keys and the choice are the same as `selectGroups` (tests compare with MBBinarize).
+    static func selectGroupsFast(_ values: UnsafeBufferPointer<Float>, used: [(Int, Double)], groups: MaskGroups,
+                                 mask: inout [UInt8], isa: Int32) {
+        let n = values.count, v = values.baseAddress!
+        var sum = [Double](repeating: 0, count: groups.count)
+        var size = [Int64](repeating: 0, count: groups.count)
+        var chosen = [UInt8](repeating: 0, count: groups.count)
+        groups.ids.withUnsafeBufferPointer { ids in
+            mask.withUnsafeMutableBufferPointer { mask in
+                for (b, p) in used.dropLast() {
+                    var remaining: Int64 = 0
+                    let total = bp_active_abs_sum(isa, v, mask.baseAddress, Int64(n), 2, 0, &remaining)
+                    guard remaining > 0 else { break }
+                    let m = total / Double(remaining)
+                    for g in 0..<groups.count { sum[g] = 0; size[g] = 0; chosen[g] = 0 }
+                    bp_group_keys(v, mask.baseAddress, Int64(n), ids.baseAddress, m, &sum, &size)
+                    var candidates: [(key: Double, group: Int)] = []
+                    for g in 0..<groups.count where size[g] > 0 { candidates.append((sum[g] / Double(size[g]), g)) }
+                    let c = min(roundedCount(p, of: groups.count), candidates.count)
+                    guard c > 0 else { continue }
+                    candidates.sort { ($0.key, $0.group) < ($1.key, $1.group) }
+                    for e in candidates.prefix(c) { chosen[e.group] = 1 }
+                    bp_mark_groups(mask.baseAddress, Int64(n), ids.baseAddress, chosen, UInt8(b))
+                }
+                let last = UInt8(used.last!.0)
+                for j in 0..<n where mask[j] == 0 { mask[j] = last }
+            }
+        }
     }
 
     /// Groups: every group whose entries all remain is a candidate (a group leaves whole); its

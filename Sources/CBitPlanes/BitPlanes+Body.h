@@ -210,8 +210,8 @@ static inline __attribute__((always_inline)) BP_TARGET int BP_FN(full_levels)(co
 /// blocks x 1 level, 4 x 2 or 2 x 3 accumulators), instead of repeated per block.
 static inline __attribute__((always_inline)) BP_TARGET void BP_FN(dense_full_run)(const bp_weights *w, const BP_FN(patch_lists) *pl, const bp_acts *x,
                                                                                  int32_t b, const int R, const int levels,
-                                                                                 v8u64 X[BP_RUN][BP_MAX_LEVELS][BP_MAX_LEVELS],
-                                                                                 v8u64 M[BP_RUN][BP_MAX_LEVELS][BP_MAX_LEVELS]) {
+                                                                                 v8u64 X[BP_MAX_LEVELS][BP_MAX_LEVELS][BP_RUN],
+                                                                                 v8u64 M[BP_MAX_LEVELS][BP_MAX_LEVELS][BP_RUN]) {
     const int32_t Lw = w->levels, Lx = x->levels;
     const uint64_t *S[BP_RUN][3] = {{0}};
 #pragma clang loop unroll(full)
@@ -248,7 +248,7 @@ static inline __attribute__((always_inline)) BP_TARGET void BP_FN(dense_full_run
         for (int r = 0; r < R; r++) {
 #pragma clang loop unroll(full)
             for (int k = 0; k < 3; k++) {
-                if (k < levels) { X[r][k][l] = acc[r][k]; M[r][k][l] = (v8u64)pl->total[l]; }
+                if (k < levels) { X[k][l][r] = acc[r][k]; M[k][l][r] = (v8u64)pl->total[l]; }
             }
         }
     }
@@ -284,15 +284,20 @@ static inline __attribute__((always_inline)) BP_TARGET void BP_FN(counts)(const 
 /// Counts of blocks b ..< b + max(run, 1) for one position (run from BP_FN(run_length)).
 static inline __attribute__((always_inline)) BP_TARGET void BP_FN(run_counts)(const bp_weights *w, const bp_acts *x, const int32_t *patch,
                                                                              const BP_FN(patch_lists) *pl, const uint8_t *fullLevels, int32_t b, int32_t run,
-                                                                             v8u64 X[BP_RUN][BP_MAX_LEVELS][BP_MAX_LEVELS],
-                                                                             v8u64 M[BP_RUN][BP_MAX_LEVELS][BP_MAX_LEVELS]) {
+                                                                             v8u64 X[BP_MAX_LEVELS][BP_MAX_LEVELS][BP_RUN],
+                                                                             v8u64 M[BP_MAX_LEVELS][BP_MAX_LEVELS][BP_RUN]) {
     const int n = fullLevels[b];
 #define BP_RUN_CASE(R, L) if (run == R && n == L) { BP_FN(dense_full_run)(w, pl, x, b, R, L, X, M); return; }
     BP_RUN_CASE(8, 1) BP_RUN_CASE(4, 1) BP_RUN_CASE(4, 2)
     BP_RUN_CASE(2, 1) BP_RUN_CASE(2, 2) BP_RUN_CASE(2, 3)
     BP_RUN_CASE(1, 1) BP_RUN_CASE(1, 2) BP_RUN_CASE(1, 3)
 #undef BP_RUN_CASE
-    BP_FN(counts)(w, x, patch, pl, b, X[0], M[0]);
+    // Run slot 0 of the [k][l][run] arrays (run-major would put slots 4 KB apart: store-to-load
+    // aliasing in the epilogue).
+    v8u64 Xg[BP_MAX_LEVELS][BP_MAX_LEVELS], Mg[BP_MAX_LEVELS][BP_MAX_LEVELS];
+    BP_FN(counts)(w, x, patch, pl, b, Xg, Mg);
+    for (int32_t k = 0; k < w->levels; k++)
+        for (int32_t l = 0; l < x->levels; l++) { X[k][l][0] = Xg[k][l]; M[k][l][0] = Mg[k][l]; }
 }
 
 /// Per block, BP_FN(full_levels) (malloc'd; the caller frees it).
@@ -339,7 +344,7 @@ static BP_TARGET void BP_FN(lists_free)(BP_FN(patch_lists) *pl) {
         for (int32_t k = 0; k < Lw; k++) if (w->listStart[b * Lw + k + 1] > w->listStart[b * Lw + k]) n = k + 1;         \
         blockLevels[b] = n;                                                                                               \
     }                                                                                                                     \
-    v8u64 X[BP_RUN][BP_MAX_LEVELS][BP_MAX_LEVELS], M[BP_RUN][BP_MAX_LEVELS][BP_MAX_LEVELS];                               \
+    v8u64 X[BP_MAX_LEVELS][BP_MAX_LEVELS][BP_RUN], M[BP_RUN][BP_MAX_LEVELS][BP_MAX_LEVELS];                               \
     BP_FN(patch_lists) pl[BP_TILE];                                                                                       \
     int ok = 1;                                                                                                           \
     for (int i = 0; i < BP_TILE; i++) ok = BP_FN(lists_alloc)(w, x, &pl[i]) && ok;                                       \
@@ -374,8 +379,8 @@ BP_TARGET static void BP_FN(binary_counts)(const bp_weights *w, const bp_acts *x
         for (int32_t l = 0; l < Lx; l++) {                                          \
             const int64_t at = (((((p - first) * w->blocks + b) * Lw + k) * Lx) + l) * 8; \
             for (int q = 0; q < 8; q++) {                                           \
-                Xout[at + q] = k < blockLevels[b] ? (int32_t)X[r][k][l][q] : 0;     \
-                Mout[at + q] = k < blockLevels[b] ? (int32_t)M[r][k][l][q] : 0;     \
+                Xout[at + q] = k < blockLevels[b] ? (int32_t)X[k][l][r][q] : 0;     \
+                Mout[at + q] = k < blockLevels[b] ? (int32_t)M[k][l][r][q] : 0;     \
             }                                                                       \
         }                                                                           \
     }
@@ -403,7 +408,7 @@ BP_TARGET static void BP_FN(binary_float)(const bp_weights *w, const bp_acts *x,
         __builtin_memcpy(&mu, w->scales + k * levelStride + 8 * b, sizeof mu);                  \
         for (int32_t l = 0; l < Lx; l++) {                                                      \
             if (pl[i].count[l] == 0) continue; /* X = M = 0 */                                  \
-            const v8i64 d = (v8i64)M[r][k][l] - 2 * (v8i64)X[r][k][l];                          \
+            const v8i64 d = (v8i64)M[k][l][r] - 2 * (v8i64)X[k][l][r];                          \
             acc += mu * x->scales[l] * __builtin_convertvector(d, v8f32);                       \
         }                                                                                       \
     }                                                                                           \

@@ -159,9 +159,10 @@ BZ_TARGET static void avx512_group_keys(const float *v, const uint8_t *mask, int
 }
 #endif
 
-void bp_group_keys(const float *v, const uint8_t *mask, int64_t n, const uint32_t *ids, double mean, double *sum, int64_t *size) {
+void bp_group_keys(int isa, const float *v, const uint8_t *mask, int64_t n, const uint32_t *ids, double mean, double *sum, int64_t *size) {
+    (void)isa;
 #if defined(__x86_64__)
-    if (bp_isa() >= BP_ISA_AVX512) { avx512_group_keys(v, mask, n, ids, mean, sum, size); return; }
+    if (isa >= BP_ISA_AVX512 && bp_isa() >= BP_ISA_AVX512) { avx512_group_keys(v, mask, n, ids, mean, sum, size); return; }
 #endif
     for (int64_t j = 0; j < n; j++) {
         if (mask[j] != 0) continue;
@@ -171,7 +172,73 @@ void bp_group_keys(const float *v, const uint8_t *mask, int64_t n, const uint32_
     }
 }
 
-void bp_mark_groups(uint8_t *mask, int64_t n, const uint32_t *ids, const uint8_t *chosen, uint8_t mark) {
+#if defined(__x86_64__)
+/// Eight entries at once when their groups are consecutive ids (see avx512_group_keys).
+BZ_TARGET static void avx512_mark_groups(uint8_t *mask, int64_t n, const uint32_t *ids, const uint8_t *chosen, uint8_t mark) {
+    const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        uint64_t m8, c8;
+        memcpy(&m8, mask + j, 8);
+        const __m256i g = _mm256_loadu_si256((const __m256i *)(ids + j));
+        if (m8 == 0 && _mm256_cmpeq_epi32_mask(g, _mm256_add_epi32(_mm256_set1_epi32((int)ids[j]), iota)) == 0xFF) {
+            memcpy(&c8, chosen + ids[j], 8);  // chosen is 0 or 1 per group
+            m8 = c8 * mark;
+            memcpy(mask + j, &m8, 8);
+            continue;
+        }
+        for (int64_t i = j; i < j + 8; i++)
+            if (mask[i] == 0 && chosen[ids[i]]) mask[i] = mark;
+    }
+    for (; j < n; j++)
+        if (mask[j] == 0 && chosen[ids[j]]) mask[j] = mark;
+}
+#endif
+
+void bp_mark_groups(int isa, uint8_t *mask, int64_t n, const uint32_t *ids, const uint8_t *chosen, uint8_t mark) {
+    (void)isa;
+#if defined(__x86_64__)
+    if (isa >= BP_ISA_AVX512 && bp_isa() >= BP_ISA_AVX512) { avx512_mark_groups(mask, n, ids, chosen, mark); return; }
+#endif
     for (int64_t j = 0; j < n; j++)
         if (mask[j] == 0 && chosen[ids[j]]) mask[j] = mark;
+}
+
+/// Quickselect: the k-th smallest (0-based) of a[0 ..< n], reordering a.
+static double kth_smallest(double *a, int64_t n, int64_t k) {
+    int64_t lo = 0, hi = n - 1;
+    while (lo < hi) {
+        const double pivot = a[lo + (hi - lo) / 2];
+        int64_t i = lo, j = hi;
+        while (i <= j) {
+            while (a[i] < pivot) i++;
+            while (a[j] > pivot) j--;
+            if (i <= j) { const double t = a[i]; a[i] = a[j]; a[j] = t; i++; j--; }
+        }
+        if (k <= j) hi = j;
+        else if (k >= i) lo = i;
+        else return a[k];
+    }
+    return a[k];
+}
+
+int64_t bp_choose_groups(double *sum, const int64_t *size, int64_t groups, int64_t c, uint8_t *chosen, double *scratch) {
+    int64_t candidates = 0;
+    for (int64_t g = 0; g < groups; g++) {
+        chosen[g] = 0;
+        if (size[g] > 0) { sum[g] /= (double)size[g]; scratch[candidates++] = sum[g]; }
+    }
+    if (c > candidates) c = candidates;
+    if (c <= 0) return 0;
+    const double threshold = kth_smallest(scratch, candidates, c - 1);
+    int64_t taken = 0;
+    for (int64_t g = 0; g < groups; g++)
+        if (size[g] > 0 && sum[g] < threshold) { chosen[g] = 1; taken++; }
+    for (int64_t g = 0; g < groups && taken < c; g++)
+        if (size[g] > 0 && sum[g] == threshold) { chosen[g] = 1; taken++; }
+    return taken;
+}
+
+void bp_fill_unassigned(uint8_t *mask, int64_t n, uint8_t width) {
+    for (int64_t j = 0; j < n; j++) mask[j] = mask[j] == 0 ? width : mask[j];
 }

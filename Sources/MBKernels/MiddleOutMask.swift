@@ -122,6 +122,7 @@ public enum MiddleOutMask {
         var sum = [Double](repeating: 0, count: groups.count)
         var size = [Int64](repeating: 0, count: groups.count)
         var chosen = [UInt8](repeating: 0, count: groups.count)
+        var keys = [Double](repeating: 0, count: groups.count)
         groups.ids.withUnsafeBufferPointer { ids in
             mask.withUnsafeMutableBufferPointer { mask in
                 for (b, p) in used.dropLast() {
@@ -129,18 +130,15 @@ public enum MiddleOutMask {
                     let total = bp_active_abs_sum(isa, v, mask.baseAddress, Int64(n), 2, 0, &remaining)
                     guard remaining > 0 else { break }
                     let m = total / Double(remaining)
-                    for g in 0..<groups.count { sum[g] = 0; size[g] = 0; chosen[g] = 0 }
-                    bp_group_keys(v, mask.baseAddress, Int64(n), ids.baseAddress, m, &sum, &size)
-                    var candidates: [(key: Double, group: Int)] = []
-                    for g in 0..<groups.count where size[g] > 0 { candidates.append((sum[g] / Double(size[g]), g)) }
-                    let c = min(roundedCount(p, of: groups.count), candidates.count)
-                    guard c > 0 else { continue }
-                    candidates.sort { ($0.key, $0.group) < ($1.key, $1.group) }
-                    for e in candidates.prefix(c) { chosen[e.group] = 1 }
-                    bp_mark_groups(mask.baseAddress, Int64(n), ids.baseAddress, chosen, UInt8(b))
+                    sum.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
+                    size.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
+                    bp_group_keys(isa, v, mask.baseAddress, Int64(n), ids.baseAddress, m, &sum, &size)
+                    // The c smallest (key, group), by selection (no sort): the same set as sorting.
+                    let c = roundedCount(p, of: groups.count)
+                    guard bp_choose_groups(&sum, size, Int64(groups.count), Int64(c), &chosen, &keys) > 0 else { continue }
+                    bp_mark_groups(isa, mask.baseAddress, Int64(n), ids.baseAddress, chosen, UInt8(b))
                 }
-                let last = UInt8(used.last!.0)
-                for j in 0..<n where mask[j] == 0 { mask[j] = last }
+                bp_fill_unassigned(mask.baseAddress, Int64(n), UInt8(used.last!.0))
             }
         }
     }

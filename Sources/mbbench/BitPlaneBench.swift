@@ -145,6 +145,7 @@ struct BitPlaneBench: ParsableCommand {
         let scratch = BitPlaneScratch()
         let cases: [(String, BitDistribution, MaskGranularity, [Int], [Double], MaskGranularity)] = [
             ("2-bit / 2-bit", try .homogeneous(2), .element, [2], [1], .element),
+            ("1-bit / 1-bit", try .homogeneous(1), .element, [1], [1], .element),
             ("1.4 element / 1.4 element", try .tenths([7, 2, 1]), .element, [1, 2, 3], [0.7, 0.2, 0.1], .element),
             ("1.4 group:64 / 1.4 group:64", try .tenths([7, 2, 1]), .group(64), [1, 2, 3], [0.7, 0.2, 0.1], .group(64)),
             ("1.4 channel / 1.4 group:64", try .tenths([7, 2, 1]), .channel, [1, 2, 3], [0.7, 0.2, 0.1], .group(64)),

@@ -72,8 +72,9 @@ final class ActivationPassesTests: XCTestCase {
             let xb = x.withUnsafeBufferPointer { ActivationBinarizer.binarize($0, bits: [1, 2, 3], fractions: [0.7, 0.2, 0.1], groups: nil) }
             let base = channels * units
             let (unitStride, channelStride) = conv ? (1, units) : (channels, 1)
+            let scratch = BitPlaneScratch()  // owns the planes' buffers
             let planes = ActivationPlanes(xb, units: units, unitChannels: channels, base: base, unitStride: unitStride,
-                                          channelStride: channelStride, scratch: BitPlaneScratch())
+                                          channelStride: channelStride, scratch: scratch)
             for l in 0..<planes.levels { for u in 0..<units { for i in 0..<planes.wordsPerUnit {
                 var act: UInt64 = 0, sign: UInt64 = 0
                 for b in 0..<64 where 64 * i + b < channels {
@@ -87,6 +88,7 @@ final class ActivationPassesTests: XCTestCase {
                 XCTAssertEqual(got.act, act, "act channels=\(channels) units=\(units) conv=\(conv) level=\(l) unit=\(u) word=\(i) seed=\(seed)")
                 XCTAssertEqual(got.sign, sign, "sign channels=\(channels) units=\(units) conv=\(conv) level=\(l) unit=\(u) word=\(i) seed=\(seed)")
             } } }
+            withExtendedLifetime(scratch) {}
         } } }
     }
 }

@@ -127,9 +127,15 @@ double bp_active_abs_sum(int isa, const float *v, const uint8_t *mask, int64_t n
 /// r[j] -= mu there, r[j] -= -mu elsewhere.
 void bp_residual_level(int isa, float *r, const uint8_t *mask, int64_t n, int32_t mode, uint8_t width, float mu, uint64_t *bits);
 /// Group keys over the unassigned entries (mask 0) in index order: sum[g] += | |v| - mean |, size[g] += 1.
-void bp_group_keys(const float *v, const uint8_t *mask, int64_t n, const uint32_t *ids, double mean, double *sum, int64_t *size);
+void bp_group_keys(int isa, const float *v, const uint8_t *mask, int64_t n, const uint32_t *ids, double mean, double *sum, int64_t *size);
 /// mask[j] = mark for unassigned entries of chosen groups.
-void bp_mark_groups(uint8_t *mask, int64_t n, const uint32_t *ids, const uint8_t *chosen, uint8_t mark);
+void bp_mark_groups(int isa, uint8_t *mask, int64_t n, const uint32_t *ids, const uint8_t *chosen, uint8_t mark);
+/// The c groups with the smallest key sum[g] / size[g] among groups with size > 0 (ties: lower
+/// group) get chosen[g] = 1 (the rest 0); sum becomes the keys. scratch: `groups` doubles.
+/// Returns how many were chosen (min(c, candidates)).
+int64_t bp_choose_groups(double *sum, const int64_t *size, int64_t groups, int64_t c, uint8_t *chosen, double *scratch);
+/// mask[j] = width where mask[j] == 0.
+void bp_fill_unassigned(uint8_t *mask, int64_t n, uint8_t width);
 
 #ifdef __cplusplus
 }

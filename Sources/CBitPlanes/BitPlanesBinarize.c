@@ -137,12 +137,16 @@ BZ_TARGET static void avx512_group_keys(const float *v, const uint8_t *mask, int
         memcpy(&m8, mask + j, 8);
         const __m256i g = _mm256_loadu_si256((const __m256i *)(ids + j));
         const __m256i expect = _mm256_add_epi32(_mm256_set1_epi32((int)ids[j]), iota);
-        if (m8 == 0 && _mm256_cmpeq_epi32_mask(g, expect) == 0xFF) {
+        if (_mm256_cmpeq_epi32_mask(g, expect) == 0xFF) {
+            // Lanes of assigned entries (mask != 0, later rounds) are left out by masked adds.
+            const __mmask8 open = _mm_cmpeq_epi8_mask(_mm_cvtsi64_si128((long long)m8), _mm_setzero_si128()) & 0xFF;
             const uint32_t g0 = ids[j];
             const __m512d x = _mm512_andnot_pd(signBit, _mm512_cvtps_pd(_mm256_loadu_ps(v + j)));
             const __m512d key = _mm512_andnot_pd(signBit, _mm512_sub_pd(x, m));
-            _mm512_storeu_pd(sum + g0, _mm512_add_pd(_mm512_loadu_pd(sum + g0), key));
-            _mm512_storeu_si512(size + g0, _mm512_add_epi64(_mm512_loadu_si512(size + g0), _mm512_set1_epi64(1)));
+            const __m512d s0 = _mm512_loadu_pd(sum + g0);
+            _mm512_storeu_pd(sum + g0, _mm512_mask_add_pd(s0, open, s0, key));
+            const __m512i z0 = _mm512_loadu_si512(size + g0);
+            _mm512_storeu_si512(size + g0, _mm512_mask_add_epi64(z0, open, z0, _mm512_set1_epi64(1)));
             continue;
         }
         for (int64_t i = j; i < j + 8; i++) {
@@ -181,9 +185,12 @@ BZ_TARGET static void avx512_mark_groups(uint8_t *mask, int64_t n, const uint32_
         uint64_t m8, c8;
         memcpy(&m8, mask + j, 8);
         const __m256i g = _mm256_loadu_si256((const __m256i *)(ids + j));
-        if (m8 == 0 && _mm256_cmpeq_epi32_mask(g, _mm256_add_epi32(_mm256_set1_epi32((int)ids[j]), iota)) == 0xFF) {
+        if (_mm256_cmpeq_epi32_mask(g, _mm256_add_epi32(_mm256_set1_epi32((int)ids[j]), iota)) == 0xFF) {
             memcpy(&c8, chosen + ids[j], 8);  // chosen is 0 or 1 per group
-            m8 = c8 * mark;
+            // Bytes of unassigned entries: 0 + c * mark; assigned ones keep their width.
+            uint64_t open = 0;
+            for (int b = 0; b < 8; b++) open |= (uint64_t)(((m8 >> (8 * b)) & 0xFF) == 0) << (8 * b);
+            m8 |= (c8 & open) * mark;
             memcpy(mask + j, &m8, 8);
             continue;
         }

@@ -196,12 +196,39 @@ static inline __attribute__((always_inline)) BP_TARGET void BP_FN(dense_full_cou
 #define BP_RUN 8
 #endif
 
-/// `levels` (1 to 3) when the block's levels 1..levels are full lists over every word and the
-/// rest empty, else 0.
-static inline __attribute__((always_inline)) BP_TARGET int BP_FN(full_levels)(const bp_weights *w, int32_t b) {
+/// Lanes (bit r = row r) of list (b, k) active on every valid bit of every entry, when all the
+/// other lanes are inactive on all of them (rows of one width: channel masks), else -1. A block
+/// mixing 1- and 2-bit rows then runs its level 2 as a full list: the inactive rows' signs are 0
+/// and their scales 0 (BitPlaneMatrix), so they add nothing, and their counts are masked to 0.
+static inline BP_TARGET int BP_FN(uniform_lanes)(const bp_weights *w, int32_t b, int32_t k) {
+    const int32_t list = b * w->levels + k;
+    if (w->listFull[list]) return 0xFF;
+    const int32_t e0 = w->listStart[list], e1 = w->listStart[list + 1];
+    const uint64_t *acts = w->entryActs + 8 * w->listActs[list];
+    int on = 0xFF, off = 0xFF;
+    for (int32_t e = e0; e < e1; e++) {
+        const uint64_t valid = w->validMask[w->entryWord[e] - w->entryTap[e] * w->wordsPerTap];
+        for (int r = 0; r < 8; r++) {
+            const uint64_t a = acts[8 * (int64_t)(e - e0) + r];
+            if (a != valid) on &= ~(1 << r);
+            if (a != 0) off &= ~(1 << r);
+        }
+    }
+    return (on | off) == 0xFF ? on : -1;
+}
+
+/// `levels` (1 to 3) when the block's levels 1..levels list every word, each full or
+/// row-uniform (BP_FN(uniform_lanes)), and the rest are empty, else 0; lanes[k] gets the active
+/// lanes of level k.
+static inline BP_TARGET int BP_FN(full_levels)(const bp_weights *w, int32_t b, uint8_t *lanes) {
     const int32_t dense = w->blockDense[b];
+    for (int32_t k = 0; k < w->levels; k++) lanes[k] = 0xFF;
     if (dense <= 0 || dense > 3) return 0;
-    for (int32_t k = 0; k < dense; k++) if (!w->listFull[b * w->levels + k]) return 0;
+    for (int32_t k = 0; k < dense; k++) {
+        const int u = BP_FN(uniform_lanes)(w, b, k);
+        if (u < 0) { for (int32_t q = 0; q < w->levels; q++) lanes[q] = 0xFF; return 0; }
+        lanes[k] = (uint8_t)u;
+    }
     return dense;
 }
 
@@ -300,10 +327,11 @@ static inline __attribute__((always_inline)) BP_TARGET void BP_FN(run_counts)(co
         for (int32_t l = 0; l < x->levels; l++) { X[k][l][0] = Xg[k][l]; M[k][l][0] = Mg[k][l]; }
 }
 
-/// Per block, BP_FN(full_levels) (malloc'd; the caller frees it).
+/// Per block, BP_FN(full_levels), then per (block, level) its active lanes (malloc'd, blocks +
+/// blocks * levels bytes; the caller frees it).
 static BP_TARGET uint8_t *BP_FN(full_levels_all)(const bp_weights *w) {
-    uint8_t *f = (uint8_t *)malloc((size_t)w->blocks + 1);
-    if (f) for (int32_t b = 0; b < w->blocks; b++) f[b] = (uint8_t)BP_FN(full_levels)(w, b);
+    uint8_t *f = (uint8_t *)malloc((size_t)w->blocks * (size_t)(1 + w->levels) + 1);
+    if (f) for (int32_t b = 0; b < w->blocks; b++) f[b] = (uint8_t)BP_FN(full_levels)(w, b, f + w->blocks + (int64_t)b * w->levels);
     return f;
 }
 
@@ -349,6 +377,8 @@ static BP_TARGET void BP_FN(lists_free)(BP_FN(patch_lists) *pl) {
     int ok = 1;                                                                                                           \
     for (int i = 0; i < BP_TILE; i++) ok = BP_FN(lists_alloc)(w, x, &pl[i]) && ok;                                       \
     uint8_t *fullLevels = BP_FN(full_levels_all)(w);                                                                      \
+    const uint8_t *laneMask = fullLevels ? fullLevels + w->blocks : 0;                                                    \
+    (void)laneMask;                                                                                                       \
     if (ok && fullLevels && blockLevels) {                                                                                \
         for (int64_t p0 = first; p0 < first + count; p0 += BP_TILE) {                                                    \
             const int32_t nt = (int32_t)(first + count - p0 < BP_TILE ? first + count - p0 : BP_TILE);                  \
@@ -379,8 +409,9 @@ BP_TARGET static void BP_FN(binary_counts)(const bp_weights *w, const bp_acts *x
         for (int32_t l = 0; l < Lx; l++) {                                          \
             const int64_t at = (((((p - first) * w->blocks + b) * Lw + k) * Lx) + l) * 8; \
             for (int q = 0; q < 8; q++) {                                           \
-                Xout[at + q] = k < blockLevels[b] ? (int32_t)X[k][l][r][q] : 0;     \
-                Mout[at + q] = k < blockLevels[b] ? (int32_t)M[k][l][r][q] : 0;     \
+                const int on = k < blockLevels[b] && ((laneMask[b * Lw + k] >> q) & 1); \
+                Xout[at + q] = on ? (int32_t)X[k][l][r][q] : 0;                     \
+                Mout[at + q] = on ? (int32_t)M[k][l][r][q] : 0;                     \
             }                                                                       \
         }                                                                           \
     }

@@ -159,6 +159,13 @@ public final class BitPlaneMatrix: @unchecked Sendable {
                     }
                 }
             }
+            // A row with no entry at a level gets scale 0 there: the register-blocked kernel may
+            // run a block mixing widths as if every row had the level (their signs are 0).
+            for r in 0..<8 where rowOrder[8 * b + r] >= 0 {
+                for k in 0..<L where !(0..<words).contains(where: { act[(k * words + $0) * 8 + r] != 0 }) {
+                    scales[k * blocks * 8 + 8 * b + r] = 0
+                }
+            }
             for k in 0..<L {
                 var full = true
                 var listActWords: [UInt64] = []

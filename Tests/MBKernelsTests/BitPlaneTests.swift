@@ -164,6 +164,16 @@ final class BitPlaneBinaryTests: XCTestCase {
                         XCTFail("runs rows=\(rows) taps=\(taps) channels=\(channels) levels \(lw)x\(lx) grouped=\(grouped) seed=\(seed) isa=\(BitPlaneMatrix.isaName(isa)) patches=\(patches): first difference at \(i): X \(fast.X[i]) vs \(ref.X[i]), M \(fast.M[i]) vs \(ref.M[i])")
                     }
                 }
+                // The float path too: blocks mixing widths run every level, their rows without a
+                // level must add nothing (scale 0).
+                var y = [Float](repeating: .nan, count: positions * rows), yRef = y
+                m.binaryForward(acts: acts, patches: patches, positions: positions, bias: nil, relu: false, y: &y, strideRow: 1, stridePos: rows)
+                m.binaryForward(.reference, acts: acts, patches: patches, positions: positions, bias: nil, relu: false, y: &yRef, strideRow: 1, stridePos: rows)
+                let scale = Float(taps * channels * lw * lx) * 2
+                for i in y.indices {
+                    XCTAssertLessThanOrEqual(abs(y[i] - yRef[i]), BitPlaneTolerance.relative * scale,
+                                             "runs float rows=\(rows) taps=\(taps) channels=\(channels) levels \(lw)x\(lx) seed=\(seed): output \(i) got \(y[i]) expected \(yRef[i])")
+                }
             } }
         } }
     }

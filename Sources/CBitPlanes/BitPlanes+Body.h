@@ -70,6 +70,7 @@ typedef struct {
     int32_t *word;
     int64_t *at;
     uint64_t *act;
+    uint64_t *sign;   // x->signs[at], so the register-blocked path reads no index
     int32_t count[BP_MAX_LEVELS];
     uint64_t total[BP_MAX_LEVELS];
     int32_t capacity;
@@ -84,18 +85,20 @@ static inline __attribute__((always_inline)) BP_TARGET void BP_FN(build_lists)(c
         int32_t *word = pl->word + (int64_t)l * pl->capacity;
         int64_t *at = pl->at + (int64_t)l * pl->capacity;
         uint64_t *act = pl->act + (int64_t)l * pl->capacity;
+        uint64_t *sign = pl->sign + (int64_t)l * pl->capacity;
         for (int32_t tap = 0; tap < w->taps; tap++) {
             const int32_t u = patch[tap];
             if (u < 0) continue;
             for (int32_t i = 0; i < cw; i++) {
                 const int64_t a = ((int64_t)l * x->units + u) * cw + i;
                 const uint64_t b = x->acts[a];
-                if (b == 0) continue;
+                // Branch-free: whether a sparse level's word is active is a coin flip.
                 word[n] = tap * cw + i;
                 at[n] = a;
                 act[n] = b;
+                sign[n] = x->signs[a];
                 total += (uint64_t)__builtin_popcountll(b);
-                n++;
+                n += b != 0;
             }
         }
         pl->count[l] = n;
@@ -187,6 +190,110 @@ static inline __attribute__((always_inline)) BP_TARGET void BP_FN(dense_full_cou
     }
 }
 
+/// Blocks handled together by the register-blocked path: consecutive blocks whose levels 1..n
+/// are all full lists over every word, for the same n (rows sorted by width make them common).
+#ifndef BP_RUN
+#define BP_RUN 8
+#endif
+
+/// Lanes (bit r = row r) of list (b, k) active on every valid bit of every entry, when all the
+/// other lanes are inactive on all of them (rows of one width: channel masks), else -1. A block
+/// mixing 1- and 2-bit rows then runs its level 2 as a full list: the inactive rows' signs are 0
+/// and their scales 0 (BitPlaneMatrix), so they add nothing, and their counts are masked to 0.
+static inline BP_TARGET int BP_FN(uniform_lanes)(const bp_weights *w, int32_t b, int32_t k) {
+    const int32_t list = b * w->levels + k;
+    if (w->listFull[list]) return 0xFF;
+    const int32_t e0 = w->listStart[list], e1 = w->listStart[list + 1];
+    const uint64_t *acts = w->entryActs + 8 * w->listActs[list];
+    int on = 0xFF, off = 0xFF;
+    for (int32_t e = e0; e < e1; e++) {
+        const uint64_t valid = w->validMask[w->entryWord[e] - w->entryTap[e] * w->wordsPerTap];
+        for (int r = 0; r < 8; r++) {
+            const uint64_t a = acts[8 * (int64_t)(e - e0) + r];
+            if (a != valid) on &= ~(1 << r);
+            if (a != 0) off &= ~(1 << r);
+        }
+    }
+    return (on | off) == 0xFF ? on : -1;
+}
+
+/// `levels` (1 to 3) when the block's levels 1..levels list every word, each full or
+/// row-uniform (BP_FN(uniform_lanes)), and the rest are empty, else 0; lanes[k] gets the active
+/// lanes of level k.
+static inline BP_TARGET int BP_FN(full_levels)(const bp_weights *w, int32_t b, uint8_t *lanes) {
+    const int32_t dense = w->blockDense[b];
+    for (int32_t k = 0; k < w->levels; k++) lanes[k] = 0xFF;
+    if (dense <= 0 || dense > 3) return 0;
+    for (int32_t k = 0; k < dense; k++) {
+        const int u = BP_FN(uniform_lanes)(w, b, k);
+        if (u < 0) { for (int32_t q = 0; q < w->levels; q++) lanes[q] = 0xFF; return 0; }
+        lanes[k] = (uint8_t)u;
+    }
+    return dense;
+}
+
+/// R <= BP_RUN blocks of `levels` full levels each: per activation word the broadcasts of its sign and
+/// activity and the walk of the patch list are shared by all of them (register blocking: 4
+/// blocks x 1 level, 4 x 2 or 2 x 3 accumulators), instead of repeated per block.
+static inline __attribute__((always_inline)) BP_TARGET void BP_FN(dense_full_run)(const bp_weights *w, const BP_FN(patch_lists) *pl, const bp_acts *x,
+                                                                                 int32_t b, const int R, const int levels,
+                                                                                 v8u64 X[BP_MAX_LEVELS][BP_MAX_LEVELS][BP_RUN],
+                                                                                 v8u64 M[BP_MAX_LEVELS][BP_MAX_LEVELS][BP_RUN]) {
+    const int32_t Lw = w->levels, Lx = x->levels;
+    const uint64_t *S[BP_RUN][3] = {{0}};
+#pragma clang loop unroll(full)
+    for (int r = 0; r < R; r++)
+#pragma clang loop unroll(full)
+        for (int k = 0; k < 3; k++) S[r][k] = w->entrySigns + 8 * (int64_t)w->listStart[(b + r) * Lw + (k < levels ? k : 0)];
+    for (int32_t l = 0; l < Lx; l++) {
+        v8u64 acc[BP_RUN][3];
+#pragma clang loop unroll(full)
+        for (int r = 0; r < R; r++)
+#pragma clang loop unroll(full)
+            for (int k = 0; k < 3; k++) acc[r][k] = (v8u64)0;
+        const int32_t n = pl->count[l];
+        const int32_t *word = pl->word + (int64_t)l * pl->capacity;
+        const uint64_t *act = pl->act + (int64_t)l * pl->capacity;
+        const uint64_t *sign = pl->sign + (int64_t)l * pl->capacity;
+        for (int32_t j = 0; j < n; j++) {
+            const v8u64 t = (v8u64)sign[j], m = (v8u64)act[j];
+            const int64_t off = 8 * (int64_t)word[j];
+#pragma clang loop unroll(full)
+            for (int r = 0; r < R; r++) {
+#pragma clang loop unroll(full)
+                for (int k = 0; k < 3; k++) {
+                    if (k < levels) {
+                        v8u64 s;
+                        BP_LOAD8(s, S[r][k] + off);
+                        acc[r][k] += __builtin_elementwise_popcount((s ^ t) & m);
+                    }
+                }
+            }
+        }
+        // Only levels < `levels` (the block's levels): callers read no further (BP_FOR_COUNTS).
+#pragma clang loop unroll(full)
+        for (int r = 0; r < R; r++) {
+#pragma clang loop unroll(full)
+            for (int k = 0; k < 3; k++) {
+                if (k < levels) { X[k][l][r] = acc[r][k]; M[k][l][r] = (v8u64)pl->total[l]; }
+            }
+        }
+    }
+}
+
+/// How many blocks from b the register-blocked path takes at once (8, 4, 2 or 1 consecutive
+/// blocks of the same full width), or 0 when block b needs the general path.
+static inline BP_TARGET int32_t BP_FN(run_length)(const bp_weights *w, const uint8_t *fullLevels, int32_t b) {
+    const int n = fullLevels[b];
+    if (n == 0) return 0;
+    int32_t same = 1;
+    while (same < BP_RUN && b + same < w->blocks && fullLevels[b + same] == n) same++;
+    // About 8 accumulators: 8 one-level blocks, 4 two-level ones, 2 three-level ones.
+    const int32_t cap = n == 1 ? 8 : n == 2 ? 4 : 2;
+    if (same > cap) same = cap;
+    return same >= 8 ? 8 : same >= 4 ? 4 : same >= 2 ? 2 : 1;
+}
+
 /// Either path for one (position, block).
 static inline __attribute__((always_inline)) BP_TARGET void BP_FN(counts)(const bp_weights *w, const bp_acts *x, const int32_t *patch,
                                                                          const BP_FN(patch_lists) *pl, int32_t b,
@@ -201,77 +308,158 @@ static inline __attribute__((always_inline)) BP_TARGET void BP_FN(counts)(const 
     else BP_FN(block_counts)(w, x, patch, b, X, M);
 }
 
+/// Counts of blocks b ..< b + max(run, 1) for one position (run from BP_FN(run_length)).
+static inline __attribute__((always_inline)) BP_TARGET void BP_FN(run_counts)(const bp_weights *w, const bp_acts *x, const int32_t *patch,
+                                                                             const BP_FN(patch_lists) *pl, const uint8_t *fullLevels, int32_t b, int32_t run,
+                                                                             v8u64 X[BP_MAX_LEVELS][BP_MAX_LEVELS][BP_RUN],
+                                                                             v8u64 M[BP_MAX_LEVELS][BP_MAX_LEVELS][BP_RUN]) {
+    const int n = fullLevels[b];
+#define BP_RUN_CASE(R, L) if (run == R && n == L) { BP_FN(dense_full_run)(w, pl, x, b, R, L, X, M); return; }
+    BP_RUN_CASE(8, 1) BP_RUN_CASE(4, 1) BP_RUN_CASE(4, 2)
+    BP_RUN_CASE(2, 1) BP_RUN_CASE(2, 2) BP_RUN_CASE(2, 3)
+    BP_RUN_CASE(1, 1) BP_RUN_CASE(1, 2) BP_RUN_CASE(1, 3)
+#undef BP_RUN_CASE
+    // Run slot 0 of the [k][l][run] arrays (run-major would put slots 4 KB apart: store-to-load
+    // aliasing in the epilogue).
+    v8u64 Xg[BP_MAX_LEVELS][BP_MAX_LEVELS], Mg[BP_MAX_LEVELS][BP_MAX_LEVELS];
+    BP_FN(counts)(w, x, patch, pl, b, Xg, Mg);
+    for (int32_t k = 0; k < w->levels; k++)
+        for (int32_t l = 0; l < x->levels; l++) { X[k][l][0] = Xg[k][l]; M[k][l][0] = Mg[k][l]; }
+}
+
+/// Per block, BP_FN(full_levels), then per (block, level) its active lanes (malloc'd, blocks +
+/// blocks * levels bytes; the caller frees it).
+static BP_TARGET uint8_t *BP_FN(full_levels_all)(const bp_weights *w) {
+    uint8_t *f = (uint8_t *)malloc((size_t)w->blocks * (size_t)(1 + w->levels) + 1);
+    if (f) for (int32_t b = 0; b < w->blocks; b++) f[b] = (uint8_t)BP_FN(full_levels)(w, b, f + w->blocks + (int64_t)b * w->levels);
+    return f;
+}
+
 static BP_TARGET int BP_FN(lists_alloc)(const bp_weights *w, const bp_acts *x, BP_FN(patch_lists) *pl) {
     pl->capacity = w->taps * w->wordsPerTap;
     const int64_t n = (int64_t)pl->capacity * x->levels + 1;
     pl->word = (int32_t *)malloc(n * sizeof(int32_t));
     pl->at = (int64_t *)malloc(n * sizeof(int64_t));
     pl->act = (uint64_t *)malloc(n * sizeof(uint64_t));
-    return pl->word && pl->at && pl->act;
+    pl->sign = (uint64_t *)malloc(n * sizeof(uint64_t));
+    return pl->word && pl->at && pl->act && pl->sign;
 }
 
 static BP_TARGET void BP_FN(lists_free)(BP_FN(patch_lists) *pl) {
     free(pl->word);
     free(pl->at);
     free(pl->act);
+    free(pl->sign);
 }
+
+/// Positions per tile: their patch lists are built once, then every block (run) walks the tile's
+/// positions while its weight words stay in L1 (a block run's planes are a few KB; all blocks'
+/// planes, walked per position, would stream from L2 for every position).
+#ifndef BP_TILE
+#define BP_TILE 16
+#endif
+
+/// Runs BP_EMIT for every position p (tile slot i) in [first, first + count) and block b (run
+/// slot r of X and M), tile by tile, and BP_AFTER_TILE after each tile (positions p0 ..< p0 + nt).
+#define BP_FOR_COUNTS()                                                                                              \
+    const int32_t Lw = w->levels, Lx = x->levels;                                                                         \
+    (void)Lw; (void)Lx;                                                                                                   \
+    /* Per block the levels it has: lists past the last nonempty one are empty, so X = M = 0 */                          \
+    /* there and the register-blocked path does not write them. */                                                       \
+    int32_t *blockLevels = (int32_t *)malloc(sizeof(int32_t) * (size_t)(w->blocks + 1));                                 \
+    for (int32_t b = 0; blockLevels && b < w->blocks; b++) {                                                              \
+        int32_t n = 0;                                                                                                    \
+        for (int32_t k = 0; k < Lw; k++) if (w->listStart[b * Lw + k + 1] > w->listStart[b * Lw + k]) n = k + 1;         \
+        blockLevels[b] = n;                                                                                               \
+    }                                                                                                                     \
+    v8u64 X[BP_MAX_LEVELS][BP_MAX_LEVELS][BP_RUN], M[BP_RUN][BP_MAX_LEVELS][BP_MAX_LEVELS];                               \
+    BP_FN(patch_lists) pl[BP_TILE];                                                                                       \
+    int ok = 1;                                                                                                           \
+    for (int i = 0; i < BP_TILE; i++) ok = BP_FN(lists_alloc)(w, x, &pl[i]) && ok;                                       \
+    uint8_t *fullLevels = BP_FN(full_levels_all)(w);                                                                      \
+    const uint8_t *laneMask = fullLevels ? fullLevels + w->blocks : 0;                                                    \
+    (void)laneMask;                                                                                                       \
+    if (ok && fullLevels && blockLevels) {                                                                                \
+        for (int64_t p0 = first; p0 < first + count; p0 += BP_TILE) {                                                    \
+            const int32_t nt = (int32_t)(first + count - p0 < BP_TILE ? first + count - p0 : BP_TILE);                  \
+            for (int32_t i = 0; i < nt; i++) BP_FN(build_lists)(w, x, patches + (p0 + i) * w->taps, &pl[i]);            \
+            for (int32_t b0 = 0; b0 < w->blocks;) {                                                                       \
+                const int32_t run = BP_FN(run_length)(w, fullLevels, b0);                                                 \
+                for (int32_t i = 0; i < nt; i++) {                                                                        \
+                    const int64_t p = p0 + i;                                                                             \
+                    BP_FN(run_counts)(w, x, patches + p * w->taps, &pl[i], fullLevels, b0, run, X, M);                   \
+                    for (int32_t r = 0; r < (run > 0 ? run : 1); r++) {                                                   \
+                        const int32_t b = b0 + r;                                                                         \
+                        BP_EMIT                                                                                           \
+                    }                                                                                                     \
+                }                                                                                                         \
+                b0 += run > 0 ? run : 1;                                                                                  \
+            }                                                                                                             \
+            BP_AFTER_TILE                                                                                                 \
+        }                                                                                                                 \
+    }                                                                                                                     \
+    for (int i = 0; i < BP_TILE; i++) BP_FN(lists_free)(&pl[i]);                                                         \
+    free(fullLevels);                                                                                                     \
+    free(blockLevels);
 
 BP_TARGET static void BP_FN(binary_counts)(const bp_weights *w, const bp_acts *x, const int32_t *patches,
                                            int64_t first, int64_t count, int32_t *Xout, int32_t *Mout) {
-    const int32_t Lw = w->levels, Lx = x->levels;
-    v8u64 X[BP_MAX_LEVELS][BP_MAX_LEVELS], M[BP_MAX_LEVELS][BP_MAX_LEVELS];
-    BP_FN(patch_lists) pl;
-    if (!BP_FN(lists_alloc)(w, x, &pl)) { BP_FN(lists_free)(&pl); return; }
-    for (int64_t p = first; p < first + count; p++) {
-        BP_FN(build_lists)(w, x, patches + p * w->taps, &pl);
-        for (int32_t b = 0; b < w->blocks; b++) {
-            BP_FN(counts)(w, x, patches + p * w->taps, &pl, b, X, M);
-            for (int32_t k = 0; k < Lw; k++) {
-                for (int32_t l = 0; l < Lx; l++) {
-                    const int64_t at = (((((p - first) * w->blocks + b) * Lw + k) * Lx) + l) * 8;
-                    for (int r = 0; r < 8; r++) {
-                        Xout[at + r] = (int32_t)X[k][l][r];
-                        Mout[at + r] = (int32_t)M[k][l][r];
-                    }
-                }
-            }
-        }
+#define BP_EMIT                                                                     \
+    for (int32_t k = 0; k < Lw; k++) {                                              \
+        for (int32_t l = 0; l < Lx; l++) {                                          \
+            const int64_t at = (((((p - first) * w->blocks + b) * Lw + k) * Lx) + l) * 8; \
+            for (int q = 0; q < 8; q++) {                                           \
+                const int on = k < blockLevels[b] && ((laneMask[b * Lw + k] >> q) & 1); \
+                Xout[at + q] = on ? (int32_t)X[k][l][r][q] : 0;                     \
+                Mout[at + q] = on ? (int32_t)M[k][l][r][q] : 0;                     \
+            }                                                                       \
+        }                                                                           \
     }
-    BP_FN(lists_free)(&pl);
+#define BP_AFTER_TILE
+    BP_FOR_COUNTS()
+#undef BP_EMIT
+#undef BP_AFTER_TILE
 }
 
 BP_TARGET static void BP_FN(binary_float)(const bp_weights *w, const bp_acts *x, const int32_t *patches,
                                           int64_t first, int64_t count, const int32_t *rowOrder, int32_t rows,
                                           const float *bias, int relu, float *y, int64_t strideRow, int64_t stridePos) {
-    const int32_t Lw = w->levels, Lx = x->levels;
     const int64_t levelStride = (int64_t)w->blocks * 8;
-    v8u64 X[BP_MAX_LEVELS][BP_MAX_LEVELS], M[BP_MAX_LEVELS][BP_MAX_LEVELS];
-    BP_FN(patch_lists) pl;
-    if (!BP_FN(lists_alloc)(w, x, &pl)) { BP_FN(lists_free)(&pl); return; }
-    for (int64_t p = first; p < first + count; p++) {
-        BP_FN(build_lists)(w, x, patches + p * w->taps, &pl);
-        for (int32_t b = 0; b < w->blocks; b++) {
-            BP_FN(counts)(w, x, patches + p * w->taps, &pl, b, X, M);
-            // Epilogue: each level's scale once per output, k then l ascending (the reference's order).
-            v8f32 acc = (v8f32)0;
-            for (int32_t k = 0; k < Lw; k++) {
-                v8f32 mu;
-                __builtin_memcpy(&mu, w->scales + k * levelStride + 8 * b, sizeof mu);
-                for (int32_t l = 0; l < Lx; l++) {
-                    const v8i64 d = (v8i64)M[k][l] - 2 * (v8i64)X[k][l];
-                    acc += mu * x->scales[l] * __builtin_convertvector(d, v8f32);
-                }
-            }
-            for (int r = 0; r < 8; r++) {
-                const int32_t row = rowOrder[8 * b + r];
-                if (row < 0 || row >= rows) continue;
-                float v = acc[r] + (bias ? bias[row] : 0.0f);
-                if (relu && !(v > 0)) v = 0;
-                y[row * strideRow + p * stridePos] = v;
-            }
-        }
+    // Per block the levels it has (lists after the last nonempty one are skipped in the
+    // epilogue: a 1-bit block of 3-level weights does 1/3 of the scale work), and a tile of
+    // outputs in block-row order, stored to y row by row after each tile (8 scattered stores
+    // per block and position otherwise).
+    float *tile = (float *)malloc(sizeof(float) * (size_t)levelStride * BP_TILE);
+    if (!tile) return;
+#define BP_EMIT                                                                                 \
+    /* Epilogue: each level's scale once per output, k then l ascending (the reference's order). */ \
+    v8f32 acc = (v8f32)0;                                                                       \
+    for (int32_t k = 0; k < blockLevels[b]; k++) {                                              \
+        v8f32 mu;                                                                               \
+        __builtin_memcpy(&mu, w->scales + k * levelStride + 8 * b, sizeof mu);                  \
+        for (int32_t l = 0; l < Lx; l++) {                                                      \
+            if (pl[i].count[l] == 0) continue; /* X = M = 0 */                                  \
+            const v8i64 d = (v8i64)M[k][l][r] - 2 * (v8i64)X[k][l][r];                          \
+            acc += mu * x->scales[l] * __builtin_convertvector(d, v8f32);                       \
+        }                                                                                       \
+    }                                                                                           \
+    for (int q = 0; q < 8; q++) tile[(int64_t)(8 * b + q) * BP_TILE + i] = acc[q];
+#define BP_AFTER_TILE                                                                           \
+    for (int32_t br = 0; br < w->blocks * 8; br++) {                                            \
+        const int32_t row = rowOrder[br];                                                       \
+        if (row < 0 || row >= rows) continue;                                                   \
+        const float bv = bias ? bias[row] : 0.0f;                                               \
+        float *out = y + row * strideRow + p0 * stridePos;                                      \
+        for (int32_t i = 0; i < nt; i++) {                                                      \
+            float v = tile[(int64_t)br * BP_TILE + i] + bv;                                     \
+            if (relu && !(v > 0)) v = 0;                                                        \
+            out[i * stridePos] = v;                                                             \
+        }                                                                                       \
     }
-    BP_FN(lists_free)(&pl);
+    BP_FOR_COUNTS()
+#undef BP_EMIT
+#undef BP_AFTER_TILE
+    free(tile);
 }
 
 #if BP_MASKED_FLOAT

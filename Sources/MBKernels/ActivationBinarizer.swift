@@ -1,3 +1,4 @@
+import CBitPlanes
 import MBCore
 
 /// A tensor binarized at run time (one scale per level for the whole tensor): the mask, per
@@ -35,15 +36,46 @@ public struct BinarizedValues: Sendable {
 /// With `groups == nil` the result equals MBBinarize's `Binarizer.binarize` with Middle-Out and
 /// tensor scale bit for bit (mask, scales and signs; tests compare them).
 public enum ActivationBinarizer {
-    public static func binarize(_ values: UnsafeBufferPointer<Float>, bits: [Int], fractions: [Double], groups: MaskGroups?) -> BinarizedValues {
-        let mask = MiddleOutMask.select(values, bits: bits, fractions: fractions, groups: groups)
-        return residual(values, mask: mask)
+    /// `isa` picks the passes' instruction set (tests compare them; default: the best available).
+    public static func binarize(_ values: UnsafeBufferPointer<Float>, bits: [Int], fractions: [Double], groups: MaskGroups?,
+                                isa: Int32 = bp_isa()) -> BinarizedValues {
+        let mask = MiddleOutMask.select(values, bits: bits, fractions: fractions, groups: groups, isa: isa)
+        return residual(values, mask: mask, isa: isa)
     }
 
-    /// Residual binarization for a given mask: mu_k = mean |E_{k-1}| over A_k = {j : M_j >= k}
-    /// (canonical Double sum, lane = position in the active list), s = sign(E) with sign(0) = +1,
-    /// E -= mu s.
-    public static func residual(_ values: UnsafeBufferPointer<Float>, mask: [UInt8]) -> BinarizedValues {
+    /// Residual binarization for a given mask as whole-tensor passes (CBitPlanes
+    /// `bp_active_abs_sum`, `bp_residual_level`): level k's active set is {j : M_j >= k + 1}
+    /// (every entry at level 1, as `residualPlain`'s first list), same sums, same signs.
+    public static func residual(_ values: UnsafeBufferPointer<Float>, mask: [UInt8], isa: Int32 = bp_isa()) -> BinarizedValues {
+        let n = values.count
+        let K = Int(mask.max() ?? 0)
+        let wordsPerLevel = (n + 63) / 64
+        var signs = [UInt64](repeating: 0, count: K * wordsPerLevel)
+        var scales = [Float](repeating: 0, count: K)
+        guard n > 0, K > 0 else { return BinarizedValues(mask: mask, signs: signs, scales: scales) }
+        let residual = UnsafeMutablePointer<Float>.allocate(capacity: n)
+        defer { residual.deallocate() }
+        residual.update(from: values.baseAddress!, count: n)
+        mask.withUnsafeBufferPointer { mask in
+            signs.withUnsafeMutableBufferPointer { signs in
+                for k in 0..<K {
+                    let mode: Int32 = k == 0 ? 0 : 1
+                    var count: Int64 = 0
+                    let sum = bp_active_abs_sum(isa, residual, mask.baseAddress, Int64(n), mode, UInt8(k + 1), &count)
+                    guard count > 0 else { break }
+                    let mu = Float(sum / Double(count))
+                    scales[k] = mu
+                    bp_residual_level(isa, residual, mask.baseAddress, Int64(n), mode, UInt8(k + 1), mu, signs.baseAddress! + k * wordsPerLevel)
+                }
+            }
+        }
+        return BinarizedValues(mask: mask, signs: signs, scales: scales)
+    }
+
+    /// Plain twin of `residual` (index lists, one entry at a time): mu_k = mean |E_{k-1}| over
+    /// A_k = {j : M_j >= k} (canonical Double sum, lane = position in the active list),
+    /// s = sign(E) with sign(0) = +1, E -= mu s.
+    public static func residualPlain(_ values: UnsafeBufferPointer<Float>, mask: [UInt8]) -> BinarizedValues {
         let n = values.count
         let K = Int(mask.max() ?? 0)
         let wordsPerLevel = (n + 63) / 64

@@ -34,27 +34,24 @@ public struct ActivationPlanes {
         acts = scratch.buffer(.actActs, n, as: UInt64.self)
         state = scratch.buffer(.actState, units * L, as: UInt8.self)
         scales = scratch.buffer(.actScales, L, as: Float.self)
-        signs.update(repeating: 0, count: n)
-        acts.update(repeating: 0, count: n)
         for l in 0..<L { scales[l] = l < x.levels ? x.scales[l] : 0 }
-        let unitWords = units * cw, perLevel = x.wordsPerLevel
-        let (signs, acts) = (self.signs, self.acts)
+        // Per level: activity bits from the mask (64 at a time), then both bitsets gathered into
+        // unit words (transposed for channel-major inputs) in C (BitPlanesPack.c).
+        let unitWords = units * cw, count = x.mask.count
+        let levelBits = scratch.buffer(.actMask, max(1, x.wordsPerLevel), as: UInt64.self)
         x.mask.withUnsafeBufferPointer { mask in
             x.signs.withUnsafeBufferPointer { xs in
-                // Walk memory in order: channels outer when a unit's channels are strided (NCHW).
-                @inline(__always) func put(_ u: Int, _ ch: Int) {
-                    let j = base + u * unitStride + ch * channelStride
-                    let w = u * cw + ch / 64
-                    let bit = UInt64(1) << UInt64(ch % 64)
-                    for l in 0..<Int(mask[j]) {
-                        acts[l * unitWords + w] |= bit
-                        if (xs[l * perLevel + (j >> 6)] >> UInt64(j & 63)) & 1 == 1 { signs[l * unitWords + w] |= bit }
+                for l in 0..<L {
+                    guard l < x.levels else {
+                        (signs + l * unitWords).update(repeating: 0, count: unitWords)
+                        (acts + l * unitWords).update(repeating: 0, count: unitWords)
+                        continue
                     }
-                }
-                if channelStride > unitStride {
-                    for ch in 0..<unitChannels { for u in 0..<units { put(u, ch) } }
-                } else {
-                    for u in 0..<units { for ch in 0..<unitChannels { put(u, ch) } }
+                    bp_level_bits(mask.baseAddress, Int64(count), Int32(l), levelBits)
+                    bp_gather_units(levelBits, Int64(count), Int64(base), Int32(units), Int32(unitChannels), Int64(unitStride),
+                                    Int64(channelStride), acts + l * unitWords)
+                    bp_gather_units(xs.baseAddress! + l * x.wordsPerLevel, Int64(count), Int64(base), Int32(units), Int32(unitChannels),
+                                    Int64(unitStride), Int64(channelStride), signs + l * unitWords)
                 }
             }
         }
@@ -74,7 +71,7 @@ public struct ActivationPlanes {
     }
 
     /// Activity and sign word `i` of unit `u` at level `l`.
-    func words(unit u: Int, level l: Int, word i: Int) -> (act: UInt64, sign: UInt64) {
+    public func words(unit u: Int, level l: Int, word i: Int) -> (act: UInt64, sign: UInt64) {
         let at = (l * units + u) * wordsPerUnit + i
         return (acts[at], signs[at])
     }

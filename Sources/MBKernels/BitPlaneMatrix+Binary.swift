@@ -40,14 +40,19 @@ extension BitPlaneMatrix {
         return (X, M)
     }
 
-    /// Batch-1 GEMV with float activations on a chosen instruction set (tests sweep them all).
-    public func levelSums(x: UnsafePointer<Float>, isa: Int32, scratch: BitPlaneScratch) -> [Float] {
+    /// Batch-1 GEMV with float activations on a chosen instruction set (tests sweep them all);
+    /// `lut: false` takes the masked-add AVX-512 kernel instead of the lookup tables.
+    public func levelSums(x: UnsafePointer<Float>, isa: Int32, lut: Bool = true, threads: Int = 1, scratch: BitPlaneScratch) -> [Float] {
         let padded = scratch.buffer(.paddedInput, paddedReduction, as: Float.self)
         padded.update(from: x, count: tapChannels)
         (padded + tapChannels).update(repeating: 0, count: paddedReduction - tapChannels)
+        var out = [Float](repeating: 0, count: levels * blocks * 8)
+        if lut && Self.usesLut(isa: isa) {
+            lutLevelSums(x: padded, into: &out, threads: threads, scratch: scratch)
+            return out
+        }
         var w = c
         let tables = scratch.buffer(.gemvTables, Int(bp_gemv_scratch_floats(&w)), as: Float.self)
-        var out = [Float](repeating: 0, count: levels * blocks * 8)
         bp_gemv_prepare(isa, &w, padded, tables)
         bp_gemv_float(isa, &w, padded, &out, tables, 0, Int32(blocks))
         return out

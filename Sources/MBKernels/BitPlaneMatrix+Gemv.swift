@@ -17,10 +17,15 @@ extension BitPlaneMatrix {
         let padded = scratch.buffer(.paddedInput, paddedReduction, as: Float.self)
         padded.update(from: x, count: tapChannels)
         (padded + tapChannels).update(repeating: 0, count: paddedReduction - tapChannels)
-        var cw = c
         let isa = bp_isa()
-        let tables = scratch.buffer(.gemvTables, Int(bp_gemv_scratch_floats(&cw)), as: Float.self)
         let sums = scratch.buffer(.levelSums, levels * blocks * 8, as: Float.self)
+        if Self.usesLut(isa: isa) {
+            lutLevelSums(x: padded, into: sums, threads: threads, scratch: scratch)
+            epilogue(sums: sums, bias: bias, y: y)
+            return
+        }
+        var cw = c
+        let tables = scratch.buffer(.gemvTables, Int(bp_gemv_scratch_floats(&cw)), as: Float.self)
         bp_gemv_prepare(isa, &cw, padded, tables)
         let chunks = max(1, min(threads, blocks / 16))
         let box = UncheckedSendable((cw, padded, sums, tables))

@@ -1,5 +1,6 @@
 import CBitPlanes
 import MBCore
+import Synchronization
 
 /// Binarized weights laid out for the bit-plane kernels (CBitPlanes): per output row and bit
 /// level, an activity plane and a sign plane over the reduction axis, 64 entries to a word, and
@@ -33,6 +34,8 @@ public final class BitPlaneMatrix: @unchecked Sendable {
     let scales: Owned<Float>
     let rowOrderBuffer: Owned<Int32>
     let blockDense: Owned<UInt8>
+    /// The float GEMV's lookup-table layout (AVX-512), built on first use (`BitPlaneMatrix+Lut`).
+    let lutCache = Mutex<LutLayout?>(nil)
 
     /// The C view; the pointers live as long as `self`.
     var c: bp_weights {
@@ -53,6 +56,7 @@ public final class BitPlaneMatrix: @unchecked Sendable {
     public var residentBytes: Int {
         listStart.bytes + listFull.bytes + listActs.bytes + entryWord.bytes + entryTap.bytes + entrySigns.bytes + entryActs.bytes
             + validMask.bytes + scales.bytes + rowOrderBuffer.bytes + blockDense.bytes + rowOrder.count * 4
+            + (lutCache.withLock { $0?.bytes } ?? 0)
     }
 
     /// Where the weights come from: a flat tensor with a bit width per entry and per level a
@@ -153,6 +157,13 @@ public final class BitPlaneMatrix: @unchecked Sendable {
                             if (s.signs[k][j >> 6] >> UInt64(j & 63)) & 1 == 1 { sgn[(k * words + w) * 8 + r] |= bit }
                         }
                     }
+                }
+            }
+            // A row with no entry at a level gets scale 0 there: the register-blocked kernel may
+            // run a block mixing widths as if every row had the level (their signs are 0).
+            for r in 0..<8 where rowOrder[8 * b + r] >= 0 {
+                for k in 0..<L where !(0..<words).contains(where: { act[(k * words + $0) * 8 + r] != 0 }) {
+                    scales[k * blocks * 8 + 8 * b + r] = 0
                 }
             }
             for k in 0..<L {

@@ -1,3 +1,4 @@
+import CBitPlanes
 import MBCore
 
 /// Middle-Out mask selection (HBB.md section 3) for the runtime's binarized activations and for
@@ -36,11 +37,17 @@ public enum MiddleOutMask {
     /// The mask (flat bit widths) for `values` under distribution (bits ascending, fractions),
     /// Middle-Out over entries (`groups == nil`) or over groups. Zero fractions are ignored; the
     /// last used width takes the rest.
-    public static func select(_ values: UnsafeBufferPointer<Float>, bits: [Int], fractions: [Double], groups: MaskGroups?) -> [UInt8] {
+    /// `plain: true` walks index lists entry by entry for groups too (the grouped passes' twin, for tests).
+    public static func select(_ values: UnsafeBufferPointer<Float>, bits: [Int], fractions: [Double], groups: MaskGroups?,
+                              isa: Int32 = bp_isa(), plain: Bool = false) -> [UInt8] {
         let n = values.count
         var mask = [UInt8](repeating: 0, count: n)
         let used = zip(bits, fractions).filter { $0.1 > 0 }
         guard n > 0, let last = used.last else { return mask }
+        if let groups, !plain {
+            selectGroupsFast(values, used: used, groups: groups, mask: &mask, isa: isa)
+            return mask
+        }
         let remaining = UnsafeMutablePointer<UInt32>.allocate(capacity: n)
         defer { remaining.deallocate() }
         var remainingCount = n
@@ -104,6 +111,36 @@ public enum MiddleOutMask {
             need -= below
         }
         for i in 0..<min(need, candidates) { mask[Int(index[i])] = mark }
+    }
+
+    /// The grouped case as whole-tensor passes (CBitPlanes): the remaining entries are those not
+    /// yet assigned (mask 0), walked in index order like the list `select` keeps, so the mean,
+    /// the group keys and the choice are the same as `selectGroups` (tests compare with MBBinarize).
+    static func selectGroupsFast(_ values: UnsafeBufferPointer<Float>, used: [(Int, Double)], groups: MaskGroups,
+                                 mask: inout [UInt8], isa: Int32) {
+        let n = values.count, v = values.baseAddress!
+        var sum = [Double](repeating: 0, count: groups.count)
+        var size = [Int64](repeating: 0, count: groups.count)
+        var chosen = [UInt8](repeating: 0, count: groups.count)
+        var keys = [Double](repeating: 0, count: groups.count)
+        groups.ids.withUnsafeBufferPointer { ids in
+            mask.withUnsafeMutableBufferPointer { mask in
+                for (b, p) in used.dropLast() {
+                    var remaining: Int64 = 0
+                    let total = bp_active_abs_sum(isa, v, mask.baseAddress, Int64(n), 2, 0, &remaining)
+                    guard remaining > 0 else { break }
+                    let m = total / Double(remaining)
+                    sum.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
+                    size.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
+                    bp_group_keys(isa, v, mask.baseAddress, Int64(n), ids.baseAddress, m, &sum, &size)
+                    // The c smallest (key, group), by selection (no sort): the same set as sorting.
+                    let c = roundedCount(p, of: groups.count)
+                    guard bp_choose_groups(&sum, size, Int64(groups.count), Int64(c), &chosen, &keys) > 0 else { continue }
+                    bp_mark_groups(isa, mask.baseAddress, Int64(n), ids.baseAddress, chosen, UInt8(b))
+                }
+                bp_fill_unassigned(mask.baseAddress, Int64(n), UInt8(used.last!.0))
+            }
+        }
     }
 
     /// Groups: every group whose entries all remain is a candidate (a group leaves whole); its

@@ -31,19 +31,38 @@ struct BitPlaneBench: ParsableCommand {
     @Flag(help: "Skip the conv case.")
     var noConv = false
 
+    @Option(help: "Threads for every path (float, OpenBLAS, bit planes).")
+    var threads = 1
+
+    @Option(help: "Only the cases whose label contains this text (the float baselines always run).")
+    var only: String?
+
+    @Flag(help: "Time with the calling thread's CPU clock instead of the wall clock (1 thread only): on a loaded machine it leaves out the time other processes hold the core.")
+    var cpuTime = false
+
     func run() throws {
-        print("bit-plane kernels: \(BitPlaneMatrix.isaName); 1 thread; median (min) of \(repeats) runs")
+        // OpenBLAS's own pool otherwise spins on the second core while the bit-plane kernels run.
+        BLAS.setThreads(threads)
+        if cpuTime && threads != 1 { throw ValidationError("--cpu-time measures one thread") }
+        print("bit-plane kernels: \(BitPlaneMatrix.isaName); \(threads) thread(s); median (min) of \(repeats) runs, \(cpuTime ? "thread CPU time" : "wall clock")")
         if !noGemm { try gemmCase() }
         if !noConv { try convCase() }
+    }
+
+    func now() -> Double {
+        guard cpuTime else { return Double(DispatchTime.now().uptimeNanoseconds) / 1e6 }
+        var ts = timespec()
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
+        return Double(ts.tv_sec) * 1e3 + Double(ts.tv_nsec) / 1e6
     }
 
     func time(_ body: () -> Void) -> (median: Double, min: Double) {
         body()  // warm-up
         var t: [Double] = []
         for _ in 0..<repeats {
-            let s = DispatchTime.now().uptimeNanoseconds
+            let s = now()
             body()
-            t.append(Double(DispatchTime.now().uptimeNanoseconds - s) / 1e6)
+            t.append(now() - s)
         }
         t.sort()
         return (t[t.count / 2], t[0])
@@ -61,7 +80,7 @@ struct BitPlaneBench: ParsableCommand {
         var y = [Float](repeating: 0, count: n)
         let tensor = try FloatTensor(name: "fc", shape: [n, k], values: w)
         print("\nGemm [1, \(k)] x [\(n), \(k)]^T (transB = 1), batch 1; weights N(0, 0.01^2), x = relu(N(0, 1))")
-        let ours = time { Gemm.parallel(threads: 1, transA: false, transB: true, m: 1, n: n, k: k, alpha: 1, a: x, lda: k, b: w, ldb: k, beta: 0, c: &y, ldc: n) }
+        let ours = time { Gemm.parallel(threads: threads, transA: false, transB: true, m: 1, n: n, k: k, alpha: 1, a: x, lda: k, b: w, ldb: k, beta: 0, c: &y, ldc: n) }
         let blas = time { cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(n), Int32(k), 1, w, Int32(k), x, 1, 0, &y, 1) }
         let expected = y
         var rows: [[String]] = [
@@ -76,7 +95,7 @@ struct BitPlaneBench: ParsableCommand {
             ("1.4-bit 7/2/1 group:512", try .tenths([7, 2, 1]), .group(512)),
             ("1.4-bit 7/2/1 channel", try .tenths([7, 2, 1]), .channel),
         ]
-        for (label, dist, granularity) in cases {
+        for (label, dist, granularity) in cases where only.map({ label.contains($0) }) ?? true {
             let config = BinarizationConfig(distribution: dist)
             let packed: PackedTensor
             if let groups = MaskGroups.weight(rows: n, taps: 1, channels: k, rowStride: k, tapStride: 0, channelStride: 1, granularity: granularity) {
@@ -86,19 +105,25 @@ struct BitPlaneBench: ParsableCommand {
             }
             let stats = Statistics(original: w, packed: packed)
             let m = try BitPlaneMatrix(packed: packed, kind: .matrix(transposed: true))
-            let t = time { m.gemv(x: x, bias: nil, y: &y, threads: 1, scratch: scratch) }
+            if label.hasPrefix("1.4-bit 7/2/1 element") {
+                // The previous AVX-512 kernel (masked adds), for what the lookup tables buy.
+                let tm = time { _ = m.levelSums(x: x, isa: 2, lut: false, threads: threads, scratch: scratch) }
+                rows.append([label + " (masked adds)", "-", "-", ms(tm), String(format: "%.2fx", ours.median / tm.median), "-"])
+            }
+            let planeBits = Double(m.residentBytes * 8) / Double(n * k)
+            let t = time { m.gemv(x: x, bias: nil, y: &y, threads: threads, scratch: scratch) }
             // Same product through float: the dequantized weights times x.
             let deq = packed.dequantized()
             var yf = [Float](repeating: 0, count: n)
             cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(n), Int32(k), 1, deq, Int32(k), x, 1, 0, &yf, 1)
             let scale = yf.map(abs).max() ?? 1
             let diff = zip(y, yf).map { abs($0 - $1) }.max() ?? 0
-            let bits = Double(m.residentBytes * 8) / Double(n * k)
-            rows.append([label, String(format: "%.2f", bits), String(format: "%.3f", stats.normalizedError), ms(t),
+            let lutBits = Double(m.residentBytes * 8) / Double(n * k) - planeBits
+            rows.append([label, String(format: "%.2f + %.2f", planeBits, lutBits), String(format: "%.3f", stats.normalizedError), ms(t),
                          String(format: "%.2fx", ours.median / t.median), String(format: "%.1e", diff / scale)])
         }
         _ = expected
-        print(table(header: ["weights", "resident bits/weight", "weight error", "time", "speedup vs float", "max |Δ| vs deq. float (rel)"], rows: rows), terminator: "")
+        print(table(header: ["weights", "bits/weight planes + LUT codes", "weight error", "time", "speedup vs float", "max |Δ| vs deq. float (rel)"], rows: rows), terminator: "")
         print("target: 1.4-bit >= 5x faster than float")
     }
 
@@ -114,19 +139,20 @@ struct BitPlaneBench: ParsableCommand {
         var y = [Float](repeating: 0, count: c * g.outputSize)
         let kscratch = KernelScratch()
         print("\nConv 3x3 \(c)->\(c) at \(h)x\(wd), pad 1, batch 1; weights He-normal, x = relu(N(0, 1))")
-        let float = time { Conv.forward(.fast, g, input: x, weights: weights, bias: bias, output: &y, threads: 1, scratch: kscratch) }
+        let float = time { Conv.forward(.fast, g, input: x, weights: weights, bias: bias, output: &y, threads: threads, scratch: kscratch) }
         var rows: [[String]] = [["float (im2col + sgemm)", "-", ms(float), "1.00x", "-"]]
         let tensor = try FloatTensor(name: "conv", shape: [c, c, 3, 3], values: weights)
         let scratch = BitPlaneScratch()
         let cases: [(String, BitDistribution, MaskGranularity, [Int], [Double], MaskGranularity)] = [
             ("2-bit / 2-bit", try .homogeneous(2), .element, [2], [1], .element),
+            ("1-bit / 1-bit", try .homogeneous(1), .element, [1], [1], .element),
             ("1.4 element / 1.4 element", try .tenths([7, 2, 1]), .element, [1, 2, 3], [0.7, 0.2, 0.1], .element),
             ("1.4 group:64 / 1.4 group:64", try .tenths([7, 2, 1]), .group(64), [1, 2, 3], [0.7, 0.2, 0.1], .group(64)),
             ("1.4 channel / 1.4 group:64", try .tenths([7, 2, 1]), .channel, [1, 2, 3], [0.7, 0.2, 0.1], .group(64)),
             ("1.4 channel / 1.4 group:256", try .tenths([7, 2, 1]), .channel, [1, 2, 3], [0.7, 0.2, 0.1], .group(256)),
         ]
         var twoBit = 0.0
-        for (label, dist, wg, abits, afrac, ag) in cases {
+        for (label, dist, wg, abits, afrac, ag) in cases where only.map({ label.contains($0) }) ?? true {
             let config = BinarizationConfig(distribution: dist)
             let packed: PackedTensor
             if let groups = MaskGroups.weight(rows: c, taps: 9, channels: c, rowStride: c * 9, tapStride: 1, channelStride: 9, granularity: wg) {
@@ -136,9 +162,21 @@ struct BitPlaneBench: ParsableCommand {
             }
             let m = try BitPlaneMatrix(packed: packed, kind: .conv)
             let layer = BinaryConvLayer(weights: m, activationBits: abits, activationFractions: afrac, activationGranularity: ag)
-            let t = time { layer.forward(g, input: x, bias: bias, output: &y, relu: false, threads: 1, scratch: scratch) }
-            let tb = time { _ = layer.activations.binarizeConvInput(x.withUnsafeBufferPointer { $0 }, batch: 1, channels: c, pixels: h * wd) }
-            print("  \(label): binarizing the input alone \(ms(tb))")
+            let t = time { layer.forward(g, input: x, bias: bias, output: &y, relu: false, threads: threads, scratch: scratch) }
+            // The parts: run-time binarization (mask + residual levels), packing into planes, popcount kernel.
+            let xb = layer.activations.binarizeConvInput(x.withUnsafeBufferPointer { $0 }, batch: 1, channels: c, pixels: h * wd)
+            let groupCache = GroupCache()  // as in forward: the mask groups depend only on the shape
+            let tb = time { _ = layer.activations.binarizeConvInput(x.withUnsafeBufferPointer { $0 }, batch: 1, channels: c, pixels: h * wd, cache: groupCache) }
+            let partScratch = BitPlaneScratch()
+            let tp = time { _ = ActivationPlanes(xb, units: h * wd, unitChannels: c, base: 0, unitStride: 1, channelStride: h * wd, scratch: partScratch) }
+            let planes = ActivationPlanes(xb, units: h * wd, unitChannels: c, base: 0, unitStride: 1, channelStride: h * wd, scratch: partScratch)
+            var patches = [Int32](repeating: 0, count: g.outputSize * 9)
+            ConvPatches.build(g, into: &patches)
+            let tk = time {
+                m.binaryForward(acts: planes, patches: patches, positions: g.outputSize, bias: bias, relu: false, y: &y, strideRow: g.outputSize,
+                                stridePos: 1, threads: threads)
+            }
+            print("  \(label): binarize \(ms(tb)), pack \(ms(tp)), popcount kernel \(ms(tk)); pairs of levels per word \(String(format: "%.2f", pairsPerWord(m, planes)))")
             // Error of the whole layer against float, and the exactness of the bit-plane path
             // against the same binarized operands through float (expanded).
             var yFloat = [Float](repeating: 0, count: y.count), yExpanded = yFloat
@@ -151,6 +189,15 @@ struct BitPlaneBench: ParsableCommand {
         }
         print(table(header: ["weights / activations", "output error vs float", "time", "speedup vs float", "time / 2-bit/2-bit", "vs expanded (rel)"].dropLast(0), rows: rows.map { $0.count == 5 ? $0 + ["-"] : $0 }), terminator: "")
         print("targets: 1.4/1.4 >= 4x faster than float; 1.4/1.4 <= 0.8x the time of 2/2")
+    }
+
+    /// Average (weight level, activation level) pairs per (block, activation word): what the
+    /// popcount kernel's cost follows (4 for 2/2; the product of the average widths when structured).
+    func pairsPerWord(_ m: BitPlaneMatrix, _ a: ActivationPlanes) -> Double {
+        let wl = m.storedFractionPerLevel.reduce(0, +)
+        var al = 0.0
+        for l in 0..<a.levels { for u in 0..<a.units { for i in 0..<a.wordsPerUnit where a.words(unit: u, level: l, word: i).act != 0 { al += 1 } } }
+        return wl * al / Double(a.units * a.wordsPerUnit)
     }
 
     func normError(_ a: [Float], _ b: [Float]) -> Double {

@@ -50,7 +50,7 @@ final class BitPlaneGemvTests: XCTestCase {
     /// boundaries, row counts around the 8-row block, 1 to 3 levels, per-entry and structured masks.
     func testGemvMatchesReferenceOnEveryISA() {
         var seed: UInt64 = 100
-        for k in Self.reductionLengths { for rows in [1, 7, 8, 9, 17] { for levels in [1, 3] { for structured in [false, true] {
+        for k in Self.reductionLengths { for rows in [1, 7, 8, 9, 17, 33] { for levels in [1, 2, 3] { for structured in [false, true] {
             seed += 1
             let m = BitPlaneMatrix(randomSource(rows: rows, taps: 1, channels: k, levels: levels, seed: seed, structured: structured,
                                                 layout: .matrix(transposed: seed % 2 == 0)))
@@ -65,13 +65,14 @@ final class BitPlaneGemvTests: XCTestCase {
             for o in 0..<rows {
                 XCTAssertLessThanOrEqual(abs(fast[o] - ref[o]), BitPlaneTolerance.relative * scale, "\(what): row \(o) got \(fast[o]) expected \(ref[o])")
             }
-            for isa in BitPlaneMatrix.availableISAs {
-                let sums = m.levelSums(x: x, isa: isa, scratch: BitPlaneScratch())
+            // Both AVX-512 kernels (lookup tables, masked adds); the others ignore `lut`.
+            for isa in BitPlaneMatrix.availableISAs { for lut in [true, false] {
+                let sums = m.levelSums(x: x, isa: isa, lut: lut, scratch: BitPlaneScratch())
                 for i in sums.indices where m.rowOrder[i % (m.blocks * 8)] >= 0 {
                     XCTAssertLessThanOrEqual(abs(sums[i] - refSums[i]), BitPlaneTolerance.relative * scale,
-                                             "\(what) isa=\(BitPlaneMatrix.isaName(isa)): level sum \(i) got \(sums[i]) expected \(refSums[i])")
+                                             "\(what) isa=\(BitPlaneMatrix.isaName(isa)) lut=\(lut): level sum \(i) got \(sums[i]) expected \(refSums[i]) x=\(x)")
                 }
-            }
+            } }
         } } } }
     }
 }
@@ -137,6 +138,44 @@ final class BitPlaneBinaryTests: XCTestCase {
                 XCTAssertTrue(fast.X == ref.X && fast.M == ref.M, "dense counts channels=\(channels) isa=\(BitPlaneMatrix.isaName(isa))")
             }
         }
+    }
+
+    /// Rows of one width per row (channel masks), sorted into blocks of one width: runs of 4 such
+    /// blocks take the register-blocked path; counts equal the reference on every instruction
+    /// set, with padding taps, 1 to 3 levels per side, element and group activation masks.
+    func testRegisterBlockedRunsMatchReference() {
+        var seed: UInt64 = 1300
+        for channels in BitPlaneGemvTests.reductionLengths { for (rows, taps) in [(32, 1), (45, 3)] {
+            for (lw, lx) in [(1, 1), (2, 2), (3, 3), (1, 3), (3, 1)] { for grouped in [false, true] {
+                seed += 1
+                let m = BitPlaneMatrix(randomSource(rows: rows, taps: taps, channels: channels, levels: lw, seed: seed, rowUniform: true))
+                let scratch = BitPlaneScratch()
+                let units = 4
+                let (acts, _) = planes(units: units, channels: channels, levels: lx, seed: seed + 1, grouped: grouped, scratch: scratch)
+                let positions = 3
+                var rng = SeededGenerator(seed: seed + 2)
+                let patches = (0..<(positions * taps)).map { _ in Int32(Int(rng.next() % UInt64(units + 1)) - 1) }
+                let ref = m.binaryCountsReference(acts: acts, patches: patches, positions: positions)
+                for isa in BitPlaneMatrix.availableISAs {
+                    let fast = m.binaryCounts(acts: acts, patches: patches, positions: positions, isa: isa)
+                    if fast.X != ref.X || fast.M != ref.M {
+                        let i = zip(fast.X, ref.X).enumerated().first { $0.element.0 != $0.element.1 }?.offset
+                            ?? zip(fast.M, ref.M).enumerated().first { $0.element.0 != $0.element.1 }!.offset
+                        XCTFail("runs rows=\(rows) taps=\(taps) channels=\(channels) levels \(lw)x\(lx) grouped=\(grouped) seed=\(seed) isa=\(BitPlaneMatrix.isaName(isa)) patches=\(patches): first difference at \(i): X \(fast.X[i]) vs \(ref.X[i]), M \(fast.M[i]) vs \(ref.M[i])")
+                    }
+                }
+                // The float path too: blocks mixing widths run every level, their rows without a
+                // level must add nothing (scale 0).
+                var y = [Float](repeating: .nan, count: positions * rows), yRef = y
+                m.binaryForward(acts: acts, patches: patches, positions: positions, bias: nil, relu: false, y: &y, strideRow: 1, stridePos: rows)
+                m.binaryForward(.reference, acts: acts, patches: patches, positions: positions, bias: nil, relu: false, y: &yRef, strideRow: 1, stridePos: rows)
+                let scale = Float(taps * channels * lw * lx) * 2
+                for i in y.indices {
+                    XCTAssertLessThanOrEqual(abs(y[i] - yRef[i]), BitPlaneTolerance.relative * scale,
+                                             "runs float rows=\(rows) taps=\(taps) channels=\(channels) levels \(lw)x\(lx) seed=\(seed): output \(i) got \(y[i]) expected \(yRef[i])")
+                }
+            } }
+        } }
     }
 
     /// The float epilogue (scales, bias, Relu) against the Double reference, and against the

@@ -83,6 +83,60 @@ void bp_gemv_prepare(int isa, const bp_weights *w, const float *x, float *scratc
 void bp_gemv_float(int isa, const bp_weights *w, const float *x, float *out, const float *scratch,
                    int32_t firstBlock, int32_t blockCount);
 
+
+/// Float-input GEMV through in-register lookup tables (AVX-512 only; see BitPlanesLut.c).
+/// Rows in groups of 16 (two weight blocks, block-row order). Per (group, level) a list of the
+/// 64-bit words some row of the group has active; per entry 128 code bytes (FULL lists: byte
+/// 16c + r = byte c of row r's sign word, i.e. the sign nibbles of inputs 8c..8c+3 and
+/// 8c+4..8c+7) or 256 (partial lists: for each c, 16 bytes of (sign & act) then 16 of
+/// (~sign & act)). A nibble indexes the 16 subset sums of its 4 inputs.
+typedef struct {
+    int32_t groups;          // ceil(rows / 16)
+    int32_t levels;
+    int32_t rowsStored;      // blocks * 8: rows of `out` per level (the last group may be half)
+    const int32_t *listStart;   // groups*levels + 1 entry offsets
+    const uint8_t *listFull;    // groups*levels
+    const int64_t *listCodes;   // groups*levels: byte offset of the list's first entry's codes
+    const int32_t *entryWord;   // word index per entry
+    const uint8_t *codes;
+} bp_lut_weights;
+
+/// 1 when the LUT GEMV runs on this CPU at `isa` (AVX-512).
+int bp_lut_available(int isa);
+/// Floats of scratch for bp_lut_prepare: words + 16 * 16 * words.
+int64_t bp_lut_scratch_floats(int32_t words);
+/// Per word its sum, then per group of 4 inputs the 16 subset sums (x padded to 64 * words).
+void bp_lut_prepare(const float *x, int32_t words, float *scratch);
+/// out[level * rowsStored + row] = sum over the row's active entries of s x (unscaled), for
+/// row groups firstGroup ..< firstGroup + groupCount.
+void bp_lut_gemv(const bp_lut_weights *w, int32_t words, const float *scratch, float *out, int32_t firstGroup, int32_t groupCount);
+
+/// Activity bits of one level from bit widths: out bit j = (mask[j] > level), ceil(n / 64) words.
+void bp_level_bits(const uint8_t *mask, int64_t n, int32_t level, uint64_t *out);
+/// Unit words from a flat bitset of n bits (BitPlanesPack.c): out[u * cw + c / 64] bit c % 64 =
+/// bit (base + u * unitStride + c * channelStride), cw = ceil(channels / 64), padding bits 0.
+void bp_gather_units(const uint64_t *bits, int64_t n, int64_t base, int32_t units, int32_t channels,
+                     int64_t unitStride, int64_t channelStride, uint64_t *out);
+
+/// Run-time binarization passes (BitPlanesBinarize.c). An entry is active under `mode` 0
+/// (every entry), 1 (mask[j] >= width) or 2 (mask[j] == 0, not yet assigned a width).
+/// The canonical Double sum of |v| over the active entries in index order (active entry i in
+/// lane i % 8, lanes combined ((0+1)+(2+3))+((4+5)+(6+7))); `count` receives their number.
+double bp_active_abs_sum(int isa, const float *v, const uint8_t *mask, int64_t n, int32_t mode, uint8_t width, int64_t *count);
+/// One residual level over the active entries: bit j of `bits` set where r[j] >= 0, and
+/// r[j] -= mu there, r[j] -= -mu elsewhere.
+void bp_residual_level(int isa, float *r, const uint8_t *mask, int64_t n, int32_t mode, uint8_t width, float mu, uint64_t *bits);
+/// Group keys over the unassigned entries (mask 0) in index order: sum[g] += | |v| - mean |, size[g] += 1.
+void bp_group_keys(int isa, const float *v, const uint8_t *mask, int64_t n, const uint32_t *ids, double mean, double *sum, int64_t *size);
+/// mask[j] = mark for unassigned entries of chosen groups.
+void bp_mark_groups(int isa, uint8_t *mask, int64_t n, const uint32_t *ids, const uint8_t *chosen, uint8_t mark);
+/// The c groups with the smallest key sum[g] / size[g] among groups with size > 0 (ties: lower
+/// group) get chosen[g] = 1 (the rest 0); sum becomes the keys. scratch: `groups` doubles.
+/// Returns how many were chosen (min(c, candidates)).
+int64_t bp_choose_groups(double *sum, const int64_t *size, int64_t groups, int64_t c, uint8_t *chosen, double *scratch);
+/// mask[j] = width where mask[j] == 0.
+void bp_fill_unassigned(uint8_t *mask, int64_t n, uint8_t width);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,251 @@
+// Run-time binarization of activations (MBKernels ActivationBinarizer / MiddleOutMask): the
+// passes over every entry, bit for bit the same arithmetic as MBBinarize's binarizer.
+//
+// Why C: the Swift loops walked index lists (a gather and a compaction per level) and compiled
+// for baseline x86-64; they took longer than the popcount convolution they feed. Here the active
+// set of a level is a predicate on the mask bytes, active values are compressed in order (so
+// the canonical sum sees the same sequence: entry i of the active list in Double lane i % 8), and
+// the sign/residual update is a masked vector pass. The portable variant is the scalar twin.
+#include "CBitPlanes.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+/// Active at a level: mode 0 every entry; mode 1 mask[j] >= width; mode 2 mask[j] == 0.
+static inline int active(const uint8_t *mask, int64_t j, int mode, uint8_t width) {
+    return mode == 0 ? 1 : mode == 1 ? mask[j] >= width : mask[j] == 0;
+}
+
+static double combine(const double l[8]) { return ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7])); }
+
+static double portable_abs_sum(const float *v, const uint8_t *mask, int64_t n, int mode, uint8_t width, int64_t *count) {
+    double l[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t i = 0;
+    for (int64_t j = 0; j < n; j++)
+        if (active(mask, j, mode, width)) { l[i & 7] += (double)fabsf(v[j]); i++; }
+    *count = i;
+    return combine(l);
+}
+
+static void portable_residual_level(float *r, const uint8_t *mask, int64_t n, int mode, uint8_t width, float mu, uint64_t *bits) {
+    for (int64_t j = 0; j < n; j++) {
+        if (!active(mask, j, mode, width)) continue;
+        const float e = r[j];
+        const int positive = e >= 0;
+        if (positive) bits[j >> 6] |= (uint64_t)1 << (j & 63);
+        r[j] = positive ? e - mu : e - (-mu);
+    }
+}
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define BZ_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq")))
+
+BZ_TARGET static inline __mmask16 avx512_active(const uint8_t *mask, int64_t j, __mmask16 valid, int mode, uint8_t width) {
+    if (mode == 0) return valid;
+    const __m128i m = _mm_maskz_loadu_epi8(valid, mask + j);
+    return mode == 1 ? _mm_mask_cmpge_epu8_mask(valid, m, _mm_set1_epi8((char)width))
+                     : _mm_mask_cmpeq_epu8_mask(valid, m, _mm_setzero_si128());
+}
+
+/// The active |v| are compressed 16 at a time into a queue, drained 8 at a time into the Double
+/// lanes, so lane q receives active entries q, q + 8, ... exactly as the scalar loop. With every
+/// entry active the queue is skipped.
+BZ_TARGET static double avx512_abs_sum(const float *v, const uint8_t *mask, int64_t n, int mode, uint8_t width, int64_t *count) {
+    __m512d acc = _mm512_setzero_pd();
+    const __m512 signBit = _mm512_set1_ps(-0.0f);
+    double l[8];
+    if (mode == 0) {
+        int64_t j = 0;
+        for (; j + 8 <= n; j += 8) acc = _mm512_add_pd(acc, _mm512_cvtps_pd(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), _mm256_loadu_ps(v + j))));
+        _mm512_storeu_pd(l, acc);
+        for (int i = 0; j < n; j++, i++) l[i] += (double)fabsf(v[j]);
+        *count = n;
+        return combine(l);
+    }
+    enum { QUEUE = 1024 };
+    float queue[QUEUE + 16];
+    int q = 0;
+    int64_t total = 0;
+    for (int64_t j = 0; j < n; j += 16) {
+        const __mmask16 valid = n - j >= 16 ? 0xFFFF : (__mmask16)((1u << (n - j)) - 1);
+        const __mmask16 a = avx512_active(mask, j, valid, mode, width);
+        if (a == 0) continue;
+        const __m512 x = _mm512_andnot_ps(signBit, _mm512_maskz_loadu_ps(a, v + j));
+        _mm512_storeu_ps(queue + q, _mm512_maskz_compress_ps(a, x));
+        q += __builtin_popcount(a);
+        total += __builtin_popcount(a);
+        if (q >= QUEUE) {
+            int i = 0;
+            for (; i + 8 <= q; i += 8) acc = _mm512_add_pd(acc, _mm512_cvtps_pd(_mm256_loadu_ps(queue + i)));
+            for (int t = 0; i + t < q; t++) queue[t] = queue[i + t];
+            q -= i;
+        }
+    }
+    int i = 0;
+    for (; i + 8 <= q; i += 8) acc = _mm512_add_pd(acc, _mm512_cvtps_pd(_mm256_loadu_ps(queue + i)));
+    _mm512_storeu_pd(l, acc);
+    for (int t = 0; i < q; i++, t++) l[t] += (double)queue[i];
+    *count = total;
+    return combine(l);
+}
+
+BZ_TARGET static void avx512_residual_level(float *r, const uint8_t *mask, int64_t n, int mode, uint8_t width, float mu, uint64_t *bits) {
+    const __m512 m = _mm512_set1_ps(mu), zero = _mm512_setzero_ps();
+    for (int64_t j = 0; j < n; j += 16) {
+        const __mmask16 valid = n - j >= 16 ? 0xFFFF : (__mmask16)((1u << (n - j)) - 1);
+        const __mmask16 a = avx512_active(mask, j, valid, mode, width);
+        if (a == 0) continue;
+        const __m512 e = _mm512_maskz_loadu_ps(a, r + j);
+        const __mmask16 pos = _mm512_mask_cmp_ps_mask(a, e, zero, _CMP_GE_OQ);
+        // e - mu where positive, e - (-mu) (= e + mu, the same rounding) where negative.
+        __m512 out = _mm512_mask_sub_ps(e, pos, e, m);
+        out = _mm512_mask_add_ps(out, a & (__mmask16)~pos, e, m);
+        _mm512_mask_storeu_ps(r + j, a, out);
+        bits[j >> 6] |= (uint64_t)pos << (j & 63);
+    }
+}
+#endif
+
+double bp_active_abs_sum(int isa, const float *v, const uint8_t *mask, int64_t n, int32_t mode, uint8_t width, int64_t *count) {
+#if defined(__x86_64__)
+    if (isa >= BP_ISA_AVX512 && bp_isa() >= BP_ISA_AVX512) return avx512_abs_sum(v, mask, n, mode, width, count);
+#endif
+    (void)isa;
+    return portable_abs_sum(v, mask, n, mode, width, count);
+}
+
+void bp_residual_level(int isa, float *r, const uint8_t *mask, int64_t n, int32_t mode, uint8_t width, float mu, uint64_t *bits) {
+#if defined(__x86_64__)
+    if (isa >= BP_ISA_AVX512 && bp_isa() >= BP_ISA_AVX512) { avx512_residual_level(r, mask, n, mode, width, mu, bits); return; }
+#endif
+    (void)isa;
+    portable_residual_level(r, mask, n, mode, width, mu, bits);
+}
+
+#if defined(__x86_64__)
+/// Eight entries at once when their groups are consecutive ids (a channel-major input's
+/// channel row: neighbouring pixels are neighbouring groups) and all unassigned: each group
+/// still receives its own entries in index order, so the sums are the scalar ones.
+BZ_TARGET static void avx512_group_keys(const float *v, const uint8_t *mask, int64_t n, const uint32_t *ids, double mean, double *sum, int64_t *size) {
+    const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m512d m = _mm512_set1_pd(mean), signBit = _mm512_set1_pd(-0.0);
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        uint64_t m8;
+        memcpy(&m8, mask + j, 8);
+        const __m256i g = _mm256_loadu_si256((const __m256i *)(ids + j));
+        const __m256i expect = _mm256_add_epi32(_mm256_set1_epi32((int)ids[j]), iota);
+        if (_mm256_cmpeq_epi32_mask(g, expect) == 0xFF) {
+            // Lanes of assigned entries (mask != 0, later rounds) are left out by masked adds.
+            const __mmask8 open = _mm_cmpeq_epi8_mask(_mm_cvtsi64_si128((long long)m8), _mm_setzero_si128()) & 0xFF;
+            const uint32_t g0 = ids[j];
+            const __m512d x = _mm512_andnot_pd(signBit, _mm512_cvtps_pd(_mm256_loadu_ps(v + j)));
+            const __m512d key = _mm512_andnot_pd(signBit, _mm512_sub_pd(x, m));
+            const __m512d s0 = _mm512_loadu_pd(sum + g0);
+            _mm512_storeu_pd(sum + g0, _mm512_mask_add_pd(s0, open, s0, key));
+            const __m512i z0 = _mm512_loadu_si512(size + g0);
+            _mm512_storeu_si512(size + g0, _mm512_mask_add_epi64(z0, open, z0, _mm512_set1_epi64(1)));
+            continue;
+        }
+        for (int64_t i = j; i < j + 8; i++) {
+            if (mask[i] != 0) continue;
+            sum[ids[i]] += fabs((double)fabsf(v[i]) - mean);
+            size[ids[i]] += 1;
+        }
+    }
+    for (; j < n; j++) {
+        if (mask[j] != 0) continue;
+        sum[ids[j]] += fabs((double)fabsf(v[j]) - mean);
+        size[ids[j]] += 1;
+    }
+}
+#endif
+
+void bp_group_keys(int isa, const float *v, const uint8_t *mask, int64_t n, const uint32_t *ids, double mean, double *sum, int64_t *size) {
+    (void)isa;
+#if defined(__x86_64__)
+    if (isa >= BP_ISA_AVX512 && bp_isa() >= BP_ISA_AVX512) { avx512_group_keys(v, mask, n, ids, mean, sum, size); return; }
+#endif
+    for (int64_t j = 0; j < n; j++) {
+        if (mask[j] != 0) continue;
+        const uint32_t g = ids[j];
+        sum[g] += fabs((double)fabsf(v[j]) - mean);
+        size[g] += 1;
+    }
+}
+
+#if defined(__x86_64__)
+/// Eight entries at once when their groups are consecutive ids (see avx512_group_keys).
+BZ_TARGET static void avx512_mark_groups(uint8_t *mask, int64_t n, const uint32_t *ids, const uint8_t *chosen, uint8_t mark) {
+    const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        uint64_t m8, c8;
+        memcpy(&m8, mask + j, 8);
+        const __m256i g = _mm256_loadu_si256((const __m256i *)(ids + j));
+        if (_mm256_cmpeq_epi32_mask(g, _mm256_add_epi32(_mm256_set1_epi32((int)ids[j]), iota)) == 0xFF) {
+            memcpy(&c8, chosen + ids[j], 8);  // chosen is 0 or 1 per group
+            // Bytes of unassigned entries: 0 + c * mark; assigned ones keep their width.
+            uint64_t open = 0;
+            for (int b = 0; b < 8; b++) open |= (uint64_t)(((m8 >> (8 * b)) & 0xFF) == 0) << (8 * b);
+            m8 |= (c8 & open) * mark;
+            memcpy(mask + j, &m8, 8);
+            continue;
+        }
+        for (int64_t i = j; i < j + 8; i++)
+            if (mask[i] == 0 && chosen[ids[i]]) mask[i] = mark;
+    }
+    for (; j < n; j++)
+        if (mask[j] == 0 && chosen[ids[j]]) mask[j] = mark;
+}
+#endif
+
+void bp_mark_groups(int isa, uint8_t *mask, int64_t n, const uint32_t *ids, const uint8_t *chosen, uint8_t mark) {
+    (void)isa;
+#if defined(__x86_64__)
+    if (isa >= BP_ISA_AVX512 && bp_isa() >= BP_ISA_AVX512) { avx512_mark_groups(mask, n, ids, chosen, mark); return; }
+#endif
+    for (int64_t j = 0; j < n; j++)
+        if (mask[j] == 0 && chosen[ids[j]]) mask[j] = mark;
+}
+
+/// Quickselect: the k-th smallest (0-based) of a[0 ..< n], reordering a.
+static double kth_smallest(double *a, int64_t n, int64_t k) {
+    int64_t lo = 0, hi = n - 1;
+    while (lo < hi) {
+        const double pivot = a[lo + (hi - lo) / 2];
+        int64_t i = lo, j = hi;
+        while (i <= j) {
+            while (a[i] < pivot) i++;
+            while (a[j] > pivot) j--;
+            if (i <= j) { const double t = a[i]; a[i] = a[j]; a[j] = t; i++; j--; }
+        }
+        if (k <= j) hi = j;
+        else if (k >= i) lo = i;
+        else return a[k];
+    }
+    return a[k];
+}
+
+int64_t bp_choose_groups(double *sum, const int64_t *size, int64_t groups, int64_t c, uint8_t *chosen, double *scratch) {
+    int64_t candidates = 0;
+    for (int64_t g = 0; g < groups; g++) {
+        chosen[g] = 0;
+        if (size[g] > 0) { sum[g] /= (double)size[g]; scratch[candidates++] = sum[g]; }
+    }
+    if (c > candidates) c = candidates;
+    if (c <= 0) return 0;
+    const double threshold = kth_smallest(scratch, candidates, c - 1);
+    int64_t taken = 0;
+    for (int64_t g = 0; g < groups; g++)
+        if (size[g] > 0 && sum[g] < threshold) { chosen[g] = 1; taken++; }
+    for (int64_t g = 0; g < groups && taken < c; g++)
+        if (size[g] > 0 && sum[g] == threshold) { chosen[g] = 1; taken++; }
+    return taken;
+}
+
+void bp_fill_unassigned(uint8_t *mask, int64_t n, uint8_t width) {
+    for (int64_t j = 0; j < n; j++) mask[j] = mask[j] == 0 ? width : mask[j];
+}

@@ -1,0 +1,199 @@
+// Float-input GEMV through in-register lookup tables (AVX-512F).
+//
+// Why: the masked-add GEMV (BitPlanes+Body.h) handles 16 weights of one row per instruction and
+// is bound by mask moves; sparse higher levels cost a second pass of masked adds. Here every
+// group of 4 inputs has its 16 subset sums in one zmm, and 16 rows' sign nibbles of that group
+// sit in 16 bytes: one vpmovzxbd and two vpermps handle 16 rows x 8 inputs (64 weights per
+// permute). A full level is 2 T[s] - sum(x); a sparse level T[a & s] - T[a & ~s] (same tables,
+// two lookups), so it costs twice a full level instead of reading and masking a second plane.
+#include "CBitPlanes.h"
+
+#include <stdint.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define BP_LUT_X86 1
+#define BP_LUT_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq")))
+#else
+#define BP_LUT_X86 0
+#endif
+
+int bp_lut_available(int isa) {
+#if BP_LUT_X86
+    return isa >= BP_ISA_AVX512 && bp_isa() >= BP_ISA_AVX512;
+#else
+    (void)isa;
+    return 0;
+#endif
+}
+
+int64_t bp_lut_scratch_floats(int32_t words) { return (int64_t)words * 256 + words; }
+
+#if BP_LUT_X86
+BP_LUT_TARGET static void lut_prepare(const float *x, int32_t words, float *scratch) {
+    float *tables = scratch, *wordSum = scratch + (int64_t)words * 256;
+    for (int32_t q = 0; q < 16 * words; q++) {
+        // Lane m = sum of the inputs whose bit is set in m (inputs in ascending order).
+        const float *xq = x + 4 * (int64_t)q;
+        __m512 t = _mm512_setzero_ps();
+        t = _mm512_mask_add_ps(t, 0xAAAA, t, _mm512_set1_ps(xq[0]));
+        t = _mm512_mask_add_ps(t, 0xCCCC, t, _mm512_set1_ps(xq[1]));
+        t = _mm512_mask_add_ps(t, 0xF0F0, t, _mm512_set1_ps(xq[2]));
+        t = _mm512_mask_add_ps(t, 0xFF00, t, _mm512_set1_ps(xq[3]));
+        _mm512_storeu_ps(tables + 16 * (int64_t)q, t);
+    }
+    for (int32_t j = 0; j < words; j++) {
+        const float *xj = x + 64 * (int64_t)j;
+        __m512 s = _mm512_add_ps(_mm512_add_ps(_mm512_loadu_ps(xj), _mm512_loadu_ps(xj + 16)),
+                                 _mm512_add_ps(_mm512_loadu_ps(xj + 32), _mm512_loadu_ps(xj + 48)));
+        wordSum[j] = _mm512_reduce_add_ps(s);
+    }
+}
+
+/// Adds T[code] over the 8 chunks of one entry: chunk c's low nibbles index table 2c, its
+/// high nibbles table 2c + 1 (vpermps reads only an index's low 4 bits).
+#define LUT_CHUNK(acc0, acc1, cd, T, c)                                                              \
+    do {                                                                                             \
+        const __m512i idx = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)((cd) + 16 * (c)))); \
+        acc0 = _mm512_add_ps(acc0, _mm512_permutexvar_ps(idx, _mm512_loadu_ps((T) + 32 * (c))));  \
+        acc1 = _mm512_add_ps(acc1, _mm512_permutexvar_ps(_mm512_srli_epi32(idx, 4), _mm512_loadu_ps((T) + 32 * (c) + 16))); \
+    } while (0)
+
+/// R row groups whose level-k lists both list every word (per-entry masks: all of them) share
+/// each table load: the tables (1 KB per word) stream from L2 once per R groups instead of once
+/// per group, which bounds the single-group loop.
+static inline __attribute__((always_inline)) BP_LUT_TARGET void lut_dense_run(const bp_lut_weights *w, int32_t words, const float *tables,
+                                                                             const float *wordSum, float *out, int32_t g0, int32_t k,
+                                                                             const int R, const int full) {
+    const int32_t L = w->levels;
+    const uint8_t *cd[4];
+    __m512 a0[4], a1[4], n0[4], n1[4];
+#pragma clang loop unroll(full)
+    for (int r = 0; r < R; r++) {
+        cd[r] = w->codes + w->listCodes[(g0 + r) * L + k];
+        a0[r] = a1[r] = n0[r] = n1[r] = _mm512_setzero_ps();
+    }
+    float total = 0;
+    const int64_t stride = full ? 128 : 256;
+    for (int32_t j = 0; j < words; j++) {
+        const float *T = tables + 256 * (int64_t)j;
+        if (full) total += wordSum[j];
+#pragma clang loop unroll(full)
+        for (int c = 0; c < 8; c++) {
+            const __m512 t0 = _mm512_loadu_ps(T + 32 * c), t1 = _mm512_loadu_ps(T + 32 * c + 16);
+#pragma clang loop unroll(full)
+            for (int r = 0; r < R; r++) {
+                const uint8_t *q = cd[r] + stride * j + (full ? 16 : 32) * c;
+                const __m512i p = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)q));
+                a0[r] = _mm512_add_ps(a0[r], _mm512_permutexvar_ps(p, t0));
+                a1[r] = _mm512_add_ps(a1[r], _mm512_permutexvar_ps(_mm512_srli_epi32(p, 4), t1));
+                if (!full) {
+                    const __m512i m = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(q + 16)));
+                    n0[r] = _mm512_add_ps(n0[r], _mm512_permutexvar_ps(m, t0));
+                    n1[r] = _mm512_add_ps(n1[r], _mm512_permutexvar_ps(_mm512_srli_epi32(m, 4), t1));
+                }
+            }
+        }
+    }
+#pragma clang loop unroll(full)
+    for (int r = 0; r < R; r++) {
+        const int32_t g = g0 + r;
+        const __mmask16 store = 16 * g + 16 <= w->rowsStored ? 0xFFFF : 0x00FF;
+        float *o = out + (int64_t)k * w->rowsStored + 16 * g;
+        const __m512 pos = _mm512_add_ps(a0[r], a1[r]);
+        const __m512 v = full ? _mm512_sub_ps(_mm512_add_ps(pos, pos), _mm512_set1_ps(total)) : _mm512_sub_ps(pos, _mm512_add_ps(n0[r], n1[r]));
+        _mm512_mask_storeu_ps(o, store, v);
+    }
+}
+
+/// Level k of one row group through its list (any sparsity).
+BP_LUT_TARGET static void lut_list(const bp_lut_weights *w, const float *tables, const float *wordSum, float *out, int32_t g, int32_t k) {
+    const int32_t L = w->levels;
+    const int32_t list = g * L + k;
+    const int32_t e0 = w->listStart[list], e1 = w->listStart[list + 1];
+    const uint8_t *cd = w->codes + w->listCodes[list];
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    __m512 n0 = _mm512_setzero_ps(), n1 = _mm512_setzero_ps();
+    const __mmask16 store = 16 * g + 16 <= w->rowsStored ? 0xFFFF : 0x00FF;
+    float *o = out + (int64_t)k * w->rowsStored + 16 * g;
+    if (w->listFull[list]) {
+        float total = 0;
+        for (int32_t e = e0; e < e1; e++, cd += 128) {
+            const int32_t j = w->entryWord[e];
+            const float *T = tables + 256 * (int64_t)j;
+            total += wordSum[j];
+            // Four accumulators (a*, n*) to overlap the adds' latency.
+            LUT_CHUNK(a0, a1, cd, T, 0); LUT_CHUNK(n0, n1, cd, T, 1);
+            LUT_CHUNK(a0, a1, cd, T, 2); LUT_CHUNK(n0, n1, cd, T, 3);
+            LUT_CHUNK(a0, a1, cd, T, 4); LUT_CHUNK(n0, n1, cd, T, 5);
+            LUT_CHUNK(a0, a1, cd, T, 6); LUT_CHUNK(n0, n1, cd, T, 7);
+        }
+        // sum_j s_j x_j = 2 * (sum where s = +1) - (sum of the words' x).
+        const __m512 pos = _mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(n0, n1));
+        _mm512_mask_storeu_ps(o, store, _mm512_sub_ps(_mm512_add_ps(pos, pos), _mm512_set1_ps(total)));
+        return;
+    }
+    // Per chunk 16 bytes of (s & a) codes, then 16 of (~s & a).
+    for (int32_t e = e0; e < e1; e++, cd += 256) {
+        const float *T = tables + 256 * (int64_t)w->entryWord[e];
+#pragma clang loop unroll(full)
+        for (int c = 0; c < 8; c++) {
+            const __m512i p = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(cd + 32 * c)));
+            const __m512i m = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(cd + 32 * c + 16)));
+            const __m512 t0 = _mm512_loadu_ps(T + 32 * c), t1 = _mm512_loadu_ps(T + 32 * c + 16);
+            a0 = _mm512_add_ps(a0, _mm512_permutexvar_ps(p, t0));
+            a1 = _mm512_add_ps(a1, _mm512_permutexvar_ps(_mm512_srli_epi32(p, 4), t1));
+            n0 = _mm512_add_ps(n0, _mm512_permutexvar_ps(m, t0));
+            n1 = _mm512_add_ps(n1, _mm512_permutexvar_ps(_mm512_srli_epi32(m, 4), t1));
+        }
+    }
+    _mm512_mask_storeu_ps(o, store, _mm512_sub_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(n0, n1)));
+}
+
+/// Whether groups g ..< g + R list every word at level k with the same fullness.
+static inline int lut_dense(const bp_lut_weights *w, int32_t words, int32_t g, int32_t R, int32_t k) {
+    const int32_t L = w->levels;
+    for (int32_t r = 0; r < R; r++) {
+        const int32_t list = (g + r) * L + k;
+        if (w->listStart[list + 1] - w->listStart[list] != words || w->listFull[list] != w->listFull[g * L + k]) return 0;
+    }
+    return 1;
+}
+
+BP_LUT_TARGET static void lut_gemv(const bp_lut_weights *w, int32_t words, const float *scratch, float *out,
+                                   int32_t firstGroup, int32_t groupCount) {
+    const float *tables = scratch, *wordSum = scratch + (int64_t)words * 256;
+    const int32_t end = firstGroup + groupCount;
+    for (int32_t g = firstGroup; g < end;) {
+        const int32_t R = end - g >= 4 ? 4 : end - g >= 2 ? 2 : 1;
+        for (int32_t k = 0; k < w->levels; k++) {
+            if (R > 1 && lut_dense(w, words, g, R, k)) {
+                const int full = w->listFull[g * w->levels + k];
+                if (R == 4 && full) lut_dense_run(w, words, tables, wordSum, out, g, k, 4, 1);
+                else if (R == 4) lut_dense_run(w, words, tables, wordSum, out, g, k, 4, 0);
+                else if (full) lut_dense_run(w, words, tables, wordSum, out, g, k, 2, 1);
+                else lut_dense_run(w, words, tables, wordSum, out, g, k, 2, 0);
+            } else {
+                for (int32_t r = 0; r < R; r++) lut_list(w, tables, wordSum, out, g + r, k);
+            }
+        }
+        g += R;
+    }
+}
+#endif
+
+void bp_lut_prepare(const float *x, int32_t words, float *scratch) {
+#if BP_LUT_X86
+    if (bp_isa() >= BP_ISA_AVX512) lut_prepare(x, words, scratch);
+#else
+    (void)x; (void)words; (void)scratch;
+#endif
+}
+
+void bp_lut_gemv(const bp_lut_weights *w, int32_t words, const float *scratch, float *out, int32_t firstGroup, int32_t groupCount) {
+#if BP_LUT_X86
+    if (bp_isa() >= BP_ISA_AVX512) lut_gemv(w, words, scratch, out, firstGroup, groupCount);
+#else
+    (void)w; (void)words; (void)scratch; (void)out; (void)firstGroup; (void)groupCount;
+#endif
+}

@@ -28,11 +28,10 @@ public struct StoragePrediction: Sendable, Equatable, Codable {
     /// Binarized with `mix`; with `groups` > 1 (channel scales) every group gets P on its own,
     /// as MBBinarize does, so rounding happens per group.
     public static func binarized(_ mix: BitMix, elements: Int, groups: Int) -> StoragePrediction {
-        let groups = max(1, groups)
+        guard elements > 0 else { return StoragePrediction(elements: 0, signBits: 0, maskBits: 0, scaleCount: 0, floatBits: 0) }
+        // Groups that do not divide the tensor cannot be channels: predict one group.
+        let groups = groups >= 1 && elements % groups == 0 ? groups : 1
         let used = mix.used
-        guard elements > 0, elements % groups == 0 else {
-            return binarized(mix, elements: elements, groups: 1)
-        }
         let perGroup = mix.counts(elements: elements / groups)
         let counts = perGroup.map { $0 * groups }
         let signBits = zip(used, counts).reduce(0) { $0 + $1.0.bits * $1.1 }

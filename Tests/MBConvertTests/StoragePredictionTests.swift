@@ -24,6 +24,15 @@ import Testing
         #expect(p.bitsPerWeight == (8192.0 + 128 * 32) / 4096)
     }
 
+    /// An empty weight predicts nothing stored (it once recursed forever), and groups that do
+    /// not divide the tensor fall back to one group.
+    @Test func emptyAndIndivisibleTensors() {
+        let empty = StoragePrediction.binarized(Self.mix721, elements: 0, groups: 4)
+        #expect(empty.signBits == 0 && empty.scaleCount == 0 && empty.bytes == 0)
+        let odd = StoragePrediction.binarized(Self.mix721, elements: 1000, groups: 3)
+        #expect(odd.scaleCount == StoragePrediction.binarized(Self.mix721, elements: 1000, groups: 1).scaleCount)
+    }
+
     @Test func keptTensors() {
         #expect(StoragePrediction.keep(.float32, elements: 10).bitsPerWeight == 32)
         #expect(StoragePrediction.keep(.float16, elements: 10).bytes == 20)

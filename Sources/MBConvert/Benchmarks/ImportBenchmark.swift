@@ -60,7 +60,7 @@ public enum ImportBenchmark {
         try ONNXWriter().write(model(t), to: embedded)
 
         let dataPath = dir + "/external.bin"
-        FileManager.default.createFile(atPath: dataPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: dataPath, contents: nil)
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: dataPath))
         try bytes.withBytes { try handle.write(contentsOf: Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: $0.baseAddress!), count: $0.count, deallocator: .none)) }
         try handle.close()

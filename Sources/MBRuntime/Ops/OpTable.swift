@@ -28,6 +28,7 @@ enum OpTable {
         for (name, c) in GridSampleOp.table { t[name] = c }
         for (name, c) in LossOps.table { t[name] = c }
         for (name, c) in BitwiseOps.table { t[name] = c }
+        for (name, c) in SignalOps.table { t[name] = c }
         return t
     }()
 

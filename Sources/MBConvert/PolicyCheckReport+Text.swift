@@ -31,7 +31,7 @@ extension PolicyCheckReport {
                         ps.count == 1 ? "\(ps[0].bits)-bit" : "{" + ps.map { "\($0.bits): \(formatNumber($0.fraction))" }.joined(separator: ", ") + "}"
                     } ?? "?"
                     let via = r.allocation.map { $0 == "mix" || $0 == "bits" ? "" : " (\($0))" } ?? ""
-                    how = "\(p)\(via) \(r.method ?? "") \(r.scale ?? "")" + (r.refit == true ? " refit" : "")
+                    how = "\(p)\(via) \(r.method ?? "") \(r.scale ?? "")" + (r.refit == true ? (r.refitMode == "alternating" ? " alternating-refit" : " refit") : "")
                 }
                 return [name, r.ops.joined(separator: ","), "[" + r.shape.map(String.init).joined(separator: ", ") + "]",
                         String(r.elements), r.source, r.facts.joined(separator: ","), r.rule, how,

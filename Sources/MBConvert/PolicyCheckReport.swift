@@ -49,6 +49,8 @@ public struct PolicyCheckReport: Codable, Sendable {
         public var method: String?
         public var scale: String?
         public var refit: Bool?
+        /// "alternating" for `refit: alternating` (absent otherwise, so older reports read the same).
+        public var refitMode: String?
         public var averageBits: Double?
         public var predicted: StoragePrediction
         public var bitsPerWeight: Double
@@ -134,7 +136,7 @@ public struct PolicyCheckReport: Codable, Sendable {
             case .average(let a): how = "average \(formatNumber(a)) (P searched)"
             case .target: how = "bits from the target"
             }
-            return "\(how), \(b.method.rawValue), \(b.scale.rawValue) scale" + (b.refit ? ", refit" : "")
+            return "\(how), \(b.method.rawValue), \(b.scale.rawValue) scale" + (b.refit == .off ? "" : b.refit == .alternating ? ", alternating refit" : ", refit")
         }
     }
 }
@@ -169,7 +171,8 @@ extension PolicyCheckReport.Row {
             }
             method = b.method.rawValue
             scale = b.scale.rawValue
-            refit = b.refit
+            refit = b.refit != .off
+            refitMode = b.refit == .alternating ? b.refit.rawValue : nil
             averageBits = predicted.averageBits
         }
     }

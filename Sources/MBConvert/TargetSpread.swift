@@ -21,13 +21,24 @@ public enum TargetSpread {
         public var message: String
     }
 
+    /// The plans the spread decides (binarized, storage left to the target), in plan order.
+    static func targetLayers(_ plans: [PolicyCheck.TensorPlan]) -> [Int] {
+        plans.indices.filter { i in
+            guard case .binarize(let b) = plans[i].decision.action, case .target = b.allocation else { return false }
+            return true
+        }
+    }
+
     /// Sign bits MBBinarize stores for `mix` on this tensor (per-channel rounding included).
     static func realizedSignBits(_ mix: BitMix, _ plan: PolicyCheck.TensorPlan) -> Int {
         guard case .binarize(let b) = plan.decision.action else { return 0 }
         return StoragePrediction.binarized(mix, elements: plan.tensor.elementCount, groups: b.scale == .channel ? plan.tensor.channelCount : 1).signBits
     }
 
-    static func spread(_ plans: inout [PolicyCheck.TensorPlan], target: Policy.Target, discovery: WeightDiscovery) throws {
+    /// `sensitivity` (plan index → α, `allocate: sensitivity`): a rung's cost is α · e², the
+    /// predicted output error (Sensitivity), instead of the squared weight error e² · ‖T‖².
+    static func spread(_ plans: inout [PolicyCheck.TensorPlan], target: Policy.Target, discovery: WeightDiscovery,
+                       sensitivity: [Int: Double]? = nil) throws {
         var layers: [Int] = []
         var pinnedBits = 0.0
         var total = 0
@@ -83,7 +94,8 @@ public enum TargetSpread {
             guard case .binarize(let b) = plans[i].decision.action else { continue }
             let sample = try AverageBitsSearch.sample(discovery: discovery, tensor: plans[i].tensor, scale: b.scale)
             let meanSquare = sample.values.reduce(0.0) { $0 + Double($1) * Double($1) } / Double(max(1, sample.values.count))
-            state.append(Layer(plan: i, sample: sample, energy: meanSquare * Double(plans[i].tensor.elementCount), method: b.method))
+            let energy = sensitivity.map { $0[i] ?? 0 } ?? meanSquare * Double(plans[i].tensor.elementCount)
+            state.append(Layer(plan: i, sample: sample, energy: energy, method: b.method))
         }
         // Bits are counted as MBBinarize will realize them (rounding per channel for channel
         // scales), so the model-wide average lands on the target, not just its nominal sum.

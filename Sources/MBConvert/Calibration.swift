@@ -104,8 +104,14 @@ public enum Calibration {
         var graph = binarized
         var reports: [LayerCorrection] = []
         for layer in layers {
-            guard let c = found.get(layer.output) else { continue }
             let node = binarized.nodes[layer.nodeIndex]
+            guard let c = found.get(layer.output) else {
+                // Never silently: a layer the run could not correct is listed as such.
+                reports.append(LayerCorrection(node: node.name, output: layer.output, channels: 0,
+                                               storedAs: "not corrected (its output is not a rank >= 2 tensor shaped like the float model's)",
+                                               meanScaleChange: 0, meanShift: 0))
+                continue
+            }
             let storedAs = fold(c, output: layer.output, into: &graph)
             let scaleChange = c.scale.reduce(0.0) { $0 + abs(Double($1) - 1) } / Double(max(c.scale.count, 1))
             let shift = zip(c.shift, c.floatStd).reduce(0.0) { $0 + abs(Double($1.0)) / max($1.1, 1e-12) } / Double(max(c.shift.count, 1))

@@ -12,6 +12,9 @@ extension PolicyCheckReport {
             return out
         }
         if let target { line("target: average \(formatNumber(target)) bits over the binarized weights") }
+        if targetAllocation == "sensitivity" {
+            line("allocate: sensitivity: the conversion (with --calibrate) re-spreads the bits by each layer's measured output error; the shares below are the weight-error spread")
+        }
         line("rules (tried in order; the first match wins):")
         var ruleRows = rules.map { r in [r.name, r.match, r.settings] + (r.tensors.map { [Self.count($0, "tensor")] } ?? []) }
         ruleRows.append(["default", "(anything else)", defaultRule ?? ""] + (defaultTensors.map { [Self.count($0, "weight")] } ?? []))

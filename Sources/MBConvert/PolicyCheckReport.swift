@@ -78,6 +78,8 @@ public struct PolicyCheckReport: Codable, Sendable {
     public var modelFile: String?
     public var version: Int?
     public var target: Double?
+    /// "sensitivity" for `target: {allocate: sensitivity}` (absent for the default weight-error spread).
+    public var targetAllocation: String?
     public var rules: [Rule] = []
     public var defaultRule: String?
     public var defaultTensors: Int?
@@ -106,6 +108,7 @@ public struct PolicyCheckReport: Codable, Sendable {
     mutating func describe(_ policy: Policy) {
         version = policy.version
         target = policy.target?.averageBits
+        targetAllocation = policy.target?.allocate == .sensitivity ? policy.target?.allocate.rawValue : nil
         rules = policy.rules.map {
             Rule(name: $0.displayName, line: $0.position.line, match: Self.describe($0.match), settings: Self.describe($0.settings), tensors: nil)
         }

@@ -126,7 +126,7 @@ import Testing
         Case(name: "target without average_bits", text: "version: 1\ntarget: {max_bits: 4}\ndefault: {bits: 2}\n",
              expected: ["2:1: target needs 'average_bits', e.g. target: {average_bits: 1.6}"]),
         Case(name: "unknown target allocation", text: "version: 1\ntarget: {average_bits: 2, allocate: sensitive}\ndefault: {scale: channel}\n",
-             expected: ["2:37: unknown allocate 'sensitive'; did you mean 'sensitivity'?"]),
+             expected: ["2:37: unknown allocate 'sensitive'; expected one of: weight-error, sensitivity"]),
         Case(name: "refit of an unknown kind", text: "version: 1\ndefault: {bits: 2, refit: alternate}\n",
              expected: ["2:27: refit must be true, false or alternating, got 'alternate'"]),
         Case(name: "non-scalar key", text: "version: 1\n[a, b]: 1\n",

@@ -13,7 +13,7 @@ extension PolicyCheckReport {
         }
         if let target { line("target: average \(formatNumber(target)) bits over the binarized weights") }
         if targetAllocation == "sensitivity" {
-            line("allocate: sensitivity: the conversion (with --calibrate) re-spreads the bits by each layer's measured output error; the shares below are the weight-error spread")
+            line("allocate: sensitivity: the conversion (with --calibrate) re-spreads the bits by each layer's measured effect on the model's outputs; the shares below are the weight-error spread")
         }
         line("rules (tried in order; the first match wins):")
         var ruleRows = rules.map { r in [r.name, r.match, r.settings] + (r.tensors.map { [Self.count($0, "tensor")] } ?? []) }

@@ -81,6 +81,12 @@ public enum TargetSpread {
             return Double(realizedSignBits(layer.rungs[rung]!.mix, plans[layer.plan]))
         }
         let topRung = Int(((Double(target.maxBits) - 1) / step).rounded())
+        // With sensitivities the climb looks up the WHOLE ladder: Middle-Out's error is flat or
+        // worse from about 1.8 bits until the next bit width (HBB.md's table: 4/3/3 is worse than
+        // 4/4/2), so a 3-rung view leaves every layer stuck on that plateau, and the budget then
+        // goes to the moves that hurt least, i.e. to the LEAST sensitive layers. The weight-error
+        // spread keeps its documented 3-rung lookahead (its results are pinned).
+        let reach = sensitivity == nil ? lookahead : topRung
         func average(_ rung: Int) -> Double { (10 + Double(rung)) / 10 }
         func squaredError(_ layer: inout Layer, _ rung: Int) throws -> Double {
             if layer.rungs[rung] == nil {
@@ -110,7 +116,7 @@ public enum TargetSpread {
             for k in state.indices where state[k].rung < topRung {
                 let here = try squaredError(&state[k], state[k].rung)
                 let hereBits = try realizedBits(&state[k], state[k].rung)
-                for r in (state[k].rung + 1)...min(topRung, state[k].rung + lookahead) {
+                for r in (state[k].rung + 1)...min(topRung, state[k].rung + reach) {
                     let extra = try realizedBits(&state[k], r) - hereBits
                     if extra > 0, smallest == nil || extra < smallest!.bits { smallest = (k, r, extra) }
                     guard spent + extra <= need + 1e-6 else { continue }

@@ -75,10 +75,15 @@ public enum TargetSpread {
             var method: BinarizationMethod
             var rung = 0
             var rungs: [Int: AverageBitsSearch.Outcome] = [:]
+            /// Sign bits per rung, remembered: the climb asks for them at every step.
+            var bits: [Int: Double] = [:]
         }
         func realizedBits(_ layer: inout Layer, _ rung: Int) throws -> Double {
+            if let known = layer.bits[rung] { return known }
             _ = try squaredError(&layer, rung)
-            return Double(realizedSignBits(layer.rungs[rung]!.mix, plans[layer.plan]))
+            let bits = Double(realizedSignBits(layer.rungs[rung]!.mix, plans[layer.plan]))
+            layer.bits[rung] = bits
+            return bits
         }
         let topRung = Int(((Double(target.maxBits) - 1) / step).rounded())
         // With sensitivities the climb looks up the WHOLE ladder: Middle-Out's error is flat or

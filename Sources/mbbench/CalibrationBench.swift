@@ -10,7 +10,10 @@ struct CalibrationBench: ParsableCommand {
         discussion: """
             Every Conv/Gemm/MatMul weight binarized (`average: B`, P searched) except the first weighted \
             layer, kept float32; tensor and channel scales; calibrated on one set of inputs, evaluated on \
-            another (default: the PaddleOCR classifier's calib_x.npy and eval_x.npy in ../shared).
+            another (default: the PaddleOCR classifier's calib_x.npy and eval_x.npy in ../shared). \
+            Extras, each a column set of its own run: --refit / --alternating (policy 'refit: true' / \
+            'refit: alternating'), --sensitivity (a whole-model target instead of 'average: B' per layer; \
+            the calibrated columns use 'allocate: sensitivity', the others the weight-error spread).
             """
     )
 

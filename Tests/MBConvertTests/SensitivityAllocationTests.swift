@@ -84,6 +84,14 @@ import Testing
         print("sensitivity allocation on tiny_cnn at \(average) bits: " + allocation.map { "\($0.tensor) α=\($0.sensitivity) → \($0.averageBits ?? 0)" }.joined(separator: ", "))
     }
 
+    /// The example that needs calibration inputs parses cleanly and states both extras.
+    @Test func calibrationExamplePolicyParses() throws {
+        let path = root.appendingPathComponent("Examples/policies/with-calibration/sensitivity-2.5.txt").path
+        let p = try Policy(text: String(contentsOfFile: path, encoding: .utf8), file: path)
+        #expect(p.target?.allocate == .sensitivity && p.target?.averageBits == 2.5)
+        #expect(p.defaultSettings?.refit == .alternating)
+    }
+
     @Test func sensitivityWithoutCalibrationInputsIsAnErrorAtTheTarget() throws {
         let dir = try workspace()
         defer { try? FileManager.default.removeItem(at: dir) }

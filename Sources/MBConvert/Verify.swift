@@ -88,7 +88,7 @@ public enum Verify {
                 // The spread depended on calibration inputs the file does not carry: take each
                 // target layer's P from the layer statistics recorded at conversion.
                 guard case .json(let text)? = file.metadataValue(MetadataKey.layerStatistics),
-                      let layers = try? JSONDecoder().decode([ConversionReport.Layer].self, from: Data(text.utf8)) else {
+                      let layers = try? Inspect.jsonDecoder().decode([ConversionReport.Layer].self, from: Data(text.utf8)) else {
                     throw Conversion.Failure("\(mbm): 'allocate: sensitivity' needs the layer statistics the file should record; they are missing")
                 }
                 Sensitivity.useRecordedMixes(&prepared, layers: layers)

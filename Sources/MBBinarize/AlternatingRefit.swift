@@ -17,8 +17,11 @@ import MBCore
 /// `maxIterations` scale fits. The result is never worse than the plain refit, which is its
 /// first iteration. Deterministic: no randomness, fixed summation orders.
 public enum AlternatingRefit {
-    /// Scale fits at most (the first is the plain least-squares refit).
-    public static let maxIterations = 12
+    /// Scale fits at most (the first is the plain least-squares refit). At 8 bits the error still
+    /// falls after 12 fits (PaddleOCR classifier, channel scales: 0.019 after 12, 0.009 after 40,
+    /// which took its 8-bit top-1 agreement from 99.0 % to 100 %); 40 costs well under a second
+    /// for its 124k weights.
+    public static let maxIterations = 40
     /// An iteration must lower the squared error by at least this fraction to count.
     public static let minImprovement = 1e-6
 

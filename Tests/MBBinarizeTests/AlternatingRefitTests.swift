@@ -66,14 +66,14 @@ import Testing
     }
 
     /// What the option is for: many levels. At 8 homogeneous bits the greedy residual scales leave
-    /// a large error; the alternation must remove most of it (bar: half the refit's error; measured
-    /// 0.041 against 0.101 on this tensor).
+    /// a large error; the alternation must remove most of it (bar: a third of the refit's error;
+    /// measured 0.022 against 0.101 on this tensor with 40 fits).
     @Test func eightBitsGetMuchCloser() throws {
         let t = normalTensor(20_000, seed: 5)
         let packed = try Binarizer.binarize(t, bits: 8)
         let refit = normalizedError(t, try Refit.refit(packed, original: t).packed)
         let alternating = normalizedError(t, try AlternatingRefit.refit(packed, original: t).packed)
-        #expect(alternating < refit / 2, "8 bits: refit \(refit), alternating \(alternating)")
+        #expect(alternating < refit / 3, "8 bits: refit \(refit), alternating \(alternating)")
         print("8-bit normal: HBB \(normalizedError(t, packed)), refit \(refit), alternating \(alternating)")
     }
 }

@@ -32,24 +32,44 @@ public enum AverageSearch {
             throw .invalidConfiguration("average \(average) is not on the \(1 / Double(units)) grid")
         }
         var out: [BitDistribution] = []
-        var counts = [Int](repeating: 0, count: bits.count)
-        func fill(_ i: Int, left: Int, weight: Int) {
-            if i == bits.count - 1 {
-                guard left * bits[i] == weight else { return }
-                counts[i] = left
-                if let d = try? BitDistribution(bits: bits, fractions: counts.map { Double($0) / Double(units) }) { out.append(d) }
-                return
-            }
-            for c in 0...left {
-                counts[i] = c
-                fill(i + 1, left: left - c, weight: weight - c * bits[i])
-            }
+        for counts in gridCounts(widths: bits.count, units: units) where zip(bits, counts).reduce(0, { $0 + $1.0 * $1.1 }) == total {
+            if let d = try? BitDistribution(bits: bits, fractions: counts.map { Double($0) / Double(units) }) { out.append(d) }
         }
-        fill(0, left: units, weight: total)
         guard !out.isEmpty else {
             throw .invalidConfiguration("no distribution over bit widths \(bits) averages \(average) bits")
         }
         return out
+    }
+
+    /// Every split of `units` grid units over `widths` bit widths (counts summing to `units`),
+    /// in grid order: by the count of the first width, then the second, ... (ascending). The one
+    /// enumeration behind `grid` and the converter's sampled search (MBConvert's
+    /// AverageBitsSearch), so both walk the same candidates in the same order.
+    public static func gridCounts(widths: Int, units: Int = 20) -> [[Int]] {
+        guard widths > 0, units >= 0 else { return [] }
+        var out: [[Int]] = []
+        var counts = [Int](repeating: 0, count: widths)
+        func fill(_ i: Int, left: Int) {
+            if i == widths - 1 {
+                counts[i] = left
+                out.append(counts)
+                return
+            }
+            for c in 0...left {
+                counts[i] = c
+                fill(i + 1, left: left - c)
+            }
+        }
+        fill(0, left: units)
+        return out
+    }
+
+    /// One candidate: `tensor` binarized with `distribution` (HBB.md, no extras) and its statistics.
+    /// Shared with the converter's sampled search.
+    public static func evaluate(_ tensor: FloatTensor, _ distribution: BitDistribution, method: MaskMethod, scale: ScaleMode,
+                                seed: UInt64) throws(BinarizeError) -> Candidate {
+        let packed = try Binarizer.binarize(tensor, BinarizationConfig(distribution: distribution, method: method, scale: scale, seed: seed))
+        return Candidate(distribution: distribution, statistics: Statistics(original: tensor.values, packed: packed))
     }
 
     /// Binarizes `tensor` with every grid distribution of average `average` and keeps the best.
@@ -59,8 +79,7 @@ public enum AverageSearch {
     ) throws(BinarizeError) -> Result {
         var candidates: [Candidate] = []
         for distribution in try grid(average: average, bits: bits) {
-            let packed = try Binarizer.binarize(tensor, BinarizationConfig(distribution: distribution, method: method, scale: scale, seed: seed))
-            candidates.append(Candidate(distribution: distribution, statistics: Statistics(original: tensor.values, packed: packed)))
+            candidates.append(try evaluate(tensor, distribution, method: method, scale: scale, seed: seed))
         }
         var best = 0
         for (i, c) in candidates.enumerated() where c.statistics.normalizedError < candidates[best].statistics.normalizedError { best = i }

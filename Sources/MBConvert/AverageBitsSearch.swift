@@ -26,19 +26,13 @@ public enum AverageBitsSearch {
         return Array(lo...min(top, lo + 2))
     }
 
-    /// Every grid distribution over `widths` whose average is closest to `b`.
+    /// Every grid distribution over `widths` whose average is closest to `b`, in MBBinarize's
+    /// grid order (`AverageSearch.gridCounts`; the same enumeration `AverageSearch.grid` uses,
+    /// which needs B exactly on the grid where this one takes the nearest reachable average).
     public static func candidates(average b: Double, widths: [Int]) -> [BitMix] {
-        var found: [(mix: [Int], distance: Double)] = []
-        func recurse(_ i: Int, _ left: Int, _ parts: [Int]) {
-            if i == widths.count - 1 {
-                let all = parts + [left]
-                let avg = zip(widths, all).reduce(0.0) { $0 + Double($1.0 * $1.1) } / Double(gridSteps)
-                found.append((all, abs(avg - b)))
-                return
-            }
-            for k in 0...left { recurse(i + 1, left - k, parts + [k]) }
+        let found = AverageSearch.gridCounts(widths: widths.count, units: gridSteps).map { counts in
+            (mix: counts, distance: abs(zip(widths, counts).reduce(0.0) { $0 + Double($1.0 * $1.1) } / Double(gridSteps) - b))
         }
-        recurse(0, gridSteps, [])
         let best = found.map(\.distance).min() ?? 0
         return found.filter { $0.distance <= best + 1e-9 }.compactMap { c in
             BitMix(zip(widths, c.mix).filter { $0.1 > 0 }.map { ($0.0, Double($0.1) / Double(gridSteps)) })
@@ -60,10 +54,8 @@ public enum AverageBitsSearch {
         // A constant tensor (every ConstantOfShape weight) is exact at one bit whatever P is.
         if let first = sample.values.first, first.isFinite, sample.values.allSatisfy({ $0 == first }) { return 0 }
         let distribution = try BitDistribution(bits: mix.entries.map(\.bits), fractions: mix.entries.map(\.fraction))
-        let config = BinarizationConfig(distribution: distribution, method: MaskMethod(rawValue: method.rawValue) ?? .middleOut,
-                                        scale: sample.shape.count == 2 ? .channel(axis: 0) : .tensor, seed: seed)
-        let packed = try Binarizer.binarize(sample, config)
-        return Statistics(original: sample.values, packed: packed).normalizedError
+        return try AverageSearch.evaluate(sample, distribution, method: MaskMethod(rawValue: method.rawValue) ?? .middleOut,
+                                          scale: sample.shape.count == 2 ? .channel(axis: 0) : .tensor, seed: seed).statistics.normalizedError
     }
 
     /// A seeded subsample of a tensor's values (drawn with replacement when it is big): flat for tensor scales; for channel scales up to

@@ -93,13 +93,7 @@ public enum Calibration {
                 guard y.shape == reference.shape, y.shape.count >= 2 else { return y }
                 let ax = axis(for: node, rank: y.shape.count)
                 let f = channelStatistics(reference, axis: ax)
-                let b = channelStatistics(y, axis: ax)
-                var scale = [Float](), shift = [Float]()
-                for c in 0..<f.mean.count {
-                    let a = b.variance[c] > 1e-12 && f.variance[c] > 0 ? (f.variance[c] / b.variance[c]).squareRoot() : 1
-                    scale.append(Float(a))
-                    shift.append(Float(f.mean[c] - a * b.mean[c]))
-                }
+                let (scale, shift) = correction(float: f, binarized: channelStatistics(y, axis: ax))
                 found.set(layer.output, scale: scale, shift: shift, floatStd: f.variance.map { $0.squareRoot() }, rank: y.shape.count, axis: ax)
                 return apply(y, axis: ax, scale: scale, shift: shift)
             }
@@ -110,8 +104,14 @@ public enum Calibration {
         var graph = binarized
         var reports: [LayerCorrection] = []
         for layer in layers {
-            guard let c = found.get(layer.output) else { continue }
             let node = binarized.nodes[layer.nodeIndex]
+            guard let c = found.get(layer.output) else {
+                // Never silently: a layer the run could not correct is listed as such.
+                reports.append(LayerCorrection(node: node.name, output: layer.output, channels: 0,
+                                               storedAs: "not corrected (its output is not a rank >= 2 tensor shaped like the float model's)",
+                                               meanScaleChange: 0, meanShift: 0))
+                continue
+            }
             let storedAs = fold(c, output: layer.output, into: &graph)
             let scaleChange = c.scale.reduce(0.0) { $0 + abs(Double($1) - 1) } / Double(max(c.scale.count, 1))
             let shift = zip(c.shift, c.floatStd).reduce(0.0) { $0 + abs(Double($1.0)) / max($1.1, 1e-12) } / Double(max(c.shift.count, 1))
@@ -119,6 +119,19 @@ public enum Calibration {
                                            meanScaleChange: scaleChange, meanShift: shift))
         }
         return (graph, reports)
+    }
+
+    /// Per channel, a = σ_float / σ_binarized and b = μ_float − a·μ_binarized (a = 1 where either
+    /// variance vanishes: a constant channel is only shifted).
+    static func correction(float f: (mean: [Double], variance: [Double]), binarized b: (mean: [Double], variance: [Double]))
+        -> (scale: [Float], shift: [Float]) {
+        var scale = [Float](), shift = [Float]()
+        for c in 0..<f.mean.count {
+            let a = b.variance[c] > 1e-12 && f.variance[c] > 0 ? (f.variance[c] / b.variance[c]).squareRoot() : 1
+            scale.append(Float(a))
+            shift.append(Float(f.mean[c] - a * b.mean[c]))
+        }
+        return (scale, shift)
     }
 
     /// y·a + b along `axis`.

@@ -58,21 +58,35 @@ public enum Conversion {
         do { policyBytes = Array(try Data(contentsOf: URL(fileURLWithPath: policyPath))) } catch {
             throw Failure("\(policyPath): " + (FileManager.default.fileExists(atPath: policyPath) ? "cannot read the file" : "no such file"))
         }
-        let prepared = try prepare(model: modelPath, policyBytes: policyBytes, policyFile: policyPath, strict: options.strict)
+        var prepared = try prepare(model: modelPath, policyBytes: policyBytes, policyFile: policyPath, strict: options.strict)
+        // Calibration inputs, read once: for `allocate: sensitivity` and for `--calibrate`.
+        var calibrationInputs: [String: MBTensor]?
+        if let calibrationPath = options.calibrate {
+            calibrationInputs = try Calibration.loadInputs(calibrationPath, model: MBModel(ir: IRModel(graph: prepared.graph, opsets: prepared.opsets)))
+        }
+        var allocation: [Sensitivity.Layer]?
+        var allocationSeconds: Double?
+        if let target = prepared.policy.target, target.allocate == .sensitivity {
+            guard let inputs = calibrationInputs else {
+                throw Failure(PolicyDiagnostic(file: policyPath, position: target.position,
+                                               message: "target allocate: sensitivity measures each layer on calibration inputs; pass --calibrate PATH").description)
+            }
+            let start = Date()
+            allocation = try Sensitivity.allocate(&prepared, target: target, inputs: inputs, threads: options.threads)
+            allocationSeconds = Date().timeIntervalSince(start)
+        }
         let layers = try binarize(prepared, threads: options.threads, progress: progress)
         var graph = prepared.graph
         for outcome in layers { graph.constants[prepared.constantIndex[outcome.name]!] = outcome.tensor }
         graph = ActivationAttributes.apply(prepared.plans, to: graph)
         var corrections: [Calibration.LayerCorrection]?
         var calibrationSeconds: Double?
-        if let calibrationPath = options.calibrate {
+        if let inputs = calibrationInputs {
             let start = Date()
             let layerNodes = Set(prepared.plans.flatMap { plan -> [String] in
                 guard case .binarize(let b) = plan.decision.action, b.calibrate else { return [] }
                 return plan.tensor.consumers.filter { ["Conv", "ConvTranspose", "Gemm", "MatMul"].contains($0.opType) }.map(\.name)
             })
-            let floatModel = try MBModel(ir: IRModel(graph: prepared.graph, opsets: prepared.opsets))
-            let inputs = try Calibration.loadInputs(calibrationPath, model: floatModel)
             let (corrected, found) = try Calibration.calibrate(float: prepared.graph, binarized: graph, opsets: prepared.opsets,
                                                                layerNodes: layerNodes, inputs: inputs, threads: options.threads)
             graph = corrected
@@ -85,6 +99,8 @@ public enum Conversion {
                                       layers: layers.map(\.row), warnings: prepared.warnings)
         report.calibration = corrections
         report.calibrationSeconds = calibrationSeconds
+        report.allocation = allocation
+        report.allocationSeconds = allocationSeconds
         let metadata: [MetadataEntry] = [
             MetadataEntry(MetadataKey.producer, .string("mbconvert")),
             MetadataEntry(MetadataKey.producerVersion, .string(MBConvertInfo.version)),
@@ -113,6 +129,8 @@ public enum Conversion {
         var policy: Policy
         var constantIndex: [String: Int]
         var warnings: [String]
+        /// The model's weights as discovered (for the target spread's subsamples).
+        var discovery: WeightDiscovery
         var sourceHash: BackgroundHash
         var sourceSHA256: [UInt8] { sourceHash.digest }
         var sourceBytes: Int
@@ -154,7 +172,7 @@ public enum Conversion {
             IROpset(domain: ($0.domain ?? "") == "ai.onnx" ? "" : ($0.domain ?? ""), version: $0.version ?? 1)
         }
         return Prepared(graph: graph, opsets: opsets, plans: plans.filter { constantIndex[$0.tensor.name] != nil }, policy: policy,
-                        constantIndex: constantIndex, warnings: unused.map(\.description), sourceHash: sha, sourceBytes: mapping.count)
+                        constantIndex: constantIndex, warnings: unused.map(\.description), discovery: discovery, sourceHash: sha, sourceBytes: mapping.count)
     }
 
     /// Binarizes (or converts to the kept type) every planned tensor, in parallel; results in
@@ -254,16 +272,14 @@ public enum Conversion {
                 exact = true
             } else if let groups = try maskGroups(plan, shape: constant.shape, granularity: b.granularity) {
                 // Structured masks (granularity group:N or channel) along the reduction axis.
-                packed = try Binarizer.binarize(input, config, groups: groups, wholeTensor: b.granularity == .channel)
-                if b.refit { packed = try Refit.refit(packed, original: input).packed }
+                packed = try refit(Binarizer.binarize(input, config, groups: groups, wholeTensor: b.granularity == .channel), input, b.refit)
             } else {
-                packed = try Binarizer.binarize(input, config)
-                if b.refit { packed = try Refit.refit(packed, original: input).packed }
+                packed = try refit(Binarizer.binarize(input, config), input, b.refit)
             }
             let stats = Statistics(original: values, packed: packed)
             let tensor = IRTensor(name: name, elementType: .float, shape: constant.shape, storage: .binarized(packed))
             row.encoding = "binarized"
-            row.method = exact ? "exact" : b.method.rawValue + (b.refit ? "+refit" : "") + (b.granularity == .element ? "" : " \(b.granularity)")
+            row.method = exact ? "exact" : b.method.rawValue + refitSuffix(b.refit) + (b.granularity == .element ? "" : " \(b.granularity)")
             row.scale = packed.scale == .tensor ? "tensor" : "channel"
             if case .channel(let axis) = packed.scale { row.channelAxis = axis }
             row.requestedMix = mix.entries.filter { $0.fraction > 0 }.map { ConversionReport.MixEntry(bits: $0.bits, fraction: $0.fraction) }
@@ -273,6 +289,23 @@ public enum Conversion {
             row.sqnrDB = stats.sqnrDB
             row.maxAbsError = stats.maxAbsError
             return LayerOutcome(name: name, tensor: tensor, row: row)
+        }
+    }
+
+    /// The named `refit:` extras on top of HBB.md's scales (`.off` leaves them as they are).
+    static func refit(_ packed: PackedTensor, _ original: FloatTensor, _ mode: RefitMode) throws -> PackedTensor {
+        switch mode {
+        case .off: return packed
+        case .leastSquares: return try Refit.refit(packed, original: original).packed
+        case .alternating: return try AlternatingRefit.refit(packed, original: original).packed
+        }
+    }
+
+    static func refitSuffix(_ mode: RefitMode) -> String {
+        switch mode {
+        case .off: ""
+        case .leastSquares: "+refit"
+        case .alternating: "+alternating-refit"
         }
     }
 

@@ -72,6 +72,9 @@ public struct ConversionReport: Codable, Sendable {
     /// With --calibrate: each corrected layer.
     public var calibration: [Calibration.LayerCorrection]?
     public var calibrationSeconds: Double?
+    /// With `target: {allocate: sensitivity}`: each target layer's probe and allocation.
+    public var allocation: [Sensitivity.Layer]?
+    public var allocationSeconds: Double?
 
     init(model: String, policy: String, output: String, onnxBytes: Int, layers: [Layer], warnings: [String]) {
         self.model = model
@@ -121,6 +124,15 @@ public struct ConversionReport: Codable, Sendable {
         }
         out += table(header: ["tensor", "op", "shape", "rule", "realized P", "avg bits", "stored bits/w", "norm. error"],
                      rows: rows, rightAligned: [5, 6, 7])
+        if let a = allocation {
+            let bits = a.reduce(0.0) { $0 + ($1.averageBits ?? 0) * Double($1.elements) } / Double(max(1, a.reduce(0) { $0 + $1.elements }))
+            out += String(format: "\nsensitivity allocation: %d target layers probed on up to %d calibration inputs in %.2f s; %.3f requested bits over them\n",
+                          a.count, Sensitivity.maxInputs, allocationSeconds ?? 0, bits)
+            out += table(header: ["tensor", "elements", "probe P", "probe w. error", "probe out. error", "sensitivity", "avg bits", "P"], rows: a.map {
+                [$0.tensor, String($0.elements), $0.probeMix, String(format: "%.4f", $0.probeWeightError), String(format: "%.3e", $0.probeOutputError),
+                 String(format: "%.3e", $0.sensitivity), $0.averageBits.map { String(format: "%.1f", $0) } ?? "-", $0.mix ?? "-"]
+            }, rightAligned: [1, 3, 4, 5, 6])
+        }
         if let c = calibration {
             out += String(format: "\ncalibration: %d layers corrected in %.2f s (output channels matched to the float model's mean and variance)\n",
                           c.count, calibrationSeconds ?? 0)

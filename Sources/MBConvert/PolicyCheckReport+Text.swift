@@ -12,6 +12,9 @@ extension PolicyCheckReport {
             return out
         }
         if let target { line("target: average \(formatNumber(target)) bits over the binarized weights") }
+        if targetAllocation == "sensitivity" {
+            line("allocate: sensitivity: the conversion (with --calibrate) re-spreads the bits by each layer's measured effect on the model's outputs; the shares below are the weight-error spread")
+        }
         line("rules (tried in order; the first match wins):")
         var ruleRows = rules.map { r in [r.name, r.match, r.settings] + (r.tensors.map { [Self.count($0, "tensor")] } ?? []) }
         ruleRows.append(["default", "(anything else)", defaultRule ?? ""] + (defaultTensors.map { [Self.count($0, "weight")] } ?? []))
@@ -31,7 +34,7 @@ extension PolicyCheckReport {
                         ps.count == 1 ? "\(ps[0].bits)-bit" : "{" + ps.map { "\($0.bits): \(formatNumber($0.fraction))" }.joined(separator: ", ") + "}"
                     } ?? "?"
                     let via = r.allocation.map { $0 == "mix" || $0 == "bits" ? "" : " (\($0))" } ?? ""
-                    how = "\(p)\(via) \(r.method ?? "") \(r.scale ?? "")" + (r.refit == true ? " refit" : "")
+                    how = "\(p)\(via) \(r.method ?? "") \(r.scale ?? "")" + (r.refit == true ? (r.refitMode == "alternating" ? " alternating-refit" : " refit") : "")
                 }
                 return [name, r.ops.joined(separator: ","), "[" + r.shape.map(String.init).joined(separator: ", ") + "]",
                         String(r.elements), r.source, r.facts.joined(separator: ","), r.rule, how,

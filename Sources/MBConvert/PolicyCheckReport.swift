@@ -49,6 +49,8 @@ public struct PolicyCheckReport: Codable, Sendable {
         public var method: String?
         public var scale: String?
         public var refit: Bool?
+        /// "alternating" for `refit: alternating` (absent otherwise, so older reports read the same).
+        public var refitMode: String?
         public var averageBits: Double?
         public var predicted: StoragePrediction
         public var bitsPerWeight: Double
@@ -76,6 +78,8 @@ public struct PolicyCheckReport: Codable, Sendable {
     public var modelFile: String?
     public var version: Int?
     public var target: Double?
+    /// "sensitivity" for `target: {allocate: sensitivity}` (absent for the default weight-error spread).
+    public var targetAllocation: String?
     public var rules: [Rule] = []
     public var defaultRule: String?
     public var defaultTensors: Int?
@@ -104,6 +108,7 @@ public struct PolicyCheckReport: Codable, Sendable {
     mutating func describe(_ policy: Policy) {
         version = policy.version
         target = policy.target?.averageBits
+        targetAllocation = policy.target?.allocate == .sensitivity ? policy.target?.allocate.rawValue : nil
         rules = policy.rules.map {
             Rule(name: $0.displayName, line: $0.position.line, match: Self.describe($0.match), settings: Self.describe($0.settings), tensors: nil)
         }
@@ -134,7 +139,7 @@ public struct PolicyCheckReport: Codable, Sendable {
             case .average(let a): how = "average \(formatNumber(a)) (P searched)"
             case .target: how = "bits from the target"
             }
-            return "\(how), \(b.method.rawValue), \(b.scale.rawValue) scale" + (b.refit ? ", refit" : "")
+            return "\(how), \(b.method.rawValue), \(b.scale.rawValue) scale" + (b.refit == .off ? "" : b.refit == .alternating ? ", alternating refit" : ", refit")
         }
     }
 }
@@ -169,7 +174,8 @@ extension PolicyCheckReport.Row {
             }
             method = b.method.rawValue
             scale = b.scale.rawValue
-            refit = b.refit
+            refit = b.refit != .off
+            refitMode = b.refit == .alternating ? b.refit.rawValue : nil
             averageBits = predicted.averageBits
         }
     }

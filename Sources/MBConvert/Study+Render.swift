@@ -13,15 +13,18 @@ extension StudyReport {
             out += "exact mode: " + (info.exact ? "qualifies: \(info.exactDetail)" : "no (\(info.exactDetail))") + "\n"
             let scale = rows.first?.scale ?? "tensor"
             let hasRefit = rows.contains { $0.refitNormalizedError != nil }
+            let hasAlternating = rows.contains { $0.alternatingRefitNormalizedError != nil }
 
             let homogeneous = rows.filter { $0.kind == .homogeneous }
             if !homogeneous.isEmpty {
                 out += "\nhomogeneous residual binarization (\(scale) scales)\n"
                 var header = ["bits", "norm. error", "SQNR dB", "max abs err", "bits/weight"]
                 if hasRefit { header.append("refit error") }
+                if hasAlternating { header.append("alternating error") }
                 out += table(header: header, rows: homogeneous.map { r in
                     var cells = [String(Int(r.averageBits.rounded())), f3(r.normalizedError), f2(r.sqnrDB), f4(r.maxAbsError), f3(r.storageBitsPerWeight)]
                     if hasRefit { cells.append(r.refitNormalizedError.map(f3) ?? "-") }
+                    if hasAlternating { cells.append(r.alternatingRefitNormalizedError.map(f3) ?? "-") }
                     return cells
                 }, rightAligned: Set(1..<header.count))
             }
@@ -63,11 +66,13 @@ extension StudyReport {
             out += "\ndetails (storage = sign bits + mask at its entropy + Float32 scales, per weight)\n"
             var header = ["kind", "P", "method", "avg bits", "fractions", "norm. error", "SQNR dB", "max abs err", "storage bits/weight"]
             if hasRefit { header.append("refit error") }
+            if hasAlternating { header.append("alternating error") }
             out += table(header: header, rows: rows.map { r in
                 var cells = [r.kind.rawValue, r.config, r.method, f3(r.averageBits), r.fractions.map(f3).joined(separator: "/"),
                              f4(r.normalizedError), f2(r.sqnrDB), f4(r.maxAbsError),
                              "\(f3(r.storageBitsPerWeight)) = \(f3(r.signBitsPerWeight)) + \(f3(r.maskBitsPerWeight)) + \(f4(r.scaleBitsPerWeight))"]
                 if hasRefit { cells.append(r.refitNormalizedError.map(f4) ?? "-") }
+                if hasAlternating { cells.append(r.alternatingRefitNormalizedError.map(f4) ?? "-") }
                 return cells
             }, rightAligned: [3, 5, 6, 7])
             out += "\n"
@@ -77,14 +82,15 @@ extension StudyReport {
 
     /// One line per row; the columns of `StudyRow`.
     public func renderCSV() -> String {
-        var out = "tensor,kind,config,method,scale,target_average,average_bits,fractions,normalized_error,sqnr_db,max_abs_error,sign_bits_per_weight,mask_bits_per_weight,scale_bits_per_weight,storage_bits_per_weight,refit_normalized_error\n"
+        var out = "tensor,kind,config,method,scale,target_average,average_bits,fractions,normalized_error,sqnr_db,max_abs_error,sign_bits_per_weight,mask_bits_per_weight,scale_bits_per_weight,storage_bits_per_weight,refit_normalized_error,alternating_refit_normalized_error\n"
         func q(_ s: String) -> String { s.contains(",") || s.contains("\"") ? "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : s }
         func num(_ x: Double) -> String { x.isInfinite ? (x > 0 ? "inf" : "-inf") : "\(x)" }
         for r in rows {
             out += [q(r.tensor), r.kind.rawValue, q(r.config), r.method, q(r.scale), r.targetAverage.map(num) ?? "",
                     num(r.averageBits), r.fractions.map(num).joined(separator: "/"), num(r.normalizedError), num(r.sqnrDB),
                     num(r.maxAbsError), num(r.signBitsPerWeight), num(r.maskBitsPerWeight), num(r.scaleBitsPerWeight),
-                    num(r.storageBitsPerWeight), r.refitNormalizedError.map(num) ?? ""].joined(separator: ",") + "\n"
+                    num(r.storageBitsPerWeight), r.refitNormalizedError.map(num) ?? "",
+                    r.alternatingRefitNormalizedError.map(num) ?? ""].joined(separator: ",") + "\n"
         }
         return out
     }

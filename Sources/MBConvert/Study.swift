@@ -20,6 +20,8 @@ public struct StudyOptions: Sendable {
     public var scale: ScaleMode = .tensor
     /// Also report the least-squares refit of the scales.
     public var refit = false
+    /// Also report the alternating refit (scales and sign patterns, `refit: alternating`).
+    public var alternatingRefit = false
     /// Seed of the Random method.
     public var seed: UInt64 = 0
 
@@ -54,9 +56,11 @@ public struct StudyRow: Sendable, Codable {
     public var storageBitsPerWeight: Double
     /// With `--refit`: the normalized error after the least-squares refit of the scales.
     public var refitNormalizedError: Double?
+    /// With `--alternating-refit`: the normalized error after the alternating refit.
+    public var alternatingRefitNormalizedError: Double?
 
     init(tensor: FloatTensor, kind: Kind, config: String, method: MaskMethod?, scale: ScaleMode, target: Double?,
-         stats: Statistics, refit: Statistics?) {
+         stats: Statistics, refit: Statistics?, alternating: Statistics? = nil) {
         self.tensor = tensor.name
         self.kind = kind
         self.config = config
@@ -74,6 +78,7 @@ public struct StudyRow: Sendable, Codable {
         scaleBitsPerWeight = Double(stats.scaleBits) / n
         storageBitsPerWeight = stats.storageBitsPerWeight
         refitNormalizedError = refit?.normalizedError
+        alternatingRefitNormalizedError = alternating?.normalizedError
     }
 }
 
@@ -117,8 +122,10 @@ public enum Study {
                 let packed = try Binarizer.binarize(tensor, config)
                 let stats = Statistics(original: tensor.values, packed: packed)
                 let refit = options.refit ? Statistics(original: tensor.values, packed: try Refit.refit(packed, original: tensor).packed) : nil
+                let alternating = options.alternatingRefit
+                    ? Statistics(original: tensor.values, packed: try AlternatingRefit.refit(packed, original: tensor).packed) : nil
                 return StudyRow(tensor: tensor, kind: kind, config: distribution.description, method: method, scale: options.scale,
-                                target: target, stats: stats, refit: refit)
+                                target: target, stats: stats, refit: refit, alternating: alternating)
             }
 
             for b in options.bits { rows.append(try row(.homogeneous, try .homogeneous(b), nil)) }

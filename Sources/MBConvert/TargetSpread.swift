@@ -21,13 +21,24 @@ public enum TargetSpread {
         public var message: String
     }
 
+    /// The plans the spread decides (binarized, storage left to the target), in plan order.
+    static func targetLayers(_ plans: [PolicyCheck.TensorPlan]) -> [Int] {
+        plans.indices.filter { i in
+            guard case .binarize(let b) = plans[i].decision.action, case .target = b.allocation else { return false }
+            return true
+        }
+    }
+
     /// Sign bits MBBinarize stores for `mix` on this tensor (per-channel rounding included).
     static func realizedSignBits(_ mix: BitMix, _ plan: PolicyCheck.TensorPlan) -> Int {
         guard case .binarize(let b) = plan.decision.action else { return 0 }
         return StoragePrediction.binarized(mix, elements: plan.tensor.elementCount, groups: b.scale == .channel ? plan.tensor.channelCount : 1).signBits
     }
 
-    static func spread(_ plans: inout [PolicyCheck.TensorPlan], target: Policy.Target, discovery: WeightDiscovery) throws {
+    /// `sensitivity` (plan index → α, `allocate: sensitivity`): a rung's cost is α · e², the
+    /// predicted output error (Sensitivity), instead of the squared weight error e² · ‖T‖².
+    static func spread(_ plans: inout [PolicyCheck.TensorPlan], target: Policy.Target, discovery: WeightDiscovery,
+                       sensitivity: [Int: Double]? = nil) throws {
         var layers: [Int] = []
         var pinnedBits = 0.0
         var total = 0
@@ -64,12 +75,23 @@ public enum TargetSpread {
             var method: BinarizationMethod
             var rung = 0
             var rungs: [Int: AverageBitsSearch.Outcome] = [:]
+            /// Sign bits per rung, remembered: the climb asks for them at every step.
+            var bits: [Int: Double] = [:]
         }
         func realizedBits(_ layer: inout Layer, _ rung: Int) throws -> Double {
+            if let known = layer.bits[rung] { return known }
             _ = try squaredError(&layer, rung)
-            return Double(realizedSignBits(layer.rungs[rung]!.mix, plans[layer.plan]))
+            let bits = Double(realizedSignBits(layer.rungs[rung]!.mix, plans[layer.plan]))
+            layer.bits[rung] = bits
+            return bits
         }
         let topRung = Int(((Double(target.maxBits) - 1) / step).rounded())
+        // With sensitivities the climb looks up the WHOLE ladder: Middle-Out's error is flat or
+        // worse from about 1.8 bits until the next bit width (HBB.md's table: 4/3/3 is worse than
+        // 4/4/2), so a 3-rung view leaves every layer stuck on that plateau, and the budget then
+        // goes to the moves that hurt least, i.e. to the LEAST sensitive layers. The weight-error
+        // spread keeps its documented 3-rung lookahead (its results are pinned).
+        let reach = sensitivity == nil ? lookahead : topRung
         func average(_ rung: Int) -> Double { (10 + Double(rung)) / 10 }
         func squaredError(_ layer: inout Layer, _ rung: Int) throws -> Double {
             if layer.rungs[rung] == nil {
@@ -83,7 +105,8 @@ public enum TargetSpread {
             guard case .binarize(let b) = plans[i].decision.action else { continue }
             let sample = try AverageBitsSearch.sample(discovery: discovery, tensor: plans[i].tensor, scale: b.scale)
             let meanSquare = sample.values.reduce(0.0) { $0 + Double($1) * Double($1) } / Double(max(1, sample.values.count))
-            state.append(Layer(plan: i, sample: sample, energy: meanSquare * Double(plans[i].tensor.elementCount), method: b.method))
+            let energy = sensitivity.map { $0[i] ?? 0 } ?? meanSquare * Double(plans[i].tensor.elementCount)
+            state.append(Layer(plan: i, sample: sample, energy: energy, method: b.method))
         }
         // Bits are counted as MBBinarize will realize them (rounding per channel for channel
         // scales), so the model-wide average lands on the target, not just its nominal sum.
@@ -98,7 +121,7 @@ public enum TargetSpread {
             for k in state.indices where state[k].rung < topRung {
                 let here = try squaredError(&state[k], state[k].rung)
                 let hereBits = try realizedBits(&state[k], state[k].rung)
-                for r in (state[k].rung + 1)...min(topRung, state[k].rung + lookahead) {
+                for r in (state[k].rung + 1)...min(topRung, state[k].rung + reach) {
                     let extra = try realizedBits(&state[k], r) - hereBits
                     if extra > 0, smallest == nil || extra < smallest!.bits { smallest = (k, r, extra) }
                     guard spent + extra <= need + 1e-6 else { continue }

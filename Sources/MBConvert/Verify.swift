@@ -83,7 +83,16 @@ public enum Verify {
         if sourceMatches, case .string(let policyText)? = file.metadataValue(MetadataKey.policyText) {
             let policyName: String
             if case .string(let n)? = file.metadataValue(MetadataKey.policyFile) { policyName = n } else { policyName = "policy" }
-            let prepared = try Conversion.prepare(model: onnx, policyBytes: Array(policyText.utf8), policyFile: "\(mbm) (embedded \(policyName))", strict: false)
+            var prepared = try Conversion.prepare(model: onnx, policyBytes: Array(policyText.utf8), policyFile: "\(mbm) (embedded \(policyName))", strict: false)
+            if prepared.policy.target?.allocate == .sensitivity {
+                // The spread depended on calibration inputs the file does not carry: take each
+                // target layer's P from the layer statistics recorded at conversion.
+                guard case .json(let text)? = file.metadataValue(MetadataKey.layerStatistics),
+                      let layers = try? Inspect.jsonDecoder().decode([ConversionReport.Layer].self, from: Data(text.utf8)) else {
+                    throw Conversion.Failure("\(mbm): 'allocate: sensitivity' needs the layer statistics the file should record; they are missing")
+                }
+                Sensitivity.useRecordedMixes(&prepared, layers: layers)
+            }
             let recomputed = try Conversion.binarize(prepared, threads: max(1, ProcessInfo.processInfo.activeProcessorCount), progress: nil)
             let stored = Dictionary(file.model.graph.constants.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
             for outcome in recomputed {

@@ -29,13 +29,13 @@ public struct WeightDecision: Sendable, Equatable {
         public var allocation: Allocation
         public var method: BinarizationMethod
         public var scale: ScaleGranularity
-        public var refit: Bool
+        public var refit: RefitMode
         public var granularity: MaskGranularity
         /// With `--calibrate`: correct the output statistics of the layers reading this weight.
         public var calibrate: Bool
 
         public init(allocation: Allocation, method: BinarizationMethod = Self.defaultMethod,
-                    scale: ScaleGranularity = Self.defaultScale, refit: Bool = Self.defaultRefit,
+                    scale: ScaleGranularity = Self.defaultScale, refit: RefitMode = Self.defaultRefit,
                     granularity: MaskGranularity = .element, calibrate: Bool = Self.defaultCalibrate) {
             self.allocation = allocation
             self.method = method
@@ -48,7 +48,7 @@ public struct WeightDecision: Sendable, Equatable {
         /// What a rule gets when it does not say (documented in Schemas/policy.md).
         public static let defaultMethod = BinarizationMethod.middleOut
         public static let defaultScale = ScaleGranularity.tensor
-        public static let defaultRefit = false
+        public static let defaultRefit = RefitMode.off
         public static let defaultCalibrate = true
     }
 

@@ -101,7 +101,7 @@ extension Policy {
         public var storage: Storage
         public var method: BinarizationMethod?
         public var scale: ScaleGranularity?
-        public var refit: Bool?
+        public var refit: RefitMode?
         /// Which entries share a bit width (`granularity: element | group:N | channel`).
         public var granularity: MaskGranularity?
         /// `activations: {mix: ...}`: the consuming layer's input is binarized at inference time.
@@ -109,7 +109,7 @@ extension Policy {
         /// With `--calibrate`: correct this layer's output statistics (default true).
         public var calibrate: Bool?
 
-        public init(storage: Storage, method: BinarizationMethod? = nil, scale: ScaleGranularity? = nil, refit: Bool? = nil,
+        public init(storage: Storage, method: BinarizationMethod? = nil, scale: ScaleGranularity? = nil, refit: RefitMode? = nil,
                     granularity: MaskGranularity? = nil, activations: ActivationSettings? = nil, calibrate: Bool? = nil) {
             self.storage = storage
             self.method = method
@@ -151,14 +151,26 @@ extension Policy {
         public var averageBits: Double
         /// Largest bitwidth the spread may use.
         public var maxBits: Int
+        /// What the spread minimizes (`allocate:`).
+        public var allocate: TargetAllocation
         public var position: SourcePosition
 
-        public init(averageBits: Double, maxBits: Int = 3, position: SourcePosition) {
+        public init(averageBits: Double, maxBits: Int = 3, allocate: TargetAllocation = .weightError, position: SourcePosition) {
             self.averageBits = averageBits
             self.maxBits = maxBits
+            self.allocate = allocate
             self.position = position
         }
     }
+}
+
+/// `target: {allocate: ...}`: what the whole-model spread minimizes.
+public enum TargetAllocation: String, Sendable, CaseIterable {
+    /// The total squared weight error (the default; needs no data).
+    case weightError = "weight-error"
+    /// The model's output error, each layer's sensitivity measured on the calibration inputs
+    /// (`--calibrate`); without them the conversion stops with an error.
+    case sensitivity
 }
 
 /// Mask heuristics; raw values are the names MBBinarize uses (HBB.md section 3).
@@ -168,6 +180,20 @@ public enum BinarizationMethod: String, Sendable, CaseIterable {
     case bottomUp = "bottom-up"
     case random = "random"
     case residualMiddleOut = "residual-middle-out"
+}
+
+/// `refit:` what happens to the level scales (and signs) after residual binarization chose them.
+/// `false` is HBB.md exactly; the others are extras (not in the paper), opt-in by name.
+public enum RefitMode: String, Sendable, CaseIterable, ExpressibleByBooleanLiteral {
+    /// HBB.md: mean |residual| scales, greedy signs.
+    case off = "false"
+    /// `refit: true`: least-squares scales for the chosen signs and mask.
+    case leastSquares = "true"
+    /// `refit: alternating`: least-squares scales and nearest sign patterns, alternated
+    /// (MBBinarize's AlternatingRefit); every entry keeps its bit width.
+    case alternating
+
+    public init(booleanLiteral value: Bool) { self = value ? .leastSquares : .off }
 }
 
 /// One scale per bit level for the whole tensor, or per output channel.

@@ -11,7 +11,7 @@ enum PolicyKeys {
     static let activations = ["mix", "bits", "method", "granularity"]
     /// Exactly one of these decides how a tensor is stored.
     static let storage = ["mix", "average", "bits", "keep"]
-    static let target = ["average_bits", "max_bits"]
+    static let target = ["average_bits", "max_bits", "allocate"]
     /// The ops whose weight inputs are weights (what `op:` usually names).
     static let weightedOps = ["Conv", "ConvTranspose", "Gemm", "MatMul"]
 }
@@ -98,6 +98,10 @@ extension SchemaReader {
                 }
             } else { ok = false }
         }
+        var allocate = TargetAllocation.weightError
+        if let m = e.first(where: { $0.key == "allocate" }) {
+            if let v = choice(m.value, "allocate", TargetAllocation.self) { allocate = v } else { ok = false }
+        }
         guard let a = e.first(where: { $0.key == "average_bits" }) else {
             error(Self.position(entry.keyNode), "target needs 'average_bits', e.g. target: {average_bits: 1.6}")
             return nil
@@ -107,7 +111,7 @@ extension SchemaReader {
             error(Self.position(a.value), "average_bits must be from 1 to \(maxBits) (max_bits), got \(formatNumber(b))")
             return nil
         }
-        return Policy.Target(averageBits: b, maxBits: maxBits, position: Self.position(entry.keyNode))
+        return Policy.Target(averageBits: b, maxBits: maxBits, allocate: allocate, position: Self.position(entry.keyNode))
     }
 
     mutating func rule(_ node: Node, index: Int, hasTarget: Bool) -> Policy.Rule? {

@@ -42,7 +42,7 @@ extension SchemaReader {
                 result.scale = choice(item.value, "scale", ScaleGranularity.self)
                 valid = result.scale != nil
             case "refit":
-                result.refit = bool(item.value, "refit must be true or false")
+                result.refit = refitMode(item.value)
                 valid = result.refit != nil
             case "calibrate":
                 result.calibrate = bool(item.value, "calibrate must be true or false")

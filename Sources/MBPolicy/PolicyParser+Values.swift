@@ -107,6 +107,14 @@ struct SchemaReader {
         return nil
     }
 
+    /// `refit: true | false | alternating` (a YAML boolean, or the word).
+    mutating func refitMode(_ node: Node) -> RefitMode? {
+        if case .scalar(let s) = node, SchemaReader.tagName(node) == .bool, let v = Bool.construct(from: s) { return v ? .leastSquares : .off }
+        if case .scalar(let s) = node, s.string == RefitMode.alternating.rawValue { return .alternating }
+        error(Self.position(node), "refit must be true, false or alternating, got \(Self.describe(node))")
+        return nil
+    }
+
     mutating func bool(_ node: Node, _ what: String) -> Bool? {
         if case .scalar(let s) = node, SchemaReader.tagName(node) == .bool, let v = Bool.construct(from: s) { return v }
         error(Self.position(node), "\(what), got \(Self.describe(node))")

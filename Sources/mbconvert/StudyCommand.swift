@@ -60,6 +60,9 @@ struct StudyCommand: ParsableCommand {
     @Flag(help: "Also report the error after a least-squares refit of the level scales.")
     var refit = false
 
+    @Flag(help: "Also report the error after the alternating refit (least-squares scales and nearest sign patterns, alternated; policy 'refit: alternating').")
+    var alternatingRefit = false
+
     @Option(help: "Seed of the random mask method.")
     var seed: UInt64 = 0
 
@@ -95,6 +98,7 @@ struct StudyCommand: ParsableCommand {
             o.methods = try StudyParse.methods(method)
             o.scale = try StudyParse.scale(scale, axis: channelAxis)
             o.refit = refit
+            o.alternatingRefit = alternatingRefit
             o.seed = seed
             if o.isEmpty {
                 o.bits = [1, 2, 3, 4]

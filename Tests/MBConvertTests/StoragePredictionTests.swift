@@ -68,6 +68,20 @@ import Testing
         #expect(AverageBitsSearch.candidates(average: 1, widths: [1, 2, 3]) == [.homogeneous(1)])
     }
 
+    /// The converter's sampled search and MBBinarize's AverageSearch share one grid: on-grid
+    /// averages give the same candidates in the same order (zero fractions dropped), and the
+    /// enumeration itself is pinned (3 widths, 2 units: 6 splits in order).
+    @Test func sampledSearchWalksMBBinarizesGrid() throws {
+        #expect(AverageSearch.gridCounts(widths: 3, units: 2) == [[0, 0, 2], [0, 1, 1], [0, 2, 0], [1, 0, 1], [1, 1, 0], [2, 0, 0]])
+        for (average, widths) in [(1.4, [1, 2, 3]), (2.5, [1, 2, 3]), (3.7, [2, 3, 4]), (6.0, [5, 6, 7])] {
+            let ours = AverageBitsSearch.candidates(average: average, widths: widths).map(\.description)
+            let theirs = try AverageSearch.grid(average: average, bits: widths).map { d in
+                BitMix(d.entries.filter { $0.fraction > 0 }.map { ($0.bits, $0.fraction) })!.description
+            }
+            #expect(ours == theirs, "average \(average) over \(widths)")
+        }
+    }
+
     /// On standard-normal data the search never does worse than the paper's 7/2/1 at 1.4 bits.
     @Test func averageSearchBeatsOrMatchesThePapersMix() throws {
         var rng = SeededGenerator(seed: 7)

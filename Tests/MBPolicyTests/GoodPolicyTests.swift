@@ -90,6 +90,28 @@ import Testing
         #expect(p.defaultSettings == Policy.Settings(storage: .target, scale: .channel))
     }
 
+    @Test func sensitivityAllocationAndAlternatingRefitAreNamedOptions() throws {
+        let text = """
+            version: 1
+            target: {average_bits: 2.5, max_bits: 4, allocate: sensitivity}
+            rules:
+              - match: {op: Gemm}
+                bits: 8
+                refit: alternating
+            default:
+              refit: true
+
+            """
+        let p = try Policy(text: text, file: "t.txt")
+        #expect(p.target == Policy.Target(averageBits: 2.5, maxBits: 4, allocate: .sensitivity, position: SourcePosition(line: 2, column: 1)))
+        #expect(p.rules[0].settings.refit == .alternating)
+        #expect(p.defaultSettings?.refit == .leastSquares)
+        // Unset, the HBB.md defaults: weight-error spread, no refit.
+        let plain = try Policy(text: "version: 1\ntarget: {average_bits: 2}\ndefault: {scale: tensor}\n", file: "t.txt")
+        #expect(plain.target?.allocate == .weightError)
+        #expect(plain.defaultSettings?.action == .binarize(.init(allocation: .target, refit: .off)))
+    }
+
     @Test func mixStatistics() throws {
         let mix = try #require(BitMix([(1, 0.7), (2, 0.2), (3, 0.1)]))
         #expect(abs(mix.averageBits - 1.4) < 1e-12)

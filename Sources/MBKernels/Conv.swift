@@ -1,6 +1,8 @@
 /// Convolution, NC + spatial layout, weights `[outC, inC/groups, k...]`, optional bias `[outC]`.
-/// The fast variant picks per call: a direct kernel for depthwise convolutions, GEMM straight
-/// on the input for 1×1 stride-1 unpadded ones, im2col + GEMM otherwise.
+/// The fast variant picks per call: a direct kernel for depthwise convolutions; on AVX-512 CPUs
+/// `RowGemm` (bias and Relu fused, no im2col for 1×1 and stride-1 2-D kernels, see
+/// `Conv+RowGemm.swift`); elsewhere BLAS GEMM straight on the input for 1×1 stride-1 unpadded
+/// ones and im2col + BLAS GEMM otherwise.
 public enum Conv {
     public static func forward(
         _ variant: KernelVariant = .fast, _ g: ConvGeometry,
@@ -15,7 +17,13 @@ public enum Conv {
             depthwise(g, input: input, weights: weights, bias: bias, output: output, activation: activation, threads: threads)
             return
         }
-        im2colGemm(g, input: input, weights: weights, bias: bias, output: output, activation: activation, threads: threads, scratch: scratch ?? KernelScratch())
+        let scratch = scratch ?? KernelScratch()
+        defer { withExtendedLifetime(scratch) {} }
+        if RowGemm.isAvailable {
+            rowGemm(g, input: input, weights: weights, bias: bias, output: output, activation: activation, threads: threads, scratch: scratch)
+            return
+        }
+        im2colGemm(g, input: input, weights: weights, bias: bias, output: output, activation: activation, threads: threads, scratch: scratch)
     }
 
     /// An activation applied to each output in the kernel's epilogue (a fused Conv + Relu).

@@ -1,8 +1,12 @@
 import Dispatch
 
-/// Splits `0..<count` into `threads` contiguous chunks run with `DispatchQueue.concurrentPerform`.
-/// The body may write through raw pointers: each index is visited exactly once, so callers that
-/// write disjoint memory per index need no locks.
+/// Runs `body` for every index of `0..<count` on up to `threads` threads: the caller and
+/// spinning helper threads (`WorkerPool`), or GCD's `concurrentPerform` (one contiguous chunk
+/// per thread) when the pool is busy. With the pool the indices are cut into up to 4 contiguous
+/// chunks per thread, claimed dynamically, so a helper that starts late costs a chunk, not half
+/// the work. The body may write through raw
+/// pointers: each index is visited exactly once, so callers that write disjoint memory per
+/// index need no locks.
 public enum Parallel {
     public static func forEach(_ count: Int, threads: Int, _ body: (Int) -> Void) {
         let t = min(max(threads, 1), count)
@@ -10,12 +14,15 @@ public enum Parallel {
             for i in 0..<count { body(i) }
             return
         }
+        let chunks = min(count, 4 * t)
+        let chunk = { (c: Int) in
+            for i in (count * c / chunks)..<(count * (c + 1) / chunks) { body(i) }
+        }
+        if WorkerPool.shared.run(chunks, helpers: t - 1, chunk) { return }
         withoutActuallyEscaping(body) { escapable in
             let box = UncheckedSendable(escapable)
-            DispatchQueue.concurrentPerform(iterations: t) { chunk in
-                let lo = count * chunk / t
-                let hi = count * (chunk + 1) / t
-                for i in lo..<hi { box.value(i) }
+            DispatchQueue.concurrentPerform(iterations: t) { c in
+                for i in (count * c / t)..<(count * (c + 1) / t) { box.value(i) }
             }
         }
     }

@@ -8,7 +8,7 @@ import CFloatKernels
 ///
 /// The fast variant is an AVX-512 kernel (`CFloatKernels`, 6 rows × 64 columns of C in
 /// registers, nothing packed); it exists only where `isAvailable` (cpuid). Threads split the
-/// larger of the two dimensions: column strips of 64, or row blocks of 6.
+/// dimension with more units: column strips of 64, or row blocks of 6.
 public enum RowGemm {
     /// Whether this CPU runs the fast variant (AVX-512 F, not capped by `MBCONVERT_ISA`).
     public static var isAvailable: Bool { fk_has_avx512() != 0 }
@@ -29,14 +29,16 @@ public enum RowGemm {
         }
         let relu: Int32 = activation == .relu ? 1 : 0
         let strips = (n + 63) / 64, blocks = (m + 5) / 6
-        let parts = m * n * max(k, 1) < minParallelWork ? 1 : min(threads, max(strips, blocks))
+        // Up to 4 parts per thread, claimed dynamically (`Parallel.forEach`), so a thread that
+        // starts late does not leave the others waiting for its half.
+        let parts = m * n * max(k, 1) < minParallelWork || threads <= 1 ? 1 : min(4 * threads, max(strips, blocks))
         if parts <= 1 {
             fk_gemm_rows(0, m, 0, n, k, a, lda, rows, bias, relu, c, ldc)
             return
         }
         let box = UncheckedSendable((a, rows, bias, c))
         let byColumns = strips >= blocks
-        Parallel.forEach(parts, threads: parts) { t in
+        Parallel.forEach(parts, threads: threads) { t in
             let (a, rows, bias, c) = box.value
             if byColumns {
                 let j0 = min(n, strips * t / parts * 64), j1 = min(n, strips * (t + 1) / parts * 64)

@@ -1,6 +1,11 @@
 import Dispatch
 import Foundation
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Helper threads for `Parallel.forEach` that spin for a short while after each job before
 /// they sleep. A convolution of SqueezeNet takes 50-700 µs; a GCD worker woken for it arrives
@@ -11,8 +16,9 @@ import Synchronization
 final class WorkerPool: @unchecked Sendable {
     static let shared = WorkerPool()
 
-    /// How long an idle worker spins before it sleeps: longer than the gaps between the
-    /// parallel kernels of one inference, short enough not to burn a core when idle.
+    /// How long an idle worker waits for the next job before it sleeps: longer than the gaps
+    /// between the parallel kernels of one inference, short enough not to burn a core when
+    /// idle. The first eighth is a pure spin, the rest yields the core between checks.
     static let spinNanoseconds: UInt64 = 200_000
     /// Most helper threads ever started.
     static let maxWorkers = 63
@@ -64,7 +70,13 @@ final class WorkerPool: @unchecked Sendable {
                 let asleep = sleepers.load(ordering: .sequentiallyConsistent)
                 for _ in 0..<min(asleep, helpers) { wake.signal() }
                 job.work()
-                while job.finished.load(ordering: .acquiring) < count {}
+                // A helper still in a chunk: spin, yielding the core after a while in case the
+                // helper was preempted on a loaded machine and is waiting for one.
+                var waits = 0
+                while job.finished.load(ordering: .acquiring) < count {
+                    waits &+= 1
+                    if waits > 2000 { sched_yield() }
+                }
                 current.withLock { $0 = nil }
             }
         }
@@ -90,7 +102,11 @@ final class WorkerPool: @unchecked Sendable {
             while epoch.load(ordering: .acquiring) == seen {
                 spins &+= 1
                 guard spins & 255 == 0 else { continue }
-                if DispatchTime.now().uptimeNanoseconds - spinStart > Self.spinNanoseconds {
+                let waited = DispatchTime.now().uptimeNanoseconds - spinStart
+                // Past the first stretch, let other runnable threads (the caller, other
+                // processes on a busy machine) have the core between checks.
+                if waited > Self.spinNanoseconds / 8 { sched_yield() }
+                if waited > Self.spinNanoseconds {
                     // Sleep unless a job was posted after the count went up (the poster reads
                     // `sleepers` after bumping `epoch`, so one of the two sees the other).
                     sleepers.wrappingAdd(1, ordering: .sequentiallyConsistent)

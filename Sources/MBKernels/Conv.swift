@@ -7,7 +7,8 @@ public enum Conv {
     public static func forward(
         _ variant: KernelVariant = .fast, _ g: ConvGeometry,
         input: UnsafePointer<Float>, weights: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
-        output: UnsafeMutablePointer<Float>, activation: Activation = .none, threads: Int = 1, scratch: KernelScratch? = nil
+        output: UnsafeMutablePointer<Float>, activation: Activation = .none, threads: Int = 1, scratch: KernelScratch? = nil,
+        implementation: Implementation = .automatic
     ) {
         if variant == .reference {
             reference(g, input: input, weights: weights, bias: bias, output: output, activation: activation)
@@ -19,11 +20,27 @@ public enum Conv {
         }
         let scratch = scratch ?? KernelScratch()
         defer { withExtendedLifetime(scratch) {} }
-        if RowGemm.isAvailable {
+        switch implementation {
+        case .automatic where RowGemm.isAvailable:
             rowGemm(g, input: input, weights: weights, bias: bias, output: output, activation: activation, threads: threads, scratch: scratch)
             return
+        case .rowGemm(let path):
+            rowGemm(g, input: input, weights: weights, bias: bias, output: output, activation: activation, threads: threads, scratch: scratch, path: path)
+            return
+        case .automatic, .blas:
+            break
         }
         im2colGemm(g, input: input, weights: weights, bias: bias, output: output, activation: activation, threads: threads, scratch: scratch)
+    }
+
+    /// Which fast implementation runs a non-depthwise convolution: `.automatic` (RowGemm where
+    /// the CPU has AVX-512, else BLAS), or one forced (benchmarks, tests). A forced `.rowGemm`
+    /// path must suit the geometry (`.pointwise` only for 1×1 stride-1 unpadded, `.shifted`
+    /// only for stride-1 1-D/2-D); without AVX-512 it runs RowGemm's reference loops.
+    public enum Implementation: Sendable, Equatable {
+        case automatic
+        case blas
+        case rowGemm(RowGemmPath)
     }
 
     /// An activation applied to each output in the kernel's epilogue (a fused Conv + Relu).

@@ -84,7 +84,9 @@ final class RowGemmTests: XCTestCase {
         XCTAssertEqual(Conv.rowGemmPath(sq(55, 1)), .pointwise)
         XCTAssertEqual(Conv.rowGemmPath(sq(55, 3)), .shifted)   // 57 padded columns for 55
         XCTAssertEqual(Conv.rowGemmPath(sq(27, 3)), .shifted)   // 29 for 27
-        XCTAssertEqual(Conv.rowGemmPath(sq(13, 3)), .im2col)    // 15 for 13: more than 1/8 extra
+        XCTAssertEqual(Conv.rowGemmPath(sq(13, 3)), .shifted)   // 15 for 13, but only 64 channels
+        let wide13 = ConvGeometry(batch: 1, inChannels: 64, outChannels: 256, input: [13, 13], kernel: [3, 3], padBegin: [1, 1], padEnd: [1, 1])
+        XCTAssertEqual(Conv.rowGemmPath(wide13), .im2col)       // 256 * 2 > 30 * 13
         XCTAssertEqual(Conv.rowGemmPath(ConvGeometry(batch: 1, inChannels: 3, outChannels: 64, input: [224, 224], kernel: [3, 3], strides: [2, 2])), .im2col)
         XCTAssertEqual(Conv.rowGemmPath(ConvGeometry(batch: 1, inChannels: 2, outChannels: 2, input: [5, 6, 7], kernel: [1, 3, 3], padBegin: [0, 1, 1], padEnd: [0, 1, 1])), .im2col)
     }

@@ -4,9 +4,8 @@ import Dispatch
 /// spinning helper threads (`WorkerPool`), or GCD's `concurrentPerform` (one contiguous chunk
 /// per thread) when the pool is busy. With the pool the indices are cut into up to 4 contiguous
 /// chunks per thread, claimed dynamically, so a helper that starts late costs a chunk, not half
-/// the work. The body may write through raw
-/// pointers: each index is visited exactly once, so callers that write disjoint memory per
-/// index need no locks.
+/// the work. The body may write through raw pointers: each index is visited exactly once, so
+/// callers that write disjoint memory per index need no locks.
 public enum Parallel {
     public static func forEach(_ count: Int, threads: Int, _ body: (Int) -> Void) {
         let t = min(max(threads, 1), count)

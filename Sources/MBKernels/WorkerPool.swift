@@ -8,11 +8,11 @@ import Darwin
 #endif
 
 /// Helper threads for `Parallel.forEach` that spin for a short while after each job before
-/// they sleep. A convolution of SqueezeNet takes 50-700 µs; a GCD worker woken for it arrives
-/// tens of µs late (or never, when the caller has already run every chunk itself), which is
-/// why two threads used to buy almost nothing. Spinning workers pick a job up within a
-/// fraction of a µs. One job runs at a time: a caller that finds the pool busy (another
-/// session, or a chunk that itself parallelizes) gets `false` and uses GCD instead.
+/// they sleep. A convolution of SqueezeNet takes 50-700 µs; a GCD worker woken for it can
+/// arrive tens of µs late (or not at all, when the caller has already run every chunk
+/// itself). Spinning workers pick a job up within a fraction of a µs. One job runs at a time:
+/// a caller that finds the pool busy (another session, or a chunk that itself parallelizes)
+/// gets `false` and uses GCD instead.
 final class WorkerPool: @unchecked Sendable {
     static let shared = WorkerPool()
 

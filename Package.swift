@@ -41,12 +41,14 @@ let package = Package(
 
         // Bit-plane kernels: one C body compiled per instruction set, picked at run time (cpuid).
         .target(name: "CBitPlanes", exclude: ["README.md", "BitPlanes+Body.h"], cSettings: [.unsafeFlags(["-O3"])]),
+        // Float convolution kernels (AVX-512 GEMM on NCHW planes, max pooling), picked at run time (cpuid).
+        .target(name: "CFloatKernels", cSettings: [.unsafeFlags(["-O3"])]),
 
         // Swift modules.
         .target(name: "MBCore", exclude: ["README.md"]),
         .target(
             name: "MBKernels",
-            dependencies: ["MBCore", "CBitPlanes", .target(name: "CBLAS", condition: .when(platforms: [.linux]))],
+            dependencies: ["MBCore", "CBitPlanes", "CFloatKernels", .target(name: "CBLAS", condition: .when(platforms: [.linux]))],
             exclude: ["README.md"]
         ),
         .target(name: "MBFormat", dependencies: ["MBCore", "CZlib"]),

@@ -2,8 +2,10 @@ extension BitPlaneMatrix {
     /// The weights as floats, exactly `PackedTensor.dequantized()` (levels added in Float from
     /// level 1 up), written at `offset + row * rowStride + tap * tapStride + channel * channelStride`.
     /// For float activations through the float kernels; `decodeReference` is its plain twin.
-    public func decode(into out: UnsafeMutablePointer<Float>, offset: Int = 0, rowStride: Int, tapStride: Int, channelStride: Int) {
-        for b in 0..<blocks {
+    /// `rowBlocks` limits the work to some blocks of 8 rows (disjoint rows: callers split it across threads).
+    public func decode(into out: UnsafeMutablePointer<Float>, offset: Int = 0, rowStride: Int, tapStride: Int, channelStride: Int,
+                       rowBlocks: Range<Int>? = nil) {
+        for b in rowBlocks ?? 0..<blocks {
             for k in 0..<levels {
                 let list = b * levels + k
                 let e0 = Int(listStart.pointer[list]), e1 = Int(listStart.pointer[list + 1])

@@ -1,11 +1,14 @@
 /// Convolution, NC + spatial layout, weights `[outC, inC/groups, k...]`, optional bias `[outC]`.
-/// The fast variant picks per call: a direct kernel for depthwise convolutions, GEMM straight
-/// on the input for 1×1 stride-1 unpadded ones, im2col + GEMM otherwise.
+/// The fast variant picks per call: a direct kernel for depthwise convolutions; on AVX-512 CPUs
+/// `RowGemm` (bias and Relu fused, no im2col for 1×1 and stride-1 2-D kernels, see
+/// `Conv+RowGemm.swift`); elsewhere BLAS GEMM straight on the input for 1×1 stride-1 unpadded
+/// ones and im2col + BLAS GEMM otherwise.
 public enum Conv {
     public static func forward(
         _ variant: KernelVariant = .fast, _ g: ConvGeometry,
         input: UnsafePointer<Float>, weights: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
-        output: UnsafeMutablePointer<Float>, activation: Activation = .none, threads: Int = 1, scratch: KernelScratch? = nil
+        output: UnsafeMutablePointer<Float>, activation: Activation = .none, threads: Int = 1, scratch: KernelScratch? = nil,
+        implementation: Implementation = .automatic
     ) {
         if variant == .reference {
             reference(g, input: input, weights: weights, bias: bias, output: output, activation: activation)
@@ -15,7 +18,29 @@ public enum Conv {
             depthwise(g, input: input, weights: weights, bias: bias, output: output, activation: activation, threads: threads)
             return
         }
-        im2colGemm(g, input: input, weights: weights, bias: bias, output: output, activation: activation, threads: threads, scratch: scratch ?? KernelScratch())
+        let scratch = scratch ?? KernelScratch()
+        defer { withExtendedLifetime(scratch) {} }
+        switch implementation {
+        case .automatic where RowGemm.isAvailable:
+            rowGemm(g, input: input, weights: weights, bias: bias, output: output, activation: activation, threads: threads, scratch: scratch)
+            return
+        case .rowGemm(let path):
+            rowGemm(g, input: input, weights: weights, bias: bias, output: output, activation: activation, threads: threads, scratch: scratch, path: path)
+            return
+        case .automatic, .blas:
+            break
+        }
+        im2colGemm(g, input: input, weights: weights, bias: bias, output: output, activation: activation, threads: threads, scratch: scratch)
+    }
+
+    /// Which fast implementation runs a non-depthwise convolution: `.automatic` (RowGemm where
+    /// the CPU has AVX-512, else BLAS), or one forced (benchmarks, tests). A forced `.rowGemm`
+    /// path must suit the geometry (`.pointwise` only for 1×1 stride-1 unpadded, `.shifted`
+    /// only for stride-1 1-D/2-D); without AVX-512 it runs RowGemm's reference loops.
+    public enum Implementation: Sendable, Equatable {
+        case automatic
+        case blas
+        case rowGemm(RowGemmPath)
     }
 
     /// An activation applied to each output in the kernel's epilogue (a fused Conv + Relu).

@@ -54,6 +54,7 @@ public enum Pool {
             reference(kind, g, input: input, output: output)
             return
         }
+        if case .max = kind, maxPool2DValid(g, input: input, output: output, threads: threads) { return }
         let d = g.dims3
         let pe = g.padEnd3
         let (od, oh, ow) = d.output

@@ -31,6 +31,8 @@ public final class MBSession {
     public let model: MBModel
     public let options: Options
     private let pool = BufferPool()
+    private let scratch = KernelScratch()
+    private let bitScratch = BitPlaneScratch()
 
     init(model: MBModel, options: Options) {
         self.model = model
@@ -53,6 +55,7 @@ public final class MBSession {
     ) throws(MBRuntimeError) -> [String: MBTensor] {
         let graph = model.graph
         let context = ExecutionContext(slotCount: model.slotCount, threads: options.threads, variant: options.kernels, pool: pool,
+                                       scratch: scratch, bitScratch: bitScratch,
                                        maxTensorBytes: options.maxTensorBytes)
         for (name, transform) in transforms {
             guard let i = graph.outputNames.firstIndex(of: name) else {

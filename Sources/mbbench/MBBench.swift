@@ -11,6 +11,7 @@ struct MBBench: ParsableCommand {
             ImportBench.self,
             ImportOnce.self,
             RunBench.self,
+            ConvBench.self,
             BinarizeBench.self,
             BitPlaneBench.self,
             AlexNetBitPlaneBench.self,

@@ -114,8 +114,14 @@ final class PackedConvWeights: @unchecked Sendable {
         let count = shape.reduce(1, *)
         let w = c.bitScratch.buffer(.decodedWeights, count, as: Float.self)
         let perGroup = count / groups
+        // Blocks of 8 rows write disjoint rows: the threads share the decode.
+        let wBox = UncheckedSendable(w)
         for (grp, m) in matrices.enumerated() {
-            m.decode(into: w, offset: grp * perGroup, rowStride: m.taps * m.tapChannels, tapStride: 1, channelStride: m.taps)
+            let parts = min(m.blocks, 4 * c.threads)
+            Parallel.forEach(parts, threads: perGroup > 1 << 14 ? c.threads : 1) { t in
+                m.decode(into: wBox.value, offset: grp * perGroup, rowStride: m.taps * m.tapChannels, tapStride: 1, channelStride: m.taps,
+                         rowBlocks: (m.blocks * t / parts)..<(m.blocks * (t + 1) / parts))
+            }
         }
         Conv.forward(c.variant, g, input: x.pointer(Float.self), weights: w, bias: bias?.pointer(Float.self),
                      output: out.mutable(Float.self), activation: relu ? .relu : .none, threads: c.threads, scratch: c.scratch)

@@ -35,15 +35,17 @@ enum DataOps {
                 let out = try c.alloc(first.elementType, shape)
                 let size = first.elementType.runtimeSize
                 let outer = shape[..<axis].reduce(1, *), inner = shape[(axis + 1)...].reduce(1, *)
+                var copies = ContiguousCopies()
                 var offset = 0
                 for x in xs {
                     let block = x.shape[axis] * inner * size
                     let rowOut = shape[axis] * inner * size
                     for o in 0..<outer where block > 0 {
-                        (out.storage.raw + o * rowOut + offset).copyMemory(from: x.storage.raw + o * block, byteCount: block)
+                        copies.append(to: out.storage.raw + o * rowOut + offset, from: x.storage.raw + o * block, bytes: block)
                     }
                     offset += block
                 }
+                copies.run(threads: c.threads)
                 return [out]
             }
         },

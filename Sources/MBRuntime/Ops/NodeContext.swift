@@ -169,8 +169,10 @@ final class ExecutionContext: @unchecked Sendable {
     let pool: BufferPool
     let threads: Int
     let variant: KernelVariant
-    let scratch = KernelScratch()
-    let bitScratch = BitPlaneScratch()
+    /// Kernel scratch memory; a session passes its own so buffers (im2col, padded input,
+    /// decoded weights) are allocated and page-faulted once, not on every run.
+    let scratch: KernelScratch
+    let bitScratch: BitPlaneScratch
     /// Per-node times when the session profiles.
     var profile: MBProfile?
     /// Replacements applied to values as they are computed, by slot (MBSession.run(_:transforming:)).
@@ -180,8 +182,11 @@ final class ExecutionContext: @unchecked Sendable {
     let limitName: String
 
     init(slotCount: Int, threads: Int, variant: KernelVariant, pool: BufferPool = BufferPool(),
+         scratch: KernelScratch = KernelScratch(), bitScratch: BitPlaneScratch = BitPlaneScratch(),
          maxTensorBytes: Int = MBSession.Options.defaultMaxTensorBytes, limitName: String = "MBSession.Options.maxTensorBytes") {
         self.env = Array(repeating: nil, count: slotCount)
+        self.scratch = scratch
+        self.bitScratch = bitScratch
         self.threads = threads
         self.variant = variant
         self.pool = pool

@@ -1,0 +1,128 @@
+import MBCore
+@testable import MBKernels
+import XCTest
+
+/// The AVX-512 row-pointer GEMM and the convolution paths built on it, against their plain
+/// references (`RowGemm+Reference.swift`, `Conv+Reference.swift`). On a CPU without AVX-512 the
+/// fast variant falls back to the reference, and these tests still check the plumbing.
+final class RowGemmTests: XCTestCase {
+    /// Shapes around the register block (6 rows × 64 columns, 16-lane masks), the cache blocks
+    /// (reduction blocks of at most 128, column blocks of 1024) and the thread split.
+    static let shapes: [(m: Int, n: Int, k: Int)] = [
+        (1, 1, 1), (1, 17, 3), (5, 15, 9), (6, 16, 16), (7, 63, 27), (13, 64, 128), (12, 65, 129),
+        (16, 169, 300), (64, 1100, 20), (3, 2049, 5), (31, 33, 0), (100, 40, 257),
+    ]
+
+    func testFastMatchesReference() {
+        for (index, s) in Self.shapes.enumerated() {
+            let lda = s.k + 3, ldb = s.n + 5, ldc = s.n + 2
+            let a = randomFloats(s.m * lda, seed: UInt64(900 + index))
+            let b = randomFloats(max(s.k, 1) * ldb, seed: UInt64(1000 + index))
+            let bias = randomFloats(s.m, seed: UInt64(1100 + index))
+            // Rows in reverse order, to show the kernel follows the pointers and not a stride.
+            b.withUnsafeBufferPointer { bp in
+                let rows = (0..<max(s.k, 1)).map { p in UnsafePointer<Float>?(bp.baseAddress! + (max(s.k, 1) - 1 - p) * ldb) }
+                for withBias in [false, true] { for activation in [Conv.Activation.none, .relu] { for threads in [1, 2, 3] {
+                    var fast = [Float](repeating: .nan, count: s.m * ldc), ref = fast
+                    bias.withUnsafeBufferPointer { biasp in
+                        RowGemm.forward(.fast, m: s.m, n: s.n, k: s.k, a: a, lda: lda, rows: rows, bias: withBias ? biasp.baseAddress : nil,
+                                        activation: activation, c: &fast, ldc: ldc, threads: threads)
+                        RowGemm.forward(.reference, m: s.m, n: s.n, k: s.k, a: a, lda: lda, rows: rows, bias: withBias ? biasp.baseAddress : nil,
+                                        activation: activation, c: &ref, ldc: ldc)
+                    }
+                    let what = "rowgemm m=\(s.m) n=\(s.n) k=\(s.k) bias=\(withBias) \(activation) threads=\(threads)"
+                    let inside = { (c: [Float]) in (0..<s.m).flatMap { i in c[(i * ldc)..<(i * ldc + s.n)] } }
+                    assertClose(inside(fast), inside(ref), terms: s.k + 1, what)
+                    // Columns past n in each row of C stay untouched (NaN).
+                    for i in 0..<s.m { for j in s.n..<ldc where !fast[i * ldc + j].isNaN { XCTFail("\(what): wrote C[\(i), \(j)] past n"); return } }
+                } } }
+            }
+        }
+    }
+
+    /// Every path a convolution can take to RowGemm, forced, on geometries it accepts:
+    /// odd sizes, more than 6 output channels not a multiple of 6, groups, batch 2, dilations,
+    /// asymmetric pads, 1-D, 1×k and k×1 kernels, reductions over 128 and outputs over 1024.
+    func testConvPathsMatchReference() {
+        let geometries: [ConvGeometry] = [
+            ConvGeometry(batch: 1, inChannels: 16, outChannels: 70, input: [13, 13], kernel: [3, 3], padBegin: [1, 1], padEnd: [1, 1]),
+            ConvGeometry(batch: 2, inChannels: 6, outChannels: 10, groups: 2, input: [9, 11], kernel: [3, 3], dilations: [2, 1], padBegin: [2, 0], padEnd: [1, 2]),
+            ConvGeometry(batch: 1, inChannels: 5, outChannels: 7, input: [31], kernel: [5], padBegin: [2], padEnd: [3]),
+            ConvGeometry(batch: 1, inChannels: 4, outChannels: 9, input: [7, 20], kernel: [1, 3], padBegin: [0, 1], padEnd: [0, 1]),
+            ConvGeometry(batch: 1, inChannels: 4, outChannels: 9, input: [20, 7], kernel: [3, 1], padBegin: [1, 0], padEnd: [1, 0]),
+            ConvGeometry(batch: 1, inChannels: 40, outChannels: 13, input: [40, 40], kernel: [3, 3], padBegin: [1, 1], padEnd: [1, 1]),
+            ConvGeometry(batch: 2, inChannels: 33, outChannels: 17, groups: 1, input: [5, 7], kernel: [1, 1]),
+            ConvGeometry(batch: 1, inChannels: 3, outChannels: 8, input: [15, 14], kernel: [3, 3], strides: [2, 2]),
+        ]
+        let scratch = KernelScratch()
+        for (index, g) in geometries.enumerated() {
+            XCTAssertNil(g.problem, "\(g)")
+            let x = randomFloats(g.batch * g.inChannels * g.inputSize, seed: UInt64(1200 + index))
+            let w = randomFloats(g.outChannels * g.inPerGroup * g.kernelSize, seed: UInt64(1300 + index))
+            let b = randomFloats(g.outChannels, seed: UInt64(1400 + index))
+            let count = g.batch * g.outChannels * g.outputSize
+            var ref = [Float](repeating: .nan, count: count)
+            Conv.forward(.reference, g, input: x, weights: w, bias: b, output: &ref, activation: .relu)
+            let d = g.dims3
+            var paths: [Conv.RowGemmPath] = [.im2col]
+            if Conv.isPointwise(g) { paths.append(.pointwise) }
+            if d.strides == (1, 1, 1) && d.kernel.0 == 1 && d.input.0 == 1 { paths.append(.shifted) }
+            for path in paths { for threads in [1, 2] {
+                var fast = [Float](repeating: .nan, count: count)
+                b.withUnsafeBufferPointer { bp in
+                    Conv.rowGemm(g, input: x, weights: w, bias: bp.baseAddress, output: &fast, activation: .relu, threads: threads, scratch: scratch, path: path)
+                }
+                assertClose(fast, ref, terms: g.inPerGroup * g.kernelSize, "conv #\(index) \(g) path \(path) threads=\(threads)")
+            } }
+        }
+    }
+
+    func testPathChoice() {
+        let sq = { (side: Int, k: Int) in
+            ConvGeometry(batch: 1, inChannels: 16, outChannels: 64, input: [side, side], kernel: [k, k], padBegin: [k / 2, k / 2], padEnd: [k / 2, k / 2])
+        }
+        XCTAssertEqual(Conv.rowGemmPath(sq(55, 1)), .pointwise)
+        XCTAssertEqual(Conv.rowGemmPath(sq(55, 3)), .shifted)   // 57 padded columns for 55
+        XCTAssertEqual(Conv.rowGemmPath(sq(27, 3)), .shifted)   // 29 for 27
+        XCTAssertEqual(Conv.rowGemmPath(sq(13, 3)), .shifted)   // 15 for 13, but only 64 channels
+        let wide13 = ConvGeometry(batch: 1, inChannels: 64, outChannels: 256, input: [13, 13], kernel: [3, 3], padBegin: [1, 1], padEnd: [1, 1])
+        XCTAssertEqual(Conv.rowGemmPath(wide13), .im2col)       // 256 * 2 > 30 * 13
+        XCTAssertEqual(Conv.rowGemmPath(ConvGeometry(batch: 1, inChannels: 3, outChannels: 64, input: [224, 224], kernel: [3, 3], strides: [2, 2])), .im2col)
+        XCTAssertEqual(Conv.rowGemmPath(ConvGeometry(batch: 1, inChannels: 2, outChannels: 2, input: [5, 6, 7], kernel: [1, 3, 3], padBegin: [0, 1, 1], padEnd: [0, 1, 1])), .im2col)
+    }
+}
+
+final class MaxPoolValidTests: XCTestCase {
+    /// The AVX-512 max pool (no padding, windows inside the input) equals the reference exactly
+    /// (a max is exact): strides 1, 2 (permute path) and 3 (lane path), rows wider than 16 and
+    /// 32 lanes, odd sizes, non-square windows.
+    func testFastEqualsReferenceExactly() {
+        let cases: [(input: [Int], kernel: [Int], strides: [Int])] = [
+            ([111, 111], [3, 3], [2, 2]), ([55, 55], [3, 3], [2, 2]), ([27, 27], [3, 3], [2, 2]), ([13, 13], [3, 3], [2, 2]),
+            ([9, 40], [2, 3], [1, 1]), ([10, 70], [3, 2], [3, 3]), ([5, 5], [5, 5], [1, 1]), ([7, 33], [1, 1], [2, 2]), ([4, 17], [2, 2], [2, 2]),
+        ]
+        for (index, c) in cases.enumerated() {
+            let output = (0..<2).map { (c.input[$0] - c.kernel[$0]) / c.strides[$0] + 1 }
+            let g = PoolGeometry(planes: 3, input: c.input, kernel: c.kernel, strides: c.strides, dilations: [1, 1],
+                                 padBegin: [0, 0], padEnd: [0, 0], output: output)
+            let x = randomFloats(g.planes * c.input.reduce(1, *), seed: UInt64(1500 + index))
+            for threads in [1, 2] {
+                var fast = [Float](repeating: .nan, count: g.planes * output.reduce(1, *)), ref = fast
+                let took = Pool.maxPool2DValid(g, input: x, output: &fast, threads: threads)
+                XCTAssertEqual(took, RowGemm.isAvailable, "pool #\(index) \(g): fast path taken only with AVX-512")
+                if !took { Pool.forward(.fast, .max, g, input: x, output: &fast, threads: threads) }
+                Pool.forward(.reference, .max, g, input: x, output: &ref)
+                XCTAssertEqual(fast, ref, "pool #\(index) \(g) threads=\(threads)")
+            }
+        }
+    }
+
+    func testRefusesPaddedAndOverhangingWindows() {
+        var out = [Float](repeating: 0, count: 16)
+        let x = [Float](repeating: 1, count: 64)
+        let padded = PoolGeometry(planes: 1, input: [7, 7], kernel: [3, 3], strides: [2, 2], dilations: [1, 1], padBegin: [1, 1], padEnd: [1, 1], output: [4, 4])
+        let ceil = PoolGeometry(planes: 1, input: [6, 6], kernel: [3, 3], strides: [2, 2], dilations: [1, 1], padBegin: [0, 0], padEnd: [0, 0], output: [3, 3])
+        let dilated = PoolGeometry(planes: 1, input: [7, 7], kernel: [2, 2], strides: [1, 1], dilations: [2, 2], padBegin: [0, 0], padEnd: [0, 0], output: [5, 5])
+        for g in [padded, ceil, dilated] { XCTAssertFalse(Pool.maxPool2DValid(g, input: x, output: &out, threads: 1), "\(g)") }
+    }
+}

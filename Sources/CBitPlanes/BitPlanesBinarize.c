@@ -38,6 +38,24 @@ static void portable_residual_level(float *r, const uint8_t *mask, int64_t n, in
     }
 }
 
+/// The residual level, then the next level's canonical sum (entries with mask >= next; a subset
+/// of this level's active set, so every value it reads was just updated) in the same pass.
+static double portable_residual_level_sum(float *r, const uint8_t *mask, int64_t n, int mode, uint8_t width, float mu, uint64_t *bits,
+                                          uint8_t next, int64_t *count) {
+    double l[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t i = 0;
+    for (int64_t j = 0; j < n; j++) {
+        if (!active(mask, j, mode, width)) continue;
+        const float e = r[j];
+        const int positive = e >= 0;
+        if (positive) bits[j >> 6] |= (uint64_t)1 << (j & 63);
+        r[j] = positive ? e - mu : e - (-mu);
+        if (next && mask[j] >= next) { l[i & 7] += (double)fabsf(r[j]); i++; }
+    }
+    *count = i;
+    return combine(l);
+}
+
 #if defined(__x86_64__)
 #include <immintrin.h>
 #define BZ_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq")))
@@ -106,6 +124,64 @@ BZ_TARGET static void avx512_residual_level(float *r, const uint8_t *mask, int64
         bits[j >> 6] |= (uint64_t)pos << (j & 63);
     }
 }
+
+/// The canonical sum of a pass's compressed values (see avx512_abs_sum): values are queued in
+/// order and drained 8 at a time into the Double lanes.
+enum { SUM_QUEUE = 1024 };
+typedef struct {
+    float items[SUM_QUEUE + 16];
+    int queued;
+    int64_t total;
+    double lanes[8];
+} abs_queue;
+
+BZ_TARGET static inline void queue_drain(abs_queue *s, int last) {
+    __m512d acc = _mm512_loadu_pd(s->lanes);
+    int i = 0;
+    for (; i + 8 <= s->queued; i += 8) acc = _mm512_add_pd(acc, _mm512_cvtps_pd(_mm256_loadu_ps(s->items + i)));
+    _mm512_storeu_pd(s->lanes, acc);
+    if (last) {
+        for (int t = 0; i < s->queued; i++, t++) s->lanes[t] += (double)s->items[i];
+        s->queued = 0;
+        return;
+    }
+    for (int t = 0; i + t < s->queued; t++) s->items[t] = s->items[i + t];
+    s->queued -= i;
+}
+
+/// Queues the lanes `keep` of x (non-negative values), in lane order.
+BZ_TARGET static inline void queue_push(abs_queue *s, __mmask16 keep, __m512 x) {
+    if (keep == 0) return;
+    _mm512_storeu_ps(s->items + s->queued, _mm512_maskz_compress_ps(keep, x));
+    s->queued += __builtin_popcount(keep);
+    s->total += __builtin_popcount(keep);
+    if (s->queued >= SUM_QUEUE) queue_drain(s, 0);
+}
+
+BZ_TARGET static inline double queue_sum(abs_queue *s, int64_t *count) {
+    queue_drain(s, 1);
+    *count = s->total;
+    return combine(s->lanes);
+}
+
+BZ_TARGET static double avx512_residual_level_sum(float *r, const uint8_t *mask, int64_t n, int mode, uint8_t width, float mu, uint64_t *bits,
+                                                  uint8_t next, int64_t *count) {
+    const __m512 m = _mm512_set1_ps(mu), zero = _mm512_setzero_ps(), signBit = _mm512_set1_ps(-0.0f);
+    abs_queue q = {.queued = 0, .total = 0, .lanes = {0, 0, 0, 0, 0, 0, 0, 0}};
+    for (int64_t j = 0; j < n; j += 16) {
+        const __mmask16 valid = n - j >= 16 ? 0xFFFF : (__mmask16)((1u << (n - j)) - 1);
+        const __mmask16 a = avx512_active(mask, j, valid, mode, width);
+        if (a == 0) continue;
+        const __m512 e = _mm512_maskz_loadu_ps(a, r + j);
+        const __mmask16 pos = _mm512_mask_cmp_ps_mask(a, e, zero, _CMP_GE_OQ);
+        __m512 out = _mm512_mask_sub_ps(e, pos, e, m);
+        out = _mm512_mask_add_ps(out, a & (__mmask16)~pos, e, m);
+        _mm512_mask_storeu_ps(r + j, a, out);
+        bits[j >> 6] |= (uint64_t)pos << (j & 63);
+        if (next) queue_push(&q, avx512_active(mask, j, valid, 1, next), _mm512_andnot_ps(signBit, out));
+    }
+    return queue_sum(&q, count);
+}
 #endif
 
 double bp_active_abs_sum(int isa, const float *v, const uint8_t *mask, int64_t n, int32_t mode, uint8_t width, int64_t *count) {
@@ -122,6 +198,15 @@ void bp_residual_level(int isa, float *r, const uint8_t *mask, int64_t n, int32_
 #endif
     (void)isa;
     portable_residual_level(r, mask, n, mode, width, mu, bits);
+}
+
+double bp_residual_level_sum(int isa, float *r, const uint8_t *mask, int64_t n, int32_t mode, uint8_t width, float mu, uint64_t *bits,
+                             uint8_t next, int64_t *count) {
+#if defined(__x86_64__)
+    if (isa >= BP_ISA_AVX512 && bp_isa() >= BP_ISA_AVX512) return avx512_residual_level_sum(r, mask, n, mode, width, mu, bits, next, count);
+#endif
+    (void)isa;
+    return portable_residual_level_sum(r, mask, n, mode, width, mu, bits, next, count);
 }
 
 #if defined(__x86_64__)
@@ -201,6 +286,56 @@ BZ_TARGET static void avx512_mark_groups(uint8_t *mask, int64_t n, const uint32_
         if (mask[j] == 0 && chosen[ids[j]]) mask[j] = mark;
 }
 #endif
+
+#if defined(__x86_64__)
+/// avx512_mark_groups, then the canonical sum of |v| over the entries still unassigned (the next
+/// round's mean) from the same registers.
+BZ_TARGET static double avx512_mark_groups_sum(const float *v, uint8_t *mask, int64_t n, const uint32_t *ids, const uint8_t *chosen, uint8_t mark,
+                                               int64_t *count) {
+    const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m512 signBit = _mm512_set1_ps(-0.0f);
+    abs_queue q = {.queued = 0, .total = 0, .lanes = {0, 0, 0, 0, 0, 0, 0, 0}};
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        uint64_t m8, c8;
+        memcpy(&m8, mask + j, 8);
+        const __m256i g = _mm256_loadu_si256((const __m256i *)(ids + j));
+        if (_mm256_cmpeq_epi32_mask(g, _mm256_add_epi32(_mm256_set1_epi32((int)ids[j]), iota)) == 0xFF) {
+            memcpy(&c8, chosen + ids[j], 8);
+            uint64_t open = 0;
+            for (int b = 0; b < 8; b++) open |= (uint64_t)(((m8 >> (8 * b)) & 0xFF) == 0) << (8 * b);
+            m8 |= (c8 & open) * mark;
+            memcpy(mask + j, &m8, 8);
+        } else {
+            for (int64_t i = j; i < j + 8; i++)
+                if (mask[i] == 0 && chosen[ids[i]]) mask[i] = mark;
+            memcpy(&m8, mask + j, 8);
+        }
+        const __mmask16 still = _mm_cmpeq_epi8_mask(_mm_cvtsi64_si128((long long)m8), _mm_setzero_si128()) & 0xFF;
+        queue_push(&q, still, _mm512_andnot_ps(signBit, _mm512_maskz_loadu_ps(0xFF, v + j)));
+    }
+    for (; j < n; j++) {
+        if (mask[j] == 0 && chosen[ids[j]]) mask[j] = mark;
+        if (mask[j] == 0) queue_push(&q, 1, _mm512_andnot_ps(signBit, _mm512_maskz_loadu_ps(1, v + j)));
+    }
+    return queue_sum(&q, count);
+}
+#endif
+
+double bp_mark_groups_sum(int isa, const float *v, uint8_t *mask, int64_t n, const uint32_t *ids, const uint8_t *chosen, uint8_t mark, int64_t *count) {
+#if defined(__x86_64__)
+    if (isa >= BP_ISA_AVX512 && bp_isa() >= BP_ISA_AVX512) return avx512_mark_groups_sum(v, mask, n, ids, chosen, mark, count);
+#endif
+    (void)isa;
+    double l[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t i = 0;
+    for (int64_t j = 0; j < n; j++) {
+        if (mask[j] == 0 && chosen[ids[j]]) mask[j] = mark;
+        if (mask[j] == 0) { l[i & 7] += (double)fabsf(v[j]); i++; }
+    }
+    *count = i;
+    return combine(l);
+}
 
 void bp_mark_groups(int isa, uint8_t *mask, int64_t n, const uint32_t *ids, const uint8_t *chosen, uint8_t mark) {
     (void)isa;

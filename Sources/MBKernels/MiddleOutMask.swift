@@ -40,12 +40,20 @@ public enum MiddleOutMask {
     /// `plain: true` walks index lists entry by entry for groups too (the grouped passes' twin, for tests).
     public static func select(_ values: UnsafeBufferPointer<Float>, bits: [Int], fractions: [Double], groups: MaskGroups?,
                               isa: Int32 = bp_isa(), plain: Bool = false) -> [UInt8] {
+        var total: Double?
+        return select(values, bits: bits, fractions: fractions, groups: groups, isa: isa, plain: plain, total: &total)
+    }
+
+    /// `select`, also returning the canonical sum of every |v| when the grouped passes computed
+    /// it (their first mean; the residual's first level needs the same sum).
+    static func select(_ values: UnsafeBufferPointer<Float>, bits: [Int], fractions: [Double], groups: MaskGroups?,
+                       isa: Int32 = bp_isa(), plain: Bool = false, total: inout Double?) -> [UInt8] {
         let n = values.count
         var mask = [UInt8](repeating: 0, count: n)
         let used = zip(bits, fractions).filter { $0.1 > 0 }
         guard n > 0, let last = used.last else { return mask }
         if let groups, !plain {
-            selectGroupsFast(values, used: used, groups: groups, mask: &mask, isa: isa)
+            total = selectGroupsFast(values, used: used, groups: groups, mask: &mask, isa: isa)
             return mask
         }
         let remaining = UnsafeMutablePointer<UInt32>.allocate(capacity: n)
@@ -116,18 +124,27 @@ public enum MiddleOutMask {
     /// The grouped case as whole-tensor passes (CBitPlanes): the remaining entries are those not
     /// yet assigned (mask 0), walked in index order like the list `select` keeps, so the mean,
     /// the group keys and the choice are the same as `selectGroups` (tests compare with MBBinarize).
+    /// A round's marking pass also sums the next round's remaining |v| (`bp_mark_groups_sum`).
+    /// Returns the first round's sum (every entry), if a round ran.
+    @discardableResult
     static func selectGroupsFast(_ values: UnsafeBufferPointer<Float>, used: [(Int, Double)], groups: MaskGroups,
-                                 mask: inout [UInt8], isa: Int32) {
+                                 mask: inout [UInt8], isa: Int32) -> Double? {
         let n = values.count, v = values.baseAddress!
         var sum = [Double](repeating: 0, count: groups.count)
         var size = [Int64](repeating: 0, count: groups.count)
         var chosen = [UInt8](repeating: 0, count: groups.count)
         var keys = [Double](repeating: 0, count: groups.count)
+        var first: Double?
+        let rounds = Array(used.dropLast())
         groups.ids.withUnsafeBufferPointer { ids in
             mask.withUnsafeMutableBufferPointer { mask in
-                for (b, p) in used.dropLast() {
+                var carried: (sum: Double, count: Int64)?
+                for (round, (b, p)) in rounds.enumerated() {
                     var remaining: Int64 = 0
-                    let total = bp_active_abs_sum(isa, v, mask.baseAddress, Int64(n), 2, 0, &remaining)
+                    let total: Double
+                    if let c = carried { (total, remaining) = c } else { total = bp_active_abs_sum(isa, v, mask.baseAddress, Int64(n), 2, 0, &remaining) }
+                    carried = (total, remaining)  // unchanged if nothing gets marked
+                    if round == 0 { first = total }
                     guard remaining > 0 else { break }
                     let m = total / Double(remaining)
                     sum.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
@@ -136,11 +153,18 @@ public enum MiddleOutMask {
                     // The c smallest (key, group), by selection (no sort): the same set as sorting.
                     let c = roundedCount(p, of: groups.count)
                     guard bp_choose_groups(&sum, size, Int64(groups.count), Int64(c), &chosen, &keys) > 0 else { continue }
-                    bp_mark_groups(isa, mask.baseAddress, Int64(n), ids.baseAddress, chosen, UInt8(b))
+                    if round + 1 < rounds.count {
+                        var count: Int64 = 0
+                        let next = bp_mark_groups_sum(isa, v, mask.baseAddress, Int64(n), ids.baseAddress, chosen, UInt8(b), &count)
+                        carried = (next, count)
+                    } else {
+                        bp_mark_groups(isa, mask.baseAddress, Int64(n), ids.baseAddress, chosen, UInt8(b))
+                    }
                 }
                 bp_fill_unassigned(mask.baseAddress, Int64(n), UInt8(used.last!.0))
             }
         }
+        return first
     }
 
     /// Groups: every group whose entries all remain is a candidate (a group leaves whole); its

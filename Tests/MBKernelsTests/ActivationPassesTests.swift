@@ -52,9 +52,16 @@ final class ActivationPassesTests: XCTestCase {
                 for (layout, groups) in layouts {
                     let bits = Array(1...mix.count)
                     let plain = x.withUnsafeBufferPointer { MiddleOutMask.select($0, bits: bits, fractions: mix, groups: groups, plain: true) }
+                    // The whole binarizer too: the selection hands its first sum to the residual levels.
+                    let plainValues = x.withUnsafeBufferPointer { ActivationBinarizer.residualPlain($0, mask: plain) }
                     for isa in BitPlaneMatrix.availableISAs {
+                        let what = "\(layout) channels=\(channels) pixels=\(pixels) \(granularity) mix=\(mix) seed=\(seed) isa=\(BitPlaneMatrix.isaName(isa))"
                         let fast = x.withUnsafeBufferPointer { MiddleOutMask.select($0, bits: bits, fractions: mix, groups: groups, isa: isa) }
-                        XCTAssertEqual(fast, plain, "select \(layout) channels=\(channels) pixels=\(pixels) \(granularity) mix=\(mix) seed=\(seed) isa=\(BitPlaneMatrix.isaName(isa))")
+                        XCTAssertEqual(fast, plain, "select \(what)")
+                        let whole = x.withUnsafeBufferPointer { ActivationBinarizer.binarize($0, bits: bits, fractions: mix, groups: groups, isa: isa) }
+                        XCTAssertEqual(whole.mask, plain, "binarize mask \(what)")
+                        XCTAssertEqual(whole.scales.map(\.bitPattern), plainValues.scales.map(\.bitPattern), "binarize scales \(what)")
+                        XCTAssertEqual(whole.signs, plainValues.signs, "binarize signs \(what)")
                     }
                 }
             } }

@@ -148,8 +148,13 @@ public enum MiddleOutMask {
                     guard remaining > 0 else { break }
                     let m = total / Double(remaining)
                     sum.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
-                    size.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
-                    bp_group_keys(isa, v, mask.baseAddress, Int64(n), ids.baseAddress, m, &sum, &size)
+                    if round == 0 {
+                        bp_group_keys(isa, v, mask.baseAddress, Int64(n), ids.baseAddress, m, &sum, &size)
+                    } else {
+                        // A group leaves whole: its unassigned entries are all of them until it is chosen.
+                        for g in 0..<groups.count where chosen[g] != 0 { size[g] = 0 }
+                        bp_group_keys(isa, v, mask.baseAddress, Int64(n), ids.baseAddress, m, &sum, nil)
+                    }
                     // The c smallest (key, group), by selection (no sort): the same set as sorting.
                     let c = roundedCount(p, of: groups.count)
                     guard bp_choose_groups(&sum, size, Int64(groups.count), Int64(c), &chosen, &keys) > 0 else { continue }

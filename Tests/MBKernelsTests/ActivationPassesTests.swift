@@ -36,7 +36,8 @@ final class ActivationPassesTests: XCTestCase {
     }
 
     /// Grouped Middle-Out (channel-major conv inputs, whose groups are consecutive ids along a
-    /// channel row, and row-major matrices) equals the list walk on every instruction set.
+    /// channel row, and row-major matrices) equals the list walk on every instruction set, and so
+    /// does the whole binarizer (grouped mask, then the residual levels it hands its first sum).
     func testGroupedSelectionEqualsPlainOnEveryISA() {
         var seed: UInt64 = 7500
         for (channels, pixels) in [(1, 5), (63, 9), (64, 16), (65, 3), (130, 33), (256, 49)] {

@@ -132,6 +132,8 @@ void bp_residual_level(int isa, float *r, const uint8_t *mask, int64_t n, int32_
 double bp_residual_level_sum(int isa, float *r, const uint8_t *mask, int64_t n, int32_t mode, uint8_t width, float mu, uint64_t *bits,
                              uint8_t next, int64_t *count);
 /// Group keys over the unassigned entries (mask 0) in index order: sum[g] += | |v| - mean |, size[g] += 1.
+/// size may be NULL (the caller knows the sizes: groups leave whole, so a later round's are the
+/// previous round's with the chosen groups' set to 0).
 void bp_group_keys(int isa, const float *v, const uint8_t *mask, int64_t n, const uint32_t *ids, double mean, double *sum, int64_t *size);
 /// mask[j] = mark for unassigned entries of chosen groups.
 void bp_mark_groups(int isa, uint8_t *mask, int64_t n, const uint32_t *ids, const uint8_t *chosen, uint8_t mark);

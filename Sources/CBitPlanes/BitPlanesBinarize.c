@@ -345,22 +345,32 @@ void bp_mark_groups(int isa, uint8_t *mask, int64_t n, const uint32_t *ids, cons
         if (mask[j] == 0 && chosen[ids[j]]) mask[j] = mark;
 }
 
-/// Quickselect: the k-th smallest (0-based) of a[0 ..< n], reordering a.
+/// The k-th smallest (0-based) of a[0 ..< n], all non-negative (so a value orders like its bit
+/// pattern): radix select, 11 bits at a time from the top, keeping the boundary bucket's
+/// candidates. Exact, and without the mispredicted branches of a quickselect's partitions (the
+/// keys of neighbouring groups are coin flips). Reorders a.
 static double kth_smallest(double *a, int64_t n, int64_t k) {
-    int64_t lo = 0, hi = n - 1;
-    while (lo < hi) {
-        const double pivot = a[lo + (hi - lo) / 2];
-        int64_t i = lo, j = hi;
-        while (i <= j) {
-            while (a[i] < pivot) i++;
-            while (a[j] > pivot) j--;
-            if (i <= j) { const double t = a[i]; a[i] = a[j]; a[j] = t; i++; j--; }
+    enum { DIGIT = 11, BUCKETS = 1 << DIGIT };
+    static _Thread_local int64_t histogram[BUCKETS];
+    uint64_t *bits = (uint64_t *)a;
+    for (int shift = 64 - DIGIT; n > 1; shift -= DIGIT) {
+        const int s = shift < 0 ? 0 : shift;
+        const uint64_t digitMask = shift < 0 ? ((uint64_t)1 << (DIGIT + shift)) - 1 : BUCKETS - 1;
+        memset(histogram, 0, sizeof histogram);
+        for (int64_t i = 0; i < n; i++) histogram[(bits[i] >> s) & digitMask]++;
+        int64_t below = 0, bucket = 0;
+        while (below + histogram[bucket] <= k) below += histogram[bucket++];
+        int64_t kept = 0;
+        for (int64_t i = 0; i < n; i++) {
+            const uint64_t b = bits[i];
+            bits[kept] = b;
+            kept += ((b >> s) & digitMask) == (uint64_t)bucket;
         }
-        if (k <= j) hi = j;
-        else if (k >= i) lo = i;
-        else return a[k];
+        n = kept;
+        k -= below;
+        if (s == 0) break;  // every bit decided: the candidates are equal
     }
-    return a[k];
+    return a[0];
 }
 
 int64_t bp_choose_groups(double *sum, const int64_t *size, int64_t groups, int64_t c, uint8_t *chosen, double *scratch) {

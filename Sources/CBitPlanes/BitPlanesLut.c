@@ -126,13 +126,13 @@ static inline __attribute__((always_inline)) BP_LUT_TARGET void lut_fused_run(co
                                                                              const int R, const int L) {
     LUT_SHIFTS;
     const uint8_t *cd[4][3];
-    __m512 acc[4][3];
+    __m512 acc[4][3], acc2[4][3];
 #pragma clang loop unroll(full)
     for (int r = 0; r < R; r++) {
 #pragma clang loop unroll(full)
         for (int k = 0; k < L; k++) {
             cd[r][k] = w->codes + w->listCodes[(g0 + r) * L + k];
-            acc[r][k] = _mm512_setzero_ps();
+            acc[r][k] = acc2[r][k] = _mm512_setzero_ps();
         }
     }
     float total = 0;
@@ -143,12 +143,12 @@ static inline __attribute__((always_inline)) BP_LUT_TARGET void lut_fused_run(co
         for (int h = 0; h < 2; h++) {
 #pragma clang loop unroll(full)
             for (int r = 0; r < R; r++) {
-                LUT_HALF(acc[r][0], acc[r][0], lut_codes(cd[r][0] + 128 * j + 64 * h), T + 128 * h);
+                LUT_HALF(acc[r][0], acc2[r][0], lut_codes(cd[r][0] + 128 * j + 64 * h), T + 128 * h);
 #pragma clang loop unroll(full)
                 for (int k = 1; k < L; k++) {
                     const uint8_t *q = cd[r][k] + 256 * j + 128 * h;
-                    LUT_HALF(acc[r][k], acc[r][k], lut_codes(q), T + 128 * h);
-                    LUT_HALF_OP(_mm512_sub_ps, acc[r][k], acc[r][k], lut_codes(q + 64), T + 128 * h);
+                    LUT_HALF(acc[r][k], acc2[r][k], lut_codes(q), T + 128 * h);
+                    LUT_HALF_OP(_mm512_sub_ps, acc[r][k], acc2[r][k], lut_codes(q + 64), T + 128 * h);
                 }
             }
         }
@@ -158,6 +158,8 @@ static inline __attribute__((always_inline)) BP_LUT_TARGET void lut_fused_run(co
         const int32_t g = g0 + r;
         const __mmask16 store = 16 * g + 16 <= w->rowsStored ? 0xFFFF : 0x00FF;
         float *o = out + 16 * (int64_t)g;
+#pragma clang loop unroll(full)
+        for (int k = 0; k < L; k++) acc[r][k] = _mm512_add_ps(acc[r][k], acc2[r][k]);
         _mm512_mask_storeu_ps(o, store, _mm512_sub_ps(_mm512_add_ps(acc[r][0], acc[r][0]), _mm512_set1_ps(total)));
 #pragma clang loop unroll(full)
         for (int k = 1; k < L; k++) _mm512_mask_storeu_ps(o + (int64_t)k * w->rowsStored, store, acc[r][k]);

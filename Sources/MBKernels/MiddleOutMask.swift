@@ -142,7 +142,12 @@ public enum MiddleOutMask {
                 for (round, (b, p)) in rounds.enumerated() {
                     var remaining: Int64 = 0
                     let total: Double
-                    if let c = carried { (total, remaining) = c } else { total = bp_active_abs_sum(isa, v, mask.baseAddress, Int64(n), 2, 0, &remaining) }
+                    if let c = carried {
+                        (total, remaining) = c
+                    } else {
+                        // Round 0: nothing is assigned yet, so "every entry" (mode 0, no compaction) is the same sum.
+                        total = bp_active_abs_sum(isa, v, mask.baseAddress, Int64(n), round == 0 ? 0 : 2, 0, &remaining)
+                    }
                     carried = (total, remaining)  // unchanged if nothing gets marked
                     if round == 0 { first = total }
                     guard remaining > 0 else { break }

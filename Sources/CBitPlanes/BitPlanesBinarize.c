@@ -393,3 +393,112 @@ int64_t bp_choose_groups(double *sum, const int64_t *size, int64_t groups, int64
 void bp_fill_unassigned(uint8_t *mask, int64_t n, uint8_t width) {
     for (int64_t j = 0; j < n; j++) mask[j] = mask[j] == 0 ? width : mask[j];
 }
+
+// Runs: maximal stretches of consecutive group ids, as triples (first entry, length, its group),
+// in index order and covering every entry. A channel-major conv input has one per channel row,
+// so the passes below read no ids (4 bytes per entry, 4 passes per binarization otherwise).
+
+static void portable_group_keys_runs(const float *v, const uint8_t *mask, const int64_t *runs, int64_t count, double mean, double *sum, int64_t *size) {
+    for (int64_t q = 0; q < count; q++) {
+        const int64_t j0 = runs[3 * q], len = runs[3 * q + 1], g0 = runs[3 * q + 2];
+        for (int64_t i = 0; i < len; i++) {
+            if (mask[j0 + i] != 0) continue;
+            sum[g0 + i] += fabs((double)fabsf(v[j0 + i]) - mean);
+            if (size) size[g0 + i] += 1;
+        }
+    }
+}
+
+static double portable_mark_groups_runs(const float *v, uint8_t *mask, const int64_t *runs, int64_t count, const uint8_t *chosen, uint8_t mark,
+                                        int64_t *remaining) {
+    double l[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t k = 0;
+    for (int64_t q = 0; q < count; q++) {
+        const int64_t j0 = runs[3 * q], len = runs[3 * q + 1], g0 = runs[3 * q + 2];
+        for (int64_t i = 0; i < len; i++) {
+            if (mask[j0 + i] == 0 && chosen[g0 + i]) mask[j0 + i] = mark;
+            if (v && mask[j0 + i] == 0) { l[k & 7] += (double)fabsf(v[j0 + i]); k++; }
+        }
+    }
+    if (remaining) *remaining = k;
+    return combine(l);
+}
+
+#if defined(__x86_64__)
+static inline __attribute__((always_inline)) BZ_TARGET void avx512_group_keys_runs_body(const float *v, const uint8_t *mask, const int64_t *runs, int64_t count,
+                                                                                      double mean, double *sum, int64_t *size, const int sizes) {
+    const __m512d m = _mm512_set1_pd(mean), signBit = _mm512_set1_pd(-0.0);
+    for (int64_t q = 0; q < count; q++) {
+        const int64_t j0 = runs[3 * q], len = runs[3 * q + 1], g0 = runs[3 * q + 2];
+        int64_t i = 0;
+        for (; i + 8 <= len; i += 8) {
+            uint64_t m8;
+            memcpy(&m8, mask + j0 + i, 8);
+            const __mmask8 open = _mm_cmpeq_epi8_mask(_mm_cvtsi64_si128((long long)m8), _mm_setzero_si128()) & 0xFF;
+            if (open == 0) continue;
+            const __m512d x = _mm512_andnot_pd(signBit, _mm512_cvtps_pd(_mm256_loadu_ps(v + j0 + i)));
+            const __m512d key = _mm512_andnot_pd(signBit, _mm512_sub_pd(x, m));
+            const __m512d s0 = _mm512_loadu_pd(sum + g0 + i);
+            _mm512_storeu_pd(sum + g0 + i, _mm512_mask_add_pd(s0, open, s0, key));
+            if (sizes) {
+                const __m512i z0 = _mm512_loadu_si512(size + g0 + i);
+                _mm512_storeu_si512(size + g0 + i, _mm512_mask_add_epi64(z0, open, z0, _mm512_set1_epi64(1)));
+            }
+        }
+        for (; i < len; i++) {
+            if (mask[j0 + i] != 0) continue;
+            sum[g0 + i] += fabs((double)fabsf(v[j0 + i]) - mean);
+            if (sizes) size[g0 + i] += 1;
+        }
+    }
+}
+
+BZ_TARGET static void avx512_group_keys_runs(const float *v, const uint8_t *mask, const int64_t *runs, int64_t count, double mean, double *sum, int64_t *size) {
+    if (size) avx512_group_keys_runs_body(v, mask, runs, count, mean, sum, size, 1);
+    else avx512_group_keys_runs_body(v, mask, runs, count, mean, sum, size, 0);
+}
+
+BZ_TARGET static double avx512_mark_groups_runs(const float *v, uint8_t *mask, const int64_t *runs, int64_t count, const uint8_t *chosen, uint8_t mark,
+                                                int64_t *remaining) {
+    const __m512 signBit = _mm512_set1_ps(-0.0f);
+    abs_queue acc = {.queued = 0, .total = 0, .lanes = {0, 0, 0, 0, 0, 0, 0, 0}};
+    for (int64_t q = 0; q < count; q++) {
+        const int64_t j0 = runs[3 * q], len = runs[3 * q + 1], g0 = runs[3 * q + 2];
+        int64_t i = 0;
+        for (; i + 16 <= len; i += 16) {
+            const __m128i m = _mm_loadu_si128((const __m128i *)(mask + j0 + i));
+            const __m128i c = _mm_loadu_si128((const __m128i *)(chosen + g0 + i));
+            const __mmask16 open = _mm_cmpeq_epi8_mask(m, _mm_setzero_si128());
+            const __mmask16 pick = _mm_mask_cmpneq_epi8_mask(open, c, _mm_setzero_si128());
+            if (pick) _mm_storeu_si128((__m128i *)(mask + j0 + i), _mm_mask_mov_epi8(m, pick, _mm_set1_epi8((char)mark)));
+            if (v) queue_push(&acc, open & (__mmask16)~pick, _mm512_andnot_ps(signBit, _mm512_loadu_ps(v + j0 + i)));
+        }
+        for (; i < len; i++) {
+            const int64_t j = j0 + i;
+            if (mask[j] == 0 && chosen[g0 + i]) mask[j] = mark;
+            if (v && mask[j] == 0) queue_push(&acc, 1, _mm512_andnot_ps(signBit, _mm512_maskz_loadu_ps(1, v + j)));
+        }
+    }
+    int64_t k = 0;
+    const double total = queue_sum(&acc, &k);
+    if (remaining) *remaining = k;
+    return total;
+}
+#endif
+
+void bp_group_keys_runs(int isa, const float *v, const uint8_t *mask, const int64_t *runs, int64_t count, double mean, double *sum, int64_t *size) {
+#if defined(__x86_64__)
+    if (isa >= BP_ISA_AVX512 && bp_isa() >= BP_ISA_AVX512) { avx512_group_keys_runs(v, mask, runs, count, mean, sum, size); return; }
+#endif
+    (void)isa;
+    portable_group_keys_runs(v, mask, runs, count, mean, sum, size);
+}
+
+double bp_mark_groups_runs(int isa, const float *v, uint8_t *mask, const int64_t *runs, int64_t count, const uint8_t *chosen, uint8_t mark,
+                           int64_t *remaining) {
+#if defined(__x86_64__)
+    if (isa >= BP_ISA_AVX512 && bp_isa() >= BP_ISA_AVX512) return avx512_mark_groups_runs(v, mask, runs, count, chosen, mark, remaining);
+#endif
+    (void)isa;
+    return portable_mark_groups_runs(v, mask, runs, count, chosen, mark, remaining);
+}

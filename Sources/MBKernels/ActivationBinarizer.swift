@@ -37,10 +37,11 @@ public struct BinarizedValues: Sendable {
 /// tensor scale bit for bit (mask, scales and signs; tests compare them).
 public enum ActivationBinarizer {
     /// `isa` picks the passes' instruction set (tests compare them; default: the best available).
+    /// `runs` (the groups' runs of consecutive ids) lets the group passes skip the ids.
     public static func binarize(_ values: UnsafeBufferPointer<Float>, bits: [Int], fractions: [Double], groups: MaskGroups?,
-                                isa: Int32 = bp_isa()) -> BinarizedValues {
+                                runs: GroupRuns? = nil, isa: Int32 = bp_isa()) -> BinarizedValues {
         var total: Double?
-        let mask = MiddleOutMask.select(values, bits: bits, fractions: fractions, groups: groups, isa: isa, total: &total)
+        let mask = MiddleOutMask.select(values, bits: bits, fractions: fractions, groups: groups, runs: runs, isa: isa, total: &total)
         return residual(values, mask: mask, isa: isa, total: total)
     }
 

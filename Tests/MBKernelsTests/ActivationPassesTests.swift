@@ -59,10 +59,16 @@ final class ActivationPassesTests: XCTestCase {
                         let what = "\(layout) channels=\(channels) pixels=\(pixels) \(granularity) mix=\(mix) seed=\(seed) isa=\(BitPlaneMatrix.isaName(isa))"
                         let fast = x.withUnsafeBufferPointer { MiddleOutMask.select($0, bits: bits, fractions: mix, groups: groups, isa: isa) }
                         XCTAssertEqual(fast, plain, "select \(what)")
-                        let whole = x.withUnsafeBufferPointer { ActivationBinarizer.binarize($0, bits: bits, fractions: mix, groups: groups, isa: isa) }
-                        XCTAssertEqual(whole.mask, plain, "binarize mask \(what)")
-                        XCTAssertEqual(whole.scales.map(\.bitPattern), plainValues.scales.map(\.bitPattern), "binarize scales \(what)")
-                        XCTAssertEqual(whole.signs, plainValues.signs, "binarize signs \(what)")
+                        // With and without runs of consecutive ids (the conv layout has them when pixels >= 16).
+                        let runs = groups.flatMap(GroupRuns.init)
+                        if layout == "conv" && pixels >= 16 { XCTAssertNotNil(runs, "runs \(what)") }
+                        for r in runs == nil ? [nil] : [nil, runs] {
+                            let whole = x.withUnsafeBufferPointer { ActivationBinarizer.binarize($0, bits: bits, fractions: mix, groups: groups, runs: r, isa: isa) }
+                            let how = "\(what) runs=\(r != nil)"
+                            XCTAssertEqual(whole.mask, plain, "binarize mask \(how)")
+                            XCTAssertEqual(whole.scales.map(\.bitPattern), plainValues.scales.map(\.bitPattern), "binarize scales \(how)")
+                            XCTAssertEqual(whole.signs, plainValues.signs, "binarize signs \(how)")
+                        }
                     }
                 }
             } }

@@ -410,13 +410,13 @@ static void portable_group_keys_runs(const float *v, const uint8_t *mask, const 
 }
 
 static double portable_mark_groups_runs(const float *v, uint8_t *mask, const int64_t *runs, int64_t count, const uint8_t *chosen, uint8_t mark,
-                                        int64_t *remaining) {
+                                        uint8_t fill, int64_t *remaining) {
     double l[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     int64_t k = 0;
     for (int64_t q = 0; q < count; q++) {
         const int64_t j0 = runs[3 * q], len = runs[3 * q + 1], g0 = runs[3 * q + 2];
         for (int64_t i = 0; i < len; i++) {
-            if (mask[j0 + i] == 0 && chosen[g0 + i]) mask[j0 + i] = mark;
+            if (mask[j0 + i] == 0) mask[j0 + i] = chosen[g0 + i] ? mark : fill;
             if (v && mask[j0 + i] == 0) { l[k & 7] += (double)fabsf(v[j0 + i]); k++; }
         }
     }
@@ -459,7 +459,7 @@ BZ_TARGET static void avx512_group_keys_runs(const float *v, const uint8_t *mask
 }
 
 BZ_TARGET static double avx512_mark_groups_runs(const float *v, uint8_t *mask, const int64_t *runs, int64_t count, const uint8_t *chosen, uint8_t mark,
-                                                int64_t *remaining) {
+                                                uint8_t fill, int64_t *remaining) {
     const __m512 signBit = _mm512_set1_ps(-0.0f);
     abs_queue acc = {.queued = 0, .total = 0, .lanes = {0, 0, 0, 0, 0, 0, 0, 0}};
     for (int64_t q = 0; q < count; q++) {
@@ -470,12 +470,15 @@ BZ_TARGET static double avx512_mark_groups_runs(const float *v, uint8_t *mask, c
             const __m128i c = _mm_loadu_si128((const __m128i *)(chosen + g0 + i));
             const __mmask16 open = _mm_cmpeq_epi8_mask(m, _mm_setzero_si128());
             const __mmask16 pick = _mm_mask_cmpneq_epi8_mask(open, c, _mm_setzero_si128());
-            if (pick) _mm_storeu_si128((__m128i *)(mask + j0 + i), _mm_mask_mov_epi8(m, pick, _mm_set1_epi8((char)mark)));
-            if (v) queue_push(&acc, open & (__mmask16)~pick, _mm512_andnot_ps(signBit, _mm512_loadu_ps(v + j0 + i)));
+            const __mmask16 rest = open & (__mmask16)~pick;
+            __m128i out = _mm_mask_mov_epi8(m, pick, _mm_set1_epi8((char)mark));
+            if (fill) out = _mm_mask_mov_epi8(out, rest, _mm_set1_epi8((char)fill));
+            if (pick || (fill && rest)) _mm_storeu_si128((__m128i *)(mask + j0 + i), out);
+            if (v) queue_push(&acc, rest, _mm512_andnot_ps(signBit, _mm512_loadu_ps(v + j0 + i)));
         }
         for (; i < len; i++) {
             const int64_t j = j0 + i;
-            if (mask[j] == 0 && chosen[g0 + i]) mask[j] = mark;
+            if (mask[j] == 0) mask[j] = chosen[g0 + i] ? mark : fill;
             if (v && mask[j] == 0) queue_push(&acc, 1, _mm512_andnot_ps(signBit, _mm512_maskz_loadu_ps(1, v + j)));
         }
     }
@@ -495,10 +498,10 @@ void bp_group_keys_runs(int isa, const float *v, const uint8_t *mask, const int6
 }
 
 double bp_mark_groups_runs(int isa, const float *v, uint8_t *mask, const int64_t *runs, int64_t count, const uint8_t *chosen, uint8_t mark,
-                           int64_t *remaining) {
+                           uint8_t fill, int64_t *remaining) {
 #if defined(__x86_64__)
-    if (isa >= BP_ISA_AVX512 && bp_isa() >= BP_ISA_AVX512) return avx512_mark_groups_runs(v, mask, runs, count, chosen, mark, remaining);
+    if (isa >= BP_ISA_AVX512 && bp_isa() >= BP_ISA_AVX512) return avx512_mark_groups_runs(v, mask, runs, count, chosen, mark, fill, remaining);
 #endif
     (void)isa;
-    return portable_mark_groups_runs(v, mask, runs, count, chosen, mark, remaining);
+    return portable_mark_groups_runs(v, mask, runs, count, chosen, mark, fill, remaining);
 }

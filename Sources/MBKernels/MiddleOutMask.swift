@@ -139,6 +139,7 @@ public enum MiddleOutMask {
         groups.ids.withUnsafeBufferPointer { ids in
             mask.withUnsafeMutableBufferPointer { mask in
                 var carried: (sum: Double, count: Int64)?
+                var filled = false
                 for (round, (b, p)) in rounds.enumerated() {
                     var remaining: Int64 = 0
                     let total: Double
@@ -170,8 +171,10 @@ public enum MiddleOutMask {
                     let last = round + 1 == rounds.count
                     var count: Int64 = 0
                     if let runs {
-                        let next = bp_mark_groups_runs(isa, last ? nil : v, mask.baseAddress, runs.triples, Int64(runs.count), chosen, UInt8(b), &count)
-                        if !last { carried = (next, count) }
+                        // The last round also fills the rest with the last width.
+                        let next = bp_mark_groups_runs(isa, last ? nil : v, mask.baseAddress, runs.triples, Int64(runs.count), chosen, UInt8(b),
+                                                       last ? UInt8(used.last!.0) : 0, &count)
+                        if !last { carried = (next, count) } else { filled = true }
                     } else if !last {
                         let next = bp_mark_groups_sum(isa, v, mask.baseAddress, Int64(n), ids.baseAddress, chosen, UInt8(b), &count)
                         carried = (next, count)
@@ -179,7 +182,7 @@ public enum MiddleOutMask {
                         bp_mark_groups(isa, mask.baseAddress, Int64(n), ids.baseAddress, chosen, UInt8(b))
                     }
                 }
-                bp_fill_unassigned(mask.baseAddress, Int64(n), UInt8(used.last!.0))
+                if !filled { bp_fill_unassigned(mask.baseAddress, Int64(n), UInt8(used.last!.0)) }
             }
         }
         return first

@@ -147,9 +147,11 @@ int64_t bp_choose_groups(double *sum, const int64_t *size, int64_t groups, int64
 /// Runs of consecutive group ids (triples: first entry, length, its group; in index order,
 /// covering every entry) in place of `ids`: the same passes without reading an id per entry.
 void bp_group_keys_runs(int isa, const float *v, const uint8_t *mask, const int64_t *runs, int64_t count, double mean, double *sum, int64_t *size);
-/// Marks like bp_mark_groups; with v, also returns bp_mark_groups_sum's sum (else 0) and its count.
+/// Marks like bp_mark_groups, and gives the other unassigned entries `fill` (the last round:
+/// bp_fill_unassigned in the same pass; 0 leaves them); with v, also returns bp_mark_groups_sum's
+/// sum (else 0) and its count.
 double bp_mark_groups_runs(int isa, const float *v, uint8_t *mask, const int64_t *runs, int64_t count, const uint8_t *chosen, uint8_t mark,
-                           int64_t *remaining);
+                           uint8_t fill, int64_t *remaining);
 /// mask[j] = width where mask[j] == 0.
 void bp_fill_unassigned(uint8_t *mask, int64_t n, uint8_t width);
 

@@ -28,7 +28,8 @@ public struct ActivationSpec: Sendable, Equatable, CustomStringConvertible {
                               channelStride: pixels, granularity: granularity == .channel ? .group(channels) : granularity)
         }
         guard granularity != .element else { return ActivationBinarizer.binarize(x, bits: bits, fractions: fractions, groups: nil) }
-        let (groups, runs) = cache?.groupsAndRuns(for: [batch, channels, pixels], make) ?? (make(), make().flatMap(GroupRuns.init))
+        // Runs only with a cache: finding them is a pass over the ids, worth it once per shape.
+        let (groups, runs) = cache?.groupsAndRuns(for: [batch, channels, pixels], make) ?? (make(), nil)
         return ActivationBinarizer.binarize(x, bits: bits, fractions: fractions, groups: groups, runs: runs)
     }
 
@@ -112,7 +113,8 @@ public final class BinaryConvLayer: @unchecked Sendable {
     public func forwardExpanded(_ g: ConvGeometry, input: UnsafePointer<Float>, weights w: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
                                 output: UnsafeMutablePointer<Float>, relu: Bool, threads: Int = 1, scratch: KernelScratch) {
         let n = g.batch * g.inChannels * g.inputSize
-        let xb = activations.binarizeConvInput(UnsafeBufferPointer(start: input, count: n), batch: g.batch, channels: g.inChannels, pixels: g.inputSize)
+        let xb = activations.binarizeConvInput(UnsafeBufferPointer(start: input, count: n), batch: g.batch, channels: g.inChannels, pixels: g.inputSize,
+                                               cache: cache)
         let xhat = UnsafeMutablePointer<Float>.allocate(capacity: max(1, n))
         defer { xhat.deallocate() }
         xb.dequantized(into: xhat)

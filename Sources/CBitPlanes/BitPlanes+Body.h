@@ -159,37 +159,6 @@ static inline __attribute__((always_inline)) BP_TARGET void BP_FN(dense_counts)(
     }
 }
 
-/// The dense path when every level of the block is full, for a compile-time number of levels
-/// (1 to 3, the common widths): accumulators stay in registers and the loop has no branch.
-static inline __attribute__((always_inline)) BP_TARGET void BP_FN(dense_full_counts)(const bp_weights *w, const BP_FN(patch_lists) *pl, const bp_acts *x,
-                                                                                    int32_t b, const int levels,
-                                                                                    v8u64 X[BP_MAX_LEVELS][BP_MAX_LEVELS], v8u64 M[BP_MAX_LEVELS][BP_MAX_LEVELS]) {
-    const int32_t Lw = w->levels, Lx = x->levels;
-    const uint64_t *S0 = w->entrySigns + 8 * (int64_t)w->listStart[b * Lw];
-    const uint64_t *S1 = levels > 1 ? w->entrySigns + 8 * (int64_t)w->listStart[b * Lw + 1] : S0;
-    const uint64_t *S2 = levels > 2 ? w->entrySigns + 8 * (int64_t)w->listStart[b * Lw + 2] : S0;
-    for (int32_t l = 0; l < Lx; l++) {
-        v8u64 a0 = (v8u64)0, a1 = (v8u64)0, a2 = (v8u64)0;
-        const int32_t n = pl->count[l];
-        const int32_t *word = pl->word + (int64_t)l * pl->capacity;
-        const int64_t *at = pl->at + (int64_t)l * pl->capacity;
-        const uint64_t *act = pl->act + (int64_t)l * pl->capacity;
-        for (int32_t j = 0; j < n; j++) {
-            const v8u64 t = (v8u64)x->signs[at[j]], m = (v8u64)act[j];
-            const int64_t off = 8 * (int64_t)word[j];
-            v8u64 s;
-            BP_LOAD8(s, S0 + off);
-            a0 += __builtin_elementwise_popcount((s ^ t) & m);
-            if (levels > 1) { BP_LOAD8(s, S1 + off); a1 += __builtin_elementwise_popcount((s ^ t) & m); }
-            if (levels > 2) { BP_LOAD8(s, S2 + off); a2 += __builtin_elementwise_popcount((s ^ t) & m); }
-        }
-        for (int32_t k = 0; k < Lw; k++) {
-            X[k][l] = k == 0 ? a0 : k == 1 && levels > 1 ? a1 : k == 2 && levels > 2 ? a2 : (v8u64)0;
-            M[k][l] = k < levels ? (v8u64)pl->total[l] : (v8u64)0;
-        }
-    }
-}
-
 /// Blocks handled together by the register-blocked path: consecutive blocks whose levels 1..n
 /// are all full lists over every word, for the same n (rows sorted by width make them common).
 #ifndef BP_RUN
@@ -298,13 +267,9 @@ static inline BP_TARGET int32_t BP_FN(run_length)(const bp_weights *w, const uin
 static inline __attribute__((always_inline)) BP_TARGET void BP_FN(counts)(const bp_weights *w, const bp_acts *x, const int32_t *patch,
                                                                          const BP_FN(patch_lists) *pl, int32_t b,
                                                                          v8u64 X[BP_MAX_LEVELS][BP_MAX_LEVELS], v8u64 M[BP_MAX_LEVELS][BP_MAX_LEVELS]) {
+    // Blocks of 1 to 3 full levels take the register-blocked path (run_counts) before this.
     const int32_t dense = w->blockDense[b];
-    int allFull = dense > 0 && dense <= 3;
-    for (int32_t k = 0; k < dense && allFull; k++) allFull = w->listFull[b * w->levels + k];
-    if (allFull && dense == 1) BP_FN(dense_full_counts)(w, pl, x, b, 1, X, M);
-    else if (allFull && dense == 2) BP_FN(dense_full_counts)(w, pl, x, b, 2, X, M);
-    else if (allFull && dense == 3) BP_FN(dense_full_counts)(w, pl, x, b, 3, X, M);
-    else if (dense > 0) BP_FN(dense_counts)(w, pl, x, b, dense, X, M);
+    if (dense > 0) BP_FN(dense_counts)(w, pl, x, b, dense, X, M);
     else BP_FN(block_counts)(w, x, patch, b, X, M);
 }
 

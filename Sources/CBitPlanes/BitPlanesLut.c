@@ -2,8 +2,8 @@
 //
 // Why: the masked-add GEMV (BitPlanes+Body.h) handles 16 weights of one row per instruction and
 // is bound by mask moves; sparse higher levels cost a second pass of masked adds. Here every
-// group of 4 inputs has its 16 subset sums in one zmm, and 16 rows' sign nibbles of that group
-// sit in 16 bytes: one vpmovzxbd and two vpermps handle 16 rows x 8 inputs (64 weights per
+// group of 4 inputs has its 16 subset sums in one zmm, and 16 rows' sign bits of 32 inputs sit
+// in one zmm (a 32-bit lane per row): 8 vpermps handle 16 rows x 32 inputs (64 weights per
 // permute). A full level is 2 T[s] - sum(x); a sparse level T[a & s] - T[a & ~s] (same tables,
 // two lookups), so it costs twice a full level instead of reading and masking a second plane.
 #include "CBitPlanes.h"
@@ -50,21 +50,39 @@ BP_LUT_TARGET static void lut_prepare(const float *x, int32_t words, float *scra
     }
 }
 
-/// Adds T[code] over the 8 chunks of one entry: chunk c's low nibbles index table 2c, its
-/// high nibbles table 2c + 1 (vpermps reads only an index's low 4 bits).
-#define LUT_CHUNK(acc0, acc1, cd, T, c)                                                              \
-    do {                                                                                             \
-        const __m512i idx = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)((cd) + 16 * (c)))); \
-        acc0 = _mm512_add_ps(acc0, _mm512_permutexvar_ps(idx, _mm512_loadu_ps((T) + 32 * (c))));  \
-        acc1 = _mm512_add_ps(acc1, _mm512_permutexvar_ps(_mm512_srli_epi32(idx, 4), _mm512_loadu_ps((T) + 32 * (c) + 16))); \
+/// Adds the 8 lookups of one half word's code vector `v` (16 rows x 8 nibbles) to x0 / x1:
+/// nibble i of every lane indexes table T + 16 i. vpermps reads only an index's low 4 bits, so
+/// the nibbles are brought down by vpmulhuw (the low 16 bits times 2^(16 - 4i), high half: a
+/// shift that runs on the multiply pipes, beside the permutes) and one shift for the upper 16
+/// bits: 1 load, 1 shift, 6 multiplies per 8 permutes instead of the 4 vpmovzxbd + 4 shifts of
+/// byte codes (both compete with the permutes for the shuffle pipes on Zen 4).
+#define LUT_HALF_OP(OP, x0, x1, v, T)                                                                             \
+    do {                                                                                                     \
+        const __m512i lo_ = (v), hi_ = _mm512_srli_epi32(lo_, 16);                                           \
+        x0 = OP(x0, _mm512_permutexvar_ps(lo_, _mm512_loadu_ps((T))));                            \
+        x1 = OP(x1, _mm512_permutexvar_ps(_mm512_mulhi_epu16(lo_, down4), _mm512_loadu_ps((T) + 16))); \
+        x0 = OP(x0, _mm512_permutexvar_ps(_mm512_mulhi_epu16(lo_, down8), _mm512_loadu_ps((T) + 32))); \
+        x1 = OP(x1, _mm512_permutexvar_ps(_mm512_mulhi_epu16(lo_, down12), _mm512_loadu_ps((T) + 48))); \
+        x0 = OP(x0, _mm512_permutexvar_ps(hi_, _mm512_loadu_ps((T) + 64)));                       \
+        x1 = OP(x1, _mm512_permutexvar_ps(_mm512_mulhi_epu16(hi_, down4), _mm512_loadu_ps((T) + 80))); \
+        x0 = OP(x0, _mm512_permutexvar_ps(_mm512_mulhi_epu16(hi_, down8), _mm512_loadu_ps((T) + 96))); \
+        x1 = OP(x1, _mm512_permutexvar_ps(_mm512_mulhi_epu16(hi_, down12), _mm512_loadu_ps((T) + 112))); \
     } while (0)
 
+#define LUT_HALF(x0, x1, v, T) LUT_HALF_OP(_mm512_add_ps, x0, x1, v, T)
+
+#define LUT_SHIFTS                                                                                           \
+    const __m512i down4 = _mm512_set1_epi16(1 << 12), down8 = _mm512_set1_epi16(1 << 8), down12 = _mm512_set1_epi16(1 << 4)
+
+BP_LUT_TARGET static inline __m512i lut_codes(const uint8_t *p) { return _mm512_loadu_si512((const void *)p); }
+
 /// R row groups whose level-k lists both list every word (per-entry masks: all of them) share
-/// each table load: the tables (1 KB per word) stream from L2 once per R groups instead of once
-/// per group, which bounds the single-group loop.
+/// each word's tables while they are in L1: the tables (1 KB per word) stream from L2 once per
+/// R groups instead of once per group.
 static inline __attribute__((always_inline)) BP_LUT_TARGET void lut_dense_run(const bp_lut_weights *w, int32_t words, const float *tables,
                                                                              const float *wordSum, float *out, int32_t g0, int32_t k,
                                                                              const int R, const int full) {
+    LUT_SHIFTS;
     const int32_t L = w->levels;
     const uint8_t *cd[4];
     __m512 a0[4], a1[4], n0[4], n1[4];
@@ -79,19 +97,12 @@ static inline __attribute__((always_inline)) BP_LUT_TARGET void lut_dense_run(co
         const float *T = tables + 256 * (int64_t)j;
         if (full) total += wordSum[j];
 #pragma clang loop unroll(full)
-        for (int c = 0; c < 8; c++) {
-            const __m512 t0 = _mm512_loadu_ps(T + 32 * c), t1 = _mm512_loadu_ps(T + 32 * c + 16);
+        for (int h = 0; h < 2; h++) {
 #pragma clang loop unroll(full)
             for (int r = 0; r < R; r++) {
-                const uint8_t *q = cd[r] + stride * j + (full ? 16 : 32) * c;
-                const __m512i p = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)q));
-                a0[r] = _mm512_add_ps(a0[r], _mm512_permutexvar_ps(p, t0));
-                a1[r] = _mm512_add_ps(a1[r], _mm512_permutexvar_ps(_mm512_srli_epi32(p, 4), t1));
-                if (!full) {
-                    const __m512i m = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(q + 16)));
-                    n0[r] = _mm512_add_ps(n0[r], _mm512_permutexvar_ps(m, t0));
-                    n1[r] = _mm512_add_ps(n1[r], _mm512_permutexvar_ps(_mm512_srli_epi32(m, 4), t1));
-                }
+                const uint8_t *q = cd[r] + stride * j + (full ? 64 : 128) * h;
+                LUT_HALF(a0[r], a1[r], lut_codes(q), T + 128 * h);
+                if (!full) LUT_HALF(n0[r], n1[r], lut_codes(q + 64), T + 128 * h);
             }
         }
     }
@@ -106,8 +117,58 @@ static inline __attribute__((always_inline)) BP_LUT_TARGET void lut_dense_run(co
     }
 }
 
+/// Every level of R row groups in one pass, for the per-entry pattern: level 0 full, levels
+/// 1 ..< L partial, every list over every word. Each word's tables are loaded once for all
+/// R * (2L - 1) code streams instead of once per level; a partial level adds T[a & s] and
+/// subtracts T[a & ~s] in one accumulator per (group, level).
+static inline __attribute__((always_inline)) BP_LUT_TARGET void lut_fused_run(const bp_lut_weights *w, int32_t words, const float *tables,
+                                                                             const float *wordSum, float *out, int32_t g0,
+                                                                             const int R, const int L) {
+    LUT_SHIFTS;
+    const uint8_t *cd[4][3];
+    __m512 acc[4][3], acc2[4][3];
+#pragma clang loop unroll(full)
+    for (int r = 0; r < R; r++) {
+#pragma clang loop unroll(full)
+        for (int k = 0; k < L; k++) {
+            cd[r][k] = w->codes + w->listCodes[(g0 + r) * L + k];
+            acc[r][k] = acc2[r][k] = _mm512_setzero_ps();
+        }
+    }
+    float total = 0;
+    for (int32_t j = 0; j < words; j++) {
+        const float *T = tables + 256 * (int64_t)j;
+        total += wordSum[j];
+#pragma clang loop unroll(full)
+        for (int h = 0; h < 2; h++) {
+#pragma clang loop unroll(full)
+            for (int r = 0; r < R; r++) {
+                LUT_HALF(acc[r][0], acc2[r][0], lut_codes(cd[r][0] + 128 * j + 64 * h), T + 128 * h);
+#pragma clang loop unroll(full)
+                for (int k = 1; k < L; k++) {
+                    const uint8_t *q = cd[r][k] + 256 * j + 128 * h;
+                    LUT_HALF(acc[r][k], acc2[r][k], lut_codes(q), T + 128 * h);
+                    LUT_HALF_OP(_mm512_sub_ps, acc[r][k], acc2[r][k], lut_codes(q + 64), T + 128 * h);
+                }
+            }
+        }
+    }
+#pragma clang loop unroll(full)
+    for (int r = 0; r < R; r++) {
+        const int32_t g = g0 + r;
+        const __mmask16 store = 16 * g + 16 <= w->rowsStored ? 0xFFFF : 0x00FF;
+        float *o = out + 16 * (int64_t)g;
+#pragma clang loop unroll(full)
+        for (int k = 0; k < L; k++) acc[r][k] = _mm512_add_ps(acc[r][k], acc2[r][k]);
+        _mm512_mask_storeu_ps(o, store, _mm512_sub_ps(_mm512_add_ps(acc[r][0], acc[r][0]), _mm512_set1_ps(total)));
+#pragma clang loop unroll(full)
+        for (int k = 1; k < L; k++) _mm512_mask_storeu_ps(o + (int64_t)k * w->rowsStored, store, acc[r][k]);
+    }
+}
+
 /// Level k of one row group through its list (any sparsity).
 BP_LUT_TARGET static void lut_list(const bp_lut_weights *w, const float *tables, const float *wordSum, float *out, int32_t g, int32_t k) {
+    LUT_SHIFTS;
     const int32_t L = w->levels;
     const int32_t list = g * L + k;
     const int32_t e0 = w->listStart[list], e1 = w->listStart[list + 1];
@@ -123,28 +184,21 @@ BP_LUT_TARGET static void lut_list(const bp_lut_weights *w, const float *tables,
             const float *T = tables + 256 * (int64_t)j;
             total += wordSum[j];
             // Four accumulators (a*, n*) to overlap the adds' latency.
-            LUT_CHUNK(a0, a1, cd, T, 0); LUT_CHUNK(n0, n1, cd, T, 1);
-            LUT_CHUNK(a0, a1, cd, T, 2); LUT_CHUNK(n0, n1, cd, T, 3);
-            LUT_CHUNK(a0, a1, cd, T, 4); LUT_CHUNK(n0, n1, cd, T, 5);
-            LUT_CHUNK(a0, a1, cd, T, 6); LUT_CHUNK(n0, n1, cd, T, 7);
+            LUT_HALF(a0, a1, lut_codes(cd), T);
+            LUT_HALF(n0, n1, lut_codes(cd + 64), T + 128);
         }
         // sum_j s_j x_j = 2 * (sum where s = +1) - (sum of the words' x).
         const __m512 pos = _mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(n0, n1));
         _mm512_mask_storeu_ps(o, store, _mm512_sub_ps(_mm512_add_ps(pos, pos), _mm512_set1_ps(total)));
         return;
     }
-    // Per chunk 16 bytes of (s & a) codes, then 16 of (~s & a).
+    // Per half, 64 bytes of (s & a) lanes, then 64 of (~s & a).
     for (int32_t e = e0; e < e1; e++, cd += 256) {
         const float *T = tables + 256 * (int64_t)w->entryWord[e];
 #pragma clang loop unroll(full)
-        for (int c = 0; c < 8; c++) {
-            const __m512i p = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(cd + 32 * c)));
-            const __m512i m = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(cd + 32 * c + 16)));
-            const __m512 t0 = _mm512_loadu_ps(T + 32 * c), t1 = _mm512_loadu_ps(T + 32 * c + 16);
-            a0 = _mm512_add_ps(a0, _mm512_permutexvar_ps(p, t0));
-            a1 = _mm512_add_ps(a1, _mm512_permutexvar_ps(_mm512_srli_epi32(p, 4), t1));
-            n0 = _mm512_add_ps(n0, _mm512_permutexvar_ps(m, t0));
-            n1 = _mm512_add_ps(n1, _mm512_permutexvar_ps(_mm512_srli_epi32(m, 4), t1));
+        for (int h = 0; h < 2; h++) {
+            LUT_HALF(a0, a1, lut_codes(cd + 128 * h), T + 128 * h);
+            LUT_HALF(n0, n1, lut_codes(cd + 128 * h + 64), T + 128 * h);
         }
     }
     _mm512_mask_storeu_ps(o, store, _mm512_sub_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(n0, n1)));
@@ -160,12 +214,26 @@ static inline int lut_dense(const bp_lut_weights *w, int32_t words, int32_t g, i
     return 1;
 }
 
+/// Whether groups g ..< g + R have the per-entry pattern of lut_fused_run.
+static inline int lut_per_entry(const bp_lut_weights *w, int32_t words, int32_t g, int32_t R) {
+    for (int32_t k = 0; k < w->levels; k++) {
+        if (!lut_dense(w, words, g, R, k) || w->listFull[g * w->levels + k] != (k == 0)) return 0;
+    }
+    return 1;
+}
+
 BP_LUT_TARGET static void lut_gemv(const bp_lut_weights *w, int32_t words, const float *scratch, float *out,
                                    int32_t firstGroup, int32_t groupCount) {
     const float *tables = scratch, *wordSum = scratch + (int64_t)words * 256;
     const int32_t end = firstGroup + groupCount;
     for (int32_t g = firstGroup; g < end;) {
         const int32_t R = end - g >= 4 ? 4 : end - g >= 2 ? 2 : 1;
+        if (R == 4 && (w->levels == 2 || w->levels == 3) && lut_per_entry(w, words, g, R)) {
+            if (w->levels == 3) lut_fused_run(w, words, tables, wordSum, out, g, 4, 3);
+            else lut_fused_run(w, words, tables, wordSum, out, g, 4, 2);
+            g += R;
+            continue;
+        }
         for (int32_t k = 0; k < w->levels; k++) {
             if (R > 1 && lut_dense(w, words, g, R, k)) {
                 const int full = w->listFull[g * w->levels + k];

@@ -37,16 +37,20 @@ public struct BinarizedValues: Sendable {
 /// tensor scale bit for bit (mask, scales and signs; tests compare them).
 public enum ActivationBinarizer {
     /// `isa` picks the passes' instruction set (tests compare them; default: the best available).
+    /// `runs` (the groups' runs of consecutive ids) lets the group passes skip the ids.
     public static func binarize(_ values: UnsafeBufferPointer<Float>, bits: [Int], fractions: [Double], groups: MaskGroups?,
-                                isa: Int32 = bp_isa()) -> BinarizedValues {
-        let mask = MiddleOutMask.select(values, bits: bits, fractions: fractions, groups: groups, isa: isa)
-        return residual(values, mask: mask, isa: isa)
+                                runs: GroupRuns? = nil, isa: Int32 = bp_isa()) -> BinarizedValues {
+        var total: Double?
+        let mask = MiddleOutMask.select(values, bits: bits, fractions: fractions, groups: groups, runs: runs, isa: isa, total: &total)
+        return residual(values, mask: mask, isa: isa, total: total)
     }
 
     /// Residual binarization for a given mask as whole-tensor passes (CBitPlanes
     /// `bp_active_abs_sum`, `bp_residual_level`): level k's active set is {j : M_j >= k + 1}
-    /// (every entry at level 1, as `residualPlain`'s first list), same sums, same signs.
-    public static func residual(_ values: UnsafeBufferPointer<Float>, mask: [UInt8], isa: Int32 = bp_isa()) -> BinarizedValues {
+    /// (every entry at level 1, as `residualPlain`'s first list), same sums, same signs. Each
+    /// level's pass also sums the next level's |residual| (`bp_residual_level_sum`); `total`, the
+    /// canonical sum of every |v| when the mask selection already computed it, saves the first.
+    public static func residual(_ values: UnsafeBufferPointer<Float>, mask: [UInt8], isa: Int32 = bp_isa(), total: Double? = nil) -> BinarizedValues {
         let n = values.count
         let K = Int(mask.max() ?? 0)
         let wordsPerLevel = (n + 63) / 64
@@ -58,14 +62,16 @@ public enum ActivationBinarizer {
         residual.update(from: values.baseAddress!, count: n)
         mask.withUnsafeBufferPointer { mask in
             signs.withUnsafeMutableBufferPointer { signs in
+                var count = Int64(n)
+                var sum = total ?? bp_active_abs_sum(isa, residual, mask.baseAddress, Int64(n), 0, 1, &count)
                 for k in 0..<K {
-                    let mode: Int32 = k == 0 ? 0 : 1
-                    var count: Int64 = 0
-                    let sum = bp_active_abs_sum(isa, residual, mask.baseAddress, Int64(n), mode, UInt8(k + 1), &count)
                     guard count > 0 else { break }
                     let mu = Float(sum / Double(count))
                     scales[k] = mu
-                    bp_residual_level(isa, residual, mask.baseAddress, Int64(n), mode, UInt8(k + 1), mu, signs.baseAddress! + k * wordsPerLevel)
+                    let mode: Int32 = k == 0 ? 0 : 1
+                    let next = k + 1 < K ? UInt8(k + 2) : 0
+                    sum = bp_residual_level_sum(isa, residual, mask.baseAddress, Int64(n), mode, UInt8(k + 1), mu,
+                                                signs.baseAddress! + k * wordsPerLevel, next, &count)
                 }
             }
         }

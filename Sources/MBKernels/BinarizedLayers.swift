@@ -27,8 +27,10 @@ public struct ActivationSpec: Sendable, Equatable, CustomStringConvertible {
             MaskGroups.weight(rows: batch, taps: pixels, channels: channels, rowStride: channels * pixels, tapStride: 1,
                               channelStride: pixels, granularity: granularity == .channel ? .group(channels) : granularity)
         }
-        let groups = granularity == .element ? nil : cache?.groups(for: [batch, channels, pixels], make) ?? make()
-        return ActivationBinarizer.binarize(x, bits: bits, fractions: fractions, groups: groups)
+        guard granularity != .element else { return ActivationBinarizer.binarize(x, bits: bits, fractions: fractions, groups: nil) }
+        // Runs only with a cache: finding them is a pass over the ids, worth it once per shape.
+        let (groups, runs) = cache?.groupsAndRuns(for: [batch, channels, pixels], make) ?? (make(), nil)
+        return ActivationBinarizer.binarize(x, bits: bits, fractions: fractions, groups: groups, runs: runs)
     }
 
     /// Binarizes a Gemm/MatMul input `[M, K]` as one tensor; groups are `n` consecutive inputs of a row.
@@ -48,11 +50,22 @@ public final class GroupCache: Sendable {
     private let table = Mutex<[[Int]: MaskGroups]>([:])
     public init() {}
 
+    private let runTable = Mutex<[[Int]: GroupRuns?]>([:])
+
     func groups(for key: [Int], _ make: () -> MaskGroups?) -> MaskGroups? {
         if let g = table.withLock({ $0[key] }) { return g }
         guard let g = make() else { return nil }
         table.withLock { $0[key] = g }
         return g
+    }
+
+    /// The groups and their runs of consecutive ids (nil when short), both computed once.
+    func groupsAndRuns(for key: [Int], _ make: () -> MaskGroups?) -> (MaskGroups?, GroupRuns?) {
+        guard let g = groups(for: key, make) else { return (nil, nil) }
+        if let r = runTable.withLock({ $0[key] }) { return (g, r) }
+        let r = GroupRuns(g)
+        runTable.withLock { $0[key] = .some(r) }
+        return (g, r)
     }
 }
 
@@ -100,7 +113,8 @@ public final class BinaryConvLayer: @unchecked Sendable {
     public func forwardExpanded(_ g: ConvGeometry, input: UnsafePointer<Float>, weights w: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
                                 output: UnsafeMutablePointer<Float>, relu: Bool, threads: Int = 1, scratch: KernelScratch) {
         let n = g.batch * g.inChannels * g.inputSize
-        let xb = activations.binarizeConvInput(UnsafeBufferPointer(start: input, count: n), batch: g.batch, channels: g.inChannels, pixels: g.inputSize)
+        let xb = activations.binarizeConvInput(UnsafeBufferPointer(start: input, count: n), batch: g.batch, channels: g.inChannels, pixels: g.inputSize,
+                                               cache: cache)
         let xhat = UnsafeMutablePointer<Float>.allocate(capacity: max(1, n))
         defer { xhat.deallocate() }
         xb.dequantized(into: xhat)

@@ -2,8 +2,9 @@ import CBitPlanes
 
 /// The lookup-table layout of a Gemm-shaped matrix for the AVX-512 float GEMV (`bp_lut_gemv`,
 /// see CBitPlanes.h): rows in groups of 16 (two blocks), per (group, level) the words some row
-/// of the group has active, each stored as 16-row columns of sign bytes (full lists) or of
-/// (sign & act, ~sign & act) bytes (partial lists). Built from the block lists on first use.
+/// of the group has active, each stored per half word as 16 32-bit lanes (one per row) of sign
+/// bits (full lists) or of sign & act then ~sign & act (partial lists): a lane's 8 nibbles index
+/// 8 tables. Built from the block lists on first use.
 final class LutLayout: @unchecked Sendable {
     let groups: Int
     let listStart: Owned<Int32>
@@ -67,13 +68,19 @@ final class LutLayout: @unchecked Sendable {
                 listFull.append(full ? 1 : 0)
                 for w in stored {
                     entryWord.append(Int32(w))
-                    for ch in 0..<8 {
-                        let shift = UInt64(8 * ch)
+                    // Per half word, 16 little-endian 32-bit lanes (one per row): 8 nibbles each.
+                    func lanes(_ bits: (Int) -> UInt64, _ half: Int) {
+                        for r in 0..<16 {
+                            let lane = UInt32(truncatingIfNeeded: bits(r) >> UInt64(32 * half))
+                            for byte in 0..<4 { codes.append(UInt8(truncatingIfNeeded: lane >> UInt32(8 * byte))) }
+                        }
+                    }
+                    for half in 0..<2 {
                         if full {
-                            for r in 0..<16 { codes.append(UInt8(truncatingIfNeeded: sgn[w * 16 + r] >> shift)) }
+                            lanes({ sgn[w * 16 + $0] }, half)
                         } else {
-                            for r in 0..<16 { codes.append(UInt8(truncatingIfNeeded: (sgn[w * 16 + r] & act[w * 16 + r]) >> shift)) }
-                            for r in 0..<16 { codes.append(UInt8(truncatingIfNeeded: (~sgn[w * 16 + r] & act[w * 16 + r]) >> shift)) }
+                            lanes({ sgn[w * 16 + $0] & act[w * 16 + $0] }, half)
+                            lanes({ ~sgn[w * 16 + $0] & act[w * 16 + $0] }, half)
                         }
                     }
                 }

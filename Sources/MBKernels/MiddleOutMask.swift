@@ -40,12 +40,20 @@ public enum MiddleOutMask {
     /// `plain: true` walks index lists entry by entry for groups too (the grouped passes' twin, for tests).
     public static func select(_ values: UnsafeBufferPointer<Float>, bits: [Int], fractions: [Double], groups: MaskGroups?,
                               isa: Int32 = bp_isa(), plain: Bool = false) -> [UInt8] {
+        var total: Double?
+        return select(values, bits: bits, fractions: fractions, groups: groups, runs: nil, isa: isa, plain: plain, total: &total)
+    }
+
+    /// `select`, also returning the canonical sum of every |v| when the grouped passes computed
+    /// it (their first mean; the residual's first level needs the same sum).
+    static func select(_ values: UnsafeBufferPointer<Float>, bits: [Int], fractions: [Double], groups: MaskGroups?, runs: GroupRuns?,
+                       isa: Int32 = bp_isa(), plain: Bool = false, total: inout Double?) -> [UInt8] {
         let n = values.count
         var mask = [UInt8](repeating: 0, count: n)
         let used = zip(bits, fractions).filter { $0.1 > 0 }
         guard n > 0, let last = used.last else { return mask }
         if let groups, !plain {
-            selectGroupsFast(values, used: used, groups: groups, mask: &mask, isa: isa)
+            total = selectGroupsFast(values, used: used, groups: groups, runs: runs, mask: &mask, isa: isa)
             return mask
         }
         let remaining = UnsafeMutablePointer<UInt32>.allocate(capacity: n)
@@ -116,31 +124,68 @@ public enum MiddleOutMask {
     /// The grouped case as whole-tensor passes (CBitPlanes): the remaining entries are those not
     /// yet assigned (mask 0), walked in index order like the list `select` keeps, so the mean,
     /// the group keys and the choice are the same as `selectGroups` (tests compare with MBBinarize).
-    static func selectGroupsFast(_ values: UnsafeBufferPointer<Float>, used: [(Int, Double)], groups: MaskGroups,
-                                 mask: inout [UInt8], isa: Int32) {
+    /// A round's marking pass also sums the next round's remaining |v| (`bp_mark_groups_sum`).
+    /// Returns the first round's sum (every entry), if a round ran.
+    @discardableResult
+    static func selectGroupsFast(_ values: UnsafeBufferPointer<Float>, used: [(Int, Double)], groups: MaskGroups, runs: GroupRuns?,
+                                 mask: inout [UInt8], isa: Int32) -> Double? {
         let n = values.count, v = values.baseAddress!
         var sum = [Double](repeating: 0, count: groups.count)
         var size = [Int64](repeating: 0, count: groups.count)
         var chosen = [UInt8](repeating: 0, count: groups.count)
         var keys = [Double](repeating: 0, count: groups.count)
+        var first: Double?
+        let rounds = Array(used.dropLast())
         groups.ids.withUnsafeBufferPointer { ids in
             mask.withUnsafeMutableBufferPointer { mask in
-                for (b, p) in used.dropLast() {
+                var carried: (sum: Double, count: Int64)?
+                var filled = false
+                for (round, (b, p)) in rounds.enumerated() {
                     var remaining: Int64 = 0
-                    let total = bp_active_abs_sum(isa, v, mask.baseAddress, Int64(n), 2, 0, &remaining)
+                    let total: Double
+                    if let c = carried {
+                        (total, remaining) = c
+                    } else {
+                        // Round 0: nothing is assigned yet, so "every entry" (mode 0, no compaction) is the same sum.
+                        total = bp_active_abs_sum(isa, v, mask.baseAddress, Int64(n), round == 0 ? 0 : 2, 0, &remaining)
+                    }
+                    carried = (total, remaining)  // unchanged if nothing gets marked
+                    if round == 0 { first = total }
                     guard remaining > 0 else { break }
                     let m = total / Double(remaining)
                     sum.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
-                    size.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
-                    bp_group_keys(isa, v, mask.baseAddress, Int64(n), ids.baseAddress, m, &sum, &size)
+                    // A group leaves whole: its unassigned entries are all of them until it is
+                    // chosen, so only round 0 counts them.
+                    if round > 0 { for g in 0..<groups.count where chosen[g] != 0 { size[g] = 0 } }
+                    size.withUnsafeMutableBufferPointer { size in
+                        let counts = round == 0 ? size.baseAddress : nil
+                        if let runs {
+                            bp_group_keys_runs(isa, v, mask.baseAddress, runs.triples, Int64(runs.count), m, &sum, counts)
+                        } else {
+                            bp_group_keys(isa, v, mask.baseAddress, Int64(n), ids.baseAddress, m, &sum, counts)
+                        }
+                    }
                     // The c smallest (key, group), by selection (no sort): the same set as sorting.
                     let c = roundedCount(p, of: groups.count)
                     guard bp_choose_groups(&sum, size, Int64(groups.count), Int64(c), &chosen, &keys) > 0 else { continue }
-                    bp_mark_groups(isa, mask.baseAddress, Int64(n), ids.baseAddress, chosen, UInt8(b))
+                    let last = round + 1 == rounds.count
+                    var count: Int64 = 0
+                    if let runs {
+                        // The last round also fills the rest with the last width.
+                        let next = bp_mark_groups_runs(isa, last ? nil : v, mask.baseAddress, runs.triples, Int64(runs.count), chosen, UInt8(b),
+                                                       last ? UInt8(used.last!.0) : 0, &count)
+                        if !last { carried = (next, count) } else { filled = true }
+                    } else if !last {
+                        let next = bp_mark_groups_sum(isa, v, mask.baseAddress, Int64(n), ids.baseAddress, chosen, UInt8(b), &count)
+                        carried = (next, count)
+                    } else {
+                        bp_mark_groups(isa, mask.baseAddress, Int64(n), ids.baseAddress, chosen, UInt8(b))
+                    }
                 }
-                bp_fill_unassigned(mask.baseAddress, Int64(n), UInt8(used.last!.0))
+                if !filled { bp_fill_unassigned(mask.baseAddress, Int64(n), UInt8(used.last!.0)) }
             }
         }
+        return first
     }
 
     /// Groups: every group whose entries all remain is a candidate (a group leaves whole); its

@@ -36,7 +36,8 @@ final class ActivationPassesTests: XCTestCase {
     }
 
     /// Grouped Middle-Out (channel-major conv inputs, whose groups are consecutive ids along a
-    /// channel row, and row-major matrices) equals the list walk on every instruction set.
+    /// channel row, and row-major matrices) equals the list walk on every instruction set, and so
+    /// does the whole binarizer (grouped mask, then the residual levels it hands its first sum).
     func testGroupedSelectionEqualsPlainOnEveryISA() {
         var seed: UInt64 = 7500
         for (channels, pixels) in [(1, 5), (63, 9), (64, 16), (65, 3), (130, 33), (256, 49)] {
@@ -52,9 +53,22 @@ final class ActivationPassesTests: XCTestCase {
                 for (layout, groups) in layouts {
                     let bits = Array(1...mix.count)
                     let plain = x.withUnsafeBufferPointer { MiddleOutMask.select($0, bits: bits, fractions: mix, groups: groups, plain: true) }
+                    // The whole binarizer too: the selection hands its first sum to the residual levels.
+                    let plainValues = x.withUnsafeBufferPointer { ActivationBinarizer.residualPlain($0, mask: plain) }
                     for isa in BitPlaneMatrix.availableISAs {
+                        let what = "\(layout) channels=\(channels) pixels=\(pixels) \(granularity) mix=\(mix) seed=\(seed) isa=\(BitPlaneMatrix.isaName(isa))"
                         let fast = x.withUnsafeBufferPointer { MiddleOutMask.select($0, bits: bits, fractions: mix, groups: groups, isa: isa) }
-                        XCTAssertEqual(fast, plain, "select \(layout) channels=\(channels) pixels=\(pixels) \(granularity) mix=\(mix) seed=\(seed) isa=\(BitPlaneMatrix.isaName(isa))")
+                        XCTAssertEqual(fast, plain, "select \(what)")
+                        // With and without runs of consecutive ids (the conv layout has them when pixels >= 16).
+                        let runs = groups.flatMap(GroupRuns.init)
+                        if layout == "conv" && pixels >= 16 { XCTAssertNotNil(runs, "runs \(what)") }
+                        for r in runs == nil ? [nil] : [nil, runs] {
+                            let whole = x.withUnsafeBufferPointer { ActivationBinarizer.binarize($0, bits: bits, fractions: mix, groups: groups, runs: r, isa: isa) }
+                            let how = "\(what) runs=\(r != nil)"
+                            XCTAssertEqual(whole.mask, plain, "binarize mask \(how)")
+                            XCTAssertEqual(whole.scales.map(\.bitPattern), plainValues.scales.map(\.bitPattern), "binarize scales \(how)")
+                            XCTAssertEqual(whole.signs, plainValues.signs, "binarize signs \(how)")
+                        }
                     }
                 }
             } }

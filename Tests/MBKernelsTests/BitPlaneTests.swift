@@ -47,10 +47,10 @@ final class BitPlaneGemvTests: XCTestCase {
     static let reductionLengths = [1, 63, 64, 65, 511, 512, 513]
 
     /// Every instruction set's GEMV against the reference, over reduction lengths around word
-    /// boundaries, row counts around the 8-row block, 1 to 3 levels, per-entry and structured masks.
+    /// boundaries, row counts around the 8-row block and the 4-group LUT runs (65), 1 to 3 levels, per-entry and structured masks.
     func testGemvMatchesReferenceOnEveryISA() {
         var seed: UInt64 = 100
-        for k in Self.reductionLengths { for rows in [1, 7, 8, 9, 17, 33] { for levels in [1, 2, 3] { for structured in [false, true] {
+        for k in Self.reductionLengths { for rows in [1, 7, 8, 9, 17, 33, 65] { for levels in [1, 2, 3] { for structured in [false, true] {
             seed += 1
             let m = BitPlaneMatrix(randomSource(rows: rows, taps: 1, channels: k, levels: levels, seed: seed, structured: structured,
                                                 layout: .matrix(transposed: seed % 2 == 0)))

@@ -86,10 +86,10 @@ void bp_gemv_float(int isa, const bp_weights *w, const float *x, float *out, con
 
 /// Float-input GEMV through in-register lookup tables (AVX-512 only; see BitPlanesLut.c).
 /// Rows in groups of 16 (two weight blocks, block-row order). Per (group, level) a list of the
-/// 64-bit words some row of the group has active; per entry 128 code bytes (FULL lists: byte
-/// 16c + r = byte c of row r's sign word, i.e. the sign nibbles of inputs 8c..8c+3 and
-/// 8c+4..8c+7) or 256 (partial lists: for each c, 16 bytes of (sign & act) then 16 of
-/// (~sign & act)). A nibble indexes the 16 subset sums of its 4 inputs.
+/// 64-bit words some row of the group has active; per entry 128 code bytes (FULL lists: for
+/// half h, 16 little-endian 32-bit lanes, lane r = bits 32h..32h+31 of row r's sign word) or 256
+/// (partial lists: per half, the 16 lanes of (sign & act) then the 16 of (~sign & act)).
+/// Nibble i of a lane indexes the 16 subset sums of inputs 32h + 4i ..< 32h + 4i + 4.
 typedef struct {
     int32_t groups;          // ceil(rows / 16)
     int32_t levels;
@@ -126,14 +126,32 @@ double bp_active_abs_sum(int isa, const float *v, const uint8_t *mask, int64_t n
 /// One residual level over the active entries: bit j of `bits` set where r[j] >= 0, and
 /// r[j] -= mu there, r[j] -= -mu elsewhere.
 void bp_residual_level(int isa, float *r, const uint8_t *mask, int64_t n, int32_t mode, uint8_t width, float mu, uint64_t *bits);
+/// bp_residual_level, then (next > 0) the canonical sum of the updated |r| over entries with
+/// mask[j] >= next (the next level's active set, within this one) in the same pass: the value
+/// bp_active_abs_sum(mode 1, next) would return after it. `count` receives their number.
+double bp_residual_level_sum(int isa, float *r, const uint8_t *mask, int64_t n, int32_t mode, uint8_t width, float mu, uint64_t *bits,
+                             uint8_t next, int64_t *count);
 /// Group keys over the unassigned entries (mask 0) in index order: sum[g] += | |v| - mean |, size[g] += 1.
+/// size may be NULL (the caller knows the sizes: groups leave whole, so a later round's are the
+/// previous round's with the chosen groups' set to 0).
 void bp_group_keys(int isa, const float *v, const uint8_t *mask, int64_t n, const uint32_t *ids, double mean, double *sum, int64_t *size);
 /// mask[j] = mark for unassigned entries of chosen groups.
 void bp_mark_groups(int isa, uint8_t *mask, int64_t n, const uint32_t *ids, const uint8_t *chosen, uint8_t mark);
+/// bp_mark_groups, then the canonical sum of |v| over the entries still unassigned (what
+/// bp_active_abs_sum(mode 2) returns after it) in the same pass.
+double bp_mark_groups_sum(int isa, const float *v, uint8_t *mask, int64_t n, const uint32_t *ids, const uint8_t *chosen, uint8_t mark, int64_t *count);
 /// The c groups with the smallest key sum[g] / size[g] among groups with size > 0 (ties: lower
 /// group) get chosen[g] = 1 (the rest 0); sum becomes the keys. scratch: `groups` doubles.
 /// Returns how many were chosen (min(c, candidates)).
 int64_t bp_choose_groups(double *sum, const int64_t *size, int64_t groups, int64_t c, uint8_t *chosen, double *scratch);
+/// Runs of consecutive group ids (triples: first entry, length, its group; in index order,
+/// covering every entry) in place of `ids`: the same passes without reading an id per entry.
+void bp_group_keys_runs(int isa, const float *v, const uint8_t *mask, const int64_t *runs, int64_t count, double mean, double *sum, int64_t *size);
+/// Marks like bp_mark_groups, and gives the other unassigned entries `fill` (the last round:
+/// bp_fill_unassigned in the same pass; 0 leaves them); with v, also returns bp_mark_groups_sum's
+/// sum (else 0) and its count.
+double bp_mark_groups_runs(int isa, const float *v, uint8_t *mask, const int64_t *runs, int64_t count, const uint8_t *chosen, uint8_t mark,
+                           uint8_t fill, int64_t *remaining);
 /// mask[j] = width where mask[j] == 0.
 void bp_fill_unassigned(uint8_t *mask, int64_t n, uint8_t width);
 

@@ -40,6 +40,9 @@ struct BitPlaneBench: ParsableCommand {
     @Flag(help: "Time with the calling thread's CPU clock instead of the wall clock (1 thread only): on a loaded machine it leaves out the time other processes hold the core.")
     var cpuTime = false
 
+    @Option(help: "Conv: after the table, time float, 2/2 and the 1.4/1.4 channel cases alternately this many rounds and report the median (range) of the per-round ratios, so a slow spell hits every side (1: off).")
+    var rounds = 1
+
     func run() throws {
         // OpenBLAS's own pool otherwise spins on the second core while the bit-plane kernels run.
         BLAS.setThreads(threads)
@@ -152,6 +155,8 @@ struct BitPlaneBench: ParsableCommand {
             ("1.4 channel / 1.4 group:256", try .tenths([7, 2, 1]), .channel, [1, 2, 3], [0.7, 0.2, 0.1], .group(256)),
         ]
         var twoBit = 0.0
+        // The layers the alternating rounds compare, by label.
+        var roundLayers: [(String, BinaryConvLayer)] = []
         for (label, dist, wg, abits, afrac, ag) in cases where only.map({ label.contains($0) }) ?? true {
             let config = BinarizationConfig(distribution: dist)
             let packed: PackedTensor
@@ -163,6 +168,7 @@ struct BitPlaneBench: ParsableCommand {
             let m = try BitPlaneMatrix(packed: packed, kind: .conv)
             let layer = BinaryConvLayer(weights: m, activationBits: abits, activationFractions: afrac, activationGranularity: ag)
             let t = time { layer.forward(g, input: x, bias: bias, output: &y, relu: false, threads: threads, scratch: scratch) }
+            if label.hasPrefix("2-bit") || label.hasPrefix("1.4 channel") { roundLayers.append((label, layer)) }
             // The parts: run-time binarization (mask + residual levels), packing into planes, popcount kernel.
             let xb = layer.activations.binarizeConvInput(x.withUnsafeBufferPointer { $0 }, batch: 1, channels: c, pixels: h * wd)
             let groupCache = GroupCache()  // as in forward: the mask groups depend only on the shape
@@ -189,6 +195,27 @@ struct BitPlaneBench: ParsableCommand {
         }
         print(table(header: ["weights / activations", "output error vs float", "time", "speedup vs float", "time / 2-bit/2-bit", "vs expanded (rel)"].dropLast(0), rows: rows.map { $0.count == 5 ? $0 + ["-"] : $0 }), terminator: "")
         print("targets: 1.4/1.4 >= 4x faster than float; 1.4/1.4 <= 0.8x the time of 2/2")
+        guard rounds > 1, let two = roundLayers.first(where: { $0.0.hasPrefix("2-bit") })?.1 else { return }
+        // Alternating rounds: each round times float, 2/2 and every 1.4/1.4 case back to back.
+        var ratios: [String: (float: [Double], twoBit: [Double])] = [:]
+        for _ in 0..<rounds {
+            let tf = time { Conv.forward(.fast, g, input: x, weights: weights, bias: bias, output: &y, threads: threads, scratch: kscratch) }.median
+            let t2 = time { two.forward(g, input: x, bias: bias, output: &y, relu: false, threads: threads, scratch: scratch) }.median
+            for (label, layer) in roundLayers where !label.hasPrefix("2-bit") {
+                let t = time { layer.forward(g, input: x, bias: bias, output: &y, relu: false, threads: threads, scratch: scratch) }.median
+                ratios[label, default: ([], [])].float.append(tf / t)
+                ratios[label, default: ([], [])].twoBit.append(t / t2)
+            }
+        }
+        func summary(_ v: [Double], _ format: String) -> String {
+            let s = v.sorted()
+            return String(format: format, s[s.count / 2]) + " (" + String(format: format, s.first!) + "-" + String(format: format, s.last!) + ")"
+        }
+        print("\(rounds) alternating rounds (float, 2/2, 1.4/1.4; median of \(repeats) runs each): median (range) of the per-round ratios")
+        let roundRows = roundLayers.filter { !$0.0.hasPrefix("2-bit") }.map { label, _ in
+            [label, summary(ratios[label]!.float, "%.2fx"), summary(ratios[label]!.twoBit, "%.2f")]
+        }
+        print(table(header: ["weights / activations", "speedup vs float", "time / 2-bit/2-bit"], rows: roundRows), terminator: "")
     }
 
     /// Average (weight level, activation level) pairs per (block, activation word): what the

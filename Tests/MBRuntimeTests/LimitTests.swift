@@ -76,6 +76,20 @@ import Testing
             == "node 'up' (Resize): scales [1.0, 1.0, inf, 1.0] must be finite and positive")
     }
 
+    /// Sizes that come from inputs are checked before the values they size are built.
+    @Test func hugeWindowAndDFTLengthsAreRefused() {
+        let window = Self.model(IRNode(name: "w", opType: "HannWindow", inputs: ["n"], outputs: ["y"]), x: [.fixed(1)],
+                                constants: [Self.int64Constant("n", [1_000_000_000_000_000])], opset: 17)
+        let w = runError(window, ["x": MBTensor(shape: [1], floats: [0])])
+        #expect(w?.kind == .limitExceeded)
+        #expect(w?.description == "node 'w' (HannWindow): output shape [1000000000000000] of float needs 4000000000000000 bytes, more than the limit of 4294967296 (MBSession.Options.maxTensorBytes)")
+        let dft = Self.model(IRNode(name: "f", opType: "DFT", inputs: ["x", "len"], outputs: ["y"]), x: [.fixed(1), .fixed(4), .fixed(1)],
+                             constants: [Self.int64Constant("len", [1_000_000_000_000])], opset: 17)
+        let d = runError(dft, ["x": MBTensor(shape: [1, 4, 1], floats: [1, 1, 1, 1])])
+        #expect(d?.kind == .limitExceeded)
+        #expect(d?.description == "node 'f' (DFT): output shape [1000000000000, 2] of double needs 16000000000000 bytes, more than the limit of 4294967296 (MBSession.Options.maxTensorBytes)")
+    }
+
     @Test func tileWithOverflowingRepeatsIsRefused() {
         let ir = Self.model(IRNode(name: "t", opType: "Tile", inputs: ["x", "r"], outputs: ["y"]), x: [.fixed(1), .fixed(1), .fixed(2), .fixed(2)],
                             constants: [Self.int64Constant("r", [1, 1, 1 << 62, 4])])

@@ -20,6 +20,7 @@ enum SignalOps {
         return { i, c in
             let size = try IndexingOps.scalarInt(try i.required(0, "size"), "size")
             guard size >= 0 else { throw OpError("size \(size) is negative") }
+            _ = try c.checkedBytes(.float, [size])  // before building the values
             let denominator = Double(periodic ? size : size - 1)
             let values = (0..<size).map { k -> Float in
                 guard denominator > 0 else { return 1 }
@@ -40,6 +41,8 @@ enum SignalOps {
         let inLength = x.shape[axis]
         let n = requested ?? (inverse && onesided ? 2 * (inLength - 1) : inLength)
         guard n > 0 else { throw OpError("dft_length \(n) must be positive") }
+        // Each transform holds its n (complex) samples: checked before they are built.
+        _ = try c.checkedBytes(.double, [n, 2])
         // Inverse one-sided: the input holds bins 0...n/2 of a Hermitian spectrum; output real.
         let outLength = inverse ? n : (onesided ? n / 2 + 1 : n)
         var shape = x.shape

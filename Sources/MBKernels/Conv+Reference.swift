@@ -26,7 +26,7 @@ extension Conv {
                             sum += Double(xv) * Double(wv)
                         } } }
                     }
-                    if activation == .relu { sum = max(sum, 0) }
+                    sum = activation.reference(sum)
                     output[(((n * g.outChannels + oc) * od + oz) * oh + oy) * ow + ox] = Float(sum)
                 } } }
             }

@@ -14,6 +14,12 @@ public enum Conv {
             reference(g, input: input, weights: weights, bias: bias, output: output, activation: activation)
             return
         }
+        if activation.needsSeparatePass {
+            forward(.fast, g, input: input, weights: weights, bias: bias, output: output, activation: .none,
+                    threads: threads, scratch: scratch, implementation: implementation)
+            activation.apply(to: output, count: g.batch * g.outChannels * g.outputSize)
+            return
+        }
         if g.inPerGroup == 1 && g.groups > 1 {
             depthwise(g, input: input, weights: weights, bias: bias, output: output, activation: activation, threads: threads)
             return
@@ -41,12 +47,6 @@ public enum Conv {
         case automatic
         case blas
         case rowGemm(RowGemmPath)
-    }
-
-    /// An activation applied to each output in the kernel's epilogue (a fused Conv + Relu).
-    public enum Activation: Sendable, Equatable {
-        case none
-        case relu
     }
 
     /// Whether im2col is the identity (1×1 kernel, stride 1, no padding).

@@ -1,5 +1,5 @@
 extension RowGemm {
-    /// The definition: every element as a Double sum over the reduction, then bias and Relu.
+    /// The definition: every element as a Double sum over the reduction, then bias and the activation.
     public static func reference(
         m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, rows: UnsafePointer<UnsafePointer<Float>?>,
         bias: UnsafePointer<Float>?, activation: Conv.Activation, c: UnsafeMutablePointer<Float>, ldc: Int
@@ -8,7 +8,7 @@ extension RowGemm {
             for j in 0..<n {
                 var sum = Double(bias?[i] ?? 0)
                 for p in 0..<k { sum += Double(a[i * lda + p]) * Double(rows[p]![j]) }
-                if activation == .relu { sum = max(sum, 0) }
+                sum = activation.reference(sum)
                 c[i * ldc + j] = Float(sum)
             }
         }

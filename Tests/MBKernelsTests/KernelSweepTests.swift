@@ -83,7 +83,7 @@ final class ConvTests: XCTestCase {
             let w = randomFloats(g.outChannels * g.inPerGroup * g.kernelSize, seed: UInt64(200 + index))
             let b = randomFloats(g.outChannels, seed: UInt64(300 + index))
             let count = g.batch * g.outChannels * g.outputSize
-            for bias in [true, false] { for activation in [Conv.Activation.none, .relu] {
+            for bias in [true, false] { for activation in [Conv.Activation.none, .relu, .sigmoid, .hardSwish, .clip(min: -0.5, max: 0.5), .leakyRelu(alpha: 0.1)] {
                 for threads in [1, 2] {
                     var fast = [Float](repeating: .nan, count: count), ref = [Float](repeating: .nan, count: count)
                     b.withUnsafeBufferPointer { bp in

@@ -5,14 +5,18 @@
 # Prints one line per model x policy and a closing 'N passed, N failed'.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+source Scripts/lib/python.sh
 models=${1:-../shared/models}
 [ -d "$models" ] || { echo "convert-shared: $models not found" >&2; exit 2; }
 swift build -c release --product mbconvert >/dev/null || exit 1
 bin=.build/release/mbconvert
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 have_python=0
-python3 -c "import onnx, onnxruntime, numpy" 2>/dev/null && have_python=1
-[ $have_python = 1 ] || echo "convert-shared: python3 with onnx/onnxruntime/numpy missing: SKIPPING the onnxruntime load and numpy recomputation" >&2
+"$MBCONVERT_PYTHON" -c "import onnx, onnxruntime, numpy" 2>/dev/null && have_python=1
+if [ $have_python = 0 ]; then
+  [ "${CI:-}" = true ] && { echo "convert-shared: error: CI=true requires $MBCONVERT_PYTHON with onnx/onnxruntime/numpy" >&2; exit 1; }
+  echo "convert-shared: $MBCONVERT_PYTHON with onnx/onnxruntime/numpy missing: SKIPPING the onnxruntime load and numpy recomputation" >&2
+fi
 passed=0; failed=0
 for model in "$models"/*.onnx; do
   for policy in Examples/policies/*.txt; do
@@ -21,13 +25,13 @@ for model in "$models"/*.onnx; do
     if ! "$bin" "$model" "$policy" -o "$out" --quiet --json "$work/$name.json" 2>"$work/err"; then
       echo "FAIL $name: $(head -3 "$work/err")"; failed=$((failed+1)); continue
     fi
-    line=$(python3 -c "import json,sys; t=json.load(open(sys.argv[1]))['totals']; print(f\"{t['onnxBytes']}->{t['mbmBytes']} bytes, {t['bitsPerWeight']:.3f} bits/weight, {t['seconds']:.2f} s\")" "$work/$name.json" 2>/dev/null)
+    line=$("$MBCONVERT_PYTHON" -c "import json,sys; t=json.load(open(sys.argv[1]))['totals']; print(f\"{t['onnxBytes']}->{t['mbmBytes']} bytes, {t['bitsPerWeight']:.3f} bits/weight, {t['seconds']:.2f} s\")" "$work/$name.json" 2>/dev/null)
     if [ $have_python = 1 ]; then
       "$bin" export-onnx "$out" "$work/$name.onnx" || { echo "FAIL $name: export-onnx"; failed=$((failed+1)); continue; }
-      if ! python3 -c "import onnxruntime as o,sys; o.InferenceSession(sys.argv[1], providers=['CPUExecutionProvider'])" "$work/$name.onnx" 2>"$work/err"; then
+      if ! "$MBCONVERT_PYTHON" -c "import onnxruntime as o,sys; o.InferenceSession(sys.argv[1], providers=['CPUExecutionProvider'])" "$work/$name.onnx" 2>"$work/err"; then
         echo "FAIL $name: onnxruntime cannot load the export: $(tail -1 "$work/err")"; failed=$((failed+1)); continue
       fi
-      check=$(python3 Scripts/crosscheck/convert_vs_numpy.py "$model" "$work/$name.onnx" "$work/$name.json" | tail -1)
+      check=$("$MBCONVERT_PYTHON" Scripts/crosscheck/convert_vs_numpy.py "$model" "$work/$name.onnx" "$work/$name.json" | tail -1)
       case "$check" in *" 0 failed"*) ;; *) echo "FAIL $name: numpy recomputation: $check"; failed=$((failed+1)); continue;; esac
       line="$line; onnxruntime loads the export; numpy: $check"
     fi

@@ -2,10 +2,11 @@
 # Installs what mbconvert needs on Debian/Ubuntu. Safe to run again: it only installs what is missing.
 #   required: libprotobuf-c-dev (ONNX parsing), zlib1g-dev (CRC-32), libopenblas-dev (float GEMM),
 #             pkg-config; protobuf-c-compiler to check the generated ONNX code for drift.
-#   optional: Python packages onnx, onnxruntime, numpy for cross-checks and benchmarks against
-#             the reference tools (the product itself never needs Python).
+#   python3-venv: .venv/ with Scripts/requirements.txt (onnx, onnxruntime, numpy) for the
+#             cross-checks and benchmarks against the reference tools (the product itself never
+#             needs Python; optional outside CI, required under CI=true).
 set -euo pipefail
-packages=(libprotobuf-c-dev protobuf-c-compiler zlib1g-dev libopenblas-dev pkg-config)
+packages=(libprotobuf-c-dev protobuf-c-compiler zlib1g-dev libopenblas-dev pkg-config python3-venv)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -17,13 +18,25 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
-if command -v python3 >/dev/null; then
-  if ! python3 -c "import onnx, onnxruntime, numpy" >/dev/null 2>&1; then
-    echo "setup: installing Python packages onnx onnxruntime numpy (optional cross-checks)"
-    python3 -m pip install -q onnx onnxruntime numpy 2>/dev/null ||
-      echo "setup: warning: could not install onnx/onnxruntime/numpy; cross-checks will be skipped" >&2
-  fi
-else
-  echo "setup: warning: no python3; cross-checks against onnx will be skipped" >&2
+# --- Python: a project-local virtual environment with the pinned Scripts/requirements.txt ---
+# .venv/ (git-ignored) sees the system's site-packages, so pins already installed need no
+# download; Debian's system pip refuses global installs, a venv does not. Under CI=true a
+# Python that cannot be set up fails setup; elsewhere the cross-checks are reported as skipped.
+python_problem=""
+if ! command -v python3 >/dev/null; then
+  python_problem="no python3"
+elif [ ! -x .venv/bin/python ] && ! python3 -m venv --system-site-packages .venv >/dev/null 2>&1; then
+  rm -rf .venv
+  python_problem="python3 -m venv failed (install python3-venv)"
+elif ! .venv/bin/python -m pip install -q --disable-pip-version-check -r Scripts/requirements.txt >/dev/null 2>&1; then
+  python_problem="pip could not install Scripts/requirements.txt into .venv"
 fi
+if [ -n "$python_problem" ]; then
+  if [ "${CI:-}" = true ]; then
+    echo "setup: error: $python_problem; CI=true requires the Python cross-checks" >&2
+    exit 1
+  fi
+  echo "setup: warning: $python_problem; the Python cross-checks will be reported as skipped" >&2
+fi
+# --- end Python ---
 echo "setup: ok"

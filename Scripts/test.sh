@@ -4,6 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 Scripts/setup.sh
+# --- Prerequisites: CI=true requires every one (one line each, then exit 1); elsewhere the
+# tests that need a missing one are reported as skipped. One Python for everything: $MBCONVERT_PYTHON.
+source Scripts/lib/python.sh
+Scripts/check-prerequisites.sh
+# --- end prerequisites ---
 if command -v protoc-c >/dev/null; then
   Scripts/regenerate-onnx-proto.sh --check
 else
@@ -12,8 +17,8 @@ fi
 # The example app that embeds the runtime alone must build and run.
 swift run --package-path Examples/RuntimeApp --scratch-path Examples/RuntimeApp/.build RuntimeApp
 # ONNX's node conformance cases, written out from the installed onnx package's generators.
-if python3 -c "import onnx" >/dev/null 2>&1; then
-  python3 Scripts/fixtures/onnx_node_cases.py .build/onnx-node-cases
+if "$MBCONVERT_PYTHON" -c "import onnx" >/dev/null 2>&1; then
+  "$MBCONVERT_PYTHON" Scripts/fixtures/onnx_node_cases.py .build/onnx-node-cases
   export MBCONVERT_ONNX_NODE_CASES="$PWD/.build/onnx-node-cases"
 else
   echo "test: Python's onnx is not installed; SKIPPING the ONNX node conformance cases" >&2

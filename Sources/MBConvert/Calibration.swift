@@ -25,6 +25,38 @@ public enum Calibration {
         public var meanShift: Double
     }
 
+    /// One applied correction as the `.mbm` records it (metadata key `calibration`), in the order
+    /// the conversion stored them, so `verify` can recompute every calibrated tensor and node
+    /// from the ONNX values: a and b as float32 bit patterns (exact through JSON).
+    public struct StoredCorrection: Codable, Sendable, Equatable {
+        public var output: String
+        public var rank: Int
+        public var axis: Int
+        public var scaleBits: [UInt32]
+        public var shiftBits: [UInt32]
+
+        init(output: String, _ e: CorrectionBox.Entry) {
+            self.output = output
+            rank = e.rank
+            axis = e.axis
+            scaleBits = e.scale.map(\.bitPattern)
+            shiftBits = e.shift.map(\.bitPattern)
+        }
+
+        var entry: CorrectionBox.Entry {
+            CorrectionBox.Entry(scale: scaleBits.map(Float.init(bitPattern:)), shift: shiftBits.map(Float.init(bitPattern:)),
+                                floatStd: [], rank: rank, axis: axis)
+        }
+    }
+
+    /// The recorded corrections applied to `graph` (the binarized graph before calibration), as
+    /// the conversion applied them.
+    static func apply(_ recorded: [StoredCorrection], to graph: IRGraph) -> IRGraph {
+        var g = graph
+        for c in recorded { _ = fold(c.entry, output: c.output, into: &g) }
+        return g
+    }
+
     struct Layer {
         var nodeIndex: Int
         var output: String
@@ -67,10 +99,10 @@ public enum Calibration {
     /// its layer outputs match `float`'s statistics on `inputs`. Returns the corrected graph and
     /// what each layer's correction was.
     static func calibrate(float: IRGraph, binarized: IRGraph, opsets: [IROpset], layerNodes: Set<String>,
-                          inputs: [String: MBTensor], threads: Int) throws -> (IRGraph, [LayerCorrection]) {
+                          inputs: [String: MBTensor], threads: Int) throws -> (IRGraph, [LayerCorrection], [StoredCorrection]) {
         let layers = binarized.nodes.enumerated().filter { layerNodes.contains($0.element.name) && !$0.element.outputs.isEmpty }
             .map { Layer(nodeIndex: $0.offset, output: $0.element.outputs[0], axisFromEnd: nil) }
-        guard !layers.isEmpty else { return (binarized, []) }
+        guard !layers.isEmpty else { return (binarized, [], []) }
         let watched = layers.map(\.output)
 
         // Float statistics: one run with every layer output exposed.
@@ -103,6 +135,7 @@ public enum Calibration {
         // Store the corrections in the graph.
         var graph = binarized
         var reports: [LayerCorrection] = []
+        var stored: [StoredCorrection] = []
         for layer in layers {
             let node = binarized.nodes[layer.nodeIndex]
             guard let c = found.get(layer.output) else {
@@ -113,12 +146,13 @@ public enum Calibration {
                 continue
             }
             let storedAs = fold(c, output: layer.output, into: &graph)
+            stored.append(StoredCorrection(output: layer.output, c))
             let scaleChange = c.scale.reduce(0.0) { $0 + abs(Double($1) - 1) } / Double(max(c.scale.count, 1))
             let shift = zip(c.shift, c.floatStd).reduce(0.0) { $0 + abs(Double($1.0)) / max($1.1, 1e-12) } / Double(max(c.shift.count, 1))
             reports.append(LayerCorrection(node: node.name, output: layer.output, channels: c.scale.count, storedAs: storedAs,
                                            meanScaleChange: scaleChange, meanShift: shift))
         }
-        return (graph, reports)
+        return (graph, reports, stored)
     }
 
     /// Per channel, a = σ_float / σ_binarized and b = μ_float − a·μ_binarized (a = 1 where either

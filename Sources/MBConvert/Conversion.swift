@@ -80,6 +80,7 @@ public enum Conversion {
         for outcome in layers { graph.constants[prepared.constantIndex[outcome.name]!] = outcome.tensor }
         graph = ActivationAttributes.apply(prepared.plans, to: graph)
         var corrections: [Calibration.LayerCorrection]?
+        var storedCorrections: [Calibration.StoredCorrection]?
         var calibrationSeconds: Double?
         if let inputs = calibrationInputs {
             let start = Date()
@@ -87,10 +88,11 @@ public enum Conversion {
                 guard case .binarize(let b) = plan.decision.action, b.calibrate else { return [] }
                 return plan.tensor.consumers.filter { ["Conv", "ConvTranspose", "Gemm", "MatMul"].contains($0.opType) }.map(\.name)
             })
-            let (corrected, found) = try Calibration.calibrate(float: prepared.graph, binarized: graph, opsets: prepared.opsets,
+            let (corrected, found, stored) = try Calibration.calibrate(float: prepared.graph, binarized: graph, opsets: prepared.opsets,
                                                                layerNodes: layerNodes, inputs: inputs, threads: options.threads)
             graph = corrected
             corrections = found
+            storedCorrections = stored
             calibrationSeconds = Date().timeIntervalSince(start)
         }
 
@@ -101,7 +103,7 @@ public enum Conversion {
         report.calibrationSeconds = calibrationSeconds
         report.allocation = allocation
         report.allocationSeconds = allocationSeconds
-        let metadata: [MetadataEntry] = [
+        var metadata: [MetadataEntry] = [
             MetadataEntry(MetadataKey.producer, .string("mbconvert")),
             MetadataEntry(MetadataKey.producerVersion, .string(MBConvertInfo.version)),
             MetadataEntry(MetadataKey.sourceFile, .string(URL(fileURLWithPath: modelPath).lastPathComponent)),
@@ -111,6 +113,11 @@ public enum Conversion {
             MetadataEntry(MetadataKey.policyText, .string(String(decoding: policyBytes, as: UTF8.self))),
             MetadataEntry(MetadataKey.layerStatistics, .json(report.layersJSON())),
         ]
+        // Only calibrated conversions carry it, so every other output is unchanged byte for byte.
+        if let storedCorrections {
+            let json = (try? String(decoding: Inspect.jsonEncoder(pretty: false).encode(storedCorrections), as: UTF8.self)) ?? "[]"
+            metadata.append(MetadataEntry(MetadataKey.calibration, .json(json)))
+        }
         let summary: MBMWriter.Summary
         do {
             summary = try MBMWriter().write(model: irModel, metadata: metadata, to: outputPath)

@@ -6,11 +6,17 @@ import MBRuntime
 
 /// `mbconvert verify model.onnx model.mbm`: round-trip validation of a conversion.
 /// 1. File integrity: every checksum, and the source model's SHA-256 recorded at conversion.
-/// 2. Weights: the policy stored in the file is applied again to the ONNX weights; every stored
-///    tensor must equal the recomputation exactly (masks, signs and scales bit for bit).
+/// 2. Every byte that affects results: the conversion is done again from the ONNX model with
+///    the policy stored in the file (and the calibration corrections it records), and the stored
+///    model must equal that result exactly: binarized weights (masks, signs and scales bit for
+///    bit), kept float32/float16 tensors, biases, BatchNormalization parameters, folded
+///    constants, calibrated tensors and nodes, every node and attribute, the graph's inputs and
+///    outputs and the opsets. A difference names the tensor (or node) and its first differing
+///    element.
 /// 3. Outputs: the float model and the converted one, both run by our runtime on the same
 ///    inputs: per output max abs error, cosine similarity, SQNR, and top-1 agreement for
-///    classifier-shaped outputs ([batch, classes]).
+///    classifier-shaped outputs ([batch, classes]); NaN or infinity in a converted output where
+///    the float model has none is a failure.
 public enum Verify {
     public struct Options: Sendable {
         /// NAME=file.npy pairs, fed as they are (a batch is one file).
@@ -62,6 +68,11 @@ public enum Verify {
         public var outputs: [OutputCheck]
         public var inputs: String
         public var failures: [String]
+        /// Nodes and constants of the stored graph compared with the recomputed conversion.
+        public var nodesChecked = 0
+        public var constantsChecked = 0
+        /// Where the stored model differs from the recomputed conversion (empty when identical).
+        public var modelDifferences: [String] = []
         public var passed: Bool { failures.isEmpty }
     }
 
@@ -80,6 +91,7 @@ public enum Verify {
 
         // 2. Weights, recomputed with the policy the file carries.
         var weights: [WeightCheck] = []
+        var modelDifferences: [String] = [], nodesChecked = 0, constantsChecked = 0
         if sourceMatches, case .string(let policyText)? = file.metadataValue(MetadataKey.policyText) {
             let policyName: String
             if case .string(let n)? = file.metadataValue(MetadataKey.policyFile) { policyName = n } else { policyName = "policy" }
@@ -99,13 +111,31 @@ public enum Verify {
                 var check = WeightCheck(name: outcome.name, encoding: outcome.row.encoding, identical: false, detail: nil,
                                         normalizedError: outcome.row.normalizedError)
                 if let s = stored[outcome.name] {
-                    check.detail = difference(s, outcome.tensor)
+                    check.detail = ModelComparison.tensor(outcome.tensor, s)
                     check.identical = check.detail == nil
                 } else {
                     check.detail = "missing from the .mbm"
                 }
-                if !check.identical { failures.append("weight '\(outcome.name)': \(check.detail ?? "differs")") }
                 weights.append(check)
+            }
+            // The whole model the conversion must have produced, compared with the stored one.
+            var expected = prepared.graph
+            for outcome in recomputed { expected.constants[prepared.constantIndex[outcome.name]!] = outcome.tensor }
+            expected = ActivationAttributes.apply(prepared.plans, to: expected)
+            if case .json(let text)? = file.metadataValue(MetadataKey.calibration) {
+                guard let recorded = try? Inspect.jsonDecoder().decode([Calibration.StoredCorrection].self, from: Data(text.utf8)) else {
+                    throw Conversion.Failure("\(mbm): metadata 'calibration' is not a list of corrections")
+                }
+                expected = Calibration.apply(recorded, to: expected)
+            }
+            let differences = ModelComparison.differences(expected: IRModel(graph: expected, opsets: prepared.opsets), stored: file.model)
+            modelDifferences = differences
+            nodesChecked = file.model.graph.nodes.count
+            constantsChecked = file.model.graph.constants.count
+            failures += differences.map { "model: " + $0 }
+            if !differences.isEmpty, file.metadataValue(MetadataKey.calibration) == nil,
+               file.model.graph.constants.contains(where: { $0.name.contains(".calibrat") }) {
+                failures.append("\(mbm) holds calibrated layers but does not record their corrections (written by an mbconvert before they were recorded); convert it again to verify it")
             }
         } else if sourceMatches {
             failures.append("\(mbm) carries no policy text; weights cannot be recomputed")
@@ -125,6 +155,10 @@ public enum Verify {
             }
             let check = compare(info.name, x, y)
             outputs.append(check)
+            if x.elementType == .float, y.elementType == .float, x.floats.allSatisfy(\.isFinite),
+               let bad = y.floats.firstIndex(where: { !$0.isFinite }) {
+                failures.append("output '\(info.name)': \(y.floats.filter { !$0.isFinite }.count) non-finite values (first at flat index \(bad): \(y.floats[bad])) where the float model has none")
+            }
             if let min = options.minCosine, check.cosine < min {
                 failures.append(String(format: "output '%@': cosine %.6f < --min-cosine %.6f", info.name, check.cosine, min))
             }
@@ -132,28 +166,12 @@ public enum Verify {
                 failures.append(String(format: "output '%@': top-1 agreement %.4f < --min-top1 %.4f", info.name, t, min))
             }
         }
-        return Report(onnx: onnx, mbm: mbm, checksums: "verified", sourceMatches: sourceMatches, weights: weights,
-                      outputs: outputs, inputs: described, failures: failures)
-    }
-
-    /// nil when the two tensors are identical in type, shape and stored values.
-    static func difference(_ a: IRTensor, _ b: IRTensor) -> String? {
-        guard a.shape == b.shape else { return "shape \(a.shape) vs recomputed \(b.shape)" }
-        switch (a.storage, b.storage) {
-        case (.binarized(let p), .binarized(let q)):
-            if p == q { return nil }
-            if p.mask != q.mask { return "mask differs at \(zip(p.mask, q.mask).filter { $0 != $1 }.count) entries" }
-            if p.levels.map(\.signs) != q.levels.map(\.signs) { return "signs differ" }
-            var worst = 0.0
-            for (l, m) in zip(p.levels, q.levels) {
-                for (u, v) in zip(l.scales, m.scales) { worst = max(worst, abs(Double(u) - Double(v))) }
-            }
-            return String(format: "scales differ (max %.3g)", worst)
-        case (.dense(let x), .dense(let y)):
-            return a.elementType == b.elementType && x.bytes == y.bytes ? nil : "stored values differ"
-        default:
-            return "stored as \(a.storage.kind), recomputed as \(b.storage.kind)"
-        }
+        var report = Report(onnx: onnx, mbm: mbm, checksums: "verified", sourceMatches: sourceMatches, weights: weights,
+                            outputs: outputs, inputs: described, failures: failures)
+        report.nodesChecked = nodesChecked
+        report.constantsChecked = constantsChecked
+        report.modelDifferences = modelDifferences
+        return report
     }
 
     /// Rows whose float top-2 probabilities are closer than this are left out of the margin-aware agreement.
@@ -269,6 +287,11 @@ extension Verify.Report {
         let rows = weights.map { w in [w.name, w.encoding, w.identical ? "identical" : (w.detail ?? "differs"),
                                        w.normalizedError.map { String(format: "%.4f", $0) } ?? "-"] }
         out += table(header: ["tensor", "stored as", "check", "norm. error"], rows: rows, rightAligned: [3])
+        if !weights.isEmpty {
+            out += modelDifferences.isEmpty
+                ? "model: all \(nodesChecked) nodes and \(constantsChecked) constants identical to the conversion recomputed from \(onnx)\n"
+                : "model: DIFFERS from the conversion recomputed from \(onnx) (\(modelDifferences.count) differences listed below)\n"
+        }
         out += "\noutputs (float model vs converted, both on mbconvert's runtime; inputs \(inputs)):\n"
         out += table(header: ["output", "shape", "max abs error", "cosine", "SQNR dB", "top-1 agreement", "margin-aware"], rows: outputs.map { o in
             [o.name, "\(o.shape)", String(format: "%.4g", o.maxAbsError), String(format: "%.6f", o.cosine), String(format: "%.2f", o.sqnrDB),

@@ -39,6 +39,9 @@ public enum MetadataKey {
     public static let policyText = "policy.text"
     public static let policyFile = "policy.file"
     public static let layerStatistics = "layers"
+    /// JSON: the per-layer output corrections of a calibrated conversion (`--calibrate`), so
+    /// that `verify` can recompute every calibrated tensor from the ONNX values.
+    public static let calibration = "calibration"
 }
 
 enum MetadataCodec {

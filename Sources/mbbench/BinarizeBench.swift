@@ -23,13 +23,14 @@ struct BinarizeBench: ParsableCommand {
     @Option(help: "Timed runs of the numpy baseline per case.")
     var numpyRepeats = 2
 
-    @Option(help: "Python interpreter for the baseline.")
-    var python = "python3"
+    @Option(help: "Python interpreter for the baseline (default: $MBCONVERT_PYTHON, else the checkout's .venv/bin/python, else python3).")
+    var python: String?
 
     @Flag(help: "Skip the numpy baseline.")
     var noNumpy = false
 
     func run() throws {
+        let python = self.python ?? BenchPaths.defaultPython
         let mix = try BitDistribution.tenths([7, 2, 1])
         let dims = channelShape.split(separator: "x").compactMap { Int($0) }
         guard dims.count == 2, dims.allSatisfy({ $0 > 0 }) else { throw ValidationError("--channel-shape must look like 4096x9216") }

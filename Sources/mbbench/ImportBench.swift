@@ -17,10 +17,11 @@ struct ImportBench: ParsableCommand {
     @Option(help: "Folder for the generated models (default: a temporary folder, removed afterwards).")
     var workdir: String?
 
-    @Option(help: "Python interpreter for the baseline.")
-    var python = "python3"
+    @Option(help: "Python interpreter for the baseline (default: $MBCONVERT_PYTHON, else the checkout's .venv/bin/python, else python3).")
+    var python: String?
 
     func run() throws {
+        let python = self.python ?? BenchPaths.defaultPython
         let dir = workdir ?? FileManager.default.temporaryDirectory.appendingPathComponent("mbbench-import-\(getpid())").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { if workdir == nil { try? FileManager.default.removeItem(atPath: dir) } }
@@ -79,6 +80,15 @@ enum BenchPaths {
         let here = URL(fileURLWithPath: #filePath)  // Sources/mbbench/ImportBench.swift
         return here.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("Scripts/bench/\(name)").path
+    }
+
+    /// The one rule the scripts and tests follow too (Scripts/lib/python.sh): $MBCONVERT_PYTHON,
+    /// else the checkout's .venv/bin/python (Scripts/setup.sh), else python3 on the PATH.
+    static var defaultPython: String {
+        if let p = ProcessInfo.processInfo.environment["MBCONVERT_PYTHON"], !p.isEmpty { return p }
+        let venv = URL(fileURLWithPath: script("")).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent(".venv/bin/python").path
+        return FileManager.default.isExecutableFile(atPath: venv) ? venv : "python3"
     }
 
     static func pythonHas(_ python: String, modules: [String]) -> Bool {

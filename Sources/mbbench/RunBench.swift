@@ -22,13 +22,14 @@ struct RunBench: ParsableCommand {
     @Option(help: "Folder for the generated model and input (default: a temporary folder, removed afterwards).")
     var workdir: String?
 
-    @Option(help: "Python interpreter for the baseline.")
-    var python = "python3"
+    @Option(help: "Python interpreter for the baseline (default: $MBCONVERT_PYTHON, else the checkout's .venv/bin/python, else python3).")
+    var python: String?
 
     @Option(help: "Alternate ours and onnxruntime this many times per row; the ratio is the median of the per-round ratios (robust to load that comes and goes on a shared machine).")
     var rounds = 1
 
     func run() throws {
+        let python = self.python ?? BenchPaths.defaultPython
         let dir = workdir ?? FileManager.default.temporaryDirectory.appendingPathComponent("mbbench-run-\(getpid())").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { if workdir == nil { try? FileManager.default.removeItem(atPath: dir) } }

@@ -42,18 +42,12 @@ import Testing
 
     /// `inspect` agrees with the onnx Python package on every shared model (node counts per op
     /// type, initializers and their bytes, Constant tensors and their bytes).
-    @Test func inspectAgreesWithTheOnnxPackage() throws {
-        guard let shared = SharedFixtures.root else {
-            print(SharedFixtures.skipMessage("the onnx cross-check"))
-            return
-        }
-        let probe = try? CLI.runSystem("/usr/bin/env", ["python3", "-c", "import onnx, numpy"])
-        guard probe?.status == 0 else {
-            print("SKIPPED: the onnx cross-check needs python3 with onnx and numpy (Scripts/setup.sh installs them)")
-            return
-        }
+    @Test(.enabled(if: Prerequisites.pythonRuns("onnx", "numpy", andShared: true), "needs ../shared and Python with onnx, numpy"))
+    func inspectAgreesWithTheOnnxPackage() throws {
+        let shared = try Prerequisites.requireModels("the onnx cross-check").deletingLastPathComponent()
+        let python = try Prerequisites.requirePython("the onnx cross-check", "onnx", "numpy")
         let r = try CLI.runSystem("/usr/bin/env", [
-            "python3", "Scripts/crosscheck/inspect_vs_onnx.py", "--mbconvert", CLI.executable().path,
+            python, "Scripts/crosscheck/inspect_vs_onnx.py", "--mbconvert", CLI.executable().path,
             shared.appendingPathComponent("models").path, shared.appendingPathComponent("onnx-backend").path,
         ])
         #expect(r.status == 0, "\(r)")

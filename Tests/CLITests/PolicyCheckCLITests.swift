@@ -44,12 +44,9 @@ import Testing
         Self.expectSnapshot(Self.golden(r), "\(policy.dropLast(4)).txt")
     }
 
-    @Test(arguments: examplePolicies)
+    @Test(.enabled(if: Prerequisites.sharedRuns, "needs ../shared"), arguments: examplePolicies)
     func exampleAgainstEverySharedModel(_ policy: String) throws {
-        guard let models = SharedFixtures.models else {
-            print(SharedFixtures.skipMessage("policy check of \(policy) against the shared models"))
-            return
-        }
+        let models = try Prerequisites.requireModels("policy check of \(policy) against the shared models")
         let files = try FileManager.default.contentsOfDirectory(atPath: models.path).filter { $0.hasSuffix(".onnx") }.sorted()
         #expect(files.count >= 6)
         for model in files {

@@ -12,12 +12,8 @@ import Testing
         try WeightDiscovery(onnx: try ONNXReader().load(path: path), file: path)
     }
 
-    static func sharedModel(_ name: String) -> String? {
-        guard let models = SharedFixtures.models else {
-            print(SharedFixtures.skipMessage("WeightDiscovery on \(name)"))
-            return nil
-        }
-        return models.appendingPathComponent(name).path
+    static func sharedModel(_ name: String) throws -> String {
+        try Prerequisites.requireFile(try Prerequisites.requireModels("WeightDiscovery on \(name)").appendingPathComponent(name).path)
     }
 
     @Test func tinyCNN() throws {
@@ -42,8 +38,8 @@ import Testing
 
     /// PaddleOCR's classifier keeps every weight in Constant nodes: 53 Conv weights and the
     /// MatMul's right operand.
-    @Test func paddleOCRClassifier() throws {
-        guard let path = Self.sharedModel("ch_ppocr_mobile_v2.0_cls_infer.onnx") else { return }
+    @Test(.enabled(if: Prerequisites.sharedRuns, "needs ../shared")) func paddleOCRClassifier() throws {
+        let path = try Self.sharedModel("ch_ppocr_mobile_v2.0_cls_infer.onnx")
         let w = try Self.discover(path).weights
         #expect(w.count == 54)
         #expect(w.filter { $0.subject.consumers.contains { $0.opType == "Conv" } }.count == 53)
@@ -60,8 +56,8 @@ import Testing
 
     /// light_bvlc_alexnet makes every weight with ConstantOfShape: 5 conv and 3 fc weights,
     /// all found through folding, with values that fold to the model's fill value.
-    @Test func lightAlexNetFoldsConstantOfShape() throws {
-        guard let path = Self.sharedModel("light_bvlc_alexnet.onnx") else { return }
+    @Test(.enabled(if: Prerequisites.sharedRuns, "needs ../shared")) func lightAlexNetFoldsConstantOfShape() throws {
+        let path = try Self.sharedModel("light_bvlc_alexnet.onnx")
         let d = try Self.discover(path)
         let w = d.weights
         #expect(w.map(\.name) == ["conv1_w_0", "conv2_w_0", "conv3_w_0", "conv4_w_0", "conv5_w_0", "fc6_w_0", "fc7_w_0", "fc8_w_0"])
@@ -81,11 +77,8 @@ import Testing
 
     /// Every shared model: discovery succeeds, weight names are unique, and every weight is a
     /// float tensor read by a weighted op.
-    @Test func everySharedModel() throws {
-        guard let models = SharedFixtures.models else {
-            print(SharedFixtures.skipMessage("WeightDiscovery on every shared model"))
-            return
-        }
+    @Test(.enabled(if: Prerequisites.sharedRuns, "needs ../shared")) func everySharedModel() throws {
+        let models = try Prerequisites.requireModels("WeightDiscovery on every shared model")
         let expected: [String: Int] = [
             "ch_ppocr_mobile_v2.0_cls_infer.onnx": 54, "light_bvlc_alexnet.onnx": 8, "light_resnet50.onnx": 54,
             "light_squeezenet.onnx": 26, "silero_vad_16k_op15.onnx": 6, "squeezenet_random.onnx": 26,

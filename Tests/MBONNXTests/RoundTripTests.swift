@@ -20,12 +20,11 @@ import Testing
         return files.sorted()
     }
 
-    @Test func everySharedModelRoundTripsByteForByte() throws {
+    @Test(.enabled(if: Prerequisites.sharedRuns, "needs ../shared")) func everySharedModelRoundTripsByteForByte() throws {
+        _ = try Prerequisites.requireModels("round trip of shared ONNX models")
+        _ = try Prerequisites.requireBackend("round trip of shared ONNX models")
         let files = Self.sharedModelFiles
-        guard !files.isEmpty else {
-            print(SharedFixtures.skipMessage("round trip of shared ONNX models"))
-            return
-        }
+        #expect(!files.isEmpty, "no ONNX files in ../shared")
         var failures: [String] = []
         for file in files {
             let original = try [UInt8](Data(contentsOf: URL(fileURLWithPath: file)))

@@ -6,27 +6,58 @@ import MBRuntime
 import TestSupport
 import XCTest
 
-/// The ONNX project's backend cases in ../shared/onnx-backend: every case whose operators the
-/// runtime supports must match `test_data_set_0/output_N.pb` (fast kernels and reference
-/// kernels); the rest are listed with the missing operator.
+/// The ONNX project's backend cases in ../shared/onnx-backend and the node cases of the pinned
+/// `onnx` package (Scripts/requirements.txt): exact counts. Every case must pass (fast kernels and
+/// reference kernels, against `test_data_set_0/output_N.pb`) unless it is on the suite's explicit
+/// list of unsupported cases (`Tests/Conformance/*.unsupported.txt`, one case per line with the
+/// reason). An import error, a missing output or a run-time refusal of a case that is not listed
+/// is a failure; a listed case that now passes is a failure too, whose message names it, so the
+/// list (and with it the pass count) is updated in the same commit that makes it pass.
 final class BackendConformanceTests: XCTestCase {
     func testEverySupportedBackendCasePasses() throws {
-        guard let root = SharedFixtures.onnxBackend else { throw XCTSkip(SharedFixtures.skipMessage("ONNX backend conformance")) }
+        let root = try Prerequisites.xcBackend("ONNX backend conformance")
         let report = try Self.run(cases: Self.cases(under: root))
-        XCTAssertTrue(report.failed.isEmpty, "failed backend cases:\n" + report.failed.joined(separator: "\n"))
-        XCTAssertGreaterThanOrEqual(report.passed.count, 100)
+        try Self.check(report, against: "onnx-backend.unsupported.txt", suite: "ONNX backend")
     }
 
-    /// The node cases of the installed `onnx` package, written out by `Scripts/fixtures/onnx_node_cases.py`
-    /// (Scripts/test.sh does this and sets MBCONVERT_ONNX_NODE_CASES): every case whose operators
-    /// the runtime supports must pass; unsupported ones are listed.
+    /// The node cases of the pinned `onnx` package, written out by `Scripts/fixtures/onnx_node_cases.py`
+    /// (Scripts/test.sh does this and sets MBCONVERT_ONNX_NODE_CASES).
     func testEverySupportedONNXNodeCasePasses() throws {
         guard let path = ProcessInfo.processInfo.environment["MBCONVERT_ONNX_NODE_CASES"], !path.isEmpty else {
-            throw XCTSkip("SKIPPING the ONNX node conformance cases: MBCONVERT_ONNX_NODE_CASES is not set (Scripts/test.sh sets it when Python's onnx is installed)")
+            throw Prerequisites.skipOrFail(.init(description: "the ONNX node conformance cases need MBCONVERT_ONNX_NODE_CASES (Scripts/test.sh writes them with the pinned onnx and sets it)"))
         }
         let report = try Self.run(cases: Self.cases(in: URL(fileURLWithPath: path)))
-        XCTAssertTrue(report.failed.isEmpty, "failed ONNX node cases:\n" + report.failed.joined(separator: "\n"))
-        XCTAssertGreaterThanOrEqual(report.passed.count, 500)
+        try Self.check(report, against: "onnx-node.unsupported.txt", suite: "ONNX node")
+    }
+
+    /// The listed unsupported cases: `name  # reason` per line; blank lines and `#` lines are comments.
+    static func expectedUnsupported(_ file: String) throws -> [String: String] {
+        let url = SharedFixtures.repositoryRoot.appendingPathComponent("Tests/Conformance/\(file)")
+        var out: [String: String] = [:]
+        for line in try String(contentsOf: url, encoding: .utf8).split(separator: "\n") {
+            let t = line.trimmingCharacters(in: .whitespaces)
+            if t.isEmpty || t.hasPrefix("#") { continue }
+            let parts = t.split(separator: "#", maxSplits: 1)
+            out[parts[0].trimmingCharacters(in: .whitespaces)] = parts.count > 1 ? parts[1].trimmingCharacters(in: .whitespaces) : ""
+        }
+        return out
+    }
+
+    /// Exact accounting against the list; the message names every case whose state changed.
+    static func check(_ report: Report, against file: String, suite: String) throws {
+        let listed = try expectedUnsupported(file)
+        let unsupportedNames = Set(report.unsupported.map(\.name))
+        let newlyPassing = report.passed.filter { listed[$0] != nil }
+        let newlyUnsupported = report.unsupported.filter { listed[$0.name] == nil }
+        let vanished = listed.keys.filter { name in !unsupportedNames.contains(name) && !report.passed.contains(name) && !report.failed.contains { $0.hasPrefix(name + ": ") } }.sorted()
+        XCTAssertTrue(report.failed.isEmpty, "\(suite): \(report.failed.count) failed cases:\n" + report.failed.joined(separator: "\n"))
+        XCTAssertTrue(newlyUnsupported.isEmpty, "\(suite): cases not on Tests/Conformance/\(file) that did not run (a regression, or list them with the reason):\n"
+                      + newlyUnsupported.map { "\($0.name): \($0.reason)" }.joined(separator: "\n"))
+        XCTAssertTrue(newlyPassing.isEmpty, "\(suite): listed cases that now pass; remove them from Tests/Conformance/\(file) (\(report.passed.count) pass now):\n"
+                      + newlyPassing.joined(separator: "\n"))
+        XCTAssertTrue(vanished.isEmpty, "\(suite): listed cases that no longer exist; remove them from Tests/Conformance/\(file):\n" + vanished.joined(separator: "\n"))
+        let expectedPassed = report.total - listed.count + vanished.count
+        XCTAssertEqual(report.passed.count, expectedPassed, "\(suite): exact pass count (\(report.total) cases, \(listed.count) listed unsupported)")
     }
 
     /// Case folders (each with model.onnx) one level below `root`'s groups.
@@ -42,27 +73,30 @@ final class BackendConformanceTests: XCTestCase {
 
     struct NonTensorInput: Error { var name: String }
 
-    struct Report { var passed: [String] = [], failed: [String] = [], unsupported: [String] = [] }
+    struct Report {
+        var passed: [String] = [], failed: [String] = [], unsupported: [(name: String, reason: String)] = []
+        var total = 0
+    }
 
     static func run(cases: [URL]) throws -> Report {
-        var passed: [String] = [], failed: [String] = [], unsupported: [String] = []
+        var passed: [String] = [], failed: [String] = [], unsupported: [(name: String, reason: String)] = []
         for dir in cases {
             let name = dir.lastPathComponent
             let ir: IRModel
             do {
                 ir = try ModelLoading.loadONNXAsIR(path: dir.appendingPathComponent("model.onnx").path)
             } catch {
-                unsupported.append("\(name): import: \(error)")
+                unsupported.append((name, "import: \(error)"))
                 continue
             }
             let missing = MBModel.unsupportedOperators(in: ir)
             if !missing.isEmpty {
-                unsupported.append("\(name): " + missing.map { $0.domain.isEmpty ? $0.opType : "\($0.domain):\($0.opType)" }.joined(separator: ", "))
+                unsupported.append((name, "operators: " + missing.map { $0.domain.isEmpty ? $0.opType : "\($0.domain):\($0.opType)" }.joined(separator: ", ")))
                 continue
             }
             let loaded = Result { () throws(MBRuntimeError) -> MBModel in try MBModel(ir: ir) }
             if case .failure(let e) = loaded, e.kind == .unsupportedOperator {
-                unsupported.append("\(name): \(e)")
+                unsupported.append((name, "\(e)"))
                 continue
             }
             let model: MBModel
@@ -78,7 +112,7 @@ final class BackendConformanceTests: XCTestCase {
                     feeds[info.name] = try MBTensor(irTensor: t)
                 }
             } catch let e as NonTensorInput {
-                unsupported.append("\(name): input '\(e.name)' is not a tensor")
+                unsupported.append((name, "input '\(e.name)' is not a tensor"))
                 continue
             } catch {
                 failed.append("\(name): load: \(error)")
@@ -104,12 +138,12 @@ final class BackendConformanceTests: XCTestCase {
                     problems.append("\(variant): \(error)")
                 }
             }
-            if let runUnsupported { unsupported.append("\(name): \(runUnsupported)"); continue }
+            if let runUnsupported { unsupported.append((name, runUnsupported)); continue }
             if problems.isEmpty { passed.append(name) } else { failed.append("\(name): " + problems.joined(separator: "; ")) }
         }
         print("ONNX backend: \(passed.count) passed, \(failed.count) failed, \(unsupported.count) unsupported of \(cases.count)")
         for f in failed { print("  FAILED \(f)") }
-        for u in unsupported { print("  unsupported \(u)") }
-        return Report(passed: passed, failed: failed, unsupported: unsupported)
+        for u in unsupported { print("  unsupported \(u.name)  # \(u.reason)") }
+        return Report(passed: passed, failed: failed, unsupported: unsupported, total: cases.count)
     }
 }

@@ -85,13 +85,10 @@ final class PackedModeTests: XCTestCase {
     }
 
     func testSharedModelsPackedEqualsExpanded() throws {
-        guard let models = SharedFixtures.models else { throw XCTSkip(SharedFixtures.skipMessage("packed vs expanded on shared models")) }
+        let models = try Prerequisites.xcModels("packed vs expanded on shared models")
         for name in ["squeezenet_random", "ch_ppocr_mobile_v2.0_cls_infer"] {
             let onnx = models.appendingPathComponent(name + ".onnx").path
-            guard FileManager.default.fileExists(atPath: onnx) else {
-                print(SharedFixtures.skipMessage("\(name).onnx"))
-                continue
-            }
+            _ = try Prerequisites.requireFile(onnx)
             let probe = try MBModel(ir: ModelLoading.loadONNXAsIR(path: onnx))
             let input = try MBTensor(npy: NPY.read(path: models.appendingPathComponent(name + "/input_0.npy").path))
             let feeds = [probe.inputs[0].name: input]

@@ -15,7 +15,7 @@ final class SharedModelTests: XCTestCase {
     }
 
     func testModelsWithReferenceOutputsMatchOnnxruntime() throws {
-        guard let models = SharedFixtures.models else { throw XCTSkip(SharedFixtures.skipMessage("shared model outputs")) }
+        let models = try Prerequisites.xcModels("shared model outputs")
         let folders = try FileManager.default.contentsOfDirectory(atPath: models.path).sorted()
             .filter { FileManager.default.fileExists(atPath: models.appendingPathComponent("\($0)/io.json").path) }
         XCTAssertFalse(folders.isEmpty)
@@ -53,10 +53,10 @@ final class SharedModelTests: XCTestCase {
     /// The "light" model-zoo graphs (weights from ConstantOfShape, folded at load) run and give
     /// finite outputs of the declared shape.
     func testLightModelZooGraphsRun() throws {
-        guard let models = SharedFixtures.models else { throw XCTSkip(SharedFixtures.skipMessage("light model-zoo graphs")) }
+        let models = try Prerequisites.xcModels("light model-zoo graphs")
         for name in ["light_squeezenet", "light_bvlc_alexnet", "light_resnet50"] {
             let path = models.appendingPathComponent("\(name).onnx").path
-            guard FileManager.default.fileExists(atPath: path) else { continue }
+            _ = try Prerequisites.requireFile(path)
             let model = try MBModel(ir: ModelLoading.loadONNXAsIR(path: path))
             XCTAssertGreaterThan(model.foldedNodeCount, 0, name)
             let input = model.inputs[0]

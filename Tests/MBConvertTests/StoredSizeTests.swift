@@ -30,7 +30,9 @@ import Testing
         return try FloatTensor(name: "w", shape: [n / 1000, 1000], values: (0..<n).map { _ in Float(rng.nextNormal()) })
     }
 
-    /// 7/2/1 Middle-Out on 1M normal weights: at most B + H(P) + 0.03 bits per weight, all counted.
+    /// 7/2/1 Middle-Out on 1M normal weights: at most B + H(P) + 0.001 bits per weight, all
+    /// counted. Measured overhead 0.0002 bit/weight (the rANS state flush, 15-bit frequencies,
+    /// 3 scales, padding); 0.001 leaves five times that before a regression fails.
     @Test func heterogeneous721CostsAtMostBPlusEntropy() throws {
         let n = 1_000_000
         let t = try normalTensor(n, seed: 721)
@@ -39,21 +41,23 @@ import Testing
         let bitsPerWeight = Double(bytes * 8) / Double(n)
         let b = 1.4
         let h = -(0.7 * log2(0.7) + 0.2 * log2(0.2) + 0.1 * log2(0.1))
-        #expect(bitsPerWeight <= b + h + 0.03, "stored \(bitsPerWeight) bits/weight; B + H(P) = \(b + h)")
+        #expect(bitsPerWeight <= b + h + 0.001, "stored \(bitsPerWeight) bits/weight; B + H(P) = \(b + h)")
         #expect(bitsPerWeight >= b + h - 0.001, "\(bitsPerWeight) is below the entropy bound \(b + h)")
         print(String(format: "7/2/1 on 1M weights: %.4f bits/weight stored (B + H(P) = %.4f; mask %.4f bits/weight)",
                      bitsPerWeight, b + h, Double(mask * 8) / Double(n)))
     }
 
     @Test(arguments: [1, 2, 3, 4, 8])
-    func homogeneousCostsAtMostNPlusAHundredth(bits: Int) throws {
+    func homogeneousCostsAtMostNPlusAThousandth(bits: Int) throws {
         let n = 1_000_000
         let t = try normalTensor(n, seed: UInt64(bits))
         let packed = try Binarizer.binarize(t, bits: bits)
         let (bytes, mask) = try storedBytes(packed, shape: t.shape)
         #expect(mask == 0)
         let bitsPerWeight = Double(bytes * 8) / Double(n)
-        #expect(bitsPerWeight <= Double(bits) + 0.01, "\(bits)-bit: \(bitsPerWeight) bits/weight")
+        // The only overhead is one float32 scale per level and padding: under 0.0001 bit/weight
+        // at 1M weights; 0.001 leaves ten times that.
+        #expect(bitsPerWeight <= Double(bits) + 0.001, "\(bits)-bit: \(bitsPerWeight) bits/weight")
     }
 
     /// Channel scales cost 32 bits per level per output channel, and that is all they add.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what is missing, checks generated code for drift, runs the
-# Swift tests (which include the onnx cross-checks when Python's onnx is installed).
+# Swift tests (with the onnx/onnxruntime cross-checks) and the numpy recomputation of the shared models.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 Scripts/setup.sh
@@ -25,3 +25,14 @@ else
 fi
 swift build --build-tests
 swift test --skip-build
+# --- The independent numpy recomputation (Scripts/convert-shared.sh) on the debug build: every
+# shared model up to 4M weights with every example policy, exported, loaded by onnxruntime and
+# recomputed with numpy. Larger models are printed as skipped (minutes each in a debug build;
+# run the script alone, release build, for them). ../shared is required under CI=true (above).
+shared_models="${MBCONVERT_SHARED:-../shared}/models"
+if [ -d "$shared_models" ]; then
+  Scripts/convert-shared.sh --bin "$(swift build --show-bin-path)/mbconvert" --max-weights 4000000 "$shared_models"
+else
+  echo "test: $shared_models not found; SKIPPING Scripts/convert-shared.sh" >&2
+fi
+# --- end convert-shared ---

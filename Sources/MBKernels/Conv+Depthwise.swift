@@ -50,6 +50,8 @@ extension Conv {
             }
             if activation == .relu {
                 for i in 0..<outSize { dst[i] = dst[i] > 0 ? dst[i] : 0 }
+            } else {
+                activation.apply(to: dst, count: outSize)
             }
         }
     }

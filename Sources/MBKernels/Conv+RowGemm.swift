@@ -3,24 +3,27 @@ extension Conv {
     public enum RowGemmPath: Sendable, CaseIterable {
         /// 1×1, stride 1, no padding: the input planes are the rows of B.
         case pointwise
-        /// Stride 1, 1-D or 2-D: a zero-padded copy of the input whose rows, shifted by each
-        /// tap, are the rows of B. The product is computed on the padded width (the extra
-        /// columns are dropped when the result is compacted into the output).
+        /// 1-D or 2-D, any stride and dilation: a zero-padded copy of the input split into
+        /// stride phases, whose rows, shifted by each tap, are the rows of B. The product is
+        /// computed on the padded width over the stride (the extra columns are dropped when the
+        /// result is compacted into the output).
         case shifted
         /// Anything else: an im2col matrix.
         case im2col
     }
 
-    /// The path for `g`. Shifted computes `wp - ow` wasted columns per output row for every
-    /// output channel; im2col copies the input once per tap. Measured (`mbbench conv`, Zen 4):
-    /// shifted wins while `outPerGroup * (wp - ow) <= 30 * ow` (SqueezeNet at 55×55 and 27×27,
-    /// AlexNet's 5×5 at 27×27); im2col wins beyond (3×3 with 256 or 384 channels at 13×13).
+    /// The path for `g`. Shifted computes `wq - ow` wasted columns per output row for every
+    /// output channel (`wq`: the padded width over the stride); im2col copies the input once
+    /// per tap. Measured (`mbbench conv`, Zen 4): shifted wins while
+    /// `outPerGroup * (wq - ow) <= 30 * ow` (SqueezeNet at 55×55 and 27×27, AlexNet's 5×5 at
+    /// 27×27, stride-2 3×3 layers of YOLO-style backbones); im2col wins beyond (3×3 with 256 or
+    /// 384 channels at 13×13). 3-D kernels take im2col.
     public static func rowGemmPath(_ g: ConvGeometry) -> RowGemmPath {
         if isPointwise(g) { return .pointwise }
         let d = g.dims3
-        guard d.strides == (1, 1, 1), d.kernel.0 == 1, d.input.0 == 1 else { return .im2col }
-        let ow = d.output.2, wp = d.input.2 + d.pads.2 + g.padEnd3.2
-        return g.outPerGroup * (wp - ow) <= 30 * ow ? .shifted : .im2col
+        guard d.kernel.0 == 1, d.input.0 == 1, d.strides.0 == 1 else { return .im2col }
+        let ow = d.output.2, wq = (d.input.2 + d.pads.2 + g.padEnd3.2 + d.strides.2 - 1) / d.strides.2
+        return g.outPerGroup * (wq - ow) <= 30 * ow ? .shifted : .im2col
     }
 
     /// Convolution through `RowGemm` (groups run one after another, each GEMM split across
@@ -44,13 +47,15 @@ extension Conv {
                 case .pointwise:
                     for p in 0..<kRows { rows[p] = x + p * inSize }
                     RowGemm.forward(m: g.outPerGroup, n: outSize, k: kRows, a: w, lda: kRows, rows: rows, bias: b,
-                                    activation: activation, c: y, ldc: outSize, threads: threads)
+                                    activation: activation.kernelEpilogue, c: y, ldc: outSize, threads: threads)
+                    if activation.needsSeparatePass { applyPerChannel(activation, y, channels: g.outPerGroup, size: outSize, threads: threads) }
                 case .im2col:
                     let col = scratch.floats(kRows * outSize, .columns)
                     im2col(d, channels: g.inPerGroup, input: x, col: col, threads: threads)
                     for p in 0..<kRows { rows[p] = UnsafePointer(col + p * outSize) }
                     RowGemm.forward(m: g.outPerGroup, n: outSize, k: kRows, a: w, lda: kRows, rows: rows, bias: b,
-                                    activation: activation, c: y, ldc: outSize, threads: threads)
+                                    activation: activation.kernelEpilogue, c: y, ldc: outSize, threads: threads)
+                    if activation.needsSeparatePass { applyPerChannel(activation, y, channels: g.outPerGroup, size: outSize, threads: threads) }
                 case .shifted:
                     shifted(g, x: x, w: w, bias: b, y: y, activation: activation, threads: threads, scratch: scratch, rows: rows)
                 }
@@ -58,8 +63,16 @@ extension Conv {
         }
     }
 
-    /// One group of a stride-1 1-D/2-D convolution on a zero-padded copy of its input.
-    private static func shifted(
+    /// One group of a 1-D/2-D convolution on its input split into stride phases (space to
+    /// depth) with zero borders: phase `(ry, rx)` holds the padded input's rows `ry, ry + sh, ...`
+    /// and columns `rx, rx + sw, ...`, so tap `(ky, kx)` of output `(oy, ox)` reads phase
+    /// `(ky·dh mod sh, kx·dw mod sw)` at `(oy + ky·dh / sh, ox + kx·dw / sw)`. Every tap is
+    /// then a shifted view of one phase plane: the GEMM reads B through row pointers and
+    /// computes `wq` columns per output row (the `wq - ow` extra ones are dropped when the
+    /// result is compacted). At stride 1 the phase is the zero-padded input itself. The copy is
+    /// the size of the padded input, where im2col's is `kh·kw` times the output.
+    /// Activations other than Relu are applied per output channel as it is compacted.
+    static func shifted(
         _ g: ConvGeometry, x: UnsafePointer<Float>, w: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
         y: UnsafeMutablePointer<Float>, activation: Activation, threads: Int, scratch: KernelScratch,
         rows: UnsafeMutablePointer<UnsafePointer<Float>?>
@@ -68,47 +81,74 @@ extension Conv {
         let (_, kh, kw) = d.kernel
         let (_, ih, iw) = d.input
         let (_, oh, ow) = d.output
+        let (_, sh, sw) = d.strides
         let (_, dh, dw) = d.dilations
         let (_, ph, pw) = d.pads
         let (_, phEnd, pwEnd) = g.padEnd3
-        let hp = ih + ph + phEnd, wp = iw + pw + pwEnd
-        let plane = hp * wp
+        let hq = (ih + ph + phEnd + sh - 1) / sh, wq = (iw + pw + pwEnd + sw - 1) / sw
+        let plane = hq * wq
         let channels = g.inPerGroup
-        // Shifted rows of the last channel run (kw - 1) * dw past its plane (into columns that are dropped).
-        let slack = (kw - 1) * dw + 16
-        let padded = scratch.floats(channels * plane + slack, .padded)
+        // Shifted rows of the last plane run up to (kw - 1) * dw / sw past it (columns that are dropped).
+        let slack = (kw - 1) * dw / sw + 16
+        let phases = sh * sw
+        let padded = scratch.floats(channels * phases * plane + slack, .padded)
         let p = UncheckedSendable(padded)
-        Parallel.forEach(channels, threads: channels * plane > 1 << 15 ? threads : 1) { c in
-            let dst = p.value + c * plane, src = x + c * ih * iw
-            dst.update(repeating: 0, count: ph * wp)
-            for r in 0..<ih {
-                let row = dst + (ph + r) * wp
-                row.update(repeating: 0, count: pw)
-                (row + pw).update(from: src + r * iw, count: iw)
-                (row + pw + iw).update(repeating: 0, count: pwEnd)
+        Parallel.forEach(channels * phases, threads: channels * phases * plane > 1 << 15 ? threads : 1) { job in
+            let c = job / phases, ry = job % phases / sw, rx = job % sw
+            let dst = p.value + job * plane, src = x + c * ih * iw
+            // Phase column i reads input column i·sw + rx - pw: valid for i in cols.
+            let cols = validRange(outCount: wq, inCount: iw, stride: sw, offset: rx - pw)
+            for j in 0..<hq {
+                let row = dst + j * wq
+                let iy = j * sh + ry - ph
+                guard iy >= 0, iy < ih, !cols.isEmpty else { row.update(repeating: 0, count: wq); continue }
+                row.update(repeating: 0, count: cols.lowerBound)
+                let s = src + iy * iw + rx - pw
+                if sw == 1 {
+                    (row + cols.lowerBound).update(from: s + cols.lowerBound, count: cols.count)
+                } else {
+                    for i in cols { row[i] = s[i * sw] }
+                }
+                (row + cols.upperBound).update(repeating: 0, count: wq - cols.upperBound)
             }
-            (dst + (ph + ih) * wp).update(repeating: 0, count: phEnd * wp)
         }
-        (padded + channels * plane).update(repeating: 0, count: slack)
+        (padded + channels * phases * plane).update(repeating: 0, count: slack)
         for c in 0..<channels {
             for ky in 0..<kh {
-                for kx in 0..<kw { rows[(c * kh + ky) * kw + kx] = UnsafePointer(padded + c * plane + ky * dh * wp + kx * dw) }
+                let vy = ky * dh
+                for kx in 0..<kw {
+                    let vx = kx * dw
+                    let phase = (vy % sh) * sw + vx % sw
+                    rows[(c * kh + ky) * kw + kx] = UnsafePointer(padded + (c * phases + phase) * plane + (vy / sh) * wq + vx / sw)
+                }
             }
         }
         let m = g.outPerGroup, kRows = channels * kh * kw
-        if wp == ow {
-            RowGemm.forward(m: m, n: oh * ow, k: kRows, a: w, lda: kRows, rows: rows, bias: bias, activation: activation,
+        let epilogue = activation.kernelEpilogue
+        if wq == ow {
+            RowGemm.forward(m: m, n: oh * ow, k: kRows, a: w, lda: kRows, rows: rows, bias: bias, activation: epilogue,
                             c: y, ldc: oh * ow, threads: threads)
+            if activation.needsSeparatePass { applyPerChannel(activation, y, channels: m, size: oh * ow, threads: threads) }
             return
         }
-        let wideColumns = oh * wp
+        let wideColumns = oh * wq
         let wide = scratch.floats(m * wideColumns, .wideOutput)
-        RowGemm.forward(m: m, n: wideColumns, k: kRows, a: w, lda: kRows, rows: rows, bias: bias, activation: activation,
+        RowGemm.forward(m: m, n: wideColumns, k: kRows, a: w, lda: kRows, rows: rows, bias: bias, activation: epilogue,
                         c: wide, ldc: wideColumns, threads: threads)
         let box = UncheckedSendable((wide, y))
         Parallel.forEach(m, threads: m * wideColumns > 1 << 15 ? threads : 1) { oc in
             let (wide, y) = box.value
-            for r in 0..<oh { (y + oc * oh * ow + r * ow).update(from: wide + oc * wideColumns + r * wp, count: ow) }
+            let dst = y + oc * oh * ow
+            for r in 0..<oh { (dst + r * ow).update(from: wide + oc * wideColumns + r * wq, count: ow) }
+            if activation.needsSeparatePass { activation.apply(to: dst, count: oh * ow) }
+        }
+    }
+
+    /// `activation` over `channels` planes of `size` floats, one plane per job.
+    static func applyPerChannel(_ activation: Activation, _ y: UnsafeMutablePointer<Float>, channels: Int, size: Int, threads: Int) {
+        let box = UncheckedSendable(y)
+        Parallel.forEach(channels, threads: channels * size > 1 << 15 ? threads : 1) { oc in
+            activation.apply(to: box.value + oc * size, count: size)
         }
     }
 }

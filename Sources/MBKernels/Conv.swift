@@ -14,7 +14,9 @@ public enum Conv {
             reference(g, input: input, weights: weights, bias: bias, output: output, activation: activation)
             return
         }
-        if activation.needsSeparatePass {
+        let viaBLAS = implementation == .blas || (implementation == .automatic && !RowGemm.isAvailable)
+        if activation.needsSeparatePass && viaBLAS && !(g.inPerGroup == 1 && g.groups > 1) {
+            // The BLAS path's epilogue has bias and Relu only.
             forward(.fast, g, input: input, weights: weights, bias: bias, output: output, activation: .none,
                     threads: threads, scratch: scratch, implementation: implementation)
             activation.apply(to: output, count: g.batch * g.outChannels * g.outputSize)

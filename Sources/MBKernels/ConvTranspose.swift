@@ -55,15 +55,25 @@ public struct ConvTransposeGeometry: Sendable, Equatable, CustomStringConvertibl
 }
 
 public enum ConvTranspose {
-    /// Fast variant: per group, `col = Wᵀ · X` through GEMM, then col2im adds each column into
-    /// the output (parallel over output channels, so no two threads write the same element).
+    /// Fast variant: 1-D/2-D on AVX-512 CPUs, one small convolution per output phase through
+    /// `RowGemm` (`ConvTranspose+Phases.swift`); otherwise, per group, `col = Wᵀ · X` through
+    /// GEMM, then col2im adds each column into the output (parallel over output channels, so
+    /// no two threads write the same element). `implementation` forces one (tests, benchmarks).
     public static func forward(
         _ variant: KernelVariant = .fast, _ g: ConvTransposeGeometry,
         input: UnsafePointer<Float>, weights: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
-        output: UnsafeMutablePointer<Float>, threads: Int = 1, scratch: KernelScratch? = nil
+        output: UnsafeMutablePointer<Float>, threads: Int = 1, scratch: KernelScratch? = nil,
+        implementation: Implementation = .automatic
     ) {
         if variant == .reference {
             reference(g, input: input, weights: weights, bias: bias, output: output)
+            return
+        }
+        if implementation != .columns && suitsPhases(g) {
+            let scratch = scratch ?? KernelScratch()
+            withExtendedLifetime(scratch) {
+                phases(g, input: input, weights: weights, bias: bias, output: output, threads: threads, scratch: scratch)
+            }
             return
         }
         let d = g.dims3
@@ -87,6 +97,12 @@ public enum ConvTranspose {
                 }
             }
         }
+    }
+
+    /// `.automatic`: phases where they suit the geometry, else `.columns` (GEMM + col2im).
+    public enum Implementation: Sendable, Equatable {
+        case automatic
+        case columns
     }
 
     /// Adds the `kSize` rows of one output channel's columns into its output plane.

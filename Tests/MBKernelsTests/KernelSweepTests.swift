@@ -107,12 +107,31 @@ final class ConvTests: XCTestCase {
 }
 
 final class ConvTransposeTests: XCTestCase {
+    /// Both implementations (phases through RowGemm, GEMM + col2im) against the reference:
+    /// decoder shapes (kernel 2/3/4 at stride 2, with output padding and cropped outputs),
+    /// strides whose phases get no tap (kernel 2, stride 3), dilations, groups, batch 2, 1-D,
+    /// 3-D (columns only), more than 6 output channels not a multiple of 6, threads 1/2/3.
     func testFastMatchesReference() {
+        func ct(_ n: Int, _ c: Int, _ o: Int, groups: Int = 1, _ input: [Int], k: [Int], s: [Int], dil: [Int]? = nil,
+                pb: [Int], pe: [Int], outputPadding: [Int]? = nil) -> ConvTransposeGeometry {
+            let dil = dil ?? k.map { _ in 1 }, op = outputPadding ?? k.map { _ in 0 }
+            let out = (0..<k.count).map { s[$0] * (input[$0] - 1) + op[$0] + (k[$0] - 1) * dil[$0] + 1 - pb[$0] - pe[$0] }
+            return ConvTransposeGeometry(batch: n, inChannels: c, outChannels: o, groups: groups, input: input, kernel: k, strides: s,
+                                         dilations: dil, padBegin: pb, output: out)
+        }
         let cases: [ConvTransposeGeometry] = [
             ConvTransposeGeometry(batch: 1, inChannels: 3, outChannels: 2, input: [4, 5], kernel: [3, 3], strides: [1, 1], dilations: [1, 1], padBegin: [0, 0], output: [6, 7]),
             ConvTransposeGeometry(batch: 2, inChannels: 4, outChannels: 6, groups: 2, input: [3, 4], kernel: [3, 2], strides: [2, 3], dilations: [1, 2], padBegin: [1, 0], output: [6, 11]),
             ConvTransposeGeometry(batch: 1, inChannels: 2, outChannels: 2, input: [7], kernel: [4], strides: [2], dilations: [1], padBegin: [1], output: [14]),
             ConvTransposeGeometry(batch: 1, inChannels: 2, outChannels: 3, input: [2, 3, 2], kernel: [2, 2, 3], strides: [2, 1, 2], dilations: [1, 1, 1], padBegin: [0, 1, 1], output: [4, 3, 4]),
+            ct(1, 9, 13, [7, 9], k: [2, 2], s: [2, 2], pb: [0, 0], pe: [0, 0]),
+            ct(2, 5, 7, [6, 5], k: [3, 3], s: [2, 2], pb: [1, 1], pe: [1, 1], outputPadding: [1, 1]),
+            ct(1, 16, 17, [9, 11], k: [4, 4], s: [2, 2], pb: [1, 1], pe: [1, 1]),
+            ct(1, 4, 5, [5, 6], k: [4, 4], s: [2, 2], pb: [3, 0], pe: [0, 2]),
+            ct(1, 3, 4, [4, 5], k: [2, 2], s: [3, 3], pb: [0, 0], pe: [0, 0]),
+            ct(1, 6, 8, groups: 2, [5, 4], k: [3, 3], s: [2, 2], dil: [2, 1], pb: [1, 2], pe: [2, 1]),
+            ct(2, 3, 5, [13], k: [5], s: [2], pb: [2], pe: [1], outputPadding: [1]),
+            ct(1, 70, 9, [3, 20], k: [1, 3], s: [1, 2], pb: [0, 1], pe: [0, 1]),
         ]
         for (index, g) in cases.enumerated() {
             XCTAssertNil(g.problem, "\(g)")
@@ -121,12 +140,13 @@ final class ConvTransposeTests: XCTestCase {
             let w = randomFloats(g.inChannels * g.outPerGroup * d.kernelSize, seed: UInt64(500 + index))
             let b = randomFloats(g.outChannels, seed: UInt64(600 + index))
             let count = g.batch * g.outChannels * d.outputSize
-            for threads in [1, 2] {
-                var fast = [Float](repeating: .nan, count: count), ref = [Float](repeating: .nan, count: count)
-                ConvTranspose.forward(.fast, g, input: x, weights: w, bias: b, output: &fast, threads: threads)
-                ConvTranspose.forward(.reference, g, input: x, weights: w, bias: b, output: &ref)
-                assertClose(fast, ref, terms: g.inPerGroup * d.kernelSize, "convtranspose #\(index) \(g) threads=\(threads)")
-            }
+            var ref = [Float](repeating: .nan, count: count)
+            ConvTranspose.forward(.reference, g, input: x, weights: w, bias: b, output: &ref)
+            for implementation in [ConvTranspose.Implementation.automatic, .columns] { for threads in [1, 2, 3] {
+                var fast = [Float](repeating: .nan, count: count)
+                ConvTranspose.forward(.fast, g, input: x, weights: w, bias: b, output: &fast, threads: threads, implementation: implementation)
+                assertClose(fast, ref, terms: g.inPerGroup * d.kernelSize, "convtranspose #\(index) \(g) \(implementation) threads=\(threads)")
+            } }
         }
     }
 }

@@ -53,6 +53,14 @@ final class RowGemmTests: XCTestCase {
             ConvGeometry(batch: 1, inChannels: 40, outChannels: 13, input: [40, 40], kernel: [3, 3], padBegin: [1, 1], padEnd: [1, 1]),
             ConvGeometry(batch: 2, inChannels: 33, outChannels: 17, groups: 1, input: [5, 7], kernel: [1, 1]),
             ConvGeometry(batch: 1, inChannels: 3, outChannels: 8, input: [15, 14], kernel: [3, 3], strides: [2, 2]),
+            // Strided and dilated layers on the phase-split (shifted) path.
+            ConvGeometry(batch: 2, inChannels: 5, outChannels: 13, input: [17, 18], kernel: [3, 3], strides: [2, 2], padBegin: [1, 1], padEnd: [1, 1]),
+            ConvGeometry(batch: 1, inChannels: 3, outChannels: 16, input: [23, 21], kernel: [7, 7], strides: [2, 2], padBegin: [3, 3], padEnd: [3, 3]),
+            ConvGeometry(batch: 1, inChannels: 9, outChannels: 7, input: [11, 12], kernel: [1, 1], strides: [2, 2]),
+            ConvGeometry(batch: 1, inChannels: 4, outChannels: 6, input: [19, 16], kernel: [3, 3], strides: [2, 1], dilations: [2, 2], padBegin: [2, 2], padEnd: [1, 2]),
+            ConvGeometry(batch: 1, inChannels: 3, outChannels: 5, input: [29], kernel: [4], strides: [3], padBegin: [1], padEnd: [2]),
+            ConvGeometry(batch: 1, inChannels: 2, outChannels: 70, input: [16, 17], kernel: [5, 5], strides: [3, 3], padBegin: [2, 1], padEnd: [0, 2]),
+            ConvGeometry(batch: 1, inChannels: 8, outChannels: 8, groups: 4, input: [10, 10], kernel: [3, 3], strides: [2, 2], padBegin: [1, 1], padEnd: [1, 1]),
         ]
         let scratch = KernelScratch()
         for (index, g) in geometries.enumerated() {
@@ -66,14 +74,23 @@ final class RowGemmTests: XCTestCase {
             let d = g.dims3
             var paths: [Conv.RowGemmPath] = [.im2col]
             if Conv.isPointwise(g) { paths.append(.pointwise) }
-            if d.strides == (1, 1, 1) && d.kernel.0 == 1 && d.input.0 == 1 { paths.append(.shifted) }
-            for path in paths { for threads in [1, 2] {
+            if d.strides.0 == 1 && d.kernel.0 == 1 && d.input.0 == 1 { paths.append(.shifted) }
+            for path in paths { for threads in [1, 2, 3] {
                 var fast = [Float](repeating: .nan, count: count)
                 b.withUnsafeBufferPointer { bp in
                     Conv.rowGemm(g, input: x, weights: w, bias: bp.baseAddress, output: &fast, activation: .relu, threads: threads, scratch: scratch, path: path)
                 }
                 assertClose(fast, ref, terms: g.inPerGroup * g.kernelSize, "conv #\(index) \(g) path \(path) threads=\(threads)")
             } }
+            // Activations other than Relu, applied per output channel after each path's GEMM.
+            for path in paths {
+                var sig = [Float](repeating: .nan, count: count), sigRef = sig
+                Conv.forward(.reference, g, input: x, weights: w, bias: b, output: &sigRef, activation: .silu)
+                b.withUnsafeBufferPointer { bp in
+                    Conv.rowGemm(g, input: x, weights: w, bias: bp.baseAddress, output: &sig, activation: .silu, threads: 2, scratch: scratch, path: path)
+                }
+                assertClose(sig, sigRef, terms: g.inPerGroup * g.kernelSize, "conv #\(index) \(g) path \(path) silu")
+            }
         }
     }
 
@@ -87,7 +104,8 @@ final class RowGemmTests: XCTestCase {
         XCTAssertEqual(Conv.rowGemmPath(sq(13, 3)), .shifted)   // 15 for 13, but only 64 channels
         let wide13 = ConvGeometry(batch: 1, inChannels: 64, outChannels: 256, input: [13, 13], kernel: [3, 3], padBegin: [1, 1], padEnd: [1, 1])
         XCTAssertEqual(Conv.rowGemmPath(wide13), .im2col)       // 256 * 2 > 30 * 13
-        XCTAssertEqual(Conv.rowGemmPath(ConvGeometry(batch: 1, inChannels: 3, outChannels: 64, input: [224, 224], kernel: [3, 3], strides: [2, 2])), .im2col)
+        // Stride 2: 112 padded columns over the stride for 111 outputs.
+        XCTAssertEqual(Conv.rowGemmPath(ConvGeometry(batch: 1, inChannels: 3, outChannels: 64, input: [224, 224], kernel: [3, 3], strides: [2, 2])), .shifted)
         XCTAssertEqual(Conv.rowGemmPath(ConvGeometry(batch: 1, inChannels: 2, outChannels: 2, input: [5, 6, 7], kernel: [1, 3, 3], padBegin: [0, 1, 1], padEnd: [0, 1, 1])), .im2col)
     }
 }

@@ -1,4 +1,5 @@
 import MBCore
+import MBKernels
 
 /// Resize (opset 10: X, scales; 11+: X, roi, scales, sizes; 18+: axes, keep_aspect_ratio_policy,
 /// antialias) and Upsample (opset 7–9). Separable, as ONNX defines it: each resized axis in turn
@@ -224,35 +225,56 @@ enum ResizeOps {
             var shape = current.shape
             shape[d] = out[d]
             let next = try c.alloc(.float, shape)
-            resample(current, axis: d, taps, extrapolation: s.extrapolation, into: next)
+            resample(current, axis: d, taps, extrapolation: s.extrapolation, into: next, threads: c.threads)
             current = next
         }
         return current.shape == out ? current : current.reshaped(out)
     }
 
-    /// `dst[o, y, i] = sum_k w[y, k] * src[o, index[y, k], i]` along `axis`.
-    static func resample(_ src: MBTensor, axis: Int, _ t: AxisTaps, extrapolation: Float, into dst: MBTensor) {
+    /// `dst[o, y, i] = sum_k w[y, k] * src[o, index[y, k], i]` along `axis`, split over `o`
+    /// across `threads`. The last axis (`inner == 1`) sums each output in a register instead of
+    /// sweeping rows of one element; both add the taps in the same order, so the results agree.
+    static func resample(_ src: MBTensor, axis: Int, _ t: AxisTaps, extrapolation: Float, into dst: MBTensor, threads: Int = 1) {
         let inLength = src.shape[axis], outLength = dst.shape[axis]
         let outer = src.shape[..<axis].reduce(1, *), inner = src.shape[(axis + 1)...].reduce(1, *)
-        let s = src.pointer(Float.self), d = dst.mutable(Float.self)
-        for o in 0..<outer {
-            let from = s + o * inLength * inner
-            for y in 0..<outLength {
-                let row = d + (o * outLength + y) * inner
-                if t.extrapolated[y] {
-                    row.update(repeating: extrapolation, count: inner)
-                    continue
+        let box = UncheckedSendable((src.pointer(Float.self), dst.mutable(Float.self)))
+        let work = outer * outLength * inner * t.count
+        t.weight.withUnsafeBufferPointer { weights in t.index.withUnsafeBufferPointer { indices in
+            let tables = UncheckedSendable((weights, indices))
+            Parallel.forEach(outer, threads: work > 1 << 16 ? threads : 1) { o in
+                let (s, d) = box.value
+                let (weight, index) = tables.value
+                let from = s + o * inLength * inner
+                if inner == 1 {
+                    let row = d + o * outLength
+                    for y in 0..<outLength {
+                        if t.extrapolated[y] { row[y] = extrapolation; continue }
+                        var acc: Float = 0
+                        for k in 0..<t.count {
+                            let w = weight[y * t.count + k]
+                            if w != 0 { acc += w * from[index[y * t.count + k]] }
+                        }
+                        row[y] = acc
+                    }
+                    return
                 }
-                row.update(repeating: 0, count: inner)
-                // Zero weights are skipped: 0 * inf would poison nearest and edge taps with NaN.
-                for k in 0..<t.count {
-                    let w = t.weight[y * t.count + k]
-                    if w == 0 { continue }
-                    let column = from + t.index[y * t.count + k] * inner
-                    for i in 0..<inner { row[i] += w * column[i] }
+                for y in 0..<outLength {
+                    let row = d + (o * outLength + y) * inner
+                    if t.extrapolated[y] {
+                        row.update(repeating: extrapolation, count: inner)
+                        continue
+                    }
+                    row.update(repeating: 0, count: inner)
+                    // Zero weights are skipped: 0 * inf would poison nearest and edge taps with NaN.
+                    for k in 0..<t.count {
+                        let w = weight[y * t.count + k]
+                        if w == 0 { continue }
+                        let column = from + index[y * t.count + k] * inner
+                        for i in 0..<inner { row[i] += w * column[i] }
+                    }
                 }
             }
-        }
+        } }
     }
 
     static let table: [String: OpTable.Compile] = [

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""onnxruntime baseline for `mbbench run`: time a model on one .npy input.
+"""onnxruntime baseline for `mbbench run`: time a model on .npy inputs.
 
-Prints {"medianMs": ..., "minMs": ...} as the last line; writes the first output to --output.
+Inputs are `NAME=file.npy` or bare paths (given to the model's inputs in order). Prints
+{"medianMs": ..., "minMs": ..., "peakRSSBytes": ...} as the last line (peak RSS: VmHWM of this
+process, the same measure `mbbench run-once` reports for ours); writes the first output to --output.
 """
 import argparse
 import json
@@ -11,10 +13,22 @@ import numpy as np
 import onnxruntime as ort
 
 
+def peak_rss_bytes():
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("model")
-    p.add_argument("input")
+    p.add_argument("inputs", nargs="+")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--repeats", type=int, default=20)
@@ -25,8 +39,14 @@ def main():
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     sess = ort.InferenceSession(a.model, opts, providers=["CPUExecutionProvider"])
-    x = np.load(a.input)
-    feeds = {sess.get_inputs()[0].name: x}
+    names = [i.name for i in sess.get_inputs()]
+    feeds = {}
+    for k, spec in enumerate(a.inputs):
+        if "=" in spec and spec.split("=", 1)[0] in names:
+            name, path = spec.split("=", 1)
+        else:
+            name, path = names[k], spec
+        feeds[name] = np.load(path)
     out = None
     for _ in range(a.warmup):
         out = sess.run(None, feeds)
@@ -38,7 +58,7 @@ def main():
     times.sort()
     if a.output:
         np.save(a.output, out[0])
-    print(json.dumps({"medianMs": times[len(times) // 2], "minMs": times[0]}))
+    print(json.dumps({"medianMs": times[len(times) // 2], "minMs": times[0], "peakRSSBytes": peak_rss_bytes()}))
 
 
 if __name__ == "__main__":

@@ -92,10 +92,15 @@ extension Conv {
         let slack = (kw - 1) * dw / sw + 16
         let phases = sh * sw
         let padded = scratch.floats(channels * phases * plane + slack, .padded)
-        let p = UncheckedSendable(padded)
+        // Phases no tap reads (1×1 stride 2 reads only the first) are not filled.
+        var used = [Bool](repeating: false, count: phases)
+        for ky in 0..<kh { for kx in 0..<kw { used[(ky * dh % sh) * sw + kx * dw % sw] = true } }
+        let p = UncheckedSendable((padded, used))
         Parallel.forEach(channels * phases, threads: channels * phases * plane > 1 << 15 ? threads : 1) { job in
+            let (padded, used) = p.value
             let c = job / phases, ry = job % phases / sw, rx = job % sw
-            let dst = p.value + job * plane, src = x + c * ih * iw
+            guard used[job % phases] else { return }
+            let dst = padded + job * plane, src = x + c * ih * iw
             // Phase column i reads input column i·sw + rx - pw: valid for i in cols.
             let cols = validRange(outCount: wq, inCount: iw, stride: sw, offset: rx - pw)
             for j in 0..<hq {

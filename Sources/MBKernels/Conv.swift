@@ -52,7 +52,7 @@ public enum Conv {
     }
 
     /// Whether im2col is the identity (1×1 kernel, stride 1, no padding).
-    static func isPointwise(_ g: ConvGeometry) -> Bool {
+    public static func isPointwise(_ g: ConvGeometry) -> Bool {
         g.kernel.allSatisfy { $0 == 1 } && g.strides.allSatisfy { $0 == 1 } &&
             g.padBegin.allSatisfy { $0 == 0 } && g.padEnd.allSatisfy { $0 == 0 }
     }

@@ -23,3 +23,43 @@ extension Pool {
         return true
     }
 }
+
+extension Pool {
+    /// Max pooling of 2-D planes with padding (or ceil_mode overhang), no dilation: each part's
+    /// planes are copied into a -inf-bordered buffer just large enough for every window, then
+    /// pooled by the AVX-512 valid-window kernel. -inf never wins a max, so the result is the
+    /// max over the in-range taps, as the reference computes. Returns false for any other
+    /// geometry or CPU.
+    static func maxPool2DPadded(_ g: PoolGeometry, input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, threads: Int) -> Bool {
+        guard fk_has_avx512() != 0 else { return false }
+        let d = g.dims3
+        let (kd, kh, kw) = d.kernel
+        let (id, ih, iw) = d.input
+        let (od, oh, ow) = d.output
+        let (_, sh, sw) = d.strides
+        let (_, pt, pl) = d.pads
+        guard kd == 1, id == 1, od == 1, d.dilations == (1, 1, 1), oh >= 1, ow >= 1,
+              pt < kh, pl < kw else { return false }
+        // The padded plane every window fits in; input rows/columns past it are never read.
+        let hp = (oh - 1) * sh + kh, wp = (ow - 1) * sw + kw
+        let rowsIn = min(ih, hp - pt), colsIn = min(iw, wp - pl)
+        guard rowsIn > 0, colsIn > 0 else { return false }
+        let parts = g.planes * oh * ow * kh * kw > 1 << 15 ? min(4 * threads, g.planes) : 1
+        let out = UncheckedSendable(output)
+        Parallel.forEach(parts, threads: threads) { t in
+            let p0 = g.planes * t / parts, p1 = g.planes * (t + 1) / parts
+            let count = p1 - p0
+            if count == 0 { return }
+            // One plane at a time through a small buffer (stays in cache).
+            let buffer = UnsafeMutablePointer<Float>.allocate(capacity: hp * wp)
+            defer { buffer.deallocate() }
+            buffer.update(repeating: -.infinity, count: hp * wp)
+            for p in p0..<p1 {
+                let src = input + p * ih * iw
+                for r in 0..<rowsIn { (buffer + (pt + r) * wp + pl).update(from: src + r * iw, count: colsIn) }
+                fk_maxpool2d_valid(1, buffer, hp, wp, out.value + p * oh * ow, oh, ow, kh, kw, sh, sw)
+            }
+        }
+        return true
+    }
+}

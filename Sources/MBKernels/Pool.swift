@@ -55,6 +55,7 @@ public enum Pool {
             return
         }
         if case .max = kind, maxPool2DValid(g, input: input, output: output, threads: threads) { return }
+        if case .max = kind, maxPool2DPadded(g, input: input, output: output, threads: threads) { return }
         let d = g.dims3
         let pe = g.padEnd3
         let (od, oh, ow) = d.output

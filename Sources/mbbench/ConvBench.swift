@@ -17,6 +17,71 @@ struct ConvBench: ParsableCommand {
     @Option(help: "Timed runs per measurement (median reported).")
     var repeats = 20
 
+    @Option(help: "Which shapes: squeezenet (SqueezeNet 1.1 and AlexNet), real (layer shapes of YOLO, U-Net, ResNet, MobileNet, audio CNNs; depthwise; ConvTranspose), or all.")
+    var set = "squeezenet"
+
+    @Option(help: "Only shapes whose label contains this text.")
+    var filter: String?
+
+    /// Layer shapes of trained networks (YOLO11-seg, a Keras U-Net, ResNet-50, MobileNetV2/V3,
+    /// DNSMOS, a speech-embedding CNN): what `Conv` has to be fast on beyond SqueezeNet.
+    static let realShapes: [(String, ConvGeometry)] = {
+        func conv(_ c: Int, _ o: Int, _ h: Int, _ w: Int, _ k: [Int], stride: Int = 1, pad: [Int]? = nil, dilation: Int = 1, groups: Int = 1) -> ConvGeometry {
+            let p = pad ?? k.map { ($0 - 1) / 2 * dilation }
+            return ConvGeometry(batch: 1, inChannels: c, outChannels: o, groups: groups, input: [h, w], kernel: k, strides: [stride, stride],
+                                dilations: [dilation, dilation], padBegin: p, padEnd: p)
+        }
+        return [
+            ("first 3->32 3x3/2 @640", conv(3, 32, 640, 640, [3, 3], stride: 2)),
+            ("first 3->32 3x3/2 @224", conv(3, 32, 224, 224, [3, 3], stride: 2)),
+            ("resnet 7x7/2 3->64 @224", conv(3, 64, 224, 224, [7, 7], stride: 2)),
+            ("yolo 3x3/2 16->32 @320", conv(16, 32, 320, 320, [3, 3], stride: 2)),
+            ("yolo 3x3/2 32->64 @320", conv(32, 64, 320, 320, [3, 3], stride: 2)),
+            ("yolo 3x3 16->32 @160", conv(16, 32, 160, 160, [3, 3])),
+            ("yolo 3x3 128 @160", conv(128, 128, 160, 160, [3, 3])),
+            ("yolo 3x3/2 128 @160", conv(128, 128, 160, 160, [3, 3], stride: 2)),
+            ("yolo 3x3 64 @80", conv(64, 64, 80, 80, [3, 3])),
+            ("yolo 3x3/2 256 @80", conv(256, 256, 80, 80, [3, 3], stride: 2)),
+            ("yolo 3x3 128 @20", conv(128, 128, 20, 20, [3, 3])),
+            ("yolo 1x1 96->128 @160", conv(96, 128, 160, 160, [1, 1])),
+            ("yolo 1x1 384->256 @40", conv(384, 256, 40, 40, [1, 1])),
+            ("yolo 1x1 768->512 @20", conv(768, 512, 20, 20, [1, 1])),
+            ("unet 3x3 32 @256", conv(32, 32, 256, 256, [3, 3])),
+            ("unet 3x3 160->64 @256", conv(160, 64, 256, 256, [3, 3])),
+            ("unet 3x3 128 @64", conv(128, 128, 64, 64, [3, 3])),
+            ("resnet 1x1/2 128->256 @56", conv(128, 256, 56, 56, [1, 1], stride: 2)),
+            ("resnet 3x3 32 @56", conv(32, 32, 56, 56, [3, 3])),
+            ("dnsmos 3x3 1->128 @900x161", conv(1, 128, 900, 161, [3, 3])),
+            ("dnsmos 3x3 128->64 @900x161", conv(128, 64, 900, 161, [3, 3])),
+            ("embed 1x3 32 @76x32", conv(32, 32, 76, 32, [1, 3])),
+            ("embed 3x1 32 @76x32", conv(32, 32, 76, 32, [3, 1])),
+            ("dilated 3x3 d2 64 @64", conv(64, 64, 64, 64, [3, 3], dilation: 2)),
+            ("grouped 3x3 g4 128 @56", conv(128, 128, 56, 56, [3, 3], groups: 4)),
+            ("dw 3x3 32 @112", conv(32, 32, 112, 112, [3, 3], groups: 32)),
+            ("dw 3x3/2 96 @112", conv(96, 96, 112, 112, [3, 3], stride: 2, groups: 96)),
+            ("dw 3x3 144 @56", conv(144, 144, 56, 56, [3, 3], groups: 144)),
+            ("dw 5x5 240 @28", conv(240, 240, 28, 28, [5, 5], groups: 240)),
+            ("dw 5x5/2 72 @56", conv(72, 72, 56, 56, [5, 5], stride: 2, groups: 72)),
+            ("dw 3x3 x2 32->64 @56", conv(32, 64, 56, 56, [3, 3], groups: 32)),
+        ]
+    }()
+
+    /// Decoder upsamplings: U-Net (kernel 4), YOLO mask prototypes (kernel 2), CenterFace-like (kernel 3, output padding).
+    static let transposeShapes: [(String, ConvTransposeGeometry)] = {
+        func ct(_ c: Int, _ o: Int, _ side: Int, k: Int, pad: Int, outputPadding: Int = 0) -> ConvTransposeGeometry {
+            let out = 2 * (side - 1) + outputPadding + k - 2 * pad
+            return ConvTransposeGeometry(batch: 1, inChannels: c, outChannels: o, input: [side, side], kernel: [k, k], strides: [2, 2],
+                                         dilations: [1, 1], padBegin: [pad, pad], output: [out, out])
+        }
+        return [
+            ("convT k4/2 128 @64", ct(128, 128, 64, k: 4, pad: 1)),
+            ("convT k4/2 128 @128", ct(128, 128, 128, k: 4, pad: 1)),
+            ("convT k2/2 128 @80", ct(128, 128, 80, k: 2, pad: 0)),
+            ("convT k3/2 64 @40", ct(64, 64, 40, k: 3, pad: 1, outputPadding: 1)),
+            ("convT k4/2 24 @8", ct(24, 24, 8, k: 4, pad: 1)),
+        ]
+    }()
+
     static let shapes: [(String, ConvGeometry)] = {
         func conv(_ c: Int, _ o: Int, _ side: Int, _ k: Int, stride: Int = 1, pad: Int = 0) -> ConvGeometry {
             ConvGeometry(batch: 1, inChannels: c, outChannels: o, input: [side, side], kernel: [k, k], strides: [stride, stride],
@@ -42,7 +107,9 @@ struct ConvBench: ParsableCommand {
         BLAS.setThreads(1)
         var rows: [[String]] = []
         let scratch = KernelScratch()
-        for (label, g) in Self.shapes {
+        let chosen = (set == "squeezenet" ? Self.shapes : set == "real" ? Self.realShapes : Self.shapes + Self.realShapes)
+            .filter { filter.map($0.0.contains) ?? true }
+        for (label, g) in chosen {
             var rng = SeededGenerator(seed: 3)
             let x = (0..<(g.inChannels * g.inputSize)).map { _ in Float(rng.nextUnitDouble()) }
             let w = (0..<(g.outChannels * g.inPerGroup * g.kernelSize)).map { _ in Float(rng.nextNormal() * 0.1) }
@@ -51,24 +118,50 @@ struct ConvBench: ParsableCommand {
             let macs = Double(g.outChannels * g.outputSize * g.inPerGroup * g.kernelSize)
             var impls: [(String, Conv.Implementation)] = [("blas", .blas)]
             let d = g.dims3
-            if d.kernel == (1, 1, 1) && d.strides == (1, 1, 1) && d.pads == (0, 0, 0) { impls.append(("pointwise", .rowGemm(.pointwise))) }
-            if d.strides == (1, 1, 1) && d.kernel.0 == 1 { impls.append(("shifted", .rowGemm(.shifted))) }
-            impls.append(("im2col", .rowGemm(.im2col)))
+            if g.inPerGroup == 1 && g.groups > 1 {
+                impls = [("depthwise", .automatic)]
+            } else {
+                if Conv.isPointwise(g) { impls.append(("pointwise", .rowGemm(.pointwise))) }
+                if d.strides.0 == 1 && d.kernel.0 == 1 { impls.append(("shifted", .rowGemm(.shifted))) }
+                impls.append(("im2col", .rowGemm(.im2col)))
+            }
             for threads in [1, 2] {
                 var base = 0.0
                 for (name, impl) in impls {
                     let t = time {
                         Conv.forward(.fast, g, input: x, weights: w, bias: b, output: &y, activation: .relu, threads: threads, scratch: scratch, implementation: impl)
                     }
-                    if name == "blas" { base = t }
-                    let chosen = name != "blas" && impl == .rowGemm(Conv.rowGemmPath(g)) ? " *" : ""
+                    if name == "blas" || name == "depthwise" { base = t }
+                    let chosen = name != "blas" && (impl == .rowGemm(Conv.rowGemmPath(g)) || impl == .automatic) ? " *" : ""
                     rows.append([label, String(threads), name + chosen, String(format: "%.3f ms", t), String(format: "%.1f", macs / t / 1e6),
                                  String(format: "%.2fx", base / t)])
                 }
             }
         }
+        if set != "squeezenet" {
+            for (label, g) in Self.transposeShapes where filter.map(label.contains) ?? true {
+                var rng = SeededGenerator(seed: 5)
+                let d = g.dims3
+                let x = (0..<(g.inChannels * d.inputSize)).map { _ in Float(rng.nextUnitDouble()) }
+                let w = (0..<(g.inChannels * g.outPerGroup * d.kernelSize)).map { _ in Float(rng.nextNormal() * 0.1) }
+                let b = (0..<g.outChannels).map { _ in Float(rng.nextNormal() * 0.1) }
+                var y = [Float](repeating: 0, count: g.outChannels * d.outputSize)
+                let macs = Double(g.inChannels * d.inputSize * g.outPerGroup * d.kernelSize)
+                for threads in [1, 2] {
+                    var base = 0.0
+                    for (name, impl) in [("blas+col2im", ConvTranspose.Implementation.columns), ("phases *", .automatic)] {
+                        let t = time {
+                            ConvTranspose.forward(.fast, g, input: x, weights: w, bias: b, output: &y, threads: threads, scratch: scratch, implementation: impl)
+                        }
+                        if impl == .columns { base = t }
+                        rows.append([label, String(threads), name, String(format: "%.3f ms", t), String(format: "%.1f", macs / t / 1e6),
+                                     String(format: "%.2fx", base / t)])
+                    }
+                }
+            }
+        }
         print(table(header: ["layer", "threads", "implementation", "median", "GMAC/s", "speedup vs blas"], rows: rows), terminator: "")
-        print("* = the path Conv picks for this shape")
+        print("* = the path Conv picks for this shape; depthwise rows: the direct kernel (speedup column vs itself)")
     }
 
     func time(_ body: () -> Void) -> Double {

@@ -11,6 +11,7 @@ struct MBBench: ParsableCommand {
             ImportBench.self,
             ImportOnce.self,
             RunBench.self,
+            RunOnce.self,
             ConvBench.self,
             BinarizeBench.self,
             BitPlaneBench.self,

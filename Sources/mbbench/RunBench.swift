@@ -7,11 +7,27 @@ import MBRuntime
 struct RunBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
-        abstract: "Float inference latency against onnxruntime: squeezenet_random and a 61M-weight AlexNet, 1 and 2 threads."
+        abstract: "Float inference latency and peak memory against onnxruntime: every model of a folder (--models), or squeezenet_random and a 61M-weight AlexNet.",
+        discussion: """
+        With --models: every `<stem>.onnx` with a `<stem>/input_0.npy` beside it (inputs named by \
+        `<stem>/io.json` when present, else given in order), each run by a child process of ours \
+        (`mbbench run-once`) and one of onnxruntime (Scripts/bench/ort_run.py), alternating, per \
+        thread count. Ratios are ours / onnxruntime (median of the per-round ratios); peak memory \
+        is each child's peak resident set (VmHWM), so both include their runtime's libraries.
+        """
     )
 
-    @Option(help: "The shared models folder (squeezenet_random.onnx, light_bvlc_alexnet.onnx).")
-    var models = "../shared/models"
+    @Option(name: .customLong("models"), help: "A models folder or one .onnx file (repeatable). Without it: the squeezenet_random / AlexNet pair from --shared.")
+    var modelSources: [String] = []
+
+    @Option(help: "The shared models folder for the default pair (squeezenet_random.onnx, light_bvlc_alexnet.onnx).")
+    var shared = "../shared/models"
+
+    @Option(name: .customLong("threads"), help: "Thread counts to measure (repeatable; default 1 and 2).")
+    var threadCounts: [Int] = []
+
+    @Flag(help: "Print the --models table as Markdown, headed by the date and the command.")
+    var markdown = false
 
     @Option(help: "Timed runs per measurement (median and min reported).")
     var repeats = 20
@@ -30,6 +46,12 @@ struct RunBench: ParsableCommand {
 
     func run() throws {
         let python = self.python ?? BenchPaths.defaultPython
+        if !modelSources.isEmpty {
+            try FolderRunBench(sources: modelSources, threads: threadCounts.isEmpty ? [1, 2] : threadCounts, repeats: repeats,
+                               warmup: warmup, rounds: rounds, python: python, markdown: markdown).run()
+            return
+        }
+        let models = shared
         let dir = workdir ?? FileManager.default.temporaryDirectory.appendingPathComponent("mbbench-run-\(getpid())").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { if workdir == nil { try? FileManager.default.removeItem(atPath: dir) } }
@@ -44,7 +66,7 @@ struct RunBench: ParsableCommand {
         if !hasORT { print("python3 with onnxruntime not found: reporting mbconvert alone") }
         var rows: [[String]] = []
         for (label, path) in [("squeezenet_random", models + "/squeezenet_random.onnx"), ("alexnet 61M", alex.path)] {
-            for threads in [1, 2] {
+            for threads in threadCounts.isEmpty ? [1, 2] : threadCounts {
                 var ourRuns: [RunBenchmark.Latency] = [], baseRuns: [RunBenchmark.Latency] = [], ratios: [Double] = []
                 var diff = 0.0
                 for _ in 0..<max(1, rounds) {

@@ -114,8 +114,13 @@ final class ConvTransposeTests: XCTestCase {
     func testFastMatchesReference() {
         func ct(_ n: Int, _ c: Int, _ o: Int, groups: Int = 1, _ input: [Int], k: [Int], s: [Int], dil: [Int]? = nil,
                 pb: [Int], pe: [Int], outputPadding: [Int]? = nil) -> ConvTransposeGeometry {
-            let dil = dil ?? k.map { _ in 1 }, op = outputPadding ?? k.map { _ in 0 }
-            let out = (0..<k.count).map { s[$0] * (input[$0] - 1) + op[$0] + (k[$0] - 1) * dil[$0] + 1 - pb[$0] - pe[$0] }
+            let dil: [Int] = dil ?? k.map { _ in 1 }
+            let op: [Int] = outputPadding ?? k.map { _ in 0 }
+            var out: [Int] = []
+            for i in 0..<k.count {
+                let natural: Int = s[i] * (input[i] - 1) + op[i] + (k[i] - 1) * dil[i] + 1
+                out.append(natural - pb[i] - pe[i])
+            }
             return ConvTransposeGeometry(batch: n, inChannels: c, outChannels: o, groups: groups, input: input, kernel: k, strides: s,
                                          dilations: dil, padBegin: pb, output: out)
         }

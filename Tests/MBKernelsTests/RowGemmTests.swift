@@ -135,6 +135,30 @@ final class MaxPoolValidTests: XCTestCase {
         }
     }
 
+    /// Padded and ceil-mode max pools through the -inf-bordered copy equal the reference exactly:
+    /// YOLO's SPPF 5×5 stride 1 pad 2, ResNet's 3×3 stride 2 pad 1 on odd sizes, asymmetric pads,
+    /// a ceil-mode overhang with no padding.
+    func testPaddedEqualsReferenceExactly() {
+        let cases: [(input: [Int], kernel: [Int], strides: [Int], pb: [Int], pe: [Int], output: [Int])] = [
+            ([20, 20], [5, 5], [1, 1], [2, 2], [2, 2], [20, 20]), ([113, 111], [3, 3], [2, 2], [1, 1], [1, 1], [57, 56]),
+            ([9, 40], [2, 3], [1, 2], [1, 0], [0, 2], [9, 21]), ([6, 6], [3, 3], [2, 2], [0, 0], [0, 0], [3, 3]),
+            ([7, 33], [3, 3], [1, 1], [1, 1], [1, 1], [7, 33]),
+        ]
+        for (index, c) in cases.enumerated() {
+            let g = PoolGeometry(planes: 5, input: c.input, kernel: c.kernel, strides: c.strides, dilations: [1, 1],
+                                 padBegin: c.pb, padEnd: c.pe, output: c.output)
+            let x = randomFloats(g.planes * c.input.reduce(1, *), seed: UInt64(1600 + index))
+            for threads in [1, 2, 3] {
+                var fast = [Float](repeating: .nan, count: g.planes * c.output.reduce(1, *)), ref = fast
+                let took = Pool.maxPool2DPadded(g, input: x, output: &fast, threads: threads)
+                XCTAssertEqual(took, RowGemm.isAvailable, "pool #\(index) \(g): fast path taken only with AVX-512")
+                if !took { Pool.forward(.fast, .max, g, input: x, output: &fast, threads: threads) }
+                Pool.forward(.reference, .max, g, input: x, output: &ref)
+                XCTAssertEqual(fast, ref, "padded pool #\(index) \(g) threads=\(threads)")
+            }
+        }
+    }
+
     func testRefusesPaddedAndOverhangingWindows() {
         var out = [Float](repeating: 0, count: 16)
         let x = [Float](repeating: 1, count: 64)

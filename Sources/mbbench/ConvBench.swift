@@ -23,6 +23,9 @@ struct ConvBench: ParsableCommand {
     @Option(help: "Only shapes whose label contains this text.")
     var filter: String?
 
+    @Flag(help: "Time one thread by its CPU time (CLOCK_THREAD_CPUTIME_ID), which a loaded machine disturbs less than wall time; measures threads=1 only.")
+    var cpuTime = false
+
     /// Layer shapes of trained networks (YOLO11-seg, a Keras U-Net, ResNet-50, MobileNetV2/V3,
     /// DNSMOS, a speech-embedding CNN): what `Conv` has to be fast on beyond SqueezeNet.
     static let realShapes: [(String, ConvGeometry)] = {
@@ -103,7 +106,8 @@ struct ConvBench: ParsableCommand {
     }()
 
     func run() throws {
-        print("RowGemm available (AVX-512): \(RowGemm.isAvailable); BLAS: \(BLAS.name) (single-threaded); median of \(repeats) runs; bias + Relu")
+        print("RowGemm available (AVX-512): \(RowGemm.isAvailable); BLAS: \(BLAS.name) (single-threaded); median of \(repeats) runs; bias + Relu" +
+              (cpuTime ? "; thread CPU time" : "; wall time"))
         BLAS.setThreads(1)
         var rows: [[String]] = []
         let scratch = KernelScratch()
@@ -125,7 +129,7 @@ struct ConvBench: ParsableCommand {
                 if d.strides.0 == 1 && d.kernel.0 == 1 { impls.append(("shifted", .rowGemm(.shifted))) }
                 impls.append(("im2col", .rowGemm(.im2col)))
             }
-            for threads in [1, 2] {
+            for threads in cpuTime ? [1] : [1, 2] {
                 var base = 0.0
                 for (name, impl) in impls {
                     let t = time {
@@ -147,7 +151,7 @@ struct ConvBench: ParsableCommand {
                 let b = (0..<g.outChannels).map { _ in Float(rng.nextNormal() * 0.1) }
                 var y = [Float](repeating: 0, count: g.outChannels * d.outputSize)
                 let macs = Double(g.inChannels * d.inputSize * g.outPerGroup * d.kernelSize)
-                for threads in [1, 2] {
+                for threads in cpuTime ? [1] : [1, 2] {
                     var base = 0.0
                     for (name, impl) in [("blas+col2im", ConvTranspose.Implementation.columns), ("phases *", .automatic)] {
                         let t = time {
@@ -167,10 +171,16 @@ struct ConvBench: ParsableCommand {
     func time(_ body: () -> Void) -> Double {
         body()
         var t: [Double] = []
+        func now() -> Double {
+            guard cpuTime else { return Double(DispatchTime.now().uptimeNanoseconds) / 1e6 }
+            var ts = timespec()
+            clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
+            return Double(ts.tv_sec) * 1e3 + Double(ts.tv_nsec) / 1e6
+        }
         for _ in 0..<repeats {
-            let s = DispatchTime.now().uptimeNanoseconds
+            let s = now()
             body()
-            t.append(Double(DispatchTime.now().uptimeNanoseconds - s) / 1e6)
+            t.append(now() - s)
         }
         t.sort()
         return t[t.count / 2]

@@ -7,10 +7,11 @@ import XCTest
 /// fast variant falls back to the reference, and these tests still check the plumbing.
 final class RowGemmTests: XCTestCase {
     /// Shapes around the register block (6 rows × 64 columns, 16-lane masks), the cache blocks
-    /// (reduction blocks of at most 128, column blocks of 1024) and the thread split.
+    /// (reduction blocks of at most 128, column blocks of 1024), B packing (24 rows and more)
+    /// and the thread split.
     static let shapes: [(m: Int, n: Int, k: Int)] = [
         (1, 1, 1), (1, 17, 3), (5, 15, 9), (6, 16, 16), (7, 63, 27), (13, 64, 128), (12, 65, 129),
-        (16, 169, 300), (64, 1100, 20), (3, 2049, 5), (31, 33, 0), (100, 40, 257),
+        (16, 169, 300), (64, 1100, 20), (3, 2049, 5), (31, 33, 0), (100, 40, 257), (24, 70, 129), (30, 2100, 300),
     ]
 
     func testFastMatchesReference() {

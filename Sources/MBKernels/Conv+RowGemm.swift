@@ -98,24 +98,9 @@ extension Conv {
         let p = UncheckedSendable((padded, used))
         Parallel.forEach(channels * phases, threads: channels * phases * plane > 1 << 15 ? threads : 1) { job in
             let (padded, used) = p.value
-            let c = job / phases, ry = job % phases / sw, rx = job % sw
+            let c = job / phases
             guard used[job % phases] else { return }
-            let dst = padded + job * plane, src = x + c * ih * iw
-            // Phase column i reads input column i·sw + rx - pw: valid for i in cols.
-            let cols = validRange(outCount: wq, inCount: iw, stride: sw, offset: rx - pw)
-            for j in 0..<hq {
-                let row = dst + j * wq
-                let iy = j * sh + ry - ph
-                guard iy >= 0, iy < ih, !cols.isEmpty else { row.update(repeating: 0, count: wq); continue }
-                row.update(repeating: 0, count: cols.lowerBound)
-                let s = src + iy * iw + rx - pw
-                if sw == 1 {
-                    (row + cols.lowerBound).update(from: s + cols.lowerBound, count: cols.count)
-                } else {
-                    for i in cols { row[i] = s[i * sw] }
-                }
-                (row + cols.upperBound).update(repeating: 0, count: wq - cols.upperBound)
-            }
+            fillPhase(job % phases, of: x + c * ih * iw, ih: ih, iw: iw, sh: sh, sw: sw, ph: ph, pw: pw, into: padded + job * plane, hq: hq, wq: wq)
         }
         (padded + channels * phases * plane).update(repeating: 0, count: slack)
         for c in 0..<channels {
@@ -146,6 +131,28 @@ extension Conv {
             let dst = y + oc * oh * ow
             for r in 0..<oh { (dst + r * ow).update(from: wide + oc * wideColumns + r * wq, count: ow) }
             if activation.needsSeparatePass { activation.apply(to: dst, count: oh * ow) }
+        }
+    }
+
+    /// Fills phase `phase` (`ry·sw + rx`) of one input plane `[ih, iw]`: `dst[j, i]` = input
+    /// `(j·sh + ry - ph, i·sw + rx - pw)`, zero outside the input, for `j < hq`, `i < wq`.
+    static func fillPhase(_ phase: Int, of src: UnsafePointer<Float>, ih: Int, iw: Int, sh: Int, sw: Int, ph: Int, pw: Int,
+                          into dst: UnsafeMutablePointer<Float>, hq: Int, wq: Int) {
+        let ry = phase / sw, rx = phase % sw
+        // Phase column i reads input column i·sw + rx - pw: valid for i in cols.
+        let cols = validRange(outCount: wq, inCount: iw, stride: sw, offset: rx - pw)
+        for j in 0..<hq {
+            let row = dst + j * wq
+            let iy = j * sh + ry - ph
+            guard iy >= 0, iy < ih, !cols.isEmpty else { row.update(repeating: 0, count: wq); continue }
+            row.update(repeating: 0, count: cols.lowerBound)
+            let s = src + iy * iw + rx - pw
+            if sw == 1 {
+                (row + cols.lowerBound).update(from: s + cols.lowerBound, count: cols.count)
+            } else {
+                for i in cols { row[i] = s[i * sw] }
+            }
+            (row + cols.upperBound).update(repeating: 0, count: wq - cols.upperBound)
         }
     }
 

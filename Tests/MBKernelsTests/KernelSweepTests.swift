@@ -97,6 +97,43 @@ final class ConvTests: XCTestCase {
         }
     }
 
+    /// Depthwise layers (phase-split kernel) against the reference: 3×3 and 5×5 at strides 1
+    /// and 2, channel multiplier 2, dilation, asymmetric pads, rows longer than the 64-output
+    /// register block with tails, 1-D, 3-D (direct kernel), batch 2, threads 1/2/3.
+    func testDepthwiseMatchesReference() {
+        func dw(_ n: Int, _ c: Int, mult: Int = 1, _ input: [Int], k: [Int], s: [Int], dil: [Int]? = nil, pb: [Int], pe: [Int]) -> ConvGeometry {
+            ConvGeometry(batch: n, inChannels: c, outChannels: c * mult, groups: c, input: input, kernel: k, strides: s, dilations: dil,
+                         padBegin: pb, padEnd: pe)
+        }
+        let cases: [ConvGeometry] = [
+            dw(1, 5, [21, 70], k: [3, 3], s: [1, 1], pb: [1, 1], pe: [1, 1]),
+            dw(2, 3, [33, 131], k: [3, 3], s: [2, 2], pb: [1, 1], pe: [1, 1]),
+            dw(1, 4, [28, 28], k: [5, 5], s: [1, 1], pb: [2, 2], pe: [2, 2]),
+            dw(1, 6, [29, 57], k: [5, 5], s: [2, 2], pb: [2, 2], pe: [2, 2]),
+            dw(1, 3, mult: 2, [15, 16], k: [3, 3], s: [1, 1], pb: [1, 1], pe: [1, 1]),
+            dw(1, 2, [17, 19], k: [3, 3], s: [1, 2], dil: [2, 2], pb: [2, 0], pe: [1, 3]),
+            dw(2, 4, [67], k: [3], s: [2], pb: [1], pe: [0]),
+            dw(1, 3, [1, 1], k: [3, 3], s: [1, 1], pb: [1, 1], pe: [1, 1]),
+            dw(1, 2, mult: 3, [4, 5, 6], k: [3, 3, 3], s: [1, 1, 2], pb: [1, 1, 1], pe: [1, 1, 1]),
+        ]
+        for (index, g) in cases.enumerated() {
+            XCTAssertNil(g.problem, "\(g)")
+            let x = randomFloats(g.batch * g.inChannels * g.inputSize, seed: UInt64(700 + index))
+            let w = randomFloats(g.outChannels * g.kernelSize, seed: UInt64(800 + index))
+            let b = randomFloats(g.outChannels, seed: UInt64(900 + index))
+            let count = g.batch * g.outChannels * g.outputSize
+            for activation in [Conv.Activation.none, .relu, .silu] {
+                var ref = [Float](repeating: .nan, count: count)
+                Conv.forward(.reference, g, input: x, weights: w, bias: b, output: &ref, activation: activation)
+                for threads in [1, 2, 3] {
+                    var fast = [Float](repeating: .nan, count: count)
+                    Conv.forward(.fast, g, input: x, weights: w, bias: b, output: &fast, activation: activation, threads: threads)
+                    assertClose(fast, ref, terms: g.kernelSize, "depthwise #\(index) \(g) \(activation) threads=\(threads)")
+                }
+            }
+        }
+    }
+
     func testOutputSizeAndProblems() {
         let g = ConvGeometry(batch: 1, inChannels: 3, outChannels: 64, input: [224, 224], kernel: [11, 11], strides: [4, 4], padBegin: [2, 2], padEnd: [2, 2])
         XCTAssertEqual(g.output, [55, 55])

@@ -27,6 +27,13 @@ void fk_gemm_rows(long m0, long m1, long n0, long n1, long k,
 void fk_maxpool2d_valid(long planes, const float *input, long ih, long iw, float *output, long oh, long ow,
                         long kh, long kw, long sh, long sw);
 
+/// One output plane [oh, ow] of a depthwise convolution read from stride phases of its padded
+/// input: out[oy * ow + ox] = act(bias + sum_t w[t] * src[offsets[t] + oy * wq + ox]), act =
+/// max(0, .) when relu != 0. Reads only those elements. AVX-512 when fk_has_avx512(), else a
+/// portable loop (any CPU).
+void fk_depthwise_plane(const float *src, long wq, const long *offsets, const float *w, int taps, float bias, int relu,
+                        float *out, long oh, long ow);
+
 #ifdef __cplusplus
 }
 #endif

@@ -72,3 +72,28 @@ void fk_depthwise_plane(const float *src, long wq, const long *offsets, const fl
 #endif
     depthwise_portable(src, wq, offsets, w, taps, bias, relu, out, oh, ow);
 }
+
+// fk_gather_stride: dst[i] = src[i * stride] for i < count (a stride phase of one input row).
+#if defined(__x86_64__)
+__attribute__((target("avx512f")))
+static void gather2_avx512(const float *src, float *dst, long count) {
+    const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    long i = 0;
+    // 32 inputs give 16 outputs; the last input read is src[2 * i + 31] <= src[2 * (count - 1)] only while i + 16 < count.
+    for (; i + 16 < count; i += 16) {
+        __m512 lo = _mm512_loadu_ps(src + 2 * i), hi = _mm512_loadu_ps(src + 2 * i + 16);
+        _mm512_storeu_ps(dst + i, _mm512_permutex2var_ps(lo, even, hi));
+    }
+    for (; i < count; i++) dst[i] = src[2 * i];
+}
+#endif
+
+void fk_gather_stride(const float *src, long stride, float *dst, long count) {
+#if defined(__x86_64__)
+    if (stride == 2 && fk_has_avx512()) {
+        gather2_avx512(src, dst, count);
+        return;
+    }
+#endif
+    for (long i = 0; i < count; i++) dst[i] = src[i * stride];
+}

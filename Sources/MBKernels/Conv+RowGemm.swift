@@ -1,3 +1,5 @@
+import CFloatKernels
+
 extension Conv {
     /// How a (non-depthwise) convolution feeds `RowGemm`.
     public enum RowGemmPath: Sendable, CaseIterable {
@@ -150,7 +152,7 @@ extension Conv {
             if sw == 1 {
                 (row + cols.lowerBound).update(from: s + cols.lowerBound, count: cols.count)
             } else {
-                for i in cols { row[i] = s[i * sw] }
+                fk_gather_stride(s + cols.lowerBound * sw, sw, row + cols.lowerBound, cols.count)
             }
             (row + cols.upperBound).update(repeating: 0, count: wq - cols.upperBound)
         }

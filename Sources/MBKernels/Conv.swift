@@ -22,6 +22,10 @@ public enum Conv {
             activation.apply(to: output, count: g.batch * g.outChannels * g.outputSize)
             return
         }
+        if g.inPerGroup == 1 && g.groups > 1 && implementation == .depthwiseDirect {
+            depthwiseDirect(g, input: input, weights: weights, bias: bias, output: output, activation: activation, threads: threads)
+            return
+        }
         if g.inPerGroup == 1 && g.groups > 1 {
             depthwise(g, input: input, weights: weights, bias: bias, output: output, activation: activation, threads: threads)
             return
@@ -35,7 +39,7 @@ public enum Conv {
         case .rowGemm(let path):
             rowGemm(g, input: input, weights: weights, bias: bias, output: output, activation: activation, threads: threads, scratch: scratch, path: path)
             return
-        case .automatic, .blas:
+        case .automatic, .blas, .depthwiseDirect:
             break
         }
         im2colGemm(g, input: input, weights: weights, bias: bias, output: output, activation: activation, threads: threads, scratch: scratch)
@@ -49,6 +53,8 @@ public enum Conv {
         case automatic
         case blas
         case rowGemm(RowGemmPath)
+        /// Depthwise layers only: the direct loops `Conv+Depthwise.swift` keeps for 3-D layers.
+        case depthwiseDirect
     }
 
     /// Whether im2col is the identity (1×1 kernel, stride 1, no padding).

@@ -123,7 +123,7 @@ struct ConvBench: ParsableCommand {
             var impls: [(String, Conv.Implementation)] = [("blas", .blas)]
             let d = g.dims3
             if g.inPerGroup == 1 && g.groups > 1 {
-                impls = [("depthwise", .automatic)]
+                impls = [("direct", .depthwiseDirect), ("phases", .automatic)]
             } else {
                 if Conv.isPointwise(g) { impls.append(("pointwise", .rowGemm(.pointwise))) }
                 if d.strides.0 == 1 && d.kernel.0 == 1 { impls.append(("shifted", .rowGemm(.shifted))) }
@@ -135,7 +135,7 @@ struct ConvBench: ParsableCommand {
                     let t = time {
                         Conv.forward(.fast, g, input: x, weights: w, bias: b, output: &y, activation: .relu, threads: threads, scratch: scratch, implementation: impl)
                     }
-                    if name == "blas" || name == "depthwise" { base = t }
+                    if name == "blas" || name == "direct" { base = t }
                     let chosen = name != "blas" && (impl == .rowGemm(Conv.rowGemmPath(g)) || impl == .automatic) ? " *" : ""
                     rows.append([label, String(threads), name + chosen, String(format: "%.3f ms", t), String(format: "%.1f", macs / t / 1e6),
                                  String(format: "%.2fx", base / t)])
@@ -165,7 +165,7 @@ struct ConvBench: ParsableCommand {
             }
         }
         print(table(header: ["layer", "threads", "implementation", "median", "GMAC/s", "speedup vs blas"], rows: rows), terminator: "")
-        print("* = the path Conv picks for this shape; depthwise rows: the direct kernel (speedup column vs itself)")
+        print("* = the path Conv picks for this shape; depthwise rows: speedup vs the direct loops")
     }
 
     func time(_ body: () -> Void) -> Double {

@@ -34,6 +34,10 @@ void fk_maxpool2d_valid(long planes, const float *input, long ih, long iw, float
 void fk_depthwise_plane(const float *src, long wq, const long *offsets, const float *w, int taps, float bias, int relu,
                         float *out, long oh, long ow);
 
+/// dst[i] = src[i * stride] for i < count; reads nothing past src[(count - 1) * stride].
+/// AVX-512 permutes for stride 2 when fk_has_avx512(), else a plain loop.
+void fk_gather_stride(const float *src, long stride, float *dst, long count);
+
 #ifdef __cplusplus
 }
 #endif

@@ -15,16 +15,22 @@ extension Conv {
     }
 
     /// The path for `g`. Shifted computes `wq - ow` wasted columns per output row for every
-    /// output channel (`wq`: the padded width over the stride); im2col copies the input once
-    /// per tap. Measured (`mbbench conv`, Zen 4): shifted wins while
-    /// `outPerGroup * (wq - ow) <= 30 * ow` (SqueezeNet at 55×55 and 27×27, AlexNet's 5×5 at
-    /// 27×27, stride-2 3×3 layers of YOLO-style backbones); im2col wins beyond (3×3 with 256 or
-    /// 384 channels at 13×13). 3-D kernels take im2col.
+    /// output channel (`wq`: the padded width over the stride) and then compacts the result
+    /// (`m·n` floats read and written again); im2col copies the input once per tap (`k·n`
+    /// floats, contiguous runs at stride 1, gathers otherwise). Measured (`mbbench conv`,
+    /// Zen 4): shifted wins while `outPerGroup * (wq - ow) <= 30 * ow` (SqueezeNet at 55×55 and
+    /// 27×27, AlexNet's 5×5 at 27×27, YOLO/U-Net/ResNet layers at strides 1 and 2, first layers
+    /// on 3 channels); im2col wins beyond (3×3 with 256 or 384 channels at 13×13), and at
+    /// stride 1 when the reduction is at most a quarter of the output channels (a 3×3 layer
+    /// from 1 channel to 128: its im2col matrix is smaller than the compaction).
+    /// 3-D kernels take im2col.
     public static func rowGemmPath(_ g: ConvGeometry) -> RowGemmPath {
         if isPointwise(g) { return .pointwise }
         let d = g.dims3
         guard d.kernel.0 == 1, d.input.0 == 1, d.strides.0 == 1 else { return .im2col }
         let ow = d.output.2, wq = (d.input.2 + d.pads.2 + g.padEnd3.2 + d.strides.2 - 1) / d.strides.2
+        let kRows = g.inPerGroup * d.kernelSize
+        if d.strides == (1, 1, 1) && wq != ow && 4 * kRows <= g.outPerGroup { return .im2col }
         return g.outPerGroup * (wq - ow) <= 30 * ow ? .shifted : .im2col
     }
 

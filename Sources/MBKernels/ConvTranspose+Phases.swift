@@ -1,8 +1,20 @@
 extension ConvTranspose {
-    /// Whether `phases` runs `g` (1-D or 2-D; RowGemm's AVX-512 kernel present).
-    static func suitsPhases(_ g: ConvTransposeGeometry) -> Bool {
+    /// Whether `phases` can run `g` (1-D or 2-D, RowGemm's AVX-512 kernel present).
+    public static func canRunPhases(_ g: ConvTransposeGeometry) -> Bool {
         let d = g.dims3
         return RowGemm.isAvailable && d.kernel.0 == 1 && d.input.0 == 1 && d.output.0 == 1 && d.strides.0 == 1
+    }
+
+    /// Whether `phases` runs `g` automatically: 1-D or 2-D, RowGemm's AVX-512 kernel present, and windows
+    /// that overlap (kernel larger than the stride, or padded). A kernel equal to its stride
+    /// without padding (YOLO's 2×2 stride-2 upsampling) makes every phase a 1×1 product whose
+    /// scatter into every other column costs more than col2im, which then adds each column
+    /// exactly once (`mbbench conv --set real`: 13.6 against 17.1 ms).
+    public static func suitsPhases(_ g: ConvTransposeGeometry) -> Bool {
+        guard canRunPhases(g) else { return false }
+        let d = g.dims3
+        let tiles = d.kernel.1 == d.strides.1 && d.kernel.2 == d.strides.2 && d.pads == (0, 0, 0) && d.dilations == (1, 1, 1)
+        return !tiles
     }
 
     /// A 1-D/2-D transposed convolution as `sh·sw` ordinary convolutions, one per output phase

@@ -69,7 +69,8 @@ public enum ConvTranspose {
             reference(g, input: input, weights: weights, bias: bias, output: output)
             return
         }
-        if implementation != .columns && suitsPhases(g) {
+        let phased = implementation == .phases ? canRunPhases(g) : implementation == .automatic && suitsPhases(g)
+        if phased {
             let scratch = scratch ?? KernelScratch()
             withExtendedLifetime(scratch) {
                 phases(g, input: input, weights: weights, bias: bias, output: output, threads: threads, scratch: scratch)
@@ -99,10 +100,12 @@ public enum ConvTranspose {
         }
     }
 
-    /// `.automatic`: phases where they suit the geometry, else `.columns` (GEMM + col2im).
+    /// `.automatic`: phases where they suit the geometry, else `.columns` (GEMM + col2im);
+    /// `.phases` forces the phase split wherever it can run (1-D/2-D, AVX-512).
     public enum Implementation: Sendable, Equatable {
         case automatic
         case columns
+        case phases
     }
 
     /// Adds the `kSize` rows of one output channel's columns into its output plane.

@@ -153,12 +153,13 @@ struct ConvBench: ParsableCommand {
                 let macs = Double(g.inChannels * d.inputSize * g.outPerGroup * d.kernelSize)
                 for threads in cpuTime ? [1] : [1, 2] {
                     var base = 0.0
-                    for (name, impl) in [("blas+col2im", ConvTranspose.Implementation.columns), ("phases *", .automatic)] {
+                    for (name, impl) in [("blas+col2im", ConvTranspose.Implementation.columns), ("phases", .phases)] {
                         let t = time {
                             ConvTranspose.forward(.fast, g, input: x, weights: w, bias: b, output: &y, threads: threads, scratch: scratch, implementation: impl)
                         }
                         if impl == .columns { base = t }
-                        rows.append([label, String(threads), name, String(format: "%.3f ms", t), String(format: "%.1f", macs / t / 1e6),
+                        let picked = (impl == .phases) == ConvTranspose.suitsPhases(g) ? " *" : ""
+                        rows.append([label, String(threads), name + picked, String(format: "%.3f ms", t), String(format: "%.1f", macs / t / 1e6),
                                      String(format: "%.2fx", base / t)])
                     }
                 }

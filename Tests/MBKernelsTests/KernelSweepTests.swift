@@ -189,6 +189,12 @@ final class ConvTransposeTests: XCTestCase {
                 ConvTranspose.forward(.fast, g, input: x, weights: w, bias: b, output: &fast, threads: threads, implementation: implementation)
                 assertClose(fast, ref, terms: g.inPerGroup * d.kernelSize, "convtranspose #\(index) \(g) \(implementation) threads=\(threads)")
             } }
+            // The phase split itself, also where the automatic choice prefers columns (kernel = stride).
+            if RowGemm.isAvailable && d.kernel.0 == 1 && d.input.0 == 1 {
+                var fast = [Float](repeating: .nan, count: count)
+                ConvTranspose.forward(.fast, g, input: x, weights: w, bias: b, output: &fast, threads: 2, implementation: .phases)
+                assertClose(fast, ref, terms: g.inPerGroup * d.kernelSize, "convtranspose #\(index) \(g) phases")
+            }
         }
     }
 }

@@ -107,6 +107,8 @@ final class RowGemmTests: XCTestCase {
         XCTAssertEqual(Conv.rowGemmPath(wide13), .im2col)       // 256 * 2 > 30 * 13
         // Stride 2: 112 padded columns over the stride for 111 outputs.
         XCTAssertEqual(Conv.rowGemmPath(ConvGeometry(batch: 1, inChannels: 3, outChannels: 64, input: [224, 224], kernel: [3, 3], strides: [2, 2])), .shifted)
+        // 9 reduction rows for 128 outputs at stride 1: im2col's matrix is smaller than the compaction.
+        XCTAssertEqual(Conv.rowGemmPath(ConvGeometry(batch: 1, inChannels: 1, outChannels: 128, input: [900, 161], kernel: [3, 3], padBegin: [1, 1], padEnd: [1, 1])), .im2col)
         XCTAssertEqual(Conv.rowGemmPath(ConvGeometry(batch: 1, inChannels: 2, outChannels: 2, input: [5, 6, 7], kernel: [1, 3, 3], padBegin: [0, 1, 1], padEnd: [0, 1, 1])), .im2col)
     }
 }

@@ -118,7 +118,12 @@ struct FolderRunBench {
         return String(format: "%.2f ms vs %.2f ms: %.2fx", ours, median(r.base.map(\.medianMs)), median(r.ratios))
     }
 
-    func median(_ v: [Double]) -> Double { v.isEmpty ? .nan : v.sorted()[v.count / 2] }
+    /// The middle value (the mean of the two middle ones for an even count).
+    func median(_ v: [Double]) -> Double {
+        guard !v.isEmpty else { return .nan }
+        let s = v.sorted(), h = s.count / 2
+        return s.count % 2 == 1 ? s[h] : (s[h - 1] + s[h]) / 2
+    }
     func mb(_ bytes: Int?) -> String { bytes.map { String(format: "%.0f MB", Double($0) / 1e6) } ?? "?" }
 
     func report(_ rows: [Row], skipped: [String], hasORT: Bool) {
@@ -146,7 +151,7 @@ struct FolderRunBench {
                                            t, t == 1 ? "" : "s", geo, ratios.count, median(worst.ratios), worst.stem as NSString))
             }
         }
-        let method = "median of \(repeats) runs after \(warmup) warm-up runs per child process; \(max(1, rounds)) alternating round(s) ours / onnxruntime per row, ratio = median of the per-round ratios; peak RSS = the child's VmHWM"
+        let method = "median of \(repeats) runs after \(warmup) warm-up runs per child process; \(max(1, rounds)) alternating round(s) ours / onnxruntime per row, ratio = median of the per-round ratios (mean of the middle two for an even count); peak RSS = the child's VmHWM"
         let load = (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8)).map { "load average at the end: " + $0.split(separator: " ").prefix(3).joined(separator: " ") } ?? ""
         if markdown {
             let date = ISO8601DateFormatter().string(from: Date())

@@ -34,6 +34,7 @@ def main():
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--output")
     a = p.parse_args()
+    ort.set_default_logger_severity(3)  # errors only (models listing initializers as inputs warn per tensor)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = a.threads
     opts.inter_op_num_threads = 1

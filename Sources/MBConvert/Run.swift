@@ -55,6 +55,7 @@ public enum RunModel {
                 lines.append("  written to \(path)")
             }
         }
+        lines.append(String(format: "activation memory: %.1f MB peak (runtime tensors alive at once)", Double(session.lastPeakActivationBytes) / 1e6))
         if options.repeats > 0 {
             var times: [Double] = []
             for _ in 0..<options.repeats {
@@ -63,6 +64,10 @@ public enum RunModel {
                 times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
             }
             times.sort()
+            lines.append("buffers allocated by the last run: \(session.lastRunAllocations); outputs written over a dying input: \(session.lastRunReusedBuffers)")
+            if !model.optimizerReport.isEmpty {
+                lines.append("optimizer: " + model.optimizerReport.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+            }
             if let p = session.lastProfile {
                 for o in p.byOperator { lines.append(String(format: "  %-20@ %3d nodes %9.3f ms", o.opType as NSString, o.count, Double(o.nanoseconds) / 1e6)) }
             }

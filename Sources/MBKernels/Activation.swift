@@ -30,17 +30,24 @@ public enum Activation: Sendable, Equatable, Hashable {
         }
     }
 
-    /// Applies the activation in place to `count` floats (plain loop through `reference`).
-    /// Kernels whose own epilogue handles only `.none` and `.relu` call this for the rest.
+    /// Applies the activation in place to `count` floats through the SIMD elementwise kernels
+    /// (`Elementwise.unary`; errors stated there). Kernels whose own epilogue handles only
+    /// `.none` and `.relu` call this for the rest.
     public func apply(to values: UnsafeMutablePointer<Float>, count: Int) {
+        if self == .none { return }
+        Elementwise.unary(.activation(self), values, values, count: count)
+    }
+
+    /// The plain-loop twin of `apply`: each element through `reference` in Double.
+    public func applyReference(to values: UnsafeMutablePointer<Float>, count: Int) {
         if self == .none { return }
         for i in 0..<count { values[i] = Float(reference(Double(values[i]))) }
     }
 
     /// What a kernel with a Relu-only epilogue applies itself: `.relu` or `.none`.
-    var kernelEpilogue: Activation { self == .relu ? .relu : .none }
+    public var kernelEpilogue: Activation { self == .relu ? .relu : .none }
     /// Whether the activation needs a pass after a Relu-only kernel epilogue.
-    var needsSeparatePass: Bool { self != .none && self != .relu }
+    public var needsSeparatePass: Bool { self != .none && self != .relu }
 }
 
 extension Conv {

@@ -63,6 +63,39 @@ final class GraphCompiler {
         return slotCount - 1
     }
 
+    /// Fused-node plans of the optimized main graph, by a node's first output.
+    var plans: [String: FusedPlan] = [:]
+    /// Values the optimizer already knows for the main graph (converted or folded constants), by name.
+    var presetConstants: [String: MBTensor] = [:]
+
+    /// Runs `run` at load on known inputs; nil when the node cannot be evaluated here.
+    func foldRun(_ run: OpRun, _ inputs: [MBTensor?]) -> [MBTensor]? {
+        let ctx = ExecutionContext(slotCount: 0, threads: 1, variant: .fast, maxTensorBytes: options.maxTensorBytes,
+                                   limitName: "MBModel.Options.maxTensorBytes")
+        return try? run(Inputs(inputs), ctx)
+    }
+
+    /// Evaluates one node whose inputs are all known through the op table (the optimizer's
+    /// constant folding: the same rule and code as the folding in `compile`). nil when the node
+    /// is control flow, has subgraphs, is not supported, or fails.
+    func evaluate(_ node: IRNode, inputs: [MBTensor?]) -> [MBTensor]? {
+        guard node.domain.isEmpty || node.domain == "ai.onnx", let spec = OpTable.all[node.opType], !OpTable.neverFold.contains(node.opType),
+              !node.attributes.contains(where: { if case .graph = $0.value { return true }; if case .graphs = $0.value { return true }; return false })
+        else { return nil }
+        let scope = Scope(parent: nil)
+        var slots: [Int] = []
+        for (k, v) in inputs.enumerated() {
+            guard let v else { slots.append(-1); continue }
+            let s = newSlot()
+            constantValues[s] = v
+            scope.names[node.inputs[k]] = s
+            slots.append(s)
+        }
+        let context = NodeContext(node: node, name: node.name, opset: opset, compiler: self, scope: scope, inputSlots: slots)
+        guard let run = try? spec(context), let outs = foldRun(run, inputs), outs.count >= node.outputs.count else { return nil }
+        return outs
+    }
+
     func compile(_ g: IRGraph, parent: Scope?, place: String) throws(MBRuntimeError) -> CompiledGraph {
         depth += 1
         defer { depth -= 1 }
@@ -85,9 +118,11 @@ final class GraphCompiler {
             inputSlots.append(define(i.name))
             if let t = i.elementType { declaredTypes[i.name] = t }
         }
+        let preset = depth == 1 ? presetConstants : [:]
         for c in g.constants {
             let s = define(c.name)
             declaredTypes[c.name] = c.elementType
+            if let v = preset[c.name] { constantValues[s] = v; continue }
             if options.weights == .packed, case .binarized(let p) = c.storage {
                 packedConstants[s] = (c.name, p)
                 continue
@@ -98,6 +133,10 @@ final class GraphCompiler {
                 poisoned[s] = (error.kind, "constant '\(c.name)': \(error.message)")
             }
         }
+        for (name, value) in preset.sorted(by: { $0.key < $1.key }) where !g.constants.contains(where: { $0.name == name }) {
+            constantValues[define(name)] = value
+        }
+        let plans = depth == 1 ? self.plans : [:]
         var steps: [Step] = []
         var stepCaptures: [Set<Int>] = []
         var captures = Set<Int>()
@@ -116,7 +155,8 @@ final class GraphCompiler {
             guard node.domain.isEmpty || node.domain == "ai.onnx", let spec = OpTable.all[node.opType] else {
                 throw fail(.unsupportedOperator, "operator \(node.opType) (domain '\(node.domain)') is not supported")
             }
-            let context = NodeContext(node: node, name: name, opset: opset, compiler: self, scope: scope, inputSlots: inSlots)
+            let plan = node.outputs.first.flatMap { plans[$0] }
+            let context = NodeContext(node: node, name: name, opset: opset, compiler: self, scope: scope, inputSlots: inSlots, plan: plan)
             claimed.removeAll()
             let run: OpRun
             do {
@@ -135,16 +175,13 @@ final class GraphCompiler {
             // Fold nodes whose inputs are all known now (not control flow: its branches may read outer values).
             let inputsKnown = inSlots.allSatisfy { $0 < 0 || constantValues[$0] != nil }
             if inputsKnown && context.captured.value.isEmpty && !OpTable.neverFold.contains(node.opType) {
-                let ctx = ExecutionContext(slotCount: 0, threads: 1, variant: .fast, maxTensorBytes: options.maxTensorBytes,
-                                           limitName: "MBModel.Options.maxTensorBytes")
-                if let outs = try? run(Inputs(inSlots.map { $0 < 0 ? nil : constantValues[$0] }), ctx),
-                   outs.count >= outSlots.count {
+                if let outs = foldRun(run, inSlots.map { $0 < 0 ? nil : constantValues[$0] }), outs.count >= outSlots.count {
                     for (i, s) in outSlots.enumerated() where s >= 0 { constantValues[s] = outs[i] }
                     folded += 1
                     continue
                 }
             }
-            steps.append(Step(name: name, opType: node.opType, inputs: inSlots, outputs: outSlots, run: run))
+            steps.append(Step(name: name, opType: plan?.label ?? node.opType, inputs: inSlots, outputs: outSlots, run: run))
             stepCaptures.append(context.captured.value)
         }
         var outputSlots: [Int] = []
@@ -167,6 +204,17 @@ final class GraphCompiler {
         for (i, caps) in stepCaptures.enumerated() { for s in caps { lastUse[s] = max(lastUse[s] ?? i, i) } }
         let keep = Set(outputSlots)
         for (s, i) in lastUse where ownedSet.contains(s) && !keep.contains(s) { steps[i].release.append(s) }
+        // An input whose value dies at a step may be overwritten by that step's output (checked
+        // again at run time: only when the step holds the buffer's one reference). Never graph
+        // inputs (the caller's tensors), constants, or values a subgraph of the step reads.
+        let inputSet = Set(inputSlots)
+        for i in steps.indices where stepCaptures[i].isEmpty {
+            let dying = Set(steps[i].release)
+            steps[i].donatable = steps[i].inputs.indices.filter { j in
+                let s = steps[i].inputs[j]
+                return s >= 0 && dying.contains(s) && !inputSet.contains(s) && constantValues[s] == nil && packedConstants[s] == nil
+            }
+        }
         // What this graph reads from enclosing scopes.
         var used = Set<Int>()
         for (i, step) in steps.enumerated() { used.formUnion(step.inputs.filter { $0 >= 0 }); used.formUnion(stepCaptures[i]) }

@@ -13,6 +13,8 @@ public final class MBModel: Sendable {
     let slotCount: Int
     /// How many nodes were folded into constants at load.
     public let foldedNodeCount: Int
+    /// What the load-time optimizer did: nodes rewritten per pass, by pass name.
+    public let optimizerReport: [String: Int]
     public let options: Options
     /// Binarized weights the kernels run from their bit planes (packed mode), by node name.
     public let packedNodes: [String]
@@ -32,6 +34,10 @@ public final class MBModel: Sendable {
         public var maxGraphDepth: Int
         /// How binarized weights run.
         public var weights: Weights
+        /// Run the graph optimizer at load (`GraphOptimizer`: constant folding, BatchNormalization
+        /// folding, activation and residual fusion, no-op and dead node removal). Off only to
+        /// compare against the graph as written.
+        public var optimize: Bool
 
         /// How binarized weights run.
         public enum Weights: String, Sendable, CaseIterable {
@@ -42,7 +48,9 @@ public final class MBModel: Sendable {
             case packed
         }
 
-        public init(maxTensorBytes: Int = MBSession.Options.defaultMaxTensorBytes, maxGraphDepth: Int = 64, weights: Weights = .expanded) {
+        public init(maxTensorBytes: Int = MBSession.Options.defaultMaxTensorBytes, maxGraphDepth: Int = 64, weights: Weights = .expanded,
+                    optimize: Bool = true) {
+            self.optimize = optimize
             self.maxTensorBytes = maxTensorBytes
             self.maxGraphDepth = maxGraphDepth
             self.weights = weights
@@ -55,7 +63,17 @@ public final class MBModel: Sendable {
     public init(ir: IRModel, options: Options = Options()) throws(MBRuntimeError) {
         let opset = ir.opsetVersion(domain: "") ?? ir.opsetVersion(domain: "ai.onnx") ?? 1
         let compiler = GraphCompiler(opset: Int(opset), opsets: ir.opsets, options: options)
-        self.graph = try compiler.compile(Fusion.fuseConvRelu(ir.graph), parent: nil, place: "graph")
+        var irGraph = ir.graph
+        if options.optimize {
+            let optimized = GraphOptimizer.optimize(ir.graph, compiler: compiler)
+            irGraph = optimized.graph
+            compiler.plans = optimized.plans
+            compiler.presetConstants = optimized.constants
+            self.optimizerReport = optimized.report
+        } else {
+            self.optimizerReport = [:]
+        }
+        self.graph = try compiler.compile(irGraph, parent: nil, place: "graph")
         self.slotCount = compiler.slotCount
         self.foldedNodeCount = compiler.folded
         self.inputs = ir.graph.inputs
@@ -96,6 +114,7 @@ public final class MBModel: Sendable {
 /// One node ready to run: where its inputs and outputs live and which values die after it.
 struct Step: Sendable {
     let name: String
+    /// The operator, or for a fused node the operators it runs ("Conv+BatchNormalization+Relu").
     let opType: String
     /// Slot per input; -1 for an omitted optional input.
     let inputs: [Int]
@@ -104,6 +123,9 @@ struct Step: Sendable {
     let run: OpRun
     /// Slots whose last use this step is; released (their buffers recycled) after it.
     var release: [Int] = []
+    /// Input indices whose value dies at this step (not graph inputs or constants): the step
+    /// may write its output over them when it holds their buffer's only reference.
+    var donatable: [Int] = []
 }
 
 /// A graph (main or If branch) compiled against one slot space shared by all scopes.

@@ -75,7 +75,14 @@ public final class MBSession {
         // (measured faster than OpenBLAS's own threading on these small products).
         BLAS.setThreads(1)
         if options.profile { context.profile = MBProfile() }
-        defer { lastProfile = context.profile }
+        pool.core.resetPeak()
+        let missesBefore = pool.core.misses
+        defer {
+            lastProfile = context.profile
+            lastPeakActivationBytes = pool.core.peakLiveBytes
+            lastRunAllocations = pool.core.misses - missesBefore
+            lastRunReusedBuffers = context.reusedBuffers
+        }
         let values = try context.run(graph)
         var result: [String: MBTensor] = [:]
         for (name, value) in zip(graph.outputNames, values) { result[name] = value }
@@ -105,6 +112,15 @@ public final class MBSession {
 
     /// Bytes of freed intermediate buffers the session keeps for the next run.
     public var pooledBytes: Int { pool.bytesHeld }
+
+    /// Peak bytes of runtime-allocated tensors alive at once during the last run (intermediate
+    /// values and outputs; constants and kernel scratch not included).
+    public private(set) var lastPeakActivationBytes = 0
+    /// Tensor buffers the last run had to allocate because the pool had none of that size free
+    /// (0 in a steady state: the same model run again reuses every buffer).
+    public private(set) var lastRunAllocations = 0
+    /// Outputs the last run wrote over an input that died at that node.
+    public private(set) var lastRunReusedBuffers = 0
 }
 
 /// Where a run spent its time.

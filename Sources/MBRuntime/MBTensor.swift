@@ -1,3 +1,4 @@
+import Foundation
 import MBCore
 
 /// A dense tensor: element type, shape and a reference-counted buffer. Values are immutable once
@@ -124,18 +125,30 @@ extension ElementType {
     }
 }
 
-/// The bytes behind one or more tensors: allocated by the runtime (recyclable through a
-/// session's pool) or borrowed from constant data (kept alive through `owner`).
+/// The bytes behind one or more tensors: allocated by the runtime (from a session's pool, and
+/// handed back to it when the last tensor using them dies) or borrowed from constant data (kept
+/// alive through `owner`).
 final class TensorStorage: @unchecked Sendable {
     let raw: UnsafeMutableRawPointer
     let byteCount: Int
     let owner: AnyObject?
+    /// The pool the bytes return to when this storage dies (nil: freed).
+    let home: PoolCore?
 
     /// Fresh, uninitialized memory, 64-byte aligned.
     init(byteCount: Int) {
         self.byteCount = byteCount
         self.raw = UnsafeMutableRawPointer.allocate(byteCount: max(byteCount, 1), alignment: 64)
         self.owner = nil
+        self.home = nil
+    }
+
+    /// Memory from a pool, returned to it on deinit.
+    init(pooled raw: UnsafeMutableRawPointer, byteCount: Int, home: PoolCore) {
+        self.raw = raw
+        self.byteCount = byteCount
+        self.owner = nil
+        self.home = home
     }
 
     /// Memory someone else owns (e.g. a mapped constant); never written.
@@ -143,32 +156,82 @@ final class TensorStorage: @unchecked Sendable {
         self.raw = UnsafeMutableRawPointer(mutating: raw)
         self.byteCount = byteCount
         self.owner = owner
+        self.home = nil
     }
 
     var recyclable: Bool { owner == nil }
 
     deinit {
-        if owner == nil { raw.deallocate() }
+        if let home { home.giveBack(raw, byteCount: byteCount) } else if owner == nil { raw.deallocate() }
     }
 }
 
-/// Freed intermediate buffers of one session, by size, handed out again on the next allocation
-/// of the same size (the same model run twice allocates the same sizes).
+/// The free lists of one session's pool, shared with every storage it handed out (a tensor
+/// may outlive its session, or die on another thread: returns are locked).
+final class PoolCore: @unchecked Sendable {
+    private let lock = NSLock()
+    private var free: [Int: [UnsafeMutableRawPointer]] = [:]
+    private var closed = false
+    /// Bytes handed out and not yet returned, and their maximum since `resetPeak`.
+    private(set) var liveBytes = 0
+    private(set) var peakLiveBytes = 0
+    /// Buffers that had to be allocated because none of that size was free.
+    private(set) var misses = 0
+    private(set) var heldBytes = 0
+
+    func take(byteCount: Int) -> UnsafeMutableRawPointer {
+        lock.lock()
+        defer { lock.unlock() }
+        liveBytes += byteCount
+        peakLiveBytes = max(peakLiveBytes, liveBytes)
+        if let p = free[byteCount]?.popLast() {
+            heldBytes -= byteCount
+            return p
+        }
+        misses += 1
+        return UnsafeMutableRawPointer.allocate(byteCount: max(byteCount, 1), alignment: 64)
+    }
+
+    func giveBack(_ p: UnsafeMutableRawPointer, byteCount: Int) {
+        lock.lock()
+        defer { lock.unlock() }
+        liveBytes -= byteCount
+        if closed { p.deallocate(); return }
+        free[byteCount, default: []].append(p)
+        heldBytes += byteCount
+    }
+
+    func resetPeak() {
+        lock.lock()
+        peakLiveBytes = liveBytes
+        lock.unlock()
+    }
+
+    /// Frees the held buffers; later returns are freed at once.
+    func close() {
+        lock.lock()
+        defer { lock.unlock() }
+        closed = true
+        for list in free.values { for p in list { p.deallocate() } }
+        free = [:]
+        heldBytes = 0
+    }
+
+    deinit { for list in free.values { for p in list { p.deallocate() } } }
+}
+
+/// Intermediate buffers of one session, by exact size. A buffer returns when the last tensor
+/// viewing it dies (the step after a value's last use drops it, so lifetimes follow liveness),
+/// and the next allocation of that size takes it: the same model run twice asks for the same
+/// sizes in the same order, so a steady-state run allocates nothing (`misses` stays put).
 final class BufferPool {
-    private var free: [Int: [TensorStorage]] = [:]
+    let core = PoolCore()
 
     func take(byteCount: Int) -> TensorStorage {
-        if var list = free[byteCount], let s = list.popLast() {
-            free[byteCount] = list
-            return s
-        }
-        return TensorStorage(byteCount: byteCount)
+        TensorStorage(pooled: core.take(byteCount: byteCount), byteCount: byteCount, home: core)
     }
 
-    func give(_ storage: TensorStorage) {
-        guard storage.recyclable else { return }
-        free[storage.byteCount, default: []].append(storage)
-    }
+    var bytesHeld: Int { core.heldBytes }
 
-    var bytesHeld: Int { free.reduce(0) { $0 + $1.key * $1.value.count } }
+    deinit { core.close() }
 }

@@ -42,4 +42,7 @@ void fk_gather_stride(const float *src, long stride, float *dst, long count);
 }
 #endif
 
+// The elementwise kernels (their own header; this one is the module's umbrella).
+#include "Elementwise.h"
+
 #endif

@@ -1,4 +1,5 @@
 import MBCore
+import MBKernels
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -8,10 +9,10 @@ import Darwin
 /// Broadcasting arithmetic, comparison and logic, and the variadic Sum/Mean/Min/Max.
 enum BinaryOps {
     static let table: [String: OpTable.Compile] = [
-        "Add": { _ in { i, c in [try arith(i[0], i[1], c, { $0 + $1 }, { $0 &+ $1 })] } },
-        "Sub": { _ in { i, c in [try arith(i[0], i[1], c, { $0 - $1 }, { $0 &- $1 })] } },
-        "Mul": { _ in { i, c in [try arith(i[0], i[1], c, { $0 * $1 }, { $0 &* $1 })] } },
-        "Div": { _ in { i, c in [try arith(i[0], i[1], c, { $0 / $1 }, { $1 == 0 ? 0 : $0 / $1 })] } },
+        "Add": { _ in { i, c in [try arith(i, c, .add, { $0 + $1 }, { $0 &+ $1 })] } },
+        "Sub": { _ in { i, c in [try arith(i, c, .sub, { $0 - $1 }, { $0 &- $1 })] } },
+        "Mul": { _ in { i, c in [try arith(i, c, .mul, { $0 * $1 }, { $0 &* $1 })] } },
+        "Div": { _ in { i, c in [try arith(i, c, .div, { $0 / $1 }, { $1 == 0 ? 0 : $0 / $1 })] } },
         "Pow": { _ in { i, c in
             let x = try i.required(0), y = try i.required(1)
             if x.elementType == .float {
@@ -43,11 +44,11 @@ enum BinaryOps {
         "And": { _ in { i, c in [try logic(i[0], i[1], c) { $0 & $1 }] } },
         "Or": { _ in { i, c in [try logic(i[0], i[1], c) { $0 | $1 }] } },
         "Xor": { _ in { i, c in [try logic(i[0], i[1], c) { $0 ^ $1 }] } },
-        "Sum": { _ in { i, c in [try variadic(i, c, { $0 + $1 }, { $0 &+ $1 })] } },
-        "Max": { _ in { i, c in [try variadic(i, c, { $0.isNaN || $1.isNaN ? .nan : max($0, $1) }, { max($0, $1) })] } },
-        "Min": { _ in { i, c in [try variadic(i, c, { $0.isNaN || $1.isNaN ? .nan : min($0, $1) }, { min($0, $1) })] } },
+        "Sum": { _ in { i, c in [try variadic(i, c, .add, { $0 + $1 }, { $0 &+ $1 })] } },
+        "Max": { _ in { i, c in [try variadic(i, c, .max, { $0.isNaN || $1.isNaN ? .nan : max($0, $1) }, { max($0, $1) })] } },
+        "Min": { _ in { i, c in [try variadic(i, c, .min, { $0.isNaN || $1.isNaN ? .nan : min($0, $1) }, { min($0, $1) })] } },
         "Mean": { _ in { i, c in
-            let sum = try variadic(i, c, { $0 + $1 }, { $0 &+ $1 })
+            let sum = try variadic(i, c, .add, { $0 + $1 }, { $0 &+ $1 })
             let n = Float(i.values.compactMap { $0 }.count)
             return [try mapFloats(sum, c) { $0 / n }]
         } },
@@ -75,6 +76,17 @@ enum BinaryOps {
             return s.reshaped([s.shape[0]] + Array(repeating: 1, count: x.count - 2))
         }
         return s
+    }
+
+    /// A binary operator over inputs 0 and 1: floats through the shared SIMD broadcasting
+    /// driver (writing over a dying input when it may), integers through `g`.
+    static func arith(_ i: Inputs, _ c: ExecutionContext, _ op: Elementwise.BinaryOp,
+                      _ f: (Float, Float) -> Float, _ g: (Int64, Int64) -> Int64) throws -> MBTensor {
+        guard let a = i[0], let b = i[1] else { throw OpError("needs two inputs") }
+        if a.elementType == .float && b.elementType == .float {
+            return try FloatElementwise.binary(op, a, b, reusing: [0, 1], of: i, c)
+        }
+        return try arith(a, b, c, f, g)
     }
 
     static func arith(_ a: MBTensor?, _ b: MBTensor?, _ c: ExecutionContext,
@@ -107,10 +119,21 @@ enum BinaryOps {
         return try broadcastMap(a, b, .bool, c) { (x: UInt8, y: UInt8) -> UInt8 in f(x != 0 ? 1 : 0, y != 0 ? 1 : 0) }
     }
 
-    static func variadic(_ i: Inputs, _ c: ExecutionContext, _ f: (Float, Float) -> Float, _ g: (Int64, Int64) -> Int64) throws -> MBTensor {
+    static func variadic(_ i: Inputs, _ c: ExecutionContext, _ op: Elementwise.BinaryOp,
+                         _ f: (Float, Float) -> Float, _ g: (Int64, Int64) -> Int64) throws -> MBTensor {
         let xs = i.values.compactMap { $0 }
         guard var acc = xs.first else { throw OpError("needs at least one input") }
         if xs.count == 1 { return acc }
+        if xs.allSatisfy({ $0.elementType == .float }) {
+            if xs.count == 2 && i.count == 2 { return try FloatElementwise.binary(op, xs[0], xs[1], reusing: [0, 1], of: i, c) }
+            // Later sums accumulate into the first result (this node's own buffer).
+            var owned = false
+            for x in xs.dropFirst() {
+                acc = try FloatElementwise.binary(op, acc, x, reusing: owned ? [0] : [], of: Inputs([acc, x], reusable: [owned, false]), c)
+                owned = true
+            }
+            return acc
+        }
         for x in xs.dropFirst() { acc = try arith(acc, x, c, f, g) }
         return acc
     }

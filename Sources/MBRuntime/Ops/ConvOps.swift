@@ -98,7 +98,14 @@ enum ConvOps {
     static let table: [String: OpTable.Compile] = [
         "Conv": { n in
             let a = try Attributes(n)
-            let activation: Conv.Activation = try n.string(Fusion.activationAttribute, default: "") == "Relu" ? .relu : .none
+            // A fused activation: Relu runs in the kernel epilogue; with a residual, or any other
+            // activation, the kernel writes the plain sum and `FloatElementwise.finish` applies
+            // the rest in one threaded pass.
+            let plan = n.plan
+            let fusedActivation = plan?.activation ?? .none
+            let residualIndex = plan?.residual == true ? n.inputCount - 1 : nil
+            let activation: Conv.Activation = residualIndex == nil ? fusedActivation.kernelEpilogue : .none
+            let after: Conv.Activation = activation == fusedActivation ? .none : fusedActivation
             let binarized = try BinarizedInput.spec(n)
             if let w = n.constantInput(1), w.elementType != .float { throw n.unsupported("weights of type \(w.elementType.name) (float only)") }
             if let packed = n.packedInput(1), let weights = try? PackedConvWeights(packed, groups: a.group, activations: binarized) {
@@ -108,7 +115,8 @@ enum ConvOps {
                     let bias = try i[2].map { _ in try i.float(2, "B") }
                     try Attributes.checkDimensions(("X", x))
                     let g = try a.geometry(x: x, w: weights.shape, bias: bias)
-                    return [try weights.forward(g, x: x, bias: bias, relu: activation == .relu, c)]
+                    let y = try weights.forward(g, x: x, bias: bias, relu: activation == .relu, c)
+                    return [try FloatElementwise.finish(y, residual: try residualIndex.map { try i.float($0, "residual") }, after, c)]
                 }
             }
             return { i, c in
@@ -121,7 +129,7 @@ enum ConvOps {
                 let out = try c.alloc(.float, [g.batch, g.outChannels] + g.output)
                 Conv.forward(c.variant, g, input: x.pointer(Float.self), weights: w.pointer(Float.self), bias: bias?.pointer(Float.self),
                              output: out.mutable(Float.self), activation: activation, threads: c.threads, scratch: c.scratch)
-                return [out]
+                return [try FloatElementwise.finish(out, residual: try residualIndex.map { try i.float($0, "residual") }, after, c)]
             }
         },
         "ConvTranspose": { n in
@@ -134,6 +142,7 @@ enum ConvOps {
             if let os = outputShape, let bad = os.first(where: { $0 < 0 || $0 > Attributes.maxDimension }) {
                 throw n.bad("output_shape \(os): \(bad) is outside 0...\(Attributes.maxDimension)")
             }
+            let after = n.plan?.activation ?? .none
             return { i, c in
                 let x = try i.float(0, "X"), w = try i.float(1, "W")
                 let bias = try i[2].map { _ in try i.float(2, "B") }
@@ -173,7 +182,7 @@ enum ConvOps {
                 let y = try c.alloc(.float, [g.batch, outC] + out)
                 ConvTranspose.forward(c.variant, g, input: x.pointer(Float.self), weights: w.pointer(Float.self), bias: bias?.pointer(Float.self),
                                       output: y.mutable(Float.self), threads: c.threads, scratch: c.scratch)
-                return [y]
+                return [try FloatElementwise.finish(y, residual: nil, after, c)]
             }
         },
     ]

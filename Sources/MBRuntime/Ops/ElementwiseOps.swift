@@ -1,4 +1,5 @@
 import MBCore
+import MBKernels
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -10,12 +11,12 @@ enum ElementwiseOps {
     static let table: [String: OpTable.Compile] = [
         "Relu": { _ in { i, c in
             let x = try i.required(0)
-            if x.elementType == .float { return [try mapFloats(x, c) { $0 > 0 ? $0 : 0 }] }
+            if x.elementType == .float { return [try FloatElementwise.unary(.activation(.relu), x, reusing: 0, of: i, c)] }
             return [try mapInt(x, c) { max($0, 0) }]
         } },
         "LeakyRelu": { n in
             let alpha = try n.float("alpha", default: 0.01)
-            return { i, c in [try mapFloats(try i.float(0), c) { $0 >= 0 ? $0 : alpha * $0 }] }
+            return { i, c in [try FloatElementwise.unary(.activation(.leakyRelu(alpha: alpha)), try i.float(0), reusing: 0, of: i, c)] }
         },
         "Elu": { n in
             let alpha = try n.float("alpha", default: 1)
@@ -30,24 +31,24 @@ enum ElementwiseOps {
             let alpha = try n.float("alpha", default: 1)
             return { i, c in [try mapFloats(try i.float(0), c) { $0 > alpha ? $0 : 0 }] }
         },
-        "Sigmoid": { _ in { i, c in [try mapFloats(try i.float(0), c) { sigmoid($0) }] } },
+        "Sigmoid": { _ in { i, c in [try FloatElementwise.unary(.activation(.sigmoid), try i.float(0), reusing: 0, of: i, c)] } },
         "HardSigmoid": { n in
             let alpha = try n.float("alpha", default: 0.2), beta = try n.float("beta", default: 0.5)
-            return { i, c in [try mapFloats(try i.float(0), c) { min(max(alpha * $0 + beta, 0), 1) }] }
+            return { i, c in [try FloatElementwise.unary(.activation(.hardSigmoid(alpha: alpha, beta: beta)), try i.float(0), reusing: 0, of: i, c)] }
         },
-        "HardSwish": { _ in { i, c in [try mapFloats(try i.float(0), c) { $0 * min(max($0 / 6 + 0.5, 0), 1) }] } },
-        "Tanh": { _ in { i, c in [try mapFloats(try i.float(0), c) { tanhf($0) }] } },
+        "HardSwish": { _ in { i, c in [try FloatElementwise.unary(.activation(.hardSwish), try i.float(0), reusing: 0, of: i, c)] } },
+        "Tanh": { _ in { i, c in [try FloatElementwise.unary(.activation(.tanh), try i.float(0), reusing: 0, of: i, c)] } },
         "Softplus": { _ in { i, c in [try mapFloats(try i.float(0), c) { $0 > 20 ? $0 : log1pf(expf($0)) }] } },
         "Softsign": { _ in { i, c in [try mapFloats(try i.float(0), c) { $0 / (1 + abs($0)) }] } },
         "Mish": { _ in { i, c in [try mapFloats(try i.float(0), c) { $0 * tanhf($0 > 20 ? $0 : log1pf(expf($0))) }] } },
-        "Exp": { _ in { i, c in [try mapFloats(try i.float(0), c) { expf($0) }] } },
+        "Exp": { _ in { i, c in [try FloatElementwise.unary(.exp, try i.float(0), reusing: 0, of: i, c)] } },
         "Log": { _ in { i, c in [try mapFloats(try i.float(0), c) { logf($0) }] } },
         "Sqrt": { _ in { i, c in [try mapFloats(try i.float(0), c) { $0.squareRoot() }] } },
         "Reciprocal": { _ in { i, c in [try mapFloats(try i.float(0), c) { 1 / $0 }] } },
         "Floor": { _ in { i, c in [try mapFloats(try i.float(0), c) { $0.rounded(.down) }] } },
         "Ceil": { _ in { i, c in [try mapFloats(try i.float(0), c) { $0.rounded(.up) }] } },
         "Round": { _ in { i, c in [try mapFloats(try i.float(0), c) { $0.rounded(.toNearestOrEven) }] } },
-        "Erf": { _ in { i, c in [try mapFloats(try i.float(0), c) { erff($0) }] } },
+        "Erf": { _ in { i, c in [try FloatElementwise.unary(.erf, try i.float(0), reusing: 0, of: i, c)] } },
         "Sin": { _ in { i, c in [try mapFloats(try i.float(0), c) { sinf($0) }] } },
         "Cos": { _ in { i, c in [try mapFloats(try i.float(0), c) { cosf($0) }] } },
         "Tan": { _ in { i, c in [try mapFloats(try i.float(0), c) { tanf($0) }] } },
@@ -62,9 +63,8 @@ enum ElementwiseOps {
         "Gelu": { n in
             let approximate = try n.string("approximate", default: "none")
             switch approximate {
-            case "none": return { i, c in [try mapFloats(try i.float(0), c) { 0.5 * $0 * (1 + erff($0 * 0.70710678118654752)) }] }
-            case "tanh":
-                return { i, c in [try mapFloats(try i.float(0), c) { 0.5 * $0 * (1 + tanhf(0.79788456080286536 * ($0 + 0.044715 * $0 * $0 * $0))) }] }
+            case "none": return { i, c in [try FloatElementwise.unary(.gelu, try i.float(0), reusing: 0, of: i, c)] }
+            case "tanh": return { i, c in [try FloatElementwise.unary(.geluTanh, try i.float(0), reusing: 0, of: i, c)] }
             default: throw n.bad("approximate '\(approximate)' is not none or tanh")
             }
         },
@@ -74,6 +74,7 @@ enum ElementwiseOps {
         },
         "Swish": { n in
             let alpha = try n.float("alpha", default: 1)
+            if alpha == 1 { return { i, c in [try FloatElementwise.unary(.activation(.silu), try i.float(0), reusing: 0, of: i, c)] } }
             return { i, c in [try mapFloats(try i.float(0), c) { $0 * sigmoid(alpha * $0) }] }
         },
         "IsNaN": { _ in { i, c in [try mapToBool(try i.float(0), c) { $0.isNaN }] } },
@@ -120,7 +121,7 @@ enum ElementwiseOps {
                     lo = try i[1].map(floatScalar) ?? -Float.infinity
                     hi = try i[2].map(floatScalar) ?? Float.infinity
                 }
-                if x.elementType == .float { return [try mapFloats(x, c) { min(max($0, lo), hi) }] }
+                if x.elementType == .float { return [try FloatElementwise.unary(.activation(.clip(min: lo, max: hi)), x, reusing: 0, of: i, c)] }
                 let l = Int64(max(lo, -9.2e18)), h = Int64(min(hi, 9.2e18))
                 return [try mapInt(x, c) { min(max($0, l), h) }]
             }

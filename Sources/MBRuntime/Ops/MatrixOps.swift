@@ -8,6 +8,7 @@ enum MatrixOps {
             let alpha = try n.float("alpha", default: 1), beta = try n.float("beta", default: 1)
             let transA = try n.int("transA", default: 0) != 0, transB = try n.int("transB", default: 0) != 0
             let binarized = try BinarizedInput.spec(n)
+            let after = n.plan?.activation ?? .none
             if !transA, let packed = n.packedInput(1), let pm = try? PackedMatrix(packed, transposed: transB, activations: binarized) {
                 n.claimPacked(1, bytes: pm.matrix.residentBytes)
                 return { i, c in
@@ -27,7 +28,7 @@ enum MatrixOps {
                             for j in 0..<(m * nn) { py[j] += beta * pc[j] }
                         }
                     }
-                    return [y]
+                    return [try FloatElementwise.finish(y, residual: nil, after, c)]
                 }
             }
             // Before opset 7, C had to match [M, N] unless broadcast=1; broadcasting always is a superset.
@@ -56,7 +57,7 @@ enum MatrixOps {
                 Gemm.parallel(c.variant, threads: c.threads, transA: transA, transB: transB, m: m, n: nn, k: k, alpha: alpha,
                            a: a.pointer(Float.self), lda: a.shape[1], b: b.pointer(Float.self), ldb: b.shape[1],
                            beta: betaUsed, c: y.mutable(Float.self), ldc: nn)
-                return [y]
+                return [try FloatElementwise.finish(y, residual: nil, after, c)]
             }
         },
         "MatMul": { n in

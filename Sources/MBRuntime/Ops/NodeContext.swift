@@ -8,7 +8,19 @@ typealias OpRun = @Sendable (Inputs, ExecutionContext) throws -> [MBTensor]
 /// A node's input values at run time.
 struct Inputs {
     let values: [MBTensor?]
-    init(_ values: [MBTensor?]) { self.values = values }
+    /// Per input: its buffer may be overwritten by this node's output (the value dies here and
+    /// nothing else references the buffer). Empty when no input is.
+    let reusable: [Bool]
+    init(_ values: [MBTensor?], reusable: [Bool] = []) {
+        self.values = values
+        self.reusable = reusable
+    }
+
+    /// Input `i`'s buffer when this node may write a `bytes`-byte output over it.
+    func reusableStorage(_ i: Int, bytes: Int) -> TensorStorage? {
+        guard i < reusable.count, reusable[i], let t = values[i], t.storage.byteCount == bytes else { return nil }
+        return t.storage
+    }
 
     var count: Int { values.count }
 
@@ -48,8 +60,11 @@ struct NodeContext {
     let inputSlots: [Int]
     /// Outer slots read by this node's subgraphs.
     let captured = Box(Set<Int>())
+    /// What the optimizer fused into this node (an activation, a residual input), if anything.
+    let plan: FusedPlan?
 
-    init(node: IRNode, name: String, opset: Int, compiler: GraphCompiler, scope: Scope, inputSlots: [Int]) {
+    init(node: IRNode, name: String, opset: Int, compiler: GraphCompiler, scope: Scope, inputSlots: [Int], plan: FusedPlan? = nil) {
+        self.plan = plan
         self.node = node
         self.name = name
         self.opset = opset
@@ -217,6 +232,22 @@ final class ExecutionContext: @unchecked Sendable {
         return bytes
     }
 
+    /// A float tensor of `shape` for an elementwise result: written over the buffer of one of
+    /// `candidates` (input indices) when `inputs` says it dies here, else from the pool.
+    func output(_ shape: [Int], reusing candidates: [Int], of inputs: Inputs) throws(OpError) -> MBTensor {
+        let bytes = try checkedBytes(.float, shape)
+        for i in candidates {
+            if let s = inputs.reusableStorage(i, bytes: bytes), inputs.values[i]?.elementType == .float {
+                reusedBuffers += 1
+                return MBTensor(elementType: .float, shape: shape, storage: s)
+            }
+        }
+        return MBTensor(elementType: .float, shape: shape, storage: pool.take(byteCount: bytes))
+    }
+
+    /// Outputs written over a dying input this run.
+    var reusedBuffers = 0
+
     /// A zero-filled tensor.
     func zeros(_ type: ElementType, _ shape: [Int]) throws(OpError) -> MBTensor {
         let t = try alloc(type, shape)
@@ -224,11 +255,26 @@ final class ExecutionContext: @unchecked Sendable {
         return t
     }
 
-    /// Drops the value in `slot`, returning its buffer to the pool when nothing else holds it.
+    /// Drops the value in `slot`; its buffer returns to the pool when nothing else holds it.
     func release(_ slot: Int) {
-        guard var t = env[slot] else { return }
         env[slot] = nil
-        if isKnownUniquelyReferenced(&t.storage) { pool.give(t.storage) }
+    }
+
+    /// The inputs of `step`, with those whose value dies at this step marked reusable when this
+    /// step holds the only reference to their buffer (no view, no other input, no later reader):
+    /// an elementwise op may then write its output over them.
+    func inputs(of step: Step) -> Inputs {
+        var values = step.inputs.map { $0 < 0 ? nil : env[$0] }
+        guard !step.donatable.isEmpty else { return Inputs(values) }
+        var reusable = [Bool](repeating: false, count: values.count)
+        for j in step.donatable { env[step.inputs[j]] = nil }
+        for j in step.donatable {
+            guard var t = values[j] else { continue }
+            values[j] = nil
+            reusable[j] = isKnownUniquelyReferenced(&t.storage) && t.storage.home != nil
+            values[j] = t
+        }
+        return Inputs(values, reusable: reusable)
     }
 
     /// Runs `graph` in the current environment and returns its outputs.
@@ -240,10 +286,10 @@ final class ExecutionContext: @unchecked Sendable {
                 // The inputs array dies with this call, so released buffers can be unique below.
                 if let profile {
                     let start = DispatchTime.now().uptimeNanoseconds
-                    outputs = try step.run(Inputs(step.inputs.map { $0 < 0 ? nil : env[$0] }), self)
+                    outputs = try step.run(inputs(of: step), self)
                     profile.add(step, nanoseconds: DispatchTime.now().uptimeNanoseconds - start)
                 } else {
-                    outputs = try step.run(Inputs(step.inputs.map { $0 < 0 ? nil : env[$0] }), self)
+                    outputs = try step.run(inputs(of: step), self)
                 }
             } catch let e as OpError {
                 throw MBRuntimeError(e.kind, node: step.name, opType: step.opType, e.message)

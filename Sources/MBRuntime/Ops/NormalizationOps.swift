@@ -125,6 +125,17 @@ enum NormalizationOps {
         return { i, c in
             let x = try i.float(0, "input")
             let (outer, len, inner) = try softmaxView(x, axis: axisAttr, legacy: legacy)
+            if !log && inner == 1 && c.variant == .fast {
+                // Contiguous rows: the SIMD kernel, rows split across threads, over a dying input.
+                let y = try c.output(x.shape, reusing: [0], of: i)
+                let src = x.pointer(Float.self), dst = UncheckedSendable(y.mutable(Float.self))
+                let chunks = min(c.threads, outer, max(1, x.count / FloatElementwise.grain))
+                Parallel.forEach(chunks, threads: chunks) { k in
+                    let lo = outer * k / chunks, hi = outer * (k + 1) / chunks
+                    Elementwise.softmaxRows(src + lo * len, dst.value + lo * len, rows: hi - lo, n: len)
+                }
+                return [y]
+            }
             let y = try c.alloc(.float, x.shape)
             let src = x.pointer(Float.self), dst = UncheckedSendable(y.mutable(Float.self))
             Parallel.forEach(outer * inner, threads: x.count > parallelGrain ? c.threads : 1) { job in

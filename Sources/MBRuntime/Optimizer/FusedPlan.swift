@@ -1,0 +1,14 @@
+import MBKernels
+
+/// What the optimizer fused into one Conv, ConvTranspose or Gemm node: the operators it now
+/// runs (for `run --profile`: "Conv+BatchNormalization+HardSwish"), the activation its epilogue
+/// applies, and whether its last input is a residual added before that activation.
+struct FusedPlan: Sendable, Equatable {
+    /// Operator names, the node's own first.
+    var operators: [String]
+    var activation: Activation = .none
+    /// The node's inputs end with a residual tensor R: y = activation(op(...) + R).
+    var residual = false
+
+    var label: String { operators.joined(separator: "+") }
+}

@@ -19,7 +19,7 @@ static inline __attribute__((always_inline)) void F(store)(float *p, VF v) { __b
 // coefficients), 2^n through the exponent bits. Results below FLT_MIN are flushed to 0,
 // above FLT_MAX are +inf, NaN stays NaN.
 static inline __attribute__((always_inline)) VF F(exp)(VF x) {
-    VF c = __builtin_elementwise_min(__builtin_elementwise_max(x, F(splat)(-87.33f)), F(splat)(88.37f));
+    VF c = __builtin_elementwise_min(__builtin_elementwise_max(x, F(splat)(-87.33654f)), F(splat)(88.7228f));
     VF n = __builtin_elementwise_floor(c * 1.44269504088896341f + 0.5f);
     VF r = c - n * 0.693359375f;
     r = r - n * -2.12194440e-4f;
@@ -30,10 +30,14 @@ static inline __attribute__((always_inline)) VF F(exp)(VF x) {
     p = p * r + 1.6666665459E-1f;
     p = p * r + 5.0000001201E-1f;
     VF y = p * (r * r) + r + 1.0f;
-    VI e = (__builtin_convertvector(n, VI) + 127) << 23;
+    // n reaches 128 just below ln(FLT_MAX): scale by 2^(n-1) and then by 2 there.
+    VI ni = __builtin_convertvector(n, VI);
+    VI top = ni > 127;
+    VI e = (ni + top + 127) << 23;
     y = y * (VF)e;
-    y = F(sel)(x < -87.33f, F(splat)(0.0f), y);
-    y = F(sel)(x > 88.72f, F(splat)(__builtin_inff()), y);
+    y = F(sel)(top, y + y, y);
+    y = F(sel)(x < -87.33654f, F(splat)(0.0f), y);
+    y = F(sel)(x > 88.7228f, F(splat)(__builtin_inff()), y);
     return F(sel)(x != x, x, y);
 }
 

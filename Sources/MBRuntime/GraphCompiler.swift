@@ -82,6 +82,12 @@ final class GraphCompiler {
         guard node.domain.isEmpty || node.domain == "ai.onnx", let spec = OpTable.all[node.opType], !OpTable.neverFold.contains(node.opType),
               !node.attributes.contains(where: { if case .graph = $0.value { return true }; if case .graphs = $0.value { return true }; return false })
         else { return nil }
+        // Temporary slots, given back afterwards (they must not grow every session's slot space).
+        let firstSlot = slotCount
+        defer {
+            for s in firstSlot..<slotCount { constantValues[s] = nil }
+            slotCount = firstSlot
+        }
         let scope = Scope(parent: nil)
         var slots: [Int] = []
         for (k, v) in inputs.enumerated() {

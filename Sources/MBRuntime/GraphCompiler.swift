@@ -158,7 +158,8 @@ final class GraphCompiler {
                 if let why = poisoned[s] { throw fail(why.kind, why.message) }
                 inSlots.append(s)
             }
-            guard node.domain.isEmpty || node.domain == "ai.onnx", let spec = OpTable.all[node.opType] else {
+            let internalSpec = depth == 1 && node.domain == FuseElementwiseChains.domain ? FloatElementwise.internalTable[node.opType] : nil
+            guard let spec = internalSpec ?? ((node.domain.isEmpty || node.domain == "ai.onnx") ? OpTable.all[node.opType] : nil) else {
                 throw fail(.unsupportedOperator, "operator \(node.opType) (domain '\(node.domain)') is not supported")
             }
             let plan = node.outputs.first.flatMap { plans[$0] }

@@ -75,7 +75,8 @@ public final class MBModel: Sendable {
         }
         self.graph = try compiler.compile(irGraph, parent: nil, place: "graph")
         self.slotCount = compiler.slotCount
-        self.foldedNodeCount = compiler.folded
+        // Folded by the optimizer's first pass or, for what it leaves (subgraphs), by the compiler.
+        self.foldedNodeCount = compiler.folded + (optimizerReport["fold-constants"] ?? 0)
         self.inputs = ir.graph.inputs
         self.outputs = ir.graph.outputs
         self.opsets = ir.opsets

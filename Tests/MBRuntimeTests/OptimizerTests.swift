@@ -240,6 +240,25 @@ final class OptimizerTests: XCTestCase {
         try check(Self.model(late, consts), fires: "fuse-residual-add", false)
     }
 
+    func testFuseElementwiseChains() throws {
+        let consts = [Self.constant("half", [], [0.5]), Self.constant("two", [1], [2]), Self.constant("three", [], [3])]
+        // (2 - Sigmoid(x) * 0.5) / 3, then Tanh: one chain of five steps (a scalar on the left too).
+        let nodes = [IRNode(name: "s", opType: "Sigmoid", inputs: ["x"], outputs: ["a"]), IRNode(name: "m", opType: "Mul", inputs: ["a", "half"], outputs: ["b"]),
+                     IRNode(name: "sub", opType: "Sub", inputs: ["two", "b"], outputs: ["c"]), IRNode(name: "d", opType: "Div", inputs: ["c", "three"], outputs: ["e"]),
+                     IRNode(name: "t", opType: "Tanh", inputs: ["e"], outputs: ["y"])]
+        let m = try check(Self.model(nodes, consts, input: [3, 5000]), input: [3, 5000], fires: "fuse-elementwise-chains")
+        XCTAssertTrue(try labels(m, input: [3, 5000]).contains("Sigmoid+Mul+Sub+Div+Tanh"))
+        // Must not fire: an intermediate read elsewhere splits the chain into pieces of one.
+        let split = [nodes[0], nodes[1], IRNode(name: "n", opType: "Neg", inputs: ["a"], outputs: ["z"]), IRNode(name: "sub", opType: "Sub", inputs: ["two", "b"], outputs: ["y"])]
+        try check(Self.model(split, consts, input: [3, 50], outputs: ["y", "z"]), input: [3, 50], fires: "fuse-elementwise-chains", false)
+        // Relu then Neg-free integer-capable steps only: not known to be float, left alone.
+        let relus = [IRNode(name: "r1", opType: "Relu", inputs: ["x"], outputs: ["a"]), IRNode(name: "r2", opType: "Relu", inputs: ["a"], outputs: ["y"])]
+        try check(Self.model(relus, [], input: [3, 50]), input: [3, 50], fires: "fuse-elementwise-chains", false)
+        // A non-scalar constant operand breaks the chain.
+        let vector = [nodes[0], IRNode(name: "m", opType: "Mul", inputs: ["a", "vec"], outputs: ["y"])]
+        try check(Self.model(vector, [Self.random("vec", [50], seed: 3)], input: [3, 50]), input: [3, 50], fires: "fuse-elementwise-chains", false)
+    }
+
     func testRemoveDeadNodes() throws {
         let nodes = [IRNode(name: "unused", opType: "Sigmoid", inputs: ["x"], outputs: ["u"]), IRNode(name: "u2", opType: "Neg", inputs: ["u"], outputs: ["u3"]),
                      IRNode(name: "neg", opType: "Neg", inputs: ["x"], outputs: ["y"])]

@@ -116,4 +116,52 @@ enum FloatElementwise {
         }
         return try binary(.add, out, r, then: act, ctx)
     }
+
+    /// Runs a fused chain over `x`: blocks of `block` floats go through every step while they
+    /// are in L1 (the first step reads x, the rest work in place), split across threads.
+    static func chain(_ steps: [ChainStep], _ x: MBTensor, of inputs: Inputs, _ ctx: ExecutionContext) throws -> MBTensor {
+        let out = try ctx.output(x.shape, reusing: [0], of: inputs)
+        let n = x.count
+        let src = x.pointer(Float.self), dst = UncheckedSendable(out.mutable(Float.self))
+        let fast = ctx.variant == .fast
+        let block = 2048
+        let blocks = (n + block - 1) / block
+        let threads = min(ctx.threads, max(1, n / grain))
+        Parallel.forEach(blocks, threads: threads) { b in
+            let lo = b * block, count = min(block, n - lo)
+            let o = dst.value + lo
+            var from = src + lo
+            for step in steps {
+                switch step {
+                case .unary(let f):
+                    if fast { Elementwise.unary(f, from, o, count: count) } else {
+                        for i in 0..<count { o[i] = Float(Elementwise.reference(f, Double(from[i]))) }
+                    }
+                case .scalar(let op, let v, let onLeft):
+                    withUnsafePointer(to: v) { s in
+                        if fast {
+                            if onLeft { Elementwise.binary(op, s, aStride: 0, from, bStride: 1, o, count: count) } else {
+                                Elementwise.binary(op, from, aStride: 1, s, bStride: 0, o, count: count)
+                            }
+                        } else {
+                            for i in 0..<count {
+                                let a = Double(from[i]), c = Double(v)
+                                o[i] = Float(onLeft ? Elementwise.reference(op, c, a) : Elementwise.reference(op, a, c))
+                            }
+                        }
+                    }
+                }
+                from = UnsafePointer(o)
+            }
+        }
+        return out
+    }
+
+    /// Internal operators the optimizer emits (domain "mbruntime"), by type.
+    static let internalTable: [String: OpTable.Compile] = [
+        FuseElementwiseChains.opType: { n in
+            guard let steps = n.plan?.chain, !steps.isEmpty else { throw n.bad("an elementwise chain without steps") }
+            return { i, c in [try chain(steps, try i.float(0), of: i, c)] }
+        },
+    ]
 }

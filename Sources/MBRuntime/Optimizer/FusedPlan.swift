@@ -9,6 +9,15 @@ struct FusedPlan: Sendable, Equatable {
     var activation: Activation = .none
     /// The node's inputs end with a residual tensor R: y = activation(op(...) + R).
     var residual = false
+    /// For an `ElementwiseChain` node: its steps, applied in order in one pass over memory.
+    var chain: [ChainStep] = []
 
     var label: String { operators.joined(separator: "+") }
+}
+
+/// One step of a fused elementwise chain: a unary function, or a binary operator with a scalar
+/// constant on one side.
+enum ChainStep: Sendable, Equatable {
+    case unary(Elementwise.Unary)
+    case scalar(Elementwise.BinaryOp, Float, onLeft: Bool)
 }

@@ -21,6 +21,7 @@ enum GraphOptimizer {
         ("fuse-conv-bias", FuseConvBias.run),
         ("fuse-residual-add", FuseResidualAdd.run),
         ("fuse-activation", FuseActivation.run),
+        ("fuse-elementwise-chains", FuseElementwiseChains.run),
         ("remove-dead-nodes", RemoveDeadNodes.run),
     ]
 

@@ -249,7 +249,7 @@ final class OptimizerTests: XCTestCase {
         let m = try check(Self.model(nodes, consts, input: [3, 5000]), input: [3, 5000], fires: "fuse-elementwise-chains")
         XCTAssertTrue(try labels(m, input: [3, 5000]).contains("Sigmoid+Mul+Sub+Div+Tanh"))
         // Must not fire: an intermediate read elsewhere splits the chain into pieces of one.
-        let split = [nodes[0], nodes[1], IRNode(name: "n", opType: "Neg", inputs: ["a"], outputs: ["z"]), IRNode(name: "sub", opType: "Sub", inputs: ["two", "b"], outputs: ["y"])]
+        let split = [nodes[0], IRNode(name: "n", opType: "Neg", inputs: ["a"], outputs: ["z"]), IRNode(name: "m", opType: "Mul", inputs: ["a", "half"], outputs: ["y"])]
         try check(Self.model(split, consts, input: [3, 50], outputs: ["y", "z"]), input: [3, 50], fires: "fuse-elementwise-chains", false)
         // Relu then Neg-free integer-capable steps only: not known to be float, left alone.
         let relus = [IRNode(name: "r1", opType: "Relu", inputs: ["x"], outputs: ["a"]), IRNode(name: "r2", opType: "Relu", inputs: ["a"], outputs: ["y"])]

@@ -79,7 +79,11 @@ static inline __attribute__((always_inline)) VF F(erf)(VF a) {
 static inline __attribute__((always_inline)) VF F(act)(int act, VF x, float p0, float p1) {
     switch (act) {
     case FK_ACT_RELU: return F(sel)(x > 0.0f, x, F(splat)(0.0f));
-    case FK_ACT_CLIP: return F(sel)(x < p0, F(splat)(p0), F(sel)(x > p1, F(splat)(p1), x));
+    case FK_ACT_CLIP: {
+        // min(max(x, lo), hi), as ONNX defines it (hi wins when lo > hi); NaN stays NaN.
+        VF m = F(sel)(x < p0, F(splat)(p0), x);
+        return F(sel)(m > p1, F(splat)(p1), m);
+    }
     case FK_ACT_LEAKY_RELU: return F(sel)(x >= 0.0f, x, x * p0);
     case FK_ACT_HARD_SIGMOID: {
         VF h = x * p0 + p1;

@@ -81,6 +81,9 @@ final class ElementwiseKernelTests: XCTestCase {
             Elementwise.unary(.exp, s, &out, count: s.count, isa: isa)
             XCTAssertTrue(out[0].isNaN)
             XCTAssertEqual(Array(out[1...]), [.infinity, 0, .infinity, 0])
+            // Clip with min > max gives max (min(max(x, lo), hi)).
+            Elementwise.unary(.activation(.clip(min: 2, max: 1)), [0, 5, 1.5], &out, count: 3, isa: isa)
+            XCTAssertEqual(Array(out[0..<3]), [1, 1, 1])
             s = [.nan]
             Elementwise.unary(.activation(.silu), s, &out, count: 1, isa: isa)
             XCTAssertTrue(out[0].isNaN)

@@ -20,6 +20,8 @@ public enum RunModel {
         public var profile = false
         /// How binarized weights run (expanded floats or bit planes).
         public var weights: MBModel.Options.Weights = .expanded
+        /// Run the load-time graph optimizer (off: the graph as written, for comparison).
+        public var optimize = true
         public init(inputs: [String], outputDirectory: String? = nil, repeats: Int = 0, threads: Int = 1) {
             self.inputs = inputs
             self.outputDirectory = outputDirectory
@@ -30,16 +32,16 @@ public enum RunModel {
 
     /// The model at `path` ready to run. One branch per file type.
     /// `.mbm` files are told apart by their magic; anything else is read as ONNX.
-    public static func loadModel(path: String, weights: MBModel.Options.Weights = .expanded) throws -> MBModel {
+    public static func loadModel(path: String, weights: MBModel.Options.Weights = .expanded, optimize: Bool = true) throws -> MBModel {
         if Inspect.isMBM(path: path) {
-            return try MBModel(contentsOf: URL(fileURLWithPath: path), options: .init(weights: weights))
+            return try MBModel(contentsOf: URL(fileURLWithPath: path), options: .init(weights: weights, optimize: optimize))
         }
-        return try MBModel(ir: ModelLoading.loadONNXAsIR(path: path), options: .init(weights: weights))
+        return try MBModel(ir: ModelLoading.loadONNXAsIR(path: path), options: .init(weights: weights, optimize: optimize))
     }
 
     /// Runs and returns the report text.
     public static func run(modelPath: String, options: Options) throws -> String {
-        let model = try loadModel(path: modelPath, weights: options.weights)
+        let model = try loadModel(path: modelPath, weights: options.weights, optimize: options.optimize)
         let feeds = try readInputs(options.inputs, model: model)
         let session = model.makeSession(.init(threads: options.threads, profile: options.profile))
         let outputs = try session.run(feeds)

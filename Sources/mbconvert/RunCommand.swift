@@ -32,6 +32,9 @@ struct RunCommand: ParsableCommand {
     @Option(help: "How binarized weights run: expanded (float kernels on the stored values) or packed (bit-plane kernels).")
     var weights: MBModel.Options.Weights = .expanded
 
+    @Flag(help: "Skip the load-time graph optimizer (run the graph as written, for comparison).")
+    var noOptimize = false
+
     func validate() throws {
         guard `repeat` >= 0 else { throw ValidationError("--repeat must be >= 0") }
         guard threads >= 1 else { throw ValidationError("--threads must be >= 1") }
@@ -42,6 +45,7 @@ struct RunCommand: ParsableCommand {
             var options = RunModel.Options(inputs: inputs, outputDirectory: outputDir, repeats: `repeat`, threads: threads)
             options.profile = profile
             options.weights = weights
+            options.optimize = !noOptimize
             return try RunModel.run(modelPath: model, options: options)
         }
         print(report, terminator: "")

@@ -1,4 +1,5 @@
 import Foundation
+import MBBinarize
 import MBCore
 import MBRuntime
 import XCTest
@@ -124,6 +125,22 @@ final class OptimizerTests: XCTestCase {
                        IRNode(name: "pad", opType: "Concat", inputs: ["sc", "sc2"], outputs: ["s6"], attributes: [IRAttribute(name: "axis", value: .int(0))]),
                        IRNode(name: "bn", opType: "BatchNormalization", inputs: ["c", "s6", "beta", "mean", "var"], outputs: ["y"])]
         try check(Self.model(dynamic, [convW, convB, Self.random("sc2", [2], seed: 12)] + params.dropFirst()), fires: "fold-batch-norm", false)
+    }
+
+    /// A binarized weight (as a .mbm holds it) is never rewritten: BN after its Conv is not
+    /// folded (it stays a per-channel affine), and in packed mode the Conv still runs from the
+    /// stored bit planes.
+    func testBatchNormIsNotFoldedIntoBinarizedWeights() throws {
+        let w = convW
+        let values = try XCTUnwrap(w.floatValues())
+        let packed = try Binarizer.binarize(FloatTensor(name: "w", shape: w.shape, values: values), bits: 2)
+        let binarized = IRTensor(name: "w", elementType: .float, shape: w.shape, storage: .binarized(packed))
+        let (b, params) = bn("c", "n")
+        let ir = Self.model([conv(), b, IRNode(name: "relu", opType: "Relu", inputs: ["n"], outputs: ["y"])], [binarized, convB] + params)
+        try check(ir, fires: "fold-batch-norm", false)
+        let packedModel = try MBModel(ir: ir, options: .init(weights: .packed))
+        XCTAssertNil(packedModel.optimizerReport["fold-batch-norm"])
+        XCTAssertEqual(packedModel.packedNodes, ["conv"])
     }
 
     func testRecognizeSiLUAndFuseIntoConv() throws {

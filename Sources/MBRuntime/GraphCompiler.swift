@@ -139,7 +139,8 @@ final class GraphCompiler {
                 poisoned[s] = (error.kind, "constant '\(c.name)': \(error.message)")
             }
         }
-        for (name, value) in preset.sorted(by: { $0.key < $1.key }) where !g.constants.contains(where: { $0.name == name }) {
+        let initializerNames = Set(g.constants.map(\.name))
+        for (name, value) in preset.sorted(by: { $0.key < $1.key }) where !initializerNames.contains(name) {
             constantValues[define(name)] = value
         }
         let plans = depth == 1 ? self.plans : [:]

@@ -14,7 +14,9 @@ public enum Binarizer {
 
     /// Homogeneous residual binarization with `bits` levels (1...8).
     public static func binarize(_ tensor: FloatTensor, bits: Int, scale: ScaleMode = .tensor) throws(BinarizeError) -> PackedTensor {
-        try binarize(tensor, BinarizationConfig(distribution: .homogeneous(bits), scale: scale))
+        let distribution: BitDistribution
+        do { distribution = try .homogeneous(bits) } catch { throw .invalidConfiguration(error.message) }
+        return try binarize(tensor, BinarizationConfig(distribution: distribution, scale: scale))
     }
 
     /// Heterogeneous binarization for a given mask (flat order, bit widths 1...8).

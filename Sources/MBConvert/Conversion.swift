@@ -264,11 +264,9 @@ public enum Conversion {
             return LayerOutcome(name: name, tensor: tensor, row: row)
         case .binarize(let b):
             guard let mix = plan.mix else { throw Failure("tensor '\(name)': no bit mix was resolved") }
-            let distribution = try BitDistribution(bits: mix.entries.map(\.bits), fractions: mix.entries.map(\.fraction))
-            let scale: ScaleMode = b.scale == .channel ? .channel(axis: plan.tensor.outputAxis ?? 0) : .tensor
-            guard let method = MaskMethod(rawValue: b.method.rawValue) else { throw Failure("tensor '\(name)': unknown method \(b.method.rawValue)") }
+            let scale = ScaleMode(b.scale, channelAxis: plan.tensor.outputAxis ?? 0)
             let input = try FloatTensor(name: name, shape: constant.shape, values: values)
-            let config = BinarizationConfig(distribution: distribution, method: method, scale: scale)
+            let config = BinarizationConfig(distribution: mix, method: b.method, scale: scale)
             var packed: PackedTensor
             var exact = false
             if mayBeExact(input, maxBits: mix.used.last?.bits ?? 1, channelAxis: plan.tensor.outputAxis),

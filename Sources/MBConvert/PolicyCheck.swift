@@ -83,7 +83,7 @@ public enum PolicyCheck {
         public var tensor: WeightDiscovery.Tensor
         public var decision: WeightDecision
         /// The P used: as stated, or found by the average search / target spread.
-        public var mix: BitMix?
+        public var mix: BitDistribution?
         /// For `average` and `target`: the average bits asked of the search.
         public var requestedAverage: Double?
         /// Widest bitwidth the search may use (a target's max_bits).

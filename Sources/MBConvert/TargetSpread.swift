@@ -30,7 +30,7 @@ public enum TargetSpread {
     }
 
     /// Sign bits MBBinarize stores for `mix` on this tensor (per-channel rounding included).
-    static func realizedSignBits(_ mix: BitMix, _ plan: PolicyCheck.TensorPlan) -> Int {
+    static func realizedSignBits(_ mix: BitDistribution, _ plan: PolicyCheck.TensorPlan) -> Int {
         guard case .binarize(let b) = plan.decision.action else { return 0 }
         return StoragePrediction.binarized(mix, elements: plan.tensor.elementCount, groups: b.scale == .channel ? plan.tensor.channelCount : 1).signBits
     }
@@ -72,7 +72,7 @@ public enum TargetSpread {
             var plan: Int
             var sample: FloatTensor
             var energy: Double
-            var method: BinarizationMethod
+            var method: MaskMethod
             var rung = 0
             var rungs: [Int: AverageBitsSearch.Outcome] = [:]
             /// Sign bits per rung, remembered: the climb asks for them at every step.

@@ -74,7 +74,7 @@ let package = Package(
 
         .executableTarget(
             name: "mbbench",
-            dependencies: ["MBConvert", "MBBinarize", "MBKernels", "MBRuntime", .target(name: "CBLAS", condition: .when(platforms: [.linux])), .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["MBConvert", "MBBinarize", "MBFormat", "MBKernels", "MBRuntime", "MBCore", .target(name: "CBLAS", condition: .when(platforms: [.linux])), .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
 
         // Tests.

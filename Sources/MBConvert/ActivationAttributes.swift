@@ -6,7 +6,7 @@ import MBPolicy
 /// `ActivationAttributes`) of each layer that reads the rule's weight as its W/B input (Conv,
 /// Gemm, MatMul); the runtime binarizes that layer's first input at inference time.
 extension ActivationAttributes {
-    static func apply(_ plans: [PolicyCheck.TensorPlan], to graph: IRGraph) -> IRGraph {
+    static func apply(_ plans: [ConversionPlan], to graph: IRGraph) -> IRGraph {
         var settings: [String: ActivationSpec] = [:]
         for p in plans { if let a = p.decision.activations { settings[p.tensor.name] = a } }
         guard !settings.isEmpty else { return graph }

@@ -145,7 +145,7 @@ public struct PolicyCheckReport: Codable, Sendable {
 }
 
 extension PolicyCheckReport.Row {
-    init(plan: PolicyCheck.TensorPlan, policy: Policy) {
+    init(plan: ConversionPlan, policy: Policy) {
         let t = plan.tensor
         tensor = t.name
         var ops: [String] = []

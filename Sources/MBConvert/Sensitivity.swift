@@ -69,7 +69,7 @@ public enum Sensitivity {
         let feeds = inputs.mapValues { prefix($0, rows: maxInputs) }
         let modelOutputs = prepared.graph.outputs.map(\.name)
         // Outputs of the layers a probe corrects; the float run records their statistics.
-        func corrected(_ plan: PolicyCheck.TensorPlan) -> [(node: IRNode, output: String)] {
+        func corrected(_ plan: ConversionPlan) -> [(node: IRNode, output: String)] {
             guard case .binarize(let b) = plan.decision.action, b.calibrate else { return [] }
             let names = Set(plan.tensor.consumers.filter { ["Conv", "ConvTranspose", "Gemm", "MatMul"].contains($0.opType) }.map(\.name))
             return prepared.graph.nodes.filter { names.contains($0.name) && !$0.outputs.isEmpty }.map { ($0, $0.outputs[0]) }

@@ -183,10 +183,7 @@ public enum Conversion {
         // Fold constant subgraphs so every weight is a constant, and drop what nothing reads.
         let graph = prune(try ConstantFolding.fold(discovery.graph))
         let constantIndex = Dictionary(graph.constants.enumerated().map { ($0.element.name, $0.offset) }, uniquingKeysWith: { a, _ in a })
-        let opsets = model.opsetImports.map {
-            IROpset(domain: ($0.domain ?? "") == "ai.onnx" ? "" : ($0.domain ?? ""), version: $0.version ?? 1)
-        }
-        return Prepared(graph: graph, opsets: opsets, plans: plans.filter { constantIndex[$0.tensor.name] != nil }, policy: policy,
+        return Prepared(graph: graph, opsets: model.irOpsets, plans: plans.filter { constantIndex[$0.tensor.name] != nil }, policy: policy,
                         constantIndex: constantIndex, warnings: unused.map(\.description), discovery: discovery, sourceHash: sha, sourceBytes: mapping.count)
     }
 

@@ -185,7 +185,7 @@ public struct WeightDiscovery: Sendable {
         guard let g = model.graph else { return [:] }
         var out: [String: Source] = [:]
         for t in g.initializers { out[t.name ?? ""] = t.isExternal ? .external : .initializer }
-        for n in g.nodes where n.opType == "Constant" && ((n.domain ?? "").isEmpty || n.domain == "ai.onnx") {
+        for n in g.nodes where n.opType == "Constant" && OperatorDomain.isDefault(n.domain) {
             guard let name = n.outputs.first else { continue }
             out[name] = n.attribute("value")?.t?.isExternal == true ? .external : .constantNode
         }

@@ -13,7 +13,7 @@ extension ActivationAttributes {
         var out = graph
         for i in out.nodes.indices {
             let n = out.nodes[i]
-            guard ["Conv", "Gemm", "MatMul"].contains(n.opType), n.domain.isEmpty, n.inputs.count >= 2,
+            guard WeightedOp(n)?.takesBinarizedInputs == true, n.inputs.count >= 2,
                   let a = settings[n.inputs[1]] else { continue }
             out.nodes[i].attributes.removeAll { $0.name.hasPrefix(prefix) }
             out.nodes[i].attributes += encode(a)

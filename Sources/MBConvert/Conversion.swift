@@ -94,7 +94,7 @@ public enum Conversion {
             let start = Date()
             let layerNodes = Set(prepared.plans.flatMap { plan -> [String] in
                 guard case .binarize(let b) = plan.decision.action, b.calibrate else { return [] }
-                return plan.tensor.consumers.filter { ["Conv", "ConvTranspose", "Gemm", "MatMul"].contains($0.opType) }.map(\.name)
+                return plan.tensor.consumers.filter { WeightedOp(rawValue: $0.opType) != nil }.map(\.name)
             })
             let (corrected, found, stored) = try Calibration.calibrate(float: prepared.graph, binarized: graph, opsets: prepared.opsets,
                                                                layerNodes: layerNodes, inputs: inputs, threads: options.threads)

@@ -71,7 +71,7 @@ public enum Sensitivity {
         // Outputs of the layers a probe corrects; the float run records their statistics.
         func corrected(_ plan: ConversionPlan) -> [(node: IRNode, output: String)] {
             guard case .binarize(let b) = plan.decision.action, b.calibrate else { return [] }
-            let names = Set(plan.tensor.consumers.filter { ["Conv", "ConvTranspose", "Gemm", "MatMul"].contains($0.opType) }.map(\.name))
+            let names = Set(plan.tensor.consumers.filter { WeightedOp(rawValue: $0.opType) != nil }.map(\.name))
             return prepared.graph.nodes.filter { names.contains($0.name) && !$0.outputs.isEmpty }.map { ($0, $0.outputs[0]) }
         }
         let watched = layers.flatMap { corrected(prepared.plans[$0]).map(\.output) }

@@ -14,7 +14,7 @@ enum PolicyKeys {
     static let storage = ["mix", "average", "bits", "keep"]
     static let target = ["average_bits", "max_bits", "allocate"]
     /// The ops whose weight inputs are weights (what `op:` usually names).
-    static let weightedOps = ["Conv", "ConvTranspose", "Gemm", "MatMul"]
+    static let weightedOps = WeightedOp.allCases.map(\.rawValue)
 }
 
 extension SchemaReader {

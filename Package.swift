@@ -62,7 +62,8 @@ let package = Package(
         ),
         .target(
             name: "MBConvert",
-            dependencies: ["MBONNX", "MBBinarize", "MBPolicy", "MBFormat", "MBRuntime", "MBKernels", "MBCore"]
+            dependencies: ["MBONNX", "MBBinarize", "MBPolicy", "MBFormat", "MBRuntime", "MBKernels", "MBCore"],
+            exclude: ["README.md"]
         ),
         .executableTarget(
             name: "mbconvert",

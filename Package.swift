@@ -62,7 +62,8 @@ let package = Package(
         ),
         .target(
             name: "MBConvert",
-            dependencies: ["MBONNX", "MBBinarize", "MBPolicy", "MBFormat", "MBRuntime", "MBKernels", "MBCore"]
+            dependencies: ["MBONNX", "MBBinarize", "MBPolicy", "MBFormat", "MBRuntime", "MBKernels", "MBCore"],
+            exclude: ["README.md"]
         ),
         .executableTarget(
             name: "mbconvert",
@@ -74,7 +75,7 @@ let package = Package(
 
         .executableTarget(
             name: "mbbench",
-            dependencies: ["MBConvert", "MBBinarize", "MBKernels", "MBRuntime", .target(name: "CBLAS", condition: .when(platforms: [.linux])), .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["MBConvert", "MBBinarize", "MBFormat", "MBKernels", "MBRuntime", "MBCore", .target(name: "CBLAS", condition: .when(platforms: [.linux])), .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
 
         // Tests.

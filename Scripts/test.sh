@@ -9,6 +9,8 @@ Scripts/setup.sh
 source Scripts/lib/python.sh
 Scripts/check-prerequisites.sh
 # --- end prerequisites ---
+# Package.swift against the module table in Sources/README.md (dependencies, imports, runtime closure).
+Scripts/check-modules.sh
 if command -v protoc-c >/dev/null; then
   Scripts/regenerate-onnx-proto.sh --check
 else

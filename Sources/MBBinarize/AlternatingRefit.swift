@@ -1,6 +1,6 @@
 import MBCore
 
-/// The "alternating refit" extra (issue 9; not in the paper, policy `refit: alternating`).
+/// The "alternating refit" extra (not in the paper, policy `refit: alternating`).
 ///
 /// Residual binarization picks each level's scale as the mean |residual| and each sign greedily,
 /// so the scales shrink slowly and even 8 levels leave a normalized error near 0.05–0.1. This

@@ -1,4 +1,5 @@
 import MBCore
+import MBKernels
 
 extension Binarizer {
     /// HBB.md transcribed with arrays: at each width, the remaining entries are sorted by
@@ -47,7 +48,7 @@ extension Binarizer {
                     if i == plan.used.count - 1 {
                         for j in remaining { M[j] = k }
                     } else {
-                        let c = min(roundedCount(plan.used[i].fraction, of: n), remaining.count)
+                        let c = min(HBB.roundedCount(plan.used[i].fraction, of: n), remaining.count)
                         let key = referenceKeys(method, T: T, E: E, remaining: remaining)
                         let order = remaining.sorted { (key[$0]!, $0) < (key[$1]!, $1) }
                         for j in order.prefix(c) { M[j] = k }
@@ -57,7 +58,7 @@ extension Binarizer {
                 let A = (0..<n).filter { M[$0] == 0 || M[$0] >= k }
                 var mu: Float = 0
                 if !A.isEmpty {
-                    mu = Float(canonicalSum(A.map { Double(abs(E[$0])) }) / Double(A.count))
+                    mu = Float(HBB.canonicalSum(A.map { Double(abs(E[$0])) }) / Double(A.count))
                     for j in A {
                         let positive = E[j] >= 0  // sign(0) = +1
                         signs[k - 1].append(positive)
@@ -79,7 +80,7 @@ extension Binarizer {
         switch method {
         case .middleOut, .residualMiddleOut:
             let v = method == .middleOut ? T : E
-            let m = canonicalSum(remaining.map { Double(abs(v[$0])) }) / Double(remaining.count)
+            let m = HBB.canonicalSum(remaining.map { Double(abs(v[$0])) }) / Double(remaining.count)
             for j in remaining { key[j] = abs(Double(abs(v[j])) - m) }
         case .topDown:
             for j in remaining { key[j] = -Double(abs(T[j])) }

@@ -1,4 +1,5 @@
 import MBCore
+import MBKernels
 
 /// Residual binarization of HBB.md, homogeneous and heterogeneous, with the mask chosen by a
 /// heuristic or given by the caller. `binarize` is the fast path (O(N) per level, radix select,
@@ -13,7 +14,9 @@ public enum Binarizer {
 
     /// Homogeneous residual binarization with `bits` levels (1...8).
     public static func binarize(_ tensor: FloatTensor, bits: Int, scale: ScaleMode = .tensor) throws(BinarizeError) -> PackedTensor {
-        try binarize(tensor, BinarizationConfig(distribution: .homogeneous(bits), scale: scale))
+        let distribution: BitDistribution
+        do { distribution = try .homogeneous(bits) } catch { throw .invalidConfiguration(error.message) }
+        return try binarize(tensor, BinarizationConfig(distribution: distribution, scale: scale))
     }
 
     /// Heterogeneous binarization for a given mask (flat order, bit widths 1...8).
@@ -90,8 +93,8 @@ enum FastBinarizer {
         let wordsPerLevel = n / 64 + 2
         let words = UnsafeMutablePointer<UInt64>.allocate(capacity: wordsPerLevel * K)
         defer { words.deallocate() }
-        var writers = (0..<K).map { BitWriter(words: words + $0 * wordsPerLevel) }
-        let scratch = SelectionScratch(capacity: layout.groupSize)
+        var writers = (0..<K).map { HBB.BitWriter(words: words + $0 * wordsPerLevel) }
+        let scratch = HBB.SelectionScratch(capacity: layout.groupSize)
         defer { scratch.deallocate() }
         let list = UnsafeMutablePointer<UInt32>.allocate(capacity: max(layout.groupSize, 1))
         defer { list.deallocate() }
@@ -153,7 +156,7 @@ enum FastBinarizer {
     @inline(__always)
     static func binarizeGroup(
         values: UnsafePointer<Float>, residual: UnsafeMutablePointer<Float>, mask: UnsafeMutablePointer<UInt8>,
-        count n: Int, plan: LevelPlan, writers: inout [BitWriter], scratch: SelectionScratch, list: UnsafeMutablePointer<UInt32>
+        count n: Int, plan: LevelPlan, writers: inout [HBB.BitWriter], scratch: HBB.SelectionScratch, list: UnsafeMutablePointer<UInt32>
     ) -> GroupResult {
         var results = [LevelResult](repeating: LevelResult(scale: 0, count: 0), count: plan.levels)
         var activeCount = n
@@ -166,28 +169,28 @@ enum FastBinarizer {
             let mu: Float
             if k == 1 {
                 // E_0 = T: read `values`; the first level writes E_1 to `residual`.
-                let all = AllEntries(count: n)
-                let sum = canonicalAbsSum(all, values)
+                let all = HBB.AllEntries(count: n)
+                let sum = HBB.canonicalAbsSum(all, values)
                 guard sum.isFinite else {
                     return .failure((0..<n).first { !values[$0].isFinite }!)
                 }
-                mu = levelScale(sum: sum, count: n)
+                mu = HBB.levelScale(sum: sum, count: n)
                 if let entry, !entry.isLast {
                     select(all, entry.fraction, total: n, level: level, plan: plan, values: values, residual: values,
                            mask: mask, residualMean: sum / Double(n), valueMean: sum / Double(n), scratch: scratch)
                 }
-                activeCount = applyLevel(all, source: values, residual: residual, mask: mask, level: level, scale: mu,
+                activeCount = HBB.applyLevel(all, source: values, residual: residual, mask: mask, level: level, scale: mu,
                                          assignAll: assignAll, signs: &writers[0], next: list)
             } else {
-                let active = ListedEntries(list: list, count: activeCount)
-                let sum = canonicalAbsSum(active, residual)
-                mu = levelScale(sum: sum, count: activeCount)
+                let active = HBB.ListedEntries(list: list, count: activeCount)
+                let sum = HBB.canonicalAbsSum(active, residual)
+                mu = HBB.levelScale(sum: sum, count: activeCount)
                 if let entry, !entry.isLast {
-                    let valueMean = plan.ranking == .select(.middleOut) ? canonicalAbsSum(active, values) / Double(activeCount) : 0
+                    let valueMean = plan.ranking == .select(.middleOut) ? HBB.canonicalAbsSum(active, values) / Double(activeCount) : 0
                     select(active, entry.fraction, total: n, level: level, plan: plan, values: values, residual: residual,
                            mask: mask, residualMean: sum / Double(activeCount), valueMean: valueMean, scratch: scratch)
                 }
-                activeCount = applyLevel(active, source: residual, residual: residual, mask: mask, level: level, scale: mu,
+                activeCount = HBB.applyLevel(active, source: residual, residual: residual, mask: mask, level: level, scale: mu,
                                          assignAll: assignAll, signs: &writers[k - 1], next: list)
             }
             results[k - 1].scale = mu
@@ -197,22 +200,22 @@ enum FastBinarizer {
 
     /// Marks the round(p n) active entries with the smallest key of the plan's method.
     @inline(__always)
-    static func select<A: ActiveEntries>(
+    static func select<A: HBB.ActiveEntries>(
         _ active: A, _ fraction: Double, total n: Int, level: UInt8, plan: LevelPlan,
         values: UnsafePointer<Float>, residual: UnsafePointer<Float>, mask: UnsafeMutablePointer<UInt8>,
-        residualMean: Double, valueMean: Double, scratch: SelectionScratch
+        residualMean: Double, valueMean: Double, scratch: HBB.SelectionScratch
     ) {
-        let c = min(roundedCount(fraction, of: n), active.count)
+        let c = min(HBB.roundedCount(fraction, of: n), active.count)
         guard case .select(let method) = plan.ranking else { return }
         switch method {
         case .middleOut:
-            selectSmallest(active, count: c, key: MiddleOutKey(values: values, mean: valueMean), mask: mask, mark: level, scratch: scratch)
+            HBB.selectSmallest(active, count: c, key: HBB.MiddleOutKey(values: values, mean: valueMean), mask: mask, mark: level, scratch: scratch)
         case .residualMiddleOut:
-            selectSmallest(active, count: c, key: MiddleOutKey(values: residual, mean: residualMean), mask: mask, mark: level, scratch: scratch)
+            HBB.selectSmallest(active, count: c, key: HBB.MiddleOutKey(values: residual, mean: residualMean), mask: mask, mark: level, scratch: scratch)
         case .topDown:
-            selectSmallest(active, count: c, key: TopDownKey(values: values), mask: mask, mark: level, scratch: scratch)
+            HBB.selectSmallest(active, count: c, key: HBB.TopDownKey(values: values), mask: mask, mark: level, scratch: scratch)
         case .bottomUp:
-            selectSmallest(active, count: c, key: BottomUpKey(values: values), mask: mask, mark: level, scratch: scratch)
+            HBB.selectSmallest(active, count: c, key: HBB.BottomUpKey(values: values), mask: mask, mark: level, scratch: scratch)
         case .random:
             preconditionFailure("the Random method has no selection key")
         }

@@ -1,5 +1,5 @@
 import MBCore
-/// Exact mode (issue 3 item 3): a tensor that is ALREADY binarized (a model trained with
+/// Exact mode: a tensor that is ALREADY binarized (a model trained with
 /// heterogeneous binarization and exported after the final binarization) holds, per tensor or
 /// per channel, at most 2^(K+1) - 2 distinct values of the form sum over k <= b of +-mu_k.
 /// `detect` recognizes such a tensor and recovers scales, signs and mask so that dequantization

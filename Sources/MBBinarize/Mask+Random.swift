@@ -1,4 +1,5 @@
 import MBCore
+import MBKernels
 
 extension SeededGenerator {
     /// A uniform integer in 0..<bound (Lemire's multiply-and-reject), defined here rather than
@@ -29,7 +30,7 @@ func randomMask(count n: Int, distribution: [BitDistribution.Entry], generator: 
     var mask = [UInt8](repeating: 0, count: n)
     var position = 0
     for (e, entry) in distribution.enumerated() {
-        let take = e == distribution.count - 1 ? n - position : min(roundedCount(entry.fraction, of: n), n - position)
+        let take = e == distribution.count - 1 ? n - position : min(HBB.roundedCount(entry.fraction, of: n), n - position)
         for p in position..<(position + take) { mask[order[p]] = UInt8(entry.bits) }
         position += take
     }

@@ -1,5 +1,5 @@
 import MBCore
-/// The "refit" extra (issue 3 item 2; not in the paper): for the signs and mask that residual
+/// The "refit" extra (not in the paper): for the signs and mask that residual
 /// binarization chose, the level scales that minimize ||T - T_hat||, per group.
 ///
 /// T_hat_j = sum over k <= M_j of mu_k s_kj is linear in mu, so the best mu solves the normal

@@ -5,7 +5,7 @@ import Glibc
 import Darwin
 #endif
 
-/// How good a binarization is and what it costs (issue 3 item 5). Errors are measured against
+/// How good a binarization is and what it costs. Errors are measured against
 /// the dequantized tensor, i.e. what a reader of the packed form gets back.
 public struct Statistics: Sendable, Equatable {
     public let count: Int

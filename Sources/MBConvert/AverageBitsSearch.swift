@@ -15,7 +15,7 @@ public enum AverageBitsSearch {
     public static let gridSteps = 20
 
     public struct Outcome: Sendable {
-        public var mix: BitMix
+        public var mix: BitDistribution
         public var normalizedError: Double
     }
 
@@ -29,17 +29,17 @@ public enum AverageBitsSearch {
     /// Every grid distribution over `widths` whose average is closest to `b`, in MBBinarize's
     /// grid order (`AverageSearch.gridCounts`; the same enumeration `AverageSearch.grid` uses,
     /// which needs B exactly on the grid where this one takes the nearest reachable average).
-    public static func candidates(average b: Double, widths: [Int]) -> [BitMix] {
+    public static func candidates(average b: Double, widths: [Int]) -> [BitDistribution] {
         let found = AverageSearch.gridCounts(widths: widths.count, units: gridSteps).map { counts in
             (mix: counts, distance: abs(zip(widths, counts).reduce(0.0) { $0 + Double($1.0 * $1.1) } / Double(gridSteps) - b))
         }
         let best = found.map(\.distance).min() ?? 0
         return found.filter { $0.distance <= best + 1e-9 }.compactMap { c in
-            BitMix(zip(widths, c.mix).filter { $0.1 > 0 }.map { ($0.0, Double($0.1) / Double(gridSteps)) })
+            BitDistribution(zip(widths, c.mix).filter { $0.1 > 0 }.map { ($0.0, Double($0.1) / Double(gridSteps)) })
         }
     }
 
-    public static func best(average b: Double, maxBits: Int, sample: FloatTensor, method: BinarizationMethod) throws -> Outcome {
+    public static func best(average b: Double, maxBits: Int, sample: FloatTensor, method: MaskMethod) throws -> Outcome {
         var best: Outcome?
         for mix in candidates(average: b, widths: bitwidths(average: b, maxBits: maxBits)) {
             let e = try error(of: mix, on: sample, method: method)
@@ -50,11 +50,10 @@ public enum AverageBitsSearch {
 
     /// Normalized error ||T - T_hat|| / ||T|| of binarizing `sample` with `mix`. A sample built
     /// for channel scales is [channels, entries] with the channel on axis 0.
-    public static func error(of mix: BitMix, on sample: FloatTensor, method: BinarizationMethod) throws -> Double {
+    public static func error(of mix: BitDistribution, on sample: FloatTensor, method: MaskMethod) throws -> Double {
         // A constant tensor (every ConstantOfShape weight) is exact at one bit whatever P is.
         if let first = sample.values.first, first.isFinite, sample.values.allSatisfy({ $0 == first }) { return 0 }
-        let distribution = try BitDistribution(bits: mix.entries.map(\.bits), fractions: mix.entries.map(\.fraction))
-        return try AverageSearch.evaluate(sample, distribution, method: MaskMethod(rawValue: method.rawValue) ?? .middleOut,
+        return try AverageSearch.evaluate(sample, mix, method: method,
                                           scale: sample.shape.count == 2 ? .channel(axis: 0) : .tensor, seed: seed).statistics.normalizedError
     }
 

@@ -24,12 +24,20 @@ public enum Conversion {
         }
     }
 
-    /// Something the user must fix: a one-line message (or several, for policy problems).
+    /// Something the user must fix: a one-line message (or several, for policy problems) and,
+    /// when a library error is behind it, that error itself (`cause`), so callers can still
+    /// tell an MBMError or ONNXError apart instead of parsing the text.
     public struct Failure: Error, Sendable, CustomStringConvertible {
         public var lines: [String]
+        public var cause: (any Error)?
         public var description: String { lines.joined(separator: "\n") }
         init(_ lines: [String]) { self.lines = lines }
-        init(_ line: String) { lines = [line] }
+        init(_ line: String, cause: (any Error)? = nil) {
+            lines = [line]
+            self.cause = cause
+        }
+        /// A library error as it describes itself, kept as the cause.
+        init(_ cause: any Error) { self.init("\(cause)", cause: cause) }
     }
 
     /// Progress events for a progress bar: a tensor finished (`done` of `total`, its stored bytes).
@@ -86,7 +94,7 @@ public enum Conversion {
             let start = Date()
             let layerNodes = Set(prepared.plans.flatMap { plan -> [String] in
                 guard case .binarize(let b) = plan.decision.action, b.calibrate else { return [] }
-                return plan.tensor.consumers.filter { ["Conv", "ConvTranspose", "Gemm", "MatMul"].contains($0.opType) }.map(\.name)
+                return plan.tensor.consumers.filter { WeightedOp(rawValue: $0.opType) != nil }.map(\.name)
             })
             let (corrected, found, stored) = try Calibration.calibrate(float: prepared.graph, binarized: graph, opsets: prepared.opsets,
                                                                layerNodes: layerNodes, inputs: inputs, threads: options.threads)
@@ -122,7 +130,7 @@ public enum Conversion {
         do {
             summary = try MBMWriter().write(model: irModel, metadata: metadata, to: outputPath)
         } catch {
-            throw Failure(error.description)
+            throw Failure(error)
         }
         report.finish(summary: summary, seconds: Date().timeIntervalSince(started))
         return report
@@ -132,7 +140,7 @@ public enum Conversion {
     struct Prepared {
         var graph: IRGraph
         var opsets: [IROpset]
-        var plans: [PolicyCheck.TensorPlan]
+        var plans: [ConversionPlan]
         var policy: Policy
         var constantIndex: [String: Int]
         var warnings: [String]
@@ -148,7 +156,7 @@ public enum Conversion {
     static func prepare(model modelPath: String, policyBytes: [UInt8], policyFile: String, strict: Bool) throws -> Prepared {
         let mapping: ByteStorage
         do { mapping = try FileMapping.map(path: modelPath) } catch {
-            throw Failure(FileManager.default.fileExists(atPath: modelPath) ? "\(error)" : "\(modelPath): no such file")
+            throw Failure(FileManager.default.fileExists(atPath: modelPath) ? "\(error)" : "\(modelPath): no such file", cause: error)
         }
         // The fingerprint is computed on another core while the model is imported and binarized.
         let sha = BackgroundHash(mapping)
@@ -165,7 +173,7 @@ public enum Conversion {
         let unused = policy.unusedRuleDiagnostics(policy.resolve(subjects), subjects: subjects,
                                                   modelName: URL(fileURLWithPath: modelPath).lastPathComponent, strict: strict)
         if unused.contains(where: { $0.severity == .error }) { throw Failure(unused.filter { $0.severity == .error }.map(\.description)) }
-        let plans: [PolicyCheck.TensorPlan]
+        let plans: [ConversionPlan]
         do {
             plans = try PolicyCheck.plans(policy, against: discovery)
         } catch let problem as TargetSpread.Infeasible {
@@ -175,10 +183,7 @@ public enum Conversion {
         // Fold constant subgraphs so every weight is a constant, and drop what nothing reads.
         let graph = prune(try ConstantFolding.fold(discovery.graph))
         let constantIndex = Dictionary(graph.constants.enumerated().map { ($0.element.name, $0.offset) }, uniquingKeysWith: { a, _ in a })
-        let opsets = model.opsetImports.map {
-            IROpset(domain: ($0.domain ?? "") == "ai.onnx" ? "" : ($0.domain ?? ""), version: $0.version ?? 1)
-        }
-        return Prepared(graph: graph, opsets: opsets, plans: plans.filter { constantIndex[$0.tensor.name] != nil }, policy: policy,
+        return Prepared(graph: graph, opsets: model.irOpsets, plans: plans.filter { constantIndex[$0.tensor.name] != nil }, policy: policy,
                         constantIndex: constantIndex, warnings: unused.map(\.description), discovery: discovery, sourceHash: sha, sourceBytes: mapping.count)
     }
 
@@ -238,7 +243,7 @@ public enum Conversion {
     }
 
     /// One tensor: binarize it or convert it to its kept type.
-    static func convert(_ plan: PolicyCheck.TensorPlan, constant: IRTensor, policy: Policy) throws -> LayerOutcome {
+    static func convert(_ plan: ConversionPlan, constant: IRTensor, policy: Policy) throws -> LayerOutcome {
         let name = plan.tensor.name
         var row = ConversionReport.Layer(name: name, op: plan.tensor.consumers.first?.opType ?? "",
                                          node: plan.tensor.consumers.first?.name ?? "", shape: constant.shape,
@@ -264,11 +269,9 @@ public enum Conversion {
             return LayerOutcome(name: name, tensor: tensor, row: row)
         case .binarize(let b):
             guard let mix = plan.mix else { throw Failure("tensor '\(name)': no bit mix was resolved") }
-            let distribution = try BitDistribution(bits: mix.entries.map(\.bits), fractions: mix.entries.map(\.fraction))
-            let scale: ScaleMode = b.scale == .channel ? .channel(axis: plan.tensor.outputAxis ?? 0) : .tensor
-            guard let method = MaskMethod(rawValue: b.method.rawValue) else { throw Failure("tensor '\(name)': unknown method \(b.method.rawValue)") }
+            let scale = ScaleMode(b.scale, channelAxis: plan.tensor.outputAxis ?? 0)
             let input = try FloatTensor(name: name, shape: constant.shape, values: values)
-            let config = BinarizationConfig(distribution: distribution, method: method, scale: scale)
+            let config = BinarizationConfig(distribution: mix, method: b.method, scale: scale)
             var packed: PackedTensor
             var exact = false
             if mayBeExact(input, maxBits: mix.used.last?.bits ?? 1, channelAxis: plan.tensor.outputAxis),
@@ -318,7 +321,7 @@ public enum Conversion {
 
     /// Mask groups of a structured granularity along the weight's reduction axis (HBB with
     /// `granularity: group:N | channel`); nil for per-entry masks.
-    static func maskGroups(_ plan: PolicyCheck.TensorPlan, shape: [Int], granularity: MaskGranularity) throws -> MaskGroups? {
+    static func maskGroups(_ plan: ConversionPlan, shape: [Int], granularity: MaskGranularity) throws -> MaskGroups? {
         guard granularity != .element else { return nil }
         let name = plan.tensor.name
         let op = plan.tensor.consumers.first?.opType ?? ""

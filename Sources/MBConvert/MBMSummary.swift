@@ -66,7 +66,7 @@ extension MBMSummary {
         }
         metadata = meta
         if case .string(let p)? = f.metadataValue(MetadataKey.policyText) { policy = p } else { policy = nil }
-        opsets = Dictionary(f.model.opsets.map { ($0.domain.isEmpty ? "ai.onnx" : $0.domain, $0.version) }, uniquingKeysWith: { a, _ in a })
+        opsets = Dictionary(f.model.opsets.map { (OperatorDomain.isDefault($0.domain) ? OperatorDomain.onnx : $0.domain, $0.version) }, uniquingKeysWith: { a, _ in a })
         func value(_ v: IRValueInfo) -> ModelSummary.Value {
             ModelSummary.Value(name: v.name, type: v.elementType.map { ModelSummary.elementName($0.rawValue) } ?? "unknown",
                                shape: v.shape?.map(\.description))

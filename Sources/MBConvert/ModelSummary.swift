@@ -76,7 +76,7 @@ extension ModelSummary {
         self.file = file
         self.fileBytes = fileBytes
         irVersion = model.irVersion
-        opsets = model.opsetImports.map { Opset(domain: ($0.domain ?? "").isEmpty ? "ai.onnx" : $0.domain!, version: $0.version) }
+        opsets = model.opsetImports.map { Opset(domain: OperatorDomain.isDefault($0.domain) ? OperatorDomain.onnx : $0.domain!, version: $0.version) }
         producerName = model.producerName
         producerVersion = model.producerVersion
         domain = model.domain
@@ -117,7 +117,7 @@ extension ModelSummary {
     static func opName(_ node: ONNXNode) -> String {
         let domain = node.domain ?? ""
         let op = node.opType ?? "?"
-        return domain.isEmpty || domain == "ai.onnx" ? op : "\(domain).\(op)"
+        return OperatorDomain.isDefault(domain) ? op : "\(domain).\(op)"
     }
 
     static func sorted(_ counts: [String: Int]) -> [OpCount] {
@@ -172,7 +172,7 @@ extension ModelSummary {
             weights.append(weight(t, name: t.name ?? "", location: t.isExternal ? .external : .initializer, graph: place))
         }
         for (i, node) in graph.nodes.enumerated() {
-            if node.opType == "Constant", (node.domain ?? "").isEmpty || node.domain == "ai.onnx" {
+            if node.opType == "Constant", OperatorDomain.isDefault(node.domain) {
                 let name = node.outputs.first ?? node.name ?? "#\(i)"
                 if let t = node.attribute("value")?.t {
                     weights.append(weight(t, name: name, location: t.isExternal ? .external : .constantNode, graph: place))

@@ -20,10 +20,7 @@ public struct ONNXLowering {
 
     public func lower(_ model: ONNXModel) throws(Failure) -> IRModel {
         guard let graph = model.graph else { throw Failure(file: file, place: "model", message: "no graph") }
-        let opsets = model.opsetImports.map { o in
-            IROpset(domain: (o.domain ?? "") == "ai.onnx" ? "" : (o.domain ?? ""), version: o.version ?? 1)
-        }
-        return IRModel(graph: try lower(graph, place: "graph"), opsets: opsets)
+        return IRModel(graph: try lower(graph, place: "graph"), opsets: model.irOpsets)
     }
 
     func lower(_ g: ONNXGraph, place: String) throws(Failure) -> IRGraph {
@@ -38,7 +35,7 @@ public struct ONNXLowering {
         out.outputs = g.outputs.map(valueInfo)
         for (i, n) in g.nodes.enumerated() {
             let nodePlace = "\(place) node '\(n.name ?? "#\(i)")' (\(n.opType ?? "?"))"
-            let domain = (n.domain ?? "") == "ai.onnx" ? "" : (n.domain ?? "")
+            let domain = OperatorDomain.normalized(n.domain)
             if n.opType == "Constant", domain.isEmpty, n.outputs.count == 1, let c = try constantNodeValue(n, place: nodePlace) {
                 out.constants.append(c)
                 continue

@@ -51,10 +51,10 @@ public enum PolicyCheck {
         for (i, count) in resolution.ruleCounts.enumerated() { report.rules[i].tensors = count }
         report.defaultTensors = resolution.defaultCount
 
-        var plans: [TensorPlan] = []
+        var plans: [ConversionPlan] = []
         for (tensor, decision) in zip(discovery.tensors, resolution.decisions) {
             guard let decision else { continue }
-            plans.append(TensorPlan(tensor: tensor, decision: decision))
+            plans.append(ConversionPlan(tensor: tensor, decision: decision))
         }
         do {
             try resolveAllocations(&plans, policy: policy, discovery: discovery)
@@ -67,42 +67,20 @@ public enum PolicyCheck {
 
     /// The decision and resolved P of every tensor a rule (or the default) governs, in discovery
     /// order: what conversion binarizes. Allocation problems (an infeasible target) throw.
-    public static func plans(_ policy: Policy, against discovery: WeightDiscovery) throws -> [TensorPlan] {
+    public static func plans(_ policy: Policy, against discovery: WeightDiscovery) throws -> [ConversionPlan] {
         let resolution = policy.resolve(discovery.subjects)
-        var plans: [TensorPlan] = []
+        var plans: [ConversionPlan] = []
         for (tensor, decision) in zip(discovery.tensors, resolution.decisions) {
             guard let decision else { continue }
-            plans.append(TensorPlan(tensor: tensor, decision: decision))
+            plans.append(ConversionPlan(tensor: tensor, decision: decision))
         }
         try resolveAllocations(&plans, policy: policy, discovery: discovery)
         return plans
     }
 
-    /// A tensor with its decision and, once known, the P it will be binarized with.
-    public struct TensorPlan: Sendable {
-        public var tensor: WeightDiscovery.Tensor
-        public var decision: WeightDecision
-        /// The P used: as stated, or found by the average search / target spread.
-        public var mix: BitMix?
-        /// For `average` and `target`: the average bits asked of the search.
-        public var requestedAverage: Double?
-        /// Widest bitwidth the search may use (a target's max_bits).
-        public var searchMaxBits = 8
-
-        public var prediction: StoragePrediction {
-            switch decision.action {
-            case .keep(let type):
-                return .keep(type, elements: tensor.elementCount)
-            case .binarize(let b):
-                guard let mix else { return .keep(.float32, elements: tensor.elementCount) }
-                return .binarized(mix, elements: tensor.elementCount, groups: b.scale == .channel ? tensor.channelCount : 1)
-            }
-        }
-    }
-
     /// Fills in P for every binarized tensor: stated mixes directly, `target` layers by the
     /// greedy spread, then `average` layers (and the spread's outcome) by the P search.
-    static func resolveAllocations(_ plans: inout [TensorPlan], policy: Policy, discovery: WeightDiscovery) throws {
+    static func resolveAllocations(_ plans: inout [ConversionPlan], policy: Policy, discovery: WeightDiscovery) throws {
         for i in plans.indices {
             guard case .binarize(let b) = plans[i].decision.action else { continue }
             switch b.allocation {

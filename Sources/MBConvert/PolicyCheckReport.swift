@@ -135,7 +135,7 @@ public struct PolicyCheckReport: Codable, Sendable {
         case .binarize(let b):
             let how: String
             switch b.allocation {
-            case .mix(let m): how = m.isHomogeneous && m.entries.count == 1 ? "bits \(m.entries[0].bits)" : "mix \(m)"
+            case .mix(let m): how = m.isHomogeneous && m.entries.count == 1 ? "bits \(m.entries[0].bits)" : "mix \(m.policyText)"
             case .average(let a): how = "average \(formatNumber(a)) (P searched)"
             case .target: how = "bits from the target"
             }
@@ -145,7 +145,7 @@ public struct PolicyCheckReport: Codable, Sendable {
 }
 
 extension PolicyCheckReport.Row {
-    init(plan: PolicyCheck.TensorPlan, policy: Policy) {
+    init(plan: ConversionPlan, policy: Policy) {
         let t = plan.tensor
         tensor = t.name
         var ops: [String] = []

@@ -3,7 +3,7 @@ import MBCore
 import MBPolicy
 import MBRuntime
 
-/// `target: {average_bits: B, allocate: sensitivity}` (issue 9; not in the paper, opt-in): spend
+/// `target: {average_bits: B, allocate: sensitivity}` (not in the paper, opt-in): spend
 /// the bit budget where the model's OUTPUT suffers most, not where the weight error is largest.
 ///
 /// Each target layer is probed once: that layer alone binarized at the target's average (P as
@@ -47,7 +47,7 @@ public enum Sensitivity {
         try TargetSpread.spread(&prepared.plans, target: target, discovery: prepared.discovery, sensitivity: alphas)
         for (k, i) in layers.enumerated() {
             found[k].averageBits = prepared.plans[i].requestedAverage
-            found[k].mix = prepared.plans[i].mix.map { "\($0)" }
+            found[k].mix = prepared.plans[i].mix?.policyText
         }
         return found
     }
@@ -58,7 +58,7 @@ public enum Sensitivity {
         let recorded = Dictionary(layers.map { ($0.name, $0.requestedMix) }, uniquingKeysWith: { a, _ in a })
         for i in TargetSpread.targetLayers(prepared.plans) {
             guard let entries = recorded[prepared.plans[i].tensor.name] ?? nil,
-                  let mix = BitMix(entries.map { ($0.bits, $0.fraction) }) else { continue }
+                  let mix = BitDistribution(entries.map { ($0.bits, $0.fraction) }) else { continue }
             prepared.plans[i].mix = mix
         }
     }
@@ -69,9 +69,9 @@ public enum Sensitivity {
         let feeds = inputs.mapValues { prefix($0, rows: maxInputs) }
         let modelOutputs = prepared.graph.outputs.map(\.name)
         // Outputs of the layers a probe corrects; the float run records their statistics.
-        func corrected(_ plan: PolicyCheck.TensorPlan) -> [(node: IRNode, output: String)] {
+        func corrected(_ plan: ConversionPlan) -> [(node: IRNode, output: String)] {
             guard case .binarize(let b) = plan.decision.action, b.calibrate else { return [] }
-            let names = Set(plan.tensor.consumers.filter { ["Conv", "ConvTranspose", "Gemm", "MatMul"].contains($0.opType) }.map(\.name))
+            let names = Set(plan.tensor.consumers.filter { WeightedOp(rawValue: $0.opType) != nil }.map(\.name))
             return prepared.graph.nodes.filter { names.contains($0.name) && !$0.outputs.isEmpty }.map { ($0, $0.outputs[0]) }
         }
         let watched = layers.flatMap { corrected(prepared.plans[$0]).map(\.output) }
@@ -111,7 +111,7 @@ public enum Sensitivity {
             }
             let outputError = diff / max(energy, 1e-30)
             let weightError = outcome.row.normalizedError ?? 0
-            found.append(Layer(tensor: plan.tensor.name, elements: plan.tensor.elementCount, probeMix: "\(plan.mix!)",
+            found.append(Layer(tensor: plan.tensor.name, elements: plan.tensor.elementCount, probeMix: plan.mix!.policyText,
                                probeWeightError: weightError, probeOutputError: outputError,
                                sensitivity: weightError > 0 ? outputError / (weightError * weightError) : 0))
         }

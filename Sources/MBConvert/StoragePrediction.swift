@@ -27,7 +27,7 @@ public struct StoragePrediction: Sendable, Equatable, Codable {
 
     /// Binarized with `mix`; with `groups` > 1 (channel scales) every group gets P on its own,
     /// as MBBinarize does, so rounding happens per group.
-    public static func binarized(_ mix: BitMix, elements: Int, groups: Int) -> StoragePrediction {
+    public static func binarized(_ mix: BitDistribution, elements: Int, groups: Int) -> StoragePrediction {
         guard elements > 0 else { return StoragePrediction(elements: 0, signBits: 0, maskBits: 0, scaleCount: 0, floatBits: 0) }
         // Groups that do not divide the tensor cannot be channels: predict one group.
         let groups = groups >= 1 && elements % groups == 0 ? groups : 1

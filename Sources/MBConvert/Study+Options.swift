@@ -81,15 +81,6 @@ public enum StudyParse {
         }
     }
 
-    /// `tensor`, or `channel` (slices along `axis`).
-    public static func scale(_ text: String, axis: Int) throws -> ScaleMode {
-        switch text {
-        case "tensor": return .tensor
-        case "channel": return .channel(axis: axis)
-        default: throw fail("--scale", text, "expected tensor or channel")
-        }
-    }
-
     /// `normal:1000000:0`, `laplace:4096x9216:1`, `uniform:1000:7`: a seeded synthetic tensor of
     /// unit variance (uniform on [-sqrt 3, sqrt 3], Laplace with scale 1/sqrt 2).
     public static func synthetic(_ text: String) throws -> FloatTensor {

@@ -2,8 +2,8 @@ import Foundation
 import MBBinarize
 import MBCore
 
-/// `mbconvert study`: how well each binarization setting reconstructs given tensors (issue 3
-/// item 6). The CLI parses arguments into `StudyOptions`, loads tensors, and prints a
+/// `mbconvert study`: how well each binarization setting reconstructs given tensors. The
+/// CLI parses arguments into `StudyOptions`, loads tensors, and prints a
 /// `StudyReport` as a table, CSV or JSON; everything but argument plumbing lives here.
 public struct StudyOptions: Sendable {
     /// Homogeneous bit counts (`--bits 1,2,3,4`).

@@ -22,7 +22,7 @@ public enum TargetSpread {
     }
 
     /// The plans the spread decides (binarized, storage left to the target), in plan order.
-    static func targetLayers(_ plans: [PolicyCheck.TensorPlan]) -> [Int] {
+    static func targetLayers(_ plans: [ConversionPlan]) -> [Int] {
         plans.indices.filter { i in
             guard case .binarize(let b) = plans[i].decision.action, case .target = b.allocation else { return false }
             return true
@@ -30,14 +30,14 @@ public enum TargetSpread {
     }
 
     /// Sign bits MBBinarize stores for `mix` on this tensor (per-channel rounding included).
-    static func realizedSignBits(_ mix: BitMix, _ plan: PolicyCheck.TensorPlan) -> Int {
+    static func realizedSignBits(_ mix: BitDistribution, _ plan: ConversionPlan) -> Int {
         guard case .binarize(let b) = plan.decision.action else { return 0 }
         return StoragePrediction.binarized(mix, elements: plan.tensor.elementCount, groups: b.scale == .channel ? plan.tensor.channelCount : 1).signBits
     }
 
     /// `sensitivity` (plan index → α, `allocate: sensitivity`): a rung's cost is α · e², the
     /// predicted output error (Sensitivity), instead of the squared weight error e² · ‖T‖².
-    static func spread(_ plans: inout [PolicyCheck.TensorPlan], target: Policy.Target, discovery: WeightDiscovery,
+    static func spread(_ plans: inout [ConversionPlan], target: Policy.Target, discovery: WeightDiscovery,
                        sensitivity: [Int: Double]? = nil) throws {
         var layers: [Int] = []
         var pinnedBits = 0.0
@@ -72,7 +72,7 @@ public enum TargetSpread {
             var plan: Int
             var sample: FloatTensor
             var energy: Double
-            var method: BinarizationMethod
+            var method: MaskMethod
             var rung = 0
             var rungs: [Int: AverageBitsSearch.Outcome] = [:]
             /// Sign bits per rung, remembered: the climb asks for them at every step.

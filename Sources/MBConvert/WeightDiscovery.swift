@@ -97,8 +97,8 @@ public struct WeightDiscovery: Sendable {
 
         // Weighted nodes in graph order, and the weight each reads.
         var weightUses: [(node: Int, tensor: String, axis: Int, depthwise: Bool)] = []
-        for (i, node) in graph.nodes.enumerated() where node.domain.isEmpty {
-            guard let (name, axis) = Self.weightInput(of: node, constants: constants) else { continue }
+        for (i, node) in graph.nodes.enumerated() {
+            guard let (name, axis) = WeightedOp(node)?.weight(of: node, shapeOf: { constants[$0]?.1 }) else { continue }
             guard let (type, shape, _) = constants[name], Self.floatTypes.contains(type) else { continue }
             weightUses.append((i, name, axis, Self.isDepthwise(node, weightShape: shape)))
         }
@@ -137,39 +137,6 @@ public struct WeightDiscovery: Sendable {
         self.tensors = tensors
     }
 
-    /// The constant weight operand of a weighted node and its output-channel axis.
-    static func weightInput(of node: IRNode, constants: [String: (ElementType, [Int], Source)]) -> (String, Int)? {
-        func constant(_ i: Int) -> (String, [Int])? {
-            guard i < node.inputs.count, let c = constants[node.inputs[i]] else { return nil }
-            return (node.inputs[i], c.1)
-        }
-        func flag(_ name: String) -> Bool {
-            if case .int(let v)? = node.attribute(name) { return v != 0 }
-            return false
-        }
-        switch node.opType {
-        case "Conv":
-            // W is [M, C/group, k...]: outputs along axis 0.
-            return constant(1).map { ($0.0, 0) }
-        case "ConvTranspose":
-            // W is [C, M/group, k...]: outputs along axis 1.
-            return constant(1).map { ($0.0, $0.1.count > 1 ? 1 : 0) }
-        case "Gemm":
-            // Y = A' B' with A' (M, K), B' (K, N): B's outputs are its columns (rows when transposed).
-            if let b = constant(1) { return (b.0, flag("transB") ? 0 : min(1, b.1.count - 1)) }
-            if let a = constant(0) { return (a.0, flag("transA") ? min(1, a.1.count - 1) : 0) }
-            return nil
-        case "MatMul":
-            // [..., K, N] on the right: outputs along the last axis; a constant left operand
-            // [..., M, K] gives outputs along its second-to-last axis.
-            if let b = constant(1) { return (b.0, max(0, b.1.count - 1)) }
-            if let a = constant(0) { return (a.0, max(0, a.1.count - 2)) }
-            return nil
-        default:
-            return nil
-        }
-    }
-
     /// Conv with group > 1 and group == input channels, i.e. W has one input channel per group.
     static func isDepthwise(_ node: IRNode, weightShape: [Int]) -> Bool {
         guard node.opType == "Conv", case .int(let g)? = node.attribute("group"), g > 1, weightShape.count >= 2 else { return false }
@@ -185,7 +152,7 @@ public struct WeightDiscovery: Sendable {
         guard let g = model.graph else { return [:] }
         var out: [String: Source] = [:]
         for t in g.initializers { out[t.name ?? ""] = t.isExternal ? .external : .initializer }
-        for n in g.nodes where n.opType == "Constant" && ((n.domain ?? "").isEmpty || n.domain == "ai.onnx") {
+        for n in g.nodes where n.opType == "Constant" && OperatorDomain.isDefault(n.domain) {
             guard let name = n.outputs.first else { continue }
             out[name] = n.attribute("value")?.t?.isExternal == true ? .external : .constantNode
         }

@@ -36,6 +36,20 @@ public struct IRModel: Sendable {
     }
 }
 
+/// ONNX's default operator domain has two spellings, "" and "ai.onnx"; the IR writes it "".
+public enum OperatorDomain {
+    public static let onnx = "ai.onnx"
+
+    /// The domain as the IR writes it: "" for ONNX's own operators.
+    public static func normalized(_ domain: String?) -> String {
+        let d = domain ?? ""
+        return d == onnx ? "" : d
+    }
+
+    /// Whether `domain` (nil, "" or "ai.onnx") is ONNX's default domain.
+    public static func isDefault(_ domain: String?) -> Bool { normalized(domain).isEmpty }
+}
+
 public struct IROpset: Sendable, Equatable {
     public var domain: String
     public var version: Int64

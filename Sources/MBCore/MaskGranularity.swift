@@ -1,4 +1,4 @@
-/// Which entries share a bit width in a heterogeneous mask (issue 7). The paper's mask is per
+/// Which entries share a bit width in a heterogeneous mask. The paper's mask is per
 /// entry; structured masks give a bit width to a whole group of entries along the reduction
 /// axis, so the bit-plane kernels skip whole words of the higher levels.
 public enum MaskGranularity: Sendable, Hashable, CustomStringConvertible {

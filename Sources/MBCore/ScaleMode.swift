@@ -12,5 +12,20 @@ public enum ScaleMode: Sendable, Hashable, CustomStringConvertible {
         case .channel(let axis): return axis == 0 ? "channel" : "channel(axis \(axis))"
         }
     }
+
+    /// The mode for a granularity, channel scales along `channelAxis` (the weighted op's
+    /// output-channel axis).
+    public init(_ granularity: ScaleGranularity, channelAxis: Int) {
+        self = granularity == .channel ? .channel(axis: channelAxis) : .tensor
+    }
+
+    public var granularity: ScaleGranularity {
+        if case .channel = self { return .channel }
+        return .tensor
+    }
 }
 
+/// `scale:` as a policy states it: a `ScaleMode` before the layer's output-channel axis is known.
+public enum ScaleGranularity: String, Sendable, CaseIterable {
+    case tensor, channel
+}

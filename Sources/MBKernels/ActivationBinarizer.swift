@@ -99,7 +99,7 @@ public enum ActivationBinarizer {
             signs.withUnsafeMutableBufferPointer { signs in
                 for k in 0..<K {
                     guard count > 0 else { break }
-                    let mu = Float(MiddleOutMask.canonicalAbsSum(residual, active, count) / Double(count))
+                    let mu = HBB.levelScale(sum: HBB.canonicalAbsSum(HBB.ListedEntries(list: active, count: count), residual), count: count)
                     scales[k] = mu
                     let bits = signs.baseAddress! + k * wordsPerLevel
                     // Branch-free: signs of real data are coin flips to a branch predictor.

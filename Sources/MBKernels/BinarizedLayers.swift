@@ -1,25 +1,8 @@
 import MBCore
 import Synchronization
 
-/// How a layer's input is binarized at inference time (a policy's `activations:`): the bit
-/// distribution, Middle-Out masks, per-entry or structured, one scale per level per tensor.
-public struct ActivationSpec: Sendable, Equatable, CustomStringConvertible {
-    public var bits: [Int]
-    public var fractions: [Double]
-    public var granularity: MaskGranularity
-
-    public init(bits: [Int], fractions: [Double], granularity: MaskGranularity = .element) {
-        self.bits = bits
-        self.fractions = fractions
-        self.granularity = granularity
-    }
-
-    public var averageBits: Double { zip(bits, fractions).reduce(0) { $0 + Double($1.0) * $1.1 } }
-
-    public var description: String {
-        zip(bits, fractions).map { "\($0.0):\($0.1)" }.joined(separator: ",") + " " + granularity.description
-    }
-
+/// Applying a layer's input binarization (MBCore's `ActivationSpec`) to a tensor.
+extension ActivationSpec {
     /// Binarizes a Conv input `[N, C, spatial...]`: one Middle-Out mask for the whole tensor
     /// (the paper's "per input tensor"); groups are `n` channels of one pixel.
     public func binarizeConvInput(_ x: UnsafeBufferPointer<Float>, batch: Int, channels: Int, pixels: Int, cache: GroupCache? = nil) -> BinarizedValues {
@@ -80,10 +63,6 @@ public final class BinaryConvLayer: @unchecked Sendable {
     public init(weights: [BitPlaneMatrix], activations: ActivationSpec) {
         self.weights = weights
         self.activations = activations
-    }
-
-    public convenience init(weights: BitPlaneMatrix, activationBits: [Int], activationFractions: [Double], activationGranularity: MaskGranularity) {
-        self.init(weights: [weights], activations: ActivationSpec(bits: activationBits, fractions: activationFractions, granularity: activationGranularity))
     }
 
     public func forward(_ g: ConvGeometry, input: UnsafePointer<Float>, bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,

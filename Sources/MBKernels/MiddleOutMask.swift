@@ -2,38 +2,10 @@ import CBitPlanes
 import MBCore
 
 /// Middle-Out mask selection (HBB.md section 3) for the runtime's binarized activations and for
-/// structured (group / channel) weight masks. The element case is the paper's rule and agrees
-/// bit for bit with MBBinarize's `Binarizer` (tests compare them); the grouped case applies the
-/// same rule to groups: a group's key is the mean of its entries' keys.
+/// structured (group / channel) weight masks. The element case is the engine's (`HBB`) canonical
+/// mean and radix select, as MBBinarize's `Binarizer` runs them (tests compare the two); the
+/// grouped case applies the same rule to groups: a group's key is the mean of its entries' keys.
 public enum MiddleOutMask {
-    /// The canonical sum of |v| over `indices` in Double: entry number i of the list goes to lane
-    /// i % 8, lanes combined ((0+1)+(2+3))+((4+5)+(6+7)), as MBBinarize accumulates every mean.
-    @inline(__always)
-    static func canonicalAbsSum(_ v: UnsafePointer<Float>, _ indices: UnsafePointer<UInt32>, _ n: Int) -> Double {
-        var l = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
-        var i = 0
-        while i + 8 <= n {
-            l.0 += Double(abs(v[Int(indices[i])])); l.1 += Double(abs(v[Int(indices[i + 1])]))
-            l.2 += Double(abs(v[Int(indices[i + 2])])); l.3 += Double(abs(v[Int(indices[i + 3])]))
-            l.4 += Double(abs(v[Int(indices[i + 4])])); l.5 += Double(abs(v[Int(indices[i + 5])]))
-            l.6 += Double(abs(v[Int(indices[i + 6])])); l.7 += Double(abs(v[Int(indices[i + 7])]))
-            i += 8
-        }
-        if i < n { l.0 += Double(abs(v[Int(indices[i])])); i += 1 }
-        if i < n { l.1 += Double(abs(v[Int(indices[i])])); i += 1 }
-        if i < n { l.2 += Double(abs(v[Int(indices[i])])); i += 1 }
-        if i < n { l.3 += Double(abs(v[Int(indices[i])])); i += 1 }
-        if i < n { l.4 += Double(abs(v[Int(indices[i])])); i += 1 }
-        if i < n { l.5 += Double(abs(v[Int(indices[i])])); i += 1 }
-        if i < n { l.6 += Double(abs(v[Int(indices[i])])); i += 1 }
-        return ((l.0 + l.1) + (l.2 + l.3)) + ((l.4 + l.5) + (l.6 + l.7))
-    }
-
-    /// round(p * n), halves away from zero.
-    static func roundedCount(_ fraction: Double, of n: Int) -> Int {
-        Int((fraction * Double(n)).rounded(.toNearestOrAwayFromZero))
-    }
-
     /// The mask (flat bit widths) for `values` under distribution (bits ascending, fractions),
     /// Middle-Out over entries (`groups == nil`) or over groups. Zero fractions are ignored; the
     /// last used width takes the rest.
@@ -61,14 +33,19 @@ public enum MiddleOutMask {
         var remainingCount = n
         for j in 0..<n { remaining[j] = UInt32(j) }
         let v = values.baseAddress!
+        let scratch = HBB.SelectionScratch(capacity: groups == nil ? n : 0)
+        defer { scratch.deallocate() }
         mask.withUnsafeMutableBufferPointer { mask in
             for (b, p) in used.dropLast() {
-                let m = canonicalAbsSum(v, remaining, remainingCount) / Double(remainingCount)
+                let list = HBB.ListedEntries(list: remaining, count: remainingCount)
+                let m = HBB.canonicalAbsSum(list, v) / Double(remainingCount)
                 if let groups {
                     selectGroups(v, remaining, remainingCount, mean: m, fraction: p, groups: groups, mark: UInt8(b), mask: mask)
                 } else {
-                    let c = min(roundedCount(p, of: n), remainingCount)
-                    selectEntries(v, remaining, remainingCount, mean: m, count: c, mark: UInt8(b), mask: mask)
+                    // The remaining entries are unassigned (mask 0), as selectSmallest requires.
+                    let c = min(HBB.roundedCount(p, of: n), remainingCount)
+                    HBB.selectSmallest(list, count: c, key: HBB.MiddleOutKey(values: v, mean: m), mask: mask.baseAddress!, mark: UInt8(b),
+                                       scratch: scratch)
                 }
                 var kept = 0
                 for i in 0..<remainingCount where mask[Int(remaining[i])] == 0 {
@@ -80,45 +57,6 @@ public enum MiddleOutMask {
             for i in 0..<remainingCount { mask[Int(remaining[i])] = UInt8(last.0) }
         }
         return mask
-    }
-
-    /// Marks the `c` entries of the list with the smallest key | |v| - m | (Double), ties by the
-    /// lower index. Radix select on the keys' bit patterns (a non-negative Double orders like its
-    /// bits), 16 bits at a time from the top: each pass keeps the boundary bucket's candidates in
-    /// index order, so when the bits run out the remaining ones share a key and the first are taken.
-    static func selectEntries(_ v: UnsafePointer<Float>, _ list: UnsafePointer<UInt32>, _ n: Int, mean m: Double, count c: Int,
-                              mark: UInt8, mask: UnsafeMutableBufferPointer<UInt8>) {
-        guard c > 0 else { return }
-        var index = [UInt32](repeating: 0, count: n)
-        var keys = [UInt64](repeating: 0, count: n)
-        for i in 0..<n {
-            let j = Int(list[i])
-            index[i] = list[i]
-            keys[i] = abs(Double(abs(v[j])) - m).bitPattern
-        }
-        var histogram = [Int](repeating: 0, count: 1 << 16)
-        var candidates = n, need = c, shift = 64
-        while need > 0 && need < candidates && shift > 0 {
-            shift -= 16
-            for i in histogram.indices { histogram[i] = 0 }
-            for i in 0..<candidates { histogram[Int((keys[i] >> UInt64(shift)) & 0xFFFF)] += 1 }
-            var below = 0, bucket = 0
-            while below + histogram[bucket] < need { below += histogram[bucket]; bucket += 1 }
-            var kept = 0
-            for i in 0..<candidates {
-                let d = Int((keys[i] >> UInt64(shift)) & 0xFFFF)
-                if d < bucket {
-                    mask[Int(index[i])] = mark
-                } else if d == bucket {
-                    index[kept] = index[i]
-                    keys[kept] = keys[i]
-                    kept += 1
-                }
-            }
-            candidates = kept
-            need -= below
-        }
-        for i in 0..<min(need, candidates) { mask[Int(index[i])] = mark }
     }
 
     /// The grouped case as whole-tensor passes (CBitPlanes): the remaining entries are those not
@@ -166,7 +104,7 @@ public enum MiddleOutMask {
                         }
                     }
                     // The c smallest (key, group), by selection (no sort): the same set as sorting.
-                    let c = roundedCount(p, of: groups.count)
+                    let c = HBB.roundedCount(p, of: groups.count)
                     guard bp_choose_groups(&sum, size, Int64(groups.count), Int64(c), &chosen, &keys) > 0 else { continue }
                     let last = round + 1 == rounds.count
                     var count: Int64 = 0
@@ -202,7 +140,7 @@ public enum MiddleOutMask {
         }
         var candidates: [(key: Double, group: Int)] = []
         for g in 0..<groups.count where size[g] > 0 { candidates.append((sum[g] / Double(size[g]), g)) }
-        let c = min(roundedCount(p, of: groups.count), candidates.count)
+        let c = min(HBB.roundedCount(p, of: groups.count), candidates.count)
         guard c > 0 else { return }
         candidates.sort { ($0.key, $0.group) < ($1.key, $1.group) }
         var chosen = [Bool](repeating: false, count: groups.count)

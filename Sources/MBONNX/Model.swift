@@ -25,8 +25,13 @@ public struct ONNXModel: Sendable {
 
     /// The opset version of a domain ("" and "ai.onnx" are the same domain), or nil.
     public func opsetVersion(domain: String = "") -> Int64? {
-        let wanted = domain == "ai.onnx" ? "" : domain
-        return opsetImports.first { (($0.domain ?? "") == "ai.onnx" ? "" : ($0.domain ?? "")) == wanted }?.version
+        let wanted = OperatorDomain.normalized(domain)
+        return opsetImports.first { OperatorDomain.normalized($0.domain) == wanted }?.version
+    }
+
+    /// The opset imports as the IR keeps them: domains normalized, a missing version read as 1.
+    public var irOpsets: [IROpset] {
+        opsetImports.map { IROpset(domain: OperatorDomain.normalized($0.domain), version: $0.version ?? 1) }
     }
 }
 

@@ -18,7 +18,7 @@ public struct WeightDecision: Sendable, Equatable {
 
     public enum Allocation: Sendable, Equatable {
         /// P as the policy states it (`mix:` or `bits:`).
-        case mix(BitMix)
+        case mix(BitDistribution)
         /// `average: B`: P is searched per tensor at conversion.
         case average(Double)
         /// Spread by the whole-model `target:` (decided with the whole model in view).
@@ -27,14 +27,14 @@ public struct WeightDecision: Sendable, Equatable {
 
     public struct Binarization: Sendable, Equatable {
         public var allocation: Allocation
-        public var method: BinarizationMethod
+        public var method: MaskMethod
         public var scale: ScaleGranularity
         public var refit: RefitMode
         public var granularity: MaskGranularity
         /// With `--calibrate`: correct the output statistics of the layers reading this weight.
         public var calibrate: Bool
 
-        public init(allocation: Allocation, method: BinarizationMethod = Self.defaultMethod,
+        public init(allocation: Allocation, method: MaskMethod = Self.defaultMethod,
                     scale: ScaleGranularity = Self.defaultScale, refit: RefitMode = Self.defaultRefit,
                     granularity: MaskGranularity = .element, calibrate: Bool = Self.defaultCalibrate) {
             self.allocation = allocation
@@ -46,7 +46,7 @@ public struct WeightDecision: Sendable, Equatable {
         }
 
         /// What a rule gets when it does not say (documented in Schemas/policy.md).
-        public static let defaultMethod = BinarizationMethod.middleOut
+        public static let defaultMethod = MaskMethod.middleOut
         public static let defaultScale = ScaleGranularity.tensor
         public static let defaultRefit = RefitMode.off
         public static let defaultCalibrate = true
@@ -55,9 +55,9 @@ public struct WeightDecision: Sendable, Equatable {
     public var source: Source
     public var action: Action
     /// The consuming layer's input binarization, when the rule asks for it.
-    public var activations: Policy.ActivationSettings?
+    public var activations: ActivationSpec?
 
-    public init(source: Source, action: Action, activations: Policy.ActivationSettings? = nil) {
+    public init(source: Source, action: Action, activations: ActivationSpec? = nil) {
         self.source = source
         self.action = action
         self.activations = activations

@@ -99,18 +99,18 @@ extension Policy {
     /// What a rule (or `default`) says about storage. Unset fields take the documented defaults.
     public struct Settings: Sendable, Equatable {
         public var storage: Storage
-        public var method: BinarizationMethod?
+        public var method: MaskMethod?
         public var scale: ScaleGranularity?
         public var refit: RefitMode?
         /// Which entries share a bit width (`granularity: element | group:N | channel`).
         public var granularity: MaskGranularity?
         /// `activations: {mix: ...}`: the consuming layer's input is binarized at inference time.
-        public var activations: ActivationSettings?
+        public var activations: ActivationSpec?
         /// With `--calibrate`: correct this layer's output statistics (default true).
         public var calibrate: Bool?
 
-        public init(storage: Storage, method: BinarizationMethod? = nil, scale: ScaleGranularity? = nil, refit: RefitMode? = nil,
-                    granularity: MaskGranularity? = nil, activations: ActivationSettings? = nil, calibrate: Bool? = nil) {
+        public init(storage: Storage, method: MaskMethod? = nil, scale: ScaleGranularity? = nil, refit: RefitMode? = nil,
+                    granularity: MaskGranularity? = nil, activations: ActivationSpec? = nil, calibrate: Bool? = nil) {
             self.storage = storage
             self.method = method
             self.scale = scale
@@ -121,22 +121,10 @@ extension Policy {
         }
     }
 
-    /// How a layer's input is binarized at run time: a mix, Middle-Out (the only method the
-    /// runtime implements), one scale per level for the whole input, masks per entry or group.
-    public struct ActivationSettings: Sendable, Equatable {
-        public var mix: BitMix
-        public var granularity: MaskGranularity
-
-        public init(mix: BitMix, granularity: MaskGranularity = .element) {
-            self.mix = mix
-            self.granularity = granularity
-        }
-    }
-
     /// Exactly one per rule: the storage key it states (or, under a `target`, none of them).
     public enum Storage: Sendable, Equatable {
         /// `mix:` or `bits:` (bits: n is the mix {n: 1}).
-        case distribution(BitMix)
+        case distribution(BitDistribution)
         /// `average: B`: the binarizer searches P with that average.
         case average(Double)
         /// No storage key under a whole-model `target`: the target spreads the bits.
@@ -173,15 +161,6 @@ public enum TargetAllocation: String, Sendable, CaseIterable {
     case sensitivity
 }
 
-/// Mask heuristics; raw values are the names MBBinarize uses (HBB.md section 3).
-public enum BinarizationMethod: String, Sendable, CaseIterable {
-    case middleOut = "middle-out"
-    case topDown = "top-down"
-    case bottomUp = "bottom-up"
-    case random = "random"
-    case residualMiddleOut = "residual-middle-out"
-}
-
 /// `refit:` what happens to the level scales (and signs) after residual binarization chose them.
 /// `false` is HBB.md exactly; the others are extras (not in the paper), opt-in by name.
 public enum RefitMode: String, Sendable, CaseIterable, ExpressibleByBooleanLiteral {
@@ -194,11 +173,6 @@ public enum RefitMode: String, Sendable, CaseIterable, ExpressibleByBooleanLiter
     case alternating
 
     public init(booleanLiteral value: Bool) { self = value ? .leastSquares : .off }
-}
-
-/// One scale per bit level for the whole tensor, or per output channel.
-public enum ScaleGranularity: String, Sendable, CaseIterable {
-    case tensor, channel
 }
 
 /// How a tensor that is not binarized is stored.

@@ -1,19 +1,20 @@
+import MBCore
 import Yams
 
-/// The key tables: one place that says which key may appear where. Adding a setting (issue 7's
+/// The key tables: one place that says which key may appear where. Adding a setting (such as
 /// `activations:` or `granularity:`) means a row here and a reader in PolicyParser+Settings.
 enum PolicyKeys {
     static let top = ["version", "target", "rules", "default"]
     static let rule = ["match", "label"] + settings
     static let match = ["name", "tensor", "op", "position", "min_elements", "max_elements", "depthwise", "kernel"]
     static let settings = ["mix", "average", "bits", "method", "scale", "refit", "calibrate", "keep", "granularity", "activations"]
-    /// Keys of `activations: {...}` (issue 7: the layer's input binarized at inference time).
+    /// Keys of `activations: {...}` (the layer's input binarized at inference time).
     static let activations = ["mix", "bits", "method", "granularity"]
     /// Exactly one of these decides how a tensor is stored.
     static let storage = ["mix", "average", "bits", "keep"]
     static let target = ["average_bits", "max_bits", "allocate"]
     /// The ops whose weight inputs are weights (what `op:` usually names).
-    static let weightedOps = ["Conv", "ConvTranspose", "Gemm", "MatMul"]
+    static let weightedOps = WeightedOp.allCases.map(\.rawValue)
 }
 
 extension SchemaReader {
@@ -92,7 +93,7 @@ extension SchemaReader {
         var ok = true
         if let m = e.first(where: { $0.key == "max_bits" }) {
             if let n = int(m.value, "max_bits must be an integer from 1 to 8") {
-                if BitMix.bitRange.contains(n) { maxBits = n } else {
+                if BitDistribution.bitRange.contains(n) { maxBits = n } else {
                     error(Self.position(m.value), "max_bits must be from 1 to 8, got \(n)")
                     ok = false
                 }

@@ -18,7 +18,7 @@ extension SchemaReader {
         if let s = storageEntries.first {
             switch s.key {
             case "mix": storage = mix(s.value).map { .distribution($0) }
-            case "bits": storage = bits(s.value).map { .distribution(.homogeneous($0)) }
+            case "bits": storage = bits(s.value).flatMap { try? BitDistribution.homogeneous($0) }.map { .distribution($0) }
             case "average": storage = average(s.value).map { .average($0) }
             case "keep": storage = choice(s.value, "keep", noun: "keep type", KeepType.self).map { .keep($0) }
             default: break
@@ -36,7 +36,7 @@ extension SchemaReader {
             let valid: Bool
             switch item.key {
             case "method":
-                result.method = choice(item.value, "method", BinarizationMethod.self)
+                result.method = choice(item.value, "method", MaskMethod.self)
                 valid = result.method != nil
             case "scale":
                 result.scale = choice(item.value, "scale", ScaleGranularity.self)
@@ -71,7 +71,7 @@ extension SchemaReader {
     }
 
     /// `mix: {1: 0.7, 2: 0.2, 3: 0.1}`: bitwidths 1 to 8, fractions in [0, 1] summing to 1.
-    mutating func mix(_ node: Node) -> BitMix? {
+    mutating func mix(_ node: Node) -> BitDistribution? {
         guard let e = entries(node, "mix must map bitwidths to fractions, e.g. {1: 0.7, 2: 0.2, 3: 0.1}") else { return nil }
         guard !e.isEmpty else {
             error(Self.position(node), "mix is empty; give at least one bitwidth, e.g. {1: 0.7, 2: 0.2, 3: 0.1}")
@@ -86,7 +86,7 @@ extension SchemaReader {
                 ok = false
                 continue
             }
-            guard BitMix.bitRange.contains(b) else {
+            guard BitDistribution.bitRange.contains(b) else {
                 error(item.position, "bitwidth must be from 1 to 8, got \(b)")
                 ok = false
                 continue
@@ -111,16 +111,16 @@ extension SchemaReader {
         }
         guard ok else { return nil }
         let sum = pairs.reduce(0) { $0 + $1.fraction }
-        guard abs(sum - 1) <= BitMix.sumTolerance else {
+        guard abs(sum - 1) <= BitDistribution.sumTolerance else {
             error(Self.position(node), "fractions must sum to 1 (within 1e-6), got \(formatNumber(sum))")
             return nil
         }
-        return BitMix(pairs)
+        return BitDistribution(pairs)
     }
 
     mutating func bits(_ node: Node) -> Int? {
         guard let b = int(node, "bits must be an integer from 1 to 8") else { return nil }
-        guard BitMix.bitRange.contains(b) else {
+        guard BitDistribution.bitRange.contains(b) else {
             error(Self.position(node), "bitwidth must be from 1 to 8, got \(b)")
             return nil
         }
@@ -148,10 +148,10 @@ extension SchemaReader {
     }
 
     /// `activations: {mix: {...} | bits: n, method: middle-out, granularity: ...}`.
-    mutating func activations(_ node: Node) -> Policy.ActivationSettings? {
+    mutating func activations(_ node: Node) -> ActivationSpec? {
         guard let e = entries(node, "activations must be a mapping such as {mix: {1: 0.7, 2: 0.2, 3: 0.1}}") else { return nil }
         checkKeys(e, allowed: PolicyKeys.activations)
-        var mix: BitMix?
+        var mix: BitDistribution?
         var granularity = MaskGranularity.element
         var ok = true
         let storage = e.filter { $0.key == "mix" || $0.key == "bits" }
@@ -162,9 +162,9 @@ extension SchemaReader {
         for item in e {
             switch item.key {
             case "mix": mix = self.mix(item.value); if mix == nil { ok = false }
-            case "bits": mix = self.bits(item.value).map { .homogeneous($0) }; if mix == nil { ok = false }
+            case "bits": mix = self.bits(item.value).flatMap { try? BitDistribution.homogeneous($0) }; if mix == nil { ok = false }
             case "method":
-                if let m = choice(item.value, "method", BinarizationMethod.self) {
+                if let m = choice(item.value, "method", MaskMethod.self) {
                     if m != .middleOut {
                         error(Self.position(item.value), "activations are binarized at run time by middle-out only, got \(m.rawValue)")
                         ok = false
@@ -180,7 +180,7 @@ extension SchemaReader {
             ok = false
         }
         guard ok, let mix else { return nil }
-        return Policy.ActivationSettings(mix: mix, granularity: granularity)
+        return ActivationSpec(distribution: mix, granularity: granularity)
     }
 
     /// A scalar as written in the file (so "got 1.20" shows what the user typed).

@@ -1,3 +1,5 @@
+import MBCore
+
 /// The facts about one tensor that policy rules can match. MBConvert builds these from the model
 /// (see WeightDiscovery); MBPolicy never sees ONNX.
 public struct PolicySubject: Sendable, Hashable {
@@ -40,7 +42,7 @@ public struct PolicySubject: Sendable, Hashable {
 
     /// The spatial kernel dims of a Conv/ConvTranspose weight (shape after [out, in]), else nil.
     public var kernel: [Int64]? {
-        guard shape.count >= 3, consumers.contains(where: { $0.opType == "Conv" || $0.opType == "ConvTranspose" }) else { return nil }
+        guard shape.count >= 3, consumers.contains(where: { WeightedOp(rawValue: $0.opType)?.isConvolution == true }) else { return nil }
         return Array(shape.dropFirst(2))
     }
 }

@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 import MBConvert
 
-/// Mask + binarization throughput (issue 3): 1.4-bit 7/2/1 Middle-Out on a 10M-value normal
+/// Mask + binarization throughput: 1.4-bit 7/2/1 Middle-Out on a 10M-value normal
 /// tensor with tensor scales, and on a 4096 x 9216 tensor with channel scales; single thread;
 /// beside Scripts/bench/binarize_numpy.py (HBB.md in numpy) on the same data in the same run.
 struct BinarizeBench: ParsableCommand {

@@ -6,7 +6,7 @@ import MBConvert
 import MBCore
 import MBKernels
 
-/// Issue 7's layer benchmarks, one thread, every ratio measured in this run:
+/// The bit-plane layer benchmarks, one thread, every ratio measured in this run:
 /// a 4096x9216 Gemm at batch 1 with 1.4-bit (7/2/1) weights (element, group:64 and channel
 /// masks) against our float path and OpenBLAS sgemv; a 3x3 conv 256->256 at 56x56 with 1.4-bit
 /// weights and activations against float and against homogeneous 2-bit/2-bit.
@@ -166,7 +166,7 @@ struct BitPlaneBench: ParsableCommand {
                 packed = try Binarizer.binarize(tensor, config)
             }
             let m = try BitPlaneMatrix(packed: packed, kind: .conv)
-            let layer = BinaryConvLayer(weights: m, activationBits: abits, activationFractions: afrac, activationGranularity: ag)
+            let layer = BinaryConvLayer(weights: [m], activations: ActivationSpec(distribution: try BitDistribution(bits: abits, fractions: afrac), granularity: ag))
             let t = time { layer.forward(g, input: x, bias: bias, output: &y, relu: false, threads: threads, scratch: scratch) }
             if label.hasPrefix("2-bit") || label.hasPrefix("1.4 channel") { roundLayers.append((label, layer)) }
             // The parts: run-time binarization (mask + residual levels), packing into planes, popcount kernel.

@@ -17,12 +17,10 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Timed runs per mode (medians reported).")
     var repeats = 10
 
-    @Option(help: "Threads for the runtime and the BLAS.")
-    var threads = 1
+    @OptionGroup var runtime: RuntimeOptions
 
     func validate() throws {
         guard repeats >= 1 else { throw ValidationError("--repeats must be >= 1") }
-        guard threads >= 1 else { throw ValidationError("--threads must be >= 1") }
     }
 
     func run() throws {
@@ -30,7 +28,7 @@ struct BenchCommand: ParsableCommand {
             var options = LayerBench.Options()
             options.inputs = inputs
             options.repeats = repeats
-            options.threads = threads
+            options.threads = runtime.threads
             return try LayerBench.run(modelPath: model, options: options)
         }
         print(report, terminator: "")

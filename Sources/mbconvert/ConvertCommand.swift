@@ -46,7 +46,7 @@ struct ConvertCommand: ParsableCommand {
     var calibrate: String?
 
     func validate() throws {
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+        if let threads, threads < 1 { throw ValidationError("--threads must be >= 1") }
     }
 
     func run() throws {

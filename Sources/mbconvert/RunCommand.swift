@@ -8,10 +8,10 @@ struct RunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
         abstract: "Run a model on .npy inputs with mbconvert's runtime.",
-        discussion: "Prints each output's shape and a summary (min, max, mean; argmax for 2-D outputs), writes the outputs as .npy files with --output-dir, and times --repeat further runs (median and min latency)."
+        discussion: "Prints each output's shape and a summary (min, max, mean; argmax for 2-D outputs), writes the outputs as .npy files with --output-dir, and times --repeats further runs (median and min latency)."
     )
 
-    @Argument(help: "The model file (.onnx).")
+    @Argument(help: "The model file (.mbm or .onnx).")
     var model: String
 
     @Option(name: .customLong("input"), help: "NAME=file.npy for each model input (a bare path when the model has one input).")
@@ -20,13 +20,13 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Folder for the outputs as .npy files (one per output, named after it).")
     var outputDir: String?
 
-    @Option(help: "Time this many further runs and print median and min latency.")
-    var `repeat` = 0
+    // `--repeat` is the name this option had first; both spellings stay accepted.
+    @Option(name: [.customLong("repeats"), .customLong("repeat")], help: "Time this many further runs and print median and min latency.")
+    var repeats = 0
 
-    @Option(help: "Threads for the runtime and the BLAS.")
-    var threads = 1
+    @OptionGroup var runtime: RuntimeOptions
 
-    @Flag(help: "With --repeat: print the time per operator type of the last run.")
+    @Flag(help: "With --repeats: print the time per operator type of the last run.")
     var profile = false
 
     @Option(help: "How binarized weights run: expanded (float kernels on the stored values) or packed (bit-plane kernels).")
@@ -36,13 +36,12 @@ struct RunCommand: ParsableCommand {
     var noOptimize = false
 
     func validate() throws {
-        guard `repeat` >= 0 else { throw ValidationError("--repeat must be >= 0") }
-        guard threads >= 1 else { throw ValidationError("--threads must be >= 1") }
+        guard repeats >= 0 else { throw ValidationError("--repeats must be >= 0") }
     }
 
     func run() throws {
         let report = try CLIErrors.reporting {
-            var options = RunModel.Options(inputs: inputs, outputDirectory: outputDir, repeats: `repeat`, threads: threads)
+            var options = RunModel.Options(inputs: inputs, outputDirectory: outputDir, repeats: repeats, threads: runtime.threads)
             options.profile = profile
             options.weights = weights
             options.optimize = !noOptimize

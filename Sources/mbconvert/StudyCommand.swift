@@ -52,7 +52,7 @@ struct StudyCommand: ParsableCommand {
     var method = "middle-out"
 
     @Option(help: "Scales: tensor (one per level, the paper's) or channel (one per level per slice along --channel-axis).")
-    var scale = "tensor"
+    var scale = ScaleGranularity.tensor
 
     @Option(help: "The output-channel axis for --scale channel.")
     var channelAxis = 0
@@ -96,7 +96,7 @@ struct StudyCommand: ParsableCommand {
             if let sweepAverage { o.sweepAverages = try StudyParse.averages(sweepAverage, option: "--sweep-average") }
             o.gridBits = try StudyParse.bitList(gridBits, option: "--grid-bits")
             o.methods = try StudyParse.methods(method)
-            o.scale = try StudyParse.scale(scale, axis: channelAxis)
+            o.scale = ScaleMode(scale, channelAxis: channelAxis)
             o.refit = refit
             o.alternatingRefit = alternatingRefit
             o.seed = seed

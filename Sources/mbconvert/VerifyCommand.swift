@@ -41,8 +41,7 @@ struct VerifyCommand: ParsableCommand {
     @Option(help: "Fail when a classifier output's top-1 agreement is below this (0...1).")
     var minTop1: Double?
 
-    @Option(help: "Runtime threads.")
-    var threads = 1
+    @OptionGroup var runtime: RuntimeOptions
 
     @Flag(help: "Print the report as JSON.")
     var json = false
@@ -61,7 +60,7 @@ struct VerifyCommand: ParsableCommand {
         options.shapes = shapes
         options.minCosine = minCosine
         options.minTop1 = minTop1
-        options.threads = threads
+        options.threads = runtime.threads
         let report = try CLIErrors.reporting { try Verify.run(onnx: onnx, mbm: mbm, options: options) }
         print(json ? try Inspect.json(report) : report.renderText(), terminator: "")
         if !report.passed { throw ExitCode(1) }

@@ -147,11 +147,12 @@ import Testing
     }
 
     @Test func badSettingsAreRefused() throws {
-        #expect(throws: BinarizeError.invalidConfiguration("bit width 9 is outside 1...8")) { _ = try BitDistribution.homogeneous(9) }
-        #expect(throws: BinarizeError.invalidConfiguration("fractions must sum to 1, got 0.9 for [0.5, 0.4]")) {
+        #expect(throws: BitDistribution.Invalid("bit width 9 is outside 1...8")) { _ = try BitDistribution.homogeneous(9) }
+        #expect(throws: BinarizeError.invalidConfiguration("bit width 9 is outside 1...8")) { _ = try Binarizer.binarize(FloatTensor(name: "w", values: [1]), bits: 9) }
+        #expect(throws: BitDistribution.Invalid("fractions must sum to 1, got 0.9 for [0.5, 0.4]")) {
             _ = try BitDistribution(bits: [1, 2], fractions: [0.5, 0.4])
         }
-        #expect(throws: BinarizeError.invalidConfiguration("bit widths must be strictly ascending, got [2, 1]")) {
+        #expect(throws: BitDistribution.Invalid("bit widths must be strictly ascending, got [2, 1]")) {
             _ = try BitDistribution(bits: [2, 1], fractions: [0.5, 0.5])
         }
         let t = try FloatTensor(name: "w", shape: [2, 2], values: [1, 2, 3, 4])

@@ -45,6 +45,21 @@ import Testing
     }
 
     /// One test case per model, so the models convert in parallel.
+    /// A failure of a library below the pipeline keeps that error as its cause (the message
+    /// stays the library's own line).
+    @Test func writerFailureKeepsItsCause() throws {
+        let root = SharedFixtures.repositoryRoot
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("mbconvert-no-such-dir-\(getpid())/out.mbm").path
+        do {
+            _ = try Conversion.run(model: root.appendingPathComponent("Examples/models/tiny_cnn.onnx").path,
+                                   policy: root.appendingPathComponent("Examples/policies/homogeneous-2bit.txt").path, output: out)
+            Issue.record("writing into a missing folder succeeded")
+        } catch let failure as Conversion.Failure {
+            let cause = try #require(failure.cause as? MBMError, "\(failure)")
+            #expect(failure.description == cause.description)
+        }
+    }
+
     @Test(arguments: Self.models)
     func everyExamplePolicyConverts(_ model: URL) throws {
         #expect(Self.policies.count >= 6)

@@ -61,7 +61,7 @@ import Testing
             let row = try #require(binarized.first { $0.name == a.tensor })
             // The report's P is the one the layer was binarized with.
             let requested = try #require(row.requestedMix)
-            #expect(a.mix == BitMix(requested.map { ($0.bits, $0.fraction) })?.description, "\(a.tensor): \(a.mix ?? "-") vs \(requested)")
+            #expect(a.mix == BitDistribution(requested.map { ($0.bits, $0.fraction) })?.policyText, "\(a.tensor): \(a.mix ?? "-") vs \(requested)")
         }
         // On budget: sign bits over every binarized weight.
         let elements = binarized.reduce(0) { $0 + $1.elements }

@@ -6,7 +6,7 @@ import Testing
 /// Predicted sizes count exactly what HBB.md section 6 counts, and agree with what MBBinarize
 /// really produces (sign bits, realized widths, scales).
 @Suite struct StoragePredictionTests {
-    static let mix721 = BitMix([(1, 0.7), (2, 0.2), (3, 0.1)])!
+    static let mix721 = BitDistribution([(1, 0.7), (2, 0.2), (3, 0.1)])!
 
     @Test func heterogeneousTensorScale() {
         let p = StoragePrediction.binarized(Self.mix721, elements: 1000, groups: 1)
@@ -18,8 +18,8 @@ import Testing
         #expect(abs(p.averageBits - 1.4) < 1e-12)
     }
 
-    @Test func homogeneousHasNoMask() {
-        let p = StoragePrediction.binarized(.homogeneous(2), elements: 4096, groups: 64)
+    @Test func homogeneousHasNoMask() throws {
+        let p = StoragePrediction.binarized(try .homogeneous(2), elements: 4096, groups: 64)
         #expect(p.signBits == 8192 && p.maskBits == 0 && p.scaleCount == 128)
         #expect(p.bitsPerWeight == (8192.0 + 128 * 32) / 4096)
     }
@@ -55,7 +55,7 @@ import Testing
         }
     }
 
-    @Test func averageSearchGrid() {
+    @Test func averageSearchGrid() throws {
         #expect(AverageBitsSearch.bitwidths(average: 1.4, maxBits: 8) == [1, 2, 3])
         #expect(AverageBitsSearch.bitwidths(average: 4.5, maxBits: 8) == [3, 4, 5])
         #expect(AverageBitsSearch.bitwidths(average: 2.5, maxBits: 3) == [1, 2, 3])
@@ -65,7 +65,7 @@ import Testing
         #expect(c.count == 5)
         #expect(c.allSatisfy { abs($0.averageBits - 1.4) < 1e-9 })
         #expect(c.contains(Self.mix721))
-        #expect(AverageBitsSearch.candidates(average: 1, widths: [1, 2, 3]) == [.homogeneous(1)])
+        #expect(try AverageBitsSearch.candidates(average: 1, widths: [1, 2, 3]) == [.homogeneous(1)])
     }
 
     /// The converter's sampled search and MBBinarize's AverageSearch share one grid: on-grid
@@ -76,7 +76,7 @@ import Testing
         for (average, widths) in [(1.4, [1, 2, 3]), (2.5, [1, 2, 3]), (3.7, [2, 3, 4]), (6.0, [5, 6, 7])] {
             let ours = AverageBitsSearch.candidates(average: average, widths: widths).map(\.description)
             let theirs = try AverageSearch.grid(average: average, bits: widths).map { d in
-                BitMix(d.entries.filter { $0.fraction > 0 }.map { ($0.bits, $0.fraction) })!.description
+                BitDistribution(d.entries.filter { $0.fraction > 0 }.map { ($0.bits, $0.fraction) })!.description
             }
             #expect(ours == theirs, "average \(average) over \(widths)")
         }

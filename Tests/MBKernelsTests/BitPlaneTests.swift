@@ -211,7 +211,7 @@ final class BitPlaneBinaryTests: XCTestCase {
 
     /// A direct binary convolution (patches over pixel units, padding, stride, groups) equals
     /// the float convolution of the dequantized operands.
-    func testBinaryConvEqualsFloatConvOfDequantizedOperands() {
+    func testBinaryConvEqualsFloatConvOfDequantizedOperands() throws {
         for (c, o, groups, stride) in [(70, 16, 1, 1), (64, 8, 2, 2)] {
             let g = ConvGeometry(batch: 2, inChannels: c, outChannels: o, groups: groups, input: [5, 6], kernel: [3, 3],
                                  strides: [stride, stride], padBegin: [1, 1], padEnd: [1, 0])
@@ -232,7 +232,7 @@ final class BitPlaneBinaryTests: XCTestCase {
             }
             var wHat = [Float](repeating: 0, count: wValues.count)
             packed.dequantized(into: &wHat)
-            let layer = BinaryConvLayer(weights: mats, activations: ActivationSpec(bits: [1, 2, 3], fractions: [0.7, 0.2, 0.1]))
+            let layer = BinaryConvLayer(weights: mats, activations: ActivationSpec(distribution: try .tenths([7, 2, 1])))
             let x = randomActivations(count: 2 * c * 30, seed: 3).map { max(0, $0) }
             var fast = [Float](repeating: .nan, count: 2 * o * g.outputSize), expanded = fast
             layer.forward(g, input: x, bias: nil, output: &fast, relu: true, threads: 2, scratch: BitPlaneScratch())

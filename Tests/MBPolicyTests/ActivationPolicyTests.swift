@@ -2,7 +2,7 @@ import MBCore
 import MBPolicy
 import Testing
 
-/// Issue 7's settings: `granularity:` and `activations:`.
+/// The layer settings `granularity:` and `activations:`.
 @Suite struct ActivationPolicyTests {
     @Test func granularityAndActivationsParse() throws {
         let text = """
@@ -23,10 +23,10 @@ import Testing
         let result = Policy.parse(text: text, file: "a.txt")
         #expect(result.diagnostics.isEmpty, "\(result.diagnostics)")
         let p = try #require(result.policy)
-        #expect(p.rules[0].settings.activations == Policy.ActivationSettings(mix: .homogeneous(2)))
+        #expect(try p.rules[0].settings.activations == ActivationSpec(distribution: .homogeneous(2)))
         #expect(p.rules[1].settings.granularity == .group(64))
         #expect(p.rules[1].settings.activations?.granularity == .group(256))
-        #expect(p.rules[1].settings.activations?.mix.entries.map(\.bits) == [1, 2, 3])
+        #expect(p.rules[1].settings.activations?.distribution.entries.map(\.bits) == [1, 2, 3])
         #expect(p.defaultSettings?.granularity == .channel)
         guard case .binarize(let b) = p.defaultSettings!.action else { Issue.record("default must binarize"); return }
         #expect(b.granularity == .channel)

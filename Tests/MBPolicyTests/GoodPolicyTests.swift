@@ -1,3 +1,4 @@
+import MBCore
 import Foundation
 import MBPolicy
 import TestSupport
@@ -51,7 +52,7 @@ import Testing
         let dw = p.rules[1]
         #expect(dw.match.ops == ["Conv"])
         #expect(dw.match.depthwise == true)
-        #expect(dw.settings == Policy.Settings(storage: .distribution(.homogeneous(3)), scale: .channel))
+        #expect(try dw.settings == Policy.Settings(storage: .distribution(.homogeneous(3)), scale: .channel))
         #expect(dw.displayName == "rule 2 (line 7)")
 
         let pw = p.rules[2]
@@ -59,7 +60,7 @@ import Testing
         #expect(pw.match.kernel == [1, 1])
         #expect(pw.match.minElements == 1024)
         #expect(pw.match.maxElements == 1_000_000)
-        let mix = try #require(BitMix([(1, 0.7), (2, 0.2), (3, 0.1)]))
+        let mix = try #require(BitDistribution([(1, 0.7), (2, 0.2), (3, 0.1)]))
         #expect(pw.settings == Policy.Settings(storage: .distribution(mix), method: .residualMiddleOut, refit: true))
         #expect(mix.entries.map(\.bits) == [1, 2, 3])
 
@@ -113,28 +114,28 @@ import Testing
     }
 
     @Test func mixStatistics() throws {
-        let mix = try #require(BitMix([(1, 0.7), (2, 0.2), (3, 0.1)]))
+        let mix = try #require(BitDistribution([(1, 0.7), (2, 0.2), (3, 0.1)]))
         #expect(abs(mix.averageBits - 1.4) < 1e-12)
         #expect(abs(mix.entropy - 1.1567796494470395) < 1e-12)
         #expect(mix.counts(elements: 1000) == [700, 200, 100])
         // Half away from zero for every width but the last, which takes the rest.
         #expect(mix.counts(elements: 5) == [4, 1, 0])
         #expect(mix.counts(elements: 15) == [11, 3, 1])
-        #expect(mix.description == "{1: 0.7, 2: 0.2, 3: 0.1}")
-        #expect(BitMix.homogeneous(2).description == "2-bit")
-        #expect(BitMix.homogeneous(2).entropy == 0)
+        #expect(mix.policyText == "{1: 0.7, 2: 0.2, 3: 0.1}")
+        #expect(try BitDistribution.homogeneous(2).description == "2-bit")
+        #expect(try BitDistribution.homogeneous(2).entropy == 0)
         // A zero fraction is kept as written but receives no entries.
-        let zero = try #require(BitMix([(1, 0.9), (2, 0.1), (3, 0)]))
+        let zero = try #require(BitDistribution([(1, 0.9), (2, 0.1), (3, 0)]))
         #expect(zero.used.map(\.bits) == [1, 2])
         #expect(zero.counts(elements: 10) == [9, 1])
-        #expect(zero.maxBits == 2)
-        #expect(BitMix([(1, 0.5), (2, 0.4)]) == nil)
-        #expect(BitMix([(0, 1)]) == nil)
-        #expect(BitMix([(2, 0.5), (2, 0.5)]) == nil)
+        #expect(zero.maxUsedBits == 2)
+        #expect(BitDistribution([(1, 0.5), (2, 0.4)]) == nil)
+        #expect(BitDistribution([(0, 1)]) == nil)
+        #expect(BitDistribution([(2, 0.5), (2, 0.5)]) == nil)
     }
 
     @Test func methodNamesAreMBBinarizes() {
-        #expect(BinarizationMethod.allCases.map(\.rawValue) == ["middle-out", "top-down", "bottom-up", "random", "residual-middle-out"])
+        #expect(MaskMethod.allCases.map(\.rawValue) == ["middle-out", "top-down", "bottom-up", "random", "residual-middle-out"])
     }
 }
 

@@ -1,3 +1,4 @@
+import MBCore
 import MBPolicy
 import Testing
 
@@ -97,9 +98,9 @@ import Testing
         // Rule 4 (kernel 1x1) comes after the general Conv rule, so it governs nothing.
         #expect(r.ruleCounts == [2, 1, 2, 0, 1])
         #expect(r.defaultCount == 1)
-        let mix = BitMix([(1, 0.7), (2, 0.2), (3, 0.1)])!
+        let mix = BitDistribution([(1, 0.7), (2, 0.2), (3, 0.1)])!
         #expect(r.decisions[2]?.action == .binarize(.init(allocation: .mix(mix), method: .middleOut, scale: .tensor, refit: false)))
-        #expect(r.decisions[6]?.action == .binarize(.init(allocation: .mix(.homogeneous(2)), scale: .channel)))
+        #expect(try r.decisions[6]?.action == .binarize(.init(allocation: .mix(.homogeneous(2)), scale: .channel)))
         #expect(r.decisions[5]?.action == .keep(.float16))
 
         let unused = p.unusedRuleDiagnostics(r, subjects: Self.all, modelName: "m.onnx", strict: false)

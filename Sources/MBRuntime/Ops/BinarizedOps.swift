@@ -1,7 +1,8 @@
 import MBCore
+import MBFormat
 import MBKernels
 
-/// Issue 7 in the runtime: layers whose input is binarized at inference time (node attributes
+/// Binarized layers in the runtime: layers whose input is binarized at inference time (node attributes
 /// `mb.activations.*`, written by the converter from a policy's `activations:`), and layers
 /// whose binarized weights run from bit planes (packed mode).
 ///
@@ -9,33 +10,13 @@ import MBKernels
 /// and residual levels (one scale per level for the whole tensor). Expanded mode then runs the
 /// float kernels on x_hat; packed mode runs the AND/XOR-popcount kernel on both operands' planes.
 enum BinarizedInput {
-    static let prefix = "mb.activations."
-
-    /// The node's input binarization, or nil when it has none.
+    /// The node's input binarization (MBFormat's `ActivationAttributes`), or nil when it has none.
     static func spec(_ n: NodeContext) throws -> ActivationSpec? {
-        guard let bits = try n.ints(prefix + "bits") else {
-            if n.node.attributes.contains(where: { $0.name.hasPrefix(prefix) }) { throw n.bad("\(prefix)* attributes without \(prefix)bits") }
-            return nil
+        do {
+            return try ActivationAttributes.decode(n.node.attributes)
+        } catch {
+            throw error.kind == .unsupported ? n.unsupported(error.message) : n.bad(error.message)
         }
-        guard let fractions = try n.floats(prefix + "fractions"), fractions.count == bits.count, !bits.isEmpty else {
-            throw n.bad("\(prefix)fractions must list one fraction per bit width of \(prefix)bits \(bits)")
-        }
-        for (i, b) in bits.enumerated() where !(1...8).contains(b) || (i > 0 && b <= bits[i - 1]) {
-            throw n.bad("\(prefix)bits must be ascending bit widths from 1 to 8, got \(bits)")
-        }
-        // Fractions are stored as float32; the policy wrote decimals, so round to 6 places to
-        // get the Double the converter meant (0.7, not 0.699999988).
-        let f = fractions.map { (Double($0) * 1e6).rounded() / 1e6 }
-        guard f.allSatisfy({ $0 >= 0 && $0 <= 1 }), abs(f.reduce(0, +) - 1) <= 1e-5 else {
-            throw n.bad("\(prefix)fractions must be in [0, 1] and sum to 1, got \(fractions)")
-        }
-        let method = try n.string(prefix + "method", default: "middle-out")
-        guard method == "middle-out" else { throw n.unsupported("\(prefix)method '\(method)' (the runtime binarizes inputs by middle-out)") }
-        let text = try n.string(prefix + "granularity", default: "element")
-        guard let granularity = MaskGranularity(parsing: text), granularity != .channel else {
-            throw n.bad("\(prefix)granularity must be element or group:N, got '\(text)'")
-        }
-        return ActivationSpec(bits: bits, fractions: f, granularity: granularity)
     }
 
     /// x_hat for the float kernels: a Conv input (`conv`) or a matrix input as one tensor.

@@ -1,1 +1,0 @@
-// MBConvert is built in a later issue; see ../shared/design/ARCHITECTURE.md.

@@ -33,16 +33,17 @@ let package = Package(
         ),
         // protoc-c output for Schemas/onnx.proto (regenerate with Scripts/regenerate-onnx-proto.sh)
         // plus a small hand-written shim (streamed packing, descriptor access).
-        .target(
-            name: "CONNXProto",
-            dependencies: ["CProtobufC"],
-            cSettings: [.unsafeFlags(["-Wno-incompatible-pointer-types"])]
-        ),
+        .target(name: "CONNXProto", dependencies: ["CProtobufC"]),
 
-        // Bit-plane kernels: one C body compiled per instruction set, picked at run time (cpuid).
-        .target(name: "CBitPlanes", exclude: ["README.md", "BitPlanes+Body.h"], cSettings: [.unsafeFlags(["-O3"])]),
-        // Float convolution kernels (AVX-512 GEMM on NCHW planes, max pooling), picked at run time (cpuid).
-        .target(name: "CFloatKernels", cSettings: [.unsafeFlags(["-O3"])]),
+        // C kernel targets: no unsafeFlags anywhere a library product reaches (SwiftPM refuses
+        // them in a package depended on by version). Instruction sets come from per-function
+        // target attributes, optimization from the release configuration (-O2).
+        // Bit-plane kernels: one C body compiled per instruction set, picked at run time (cpuid);
+        // NEON variants on aarch64, picked at build time.
+        .target(name: "CBitPlanes", exclude: ["README.md", "BitPlanes+Body.h"]),
+        // Float convolution kernels (AVX-512 GEMM on NCHW planes, max pooling), picked at run
+        // time (cpuid); NEON variants on aarch64.
+        .target(name: "CFloatKernels"),
 
         // Swift modules.
         .target(name: "MBCore", exclude: ["README.md"]),

@@ -51,6 +51,8 @@ static int detect(void) {
         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vpopcntdq"))
         return BP_ISA_AVX512;
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt")) return BP_ISA_AVX2;
+#elif defined(__aarch64__)
+    return BP_ISA_NEON;
 #endif
     return BP_ISA_PORTABLE;
 }
@@ -70,6 +72,9 @@ int bp_isa(void) {
 }
 
 const char *bp_isa_name(int isa) {
+#if defined(__aarch64__)
+    if (isa == BP_ISA_NEON) return "neon";
+#endif
     switch (isa) {
     case BP_ISA_AVX512: return "avx512-vpopcntdq";
     case BP_ISA_AVX2: return "avx2";

@@ -7,6 +7,7 @@
 // the canonical sum sees the same sequence: entry i of the active list in Double lane i % 8), and
 // the sign/residual update is a masked vector pass. The portable variant is the scalar twin.
 #include "CBitPlanes.h"
+#include "BitPlanes+Neon.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -188,6 +189,9 @@ double bp_active_abs_sum(int isa, const float *v, const uint8_t *mask, int64_t n
 #if defined(__x86_64__)
     if (isa >= BP_ISA_AVX512 && bp_isa() >= BP_ISA_AVX512) return avx512_abs_sum(v, mask, n, mode, width, count);
 #endif
+#if defined(__aarch64__)
+    if (isa >= BP_ISA_NEON && bp_isa() >= BP_ISA_NEON) return bp_neon_abs_sum(v, mask, n, mode, width, count);
+#endif
     (void)isa;
     return portable_abs_sum(v, mask, n, mode, width, count);
 }
@@ -195,6 +199,9 @@ double bp_active_abs_sum(int isa, const float *v, const uint8_t *mask, int64_t n
 void bp_residual_level(int isa, float *r, const uint8_t *mask, int64_t n, int32_t mode, uint8_t width, float mu, uint64_t *bits) {
 #if defined(__x86_64__)
     if (isa >= BP_ISA_AVX512 && bp_isa() >= BP_ISA_AVX512) { avx512_residual_level(r, mask, n, mode, width, mu, bits); return; }
+#endif
+#if defined(__aarch64__)
+    if (isa >= BP_ISA_NEON && bp_isa() >= BP_ISA_NEON) { bp_neon_residual_level(r, mask, n, mode, width, mu, bits); return; }
 #endif
     (void)isa;
     portable_residual_level(r, mask, n, mode, width, mu, bits);
@@ -204,6 +211,9 @@ double bp_residual_level_sum(int isa, float *r, const uint8_t *mask, int64_t n, 
                              uint8_t next, int64_t *count) {
 #if defined(__x86_64__)
     if (isa >= BP_ISA_AVX512 && bp_isa() >= BP_ISA_AVX512) return avx512_residual_level_sum(r, mask, n, mode, width, mu, bits, next, count);
+#endif
+#if defined(__aarch64__)
+    if (isa >= BP_ISA_NEON && bp_isa() >= BP_ISA_NEON) return bp_neon_residual_level_sum(r, mask, n, mode, width, mu, bits, next, count);
 #endif
     (void)isa;
     return portable_residual_level_sum(r, mask, n, mode, width, mu, bits, next, count);
@@ -262,6 +272,9 @@ void bp_group_keys(int isa, const float *v, const uint8_t *mask, int64_t n, cons
     (void)isa;
 #if defined(__x86_64__)
     if (isa >= BP_ISA_AVX512 && bp_isa() >= BP_ISA_AVX512) { avx512_group_keys(v, mask, n, ids, mean, sum, size); return; }
+#endif
+#if defined(__aarch64__)
+    if (isa >= BP_ISA_NEON && bp_isa() >= BP_ISA_NEON) { bp_neon_group_keys(v, mask, n, ids, mean, sum, size); return; }
 #endif
     for (int64_t j = 0; j < n; j++) {
         if (mask[j] != 0) continue;
@@ -325,6 +338,9 @@ double bp_mark_groups_sum(int isa, const float *v, uint8_t *mask, int64_t n, con
 #if defined(__x86_64__)
     if (isa >= BP_ISA_AVX512 && bp_isa() >= BP_ISA_AVX512) return avx512_mark_groups_sum(v, mask, n, ids, chosen, mark, count);
 #endif
+#if defined(__aarch64__)
+    if (isa >= BP_ISA_NEON && bp_isa() >= BP_ISA_NEON) return bp_neon_mark_groups_sum(v, mask, n, ids, chosen, mark, count);
+#endif
     (void)isa;
     double l[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     int64_t i = 0;
@@ -340,6 +356,9 @@ void bp_mark_groups(int isa, uint8_t *mask, int64_t n, const uint32_t *ids, cons
     (void)isa;
 #if defined(__x86_64__)
     if (isa >= BP_ISA_AVX512 && bp_isa() >= BP_ISA_AVX512) { avx512_mark_groups(mask, n, ids, chosen, mark); return; }
+#endif
+#if defined(__aarch64__)
+    if (isa >= BP_ISA_NEON && bp_isa() >= BP_ISA_NEON) { bp_neon_mark_groups(mask, n, ids, chosen, mark); return; }
 #endif
     for (int64_t j = 0; j < n; j++)
         if (mask[j] == 0 && chosen[ids[j]]) mask[j] = mark;
@@ -493,6 +512,9 @@ void bp_group_keys_runs(int isa, const float *v, const uint8_t *mask, const int6
 #if defined(__x86_64__)
     if (isa >= BP_ISA_AVX512 && bp_isa() >= BP_ISA_AVX512) { avx512_group_keys_runs(v, mask, runs, count, mean, sum, size); return; }
 #endif
+#if defined(__aarch64__)
+    if (isa >= BP_ISA_NEON && bp_isa() >= BP_ISA_NEON) { bp_neon_group_keys_runs(v, mask, runs, count, mean, sum, size); return; }
+#endif
     (void)isa;
     portable_group_keys_runs(v, mask, runs, count, mean, sum, size);
 }
@@ -501,6 +523,9 @@ double bp_mark_groups_runs(int isa, const float *v, uint8_t *mask, const int64_t
                            uint8_t fill, int64_t *remaining) {
 #if defined(__x86_64__)
     if (isa >= BP_ISA_AVX512 && bp_isa() >= BP_ISA_AVX512) return avx512_mark_groups_runs(v, mask, runs, count, chosen, mark, fill, remaining);
+#endif
+#if defined(__aarch64__)
+    if (isa >= BP_ISA_NEON && bp_isa() >= BP_ISA_NEON) return bp_neon_mark_groups_runs(v, mask, runs, count, chosen, mark, fill, remaining);
 #endif
     (void)isa;
     return portable_mark_groups_runs(v, mask, runs, count, chosen, mark, fill, remaining);

@@ -5,6 +5,7 @@
 // bits come 64 at a time from the mask bytes (one AVX-512BW compare per 64 entries), and a
 // Conv input's channel-major bitsets become pixel-major unit words by 64x64 bit transposes.
 #include "CBitPlanes.h"
+#include "BitPlanes+Neon.h"
 
 #include <stdint.h>
 #include <string.h>
@@ -25,6 +26,8 @@ __attribute__((target("avx512f,avx512bw"))) static void level_bits_avx512(const 
 void bp_level_bits(const uint8_t *mask, int64_t n, int32_t level, uint64_t *out) {
 #if defined(__x86_64__)
     if (bp_isa() >= BP_ISA_AVX512) { level_bits_avx512(mask, n, level, out); return; }
+#elif defined(__aarch64__)
+    if (bp_isa() >= BP_ISA_NEON) { bp_neon_level_bits(mask, n, level, out); return; }
 #endif
     for (int64_t w = 0; w < (n + 63) / 64; w++) {
         uint64_t bits = 0;

@@ -141,6 +141,17 @@ void fk_gemm_rows(long m0, long m1, long n0, long n1, long k, const float *a, lo
 
 #pragma clang attribute pop
 
+#elif defined(__aarch64__)
+
+// The NEON kernel (GemmRows+Neon.c).
+void fk_gemm_rows_neon(long m0, long m1, long n0, long n1, long k, const float *a, long lda, const float *const *brows,
+                       const float *bias, int relu, float *c, long ldc);
+
+void fk_gemm_rows(long m0, long m1, long n0, long n1, long k, const float *a, long lda, const float *const *brows,
+                  const float *bias, int relu, float *c, long ldc) {
+    fk_gemm_rows_neon(m0, m1, n0, n1, k, a, lda, brows, bias, relu, c, ldc);
+}
+
 #else
 
 void fk_gemm_rows(long m0, long m1, long n0, long n1, long k, const float *a, long lda, const float *const *brows,

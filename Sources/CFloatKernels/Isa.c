@@ -19,3 +19,13 @@ int fk_has_avx512(void) {
     }
     return cached;
 }
+
+int fk_has_neon(void) {
+#if defined(__aarch64__)
+    // NEON is part of every aarch64 CPU; only the tests' switch turns the kernels off.
+    const char *cap = getenv("MBCONVERT_ISA");
+    return !(cap && strcmp(cap, "portable") == 0);
+#else
+    return 0;
+#endif
+}

@@ -76,6 +76,17 @@ void fk_maxpool2d_valid(long planes, const float *input, long ih, long iw, float
 
 #pragma clang attribute pop
 
+#elif defined(__aarch64__)
+
+// The NEON kernel (MaxPool+Neon.c).
+void fk_maxpool2d_valid_neon(long planes, const float *input, long ih, long iw, float *output, long oh, long ow,
+                             long kh, long kw, long sh, long sw);
+
+void fk_maxpool2d_valid(long planes, const float *input, long ih, long iw, float *output, long oh, long ow,
+                        long kh, long kw, long sh, long sw) {
+    fk_maxpool2d_valid_neon(planes, input, ih, iw, output, oh, ow, kh, kw, sh, sw);
+}
+
 #else
 
 void fk_maxpool2d_valid(long planes, const float *input, long ih, long iw, float *output, long oh, long ow,

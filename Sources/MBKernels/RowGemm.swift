@@ -10,8 +10,9 @@ import CFloatKernels
 /// registers, nothing packed); it exists only where `isAvailable` (cpuid). Threads split the
 /// dimension with more units: column strips of 64, or row blocks of 6.
 public enum RowGemm {
-    /// Whether this CPU runs the fast variant (AVX-512 F, not capped by `MBCONVERT_ISA`).
-    public static var isAvailable: Bool { fk_has_avx512() != 0 }
+    /// Whether this CPU runs the fast variant (AVX-512 F, or NEON on aarch64; not capped by
+    /// `MBCONVERT_ISA`).
+    public static var isAvailable: Bool { fk_has_avx512() != 0 || fk_has_neon() != 0 }
 
     /// Products under this many multiply-adds stay on one thread (dispatch costs more).
     static let minParallelWork = 1 << 16

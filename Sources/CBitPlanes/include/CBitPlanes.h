@@ -22,12 +22,15 @@
 extern "C" {
 #endif
 
-enum { BP_ISA_PORTABLE = 0, BP_ISA_AVX2 = 1, BP_ISA_AVX512 = 2 };
+/// Instruction-set levels, ordered: 0 portable, 1 the first vector level (AVX2 on x86-64, NEON on
+/// aarch64: never both on one CPU), 2 AVX-512 (x86-64 only).
+enum { BP_ISA_PORTABLE = 0, BP_ISA_AVX2 = 1, BP_ISA_AVX512 = 2, BP_ISA_NEON = 1 };
 enum { BP_MAX_LEVELS = 8 };
 enum { BP_UNIT_EMPTY = 0, BP_UNIT_PARTIAL = 1, BP_UNIT_FULL = 2 };
 
 /// The best instruction set this CPU runs: AVX512 needs F, BW, VL and VPOPCNTDQ; AVX2 needs
-/// AVX2 and POPCNT. Environment variable MBCONVERT_ISA=portable|avx2|avx512 caps it (tests).
+/// AVX2 and POPCNT; on aarch64 it is NEON (part of every aarch64 CPU: chosen at build time).
+/// Environment variable MBCONVERT_ISA=portable|avx2|avx512 caps it (tests; portable on aarch64).
 int bp_isa(void);
 const char *bp_isa_name(int isa);
 

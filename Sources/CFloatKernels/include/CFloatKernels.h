@@ -12,18 +12,23 @@ extern "C" {
 
 /// 1 when the CPU runs AVX-512 F (cpuid) and MBCONVERT_ISA does not cap it (portable or avx2).
 int fk_has_avx512(void);
+/// 1 on aarch64 (NEON kernels for fk_gemm_rows and fk_maxpool2d_valid, chosen at build time)
+/// unless MBCONVERT_ISA=portable; 0 elsewhere. Kernels documented "only when fk_has_avx512()"
+/// have no NEON variant.
+int fk_has_neon(void);
 
 /// C[i * ldc + j] = act(bias[i] + sum_p a[i * lda + p] * brows[p][j]) for i in [m0, m1) and
 /// j in [n0, n1); act is max(0, .) when relu != 0, bias may be NULL. B is given as k row
 /// pointers, so a 1x1 convolution reads its input planes and a shifted 3x3 one reads a padded
 /// copy without an im2col matrix. Columns outside [n0, n1) are never read past a row's end
-/// beyond n1 (masked loads). Only when fk_has_avx512().
+/// beyond n1 (masked loads). Only when fk_has_avx512() || fk_has_neon().
 void fk_gemm_rows(long m0, long m1, long n0, long n1, long k,
                   const float *a, long lda, const float *const *brows,
                   const float *bias, int relu, float *c, long ldc);
 
 /// Max pooling of `planes` 2-D planes [ih, iw] -> [oh, ow], window kh x kw, strides sh x sw,
-/// no padding and no dilation, every window inside the input. Only when fk_has_avx512().
+/// no padding and no dilation, every window inside the input. Only when fk_has_avx512() ||
+/// fk_has_neon().
 void fk_maxpool2d_valid(long planes, const float *input, long ih, long iw, float *output, long oh, long ow,
                         long kh, long kw, long sh, long sw);
 

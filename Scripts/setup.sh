@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what mbconvert needs on Debian/Ubuntu. Safe to run again: it only installs what is missing.
 #   required: libprotobuf-c-dev (ONNX parsing), zlib1g-dev (CRC-32), libopenblas-dev (float GEMM),
-#             pkg-config; protobuf-c-compiler to check the generated ONNX code for drift.
+#             pkg-config; protobuf-c-compiler to check the generated ONNX code for drift;
+#             gcc-aarch64-linux-gnu and qemu-user to test the NEON kernels (Scripts/test-c-kernels.sh).
 #   python3-venv: .venv/ with Scripts/requirements.txt (onnx, onnxruntime, numpy) for the
 #             cross-checks and benchmarks against the reference tools (the product itself never
 #             needs Python; optional outside CI, required under CI=true).
@@ -18,6 +19,20 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+# --- embedding: aarch64 cross compiler and qemu-user for Scripts/test-c-kernels.sh (NEON kernels) ---
+cross=(gcc-aarch64-linux-gnu qemu-user)
+missing=()
+for p in "${cross[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]} (aarch64 kernel tests under qemu)"
+  sudo_cmd=""
+  [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  { $sudo_cmd apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null; } ||
+    echo "setup: warning: could not install ${missing[*]}; the aarch64 kernel tests will be skipped (and fail under CI=true)" >&2
+fi
+# --- end embedding ---
 # --- Python: a project-local virtual environment with the pinned Scripts/requirements.txt ---
 # .venv/ (git-ignored) sees the system's site-packages, so pins already installed need no
 # download; Debian's system pip refuses global installs, a venv does not. Under CI=true a

@@ -16,8 +16,14 @@ if command -v protoc-c >/dev/null; then
 else
   echo "test: protoc-c not installed; SKIPPING the generated-code drift check" >&2
 fi
-# The example app that embeds the runtime alone must build and run.
-swift run --package-path Examples/RuntimeApp --scratch-path Examples/RuntimeApp/.build RuntimeApp
+# --- embedding: the app and the C kernels on aarch64 (Scripts/test-app.sh, Scripts/test-c-kernels.sh) ---
+# An app that depends on mbconvert by version (a tagged bare clone, from: "0.1.0", the MBRuntime
+# product alone) must build in release and run: SwiftPM refuses unsafeFlags in such a package.
+Scripts/test-app.sh
+# The C kernels against their references: natively, and cross-compiled for aarch64 under qemu-user
+# (NEON paths). Under CI=true a missing cross compiler or qemu fails the run.
+Scripts/test-c-kernels.sh
+# --- end embedding ---
 # ONNX's node conformance cases, written out from the installed onnx package's generators.
 if "$MBCONVERT_PYTHON" -c "import onnx" >/dev/null 2>&1; then
   "$MBCONVERT_PYTHON" Scripts/fixtures/onnx_node_cases.py .build/onnx-node-cases

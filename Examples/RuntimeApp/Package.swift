@@ -1,12 +1,19 @@
 // swift-tools-version:6.1
 import PackageDescription
 
-// An app that embeds mbconvert's runtime: it depends on the MBRuntime product alone (no
-// protobuf-c, no converter), as an app shipping a converted model would.
+// An app that embeds mbconvert's runtime as apps consume Swift libraries: mbconvert by version
+// from a git URL, and the MBRuntime product alone (no protobuf-c, no converter).
+//
+// In your app, write the repository's URL and a version:
+//     .package(url: "https://<host>/<owner>/mbconvert.git", from: "0.1.0")
+// Here the URL comes from MBCONVERT_URL (Scripts/test-app.sh sets it to a tagged bare clone of
+// the checkout, file://...), else it is this checkout itself, which then needs a version tag.
+let mbconvertURL = Context.environment["MBCONVERT_URL"] ?? "file://\(Context.packageDirectory)/../.."
+
 let package = Package(
     name: "RuntimeApp",
     dependencies: [
-        .package(name: "mbconvert", path: "../.."),
+        .package(url: mbconvertURL, from: "0.1.0"),
     ],
     targets: [
         .executableTarget(

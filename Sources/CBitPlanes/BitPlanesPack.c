@@ -49,9 +49,13 @@ static inline uint64_t get_bits(const uint64_t *bits, int64_t n, int64_t start, 
 }
 
 /// In place: afterwards a[i] bit j = the old a[j] bit i (Hacker's Delight, 6 rounds of swaps).
+/// The rounds are unrolled by pragma (constant shifts and masks per round): -O2, the release
+/// default, leaves them rolled, which made packing 25 % slower than the -O3 build did.
 static void transpose64(uint64_t a[64]) {
     uint64_t m = 0x00000000FFFFFFFFull;
+#pragma clang loop unroll(full)
     for (int j = 32; j != 0; j >>= 1, m ^= m << j) {
+#pragma clang loop unroll(full)
         for (int k = 0; k < 64; k = ((k | j) + 1) & ~j) {
             const uint64_t t = ((a[k] >> j) ^ a[k | j]) & m;
             a[k] ^= t << j;

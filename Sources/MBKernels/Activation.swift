@@ -1,4 +1,8 @@
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// A pointwise activation a kernel applies to its outputs as it finishes them (the epilogue of a
 /// fused Conv/Gemm + activation), or that runs on its own over a buffer. Parameters follow the
@@ -24,9 +28,9 @@ public enum Activation: Sendable, Equatable, Hashable {
         case .leakyRelu(let alpha): return x >= 0 ? x : Double(alpha) * x
         case .hardSigmoid(let alpha, let beta): return Swift.max(0, Swift.min(1, Double(alpha) * x + Double(beta)))
         case .hardSwish: return x * Swift.max(0, Swift.min(1, x / 6 + 0.5))
-        case .sigmoid: return 1 / (1 + Foundation.exp(-x))
-        case .silu: return x / (1 + Foundation.exp(-x))
-        case .tanh: return Foundation.tanh(x)
+        case .sigmoid: return 1 / (1 + exp(-x))
+        case .silu: return x / (1 + exp(-x))
+        case .tanh: return tanh(x)
         }
     }
 

@@ -1,5 +1,4 @@
 import Dispatch
-import Foundation
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -87,9 +86,7 @@ final class WorkerPool: @unchecked Sendable {
         started.withLock { count in
             while count < n {
                 count += 1
-                let t = Thread { [unowned self] in self.workerLoop() }
-                t.name = "mbkernels.worker"
-                t.start()
+                startThread(named: "mbkernels.pool") { [unowned self] in self.workerLoop() }
             }
         }
     }
@@ -121,4 +118,44 @@ final class WorkerPool: @unchecked Sendable {
             if job.joined.wrappingAdd(1, ordering: .relaxed).oldValue < job.helpers { job.work() }
         }
     }
+}
+
+/// What a worker thread runs first: its name, then the body (handed over retained).
+private final class ThreadStart {
+    let name: String
+    let body: @Sendable () -> Void
+    init(name: String, body: @escaping @Sendable () -> Void) { self.name = name; self.body = body }
+
+    func run() {
+        #if canImport(Darwin)
+        pthread_setname_np(name)
+        #else
+        pthread_setname_np(pthread_self(), name)
+        #endif
+        body()
+    }
+}
+
+/// A detached thread running `body`, through pthreads (Foundation's `Thread` was the only reason
+/// this module needed Foundation). The two branches differ only in how the C types are spelled.
+private func startThread(named name: String, _ body: @escaping @Sendable () -> Void) {
+    let start = Unmanaged.passRetained(ThreadStart(name: name, body: body)).toOpaque()
+    var attributes = pthread_attr_t()
+    pthread_attr_init(&attributes)
+    pthread_attr_setdetachstate(&attributes, Int32(PTHREAD_CREATE_DETACHED))
+    #if canImport(Darwin)
+    var thread: pthread_t? = nil
+    let rc = pthread_create(&thread, &attributes, { raw in
+        Unmanaged<ThreadStart>.fromOpaque(raw).takeRetainedValue().run()
+        return nil
+    }, start)
+    #else
+    var thread = pthread_t()
+    let rc = pthread_create(&thread, &attributes, { raw in
+        if let raw { Unmanaged<ThreadStart>.fromOpaque(raw).takeRetainedValue().run() }
+        return nil
+    }, start)
+    #endif
+    pthread_attr_destroy(&attributes)
+    precondition(rc == 0, "mbkernels: cannot start a worker thread (pthread_create: \(rc))")
 }

@@ -1,4 +1,3 @@
-import Foundation
 import MBCore
 import MBFormat
 
@@ -7,8 +6,10 @@ extension MBModel {
     /// then compiled. Binarized weights are expanded once, into exactly their stored values.
     /// Errors are `MBMError` (the file) or `MBRuntimeError` (the graph).
     /// `options.weights` chooses expanded (default) or packed bit planes for binarized weights.
-    public convenience init(contentsOf url: URL, verifyChecksums: Bool = true, options: Options = Options()) throws {
-        let file = try MBMFile.open(path: url.path, options: .init(verifyChecksums: verifyChecksums))
+    /// A path, not a URL: the runtime does not import Foundation (MBConvert adds
+    /// `init(contentsOf: URL)` for code that has Foundation anyway).
+    public convenience init(contentsOfFile path: String, verifyChecksums: Bool = true, options: Options = Options()) throws {
+        let file = try MBMFile.open(path: path, options: .init(verifyChecksums: verifyChecksums))
         try self.init(ir: file.model, options: options)
     }
 }

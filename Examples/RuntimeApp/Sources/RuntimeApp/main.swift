@@ -1,21 +1,34 @@
 // Loads a converted model (.mbm) with MBRuntime alone, runs it on an input (.npy) with two
 // threads and prints each output's class probabilities.
 //
-//     swift run RuntimeApp [model.mbm] [input.npy]
+//     RuntimeApp [model.mbm] [input.npy]
 //
-// Defaults: the bundled tiny_cnn converted at 1.4 bits and its seeded reference input.
-import Foundation
+// Defaults: the bundled tiny_cnn converted at 1.4 bits and its seeded reference input. No
+// Foundation: the runtime does not need it, and leaving it out keeps the app smaller in memory.
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import MBCore
 import MBRuntime
 
-let here = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-let examples = here.appendingPathComponent("../../../models").standardizedFileURL
+/// Examples/models, from this file's path (…/Examples/RuntimeApp/Sources/RuntimeApp/main.swift).
+let examples = String(#filePath).split(separator: "/", omittingEmptySubsequences: false).dropLast(4).joined(separator: "/") + "/models"
 let arguments = CommandLine.arguments.dropFirst()
-let modelURL = arguments.first.map { URL(fileURLWithPath: $0) } ?? examples.appendingPathComponent("tiny_cnn.mbm")
-let inputPath = arguments.dropFirst().first ?? examples.appendingPathComponent("tiny_cnn.input.npy").path
+let modelPath = arguments.first ?? examples + "/tiny_cnn.mbm"
+let inputPath = arguments.dropFirst().first ?? examples + "/tiny_cnn.input.npy"
+
+/// `x` with 4 decimals (what printf's %.4f prints, without Foundation's String(format:)).
+func fixed4(_ x: Float) -> String {
+    let scaled = (Double(x).magnitude * 10_000).rounded()
+    let whole = Int(scaled / 10_000), fraction = Int(scaled.truncatingRemainder(dividingBy: 10_000))
+    let digits = String(fraction)
+    return (x < 0 && scaled > 0 ? "-" : "") + "\(whole)." + String(repeating: "0", count: 4 - digits.count) + digits
+}
 
 do {
-    let model = try MBModel(contentsOf: modelURL)
+    let model = try MBModel(contentsOfFile: modelPath)
     for i in model.inputs { print("input  \(i.name): \(i.elementType?.name ?? "?") \(i.shape?.map(\.description) ?? [])") }
     for o in model.outputs { print("output \(o.name): \(o.elementType?.name ?? "?") \(o.shape?.map(\.description) ?? [])") }
     guard let input = model.inputs.first else { fatalError("the model has no inputs") }
@@ -29,10 +42,10 @@ do {
         for row in 0..<(values.count / max(columns, 1)) {
             let p = Array(values[(row * columns)..<((row + 1) * columns)])
             let best = p.indices.max { p[$0] < p[$1] }!
-            print("  row \(row): " + p.map { String(format: "%.4f", $0) }.joined(separator: " ") + "  → class \(best)")
+            print("  row \(row): " + p.map(fixed4).joined(separator: " ") + "  → class \(best)")
         }
     }
 } catch {
-    FileHandle.standardError.write(Data("RuntimeApp: \(error)\n".utf8))
+    fputs("RuntimeApp: \(error)\n", stderr)
     exit(1)
 }

@@ -1,7 +1,9 @@
 #if canImport(Glibc)
 import Glibc
+private func libmTanh(_ x: Double) -> Double { Glibc.tanh(x) }
 #elseif canImport(Darwin)
 import Darwin
+private func libmTanh(_ x: Double) -> Double { Darwin.tanh(x) }
 #endif
 
 /// A pointwise activation a kernel applies to its outputs as it finishes them (the epilogue of a
@@ -30,7 +32,7 @@ public enum Activation: Sendable, Equatable, Hashable {
         case .hardSwish: return x * Swift.max(0, Swift.min(1, x / 6 + 0.5))
         case .sigmoid: return 1 / (1 + exp(-x))
         case .silu: return x / (1 + exp(-x))
-        case .tanh: return tanh(x)
+        case .tanh: return libmTanh(x)
         }
     }
 

@@ -86,7 +86,7 @@ final class WorkerPool: @unchecked Sendable {
         started.withLock { count in
             while count < n {
                 count += 1
-                startThread(named: "mbkernels.pool") { [unowned self] in self.workerLoop() }
+                startThread { [unowned self] in self.workerLoop() }
             }
         }
     }
@@ -120,26 +120,18 @@ final class WorkerPool: @unchecked Sendable {
     }
 }
 
-/// What a worker thread runs first: its name, then the body (handed over retained).
+/// What a worker thread runs (handed over retained). Threads are not named: Glibc's
+/// pthread_setname_np needs _GNU_SOURCE, which Swift's Glibc module does not define.
 private final class ThreadStart {
-    let name: String
     let body: @Sendable () -> Void
-    init(name: String, body: @escaping @Sendable () -> Void) { self.name = name; self.body = body }
-
-    func run() {
-        #if canImport(Darwin)
-        pthread_setname_np(name)
-        #else
-        pthread_setname_np(pthread_self(), name)
-        #endif
-        body()
-    }
+    init(body: @escaping @Sendable () -> Void) { self.body = body }
+    func run() { body() }
 }
 
 /// A detached thread running `body`, through pthreads (Foundation's `Thread` was the only reason
 /// this module needed Foundation). The two branches differ only in how the C types are spelled.
-private func startThread(named name: String, _ body: @escaping @Sendable () -> Void) {
-    let start = Unmanaged.passRetained(ThreadStart(name: name, body: body)).toOpaque()
+private func startThread(_ body: @escaping @Sendable () -> Void) {
+    let start = Unmanaged.passRetained(ThreadStart(body: body)).toOpaque()
     var attributes = pthread_attr_t()
     pthread_attr_init(&attributes)
     pthread_attr_setdetachstate(&attributes, Int32(PTHREAD_CREATE_DETACHED))

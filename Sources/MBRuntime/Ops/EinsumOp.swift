@@ -17,13 +17,13 @@ enum EinsumOp {
 
     static func parse(_ text: String, ranks: [Int]) throws -> Equation {
         let cleaned = text.filter { !$0.isWhitespace }
-        let sides = cleaned.components(separatedBy: "->")
+        let sides = cleaned.pieces(separatedBy: "->")
         guard sides.count <= 2 else { throw OpError("equation '\(text)' has more than one '->'") }
-        let terms = sides[0].components(separatedBy: ",")
+        let terms = sides[0].pieces(separatedBy: ",")
         guard terms.count == ranks.count else { throw OpError("equation '\(text)' has \(terms.count) terms for \(ranks.count) inputs") }
         /// A term's letters before and after its `...` (nil when it has none).
         func letters(_ term: String) throws -> (before: [Character], after: [Character]?) {
-            let parts = term.components(separatedBy: "...")
+            let parts = term.pieces(separatedBy: "...")
             guard parts.count <= 2, parts.joined().allSatisfy({ $0.isLetter && $0.isASCII }) else {
                 throw OpError("term '\(term)' of '\(text)' is not letters with at most one '...'")
             }
@@ -128,4 +128,12 @@ enum EinsumOp {
             }
         },
     ]
+}
+
+private extension String {
+    /// Foundation's `components(separatedBy:)` from the standard library (the runtime does not
+    /// import Foundation): every piece, empty ones included.
+    func pieces(separatedBy separator: String) -> [String] {
+        split(separator: separator, omittingEmptySubsequences: false).map(String.init)
+    }
 }

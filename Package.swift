@@ -6,6 +6,8 @@ import PackageDescription
 // {MBRuntime, MBFormat, MBKernels, MBCore, CZlib}.
 let package = Package(
     name: "mbconvert",
+    // Apple platforms: the runtime's Mutex and Atomic (Synchronization) need these releases.
+    platforms: [.macOS(.v15), .iOS(.v18), .tvOS(.v18), .watchOS(.v11), .visionOS(.v2)],
     products: [
         .executable(name: "mbconvert", targets: ["mbconvert"]),
         .library(name: "MBRuntime", targets: ["MBRuntime"]),

@@ -12,6 +12,8 @@ let mbconvertURL = Context.environment["MBCONVERT_URL"] ?? "file://\(Context.pac
 
 let package = Package(
     name: "RuntimeApp",
+    // mbconvert's minimum Apple releases (its runtime uses Synchronization's Mutex and Atomic).
+    platforms: [.macOS(.v15), .iOS(.v18)],
     dependencies: [
         .package(url: mbconvertURL, from: "0.1.0"),
     ],

@@ -46,6 +46,7 @@ do {
         }
     }
 } catch {
-    fputs("RuntimeApp: \(error)\n", stderr)
+    let message = Array("RuntimeApp: \(error)\n".utf8)
+    _ = message.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }  // standard error
     exit(1)
 }

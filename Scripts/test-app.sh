@@ -31,6 +31,26 @@ rm -rf "$app/.build" "$app/Package.resolved"
 echo "test-app: bare clone of $checkout at ${commit:0:12}, tagged 0.1.0; app: Examples/RuntimeApp (MBRuntime product, from: \"0.1.0\")"
 
 export MBCONVERT_URL="file://$tmp/mbconvert.git"
+# Every library product, not only the one the app uses, must load as a versioned dependency:
+# SwiftPM checks the flags when it loads the graph, so this needs no build.
+products=$(git --git-dir="$tmp/mbconvert.git" show "$commit:Package.swift" | sed -n 's/.*\.library(name: "\([A-Za-z0-9_]*\)".*/\1/p')
+mkdir -p "$tmp/graph/Sources/Graph"
+echo 'print("graph")' >"$tmp/graph/Sources/Graph/main.swift"
+{
+  echo '// swift-tools-version:6.1'
+  echo 'import PackageDescription'
+  echo 'let package = Package(name: "Graph", platforms: [.macOS(.v15), .iOS(.v18)],'
+  echo "  dependencies: [.package(url: \"$MBCONVERT_URL\", from: \"0.1.0\")],"
+  echo '  targets: [.executableTarget(name: "Graph", dependencies: ['
+  for p in $products; do echo "    .product(name: \"$p\", package: \"mbconvert\"),"; done
+  echo '  ])])'
+} >"$tmp/graph/Package.swift"
+if ! swift package --package-path "$tmp/graph" --scratch-path "$tmp/graph/.build" show-dependencies >"$tmp/graph.log" 2>&1; then
+  grep -E "error" "$tmp/graph.log" | head -10 >&2 || tail -10 "$tmp/graph.log" >&2
+  echo "test-app: FAILED: the library products ($(echo $products)) do not load as a dependency by version" >&2
+  exit 1
+fi
+echo "test-app: library products $(echo $products | tr ' ' ',') load as a dependency by version"
 if ! swift build -c release --package-path "$app" --scratch-path "$app/.build" --product RuntimeApp >"$tmp/build.log" 2>&1; then
   # The resolution and build errors (e.g. "contains unsafe build flags"), not the progress lines.
   grep -E "error|warning: .*unsafe" "$tmp/build.log" | head -20 >&2 || tail -20 "$tmp/build.log" >&2

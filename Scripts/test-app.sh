@@ -60,11 +60,15 @@ fi
 built=$(date +%s)
 bin="$app/.build/release/RuntimeApp"
 echo "test-app: release build in $((built - start)) s; RuntimeApp binary $(stat -c %s "$bin") bytes"
-if ! output=$("$bin" "$tmp/app/Examples/models/tiny_cnn.mbm" "$tmp/app/Examples/models/tiny_cnn.input.npy" 2>&1); then
+run=("$bin" "$tmp/app/Examples/models/tiny_cnn.mbm" "$tmp/app/Examples/models/tiny_cnn.input.npy")
+# Peak resident memory of the whole run (load, session, one inference) where GNU time exists.
+[ -x /usr/bin/time ] && run=(/usr/bin/time -f "%M" -o "$tmp/rss" "${run[@]}")
+if ! output=$("${run[@]}" 2>&1); then
   echo "$output" >&2
   echo "test-app: FAILED: RuntimeApp did not run tiny_cnn.mbm" >&2
   exit 1
 fi
 echo "$output" | sed 's/^/  /'
 grep -q "→ class" <<<"$output" || { echo "test-app: FAILED: RuntimeApp printed no classes" >&2; exit 1; }
+[ -s "$tmp/rss" ] && echo "test-app: RuntimeApp peak resident memory on tiny_cnn: $(cat "$tmp/rss") KB"
 echo "test-app: ok ($(( $(date +%s) - start )) s)"

@@ -383,7 +383,7 @@ static void fill_mask(uint8_t *mask, int64_t n, int levels, int pattern) {
     uint8_t run = 0;
     for (int64_t j = 0; j < n; j++) {
         if (pattern == 1 && below(23) == 0) run = (uint8_t)below((uint32_t)levels + 1);
-        mask[j] = (uint8_t)(pattern == 0 ? below((uint32_t)levels + 1) : pattern == 1 ? run : pattern == 2 ? 0 : levels);
+        mask[j] = (uint8_t)(pattern == 0 ? (int)below((uint32_t)levels + 1) : pattern == 1 ? run : pattern == 2 ? 0 : levels);
     }
 }
 

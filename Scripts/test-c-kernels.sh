@@ -22,9 +22,12 @@ clang -O2 "${includes[@]}" "$root/Tests/CKernels/kernels_test.c" "${sources[@]}"
 echo "test-c-kernels: native ($(uname -m)):"
 "$out/kernels_test-native" | sed 's/^/  /'
 
+# The tools (overridable, e.g. to check the missing-tool path).
+cross_cc=${AARCH64_CC:-aarch64-linux-gnu-gcc}
+qemu=${QEMU_AARCH64:-qemu-aarch64}
 missing=()
-command -v aarch64-linux-gnu-gcc >/dev/null || missing+=("aarch64-linux-gnu-gcc (gcc-aarch64-linux-gnu)")
-command -v qemu-aarch64 >/dev/null || missing+=("qemu-aarch64 (qemu-user)")
+command -v "$cross_cc" >/dev/null || missing+=("$cross_cc (gcc-aarch64-linux-gnu)")
+command -v "$qemu" >/dev/null || missing+=("$qemu (qemu-user)")
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "${CI:-}" = "true" ]; then
     echo "test-c-kernels: FAILED: aarch64 kernel tests need ${missing[*]}; run Scripts/setup.sh" >&2
@@ -40,10 +43,10 @@ for f in "${sources[@]}"; do
   clang --target=aarch64-linux-gnu -O2 -fPIC "${includes[@]}" -c "$f" -o "$o"
   objects+=("$o")
 done
-aarch64-linux-gnu-gcc -O2 -std=c11 -Wall "${includes[@]}" -c "$root/Tests/CKernels/kernels_test.c" -o "$out/aarch64-kernels_test.o"
-aarch64-linux-gnu-gcc "$out/aarch64-kernels_test.o" "${objects[@]}" -lm -o "$out/kernels_test-aarch64"
+"$cross_cc" -O2 -std=c11 -Wall "${includes[@]}" -c "$root/Tests/CKernels/kernels_test.c" -o "$out/aarch64-kernels_test.o"
+"$cross_cc" "$out/aarch64-kernels_test.o" "${objects[@]}" -lm -o "$out/kernels_test-aarch64"
 echo "test-c-kernels: aarch64 under qemu-user (NEON):"
-qemu-aarch64 -L /usr/aarch64-linux-gnu "$out/kernels_test-aarch64" | sed 's/^/  /'
+"$qemu" -L /usr/aarch64-linux-gnu "$out/kernels_test-aarch64" | sed 's/^/  /'
 echo "test-c-kernels: aarch64 under qemu-user, MBCONVERT_ISA=portable (the portable paths):"
-MBCONVERT_ISA=portable qemu-aarch64 -L /usr/aarch64-linux-gnu "$out/kernels_test-aarch64" | sed 's/^/  /'
+MBCONVERT_ISA=portable "$qemu" -L /usr/aarch64-linux-gnu "$out/kernels_test-aarch64" | sed 's/^/  /'
 echo "test-c-kernels: ok"

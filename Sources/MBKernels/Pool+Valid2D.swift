@@ -31,7 +31,7 @@ extension Pool {
     /// max over the in-range taps, as the reference computes. Returns false for any other
     /// geometry or CPU.
     static func maxPool2DPadded(_ g: PoolGeometry, input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, threads: Int) -> Bool {
-        guard fk_has_avx512() != 0 else { return false }
+        guard fk_has_avx512() != 0 || fk_has_neon() != 0 else { return false }
         let d = g.dims3
         let (kd, kh, kw) = d.kernel
         let (id, ih, iw) = d.input

@@ -27,7 +27,7 @@ extension Pool {
 extension Pool {
     /// Max pooling of 2-D planes with padding (or ceil_mode overhang), no dilation: each part's
     /// planes are copied into a -inf-bordered buffer just large enough for every window, then
-    /// pooled by the AVX-512 valid-window kernel. -inf never wins a max, so the result is the
+    /// pooled by the valid-window kernel (AVX-512 or NEON). -inf never wins a max, so the result is the
     /// max over the in-range taps, as the reference computes. Returns false for any other
     /// geometry or CPU.
     static func maxPool2DPadded(_ g: PoolGeometry, input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, threads: Int) -> Bool {

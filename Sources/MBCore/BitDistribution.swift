@@ -1,4 +1,8 @@
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// The bit distribution P of HBB.md sections 2 and 3: which bit widths, and what fraction of a
 /// tensor's entries gets each. The one type for P everywhere: a policy's `mix:`/`bits:`, the
@@ -147,8 +151,17 @@ public struct BitDistribution: Sendable, Hashable, CustomStringConvertible {
 public func formatNumber(_ x: Double) -> String {
     guard x.isFinite else { return "\(x)" }
     for digits in 0...9 {
-        let s = String(format: "%.\(digits)f", x)
+        let s = fixedDigits(x, digits)
         if let back = Double(s), abs(back - x) < 1e-9 { return s }
     }
     return "\(x)"
+}
+
+/// printf's "%.*f" (what Foundation's String(format:) prints) through libc's vsnprintf: MBCore
+/// is part of the runtime, which does not load Foundation.
+private func fixedDigits(_ x: Double, _ digits: Int) -> String {
+    var buffer = [CChar](repeating: 0, count: 400)
+    let n = withVaList([Int32(digits), x]) { vsnprintf(&buffer, buffer.count, "%.*f", $0) }
+    guard n >= 0, Int(n) < buffer.count else { return "\(x)" }
+    return String(decoding: buffer[0..<Int(n)].map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }

@@ -1,4 +1,8 @@
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import MBCore
 
 /// A dense tensor: element type, shape and a reference-counted buffer. Values are immutable once
@@ -169,7 +173,7 @@ final class TensorStorage: @unchecked Sendable {
 /// The free lists of one session's pool, shared with every storage it handed out (a tensor
 /// may outlive its session, or die on another thread: returns are locked).
 final class PoolCore: @unchecked Sendable {
-    private let lock = NSLock()
+    private let lock = PlainLock()
     private var free: [Int: [UnsafeMutableRawPointer]] = [:]
     private var closed = false
     /// Bytes handed out and not yet returned, and their maximum since `resetPeak`.
@@ -234,4 +238,13 @@ final class BufferPool {
     var bytesHeld: Int { core.heldBytes }
 
     deinit { core.close() }
+}
+
+/// A mutex with NSLock's lock() and unlock(), over pthreads: the runtime does not load Foundation.
+final class PlainLock: @unchecked Sendable {
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    init() { mutex.initialize(to: pthread_mutex_t()); pthread_mutex_init(mutex, nil) }
+    deinit { pthread_mutex_destroy(mutex); mutex.deallocate() }
+    func lock() { pthread_mutex_lock(mutex) }
+    func unlock() { pthread_mutex_unlock(mutex) }
 }

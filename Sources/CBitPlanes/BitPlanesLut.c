@@ -1,4 +1,5 @@
-// Float-input GEMV through in-register lookup tables (AVX-512F).
+// Float-input GEMV through in-register lookup tables (AVX-512F here; aarch64 NEON in
+// BitPlanesLut+Neon.c, dispatched from the entry points below).
 //
 // Why: the masked-add GEMV (BitPlanes+Body.h) handles 16 weights of one row per instruction and
 // is bound by mask moves; sparse higher levels cost a second pass of masked adds. Here every
@@ -6,7 +7,7 @@
 // in one zmm (a 32-bit lane per row): 8 vpermps handle 16 rows x 32 inputs (64 weights per
 // permute). A full level is 2 T[s] - sum(x); a sparse level T[a & s] - T[a & ~s] (same tables,
 // two lookups), so it costs twice a full level instead of reading and masking a second plane.
-#include "CBitPlanes.h"
+#include "BitPlanes+Neon.h"
 
 #include <stdint.h>
 
@@ -21,6 +22,8 @@
 int bp_lut_available(int isa) {
 #if BP_LUT_X86
     return isa >= BP_ISA_AVX512 && bp_isa() >= BP_ISA_AVX512;
+#elif defined(__aarch64__)
+    return isa >= BP_ISA_NEON && bp_isa() >= BP_ISA_NEON;
 #else
     (void)isa;
     return 0;
@@ -253,6 +256,8 @@ BP_LUT_TARGET static void lut_gemv(const bp_lut_weights *w, int32_t words, const
 void bp_lut_prepare(const float *x, int32_t words, float *scratch) {
 #if BP_LUT_X86
     if (bp_isa() >= BP_ISA_AVX512) lut_prepare(x, words, scratch);
+#elif defined(__aarch64__)
+    if (bp_isa() >= BP_ISA_NEON) bp_neon_lut_prepare(x, words, scratch);
 #else
     (void)x; (void)words; (void)scratch;
 #endif
@@ -261,6 +266,8 @@ void bp_lut_prepare(const float *x, int32_t words, float *scratch) {
 void bp_lut_gemv(const bp_lut_weights *w, int32_t words, const float *scratch, float *out, int32_t firstGroup, int32_t groupCount) {
 #if BP_LUT_X86
     if (bp_isa() >= BP_ISA_AVX512) lut_gemv(w, words, scratch, out, firstGroup, groupCount);
+#elif defined(__aarch64__)
+    if (bp_isa() >= BP_ISA_NEON) bp_neon_lut_gemv(w, words, scratch, out, firstGroup, groupCount);
 #else
     (void)w; (void)words; (void)scratch; (void)out; (void)firstGroup; (void)groupCount;
 #endif

@@ -585,6 +585,104 @@ done:
     free(in); free(out);
 }
 
+// The LUT GEMV (bp_lut_*): a layout built here as MBKernels' LutLayout builds it (groups of 16
+// rows, per (group, level) the words some real row has active, full or partial lists, padding
+// rows active with sign 0), against the definition in double. Patterns: 0 per entry (level 0
+// full, higher levels partial on every word), 1 every level full, 2 sparse (words skipped per
+// group, full and partial lists mixed). The group range is split in two calls, as the runtime's
+// threads split it; rows past rowsStored must stay untouched.
+static double lutWorst;  // the largest |error| / tolerance seen
+static void lut_case(uint64_t seed, int n, int rows, int levels, int pattern) {
+    casesRun++;
+    rngState = seed;
+    const int words = (n + 63) / 64, blocks = (rows + 7) / 8, groups = (blocks + 1) / 2, rowsStored = blocks * 8;
+    float *x = calloc((size_t)words * 64, sizeof *x);
+    for (int i = 0; i < n; i++) x[i] = randf();
+    uint64_t *valid = calloc((size_t)words, sizeof *valid);
+    for (int j = 0; j < words; j++) valid[j] = 64 * j + 64 <= n ? ~0ull : (1ull << (n - 64 * j)) - 1;
+    const size_t lists = (size_t)groups * levels;
+    int32_t *listStart = calloc(lists + 1, sizeof *listStart), *entryWord = calloc(lists * words + 1, sizeof *entryWord);
+    uint8_t *listFull = calloc(lists, 1), *codes = malloc(lists * words * 256 + 1);
+    int64_t *listCodes = calloc(lists, sizeof *listCodes), nc = 0;
+    int32_t ne = 0;
+    uint64_t *act = calloc((size_t)words * 16, 8), *sgn = calloc((size_t)words * 16, 8);
+    double *ref = calloc((size_t)levels * rowsStored, sizeof *ref), *mag = calloc((size_t)levels * rowsStored, sizeof *mag);
+    for (int g = 0; g < groups; g++)
+        for (int k = 0; k < levels; k++) {
+            const int mode = pattern == 0 ? (k == 0 ? 1 : 2) : pattern == 1 ? 1 : 0;  // 0 mixed, 1 full, 2 partial
+            for (int j = 0; j < words; j++) {
+                const int kind = mode == 0 ? (int)below(4) : mode;  // 0 empty, 1 full, 2-3 partial
+                for (int r = 0; r < 16; r++) {
+                    sgn[j * 16 + r] = next64() & valid[j];
+                    act[j * 16 + r] = kind == 0 ? 0 : kind == 1 ? valid[j] : (next64() | next64()) & valid[j];
+                    if (16 * g + r >= rows) { act[j * 16 + r] = valid[j]; sgn[j * 16 + r] = 0; }
+                }
+            }
+            int full = 1;
+            const size_t list = (size_t)g * levels + k;
+            listCodes[list] = nc;
+            int32_t stored[64], ns = 0;
+            for (int j = 0; j < words; j++) {
+                uint64_t any = 0;
+                for (int r = 0; r < 16 && 16 * g + r < rows; r++) any |= act[j * 16 + r];
+                if (!any) continue;
+                stored[ns++] = j;
+                for (int r = 0; r < 16; r++) full &= act[j * 16 + r] == valid[j];
+            }
+            listFull[list] = (uint8_t)full;
+            for (int e = 0; e < ns; e++) {
+                const int j = stored[e];
+                entryWord[ne++] = j;
+                for (int h = 0; h < 2; h++)
+                    for (int part = 0; part < (full ? 1 : 2); part++)
+                        for (int r = 0; r < 16; r++) {
+                            const uint64_t bits = full ? sgn[j * 16 + r] : part == 0 ? sgn[j * 16 + r] & act[j * 16 + r] : ~sgn[j * 16 + r] & act[j * 16 + r];
+                            const uint32_t lane = (uint32_t)(bits >> (32 * h));
+                            for (int b = 0; b < 4; b++) codes[nc++] = (uint8_t)(lane >> (8 * b));
+                        }
+                for (int r = 0; r < 16 && 16 * g + r < rows; r++) {
+                    double s = 0, m = 0;
+                    for (int b = 0; b < 64; b++) {
+                        m += fabs((double)x[64 * j + b]);  // the word's sum and its tables cover every input of it
+                        if (act[j * 16 + r] >> b & 1) s += (sgn[j * 16 + r] >> b & 1) ? (double)x[64 * j + b] : -(double)x[64 * j + b];
+                    }
+                    ref[(size_t)k * rowsStored + 16 * g + r] += s;
+                    mag[(size_t)k * rowsStored + 16 * g + r] += m;
+                }
+            }
+            listStart[list + 1] = ne;
+        }
+    const bp_lut_weights w = {groups, levels, rowsStored, listStart, listFull, listCodes, entryWord, codes};
+    float *scratch = malloc((size_t)bp_lut_scratch_floats(words) * sizeof *scratch);
+    const size_t outN = (size_t)levels * rowsStored;
+    float *out = malloc((outN + 16) * sizeof *out);
+    for (size_t i = 0; i < outN + 16; i++) out[i] = 12345.0f;
+    bp_lut_prepare(x, words, scratch);
+    const int split = groups / 2;
+    bp_lut_gemv(&w, words, scratch, out, 0, split);
+    bp_lut_gemv(&w, words, scratch, out, split, groups - split);
+    // Recursive summation bound: each row sums at most 32 table lookups per entry (2 per partial
+    // entry's nibble pair) plus the word sums and the doubling, each term at most the word's
+    // sum of |x|; the tables themselves add 3 roundings. So n_adds * 2^-24 * 2 * sum|x| with
+    // n_adds = 64 * words + 16: a bound on summation-order differences, not a guess.
+    const double u = 1.0 / 16777216.0;
+    for (int k = 0; k < levels; k++)
+        for (int row = 0; row < rows; row++) {
+            const size_t i = (size_t)k * rowsStored + row;
+            const double tol = (64.0 * words + 16) * u * 2 * mag[i] + 1e-30, err = fabs((double)out[i] - ref[i]);
+            toleranceChecks++;
+            if (!(err <= tol)) FAIL("lut gemv seed %llu n %d rows %d levels %d pattern %d: level %d row %d: %.9g, expected %.9g (tolerance %.3g)",
+                                   (unsigned long long)seed, n, rows, levels, pattern, k, row, out[i], ref[i], tol);
+            if (err / tol > lutWorst) lutWorst = err / tol;
+        }
+    for (size_t i = outN; i < outN + 16; i++) {
+        exactChecks++;
+        if (out[i] != 12345.0f) FAIL("lut gemv seed %llu n %d rows %d levels %d: wrote past rowsStored", (unsigned long long)seed, n, rows, levels);
+    }
+    free(x); free(valid); free(listStart); free(entryWord); free(listFull); free(codes); free(listCodes);
+    free(act); free(sgn); free(ref); free(mag); free(scratch); free(out);
+}
+
 int main(void) {
     printf("c-kernels: bit-plane ISA %s (best of %d), float kernels %s\n", bp_isa_name(bp_isa()), bp_isa() + 1,
            fk_has_neon() ? "neon" : fk_has_avx512() ? "avx512" : "none (BLAS path)");
@@ -614,6 +712,23 @@ int main(void) {
         for (int wp = 0; wp <= 2; wp += 2) bitplane_case(seed++, 64 + 3 * Lw, 9, 64, Lw, 2, wp, 2);
     printf("c-kernels: bit-plane counts, float epilogue, float GEMV: %lld cases (reduction lengths 1 63 64 65 511 512 513, 9-tap 1 63 64 65, levels 1-3)\n",
            (long long)sweep + 6);
+
+    if (bp_lut_available(bp_isa())) {
+        int64_t nl = 0;
+        const int lutRows[] = {8, 16, 24, 40, 64, 72, 136};
+        for (size_t q = 0; q < sizeof lengths / sizeof *lengths; q++)
+            for (int levels = 1; levels <= 3; levels++)
+                for (int pattern = 0; pattern <= 2; pattern++)
+                    for (size_t r = 0; r < sizeof lutRows / sizeof *lutRows; r += 1 + (size_t)(seed % 2)) {
+                        lut_case(seed, lengths[q], lutRows[r] - (int)(seed % 3) * 3, levels, pattern);
+                        seed++;
+                        nl++;
+                    }
+        printf("c-kernels: LUT float GEMV (%s): %lld cases (reduction lengths 1 63 64 65 511 512 513, rows 2..136, levels 1-3), "
+               "max error %.3g of the tolerance\n", bp_isa_name(bp_isa()), (long long)nl, lutWorst);
+    } else {
+        printf("c-kernels: LUT float GEMV: not available at %s (callers use the subset-sum GEMV); skipped\n", bp_isa_name(bp_isa()));
+    }
 
     const int64_t sizes[] = {1, 7, 8, 9, 15, 16, 17, 63, 64, 65, 511, 512, 513, 1000};
     int64_t nb = 0;

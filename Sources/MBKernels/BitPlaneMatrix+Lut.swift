@@ -1,6 +1,6 @@
 import CBitPlanes
 
-/// The lookup-table layout of a Gemm-shaped matrix for the AVX-512 float GEMV (`bp_lut_gemv`,
+/// The lookup-table layout of a Gemm-shaped matrix for the AVX-512 / NEON float GEMV (`bp_lut_gemv`,
 /// see CBitPlanes.h): rows in groups of 16 (two blocks), per (group, level) the words some row
 /// of the group has active, each stored per half word as 16 32-bit lanes (one per row) of sign
 /// bits (full lists) or of sign & act then ~sign & act (partial lists): a lane's 8 nibbles index

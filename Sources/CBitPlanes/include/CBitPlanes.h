@@ -87,7 +87,7 @@ void bp_gemv_float(int isa, const bp_weights *w, const float *x, float *out, con
                    int32_t firstBlock, int32_t blockCount);
 
 
-/// Float-input GEMV through in-register lookup tables (AVX-512 only; see BitPlanesLut.c).
+/// Float-input GEMV through in-register lookup tables (AVX-512 and aarch64 NEON; see BitPlanesLut.c).
 /// Rows in groups of 16 (two weight blocks, block-row order). Per (group, level) a list of the
 /// 64-bit words some row of the group has active; per entry 128 code bytes (FULL lists: for
 /// half h, 16 little-endian 32-bit lanes, lane r = bits 32h..32h+31 of row r's sign word) or 256
@@ -104,7 +104,7 @@ typedef struct {
     const uint8_t *codes;
 } bp_lut_weights;
 
-/// 1 when the LUT GEMV runs on this CPU at `isa` (AVX-512).
+/// 1 when the LUT GEMV runs on this CPU at `isa` (AVX-512 on x86-64, NEON on aarch64).
 int bp_lut_available(int isa);
 /// Floats of scratch for bp_lut_prepare: words + 16 * 16 * words.
 int64_t bp_lut_scratch_floats(int32_t words);

@@ -43,6 +43,17 @@ public enum Calibration {
             shiftBits = e.shift.map(\.bitPattern)
         }
 
+        /// What makes a recorded correction unusable (it comes from a file, so nothing about it
+        /// is trusted before `apply` folds it into a graph), or nil.
+        var problem: String? {
+            if scaleBits.isEmpty { return "no channels" }
+            if scaleBits.count != shiftBits.count { return "\(scaleBits.count) scales but \(shiftBits.count) shifts" }
+            if rank < 1 || rank > 64 { return "rank \(rank) outside 1...64" }
+            if axis < 0 || axis >= rank { return "axis \(axis) outside 0..<\(rank)" }
+            if output.isEmpty { return "no output name" }
+            return nil
+        }
+
         var entry: CorrectionBox.Entry {
             CorrectionBox.Entry(scale: scaleBits.map(Float.init(bitPattern:)), shift: shiftBits.map(Float.init(bitPattern:)),
                                 floatStd: [], rank: rank, axis: axis)

@@ -126,6 +126,9 @@ public enum Verify {
                 guard let recorded = try? Inspect.jsonDecoder().decode([Calibration.StoredCorrection].self, from: Data(text.utf8)) else {
                     throw Conversion.Failure("\(mbm): metadata 'calibration' is not a list of corrections")
                 }
+                if let (index, problem) = recorded.enumerated().lazy.compactMap({ e in e.element.problem.map { (e.offset, $0) } }).first {
+                    throw Conversion.Failure("\(mbm): metadata 'calibration', correction \(index) ('\(recorded[index].output)'): \(problem)")
+                }
                 expected = Calibration.apply(recorded, to: expected)
             }
             let differences = ModelComparison.differences(expected: IRModel(graph: expected, opsets: prepared.opsets), stored: file.model)

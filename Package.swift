@@ -68,17 +68,24 @@ let package = Package(
             dependencies: ["MBONNX", "MBBinarize", "MBPolicy", "MBFormat", "MBRuntime", "MBKernels", "MBCore"],
             exclude: ["README.md"]
         ),
+        // Tools on top of the pipeline for the executables: `study`, the `run` and `bench`
+        // reports, process memory. Not a product: apps embed MBRuntime or MBConvert.
+        .target(
+            name: "MBTools",
+            dependencies: ["MBConvert", "MBONNX", "MBBinarize", "MBRuntime", "MBKernels", "MBCore"],
+            exclude: ["README.md"]
+        ),
         .executableTarget(
             name: "mbconvert",
             dependencies: [
-                "MBConvert", "MBRuntime",
+                "MBConvert", "MBTools", "MBRuntime",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
 
         .executableTarget(
             name: "mbbench",
-            dependencies: ["MBConvert", "MBBinarize", "MBFormat", "MBKernels", "MBRuntime", "MBCore", .target(name: "CBLAS", condition: .when(platforms: [.linux])), .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["MBConvert", "MBONNX", "MBBinarize", "MBFormat", "MBKernels", "MBRuntime", "MBCore", .target(name: "CBLAS", condition: .when(platforms: [.linux])), .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
 
         // Tests.

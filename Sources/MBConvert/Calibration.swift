@@ -251,14 +251,14 @@ public enum Calibration {
         }
         var feeds: [String: MBTensor] = [:]
         for (i, input) in model.inputs.enumerated() {
-            for name in [RunModel.fileName(for: input.name), "input_\(i).npy"] {
+            for name in [ModelInputs.fileName(for: input.name), "input_\(i).npy"] {
                 let p = (path as NSString).appendingPathComponent(name)
                 if FileManager.default.fileExists(atPath: p) { feeds[input.name] = try MBTensor(npy: NPY.read(path: p)); break }
             }
         }
         if feeds.count == model.inputs.count { return feeds }
         guard model.inputs.count == 1 else {
-            throw Conversion.Failure("\(path): expected \(model.inputs.map { RunModel.fileName(for: $0.name) }.joined(separator: ", "))")
+            throw Conversion.Failure("\(path): expected \(model.inputs.map { ModelInputs.fileName(for: $0.name) }.joined(separator: ", "))")
         }
         let files = try FileManager.default.contentsOfDirectory(atPath: path).filter { $0.hasSuffix(".npy") }.sorted()
         guard !files.isEmpty else { throw Conversion.Failure("\(path): no .npy files") }

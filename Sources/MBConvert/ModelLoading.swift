@@ -1,8 +1,19 @@
 import MBCore
 import MBONNX
+import MBRuntime
 
 /// Loading models by file type, for commands that accept either format.
 public enum ModelLoading {
+    /// The model at `path` ready to run: an `.mbm` (told apart by its magic) or, anything else,
+    /// an `.onnx` file imported and lowered to the IR the runtime executes.
+    public static func load(path: String, weights: MBModel.Options.Weights = .expanded, optimize: Bool = true) throws -> MBModel {
+        let options = MBModel.Options(weights: weights, optimize: optimize)
+        if Inspect.isMBM(path: path) {
+            return try MBModel(contentsOfFile: path, options: options)
+        }
+        return try MBModel(ir: loadONNXAsIR(path: path), options: options)
+    }
+
     /// Imports an `.onnx` file and lowers it to the IR the runtime executes.
     public static func loadONNXAsIR(path: String) throws -> IRModel {
         let model = try ONNXReader().load(path: path)

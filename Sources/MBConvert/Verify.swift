@@ -145,7 +145,7 @@ public enum Verify {
         }
 
         // 3. Outputs.
-        let float = try RunModel.loadModel(path: onnx)
+        let float = try ModelLoading.load(path: onnx)
         let binarized = try MBModel(ir: file.model)
         let (feeds, described) = try makeInputs(for: float, options: options)
         let a = try float.makeSession(.init(threads: options.threads)).run(feeds)
@@ -229,7 +229,7 @@ public enum Verify {
     /// Inputs from --input pairs, a folder, or seeded random values.
     static func makeInputs(for model: MBModel, options: Options) throws -> ([String: MBTensor], String) {
         if !options.inputs.isEmpty {
-            return (try RunModel.readInputs(options.inputs, model: model), "given: " + options.inputs.joined(separator: ", "))
+            return (try ModelInputs.read(options.inputs, model: model), "given: " + options.inputs.joined(separator: ", "))
         }
         if let path = options.inputsDirectory {
             return (try Calibration.loadInputs(path, model: model), "from \(path)")
@@ -237,9 +237,9 @@ public enum Verify {
         let batch = options.random ?? 1
         var sizes: [String: [Int]] = [:]
         for spec in options.shapes {
-            guard let eq = spec.firstIndex(of: "=") else { throw RunModel.Failure("--shape \(spec): expected NAME=d0,d1,...") }
+            guard let eq = spec.firstIndex(of: "=") else { throw Conversion.Failure("--shape \(spec): expected NAME=d0,d1,...") }
             let dims = spec[spec.index(after: eq)...].split(separator: ",").map { Int($0) }
-            guard dims.allSatisfy({ ($0 ?? 0) > 0 }) else { throw RunModel.Failure("--shape \(spec): dimensions must be positive integers") }
+            guard dims.allSatisfy({ ($0 ?? 0) > 0 }) else { throw Conversion.Failure("--shape \(spec): dimensions must be positive integers") }
             sizes[String(spec[..<eq])] = dims.map { $0! }
         }
         var rng = SeededGenerator(seed: options.seed)
@@ -250,14 +250,14 @@ public enum Verify {
                 shape = given
             } else {
                 guard let dims = input.shape else {
-                    throw RunModel.Failure("input '\(input.name)' has unknown rank; give --shape \(input.name)=d0,d1,... or --inputs")
+                    throw Conversion.Failure("input '\(input.name)' has unknown rank; give --shape \(input.name)=d0,d1,... or --inputs")
                 }
                 shape = try dims.enumerated().map { i, d in
                     switch d {
                     case .fixed(let v) where v > 0: return Int(v)
                     default:
                         if i == 0 { return batch }
-                        throw RunModel.Failure("input '\(input.name)' dimension \(i) is \(d); give --shape \(input.name)=d0,d1,... or --inputs")
+                        throw Conversion.Failure("input '\(input.name)' dimension \(i) is \(d); give --shape \(input.name)=d0,d1,... or --inputs")
                     }
                 }
             }
@@ -265,7 +265,7 @@ public enum Verify {
             switch input.elementType ?? .float {
             case .float: feeds[input.name] = MBTensor(shape: shape, floats: (0..<n).map { _ in Float(rng.nextNormal()) })
             case .int64: feeds[input.name] = MBTensor(shape: shape, int64s: [Int64](repeating: 0, count: n))
-            default: throw RunModel.Failure("input '\(input.name)': random values for \(input.elementType!.name) are not supported; give --inputs")
+            default: throw Conversion.Failure("input '\(input.name)': random values for \(input.elementType!.name) are not supported; give --inputs")
             }
         }
         return (feeds, "random (seed \(options.seed), batch \(batch))")

@@ -77,7 +77,7 @@ public struct WeightDiscovery: Sendable {
         do {
             try self.init(graph: ir.graph, sources: Self.sources(of: model), limits: limits)
         } catch {
-            throw ONNXLowering.Failure(file: file, place: "graph node '\(error.node)' (ConstantOfShape)", message: error.message)
+            throw ONNXError(.malformed, file: file, place: "graph node '\(error.node)' (ConstantOfShape)", error.message)
         }
     }
 
@@ -182,6 +182,12 @@ public struct WeightDiscovery: Sendable {
         if let c = graph.constants.first(where: { $0.name == name }) { return c }
         guard let p = folds[name] else { throw ConstantFolding.Failure(node: name, message: "is not a constant") }
         return try ConstantFolding.evaluate(p) { try self.materialize($0) }
+    }
+
+    /// A float constant (folded or not) as the binarizer's input, as the pipeline reads it.
+    public func floatTensor(_ name: String) throws -> FloatTensor {
+        let t = try materialize(name)
+        return try FloatTensor(name: name, shape: t.shape, values: try Conversion.floatValues(of: t))
     }
 }
 

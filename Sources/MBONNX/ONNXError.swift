@@ -11,6 +11,8 @@ public struct ONNXError: Error, Sendable, CustomStringConvertible, Equatable {
         case malformed
         case notAModel
         case tensorData
+        /// Valid ONNX that the graph IR cannot hold (an element or attribute type it lacks).
+        case unsupported
         case externalData
         case exportTooLarge
         case writeFailed

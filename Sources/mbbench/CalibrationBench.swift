@@ -51,7 +51,7 @@ struct CalibrationBench: ParsableCommand {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mbbench-calibration-\(getpid())").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let float = try RunModel.loadModel(path: model)
+        let float = try ModelLoading.load(path: model)
         let feeds = try Calibration.loadInputs(eval, model: float)
         let reference = try float.makeSession(.init(threads: threads)).run(feeds)
         let output = float.outputs[0].name

@@ -209,7 +209,7 @@ struct RunOnce: ParsableCommand {
     var output: String?
 
     func run() throws {
-        let m = try RunModel.loadModel(path: model)
+        let m = try ModelLoading.load(path: model)
         var feeds: [String: MBTensor] = [:]
         for (k, spec) in inputs.enumerated() {
             var name: String, path = spec

@@ -1,5 +1,6 @@
 import ArgumentParser
 import MBConvert
+import MBTools
 
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

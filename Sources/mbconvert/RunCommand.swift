@@ -1,5 +1,6 @@
 import ArgumentParser
 import MBConvert
+import MBTools
 import MBRuntime
 
 extension MBModel.Options.Weights: ExpressibleByArgument {}

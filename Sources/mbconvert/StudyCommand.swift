@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import MBConvert
+import MBTools
 
 struct StudyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -46,7 +46,7 @@ import Testing
             #expect(c.storedAs.hasPrefix("folded into BatchNormalization") == (c.node != "fc"), "\(c.node): \(c.storedAs)")
         }
 
-        let float = try RunModel.loadModel(path: model)
+        let float = try ModelLoading.load(path: model)
         let before = try cosine(MBModel(contentsOf: plain), float, calib)
         let after = try cosine(MBModel(contentsOf: calibrated), float, calib)
         #expect(after.cosine >= before.cosine - 1e-6, "\(policy): cosine on the calibration set \(before.cosine) -> \(after.cosine)")

@@ -104,12 +104,12 @@ import Testing
         let input = try MBTensor(npy: NPY.read(path: root.appendingPathComponent("Examples/models/tiny_cnn.input.npy").path))
         // The graph as written: the same stored values give the same bits.
         let a = try MBModel(contentsOf: mbm, options: .init(optimize: false)).makeSession().run(["input": input])["probs"]!.floats
-        let b = try RunModel.loadModel(path: onnx.path, optimize: false).makeSession().run(["input": input])["probs"]!.floats
+        let b = try ModelLoading.load(path: onnx.path, optimize: false).makeSession().run(["input": input])["probs"]!.floats
         #expect(a == b)
         // Optimized, the float export may fold BatchNormalization into its weights where the
         // binarized .mbm keeps them as stored: equal up to float rounding.
         let c = try MBModel(contentsOf: mbm).makeSession().run(["input": input])["probs"]!.floats
-        let d = try RunModel.loadModel(path: onnx.path).makeSession().run(["input": input])["probs"]!.floats
+        let d = try ModelLoading.load(path: onnx.path).makeSession().run(["input": input])["probs"]!.floats
         let scale = max(c.map(abs).max() ?? 0, 0.01)
         #expect(zip(c, d).allSatisfy { abs($0 - $1) <= 1e-5 * scale }, "\(c) vs \(d)")
         #expect(zip(a, c).allSatisfy { abs($0 - $1) <= 1e-5 * scale }, "\(a) vs \(c)")

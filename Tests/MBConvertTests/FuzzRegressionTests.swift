@@ -30,8 +30,6 @@ import TestSupport
             _ = try ConstantFolding.fold(discovery.graph, limits: limits)
         } catch let error as ONNXError {
             #expect(error.file == name)
-        } catch let error as ONNXLowering.Failure {
-            #expect(error.file == name)
         } catch let error as ConstantFolding.Failure {
             #expect(!error.node.isEmpty && !error.message.isEmpty)
         }

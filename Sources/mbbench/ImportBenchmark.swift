@@ -5,11 +5,11 @@ import MBONNX
 /// Importing a large single-tensor model, embedded and as external data, against Python's
 /// `onnx.load` on the same files in the same run. Each measurement runs in a fresh child process
 /// so that its peak resident memory is its own.
-public enum ImportBenchmark {
-    public struct Measurement: Codable, Sendable {
-        public var seconds: Double
-        public var peakRSSBytes: Int
-        public init(seconds: Double, peakRSSBytes: Int) {
+enum ImportBenchmark {
+    struct Measurement: Codable, Sendable {
+        var seconds: Double
+        var peakRSSBytes: Int
+        init(seconds: Double, peakRSSBytes: Int) {
             self.seconds = seconds
             self.peakRSSBytes = peakRSSBytes
         }
@@ -17,7 +17,7 @@ public enum ImportBenchmark {
 
     /// Writes `<dir>/embedded.onnx` (one float tensor of `floats` elements in raw_data) and
     /// `<dir>/external.onnx` + `external.bin` (the same tensor as external data).
-    public static func makeModels(in dir: String, floats: Int) throws -> (embedded: String, external: String) {
+    static func makeModels(in dir: String, floats: Int) throws -> (embedded: String, external: String) {
         var values = [Float](repeating: 0, count: floats)
         var rng = SeededGenerator(seed: 400)
         values.withUnsafeMutableBufferPointer { buf in
@@ -74,7 +74,7 @@ public enum ImportBenchmark {
     }
 
     /// One import in this process: time of `ONNXReader.load` and the process's peak RSS after it.
-    public static func measureOnce(path: String) throws -> Measurement {
+    static func measureOnce(path: String) throws -> Measurement {
         let start = DispatchTime.now().uptimeNanoseconds
         let model = try ONNXReader().load(path: path)
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
@@ -83,7 +83,7 @@ public enum ImportBenchmark {
     }
 
     /// VmHWM from /proc/self/status (Linux), or ru_maxrss elsewhere.
-    public static func peakRSS() -> Int {
+    static func peakRSS() -> Int {
         if let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }) {
             let kb = line.split(separator: " ").compactMap { Int($0) }.first ?? 0
@@ -99,7 +99,7 @@ public enum ImportBenchmark {
     }
 
     /// Runs `executable arguments` and decodes the Measurement JSON it prints last.
-    public static func child(_ executable: String, _ arguments: [String]) throws -> Measurement {
+    static func child(_ executable: String, _ arguments: [String]) throws -> Measurement {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: executable)
         p.arguments = arguments
@@ -115,7 +115,7 @@ public enum ImportBenchmark {
     }
 }
 
-public struct BenchmarkError: Error, CustomStringConvertible {
-    public var description: String
-    public init(_ description: String) { self.description = description }
+struct BenchmarkError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
 }

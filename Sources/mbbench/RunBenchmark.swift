@@ -1,15 +1,16 @@
 import Foundation
+import MBConvert
 import MBCore
 import MBONNX
 import MBRuntime
 
 /// Float inference latency of our runtime against onnxruntime on the same model files and the
 /// same input, in the same invocation.
-public enum RunBenchmark {
-    public struct Latency: Codable, Sendable {
-        public var medianMs: Double
-        public var minMs: Double
-        public init(medianMs: Double, minMs: Double) {
+enum RunBenchmark {
+    struct Latency: Codable, Sendable {
+        var medianMs: Double
+        var minMs: Double
+        init(medianMs: Double, minMs: Double) {
             self.medianMs = medianMs
             self.minMs = minMs
         }
@@ -18,7 +19,7 @@ public enum RunBenchmark {
     /// Writes an AlexNet-shaped model with real weights: `light_bvlc_alexnet.onnx`'s graph with
     /// each `ConstantOfShape` weight replaced by a seeded initializer (He-normal for weights,
     /// N(0, 0.01²) for biases). Returns the path and the number of weights.
-    public static func makeAlexNet(from lightModel: String, in dir: String, seed: UInt64 = 61) throws -> (path: String, weights: Int) {
+    static func makeAlexNet(from lightModel: String, in dir: String, seed: UInt64 = 61) throws -> (path: String, weights: Int) {
         var model = try ONNXReader().load(path: lightModel)
         guard var graph = model.graph else { throw BenchmarkError("\(lightModel): no graph") }
         let lowering = ONNXLowering(file: lightModel)
@@ -62,8 +63,8 @@ public enum RunBenchmark {
     }
 
     /// Times `repeats` runs of `model` on `input` after `warmup` runs, in this process.
-    public static func measureOurs(model path: String, input: String, threads: Int, warmup: Int, repeats: Int) throws -> (Latency, MBTensor) {
-        let model = try RunModel.loadModel(path: path)
+    static func measureOurs(model path: String, input: String, threads: Int, warmup: Int, repeats: Int) throws -> (Latency, MBTensor) {
+        let model = try ModelLoading.load(path: path)
         let x = try MBTensor(npy: NPY.read(path: input))
         let session = model.makeSession(.init(threads: threads))
         let feeds = [model.inputs[0].name: x]
@@ -80,7 +81,7 @@ public enum RunBenchmark {
     }
 
     /// Runs Scripts/bench/ort_run.py; it prints a Latency as JSON and writes its output to `outputPath`.
-    public static func measureOnnxruntime(python: String, script: String, model: String, input: String, threads: Int,
+    static func measureOnnxruntime(python: String, script: String, model: String, input: String, threads: Int,
                                           warmup: Int, repeats: Int, outputPath: String) throws -> Latency {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/env")

@@ -1,5 +1,7 @@
 import Foundation
 import MBBinarize
+import MBConvert
+import MBCore
 
 extension StudyReport {
     /// Tables for people: per tensor, the homogeneous settings, the heterogeneous mixes as a

@@ -1,4 +1,5 @@
 import Foundation
+import MBConvert
 import MBCore
 import MBRuntime
 
@@ -30,19 +31,10 @@ public enum RunModel {
         }
     }
 
-    /// The model at `path` ready to run. One branch per file type.
-    /// `.mbm` files are told apart by their magic; anything else is read as ONNX.
-    public static func loadModel(path: String, weights: MBModel.Options.Weights = .expanded, optimize: Bool = true) throws -> MBModel {
-        if Inspect.isMBM(path: path) {
-            return try MBModel(contentsOf: URL(fileURLWithPath: path), options: .init(weights: weights, optimize: optimize))
-        }
-        return try MBModel(ir: ModelLoading.loadONNXAsIR(path: path), options: .init(weights: weights, optimize: optimize))
-    }
-
     /// Runs and returns the report text.
     public static func run(modelPath: String, options: Options) throws -> String {
-        let model = try loadModel(path: modelPath, weights: options.weights, optimize: options.optimize)
-        let feeds = try readInputs(options.inputs, model: model)
+        let model = try ModelLoading.load(path: modelPath, weights: options.weights, optimize: options.optimize)
+        let feeds = try ModelInputs.read(options.inputs, model: model)
         let session = model.makeSession(.init(threads: options.threads, profile: options.profile))
         let outputs = try session.run(feeds)
         var lines: [String] = []
@@ -52,7 +44,7 @@ public enum RunModel {
             lines.append("  " + summary(t))
             if let dir = options.outputDirectory {
                 try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-                let path = (dir as NSString).appendingPathComponent(fileName(for: info.name))
+                let path = (dir as NSString).appendingPathComponent(ModelInputs.fileName(for: info.name))
                 try NPY.write(t.npy, to: path)
                 lines.append("  written to \(path)")
             }
@@ -84,31 +76,6 @@ public enum RunModel {
         return lines.joined(separator: "\n") + "\n"
     }
 
-    static func readInputs(_ specs: [String], model: MBModel) throws -> [String: MBTensor] {
-        var feeds: [String: MBTensor] = [:]
-        for spec in specs {
-            let name: String, path: String
-            if let eq = spec.firstIndex(of: "="), !model.inputs.contains(where: { $0.name == spec }) {
-                name = String(spec[..<eq])
-                path = String(spec[spec.index(after: eq)...])
-            } else if model.inputs.count == 1 {
-                name = model.inputs[0].name
-                path = spec
-            } else {
-                throw Failure("--input \(spec): expected NAME=file.npy (inputs: \(model.inputs.map(\.name).joined(separator: ", ")))")
-            }
-            guard model.inputs.contains(where: { $0.name == name }) else {
-                throw Failure("--input \(spec): the model has no input '\(name)' (inputs: \(model.inputs.map(\.name).joined(separator: ", ")))")
-            }
-            feeds[name] = try MBTensor(npy: NPY.read(path: path))
-        }
-        let missing = model.inputs.filter { feeds[$0.name] == nil }
-        if !missing.isEmpty {
-            throw Failure("no value for input \(missing.map { "'\($0.name)' (\($0.elementType?.name ?? "?") \($0.shape.map { "\($0)" } ?? "?"))" }.joined(separator: ", ")); pass --input NAME=file.npy")
-        }
-        return feeds
-    }
-
     /// min / max / mean, and the argmax of each row for 2-D outputs (classifier scores).
     static func summary(_ t: MBTensor) -> String {
         let v = t.floats
@@ -123,13 +90,5 @@ public enum RunModel {
             s += "  argmax \(rows == 1 ? "\(arg[0])" : "\(arg)")"
         }
         return s
-    }
-
-    /// A file name for an output: characters outside [A-Za-z0-9._-] become '_'.
-    static func fileName(for output: String) -> String {
-        let safe = output.unicodeScalars.map { c -> String in
-            CharacterSet.alphanumerics.contains(c) && c.isASCII || c == "." || c == "-" || c == "_" ? String(c) : "_"
-        }.joined()
-        return (safe.isEmpty ? "output" : safe) + ".npy"
     }
 }

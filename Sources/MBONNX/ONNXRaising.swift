@@ -1,5 +1,4 @@
 import MBCore
-import MBONNX
 
 /// IR → ONNX, for `mbconvert export-onnx`: every constant becomes an initializer (binarized
 /// weights as their exact dequantized float values), so any ONNX tool can run or show what the

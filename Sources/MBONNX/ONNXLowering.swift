@@ -1,29 +1,21 @@
 import MBCore
-import MBONNX
 
 /// ONNX → IR: what the converter writes and the runtime runs. Initializers and `Constant` nodes
 /// become constants; graph inputs that are initializers (IR < 4 style defaults) are dropped from
 /// the inputs; doc strings, value_info and training information are left behind.
 public struct ONNXLowering {
-    public struct Failure: Error, CustomStringConvertible, Sendable {
-        public var file: String
-        public var place: String
-        public var message: String
-        public var description: String { "\(file): \(place): \(message)" }
-    }
-
     let file: String
 
     public init(file: String) {
         self.file = file
     }
 
-    public func lower(_ model: ONNXModel) throws(Failure) -> IRModel {
-        guard let graph = model.graph else { throw Failure(file: file, place: "model", message: "no graph") }
+    public func lower(_ model: ONNXModel) throws(ONNXError) -> IRModel {
+        guard let graph = model.graph else { throw ONNXError(.notAModel, file: file, place: "model", "no graph") }
         return IRModel(graph: try lower(graph, place: "graph"), opsets: model.irOpsets)
     }
 
-    func lower(_ g: ONNXGraph, place: String) throws(Failure) -> IRGraph {
+    func lower(_ g: ONNXGraph, place: String) throws(ONNXError) -> IRGraph {
         var out = IRGraph(name: g.name ?? "")
         var constantNames = Set<String>()
         for t in g.initializers {
@@ -68,16 +60,16 @@ public struct ONNXLowering {
 
     /// A `Constant` node's value as a tensor named after its output; nil for forms we keep as
     /// nodes (sparse values).
-    func constantNodeValue(_ n: ONNXNode, place: String) throws(Failure) -> IRTensor? {
+    func constantNodeValue(_ n: ONNXNode, place: String) throws(ONNXError) -> IRTensor? {
         let name = n.outputs[0]
-        guard let a = n.attributes.first else { throw Failure(file: file, place: place, message: "Constant has no value attribute") }
+        guard let a = n.attributes.first else { throw ONNXError(.malformed, file: file, place: place, "Constant has no value attribute") }
         func make(_ type: ElementType, _ shape: [Int], _ bytes: [UInt8]) -> IRTensor {
             IRTensor(name: name, elementType: type, shape: shape, storage: .dense(ByteSlice(copying: bytes)))
         }
         func le<T: FixedWidthInteger>(_ values: [T]) -> [UInt8] { values.flatMap { v in withUnsafeBytes(of: v.littleEndian) { Array($0) } } }
         switch a.name {
         case "value":
-            guard var t = a.t else { throw Failure(file: file, place: place, message: "'value' holds no tensor") }
+            guard var t = a.t else { throw ONNXError(.malformed, file: file, place: place, "'value' holds no tensor") }
             t.name = name
             return try tensor(t, place: place)
         case "value_float": return make(.float, [], le([(a.f ?? 0).bitPattern]))
@@ -90,24 +82,25 @@ public struct ONNXLowering {
         }
     }
 
-    func tensor(_ t: ONNXTensor, place: String) throws(Failure) -> IRTensor {
+    /// One tensor (an initializer, a `Constant` value, backend test data) as an IR tensor.
+    public func tensor(_ t: ONNXTensor, place: String) throws(ONNXError) -> IRTensor {
         guard let type = t.elementType else {
-            throw Failure(file: file, place: place, message: "element type \(ElementType.describe(rawValue: t.dataType ?? 0)) is not supported")
+            throw ONNXError(.unsupported, file: file, place: place, "element type \(ElementType.describe(rawValue: t.dataType ?? 0)) is not supported")
         }
         guard let count = t.elementCount, let shape = Optional(t.dims.map { Int($0) }) else {
-            throw Failure(file: file, place: place, message: "shape \(describeShape(t.dims)) is invalid")
+            throw ONNXError(.tensorData, file: file, place: place, "shape \(describeShape(t.dims)) is invalid")
         }
-        if let problem = t.dataSizeProblem() { throw Failure(file: file, place: place, message: problem) }
+        if let problem = t.dataSizeProblem() { throw ONNXError(.tensorData, file: file, place: place, problem) }
         if type == .string {
             return IRTensor(name: t.name ?? "", elementType: type, shape: shape, storage: .strings(t.stringData))
         }
         guard let bytes = t.rawLittleEndianBytes() else {
-            throw Failure(file: file, place: place, message: "has no data for its \(count) elements")
+            throw ONNXError(.tensorData, file: file, place: place, "has no data for its \(count) elements")
         }
         return IRTensor(name: t.name ?? "", elementType: type, shape: shape, storage: .dense(bytes))
     }
 
-    func attribute(_ a: ONNXAttribute, place: String) throws(Failure) -> IRAttributeValue {
+    func attribute(_ a: ONNXAttribute, place: String) throws(ONNXError) -> IRAttributeValue {
         // Older exporters omit `type`; infer it from the field that is set.
         let kind = a.kind ?? inferKind(a)
         switch kind {
@@ -115,10 +108,10 @@ public struct ONNXLowering {
         case .int: return .int(a.i ?? 0)
         case .string: return .string(a.s ?? [])
         case .tensor:
-            guard let t = a.t else { throw Failure(file: file, place: place, message: "TENSOR attribute holds no tensor") }
+            guard let t = a.t else { throw ONNXError(.malformed, file: file, place: place, "TENSOR attribute holds no tensor") }
             return .tensor(try tensor(t, place: place))
         case .graph:
-            guard let g = a.g else { throw Failure(file: file, place: place, message: "GRAPH attribute holds no graph") }
+            guard let g = a.g else { throw ONNXError(.malformed, file: file, place: place, "GRAPH attribute holds no graph") }
             return .graph(try lower(g, place: place))
         case .floats: return .floats(a.floats)
         case .ints: return .ints(a.ints)
@@ -132,7 +125,7 @@ public struct ONNXLowering {
             for (i, g) in a.graphs.enumerated() { list.append(try lower(g, place: "\(place)[\(i)]")) }
             return .graphs(list)
         default:
-            throw Failure(file: file, place: place, message: "attribute type \(a.type.map(String.init) ?? "unset") is not supported")
+            throw ONNXError(.unsupported, file: file, place: place, "attribute type \(a.type.map(String.init) ?? "unset") is not supported")
         }
     }
 

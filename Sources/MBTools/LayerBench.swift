@@ -1,4 +1,5 @@
 import Foundation
+import MBConvert
 import MBCore
 import MBKernels
 import MBRuntime
@@ -16,9 +17,9 @@ public enum LayerBench {
     }
 
     public static func run(modelPath: String, options: Options) throws -> String {
-        let expanded = try RunModel.loadModel(path: modelPath, weights: .expanded)
-        let packed = try RunModel.loadModel(path: modelPath, weights: .packed)
-        let feeds = options.inputs.isEmpty ? try randomInputs(expanded, seed: options.seed) : try RunModel.readInputs(options.inputs, model: expanded)
+        let expanded = try ModelLoading.load(path: modelPath, weights: .expanded)
+        let packed = try ModelLoading.load(path: modelPath, weights: .packed)
+        let feeds = options.inputs.isEmpty ? try randomInputs(expanded, seed: options.seed) : try ModelInputs.read(options.inputs, model: expanded)
         var lines = ["\(modelPath): \(options.threads) thread(s), median of \(options.repeats) runs; bit-plane kernels: \(BitPlaneMatrix.isaName)"]
         var profiles: [[(name: String, opType: String, ms: Double)]] = []
         var totals: [Double] = []

@@ -1,5 +1,6 @@
 import Foundation
 import MBBinarize
+import MBConvert
 import MBCore
 import MBONNX
 
@@ -126,14 +127,13 @@ extension StudyParse {
         let model = try ONNXReader().load(path: path)
         let discovery = try WeightDiscovery(onnx: model, file: path)
         let wanted: [String] = all ? discovery.weights.map(\.name) : names
-        guard !wanted.isEmpty else { throw Conversion.Failure("\(path): the model has no weights to study") }
+        guard !wanted.isEmpty else { throw Failure(description: "\(path): the model has no weights to study") }
         let known = Set(discovery.tensors.map(\.name))
         return try wanted.map { name in
             guard known.contains(name) else {
-                throw Conversion.Failure("\(path): no float constant named '\(name)' (weights: \(discovery.weights.prefix(8).map(\.name).joined(separator: ", "))\(discovery.weights.count > 8 ? ", ..." : ""))")
+                throw Failure(description: "\(path): no float constant named '\(name)' (weights: \(discovery.weights.prefix(8).map(\.name).joined(separator: ", "))\(discovery.weights.count > 8 ? ", ..." : ""))")
             }
-            let t = try discovery.materialize(name)
-            return try FloatTensor(name: name, shape: t.shape, values: try Conversion.floatValues(of: t))
+            return try discovery.floatTensor(name)
         }
     }
 }

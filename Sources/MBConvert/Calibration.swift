@@ -243,10 +243,10 @@ public enum Calibration {
     public static func loadInputs(_ path: String, model: MBModel) throws -> [String: MBTensor] {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
-            throw Conversion.Failure("\(path): no such file or folder (calibration inputs)")
+            throw ConversionError("\(path): no such file or folder (calibration inputs)")
         }
         if !isDir.boolValue {
-            guard model.inputs.count == 1 else { throw Conversion.Failure("\(path): a single file calibrates one-input models only; give a folder with <input>.npy per input") }
+            guard model.inputs.count == 1 else { throw ConversionError("\(path): a single file calibrates one-input models only; give a folder with <input>.npy per input") }
             return [model.inputs[0].name: try MBTensor(npy: NPY.read(path: path))]
         }
         var feeds: [String: MBTensor] = [:]
@@ -258,15 +258,15 @@ public enum Calibration {
         }
         if feeds.count == model.inputs.count { return feeds }
         guard model.inputs.count == 1 else {
-            throw Conversion.Failure("\(path): expected \(model.inputs.map { ModelInputs.fileName(for: $0.name) }.joined(separator: ", "))")
+            throw ConversionError("\(path): expected \(model.inputs.map { ModelInputs.fileName(for: $0.name) }.joined(separator: ", "))")
         }
         let files = try FileManager.default.contentsOfDirectory(atPath: path).filter { $0.hasSuffix(".npy") }.sorted()
-        guard !files.isEmpty else { throw Conversion.Failure("\(path): no .npy files") }
+        guard !files.isEmpty else { throw ConversionError("\(path): no .npy files") }
         var parts: [MBTensor] = []
         for f in files { parts.append(try MBTensor(npy: NPY.read(path: (path as NSString).appendingPathComponent(f)))) }
         let tail = Array(parts[0].shape.dropFirst())
         guard parts.allSatisfy({ Array($0.shape.dropFirst()) == tail && $0.elementType == .float }) else {
-            throw Conversion.Failure("\(path): the .npy files differ in shape beyond the batch axis (or are not float32); they are run as one batch")
+            throw ConversionError("\(path): the .npy files differ in shape beyond the batch axis (or are not float32); they are run as one batch")
         }
         let rows = parts.reduce(0) { $0 + $1.shape[0] }
         return [model.inputs[0].name: MBTensor(shape: [rows] + tail, floats: parts.flatMap(\.floats))]

@@ -14,12 +14,6 @@ public enum ConstantFolding {
         public var elementCount: Int
     }
 
-    public struct Failure: Error, Sendable, CustomStringConvertible {
-        public var node: String
-        public var message: String
-        public var description: String { "node '\(node)': \(message)" }
-    }
-
     /// Ops folded here. Each needs only constant inputs.
     public static let foldableOps: Set<String> = ["ConstantOfShape", "Identity"]
 
@@ -38,7 +32,7 @@ public enum ConstantFolding {
     /// nil. Throws when the node is foldable but its output would be invalid or over `limits`.
     public static func plan(
         _ node: IRNode, constants: [String: IRTensor], planned: [String: Plan] = [:], limits: Limits = Limits()
-    ) throws(Failure) -> Plan? {
+    ) throws(ConversionError) -> Plan? {
         guard node.domain.isEmpty, node.outputs.count == 1, !node.outputs[0].isEmpty else { return nil }
         let label = node.name.isEmpty ? node.outputs[0] : node.name
         switch node.opType {
@@ -50,13 +44,13 @@ public enum ConstantFolding {
             if case .tensor(let v)? = node.attribute("value") { type = v.elementType } else { type = .float }
             guard type != .string else { return nil }
             if let d = dims.first(where: { $0 < 0 }) {
-                throw Failure(node: label, message: "ConstantOfShape shape \(describeShape(dims)) has a negative dimension \(d)")
+                throw ConversionError(node: label, "ConstantOfShape shape \(describeShape(dims)) has a negative dimension \(d)")
             }
             guard let count = elementCount(of: dims), let bytes = type.rawByteCount(elements: count) else {
-                throw Failure(node: label, message: "ConstantOfShape shape \(describeShape(dims)) has more elements than a 64-bit count can hold")
+                throw ConversionError(node: label, "ConstantOfShape shape \(describeShape(dims)) has more elements than a 64-bit count can hold")
             }
             guard bytes <= limits.maxBytes else {
-                throw Failure(node: label, message: "ConstantOfShape shape \(describeShape(dims)) needs \(bytes) bytes of \(type.name), more than the folding limit of \(limits.maxBytes) bytes (ConstantFolding.Limits.maxBytes)")
+                throw ConversionError(node: label, "ConstantOfShape shape \(describeShape(dims)) needs \(bytes) bytes of \(type.name), more than the folding limit of \(limits.maxBytes) bytes (ConstantFolding.Limits.maxBytes)")
             }
             return Plan(node: node, outputName: node.outputs[0], elementType: type, shape: dims.map { Int($0) }, elementCount: count)
         case "Identity":
@@ -82,7 +76,7 @@ public enum ConstantFolding {
             var element = [UInt8](repeating: 0, count: plan.elementType.rawByteCount(elements: 1) ?? 4)
             if case .tensor(let v)? = plan.node.attribute("value") {
                 guard v.elementCount == 1, case .dense(let bytes) = v.storage, bytes.count == element.count else {
-                    throw Failure(node: name, message: "ConstantOfShape 'value' must hold exactly one element")
+                    throw ConversionError(node: name, "ConstantOfShape 'value' must hold exactly one element")
                 }
                 element = bytes.withBytes { Array($0) }
             }
@@ -101,16 +95,16 @@ public enum ConstantFolding {
             let storage = ByteStorage(base: UnsafeRawPointer(out), count: total, owner: .swift)
             return IRTensor(name: plan.outputName, elementType: plan.elementType, shape: plan.shape, storage: .dense(ByteSlice(storage: storage)))
         case "Identity":
-            guard var t = try lookup(plan.node.inputs[0]) else { throw Failure(node: name, message: "input '\(plan.node.inputs[0])' is not constant") }
+            guard var t = try lookup(plan.node.inputs[0]) else { throw ConversionError(node: name, "input '\(plan.node.inputs[0])' is not constant") }
             t.name = plan.outputName
             return t
         default:
-            throw Failure(node: name, message: "\(plan.node.opType) cannot be folded")
+            throw ConversionError(node: name, "\(plan.node.opType) cannot be folded")
         }
     }
 
     /// Plans every foldable node of `graph` in order (a fold may feed the next).
-    public static func plans(for graph: IRGraph, limits: Limits = Limits()) throws(Failure) -> [String: Plan] {
+    public static func plans(for graph: IRGraph, limits: Limits = Limits()) throws(ConversionError) -> [String: Plan] {
         let constants = Dictionary(graph.constants.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         var planned: [String: Plan] = [:]
         for node in graph.nodes where foldableOps.contains(node.opType) {

@@ -24,22 +24,6 @@ public enum Conversion {
         }
     }
 
-    /// Something the user must fix: a one-line message (or several, for policy problems) and,
-    /// when a library error is behind it, that error itself (`cause`), so callers can still
-    /// tell an MBMError or ONNXError apart instead of parsing the text.
-    public struct Failure: Error, Sendable, CustomStringConvertible {
-        public var lines: [String]
-        public var cause: (any Error)?
-        public var description: String { lines.joined(separator: "\n") }
-        init(_ lines: [String]) { self.lines = lines }
-        init(_ line: String, cause: (any Error)? = nil) {
-            lines = [line]
-            self.cause = cause
-        }
-        /// A library error as it describes itself, kept as the cause.
-        init(_ cause: any Error) { self.init("\(cause)", cause: cause) }
-    }
-
     /// Progress events for a progress bar: a tensor finished (`done` of `total`, its stored bytes).
     public struct Progress: Sendable {
         public var done: Int
@@ -64,7 +48,7 @@ public enum Conversion {
         try checkOutput(outputPath, model: modelPath, policy: policyPath, force: options.force)
         let policyBytes: [UInt8]
         do { policyBytes = Array(try Data(contentsOf: URL(fileURLWithPath: policyPath))) } catch {
-            throw Failure("\(policyPath): " + (FileManager.default.fileExists(atPath: policyPath) ? "cannot read the file" : "no such file"))
+            throw ConversionError("\(policyPath): " + (FileManager.default.fileExists(atPath: policyPath) ? "cannot read the file" : "no such file"))
         }
         var prepared = try prepare(model: modelPath, policyBytes: policyBytes, policyFile: policyPath, strict: options.strict)
         // Calibration inputs, read once: for `allocate: sensitivity` and for `--calibrate`.
@@ -76,7 +60,7 @@ public enum Conversion {
         var allocationSeconds: Double?
         if let target = prepared.policy.target, target.allocate == .sensitivity {
             guard let inputs = calibrationInputs else {
-                throw Failure(PolicyDiagnostic(file: policyPath, position: target.position,
+                throw ConversionError(PolicyDiagnostic(file: policyPath, position: target.position,
                                                message: "target allocate: sensitivity measures each layer on calibration inputs; pass --calibrate PATH").description)
             }
             let start = Date()
@@ -130,7 +114,7 @@ public enum Conversion {
         do {
             summary = try MBMWriter().write(model: irModel, metadata: metadata, to: outputPath)
         } catch {
-            throw Failure(error)
+            throw ConversionError(error)
         }
         report.finish(summary: summary, seconds: Date().timeIntervalSince(started))
         return report
@@ -156,7 +140,7 @@ public enum Conversion {
     static func prepare(model modelPath: String, policyBytes: [UInt8], policyFile: String, strict: Bool) throws -> Prepared {
         let mapping: ByteStorage
         do { mapping = try FileMapping.map(path: modelPath) } catch {
-            throw Failure(FileManager.default.fileExists(atPath: modelPath) ? "\(error)" : "\(modelPath): no such file", cause: error)
+            throw ConversionError(FileManager.default.fileExists(atPath: modelPath) ? "\(error)" : "\(modelPath): no such file", cause: error)
         }
         // The fingerprint is computed on another core while the model is imported and binarized.
         let sha = BackgroundHash(mapping)
@@ -164,7 +148,7 @@ public enum Conversion {
 
         let parsed = Policy.parse(bytes: policyBytes, file: policyFile)
         guard let policy = parsed.policy, !parsed.diagnostics.contains(where: { $0.severity == .error }) else {
-            throw Failure(parsed.diagnostics.filter { $0.severity == .error }.map(\.description))
+            throw ConversionError(lines: parsed.diagnostics.filter { $0.severity == .error }.map(\.description))
         }
 
         // Weights and decisions (the same resolution `policy check` shows).
@@ -172,12 +156,12 @@ public enum Conversion {
         let subjects = discovery.subjects
         let unused = policy.unusedRuleDiagnostics(policy.resolve(subjects), subjects: subjects,
                                                   modelName: URL(fileURLWithPath: modelPath).lastPathComponent, strict: strict)
-        if unused.contains(where: { $0.severity == .error }) { throw Failure(unused.filter { $0.severity == .error }.map(\.description)) }
+        if unused.contains(where: { $0.severity == .error }) { throw ConversionError(lines: unused.filter { $0.severity == .error }.map(\.description)) }
         let plans: [ConversionPlan]
         do {
             plans = try PolicyCheck.plans(policy, against: discovery)
         } catch let problem as TargetSpread.Infeasible {
-            throw Failure(PolicyDiagnostic(file: policyFile, position: problem.position, message: problem.message).description)
+            throw ConversionError(PolicyDiagnostic(file: policyFile, position: problem.position, message: problem.message).description)
         }
 
         // Fold constant subgraphs so every weight is a constant, and drop what nothing reads.
@@ -217,10 +201,10 @@ public enum Conversion {
     static func checkOutput(_ output: String, model: String, policy: String, force: Bool) throws {
         let out = URL(fileURLWithPath: output).standardizedFileURL.resolvingSymlinksInPath().path
         for input in [model, policy] where URL(fileURLWithPath: input).standardizedFileURL.resolvingSymlinksInPath().path == out {
-            throw Failure("\(output): refusing to overwrite the input file \(input)")
+            throw ConversionError("\(output): refusing to overwrite the input file \(input)")
         }
         if FileManager.default.fileExists(atPath: output), !force {
-            throw Failure("\(output): already exists; pass --force to replace it")
+            throw ConversionError("\(output): already exists; pass --force to replace it")
         }
     }
 
@@ -252,23 +236,17 @@ public enum Conversion {
         row.sourceElementType = constant.elementType.name
         switch plan.decision.action {
         case .keep(let type):
-            let tensor: IRTensor
-            switch type {
-            case .float32:
-                tensor = IRTensor(name: name, elementType: .float, shape: constant.shape,
-                                  storage: .dense(values.withUnsafeBytes { ByteSlice(storage: ByteStorage(copying: $0)) }))
-            case .float16:
-                let halves = values.map { Float16($0).bitPattern.littleEndian }
-                tensor = IRTensor(name: name, elementType: .float16, shape: constant.shape,
-                                  storage: .dense(halves.withUnsafeBytes { ByteSlice(storage: ByteStorage(copying: $0)) }))
+            guard let tensor = IRTensor(name: name, shape: constant.shape, floats: values, as: type) else {
+                throw ConversionError("tensor '\(name)': keep \(type.name) is not a type weights can be stored in")
             }
-            row.encoding = "keep \(type.rawValue)"
-            row.storedBytes = type.bitsPerElement / 8 * values.count
-            row.bitsPerWeight = Double(type.bitsPerElement)
-            row.averageBits = Double(type.bitsPerElement)
+            let bits = type.traits.bitsPerElement
+            row.encoding = "keep \(Policy.keepName(type))"
+            row.storedBytes = bits / 8 * values.count
+            row.bitsPerWeight = Double(bits)
+            row.averageBits = Double(bits)
             return LayerOutcome(name: name, tensor: tensor, row: row)
         case .binarize(let b):
-            guard let mix = plan.mix else { throw Failure("tensor '\(name)': no bit mix was resolved") }
+            guard let mix = plan.mix else { throw ConversionError("tensor '\(name)': no bit mix was resolved") }
             let scale = ScaleMode(b.scale, channelAxis: plan.tensor.outputAxis ?? 0)
             let input = try FloatTensor(name: name, shape: constant.shape, values: values)
             let config = BinarizationConfig(distribution: mix, method: b.method, scale: scale)
@@ -335,7 +313,7 @@ public enum Conversion {
             return MaskGroups.weight(rows: rows, taps: 1, channels: k, rowStride: axis == 0 ? k : 1, tapStride: 0,
                                      channelStride: axis == 0 ? 1 : rows, granularity: granularity)
         }
-        throw Failure("tensor '\(name)': granularity \(granularity) needs a Conv weight or a 2-D Gemm/MatMul weight (got \(op.isEmpty ? "no consumer" : op) \(shape))")
+        throw ConversionError("tensor '\(name)': granularity \(granularity) needs a Conv weight or a 2-D Gemm/MatMul weight (got \(op.isEmpty ? "no consumer" : op) \(shape))")
     }
 
     /// Exact mode is tried only for tensors that could already be binarized with at most the
@@ -367,7 +345,7 @@ public enum Conversion {
     /// A constant's elements as Float (float32, float16, bfloat16, double sources).
     static func floatValues(of t: IRTensor) throws -> [Float] {
         guard let values = t.floatValues() else {
-            throw Failure("tensor '\(t.name)': \(t.elementType.name) values cannot be binarized (float32, float16, bfloat16 or double only)")
+            throw ConversionError("tensor '\(t.name)': \(t.elementType.name) values cannot be binarized (float32, float16, bfloat16 or double only)")
         }
         return values
     }

@@ -19,7 +19,7 @@ public struct ConversionPlan: Sendable {
         case .keep(let type):
             return .keep(type, elements: tensor.elementCount)
         case .binarize(let b):
-            guard let mix else { return .keep(.float32, elements: tensor.elementCount) }
+            guard let mix else { return .keep(.float, elements: tensor.elementCount) }
             return .binarized(mix, elements: tensor.elementCount, groups: b.scale == .channel ? tensor.channelCount : 1)
         }
     }

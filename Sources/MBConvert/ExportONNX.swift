@@ -6,10 +6,10 @@ import MBONNX
 public enum ExportONNX {
     public static func run(mbm: String, output: String, force: Bool) throws {
         if FileManager.default.fileExists(atPath: output), !force {
-            throw Conversion.Failure("\(output): already exists; pass --force to replace it")
+            throw ConversionError("\(output): already exists; pass --force to replace it")
         }
         if URL(fileURLWithPath: output).standardizedFileURL.path == URL(fileURLWithPath: mbm).standardizedFileURL.path {
-            throw Conversion.Failure("\(output): refusing to overwrite the input file")
+            throw ConversionError("\(output): refusing to overwrite the input file")
         }
         let file = try MBMFile.open(path: mbm)
         // Weights the policy kept as float16 were float32 in the graph: export their exact

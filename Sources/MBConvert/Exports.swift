@@ -1,5 +1,5 @@
-// The CLI and the benchmarks see MBBinarize's types (tensors, configurations, packed tensors,
-// statistics) and MBCore's (.npy files, seeded randomness) through MBConvert, so they depend
-// on MBConvert alone (ARCHITECTURE.md).
+// The pipeline's vocabulary comes with it: a client of MBConvert (the executables, MBTools, an
+// app converting models) sees MBCore's types (P, mask method, element types, .npy files, seeded
+// randomness) and MBBinarize's (tensors, configurations, statistics) without importing them.
 @_exported import MBBinarize
 @_exported import MBCore

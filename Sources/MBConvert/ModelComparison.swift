@@ -78,6 +78,10 @@ enum ModelComparison {
             if let i = firstDifference(a.map(\.bitPattern), b.map(\.bitPattern)) {
                 out.add("\(place): element \(i): stored \(i < b.count ? "\(b[i])" : "nothing"), expected \(i < a.count ? "\(a[i])" : "nothing")")
             }
+        case (.doubles(let a), .doubles(let b)):
+            if let i = firstDifference(a.map(\.bitPattern), b.map(\.bitPattern)) {
+                out.add("\(place): element \(i): stored \(i < b.count ? "\(b[i])" : "nothing"), expected \(i < a.count ? "\(a[i])" : "nothing")")
+            }
         case (.ints(let a), .ints(let b)):
             if let i = firstDifference(a, b) {
                 out.add("\(place): element \(i): stored \(i < b.count ? "\(b[i])" : "nothing"), expected \(i < a.count ? "\(a[i])" : "nothing")")

@@ -19,16 +19,16 @@ public enum ModelInputs {
                 name = model.inputs[0].name
                 path = spec
             } else {
-                throw Conversion.Failure("--input \(spec): expected NAME=file.npy (inputs: \(names))")
+                throw ConversionError("--input \(spec): expected NAME=file.npy (inputs: \(names))")
             }
             guard model.inputs.contains(where: { $0.name == name }) else {
-                throw Conversion.Failure("--input \(spec): the model has no input '\(name)' (inputs: \(names))")
+                throw ConversionError("--input \(spec): the model has no input '\(name)' (inputs: \(names))")
             }
-            do { feeds[name] = try MBTensor(npy: NPY.read(path: path)) } catch { throw Conversion.Failure(error) }
+            do { feeds[name] = try MBTensor(npy: NPY.read(path: path)) } catch { throw ConversionError(error) }
         }
         let missing = model.inputs.filter { feeds[$0.name] == nil }
         if !missing.isEmpty {
-            throw Conversion.Failure("no value for input \(missing.map { "'\($0.name)' (\($0.elementType?.name ?? "?") \($0.shape.map { "\($0)" } ?? "?"))" }.joined(separator: ", ")); pass --input NAME=file.npy")
+            throw ConversionError("no value for input \(missing.map { "'\($0.name)' (\($0.elementType?.name ?? "?") \($0.shape.map { "\($0)" } ?? "?"))" }.joined(separator: ", ")); pass --input NAME=file.npy")
         }
         return feeds
     }

@@ -14,20 +14,13 @@ public enum PolicyCheck {
         public init(strict: Bool = false) { self.strict = strict }
     }
 
-    /// A file could not be read at all (missing, unreadable, not a model): one line, no report.
-    public struct Failure: Error, Sendable, CustomStringConvertible {
-        public var file: String
-        public var message: String
-        public var description: String { "\(file): \(message)" }
-    }
-
     public static func run(policy policyPath: String, model modelPath: String?, options: Options = Options()) throws -> PolicyCheckReport {
         let bytes: [UInt8]
         do {
             bytes = Array(try Data(contentsOf: URL(fileURLWithPath: policyPath)))
         } catch {
             let exists = FileManager.default.fileExists(atPath: policyPath)
-            throw Failure(file: policyPath, message: exists ? "cannot read the file" : "no such file")
+            throw ConversionError("\(policyPath): " + (exists ? "cannot read the file" : "no such file"))
         }
         let parsed = Policy.parse(bytes: bytes, file: policyPath)
         var report = PolicyCheckReport(policyFile: policyPath, modelFile: modelPath)

@@ -131,7 +131,7 @@ public struct PolicyCheckReport: Codable, Sendable {
 
     static func describe(_ s: Policy.Settings) -> String {
         switch s.action {
-        case .keep(let k): return "keep \(k.rawValue)"
+        case .keep(let k): return "keep \(Policy.keepName(k))"
         case .binarize(let b):
             let how: String
             switch b.allocation {
@@ -163,7 +163,7 @@ extension PolicyCheckReport.Row {
         switch plan.decision.action {
         case .keep(let k):
             action = "keep"
-            keep = k.rawValue
+            keep = Policy.keepName(k)
         case .binarize(let b):
             action = "binarize"
             p = plan.mix?.entries.map { PolicyCheckReport.Fraction(bits: $0.bits, fraction: $0.fraction) }

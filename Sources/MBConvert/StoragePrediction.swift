@@ -1,3 +1,4 @@
+import MBCore
 import MBPolicy
 
 /// What storing a tensor will cost, predicted from its shape and P without binarizing it:
@@ -21,8 +22,8 @@ public struct StoragePrediction: Sendable, Equatable, Codable {
     /// Sign bits per entry: the average bitwidth B actually realized.
     public var averageBits: Double { elements == 0 ? 0 : Double(signBits) / Double(elements) }
 
-    public static func keep(_ type: KeepType, elements: Int) -> StoragePrediction {
-        StoragePrediction(elements: elements, signBits: 0, maskBits: 0, scaleCount: 0, floatBits: elements * type.bitsPerElement)
+    public static func keep(_ type: ElementType, elements: Int) -> StoragePrediction {
+        StoragePrediction(elements: elements, signBits: 0, maskBits: 0, scaleCount: 0, floatBits: elements * type.traits.bitsPerElement)
     }
 
     /// Binarized with `mix`; with `groups` > 1 (channel scales) every group gets P on its own,

@@ -101,7 +101,7 @@ public enum Verify {
                 // target layer's P from the layer statistics recorded at conversion.
                 guard case .json(let text)? = file.metadataValue(MetadataKey.layerStatistics),
                       let layers = try? Inspect.jsonDecoder().decode([ConversionReport.Layer].self, from: Data(text.utf8)) else {
-                    throw Conversion.Failure("\(mbm): 'allocate: sensitivity' needs the layer statistics the file should record; they are missing")
+                    throw ConversionError("\(mbm): 'allocate: sensitivity' needs the layer statistics the file should record; they are missing")
                 }
                 Sensitivity.useRecordedMixes(&prepared, layers: layers)
             }
@@ -124,10 +124,10 @@ public enum Verify {
             expected = ActivationAttributes.apply(prepared.plans, to: expected)
             if case .json(let text)? = file.metadataValue(MetadataKey.calibration) {
                 guard let recorded = try? Inspect.jsonDecoder().decode([Calibration.StoredCorrection].self, from: Data(text.utf8)) else {
-                    throw Conversion.Failure("\(mbm): metadata 'calibration' is not a list of corrections")
+                    throw ConversionError("\(mbm): metadata 'calibration' is not a list of corrections")
                 }
                 if let (index, problem) = recorded.enumerated().lazy.compactMap({ e in e.element.problem.map { (e.offset, $0) } }).first {
-                    throw Conversion.Failure("\(mbm): metadata 'calibration', correction \(index) ('\(recorded[index].output)'): \(problem)")
+                    throw ConversionError("\(mbm): metadata 'calibration', correction \(index) ('\(recorded[index].output)'): \(problem)")
                 }
                 expected = Calibration.apply(recorded, to: expected)
             }
@@ -237,9 +237,9 @@ public enum Verify {
         let batch = options.random ?? 1
         var sizes: [String: [Int]] = [:]
         for spec in options.shapes {
-            guard let eq = spec.firstIndex(of: "=") else { throw Conversion.Failure("--shape \(spec): expected NAME=d0,d1,...") }
+            guard let eq = spec.firstIndex(of: "=") else { throw ConversionError("--shape \(spec): expected NAME=d0,d1,...") }
             let dims = spec[spec.index(after: eq)...].split(separator: ",").map { Int($0) }
-            guard dims.allSatisfy({ ($0 ?? 0) > 0 }) else { throw Conversion.Failure("--shape \(spec): dimensions must be positive integers") }
+            guard dims.allSatisfy({ ($0 ?? 0) > 0 }) else { throw ConversionError("--shape \(spec): dimensions must be positive integers") }
             sizes[String(spec[..<eq])] = dims.map { $0! }
         }
         var rng = SeededGenerator(seed: options.seed)
@@ -250,14 +250,14 @@ public enum Verify {
                 shape = given
             } else {
                 guard let dims = input.shape else {
-                    throw Conversion.Failure("input '\(input.name)' has unknown rank; give --shape \(input.name)=d0,d1,... or --inputs")
+                    throw ConversionError("input '\(input.name)' has unknown rank; give --shape \(input.name)=d0,d1,... or --inputs")
                 }
                 shape = try dims.enumerated().map { i, d in
                     switch d {
                     case .fixed(let v) where v > 0: return Int(v)
                     default:
                         if i == 0 { return batch }
-                        throw Conversion.Failure("input '\(input.name)' dimension \(i) is \(d); give --shape \(input.name)=d0,d1,... or --inputs")
+                        throw ConversionError("input '\(input.name)' dimension \(i) is \(d); give --shape \(input.name)=d0,d1,... or --inputs")
                     }
                 }
             }
@@ -265,7 +265,7 @@ public enum Verify {
             switch input.elementType ?? .float {
             case .float: feeds[input.name] = MBTensor(shape: shape, floats: (0..<n).map { _ in Float(rng.nextNormal()) })
             case .int64: feeds[input.name] = MBTensor(shape: shape, int64s: [Int64](repeating: 0, count: n))
-            default: throw Conversion.Failure("input '\(input.name)': random values for \(input.elementType!.name) are not supported; give --inputs")
+            default: throw ConversionError("input '\(input.name)': random values for \(input.elementType!.name) are not supported; give --inputs")
             }
         }
         return (feeds, "random (seed \(options.seed), batch \(batch))")

@@ -77,12 +77,12 @@ public struct WeightDiscovery: Sendable {
         do {
             try self.init(graph: ir.graph, sources: Self.sources(of: model), limits: limits)
         } catch {
-            throw ONNXError(.malformed, file: file, place: "graph node '\(error.node)' (ConstantOfShape)", error.message)
+            throw ConversionError("\(file): graph node '\(error.node ?? "?")' (ConstantOfShape): \(error.message)", cause: error)
         }
     }
 
     /// `sources` says where each constant of `graph` came from (default: initializer).
-    public init(graph: IRGraph, sources: [String: Source] = [:], limits: ConstantFolding.Limits = .init()) throws(ConstantFolding.Failure) {
+    public init(graph: IRGraph, sources: [String: Source] = [:], limits: ConstantFolding.Limits = .init()) throws(ConversionError) {
         self.graph = graph
         folds = try ConstantFolding.plans(for: graph, limits: limits)
         var constants: [String: (ElementType, [Int], Source)] = [:]
@@ -166,13 +166,13 @@ public struct WeightDiscovery: Sendable {
             let one = ConstantFolding.Plan(node: p.node, outputName: p.outputName, elementType: p.elementType, shape: [1], elementCount: 1)
             let t = try ConstantFolding.evaluate(one) { _ in nil }
             guard let v = t.floatValues()?.first else {
-                throw ConstantFolding.Failure(node: name, message: "\(p.elementType.name) values cannot be read as float")
+                throw ConversionError(node: name, "\(p.elementType.name) values cannot be read as float")
             }
             return (p.elementCount, { _ in v })
         }
         let t = try materialize(name)
         guard case .dense(let bytes) = t.storage, let reader = FloatReader(type: t.elementType, bytes: bytes, count: t.elementCount) else {
-            throw ConstantFolding.Failure(node: name, message: "\(t.elementType.name) values cannot be read as float")
+            throw ConversionError(node: name, "\(t.elementType.name) values cannot be read as float")
         }
         return (t.elementCount, reader.read)
     }
@@ -180,7 +180,7 @@ public struct WeightDiscovery: Sendable {
     /// The values of `tensor`, folding its constant subgraph when it has one.
     public func materialize(_ name: String) throws -> IRTensor {
         if let c = graph.constants.first(where: { $0.name == name }) { return c }
-        guard let p = folds[name] else { throw ConstantFolding.Failure(node: name, message: "is not a constant") }
+        guard let p = folds[name] else { throw ConversionError(node: name, "is not a constant") }
         return try ConstantFolding.evaluate(p) { try self.materialize($0) }
     }
 

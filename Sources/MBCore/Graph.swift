@@ -131,6 +131,9 @@ public indirect enum IRAttributeValue: Sendable {
     case strings([[UInt8]])
     case tensors([IRTensor])
     case graphs([IRGraph])
+    /// Not an ONNX kind: exact binary64 values for mbconvert's own attributes (the bit
+    /// distribution of binarized activations); `export-onnx` drops the attributes that use it.
+    case doubles([Double])
 }
 
 /// A constant tensor.
@@ -176,6 +179,22 @@ public struct IRTensor: Sendable {
 }
 
 extension IRTensor {
+    /// `values` stored densely as `elementType`: float32 as they are, float16 rounded to the
+    /// nearest (ties to even). nil for other types.
+    public init?(name: String, shape: [Int], floats values: [Float], as elementType: ElementType) {
+        let bytes: ByteSlice
+        switch elementType {
+        case .float:
+            bytes = values.withUnsafeBytes { ByteSlice(storage: ByteStorage(copying: $0)) }
+        case .float16:
+            let halves = values.map { $0.float16Bits.littleEndian }
+            bytes = halves.withUnsafeBytes { ByteSlice(storage: ByteStorage(copying: $0)) }
+        default:
+            return nil
+        }
+        self.init(name: name, elementType: elementType, shape: shape, storage: .dense(bytes))
+    }
+
     /// The elements of a dense float32, float64, float16 or bfloat16 tensor as Float; nil for
     /// other types and storage, or when the bytes are too few for the shape.
     public func floatValues() -> [Float]? {

@@ -4,7 +4,8 @@ import MBCore
 /// written by the converter on each Conv/Gemm/MatMul whose weight's rule says `activations:` and
 /// read back by the runtime. One place for both directions:
 ///   mb.activations.bits        ints    bit widths, ascending (the used ones)
-///   mb.activations.fractions   floats  fraction of entries per width (sum 1)
+///   mb.activations.fractions   doubles fraction of entries per width (sum 1), exactly P's
+///                              (files written before: floats, read rounded to 6 decimals)
 ///   mb.activations.method      string  "middle-out"
 ///   mb.activations.granularity string  "element" or "group:N"
 public enum ActivationAttributes {
@@ -26,7 +27,7 @@ public enum ActivationAttributes {
         let used = spec.distribution.used
         return [
             IRAttribute(name: bits, value: .ints(used.map { Int64($0.bits) })),
-            IRAttribute(name: fractions, value: .floats(used.map { Float($0.fraction) })),
+            IRAttribute(name: fractions, value: .doubles(used.map(\.fraction))),
             IRAttribute(name: method, value: .string(Array(MaskMethod.middleOut.rawValue.utf8))),
             IRAttribute(name: granularity, value: .string(Array(spec.granularity.description.utf8))),
         ]
@@ -46,23 +47,24 @@ public enum ActivationAttributes {
         case .int(let x): widths = [Int(truncatingIfNeeded: x)]
         default: throw invalid("attribute '\(bits)' must be a list of ints")
         }
-        var stored: [Float]?
-        if let f = value(fractions) {
-            guard case .floats(let xs) = f else { throw invalid("attribute '\(fractions)' must be a list of floats") }
-            stored = xs
+        // Exactly P's fractions (binary64); files written before stored float32, which cannot
+        // hold 0.7: those are rounded to 6 decimals, the Double the policy meant.
+        let f: [Double]
+        switch value(fractions) {
+        case .doubles(let xs)?: f = xs
+        case .floats(let xs)?: f = xs.map { (Double($0) * 1e6).rounded() / 1e6 }
+        case nil: throw invalid("\(fractions) must list one fraction per bit width of \(bits) \(widths)")
+        default: throw invalid("attribute '\(fractions)' must be a list of doubles (or floats)")
         }
-        guard let stored, stored.count == widths.count, !widths.isEmpty else {
+        guard f.count == widths.count, !widths.isEmpty else {
             throw invalid("\(fractions) must list one fraction per bit width of \(bits) \(widths)")
         }
         for (i, b) in widths.enumerated() where !BitDistribution.bitRange.contains(b) || (i > 0 && b <= widths[i - 1]) {
             throw invalid("\(bits) must be ascending bit widths from 1 to 8, got \(widths)")
         }
-        // Fractions are stored as float32; the policy wrote decimals, so round to 6 places to
-        // get the Double the converter meant (0.7, not 0.699999988).
-        let f = stored.map { (Double($0) * 1e6).rounded() / 1e6 }
         guard f.allSatisfy({ $0 >= 0 && $0 <= 1 }), abs(f.reduce(0, +) - 1) <= 1e-5,
               let distribution = try? BitDistribution(bits: widths, fractions: f, sumTolerance: 1e-5) else {
-            throw invalid("\(fractions) must be in [0, 1] and sum to 1, got \(stored)")
+            throw invalid("\(fractions) must be in [0, 1] and sum to 1, got \(f)")
         }
         let methodName = try string(value(method), method, default: MaskMethod.middleOut.rawValue)
         guard methodName == MaskMethod.middleOut.rawValue else {

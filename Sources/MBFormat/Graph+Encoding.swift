@@ -6,6 +6,7 @@ enum GraphCodec {
     enum AttributeKind: UInt8 {
         case float = 1, int = 2, string = 3, tensor = 4, graph = 5
         case floats = 6, ints = 7, strings = 8, tensors = 9, graphs = 10
+        case doubles = 11
     }
 
     // MARK: encoding
@@ -92,6 +93,7 @@ enum GraphCodec {
             w.u8(AttributeKind.graphs.rawValue)
             w.u32(UInt32(x.count))
             for g in x { encode(g, into: &w, tensors: &tensors) }
+        case .doubles(let x): w.u8(AttributeKind.doubles.rawValue); w.u32(UInt32(x.count)); for d in x { w.f64(d) }
         }
     }
 
@@ -224,6 +226,9 @@ enum GraphCodec {
         case .graphs:
             let n = try r.count("graph count", minimumItemSize: 4)
             return .graphs(try (0..<n).map { _ in try decodeGraph(&r, depth: depth + 1, budget: budget, tensor: tensor) })
+        case .doubles:
+            let n = try r.count("double count", minimumItemSize: 8)
+            return .doubles(try (0..<n).map { _ in try r.f64("double") })
         }
     }
 }

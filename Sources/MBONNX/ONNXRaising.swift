@@ -95,6 +95,8 @@ public enum ONNXRaising {
         case .strings(let x): a.type = ONNXAttribute.Kind.strings.rawValue; a.strings = x
         case .tensors(let x): a.type = ONNXAttribute.Kind.tensors.rawValue; a.tensors = x.map(tensor)
         case .graphs(let x): a.type = ONNXAttribute.Kind.graphs.rawValue; a.graphs = x.map { raise($0) }
+        // ONNX has no list of doubles; only mbconvert's own attributes use it, and those are dropped above.
+        case .doubles(let x): a.type = ONNXAttribute.Kind.floats.rawValue; a.floats = x.map { Float($0) }
         }
         return a
     }

@@ -12,7 +12,7 @@ public struct WeightDecision: Sendable, Equatable {
     }
 
     public enum Action: Sendable, Equatable {
-        case keep(KeepType)
+        case keep(ElementType)
         case binarize(Binarization)
     }
 
@@ -123,7 +123,7 @@ extension Policy {
         }
         guard subject.isWeight else { return nil }
         if let d = defaultSettings { return WeightDecision(source: .defaultSettings, action: d.action, activations: d.activations) }
-        return WeightDecision(source: .implicitDefault, action: .keep(.float32))
+        return WeightDecision(source: .implicitDefault, action: .keep(.float))
     }
 
     public func resolve(_ subjects: [PolicySubject]) -> PolicyResolution {

@@ -130,7 +130,7 @@ extension Policy {
         /// No storage key under a whole-model `target`: the target spreads the bits.
         case target
         /// `keep:`: not binarized.
-        case keep(KeepType)
+        case keep(ElementType)
     }
 
     /// `target: {average_bits: B}`: bits spread over the target-governed weights so that the
@@ -175,9 +175,13 @@ public enum RefitMode: String, Sendable, CaseIterable, ExpressibleByBooleanLiter
     public init(booleanLiteral value: Bool) { self = value ? .leastSquares : .off }
 }
 
-/// How a tensor that is not binarized is stored.
-public enum KeepType: String, Sendable, CaseIterable {
-    case float32, float16
+extension Policy {
+    /// `keep:` values: the element types a weight that is not binarized is stored in (MBCore's
+    /// `ElementType`, the one vocabulary for types), under the names the policy file uses.
+    public static let keepTypes: [(name: String, type: ElementType)] = [("float32", .float), ("float16", .float16)]
 
-    public var bitsPerElement: Int { self == .float32 ? 32 : 16 }
+    /// The policy file's name for a `keep:` type ("float32", "float16").
+    public static func keepName(_ type: ElementType) -> String {
+        keepTypes.first { $0.type == type }?.name ?? type.name
+    }
 }

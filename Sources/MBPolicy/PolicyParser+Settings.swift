@@ -20,7 +20,7 @@ extension SchemaReader {
             case "mix": storage = mix(s.value).map { .distribution($0) }
             case "bits": storage = bits(s.value).flatMap { try? BitDistribution.homogeneous($0) }.map { .distribution($0) }
             case "average": storage = average(s.value).map { .average($0) }
-            case "keep": storage = choice(s.value, "keep", noun: "keep type", KeepType.self).map { .keep($0) }
+            case "keep": storage = choice(s.value, "keep", noun: "keep type", Policy.keepTypes.map { ($0.name, $0.type) }).map { .keep($0) }
             default: break
             }
             if storage == nil { ok = false }

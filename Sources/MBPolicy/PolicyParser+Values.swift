@@ -155,12 +155,17 @@ struct SchemaReader {
     /// One of an enum's raw values; unknown names get a "did you mean".
     /// `key` names the setting in type errors, `noun` the kind of value in "unknown ..." errors.
     mutating func choice<E: RawRepresentable & CaseIterable>(_ node: Node, _ key: String, noun: String? = nil, _: E.Type) -> E? where E.RawValue == String {
-        let names = E.allCases.map(\.rawValue)
+        choice(node, key, noun: noun, E.allCases.map { ($0.rawValue, $0) })
+    }
+
+    /// One of `table`'s values, by its name in the file.
+    mutating func choice<T>(_ node: Node, _ key: String, noun: String? = nil, _ table: [(name: String, value: T)]) -> T? {
+        let names = table.map(\.name)
         guard case .scalar(let s) = node, !Self.isNull(node) else {
             error(Self.position(node), "\(key) must be one of \(names.joined(separator: ", ")), got \(Self.describe(node))")
             return nil
         }
-        if let v = E(rawValue: s.string) { return v }
+        if let v = table.first(where: { $0.name == s.string })?.value { return v }
         let hint = closestMatch(to: s.string, in: names).map { "; did you mean '\($0)'?" }
             ?? "; expected one of: \(names.joined(separator: ", "))"
         error(Self.position(node), "unknown \(noun ?? key) '\(Self.truncated(s.string))'\(hint)")

@@ -67,9 +67,9 @@ public enum LayerBench {
         var rng = SeededGenerator(seed: seed)
         var feeds: [String: MBTensor] = [:]
         for info in model.inputs {
-            guard let dims = info.shape else { throw RunModel.Failure("input '\(info.name)' has no shape; pass --input NAME=file.npy") }
+            guard let dims = info.shape else { throw ConversionError("input '\(info.name)' has no shape; pass --input NAME=file.npy") }
             let shape = try dims.map { d -> Int in
-                guard case .fixed(let n) = d else { throw RunModel.Failure("input '\(info.name)' has symbolic dimension \(d); pass --input NAME=file.npy") }
+                guard case .fixed(let n) = d else { throw ConversionError("input '\(info.name)' has symbolic dimension \(d); pass --input NAME=file.npy") }
                 return Int(n)
             }
             feeds[info.name] = MBTensor(shape: shape, floats: (0..<shape.reduce(1, *)).map { _ in Float(rng.nextUnitDouble()) })

@@ -6,11 +6,6 @@ import MBRuntime
 /// `mbconvert run`: load a model, feed `.npy` inputs, write `.npy` outputs, summarize them and
 /// optionally time repeated runs.
 public enum RunModel {
-    public struct Failure: Error, CustomStringConvertible, Sendable {
-        public var description: String
-        public init(_ description: String) { self.description = description }
-    }
-
     public struct Options: Sendable {
         /// NAME=path pairs (a bare path is accepted when the model has one input).
         public var inputs: [String]

@@ -4,23 +4,23 @@ import MBConvert
 import MBCore
 import MBONNX
 
-/// Parsing of `study`'s option values. Every error names the option and the offending text.
+/// The grammars of `study`'s option values (`mbconvert` hands them to ArgumentParser as
+/// transforms). Every error says what is wrong; ArgumentParser names the option and the value.
 public enum StudyParse {
     public struct Failure: Error, CustomStringConvertible, Sendable {
         public let description: String
     }
 
-    static func fail(_ option: String, _ text: String, _ why: String) -> Failure {
-        Failure(description: "\(option) '\(text)': \(why)")
-    }
+    /// Why an option value is wrong; ArgumentParser names the option and the value before it.
+    static func fail(_ why: String) -> Failure { Failure(description: why) }
 
     /// `1,2,3,4`
-    public static func bitList(_ text: String, option: String = "--bits") throws -> [Int] {
+    public static func bitList(_ text: String) throws -> [Int] {
         let parts = text.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
         var out: [Int] = []
         for p in parts {
             guard let b = Int(p), (1...BitDistribution.maxBits).contains(b) else {
-                throw fail(option, text, "expected bit widths 1...\(BitDistribution.maxBits) separated by commas, got '\(p)'")
+                throw fail("expected bit widths 1...\(BitDistribution.maxBits) separated by commas, got '\(p)'")
             }
             out.append(b)
         }
@@ -32,53 +32,43 @@ public enum StudyParse {
     public static func mixes(_ text: String) throws -> [BitDistribution] {
         if text.contains("@") {
             let halves = text.split(separator: "@", omittingEmptySubsequences: false)
-            guard halves.count == 2 else { throw fail("--mix", text, "expected FRACTIONS@BITS, e.g. 0.6,0.3,0.1@2,3,4") }
+            guard halves.count == 2 else { throw fail("expected FRACTIONS@BITS, e.g. 0.6,0.3,0.1@2,3,4") }
             var fractions: [Double] = []
             for f in halves[0].split(separator: ",", omittingEmptySubsequences: false) {
                 guard let x = Double(f.trimmingCharacters(in: .whitespaces)) else {
-                    throw fail("--mix", text, "'\(f)' is not a fraction")
+                    throw fail("'\(f)' is not a fraction")
                 }
                 fractions.append(x)
             }
-            let bits = try bitList(String(halves[1]), option: "--mix")
+            let bits = try bitList(String(halves[1]))
             do {
                 return [try BitDistribution(bits: bits, fractions: fractions)]
             } catch {
-                throw fail("--mix", text, "\(error)")
+                throw fail("\(error)")
             }
         }
         var out: [BitDistribution] = []
         for item in text.split(separator: ",", omittingEmptySubsequences: false) {
             let parts = item.split(separator: "/", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
             guard !parts.isEmpty, parts.count <= BitDistribution.maxBits, parts.allSatisfy({ $0 != nil && $0! >= 0 }) else {
-                throw fail("--mix", text, "'\(item)' is not tenths like 7/2/1 (nor FRACTIONS@BITS like 0.6,0.3,0.1@2,3,4)")
+                throw fail("'\(item)' is not tenths like 7/2/1 (nor FRACTIONS@BITS like 0.6,0.3,0.1@2,3,4)")
             }
             do {
                 out.append(try BitDistribution.tenths(parts.map { $0! }))
             } catch {
-                throw fail("--mix", text, "\(error)")
+                throw fail("\(error)")
             }
         }
         return out
     }
 
     /// `1.4` or `1.2,1.4`
-    public static func averages(_ text: String, option: String) throws -> [Double] {
+    public static func averages(_ text: String) throws -> [Double] {
         try text.split(separator: ",", omittingEmptySubsequences: false).map { p in
             guard let x = Double(p.trimmingCharacters(in: .whitespaces)), x.isFinite, x >= 1, x <= Double(BitDistribution.maxBits) else {
-                throw fail(option, text, "expected average bit counts in 1...\(BitDistribution.maxBits) separated by commas, got '\(p)'")
+                throw fail("expected average bit counts in 1...\(BitDistribution.maxBits) separated by commas, got '\(p)'")
             }
             return x
-        }
-    }
-
-    /// `middle-out,top-down,bottom-up,random,residual-middle-out`
-    public static func methods(_ text: String) throws -> [MaskMethod] {
-        try text.split(separator: ",", omittingEmptySubsequences: false).map { p in
-            guard let m = MaskMethod(rawValue: p.trimmingCharacters(in: .whitespaces)) else {
-                throw fail("--method", text, "unknown method '\(p)' (one of \(MaskMethod.allCases.map(\.rawValue).joined(separator: ", ")))")
-            }
-            return m
         }
     }
 
@@ -86,15 +76,15 @@ public enum StudyParse {
     /// unit variance (uniform on [-sqrt 3, sqrt 3], Laplace with scale 1/sqrt 2).
     public static func synthetic(_ text: String) throws -> FloatTensor {
         let parts = text.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
-        guard parts.count == 3 else { throw fail("--synthetic", text, "expected KIND:COUNT:SEED, e.g. normal:1000000:0") }
+        guard parts.count == 3 else { throw fail("expected KIND:COUNT:SEED, e.g. normal:1000000:0") }
         let dims = parts[1].split(separator: "x", omittingEmptySubsequences: false).map { Int($0) }
         guard !dims.isEmpty, dims.allSatisfy({ ($0 ?? 0) > 0 }) else {
-            throw fail("--synthetic", text, "COUNT must be a positive number or dimensions like 64x576, got '\(parts[1])'")
+            throw fail("COUNT must be a positive number or dimensions like 64x576, got '\(parts[1])'")
         }
         let shape = dims.map { $0! }
         guard let n = shape.reduce(1 as Int?, { acc, d in acc.flatMap { $0.multipliedReportingOverflow(by: d).overflow ? nil : $0 * d } }),
-              n <= 1 << 31 else { throw fail("--synthetic", text, "too many values") }
-        guard let seed = UInt64(parts[2]) else { throw fail("--synthetic", text, "SEED must be a non-negative integer, got '\(parts[2])'") }
+              n <= 1 << 31 else { throw fail("too many values") }
+        guard let seed = UInt64(parts[2]) else { throw fail("SEED must be a non-negative integer, got '\(parts[2])'") }
         var g = SeededGenerator(seed: seed)
         var values = [Float](repeating: 0, count: n)
         switch parts[0] {
@@ -108,7 +98,7 @@ public enum StudyParse {
                 values[i] = Float(-(u < 0 ? -1.0 : 1.0) * log(1 - 2 * abs(u)) / 2.0.squareRoot())
             }
         default:
-            throw fail("--synthetic", text, "unknown distribution '\(parts[0])' (normal, laplace or uniform)")
+            throw fail("unknown distribution '\(parts[0])' (normal, laplace or uniform)")
         }
         return try FloatTensor(name: text, shape: shape, values: values)
     }

@@ -28,8 +28,7 @@ struct ConvertCommand: ParsableCommand {
     @Option(help: "Also write the report as JSON to this file.")
     var json: String?
 
-    @Flag(help: "Replace the output file if it exists.")
-    var force = false
+    @OptionGroup var overwrite: OverwriteOptions
 
     @Flag(help: "Treat a policy rule that matches no tensor as an error.")
     var strict = false
@@ -51,7 +50,7 @@ struct ConvertCommand: ParsableCommand {
 
     func run() throws {
         let out = output ?? Conversion.defaultOutput(for: model)
-        var options = Conversion.Options(force: force, strict: strict)
+        var options = Conversion.Options(force: overwrite.force, strict: strict)
         options.calibrate = calibrate
         if let threads { options.threads = threads }
         let bar = (!quiet && isatty(STDERR_FILENO) == 1) ? ProgressBar() : nil

@@ -14,10 +14,9 @@ struct ExportONNXCommand: ParsableCommand {
     @Argument(help: "The ONNX file to write.")
     var output: String
 
-    @Flag(help: "Replace the output file if it exists.")
-    var force = false
+    @OptionGroup var overwrite: OverwriteOptions
 
     func run() throws {
-        try CLIErrors.reporting { try ExportONNX.run(mbm: model, output: output, force: force) }
+        try CLIErrors.reporting { try ExportONNX.run(mbm: model, output: output, force: overwrite.force) }
     }
 }

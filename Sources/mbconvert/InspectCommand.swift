@@ -16,8 +16,7 @@ struct InspectCommand: ParsableCommand {
     @Argument(help: "The model file (.onnx or .mbm; told apart by content).")
     var model: String
 
-    @Flag(help: "Print JSON instead of text.")
-    var json = false
+    @OptionGroup var output: ReportOptions
 
     @Flag(help: "For .mbm files: skip CRC verification.")
     var noChecksums = false
@@ -25,10 +24,10 @@ struct InspectCommand: ParsableCommand {
     func run() throws {
         if Inspect.isMBM(path: model) {
             let summary = try CLIErrors.reporting { try Inspect.summarizeMBM(path: model, verifyChecksums: !noChecksums) }
-            print(json ? try Inspect.json(summary) : summary.renderText(), terminator: "")
+            print(output.json ? try Inspect.json(summary) : summary.renderText(), terminator: "")
         } else {
             let summary = try CLIErrors.reporting { try Inspect.summarizeONNX(path: model) }
-            print(json ? try Inspect.json(summary) : summary.renderText(), terminator: "")
+            print(output.json ? try Inspect.json(summary) : summary.renderText(), terminator: "")
         }
     }
 }

@@ -33,14 +33,13 @@ struct PolicyCheckCommand: ParsableCommand {
     @Flag(help: "Treat a rule that matches no tensor as an error.")
     var strict = false
 
-    @Flag(help: "Print the report as JSON (diagnostics included) instead of text.")
-    var json = false
+    @OptionGroup var output: ReportOptions
 
     func run() throws {
         let report = try CLIErrors.reporting {
             try PolicyCheck.run(policy: policy, model: model, options: .init(strict: strict))
         }
-        if json {
+        if output.json {
             print(try Inspect.json(report), terminator: "")
         } else {
             FileHandle.standardError.write(Data(report.diagnosticsText.utf8))

@@ -31,26 +31,29 @@ struct StudyCommand: ParsableCommand {
     @Flag(help: "Every weight of the .onnx model.")
     var all = false
 
-    @Option(help: "A synthetic tensor KIND:COUNT:SEED (normal, laplace, uniform; COUNT or dimensions like 64x576).")
-    var synthetic: String?
+    @Option(help: "A synthetic tensor KIND:COUNT:SEED (normal, laplace, uniform; COUNT or dimensions like 64x576).",
+            transform: StudyParse.synthetic)
+    var synthetic: FloatTensor?
 
-    @Option(help: "Homogeneous bit counts, e.g. 1,2,3,4.")
-    var bits: String?
+    @Option(help: "Homogeneous bit counts, e.g. 1,2,3,4.", transform: StudyParse.bitList)
+    var bits: [Int]?
 
-    @Option(help: "Mixes: tenths over bits 1,2,3,... like 7/2/1 (comma-separated list), or FRACTIONS@BITS like 0.6,0.3,0.1@2,3,4 (repeatable).")
-    var mix: [String] = []
+    @Option(help: "Mixes: tenths over bits 1,2,3,... like 7/2/1 (comma-separated list), or FRACTIONS@BITS like 0.6,0.3,0.1@2,3,4 (repeatable).",
+            transform: StudyParse.mixes)
+    var mix: [[BitDistribution]] = []
 
-    @Option(help: "Average bits only: search the 0.05 grid for the best distribution with this average (e.g. 1.4; comma-separated list).")
-    var average: String?
+    @Option(help: "Average bits only: search the 0.05 grid for the best distribution with this average (e.g. 1.4; comma-separated list).",
+            transform: StudyParse.averages)
+    var average: [Double]?
 
-    @Option(help: "List every distribution on the 0.05 grid with this average and its error.")
-    var sweepAverage: String?
+    @Option(help: "List every distribution on the 0.05 grid with this average and its error.", transform: StudyParse.averages)
+    var sweepAverage: [Double]?
 
-    @Option(help: "Bit widths the --average and --sweep-average grids distribute over.")
-    var gridBits = "1,2,3"
+    @Option(help: "Bit widths the --average and --sweep-average grids distribute over (default: 1,2,3).", transform: StudyParse.bitList)
+    var gridBits: [Int]?
 
-    @Option(help: "Mask methods, comma-separated: \(MaskMethod.allCases.map(\.rawValue).joined(separator: ", ")).")
-    var method = "middle-out"
+    @Option(help: "Mask methods, comma-separated.")
+    var method = CommaSeparated<MaskMethod>([.middleOut])
 
     @Option(help: "Scales: tensor (one per level, the paper's) or channel (one per level per slice along --channel-axis).")
     var scale = ScaleGranularity.tensor
@@ -67,10 +70,9 @@ struct StudyCommand: ParsableCommand {
     @Option(help: "Seed of the random mask method.")
     var seed: UInt64 = 0
 
-    @Flag(help: "Print JSON.")
-    var json = false
+    @OptionGroup var output: ReportOptions
 
-    @Flag(help: "Print CSV.")
+    @Flag(help: "Print the report as CSV instead of text.")
     var csv = false
 
     func validate() throws {
@@ -83,60 +85,42 @@ struct StudyCommand: ParsableCommand {
         } else if all || !tensor.isEmpty {
             throw ValidationError("--tensor and --all select weights of an .onnx model")
         }
-        if json && csv { throw ValidationError("--json and --csv exclude each other") }
-        _ = try options()
+        if output.json && csv { throw ValidationError("--json and --csv exclude each other") }
     }
 
-    /// The settings, or a ValidationError naming the bad option value.
-    func options() throws -> StudyOptions {
-        do {
-            var o = StudyOptions()
-            if let bits { o.bits = try StudyParse.bitList(bits) }
-            o.mixes = try mix.flatMap { try StudyParse.mixes($0) }
-            if let average { o.averages = try StudyParse.averages(average, option: "--average") }
-            if let sweepAverage { o.sweepAverages = try StudyParse.averages(sweepAverage, option: "--sweep-average") }
-            o.gridBits = try StudyParse.bitList(gridBits, option: "--grid-bits")
-            o.methods = try StudyParse.methods(method)
-            o.scale = ScaleMode(scale, channelAxis: channelAxis)
-            o.refit = refit
-            o.alternatingRefit = alternatingRefit
-            o.seed = seed
-            if o.isEmpty {
-                o.bits = [1, 2, 3, 4]
-                o.mixes = [try BitDistribution.tenths([7, 2, 1])]
-            }
-            return o
-        } catch let error as StudyParse.Failure {
-            throw ValidationError(error.description)
+    /// The settings; the defaults (1-4 bits and 7/2/1) when none is given.
+    var options: StudyOptions {
+        var o = StudyOptions()
+        o.bits = bits ?? []
+        o.mixes = mix.flatMap { $0 }
+        o.averages = average ?? []
+        o.sweepAverages = sweepAverage ?? []
+        if let gridBits { o.gridBits = gridBits }
+        o.methods = method.values
+        o.scale = ScaleMode(scale, channelAxis: channelAxis)
+        o.refit = refit
+        o.alternatingRefit = alternatingRefit
+        o.seed = seed
+        if o.isEmpty {
+            o.bits = [1, 2, 3, 4]
+            o.mixes = [try! BitDistribution.tenths([7, 2, 1])]
         }
+        return o
     }
 
     func run() throws {
-        let options = try options()
-        let output = try CLIErrors.reporting { () throws -> String in
+        let text = try CLIErrors.reporting { () throws -> String in
             let tensors: [FloatTensor]
             if let synthetic {
-                do {
-                    tensors = [try StudyParse.synthetic(synthetic)]
-                } catch let error as StudyParse.Failure {
-                    throw ValidationError(error.description)
-                }
+                tensors = [synthetic]
             } else if let input, input.lowercased().hasSuffix(".onnx") {
-                tensors = try loadONNXTensors(path: input, names: tensor, all: all)
+                tensors = try StudyParse.onnxTensors(path: input, names: tensor, all: all)
             } else {
                 tensors = [try StudyParse.npyTensor(path: input!)]
             }
             let report = try Study.run(tensors, options)
-            return json ? try report.renderJSON() : csv ? report.renderCSV() : report.renderText()
+            return self.output.json ? try report.renderJSON() : csv ? report.renderCSV() : report.renderText()
         }
-        print(output, terminator: "")
+        print(text, terminator: "")
     }
-}
-
-// MARK: - ONNX source
-
-/// The float weights of an .onnx model that `study` works on: those named by `names`, or every
-/// weight (Conv/ConvTranspose/Gemm/MatMul) when `all` is set.
-func loadONNXTensors(path: String, names: [String], all: Bool) throws -> [FloatTensor] {
-    try StudyParse.onnxTensors(path: path, names: names, all: all)
 }

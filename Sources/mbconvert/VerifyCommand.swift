@@ -43,8 +43,7 @@ struct VerifyCommand: ParsableCommand {
 
     @OptionGroup var runtime: RuntimeOptions
 
-    @Flag(help: "Print the report as JSON.")
-    var json = false
+    @OptionGroup var output: ReportOptions
 
     func validate() throws {
         let sources = (inputs.isEmpty ? 0 : 1) + (inputsDirectory == nil ? 0 : 1) + (random == nil ? 0 : 1)
@@ -62,7 +61,7 @@ struct VerifyCommand: ParsableCommand {
         options.minTop1 = minTop1
         options.threads = runtime.threads
         let report = try CLIErrors.reporting { try Verify.run(onnx: onnx, mbm: mbm, options: options) }
-        print(json ? try Inspect.json(report) : report.renderText(), terminator: "")
+        print(output.json ? try Inspect.json(report) : report.renderText(), terminator: "")
         if !report.passed { throw ExitCode(1) }
     }
 }

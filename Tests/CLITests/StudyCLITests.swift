@@ -54,9 +54,9 @@ import Testing
     }
 
     @Test(arguments: [
-        (["study", "--synthetic", "normal:100:0", "--mix", "7/2/2"], "--mix '7/2/2': invalid binarization setting: tenths must be non-negative and sum to 10, got 7/2/2"),
-        (["study", "--synthetic", "normal:100:0", "--method", "sideways"], "--method 'sideways': unknown method 'sideways'"),
-        (["study", "--synthetic", "cauchy:100:0"], "--synthetic 'cauchy:100:0': unknown distribution 'cauchy'"),
+        (["study", "--synthetic", "normal:100:0", "--mix", "7/2/2"], "The value '7/2/2' is invalid for '--mix <mix>': invalid binarization setting: tenths must be non-negative and sum to 10, got 7/2/2"),
+        (["study", "--synthetic", "normal:100:0", "--method", "sideways"], "The value 'sideways' is invalid for '--method <method>'. Please provide one of 'middle-out', 'top-down'"),
+        (["study", "--synthetic", "cauchy:100:0"], "The value 'cauchy:100:0' is invalid for '--synthetic <synthetic>': unknown distribution 'cauchy'"),
         (["study", "--bits", "2"], "give exactly one source"),
     ])
     func badArgumentsExitWithUsageErrors(arguments: [String], message: String) throws {

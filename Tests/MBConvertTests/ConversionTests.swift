@@ -54,7 +54,7 @@ import Testing
             _ = try Conversion.run(model: root.appendingPathComponent("Examples/models/tiny_cnn.onnx").path,
                                    policy: root.appendingPathComponent("Examples/policies/homogeneous-2bit.txt").path, output: out)
             Issue.record("writing into a missing folder succeeded")
-        } catch let failure as Conversion.Failure {
+        } catch let failure as ConversionError {
             let cause = try #require(failure.cause as? MBMError, "\(failure)")
             #expect(failure.description == cause.description)
         }
@@ -203,7 +203,7 @@ import Testing
         let policy = root.appendingPathComponent("Examples/policies/homogeneous-2bit.txt").path
         let out = dir.appendingPathComponent("t.mbm").path
         _ = try Conversion.run(model: model, policy: policy, output: out)
-        #expect(throws: Conversion.Failure.self) { try Conversion.run(model: model, policy: policy, output: out) }
+        #expect(throws: ConversionError.self) { try Conversion.run(model: model, policy: policy, output: out) }
         _ = try Conversion.run(model: model, policy: policy, output: out, options: .init(force: true))
         #expect {
             try Conversion.run(model: model, policy: policy, output: model, options: .init(force: true))
@@ -224,7 +224,7 @@ import Testing
         do {
             _ = try Conversion.run(model: model, policy: policy.path, output: out)
             Issue.record("converted with a bad policy")
-        } catch let failure as Conversion.Failure {
+        } catch let failure as ConversionError {
             #expect(failure.lines.count == 2, "\(failure)")
             #expect(failure.lines.allSatisfy { $0.hasPrefix(policy.path + ":") }, "\(failure)")
         }

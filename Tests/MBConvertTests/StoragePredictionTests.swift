@@ -34,7 +34,7 @@ import Testing
     }
 
     @Test func keptTensors() {
-        #expect(StoragePrediction.keep(.float32, elements: 10).bitsPerWeight == 32)
+        #expect(StoragePrediction.keep(.float, elements: 10).bitsPerWeight == 32)
         #expect(StoragePrediction.keep(.float16, elements: 10).bytes == 20)
         #expect(StoragePrediction.keep(.float16, elements: 10).averageBits == 0)
     }

@@ -46,7 +46,7 @@ import Testing
         #expect(stem.index == 1)
         #expect(stem.position == SourcePosition(line: 4, column: 5))
         #expect(stem.match.positions == [.first, .last])
-        #expect(stem.settings == Policy.Settings(storage: .keep(.float32)))
+        #expect(stem.settings == Policy.Settings(storage: .keep(.float)))
         #expect(stem.displayName == "rule 'stem' (line 4)")
 
         let dw = p.rules[1]

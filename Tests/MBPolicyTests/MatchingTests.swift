@@ -116,7 +116,7 @@ import Testing
     @Test func withoutDefaultWeightsStayFloat32AndOthersUntouched() throws {
         let p = try Policy(text: "version: 1\nrules:\n  - match: {tensor: nothing-like-this}\n    bits: 2\n", file: "n.txt")
         let r = p.resolve(Self.all)
-        #expect(r.decisions[0] == WeightDecision(source: .implicitDefault, action: .keep(.float32)))
+        #expect(r.decisions[0] == WeightDecision(source: .implicitDefault, action: .keep(.float)))
         #expect(r.decisions[5] == nil, "a bias no rule names stays as it is")
         #expect(p.unusedRuleDiagnostics(r, subjects: Self.all, modelName: "m.onnx", strict: false).map(\.description)
                 == ["n.txt:3:5: warning: rule 1 matches no tensor in m.onnx"])

@@ -54,7 +54,7 @@ let package = Package(
             dependencies: ["MBCore", "CBitPlanes", "CFloatKernels", .target(name: "CBLAS", condition: .when(platforms: [.linux]))],
             exclude: ["README.md"]
         ),
-        .target(name: "MBFormat", dependencies: ["MBCore", "CZlib"]),
+        .target(name: "MBFormat", dependencies: ["MBCore", "CZlib"], exclude: ["README.md"]),
         .target(name: "MBRuntime", dependencies: ["MBFormat", "MBKernels", "MBCore"], exclude: ["README.md"]),
         .target(name: "MBONNX", dependencies: ["CONNXProto", "MBCore"], exclude: ["README.md"]),
         .target(name: "MBBinarize", dependencies: ["MBKernels", "MBCore"], exclude: ["README.md"]),

@@ -81,17 +81,9 @@ struct BinarizeBench: ParsableCommand {
     }
 
     static func runJSON(_ path: String, _ arguments: [String]) throws -> [String: Any] {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: path)
-        p.arguments = arguments
-        let out = Pipe()
-        p.standardOutput = out
-        try p.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        guard p.terminationStatus == 0,
-              let object = try JSONSerialization.jsonObject(with: data) as? [String: Any]
-        else { throw ValidationError("\(arguments.joined(separator: " ")) failed (exit \(p.terminationStatus))") }
+        guard let object = try JSONSerialization.jsonObject(with: ChildProcess.output(path, arguments)) as? [String: Any] else {
+            throw ValidationError("\(arguments.joined(separator: " ")) printed no JSON object")
+        }
         return object
     }
 }

@@ -180,18 +180,7 @@ struct RunOnceResult: Codable {
 
     /// Runs `executable arguments` and decodes the result it prints last (its stderr passes through).
     static func child(_ executable: String, _ arguments: [String]) throws -> RunOnceResult {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: executable)
-        p.arguments = arguments
-        let out = Pipe()
-        p.standardOutput = out
-        try p.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        guard p.terminationStatus == 0, let line = String(decoding: data, as: UTF8.self).split(separator: "\n").last else {
-            throw BenchmarkError("\((arguments.first { $0.hasSuffix(".py") } ?? arguments.first) ?? executable) failed with status \(p.terminationStatus)")
-        }
-        return try JSONDecoder().decode(RunOnceResult.self, from: Data(line.utf8))
+        try ChildProcess.lastLineJSON(RunOnceResult.self, executable, arguments)
     }
 }
 

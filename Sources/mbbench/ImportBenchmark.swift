@@ -100,22 +100,6 @@ enum ImportBenchmark {
 
     /// Runs `executable arguments` and decodes the Measurement JSON it prints last.
     static func child(_ executable: String, _ arguments: [String]) throws -> Measurement {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: executable)
-        p.arguments = arguments
-        let out = Pipe()
-        p.standardOutput = out
-        try p.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        guard p.terminationStatus == 0, let line = String(decoding: data, as: UTF8.self).split(separator: "\n").last else {
-            throw BenchmarkError("\(executable) \(arguments.joined(separator: " ")) failed with status \(p.terminationStatus)")
-        }
-        return try JSONDecoder().decode(Measurement.self, from: Data(line.utf8))
+        try ChildProcess.lastLineJSON(Measurement.self, executable, arguments)
     }
-}
-
-struct BenchmarkError: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
 }

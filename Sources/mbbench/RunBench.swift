@@ -26,7 +26,7 @@ struct RunBench: ParsableCommand {
     @Option(name: .customLong("threads"), help: "Thread counts to measure (repeatable; default 1 and 2).")
     var threadCounts: [Int] = []
 
-    @Flag(help: "Print the --models table as Markdown, headed by the date and the command.")
+    @Flag(help: "Print the table as Markdown, headed by the date and the command (what the README carries).")
     var markdown = false
 
     @Option(help: "Timed runs per measurement (median and min reported).")
@@ -56,7 +56,7 @@ struct RunBench: ParsableCommand {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { if workdir == nil { try? FileManager.default.removeItem(atPath: dir) } }
         let alex = try RunBenchmark.makeAlexNet(from: models + "/light_bvlc_alexnet.onnx", in: dir)
-        print("AlexNet-shaped model with \(alex.weights) seeded weights: \(alex.path)")
+        if !markdown { print("AlexNet-shaped model with \(alex.weights) seeded weights: \(alex.path)") }
         // One seeded input in [0, 1) for both models (both take [1, 3, 224, 224]).
         var rng = SeededGenerator(seed: 224)
         let x = (0..<(3 * 224 * 224)).map { _ in Float(rng.nextUnitDouble()) }
@@ -93,8 +93,13 @@ struct RunBench: ParsableCommand {
         }
         var header = ["model", "threads", "mbconvert median", "min"]
         if hasORT { header += ["onnxruntime median", "min", "ours / ort", "range", "max |Δ| rel"] }
-        print("median and min of \(repeats) runs after \(warmup) warm-up runs, same input, same process order; float32")
-        if rounds > 1 { print("\(rounds) alternating rounds per row: medians of the rounds' medians, min over all runs, median (range) of the per-round ratios") }
+        var method = "median and min of \(repeats) runs after \(warmup) warm-up runs, same seeded input, same process order; float32"
+        if rounds > 1 { method += "; \(rounds) alternating rounds per row: medians of the rounds' medians, min over all runs, median (range) of the per-round ratios" }
+        if markdown {
+            MarkdownReport.print(method: method, header: header, rows: rows)
+            return
+        }
+        print(method)
         print(table(header: header, rows: rows), terminator: "")
         print("target: ours / ort <= 1.5")
     }

@@ -83,18 +83,7 @@ enum RunBenchmark {
     /// Runs Scripts/bench/ort_run.py; it prints a Latency as JSON and writes its output to `outputPath`.
     static func measureOnnxruntime(python: String, script: String, model: String, input: String, threads: Int,
                                           warmup: Int, repeats: Int, outputPath: String) throws -> Latency {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = [python, script, model, input, "--threads", String(threads), "--warmup", String(warmup),
-                       "--repeats", String(repeats), "--output", outputPath]
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        try p.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        guard p.terminationStatus == 0, let line = String(decoding: data, as: UTF8.self).split(separator: "\n").last else {
-            throw BenchmarkError("\(script) failed with status \(p.terminationStatus)")
-        }
-        return try JSONDecoder().decode(Latency.self, from: Data(line.utf8))
+        try ChildProcess.lastLineJSON(Latency.self, "/usr/bin/env", [python, script, model, input, "--threads", String(threads),
+                                                                  "--warmup", String(warmup), "--repeats", String(repeats), "--output", outputPath])
     }
 }

@@ -30,10 +30,6 @@ struct OverwriteOptions: ParsableArguments {
 extension ScaleGranularity: ExpressibleByArgument {}
 extension MaskMethod: ExpressibleByArgument {}
 
-extension MaskGranularity: ExpressibleByArgument {
-    public init?(argument: String) { self.init(parsing: argument) }
-}
-
 /// Several values of one option in one argument, separated by commas (`--method middle-out,random`).
 struct CommaSeparated<Element: ExpressibleByArgument & Sendable>: ExpressibleByArgument, Sendable {
     var values: [Element]

@@ -1,6 +1,5 @@
 import Foundation
 import MBBinarize
-import MBConvert
 import MBCore
 
 /// `mbconvert study`: how well each binarization setting reconstructs given tensors. The

@@ -85,7 +85,7 @@ let package = Package(
 
         .executableTarget(
             name: "mbbench",
-            dependencies: ["MBConvert", "MBONNX", "MBBinarize", "MBFormat", "MBKernels", "MBRuntime", "MBCore", .target(name: "CBLAS", condition: .when(platforms: [.linux])), .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["MBConvert", "MBTools", "MBONNX", "MBBinarize", "MBFormat", "MBKernels", "MBRuntime", "MBCore", .target(name: "CBLAS", condition: .when(platforms: [.linux])), .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
 
         // Tests.

@@ -3,6 +3,7 @@ import Foundation
 import MBConvert
 import MBCore
 import MBRuntime
+import MBTools
 
 /// `mbbench run --models ...`: every model of the given folders against onnxruntime, each side
 /// in its own child process per measurement (so peak memory is measured the same way for both),
@@ -154,14 +155,8 @@ struct FolderRunBench {
         let method = "median of \(repeats) runs after \(warmup) warm-up runs per child process; \(max(1, rounds)) alternating round(s) ours / onnxruntime per row, ratio = median of the per-round ratios (mean of the middle two for an even count); peak RSS = the child's VmHWM"
         let load = (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8)).map { "load average at the end: " + $0.split(separator: " ").prefix(3).joined(separator: " ") } ?? ""
         if markdown {
-            let date = ISO8601DateFormatter().string(from: Date())
-            print("Measured \(date) with `mbbench \(CommandLine.arguments.dropFirst().joined(separator: " "))`; \(method); \(load).\n")
-            print("| " + header.joined(separator: " | ") + " |")
-            print("|" + header.map { _ in "---" }.joined(separator: "|") + "|")
-            for c in cells { print("| " + c.joined(separator: " | ") + " |") }
-            print("")
-            for l in summaryLines { print("- " + l) }
-            if !skipped.isEmpty { print("- skipped (no `<stem>/input_0.npy`): " + skipped.joined(separator: ", ")) }
+            MarkdownReport.print(method: method, header: header, rows: cells,
+                                 notes: summaryLines + (skipped.isEmpty ? [] : ["skipped (no `<stem>/input_0.npy`): " + skipped.joined(separator: ", ")]))
         } else {
             print(method)
             print(table(header: header, rows: cells), terminator: "")
@@ -222,7 +217,7 @@ struct RunOnce: ParsableCommand {
         }
         times.sort()
         if let output, let first = m.outputs.first, let t = out[first.name] { try NPY.write(t.npy, to: output) }
-        let r = RunOnceResult(medianMs: times[times.count / 2], minMs: times[0], peakRSSBytes: ImportBenchmark.peakRSS())
+        let r = RunOnceResult(medianMs: times[times.count / 2], minMs: times[0], peakRSSBytes: ProcessMemory.peakBytes())
         print(String(decoding: try JSONEncoder().encode(r), as: UTF8.self))
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import MBCore
 import MBONNX
+import MBTools
 
 /// Importing a large single-tensor model, embedded and as external data, against Python's
 /// `onnx.load` on the same files in the same run. Each measurement runs in a fresh child process
@@ -79,23 +80,7 @@ enum ImportBenchmark {
         let model = try ONNXReader().load(path: path)
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         withExtendedLifetime(model) {}
-        return Measurement(seconds: seconds, peakRSSBytes: peakRSS())
-    }
-
-    /// VmHWM from /proc/self/status (Linux), or ru_maxrss elsewhere.
-    static func peakRSS() -> Int {
-        if let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-           let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }) {
-            let kb = line.split(separator: " ").compactMap { Int($0) }.first ?? 0
-            return kb * 1024
-        }
-        #if os(Linux)
-        return 0
-        #else
-        var usage = rusage()
-        getrusage(RUSAGE_SELF, &usage)
-        return Int(usage.ru_maxrss)  // bytes on Darwin
-        #endif
+        return Measurement(seconds: seconds, peakRSSBytes: ProcessMemory.peakBytes())
     }
 
     /// Runs `executable arguments` and decodes the Measurement JSON it prints last.

@@ -184,15 +184,21 @@ static void pack_conv2d(float *dst, const fk_conv2d_source *g, long p0, long kc,
 // (`brows`) or, when `conv` is set, from the implicit im2col matrix of a 2-D convolution (then
 // always packed).
 static void gemm_blocked(long m0, long m1, long n0, long n1, long k, const float *a, long lda, const float *const *brows,
-                         const fk_conv2d_source *conv, const float *bias, int relu, float *c, long ldc) {
+                         const fk_conv2d_source *conv, const float *bias, int act, float p0, float p1, float *c, long ldc) {
     if (m1 <= m0 || n1 <= n0) return;
+    const int relu = act == FK_ACT_RELU;
+    // Other activations run over each finished tile while it is in L1, through the SIMD
+    // elementwise kernel (the same code and error bounds as the standalone operators).
+    const int tileAct = act != FK_ACT_NONE && !relu;
     if (k <= 0) {
         // An empty reduction: the bias alone.
-        for (long i = m0; i < m1; i++)
+        for (long i = m0; i < m1; i++) {
             for (long j = n0; j < n1; j++) {
                 float v = bias ? bias[i] : 0.0f;
                 c[i * ldc + j] = relu && v < 0 ? 0.0f : v;
             }
+            if (tileAct) fk_ew_unary(-1, act, p0, p1, c + i * ldc + n0, c + i * ldc + n0, n1 - n0);
+        }
         return;
     }
     // Reduction blocks of equal size (at most KC): no short last block paying a full pass over C.
@@ -202,15 +208,15 @@ static void gemm_blocked(long m0, long m1, long n0, long n1, long k, const float
     float *pack = conv || (m1 - m0) >= 4 * MR ? pack_buffer() : 0;
     for (long jb = n0; jb < n1; jb += NC) {
         long jend = n1 - jb < NC ? n1 : jb + NC;
-        for (long p0 = 0; p0 < k; p0 += kcBase) {
-            long kc = k - p0 < kcBase ? k - p0 : kcBase;
-            int first = p0 == 0, last = p0 + kc >= k;
+        for (long r0 = 0; r0 < k; r0 += kcBase) {
+            long kc = k - r0 < kcBase ? k - r0 : kcBase;
+            int first = r0 == 0, last = r0 + kc >= k;
             if (pack) {
                 for (long j0 = jb; j0 < jend; j0 += NR) {
                     long w = jend - j0 < NR ? jend - j0 : NR;
                     float *dst = pack + ((j0 - jb) / NR) * kc * NR;
-                    if (conv) pack_conv2d(dst, conv, p0, kc, j0, w);
-                    else pack_rows(dst, brows, p0, kc, j0, w);
+                    if (conv) pack_conv2d(dst, conv, r0, kc, j0, w);
+                    else pack_rows(dst, brows, r0, kc, j0, w);
                 }
             }
             for (long i0 = m0; i0 < m1; i0 += MR) {
@@ -221,8 +227,10 @@ static void gemm_blocked(long m0, long m1, long n0, long n1, long k, const float
                     int rem = (int)(w - 16 * (nv - 1));
                     __mmask16 tail = rem == 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << rem) - 1);
                     const float *packed = pack ? pack + ((j0 - jb) / NR) * kc * NR : 0;
-                    micro_dispatch(mr, nv, kc, a + i0 * lda + p0, lda, pack ? 0 : brows + p0, j0, packed, tail, c + i0 * ldc, ldc,
+                    micro_dispatch(mr, nv, kc, a + i0 * lda + r0, lda, pack ? 0 : brows + r0, j0, packed, tail, c + i0 * ldc, ldc,
                                    first, last, bias ? bias + i0 : 0, relu);
+                    if (last && tileAct)
+                        for (int i = 0; i < mr; i++) fk_ew_unary(-1, act, p0, p1, c + (i0 + i) * ldc + j0, c + (i0 + i) * ldc + j0, w);
                 }
             }
         }
@@ -231,12 +239,17 @@ static void gemm_blocked(long m0, long m1, long n0, long n1, long k, const float
 
 void fk_gemm_rows(long m0, long m1, long n0, long n1, long k, const float *a, long lda, const float *const *brows,
                   const float *bias, int relu, float *c, long ldc) {
-    gemm_blocked(m0, m1, n0, n1, k, a, lda, brows, 0, bias, relu, c, ldc);
+    gemm_blocked(m0, m1, n0, n1, k, a, lda, brows, 0, bias, relu ? FK_ACT_RELU : FK_ACT_NONE, 0, 0, c, ldc);
+}
+
+void fk_gemm_rows_act(long m0, long m1, long n0, long n1, long k, const float *a, long lda, const float *const *brows,
+                      const float *bias, int act, float p0, float p1, float *c, long ldc) {
+    gemm_blocked(m0, m1, n0, n1, k, a, lda, brows, 0, bias, act, p0, p1, c, ldc);
 }
 
 void fk_gemm_conv2d(long m0, long m1, long n0, long n1, const float *a, long lda, const fk_conv2d_source *source,
-                    const float *bias, int relu, float *c, long ldc) {
-    gemm_blocked(m0, m1, n0, n1, source->channels * source->kh * source->kw, a, lda, 0, source, bias, relu, c, ldc);
+                    const float *bias, int act, float p0, float p1, float *c, long ldc) {
+    gemm_blocked(m0, m1, n0, n1, source->channels * source->kh * source->kw, a, lda, 0, source, bias, act, p0, p1, c, ldc);
 }
 
 #pragma clang attribute pop
@@ -252,17 +265,30 @@ void fk_gemm_rows(long m0, long m1, long n0, long n1, long k, const float *a, lo
     fk_gemm_rows_neon(m0, m1, n0, n1, k, a, lda, brows, bias, relu, c, ldc);
 }
 
+// The NEON kernel's epilogue has Relu; other activations run over each row of the part after it.
+void fk_gemm_rows_act(long m0, long m1, long n0, long n1, long k, const float *a, long lda, const float *const *brows,
+                      const float *bias, int act, float p0, float p1, float *c, long ldc) {
+    fk_gemm_rows_neon(m0, m1, n0, n1, k, a, lda, brows, bias, act == FK_ACT_RELU, c, ldc);
+    if (act != FK_ACT_NONE && act != FK_ACT_RELU && n1 > n0)
+        for (long i = m0; i < m1; i++) fk_ew_unary(-1, act, p0, p1, c + i * ldc + n0, c + i * ldc + n0, n1 - n0);
+}
+
 // No NEON implicit-im2col kernel: callers check fk_has_avx512() first.
 void fk_gemm_conv2d(long m0, long m1, long n0, long n1, const float *a, long lda, const fk_conv2d_source *source,
-                    const float *bias, int relu, float *c, long ldc) {
-    (void)m0; (void)m1; (void)n0; (void)n1; (void)a; (void)lda; (void)source; (void)bias; (void)relu; (void)c; (void)ldc;
+                    const float *bias, int act, float p0, float p1, float *c, long ldc) {
+    (void)m0; (void)m1; (void)n0; (void)n1; (void)a; (void)lda; (void)source; (void)bias; (void)act; (void)p0; (void)p1; (void)c; (void)ldc;
 }
 
 #else
 
 void fk_gemm_conv2d(long m0, long m1, long n0, long n1, const float *a, long lda, const fk_conv2d_source *source,
-                    const float *bias, int relu, float *c, long ldc) {
-    (void)m0; (void)m1; (void)n0; (void)n1; (void)a; (void)lda; (void)source; (void)bias; (void)relu; (void)c; (void)ldc;
+                    const float *bias, int act, float p0, float p1, float *c, long ldc) {
+    (void)m0; (void)m1; (void)n0; (void)n1; (void)a; (void)lda; (void)source; (void)bias; (void)act; (void)p0; (void)p1; (void)c; (void)ldc;
+}
+
+void fk_gemm_rows_act(long m0, long m1, long n0, long n1, long k, const float *a, long lda, const float *const *brows,
+                      const float *bias, int act, float p0, float p1, float *c, long ldc) {
+    (void)m0; (void)m1; (void)n0; (void)n1; (void)k; (void)a; (void)lda; (void)brows; (void)bias; (void)act; (void)p0; (void)p1; (void)c; (void)ldc;
 }
 
 void fk_gemm_rows(long m0, long m1, long n0, long n1, long k, const float *a, long lda, const float *const *brows,

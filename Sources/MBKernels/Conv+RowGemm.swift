@@ -73,15 +73,13 @@ extension Conv {
                 case .pointwise:
                     for p in 0..<kRows { rows[p] = x + p * inSize }
                     RowGemm.forward(m: g.outPerGroup, n: outSize, k: kRows, a: w, lda: kRows, rows: rows, bias: b,
-                                    activation: activation.kernelEpilogue, c: y, ldc: outSize, threads: threads)
-                    if activation.needsSeparatePass { applyPerChannel(activation, y, channels: g.outPerGroup, size: outSize, threads: threads) }
+                                    activation: activation, c: y, ldc: outSize, threads: threads)
                 case .im2col:
                     let col = scratch.floats(kRows * outSize, .columns)
                     im2col(d, channels: g.inPerGroup, input: x, col: col, threads: threads)
                     for p in 0..<kRows { rows[p] = UnsafePointer(col + p * outSize) }
                     RowGemm.forward(m: g.outPerGroup, n: outSize, k: kRows, a: w, lda: kRows, rows: rows, bias: b,
-                                    activation: activation.kernelEpilogue, c: y, ldc: outSize, threads: threads)
-                    if activation.needsSeparatePass { applyPerChannel(activation, y, channels: g.outPerGroup, size: outSize, threads: threads) }
+                                    activation: activation, c: y, ldc: outSize, threads: threads)
                 case .shifted:
                     shifted(g, x: x, w: w, bias: b, y: y, activation: activation, threads: threads, scratch: scratch, rows: rows)
                 case .implicit:
@@ -90,8 +88,7 @@ extension Conv {
                     let source = fk_conv2d_source(input: x, channels: g.inPerGroup, ih: ih, iw: iw, ow: ow, kh: kh, kw: kw,
                                                   sh: sh, sw: sw, dh: dh, dw: dw, ph: ph, pw: pw)
                     RowGemm.conv2d(m: g.outPerGroup, n: outSize, source: source, a: w, lda: kRows, bias: b,
-                                   activation: activation.kernelEpilogue, c: y, ldc: outSize, threads: threads)
-                    if activation.needsSeparatePass { applyPerChannel(activation, y, channels: g.outPerGroup, size: outSize, threads: threads) }
+                                   activation: activation, c: y, ldc: outSize, threads: threads)
                 }
             }
         }
@@ -105,7 +102,6 @@ extension Conv {
     /// computes `wq` columns per output row (the `wq - ow` extra ones are dropped when the
     /// result is compacted). At stride 1 the phase is the zero-padded input itself. The copy is
     /// the size of the padded input, where im2col's is `kh·kw` times the output.
-    /// Activations other than Relu are applied per output channel as it is compacted.
     static func shifted(
         _ g: ConvGeometry, x: UnsafePointer<Float>, w: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
         y: UnsafeMutablePointer<Float>, activation: Activation, threads: Int, scratch: KernelScratch,
@@ -148,23 +144,20 @@ extension Conv {
             }
         }
         let m = g.outPerGroup, kRows = channels * kh * kw
-        let epilogue = activation.kernelEpilogue
         if wq == ow {
-            RowGemm.forward(m: m, n: oh * ow, k: kRows, a: w, lda: kRows, rows: rows, bias: bias, activation: epilogue,
+            RowGemm.forward(m: m, n: oh * ow, k: kRows, a: w, lda: kRows, rows: rows, bias: bias, activation: activation,
                             c: y, ldc: oh * ow, threads: threads)
-            if activation.needsSeparatePass { applyPerChannel(activation, y, channels: m, size: oh * ow, threads: threads) }
             return
         }
         let wideColumns = oh * wq
         let wide = scratch.floats(m * wideColumns, .wideOutput)
-        RowGemm.forward(m: m, n: wideColumns, k: kRows, a: w, lda: kRows, rows: rows, bias: bias, activation: epilogue,
+        RowGemm.forward(m: m, n: wideColumns, k: kRows, a: w, lda: kRows, rows: rows, bias: bias, activation: activation,
                         c: wide, ldc: wideColumns, threads: threads)
         let box = UncheckedSendable((wide, y))
         Parallel.forEach(m, threads: m * wideColumns > 1 << 15 ? threads : 1) { oc in
             let (wide, y) = box.value
             let dst = y + oc * oh * ow
             for r in 0..<oh { (dst + r * ow).update(from: wide + oc * wideColumns + r * wq, count: ow) }
-            if activation.needsSeparatePass { activation.apply(to: dst, count: oh * ow) }
         }
     }
 
@@ -187,14 +180,6 @@ extension Conv {
                 fk_gather_stride(s + cols.lowerBound * sw, sw, row + cols.lowerBound, cols.count)
             }
             (row + cols.upperBound).update(repeating: 0, count: wq - cols.upperBound)
-        }
-    }
-
-    /// `activation` over `channels` planes of `size` floats, one plane per job.
-    static func applyPerChannel(_ activation: Activation, _ y: UnsafeMutablePointer<Float>, channels: Int, size: Int, threads: Int) {
-        let box = UncheckedSendable(y)
-        Parallel.forEach(channels, threads: channels * size > 1 << 15 ? threads : 1) { oc in
-            activation.apply(to: box.value + oc * size, count: size)
         }
     }
 }

@@ -4,7 +4,8 @@ import CFloatKernels
 /// where A is row-major `m × k` (weights `[outC, inC·taps]`) and each row `B_p` of the
 /// `k × n` operand is given by a pointer. A 1×1 convolution passes its input planes, a
 /// stride-1 k×k one the shifted rows of a zero-padded copy, so neither builds an im2col matrix
-/// nor packs it. Bias and Relu are applied as C is stored (no second pass).
+/// nor packs it. Bias and the activation are applied as C is finished (Relu in registers, the
+/// others over each tile while it is in L1): no second pass over the output.
 ///
 /// The fast variant is an AVX-512 kernel (`CFloatKernels`, 6 rows × 64 columns of C in
 /// registers, nothing packed); it exists only where `isAvailable` (cpuid). Threads split the
@@ -28,11 +29,11 @@ public enum RowGemm {
             reference(m: m, n: n, k: k, a: a, lda: lda, rows: rows, bias: bias, activation: activation, c: c, ldc: ldc)
             return
         }
-        let relu: Int32 = activation == .relu ? 1 : 0
+        let (act, p0, p1) = Elementwise.code(.activation(activation))
         let box = UncheckedSendable((a, rows, bias, c))
         split(m: m, n: n, k: k, threads: threads) { i0, i1, j0, j1 in
             let (a, rows, bias, c) = box.value
-            fk_gemm_rows(i0, i1, j0, j1, k, a, lda, rows, bias, relu, c, ldc)
+            fk_gemm_rows_act(i0, i1, j0, j1, k, a, lda, rows, bias, act, p0, p1, c, ldc)
         }
     }
 
@@ -45,11 +46,11 @@ public enum RowGemm {
     ) {
         guard m > 0, n > 0 else { return }
         precondition(fk_has_avx512() != 0, "RowGemm.conv2d needs AVX-512")
-        let relu: Int32 = activation == .relu ? 1 : 0
+        let (act, p0, p1) = Elementwise.code(.activation(activation))
         let box = UncheckedSendable((a, bias, c, source))
         split(m: m, n: n, k: source.channels * source.kh * source.kw, threads: threads) { i0, i1, j0, j1 in
             let (a, bias, c, source) = box.value
-            withUnsafePointer(to: source) { fk_gemm_conv2d(i0, i1, j0, j1, a, lda, $0, bias, relu, c, ldc) }
+            withUnsafePointer(to: source) { fk_gemm_conv2d(i0, i1, j0, j1, a, lda, $0, bias, act, p0, p1, c, ldc) }
         }
     }
 

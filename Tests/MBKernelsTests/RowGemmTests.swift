@@ -12,6 +12,7 @@ final class RowGemmTests: XCTestCase {
     static let shapes: [(m: Int, n: Int, k: Int)] = [
         (1, 1, 1), (1, 17, 3), (5, 15, 9), (6, 16, 16), (7, 63, 27), (13, 64, 128), (12, 65, 129),
         (16, 169, 300), (64, 1100, 20), (3, 2049, 5), (31, 33, 0), (100, 40, 257), (24, 70, 129), (30, 2100, 300),
+        (15, 100, 40), (31, 97, 131), (32, 2017, 33),
     ]
 
     func testFastMatchesReference() {
@@ -23,7 +24,7 @@ final class RowGemmTests: XCTestCase {
             // Rows in reverse order, to show the kernel follows the pointers and not a stride.
             b.withUnsafeBufferPointer { bp in
                 let rows = (0..<max(s.k, 1)).map { p in UnsafePointer<Float>?(bp.baseAddress! + (max(s.k, 1) - 1 - p) * ldb) }
-                for withBias in [false, true] { for activation in [Conv.Activation.none, .relu] { for threads in [1, 2, 3] {
+                for withBias in [false, true] { for activation in [Conv.Activation.none, .relu, .silu, .leakyRelu(alpha: 0.1), .hardSwish] { for threads in [1, 2, 3] {
                     var fast = [Float](repeating: .nan, count: s.m * ldc), ref = fast
                     bias.withUnsafeBufferPointer { biasp in
                         RowGemm.forward(.fast, m: s.m, n: s.n, k: s.k, a: a, lda: lda, rows: rows, bias: withBias ? biasp.baseAddress : nil,

@@ -10,10 +10,16 @@
 // per-thread buffer: its up to 128 rows lie a plane apart in the activations (a power-of-two
 // plane puts every row's column chunk in the same L2 sets, and no prefetcher follows 128
 // streams), so without packing large-spatial layers ran at under half the rate of small ones.
+//
+// fk_gemm_conv2d runs the same blocks on the implicit im2col matrix of a 2-D convolution: the
+// packing step gathers each strip straight from the unpadded input (masked loads zero the
+// padding, a permute picks stride 2), so no padded copy, no im2col matrix and no wider output to
+// compact are ever written.
 #include "CFloatKernels.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 #define MR 6
@@ -85,42 +91,132 @@ static void micro_dispatch(int mr, int nv, long kc, const float *a, long lda, co
     }
 }
 
-void fk_gemm_rows(long m0, long m1, long n0, long n1, long k, const float *a, long lda, const float *const *brows,
-                  const float *bias, int relu, float *c, long ldc) {
+// Packs columns [j0, j0 + w) of reduction rows [p0, p0 + kc) given by row pointers into a strip
+// of kc rows of NR floats (the tail zero-filled).
+static void pack_rows(float *dst, const float *const *brows, long p0, long kc, long j0, long w) {
+    int nv = (int)((w + 15) / 16);
+    int rem = (int)(w - 16 * (nv - 1));
+    __mmask16 tail = rem == 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << rem) - 1);
+    for (long p = 0; p < kc; p++) {
+        const float *src = brows[p0 + p] + j0;
+        for (int j = 0; j < 4; j++) {
+            __m512 v = j < nv ? _mm512_maskz_loadu_ps(j == nv - 1 ? tail : 0xFFFF, src + 16 * j) : _mm512_setzero_ps();
+            _mm512_store_ps(dst + p * NR + 16 * j, v);
+        }
+    }
+}
+
+// Lanes [lo, hi) of a 16- or 32-bit mask (empty when hi <= lo).
+static inline unsigned lane_range(long lo, long hi, int lanes) {
+    if (lo < 0) lo = 0;
+    if (hi > lanes) hi = lanes;
+    if (hi <= lo) return 0;
+    unsigned upper = hi >= 32 ? 0xFFFFFFFFu : (1u << hi) - 1;
+    return upper & ~((1u << lo) - 1);
+}
+
+// An address `offset` floats from `row`, possibly outside the buffer: only read through masked
+// loads whose masked-out lanes are the out-of-range ones (AVX-512 suppresses their faults).
+static inline const float *row_at(const float *row, long offset) {
+    return (const float *)((uintptr_t)row + (uintptr_t)(offset * (long)sizeof(float)));
+}
+
+// dst[s] = row[x0 + s * sw] where 0 <= x0 + s * sw < iw, else 0, for s < len.
+static void gather_segment(float *dst, const float *row, long x0, long sw, long len, long iw) {
+    if (sw == 1) {
+        for (long s0 = 0; s0 < len; s0 += 16) {
+            long x = x0 + s0, count = len - s0 < 16 ? len - s0 : 16;
+            __mmask16 valid = (__mmask16)lane_range(-x, iw - x, (int)count);
+            __m512 v = _mm512_maskz_loadu_ps(valid, row_at(row, x));
+            _mm512_mask_storeu_ps(dst + s0, (__mmask16)lane_range(0, count, 16), v);
+        }
+    } else if (sw == 2) {
+        const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+        for (long s0 = 0; s0 < len; s0 += 16) {
+            long x = x0 + 2 * s0, count = len - s0 < 16 ? len - s0 : 16;
+            // Input elements x .. x + 2·count - 2 are read (the even ones).
+            unsigned valid = lane_range(-x, iw - x, 32) & lane_range(0, 2 * count - 1, 32);
+            __m512 lo = _mm512_maskz_loadu_ps((__mmask16)(valid & 0xFFFF), row_at(row, x));
+            __m512 hi = _mm512_maskz_loadu_ps((__mmask16)(valid >> 16), row_at(row, x + 16));
+            _mm512_mask_storeu_ps(dst + s0, (__mmask16)lane_range(0, count, 16), _mm512_permutex2var_ps(lo, even, hi));
+        }
+    } else {
+        for (long s = 0; s < len; s++) {
+            long xi = x0 + s * sw;
+            dst[s] = xi >= 0 && xi < iw ? row[xi] : 0.0f;
+        }
+    }
+}
+
+// Packs output columns [j0, j0 + w) of reduction rows [p0, p0 + kc) of the implicit im2col
+// matrix of a 2-D convolution: row p = (channel, ky, kx), column j = (oy, ox), value the input at
+// (oy·sh - ph + ky·dh, ox·sw - pw + kx·dw) or 0 in the padding. A strip crosses output rows, so
+// each reduction row is gathered in segments of one output row each.
+static void pack_conv2d(float *dst, const fk_conv2d_source *g, long p0, long kc, long j0, long w) {
+    long kx = p0 % g->kw, ky = p0 / g->kw % g->kh, ch = p0 / (g->kw * g->kh);
+    long oyStart = j0 / g->ow, oxStart = j0 % g->ow;
+    long padded = (w + 15) / 16 * 16;
+    for (long p = 0; p < kc; p++) {
+        float *d = dst + p * NR;
+        const float *plane = g->input + ch * g->ih * g->iw;
+        long t = 0, oy = oyStart, ox = oxStart;
+        while (t < w) {
+            long len = g->ow - ox < w - t ? g->ow - ox : w - t;
+            long iy = oy * g->sh - g->ph + ky * g->dh;
+            if (iy < 0 || iy >= g->ih) {
+                for (long s = 0; s < len; s++) d[t + s] = 0.0f;
+            } else {
+                gather_segment(d + t, plane + iy * g->iw, ox * g->sw - g->pw + kx * g->dw, g->sw, len, g->iw);
+            }
+            t += len;
+            ox = 0;
+            oy++;
+        }
+        for (long s = w; s < padded; s++) d[s] = 0.0f;
+        if (++kx == g->kw) {
+            kx = 0;
+            if (++ky == g->kh) { ky = 0; ch++; }
+        }
+    }
+}
+
+// The blocked product over columns [n0, n1) and rows [m0, m1). B comes from row pointers
+// (`brows`) or, when `conv` is set, from the implicit im2col matrix of a 2-D convolution (then
+// always packed).
+static void gemm_blocked(long m0, long m1, long n0, long n1, long k, const float *a, long lda, const float *const *brows,
+                         const fk_conv2d_source *conv, const float *bias, int act, float p0, float p1, float *c, long ldc) {
     if (m1 <= m0 || n1 <= n0) return;
+    const int relu = act == FK_ACT_RELU;
+    // Other activations run over each finished tile while it is in L1, through the SIMD
+    // elementwise kernel (the same code and error bounds as the standalone operators).
+    const int tileAct = act != FK_ACT_NONE && !relu;
     if (k <= 0) {
         // An empty reduction: the bias alone.
-        for (long i = m0; i < m1; i++)
+        for (long i = m0; i < m1; i++) {
             for (long j = n0; j < n1; j++) {
                 float v = bias ? bias[i] : 0.0f;
                 c[i * ldc + j] = relu && v < 0 ? 0.0f : v;
             }
+            if (tileAct) fk_ew_unary(-1, act, p0, p1, c + i * ldc + n0, c + i * ldc + n0, n1 - n0);
+        }
         return;
     }
     // Reduction blocks of equal size (at most KC): no short last block paying a full pass over C.
     long kblocks = (k + KC - 1) / KC;
     long kcBase = (k + kblocks - 1) / kblocks;
     // Packing pays when enough row blocks reuse each packed B block.
-    float *pack = (m1 - m0) >= 4 * MR ? pack_buffer() : 0;
+    float *pack = conv || (m1 - m0) >= 4 * MR ? pack_buffer() : 0;
     for (long jb = n0; jb < n1; jb += NC) {
         long jend = n1 - jb < NC ? n1 : jb + NC;
-        for (long p0 = 0; p0 < k; p0 += kcBase) {
-            long kc = k - p0 < kcBase ? k - p0 : kcBase;
-            int first = p0 == 0, last = p0 + kc >= k;
+        for (long r0 = 0; r0 < k; r0 += kcBase) {
+            long kc = k - r0 < kcBase ? k - r0 : kcBase;
+            int first = r0 == 0, last = r0 + kc >= k;
             if (pack) {
                 for (long j0 = jb; j0 < jend; j0 += NR) {
                     long w = jend - j0 < NR ? jend - j0 : NR;
                     float *dst = pack + ((j0 - jb) / NR) * kc * NR;
-                    int nv = (int)((w + 15) / 16);
-                    int rem = (int)(w - 16 * (nv - 1));
-                    __mmask16 tail = rem == 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << rem) - 1);
-                    for (long p = 0; p < kc; p++) {
-                        const float *src = brows[p0 + p] + j0;
-                        for (int j = 0; j < 4; j++) {
-                            __m512 v = j < nv ? _mm512_maskz_loadu_ps(j == nv - 1 ? tail : 0xFFFF, src + 16 * j) : _mm512_setzero_ps();
-                            _mm512_store_ps(dst + p * NR + 16 * j, v);
-                        }
-                    }
+                    if (conv) pack_conv2d(dst, conv, r0, kc, j0, w);
+                    else pack_rows(dst, brows, r0, kc, j0, w);
                 }
             }
             for (long i0 = m0; i0 < m1; i0 += MR) {
@@ -131,12 +227,29 @@ void fk_gemm_rows(long m0, long m1, long n0, long n1, long k, const float *a, lo
                     int rem = (int)(w - 16 * (nv - 1));
                     __mmask16 tail = rem == 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << rem) - 1);
                     const float *packed = pack ? pack + ((j0 - jb) / NR) * kc * NR : 0;
-                    micro_dispatch(mr, nv, kc, a + i0 * lda + p0, lda, brows + p0, j0, packed, tail, c + i0 * ldc, ldc, first, last,
-                                   bias ? bias + i0 : 0, relu);
+                    micro_dispatch(mr, nv, kc, a + i0 * lda + r0, lda, pack ? 0 : brows + r0, j0, packed, tail, c + i0 * ldc, ldc,
+                                   first, last, bias ? bias + i0 : 0, relu);
+                    if (last && tileAct)
+                        for (int i = 0; i < mr; i++) fk_ew_unary(-1, act, p0, p1, c + (i0 + i) * ldc + j0, c + (i0 + i) * ldc + j0, w);
                 }
             }
         }
     }
+}
+
+void fk_gemm_rows(long m0, long m1, long n0, long n1, long k, const float *a, long lda, const float *const *brows,
+                  const float *bias, int relu, float *c, long ldc) {
+    gemm_blocked(m0, m1, n0, n1, k, a, lda, brows, 0, bias, relu ? FK_ACT_RELU : FK_ACT_NONE, 0, 0, c, ldc);
+}
+
+void fk_gemm_rows_act(long m0, long m1, long n0, long n1, long k, const float *a, long lda, const float *const *brows,
+                      const float *bias, int act, float p0, float p1, float *c, long ldc) {
+    gemm_blocked(m0, m1, n0, n1, k, a, lda, brows, 0, bias, act, p0, p1, c, ldc);
+}
+
+void fk_gemm_conv2d(long m0, long m1, long n0, long n1, const float *a, long lda, const fk_conv2d_source *source,
+                    const float *bias, int act, float p0, float p1, float *c, long ldc) {
+    gemm_blocked(m0, m1, n0, n1, source->channels * source->kh * source->kw, a, lda, 0, source, bias, act, p0, p1, c, ldc);
 }
 
 #pragma clang attribute pop
@@ -152,7 +265,31 @@ void fk_gemm_rows(long m0, long m1, long n0, long n1, long k, const float *a, lo
     fk_gemm_rows_neon(m0, m1, n0, n1, k, a, lda, brows, bias, relu, c, ldc);
 }
 
+// The NEON kernel's epilogue has Relu; other activations run over each row of the part after it.
+void fk_gemm_rows_act(long m0, long m1, long n0, long n1, long k, const float *a, long lda, const float *const *brows,
+                      const float *bias, int act, float p0, float p1, float *c, long ldc) {
+    fk_gemm_rows_neon(m0, m1, n0, n1, k, a, lda, brows, bias, act == FK_ACT_RELU, c, ldc);
+    if (act != FK_ACT_NONE && act != FK_ACT_RELU && n1 > n0)
+        for (long i = m0; i < m1; i++) fk_ew_unary(-1, act, p0, p1, c + i * ldc + n0, c + i * ldc + n0, n1 - n0);
+}
+
+// No NEON implicit-im2col kernel: callers check fk_has_avx512() first.
+void fk_gemm_conv2d(long m0, long m1, long n0, long n1, const float *a, long lda, const fk_conv2d_source *source,
+                    const float *bias, int act, float p0, float p1, float *c, long ldc) {
+    (void)m0; (void)m1; (void)n0; (void)n1; (void)a; (void)lda; (void)source; (void)bias; (void)act; (void)p0; (void)p1; (void)c; (void)ldc;
+}
+
 #else
+
+void fk_gemm_conv2d(long m0, long m1, long n0, long n1, const float *a, long lda, const fk_conv2d_source *source,
+                    const float *bias, int act, float p0, float p1, float *c, long ldc) {
+    (void)m0; (void)m1; (void)n0; (void)n1; (void)a; (void)lda; (void)source; (void)bias; (void)act; (void)p0; (void)p1; (void)c; (void)ldc;
+}
+
+void fk_gemm_rows_act(long m0, long m1, long n0, long n1, long k, const float *a, long lda, const float *const *brows,
+                      const float *bias, int act, float p0, float p1, float *c, long ldc) {
+    (void)m0; (void)m1; (void)n0; (void)n1; (void)k; (void)a; (void)lda; (void)brows; (void)bias; (void)act; (void)p0; (void)p1; (void)c; (void)ldc;
+}
 
 void fk_gemm_rows(long m0, long m1, long n0, long n1, long k, const float *a, long lda, const float *const *brows,
                   const float *bias, int relu, float *c, long ldc) {

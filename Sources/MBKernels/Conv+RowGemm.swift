@@ -12,26 +12,43 @@ extension Conv {
         case shifted
         /// Anything else: an im2col matrix.
         case im2col
+        /// 1-D or 2-D, any stride and dilation, AVX-512 only: the im2col matrix is never built;
+        /// RowGemm gathers each block of it from the input while packing (`fk_gemm_conv2d`), so
+        /// there is no padded copy, no wider product to compact and no wasted columns. Without
+        /// AVX-512 this path runs `.im2col`.
+        case implicit
     }
 
-    /// The path for `g`. Shifted computes `wq - ow` wasted columns per output row for every
-    /// output channel (`wq`: the padded width over the stride) and then compacts the result
-    /// (`m·n` floats read and written again); im2col copies the input once per tap (`k·n`
-    /// floats, contiguous runs at stride 1, gathers otherwise). Measured (`mbbench conv`,
-    /// Zen 4): shifted wins while `outPerGroup * (wq - ow) <= 30 * ow` (SqueezeNet at 55×55 and
-    /// 27×27, AlexNet's 5×5 at 27×27, YOLO/U-Net/ResNet layers at strides 1 and 2, first layers
-    /// on 3 channels); im2col wins beyond (3×3 with 256 or 384 channels at 13×13), and at
-    /// stride 1 when the reduction is at most a quarter of the output channels (a 3×3 layer
-    /// from 1 channel to 128: its im2col matrix is smaller than the compaction).
-    /// 3-D kernels take im2col.
-    public static func rowGemmPath(_ g: ConvGeometry) -> RowGemmPath {
+    /// The path for `g`. Measured (`mbbench conv --cpu-time`, Zen 4): shifted computes
+    /// `wq - ow` wasted columns per output row for every output channel (`wq`: the padded width
+    /// over the stride) and then compacts the result (`m·n` floats read and written again);
+    /// im2col copies the input once per tap (`k·n` floats, contiguous runs at stride 1, gathers
+    /// otherwise). Shifted wins while `outPerGroup * (wq - ow) <= 30 * ow` (SqueezeNet at 55×55
+    /// and 27×27, YOLO/U-Net/ResNet layers at strides 1 and 2, first layers on 3 channels);
+    /// im2col beyond (3×3 with 256 or 384 channels at 13×13), and at stride 1 when the
+    /// reduction is at most a quarter of the output channels (its matrix is then smaller than the
+    /// compaction). 3-D kernels take im2col.
+    ///
+    /// On AVX-512 (`implicitAvailable`), `.implicit` replaces both copies at strides 1 and 2
+    /// wherever they waste: it beat im2col on every such shape, and beat shifted at stride 2
+    /// and on small maps (2 wasted columns per 13–20 outputs: 7–14 % faster), while on large
+    /// stride-1 maps shifted's one contiguous copy packed faster than the per-row gathers
+    /// (0–10 % slower there, so those keep shifted).
+    public static func rowGemmPath(_ g: ConvGeometry, implicitAvailable: Bool = fk_has_avx512() != 0) -> RowGemmPath {
         if isPointwise(g) { return .pointwise }
         let d = g.dims3
         guard d.kernel.0 == 1, d.input.0 == 1, d.strides.0 == 1 else { return .im2col }
         let ow = d.output.2, wq = (d.input.2 + d.pads.2 + g.padEnd3.2 + d.strides.2 - 1) / d.strides.2
         let kRows = g.inPerGroup * d.kernelSize
-        if d.strides == (1, 1, 1) && wq != ow && 4 * kRows <= g.outPerGroup { return .im2col }
-        return g.outPerGroup * (wq - ow) <= 30 * ow ? .shifted : .im2col
+        let copy: RowGemmPath
+        if d.strides == (1, 1, 1) && wq != ow && 4 * kRows <= g.outPerGroup {
+            copy = .im2col
+        } else {
+            copy = g.outPerGroup * (wq - ow) <= 30 * ow ? .shifted : .im2col
+        }
+        let (sh, sw) = (d.strides.1, d.strides.2)
+        if implicitAvailable && sh <= 2 && sw <= 2 && (copy == .im2col || sw == 2 || (wq - ow) * 12 >= ow) { return .implicit }
+        return copy
     }
 
     /// Convolution through `RowGemm` (groups run one after another, each GEMM split across
@@ -40,7 +57,8 @@ extension Conv {
         _ g: ConvGeometry, input: UnsafePointer<Float>, weights: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
         output: UnsafeMutablePointer<Float>, activation: Activation, threads: Int, scratch: KernelScratch, path: RowGemmPath? = nil
     ) {
-        let path = path ?? rowGemmPath(g)
+        var path = path ?? rowGemmPath(g)
+        if path == .implicit && fk_has_avx512() == 0 { path = .im2col }
         let d = g.dims3
         let inSize = d.inputSize, outSize = d.outputSize
         let kRows = g.inPerGroup * d.kernelSize
@@ -55,17 +73,22 @@ extension Conv {
                 case .pointwise:
                     for p in 0..<kRows { rows[p] = x + p * inSize }
                     RowGemm.forward(m: g.outPerGroup, n: outSize, k: kRows, a: w, lda: kRows, rows: rows, bias: b,
-                                    activation: activation.kernelEpilogue, c: y, ldc: outSize, threads: threads)
-                    if activation.needsSeparatePass { applyPerChannel(activation, y, channels: g.outPerGroup, size: outSize, threads: threads) }
+                                    activation: activation, c: y, ldc: outSize, threads: threads)
                 case .im2col:
                     let col = scratch.floats(kRows * outSize, .columns)
                     im2col(d, channels: g.inPerGroup, input: x, col: col, threads: threads)
                     for p in 0..<kRows { rows[p] = UnsafePointer(col + p * outSize) }
                     RowGemm.forward(m: g.outPerGroup, n: outSize, k: kRows, a: w, lda: kRows, rows: rows, bias: b,
-                                    activation: activation.kernelEpilogue, c: y, ldc: outSize, threads: threads)
-                    if activation.needsSeparatePass { applyPerChannel(activation, y, channels: g.outPerGroup, size: outSize, threads: threads) }
+                                    activation: activation, c: y, ldc: outSize, threads: threads)
                 case .shifted:
                     shifted(g, x: x, w: w, bias: b, y: y, activation: activation, threads: threads, scratch: scratch, rows: rows)
+                case .implicit:
+                    let (_, ih, iw) = d.input, (_, _, ow) = d.output, (_, kh, kw) = d.kernel
+                    let (_, sh, sw) = d.strides, (_, dh, dw) = d.dilations, (_, ph, pw) = d.pads
+                    let source = fk_conv2d_source(input: x, channels: g.inPerGroup, ih: ih, iw: iw, ow: ow, kh: kh, kw: kw,
+                                                  sh: sh, sw: sw, dh: dh, dw: dw, ph: ph, pw: pw)
+                    RowGemm.conv2d(m: g.outPerGroup, n: outSize, source: source, a: w, lda: kRows, bias: b,
+                                   activation: activation, c: y, ldc: outSize, threads: threads)
                 }
             }
         }
@@ -79,7 +102,6 @@ extension Conv {
     /// computes `wq` columns per output row (the `wq - ow` extra ones are dropped when the
     /// result is compacted). At stride 1 the phase is the zero-padded input itself. The copy is
     /// the size of the padded input, where im2col's is `kh·kw` times the output.
-    /// Activations other than Relu are applied per output channel as it is compacted.
     static func shifted(
         _ g: ConvGeometry, x: UnsafePointer<Float>, w: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
         y: UnsafeMutablePointer<Float>, activation: Activation, threads: Int, scratch: KernelScratch,
@@ -122,23 +144,20 @@ extension Conv {
             }
         }
         let m = g.outPerGroup, kRows = channels * kh * kw
-        let epilogue = activation.kernelEpilogue
         if wq == ow {
-            RowGemm.forward(m: m, n: oh * ow, k: kRows, a: w, lda: kRows, rows: rows, bias: bias, activation: epilogue,
+            RowGemm.forward(m: m, n: oh * ow, k: kRows, a: w, lda: kRows, rows: rows, bias: bias, activation: activation,
                             c: y, ldc: oh * ow, threads: threads)
-            if activation.needsSeparatePass { applyPerChannel(activation, y, channels: m, size: oh * ow, threads: threads) }
             return
         }
         let wideColumns = oh * wq
         let wide = scratch.floats(m * wideColumns, .wideOutput)
-        RowGemm.forward(m: m, n: wideColumns, k: kRows, a: w, lda: kRows, rows: rows, bias: bias, activation: epilogue,
+        RowGemm.forward(m: m, n: wideColumns, k: kRows, a: w, lda: kRows, rows: rows, bias: bias, activation: activation,
                         c: wide, ldc: wideColumns, threads: threads)
         let box = UncheckedSendable((wide, y))
         Parallel.forEach(m, threads: m * wideColumns > 1 << 15 ? threads : 1) { oc in
             let (wide, y) = box.value
             let dst = y + oc * oh * ow
             for r in 0..<oh { (dst + r * ow).update(from: wide + oc * wideColumns + r * wq, count: ow) }
-            if activation.needsSeparatePass { activation.apply(to: dst, count: oh * ow) }
         }
     }
 
@@ -161,14 +180,6 @@ extension Conv {
                 fk_gather_stride(s + cols.lowerBound * sw, sw, row + cols.lowerBound, cols.count)
             }
             (row + cols.upperBound).update(repeating: 0, count: wq - cols.upperBound)
-        }
-    }
-
-    /// `activation` over `channels` planes of `size` floats, one plane per job.
-    static func applyPerChannel(_ activation: Activation, _ y: UnsafeMutablePointer<Float>, channels: Int, size: Int, threads: Int) {
-        let box = UncheckedSendable(y)
-        Parallel.forEach(channels, threads: channels * size > 1 << 15 ? threads : 1) { oc in
-            activation.apply(to: box.value + oc * size, count: size)
         }
     }
 }

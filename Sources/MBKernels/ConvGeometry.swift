@@ -60,6 +60,8 @@ public struct ConvGeometry: Sendable, Equatable, CustomStringConvertible {
     public var inputSize: Int { input.reduce(1, *) }
     public var outputSize: Int { output.reduce(1, *) }
     public var kernelSize: Int { kernel.reduce(1, *) }
+    /// Multiply-adds of the whole convolution (every batch item and group).
+    public var multiplyAdds: Int { batch * outChannels * outputSize * inPerGroup * kernelSize }
 
     /// A per-dimension list padded to 3 entries with `fill` in front.
     @inlinable

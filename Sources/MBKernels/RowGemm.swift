@@ -4,7 +4,8 @@ import CFloatKernels
 /// where A is row-major `m × k` (weights `[outC, inC·taps]`) and each row `B_p` of the
 /// `k × n` operand is given by a pointer. A 1×1 convolution passes its input planes, a
 /// stride-1 k×k one the shifted rows of a zero-padded copy, so neither builds an im2col matrix
-/// nor packs it. Bias and Relu are applied as C is stored (no second pass).
+/// nor packs it. Bias and the activation are applied as C is finished (Relu in registers, the
+/// others over each tile while it is in L1): no second pass over the output.
 ///
 /// The fast variant is an AVX-512 kernel (`CFloatKernels`, 6 rows × 64 columns of C in
 /// registers, nothing packed); it exists only where `isAvailable` (cpuid). Threads split the
@@ -28,25 +29,48 @@ public enum RowGemm {
             reference(m: m, n: n, k: k, a: a, lda: lda, rows: rows, bias: bias, activation: activation, c: c, ldc: ldc)
             return
         }
-        let relu: Int32 = activation == .relu ? 1 : 0
+        let (act, p0, p1) = Elementwise.code(.activation(activation))
+        let box = UncheckedSendable((a, rows, bias, c))
+        split(m: m, n: n, k: k, threads: threads) { i0, i1, j0, j1 in
+            let (a, rows, bias, c) = box.value
+            fk_gemm_rows_act(i0, i1, j0, j1, k, a, lda, rows, bias, act, p0, p1, c, ldc)
+        }
+    }
+
+    /// The product with B the implicit im2col matrix of one group of a 1-D/2-D convolution
+    /// (`fk_gemm_conv2d`: gathered from the input while packing). AVX-512 only (`fk_has_avx512()`);
+    /// the reference is the convolution's (`Conv.reference`).
+    static func conv2d(
+        m: Int, n: Int, source: fk_conv2d_source, a: UnsafePointer<Float>, lda: Int,
+        bias: UnsafePointer<Float>?, activation: Conv.Activation, c: UnsafeMutablePointer<Float>, ldc: Int, threads: Int = 1
+    ) {
+        guard m > 0, n > 0 else { return }
+        precondition(fk_has_avx512() != 0, "RowGemm.conv2d needs AVX-512")
+        let (act, p0, p1) = Elementwise.code(.activation(activation))
+        let box = UncheckedSendable((a, bias, c, source))
+        split(m: m, n: n, k: source.channels * source.kh * source.kw, threads: threads) { i0, i1, j0, j1 in
+            let (a, bias, c, source) = box.value
+            withUnsafePointer(to: source) { fk_gemm_conv2d(i0, i1, j0, j1, a, lda, $0, bias, act, p0, p1, c, ldc) }
+        }
+    }
+
+    /// Runs `body(i0, i1, j0, j1)` over parts of the `m × n` product: one part below
+    /// `minParallelWork`, else up to 4 parts per thread, claimed dynamically (`Parallel.forEach`),
+    /// so a thread that starts late does not leave the others waiting for its half. Parts are
+    /// column strips of 64 or row blocks of 6, whichever there are more of.
+    static func split(m: Int, n: Int, k: Int, threads: Int, _ body: (Int, Int, Int, Int) -> Void) {
         let strips = (n + 63) / 64, blocks = (m + 5) / 6
-        // Up to 4 parts per thread, claimed dynamically (`Parallel.forEach`), so a thread that
-        // starts late does not leave the others waiting for its half.
         let parts = m * n * max(k, 1) < minParallelWork || threads <= 1 ? 1 : min(4 * threads, max(strips, blocks))
         if parts <= 1 {
-            fk_gemm_rows(0, m, 0, n, k, a, lda, rows, bias, relu, c, ldc)
+            body(0, m, 0, n)
             return
         }
-        let box = UncheckedSendable((a, rows, bias, c))
         let byColumns = strips >= blocks
         Parallel.forEach(parts, threads: threads) { t in
-            let (a, rows, bias, c) = box.value
             if byColumns {
-                let j0 = min(n, strips * t / parts * 64), j1 = min(n, strips * (t + 1) / parts * 64)
-                fk_gemm_rows(0, m, j0, j1, k, a, lda, rows, bias, relu, c, ldc)
+                body(0, m, min(n, strips * t / parts * 64), min(n, strips * (t + 1) / parts * 64))
             } else {
-                let i0 = min(m, blocks * t / parts * 6), i1 = min(m, blocks * (t + 1) / parts * 6)
-                fk_gemm_rows(i0, i1, 0, n, k, a, lda, rows, bias, relu, c, ldc)
+                body(min(m, blocks * t / parts * 6), min(m, blocks * (t + 1) / parts * 6), 0, n)
             }
         }
     }

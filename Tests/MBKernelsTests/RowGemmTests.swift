@@ -12,6 +12,7 @@ final class RowGemmTests: XCTestCase {
     static let shapes: [(m: Int, n: Int, k: Int)] = [
         (1, 1, 1), (1, 17, 3), (5, 15, 9), (6, 16, 16), (7, 63, 27), (13, 64, 128), (12, 65, 129),
         (16, 169, 300), (64, 1100, 20), (3, 2049, 5), (31, 33, 0), (100, 40, 257), (24, 70, 129), (30, 2100, 300),
+        (15, 100, 40), (31, 97, 131), (32, 2017, 33),
     ]
 
     func testFastMatchesReference() {
@@ -23,7 +24,7 @@ final class RowGemmTests: XCTestCase {
             // Rows in reverse order, to show the kernel follows the pointers and not a stride.
             b.withUnsafeBufferPointer { bp in
                 let rows = (0..<max(s.k, 1)).map { p in UnsafePointer<Float>?(bp.baseAddress! + (max(s.k, 1) - 1 - p) * ldb) }
-                for withBias in [false, true] { for activation in [Conv.Activation.none, .relu] { for threads in [1, 2, 3] {
+                for withBias in [false, true] { for activation in [Conv.Activation.none, .relu, .silu, .leakyRelu(alpha: 0.1), .hardSwish] { for threads in [1, 2, 3] {
                     var fast = [Float](repeating: .nan, count: s.m * ldc), ref = fast
                     bias.withUnsafeBufferPointer { biasp in
                         RowGemm.forward(.fast, m: s.m, n: s.n, k: s.k, a: a, lda: lda, rows: rows, bias: withBias ? biasp.baseAddress : nil,
@@ -75,7 +76,7 @@ final class RowGemmTests: XCTestCase {
             let d = g.dims3
             var paths: [Conv.RowGemmPath] = [.im2col]
             if Conv.isPointwise(g) { paths.append(.pointwise) }
-            if d.strides.0 == 1 && d.kernel.0 == 1 && d.input.0 == 1 { paths.append(.shifted) }
+            if d.strides.0 == 1 && d.kernel.0 == 1 && d.input.0 == 1 { paths += [.shifted, .implicit] }
             for path in paths { for threads in [1, 2, 3] {
                 var fast = [Float](repeating: .nan, count: count)
                 b.withUnsafeBufferPointer { bp in
@@ -95,21 +96,79 @@ final class RowGemmTests: XCTestCase {
         }
     }
 
+    /// The implicit-im2col path (`fk_gemm_conv2d`) against the reference convolution, on what its
+    /// packing gathers: output rows shorter and longer than a 64-column strip (segments crossing
+    /// rows), widths that are not a multiple of 16, padding on every side (masked loads before
+    /// and after a row), strides 1, 2 (permute) and 3 and 4 (scalar gathers), dilations,
+    /// reductions split mid-channel (15·9 rows: blocks of 68), outputs over one 1024-column
+    /// block, output rows entirely in the padding, 1-D, groups, threads.
+    func testImplicitPathMatchesReference() {
+        var geometries: [ConvGeometry] = []
+        for (side, stride, pad) in [(7, 1, 1), (13, 1, 1), (16, 1, 0), (17, 2, 1), (35, 2, 1), (70, 1, 1), (41, 2, 0), (23, 3, 2), (19, 4, 3)] {
+            geometries.append(ConvGeometry(batch: 1, inChannels: 3, outChannels: 8, input: [side, side + 3], kernel: [3, 3], strides: [stride, stride],
+                                           padBegin: [pad, pad], padEnd: [pad, pad]))
+        }
+        geometries += [
+            ConvGeometry(batch: 1, inChannels: 15, outChannels: 30, input: [40, 33], kernel: [3, 3], padBegin: [1, 1], padEnd: [1, 1]),
+            ConvGeometry(batch: 2, inChannels: 15, outChannels: 26, input: [21, 30], kernel: [3, 3], strides: [2, 2], padBegin: [1, 1], padEnd: [1, 1]),
+            ConvGeometry(batch: 1, inChannels: 4, outChannels: 12, input: [12, 50], kernel: [3, 5], strides: [1, 2], dilations: [2, 3], padBegin: [2, 6], padEnd: [2, 5]),
+            ConvGeometry(batch: 1, inChannels: 2, outChannels: 7, input: [6, 6], kernel: [7, 7], strides: [2, 2], padBegin: [3, 3], padEnd: [3, 3]),
+            ConvGeometry(batch: 1, inChannels: 2, outChannels: 5, input: [4, 9], kernel: [3, 3], padBegin: [4, 0], padEnd: [4, 0]),
+            ConvGeometry(batch: 1, inChannels: 6, outChannels: 9, input: [301], kernel: [5], strides: [2], padBegin: [2], padEnd: [1]),
+            ConvGeometry(batch: 1, inChannels: 8, outChannels: 12, groups: 4, input: [10, 19], kernel: [3, 3], padBegin: [1, 1], padEnd: [1, 1]),
+            ConvGeometry(batch: 1, inChannels: 1, outChannels: 40, input: [90, 17], kernel: [3, 3], padBegin: [1, 1], padEnd: [1, 1]),
+        ]
+        let scratch = KernelScratch()
+        for (index, g) in geometries.enumerated() {
+            XCTAssertNil(g.problem, "\(g)")
+            let x = randomFloats(g.batch * g.inChannels * g.inputSize, seed: UInt64(2200 + index))
+            let w = randomFloats(g.outChannels * g.inPerGroup * g.kernelSize, seed: UInt64(2300 + index))
+            let b = randomFloats(g.outChannels, seed: UInt64(2400 + index))
+            let count = g.batch * g.outChannels * g.outputSize
+            for activation in [Conv.Activation.none, .relu, .hardSwish] {
+                var ref = [Float](repeating: .nan, count: count)
+                Conv.forward(.reference, g, input: x, weights: w, bias: b, output: &ref, activation: activation)
+                for threads in [1, 2] {
+                    var fast = [Float](repeating: .nan, count: count)
+                    b.withUnsafeBufferPointer { bp in
+                        Conv.rowGemm(g, input: x, weights: w, bias: bp.baseAddress, output: &fast, activation: activation, threads: threads,
+                                     scratch: scratch, path: .implicit)
+                    }
+                    assertClose(fast, ref, terms: g.inPerGroup * g.kernelSize, "implicit #\(index) \(g) \(activation) threads=\(threads)")
+                }
+            }
+        }
+    }
+
     func testPathChoice() {
+        // On AVX-512: the implicit path where the copies waste (small maps, stride 2, im2col's
+        // cases), shifted on large stride-1 maps, never at strides over 2.
+        let layer = { (c: Int, o: Int, side: Int, stride: Int) in
+            ConvGeometry(batch: 1, inChannels: c, outChannels: o, input: [side, side], kernel: [3, 3], strides: [stride, stride], padBegin: [1, 1], padEnd: [1, 1])
+        }
+        XCTAssertEqual(Conv.rowGemmPath(layer(64, 256, 13, 1), implicitAvailable: true), .implicit)
+        XCTAssertEqual(Conv.rowGemmPath(layer(128, 128, 20, 1), implicitAvailable: true), .implicit)
+        XCTAssertEqual(Conv.rowGemmPath(layer(16, 64, 55, 1), implicitAvailable: true), .shifted)
+        XCTAssertEqual(Conv.rowGemmPath(layer(128, 128, 160, 2), implicitAvailable: true), .implicit)
+        XCTAssertEqual(Conv.rowGemmPath(layer(1, 128, 161, 1), implicitAvailable: true), .implicit)
+        XCTAssertEqual(Conv.rowGemmPath(layer(3, 64, 224, 4), implicitAvailable: true), .shifted)
+        XCTAssertEqual(Conv.rowGemmPath(layer(64, 64, 13, 1), implicitAvailable: false), .shifted)
+        XCTAssertEqual(Conv.rowGemmPath(ConvGeometry(batch: 1, inChannels: 8, outChannels: 8, input: [9, 9], kernel: [1, 1]), implicitAvailable: true), .pointwise)
+        // Below: the rule between the two copies (no AVX-512).
         let sq = { (side: Int, k: Int) in
             ConvGeometry(batch: 1, inChannels: 16, outChannels: 64, input: [side, side], kernel: [k, k], padBegin: [k / 2, k / 2], padEnd: [k / 2, k / 2])
         }
-        XCTAssertEqual(Conv.rowGemmPath(sq(55, 1)), .pointwise)
-        XCTAssertEqual(Conv.rowGemmPath(sq(55, 3)), .shifted)   // 57 padded columns for 55
-        XCTAssertEqual(Conv.rowGemmPath(sq(27, 3)), .shifted)   // 29 for 27
-        XCTAssertEqual(Conv.rowGemmPath(sq(13, 3)), .shifted)   // 15 for 13, but only 64 channels
+        XCTAssertEqual(Conv.rowGemmPath(sq(55, 1), implicitAvailable: false), .pointwise)
+        XCTAssertEqual(Conv.rowGemmPath(sq(55, 3), implicitAvailable: false), .shifted)   // 57 padded columns for 55
+        XCTAssertEqual(Conv.rowGemmPath(sq(27, 3), implicitAvailable: false), .shifted)   // 29 for 27
+        XCTAssertEqual(Conv.rowGemmPath(sq(13, 3), implicitAvailable: false), .shifted)   // 15 for 13, but only 64 channels
         let wide13 = ConvGeometry(batch: 1, inChannels: 64, outChannels: 256, input: [13, 13], kernel: [3, 3], padBegin: [1, 1], padEnd: [1, 1])
-        XCTAssertEqual(Conv.rowGemmPath(wide13), .im2col)       // 256 * 2 > 30 * 13
+        XCTAssertEqual(Conv.rowGemmPath(wide13, implicitAvailable: false), .im2col)       // 256 * 2 > 30 * 13
         // Stride 2: 112 padded columns over the stride for 111 outputs.
-        XCTAssertEqual(Conv.rowGemmPath(ConvGeometry(batch: 1, inChannels: 3, outChannels: 64, input: [224, 224], kernel: [3, 3], strides: [2, 2])), .shifted)
+        XCTAssertEqual(Conv.rowGemmPath(ConvGeometry(batch: 1, inChannels: 3, outChannels: 64, input: [224, 224], kernel: [3, 3], strides: [2, 2]), implicitAvailable: false), .shifted)
         // 9 reduction rows for 128 outputs at stride 1: im2col's matrix is smaller than the compaction.
-        XCTAssertEqual(Conv.rowGemmPath(ConvGeometry(batch: 1, inChannels: 1, outChannels: 128, input: [900, 161], kernel: [3, 3], padBegin: [1, 1], padEnd: [1, 1])), .im2col)
-        XCTAssertEqual(Conv.rowGemmPath(ConvGeometry(batch: 1, inChannels: 2, outChannels: 2, input: [5, 6, 7], kernel: [1, 3, 3], padBegin: [0, 1, 1], padEnd: [0, 1, 1])), .im2col)
+        XCTAssertEqual(Conv.rowGemmPath(ConvGeometry(batch: 1, inChannels: 1, outChannels: 128, input: [900, 161], kernel: [3, 3], padBegin: [1, 1], padEnd: [1, 1]), implicitAvailable: false), .im2col)
+        XCTAssertEqual(Conv.rowGemmPath(ConvGeometry(batch: 1, inChannels: 2, outChannels: 2, input: [5, 6, 7], kernel: [1, 3, 3], padBegin: [0, 1, 1], padEnd: [0, 1, 1]), implicitAvailable: false), .im2col)
     }
 }
 

@@ -26,6 +26,28 @@ void fk_gemm_rows(long m0, long m1, long n0, long n1, long k,
                   const float *a, long lda, const float *const *brows,
                   const float *bias, int relu, float *c, long ldc);
 
+/// fk_gemm_rows with any activation of Elementwise.h (code `act`, parameters p0, p1) applied as
+/// C is finished: Relu in the register epilogue, the others over each finished tile while it is
+/// in L1 (the elementwise kernel's code and error bounds). On NEON the others run over each row
+/// of the part after the product.
+void fk_gemm_rows_act(long m0, long m1, long n0, long n1, long k, const float *a, long lda, const float *const *brows,
+                      const float *bias, int act, float p0, float p1, float *c, long ldc);
+
+/// One group of a 2-D convolution (1-D: ih = kh = 1) as the B operand of fk_gemm_conv2d: input
+/// [channels, ih, iw], output [oh, ow] with oh implied by the columns, kernel kh x kw, strides,
+/// dilations, leading pads ph, pw (trailing padding is implied by the output size).
+typedef struct {
+    const float *input;
+    long channels, ih, iw, ow;
+    long kh, kw, sh, sw, dh, dw, ph, pw;
+} fk_conv2d_source;
+
+/// fk_gemm_rows_act with B the implicit im2col matrix of `source` (k = channels * kh * kw rows,
+/// row (c, ky, kx), column oy * ow + ox), gathered from the input as B is packed: nothing is
+/// read outside the input. Only when fk_has_avx512().
+void fk_gemm_conv2d(long m0, long m1, long n0, long n1, const float *a, long lda, const fk_conv2d_source *source,
+                    const float *bias, int act, float p0, float p1, float *c, long ldc);
+
 /// Max pooling of `planes` 2-D planes [ih, iw] -> [oh, ow], window kh x kw, strides sh x sw,
 /// no padding and no dilation, every window inside the input. Only when fk_has_avx512() ||
 /// fk_has_neon().

@@ -70,7 +70,10 @@ public enum Conversion {
         // Calibration inputs, read once: for `allocate: sensitivity` and for `--calibrate`.
         var calibrationInputs: [String: MBTensor]?
         if let calibrationPath = options.calibrate {
-            calibrationInputs = try Calibration.loadInputs(calibrationPath, model: MBModel(ir: IRModel(graph: prepared.graph, opsets: prepared.opsets)))
+            let model = try MBModel(ir: IRModel(graph: prepared.graph, opsets: prepared.opsets))
+            let inputs = try Calibration.loadInputs(calibrationPath, model: model)
+            try Calibration.check(inputs, model: model, path: calibrationPath)
+            calibrationInputs = inputs
         }
         var allocation: [Sensitivity.Layer]?
         var allocationSeconds: Double?
@@ -83,14 +86,31 @@ public enum Conversion {
             allocation = try Sensitivity.allocate(&prepared, target: target, inputs: inputs, threads: options.threads)
             allocationSeconds = Date().timeIntervalSince(start)
         }
-        let layers = try binarize(prepared, threads: options.threads, progress: progress)
+        var layers = try binarize(prepared, threads: options.threads, progress: progress)
         var graph = prepared.graph
         for outcome in layers { graph.constants[prepared.constantIndex[outcome.name]!] = outcome.tensor }
         graph = ActivationAttributes.apply(prepared.plans, to: graph)
         var corrections: [Calibration.LayerCorrection]?
         var storedCorrections: [Calibration.StoredCorrection]?
         var calibrationSeconds: Double?
-        if let inputs = calibrationInputs {
+        let fitsOutput = prepared.plans.contains { plan in
+            if case .binarize(let b) = plan.decision.action { return b.fit == .output }
+            return false
+        }
+        if fitsOutput {
+            // Output-aware binarization: the layers are refitted in graph order, calibrated as they go.
+            guard let inputs = calibrationInputs else {
+                throw Failure("\(policyPath): 'fit: output' fits each layer to its output on calibration inputs; pass --calibrate PATH")
+            }
+            let start = Date()
+            let fitted = try OutputAwareConversion.run(prepared, graph: graph, outcomes: layers, inputs: inputs, threads: options.threads)
+            graph = fitted.graph
+            layers = fitted.layers
+            prepared.warnings += fitted.warnings
+            corrections = fitted.corrections
+            storedCorrections = fitted.stored
+            calibrationSeconds = Date().timeIntervalSince(start)
+        } else if let inputs = calibrationInputs {
             let start = Date()
             let layerNodes = Set(prepared.plans.flatMap { plan -> [String] in
                 guard case .binarize(let b) = plan.decision.action, b.calibrate else { return [] }

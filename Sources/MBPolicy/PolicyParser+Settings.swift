@@ -47,6 +47,9 @@ extension SchemaReader {
             case "calibrate":
                 result.calibrate = bool(item.value, "calibrate must be true or false")
                 valid = result.calibrate != nil
+            case "fit":
+                result.fit = choice(item.value, "fit", FitTarget.self)
+                valid = result.fit != nil
             case "granularity":
                 result.granularity = granularity(item.value, activations: false)
                 valid = result.granularity != nil

@@ -306,11 +306,12 @@ public enum Conversion {
             } else {
                 packed = try refit(Binarizer.binarize(input, config), input, b.refit)
             }
+            packed = storedScales(packed, b, exact: exact)
             let stats = Statistics(original: values, packed: packed)
             let tensor = IRTensor(name: name, elementType: .float, shape: constant.shape, storage: .binarized(packed))
             row.encoding = "binarized"
             row.method = exact ? "exact" : b.method.rawValue + refitSuffix(b.refit) + (b.granularity == .element ? "" : " \(b.granularity)")
-            row.scale = packed.scale == .tensor ? "tensor" : "channel"
+            row.scale = (packed.scale == .tensor ? "tensor" : "channel") + (packed.halfScales ? " float16" : "")
             if case .channel(let axis) = packed.scale { row.channelAxis = axis }
             row.requestedMix = mix.entries.filter { $0.fraction > 0 }.map { ConversionReport.MixEntry(bits: $0.bits, fraction: $0.fraction) }
             row.realizedMix = stats.fractions.enumerated().filter { $0.element > 0 }.map { ConversionReport.MixEntry(bits: $0.offset + 1, fraction: $0.element) }
@@ -329,6 +330,14 @@ public enum Conversion {
         case .leastSquares: return try Refit.refit(packed, original: original).packed
         case .alternating: return try AlternatingRefit.refit(packed, original: original).packed
         }
+    }
+
+    /// `scale_type: float16`: every level scale rounded to float16 and stored as such. Kept in
+    /// float32 when a scale does not fit float16, and for exact mode unless rounding changes nothing.
+    static func storedScales(_ packed: PackedTensor, _ b: WeightDecision.Binarization, exact: Bool = false) -> PackedTensor {
+        guard b.scaleType == .float16, let half = packed.withHalfScales() else { return packed }
+        if exact, half.levels.map(\.scales) != packed.levels.map(\.scales) { return packed }
+        return half
     }
 
     static func refitSuffix(_ mode: RefitMode) -> String {

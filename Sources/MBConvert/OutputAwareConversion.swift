@@ -166,7 +166,8 @@ enum OutputAwareConversion {
             return (current, notes)
         }
         notes += result.warnings
-        let packed = result.packed
+        guard case .binarize(let b) = plan.decision.action else { return (current, notes) }
+        let packed = Conversion.storedScales(result.packed, b)
         var outcome = current
         outcome.tensor = IRTensor(name: name, elementType: .float, shape: constant.shape, storage: .binarized(packed))
         let fitted = packed.dequantized()

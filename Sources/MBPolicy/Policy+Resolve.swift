@@ -35,6 +35,8 @@ public struct WeightDecision: Sendable, Equatable {
         public var calibrate: Bool
         /// What the signs and scales are fitted to (`fit:`; the weights unless stated).
         public var fit: FitTarget
+        /// How the level scales are stored (`scale_type:`; float32 unless stated).
+        public var scaleType: KeepType = .float32
 
         public init(allocation: Allocation, method: MaskMethod = Self.defaultMethod,
                     scale: ScaleGranularity = Self.defaultScale, refit: RefitMode = Self.defaultRefit,
@@ -55,6 +57,12 @@ public struct WeightDecision: Sendable, Equatable {
         public static let defaultRefit = RefitMode.off
         public static let defaultCalibrate = true
         public static let defaultFit = FitTarget.weights
+
+        func with(scaleType: KeepType) -> Binarization {
+            var b = self
+            b.scaleType = scaleType
+            return b
+        }
     }
 
     public var source: Source
@@ -86,7 +94,7 @@ extension Policy.Settings {
             refit: refit ?? WeightDecision.Binarization.defaultRefit,
             granularity: granularity ?? .element,
             calibrate: calibrate ?? WeightDecision.Binarization.defaultCalibrate,
-            fit: fit ?? WeightDecision.Binarization.defaultFit))
+            fit: fit ?? WeightDecision.Binarization.defaultFit).with(scaleType: scaleType ?? .float32))
     }
 }
 

@@ -110,6 +110,8 @@ extension Policy {
         public var calibrate: Bool?
         /// What the binarized weights are fitted to (`fit: weights | output`).
         public var fit: FitTarget?
+        /// How the level scales are stored (`scale_type: float32 | float16`).
+        public var scaleType: KeepType?
 
         public init(storage: Storage, method: MaskMethod? = nil, scale: ScaleGranularity? = nil, refit: RefitMode? = nil,
                     granularity: MaskGranularity? = nil, activations: ActivationSpec? = nil, calibrate: Bool? = nil, fit: FitTarget? = nil) {

@@ -47,6 +47,9 @@ extension SchemaReader {
             case "calibrate":
                 result.calibrate = bool(item.value, "calibrate must be true or false")
                 valid = result.calibrate != nil
+            case "scale_type":
+                result.scaleType = choice(item.value, "scale_type", noun: "scale type", KeepType.self)
+                valid = result.scaleType != nil
             case "fit":
                 result.fit = choice(item.value, "fit", FitTarget.self)
                 valid = result.fit != nil

@@ -27,6 +27,7 @@ import MBKernels
 ///    (a K×K system per group: A_kl = b_kᵀHb_l, r_k = b_kᵀHw', b_k = level k's masked signs);
 /// 4. repeats 2–3 while the objective falls (at most `maxRounds`), and keeps the best of all
 ///    rounds and of the weight-space start, so the result is never worse than the start.
+///    When `start` stores float16 scales, every refit is rounded to float16 before it is used.
 ///
 /// Damping: λ = `dampingFraction` × mean diag(X_qᵀX_q); when H (or H⁻¹) is not numerically
 /// positive definite λ grows tenfold, up to `maxDampingSteps` times, and a warning says so.
@@ -181,6 +182,10 @@ public enum OutputFit {
             var next = state
             next.patterns = signs(next, target: target, system: system, geometry: geometry, variant: variant)
             let singular = refitScales(&next, target: target, system: system, geometry: geometry, rowGroup: rowGroup, variant: variant)
+            if start.halfScales {
+                // Stored as float16: the next signs and the objective see the scales as stored.
+                next.scales = next.scales.map { $0.map { Float(float16Bits: $0.float16Bits) } }
+            }
             let value = objective(next, target: target, system: system, geometry: geometry, variant: variant)
             guard value.isFinite, value < bestObjective * (1 - 1e-9) else { break }
             if singular > 0 { warnings.append("\(singular) scale groups had singular normal equations and kept their scales") }

@@ -1,6 +1,7 @@
 import Foundation
 import MBConvert
 import MBCore
+import MBFormat
 import MBRuntime
 import TestSupport
 import Testing
@@ -35,17 +36,17 @@ import Testing
     static let policy = """
         version: 1
         default:
-          mix: {1: 0.6, 2: 0.3, 3: 0.1}
           scale: channel
           fit: output
 
         """
 
-    @Test(arguments: ["", "  refit: alternating\n  granularity: group:4\n", "  calibrate: false\n"])
+    @Test(arguments: ["", "  refit: alternating\n  granularity: group:4\n", "  calibrate: false\n", "  bits: 2\n  scale_type: float16\n"])
     func fitsEveryLayerAndVerifies(extra: String) throws {
         let dir = try workspace()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let policy = try write(Self.policy + extra, "fit.txt", in: dir)
+        let storage = extra.contains("bits:") ? "" : "  mix: {1: 0.6, 2: 0.3, 3: 0.1}\n"
+        let policy = try write(Self.policy + storage + extra, "fit.txt", in: dir)
         let out = dir.appendingPathComponent("fit.mbm").path
         var options = Conversion.Options()
         options.calibrate = try inputs([32, 3, 32, 32], seed: 2, in: dir)
@@ -60,6 +61,13 @@ import Testing
             print("fit: output [\(extra.trimmingCharacters(in: .whitespacesAndNewlines))] \(layer.name): relative output error \(before) -> \(after)")
         }
         #expect((report.calibration?.isEmpty ?? true) == extra.contains("calibrate: false"))
+        if extra.contains("float16") {
+            let file = try MBMFile.open(path: out)
+            for layer in binarized {
+                guard case .binarized(let p)? = file.model.graph.constants.first(where: { $0.name == layer.name })?.storage else { continue }
+                #expect(p.halfScales && p.levels.allSatisfy { $0.scales.allSatisfy { Float(float16Bits: $0.float16Bits) == $0 } }, "\(layer.name)")
+            }
+        }
         let check = try Verify.run(onnx: model, mbm: out, options: Verify.Options())
         #expect(check.passed, "\(check.failures)")
         #expect(check.weights.filter { $0.detail?.hasPrefix("fitted to calibration data") == true }.count == binarized.count)
@@ -68,7 +76,7 @@ import Testing
     @Test func badCalibrationInputsWriteNothing() throws {
         let dir = try workspace()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let policy = try write(Self.policy, "fit.txt", in: dir)
+        let policy = try write(Self.policy + "  bits: 2\n", "fit.txt", in: dir)
         let out = dir.appendingPathComponent("never.mbm").path
         // float64 is converted (as the runtime holds it); integers are refused.
         let integers = dir.appendingPathComponent("int32.npy").path

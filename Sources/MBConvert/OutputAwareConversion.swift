@@ -36,7 +36,12 @@ enum OutputAwareConversion {
         var layers: [Layer] = []
         let outcomeIndex = Dictionary(outcomes.enumerated().map { ($0.element.name, $0.offset) }, uniquingKeysWith: { a, _ in a })
         for node in binarized.nodes where WeightedOp(rawValue: node.opType) != nil && !node.outputs.isEmpty {
-            guard let plan = prepared.plans.first(where: { node.inputs.contains($0.tensor.name) }),
+            // The weight input (position 1) when it is planned, else any planned input (a bias).
+            let planned = prepared.plans.filter { plan in
+                guard case .binarize = plan.decision.action else { return false }
+                return node.inputs.contains(plan.tensor.name)
+            }
+            guard let plan = planned.first(where: { node.inputs.count > 1 && $0.tensor.name == node.inputs[1] }) ?? planned.first,
                   case .binarize(let b) = plan.decision.action, let index = outcomeIndex[plan.tensor.name] else { continue }
             var fits = b.fit == .output
             if fits, plan.tensor.consumers.count != 1 {

@@ -158,12 +158,17 @@ public enum Calibration {
             }
             let storedAs = fold(c, output: layer.output, into: &graph)
             stored.append(StoredCorrection(output: layer.output, c))
-            let scaleChange = c.scale.reduce(0.0) { $0 + abs(Double($1) - 1) } / Double(max(c.scale.count, 1))
-            let shift = zip(c.shift, c.floatStd).reduce(0.0) { $0 + abs(Double($1.0)) / max($1.1, 1e-12) } / Double(max(c.shift.count, 1))
-            reports.append(LayerCorrection(node: node.name, output: layer.output, channels: c.scale.count, storedAs: storedAs,
-                                           meanScaleChange: scaleChange, meanShift: shift))
+            reports.append(report(c, node: node.name, output: layer.output, storedAs: storedAs))
         }
         return (graph, reports, stored)
+    }
+
+    /// How one correction is reported: mean |a − 1| and mean |b| / σ_float over the channels.
+    static func report(_ c: CorrectionBox.Entry, node: String, output: String, storedAs: String) -> LayerCorrection {
+        let scaleChange = c.scale.reduce(0.0) { $0 + abs(Double($1) - 1) } / Double(max(c.scale.count, 1))
+        let shift = zip(c.shift, c.floatStd).reduce(0.0) { $0 + abs(Double($1.0)) / max($1.1, 1e-12) } / Double(max(c.shift.count, 1))
+        return LayerCorrection(node: node, output: output, channels: c.scale.count, storedAs: storedAs,
+                               meanScaleChange: scaleChange, meanShift: shift)
     }
 
     /// Per channel, a = σ_float / σ_binarized and b = μ_float − a·μ_binarized (a = 1 where either
@@ -270,6 +275,37 @@ public enum Calibration {
         }
         let rows = parts.reduce(0) { $0 + $1.shape[0] }
         return [model.inputs[0].name: MBTensor(shape: [rows] + tail, floats: parts.flatMap(\.floats))]
+    }
+}
+
+extension Calibration {
+    /// Refuses calibration inputs the model cannot take or that would poison the statistics:
+    /// a missing input, a float model input given another element type, a rank or fixed
+    /// dimension that differs from the model's declaration, an empty batch, NaN or Inf. One line
+    /// naming the path, the input and the problem.
+    static func check(_ inputs: [String: MBTensor], model: MBModel, path: String) throws {
+        for info in model.inputs {
+            guard let t = inputs[info.name] else { throw ConversionError("\(path): no calibration values for model input '\(info.name)'") }
+            if let type = info.elementType, type == .float || type == .float16 || type == .double, t.elementType != .float {
+                throw ConversionError("\(path): input '\(info.name)' is \(t.elementType.name); the model takes float (give float32 .npy)")
+            }
+            if let dims = info.shape {
+                guard dims.count == t.shape.count else {
+                    throw ConversionError("\(path): input '\(info.name)' has shape \(t.shape); the model takes rank \(dims.count) (\(dims.map(\.description).joined(separator: "x")))")
+                }
+                for (axis, dim) in dims.enumerated() {
+                    if case .fixed(let n) = dim, axis > 0 || n != 1, Int(n) != t.shape[axis] {
+                        throw ConversionError("\(path): input '\(info.name)' has shape \(t.shape); the model takes \(dims.map(\.description).joined(separator: "x")) (axis \(axis) differs)")
+                    }
+                }
+            }
+            guard let batch = t.shape.first, batch >= 1, t.shape.allSatisfy({ $0 > 0 }) else {
+                throw ConversionError("\(path): input '\(info.name)' holds no samples (shape \(t.shape))")
+            }
+            if t.elementType == .float, let bad = t.floats.firstIndex(where: { !$0.isFinite }) {
+                throw ConversionError("\(path): input '\(info.name)' value \(bad) is \(t.floats[bad]) (calibration inputs must be finite)")
+            }
+        }
     }
 }
 

@@ -54,7 +54,10 @@ public enum Conversion {
         // Calibration inputs, read once: for `allocate: sensitivity` and for `--calibrate`.
         var calibrationInputs: [String: MBTensor]?
         if let calibrationPath = options.calibrate {
-            calibrationInputs = try Calibration.loadInputs(calibrationPath, model: MBModel(ir: IRModel(graph: prepared.graph, opsets: prepared.opsets)))
+            let model = try MBModel(ir: IRModel(graph: prepared.graph, opsets: prepared.opsets))
+            let inputs = try Calibration.loadInputs(calibrationPath, model: model)
+            try Calibration.check(inputs, model: model, path: calibrationPath)
+            calibrationInputs = inputs
         }
         var allocation: [Sensitivity.Layer]?
         var allocationSeconds: Double?
@@ -67,14 +70,31 @@ public enum Conversion {
             allocation = try Sensitivity.allocate(&prepared, target: target, inputs: inputs, threads: options.threads)
             allocationSeconds = Date().timeIntervalSince(start)
         }
-        let layers = try binarize(prepared, threads: options.threads, progress: progress)
+        var layers = try binarize(prepared, threads: options.threads, progress: progress)
         var graph = prepared.graph
         for outcome in layers { graph.constants[prepared.constantIndex[outcome.name]!] = outcome.tensor }
         graph = ActivationAttributes.apply(prepared.plans, to: graph)
         var corrections: [Calibration.LayerCorrection]?
         var storedCorrections: [Calibration.StoredCorrection]?
         var calibrationSeconds: Double?
-        if let inputs = calibrationInputs {
+        let fitsOutput = prepared.plans.contains { plan in
+            if case .binarize(let b) = plan.decision.action { return b.fit == .output }
+            return false
+        }
+        if fitsOutput {
+            // Output-aware binarization: the layers are refitted in graph order, calibrated as they go.
+            guard let inputs = calibrationInputs else {
+                throw ConversionError("\(policyPath): 'fit: output' fits each layer to its output on calibration inputs; pass --calibrate PATH")
+            }
+            let start = Date()
+            let fitted = try OutputAwareConversion.run(prepared, graph: graph, outcomes: layers, inputs: inputs, threads: options.threads)
+            graph = fitted.graph
+            layers = fitted.layers
+            prepared.warnings += fitted.warnings
+            corrections = fitted.corrections
+            storedCorrections = fitted.stored
+            calibrationSeconds = Date().timeIntervalSince(start)
+        } else if let inputs = calibrationInputs {
             let start = Date()
             let layerNodes = Set(prepared.plans.flatMap { plan -> [String] in
                 guard case .binarize(let b) = plan.decision.action, b.calibrate else { return [] }
@@ -264,11 +284,12 @@ public enum Conversion {
             } else {
                 packed = try refit(Binarizer.binarize(input, config), input, b.refit)
             }
+            packed = storedScales(packed, b, exact: exact)
             let stats = Statistics(original: values, packed: packed)
             let tensor = IRTensor(name: name, elementType: .float, shape: constant.shape, storage: .binarized(packed))
             row.encoding = "binarized"
             row.method = exact ? "exact" : b.method.rawValue + refitSuffix(b.refit) + (b.granularity == .element ? "" : " \(b.granularity)")
-            row.scale = packed.scale == .tensor ? "tensor" : "channel"
+            row.scale = (packed.scale == .tensor ? "tensor" : "channel") + (packed.halfScales ? " float16" : "")
             if case .channel(let axis) = packed.scale { row.channelAxis = axis }
             row.requestedMix = mix.entries.filter { $0.fraction > 0 }.map { ConversionReport.MixEntry(bits: $0.bits, fraction: $0.fraction) }
             row.realizedMix = stats.fractions.enumerated().filter { $0.element > 0 }.map { ConversionReport.MixEntry(bits: $0.offset + 1, fraction: $0.element) }
@@ -287,6 +308,14 @@ public enum Conversion {
         case .leastSquares: return try Refit.refit(packed, original: original).packed
         case .alternating: return try AlternatingRefit.refit(packed, original: original).packed
         }
+    }
+
+    /// `scale_type: float16`: every level scale rounded to float16 and stored as such. Kept in
+    /// float32 when a scale does not fit float16, and for exact mode unless rounding changes nothing.
+    static func storedScales(_ packed: PackedTensor, _ b: WeightDecision.Binarization, exact: Bool = false) -> PackedTensor {
+        guard b.scaleType == .float16, let half = packed.withHalfScales() else { return packed }
+        if exact, half.levels.map(\.scales) != packed.levels.map(\.scales) { return packed }
+        return half
     }
 
     static func refitSuffix(_ mode: RefitMode) -> String {

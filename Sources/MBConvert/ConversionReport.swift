@@ -33,6 +33,12 @@ public struct ConversionReport: Codable, Sendable {
         public var normalizedError: Double?
         public var sqnrDB: Double?
         public var maxAbsError: Double?
+        /// `fit: output` only: ‖X_f·w − X_q·q‖² / ‖X_f·w‖² on the calibration rows, of the
+        /// weight-space binarization and of the output fit; rows used; largest damping λ.
+        public var outputErrorWeightFit: Double?
+        public var outputError: Double?
+        public var calibrationRows: Int?
+        public var damping: Double?
 
         init(name: String, op: String, node: String, shape: [Int], rule: String) {
             self.name = name
@@ -132,6 +138,14 @@ public struct ConversionReport: Codable, Sendable {
                 [$0.tensor, String($0.elements), $0.probeMix, String(format: "%.4f", $0.probeWeightError), String(format: "%.3e", $0.probeOutputError),
                  String(format: "%.3e", $0.sensitivity), $0.averageBits.map { String(format: "%.1f", $0) } ?? "-", $0.mix ?? "-"]
             }, rightAligned: [1, 3, 4, 5, 6])
+        }
+        let fitted = layers.filter { $0.outputError != nil }
+        if !fitted.isEmpty {
+            out += "\noutput fit: \(fitted.count) layers fitted to the float model's layer outputs (relative output error on the calibration rows)\n"
+            out += table(header: ["tensor", "rows", "weight fit", "output fit", "damping λ"], rows: fitted.map {
+                [$0.name, String($0.calibrationRows ?? 0), $0.outputErrorWeightFit.map { String(format: "%.4f", $0) } ?? "-",
+                 String(format: "%.4f", $0.outputError ?? 0), $0.damping.map { String(format: "%.3g", $0) } ?? "-"]
+            }, rightAligned: [1, 2, 3, 4])
         }
         if let c = calibration {
             out += String(format: "\ncalibration: %d layers corrected in %.2f s (output channels matched to the float model's mean and variance)\n",

@@ -145,6 +145,7 @@ enum ModelComparison {
     static func packed(_ e: PackedTensor, _ s: PackedTensor) -> String? {
         if e == s { return nil }
         if e.scale != s.scale { return "scales per \(s.scale) stored, per \(e.scale) expected" }
+        if e.halfScales != s.halfScales { return "scales stored as \(s.halfScales ? "float16" : "float32"), expected \(e.halfScales ? "float16" : "float32")" }
         if let i = firstDifference(e.mask, s.mask) {
             return "mask entry \(i) (flat index) is \(i < s.mask.count ? "\(s.mask[i])" : "missing") bits, expected \(i < e.mask.count ? "\(e.mask[i])" : "missing")"
         }

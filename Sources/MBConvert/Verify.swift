@@ -105,12 +105,33 @@ public enum Verify {
                 }
                 Sensitivity.useRecordedMixes(&prepared, layers: layers)
             }
-            let recomputed = try Conversion.binarize(prepared, threads: max(1, ProcessInfo.processInfo.activeProcessorCount), progress: nil)
+            var recomputed = try Conversion.binarize(prepared, threads: max(1, ProcessInfo.processInfo.activeProcessorCount), progress: nil)
             let stored = Dictionary(file.model.graph.constants.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+            // `fit: output` weights depend on calibration inputs the file does not carry: their
+            // stored form is checked for what the policy fixes (shape, bit widths) and then taken
+            // as it is, so the rest of the model is still compared exactly.
+            var fitted: [String: String] = [:]
+            for (i, plan) in prepared.plans.enumerated() {
+                guard case .binarize(let b) = plan.decision.action, b.fit == .output else { continue }
+                let name = plan.tensor.name
+                guard let s = stored[name], case .binarized(let packed) = s.storage else {
+                    failures.append("constant '\(name)': 'fit: output' expects a binarized tensor in the file")
+                    continue
+                }
+                let maxBits = plan.mix?.used.last?.bits ?? PackedTensor.maxLevels
+                if s.shape != plan.tensor.shape || packed.levels.count > maxBits || packed.mask.contains(where: { Int($0) > maxBits }) {
+                    failures.append("constant '\(name)': fitted to the output, but its shape \(s.shape) or bit widths (up to \(packed.levels.count)) do not match the policy (\(plan.tensor.shape), up to \(maxBits))")
+                    continue
+                }
+                recomputed[i].tensor = s
+                fitted[name] = "fitted to calibration data (stored values taken; shape and bit widths checked)"
+            }
             for outcome in recomputed {
                 var check = WeightCheck(name: outcome.name, encoding: outcome.row.encoding, identical: false, detail: nil,
                                         normalizedError: outcome.row.normalizedError)
-                if let s = stored[outcome.name] {
+                if let note = fitted[outcome.name] {
+                    check.detail = note
+                } else if let s = stored[outcome.name] {
                     check.detail = ModelComparison.tensor(outcome.tensor, s)
                     check.identical = check.detail == nil
                 } else {

@@ -16,12 +16,32 @@ public struct PackedTensor: Sendable, Equatable {
     public var mask: [UInt8]
     /// Level k (1-based) is `levels[k - 1]`.
     public var levels: [PackedLevel]
+    /// The scales are stored as IEEE binary16 (every scale is exactly a float16 value); false:
+    /// float32, the paper's and the default.
+    public var halfScales: Bool
 
-    public init(shape: [Int], scale: ScaleMode, mask: [UInt8], levels: [PackedLevel]) {
+    public init(shape: [Int], scale: ScaleMode, mask: [UInt8], levels: [PackedLevel], halfScales: Bool = false) {
         self.shape = shape
         self.scale = scale
         self.mask = mask
         self.levels = levels
+        self.halfScales = halfScales
+    }
+
+    /// The same tensor with every scale rounded to the nearest float16 (stored as such), or nil
+    /// when a scale would overflow float16 or a non-zero scale would round to zero.
+    public func withHalfScales() -> PackedTensor? {
+        var out = self
+        for k in out.levels.indices {
+            for g in out.levels[k].scales.indices {
+                let s = out.levels[k].scales[g]
+                let h = Float(float16Bits: s.float16Bits)
+                guard h.isFinite, (h == 0) == (s == 0) else { return nil }
+                out.levels[k].scales[g] = h
+            }
+        }
+        out.halfScales = true
+        return out
     }
 
     public var count: Int { mask.count }
@@ -68,6 +88,9 @@ public struct PackedTensor: Sendable, Equatable {
             }
             if let bad = level.scales.firstIndex(where: { !$0.isFinite }) {
                 throw PackedTensorError("level \(k + 1) scale of group \(bad) is \(level.scales[bad])")
+            }
+            if halfScales, let bad = level.scales.firstIndex(where: { Float(float16Bits: $0.float16Bits) != $0 }) {
+                throw PackedTensorError("level \(k + 1) scale of group \(bad) is \(level.scales[bad]), not a float16 value")
             }
             let bits = counts[k].reduce(0, +)
             guard level.signs.count == (bits + 63) / 64 else {

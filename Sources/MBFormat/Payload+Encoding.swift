@@ -54,7 +54,7 @@ enum PayloadCodec {
         d.u8(UInt8(levels))
         d.u8(axis == nil ? 0 : 1)
         d.u8(uniform ? 0 : 1)
-        d.u8(0)
+        d.u8(b.halfScales ? 1 : 0)
         d.i32(Int32(axis ?? -1))
         d.u32(UInt32(b.groupCount))
         d.u64(UInt64(maskStream.count))
@@ -62,7 +62,7 @@ enum PayloadCodec {
         for level in b.levels { d.u64(UInt64(level.bitCount)) }
 
         var p = ByteWriter()
-        for level in b.levels { for s in level.scales { p.f32(s) } }
+        for level in b.levels { for s in level.scales { if b.halfScales { p.u16(s.float16Bits) } else { p.f32(s) } } }
         p.pad(to: 8)
         for level in b.levels { for w in level.signs { p.u64(w) } }
         p.raw(maskStream)
@@ -117,20 +117,21 @@ enum PayloadCodec {
     static func decodeBinarized(
         shape: [Int], count: Int, directory r: inout ByteReader, payload: ByteSlice, verifyScales: Bool
     ) throws(DecodeFailure) -> (PackedTensor, Int) {
-        let levels: Int, scaleMode: UInt8, maskCoding: UInt8, axis: Int32, groups: Int, maskBytes: Int
+        let levels: Int, scaleMode: UInt8, maskCoding: UInt8, scaleType: UInt8, axis: Int32, groups: Int, maskBytes: Int
         var frequencies: [UInt16] = []
         var bitCounts: [Int] = []
         do {
             levels = Int(try r.u8("levels"))
             scaleMode = try r.u8("scale mode")
             maskCoding = try r.u8("mask coding")
-            _ = try r.u8("reserved")
+            scaleType = try r.u8("scale type")
             axis = try r.i32("channel axis")
             groups = Int(try r.u32("group count"))
             let mb = try r.u64("mask bytes")
             guard (1...8).contains(levels) else { throw DecodeFailure("\(levels) levels; expected 1...8") }
             guard scaleMode <= 1 else { throw DecodeFailure("unknown scale mode \(scaleMode)") }
             guard maskCoding <= 1 else { throw DecodeFailure("unknown mask coding \(maskCoding)") }
+            guard scaleType <= 1 else { throw DecodeFailure("unknown scale type \(scaleType) (0 = float32, 1 = float16)") }
             guard mb <= UInt64(payload.count) else { throw DecodeFailure("mask of \(mb) bytes does not fit the \(payload.count)-byte payload") }
             maskBytes = Int(mb)
             if maskCoding == 1 { for _ in 0..<levels { frequencies.append(try r.u16("mask frequency")) } }
@@ -160,7 +161,8 @@ enum PayloadCodec {
             guard maskBytes == 0 else { throw DecodeFailure("uniform mask with \(maskBytes) stream bytes") }
         }
         // Payload layout: scales, pad to 8, sign words per level, mask stream.
-        let (scaleBytes, o1) = (levels * groups).multipliedReportingOverflow(by: 4)
+        let scaleSize = scaleType == 1 ? 2 : 4
+        let (scaleBytes, o1) = (levels * groups).multipliedReportingOverflow(by: scaleSize)
         guard !o1 else { throw DecodeFailure("scale count overflows") }
         // Every entry has at least one bit, and level 1's signs are stored in full, so the
         // payload bounds the entry count before anything is allocated for the mask.
@@ -188,7 +190,10 @@ enum PayloadCodec {
                 var level: [Float] = []
                 level.reserveCapacity(groups)
                 for g in 0..<groups {
-                    let v = Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: (k * groups + g) * 4, as: UInt32.self)))
+                    let at = (k * groups + g) * scaleSize
+                    let v = scaleType == 1
+                        ? Float(float16Bits: UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: at, as: UInt16.self)))
+                        : Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: at, as: UInt32.self)))
                     if verifyScales, !v.isFinite, badScale == nil { badScale = "level \(k + 1) scale of group \(g) is \(v)" }
                     level.append(v)
                 }
@@ -260,7 +265,7 @@ enum PayloadCodec {
             }
             packedLevels.append(PackedLevel(scales: scales[k], activeCounts: activeCounts[k], signs: wordsOfLevel))
         }
-        let packed = PackedTensor(shape: shape, scale: scale, mask: flatMask, levels: packedLevels)
+        let packed = PackedTensor(shape: shape, scale: scale, mask: flatMask, levels: packedLevels, halfScales: scaleType == 1)
         do throws(PackedTensorError) { try packed.validate() } catch { throw DecodeFailure(error.message) }
         return (packed, maskBytes)
     }

@@ -33,10 +33,16 @@ public struct WeightDecision: Sendable, Equatable {
         public var granularity: MaskGranularity
         /// With `--calibrate`: correct the output statistics of the layers reading this weight.
         public var calibrate: Bool
+        /// What the signs and scales are fitted to (`fit:`; the weights unless stated).
+        public var fit: FitTarget
+        /// How the level scales are stored (`scale_type:`; float32 unless stated).
+        public var scaleType: ElementType = .float
 
         public init(allocation: Allocation, method: MaskMethod = Self.defaultMethod,
                     scale: ScaleGranularity = Self.defaultScale, refit: RefitMode = Self.defaultRefit,
-                    granularity: MaskGranularity = .element, calibrate: Bool = Self.defaultCalibrate) {
+                    granularity: MaskGranularity = .element, calibrate: Bool = Self.defaultCalibrate,
+                    fit: FitTarget = Self.defaultFit) {
+            self.fit = fit
             self.allocation = allocation
             self.method = method
             self.scale = scale
@@ -50,6 +56,13 @@ public struct WeightDecision: Sendable, Equatable {
         public static let defaultScale = ScaleGranularity.tensor
         public static let defaultRefit = RefitMode.off
         public static let defaultCalibrate = true
+        public static let defaultFit = FitTarget.weights
+
+        func with(scaleType: ElementType) -> Binarization {
+            var b = self
+            b.scaleType = scaleType
+            return b
+        }
     }
 
     public var source: Source
@@ -80,7 +93,8 @@ extension Policy.Settings {
             scale: scale ?? WeightDecision.Binarization.defaultScale,
             refit: refit ?? WeightDecision.Binarization.defaultRefit,
             granularity: granularity ?? .element,
-            calibrate: calibrate ?? WeightDecision.Binarization.defaultCalibrate))
+            calibrate: calibrate ?? WeightDecision.Binarization.defaultCalibrate,
+            fit: fit ?? WeightDecision.Binarization.defaultFit).with(scaleType: scaleType ?? .float))
     }
 }
 

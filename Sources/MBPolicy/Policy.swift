@@ -108,9 +108,14 @@ extension Policy {
         public var activations: ActivationSpec?
         /// With `--calibrate`: correct this layer's output statistics (default true).
         public var calibrate: Bool?
+        /// What the binarized weights are fitted to (`fit: weights | output`).
+        public var fit: FitTarget?
+        /// How the level scales are stored (`scale_type: float32 | float16`).
+        public var scaleType: ElementType?
 
         public init(storage: Storage, method: MaskMethod? = nil, scale: ScaleGranularity? = nil, refit: RefitMode? = nil,
-                    granularity: MaskGranularity? = nil, activations: ActivationSpec? = nil, calibrate: Bool? = nil) {
+                    granularity: MaskGranularity? = nil, activations: ActivationSpec? = nil, calibrate: Bool? = nil, fit: FitTarget? = nil) {
+            self.fit = fit
             self.storage = storage
             self.method = method
             self.scale = scale
@@ -173,6 +178,15 @@ public enum RefitMode: String, Sendable, CaseIterable, ExpressibleByBooleanLiter
     case alternating
 
     public init(booleanLiteral value: Bool) { self = value ? .leastSquares : .off }
+}
+
+/// `fit:` what a binarized weight is fitted to. `weights` is HBB.md (plus the `refit:` extras);
+/// `output` is output-aware binarization (not in the paper, opt-in by name): the signs and scales
+/// that keep the layer's output on calibration inputs closest to the float model's
+/// (MBBinarize's OutputFit; needs `--calibrate`).
+public enum FitTarget: String, Sendable, CaseIterable {
+    case weights
+    case output
 }
 
 extension Policy {

@@ -47,6 +47,12 @@ extension SchemaReader {
             case "calibrate":
                 result.calibrate = bool(item.value, "calibrate must be true or false")
                 valid = result.calibrate != nil
+            case "scale_type":
+                result.scaleType = choice(item.value, "scale_type", noun: "scale type", Policy.keepTypes.map { ($0.name, $0.type) })
+                valid = result.scaleType != nil
+            case "fit":
+                result.fit = choice(item.value, "fit", FitTarget.self)
+                valid = result.fit != nil
             case "granularity":
                 result.granularity = granularity(item.value, activations: false)
                 valid = result.granularity != nil

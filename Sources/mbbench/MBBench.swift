@@ -18,6 +18,8 @@ struct MBBench: ParsableCommand {
             AlexNetBitPlaneBench.self,
             ConvertBench.self,
             CalibrationBench.self,
+            FrontierBench.self,
+            MaskEntropyBench.self,
         ]
     )
 }

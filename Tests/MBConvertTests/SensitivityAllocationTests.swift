@@ -92,6 +92,15 @@ import Testing
         #expect(p.defaultSettings?.refit == .alternating)
     }
 
+    /// The best-found policies fit every weight to its output (and so need calibration inputs).
+    @Test(arguments: ["best-2.5.txt", "best-3.0.txt"])
+    func bestPoliciesParseAndFitOutputs(name: String) throws {
+        let path = root.appendingPathComponent("Examples/policies/with-calibration/\(name)").path
+        let p = try Policy(text: String(contentsOfFile: path, encoding: .utf8), file: path)
+        #expect(p.defaultSettings?.fit == .output)
+        #expect(p.rules.allSatisfy { $0.settings.fit == .output }, "\(name): a rule does not fit its output")
+    }
+
     @Test func sensitivityWithoutCalibrationInputsIsAnErrorAtTheTarget() throws {
         let dir = try workspace()
         defer { try? FileManager.default.removeItem(at: dir) }

@@ -1,0 +1,304 @@
+import Foundation
+import MBBinarize
+import MBCore
+import MBKernels
+import MBPolicy
+import MBRuntime
+
+/// The graph side of output-aware binarization (`fit: output`, MBBinarize's OutputFit): the
+/// binarized layers are visited in graph order; for each layer that fits its output, its input
+/// rows are taken from the float model (X_f) and from the model whose upstream layers are already
+/// fitted and calibrated (X_q), and the weight is refitted on their second moments. With
+/// `--calibrate`, every calibrated layer's output statistics are corrected (as `Calibration`
+/// does) before any later layer's inputs are measured, so each fit sees the upstream that will
+/// be stored. Replaces the separate calibration step when a policy fits any output.
+enum OutputAwareConversion {
+    struct Outcome {
+        var graph: IRGraph
+        var layers: [Conversion.LayerOutcome]
+        var corrections: [Calibration.LayerCorrection]
+        var stored: [Calibration.StoredCorrection]
+        var warnings: [String]
+    }
+
+    /// One binarized layer node, in graph order.
+    struct Layer {
+        var node: IRNode
+        var plan: ConversionPlan
+        var outcomeIndex: Int
+        var fits: Bool
+        var calibrates: Bool
+    }
+
+    static func run(_ prepared: Conversion.Prepared, graph binarized: IRGraph, outcomes: [Conversion.LayerOutcome],
+                    inputs: [String: MBTensor], threads: Int) throws -> Outcome {
+        var warnings: [String] = []
+        var layers: [Layer] = []
+        let outcomeIndex = Dictionary(outcomes.enumerated().map { ($0.element.name, $0.offset) }, uniquingKeysWith: { a, _ in a })
+        for node in binarized.nodes where WeightedOp(rawValue: node.opType) != nil && !node.outputs.isEmpty {
+            // The weight input (position 1) when it is planned, else any planned input (a bias).
+            let planned = prepared.plans.filter { plan in
+                guard case .binarize = plan.decision.action else { return false }
+                return node.inputs.contains(plan.tensor.name)
+            }
+            guard let plan = planned.first(where: { node.inputs.count > 1 && $0.tensor.name == node.inputs[1] }) ?? planned.first,
+                  case .binarize(let b) = plan.decision.action, let index = outcomeIndex[plan.tensor.name] else { continue }
+            var fits = b.fit == .output
+            if fits, plan.tensor.consumers.count != 1 {
+                warnings.append("tensor '\(plan.tensor.name)': read by \(plan.tensor.consumers.count) nodes; fit: output needs one reader, fitted to the weights instead")
+                fits = false
+            }
+            if fits, let problem = unsupported(node, weight: plan.tensor.name) {
+                warnings.append("tensor '\(plan.tensor.name)': \(problem); fitted to the weights instead")
+                fits = false
+            }
+            layers.append(Layer(node: node, plan: plan, outcomeIndex: index, fits: fits, calibrates: b.calibrate))
+        }
+
+        // Float values every later step compares with: fitted layers' inputs, calibrated layers' outputs.
+        let floatNames = Set(layers.filter(\.fits).map { $0.node.inputs[0] } + layers.filter(\.calibrates).map { $0.node.outputs[0] })
+        let floatValues = try run(prepared.graph, exposing: Array(floatNames), opsets: prepared.opsets, inputs: inputs, threads: threads, transforms: [:])
+
+        var graph = binarized
+        var results = outcomes
+        var corrections: [Calibration.LayerCorrection] = []
+        var stored: [Calibration.StoredCorrection] = []
+        var pending: [Layer] = []
+
+        /// Runs `graph` once: corrects every pending layer's output as it is computed (and folds
+        /// the corrections), and returns the values asked for as the corrected model computes them.
+        func advance(exposing names: [String]) throws -> [String: MBTensor] {
+            let found = CorrectionBox()
+            var transforms: [String: (MBTensor) -> MBTensor] = [:]
+            for layer in pending {
+                let output = layer.node.outputs[0], node = layer.node
+                guard let reference = floatValues[output] else { continue }
+                transforms[output] = { y in
+                    guard y.shape == reference.shape, y.shape.count >= 2 else { return y }
+                    let ax = Calibration.axis(for: node, rank: y.shape.count)
+                    let f = Calibration.channelStatistics(reference, axis: ax)
+                    let (scale, shift) = Calibration.correction(float: f, binarized: Calibration.channelStatistics(y, axis: ax))
+                    found.set(output, scale: scale, shift: shift, floatStd: f.variance.map { $0.squareRoot() }, rank: y.shape.count, axis: ax)
+                    return Calibration.apply(y, axis: ax, scale: scale, shift: shift)
+                }
+            }
+            let values = try run(graph, exposing: names + pending.map { $0.node.outputs[0] }, opsets: prepared.opsets, inputs: inputs,
+                                 threads: threads, transforms: transforms)
+            for layer in pending {
+                let output = layer.node.outputs[0]
+                guard let c = found.get(output) else {
+                    corrections.append(Calibration.LayerCorrection(node: layer.node.name, output: output, channels: 0,
+                                                                   storedAs: "not corrected (its output is not a rank >= 2 tensor shaped like the float model's)",
+                                                                   meanScaleChange: 0, meanShift: 0))
+                    continue
+                }
+                let storedAs = Calibration.fold(c, output: output, into: &graph)
+                stored.append(Calibration.StoredCorrection(output: output, c))
+                corrections.append(Calibration.report(c, node: layer.node.name, output: output, storedAs: storedAs))
+            }
+            pending = []
+            return values
+        }
+
+        for layer in layers {
+            if layer.fits {
+                let input = layer.node.inputs[0]
+                let quantized = try advance(exposing: [input])
+                guard let xq = quantized[input], let xf = floatValues[input] else {
+                    throw ConversionError("layer '\(layer.node.name)': its input '\(input)' was not computed on the calibration inputs")
+                }
+                let (outcome, notes) = try fit(layer, prepared: prepared, current: results[layer.outcomeIndex], xf: xf, xq: xq)
+                warnings += notes.map { "tensor '\(layer.plan.tensor.name)': \($0)" }
+                results[layer.outcomeIndex] = outcome
+                graph.constants[prepared.constantIndex[outcome.name]!] = outcome.tensor
+            }
+            if layer.calibrates { pending.append(layer) }
+        }
+        if !pending.isEmpty { _ = try advance(exposing: []) }
+        return Outcome(graph: graph, layers: results, corrections: corrections, stored: stored, warnings: warnings)
+    }
+
+    /// Why `node` cannot be fitted to its output, or nil.
+    static func unsupported(_ node: IRNode, weight: String) -> String? {
+        switch node.opType {
+        case "Conv":
+            guard node.inputs.count >= 2, node.inputs[1] == weight else { return "Conv reads it as its input, not its weight" }
+            if case .string(let bytes)? = node.attribute("auto_pad"), case let pad = String(decoding: bytes, as: UTF8.self),
+               !["NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER"].contains(pad) {
+                return "Conv auto_pad '\(pad)'"
+            }
+            return nil
+        case "Gemm":
+            guard node.inputs.count >= 2, node.inputs[1] == weight else { return "Gemm reads it as A; fit: output needs the weight as B" }
+            if case .int(let t)? = node.attribute("transA"), t != 0 { return "Gemm with transA = 1" }
+            return nil
+        case "MatMul":
+            guard node.inputs.count == 2, node.inputs[1] == weight else { return "MatMul reads it as its left operand" }
+            return nil
+        default:
+            return "\(node.opType) layers are not fitted to their output"
+        }
+    }
+
+    /// Refits one layer's weight to its output; the outcome's tensor and report row are replaced.
+    static func fit(_ layer: Layer, prepared: Conversion.Prepared, current: Conversion.LayerOutcome, xf: MBTensor, xq: MBTensor) throws
+        -> (Conversion.LayerOutcome, [String]) {
+        let plan = layer.plan
+        let constant = prepared.graph.constants[prepared.constantIndex[plan.tensor.name]!]
+        let weights = try Conversion.floatValues(of: constant)
+        let name = plan.tensor.name
+        guard xf.shape == xq.shape else {
+            throw ConversionError("layer '\(layer.node.name)': input \(xq.shape) in the binarized model, \(xf.shape) in the float model")
+        }
+        let (geometry, moments) = try accumulate(layer.node, weightShape: constant.shape, xf: xf, xq: xq)
+        var notes: [String] = []
+        let system: OutputFit.System
+        do { system = try OutputFit.system(moments, geometry: geometry) } catch {
+            notes.append("\(error); fitted to the weights instead")
+            return (current, notes)
+        }
+        notes += system.warnings
+        let target = OutputFit.target(weights: weights, moments: moments, system: system, geometry: geometry)
+        // The policy's own method on the target w' gives the mask and the first scales.
+        var targetConstant = constant
+        targetConstant.elementType = .float
+        targetConstant.storage = .dense(target.withUnsafeBytes { ByteSlice(storage: ByteStorage(copying: $0)) })
+        let start = try Conversion.convert(plan, constant: targetConstant, policy: prepared.policy)
+        guard case .binarized(let startPacked) = start.tensor.storage else { return (current, notes) }
+        let result: OutputFit.Result
+        do { result = try OutputFit.fit(start: startPacked, target: target, system: system, geometry: geometry) } catch {
+            notes.append("\(error); fitted to the weights instead")
+            return (current, notes)
+        }
+        notes += result.warnings
+        guard case .binarize(let b) = plan.decision.action else { return (current, notes) }
+        let packed = Conversion.storedScales(result.packed, b)
+        var outcome = current
+        outcome.tensor = IRTensor(name: name, elementType: .float, shape: constant.shape, storage: .binarized(packed))
+        let fitted = packed.dequantized()
+        let stats = Statistics(original: weights, packed: packed)
+        var row = current.row
+        row.method = (row.method ?? "") + "+output-fit"
+        row.averageBits = stats.averageBits
+        row.realizedMix = stats.fractions.enumerated().filter { $0.element > 0 }.map { ConversionReport.MixEntry(bits: $0.offset + 1, fraction: $0.element) }
+        row.normalizedError = stats.normalizedError
+        row.sqnrDB = stats.sqnrDB
+        row.maxAbsError = stats.maxAbsError
+        if case .binarized(let before) = current.tensor.storage {
+            row.outputErrorWeightFit = OutputFit.relativeOutputError(weights: weights, fitted: before.dequantized(), moments: moments, geometry: geometry)
+        }
+        row.outputError = OutputFit.relativeOutputError(weights: weights, fitted: fitted, moments: moments, geometry: geometry)
+        row.calibrationRows = moments.sampleRows
+        row.damping = system.damping.max()
+        outcome.row = row
+        return (outcome, notes)
+    }
+
+    /// The fit's view of the weight and the moments of the layer's input rows.
+    static func accumulate(_ node: IRNode, weightShape: [Int], xf: MBTensor, xq: MBTensor) throws -> (OutputFit.Geometry, OutputFit.Moments) {
+        let a = xf.floats, b = xq.floats
+        if node.opType == "Conv" {
+            let conv = try convGeometry(node, weightShape: weightShape, input: xq.shape)
+            let d = conv.inPerGroup * conv.kernelSize
+            let geometry = OutputFit.Geometry(rows: conv.outChannels, columns: d, groups: conv.groups, rowStride: d, columnStride: 1)
+            var moments = OutputFit.Moments(groups: conv.groups, columns: d)
+            let positions = conv.outputSize
+            var rf = [Double](repeating: 0, count: positions * d), rq = rf
+            a.withUnsafeBufferPointer { fp in
+                b.withUnsafeBufferPointer { qp in
+                    for n in 0..<conv.batch {
+                        for g in 0..<conv.groups {
+                            ConvRows.extract(fp.baseAddress!, geometry: conv, sample: n, group: g, into: &rf)
+                            ConvRows.extract(qp.baseAddress!, geometry: conv, sample: n, group: g, into: &rq)
+                            add(&moments, group: g, xq: rq, xf: rf, rows: positions, columns: d)
+                        }
+                    }
+                }
+            }
+            moments.sampleRows = conv.batch * positions
+            return (geometry, moments)
+        }
+        // Gemm / MatMul: rows of the input's last axis (Gemm inputs are 2-D).
+        guard weightShape.count == 2, let k = xq.shape.last, k > 0 else {
+            throw ConversionError("layer '\(node.name)': \(node.opType) weight \(weightShape) and input \(xq.shape) cannot be fitted")
+        }
+        let transB: Bool
+        if node.opType == "Gemm", case .int(let t)? = node.attribute("transB") { transB = t != 0 } else { transB = false }
+        let n = transB ? weightShape[0] : weightShape[1]
+        guard (transB ? weightShape[1] : weightShape[0]) == k else {
+            throw ConversionError("layer '\(node.name)': input \(xq.shape) does not match weight \(weightShape)")
+        }
+        let geometry = transB ? OutputFit.Geometry(rows: n, columns: k, rowStride: k, columnStride: 1)
+            : OutputFit.Geometry(rows: n, columns: k, rowStride: 1, columnStride: n)
+        var moments = OutputFit.Moments(groups: 1, columns: k)
+        let rows = a.count / k, chunk = 4096
+        var start = 0
+        while start < rows {
+            let count = min(chunk, rows - start)
+            let rf = a[(start * k)..<((start + count) * k)].map(Double.init), rq = b[(start * k)..<((start + count) * k)].map(Double.init)
+            add(&moments, group: 0, xq: rq, xf: rf, rows: count, columns: k)
+            start += count
+        }
+        moments.sampleRows = rows
+        return (geometry, moments)
+    }
+
+    static func add(_ m: inout OutputFit.Moments, group g: Int, xq: [Double], xf: [Double], rows: Int, columns d: Int) {
+        SymmetricMatrix.accumulateTransposeProduct(a: xq, b: xq, rows: rows, n: d, m: d, into: &m.quantized[g])
+        SymmetricMatrix.accumulateTransposeProduct(a: xq, b: xf, rows: rows, n: d, m: d, into: &m.cross[g])
+        SymmetricMatrix.accumulateTransposeProduct(a: xf, b: xf, rows: rows, n: d, m: d, into: &m.float[g])
+    }
+
+    /// The convolution `node` computes on an input of shape `input` (ONNX Conv attributes).
+    static func convGeometry(_ node: IRNode, weightShape w: [Int], input x: [Int]) throws -> ConvGeometry {
+        func ints(_ name: String) -> [Int]? {
+            if case .ints(let v)? = node.attribute(name) { return v.map { Int($0) } }
+            return nil
+        }
+        var group = 1
+        if case .int(let g)? = node.attribute("group") { group = Int(g) }
+        guard x.count >= 3, w.count == x.count else {
+            throw ConversionError("layer '\(node.name)': input \(x) and weight \(w) are not a convolution")
+        }
+        let r = x.count - 2
+        let spatial = Array(x[2...]), kernel = Array(w[2...])
+        let strides = ints("strides") ?? Array(repeating: 1, count: r)
+        let dilations = ints("dilations") ?? Array(repeating: 1, count: r)
+        var begin = Array(repeating: 0, count: r), end = begin
+        var autoPad = "NOTSET"
+        if case .string(let s)? = node.attribute("auto_pad") { autoPad = String(decoding: s, as: UTF8.self) }
+        if autoPad == "SAME_UPPER" || autoPad == "SAME_LOWER" {
+            for i in 0..<r {
+                let out = (spatial[i] + strides[i] - 1) / strides[i]
+                let total = max(0, (out - 1) * strides[i] + (kernel[i] - 1) * dilations[i] + 1 - spatial[i])
+                begin[i] = autoPad == "SAME_UPPER" ? total / 2 : total - total / 2
+                end[i] = total - begin[i]
+            }
+        } else if autoPad == "NOTSET", let pads = ints("pads"), pads.count == 2 * r {
+            begin = Array(pads[..<r])
+            end = Array(pads[r...])
+        }
+        let g = ConvGeometry(batch: x[0], inChannels: x[1], outChannels: w[0], groups: group, input: spatial, kernel: kernel,
+                             strides: strides, dilations: dilations, padBegin: begin, padEnd: end)
+        if let problem = g.problem { throw ConversionError("layer '\(node.name)': \(problem)") }
+        guard w[1] == g.inPerGroup else {
+            throw ConversionError("layer '\(node.name)': weight \(w) does not fit \(x[1]) input channels in \(group) groups")
+        }
+        return g
+    }
+
+    /// Runs `graph` on `inputs` and returns the named values (graph inputs are returned as given).
+    static func run(_ graph: IRGraph, exposing names: [String], opsets: [IROpset], inputs: [String: MBTensor], threads: Int,
+                    transforms: [String: (MBTensor) -> MBTensor]) throws -> [String: MBTensor] {
+        var g = graph
+        let inputNames = Set(graph.inputs.map(\.name))
+        var seen = Set(g.outputs.map(\.name))
+        for name in names where !inputNames.contains(name) && !seen.contains(name) {
+            g.outputs.append(IRValueInfo(name: name, elementType: .float, shape: nil))
+            seen.insert(name)
+        }
+        var values = try MBModel(ir: IRModel(graph: g, opsets: opsets)).makeSession(.init(threads: threads)).run(inputs, transforming: transforms)
+        for name in names where inputNames.contains(name) { values[name] = inputs[name] }
+        return values
+    }
+}

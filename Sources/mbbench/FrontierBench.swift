@@ -1,0 +1,187 @@
+import ArgumentParser
+import Foundation
+import MBConvert
+import MBCore
+import MBFormat
+import MBRuntime
+
+/// `mbbench frontier`: stored size against kept answers for a grid of policies, each converted
+/// with and without calibration inputs and evaluated on separate inputs.
+struct FrontierBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "frontier",
+        abstract: "Stored bits per weight against top-1 agreement, margin-aware agreement and cosine, for a grid of policies.",
+        discussion: """
+            Each policy (the built-in grid, or every .txt in --policies) is converted without and with \
+            --calibrate (policies that need calibration inputs, 'fit: output' or 'allocate: sensitivity', \
+            only with), then run on the evaluation inputs and compared with the float model on the same \
+            runtime. Stored bits per weight count everything stored for every weight the policy governs \
+            (signs, masks, scales, kept floats; the first layer included) over all of them; the whole \
+            file's bits per weight are listed too. --csv writes the same rows.
+            """
+    )
+
+    @Option(help: "The float model.")
+    var model = "../shared/models/ch_ppocr_mobile_v2.0_cls_infer.onnx"
+
+    @Option(help: "Calibration inputs (.npy file or folder).")
+    var calibration = "../shared/models/ch_ppocr_mobile_v2.0_cls_infer/calib_x.npy"
+
+    @Option(help: "Evaluation inputs (.npy file or folder), never the calibration inputs.")
+    var eval = "../shared/models/ch_ppocr_mobile_v2.0_cls_infer/eval_x.npy"
+
+    @Option(help: "A folder of policy .txt files to measure instead of the built-in grid.")
+    var policies: String?
+
+    @Option(help: "Also write the table as CSV to this file.")
+    var csv: String?
+
+    @Option(help: "Threads.")
+    var threads = ProcessInfo.processInfo.activeProcessorCount
+
+    /// The built-in grid: the paper's mixes, homogeneous residual bits, weight and output fit,
+    /// tensor scales and float16 channel scales.
+    static var grid: [(name: String, text: String)] {
+        var out: [(String, String)] = []
+        let storages = [("paper 70/20/10", "mix: {1: 0.7, 2: 0.2, 3: 0.1}"), ("2-bit", "bits: 2"), ("3-bit", "bits: 3")]
+        let scales = [("tensor", "scale: tensor"), ("channel f16", "scale: channel\n  scale_type: float16")]
+        for (sName, storage) in storages {
+            for (cName, scale) in scales {
+                for fit in ["weights", "output"] {
+                    let refit = fit == "output" || sName != "paper 70/20/10" ? "alternating" : "false"
+                    out.append(("\(sName), \(cName), refit \(refit), fit \(fit)",
+                                "version: 1\ndefault:\n  \(storage)\n  \(scale)\n  refit: \(refit)\n  fit: \(fit)\n"))
+                }
+            }
+        }
+        return out
+    }
+
+    func run() throws {
+        guard URL(fileURLWithPath: calibration).standardizedFileURL != URL(fileURLWithPath: eval).standardizedFileURL else {
+            throw ValidationError("the calibration and evaluation inputs must differ")
+        }
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mbbench-frontier-\(getpid())").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var list: [(name: String, path: String, text: String)] = []
+        if let policies {
+            for f in try FileManager.default.contentsOfDirectory(atPath: policies).filter({ $0.hasSuffix(".txt") }).sorted() {
+                let path = (policies as NSString).appendingPathComponent(f)
+                list.append((f, path, try String(contentsOfFile: path, encoding: .utf8)))
+            }
+        } else {
+            for (i, p) in Self.grid.enumerated() {
+                let path = dir + "/grid-\(i).txt"
+                try p.text.write(toFile: path, atomically: true, encoding: .utf8)
+                list.append((p.name, path, p.text))
+            }
+        }
+        let float = try ModelLoading.load(path: model)
+        let feeds = try Calibration.loadInputs(eval, model: float)
+        let reference = try float.makeSession(.init(threads: threads)).run(feeds)
+        let output = float.outputs[0].name
+        let header = ["policy", "calibrated", "stored bits/w", "file bits/w", "top-1", "margin-aware", "cosine", "convert s"]
+        var rows: [[String]] = []
+        for p in list {
+            let needsData = p.text.contains("fit: output") || p.text.contains("sensitivity")
+            for calibrate in needsData ? [true] : [false, true] {
+                var options = Conversion.Options(force: true)
+                options.threads = threads
+                if calibrate { options.calibrate = calibration }
+                let out = dir + "/m.mbm"
+                let row: [String]
+                do {
+                    let report = try Conversion.run(model: model, policy: p.path, output: out, options: options)
+                    let values = try MBModel(contentsOf: URL(fileURLWithPath: out)).makeSession(.init(threads: threads)).run(feeds)
+                    let check = Verify.compare(output, reference[output]!, values[output]!)
+                    row = [p.name, calibrate ? "yes" : "no", String(format: "%.3f", report.totals?.bitsPerWeight ?? 0),
+                           String(format: "%.3f", report.totals?.fileBitsPerWeight ?? 0),
+                           String(format: "%.1f%%", 100 * (check.top1Agreement ?? 0)), String(format: "%.1f%%", 100 * (check.marginAgreement ?? 0)),
+                           String(format: "%.4f", check.cosine), String(format: "%.1f", report.totals?.seconds ?? 0)]
+                } catch {
+                    row = [p.name, calibrate ? "yes" : "no", "error: \(error)", "", "", "", "", ""]
+                }
+                print(row.joined(separator: " | "))
+                rows.append(row)
+            }
+        }
+        print("\n\(model): \(feeds.values.first!.shape[0]) evaluation inputs (\(eval)), calibration \(calibration)")
+        print(table(header: header, rows: rows, rightAligned: Set(2..<header.count)), terminator: "")
+        if let csv {
+            let quoted = ([header] + rows).map { $0.map { "\"" + $0.replacingOccurrences(of: "\"", with: "\"\"") + "\"" }.joined(separator: ",") }
+            try (quoted.joined(separator: "\n") + "\n").write(toFile: csv, atomically: true, encoding: .utf8)
+        }
+    }
+}
+
+/// `mbbench mask-entropy`: how many bits per entry a per-entry mask needs, unconditionally and
+/// given a context (kernel tap, output channel, input channel, the previous entry), against what
+/// the file's rANS stream spends. A context model pays only if its conditional entropy plus its
+/// frequency tables (one 15-bit frequency per symbol per context) beat the stored stream.
+struct MaskEntropyBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mask-entropy",
+        abstract: "Conditional entropy of the stored per-entry masks of .mbm files, per context, against the stored stream."
+    )
+
+    @Argument(help: "Converted .mbm files.")
+    var files: [String]
+
+    func run() throws {
+        let contexts = ["none", "kernel tap", "output channel", "input channel", "previous entry", "tap + previous"]
+        var rows: [[String]] = []
+        for path in files {
+            let file = try MBMFile.open(path: path)
+            var entries = 0, streamBits = 0
+            var bits = [Double](repeating: 0, count: contexts.count)
+            for t in file.model.graph.constants {
+                guard case .binarized(let p) = t.storage, p.levels.count > 1, p.mask.contains(where: { Int($0) != p.levels.count }) else { continue }
+                let shape = p.shape, n = p.count, K = p.levels.count
+                let taps = shape.count >= 3 ? shape[2...].reduce(1, *) : 1
+                let inner = shape.count >= 2 ? shape[1...].reduce(1, *) : n
+                let channelsIn = shape.count >= 2 ? shape[1] : 1
+                func context(_ c: Int, _ j: Int) -> Int {
+                    let previous = j == 0 ? 0 : Int(p.mask[j - 1])
+                    switch c {
+                    case 1: return j % taps
+                    case 2: return j / inner
+                    case 3: return (j / taps) % channelsIn
+                    case 4: return previous
+                    case 5: return (j % taps) * (K + 1) + previous
+                    default: return 0
+                    }
+                }
+                for c in contexts.indices {
+                    var counts: [Int: [Int]] = [:]
+                    for j in 0..<n { counts[context(c, j), default: [Int](repeating: 0, count: K)][Int(p.mask[j]) - 1] += 1 }
+                    var h = 0.0
+                    for (_, row) in counts {
+                        let total = Double(row.reduce(0, +))
+                        for x in row where x > 0 { h -= Double(x) * log2(Double(x) / total) }
+                    }
+                    bits[c] += h + Double(counts.count * K * 15)
+                }
+                entries += n
+                // What the file spends on this mask: the rANS stream plus its frequency table.
+                streamBits += maskStreamBytes(p) * 8 + K * 16
+            }
+            guard entries > 0 else { continue }
+            rows.append([URL(fileURLWithPath: path).lastPathComponent, String(entries), String(format: "%.4f", Double(streamBits) / Double(entries))]
+                        + bits.map { String(format: "%.4f", $0 / Double(entries)) })
+        }
+        let header = ["file", "mask entries", "stored"] + contexts.map { "H(M | \($0))" }
+        print(table(header: header, rows: rows, rightAligned: Set(1..<header.count)), terminator: "")
+        print("bits per mask entry; each conditional figure includes its frequency tables (15 bits per symbol per context)")
+    }
+
+    /// The rANS stream's length for this mask, as the writer would store it.
+    func maskStreamBytes(_ p: PackedTensor) -> Int {
+        let K = p.levels.count
+        var counts = [Int](repeating: 0, count: K)
+        for m in p.mask { counts[Int(m) - 1] += 1 }
+        let frequencies = MaskCoder.frequencies(counts: counts)
+        let symbols = p.mask.map { $0 - 1 }
+        return (try? symbols.withUnsafeBufferPointer { try MaskCoder.encode($0, frequencies: frequencies) }.count) ?? 0
+    }
+}

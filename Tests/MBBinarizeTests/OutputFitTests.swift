@@ -1,0 +1,134 @@
+import MBBinarize
+import MBCore
+import MBKernels
+import Testing
+
+/// `fit: output` (OutputFit): the blocked BLAS version against its plain twin, and the properties
+/// the conversion relies on.
+@Suite struct OutputFitTests {
+    /// Relative tolerance between the fast and reference fits' objectives: the two add the same
+    /// terms in different orders (blocked dgemm against plain loops), nothing else differs.
+    static let objectiveTolerance = 1e-9
+    /// Fraction of entries allowed to take another value: a column's error is the same up to
+    /// rounding, so only an entry sitting within rounding of a decision boundary may flip.
+    static let flippedEntries = 0.002
+
+    /// A small layer: float inputs X_f (rows × d) and the binarized upstream's X_q = X_f + noise.
+    struct Layer {
+        var geometry: OutputFit.Geometry
+        var weights: [Float]
+        var moments: OutputFit.Moments
+        var shape: [Int]
+    }
+
+    static func layer(rows n: Int, outputs o: Int, columns d: Int, groups: Int = 1, noise: Double, seed: UInt64) -> Layer {
+        var rng = SeededGenerator(seed: seed)
+        let geometry = OutputFit.Geometry(rows: o, columns: d, groups: groups, rowStride: d, columnStride: 1)
+        var moments = OutputFit.Moments(groups: groups, columns: d)
+        for g in 0..<groups {
+            // Correlated columns (a running sum), as neighbouring pixels are.
+            var xf = [Double](repeating: 0, count: n * d), xq = xf
+            for r in 0..<n {
+                var run = 0.0
+                for c in 0..<d {
+                    run = 0.7 * run + rng.nextNormal()
+                    xf[r * d + c] = run + 0.1 * Double(g)
+                    xq[r * d + c] = run + noise * rng.nextNormal()
+                }
+            }
+            for (a, b, into) in [(xq, xq, 0), (xq, xf, 1), (xf, xf, 2)] {
+                var m = [Double](repeating: 0, count: d * d)
+                SymmetricMatrix.accumulateTransposeProduct(.reference, a: a, b: b, rows: n, n: d, m: d, into: &m)
+                switch into {
+                case 0: moments.quantized[g] = m
+                case 1: moments.cross[g] = m
+                default: moments.float[g] = m
+                }
+            }
+        }
+        moments.sampleRows = n
+        let weights = (0..<(o * d)).map { _ in Float(rng.nextNormal() * 0.1) }
+        return Layer(geometry: geometry, weights: weights, moments: moments, shape: [o, d])
+    }
+
+    static func start(_ layer: Layer, _ target: [Float], _ config: BinarizationConfig) throws -> PackedTensor {
+        try Binarizer.binarize(FloatTensor(name: "w", shape: layer.shape, values: target), config)
+    }
+
+    // d = 150 > blockSize, so the fast version's trailing BLAS update runs.
+    @Test(arguments: [(tenths([7, 2, 1]), ScaleMode.tensor, 1), (try! BitDistribution.homogeneous(2), .channel(axis: 0), 1),
+                      (try! BitDistribution.homogeneous(3), .channel(axis: 0), 2), (tenths([5, 5, 0]), .tensor, 2)])
+    func fastMatchesReference(mix: BitDistribution, scale: ScaleMode, groups: Int) throws {
+        let layer = Self.layer(rows: 400, outputs: 8, columns: 150, groups: groups, noise: 0.3, seed: 21)
+        let fastSystem = try OutputFit.system(layer.moments, geometry: layer.geometry, variant: .fast)
+        let refSystem = try OutputFit.system(layer.moments, geometry: layer.geometry, variant: .reference)
+        #expect(fastSystem.damping == refSystem.damping)
+        for g in 0..<groups {
+            let worst = zip(fastSystem.inverseFactor[g], refSystem.inverseFactor[g]).map { abs($0 - $1) }.max()!
+            let size = refSystem.inverseFactor[g].map(abs).max()!
+            #expect(worst <= 1e-9 * size, "group \(g): inverse factors differ by \(worst) (largest entry \(size))")
+        }
+        let fastTarget = OutputFit.target(weights: layer.weights, moments: layer.moments, system: fastSystem, geometry: layer.geometry, variant: .fast)
+        let refTarget = OutputFit.target(weights: layer.weights, moments: layer.moments, system: refSystem, geometry: layer.geometry, variant: .reference)
+        let targetDiff = zip(fastTarget, refTarget).map { abs(Double($0) - Double($1)) }.max()!
+        #expect(targetDiff <= 1e-5, "targets differ by \(targetDiff)")
+
+        // Same start for both, so only the fit itself is compared.
+        let start = try Self.start(layer, refTarget, BinarizationConfig(distribution: mix, scale: scale))
+        let fast = try OutputFit.fit(start: start, target: refTarget, system: refSystem, geometry: layer.geometry, variant: .fast)
+        let ref = try OutputFit.fit(start: start, target: refTarget, system: refSystem, geometry: layer.geometry, variant: .reference)
+        #expect(fast.packed.mask == start.mask && ref.packed.mask == start.mask, "the mask moved")
+        #expect(throws: Never.self) { try fast.packed.validate() }
+        let rel = abs(fast.objectiveAfter - ref.objectiveAfter) / ref.objectiveAfter
+        let a = fast.packed.dequantized(), b = ref.packed.dequantized()
+        let flipped = zip(a, b).filter { abs($0 - $1) > 1e-4 * max(abs($0), abs($1), 1e-3) }.count
+        #expect(rel <= Self.objectiveTolerance || Double(flipped) <= Self.flippedEntries * Double(a.count),
+                "\(mix) \(scale) groups \(groups): objectives \(fast.objectiveAfter) vs \(ref.objectiveAfter), \(flipped) of \(a.count) entries differ")
+        #expect(fast.objectiveAfter <= fast.objectiveBefore && ref.objectiveAfter <= ref.objectiveBefore)
+        print("output fit \(mix) \(scale) groups \(groups): objective \(ref.objectiveBefore) -> \(ref.objectiveAfter) (fast \(fast.objectiveAfter), \(flipped) entries differ), rounds \(ref.rounds)/\(fast.rounds)")
+    }
+
+    /// On the calibration rows the layer's output error falls well below the weight-space
+    /// binarization's (upstream noise included), and scales stay non-negative.
+    @Test func lowersTheOutputError() throws {
+        let layer = Self.layer(rows: 600, outputs: 16, columns: 48, noise: 0.4, seed: 5)
+        let system = try OutputFit.system(layer.moments, geometry: layer.geometry)
+        let target = OutputFit.target(weights: layer.weights, moments: layer.moments, system: system, geometry: layer.geometry)
+        let config = BinarizationConfig(distribution: try .homogeneous(2), scale: .channel(axis: 0))
+        let weightFit = try Binarizer.binarize(FloatTensor(name: "w", shape: layer.shape, values: layer.weights), config)
+        let start = try Self.start(layer, target, config)
+        let fit = try OutputFit.fit(start: start, target: target, system: system, geometry: layer.geometry)
+        let before = OutputFit.relativeOutputError(weights: layer.weights, fitted: weightFit.dequantized(), moments: layer.moments, geometry: layer.geometry)
+        let after = OutputFit.relativeOutputError(weights: layer.weights, fitted: fit.packed.dequantized(), moments: layer.moments, geometry: layer.geometry)
+        #expect(after < 0.75 * before, "relative output error \(before) -> \(after)")
+        #expect(fit.packed.levels.allSatisfy { $0.scales.allSatisfy { $0 >= 0 && $0.isFinite } })
+        print("output fit 2-bit channel: relative output error \(before) (weight fit) -> \(after) (output fit)")
+    }
+
+    /// Without upstream error (X_q = X_f) the target is the float weight itself.
+    @Test func targetIsTheWeightWithoutUpstreamError() throws {
+        let layer = Self.layer(rows: 300, outputs: 4, columns: 20, noise: 0, seed: 9)
+        let system = try OutputFit.system(layer.moments, geometry: layer.geometry)
+        let target = OutputFit.target(weights: layer.weights, moments: layer.moments, system: system, geometry: layer.geometry)
+        let worst = zip(target, layer.weights).map { abs($0 - $1) }.max()!
+        #expect(worst <= 1e-5, "w' differs from w by \(worst)")
+    }
+
+    /// Fewer rows than columns (a layer after global pooling): damped, finite, never NaN; all-zero
+    /// inputs are refused.
+    @Test func fewRowsAreDampedAndZeroInputsRefused() throws {
+        let layer = Self.layer(rows: 10, outputs: 6, columns: 64, noise: 0.2, seed: 3)
+        let system = try OutputFit.system(layer.moments, geometry: layer.geometry)
+        let target = OutputFit.target(weights: layer.weights, moments: layer.moments, system: system, geometry: layer.geometry)
+        #expect(target.allSatisfy { $0.isFinite })
+        let fit = try OutputFit.fit(start: try Self.start(layer, target, BinarizationConfig(distribution: try .homogeneous(2))),
+                                    target: target, system: system, geometry: layer.geometry)
+        #expect(fit.packed.dequantized().allSatisfy { $0.isFinite })
+        var zero = layer.moments
+        zero.quantized = zero.quantized.map { $0.map { _ in 0 } }
+        #expect(throws: OutputFit.Failure.self) { try OutputFit.system(zero, geometry: layer.geometry) }
+        var nan = layer.moments
+        nan.quantized[0][0] = .nan
+        #expect(throws: OutputFit.Failure.self) { try OutputFit.system(nan, geometry: layer.geometry) }
+    }
+}

@@ -1,0 +1,105 @@
+import Foundation
+import MBConvert
+import MBCore
+import MBFormat
+import MBRuntime
+import TestSupport
+import Testing
+
+/// `fit: output` through a conversion: each layer's output error on the calibration rows falls,
+/// verify accepts the file, and bad calibration inputs stop the conversion with nothing written.
+@Suite struct OutputFitConversionTests {
+    let root = SharedFixtures.repositoryRoot
+    var model: String { root.appendingPathComponent("Examples/models/tiny_cnn.onnx").path }
+
+    func workspace() throws -> URL {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("outfit-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        return dir
+    }
+
+    func write(_ text: String, _ name: String, in dir: URL) throws -> String {
+        let path = dir.appendingPathComponent(name).path
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    func inputs(_ shape: [Int], seed: UInt64, in dir: URL, poison: Float? = nil) throws -> String {
+        var rng = SeededGenerator(seed: seed)
+        var values = (0..<shape.reduce(1, *)).map { _ in Float(rng.nextNormal()) }
+        if let poison { values[values.count / 2] = poison }
+        let path = dir.appendingPathComponent("calib-\(seed)-\(shape.map(String.init).joined(separator: "x")).npy").path
+        try NPY.write(NPYArray(floats: values, shape: shape), to: path)
+        return path
+    }
+
+    static let policy = """
+        version: 1
+        default:
+          scale: channel
+          fit: output
+
+        """
+
+    @Test(arguments: ["", "  refit: alternating\n  granularity: group:4\n", "  calibrate: false\n", "  bits: 2\n  scale_type: float16\n"])
+    func fitsEveryLayerAndVerifies(extra: String) throws {
+        let dir = try workspace()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let storage = extra.contains("bits:") ? "" : "  mix: {1: 0.6, 2: 0.3, 3: 0.1}\n"
+        let policy = try write(Self.policy + storage + extra, "fit.txt", in: dir)
+        let out = dir.appendingPathComponent("fit.mbm").path
+        var options = Conversion.Options()
+        options.calibrate = try inputs([32, 3, 32, 32], seed: 2, in: dir)
+        let report = try Conversion.run(model: model, policy: policy, output: out, options: options)
+        let binarized = report.layers.filter { $0.encoding == "binarized" }
+        #expect(!binarized.isEmpty)
+        for layer in binarized {
+            let after = try #require(layer.outputError, "\(layer.name): no output error reported")
+            let before = try #require(layer.outputErrorWeightFit)
+            #expect(after.isFinite && after <= before + 1e-9, "\(layer.name): output error \(before) -> \(after)")
+            #expect(layer.method?.hasSuffix("+output-fit") == true, "\(layer.name): method \(layer.method ?? "-")")
+            print("fit: output [\(extra.trimmingCharacters(in: .whitespacesAndNewlines))] \(layer.name): relative output error \(before) -> \(after)")
+        }
+        #expect((report.calibration?.isEmpty ?? true) == extra.contains("calibrate: false"))
+        if extra.contains("float16") {
+            let file = try MBMFile.open(path: out)
+            for layer in binarized {
+                guard case .binarized(let p)? = file.model.graph.constants.first(where: { $0.name == layer.name })?.storage else { continue }
+                #expect(p.halfScales && p.levels.allSatisfy { $0.scales.allSatisfy { Float(float16Bits: $0.float16Bits) == $0 } }, "\(layer.name)")
+            }
+        }
+        let check = try Verify.run(onnx: model, mbm: out, options: Verify.Options())
+        #expect(check.passed, "\(check.failures)")
+        #expect(check.weights.filter { $0.detail?.hasPrefix("fitted to calibration data") == true }.count == binarized.count)
+    }
+
+    @Test func badCalibrationInputsWriteNothing() throws {
+        let dir = try workspace()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let policy = try write(Self.policy + "  bits: 2\n", "fit.txt", in: dir)
+        let out = dir.appendingPathComponent("never.mbm").path
+        // float64 is converted (as the runtime holds it); integers are refused.
+        let integers = dir.appendingPathComponent("int32.npy").path
+        try NPY.write(NPYArray(elementType: .int32, shape: [2, 3, 32, 32], data: [UInt8](repeating: 0, count: 2 * 3 * 32 * 32 * 4)), to: integers)
+        let cases: [(String?, String)] = [
+            (nil, "pass --calibrate"),
+            (try inputs([4, 3, 32, 32], seed: 1, in: dir, poison: .nan), "must be finite"),
+            (try inputs([4, 3, 32, 32], seed: 1, in: dir, poison: .infinity), "must be finite"),
+            (try inputs([4, 3, 16, 32], seed: 1, in: dir), "axis 2 differs"),
+            (try inputs([4, 32, 32], seed: 1, in: dir), "rank 4"),
+            (integers, "the model takes float"),
+        ]
+        for (path, expected) in cases {
+            var options = Conversion.Options()
+            options.calibrate = path
+            do {
+                _ = try Conversion.run(model: model, policy: policy, output: out, options: options)
+                Issue.record("calibration inputs \(path ?? "none"): the conversion did not fail")
+            } catch {
+                #expect("\(error)".contains(expected), "calibration inputs \(path ?? "none"): \(error)")
+                #expect(!"\(error)".contains("\n"), "not one line: \(error)")
+            }
+            #expect(!FileManager.default.fileExists(atPath: out), "\(path ?? "none"): an output was written")
+        }
+    }
+}

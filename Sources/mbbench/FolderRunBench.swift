@@ -177,6 +177,13 @@ struct RunOnceResult: Codable {
     var medianMs: Double
     var minMs: Double
     var peakRSSBytes: Int?
+    /// `.mbm` runs: every constant the model keeps (`MBModel.weightBytes`); the binarized weights
+    /// of Conv/Gemm/MatMul as held and as stored in the file; how many of them run packed.
+    var weightBytes: Int?
+    var binarizedResidentBytes: Int?
+    var binarizedStoredBytes: Int?
+    var packedLayers: Int?
+    var binarizedLayers: Int?
 
     /// Runs `executable arguments` and decodes the result it prints last (its stderr passes through).
     static func child(_ executable: String, _ arguments: [String]) throws -> RunOnceResult {
@@ -207,9 +214,11 @@ struct RunOnce: ParsableCommand {
     @Option var repeats = 20
     @Option(help: "Where to write the first output (.npy).")
     var output: String?
+    @Option(help: "How binarized weights run (.mbm).")
+    var weights: MBModel.Options.Weights = .auto
 
     func run() throws {
-        let m = try RunModel.loadModel(path: model)
+        let m = try RunModel.loadModel(path: model, weights: weights)
         var feeds: [String: MBTensor] = [:]
         for (k, spec) in inputs.enumerated() {
             var name: String, path = spec
@@ -233,7 +242,15 @@ struct RunOnce: ParsableCommand {
         }
         times.sort()
         if let output, let first = m.outputs.first, let t = out[first.name] { try NPY.write(t.npy, to: output) }
-        let r = RunOnceResult(medianMs: times[times.count / 2], minMs: times[0], peakRSSBytes: ImportBenchmark.peakRSS())
+        var r = RunOnceResult(medianMs: times[times.count / 2], minMs: times[0], peakRSSBytes: ImportBenchmark.peakRSS())
+        r.weightBytes = m.weightBytes
+        if Inspect.isMBM(path: model) {
+            let stored = Dictionary(try Inspect.summarizeMBM(path: model).tensors.map { ($0.name, $0.bytes) }, uniquingKeysWith: { a, _ in a })
+            r.binarizedResidentBytes = m.weightChoices.reduce(0) { $0 + $1.residentBytes }
+            r.binarizedStoredBytes = m.weightChoices.reduce(0) { $0 + (stored[$1.weight] ?? 0) }
+            r.packedLayers = m.weightChoices.filter(\.packed).count
+            r.binarizedLayers = m.weightChoices.count
+        }
         print(String(decoding: try JSONEncoder().encode(r), as: UTF8.self))
     }
 }

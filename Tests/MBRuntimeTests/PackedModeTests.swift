@@ -47,9 +47,10 @@ final class PackedModeTests: XCTestCase {
         return out
     }
 
-    func assertModesAgree(_ path: String, feeds: [String: MBTensor], expectPacked: Bool = true, _ what: String) throws {
+    func assertModesAgree(_ path: String, feeds: [String: MBTensor], expectPacked: Bool = true, _ what: String,
+                          mode: MBModel.Options.Weights = .packed, maxWeightBytes: Int? = nil) throws {
         let expanded = try MBModel(contentsOf: URL(fileURLWithPath: path), options: .init(weights: .expanded))
-        let packed = try MBModel(contentsOf: URL(fileURLWithPath: path), options: .init(weights: .packed))
+        let packed = try MBModel(contentsOf: URL(fileURLWithPath: path), options: .init(weights: mode, maxWeightBytes: maxWeightBytes))
         let a = try expanded.makeSession().run(feeds), b = try packed.makeSession(.init(threads: 2)).run(feeds)
         for info in expanded.outputs {
             let d = compare(b[info.name]!, a[info.name]!)
@@ -82,6 +83,54 @@ final class PackedModeTests: XCTestCase {
         let fast = try model.makeSession().run(["input": x]), ref = try model.makeSession(.init(kernels: .reference)).run(["input": x])
         let d = compare(fast["probs"]!, ref["probs"]!)
         XCTAssertLessThanOrEqual(d.relative, Self.packedRelative, "fast vs reference kernels in packed mode: \(d)")
+    }
+
+    /// Auto mode: without a budget every Conv weight stays expanded (same outputs bit for bit);
+    /// with a budget of 0 every weight goes compact; a budget between packs some.
+    func testAutoChoosesWithinTheBudget() throws {
+        let root = SharedFixtures.repositoryRoot.appendingPathComponent("Examples/models")
+        let x = try MBTensor(npy: NPY.read(path: root.appendingPathComponent("tiny_cnn.input.npy").path))
+        let path = try convert(root.appendingPathComponent("tiny_cnn.onnx").path, Self.policies[0].1, name: "tinyauto")
+        let url = URL(fileURLWithPath: path)
+        let expanded = try MBModel(contentsOf: url, options: .init(weights: .expanded))
+        let auto = try MBModel(contentsOf: url, options: .init(weights: .auto))
+        let want = try expanded.makeSession().run(["input": x])
+        XCTAssertFalse(auto.weightChoices.isEmpty)
+        for c in auto.weightChoices where c.packedTrialNanoseconds == nil {
+            XCTAssertFalse(c.packed, "\(c.node): a Conv weight went compact without a budget")
+            XCTAssertGreaterThan(c.decodeNanoseconds, 0, "\(c.node): decode not measured")
+        }
+        let got = try auto.makeSession().run(["input": x])
+        for (name, t) in want where auto.weightChoices.allSatisfy({ !$0.packed }) {
+            XCTAssertEqual(got[name]!.floats, t.floats, "auto without packed weights must equal expanded mode")
+        }
+        let all = try MBModel(contentsOf: url, options: .init(weights: .auto, maxWeightBytes: 0))
+        XCTAssertTrue(all.weightChoices.allSatisfy(\.packed), "budget 0: every weight compact")
+        let packed = try MBModel(contentsOf: url, options: .init(weights: .packed))
+        XCTAssertEqual(all.weightBytes, packed.weightBytes)
+        // A budget between: the expanded total less the saving of one weight packs at least one, not all.
+        let saving = auto.weightChoices.map { $0.expandedBytes - $0.compactBytes }
+        if auto.weightChoices.count > 1, let largest = saving.max() {
+            let some = try MBModel(contentsOf: url, options: .init(weights: .auto, maxWeightBytes: auto.weightBytes - largest))
+            let n = some.weightChoices.filter(\.packed).count
+            XCTAssertTrue(n >= 1 && n < some.weightChoices.count, "budget between: \(n) of \(some.weightChoices.count) packed")
+            XCTAssertLessThanOrEqual(some.weightBytes, auto.weightBytes - largest)
+            try assertModesAgree(path, feeds: ["input": x], "tiny_cnn auto with a budget", mode: .auto, maxWeightBytes: auto.weightBytes - largest)
+        }
+    }
+
+    /// Packed mode holds a binarized weight at about its size in the file.
+    func testPackedResidentBytesFollowTheFile() throws {
+        let root = SharedFixtures.repositoryRoot.appendingPathComponent("Examples/models")
+        for (i, (label, policy)) in Self.policies.prefix(2).enumerated() {
+            let path = try convert(root.appendingPathComponent("tiny_cnn.onnx").path, policy, name: "tinyres\(i)")
+            let stored = Dictionary(try Inspect.summarizeMBM(path: path).tensors.map { ($0.name, $0.bytes) }, uniquingKeysWith: { a, _ in a })
+            let packed = try MBModel(contentsOf: URL(fileURLWithPath: path), options: .init(weights: .packed))
+            let resident = packed.weightChoices.reduce(0) { $0 + $1.residentBytes }
+            let file = packed.weightChoices.reduce(0) { $0 + stored[$1.weight]! }
+            print("\(label): binarized weights resident \(resident) B, stored \(file) B (\(Double(resident) / Double(file))x)")
+            XCTAssertLessThanOrEqual(Double(resident), 1.3 * Double(file), "\(label): resident \(resident) B vs stored \(file) B")
+        }
     }
 
     func testSharedModelsPackedEqualsExpanded() throws {

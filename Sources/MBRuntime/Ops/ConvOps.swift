@@ -108,14 +108,15 @@ enum ConvOps {
             let after: Conv.Activation = activation == fusedActivation ? .none : fusedActivation
             let binarized = try BinarizedInput.spec(n)
             if let w = n.constantInput(1), w.elementType != .float { throw n.unsupported("weights of type \(w.elementType.name) (float only)") }
-            if let packed = n.packedInput(1), let weights = try? PackedConvWeights(packed, groups: a.group, activations: binarized) {
-                n.claimPacked(1, bytes: weights.residentBytes)
+            if let packed = n.packedInput(1), let weights = try? PackedConvWeights(packed, groups: a.group, activations: binarized, n, input: 1) {
+                if weights.choice == nil { n.claimPacked(1, bytes: weights.residentBytes) }
+                let shape = weights.shape
                 return { i, c in
                     let x = try i.float(0, "X")
                     let bias = try i[2].map { _ in try i.float(2, "B") }
                     try Attributes.checkDimensions(("X", x))
-                    let g = try a.geometry(x: x, w: weights.shape, bias: bias)
-                    let y = try weights.forward(g, x: x, bias: bias, relu: activation == .relu, c)
+                    let g = try a.geometry(x: x, w: shape, bias: bias)
+                    let y = try weights.forward(g, x: x, bias: bias, activation: activation, c)
                     return [try FloatElementwise.finish(y, residual: try residualIndex.map { try i.float($0, "residual") }, after, c)]
                 }
             }

@@ -1,0 +1,104 @@
+import MBCore
+
+/// Layers on compact weights: each decodes a tile of rows (at most `tileFloats` floats, in the
+/// caller's `BitPlaneScratch`, reused by every layer) and hands it to the float kernel, so a
+/// layer computes exactly what the float kernel computes on the expanded weights, and no layer
+/// holds more than one tile of floats.
+extension CompactPlanes {
+    /// Largest decoded tile of a Conv or a batched Gemm, in floats (1 MiB: L2-sized).
+    public static let tileFloats = 1 << 18
+    /// Tile of a Gemm at few activation rows, per thread (64 KiB: decoded and read from L1/L2).
+    static let gemvTileFloats = 1 << 14
+
+    /// A Conv whose weights `[outC, inC/groups, k...]` are these rows: `Conv.forward` per tile of
+    /// output channels (whole groups, or a row range of one group), with its epilogue.
+    public func convForward(
+        _ variant: KernelVariant = .fast, _ g: ConvGeometry, input: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+        output: UnsafeMutablePointer<Float>, activation: Activation, threads: Int, scratch: KernelScratch, tiles: BitPlaneScratch
+    ) {
+        precondition(rows == g.outChannels && columns == g.inPerGroup * g.kernelSize, "weights \(rows)x\(columns) do not fit \(g)")
+        let K = columns, perGroup = g.outPerGroup
+        let inSize = g.inputSize, outSize = g.outputSize
+        // Whole groups per tile when a group fits, else row ranges of one group (rounded to the
+        // float GEMM's 6-row blocks).
+        let groupsPerTile = max(1, min(g.groups, Self.tileFloats / max(1, perGroup * K)))
+        let rowsPerTile = perGroup * K <= Self.tileFloats ? perGroup : max(6, Self.tileFloats / max(1, K) / 6 * 6)
+        let tile = tiles.buffer(.decodedWeights, min(rows * K, max(groupsPerTile * perGroup, rowsPerTile) * K), as: Float.self)
+        if rows * K <= Self.tileFloats {
+            decode(variant, rows: 0..<rows, into: tile, ldo: K)
+            Conv.forward(variant, g, input: input, weights: tile, bias: bias, output: output, activation: activation, threads: threads, scratch: scratch)
+            return
+        }
+        for n in 0..<g.batch {
+            var grp = 0
+            while grp < g.groups {
+                if rowsPerTile < perGroup {
+                    // Row ranges of group `grp`, a one-group convolution each.
+                    var sub = g
+                    sub.batch = 1; sub.groups = 1; sub.inChannels = g.inPerGroup
+                    let x = input + (n * g.inChannels + grp * g.inPerGroup) * inSize
+                    for r0 in stride(from: 0, to: perGroup, by: rowsPerTile) {
+                        let r1 = min(perGroup, r0 + rowsPerTile), first = grp * perGroup + r0
+                        sub.outChannels = r1 - r0
+                        decode(variant, rows: first..<(first + r1 - r0), into: tile, ldo: K)
+                        Conv.forward(variant, sub, input: x, weights: tile, bias: bias.map { $0 + first },
+                                     output: output + (n * g.outChannels + first) * outSize, activation: activation, threads: threads, scratch: scratch)
+                    }
+                    grp += 1
+                } else {
+                    let count = min(groupsPerTile, g.groups - grp), first = grp * perGroup
+                    var sub = g
+                    sub.batch = 1; sub.groups = count; sub.inChannels = count * g.inPerGroup; sub.outChannels = count * perGroup
+                    decode(variant, rows: first..<(first + count * perGroup), into: tile, ldo: K)
+                    Conv.forward(variant, sub, input: input + (n * g.inChannels + grp * g.inPerGroup) * inSize, weights: tile,
+                                 bias: bias.map { $0 + first }, output: output + (n * g.outChannels + first) * outSize,
+                                 activation: activation, threads: threads, scratch: scratch)
+                    grp += count
+                }
+            }
+        }
+    }
+
+    /// `y[i, r] = sum_j a[i, j] W[r, j]` for the `m` rows of `a` (`[m, columns]`, row stride
+    /// `lda`) into `y` (`[m, rows]`, row stride `ldc`). Few rows: threads take row ranges of W,
+    /// each decoding L1-sized tiles into its own slot and multiplying them; many rows: L2-sized
+    /// tiles one after another, each product split across threads.
+    public func multiply(
+        _ variant: KernelVariant = .fast, a: UnsafePointer<Float>, m: Int, lda: Int, y: UnsafeMutablePointer<Float>, ldc: Int,
+        threads: Int, tiles: BitPlaneScratch
+    ) {
+        let K = columns
+        guard m > 0, rows > 0 else { return }
+        if K == 0 {
+            for i in 0..<m { (y + i * ldc).update(repeating: 0, count: rows) }
+            return
+        }
+        if m >= 16 || variant == .reference {
+            let tileRows = max(16, Self.tileFloats / K)
+            let tile = tiles.buffer(.decodedWeights, min(rows, tileRows) * K, as: Float.self)
+            for r0 in stride(from: 0, to: rows, by: tileRows) {
+                let r1 = min(rows, r0 + tileRows)
+                decode(variant, rows: r0..<r1, into: tile, ldo: K)
+                Gemm.parallel(variant, threads: threads, transA: false, transB: true, m: m, n: r1 - r0, k: K, alpha: 1, a: a, lda: lda,
+                              b: tile, ldb: K, beta: 0, c: y + r0, ldc: ldc)
+            }
+            return
+        }
+        let tileRows = max(8, Self.gemvTileFloats / K)
+        let parts = max(1, min(threads, (rows + tileRows - 1) / tileRows, rows * K / (1 << 15)))
+        let slot = min(rows, tileRows) * K
+        let buffers = tiles.buffer(.decodedWeights, parts * slot, as: Float.self)
+        let box = UncheckedSendable((a, y, buffers))
+        Parallel.forEach(parts, threads: parts) { t in
+            let (a, y, buffers) = box.value
+            let tile = buffers + t * slot
+            let end = rows * (t + 1) / parts
+            for r0 in stride(from: rows * t / parts, to: end, by: tileRows) {
+                let r1 = min(end, r0 + tileRows)
+                self.decode(variant, rows: r0..<r1, into: tile, ldo: K)
+                Gemm.sgemm(variant, transA: false, transB: true, m: m, n: r1 - r0, k: K, alpha: 1, a: a, lda: lda, b: tile, ldb: K,
+                           beta: 0, c: y + r0, ldc: ldc)
+            }
+        }
+    }
+}

@@ -26,7 +26,7 @@ struct RunCommand: ParsableCommand {
 
     @OptionGroup var runtime: RuntimeOptions
 
-    @Flag(help: "With --repeats: print the time per operator type of the last run.")
+    @Flag(help: "With --repeats: print the time per operator type of the last run, and how each binarized weight runs.")
     var profile = false
 
     @Option(help: "How binarized weights run: auto (per layer the faster form, measured at load), expanded (float kernels on the stored values) or packed (kept at about their stored size).")

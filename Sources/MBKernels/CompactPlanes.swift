@@ -207,6 +207,17 @@ extension CompactPlanes {
     /// else `[K, N]`) as rows of outputs. Scales must be per tensor or per output row; anything
     /// else throws (the caller expands the weight instead).
     public convenience init(packed: PackedTensor, kind: BitPlaneMatrix.WeightKind) throws(BitPlaneMatrix.Unsupported) {
+        let (rows, columns, rowStride, columnStride, perRow) = try BitPlaneMatrix.checkSupported(packed: packed, kind: kind)
+        self.init(Source(rows: rows, columns: columns, rowStride: rowStride, columnStride: columnStride, mask: packed.mask,
+                         signBits: packed.flatSignBits(packed.layout), scales: packed.levels.map(\.scales), perRowScales: perRow))
+    }
+}
+
+extension BitPlaneMatrix {
+    /// `packed` as rows of outputs (rows, columns, strides of a row and a column, scales per row),
+    /// or why it cannot be: scales must be per tensor or per output row.
+    public static func checkSupported(packed: PackedTensor, kind: WeightKind) throws(Unsupported)
+        -> (rows: Int, columns: Int, rowStride: Int, columnStride: Int, perRowScales: Bool) {
         let shape = packed.shape
         let rows: Int, columns: Int, rowStride: Int, columnStride: Int, outputAxis: Int
         switch kind {
@@ -229,7 +240,6 @@ extension CompactPlanes {
             guard axis == outputAxis else { throw .init(description: "scales along axis \(axis), not the output axis \(outputAxis)") }
             perRow = true
         }
-        self.init(Source(rows: rows, columns: columns, rowStride: rowStride, columnStride: columnStride, mask: packed.mask,
-                         signBits: packed.flatSignBits(packed.layout), scales: packed.levels.map(\.scales), perRowScales: perRow))
+        return (rows, columns, rowStride, columnStride, perRow)
     }
 }

@@ -57,13 +57,21 @@ final class WeightChoice: @unchecked Sendable {
     private(set) var packedTrialNanoseconds: Double?
     private(set) var expandedTrialNanoseconds: Double?
 
-    init(node: String, weight: String, packed: PackedTensor, kind: BitPlaneMatrix.WeightKind, keepSource: Bool) throws {
+    /// `build: false` skips the compact form (auto mode without a budget, for a Conv: it would run
+    /// the same float kernel after a decode, so it can only be slower); `compactBytes` is then 0.
+    init(node: String, weight: String, packed: PackedTensor, kind: BitPlaneMatrix.WeightKind, keepSource: Bool, build: Bool = true) throws {
         self.node = node
         self.weight = weight
         self.kind = kind
-        let c = try CompactPlanes(packed: packed, kind: kind)
-        compact = c
-        compactBytes = c.residentBytes
+        if build {
+            let c = try CompactPlanes(packed: packed, kind: kind)
+            compact = c
+            compactBytes = c.residentBytes
+        } else {
+            // The same checks the compact form would make, so both modes claim the same weights.
+            _ = try BitPlaneMatrix.checkSupported(packed: packed, kind: kind)
+            compactBytes = 0
+        }
         expandedBytes = packed.count * 4
         source = keepSource ? packed : nil
     }

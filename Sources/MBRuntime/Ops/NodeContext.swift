@@ -94,8 +94,9 @@ struct NodeContext {
     /// every other weight once the graph is compiled.
     func weightChoice(_ packed: PackedTensor, kind: BitPlaneMatrix.WeightKind, input i: Int) throws -> WeightChoice {
         let auto = compiler.options.weights == .auto
-        let choice = try WeightChoice(node: name, weight: node.inputs[i], packed: packed, kind: kind, keepSource: auto)
-        if auto { try choice.measure() }
+        let build = !auto || compiler.options.maxWeightBytes != nil || kind != .conv
+        let choice = try WeightChoice(node: name, weight: node.inputs[i], packed: packed, kind: kind, keepSource: auto, build: build)
+        if auto && build { try choice.measure() }
         compiler.weightChoices.append(choice)
         compiler.claimed.insert(inputSlots[i])
         return choice

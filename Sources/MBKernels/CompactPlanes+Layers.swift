@@ -10,6 +10,24 @@ extension CompactPlanes {
     /// Tile of a Gemm at few activation rows, per thread (64 KiB: decoded and read from L1/L2).
     static let gemvTileFloats = 1 << 14
 
+    /// Rows `range` decoded into `out` (row stride `columns`), split across `threads` in 16-row
+    /// blocks when the tile is large enough to pay for the dispatch.
+    func decodeTile(_ variant: KernelVariant, rows range: Range<Int>, into out: UnsafeMutablePointer<Float>, threads: Int) {
+        let K = columns
+        let blocks = (range.count + 15) / 16
+        let parts = range.count * K < 1 << 15 ? 1 : min(threads, blocks)
+        guard parts > 1 else {
+            decode(variant, rows: range, into: out, ldo: K)
+            return
+        }
+        let box = UncheckedSendable(out)
+        Parallel.forEach(parts, threads: parts) { t in
+            let r0 = range.lowerBound + 16 * (blocks * t / parts), r1 = min(range.upperBound, range.lowerBound + 16 * (blocks * (t + 1) / parts))
+            guard r1 > r0 else { return }
+            self.decode(variant, rows: r0..<r1, into: box.value + (r0 - range.lowerBound) * K, ldo: K)
+        }
+    }
+
     /// A Conv whose weights `[outC, inC/groups, k...]` are these rows: `Conv.forward` per tile of
     /// output channels (whole groups, or a row range of one group), with its epilogue.
     public func convForward(
@@ -25,7 +43,7 @@ extension CompactPlanes {
         let rowsPerTile = perGroup * K <= Self.tileFloats ? perGroup : max(6, Self.tileFloats / max(1, K) / 6 * 6)
         let tile = tiles.buffer(.decodedWeights, min(rows * K, max(groupsPerTile * perGroup, rowsPerTile) * K), as: Float.self)
         if rows * K <= Self.tileFloats {
-            decode(variant, rows: 0..<rows, into: tile, ldo: K)
+            decodeTile(variant, rows: 0..<rows, into: tile, threads: threads)
             Conv.forward(variant, g, input: input, weights: tile, bias: bias, output: output, activation: activation, threads: threads, scratch: scratch)
             return
         }
@@ -40,7 +58,7 @@ extension CompactPlanes {
                     for r0 in stride(from: 0, to: perGroup, by: rowsPerTile) {
                         let r1 = min(perGroup, r0 + rowsPerTile), first = grp * perGroup + r0
                         sub.outChannels = r1 - r0
-                        decode(variant, rows: first..<(first + r1 - r0), into: tile, ldo: K)
+                        decodeTile(variant, rows: first..<(first + r1 - r0), into: tile, threads: threads)
                         Conv.forward(variant, sub, input: x, weights: tile, bias: bias.map { $0 + first },
                                      output: output + (n * g.outChannels + first) * outSize, activation: activation, threads: threads, scratch: scratch)
                     }
@@ -49,7 +67,7 @@ extension CompactPlanes {
                     let count = min(groupsPerTile, g.groups - grp), first = grp * perGroup
                     var sub = g
                     sub.batch = 1; sub.groups = count; sub.inChannels = count * g.inPerGroup; sub.outChannels = count * perGroup
-                    decode(variant, rows: first..<(first + count * perGroup), into: tile, ldo: K)
+                    decodeTile(variant, rows: first..<(first + count * perGroup), into: tile, threads: threads)
                     Conv.forward(variant, sub, input: input + (n * g.inChannels + grp * g.inPerGroup) * inSize, weights: tile,
                                  bias: bias.map { $0 + first }, output: output + (n * g.outChannels + first) * outSize,
                                  activation: activation, threads: threads, scratch: scratch)
@@ -78,7 +96,7 @@ extension CompactPlanes {
             let tile = tiles.buffer(.decodedWeights, min(rows, tileRows) * K, as: Float.self)
             for r0 in stride(from: 0, to: rows, by: tileRows) {
                 let r1 = min(rows, r0 + tileRows)
-                decode(variant, rows: r0..<r1, into: tile, ldo: K)
+                decodeTile(variant, rows: r0..<r1, into: tile, threads: threads)
                 Gemm.parallel(variant, threads: threads, transA: false, transB: true, m: m, n: r1 - r0, k: K, alpha: 1, a: a, lda: lda,
                               b: tile, ldb: K, beta: 0, c: y + r0, ldc: ldc)
             }

@@ -133,6 +133,35 @@ final class PackedModeTests: XCTestCase {
         }
     }
 
+    /// Every trained model of ../shared/models/real with every Conv, ConvTranspose, Gemm and
+    /// MatMul weight at 1.4 bits (depthwise and grouped included): packed mode (compact tiles
+    /// into the float kernels) against expanded mode on the stored input. Files over 10 MB
+    /// (open-nsfw, slider: their debug-build conversion alone takes minutes) are compared by
+    /// `mbbench weights` instead (its last column: packed against auto, which keeps Conv weights
+    /// expanded), and listed here as left out.
+    func testRealModelsPackedEqualsExpanded() throws {
+        let models = try Prerequisites.xcModels("packed vs expanded on the real models")
+        let real = models.appendingPathComponent("real")
+        do { _ = try Prerequisites.requireFile(real.path) } catch let m as Prerequisites.Missing { throw Prerequisites.skipOrFail(m) }
+        let names = try FileManager.default.contentsOfDirectory(atPath: real.path).filter { $0.hasSuffix(".onnx") }.sorted()
+        XCTAssertFalse(names.isEmpty)
+        let policy = "version: 1\nrules:\n  - match: {op: [Conv, ConvTranspose, Gemm, MatMul]}\n    mix: {1: 0.7, 2: 0.2, 3: 0.1}\ndefault:\n  keep: float32\n"
+        for file in names {
+            let stem = String(file.dropLast(5))
+            let bytes = (try FileManager.default.attributesOfItem(atPath: real.appendingPathComponent(file).path)[.size] as? Int) ?? 0
+            guard bytes <= 10_000_000 else {
+                print("\(stem): left out (\(bytes) bytes; see mbbench weights)")
+                continue
+            }
+            let dir = real.appendingPathComponent(stem)
+            let io = try JSONDecoder().decode(SharedModelTests.IOFile.self, from: Data(contentsOf: dir.appendingPathComponent("io.json")))
+            var feeds: [String: MBTensor] = [:]
+            for e in io.inputs { feeds[e.name] = try MBTensor(npy: NPY.read(path: dir.appendingPathComponent(e.file).path)) }
+            let path = try convert(real.appendingPathComponent(file).path, policy, name: "real-" + stem)
+            try assertModesAgree(path, feeds: feeds, "\(stem), 1.4-bit weights")
+        }
+    }
+
     func testSharedModelsPackedEqualsExpanded() throws {
         let models = try Prerequisites.xcModels("packed vs expanded on shared models")
         for name in ["squeezenet_random", "ch_ppocr_mobile_v2.0_cls_infer"] {

@@ -92,11 +92,14 @@ public enum RunModel {
         let packed = model.weightChoices.filter(\.packed).count
         var lines = ["binarized weights (\(model.options.weights.rawValue)): \(packed) of \(model.weightChoices.count) packed"]
         for c in model.weightChoices {
-            var line = String(format: "  %@: %@, %.3f MB resident (packed %.3f MB, expanded %.3f MB)", c.node as NSString,
-                              c.packed ? "packed" : "expanded", Double(c.residentBytes) / 1e6, Double(c.compactBytes) / 1e6, Double(c.expandedBytes) / 1e6)
+            var line = String(format: "  %@: %@, %.3f MB resident", c.node as NSString,
+                              c.lookupTables ? "lookup tables" : c.packed ? "packed" : "expanded", Double(c.residentBytes) / 1e6)
+            line += c.compactBytes > 0 ? String(format: " (packed %.3f MB, expanded %.3f MB)", Double(c.compactBytes) / 1e6, Double(c.expandedBytes) / 1e6)
+                : " (Conv without a budget: the packed form runs the same float kernel after a decode, not built)"
             if c.decodeNanoseconds > 0 { line += String(format: "; decode %.3f ms", c.decodeNanoseconds / 1e6) }
             if let p = c.packedTrialNanoseconds, let e = c.expandedTrialNanoseconds {
                 line += String(format: "; batch-1 product packed %.3f ms, expanded %.3f ms", p / 1e6, e / 1e6)
+                if let l = c.lookupTableTrialNanoseconds { line += String(format: ", lookup tables %.3f ms", l / 1e6) }
             }
             lines.append(line)
         }

@@ -62,10 +62,12 @@ final class GraphCompiler {
     }
 
     /// Auto mode: each weight expanded unless its compact form measured faster (a batch-1
-    /// Gemm/MatMul can be: its float weights stream from memory once per run); then, while the
+    /// Gemm/MatMul can be: its float weights stream from memory once per run), or, without a
+    /// budget, bit planes for the lookup-table GEMV when that measured fastest; then, while the
     /// weights exceed `maxWeightBytes`, the expanded one costing the least measured time per
     /// byte saved goes compact. Packed mode keeps every weight compact.
     func resolveWeightChoices(_ g: CompiledGraph) throws(MBRuntimeError) {
+        let lut = weightChoices.map { options.weights == .auto && options.maxWeightBytes == nil && $0.lutMeasuredFastest }
         var packed = weightChoices.map { options.weights == .packed || $0.packedMeasuredFaster }
         if options.weights == .auto, let budget = options.maxWeightBytes {
             let others = residentConstantBytes(g) - weightChoices.reduce(0) { $0 + $1.residentBytes }
@@ -76,9 +78,9 @@ final class GraphCompiler {
                 total -= weightChoices[i].expandedBytes - weightChoices[i].compactBytes
             }
         }
-        for (choice, p) in zip(weightChoices, packed) {
+        for (i, choice) in weightChoices.enumerated() {
             do {
-                try choice.settle(packed: p, maxTensorBytes: options.maxTensorBytes)
+                try choice.settle(packed: packed[i], lut: lut[i], maxTensorBytes: options.maxTensorBytes)
             } catch {
                 throw MBRuntimeError(.limitExceeded, node: choice.node, opType: "", "weight '\(choice.weight)': \(error)")
             }

@@ -30,8 +30,10 @@ public final class MBModel: Sendable {
     public struct WeightChoice: Sendable {
         public var node: String
         public var weight: String
-        /// Compact bit planes decoded a tile at a time (true), or expanded floats.
+        /// Compact bit planes decoded a tile at a time, or bit planes for the lookup-table GEMV
+        /// (`lookupTables`) (true), or expanded floats.
         public var packed: Bool
+        public var lookupTables: Bool
         public var residentBytes: Int
         public var compactBytes: Int
         public var expandedBytes: Int
@@ -40,6 +42,7 @@ public final class MBModel: Sendable {
         public var decodeNanoseconds: Double
         public var packedTrialNanoseconds: Double?
         public var expandedTrialNanoseconds: Double?
+        public var lookupTableTrialNanoseconds: Double?
     }
 
     /// What loading may allocate and how deep it may recurse.

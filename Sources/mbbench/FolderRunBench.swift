@@ -177,6 +177,9 @@ struct RunOnceResult: Codable {
     var medianMs: Double
     var minMs: Double
     var peakRSSBytes: Int?
+    /// Median process CPU time (user + system, every thread) per run: robust to other processes
+    /// taking the cores (a one-thread run's CPU time is its work), but counts spinning helpers.
+    var cpuMedianMs: Double?
     /// `.mbm` runs: every constant the model keeps (`MBModel.weightBytes`); the binarized weights
     /// of Conv/Gemm/MatMul as held and as stored in the file; how many of them run packed.
     var weightBytes: Int?
@@ -234,15 +237,28 @@ struct RunOnce: ParsableCommand {
         let session = m.makeSession(.init(threads: threads))
         var out = try session.run(feeds)
         for _ in 1..<max(warmup, 1) { out = try session.run(feeds) }
-        var times: [Double] = []
+        var times: [Double] = [], cpu: [Double] = []
+        func cpuMs() -> Double {
+            var u = rusage()
+            #if os(Linux)
+            getrusage(RUSAGE_SELF.rawValue, &u)
+            #else
+            getrusage(RUSAGE_SELF, &u)
+            #endif
+            return Double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) * 1e3 + Double(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e3
+        }
         for _ in 0..<max(repeats, 1) {
+            let c0 = cpuMs()
             let start = DispatchTime.now().uptimeNanoseconds
             out = try session.run(feeds)
             times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
+            cpu.append(cpuMs() - c0)
         }
         times.sort()
+        cpu.sort()
         if let output, let first = m.outputs.first, let t = out[first.name] { try NPY.write(t.npy, to: output) }
         var r = RunOnceResult(medianMs: times[times.count / 2], minMs: times[0], peakRSSBytes: ImportBenchmark.peakRSS())
+        r.cpuMedianMs = cpu[cpu.count / 2]
         r.weightBytes = m.weightBytes
         if Inspect.isMBM(path: model) {
             let stored = Dictionary(try Inspect.summarizeMBM(path: model).tensors.map { ($0.name, $0.bytes) }, uniquingKeysWith: { a, _ in a })

@@ -42,7 +42,7 @@ struct WeightsBench: ParsableCommand {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let me = CommandLine.arguments[0]
         var header = ["model", "policy", "threads", "float"]
-        for m in modes { header += ["\(m.rawValue)", "\(m.rawValue) / float"] }
+        for m in modes { header += ["\(m.rawValue)", "\(m.rawValue) / float", "CPU time ratio"] }
         header += ["packed layers (auto)", "resident / stored (packed)", "weights MB float / packed / auto", "peak RSS MB float / packed / auto", "max |Δ| / scale"]
         var cells: [[String]] = []
         var worst: [String: Double] = [:]
@@ -58,6 +58,7 @@ struct WeightsBench: ParsableCommand {
                 }
                 for t in threads {
                     var float: [RunOnceResult] = [], results: [MBModel.Options.Weights: [RunOnceResult]] = [:], ratios: [MBModel.Options.Weights: [Double]] = [:]
+                    var cpuRatios: [MBModel.Options.Weights: [Double]] = [:]
                     var difference = 0.0
                     do {
                         for _ in 0..<max(1, rounds) {
@@ -68,6 +69,7 @@ struct WeightsBench: ParsableCommand {
                                 let r = try RunOnceResult.child(me, ["run-once", mbm, "--weights", m.rawValue, "--output", dir + "/\(m.rawValue).npy"] + base)
                                 results[m, default: []].append(r)
                                 ratios[m, default: []].append(r.medianMs / f.medianMs)
+                                if let a = r.cpuMedianMs, let b = f.cpuMedianMs { cpuRatios[m, default: []].append(a / b) }
                             }
                         }
                         // Packed against expanded-equivalent outputs: every mode against the first.
@@ -86,8 +88,10 @@ struct WeightsBench: ParsableCommand {
                     var row = [e.stem, pname, String(t), String(format: "%.2f ms", median(float.map(\.medianMs)))]
                     for m in modes {
                         let ratio = median(ratios[m]!)
-                        row += [String(format: "%.2f ms", median(results[m]!.map(\.medianMs))), String(format: "%.2fx", ratio)]
+                        row += [String(format: "%.2f ms", median(results[m]!.map(\.medianMs))), String(format: "%.2fx", ratio),
+                                String(format: "%.2fx", median(cpuRatios[m] ?? []))]
                         worst["\(m.rawValue) \(pname) t=\(t)"] = max(worst["\(m.rawValue) \(pname) t=\(t)"] ?? 0, ratio)
+                        worst["\(m.rawValue) \(pname) t=\(t) (CPU time)"] = max(worst["\(m.rawValue) \(pname) t=\(t) (CPU time)"] ?? 0, median(cpuRatios[m] ?? []))
                     }
                     let auto = results[.auto]?.last, packed = results[.packed]?.last
                     row.append(auto.map { "\($0.packedLayers ?? 0) of \($0.binarizedLayers ?? 0)" } ?? "")
@@ -104,7 +108,7 @@ struct WeightsBench: ParsableCommand {
                 }
             }
         }
-        let method = "median of \(repeats) runs after \(warmup) warm-up runs per child process; \(max(1, rounds)) alternating round(s) float / modes per row; ratio = median of the per-round ratios; resident / stored = the binarized Conv/Gemm/MatMul weights' bytes held in packed mode over their bytes in the file; peak RSS = the child's VmHWM; max |Δ| = the modes' outputs against the first mode's"
+        let method = "median of \(repeats) runs after \(warmup) warm-up runs per child process; \(max(1, rounds)) alternating round(s) float / modes per row; ratio = median of the per-round ratios (wall time; CPU time ratio: of the children's per-run process CPU time, robust to other processes at one thread); resident / stored = the binarized Conv/Gemm/MatMul weights' bytes held in packed mode over their bytes in the file; peak RSS = the child's VmHWM; max |Δ| = the modes' outputs against the first mode's"
         let load = (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8)).map { "load average at the end: " + $0.split(separator: " ").prefix(3).joined(separator: " ") } ?? ""
         if markdown {
             print("Measured \(ISO8601DateFormatter().string(from: Date())) with `mbbench \(CommandLine.arguments.dropFirst().joined(separator: " "))`; \(method); \(load).\n")

@@ -1,4 +1,5 @@
 import Foundation
+import MBBinarize
 import MBConvert
 import MBCore
 import MBRuntime
@@ -116,6 +117,34 @@ final class PackedModeTests: XCTestCase {
             XCTAssertTrue(n >= 1 && n < some.weightChoices.count, "budget between: \(n) of \(some.weightChoices.count) packed")
             XCTAssertLessThanOrEqual(some.weightBytes, auto.weightBytes - largest)
             try assertModesAgree(path, feeds: ["input": x], "tiny_cnn auto with a budget", mode: .auto, maxWeightBytes: auto.weightBytes - largest)
+        }
+    }
+
+    /// A large Gemm (what auto may give the lookup-table GEMV, the compact tiles or floats, by
+    /// measurement): every form's output agrees with expanded mode, at batch 1 and 3.
+    func testLargeGemmAgreesInEveryMode() throws {
+        let n = 512, k = 1024
+        var rng = SeededGenerator(seed: 77)
+        let values = (0..<(n * k)).map { _ in Float(rng.nextNormal()) }
+        let packed = try Binarizer.binarize(FloatTensor(name: "w", shape: [n, k], values: values), bits: 2)
+        let w = IRTensor(name: "w", elementType: .float, shape: [n, k], storage: .binarized(packed))
+        for m in [1, 3] {
+            let ir = IRModel(graph: IRGraph(name: "g", inputs: [IRValueInfo(name: "x", elementType: .float, shape: [.fixed(Int64(m)), .fixed(Int64(k))])],
+                                            outputs: [IRValueInfo(name: "y", elementType: .float, shape: nil)],
+                                            nodes: [IRNode(name: "fc", opType: "Gemm", inputs: ["x", "w"], outputs: ["y"], attributes: [IRAttribute(name: "transB", value: .int(1))])],
+                                            constants: [w]),
+                             opsets: [IROpset(domain: "", version: 13)])
+            let x = MBTensor(shape: [m, k], floats: (0..<(m * k)).map { _ in Float(rng.nextNormal()) })
+            let want = try MBModel(ir: ir, options: .init(weights: .expanded)).makeSession().run(["x": x])["y"]!
+            for (label, options) in [("packed", MBModel.Options(weights: .packed)), ("auto", MBModel.Options(weights: .auto)),
+                                     ("auto, budget 0", MBModel.Options(weights: .auto, maxWeightBytes: 0))] {
+                let model = try MBModel(ir: ir, options: options)
+                let c = model.weightChoices[0]
+                let got = try model.makeSession(.init(threads: 2)).run(["x": x])["y"]!
+                let d = compare(got, want)
+                print("Gemm \(m)x\(k) x \(k)x\(n) \(label): \(c.lookupTables ? "lookup tables" : c.packed ? "packed" : "expanded"), \(d)")
+                XCTAssertLessThanOrEqual(d.relative, Self.packedRelative, "\(label) m=\(m): \(d)")
+            }
         }
     }
 

@@ -44,9 +44,13 @@ final class WeightChoice: @unchecked Sendable {
     let node: String
     let weight: String
     let kind: BitPlaneMatrix.WeightKind
-    /// Set before the first run and never changed after: exactly one of the two is non-nil.
+    /// Set before the first run and never changed after: exactly one of the three is non-nil.
     private(set) var compact: CompactPlanes?
     private(set) var expanded: MBTensor?
+    /// Auto mode, a Gemm/MatMul without a budget: bit planes for the lookup-table GEMV (AVX-512 /
+    /// NEON), kept when its batch-1 product measured fastest of the three forms.
+    private(set) var lut: BitPlaneMatrix?
+    private(set) var lutTrialNanoseconds: Double?
     /// Kept until the choice is made (auto mode), to expand from.
     private var source: PackedTensor?
     let compactBytes: Int
@@ -76,12 +80,12 @@ final class WeightChoice: @unchecked Sendable {
         source = keepSource ? packed : nil
     }
 
-    var isPacked: Bool { compact != nil }
-    var residentBytes: Int { isPacked ? compactBytes : expandedBytes }
+    var isPacked: Bool { compact != nil || lut != nil }
+    var residentBytes: Int { lut?.residentBytes ?? (compact != nil ? compactBytes : expandedBytes) }
 
     /// Times the decode of every tile (best of 3), and for a matrix the batch-1 product of each
     /// form on one thread (best of 5 after one warm-up each).
-    func measure() throws {
+    func measure(withLut: Bool) throws {
         guard let compact, let source else { return }
         let tiles = BitPlaneScratch()
         let rowsPerTile = max(1, CompactPlanes.tileFloats / max(1, compact.columns))
@@ -110,6 +114,16 @@ final class WeightChoice: @unchecked Sendable {
             Gemm.sgemm(transA: false, transB: transposed, m: 1, n: n, k: k, alpha: 1, a: x, lda: k, b: w, ldb: transposed ? k : n,
                        beta: 0, c: &y, ldc: n)
         }
+        if withLut, BitPlaneMatrix.lutAvailable, let m = try? BitPlaneMatrix(packed: source, kind: kind) {
+            lutTrialNanoseconds = best(6) { m.gemv(x: x, bias: nil, y: &y, threads: 1, scratch: tiles) }
+            lut = m
+        }
+    }
+
+    /// Whether the lookup-table GEMV measured fastest of the three forms.
+    var lutMeasuredFastest: Bool {
+        guard let l = lutTrialNanoseconds, let p = packedTrialNanoseconds, let e = expandedTrialNanoseconds else { return false }
+        return l < p && l < e
     }
 
     /// Whether the compact form measured faster than the float one (only a matrix can be: a
@@ -127,8 +141,13 @@ final class WeightChoice: @unchecked Sendable {
     }
 
     /// Keeps the compact form (`packed`) or expands to floats; drops the rest.
-    func settle(packed: Bool, maxTensorBytes: Int) throws {
+    func settle(packed: Bool, lut keepLut: Bool, maxTensorBytes: Int) throws {
         defer { source = nil }
+        if keepLut, lut != nil {
+            compact = nil
+            return
+        }
+        lut = nil
         guard !packed, let source else { return }
         expanded = try TensorConversion.tensor(from: IRTensor(name: weight, elementType: .float, shape: source.shape, storage: .binarized(source)),
                                                maxBytes: maxTensorBytes)
@@ -137,9 +156,10 @@ final class WeightChoice: @unchecked Sendable {
 
     /// What `MBModel.weightChoices` reports.
     var report: MBModel.WeightChoice {
-        MBModel.WeightChoice(node: node, weight: weight, packed: isPacked, residentBytes: residentBytes, compactBytes: compactBytes,
+        MBModel.WeightChoice(node: node, weight: weight, packed: isPacked, lookupTables: lut != nil, residentBytes: residentBytes, compactBytes: compactBytes,
                              expandedBytes: expandedBytes, decodeNanoseconds: decodeNanoseconds,
-                             packedTrialNanoseconds: packedTrialNanoseconds, expandedTrialNanoseconds: expandedTrialNanoseconds)
+                             packedTrialNanoseconds: packedTrialNanoseconds, expandedTrialNanoseconds: expandedTrialNanoseconds,
+                             lookupTableTrialNanoseconds: lutTrialNanoseconds)
     }
 }
 
@@ -171,7 +191,9 @@ final class PackedMatrix: @unchecked Sendable {
 
     /// Rows of `a` ([m, k], contiguous) times the weights into `y` ([m, n]).
     func multiply(a: UnsafePointer<Float>, m: Int, y: UnsafeMutablePointer<Float>, _ c: ExecutionContext) {
-        if let w = choice?.expanded {
+        if let lut = choice?.lut {
+            for r in 0..<m { lut.gemv(c.variant, x: a + r * k, bias: nil, y: y + r * n, threads: c.threads, scratch: c.bitScratch) }
+        } else if let w = choice?.expanded {
             Gemm.parallel(c.variant, threads: c.threads, transA: false, transB: transposed, m: m, n: n, k: k, alpha: 1, a: a, lda: k,
                           b: w.pointer(Float.self), ldb: transposed ? k : n, beta: 0, c: y, ldc: n)
         } else if let compact = choice?.compact {

@@ -96,7 +96,7 @@ struct NodeContext {
         let auto = compiler.options.weights == .auto
         let build = !auto || compiler.options.maxWeightBytes != nil || kind != .conv
         let choice = try WeightChoice(node: name, weight: node.inputs[i], packed: packed, kind: kind, keepSource: auto, build: build)
-        if auto && build { try choice.measure() }
+        if auto && build { try choice.measure(withLut: compiler.options.maxWeightBytes == nil) }
         compiler.weightChoices.append(choice)
         compiler.claimed.insert(inputSlots[i])
         return choice

@@ -101,6 +101,20 @@ static void compact_decode_portable(const bp_compact *w, int32_t firstRow, int32
     }
 }
 
+/// y[r - firstRow] = row r . x: 16 rows decoded at a time into `buffer` (16 * columns floats), then dotted in order.
+static void compact_gemv_portable(const bp_compact *w, int32_t firstRow, int32_t rowCount, const float *x, float *y, float *buffer) {
+    const int32_t K = w->columns;
+    for (int32_t r0 = firstRow; r0 < firstRow + rowCount; r0 += BP_COMPACT_BLOCK) {
+        const int32_t n = firstRow + rowCount - r0 < BP_COMPACT_BLOCK ? firstRow + rowCount - r0 : BP_COMPACT_BLOCK;
+        compact_decode_portable(w, r0, n, buffer, K);
+        for (int32_t r = 0; r < n; r++) {
+            float acc = 0;
+            for (int32_t j = 0; j < K; j++) acc += buffer[(int64_t)r * K + j] * x[j];
+            y[r0 - firstRow + r] = acc;
+        }
+    }
+}
+
 #if BP_COMPACT_X86
 static inline __attribute__((always_inline)) BP_COMPACT_TARGET uint64_t compact_pdep_bmi2(uint64_t src, uint64_t mask) {
     return _pdep_u64(src, mask);
@@ -140,7 +154,57 @@ BP_COMPACT_TARGET static void compact_decode_avx512(const bp_compact *w, int32_t
         }
     }
 }
+/// The decode with each 16-lane vector multiplied into accumulators instead of stored.
+BP_COMPACT_TARGET static void compact_gemv_avx512(const bp_compact *w, int32_t firstRow, int32_t rowCount, const float *x, float *y) {
+    const int32_t K = w->columns, end = firstRow + rowCount;
+    int64_t ca[BP_MAX_LEVELS] = {0}, cs[BP_MAX_LEVELS] = {0};
+    uint64_t act[BP_MAX_LEVELS] = {0}, sign[BP_MAX_LEVELS] = {0};
+    __m512 pos[BP_MAX_LEVELS], neg[BP_MAX_LEVELS];
+    const int32_t b0 = firstRow / BP_COMPACT_BLOCK;
+    compact_cursors(w, b0, ca, cs);
+    const int64_t levelStride = w->scaleStride ? w->rows : 1;
+    for (int32_t o = b0 * BP_COMPACT_BLOCK; o < end; o++) {
+        const int32_t full = w->widths[o] & 15, any = w->widths[o] >> 4;
+        const float *mu = w->scales + (w->scaleStride ? (int64_t)o : 0);
+        for (int32_t k = 0; k < any; k++) {
+            pos[k] = _mm512_set1_ps(mu[k * levelStride]);
+            neg[k] = _mm512_set1_ps(-mu[k * levelStride]);
+        }
+        __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+        for (int32_t c0 = 0; c0 < K; c0 += 64) {
+            const int32_t n = K - c0 < 64 ? K - c0 : 64;
+            const uint64_t valid = n == 64 ? ~(uint64_t)0 : ((uint64_t)1 << n) - 1;
+            const uint64_t s0 = compact_bits(w->signs0, (int64_t)o * K + c0);
+            COMPACT_LEVEL_WORDS(compact_pdep_bmi2, compact_popcnt_hw);
+            if (o < firstRow) continue;
+            for (int32_t q = 0; q < 4 && 16 * q < n; q++) {
+                __m512 v = _mm512_mask_blend_ps((__mmask16)(s0 >> 16 * q), neg[0], pos[0]);
+                for (int32_t k = 1; k < any; k++) {
+                    const __m512 t = _mm512_mask_blend_ps((__mmask16)(sign[k] >> 16 * q), neg[k], pos[k]);
+                    v = _mm512_mask_add_ps(v, (__mmask16)(act[k] >> 16 * q), v, t);
+                }
+                const __m512 xv = _mm512_maskz_loadu_ps((__mmask16)(valid >> 16 * q), x + c0 + 16 * q);
+                acc[q] = _mm512_fmadd_ps(v, xv, acc[q]);
+            }
+        }
+        if (o >= firstRow) y[o - firstRow] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
+    }
+}
 #endif
+
+int64_t bp_compact_gemv_scratch_floats(const bp_compact *w) { return (int64_t)BP_COMPACT_BLOCK * w->columns; }
+
+void bp_compact_gemv(int isa, const bp_compact *w, int32_t firstRow, int32_t rowCount, const float *x, float *y, float *scratch) {
+    if (rowCount <= 0) return;
+#if BP_COMPACT_X86
+    if (isa >= BP_ISA_AVX512 && bp_isa() >= BP_ISA_AVX512) {
+        compact_gemv_avx512(w, firstRow, rowCount, x, y);
+        return;
+    }
+#endif
+    (void)isa;
+    compact_gemv_portable(w, firstRow, rowCount, x, y, scratch);
+}
 
 void bp_compact_decode(int isa, const bp_compact *w, int32_t firstRow, int32_t rowCount, float *out, int64_t ldo) {
     if (rowCount <= 0) return;

@@ -1,3 +1,4 @@
+import CBitPlanes
 import MBCore
 
 /// Layers on compact weights: each decodes a tile of rows (at most `tileFloats` floats, in the
@@ -7,8 +8,6 @@ import MBCore
 extension CompactPlanes {
     /// Largest decoded tile of a Conv or a batched Gemm, in floats (1 MiB: L2-sized).
     public static let tileFloats = 1 << 18
-    /// Tile of a Gemm at few activation rows, per thread (64 KiB: decoded and read from L1/L2).
-    static let gemvTileFloats = 1 << 14
 
     /// Rows `range` decoded into `out` (row stride `columns`), split across `threads` in 16-row
     /// blocks when the tile is large enough to pay for the dispatch.
@@ -78,9 +77,10 @@ extension CompactPlanes {
     }
 
     /// `y[i, r] = sum_j a[i, j] W[r, j]` for the `m` rows of `a` (`[m, columns]`, row stride
-    /// `lda`) into `y` (`[m, rows]`, row stride `ldc`). Few rows: threads take row ranges of W,
-    /// each decoding L1-sized tiles into its own slot and multiplying them; many rows: L2-sized
-    /// tiles one after another, each product split across threads.
+    /// `lda`) into `y` (`[m, rows]`, row stride `ldc`). Few rows: threads take row
+    /// ranges of W and run the decode fused with the dot products (`bp_compact_gemv`, once per row
+    /// of `a`: up to 4); more rows:
+    /// L2-sized tiles one after another, each product split across threads.
     public func multiply(
         _ variant: KernelVariant = .fast, a: UnsafePointer<Float>, m: Int, lda: Int, y: UnsafeMutablePointer<Float>, ldc: Int,
         threads: Int, tiles: BitPlaneScratch
@@ -91,7 +91,7 @@ extension CompactPlanes {
             for i in 0..<m { (y + i * ldc).update(repeating: 0, count: rows) }
             return
         }
-        if m >= 16 || variant == .reference {
+        if m > 4 || variant == .reference {
             let tileRows = max(16, Self.tileFloats / K)
             let tile = tiles.buffer(.decodedWeights, min(rows, tileRows) * K, as: Float.self)
             for r0 in stride(from: 0, to: rows, by: tileRows) {
@@ -102,21 +102,31 @@ extension CompactPlanes {
             }
             return
         }
-        let tileRows = max(8, Self.gemvTileFloats / K)
-        let parts = max(1, min(threads, (rows + tileRows - 1) / tileRows, rows * K / (1 << 15)))
-        let slot = min(rows, tileRows) * K
+        // Up to 4 rows: the decode fused with the dot products (nothing stored), rows split across
+        // threads in 16-row blocks (the decoder's entry points).
+        var cw = c
+        let slot = Int(bp_compact_gemv_scratch_floats(&cw))
+        let blocks = (rows + 15) / 16
+        let parts = max(1, min(threads, blocks, rows * K / (1 << 15)))
         let buffers = tiles.buffer(.decodedWeights, parts * slot, as: Float.self)
-        let box = UncheckedSendable((a, y, buffers))
+        let box = UncheckedSendable((a, y, buffers, cw))
         Parallel.forEach(parts, threads: parts) { t in
-            let (a, y, buffers) = box.value
-            let tile = buffers + t * slot
-            let end = rows * (t + 1) / parts
-            for r0 in stride(from: rows * t / parts, to: end, by: tileRows) {
-                let r1 = min(end, r0 + tileRows)
-                self.decode(variant, rows: r0..<r1, into: tile, ldo: K)
-                Gemm.sgemm(variant, transA: false, transB: true, m: m, n: r1 - r0, k: K, alpha: 1, a: a, lda: lda, b: tile, ldb: K,
-                           beta: 0, c: y + r0, ldc: ldc)
+            var (a, y, buffers, cw) = box.value
+            let r0 = min(rows, 16 * (blocks * t / parts)), r1 = min(rows, 16 * (blocks * (t + 1) / parts))
+            guard r1 > r0 else { return }
+            for i in 0..<m {
+                bp_compact_gemv(bp_isa(), &cw, Int32(r0), Int32(r1 - r0), a + i * lda, y + i * ldc + r0, buffers + t * slot)
             }
         }
+        withExtendedLifetime(self) {}
+    }
+
+    /// `y[r - range.lowerBound] = row r . x` for the rows `range` through the fused decode and dot
+    /// product at `isa` (tests: every instruction set).
+    public func gemv(rows range: Range<Int>, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, isa: Int32 = bp_isa()) {
+        var cw = c
+        var scratch = [Float](repeating: 0, count: Int(bp_compact_gemv_scratch_floats(&cw)))
+        bp_compact_gemv(isa, &cw, Int32(range.lowerBound), Int32(range.count), x, y, &scratch)
+        withExtendedLifetime(self) {}
     }
 }

@@ -61,6 +61,31 @@ final class CompactPlanesTests: XCTestCase {
         } } }
     }
 
+    /// The decode fused with a dot product, on every instruction set and from any first row,
+    /// against a Double dot product of the expanded rows (within `BitPlaneTolerance.relative` of
+    /// the sum of |terms|).
+    func testFusedGemvOnEveryISA() {
+        var seed: UInt64 = 3000
+        for columns in [1, 17, 64, 65, 200, 513] { for rows in [1, 16, 17, 45] { for levels in [1, 3] {
+            seed += 1
+            let (s, values) = source(rows: rows, columns: columns, levels: levels, seed: seed, structured: seed % 3 == 0)
+            let planes = CompactPlanes(s)
+            let x = randomActivations(count: columns, seed: seed + 1)
+            for isa in BitPlaneMatrix.availableISAs {
+                for range in [0..<rows, (rows / 2)..<rows] where !range.isEmpty {
+                    var y = [Float](repeating: .nan, count: range.count)
+                    planes.gemv(rows: range, x: x, y: &y, isa: isa)
+                    for r in range {
+                        var want = 0.0, bound: Float = 0
+                        for j in 0..<columns { want += Double(values[r * columns + j]) * Double(x[j]); bound += abs(values[r * columns + j] * x[j]) }
+                        XCTAssertLessThanOrEqual(abs(y[r - range.lowerBound] - Float(want)), BitPlaneTolerance.relative * bound + 1e-30,
+                                                 "gemv rows=\(rows) columns=\(columns) levels=\(levels) seed=\(seed) isa=\(BitPlaneMatrix.isaName(isa)) rows \(range): row \(r)")
+                    }
+                }
+            }
+        } } }
+    }
+
     /// Per-entry 70/20/10 masks cost about 2.7 bits per weight (1 + 1 + 0.3 activity + 1.4 signs);
     /// one width per row (half 1, half 2 bits) only the signs, 1.5.
     func testResidentBytesFollowTheEncoding() {
@@ -117,7 +142,7 @@ final class CompactPlanesTests: XCTestCase {
     func testMultiplyEqualsGemmOnExpandedWeights() {
         let tiles = BitPlaneScratch()
         var seed: UInt64 = 1000
-        for (m, n, k) in [(1, 10, 65), (1, 300, 1000), (3, 70, 513), (16, 33, 64), (40, 700, 400), (1, 1, 1)] {
+        for (m, n, k) in [(1, 10, 65), (1, 300, 1000), (3, 70, 513), (5, 40, 100), (16, 33, 64), (40, 700, 400), (1, 1, 1)] {
             seed += 1
             let (s, w) = source(rows: n, columns: k, levels: 3, seed: seed, transposed: seed % 2 == 0)
             let planes = CompactPlanes(s)

@@ -142,6 +142,11 @@ typedef struct {
 /// Rows firstRow ..< firstRow + rowCount decoded: out[(row - firstRow) * ldo + j] = the row's
 /// entry j (levels added in Float from level 1 up). AVX-512 (with BMI2) or portable.
 void bp_compact_decode(int isa, const bp_compact *w, int32_t firstRow, int32_t rowCount, float *out, int64_t ldo);
+/// y[row - firstRow] = sum_j entry(row, j) * x[j] for rows firstRow ..< firstRow + rowCount: the
+/// decode fused with a dot product (AVX-512: FMAs into 4 accumulators, nothing stored; portable:
+/// 16 rows decoded into `scratch`, bp_compact_gemv_scratch_floats(w) floats, then dotted).
+int64_t bp_compact_gemv_scratch_floats(const bp_compact *w);
+void bp_compact_gemv(int isa, const bp_compact *w, int32_t firstRow, int32_t rowCount, const float *x, float *y, float *scratch);
 
 /// Activity bits of one level from bit widths: out bit j = (mask[j] > level), ceil(n / 64) words.
 void bp_level_bits(const uint8_t *mask, int64_t n, int32_t level, uint64_t *out);

@@ -220,10 +220,16 @@ final class PackedConvWeights: @unchecked Sendable {
     /// Bit-plane bytes (binarized inputs); a choice reports its own.
     let residentBytes: Int
 
+    /// A depthwise layer with binarized inputs: x_hat expanded, then the compact weights' float
+    /// path (what expanded mode computes). Bit planes give each 1-channel tap a 64-bit word.
+    let expandInput: ActivationSpec?
+
     init(_ packed: PackedTensor, groups: Int, activations: ActivationSpec?, _ ctx: NodeContext, input: Int) throws {
         shape = packed.shape
         self.groups = groups
-        if let activations {
+        let depthwise = groups > 1 && packed.shape.count >= 2 && packed.shape[1] == 1
+        expandInput = depthwise ? activations : nil
+        if let activations, !depthwise {
             let matrices = try (0..<groups).map { try BitPlaneMatrix(packed: packed, kind: .conv, group: $0, groups: groups) }
             layer = BinaryConvLayer(weights: matrices, activations: activations)
             choice = nil
@@ -241,7 +247,10 @@ final class PackedConvWeights: @unchecked Sendable {
             layer.forward(g, input: x.pointer(Float.self), bias: bias?.pointer(Float.self), output: out.mutable(Float.self),
                           relu: activation == .relu, threads: c.threads, scratch: c.bitScratch, variant: c.variant)
             if activation != .relu && activation != .none { activation.apply(to: out.mutable(Float.self), count: out.count) }
-        } else if let w = choice?.expanded {
+            return out
+        }
+        let x = try expandInput.map { try BinarizedInput.expand(x, $0, conv: true, c) } ?? x
+        if let w = choice?.expanded {
             Conv.forward(c.variant, g, input: x.pointer(Float.self), weights: w.pointer(Float.self), bias: bias?.pointer(Float.self),
                          output: out.mutable(Float.self), activation: activation, threads: c.threads, scratch: c.scratch)
         } else if let compact = choice?.compact {

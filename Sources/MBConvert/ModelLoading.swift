@@ -6,8 +6,9 @@ import MBRuntime
 public enum ModelLoading {
     /// The model at `path` ready to run: an `.mbm` (told apart by its magic) or, anything else,
     /// an `.onnx` file imported and lowered to the IR the runtime executes.
-    public static func load(path: String, weights: MBModel.Options.Weights = .expanded, optimize: Bool = true) throws -> MBModel {
-        let options = MBModel.Options(weights: weights, optimize: optimize)
+    public static func load(path: String, weights: MBModel.Options.Weights = .auto, optimize: Bool = true,
+                            maxWeightBytes: Int? = nil) throws -> MBModel {
+        let options = MBModel.Options(weights: weights, optimize: optimize, maxWeightBytes: maxWeightBytes)
         if Inspect.isMBM(path: path) {
             return try MBModel(contentsOfFile: path, options: options)
         }

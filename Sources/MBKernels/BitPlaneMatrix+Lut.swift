@@ -96,6 +96,9 @@ final class LutLayout: @unchecked Sendable {
 }
 
 extension BitPlaneMatrix {
+    /// Whether this CPU runs the lookup-table GEMV (AVX-512 or NEON).
+    public static var lutAvailable: Bool { usesLut(isa: bp_isa()) }
+
     /// Whether the float GEMV at `isa` takes the lookup-table kernel.
     static func usesLut(isa: Int32) -> Bool { bp_lut_available(isa) != 0 }
 

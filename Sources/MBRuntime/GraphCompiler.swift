@@ -28,6 +28,8 @@ final class GraphCompiler {
     /// Nodes running from bit planes, and the bytes their planes hold.
     var packedNodes: [String] = []
     var packedBytes = 0
+    /// Binarized weights of Conv/Gemm/MatMul with float inputs (packed and auto modes).
+    var weightChoices: [WeightChoice] = []
     /// Element types the model declares for graph inputs and constants, by name (a float16
     /// value is held as float at run time; CastLike needs to know it was float16).
     var declaredTypes: [String: ElementType] = [:]
@@ -53,9 +55,38 @@ final class GraphCompiler {
         }
     }
 
-    /// Bytes held by the constants a compiled graph keeps, plus bit planes.
+    /// Bytes held by the constants a compiled graph keeps, plus bit planes and weight choices.
     func residentConstantBytes(_ g: CompiledGraph) -> Int {
         g.constants.reduce(0) { $0 + $1.value.count * $1.value.elementType.runtimeSize } + packedBytes
+            + weightChoices.reduce(0) { $0 + $1.residentBytes }
+    }
+
+    /// Auto mode: each weight expanded unless its compact form measured faster (a batch-1
+    /// Gemm/MatMul can be: its float weights stream from memory once per run), or, without a
+    /// budget, bit planes for the lookup-table GEMV when that measured fastest; then, while the
+    /// weights exceed `maxWeightBytes`, the expanded one costing the least measured time per
+    /// byte saved goes compact. Packed mode keeps every weight compact.
+    func resolveWeightChoices(_ g: CompiledGraph) throws(MBRuntimeError) {
+        let lut = weightChoices.map { options.weights == .auto && options.maxWeightBytes == nil && $0.lutMeasuredFastest }
+        var packed = weightChoices.map { options.weights == .packed || $0.packedMeasuredFaster }
+        if options.weights == .auto, let budget = options.maxWeightBytes {
+            let others = residentConstantBytes(g) - weightChoices.reduce(0) { $0 + $1.residentBytes }
+            var total = others + zip(weightChoices, packed).reduce(0) { $0 + ($1.1 ? $1.0.compactBytes : $1.0.expandedBytes) }
+            let order = weightChoices.indices.filter { !packed[$0] }.sorted { weightChoices[$0].costPerByteSaved < weightChoices[$1].costPerByteSaved }
+            for i in order where total > budget {
+                packed[i] = true
+                total -= weightChoices[i].expandedBytes - weightChoices[i].compactBytes
+            }
+        }
+        for (i, choice) in weightChoices.enumerated() {
+            do {
+                try choice.settle(packed: packed[i], lut: lut[i], maxTensorBytes: options.maxTensorBytes)
+            } catch {
+                throw MBRuntimeError(.limitExceeded, node: choice.node, opType: "", "weight '\(choice.weight)': \(error)")
+            }
+        }
+        let expanded = Set(weightChoices.filter { !$0.isPacked }.map(\.node))
+        packedNodes.removeAll { expanded.contains($0) }
     }
 
     func newSlot() -> Int {
@@ -129,7 +160,7 @@ final class GraphCompiler {
             let s = define(c.name)
             declaredTypes[c.name] = c.elementType
             if let v = preset[c.name] { constantValues[s] = v; continue }
-            if options.weights == .packed, case .binarized(let p) = c.storage {
+            if options.weights != .expanded, case .binarized(let p) = c.storage {
                 packedConstants[s] = (c.name, p)
                 continue
             }

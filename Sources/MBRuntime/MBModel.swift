@@ -22,6 +22,28 @@ public final class MBModel: Sendable {
     /// the bit planes of packed weights. Mapped float weights count too (they become resident
     /// once read).
     public let weightBytes: Int
+    /// How each binarized weight of a Conv/Gemm/MatMul with float inputs runs (packed and auto
+    /// modes; empty in expanded mode), in graph order.
+    public let weightChoices: [WeightChoice]
+
+    /// One binarized weight's run-time form and what it was chosen by.
+    public struct WeightChoice: Sendable {
+        public var node: String
+        public var weight: String
+        /// Compact bit planes decoded a tile at a time, or bit planes for the lookup-table GEMV
+        /// (`lookupTables`) (true), or expanded floats.
+        public var packed: Bool
+        public var lookupTables: Bool
+        public var residentBytes: Int
+        public var compactBytes: Int
+        public var expandedBytes: Int
+        /// Auto mode's measurements at load: decoding every tile once; a batch-1 product from
+        /// each form (Gemm/MatMul only). Zero / nil in packed mode.
+        public var decodeNanoseconds: Double
+        public var packedTrialNanoseconds: Double?
+        public var expandedTrialNanoseconds: Double?
+        public var lookupTableTrialNanoseconds: Double?
+    }
 
     /// What loading may allocate and how deep it may recurse.
     public struct Options: Sendable {
@@ -34,6 +56,10 @@ public final class MBModel: Sendable {
         public var maxGraphDepth: Int
         /// How binarized weights run.
         public var weights: Weights
+        /// Auto mode's budget for resident weights (every constant, binarized weights in the form
+        /// chosen): weights go compact, least measured slowdown per byte first, until it fits
+        /// (or all are). nil: no budget (only weights whose compact form measured faster go compact).
+        public var maxWeightBytes: Int?
         /// Run the graph optimizer at load (`GraphOptimizer`: constant folding, BatchNormalization
         /// folding, activation and residual fusion, no-op and dead node removal). Off only to
         /// compare against the graph as written.
@@ -43,13 +69,18 @@ public final class MBModel: Sendable {
         public enum Weights: String, Sendable, CaseIterable {
             /// Expanded once at load into exactly the stored values; float kernels.
             case expanded
-            /// Kept as bit planes (never expanded whole): Conv/Gemm/MatMul run the bit-plane
-            /// kernels; other readers of a binarized tensor get it expanded.
+            /// Kept at about their stored size (never expanded whole): Conv/Gemm/MatMul with float
+            /// inputs decode a bounded tile of rows at a time for the float kernels, with binarized
+            /// inputs run the bit-plane kernels; other readers of a binarized tensor get it expanded.
             case packed
+            /// Per weight the faster form, measured at load (a decode of its tiles; for Gemm/MatMul
+            /// a batch-1 product from each form), within `maxWeightBytes`.
+            case auto
         }
 
-        public init(maxTensorBytes: Int = MBSession.Options.defaultMaxTensorBytes, maxGraphDepth: Int = 64, weights: Weights = .expanded,
-                    optimize: Bool = true) {
+        public init(maxTensorBytes: Int = MBSession.Options.defaultMaxTensorBytes, maxGraphDepth: Int = 64, weights: Weights = .auto,
+                    optimize: Bool = true, maxWeightBytes: Int? = nil) {
+            self.maxWeightBytes = maxWeightBytes
             self.optimize = optimize
             self.maxTensorBytes = maxTensorBytes
             self.maxGraphDepth = maxGraphDepth
@@ -73,7 +104,10 @@ public final class MBModel: Sendable {
         } else {
             self.optimizerReport = [:]
         }
-        self.graph = try compiler.compile(irGraph, parent: nil, place: "graph")
+        let graph = try compiler.compile(irGraph, parent: nil, place: "graph")
+        try compiler.resolveWeightChoices(graph)
+        self.graph = graph
+        self.weightChoices = compiler.weightChoices.map(\.report)
         self.slotCount = compiler.slotCount
         // Folded by the optimizer's first pass or, for what it leaves (subgraphs), by the compiler.
         self.foldedNodeCount = compiler.folded + (optimizerReport["fold-constants"] ?? 0)

@@ -15,7 +15,7 @@ public enum RunModel {
         /// Print where the time went, per operator type.
         public var profile = false
         /// How binarized weights run (expanded floats or bit planes).
-        public var weights: MBModel.Options.Weights = .expanded
+        public var weights: MBModel.Options.Weights = .auto
         /// Run the load-time graph optimizer (off: the graph as written, for comparison).
         public var optimize = true
         public init(inputs: [String], outputDirectory: String? = nil, repeats: Int = 0, threads: Int = 1) {
@@ -59,6 +59,7 @@ public enum RunModel {
             }
             if let p = session.lastProfile {
                 for o in p.byOperator { lines.append(String(format: "  %-20@ %3d nodes %9.3f ms", o.opType as NSString, o.count, Double(o.nanoseconds) / 1e6)) }
+                lines += weightChoiceLines(model)
             }
             lines.append(String(format: "latency over %d runs (%d thread%@): median %.3f ms, min %.3f ms",
                                 options.repeats, options.threads, options.threads == 1 ? "" : "s", times[times.count / 2], times[0]))
@@ -69,6 +70,26 @@ public enum RunModel {
             }
         }
         return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// Per binarized weight (packed and auto modes): the form it runs in and why.
+    static func weightChoiceLines(_ model: MBModel) -> [String] {
+        guard !model.weightChoices.isEmpty else { return [] }
+        let packed = model.weightChoices.filter(\.packed).count
+        var lines = ["binarized weights (\(model.options.weights.rawValue)): \(packed) of \(model.weightChoices.count) packed"]
+        for c in model.weightChoices {
+            var line = String(format: "  %@: %@, %.3f MB resident", c.node as NSString,
+                              c.lookupTables ? "lookup tables" : c.packed ? "packed" : "expanded", Double(c.residentBytes) / 1e6)
+            line += c.compactBytes > 0 ? String(format: " (packed %.3f MB, expanded %.3f MB)", Double(c.compactBytes) / 1e6, Double(c.expandedBytes) / 1e6)
+                : " (Conv without a budget: the packed form runs the same float kernel after a decode, not built)"
+            if c.decodeNanoseconds > 0 { line += String(format: "; decode %.3f ms", c.decodeNanoseconds / 1e6) }
+            if let p = c.packedTrialNanoseconds, let e = c.expandedTrialNanoseconds {
+                line += String(format: "; batch-1 product packed %.3f ms, expanded %.3f ms", p / 1e6, e / 1e6)
+                if let l = c.lookupTableTrialNanoseconds { line += String(format: ", lookup tables %.3f ms", l / 1e6) }
+            }
+            lines.append(line)
+        }
+        return lines
     }
 
     /// min / max / mean, and the argmax of each row for 2-D outputs (classifier scores).

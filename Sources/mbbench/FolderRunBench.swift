@@ -172,6 +172,16 @@ struct RunOnceResult: Codable {
     var medianMs: Double
     var minMs: Double
     var peakRSSBytes: Int?
+    /// Median process CPU time (user + system, every thread) per run: robust to other processes
+    /// taking the cores (a one-thread run's CPU time is its work), but counts spinning helpers.
+    var cpuMedianMs: Double?
+    /// `.mbm` runs: every constant the model keeps (`MBModel.weightBytes`); the binarized weights
+    /// of Conv/Gemm/MatMul as held and as stored in the file; how many of them run packed.
+    var weightBytes: Int?
+    var binarizedResidentBytes: Int?
+    var binarizedStoredBytes: Int?
+    var packedLayers: Int?
+    var binarizedLayers: Int?
 
     /// Runs `executable arguments` and decodes the result it prints last (its stderr passes through).
     static func child(_ executable: String, _ arguments: [String]) throws -> RunOnceResult {
@@ -191,9 +201,11 @@ struct RunOnce: ParsableCommand {
     @Option var repeats = 20
     @Option(help: "Where to write the first output (.npy).")
     var output: String?
+    @Option(help: "How binarized weights run (.mbm).")
+    var weights: MBModel.Options.Weights = .auto
 
     func run() throws {
-        let m = try ModelLoading.load(path: model)
+        let m = try ModelLoading.load(path: model, weights: weights)
         var feeds: [String: MBTensor] = [:]
         for (k, spec) in inputs.enumerated() {
             var name: String, path = spec
@@ -209,15 +221,36 @@ struct RunOnce: ParsableCommand {
         let session = m.makeSession(.init(threads: threads))
         var out = try session.run(feeds)
         for _ in 1..<max(warmup, 1) { out = try session.run(feeds) }
-        var times: [Double] = []
+        var times: [Double] = [], cpu: [Double] = []
+        func cpuMs() -> Double {
+            var u = rusage()
+            #if os(Linux)
+            getrusage(RUSAGE_SELF.rawValue, &u)
+            #else
+            getrusage(RUSAGE_SELF, &u)
+            #endif
+            return Double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) * 1e3 + Double(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e3
+        }
         for _ in 0..<max(repeats, 1) {
+            let c0 = cpuMs()
             let start = DispatchTime.now().uptimeNanoseconds
             out = try session.run(feeds)
             times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
+            cpu.append(cpuMs() - c0)
         }
         times.sort()
+        cpu.sort()
         if let output, let first = m.outputs.first, let t = out[first.name] { try NPY.write(t.npy, to: output) }
-        let r = RunOnceResult(medianMs: times[times.count / 2], minMs: times[0], peakRSSBytes: ProcessMemory.peakBytes())
+        var r = RunOnceResult(medianMs: times[times.count / 2], minMs: times[0], peakRSSBytes: ProcessMemory.peakBytes())
+        r.cpuMedianMs = cpu[cpu.count / 2]
+        r.weightBytes = m.weightBytes
+        if Inspect.isMBM(path: model) {
+            let stored = Dictionary(try Inspect.summarizeMBM(path: model).tensors.map { ($0.name, $0.bytes) }, uniquingKeysWith: { a, _ in a })
+            r.binarizedResidentBytes = m.weightChoices.reduce(0) { $0 + $1.residentBytes }
+            r.binarizedStoredBytes = m.weightChoices.reduce(0) { $0 + (stored[$1.weight] ?? 0) }
+            r.packedLayers = m.weightChoices.filter(\.packed).count
+            r.binarizedLayers = m.weightChoices.count
+        }
         print(String(decoding: try JSONEncoder().encode(r), as: UTF8.self))
     }
 }

@@ -12,6 +12,7 @@ struct MBBench: ParsableCommand {
             ImportOnce.self,
             RunBench.self,
             RunOnce.self,
+            WeightsBench.self,
             ConvBench.self,
             BinarizeBench.self,
             BitPlaneBench.self,

@@ -27,11 +27,11 @@ struct RunCommand: ParsableCommand {
 
     @OptionGroup var runtime: RuntimeOptions
 
-    @Flag(help: "With --repeats: print the time per operator type of the last run.")
+    @Flag(help: "With --repeats: print the time per operator type of the last run, and how each binarized weight runs.")
     var profile = false
 
-    @Option(help: "How binarized weights run: expanded (float kernels on the stored values) or packed (bit-plane kernels).")
-    var weights: MBModel.Options.Weights = .expanded
+    @Option(help: "How binarized weights run: auto (per layer the faster form, measured at load), expanded (float kernels on the stored values) or packed (kept at about their stored size).")
+    var weights: MBModel.Options.Weights = .auto
 
     @Flag(help: "Skip the load-time graph optimizer (run the graph as written, for comparison).")
     var noOptimize = false

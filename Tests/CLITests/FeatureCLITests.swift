@@ -29,7 +29,7 @@ import Testing
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         var outputs: [[Float]] = []
-        for mode in ["expanded", "packed"] {
+        for mode in ["expanded", "packed", "auto"] {
             let out = dir.appendingPathComponent(mode).path
             let r = try CLI.run(["run", "Examples/models/tiny_cnn.mbm", "--input", input, "--weights", mode, "--output-dir", out])
             #expect(r.status == 0, "\(r)")
@@ -43,7 +43,7 @@ import Testing
     @Test func runProfilePrintsTimePerOperator() throws {
         let r = try CLI.run(["run", "Examples/models/tiny_cnn.mbm", "--input", input, "--repeat", "2", "--profile"])
         #expect(r.status == 0, "\(r)")
-        for op in ["Conv", "BatchNormalization", "Gemm"] { #expect(r.stdout.contains(op), "no \(op) in the profile:\n\(r.stdout)") }
+        for op in ["Conv", "BatchNormalization", "Gemm", "binarized weights (auto)"] { #expect(r.stdout.contains(op), "no \(op) in the profile:\n\(r.stdout)") }
     }
 
     @Test func benchComparesExpandedAndPacked() throws {

@@ -114,6 +114,40 @@ void bp_lut_prepare(const float *x, int32_t words, float *scratch);
 /// row groups firstGroup ..< firstGroup + groupCount.
 void bp_lut_gemv(const bp_lut_weights *w, int32_t words, const float *scratch, float *out, int32_t firstGroup, int32_t groupCount);
 
+/// Compact binarized weights (BitPlanesCompact.c): about their stored size, decoded a tile of
+/// rows at a time into floats for the float kernels. Rows of `columns` entries (a Conv's
+/// [outC, inC/groups * taps] in flat order). Level 1's signs are one flat bitset over rows *
+/// columns entries (bit set = +1). Per row, `widths` holds in its low nibble how many levels
+/// (from level 1) EVERY entry of the row has and in its high nibble how many SOME entry has.
+/// For each higher level k (1-based k+1) of a row between those, `acts` holds, in order, one bit
+/// per entry active at level k-1 (set when it is also active at k); then, for every row that has
+/// the level, `signs` holds one bit per entry active at level k. Bit offsets of the first row of
+/// each block of BP_COMPACT_BLOCK rows into `acts` and `signs`, per level, are in `actStart` /
+/// `signStart` [(k - 1) * blocks + block]. Every stream carries one zero word past its end.
+enum { BP_COMPACT_BLOCK = 16 };
+typedef struct {
+    int32_t rows;
+    int32_t columns;
+    int32_t levels;
+    int32_t scaleStride;        // 1: one scale per (level, row) at scales[level * rows + row]; 0: one per level
+    const uint64_t *signs0;
+    const uint8_t *widths;
+    const uint64_t *acts;
+    const uint64_t *signs;
+    const int64_t *actStart;
+    const int64_t *signStart;
+    const float *scales;
+} bp_compact;
+
+/// Rows firstRow ..< firstRow + rowCount decoded: out[(row - firstRow) * ldo + j] = the row's
+/// entry j (levels added in Float from level 1 up). AVX-512 (with BMI2) or portable.
+void bp_compact_decode(int isa, const bp_compact *w, int32_t firstRow, int32_t rowCount, float *out, int64_t ldo);
+/// y[row - firstRow] = sum_j entry(row, j) * x[j] for rows firstRow ..< firstRow + rowCount: the
+/// decode fused with a dot product (AVX-512: FMAs into 4 accumulators, nothing stored; portable:
+/// 16 rows decoded into `scratch`, bp_compact_gemv_scratch_floats(w) floats, then dotted).
+int64_t bp_compact_gemv_scratch_floats(const bp_compact *w);
+void bp_compact_gemv(int isa, const bp_compact *w, int32_t firstRow, int32_t rowCount, const float *x, float *y, float *scratch);
+
 /// Activity bits of one level from bit widths: out bit j = (mask[j] > level), ceil(n / 64) words.
 void bp_level_bits(const uint8_t *mask, int64_t n, int32_t level, uint64_t *out);
 /// Unit words from a flat bitset of n bits (BitPlanesPack.c): out[u * cw + c / 64] bit c % 64 =

@@ -1,3 +1,4 @@
+import Dispatch
 import MBCore
 import MBFormat
 import MBKernels
@@ -35,77 +36,227 @@ enum BinarizedInput {
     }
 }
 
-/// Bit-plane weights of one Gemm/MatMul: `y[m, n] = sum_k A[m, k] W[n, k]` (W from the planes).
-final class PackedMatrix: @unchecked Sendable {
-    let matrix: BitPlaneMatrix
-    let activations: ActivationSpec?
-    let cache = GroupCache()
+/// How one binarized weight of a Conv/Gemm/MatMul with float inputs runs: from its compact
+/// layout (decoded a tile at a time) or expanded to floats. Packed mode fixes the compact form;
+/// auto mode measures at load (`measure`) and `GraphCompiler.resolveWeightChoices` decides for
+/// every weight at once, within `MBModel.Options.maxWeightBytes`, before the first run.
+final class WeightChoice: @unchecked Sendable {
+    let node: String
+    let weight: String
+    let kind: BitPlaneMatrix.WeightKind
+    /// Set before the first run and never changed after: exactly one of the three is non-nil.
+    private(set) var compact: CompactPlanes?
+    private(set) var expanded: MBTensor?
+    /// Auto mode, a Gemm/MatMul without a budget: bit planes for the lookup-table GEMV (AVX-512 /
+    /// NEON), kept when its batch-1 product measured fastest of the three forms.
+    private(set) var lut: BitPlaneMatrix?
+    private(set) var lutTrialNanoseconds: Double?
+    /// Kept until the choice is made (auto mode), to expand from.
+    private var source: PackedTensor?
+    let compactBytes: Int
+    let expandedBytes: Int
+    /// Measured at load (auto mode): the time one run spends decoding every tile, and for a
+    /// Gemm/MatMul a batch-1 product from each form (nil for a Conv).
+    private(set) var decodeNanoseconds: Double = 0
+    private(set) var packedTrialNanoseconds: Double?
+    private(set) var expandedTrialNanoseconds: Double?
 
-    init(_ packed: PackedTensor, transposed: Bool, activations: ActivationSpec?) throws {
-        matrix = try BitPlaneMatrix(packed: packed, kind: .matrix(transposed: transposed))
+    /// `build: false` skips the compact form (auto mode without a budget, for a Conv: it would run
+    /// the same float kernel after a decode, so it can only be slower); `compactBytes` is then 0.
+    init(node: String, weight: String, packed: PackedTensor, kind: BitPlaneMatrix.WeightKind, keepSource: Bool, build: Bool = true) throws {
+        self.node = node
+        self.weight = weight
+        self.kind = kind
+        if build {
+            let c = try CompactPlanes(packed: packed, kind: kind)
+            compact = c
+            compactBytes = c.residentBytes
+        } else {
+            // The same checks the compact form would make, so both modes claim the same weights.
+            _ = try BitPlaneMatrix.checkSupported(packed: packed, kind: kind)
+            compactBytes = 0
+        }
+        expandedBytes = packed.count * 4
+        source = keepSource ? packed : nil
+    }
+
+    var isPacked: Bool { compact != nil || lut != nil }
+    var residentBytes: Int { lut?.residentBytes ?? (compact != nil ? compactBytes : expandedBytes) }
+
+    /// Times the decode of every tile (best of 3), and for a matrix the batch-1 product of each
+    /// form on one thread (best of 5 after one warm-up each).
+    func measure(withLut: Bool) throws {
+        guard let compact, let source else { return }
+        let tiles = BitPlaneScratch()
+        let rowsPerTile = max(1, CompactPlanes.tileFloats / max(1, compact.columns))
+        let tile = tiles.buffer(.decodedWeights, min(compact.rows, rowsPerTile) * compact.columns, as: Float.self)
+        func best(_ n: Int, _ body: () -> Void) -> Double {
+            var t = Double.infinity
+            for _ in 0..<n {
+                let start = DispatchTime.now().uptimeNanoseconds
+                body()
+                t = min(t, Double(DispatchTime.now().uptimeNanoseconds - start))
+            }
+            return t
+        }
+        decodeNanoseconds = best(3) {
+            for r0 in stride(from: 0, to: compact.rows, by: rowsPerTile) {
+                compact.decode(rows: r0..<min(compact.rows, r0 + rowsPerTile), into: tile, ldo: compact.columns)
+            }
+        }
+        guard case .matrix(let transposed) = kind else { return }
+        let k = compact.columns, n = compact.rows
+        let w = source.dequantized()
+        let x = (0..<k).map { Float(($0 * 7919) % 17) / 17 - 0.5 }
+        var y = [Float](repeating: 0, count: n)
+        packedTrialNanoseconds = best(6) { compact.multiply(a: x, m: 1, lda: k, y: &y, ldc: n, threads: 1, tiles: tiles) }
+        expandedTrialNanoseconds = best(6) {
+            Gemm.sgemm(transA: false, transB: transposed, m: 1, n: n, k: k, alpha: 1, a: x, lda: k, b: w, ldb: transposed ? k : n,
+                       beta: 0, c: &y, ldc: n)
+        }
+        if withLut, BitPlaneMatrix.lutAvailable, let m = try? BitPlaneMatrix(packed: source, kind: kind) {
+            lutTrialNanoseconds = best(6) { m.gemv(x: x, bias: nil, y: &y, threads: 1, scratch: tiles) }
+            lut = m
+        }
+    }
+
+    /// Whether the lookup-table GEMV measured fastest of the three forms.
+    var lutMeasuredFastest: Bool {
+        guard let l = lutTrialNanoseconds, let p = packedTrialNanoseconds, let e = expandedTrialNanoseconds else { return false }
+        return l < p && l < e
+    }
+
+    /// Whether the compact form measured faster than the float one (only a matrix can be: a
+    /// Conv runs the same float kernel after its decode).
+    var packedMeasuredFaster: Bool {
+        guard let p = packedTrialNanoseconds, let e = expandedTrialNanoseconds else { return false }
+        return p < e
+    }
+
+    /// Extra time per run the compact form costs, per byte it saves (auto's budget order).
+    var costPerByteSaved: Double {
+        let saved = Double(max(1, expandedBytes - compactBytes))
+        if let p = packedTrialNanoseconds, let e = expandedTrialNanoseconds { return max(0, p - e) / saved }
+        return decodeNanoseconds / saved
+    }
+
+    /// Keeps the compact form (`packed`) or expands to floats; drops the rest.
+    func settle(packed: Bool, lut keepLut: Bool, maxTensorBytes: Int) throws {
+        defer { source = nil }
+        if keepLut, lut != nil {
+            compact = nil
+            return
+        }
+        lut = nil
+        guard !packed, let source else { return }
+        expanded = try TensorConversion.tensor(from: IRTensor(name: weight, elementType: .float, shape: source.shape, storage: .binarized(source)),
+                                               maxBytes: maxTensorBytes)
+        compact = nil
+    }
+
+    /// What `MBModel.weightChoices` reports.
+    var report: MBModel.WeightChoice {
+        MBModel.WeightChoice(node: node, weight: weight, packed: isPacked, lookupTables: lut != nil, residentBytes: residentBytes, compactBytes: compactBytes,
+                             expandedBytes: expandedBytes, decodeNanoseconds: decodeNanoseconds,
+                             packedTrialNanoseconds: packedTrialNanoseconds, expandedTrialNanoseconds: expandedTrialNanoseconds,
+                             lookupTableTrialNanoseconds: lutTrialNanoseconds)
+    }
+}
+
+/// Packed weights of one Gemm/MatMul: `y[m, n] = sum_k A[m, k] W[n, k]`. Float inputs run from
+/// the weight's choice (compact tiles for the float GEMM, or expanded); binarized inputs from bit
+/// planes (AND/XOR-popcount).
+final class PackedMatrix: @unchecked Sendable {
+    let choice: WeightChoice?
+    let matrix: BitPlaneMatrix?
+    let activations: ActivationSpec?
+    let transposed: Bool
+    let cache = GroupCache()
+    let k: Int
+    let n: Int
+
+    init(_ packed: PackedTensor, transposed: Bool, activations: ActivationSpec?, _ ctx: NodeContext, input: Int) throws {
+        self.transposed = transposed
+        if activations == nil {
+            let c = try ctx.weightChoice(packed, kind: .matrix(transposed: transposed), input: input)
+            choice = c; matrix = nil; k = c.compact!.columns; n = c.compact!.rows
+        } else {
+            let m = try BitPlaneMatrix(packed: packed, kind: .matrix(transposed: transposed))
+            choice = nil; matrix = m; k = m.tapChannels; n = m.rows
+        }
         self.activations = activations
     }
 
-    var k: Int { matrix.tapChannels }
-    var n: Int { matrix.rows }
+    var residentBytes: Int { choice == nil ? matrix?.residentBytes ?? 0 : 0 }
 
     /// Rows of `a` ([m, k], contiguous) times the weights into `y` ([m, n]).
     func multiply(a: UnsafePointer<Float>, m: Int, y: UnsafeMutablePointer<Float>, _ c: ExecutionContext) {
-        if let spec = activations {
+        if let lut = choice?.lut {
+            for r in 0..<m { lut.gemv(c.variant, x: a + r * k, bias: nil, y: y + r * n, threads: c.threads, scratch: c.bitScratch) }
+        } else if let w = choice?.expanded {
+            Gemm.parallel(c.variant, threads: c.threads, transA: false, transB: transposed, m: m, n: n, k: k, alpha: 1, a: a, lda: k,
+                          b: w.pointer(Float.self), ldb: transposed ? k : n, beta: 0, c: y, ldc: n)
+        } else if let compact = choice?.compact {
+            compact.multiply(c.variant, a: a, m: m, lda: k, y: y, ldc: n, threads: c.threads, tiles: c.bitScratch)
+        } else if let spec = activations, let matrix {
             let xb = spec.binarizeMatrixInput(UnsafeBufferPointer(start: a, count: m * k), rows: m, columns: k, cache: cache)
             let planes = ActivationPlanes(xb, units: m, unitChannels: k, base: 0, unitStride: k, channelStride: 1, scratch: c.bitScratch)
             let patches = c.bitScratch.buffer(.patches, m, as: Int32.self)
             for p in 0..<m { patches[p] = Int32(p) }
             matrix.binaryForward(c.variant, acts: planes, patches: patches, positions: m, bias: nil, relu: false,
                                  y: y, strideRow: 1, stridePos: n, threads: c.threads)
-        } else {
-            for r in 0..<m {
-                matrix.gemv(c.variant, x: a + r * k, bias: nil, y: y + r * n, threads: c.threads, scratch: c.bitScratch)
-            }
         }
     }
 }
 
-/// Bit-plane weights of one Conv (a matrix per group).
+/// Packed weights of one Conv: for float inputs the weight's choice (compact tiles of output
+/// channels decoded for the float convolution, its epilogue included; or expanded), bit planes
+/// per group for binarized inputs.
 final class PackedConvWeights: @unchecked Sendable {
     let shape: [Int]
     let groups: Int
     let layer: BinaryConvLayer?
-    let matrices: [BitPlaneMatrix]
+    let choice: WeightChoice?
+    /// Bit-plane bytes (binarized inputs); a choice reports its own.
+    let residentBytes: Int
 
-    init(_ packed: PackedTensor, groups: Int, activations: ActivationSpec?) throws {
+    /// A depthwise layer with binarized inputs: x_hat expanded, then the compact weights' float
+    /// path (what expanded mode computes). Bit planes give each 1-channel tap a 64-bit word.
+    let expandInput: ActivationSpec?
+
+    init(_ packed: PackedTensor, groups: Int, activations: ActivationSpec?, _ ctx: NodeContext, input: Int) throws {
         shape = packed.shape
         self.groups = groups
-        let matrices = try (0..<groups).map { try BitPlaneMatrix(packed: packed, kind: .conv, group: $0, groups: groups) }
-        self.matrices = matrices
-        layer = activations.map { BinaryConvLayer(weights: matrices, activations: $0) }
+        let depthwise = groups > 1 && packed.shape.count >= 2 && packed.shape[1] == 1
+        expandInput = depthwise ? activations : nil
+        if let activations, !depthwise {
+            let matrices = try (0..<groups).map { try BitPlaneMatrix(packed: packed, kind: .conv, group: $0, groups: groups) }
+            layer = BinaryConvLayer(weights: matrices, activations: activations)
+            choice = nil
+            residentBytes = matrices.reduce(0) { $0 + $1.residentBytes }
+        } else {
+            choice = try ctx.weightChoice(packed, kind: .conv, input: input)
+            layer = nil
+            residentBytes = 0
+        }
     }
 
-    var residentBytes: Int { matrices.reduce(0) { $0 + $1.residentBytes } }
-
-    func forward(_ g: ConvGeometry, x: MBTensor, bias: MBTensor?, relu: Bool, _ c: ExecutionContext) throws -> MBTensor {
+    func forward(_ g: ConvGeometry, x: MBTensor, bias: MBTensor?, activation: Activation, _ c: ExecutionContext) throws -> MBTensor {
         let out = try c.alloc(.float, [g.batch, g.outChannels] + g.output)
         if let layer {
             layer.forward(g, input: x.pointer(Float.self), bias: bias?.pointer(Float.self), output: out.mutable(Float.self),
-                          relu: relu, threads: c.threads, scratch: c.bitScratch, variant: c.variant)
+                          relu: activation == .relu, threads: c.threads, scratch: c.bitScratch, variant: c.variant)
+            if activation != .relu && activation != .none { activation.apply(to: out.mutable(Float.self), count: out.count) }
             return out
         }
-        // Float activations: the weights decoded into scratch for this call (never kept), then
-        // the float convolution.
-        let count = shape.reduce(1, *)
-        let w = c.bitScratch.buffer(.decodedWeights, count, as: Float.self)
-        let perGroup = count / groups
-        // Blocks of 8 rows write disjoint rows: the threads share the decode.
-        let wBox = UncheckedSendable(w)
-        for (grp, m) in matrices.enumerated() {
-            let parts = min(m.blocks, 4 * c.threads)
-            Parallel.forEach(parts, threads: perGroup > 1 << 14 ? c.threads : 1) { t in
-                m.decode(into: wBox.value, offset: grp * perGroup, rowStride: m.taps * m.tapChannels, tapStride: 1, channelStride: m.taps,
-                         rowBlocks: (m.blocks * t / parts)..<(m.blocks * (t + 1) / parts))
-            }
+        let x = try expandInput.map { try BinarizedInput.expand(x, $0, conv: true, c) } ?? x
+        if let w = choice?.expanded {
+            Conv.forward(c.variant, g, input: x.pointer(Float.self), weights: w.pointer(Float.self), bias: bias?.pointer(Float.self),
+                         output: out.mutable(Float.self), activation: activation, threads: c.threads, scratch: c.scratch)
+        } else if let compact = choice?.compact {
+            compact.convForward(c.variant, g, input: x.pointer(Float.self), bias: bias?.pointer(Float.self), output: out.mutable(Float.self),
+                                activation: activation, threads: c.threads, scratch: c.scratch, tiles: c.bitScratch)
         }
-        Conv.forward(c.variant, g, input: x.pointer(Float.self), weights: w, bias: bias?.pointer(Float.self),
-                     output: out.mutable(Float.self), activation: relu ? .relu : .none, threads: c.threads, scratch: c.scratch)
         return out
     }
 }

@@ -108,14 +108,15 @@ enum ConvOps {
             let after: Conv.Activation = activation == fusedActivation ? .none : fusedActivation
             let binarized = try BinarizedInput.spec(n)
             if let w = n.constantInput(1), w.elementType != .float { throw n.unsupported("weights of type \(w.elementType.name) (float only)") }
-            if let packed = n.packedInput(1), let weights = try? PackedConvWeights(packed, groups: a.group, activations: binarized) {
-                n.claimPacked(1, bytes: weights.residentBytes)
+            if let packed = n.packedInput(1), let weights = try? PackedConvWeights(packed, groups: a.group, activations: binarized, n, input: 1) {
+                if weights.choice == nil { n.claimPacked(1, bytes: weights.residentBytes) }
+                let shape = weights.shape
                 return { i, c in
                     let x = try i.float(0, "X")
                     let bias = try i[2].map { _ in try i.float(2, "B") }
                     try Attributes.checkDimensions(("X", x))
-                    let g = try a.geometry(x: x, w: weights.shape, bias: bias)
-                    let y = try weights.forward(g, x: x, bias: bias, relu: activation == .relu, c)
+                    let g = try a.geometry(x: x, w: shape, bias: bias)
+                    let y = try weights.forward(g, x: x, bias: bias, activation: activation, c)
                     return [try FloatElementwise.finish(y, residual: try residualIndex.map { try i.float($0, "residual") }, after, c)]
                 }
             }
@@ -143,8 +144,27 @@ enum ConvOps {
                 throw n.bad("output_shape \(os): \(bad) is outside 0...\(Attributes.maxDimension)")
             }
             let after = n.plan?.activation ?? .none
+            // A binarized weight small enough to decode whole into the session's tile buffer runs
+            // from its compact form (packed mode); larger ones are expanded.
+            let packedChoice = n.packedInput(1).flatMap { p in
+                p.count <= CompactPlanes.tileFloats ? try? n.weightChoice(p, kind: .conv, input: 1) : nil
+            }
+            let packedShape = n.packedInput(1)?.shape
             return { i, c in
-                let x = try i.float(0, "X"), w = try i.float(1, "W")
+                let x = try i.float(0, "X")
+                let w: MBTensor
+                if let choice = packedChoice {
+                    if let e = choice.expanded {
+                        w = e
+                    } else {
+                        let compact = choice.compact!
+                        let t = try c.alloc(.float, packedShape!)
+                        compact.decode(c.variant, rows: 0..<compact.rows, into: t.mutable(Float.self), ldo: compact.columns)
+                        w = t
+                    }
+                } else {
+                    w = try i.float(1, "W")
+                }
                 let bias = try i[2].map { _ in try i.float(2, "B") }
                 try Attributes.checkDimensions(("X", x), ("W", w))
                 guard x.rank >= 3, w.rank == x.rank else { throw OpError("X \(x.shape) and W \(w.shape) must have the same rank >= 3") }

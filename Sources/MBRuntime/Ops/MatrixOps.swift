@@ -9,11 +9,12 @@ enum MatrixOps {
             let transA = try n.int("transA", default: 0) != 0, transB = try n.int("transB", default: 0) != 0
             let binarized = try BinarizedInput.spec(n)
             let after = n.plan?.activation ?? .none
-            if !transA, let packed = n.packedInput(1), let pm = try? PackedMatrix(packed, transposed: transB, activations: binarized) {
-                n.claimPacked(1, bytes: pm.matrix.residentBytes)
+            if !transA, let packed = n.packedInput(1), let pm = try? PackedMatrix(packed, transposed: transB, activations: binarized, n, input: 1) {
+                if pm.choice == nil { n.claimPacked(1, bytes: pm.residentBytes) }
+                let bShape = packed.shape
                 return { i, c in
                     let a = try i.float(0, "A")
-                    guard a.rank == 2, a.shape[1] == pm.k else { throw OpError("A \(a.shape) does not fit B \(packed.shape)\(transB ? "ᵀ" : "")") }
+                    guard a.rank == 2, a.shape[1] == pm.k else { throw OpError("A \(a.shape) does not fit B \(bShape)\(transB ? "ᵀ" : "")") }
                     let m = a.shape[0], nn = pm.n
                     let y = try c.alloc(.float, [m, nn])
                     pm.multiply(a: a.pointer(Float.self), m: m, y: y.mutable(Float.self), c)
@@ -63,11 +64,12 @@ enum MatrixOps {
         "MatMul": { n in
             let binarized = try BinarizedInput.spec(n)
             if let packed = n.packedInput(1), packed.shape.count == 2,
-               let pm = try? PackedMatrix(packed, transposed: false, activations: binarized) {
-                n.claimPacked(1, bytes: pm.matrix.residentBytes)
+               let pm = try? PackedMatrix(packed, transposed: false, activations: binarized, n, input: 1) {
+                if pm.choice == nil { n.claimPacked(1, bytes: pm.residentBytes) }
+                let bShape = packed.shape
                 return { i, c in
                     let a = try i.float(0, "A")
-                    guard a.rank >= 1, a.shape.last == pm.k else { throw OpError("inner dimensions differ: \(a.shape) × \(packed.shape)") }
+                    guard a.rank >= 1, a.shape.last == pm.k else { throw OpError("inner dimensions differ: \(a.shape) × \(bShape)") }
                     let m = a.count / pm.k
                     let y = try c.alloc(.float, Array(a.shape.dropLast()) + [pm.n])
                     pm.multiply(a: a.pointer(Float.self), m: m, y: y.mutable(Float.self), c)

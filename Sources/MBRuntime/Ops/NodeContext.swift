@@ -89,6 +89,19 @@ struct NodeContext {
         return compiler.packedConstants[inputSlots[i]]?.tensor
     }
 
+    /// The run-time form of packed input `i` (a binarized weight read by this Conv/Gemm/MatMul with
+    /// float inputs), claimed: compact in packed mode; in auto mode measured now and decided with
+    /// every other weight once the graph is compiled.
+    func weightChoice(_ packed: PackedTensor, kind: BitPlaneMatrix.WeightKind, input i: Int) throws -> WeightChoice {
+        let auto = compiler.options.weights == .auto
+        let build = !auto || compiler.options.maxWeightBytes != nil || kind != .conv
+        let choice = try WeightChoice(node: name, weight: node.inputs[i], packed: packed, kind: kind, keepSource: auto, build: build)
+        if auto && build { try choice.measure(withLut: compiler.options.maxWeightBytes == nil) }
+        compiler.weightChoices.append(choice)
+        compiler.claimed.insert(inputSlots[i])
+        return choice
+    }
+
     /// This node runs input `i` from its bit planes (`bytes` of them): it is never expanded for it.
     func claimPacked(_ i: Int, bytes: Int) {
         compiler.claimed.insert(inputSlots[i])

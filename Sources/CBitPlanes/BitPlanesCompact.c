@@ -1,0 +1,219 @@
+// Decoding of the compact weight layout (bp_compact, see CBitPlanes.h) into float rows.
+//
+// Why: packed mode keeps a binarized weight at about its stored size and decodes a tile of rows
+// (bounded, reused by every layer) just before the float GEMM reads it. The decode is
+// O(weights) per run against the GEMM's O(weights x pixels), so it stays small where the
+// weights are reused, and the values are bit for bit the expanded ones (levels added in Float
+// from level 1 up, as PackedTensor.dequantized does).
+//
+// Per 64 entries of a row: the level-1 signs are read straight from the flat sign bitset; a
+// higher level's activity is its parent level's activity with the stored bits deposited into
+// the parent's set bits (pdep), and its signs are deposited into its own activity the same way.
+// The AVX-512 variant turns each level into 16-lane blends and masked adds; the portable one
+// walks the bits.
+#include "CBitPlanes.h"
+
+#include <stdint.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define BP_COMPACT_X86 1
+#define BP_COMPACT_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,bmi2,popcnt")))
+#else
+#define BP_COMPACT_X86 0
+#endif
+
+/// 64 bits of `s` from bit `pos` on (streams carry one zero word past their end).
+static inline uint64_t compact_bits(const uint64_t *s, int64_t pos) {
+    const int64_t w = pos >> 6;
+    const int sh = (int)(pos & 63);
+    uint64_t v = s[w] >> sh;
+    if (sh) v |= s[w + 1] << (64 - sh);
+    return v;
+}
+
+/// Bits of `src`, low first, deposited into the set bits of `mask` (BMI2 pdep's definition).
+static inline uint64_t compact_pdep(uint64_t src, uint64_t mask) {
+    uint64_t out = 0;
+    for (uint64_t b = 1; mask; b += b) {
+        if (src & b) out |= mask & (0 - mask);
+        mask &= mask - 1;
+    }
+    return out;
+}
+
+/// The per-level words of 64 entries: activity and signs of levels 1 ..< any (level 0 is every
+/// valid entry, its signs read by the caller), cursors advanced.
+#define COMPACT_LEVEL_WORDS(PDEP, POPCNT)                                                         \
+    do {                                                                                          \
+        uint64_t parent = valid;                                                                  \
+        for (int32_t k = 1; k < any; k++) {                                                       \
+            uint64_t a;                                                                           \
+            if (k < full) {                                                                       \
+                a = valid;                                                                        \
+            } else {                                                                              \
+                a = PDEP(compact_bits(w->acts, ca[k]), parent);                                   \
+                ca[k] += POPCNT(parent);                                                          \
+            }                                                                                     \
+            act[k] = a;                                                                           \
+            sign[k] = PDEP(compact_bits(w->signs, cs[k]), a);                                     \
+            cs[k] += POPCNT(a);                                                                   \
+            parent = a;                                                                           \
+        }                                                                                         \
+    } while (0)
+
+static inline int64_t compact_popcount(uint64_t v) { return __builtin_popcountll(v); }
+
+/// Cursors of block `b`'s first row.
+static inline void compact_cursors(const bp_compact *w, int32_t b, int64_t *ca, int64_t *cs) {
+    const int32_t blocks = (w->rows + BP_COMPACT_BLOCK - 1) / BP_COMPACT_BLOCK;
+    for (int32_t k = 1; k < w->levels; k++) {
+        ca[k] = w->actStart[(int64_t)(k - 1) * blocks + b];
+        cs[k] = w->signStart[(int64_t)(k - 1) * blocks + b];
+    }
+}
+
+static void compact_decode_portable(const bp_compact *w, int32_t firstRow, int32_t rowCount, float *out, int64_t ldo) {
+    const int32_t K = w->columns, end = firstRow + rowCount;
+    int64_t ca[BP_MAX_LEVELS] = {0}, cs[BP_MAX_LEVELS] = {0};
+    uint64_t act[BP_MAX_LEVELS] = {0}, sign[BP_MAX_LEVELS] = {0};
+    const int32_t b0 = firstRow / BP_COMPACT_BLOCK;
+    compact_cursors(w, b0, ca, cs);
+    for (int32_t o = b0 * BP_COMPACT_BLOCK; o < end; o++) {
+        const int32_t full = w->widths[o] & 15, any = w->widths[o] >> 4;
+        const float *mu = w->scales + (w->scaleStride ? (int64_t)o : 0);
+        const int64_t levelStride = w->scaleStride ? w->rows : 1;
+        float *y = out + (int64_t)(o - firstRow) * ldo;
+        for (int32_t c0 = 0; c0 < K; c0 += 64) {
+            const int32_t n = K - c0 < 64 ? K - c0 : 64;
+            const uint64_t valid = n == 64 ? ~(uint64_t)0 : ((uint64_t)1 << n) - 1;
+            const uint64_t s0 = compact_bits(w->signs0, (int64_t)o * K + c0);
+            COMPACT_LEVEL_WORDS(compact_pdep, compact_popcount);
+            if (o < firstRow) continue;  // skipped to reach firstRow: cursors only
+            for (int32_t j = 0; j < n; j++) {
+                float v = (s0 >> j) & 1 ? mu[0] : -mu[0];
+                for (int32_t k = 1; k < any; k++) {
+                    if ((act[k] >> j) & 1) v += (sign[k] >> j) & 1 ? mu[k * levelStride] : -mu[k * levelStride];
+                }
+                y[c0 + j] = v;
+            }
+        }
+    }
+}
+
+/// y[r - firstRow] = row r . x: 16 rows decoded at a time into `buffer` (16 * columns floats), then dotted in order.
+static void compact_gemv_portable(const bp_compact *w, int32_t firstRow, int32_t rowCount, const float *x, float *y, float *buffer) {
+    const int32_t K = w->columns;
+    for (int32_t r0 = firstRow; r0 < firstRow + rowCount; r0 += BP_COMPACT_BLOCK) {
+        const int32_t n = firstRow + rowCount - r0 < BP_COMPACT_BLOCK ? firstRow + rowCount - r0 : BP_COMPACT_BLOCK;
+        compact_decode_portable(w, r0, n, buffer, K);
+        for (int32_t r = 0; r < n; r++) {
+            float acc = 0;
+            for (int32_t j = 0; j < K; j++) acc += buffer[(int64_t)r * K + j] * x[j];
+            y[r0 - firstRow + r] = acc;
+        }
+    }
+}
+
+#if BP_COMPACT_X86
+static inline __attribute__((always_inline)) BP_COMPACT_TARGET uint64_t compact_pdep_bmi2(uint64_t src, uint64_t mask) {
+    return _pdep_u64(src, mask);
+}
+static inline __attribute__((always_inline)) BP_COMPACT_TARGET int64_t compact_popcnt_hw(uint64_t v) { return _mm_popcnt_u64(v); }
+
+BP_COMPACT_TARGET static void compact_decode_avx512(const bp_compact *w, int32_t firstRow, int32_t rowCount, float *out, int64_t ldo) {
+    const int32_t K = w->columns, end = firstRow + rowCount;
+    int64_t ca[BP_MAX_LEVELS] = {0}, cs[BP_MAX_LEVELS] = {0};
+    uint64_t act[BP_MAX_LEVELS] = {0}, sign[BP_MAX_LEVELS] = {0};
+    __m512 pos[BP_MAX_LEVELS], neg[BP_MAX_LEVELS];
+    const int32_t b0 = firstRow / BP_COMPACT_BLOCK;
+    compact_cursors(w, b0, ca, cs);
+    const int64_t levelStride = w->scaleStride ? w->rows : 1;
+    for (int32_t o = b0 * BP_COMPACT_BLOCK; o < end; o++) {
+        const int32_t full = w->widths[o] & 15, any = w->widths[o] >> 4;
+        const float *mu = w->scales + (w->scaleStride ? (int64_t)o : 0);
+        for (int32_t k = 0; k < any; k++) {
+            pos[k] = _mm512_set1_ps(mu[k * levelStride]);
+            neg[k] = _mm512_set1_ps(-mu[k * levelStride]);
+        }
+        float *y = out + (int64_t)(o - firstRow) * ldo;
+        for (int32_t c0 = 0; c0 < K; c0 += 64) {
+            const int32_t n = K - c0 < 64 ? K - c0 : 64;
+            const uint64_t valid = n == 64 ? ~(uint64_t)0 : ((uint64_t)1 << n) - 1;
+            const uint64_t s0 = compact_bits(w->signs0, (int64_t)o * K + c0);
+            COMPACT_LEVEL_WORDS(compact_pdep_bmi2, compact_popcnt_hw);
+            if (o < firstRow) continue;
+            for (int32_t q = 0; q < n; q += 16) {
+                __m512 v = _mm512_mask_blend_ps((__mmask16)(s0 >> q), neg[0], pos[0]);
+                for (int32_t k = 1; k < any; k++) {
+                    const __m512 t = _mm512_mask_blend_ps((__mmask16)(sign[k] >> q), neg[k], pos[k]);
+                    v = _mm512_mask_add_ps(v, (__mmask16)(act[k] >> q), v, t);
+                }
+                _mm512_mask_storeu_ps(y + c0 + q, (__mmask16)(valid >> q), v);
+            }
+        }
+    }
+}
+/// The decode with each 16-lane vector multiplied into accumulators instead of stored.
+BP_COMPACT_TARGET static void compact_gemv_avx512(const bp_compact *w, int32_t firstRow, int32_t rowCount, const float *x, float *y) {
+    const int32_t K = w->columns, end = firstRow + rowCount;
+    int64_t ca[BP_MAX_LEVELS] = {0}, cs[BP_MAX_LEVELS] = {0};
+    uint64_t act[BP_MAX_LEVELS] = {0}, sign[BP_MAX_LEVELS] = {0};
+    __m512 pos[BP_MAX_LEVELS], neg[BP_MAX_LEVELS];
+    const int32_t b0 = firstRow / BP_COMPACT_BLOCK;
+    compact_cursors(w, b0, ca, cs);
+    const int64_t levelStride = w->scaleStride ? w->rows : 1;
+    for (int32_t o = b0 * BP_COMPACT_BLOCK; o < end; o++) {
+        const int32_t full = w->widths[o] & 15, any = w->widths[o] >> 4;
+        const float *mu = w->scales + (w->scaleStride ? (int64_t)o : 0);
+        for (int32_t k = 0; k < any; k++) {
+            pos[k] = _mm512_set1_ps(mu[k * levelStride]);
+            neg[k] = _mm512_set1_ps(-mu[k * levelStride]);
+        }
+        __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+        for (int32_t c0 = 0; c0 < K; c0 += 64) {
+            const int32_t n = K - c0 < 64 ? K - c0 : 64;
+            const uint64_t valid = n == 64 ? ~(uint64_t)0 : ((uint64_t)1 << n) - 1;
+            const uint64_t s0 = compact_bits(w->signs0, (int64_t)o * K + c0);
+            COMPACT_LEVEL_WORDS(compact_pdep_bmi2, compact_popcnt_hw);
+            if (o < firstRow) continue;
+            for (int32_t q = 0; q < 4 && 16 * q < n; q++) {
+                __m512 v = _mm512_mask_blend_ps((__mmask16)(s0 >> 16 * q), neg[0], pos[0]);
+                for (int32_t k = 1; k < any; k++) {
+                    const __m512 t = _mm512_mask_blend_ps((__mmask16)(sign[k] >> 16 * q), neg[k], pos[k]);
+                    v = _mm512_mask_add_ps(v, (__mmask16)(act[k] >> 16 * q), v, t);
+                }
+                const __m512 xv = _mm512_maskz_loadu_ps((__mmask16)(valid >> 16 * q), x + c0 + 16 * q);
+                acc[q] = _mm512_fmadd_ps(v, xv, acc[q]);
+            }
+        }
+        if (o >= firstRow) y[o - firstRow] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
+    }
+}
+#endif
+
+int64_t bp_compact_gemv_scratch_floats(const bp_compact *w) { return (int64_t)BP_COMPACT_BLOCK * w->columns; }
+
+void bp_compact_gemv(int isa, const bp_compact *w, int32_t firstRow, int32_t rowCount, const float *x, float *y, float *scratch) {
+    if (rowCount <= 0) return;
+#if BP_COMPACT_X86
+    if (isa >= BP_ISA_AVX512 && bp_isa() >= BP_ISA_AVX512) {
+        compact_gemv_avx512(w, firstRow, rowCount, x, y);
+        return;
+    }
+#endif
+    (void)isa;
+    compact_gemv_portable(w, firstRow, rowCount, x, y, scratch);
+}
+
+void bp_compact_decode(int isa, const bp_compact *w, int32_t firstRow, int32_t rowCount, float *out, int64_t ldo) {
+    if (rowCount <= 0) return;
+#if BP_COMPACT_X86
+    if (isa >= BP_ISA_AVX512 && bp_isa() >= BP_ISA_AVX512) {
+        compact_decode_avx512(w, firstRow, rowCount, out, ldo);
+        return;
+    }
+#endif
+    (void)isa;
+    compact_decode_portable(w, firstRow, rowCount, out, ldo);
+}

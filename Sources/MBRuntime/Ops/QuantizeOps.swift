@@ -64,7 +64,8 @@ enum QuantizeOps {
                 let x = try i.required(0, "x"), scale = try castTensor(try i.required(1, "x_scale"), to: .float, c)
                 let zero = try i[2].map { try castTensor($0, to: .float, c) }
                 let layout = try ParameterLayout(x: x, parameter: scale, axis: axis, blockSize: blockSize)
-                if let zero, zero.shape != scale.shape { throw OpError("x_zero_point \(zero.shape) must have the shape of x_scale \(scale.shape)") }
+                // A one-element zero point beside a scalar scale is per tensor too (onnx's own cases write [1]).
+                if let zero, zero.shape != scale.shape, !(zero.count == 1 && scale.count == 1) { throw OpError("x_zero_point \(zero.shape) must have the shape of x_scale \(scale.shape)") }
                 let values = try castTensor(x, to: .float, c)
                 let y = try c.alloc(.float, x.shape)
                 let v = values.pointer(Float.self), s = scale.pointer(Float.self), z = zero?.pointer(Float.self), d = y.mutable(Float.self)
@@ -86,7 +87,8 @@ enum QuantizeOps {
                 let x = try i.float(0, "x"), scale = try castTensor(try i.required(1, "y_scale"), to: .float, c)
                 let zero = try i[2].map { try castTensor($0, to: .float, c) }
                 let layout = try ParameterLayout(x: x, parameter: scale, axis: axis, blockSize: blockSize)
-                if let zero, zero.shape != scale.shape { throw OpError("y_zero_point \(zero.shape) must have the shape of y_scale \(scale.shape)") }
+                // A one-element zero point beside a scalar scale is per tensor too (onnx's own cases write [1]).
+                if let zero, zero.shape != scale.shape, !(zero.count == 1 && scale.count == 1) { throw OpError("y_zero_point \(zero.shape) must have the shape of y_scale \(scale.shape)") }
                 let y = try c.alloc(.int32, x.shape)
                 let v = x.pointer(Float.self), s = scale.pointer(Float.self), z = zero?.pointer(Float.self), d = y.mutable(Int32.self)
                 for k in 0..<x.count {

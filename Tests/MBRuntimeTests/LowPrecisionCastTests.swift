@@ -92,6 +92,25 @@ final class LowPrecisionCastTests: XCTestCase {
         XCTAssertEqual(try XCTUnwrap(try MBModel(ir: ir).makeSession().run([:])["z"]).int64s, [-7, 7, 1, -4])
     }
 
+    /// QuantizeLinear to int4 saturates to -8...7; to float8e4m3fn it rounds as Cast, per `saturate`.
+    func testQuantizeLinearToSmallTypes() throws {
+        func run(zero: IRTensor, scale: Float, saturate: Int64?, _ x: [Float]) throws -> MBTensor {
+            let s = IRTensor(name: "s", elementType: .float, shape: [], storage: .dense(ByteSlice(copying: withUnsafeBytes(of: scale.bitPattern.littleEndian) { Array($0) })))
+            let attributes = saturate.map { [IRAttribute(name: "saturate", value: .int($0))] } ?? []
+            let ir = IRModel(graph: IRGraph(name: "g", inputs: [IRValueInfo(name: "x", elementType: .float, shape: [.fixed(Int64(x.count))])],
+                                            outputs: [IRValueInfo(name: "y", elementType: zero.elementType, shape: nil)],
+                                            nodes: [IRNode(name: "q", opType: "QuantizeLinear", inputs: ["x", "s", "z"], outputs: ["y"], attributes: attributes)],
+                                            constants: [s, zero]),
+                             opsets: [IROpset(domain: "", version: 21)])
+            return try XCTUnwrap(try MBModel(ir: ir).makeSession().run(["x": MBTensor(shape: [x.count], floats: x)])["y"])
+        }
+        let int4Zero = IRTensor(name: "z", elementType: .int4, shape: [], storage: .dense(ByteSlice(copying: [0x01])))
+        XCTAssertEqual(try run(zero: int4Zero, scale: 2, saturate: nil, [-20, 3.3, 100, 5]).int64s, [-8, 3, 7, 3])
+        let f8Zero = IRTensor(name: "z", elementType: .float8e4m3fn, shape: [], storage: .dense(ByteSlice(copying: [0x00])))
+        Self.assertSame(try run(zero: f8Zero, scale: 0.5, saturate: nil, [1000, 0.15, -3]).floats, [448, 0.3125, -6], "QuantizeLinear float8e4m3fn saturate")
+        Self.assertSame(try run(zero: f8Zero, scale: 0.5, saturate: 0, [1000, 0.15, -3]).floats, [.nan, 0.3125, -6], "QuantizeLinear float8e4m3fn saturate=0")
+    }
+
     /// Packed constants decode exactly: int4 [-8, 7, 1] from 0x78 0x01; float4e2m1 [6, -0.5] from 0x97.
     func testPackedConstantsLoad() throws {
         let i4 = try MBTensor(irTensor: IRTensor(name: "i4", elementType: .int4, shape: [3], storage: .dense(ByteSlice(copying: [0x78, 0x01]))))

@@ -92,36 +92,32 @@ enum QuantizeOps {
             let declared = n.declaredElementType(ofInput: 2)
                 ?? (outputCode != 0 ? ElementType(rawValue: Int32(outputCode)) : nil) ?? .uint8
             // Float targets: x / scale + zero rounded to the format (ties to even, `saturate`),
-            // held as float like every value of those types.
-            if let format = LowPrecision.floatFormat(declared) {
-                let saturate = try n.int("saturate", default: 1) != 0
-                return { i, c in
-                    let x = try i.float(0, "x"), scale = try castTensor(try i.required(1, "y_scale"), to: .float, c)
-                    let zero = try i[2].map { try castTensor($0, to: .float, c) }
-                    let layout = try ParameterLayout(x: x, parameter: scale, axis: axis, blockSize: blockSize)
-                    try checkZeroPoint(zero, "y_zero_point", against: scale, "y_scale")
-                    let y = try c.alloc(.float, x.shape)
-                    let v = x.pointer(Float.self), s = scale.pointer(Float.self), z = zero?.pointer(Float.self), d = y.mutable(Float.self)
-                    for k in 0..<x.count {
-                        let p = layout.index(k)
-                        d[k] = format.rounded(v[k] / s[p] + (z?[p] ?? 0), saturate: saturate)
-                    }
-                    return [y]
-                }
-            }
+            // held as float like every value of those types. Integer targets: rounded, then
+            // saturated to the type's range.
+            let format = LowPrecision.floatFormat(declared)
+            let saturate = try n.int("saturate", default: 1) != 0
             let bounds: ClosedRange<Float>
-            do { bounds = try range(of: declared) } catch let e as OpError { throw n.unsupported(e.message) }
+            do { bounds = format == nil ? try range(of: declared) : 0...0 } catch let e as OpError { throw n.unsupported(e.message) }
             return { i, c in
                 let x = try i.float(0, "x"), scale = try castTensor(try i.required(1, "y_scale"), to: .float, c)
                 let zero = try i[2].map { try castTensor($0, to: .float, c) }
                 let layout = try ParameterLayout(x: x, parameter: scale, axis: axis, blockSize: blockSize)
                 try checkZeroPoint(zero, "y_zero_point", against: scale, "y_scale")
-                let y = try c.alloc(.int32, x.shape)
-                let v = x.pointer(Float.self), s = scale.pointer(Float.self), z = zero?.pointer(Float.self), d = y.mutable(Int32.self)
-                for k in 0..<x.count {
-                    let p = layout.index(k)
-                    let q = (v[k] / s[p]).rounded(.toNearestOrEven) + (z?[p] ?? 0)
-                    d[k] = q.isNaN ? 0 : Int32(min(max(q, bounds.lowerBound), bounds.upperBound))
+                let y = try c.alloc(format == nil ? .int32 : .float, x.shape)
+                let v = x.pointer(Float.self), s = scale.pointer(Float.self), z = zero?.pointer(Float.self)
+                if let format {
+                    let d = y.mutable(Float.self)
+                    for k in 0..<x.count {
+                        let p = layout.index(k)
+                        d[k] = format.rounded(v[k] / s[p] + (z?[p] ?? 0), saturate: saturate)
+                    }
+                } else {
+                    let d = y.mutable(Int32.self)
+                    for k in 0..<x.count {
+                        let p = layout.index(k)
+                        let q = (v[k] / s[p]).rounded(.toNearestOrEven) + (z?[p] ?? 0)
+                        d[k] = q.isNaN ? 0 : Int32(min(max(q, bounds.lowerBound), bounds.upperBound))
+                    }
                 }
                 return [y]
             }

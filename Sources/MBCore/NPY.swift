@@ -39,6 +39,10 @@ public enum NPY {
         // 2-byte void type. Older onnx helpers hand out the bit patterns as uint16 ('<u2'), read as
         // uint16 here; `NPYArray.reinterpreted(as: .bfloat16)` takes them for what they are.
         DType(descr: "<V2", elementType: .bfloat16, itemSize: 2),
+        // ml_dtypes' one-byte types (float8*, float4e2m1, int4, uint4, int2, uint2) save as a 1-byte
+        // void type: read as their bytes (uint8); the model's declared type says what the bytes
+        // are (`MBTensor(npy:declared:)`). Below '|u1', so uint8 arrays are written as '|u1'.
+        DType(descr: "|V1", elementType: .uint8, itemSize: 1),
     ]
 
     /// The table row for an element type, or nil if `.npy` support does not cover it.

@@ -212,6 +212,15 @@ private func problem(_ bytes: [UInt8]) -> NPYError.Problem? {
         #expect(u16.reinterpreted(as: .float) == nil)
     }
 
+    /// ml_dtypes' one-byte types save as '<V1': read as their bytes.
+    @Test func oneByteVoidReadsAsBytes() throws {
+        // np.save(np.array([448, -0.5], dtype=ml_dtypes.float8_e4m3fn)): descr '<V1'
+        let f8 = try NPY.parse(hex(Self.header + "273c5631" + Self.tail + "322c292c207d" + Self.pad + "7eb0"))
+        #expect(f8.elementType == .uint8 && f8.data == [0x7E, 0xB0])
+        // Written back as uint8.
+        #expect(NPY.dtype(for: .uint8)?.descr == "|u1")
+    }
+
     /// A void type's byte order: '|' (numpy) and '<' (ml_dtypes) read; '>' refused.
     @Test func voidByteOrders() throws {
         let bar = hex(Self.header + "277c5632" + Self.tail + "332c292c207d" + Self.pad + "803f20c04940")

@@ -111,6 +111,22 @@ final class LowPrecisionCastTests: XCTestCase {
         Self.assertSame(try run(zero: f8Zero, scale: 0.5, saturate: 0, [1000, 0.15, -3]).floats, [.nan, 0.3125, -6], "QuantizeLinear float8e4m3fn saturate=0")
     }
 
+    /// .npy inputs of the small types, as ml_dtypes saves them (one code per byte, '|V1'), and
+    /// bfloat16 as uint16 bit patterns: taken as the declared type says.
+    func testNPYInputsOfDeclaredSmallTypes() throws {
+        let bytes = try NPYArray(elementType: .uint8, shape: [4], data: [15, 8, 7, 3])
+        XCTAssertEqual(try MBTensor(npy: bytes, declared: .int4).int64s, [-1, -8, 7, 3])
+        XCTAssertEqual(try MBTensor(npy: bytes, declared: .uint4).int64s, [15, 8, 7, 3])
+        XCTAssertEqual(try MBTensor(npy: bytes, declared: .int2).int64s, [-1, 0, -1, -1])
+        XCTAssertEqual(try MBTensor(npy: bytes, declared: nil).int64s, [15, 8, 7, 3])
+        let f8 = try NPYArray(elementType: .uint8, shape: [2], data: [126, 176])
+        XCTAssertEqual(try MBTensor(npy: f8, declared: .float8e4m3fn).floats, [448, -0.5])
+        XCTAssertEqual(try MBTensor(npy: try NPYArray(elementType: .uint8, shape: [2], data: [0x0F, 0x01]), declared: .float4e2m1).floats, [-6, 0.5])
+        let bf = try NPYArray(elementType: .uint16, shape: [2], data: [0x80, 0x3F, 0x20, 0xC0])
+        XCTAssertEqual(try MBTensor(npy: bf, declared: .bfloat16).floats, [1, -2.5])
+        XCTAssertEqual(try MBTensor(npy: bf, declared: nil).int64s, [16256, 49184])
+    }
+
     /// Packed constants decode exactly: int4 [-8, 7, 1] from 0x78 0x01; float4e2m1 [6, -0.5] from 0x97.
     func testPackedConstantsLoad() throws {
         let i4 = try MBTensor(irTensor: IRTensor(name: "i4", elementType: .int4, shape: [3], storage: .dense(ByteSlice(copying: [0x78, 0x01]))))

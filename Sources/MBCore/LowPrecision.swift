@@ -55,8 +55,8 @@ public enum LowPrecision {
             case .finiteNaNAllOnes: return sign | UInt8((exponentMask << mantissaBits) | mantissaMask)
             case .finiteNaNNegativeZero: return 0x80
             case .ieee: return sign | UInt8((exponentMask << mantissaBits) | (1 << (mantissaBits - 1)))
-            // No NaN: onnx's reference (ml_dtypes) gives the negative zero code.
-            case .finiteOnly: return signBit
+            // No NaN: onnx's reference (ml_dtypes) gives a zero of the opposite sign (+NaN → −0).
+            case .finiteOnly: return sign ^ signBit
             }
         }
 

@@ -32,6 +32,13 @@ import Testing
         }
     }
 
+    /// float4e2m1 has no NaN: onnx's reference gives a zero of the NaN's opposite sign.
+    @Test func float4NaNIsZeroOfTheOppositeSign() {
+        for (bits, code) in [(UInt32(0x7FC0_0000), UInt8(8)), (0xFFC0_0000, 0), (0x7F80_0001, 8), (0xFFFF_FFFF, 0)] {
+            #expect(LowPrecision.FloatFormat.float4e2m1.encode(Float(bitPattern: bits), saturate: true) == code, "NaN 0x\(String(bits, radix: 16))")
+        }
+    }
+
     @Test func largestFiniteValues() {
         #expect(LowPrecision.FloatFormat.float8e4m3fn.maxFinite == 448)
         #expect(LowPrecision.FloatFormat.float8e4m3fnuz.maxFinite == 240)

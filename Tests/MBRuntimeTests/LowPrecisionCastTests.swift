@@ -1,5 +1,7 @@
+import Foundation
 import MBCore
 import MBRuntime
+import TestSupport
 import XCTest
 
 /// Cast and CastLike to and from ONNX's float8, float4, float8e8m0 and 4-/2-bit integer types in
@@ -68,6 +70,35 @@ final class LowPrecisionCastTests: XCTestCase {
         }
         let bad = Self.castModel(to: .float8e8m0, count: 1, attributes: [IRAttribute(name: "round_mode", value: .string(Array("sideways".utf8)))])
         XCTAssertThrowsError(try MBModel(ir: bad)) { XCTAssertTrue("\($0)".contains("round_mode 'sideways'"), "\($0)") }
+    }
+
+    /// Every Cast target, saturate and round_mode against onnx's reference evaluator on 40,000
+    /// seeded inputs (random bit patterns: NaNs, infinities, subnormals; values around each range;
+    /// exact ties), bit for bit (Scripts/crosscheck/low_precision_casts.py writes them).
+    func testMatchesONNXReferenceOnSeededInputs() throws {
+        let python: String
+        do { python = try Prerequisites.requirePython("the low-precision Cast cross-check", "onnx", "numpy") } catch let m as Prerequisites.Missing { throw Prerequisites.skipOrFail(m) }
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("low-precision-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let r = try CLI.runSystem("/usr/bin/env", [python, "Scripts/crosscheck/low_precision_casts.py", dir.path], in: SharedFixtures.repositoryRoot)
+        XCTAssertEqual(r.status, 0, "\(r)")
+        let x = try NPY.read(path: dir.appendingPathComponent("x.npy").path).floatValues()
+        let cases = try String(contentsOf: dir.appendingPathComponent("cases.txt"), encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(cases.count, 20)
+        for line in cases {
+            let f = line.split(separator: " ").map(String.init)
+            let to = try XCTUnwrap(ElementType(rawValue: try XCTUnwrap(Int32(f[1]))))
+            let attributes = [IRAttribute(name: "saturate", value: .int(try XCTUnwrap(Int64(f[2])))),
+                              IRAttribute(name: "round_mode", value: .string(Array(f[3].utf8)))]
+            let want = try NPY.read(path: dir.appendingPathComponent(f[0]).path).floatValues()
+            let got = try Self.run(Self.castModel(to: to, count: x.count, attributes: attributes), x)
+            var mismatches = 0
+            for k in x.indices where !(got[k].isNaN && want[k].isNaN) && got[k].bitPattern != want[k].bitPattern {
+                if mismatches < 5 { XCTFail("\(f[0]): x = \(x[k]) (0x\(String(x[k].bitPattern, radix: 16))): got \(got[k]), onnx gives \(want[k])") }
+                mismatches += 1
+            }
+            XCTAssertEqual(mismatches, 0, "\(f[0]): \(mismatches) of \(x.count) differ")
+        }
     }
 
     /// From a float: truncated toward zero, 0 outside the range (onnx's reference); from an

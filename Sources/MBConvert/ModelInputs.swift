@@ -24,7 +24,8 @@ public enum ModelInputs {
             guard model.inputs.contains(where: { $0.name == name }) else {
                 throw ConversionError("--input \(spec): the model has no input '\(name)' (inputs: \(names))")
             }
-            do { feeds[name] = try MBTensor(npy: NPY.read(path: path)) } catch { throw ConversionError(error) }
+            let declared = model.inputs.first { $0.name == name }?.elementType
+            do { feeds[name] = try MBTensor(npy: NPY.read(path: path), declared: declared) } catch { throw ConversionError(error) }
         }
         let missing = model.inputs.filter { feeds[$0.name] == nil }
         if !missing.isEmpty {

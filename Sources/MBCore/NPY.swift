@@ -28,8 +28,21 @@ public enum NPY {
         DType(descr: "<f8", elementType: .double, itemSize: 8),
         DType(descr: "<i8", elementType: .int64, itemSize: 8),
         DType(descr: "<i4", elementType: .int32, itemSize: 4),
+        DType(descr: "<i2", elementType: .int16, itemSize: 2),
+        DType(descr: "|i1", elementType: .int8, itemSize: 1),
+        DType(descr: "<u8", elementType: .uint64, itemSize: 8),
+        DType(descr: "<u4", elementType: .uint32, itemSize: 4),
+        DType(descr: "<u2", elementType: .uint16, itemSize: 2),
         DType(descr: "|u1", elementType: .uint8, itemSize: 1),
         DType(descr: "|b1", elementType: .bool, itemSize: 1),
+        // numpy has no bfloat16: ml_dtypes' bfloat16 (what onnx.numpy_helper returns) saves as a
+        // 2-byte void type. Older onnx helpers hand out the bit patterns as uint16 ('<u2'), read as
+        // uint16 here; `NPYArray.reinterpreted(as: .bfloat16)` takes them for what they are.
+        DType(descr: "<V2", elementType: .bfloat16, itemSize: 2),
+        // ml_dtypes' one-byte types (float8*, float4e2m1, int4, uint4, int2, uint2) save as a 1-byte
+        // void type: read as their bytes (uint8); the model's declared type says what the bytes
+        // are (`MBTensor(npy:declared:)`). Below '|u1', so uint8 arrays are written as '|u1'.
+        DType(descr: "|V1", elementType: .uint8, itemSize: 1),
     ]
 
     /// The table row for an element type, or nil if `.npy` support does not cover it.
@@ -44,7 +57,9 @@ public enum NPY {
         guard let order = descr.first else { return nil }
         let code = descr.dropFirst()
         for row in supportedTypes where row.descr.dropFirst() == code {
+            // Void types carry no byte order of their own: numpy writes '|', ml_dtypes '<'.
             if row.itemSize == 1 { return "|<>=".contains(order) ? row : nil }
+            if code.hasPrefix("V") { return "|<=".contains(order) ? row : nil }
             return order == "<" || order == "=" ? row : nil
         }
         return nil
@@ -90,6 +105,37 @@ public struct NPYArray: Sendable, Equatable {
         data = bytes
     }
 
+    /// The same bytes taken as another element type of the same size (uint16 bit patterns as
+    /// bfloat16, the convention of older onnx helpers); nil when the sizes differ or the type has
+    /// no `.npy` form.
+    public func reinterpreted(as type: ElementType) -> NPYArray? {
+        guard let from = NPY.dtype(for: elementType), let to = NPY.dtype(for: type), from.itemSize == to.itemSize else { return nil }
+        return try? NPYArray(elementType: type, shape: shape, data: data)
+    }
+
+    /// The elements of an integer or bool array as Int64, exactly (uint64 as its bit pattern); nil
+    /// for float types.
+    public func int64Values() -> [Int64]? {
+        let n = elementCount
+        func load<T: FixedWidthInteger>(_: T.Type) -> [Int64] {
+            data.withUnsafeBytes { raw in
+                (0..<n).map { Int64(truncatingIfNeeded: T(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * MemoryLayout<T>.size, as: T.self))) }
+            }
+        }
+        switch elementType {
+        case .int8: return load(Int8.self)
+        case .uint8: return load(UInt8.self)
+        case .bool: return data.map { $0 != 0 ? 1 : 0 }
+        case .int16: return load(Int16.self)
+        case .uint16: return load(UInt16.self)
+        case .int32: return load(Int32.self)
+        case .uint32: return load(UInt32.self)
+        case .int64: return load(Int64.self)
+        case .uint64: return load(UInt64.self)
+        default: return nil
+        }
+    }
+
     /// The elements converted to Float (float64 and integers are rounded to nearest; bool is 0 or 1).
     public func floatValues() -> [Float] {
         let n = elementCount
@@ -109,6 +155,19 @@ public struct NPYArray: Sendable, Equatable {
                     for i in 0..<n { dst[i] = Float(Int32(littleEndian: raw.loadUnaligned(fromByteOffset: i * 4, as: Int32.self))) }
                 case .uint8:
                     for i in 0..<n { dst[i] = Float(raw[i]) }
+                case .int8:
+                    for i in 0..<n { dst[i] = Float(Int8(bitPattern: raw[i])) }
+                case .int16:
+                    for i in 0..<n { dst[i] = Float(Int16(littleEndian: raw.loadUnaligned(fromByteOffset: i * 2, as: Int16.self))) }
+                case .uint16:
+                    for i in 0..<n { dst[i] = Float(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self))) }
+                case .uint32:
+                    for i in 0..<n { dst[i] = Float(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self))) }
+                case .uint64:
+                    for i in 0..<n { dst[i] = Float(UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self))) }
+                case .bfloat16:
+                    // The upper half of a float32: exact.
+                    for i in 0..<n { dst[i] = Float(bitPattern: UInt32(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self))) << 16) }
                 case .bool:
                     for i in 0..<n { dst[i] = raw[i] != 0 ? 1 : 0 }
                 default:

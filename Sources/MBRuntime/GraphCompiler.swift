@@ -150,7 +150,7 @@ final class GraphCompiler {
         var inputSlots: [Int] = []
         for i in g.inputs {
             if let t = i.elementType, TensorConversion.runtimeType(of: t) == nil {
-                throw MBRuntimeError(.unsupportedOperator, "\(place) input '\(i.name)': element type \(t.name) is not supported (float, float16, double, int64, int32, int16, int8, uint32, uint16, uint8, bool)")
+                throw MBRuntimeError(.unsupportedOperator, "\(place) input '\(i.name)': element type \(t.name) is not supported (float, float16, bfloat16, double, float8e4m3fn, float8e4m3fnuz, float8e5m2, float8e5m2fnuz, float8e8m0, float4e2m1, int64, uint64, int32, uint32, int16, uint16, int8, uint8, int4, uint4, int2, uint2, bool)")
             }
             inputSlots.append(define(i.name))
             if let t = i.elementType { declaredTypes[i.name] = t }

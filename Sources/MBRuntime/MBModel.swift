@@ -96,6 +96,9 @@ public final class MBModel: Sendable {
         let compiler = GraphCompiler(opset: Int(opset), opsets: ir.opsets, options: options)
         var irGraph = ir.graph
         if options.optimize {
+            // Folding evaluates nodes (CastLike) that need the declared types of what they read.
+            for i in ir.graph.inputs { if let t = i.elementType { compiler.declaredTypes[i.name] = t } }
+            for c in ir.graph.constants { compiler.declaredTypes[c.name] = c.elementType }
             let optimized = GraphOptimizer.optimize(ir.graph, compiler: compiler)
             irGraph = optimized.graph
             compiler.plans = optimized.plans

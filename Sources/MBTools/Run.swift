@@ -40,7 +40,9 @@ public enum RunModel {
             if let dir = options.outputDirectory {
                 try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
                 let path = (dir as NSString).appendingPathComponent(ModelInputs.fileName(for: info.name))
-                try NPY.write(t.npy, to: path)
+                // uint64 is held as its int64 bit pattern: written back as uint64.
+                let array = info.elementType == .uint64 ? (t.npy.reinterpreted(as: .uint64) ?? t.npy) : t.npy
+                try NPY.write(array, to: path)
                 lines.append("  written to \(path)")
             }
         }

@@ -114,7 +114,7 @@ private func problem(_ bytes: [UInt8]) -> NPYError.Problem? {
         v11[7] = 1
         #expect(problem(v11) == .unsupportedVersion(major: 1, minor: 1))
         #expect(problem(handMade(header: "{'descr': '<f4', 'fortran_order': True, 'shape': (1,), }", data: [0, 0, 0, 0])) == .fortranOrder)
-        for descr in [">f4", "<c8", "|O", "<f16", "<U3", ">i8", "<u2"] {
+        for descr in [">f4", "<c8", "|O", "<f16", "<U3", ">i8", ">u2", "<V3"] {
             #expect(problem(handMade(header: "{'descr': '\(descr)', 'fortran_order': False, 'shape': (1,), }", data: [0, 0, 0, 0])) == .unsupportedDType(descr), "descr \(descr)")
         }
         for (header, reason) in [
@@ -160,4 +160,72 @@ private func problem(_ bytes: [UInt8]) -> NPYError.Problem? {
         }
     }
     #endif
+}
+
+/// The integer dtypes and bfloat16, as numpy 2.4 (and ml_dtypes 0.7 for bfloat16) save them.
+@Suite struct NPYWideDTypeTests {
+    static let header = "934e554d5059010076007b276465736372273a20"
+    static let tail = "272c2027666f727472616e5f6f72646572273a2046616c73652c20277368617065273a2028"
+    static let pad = "2020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020202020200a"
+
+    // np.save(np.array([-128, 127, -1], dtype='|i1'))
+    static let int8 = hex(header + "277c6931" + tail + "332c292c207d" + pad + "807fff")
+    // np.save(np.array([-32768, 32767], dtype='<i2'))
+    static let int16 = hex(header + "273c6932" + tail + "322c292c207d" + pad + "0080ff7f")
+    // np.save(np.array([65535, 1], dtype='<u2'))
+    static let uint16 = hex(header + "273c7532" + tail + "322c292c207d" + pad + "ffff0100")
+    // np.save(np.array([4294967295, 16777217], dtype='<u4'))
+    static let uint32 = hex(header + "273c7534" + tail + "322c292c207d" + pad + "ffffffff01000001")
+    // np.save(np.array([2**64 - 1, 2**53 + 1], dtype='<u8'))
+    static let uint64 = hex(header + "273c7538" + tail + "322c292c207d" + pad + "ffffffffffffffff0100000000002000")
+    // np.save(np.array([1.0, -2.5, 3.140625], dtype=ml_dtypes.bfloat16)): descr '<V2'
+    static let bfloat16 = hex(header + "273c5632" + tail + "332c292c207d" + pad + "803f20c04940")
+
+    @Test func readsEachExactly() throws {
+        let i8 = try NPY.parse(Self.int8)
+        #expect(i8.elementType == .int8 && i8.int64Values() == [-128, 127, -1] && i8.floatValues() == [-128, 127, -1])
+        let i16 = try NPY.parse(Self.int16)
+        #expect(i16.elementType == .int16 && i16.int64Values() == [-32768, 32767])
+        let u16 = try NPY.parse(Self.uint16)
+        #expect(u16.elementType == .uint16 && u16.int64Values() == [65535, 1])
+        let u32 = try NPY.parse(Self.uint32)
+        #expect(u32.elementType == .uint32 && u32.int64Values() == [4294967295, 16777217])
+        let u64 = try NPY.parse(Self.uint64)
+        // uint64 as its bit pattern: 2^64 - 1 is -1.
+        #expect(u64.elementType == .uint64 && u64.int64Values() == [-1, 9007199254740993])
+        let bf = try NPY.parse(Self.bfloat16)
+        #expect(bf.elementType == .bfloat16 && bf.shape == [3] && bf.floatValues() == [1.0, -2.5, 3.140625])
+        #expect(bf.int64Values() == nil)
+    }
+
+    @Test func writesTheSameBytes() throws {
+        for bytes in [Self.int8, Self.int16, Self.uint16, Self.uint32, Self.uint64, Self.bfloat16] {
+            #expect(NPY.encode(try NPY.parse(bytes)) == bytes)
+        }
+    }
+
+    /// Older onnx helpers hand out bfloat16 as its uint16 bit patterns.
+    @Test func uint16BitPatternsAsBFloat16() throws {
+        let u16 = try NPY.parse(hex(Self.header + "273c7532" + Self.tail + "322c292c207d" + Self.pad + "803f20c0"))
+        let bf = try #require(u16.reinterpreted(as: .bfloat16))
+        #expect(bf.floatValues() == [1.0, -2.5])
+        #expect(u16.reinterpreted(as: .float) == nil)
+    }
+
+    /// ml_dtypes' one-byte types save as '<V1': read as their bytes.
+    @Test func oneByteVoidReadsAsBytes() throws {
+        // np.save(np.array([448, -0.5], dtype=ml_dtypes.float8_e4m3fn)): descr '<V1'
+        let f8 = try NPY.parse(hex(Self.header + "273c5631" + Self.tail + "322c292c207d" + Self.pad + "7eb0"))
+        #expect(f8.elementType == .uint8 && f8.data == [0x7E, 0xB0])
+        // Written back as uint8.
+        #expect(NPY.dtype(for: .uint8)?.descr == "|u1")
+    }
+
+    /// A void type's byte order: '|' (numpy) and '<' (ml_dtypes) read; '>' refused.
+    @Test func voidByteOrders() throws {
+        let bar = hex(Self.header + "277c5632" + Self.tail + "332c292c207d" + Self.pad + "803f20c04940")
+        #expect(try NPY.parse(bar).elementType == .bfloat16)
+        let big = hex(Self.header + "273e5632" + Self.tail + "332c292c207d" + Self.pad + "803f20c04940")
+        #expect(throws: NPYError.self) { try NPY.parse(big) }
+    }
 }

@@ -87,6 +87,24 @@ import Testing
         }
     }
 
+    /// Packed sub-byte tensors: raw_data must be exactly ceil(count × bits / 8) bytes.
+    @Test func subByteTensorOfTheWrongByteLength() throws {
+        for (type, dims, bytes, need) in [(ElementType.int4, [Int64(3)], 1, 2), (.uint4, [2, 2], 3, 2), (.int2, [5], 1, 2), (.float4e2m1, [4], 3, 2)] {
+            var model = ModelBuilder.convModel(weights: [1, 2], dims: [2, 1, 1, 1])
+            var t = ONNXTensor()
+            t.name = "packed"
+            t.dataType = type.rawValue
+            t.dims = dims
+            t.rawData = ByteSlice(copying: [UInt8](repeating: 0x11, count: bytes))
+            model.graph!.initializers.append(t)
+            let path = ModelBuilder.temporaryDirectory().appendingPathComponent("packed.onnx").path
+            try ONNXWriter().write(model, to: path)
+            let e = loadError(path)
+            #expect(e?.kind == .tensorData)
+            #expect(e?.description == "\(path): graph initializer 'packed': raw_data holds \(bytes) bytes, shape \(describeShape(dims)) of \(type.name) needs \(need)")
+        }
+    }
+
     @Test func nestingDeeperThanTheLimitIsRefused() throws {
         // TypeProto.sequence_type.elem_type nests without bound; build 40 levels and allow 20.
         var type = ONNXTypeProto(value: .tensor(elemType: 1, shape: nil))

@@ -163,16 +163,18 @@ enum DataOps {
         "Cast": { n in
             guard let to = try n.int("to"), let type = ElementType(rawValue: Int32(to)) else { throw n.bad("attribute 'to' is required") }
             let target = try runtimeCastTarget(type, n)
-            return { i, c in [try castTensor(try i.required(0), to: target, c, rounding: type)] }
+            let rules = try CastRules(n)
+            return { i, c in [try castTensor(try i.required(0), to: target, c, rounding: type, rules: rules)] }
         },
         "CastLike": { n in
             // The target is the element type of input 1 at run time; float16 and double values are
             // held as float, so a float16 target is known only from the declared type.
             let declared = n.declaredElementType(ofInput: 1)
             if let declared { _ = try runtimeCastTarget(declared, n) }
+            let rules = try CastRules(n)
             return { i, c in
                 let like = try i.required(1, "target_type")
-                return [try castTensor(try i.required(0), to: like.elementType, c, rounding: declared)]
+                return [try castTensor(try i.required(0), to: like.elementType, c, rounding: declared, rules: rules)]
             }
         },
         "ConstantOfShape": { n in
@@ -235,24 +237,59 @@ enum DataOps {
 }
 
 /// Element type conversion between the runtime's types (float → int truncates toward zero).
-/// The runtime type a Cast to `type` produces (float16 and double values are held as float).
+/// The runtime type a Cast to `type` produces (float16, double and the float8/float4 types are
+/// held as float, the narrow integers as int32, uint32 and uint64 as int64).
 func runtimeCastTarget(_ type: ElementType, _ n: NodeContext) throws -> ElementType {
-    switch type {
-    case .float, .float16, .bfloat16, .double: return .float
-    case .int64, .int32, .bool: return type
-    case .int8, .uint8, .int16, .uint16: return .int32
-    case .uint32: return .int64
-    default: throw n.unsupported("Cast to \(type.name) is not supported (float, float16, bfloat16, double, int64, int32, uint32, int16, uint16, int8, uint8, bool)")
+    if let held = TensorConversion.runtimeType(of: type) { return held }
+    throw n.unsupported("Cast to \(type.name) is not supported (float, float16, bfloat16, double, float8e4m3fn, float8e4m3fnuz, float8e5m2, float8e5m2fnuz, float8e8m0, float4e2m1, int64, uint64, int32, uint32, int16, uint16, int8, uint8, int4, uint4, int2, uint2, bool)")
+}
+
+/// Cast's and CastLike's rounding attributes: `saturate` (opset 19+; float8/float4 targets) and
+/// `round_mode` (opset 24+; float8e8m0 targets).
+struct CastRules: Sendable {
+    var saturate = true
+    var roundMode = LowPrecision.E8M0.RoundMode.up
+
+    init() {}
+
+    init(_ n: NodeContext) throws {
+        saturate = try n.int("saturate", default: 1) != 0
+        let mode = try n.string("round_mode", default: "up")
+        guard let m = LowPrecision.E8M0.RoundMode(rawValue: mode) else {
+            throw n.bad("round_mode '\(mode)' is not one of up, down, nearest")
+        }
+        roundMode = m
     }
 }
 
-/// `x` converted to `target`; when the model's type (`rounding`) was float16 or bfloat16, a float
-/// result is rounded to that type's precision and range, and when it was a narrower integer than
-/// the one holding it, the value wraps to that width, as such a tensor would hold it.
-func castTensor(_ x: MBTensor, to target: ElementType, _ c: ExecutionContext, rounding declared: ElementType? = nil) throws -> MBTensor {
+/// `x` converted to `target`; when the model's type (`rounding`) was float16, bfloat16 or one of
+/// the float8/float4 types, a float result is rounded to that type's precision and range (`rules`:
+/// saturation and float8e8m0's rounding), and when it was a narrower integer than the one holding
+/// it, the value wraps to that width, as such a tensor would hold it.
+func castTensor(_ x: MBTensor, to target: ElementType, _ c: ExecutionContext, rounding declared: ElementType? = nil, rules: CastRules = CastRules()) throws -> MBTensor {
     if target == .float, declared == .float16 || declared == .bfloat16 {
         let f = try castTensor(x, to: .float, c)
         return declared == .float16 ? try mapFloats(f, c) { $0.roundedToFloat16 } : try mapFloats(f, c) { $0.roundedToBFloat16 }
+    }
+    if target == .float, let declared, let format = LowPrecision.floatFormat(declared) {
+        let saturate = rules.saturate
+        return try mapFloats(try castTensor(x, to: .float, c), c) { format.rounded($0, saturate: saturate) }
+    }
+    if target == .float, declared == .float8e8m0 {
+        let saturate = rules.saturate, mode = rules.roundMode
+        return try mapFloats(try castTensor(x, to: .float, c), c) { LowPrecision.E8M0.decode(LowPrecision.E8M0.encode($0, saturate: saturate, mode: mode)) }
+    }
+    if let declared, let format = LowPrecision.intFormat(declared) {
+        // From an integer the value wraps (as a C cast); from a float it truncates toward zero and
+        // is 0 outside the type's range (the values of onnx's reference and ml_dtypes).
+        if x.elementType == .float {
+            let ints = try mapFloats(x, c) { v in
+                let t = v.rounded(.towardZero)
+                return t.isFinite && Float(format.min) <= t && t <= Float(format.max) ? t : 0
+            }
+            return try castTensor(ints, to: target, c)
+        }
+        return try mapInt(try castTensor(x, to: target, c), c) { format.wrapped($0) }
     }
     // A narrow integer held widened: the value wraps to the declared width, as a C cast does.
     switch declared {

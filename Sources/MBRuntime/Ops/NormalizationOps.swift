@@ -6,13 +6,45 @@ import Glibc
 import Darwin
 #endif
 
-/// BatchNormalization (inference), InstanceNormalization, LRN, Softmax and LogSoftmax.
+/// BatchNormalization (inference, and training_mode=1's batch statistics), InstanceNormalization, LRN, Softmax and LogSoftmax.
 enum NormalizationOps {
+    /// BatchNormalization with training_mode=1 (opset 14+): normalized by this batch's per-channel
+    /// mean and population variance (over every axis but 1); outputs Y and the running statistics
+    /// `mean · momentum + batch statistic · (1 − momentum)`.
+    static func batchNormTraining(_ i: Inputs, _ c: ExecutionContext, eps: Float, momentum: Float) throws -> [MBTensor] {
+        let x = try i.float(0, "X")
+        let scale = try i.float(1, "scale"), bias = try i.float(2, "B"), mean = try i.float(3, "input_mean"), variance = try i.float(4, "input_var")
+        guard x.rank >= 2 else { throw OpError("X \(x.shape) needs a channel dimension") }
+        let ch = x.shape[1], size = x.shape[2...].reduce(1, *), batch = x.shape[0]
+        for (t, what) in [(scale, "scale"), (bias, "B"), (mean, "input_mean"), (variance, "input_var")] where t.count != ch {
+            throw OpError("\(what) has \(t.count) values for \(ch) channels")
+        }
+        let src = x.pointer(Float.self), s = scale.pointer(Float.self), b = bias.pointer(Float.self)
+        let m = mean.pointer(Float.self), v = variance.pointer(Float.self)
+        var mul = [Float](repeating: 0, count: ch), add = [Float](repeating: 0, count: ch)
+        var runningMean = [Float](repeating: 0, count: ch), runningVar = [Float](repeating: 0, count: ch)
+        let count = Double(batch * size)
+        for k in 0..<ch {
+            var sum: Double = 0
+            for n in 0..<batch { for j in 0..<size { sum += Double(src[(n * ch + k) * size + j]) } }
+            let mu = count > 0 ? sum / count : 0
+            var squares: Double = 0
+            for n in 0..<batch { for j in 0..<size { let d = Double(src[(n * ch + k) * size + j]) - mu; squares += d * d } }
+            let sigma2 = count > 0 ? squares / count : 0
+            mul[k] = Float(Double(s[k]) / (sigma2 + Double(eps)).squareRoot())
+            add[k] = b[k] - Float(mu) * mul[k]
+            runningMean[k] = m[k] * momentum + Float(mu) * (1 - momentum)
+            runningVar[k] = v[k] * momentum + Float(sigma2) * (1 - momentum)
+        }
+        return [try channelAffine(x, mul, add, c), MBTensor(shape: [ch], floats: runningMean), MBTensor(shape: [ch], floats: runningVar)]
+    }
+
     static let table: [String: OpTable.Compile] = [
         "BatchNormalization": { n in
-            let eps = try n.float("epsilon", default: 1e-5)
-            if n.opset >= 14, try n.int("training_mode", default: 0) != 0 { throw n.unsupported("training_mode=1 is not supported (inference only)") }
+            let eps = try n.float("epsilon", default: 1e-5), momentum = try n.float("momentum", default: 0.9)
+            let training = n.opset >= 14 ? try n.int("training_mode", default: 0) != 0 : false
             if n.opset < 9, try n.int("spatial", default: 1) == 0 { throw n.unsupported("spatial=0 is not supported") }
+            if training { return { i, c in try batchNormTraining(i, c, eps: eps, momentum: momentum) } }
             return { i, c in
                 let x = try i.float(0, "X")
                 let scale = try i.float(1, "scale"), bias = try i.float(2, "B"), mean = try i.float(3, "mean"), variance = try i.float(4, "var")

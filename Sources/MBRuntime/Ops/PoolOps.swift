@@ -11,12 +11,14 @@ enum PoolOps {
         let includePad = try n.int("count_include_pad", default: 0) != 0
         if isMax && n.wantsOutput(1) { return try PoolExtrasOps.maxPoolWithIndices(n, a, kernel: kernel, ceilMode: ceilMode) }
         return { i, c in
-            let x = try i.float(0, "X")
+            // MaxPool on int8/uint8 (held as int32): pooled as float, exact for every 8-bit value.
+            let integer = isMax && i[0]?.elementType == .int32
+            let x = integer ? try castTensor(try i.required(0, "X"), to: .float, c) : try i.float(0, "X")
             let g = try geometry(a, kernel: kernel, ceilMode: ceilMode, x: x)
             let y = try c.alloc(.float, Array(x.shape[0..<2]) + g.output)
             Pool.forward(c.variant, isMax ? .max : .average(countIncludePad: includePad), g,
                          input: x.pointer(Float.self), output: y.mutable(Float.self), threads: c.threads)
-            return [y]
+            return [integer ? try castTensor(y, to: .int32, c) : y]
         }
     }
 

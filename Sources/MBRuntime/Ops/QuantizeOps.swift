@@ -4,7 +4,8 @@ import MBCore
 /// DynamicQuantizeLinear, per tensor, per axis or per block (opset 21 block_size). 8- and 16-bit
 /// integers are held widened to int32 at run time (TensorConversion), so a quantized value keeps
 /// its exact integer; QuantizeLinear saturates to the range of the type the model declares for
-/// its zero point (or output_dtype, or uint8).
+/// its zero point (or output_dtype, or uint8): 4- and 2-bit integers included; to a float8 or
+/// float4 type it rounds as Cast does (`LowPrecision`, `saturate`).
 enum QuantizeOps {
     /// Where each element of an [outer, length, inner] view finds its scale and zero point.
     struct ParameterLayout {
@@ -53,8 +54,18 @@ enum QuantizeOps {
         case .uint16: return 0...65535
         case .int16: return -32768...32767
         case .int32: return -2147483648...2147483520  // the largest float below 2^31
-        default: throw OpError("quantizing to \(type.name) is not supported (uint8, int8, uint16, int16, int32)")
+        case .int4, .uint4, .int2, .uint2:
+            let f = LowPrecision.intFormat(type)!
+            return Float(f.min)...Float(f.max)
+        default: throw OpError("quantizing to \(type.name) is not supported (uint8, int8, uint16, int16, int32, int4, uint4, int2, uint2, float8e4m3fn, float8e4m3fnuz, float8e5m2, float8e5m2fnuz, float4e2m1)")
         }
+    }
+
+    /// A zero point has its scale's shape; a one-element zero point beside a scalar scale is per
+    /// tensor too (onnx's own cases write [1]).
+    static func checkZeroPoint(_ zero: MBTensor?, _ zeroName: String, against scale: MBTensor, _ scaleName: String) throws {
+        guard let zero, zero.shape != scale.shape, !(zero.count == 1 && scale.count == 1) else { return }
+        throw OpError("\(zeroName) \(zero.shape) must have the shape of \(scaleName) \(scale.shape)")
     }
 
     static let table: [String: OpTable.Compile] = [
@@ -64,7 +75,7 @@ enum QuantizeOps {
                 let x = try i.required(0, "x"), scale = try castTensor(try i.required(1, "x_scale"), to: .float, c)
                 let zero = try i[2].map { try castTensor($0, to: .float, c) }
                 let layout = try ParameterLayout(x: x, parameter: scale, axis: axis, blockSize: blockSize)
-                if let zero, zero.shape != scale.shape { throw OpError("x_zero_point \(zero.shape) must have the shape of x_scale \(scale.shape)") }
+                try checkZeroPoint(zero, "x_zero_point", against: scale, "x_scale")
                 let values = try castTensor(x, to: .float, c)
                 let y = try c.alloc(.float, x.shape)
                 let v = values.pointer(Float.self), s = scale.pointer(Float.self), z = zero?.pointer(Float.self), d = y.mutable(Float.self)
@@ -80,19 +91,33 @@ enum QuantizeOps {
             let outputCode = try n.int("output_dtype", default: 0)
             let declared = n.declaredElementType(ofInput: 2)
                 ?? (outputCode != 0 ? ElementType(rawValue: Int32(outputCode)) : nil) ?? .uint8
+            // Float targets: x / scale + zero rounded to the format (ties to even, `saturate`),
+            // held as float like every value of those types. Integer targets: rounded, then
+            // saturated to the type's range.
+            let format = LowPrecision.floatFormat(declared)
+            let saturate = try n.int("saturate", default: 1) != 0
             let bounds: ClosedRange<Float>
-            do { bounds = try range(of: declared) } catch let e as OpError { throw n.unsupported(e.message) }
+            do { bounds = format == nil ? try range(of: declared) : 0...0 } catch let e as OpError { throw n.unsupported(e.message) }
             return { i, c in
                 let x = try i.float(0, "x"), scale = try castTensor(try i.required(1, "y_scale"), to: .float, c)
                 let zero = try i[2].map { try castTensor($0, to: .float, c) }
                 let layout = try ParameterLayout(x: x, parameter: scale, axis: axis, blockSize: blockSize)
-                if let zero, zero.shape != scale.shape { throw OpError("y_zero_point \(zero.shape) must have the shape of y_scale \(scale.shape)") }
-                let y = try c.alloc(.int32, x.shape)
-                let v = x.pointer(Float.self), s = scale.pointer(Float.self), z = zero?.pointer(Float.self), d = y.mutable(Int32.self)
-                for k in 0..<x.count {
-                    let p = layout.index(k)
-                    let q = (v[k] / s[p]).rounded(.toNearestOrEven) + (z?[p] ?? 0)
-                    d[k] = q.isNaN ? 0 : Int32(min(max(q, bounds.lowerBound), bounds.upperBound))
+                try checkZeroPoint(zero, "y_zero_point", against: scale, "y_scale")
+                let y = try c.alloc(format == nil ? .int32 : .float, x.shape)
+                let v = x.pointer(Float.self), s = scale.pointer(Float.self), z = zero?.pointer(Float.self)
+                if let format {
+                    let d = y.mutable(Float.self)
+                    for k in 0..<x.count {
+                        let p = layout.index(k)
+                        d[k] = format.rounded(v[k] / s[p] + (z?[p] ?? 0), saturate: saturate)
+                    }
+                } else {
+                    let d = y.mutable(Int32.self)
+                    for k in 0..<x.count {
+                        let p = layout.index(k)
+                        let q = (v[k] / s[p]).rounded(.toNearestOrEven) + (z?[p] ?? 0)
+                        d[k] = q.isNaN ? 0 : Int32(min(max(q, bounds.lowerBound), bounds.upperBound))
+                    }
                 }
                 return [y]
             }

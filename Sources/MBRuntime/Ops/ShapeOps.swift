@@ -8,7 +8,12 @@ enum ShapeOps {
             // Inference: the output is the input (older opsets' is_test makes no difference here).
             return { i, c in
                 let x = try i.required(0)
-                if let t = i[2], t.count == 1, intValues(t)[0] != 0 { throw OpError("training_mode=true is not supported (inference only)", kind: .unsupportedOperator) }
+                // Training mode drops a random fraction `ratio`: with ratio 0 nothing is dropped
+                // (the output is the input); any other ratio draws a mask we cannot reproduce.
+                if let t = i[2], t.count == 1, intValues(t)[0] != 0 {
+                    let ratio = try i[1].map { try floatScalar(castTensor($0, to: .float, c)) } ?? 0.5
+                    if ratio != 0 { throw OpError("training_mode=true with ratio \(ratio) draws a random mask (inference only; ratio 0 runs)", kind: .unsupportedOperator) }
+                }
                 let mask = try c.alloc(.bool, x.shape)
                 mask.storage.raw.initializeMemory(as: UInt8.self, repeating: 1, count: x.count)
                 return [x, mask]

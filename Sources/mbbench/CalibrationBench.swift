@@ -17,20 +17,10 @@ struct CalibrationBench: ParsableCommand {
             """
     )
 
-    @Option(help: "The float model.")
-    var model = "../shared/models/ch_ppocr_mobile_v2.0_cls_infer.onnx"
-
-    @Option(help: "Calibration inputs (.npy file or folder).")
-    var calibration = "../shared/models/ch_ppocr_mobile_v2.0_cls_infer/calib_x.npy"
-
-    @Option(help: "Evaluation inputs (.npy file or folder), never the calibration inputs.")
-    var eval = "../shared/models/ch_ppocr_mobile_v2.0_cls_infer/eval_x.npy"
+    @OptionGroup var data: ClassifierData
 
     @Option(help: "Average bits to try, comma separated.")
     var bits = "1.4,2.0,2.5,3.4,4,6,8"
-
-    @Option(help: "Threads.")
-    var threads = ProcessInfo.processInfo.activeProcessorCount
 
     @Flag(help: "Refit the level scales (least squares) of every binarized weight (policy 'refit: true').")
     var refit = false
@@ -45,9 +35,7 @@ struct CalibrationBench: ParsableCommand {
     var scales = "tensor,channel"
 
     func run() throws {
-        guard URL(fileURLWithPath: calibration).standardizedFileURL != URL(fileURLWithPath: eval).standardizedFileURL else {
-            throw ValidationError("the calibration and evaluation inputs must differ")
-        }
+        let (model, calibration, eval, threads) = (data.model, data.calibration, data.eval, data.threads)
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mbbench-calibration-\(getpid())").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }

@@ -21,23 +21,13 @@ struct FrontierBench: ParsableCommand {
             """
     )
 
-    @Option(help: "The float model.")
-    var model = "../shared/models/ch_ppocr_mobile_v2.0_cls_infer.onnx"
-
-    @Option(help: "Calibration inputs (.npy file or folder).")
-    var calibration = "../shared/models/ch_ppocr_mobile_v2.0_cls_infer/calib_x.npy"
-
-    @Option(help: "Evaluation inputs (.npy file or folder), never the calibration inputs.")
-    var eval = "../shared/models/ch_ppocr_mobile_v2.0_cls_infer/eval_x.npy"
+    @OptionGroup var data: ClassifierData
 
     @Option(help: "A folder of policy .txt files to measure instead of the built-in grid.")
     var policies: String?
 
     @Option(help: "Also write the table as CSV to this file.")
     var csv: String?
-
-    @Option(help: "Threads.")
-    var threads = ProcessInfo.processInfo.activeProcessorCount
 
     /// The built-in grid: the paper's mixes, homogeneous residual bits, weight and output fit,
     /// tensor scales and float16 channel scales.
@@ -58,9 +48,7 @@ struct FrontierBench: ParsableCommand {
     }
 
     func run() throws {
-        guard URL(fileURLWithPath: calibration).standardizedFileURL != URL(fileURLWithPath: eval).standardizedFileURL else {
-            throw ValidationError("the calibration and evaluation inputs must differ")
-        }
+        let (model, calibration, eval, threads) = (data.model, data.calibration, data.eval, data.threads)
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mbbench-frontier-\(getpid())").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }

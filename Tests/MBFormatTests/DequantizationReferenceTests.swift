@@ -9,11 +9,13 @@ import Testing
 /// binarized tensor is decoded a second time by `SpecReader` (TestSupport: written from
 /// Schemas/mbm-format.md alone, its own rANS decoder, group-major order and sign streams) and
 /// its values must equal `dequantized()` bit for bit: shapes with tails, channel axes 0, 1 and
-/// last, tensor scales, uniform and rANS masks, 1 to 8 levels.
+/// last, tensor scales, uniform and rANS masks, 1 to 8 levels, float32 and float16 scales.
 @Suite struct DequantizationReferenceTests {
     struct Case: Sendable, CustomStringConvertible {
-        var shape: [Int], levels: Int, axis: Int?, uniform: Bool
-        var description: String { "\(shape) K=\(levels) axis \(axis.map(String.init) ?? "tensor") \(uniform ? "uniform" : "rANS")" }
+        var shape: [Int], levels: Int, axis: Int?, uniform: Bool, halfScales = false
+        var description: String {
+            "\(shape) K=\(levels) axis \(axis.map(String.init) ?? "tensor") \(uniform ? "uniform" : "rANS")\(halfScales ? " float16 scales" : "")"
+        }
     }
 
     static let cases: [Case] = {
@@ -22,7 +24,9 @@ import Testing
             for levels in [1, 2, 3, 8] {
                 for axis in [nil, 0, 1, shape.count - 1] as [Int?] where axis.map({ $0 < shape.count }) ?? true {
                     for uniform in [true, false] {
-                        out.append(Case(shape: shape, levels: levels, axis: axis, uniform: uniform))
+                        for half in [false, true] {
+                            out.append(Case(shape: shape, levels: levels, axis: axis, uniform: uniform, halfScales: half))
+                        }
                     }
                 }
             }
@@ -33,7 +37,8 @@ import Testing
     @Test func everyCaseAgrees() throws {
         var checked = 0
         for (i, c) in Self.cases.enumerated() {
-            let packed = FormatFixtures.binarized(shape: c.shape, levels: c.levels, channelAxis: c.axis, uniform: c.uniform, seed: UInt64(100 + i))
+            var packed = FormatFixtures.binarized(shape: c.shape, levels: c.levels, channelAxis: c.axis, uniform: c.uniform, seed: UInt64(100 + i / 2))
+            if c.halfScales { packed = try #require(packed.withHalfScales(), "\(c): a scale does not fit float16") }
             let path = FormatFixtures.temporaryPath("deq.mbm")
             _ = try MBMWriter().write(model: FormatFixtures.model(constants: [IRTensor(name: "w", elementType: .float, shape: c.shape, storage: .binarized(packed))]),
                                       metadata: [], to: path)

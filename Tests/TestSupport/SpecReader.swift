@@ -24,14 +24,18 @@ public struct SpecReader {
         public var groups = 1
         public var maskLength = 0
         public var maskCoding: UInt8 = 0
+        /// 0 float32 scales, 1 float16 scales (the descriptor's fourth byte).
+        public var scaleType: UInt8 = 0
         public var frequencies: [Int] = []
         public var bitCounts: [Int] = []
 
         public var count: Int { shape.reduce(1, *) }
+        /// Bytes per stored scale: 4 (float32) or 2 (float16).
+        public var scaleSize: Int { scaleType == 1 ? 2 : 4 }
         /// Absolute ranges of the binarized payload's parts (spec order: scales, padding, signs, mask).
-        public var scalesRange: Range<Int> { offset..<(offset + 4 * levels * groups) }
+        public var scalesRange: Range<Int> { offset..<(offset + scaleSize * levels * groups) }
         public var signsRange: Range<Int> {
-            let start = offset + (4 * levels * groups + 7) / 8 * 8
+            let start = offset + (scaleSize * levels * groups + 7) / 8 * 8
             return start..<(start + bitCounts.reduce(0) { $0 + ($1 + 63) / 64 * 8 })
         }
         public var maskRange: Range<Int> { (offset + length - maskLength)..<(offset + length) }
@@ -65,7 +69,8 @@ public struct SpecReader {
             let length = Int(u64(p)); p += 8
             var t = Tensor(name: name, elementType: type, shape: shape, encoding: encoding, offset: offset, length: length)
             if encoding == 2 {
-                t.levels = Int(bytes[p]); t.maskCoding = bytes[p + 2]; p += 4
+                t.levels = Int(bytes[p]); t.maskCoding = bytes[p + 2]; t.scaleType = bytes[p + 3]; p += 4
+                precondition(t.scaleType <= 1, "\(name): scale type \(t.scaleType)")
                 t.channelAxis = Int(Int32(bitPattern: u32(p))); p += 4
                 t.groups = Int(u32(p)); p += 4
                 t.maskLength = Int(u64(p)); p += 8
@@ -133,13 +138,29 @@ public struct SpecReader {
             for j in order where m[j] >= k {
                 let word = u64(signWord + (bit / 64) * 8)
                 let s: Float = (word >> UInt64(bit % 64)) & 1 == 1 ? 1 : -1
-                values[j] += s * f32(t.scalesRange.lowerBound + 4 * ((k - 1) * t.groups + groupOf[j]))
+                values[j] += s * scale(t, level: k, group: groupOf[j])
                 bit += 1
             }
             precondition(bit == t.bitCounts[k - 1], "\(t.name): level \(k) has \(bit) active entries, the directory says \(t.bitCounts[k - 1])")
             signWord += (bit + 63) / 64 * 8
         }
         return values
+    }
+
+    /// Level k's (1-based) scale of group g, widened to float32 when stored as float16.
+    func scale(_ t: Tensor, level k: Int, group g: Int) -> Float {
+        let at = t.scalesRange.lowerBound + t.scaleSize * ((k - 1) * t.groups + g)
+        return t.scaleType == 1 ? Self.binary16(u16(at)) : f32(at)
+    }
+
+    /// IEEE 754 binary16 to Float, from the bit layout (1 sign, 5 exponent, 10 fraction bits):
+    /// subnormals scale the fraction by 2^-24; exponent 31 is Inf or NaN.
+    static func binary16(_ h: UInt16) -> Float {
+        let sign: Float = h & 0x8000 != 0 ? -1 : 1
+        let exponent = Int(h >> 10) & 0x1F, fraction = Int(h & 0x3FF)
+        if exponent == 0 { return sign * Float(fraction) * 0x1p-24 }
+        if exponent == 31 { return fraction == 0 ? sign * .infinity : .nan }
+        return sign * (1 + Float(fraction) / 1024) * Float(sign: .plus, exponent: exponent - 15, significand: 1)
     }
 
     /// The raw float32 elements of a raw-encoded tensor.

@@ -87,7 +87,13 @@ public enum Conversion {
                 throw ConversionError("\(policyPath): 'fit: output' fits each layer to its output on calibration inputs; pass --calibrate PATH")
             }
             let start = Date()
-            let fitted = try OutputAwareConversion.run(prepared, graph: graph, outcomes: layers, inputs: inputs, threads: options.threads)
+            let fitted: OutputAwareConversion.Outcome
+            do {
+                fitted = try OutputAwareConversion.run(prepared, graph: graph, outcomes: layers, inputs: inputs, threads: options.threads)
+            } catch {
+                // The fit's problems name the layer; the user also needs the model they belong to.
+                throw ConversionError("\(modelPath): fit: output: \(error)", cause: (error as? ConversionError)?.cause ?? error)
+            }
             graph = fitted.graph
             layers = fitted.layers
             prepared.warnings += fitted.warnings

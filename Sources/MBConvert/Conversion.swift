@@ -190,8 +190,10 @@ public enum Conversion {
             throw ConversionError(PolicyDiagnostic(file: policyFile, position: problem.position, message: problem.message).description)
         }
 
-        // Fold constant subgraphs so every weight is a constant, and drop what nothing reads.
-        let graph = prune(try ConstantFolding.fold(discovery.graph))
+        // Fold constant subgraphs so every weight is a constant, and drop what nothing reads. A
+        // quantized weight (DequantizeLinear of integer constants) no rule names stays as it is.
+        let keeping = quantizedWeightsKept(discovery, plans)
+        let graph = prune(try ConstantFolding.fold(discovery.graph, keeping: keeping))
         let constantIndex = Dictionary(graph.constants.enumerated().map { ($0.element.name, $0.offset) }, uniquingKeysWith: { a, _ in a })
         return Prepared(graph: graph, opsets: model.irOpsets, plans: plans.filter { constantIndex[$0.tensor.name] != nil }, policy: policy,
                         constantIndex: constantIndex, warnings: unused.map(\.description), discovery: discovery, sourceHash: sha, sourceBytes: mapping.count)
@@ -232,6 +234,13 @@ public enum Conversion {
         if FileManager.default.fileExists(atPath: output), !force {
             throw ConversionError("\(output): already exists; pass --force to replace it")
         }
+    }
+
+    /// The DequantizeLinear outputs no rule of the policy names: their node and integer weight
+    /// stay in the output graph unchanged (a rule that binarizes or keeps them as float folds them).
+    static func quantizedWeightsKept(_ discovery: WeightDiscovery, _ plans: [ConversionPlan]) -> Set<String> {
+        let named = Set(plans.filter { $0.decision.source != .implicitDefault }.map(\.tensor.name))
+        return Set(discovery.folds.filter { $0.value.node.opType == "DequantizeLinear" && !named.contains($0.key) }.keys)
     }
 
     /// Removes constants nothing reads (shape tensors of folded ConstantOfShape nodes, say).

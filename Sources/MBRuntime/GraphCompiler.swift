@@ -110,7 +110,7 @@ final class GraphCompiler {
     /// constant folding: the same rule and code as the folding in `compile`). nil when the node
     /// is control flow, has subgraphs, is not supported, or fails.
     func evaluate(_ node: IRNode, inputs: [MBTensor?]) -> [MBTensor]? {
-        guard node.domain.isEmpty || node.domain == "ai.onnx", let spec = OpTable.all[node.opType], !OpTable.neverFold.contains(node.opType),
+        guard let spec = OpTable.lookup(node.domain, node.opType), !OpTable.neverFold.contains(node.opType),
               !node.attributes.contains(where: { if case .graph = $0.value { return true }; if case .graphs = $0.value { return true }; return false })
         else { return nil }
         // Temporary slots, given back afterwards (they must not grow every session's slot space).
@@ -191,7 +191,7 @@ final class GraphCompiler {
                 inSlots.append(s)
             }
             let internalSpec = depth == 1 && node.domain == FuseElementwiseChains.domain ? FloatElementwise.internalTable[node.opType] : nil
-            guard let spec = internalSpec ?? ((node.domain.isEmpty || node.domain == "ai.onnx") ? OpTable.all[node.opType] : nil) else {
+            guard let spec = internalSpec ?? OpTable.lookup(node.domain, node.opType) else {
                 throw fail(.unsupportedOperator, "operator \(node.opType) (domain '\(node.domain)') is not supported")
             }
             let plan = node.outputs.first.flatMap { plans[$0] }

@@ -135,7 +135,7 @@ public final class MBModel: Sendable {
         var seen = Set<String>()
         func walk(_ g: IRGraph) {
             for (i, n) in g.nodes.enumerated() {
-                if (!n.domain.isEmpty && n.domain != "ai.onnx") || OpTable.all[n.opType] == nil {
+                if OpTable.lookup(n.domain, n.opType) == nil {
                     if seen.insert(n.domain + ":" + n.opType).inserted { missing.append((n.name.isEmpty ? "#\(i)" : n.name, n.opType, n.domain)) }
                 }
                 for a in n.attributes {

@@ -30,6 +30,7 @@ enum OpTable {
         for (name, c) in BitwiseOps.table { t[name] = c }
         for (name, c) in SignalOps.table { t[name] = c }
         for (name, c) in IntegerOps.table { t[name] = c }
+        for (name, c) in AttentionOp.table { t[name] = c }
         return t
     }()
 

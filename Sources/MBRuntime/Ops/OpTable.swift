@@ -31,6 +31,7 @@ enum OpTable {
         for (name, c) in SignalOps.table { t[name] = c }
         for (name, c) in IntegerOps.table { t[name] = c }
         for (name, c) in AttentionOp.table { t[name] = c }
+        for (name, c) in SequenceModelOps.table { t[name] = c }
         return t
     }()
 

@@ -32,6 +32,9 @@ enum OpTable {
         for (name, c) in IntegerOps.table { t[name] = c }
         for (name, c) in AttentionOp.table { t[name] = c }
         for (name, c) in SequenceModelOps.table { t[name] = c }
+        for (name, c) in BitCastOp.table { t[name] = c }
+        for (name, c) in AffineGridOp.table { t[name] = c }
+        for (name, c) in DetOp.table { t[name] = c }
         return t
     }()
 

@@ -211,6 +211,9 @@ final class GraphCompiler {
             for s in inSlots where s >= 0 && packedConstants[s] != nil && !claimed.contains(s) { materialize(s) }
             if !claimed.isEmpty { packedNodes.append(name) }
             let outSlots = node.outputs.map { $0.isEmpty ? -1 : define($0) }
+            for (k, t) in TypePropagation.outputTypes(of: node, inputs: node.inputs.map { declaredTypes[$0] }).enumerated() where k < node.outputs.count && !node.outputs[k].isEmpty {
+                if let t { declaredTypes[node.outputs[k]] = t }
+            }
             // Fold nodes whose inputs are all known now (not control flow: its branches may read outer values).
             let inputsKnown = inSlots.allSatisfy { $0 < 0 || constantValues[$0] != nil }
             if inputsKnown && context.captured.value.isEmpty && !OpTable.neverFold.contains(node.opType) {

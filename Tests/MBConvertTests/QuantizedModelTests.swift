@@ -50,6 +50,14 @@ import Testing
         return path
     }
 
+    /// `mbconvert verify` of the conversion on the fixture's input passes.
+    static func expectVerified(_ model: URL, _ mbm: String) throws {
+        var options = Verify.Options()
+        options.inputsDirectory = sibling(model, ".input.npy")
+        let verified = try Verify.run(onnx: model.path, mbm: mbm, options: options)
+        #expect(verified.passed, "\(verified.failures)")
+    }
+
     static func operators(_ mbm: String) throws -> [String: Int] {
         let file = try MBMFile.open(path: mbm, options: .init(verifyChecksums: true))
         return file.model.graph.nodes.reduce(into: [:]) { $0[$1.opType, default: 0] += 1 }
@@ -80,10 +88,7 @@ import Testing
         #expect(report.layers.count == 2, "\(report.layers.map(\.name))")
         #expect(report.layers.allSatisfy { $0.encoding == "binarized" && $0.sourceElementType == "float" })
         #expect(try Self.operators(binarized)["DequantizeLinear"] == nil)
-        var options = Verify.Options()
-        options.inputsDirectory = Self.sibling(model, ".input.npy")
-        let verified = try Verify.run(onnx: model.path, mbm: binarized, options: options)
-        #expect(verified.passed, "\(verified.failures)")
+        try Self.expectVerified(model, binarized)
 
         let kept = dir.appendingPathComponent("mlp_qdq_keep.mbm").path
         _ = try Conversion.run(model: model.path, policy: try Self.policy("version: 1\nrules:\n  - match: {op: [MatMul]}\n    keep: float32\n"),
@@ -108,10 +113,7 @@ import Testing
         let weights = report.layers.filter { $0.encoding == "binarized" }
         #expect(weights.count == 54)
         #expect(try Self.operators(binarized)["DequantizeLinear"] == before - 54)
-        var options = Verify.Options()
-        options.inputsDirectory = Self.sibling(model, ".input.npy")
-        let verified = try Verify.run(onnx: model.path, mbm: binarized, options: options)
-        #expect(verified.passed, "\(verified.failures)")
+        try Self.expectVerified(model, binarized)
 
         let untouched = dir.appendingPathComponent("cls_qdq_none.mbm").path
         _ = try Conversion.run(model: model.path, policy: try Self.policy("version: 1\nrules:\n  - match: {op: [MatMul]}\n    bits: 2\n"),

@@ -149,13 +149,7 @@ enum IntegerOps {
         let pa = a.pointer(Int32.self), pb = b.pointer(Int32.self), py = y.mutable(Int32.self)
         var shifted = [Int32](repeating: 0, count: k * n)
         for idx in 0..<batch.reduce(1, *) {
-            var rest = idx, oa = 0, ob = 0
-            for d in stride(from: batch.count - 1, through: 0, by: -1) {
-                let q = rest % batch[d]
-                rest /= batch[d]
-                oa += q * sa[d]
-                ob += q * sb[d]
-            }
+            let (oa, ob) = batchOffsets(idx, batch: batch, sa, sb)
             let bm = pb + ob * k * n, am = pa + oa * m * k, ym = py + idx * m * n
             for kk in 0..<k { for j in 0..<n { shifted[kk * n + j] = bm[kk * n + j] &- bz(j) } }
             shifted.withUnsafeBufferPointer { sbuf in

@@ -29,6 +29,9 @@ struct ConvertCommand: ParsableCommand {
     @Option(help: "Also write the report as JSON to this file.")
     var json: String?
 
+    @Option(help: ArgumentHelp("Also write a self-contained HTML report (sizes, every layer, charts, the policy) to this file.", valueName: "file.html"))
+    var report: String?
+
     @OptionGroup var overwrite: OverwriteOptions
 
     @Flag(help: "Treat a policy rule that matches no tensor as an error.")
@@ -75,6 +78,9 @@ struct ConvertCommand: ParsableCommand {
         meter.finish()
         if let json {
             try Inspect.json(report).write(toFile: json, atomically: true, encoding: .utf8)
+        }
+        if let path = self.report {
+            try CLIErrors.reporting { try HTMLReport.write(.init(conversion: report, storage: try StorageBreakdown.read(path: out)), to: path) }
         }
         if !quiet { print(report.renderText(), terminator: "") }
     }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import MBConvert
+import MBTools
 
 struct VerifyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -45,6 +46,9 @@ struct VerifyCommand: ParsableCommand {
                                                                discussion: "Two runs per layer on the evaluation inputs; the stored tensors are swapped in as they are, with their recorded calibration."))
     var perLayer = false
 
+    @Option(help: ArgumentHelp("Also write a self-contained HTML report (outputs, the per-layer diagnostic, sizes, every layer, the policy) to this file.", valueName: "file.html"))
+    var report: String?
+
     @OptionGroup var runtime: RuntimeOptions
 
     @OptionGroup var output: ReportOptions
@@ -67,6 +71,9 @@ struct VerifyCommand: ParsableCommand {
         options.perLayer = perLayer
         let report = try CLIErrors.reporting { try Verify.run(onnx: onnx, mbm: mbm, options: options) }
         print(output.json ? try Inspect.json(report) : report.renderText(), terminator: "")
+        if let path = self.report {
+            try CLIErrors.reporting { try HTMLReport.write(.init(storage: try StorageBreakdown.read(path: mbm), verification: report), to: path) }
+        }
         if !report.passed { throw ExitCode(1) }
     }
 }

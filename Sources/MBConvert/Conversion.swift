@@ -18,6 +18,11 @@ public enum Conversion {
         public var calibrate: String?
         /// Worker threads for binarization (default: every core).
         public var threads = ProcessInfo.processInfo.activeProcessorCount
+        /// Calibration entries per run (`--calibrate-batch`): nil runs them all as one batch;
+        /// fewer than there are streams them (`Calibration.calibrateStreamed`, same corrections).
+        public var calibrationBatch: Int?
+        /// Called as a streamed calibration advances.
+        public var calibrationProgress: (@Sendable (Calibration.Progress) -> Void)?
         public init(force: Bool = false, strict: Bool = false) {
             self.force = force
             self.strict = strict
@@ -52,12 +57,23 @@ public enum Conversion {
         }
         var prepared = try prepare(model: modelPath, policyBytes: policyBytes, policyFile: policyPath, strict: options.strict)
         // Calibration inputs, read once: for `allocate: sensitivity` and for `--calibrate`.
+        // Streamed (`calibrationBatch` below the number of entries), only the first entries are
+        // read here, for the sensitivity probes; the calibration reads the rest batch by batch.
         var calibrationInputs: [String: MBTensor]?
+        var streamed: (source: CalibrationInputs, model: MBModel, batch: Int)?
         if let calibrationPath = options.calibrate {
             let model = try MBModel(ir: IRModel(graph: prepared.graph, opsets: prepared.opsets))
-            let inputs = try Calibration.loadInputs(calibrationPath, model: model)
-            try Calibration.check(inputs, model: model, path: calibrationPath)
-            calibrationInputs = inputs
+            let source = try CalibrationInputs.open(calibrationPath, model: model)
+            if let batch = options.calibrationBatch, batch < source.count {
+                let inputs = try source.batch(0..<min(source.count, Sensitivity.maxInputs))
+                try Calibration.check(inputs, model: model, path: calibrationPath)
+                calibrationInputs = inputs
+                streamed = (source, model, batch)
+            } else {
+                let inputs = try source.all()
+                try Calibration.check(inputs, model: model, path: calibrationPath)
+                calibrationInputs = inputs
+            }
         }
         var allocation: [Sensitivity.Layer]?
         var allocationSeconds: Double?
@@ -86,6 +102,9 @@ public enum Conversion {
             guard let inputs = calibrationInputs else {
                 throw ConversionError("\(policyPath): 'fit: output' fits each layer to its output on calibration inputs; pass --calibrate PATH")
             }
+            if streamed != nil {
+                throw ConversionError("\(policyPath): 'fit: output' holds every layer's input for all calibration entries at once and runs them as one batch; drop --calibrate-batch (or give at least the number of entries)")
+            }
             let start = Date()
             let fitted: OutputAwareConversion.Outcome
             do {
@@ -106,8 +125,12 @@ public enum Conversion {
                 guard case .binarize(let b) = plan.decision.action, b.calibrate else { return [] }
                 return plan.tensor.consumers.filter { WeightedOp(rawValue: $0.opType) != nil }.map(\.name)
             })
-            let (corrected, found, stored) = try Calibration.calibrate(float: prepared.graph, binarized: graph, opsets: prepared.opsets,
-                                                               layerNodes: layerNodes, inputs: inputs, threads: options.threads)
+            let (corrected, found, stored) = try streamed.map {
+                try Calibration.calibrateStreamed(float: prepared.graph, binarized: graph, opsets: prepared.opsets, layerNodes: layerNodes,
+                                                  source: $0.source, model: $0.model, batchSize: $0.batch, threads: options.threads,
+                                                  progress: options.calibrationProgress)
+            } ?? Calibration.calibrate(float: prepared.graph, binarized: graph, opsets: prepared.opsets,
+                                       layerNodes: layerNodes, inputs: inputs, threads: options.threads)
             graph = corrected
             corrections = found
             storedCorrections = stored

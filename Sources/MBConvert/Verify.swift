@@ -32,6 +32,8 @@ public enum Verify {
         public var minCosine: Double?
         public var minTop1: Double?
         public var seed: UInt64 = 0
+        /// Also run `LayerDiagnostic` (each converted layer alone, and every prefix) on the inputs.
+        public var perLayer = false
         public init() {}
     }
 
@@ -73,6 +75,8 @@ public enum Verify {
         public var constantsChecked = 0
         /// Where the stored model differs from the recomputed conversion (empty when identical).
         public var modelDifferences: [String] = []
+        /// `--per-layer`: each converted layer alone and every prefix, worst first.
+        public var perLayer: [LayerDiagnostic.Row]?
         public var passed: Bool { failures.isEmpty }
     }
 
@@ -92,6 +96,7 @@ public enum Verify {
         // 2. Weights, recomputed with the policy the file carries.
         var weights: [WeightCheck] = []
         var modelDifferences: [String] = [], nodesChecked = 0, constantsChecked = 0
+        var diagnosticBase: (prepared: Conversion.Prepared, corrections: [Calibration.StoredCorrection])?
         if sourceMatches, case .string(let policyText)? = file.metadataValue(MetadataKey.policyText) {
             let policyName: String
             if case .string(let n)? = file.metadataValue(MetadataKey.policyFile) { policyName = n } else { policyName = "policy" }
@@ -143,6 +148,7 @@ public enum Verify {
             var expected = prepared.graph
             for outcome in recomputed { expected.constants[prepared.constantIndex[outcome.name]!] = outcome.tensor }
             expected = ActivationAttributes.apply(prepared.plans, to: expected)
+            diagnosticBase = (prepared, [])
             if case .json(let text)? = file.metadataValue(MetadataKey.calibration) {
                 guard let recorded = try? Inspect.jsonDecoder().decode([Calibration.StoredCorrection].self, from: Data(text.utf8)) else {
                     throw ConversionError("\(mbm): metadata 'calibration' is not a list of corrections")
@@ -151,6 +157,7 @@ public enum Verify {
                     throw ConversionError("\(mbm): metadata 'calibration', correction \(index) ('\(recorded[index].output)'): \(problem)")
                 }
                 expected = Calibration.apply(recorded, to: expected)
+                diagnosticBase?.corrections = recorded
             }
             let differences = ModelComparison.differences(expected: IRModel(graph: expected, opsets: prepared.opsets), stored: file.model)
             modelDifferences = differences
@@ -192,6 +199,13 @@ public enum Verify {
         }
         var report = Report(onnx: onnx, mbm: mbm, checksums: "verified", sourceMatches: sourceMatches, weights: weights,
                             outputs: outputs, inputs: described, failures: failures)
+        if options.perLayer {
+            guard let base = diagnosticBase else {
+                throw ConversionError("\(mbm): --per-layer swaps the stored layers into the float model, which needs the source model the file was converted from and the policy it carries")
+            }
+            report.perLayer = try LayerDiagnostic.run(prepared: base.prepared, stored: file.model, corrections: base.corrections,
+                                                      feeds: feeds, threads: options.threads)
+        }
         report.nodesChecked = nodesChecked
         report.constantsChecked = constantsChecked
         report.modelDifferences = modelDifferences
@@ -322,6 +336,7 @@ extension Verify.Report {
              o.top1Agreement.map { String(format: "%.4f (%d rows)", $0, o.rows ?? 0) } ?? "-",
              o.marginAgreement.map { String(format: "%.4f (%d rows)", $0, o.marginRows ?? 0) } ?? "-"]
         }, rightAligned: [2, 3, 4])
+        if let perLayer { out += "\n" + LayerDiagnostic.renderText(perLayer) }
         out += failures.isEmpty ? "\nverify: passed\n" : "\nverify: FAILED\n" + failures.map { "  " + $0 }.joined(separator: "\n") + "\n"
         return out
     }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import MBConvert
+import MBTools
 
 /// The default command: `mbconvert model.onnx policy.txt [-o model.mbm]`.
 struct ConvertCommand: ParsableCommand {
@@ -28,6 +29,9 @@ struct ConvertCommand: ParsableCommand {
     @Option(help: "Also write the report as JSON to this file.")
     var json: String?
 
+    @Option(help: ArgumentHelp("Also write a self-contained HTML report (sizes, every layer, charts, the policy) to this file.", valueName: "file.html"))
+    var report: String?
+
     @OptionGroup var overwrite: OverwriteOptions
 
     @Flag(help: "Treat a policy rule that matches no tensor as an error.")
@@ -44,15 +48,25 @@ struct ConvertCommand: ParsableCommand {
                                valueName: "path"))
     var calibrate: String?
 
+    @Option(help: ArgumentHelp("Calibrate on this many entries at a time (default: all in one batch).",
+                               discussion: "Bounded memory for any number of calibration entries, the same corrections as one batch; one streamed pass over the data per level of layers, with progress and ETA on stderr. Not with 'fit: output', which needs every entry at once.",
+                               valueName: "n"))
+    var calibrateBatch: Int?
+
     func validate() throws {
         if let threads, threads < 1 { throw ValidationError("--threads must be >= 1") }
+        if let calibrateBatch, calibrateBatch < 1 { throw ValidationError("--calibrate-batch must be >= 1") }
+        if calibrateBatch != nil, calibrate == nil { throw ValidationError("--calibrate-batch needs --calibrate PATH") }
     }
 
     func run() throws {
         let out = output ?? Conversion.defaultOutput(for: model)
         var options = Conversion.Options(force: overwrite.force, strict: strict)
         options.calibrate = calibrate
+        options.calibrationBatch = calibrateBatch
         if let threads { options.threads = threads }
+        let meter = ProgressMeter(label: "calibrating", style: .forStream(quiet: quiet))
+        options.calibrationProgress = { meter.update(done: $0.done, total: $0.total, detail: "pass \($0.pass) of \($0.passes)") }
         let bar = (!quiet && isatty(STDERR_FILENO) == 1) ? ProgressBar() : nil
         InterruptCleanup.install(removingPartialFilesFor: out)
         var progress: (@Sendable (Conversion.Progress) -> Void)?
@@ -61,8 +75,12 @@ struct ConvertCommand: ParsableCommand {
             try Conversion.run(model: model, policy: policy, output: out, options: options, progress: progress)
         }
         bar?.finish()
+        meter.finish()
         if let json {
             try Inspect.json(report).write(toFile: json, atomically: true, encoding: .utf8)
+        }
+        if let path = self.report {
+            try CLIErrors.reporting { try HTMLReport.write(.init(conversion: report, storage: try StorageBreakdown.read(path: out)), to: path) }
         }
         if !quiet { print(report.renderText(), terminator: "") }
     }

@@ -299,6 +299,7 @@ extension IRTensor.Storage {
         case .dense: return "dense"
         case .strings: return "strings"
         case .binarized: return "binarized"
+        case .quantized(let q): return q.scheme.rawValue
         }
     }
 }

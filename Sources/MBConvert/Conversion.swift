@@ -133,8 +133,8 @@ public enum Conversion {
         ]
         // Only calibrated conversions carry it, so every other output is unchanged byte for byte.
         if let storedCorrections {
-            let json = (try? String(decoding: Inspect.jsonEncoder(pretty: false).encode(storedCorrections), as: UTF8.self)) ?? "[]"
-            metadata.append(MetadataEntry(MetadataKey.calibration, .json(json)))
+            // Binary float32 arrays (files before stored a JSON list under `calibration`).
+            metadata.append(MetadataEntry(CalibrationRecord.key, .bytes(CalibrationRecord.encode(storedCorrections))))
         }
         let summary: MBMWriter.Summary
         do {

@@ -226,6 +226,16 @@ size_t bp_lutconv_scratch_floats(const bp_lutconv_weights *w);
 void bp_lutconv_forward(int isa, const bp_lutconv_weights *w, const bp_lutconv_geometry *g, const float *x, const float *bias, float *y,
                         int32_t block0, int32_t block1, float *scratch);
 
+/// Middle-Out radix selection over the unassigned entries (mask[j] == 0) of a whole tensor
+/// (BitPlanesSelect.c), key_j = | |v_j| - mean | in Double, coarse digit = the top `width` bits
+/// of its Float rounding's bit pattern (bit 31 is 0): HBB.selectSmallest's first two passes.
+/// histogram: 2^width counts of the digits (cleared first).
+void bp_middle_out_histogram(int isa, const float *v, const uint8_t *mask, int64_t n, double mean, int32_t width, uint32_t *histogram);
+/// mask[j] = mark for unassigned entries whose digit is below `boundary`; those whose digit
+/// equals it are gathered in index order (index, key bit pattern). Returns how many.
+int64_t bp_middle_out_mark(int isa, const float *v, uint8_t *mask, int64_t n, double mean, int32_t width, uint32_t boundary, uint8_t mark,
+                           uint32_t *index, uint64_t *keys);
+
 #ifdef __cplusplus
 }
 #endif

@@ -61,21 +61,28 @@ final class GraphCompiler {
             + weightChoices.reduce(0) { $0 + $1.residentBytes }
     }
 
-    /// Auto mode: each weight expanded unless its compact form measured faster (a batch-1
-    /// Gemm/MatMul can be: its float weights stream from memory once per run), or, without a
-    /// budget, bit planes for the lookup-table GEMV when that measured fastest; then, while the
-    /// weights exceed `maxWeightBytes`, the expanded one costing the least measured time per
-    /// byte saved goes compact. Packed mode keeps every weight compact.
+    /// Auto mode: each weight in its fastest measured form: lookup tables (the GEMV of a
+    /// Gemm/MatMul, the lookup-table convolution of a Conv), compact (a batch-1 Gemm/MatMul can
+    /// be faster: its float weights stream from memory once per run) or expanded; then, while the
+    /// weights exceed `maxWeightBytes`, the one whose compact form costs the least measured time
+    /// per byte saved goes compact. Packed mode keeps every weight compact.
     func resolveWeightChoices(_ g: CompiledGraph) throws(MBRuntimeError) {
-        let lut = weightChoices.map { options.weights == .auto && options.maxWeightBytes == nil && $0.lutMeasuredFastest }
+        var lut = weightChoices.map { options.weights == .auto && $0.lutMeasuredFastest }
         var packed = weightChoices.map { options.weights == .packed || $0.packedMeasuredFaster }
         if options.weights == .auto, let budget = options.maxWeightBytes {
             let others = residentConstantBytes(g) - weightChoices.reduce(0) { $0 + $1.residentBytes }
-            var total = others + zip(weightChoices, packed).reduce(0) { $0 + ($1.1 ? $1.0.compactBytes : $1.0.expandedBytes) }
-            let order = weightChoices.indices.filter { !packed[$0] }.sorted { weightChoices[$0].costPerByteSaved < weightChoices[$1].costPerByteSaved }
-            for i in order where total > budget {
+            func bytes(_ i: Int) -> Int {
+                let c = weightChoices[i]
+                return lut[i] ? c.lutBytes ?? c.expandedBytes : packed[i] ? c.compactBytes : c.expandedBytes
+            }
+            var total = others + weightChoices.indices.reduce(0) { $0 + bytes($1) }
+            let order = weightChoices.indices.filter { !packed[$0] || lut[$0] }
+                .map { (i: $0, cost: weightChoices[$0].costPerByteSaved(fromLut: lut[$0])) }.sorted { $0.cost < $1.cost }.map(\.i)
+            for i in order where total > budget && bytes(i) > weightChoices[i].compactBytes {
+                let before = bytes(i)
                 packed[i] = true
-                total -= weightChoices[i].expandedBytes - weightChoices[i].compactBytes
+                lut[i] = false
+                total -= before - weightChoices[i].compactBytes
             }
         }
         for (i, choice) in weightChoices.enumerated() {

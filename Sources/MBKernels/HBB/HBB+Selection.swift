@@ -83,7 +83,17 @@ extension HBB {
                 gathered += 1
             }
         }
-        var need = c - below
+        narrowBoundary(gathered: gathered, need: c - below, mask: mask, mark: mark, scratch: scratch)
+    }
+
+    /// The radix select's end: of the `gathered` candidates in the scratch (index order, exact
+    /// keys) whose coarse digit is the boundary's, marks the `need` smallest (key, index).
+    @inlinable
+    public static func narrowBoundary(gathered: Int, need: Int, mask: UnsafeMutablePointer<UInt8>, mark: UInt8, scratch: SelectionScratch) {
+        let histogram = scratch.histogram
+        let index = scratch.candidateIndex
+        let keys = scratch.candidateKey
+        var gathered = gathered, need = need
 
         // Narrow the boundary bucket on the exact keys, digit by digit from bit 62 down.
         var shift = 63

@@ -246,4 +246,20 @@ final class IntegerOpsTests: XCTestCase {
             } }
         }
     }
+
+    /// A MatMulNBits weight whose byte count does not fit K, N, bits and block_size is refused at
+    /// load, naming the sizes; zero points of the wrong count too.
+    func testMatMulNBitsOfWrongSizesIsRefused() throws {
+        let attributes = [IRAttribute(name: "K", value: .int(32)), IRAttribute(name: "N", value: .int(2)),
+                          IRAttribute(name: "bits", value: .int(4)), IRAttribute(name: "block_size", value: .int(16))]
+        let a = MBTensor(shape: [1, 32], floats: Array(repeating: 1, count: 32))
+        // [N=2, blocks=2, blob=8] needs 32 bytes; 31 given.
+        XCTAssertThrowsError(try Self.run("MatMulNBits", domain: "com.microsoft", inputs: ["a", "b", "s"], constants: [
+            Self.constant("b", .uint8, [31], Array(repeating: 0x88, count: 31)), Self.floats("s", [4], [1, 1, 1, 1]),
+        ], attributes: attributes, output: .float, a: a)) { XCTAssertTrue("\($0)".contains("needs 32 uint8 values"), "\($0)") }
+        XCTAssertThrowsError(try Self.run("MatMulNBits", domain: "com.microsoft", inputs: ["a", "b", "s", "z"], constants: [
+            Self.constant("b", .uint8, [2, 2, 8], Array(repeating: 0x88, count: 32)), Self.floats("s", [4], [1, 1, 1, 1]),
+            Self.constant("z", .uint8, [3], [0, 0, 0]),
+        ], attributes: attributes, output: .float, a: a)) { XCTAssertTrue("\($0)".contains("zero_points has 3 values"), "\($0)") }
+    }
 }

@@ -16,7 +16,9 @@ import MBRuntime
 /// batch of inputs and of the graph's values; time: about (levels + 1) / 2 runs over the data
 /// (a level's pass runs only the part of the graph its layers need).
 extension Calibration {
-    /// Where a streamed calibration is: `done` of `total` entries over every pass so far.
+    /// Where a streamed calibration is: `done` of `total` units of work, an entry run through
+    /// one layer's worth of graph (the float pass runs every level, level l's pass l + 1 of them),
+    /// so the time left scales with what is left.
     public struct Progress: Sendable {
         public var pass: Int
         public var passes: Int
@@ -38,6 +40,7 @@ extension Calibration {
         let n = source.count
         let batches = stride(from: 0, to: n, by: batchSize).map { $0..<min(n, $0 + batchSize) }
         let passes = levelCount + 1
+        let total = n * (levelCount + levelCount * (levelCount + 1) / 2)
         var done = 0
         func read(_ rows: Range<Int>) throws -> [String: MBTensor] {
             let feeds = try source.batch(rows)
@@ -60,8 +63,8 @@ extension Calibration {
                 if floatSums[k] == nil { floatSums[k] = ChannelSums(channels: y.shape[ax]) }
                 if floatSums[k]!.channels == y.shape[ax] { floatSums[k]!.add(y, axis: ax) } else { floatSums[k] = nil }
             }
-            done += rows.count
-            progress?(Progress(pass: 1, passes: passes, done: done, total: passes * n))
+            done += rows.count * levelCount
+            progress?(Progress(pass: 1, passes: passes, done: done, total: total))
         }
 
         // One pass per level: that level's binarized statistics, earlier corrections applied.
@@ -93,8 +96,8 @@ extension Calibration {
                     }
                 }
                 _ = try session.run(try read(rows), transforming: transforms)
-                done += rows.count
-                progress?(Progress(pass: l + 2, passes: passes, done: done, total: passes * n))
+                done += rows.count * (l + 1)
+                progress?(Progress(pass: l + 2, passes: passes, done: done, total: total))
             }
             for k in members {
                 guard let f = floatSums[k], let b = sums.get(k), b.count == f.count else { usable[k] = false; continue }

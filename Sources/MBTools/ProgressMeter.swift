@@ -16,7 +16,8 @@ public final class ProgressMeter: @unchecked Sendable {
 
     public let label: String
     public let style: Style
-    private let unit: @Sendable (Int) -> String
+    /// nil: the counts mean nothing to a reader (abstract work units); percentages only.
+    private let unit: (@Sendable (Int) -> String)?
     private let write: @Sendable (String) -> Void
     private let clock: @Sendable () -> Double
     private let lock = NSLock()
@@ -28,7 +29,7 @@ public final class ProgressMeter: @unchecked Sendable {
 
     /// `write` receives each piece of output (default: standard error); `clock` gives seconds
     /// (default: a monotonic clock). Both are parameters so tests can drive the meter.
-    public init(label: String, style: Style, unit: @escaping @Sendable (Int) -> String = { "\($0)" },
+    public init(label: String, style: Style, unit: (@Sendable (Int) -> String)? = { "\($0)" },
                 write: @escaping @Sendable (String) -> Void = { FileHandle.standardError.write(Data($0.utf8)) },
                 clock: @escaping @Sendable () -> Double = { ProcessInfo.processInfo.systemUptime }) {
         self.label = label
@@ -47,7 +48,8 @@ public final class ProgressMeter: @unchecked Sendable {
         if started == nil { started = now }
         let elapsed = now - started!
         let eta = Self.remaining(elapsed: elapsed, done: done, total: total)
-        let counts = "\(unit(done))/\(unit(total))"
+        let percent = total > 0 ? 100 * Double(done) / Double(total) : 100
+        let counts = unit.map { "\($0(done))/\($0(total))" } ?? String(format: "%.0f %%", percent)
         let tail = (eta.map { ", ETA \(Self.duration($0))" } ?? "") + (detail.isEmpty ? "" : "  \(detail)")
         switch style {
         case .terminal:
@@ -60,8 +62,8 @@ public final class ProgressMeter: @unchecked Sendable {
             guard tenth > lastLineTenth || now - lastLineTime >= 10 else { return }
             lastLineTenth = tenth
             lastLineTime = now
-            let percent = total > 0 ? 100 * Double(done) / Double(total) : 100
-            write("\(label): \(counts) (\(String(format: "%.0f", percent)) %, \(Self.duration(elapsed)) elapsed\(tail))\n")
+            let share = unit == nil ? "" : String(format: "%.0f %%, ", percent)
+            write("\(label): \(counts) (\(share)\(Self.duration(elapsed)) elapsed\(tail))\n")
         case .silent:
             break
         }

@@ -65,7 +65,7 @@ struct ConvertCommand: ParsableCommand {
         options.calibrate = calibrate
         options.calibrationBatch = calibrateBatch
         if let threads { options.threads = threads }
-        let meter = ProgressMeter(label: "calibrating", style: .forStream(quiet: quiet))
+        let meter = ProgressMeter(label: "calibrating", style: .forStream(quiet: quiet), unit: nil)
         options.calibrationProgress = { meter.update(done: $0.done, total: $0.total, detail: "pass \($0.pass) of \($0.passes)") }
         let bar = (!quiet && isatty(STDERR_FILENO) == 1) ? ProgressBar() : nil
         InterruptCleanup.install(removingPartialFilesFor: out)

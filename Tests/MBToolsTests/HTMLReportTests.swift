@@ -42,7 +42,7 @@ import Testing
         }
         let worst = try #require(verification.perLayer?.first)
         let firstRow = try #require(page.range(of: "<td>\(worst.tensor)</td><td class=\"n\" data-v=\"\(Double(worst.position))\""))
-        #expect(page[firstRow.upperBound...].contains("Policy"), "the worst layer's row comes first")
+        #expect(page[firstRow.upperBound...].contains("<h2>Size</h2>"), "the diagnostic comes before the sizes")
         #expect(page.components(separatedBy: "<svg").count - 1 == 5)  // sizes, bits, error, alone, prefix
     }
 

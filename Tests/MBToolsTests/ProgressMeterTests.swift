@@ -37,6 +37,15 @@ import Testing
         #expect(r.pieces[5] == "calibrating: 50/100 (50 %, 5.0 s elapsed, ETA 5.0 s  pass 1 of 2)\n", "\(r.pieces[5])")
     }
 
+    @Test func percentagesOnlyWithoutAUnit() {
+        let r = Recorder()
+        let m = ProgressMeter(label: "calibrating", style: .lines, unit: nil, write: { r.pieces.append($0) }, clock: { r.now })
+        m.update(done: 0, total: 4)
+        r.now = 3
+        m.update(done: 1, total: 4, detail: "pass 1 of 3")
+        #expect(r.pieces == ["calibrating: 0 % (0.0 s elapsed)\n", "calibrating: 25 % (3.0 s elapsed, ETA 9.0 s  pass 1 of 3)\n"], "\(r.pieces)")
+    }
+
     @Test func terminalRedrawsOneLineAndClearsIt() {
         let r = Recorder()
         let m = meter(.terminal, r)

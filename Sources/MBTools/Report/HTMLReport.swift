@@ -23,11 +23,12 @@ public enum HTMLReport {
         var body = "<h1>\(HTML.escape(name)) → \(HTML.escape((file as NSString).lastPathComponent))</h1>\n"
         body += "<p class=\"note\">mbconvert \(HTML.escape(MBConvertInfo.version)) · \(input.verification == nil ? "conversion report" : "verification report") · \(HTML.escape(model)) → \(HTML.escape(file))</p>\n"
         body += ReportSections.summary(input)
+        // A verification leads with its answers (outputs, which layer broke it), then the file.
+        if let v = input.verification { body += ReportSections.verification(v) }
         if let storage = input.storage { body += ReportSections.sizes(storage, onnxBytes: input.conversion?.onnxBytes) }
         if let layers = input.conversion?.layers ?? input.storage?.layers, !layers.isEmpty {
-            body += ReportSections.layers(layers, conversion: input.conversion)
+            body += ReportSections.layers(ReportSections.withStoredBits(layers, input.storage), conversion: input.conversion)
         }
-        if let v = input.verification { body += ReportSections.verification(v) }
         if let w = input.conversion?.warnings, !w.isEmpty {
             body += "<h2>Warnings</h2><ul>" + w.map { "<li>\(HTML.escape($0))</li>" }.joined() + "</ul>\n"
         }

@@ -17,8 +17,9 @@ enum ReportSections {
             facts.append(fact("conversion time", String(format: "%.2f s", t.seconds)))
         } else if let s = input.storage {
             facts.append(fact(".mbm file", formatBytes(s.fileBytes)))
-            let weights = s.layers?.reduce(0) { $0 + $1.elements } ?? 0
-            let bytes = s.layers?.reduce(0) { $0 + $1.storedBytes } ?? 0
+            let layers = withStoredBits(s.layers ?? [], s)
+            let weights = layers.reduce(0) { $0 + $1.elements }
+            let bytes = layers.reduce(0) { $0 + $1.storedBytes }
             if weights > 0 { facts += [fact("weights", "\(weights)"), fact("stored bits per weight", String(format: "%.3f", Double(bytes * 8) / Double(weights)))] }
         }
         if let c = input.conversion?.calibrationSeconds { facts.append(fact("calibration", String(format: "%.2f s", c))) }
@@ -64,6 +65,21 @@ enum ReportSections {
             [.text(name), .number(Double(bytes), "\(bytes)"), .number(Double(bytes) / Double(max(1, s.fileBytes)), String(format: "%.1f %%", 100 * Double(bytes) / Double(max(1, s.fileBytes))))]
         })
         return out + table.render()
+    }
+
+    /// The layers with stored bytes and bits per weight from the file itself (the statistics a
+    /// file records are written before its sizes are known).
+    static func withStoredBits(_ layers: [ConversionReport.Layer], _ storage: StorageBreakdown?) -> [ConversionReport.Layer] {
+        guard let storage else { return layers }
+        let bytes = Dictionary(storage.tensors.map { ($0.name, $0.storedBytes) }, uniquingKeysWith: { a, _ in a })
+        return layers.map { l in
+            var l = l
+            if let b = bytes[l.name], l.elements > 0 {
+                l.storedBytes = b
+                l.bitsPerWeight = Double(b * 8) / Double(l.elements)
+            }
+            return l
+        }
     }
 
     static func layers(_ layers: [ConversionReport.Layer], conversion: ConversionReport?) -> String {

@@ -155,9 +155,12 @@ public enum Conversion {
             MetadataEntry(MetadataKey.layerStatistics, .json(report.layersJSON())),
         ]
         // Only calibrated conversions carry it, so every other output is unchanged byte for byte.
+        var recordBytes: Int?
         if let storedCorrections {
             // Binary float32 arrays (files before stored a JSON list under `calibration`).
-            metadata.append(MetadataEntry(CalibrationRecord.key, .bytes(CalibrationRecord.encode(storedCorrections))))
+            let record = CalibrationRecord.encode(storedCorrections)
+            recordBytes = record.count
+            metadata.append(MetadataEntry(CalibrationRecord.key, .bytes(record)))
         }
         let summary: MBMWriter.Summary
         do {
@@ -166,6 +169,7 @@ public enum Conversion {
             throw ConversionError(error)
         }
         report.finish(summary: summary, seconds: Date().timeIntervalSince(started))
+        report.totals?.calibrationRecordBytes = recordBytes
         return report
     }
 

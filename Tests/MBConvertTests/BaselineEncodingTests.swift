@@ -91,5 +91,11 @@ import Testing
         #expect((report.calibration ?? []).filter { $0.channels > 0 }.count == 6, "\(report.calibration?.map(\.node) ?? [])")
         let check = try Verify.run(onnx: model, mbm: mbm, options: Verify.Options())
         #expect(check.passed, "\(check.failures)")
+        // The record verify needs is reported with its size: 8 bytes per corrected channel plus headers.
+        guard case .bytes(let record)? = try MBMFile.open(path: mbm).metadataValue(MetadataKey.calibrationRecord) else {
+            Issue.record("no calibration record"); return
+        }
+        #expect(report.totals?.calibrationRecordBytes == record.count)
+        #expect(report.renderText().contains("calibration record (for verify): \(record.count) bytes"))
     }
 }

@@ -36,6 +36,8 @@ enum OpTable {
         for (name, c) in AffineGridOp.table { t[name] = c }
         for (name, c) in DetOp.table { t[name] = c }
         for (name, c) in OptionalOps.table { t[name] = c }
+        for (name, c) in DeformConvOp.table { t[name] = c }
+        for (name, c) in Col2ImOp.table { t[name] = c }
         for (name, c) in UnsignedOps.overriding(t) { t[name] = c }
         return t
     }()

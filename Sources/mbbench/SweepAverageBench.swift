@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import MBConvert
 import MBRuntime
+import MBTools
 
 /// P at a fixed average, answered on the model: every P on a grid with average B, the same P in
 /// every binarized layer, measured by the whole model's agreement with the float model (not
@@ -37,6 +38,9 @@ struct SweepAverageBench: ParsableCommand {
     @Flag(help: "Calibrate every conversion on the calibration inputs (--calibrate).")
     var calibrate = false
 
+    @Option(help: "Also write the sweep as an HTML page (bar charts of top-1 agreement and weight error per P).")
+    var report: String?
+
     func validate() throws {
         guard (1...8).contains(maxBits) else { throw ValidationError("--max-bits must be in 1...8") }
         guard step > 0, step <= 1, abs((1 / step).rounded() * step - 1) < 1e-9 else { throw ValidationError("--step must divide 1 (0.1, 0.05, ...)") }
@@ -67,7 +71,9 @@ struct SweepAverageBench: ParsableCommand {
         let feeds = try Calibration.loadInputs(data.eval, model: float)
         let reference = try float.makeSession(.init(threads: data.threads)).run(feeds)
         let output = float.outputs[0].name
-        print("\(data.model): \(feeds.values.first!.shape[0]) evaluation inputs; first weighted layer float32, every other Conv/Gemm/MatMul the same P, \(scale) scales\(calibrate ? ", calibrated" : "")")
+        let note = "\(data.model): \(feeds.values.first!.shape[0]) evaluation inputs; first weighted layer float32, every other Conv/Gemm/MatMul the same P, \(scale) scales\(calibrate ? ", calibrated" : "")"
+        print(note)
+        var sweeps: [(average: Double, points: [SweepReport.Point])] = []
         for b in bits.split(separator: ",").compactMap({ Double($0) }) {
             let grid = Self.grid(average: b, maxBits: maxBits, step: step)
             var rows: [(p: [Double], top1: Double, cosine: Double, sqnr: Double, error: Double)] = []
@@ -95,6 +101,9 @@ struct SweepAverageBench: ParsableCommand {
                 let error = bin.reduce(0.0) { $0 + ($1.normalizedError ?? 0) * Double($1.elements) } / Double(max(1, weights))
                 rows.append((p, check.top1Agreement ?? 0, check.cosine, check.sqnrDB, error))
             }
+            // The page keeps the grid's order (P walks from the 3-bit end to the 1-bit end); the table sorts.
+            sweeps.append((b, rows.map { SweepReport.Point(mix: $0.p.map { String(format: "%.2f", $0) }.joined(separator: "/"), top1: $0.top1,
+                                                             cosine: $0.cosine, weightError: $0.error) }))
             rows.sort { ($0.top1, $0.cosine) > ($1.top1, $1.cosine) }
             print("\nB = \(b): \(grid.count) distributions P over widths 1...\(maxBits) (step \(step))")
             let header = ["P (" + (1...maxBits).map { "\($0)-bit" }.joined(separator: "/") + ")", "top-1", "cosine", "SQNR dB", "weight error"]
@@ -102,6 +111,10 @@ struct SweepAverageBench: ParsableCommand {
                 [r.p.map { String(format: "%.2f", $0) }.joined(separator: "/"), String(format: "%.1f%%", 100 * r.top1),
                  String(format: "%.4f", r.cosine), String(format: "%.2f", r.sqnr), String(format: "%.4f", r.error)]
             }, rightAligned: [1, 2, 3, 4]), terminator: "")
+        }
+        if let report {
+            try SweepReport.render(title: "P at a fixed average: \((data.model as NSString).lastPathComponent)", note: note, sweeps: sweeps)
+                .write(toFile: report, atomically: true, encoding: .utf8)
         }
     }
 }

@@ -101,7 +101,7 @@ struct SweepAverageBench: ParsableCommand {
                 let error = bin.reduce(0.0) { $0 + ($1.normalizedError ?? 0) * Double($1.elements) } / Double(max(1, weights))
                 rows.append((p, check.top1Agreement ?? 0, check.cosine, check.sqnrDB, error))
             }
-            // The page keeps the grid's order (P walks from the 3-bit end to the 1-bit end); the table sorts.
+            // The page keeps the grid's order (1-bit fraction rising); the printed table sorts by top-1.
             sweeps.append((b, rows.map { SweepReport.Point(mix: $0.p.map { String(format: "%.2f", $0) }.joined(separator: "/"), top1: $0.top1,
                                                              cosine: $0.cosine, weightError: $0.error) }))
             rows.sort { ($0.top1, $0.cosine) > ($1.top1, $1.cosine) }

@@ -122,7 +122,7 @@ public enum Conversion {
         } else if let inputs = calibrationInputs {
             let start = Date()
             let layerNodes = Set(prepared.plans.flatMap { plan -> [String] in
-                guard case .binarize(let b) = plan.decision.action, b.calibrate else { return [] }
+                guard plan.decision.action.calibrates else { return [] }
                 return plan.tensor.consumers.filter { WeightedOp(rawValue: $0.opType) != nil }.map(\.name)
             })
             let (corrected, found, stored) = try streamed.map {
@@ -156,8 +156,8 @@ public enum Conversion {
         ]
         // Only calibrated conversions carry it, so every other output is unchanged byte for byte.
         if let storedCorrections {
-            let json = (try? String(decoding: Inspect.jsonEncoder(pretty: false).encode(storedCorrections), as: UTF8.self)) ?? "[]"
-            metadata.append(MetadataEntry(MetadataKey.calibration, .json(json)))
+            // Binary float32 arrays (files before stored a JSON list under `calibration`).
+            metadata.append(MetadataEntry(CalibrationRecord.key, .bytes(CalibrationRecord.encode(storedCorrections))))
         }
         let summary: MBMWriter.Summary
         do {
@@ -213,8 +213,10 @@ public enum Conversion {
             throw ConversionError(PolicyDiagnostic(file: policyFile, position: problem.position, message: problem.message).description)
         }
 
-        // Fold constant subgraphs so every weight is a constant, and drop what nothing reads.
-        let graph = prune(try ConstantFolding.fold(discovery.graph))
+        // Fold constant subgraphs so every weight is a constant, and drop what nothing reads. A
+        // quantized weight (DequantizeLinear of integer constants) no rule names stays as it is.
+        let keeping = quantizedWeightsKept(discovery, plans)
+        let graph = prune(try ConstantFolding.fold(discovery.graph, keeping: keeping))
         let constantIndex = Dictionary(graph.constants.enumerated().map { ($0.element.name, $0.offset) }, uniquingKeysWith: { a, _ in a })
         return Prepared(graph: graph, opsets: model.irOpsets, plans: plans.filter { constantIndex[$0.tensor.name] != nil }, policy: policy,
                         constantIndex: constantIndex, warnings: unused.map(\.description), discovery: discovery, sourceHash: sha, sourceBytes: mapping.count)
@@ -257,6 +259,13 @@ public enum Conversion {
         }
     }
 
+    /// The DequantizeLinear outputs no rule of the policy names: their node and integer weight
+    /// stay in the output graph unchanged (a rule that binarizes or keeps them as float folds them).
+    static func quantizedWeightsKept(_ discovery: WeightDiscovery, _ plans: [ConversionPlan]) -> Set<String> {
+        let named = Set(plans.filter { $0.decision.source != .implicitDefault }.map(\.tensor.name))
+        return Set(discovery.folds.filter { $0.value.node.opType == "DequantizeLinear" && !named.contains($0.key) }.keys)
+    }
+
     /// Removes constants nothing reads (shape tensors of folded ConstantOfShape nodes, say).
     static func prune(_ graph: IRGraph) -> IRGraph {
         var used = Set(graph.outputs.map(\.name))
@@ -294,6 +303,25 @@ public enum Conversion {
             row.bitsPerWeight = Double(bits)
             row.averageBits = Double(bits)
             return LayerOutcome(name: name, tensor: tensor, row: row)
+        case .quantize(let q):
+            let input = try FloatTensor(name: name, shape: constant.shape, values: values)
+            let (axis, perGroup, _) = plan.quantizationGroups(q.spec)
+            let half = q.scaleType == .float16
+            let quantized: QuantizedTensor
+            switch q.spec.scheme {
+            case .linear: quantized = try LinearQuantizer.quantize(input, axis: axis, bits: q.spec.bits, mse: q.spec.clip == .mse, half: half)
+            case .palette: quantized = try PaletteQuantizer.quantize(input, axis: axis, channelsPerGroup: perGroup, bits: q.spec.bits, half: half)
+            }
+            let stats = Statistics.errors(original: values, reconstructed: quantized.dequantized())
+            row.encoding = q.spec.scheme.rawValue
+            row.method = q.spec.description
+            if let axis { row.channelAxis = axis }
+            row.scale = (axis == nil ? "tensor" : perGroup == 1 ? "channel" : "\(perGroup) channels") + (quantized.halfValues ? " float16" : "")
+            row.averageBits = Double(q.spec.bits)
+            row.normalizedError = stats.normalizedError
+            row.sqnrDB = stats.sqnrDB
+            row.maxAbsError = stats.maxAbsError
+            return LayerOutcome(name: name, tensor: IRTensor(name: name, elementType: .float, shape: constant.shape, storage: .quantized(quantized)), row: row)
         case .binarize(let b):
             guard let mix = plan.mix else { throw ConversionError("tensor '\(name)': no bit mix was resolved") }
             let scale = ScaleMode(b.scale, channelAxis: plan.tensor.outputAxis ?? 0)

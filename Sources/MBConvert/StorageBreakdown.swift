@@ -20,6 +20,10 @@ public struct StorageBreakdown: Codable, Sendable {
         public var scaleBytes = 0
         public var rawBytes = 0
         public var otherBytes = 0
+        /// `int:` and `palette:` tensors: the packed n-bit codes, and the per-group tables (scales
+        /// and zero points, or palette values) with their alignment.
+        public var codeBytes = 0
+        public var tableBytes = 0
     }
 
     public var file: String
@@ -44,6 +48,9 @@ public struct StorageBreakdown: Codable, Sendable {
                 out.scaleBytes = b.levels.reduce(0) { $0 + $1.scales.count } * (b.halfScales ? 2 : 4)
                 out.maskBytes = t.maskBytes
                 out.otherBytes = max(0, t.storedBytes - out.signBytes - out.scaleBytes - out.maskBytes)
+            case .quantized(let q):
+                out.codeBytes = (q.count * q.bits + 63) / 64 * 8
+                out.tableBytes = max(0, t.storedBytes - out.codeBytes)
             case .raw, .strings:
                 out.rawBytes = t.storedBytes
             }

@@ -149,10 +149,7 @@ public enum Verify {
             for outcome in recomputed { expected.constants[prepared.constantIndex[outcome.name]!] = outcome.tensor }
             expected = ActivationAttributes.apply(prepared.plans, to: expected)
             diagnosticBase = (prepared, [])
-            if case .json(let text)? = file.metadataValue(MetadataKey.calibration) {
-                guard let recorded = try? Inspect.jsonDecoder().decode([Calibration.StoredCorrection].self, from: Data(text.utf8)) else {
-                    throw ConversionError("\(mbm): metadata 'calibration' is not a list of corrections")
-                }
+            if let recorded = try CalibrationRecord.read(file, path: mbm) {
                 if let (index, problem) = recorded.enumerated().lazy.compactMap({ e in e.element.problem.map { (e.offset, $0) } }).first {
                     throw ConversionError("\(mbm): metadata 'calibration', correction \(index) ('\(recorded[index].output)'): \(problem)")
                 }
@@ -164,7 +161,7 @@ public enum Verify {
             nodesChecked = file.model.graph.nodes.count
             constantsChecked = file.model.graph.constants.count
             failures += differences.map { "model: " + $0 }
-            if !differences.isEmpty, file.metadataValue(MetadataKey.calibration) == nil,
+            if !differences.isEmpty, file.metadataValue(MetadataKey.calibration) == nil, file.metadataValue(CalibrationRecord.key) == nil,
                file.model.graph.constants.contains(where: { $0.name.contains(".calibrat") }) {
                 failures.append("\(mbm) holds calibrated layers but does not record their corrections (written by an mbconvert before they were recorded); convert it again to verify it")
             }
@@ -313,6 +310,7 @@ extension IRTensor.Storage {
         case .dense: return "dense"
         case .strings: return "strings"
         case .binarized: return "binarized"
+        case .quantized(let q): return q.scheme.rawValue
         }
     }
 }

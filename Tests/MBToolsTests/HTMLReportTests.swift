@@ -27,7 +27,7 @@ import Testing
         #expect(html.components(separatedBy: "<svg").count - 1 == 3)
         #expect(html.contains("keep: float32"), "the policy text")
         // Sizes add up to the file: the six parts of the table.
-        let parts = storage.tensors.reduce(0) { $0 + $1.signBytes + $1.maskBytes + $1.scaleBytes + $1.rawBytes + $1.otherBytes } + storage.structureBytes
+        let parts = storage.tensors.reduce(0) { $0 + $1.signBytes + $1.maskBytes + $1.scaleBytes + $1.rawBytes + $1.otherBytes + $1.codeBytes + $1.tableBytes } + storage.structureBytes
         #expect(parts == storage.fileBytes)
         #expect(storage.tensors.contains { $0.encoding == "binarized" && $0.signBytes > 0 && $0.maskBytes > 0 && $0.scaleBytes > 0 })
 

@@ -34,29 +34,32 @@ enum ReportSections {
     }
 
     static let partColors: [(name: String, color: String)] = [("sign bits", "#3b6ea5"), ("masks", "#e0a030"), ("scales", "#5aa05a"),
-                                                               ("raw elements", "#8c6bb1"), ("graph, metadata, headers", "#b0b4ba")]
+                                                               ("raw elements", "#8c6bb1"), ("graph, metadata, headers", "#b0b4ba"),
+                                                               ("int/palette codes and tables", "#c05050")]
 
     static func sizes(_ s: StorageBreakdown, onnxBytes: Int?) -> String {
         let bin = s.tensors.filter { $0.encoding == "binarized" }, raw = s.tensors.filter { $0.encoding != "binarized" }
         func sum(_ ts: [StorageBreakdown.Tensor], _ k: KeyPath<StorageBreakdown.Tensor, Int>) -> Int { ts.reduce(0) { $0 + $1[keyPath: k] } }
         let signs = sum(bin, \.signBytes), masks = sum(bin, \.maskBytes), scales = sum(bin, \.scaleBytes), other = sum(bin, \.otherBytes)
         let rawBytes = sum(raw, \.rawBytes), structure = s.structureBytes + other
+        let quantized = sum(raw, \.codeBytes) + sum(raw, \.tableBytes)
         let kB = 1000.0
         var rows: [SVGBarChart.Row] = []
-        if let onnxBytes { rows.append(.init(label: "ONNX model", parts: [0, 0, 0, Double(onnxBytes) / kB, 0], valueText: formatBytes(onnxBytes))) }
+        if let onnxBytes { rows.append(.init(label: "ONNX model", parts: [0, 0, 0, Double(onnxBytes) / kB, 0, 0], valueText: formatBytes(onnxBytes))) }
         let floatBin = sum(bin, \.sourceBytes)
-        rows.append(.init(label: ".mbm file", parts: [signs, masks, scales, rawBytes, structure].map { Double($0) / kB }, valueText: formatBytes(s.fileBytes)))
+        rows.append(.init(label: ".mbm file", parts: [signs, masks, scales, rawBytes, structure, quantized].map { Double($0) / kB }, valueText: formatBytes(s.fileBytes)))
         if !bin.isEmpty {
-            rows.append(.init(label: "binarized weights as float32", parts: [0, 0, 0, Double(floatBin) / kB, 0], valueText: formatBytes(floatBin)))
-            rows.append(.init(label: "binarized weights stored", parts: [signs, masks, scales, 0, other].map { Double($0) / kB },
+            rows.append(.init(label: "binarized weights as float32", parts: [0, 0, 0, Double(floatBin) / kB, 0, 0], valueText: formatBytes(floatBin)))
+            rows.append(.init(label: "binarized weights stored", parts: [signs, masks, scales, 0, other, 0].map { Double($0) / kB },
                               valueText: formatBytes(signs + masks + scales + other)))
         }
-        rows.append(.init(label: "kept tensors (raw)", parts: [0, 0, 0, Double(rawBytes) / kB, 0], valueText: formatBytes(rawBytes)))
+        rows.append(.init(label: "kept tensors (raw)", parts: [0, 0, 0, Double(rawBytes) / kB, 0, 0], valueText: formatBytes(rawBytes)))
         var out = "<h2>Size</h2>\n"
         out += SVGBarChart(title: "Where the bytes go", axis: "kB (1 kB = 1000 bytes)", rows: rows, series: partColors).render()
         let table = HTMLTable(header: ["part", "bytes", "share of the file"], numeric: [1, 2], rows: [
             ("sign bits (binarized)", signs), ("masks (binarized)", masks), ("scales (binarized)", scales),
             ("level counts and alignment (binarized)", other), ("raw elements (kept tensors, biases, BatchNormalization)", rawBytes),
+            ("codes and tables (int: and palette: tensors)", quantized),
             ("graph, metadata, headers, checksums", s.structureBytes),
         ].map { name, bytes in
             [.text(name), .number(Double(bytes), "\(bytes)"), .number(Double(bytes) / Double(max(1, s.fileBytes)), String(format: "%.1f %%", 100 * Double(bytes) / Double(max(1, s.fileBytes))))]

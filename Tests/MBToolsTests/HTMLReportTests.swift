@@ -46,6 +46,16 @@ import Testing
         #expect(page.components(separatedBy: "<svg").count - 1 == 5)  // sizes, bits, error, alone, prefix
     }
 
+    @Test func sweepPageChartsEveryP() {
+        let points = [SweepReport.Point(mix: "0.60/0.40/0.00", top1: 0.715, cosine: 0.74, weightError: 0.3288),
+                      SweepReport.Point(mix: "0.65/0.30/0.05", top1: 0.75, cosine: 0.756, weightError: 0.3034)]
+        let page = SweepReport.render(title: "P at a fixed average", note: "model <m>", sweeps: [(1.4, points)])
+        #expect(page.contains("<h2>Average 1.40 bits: 2 distributions P</h2>") && page.contains("model &lt;m&gt;"))
+        #expect(page.components(separatedBy: "<svg").count - 1 == 2)
+        #expect(page.contains(">0.65/0.30/0.05</text>") && page.contains(">75.0 %</text>") && page.contains(">0.3288</text>"))
+        #expect(page.contains("top-1 agreement (%)"))
+    }
+
     @Test func escapesAndTicks() {
         #expect(HTML.escape("a<b & \"c\"") == "a&lt;b &amp; &quot;c&quot;")
         #expect(SVGBarChart.ticks(upTo: 7.3) == (2, 8))

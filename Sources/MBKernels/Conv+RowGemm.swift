@@ -52,16 +52,33 @@ extension Conv {
     }
 
     /// Convolution through `RowGemm` (groups run one after another, each GEMM split across
-    /// `threads`). Only when `RowGemm.isAvailable`; `path` overrides the choice (tests).
+    /// `threads`; batches of two or more images per thread split by image on the paths that need
+    /// no scratch). Only when `RowGemm.isAvailable`; `path` overrides the choice (tests).
+    /// `scratch` nil: a `KernelScratch` of its own (the per-image calls of a split batch).
     static func rowGemm(
         _ g: ConvGeometry, input: UnsafePointer<Float>, weights: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
-        output: UnsafeMutablePointer<Float>, activation: Activation, threads: Int, scratch: KernelScratch, path: RowGemmPath? = nil
+        output: UnsafeMutablePointer<Float>, activation: Activation, threads: Int, scratch: KernelScratch?, path: RowGemmPath? = nil
     ) {
         var path = path ?? rowGemmPath(g)
         if path == .implicit && fk_has_avx512() == 0 { path = .im2col }
         let d = g.dims3
         let inSize = d.inputSize, outSize = d.outputSize
         let kRows = g.inPerGroup * d.kernelSize
+        if threads > 1 && g.batch >= 2 * threads && (path == .pointwise || path == .implicit) {
+            // A batch of at least two images per thread: whole images per thread (no split
+            // inside small products, and each thread keeps to the same images in every layer).
+            let box = UncheckedSendable((input, output))
+            Parallel.forEach(g.batch, threads: threads) { n in
+                let (input, output) = box.value
+                var one = g
+                one.batch = 1
+                rowGemm(one, input: input + n * g.inChannels * inSize, weights: weights, bias: bias,
+                        output: output + n * g.outChannels * outSize, activation: activation, threads: 1, scratch: nil, path: path)
+            }
+            return
+        }
+        let scratch = scratch ?? KernelScratch()
+        defer { withExtendedLifetime(scratch) {} }
         let rows = scratch.rowPointers(kRows)
         for n in 0..<g.batch {
             for grp in 0..<g.groups {
@@ -126,11 +143,16 @@ extension Conv {
         var used = [Bool](repeating: false, count: phases)
         for ky in 0..<kh { for kx in 0..<kw { used[(ky * dh % sh) * sw + kx * dw % sw] = true } }
         let p = UncheckedSendable((padded, used))
-        Parallel.forEach(channels * phases, threads: channels * phases * plane > 1 << 15 ? threads : 1) { job in
+        // Split by rows, as the product below splits its columns: each thread copies the part
+        // of every plane it will mostly read (see `WorkerPool.Job` on why data stays on one core).
+        let fillParts = channels * phases * plane > 1 << 15 ? min(4 * threads, hq) : 1
+        Parallel.forEach(fillParts, threads: threads) { part in
             let (padded, used) = p.value
-            let c = job / phases
-            guard used[job % phases] else { return }
-            fillPhase(job % phases, of: x + c * ih * iw, ih: ih, iw: iw, sh: sh, sw: sw, ph: ph, pw: pw, into: padded + job * plane, hq: hq, wq: wq)
+            let rows = hq * part / fillParts..<hq * (part + 1) / fillParts
+            for job in 0..<channels * phases where used[job % phases] {
+                fillPhase(job % phases, of: x + job / phases * ih * iw, ih: ih, iw: iw, sh: sh, sw: sw, ph: ph, pw: pw,
+                          into: padded + job * plane, hq: hq, wq: wq, rows: rows)
+            }
         }
         (padded + channels * phases * plane).update(repeating: 0, count: slack)
         for c in 0..<channels {
@@ -154,21 +176,27 @@ extension Conv {
         RowGemm.forward(m: m, n: wideColumns, k: kRows, a: w, lda: kRows, rows: rows, bias: bias, activation: activation,
                         c: wide, ldc: wideColumns, threads: threads)
         let box = UncheckedSendable((wide, y))
-        Parallel.forEach(m, threads: m * wideColumns > 1 << 15 ? threads : 1) { oc in
+        // Split by output rows, like the product's columns, so each thread compacts what it computed.
+        let parts = m * wideColumns > 1 << 15 ? min(4 * threads, oh) : 1
+        Parallel.forEach(parts, threads: threads) { part in
             let (wide, y) = box.value
-            let dst = y + oc * oh * ow
-            for r in 0..<oh { (dst + r * ow).update(from: wide + oc * wideColumns + r * wq, count: ow) }
+            for oc in 0..<m {
+                for r in oh * part / parts..<oh * (part + 1) / parts {
+                    (y + (oc * oh + r) * ow).update(from: wide + oc * wideColumns + r * wq, count: ow)
+                }
+            }
         }
     }
 
     /// Fills phase `phase` (`ry·sw + rx`) of one input plane `[ih, iw]`: `dst[j, i]` = input
-    /// `(j·sh + ry - ph, i·sw + rx - pw)`, zero outside the input, for `j < hq`, `i < wq`.
+    /// `(j·sh + ry - ph, i·sw + rx - pw)`, zero outside the input, for `j` in `rows` (default
+    /// all `hq`), `i < wq`.
     static func fillPhase(_ phase: Int, of src: UnsafePointer<Float>, ih: Int, iw: Int, sh: Int, sw: Int, ph: Int, pw: Int,
-                          into dst: UnsafeMutablePointer<Float>, hq: Int, wq: Int) {
+                          into dst: UnsafeMutablePointer<Float>, hq: Int, wq: Int, rows: Range<Int>? = nil) {
         let ry = phase / sw, rx = phase % sw
         // Phase column i reads input column i·sw + rx - pw: valid for i in cols.
         let cols = validRange(outCount: wq, inCount: iw, stride: sw, offset: rx - pw)
-        for j in 0..<hq {
+        for j in rows ?? 0..<hq {
             let row = dst + j * wq
             let iy = j * sh + ry - ph
             guard iy >= 0, iy < ih, !cols.isEmpty else { row.update(repeating: 0, count: wq); continue }

@@ -58,13 +58,14 @@ public enum Conv {
         case depthwiseDirect
     }
 
-    /// Convolutions with fewer multiply-adds run on one thread: about 80 µs of work at one
-    /// thread, where a fork-join saves at most half of it and costs far more whenever the
-    /// machine is busy (a helper preempted inside its chunk holds the caller for a scheduler
-    /// slice). Measured on the speech-embedding CNN (19 convolutions of 0.4-4 M multiply-adds)
-    /// at load 7 on two cores: 2.3 ms at two threads against 1.4 ms at one, 5x onnxruntime,
-    /// which keeps such layers on one thread.
-    public static let minParallelMultiplyAdds = 1 << 22
+    /// Convolutions with fewer multiply-adds run on one thread: about 20 µs of work at one
+    /// thread, where a fork-join with the spinning helper (about 1 µs) would save little.
+    /// Larger ones are split even when small: a layer left to the caller alone reads the half
+    /// of its input the helper wrote, which puts those cache lines in both cores' caches, and
+    /// the next write to them (the buffer's next tenant) is 10-50x slower than to lines one
+    /// core holds (see `WorkerPool`). (At 4 M multiply-adds, the earlier bound, SqueezeNet's
+    /// 1×1 layers at 55×55 ran 2-3x slower at two threads than at one.)
+    public static let minParallelMultiplyAdds = 1 << 20
 
     /// Whether im2col is the identity (1×1 kernel, stride 1, no padding).
     public static func isPointwise(_ g: ConvGeometry) -> Bool {

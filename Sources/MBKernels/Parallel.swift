@@ -3,9 +3,11 @@ import Dispatch
 /// Runs `body` for every index of `0..<count` on up to `threads` threads: the caller and
 /// spinning helper threads (`WorkerPool`), or GCD's `concurrentPerform` (one contiguous chunk
 /// per thread) when the pool is busy. With the pool the indices are cut into up to 4 contiguous
-/// chunks per thread, claimed dynamically, so a helper that starts late costs a chunk, not half
-/// the work. The body may write through raw pointers: each index is visited exactly once, so
-/// callers that write disjoint memory per index need no locks.
+/// chunks per thread; thread `t` runs the `t`-th contiguous share of them first (the same part
+/// of the index range on every call, so consecutive layers split alike keep their data on one
+/// core) and then takes unstarted chunks from the others' ends, so a helper that starts late
+/// costs a chunk, not half the work. The body may write through raw pointers: each index is
+/// visited exactly once, so callers that write disjoint memory per index need no locks.
 public enum Parallel {
     public static func forEach(_ count: Int, threads: Int, _ body: (Int) -> Void) {
         let t = min(max(threads, 1), count)

@@ -3,7 +3,7 @@ import CFloatKernels
 extension Pool {
     /// Max pooling of 2-D planes without padding or dilation whose windows all lie inside the
     /// input (SqueezeNet's and AlexNet's 3×3 stride-2 pools) through the AVX-512 kernel in
-    /// `CFloatKernels`, parallel over planes. Returns false, doing nothing, for any other
+    /// `CFloatKernels`, parallel over bands of output rows. Returns false, doing nothing, for any other
     /// geometry or CPU.
     static func maxPool2DValid(_ g: PoolGeometry, input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, threads: Int) -> Bool {
         guard fk_has_avx512() != 0 || fk_has_neon() != 0 else { return false }
@@ -14,11 +14,24 @@ extension Pool {
         let (_, sh, sw) = d.strides
         guard kd == 1, id == 1, od == 1, d.dilations == (1, 1, 1), d.pads == (0, 0, 0), g.padEnd3 == (0, 0, 0),
               oh >= 1, ow >= 1, (oh - 1) * sh + kh <= ih, (ow - 1) * sw + kw <= iw else { return false }
-        let parts = g.planes * oh * ow * kh * kw > 1 << 15 ? min(4 * threads, g.planes) : 1
+        let work = g.planes * oh * ow * kh * kw
         let out = UncheckedSendable(output)
+        guard threads > 1, work > 1 << 15, oh > 1 else {
+            fk_maxpool2d_valid(g.planes, input, ih, iw, output, oh, ow, kh, kw, sh, sw)
+            return true
+        }
+        // Parts are bands of output rows across every plane (not groups of planes): a thread
+        // reads the band of each input plane that the same thread wrote when the layer before
+        // split its output alike (see `WorkerPool.Job`).
+        let parts = min(4 * threads, oh)
         Parallel.forEach(parts, threads: threads) { t in
-            let p0 = g.planes * t / parts, p1 = g.planes * (t + 1) / parts
-            fk_maxpool2d_valid(p1 - p0, input + p0 * ih * iw, ih, iw, out.value + p0 * oh * ow, oh, ow, kh, kw, sh, sw)
+            let r0 = oh * t / parts, r1 = oh * (t + 1) / parts
+            guard r1 > r0 else { return }
+            let rowsIn = (r1 - r0 - 1) * sh + kh
+            for p in 0..<g.planes {
+                fk_maxpool2d_valid(1, input + p * ih * iw + r0 * sh * iw, rowsIn, iw, out.value + p * oh * ow + r0 * ow, r1 - r0, ow,
+                                   kh, kw, sh, sw)
+            }
         }
         return true
     }

@@ -9,7 +9,7 @@ import CFloatKernels
 ///
 /// The fast variant is an AVX-512 kernel (`CFloatKernels`, 6 rows × 64 columns of C in
 /// registers, nothing packed); it exists only where `isAvailable` (cpuid). Threads split the
-/// dimension with more units: column strips of 64, or row blocks of 6.
+/// columns where they can (`split`), else row blocks of 6.
 public enum RowGemm {
     /// Whether this CPU runs the fast variant (AVX-512 F, or NEON on aarch64; not capped by
     /// `MBCONVERT_ISA`).
@@ -17,6 +17,11 @@ public enum RowGemm {
 
     /// Products under this many multiply-adds stay on one thread (dispatch costs more).
     static let minParallelWork = 1 << 16
+    /// Products too narrow to split by columns stay on one thread under this many multiply-adds:
+    /// split by rows, every thread reads all of B, and the next writes to those cache lines pay
+    /// for the sharing (the speech-embedding CNN's 1.2 M multiply-add layers on 48-56 columns
+    /// took 3.5x longer split by rows than on one thread).
+    static let minRowSplitWork = 1 << 22
 
     public static func forward(
         _ variant: KernelVariant = .fast, m: Int, n: Int, k: Int,
@@ -55,23 +60,36 @@ public enum RowGemm {
     }
 
     /// Runs `body(i0, i1, j0, j1)` over parts of the `m × n` product: one part below
-    /// `minParallelWork`, else up to 4 parts per thread, claimed dynamically (`Parallel.forEach`),
-    /// so a thread that starts late does not leave the others waiting for its half. Parts are
-    /// column strips of 64 or row blocks of 6, whichever there are more of.
+    /// `minParallelWork`, else up to 4 parts per thread (`Parallel.forEach`: thread `t` takes
+    /// the `t`-th share first, then helps with unstarted parts). Parts are bands of columns (at
+    /// least 64 wide, cut at multiples of 16) wherever there are 64 columns per thread and the
+    /// weights are not much larger than the input: a thread then reads and writes the same
+    /// positions of every feature map in consecutive layers, so no cache line of the activations
+    /// is read by two cores (see `WorkerPool`). Otherwise (few columns, or a classifier's
+    /// weights dominate) one band of rows per thread (multiples of 6), which every thread reads
+    /// all of B for, from `minRowSplitWork` on.
     static func split(m: Int, n: Int, k: Int, threads: Int, _ body: (Int, Int, Int, Int) -> Void) {
-        let strips = (n + 63) / 64, blocks = (m + 5) / 6
-        let parts = m * n * max(k, 1) < minParallelWork || threads <= 1 ? 1 : min(4 * threads, max(strips, blocks))
-        if parts <= 1 {
+        let blocks = (m + 5) / 6
+        guard threads > 1, m * n * max(k, 1) >= minParallelWork, blocks > 1 || n >= 64 * threads else {
             body(0, m, 0, n)
             return
         }
-        let byColumns = strips >= blocks
-        Parallel.forEach(parts, threads: threads) { t in
-            if byColumns {
-                body(0, m, min(n, strips * t / parts * 64), min(n, strips * (t + 1) / parts * 64))
-            } else {
+        if n >= 64 * threads && (m <= 4 * n || blocks < 2 * threads) {
+            // A multiple of the threads, so each thread's own share is the same width.
+            let parts = min(4 * threads, n / 64) / threads * threads
+            Parallel.forEach(parts, threads: threads) { t in
+                body(0, m, t == 0 ? 0 : n * t / parts / 16 * 16, t == parts - 1 ? n : n * (t + 1) / parts / 16 * 16)
+            }
+        } else if m * n * max(k, 1) >= minRowSplitWork {
+            // One band per thread: each band packs all of B for itself (the implicit path always
+            // packs), so 4 bands per thread packed it 4 times over (ResNet's 3×3 layers at 7×7 ran
+            // no faster on two threads than on one).
+            let parts = min(threads, blocks)
+            Parallel.forEach(parts, threads: threads) { t in
                 body(min(m, blocks * t / parts * 6), min(m, blocks * (t + 1) / parts * 6), 0, n)
             }
+        } else {
+            body(0, m, 0, n)
         }
     }
 }

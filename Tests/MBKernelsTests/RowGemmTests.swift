@@ -42,6 +42,31 @@ final class RowGemmTests: XCTestCase {
         }
     }
 
+    /// Every way `RowGemm.split` cuts a product gives exactly the one-thread result (each element
+    /// is summed in the same order whoever computes it): bands of columns at multiples of 16,
+    /// bands of rows when there are too few columns or the weights dominate, one part when the
+    /// product is too small for either.
+    func testThreadSplitsEqualOneThread() {
+        let shapes: [(m: Int, n: Int, k: Int)] = [
+            (64, 1100, 20), (48, 130, 700), (7, 300, 40), (200, 90, 240), (700, 150, 50), (96, 56, 216),
+        ]
+        for (index, s) in shapes.enumerated() {
+            let a = randomFloats(s.m * s.k, seed: UInt64(1700 + index))
+            let b = randomFloats(s.k * s.n, seed: UInt64(1800 + index))
+            b.withUnsafeBufferPointer { bp in
+                let rows = (0..<s.k).map { p in UnsafePointer<Float>?(bp.baseAddress! + p * s.n) }
+                var one = [Float](repeating: .nan, count: s.m * s.n)
+                RowGemm.forward(.fast, m: s.m, n: s.n, k: s.k, a: a, lda: s.k, rows: rows, bias: nil, activation: .relu, c: &one, ldc: s.n, threads: 1)
+                for threads in [2, 3] {
+                    var split = [Float](repeating: .nan, count: s.m * s.n)
+                    RowGemm.forward(.fast, m: s.m, n: s.n, k: s.k, a: a, lda: s.k, rows: rows, bias: nil, activation: .relu, c: &split, ldc: s.n,
+                                    threads: threads)
+                    XCTAssertEqual(split, one, "rowgemm m=\(s.m) n=\(s.n) k=\(s.k) threads=\(threads) differs from one thread")
+                }
+            }
+        }
+    }
+
     /// Every path a convolution can take to RowGemm, forced, on geometries it accepts:
     /// odd sizes, more than 6 output channels not a multiple of 6, groups, batch 2, dilations,
     /// asymmetric pads, 1-D, 1×k and k×1 kernels, reductions over 128 and outputs over 1024.
@@ -63,6 +88,9 @@ final class RowGemmTests: XCTestCase {
             ConvGeometry(batch: 1, inChannels: 3, outChannels: 5, input: [29], kernel: [4], strides: [3], padBegin: [1], padEnd: [2]),
             ConvGeometry(batch: 1, inChannels: 2, outChannels: 70, input: [16, 17], kernel: [5, 5], strides: [3, 3], padBegin: [2, 1], padEnd: [0, 2]),
             ConvGeometry(batch: 1, inChannels: 8, outChannels: 8, groups: 4, input: [10, 10], kernel: [3, 3], strides: [2, 2], padBegin: [1, 1], padEnd: [1, 1]),
+            // Batches split by image across 2 and 3 threads (pointwise and implicit paths).
+            ConvGeometry(batch: 6, inChannels: 5, outChannels: 9, input: [6, 7], kernel: [3, 3], padBegin: [1, 1], padEnd: [1, 1]),
+            ConvGeometry(batch: 7, inChannels: 12, outChannels: 8, input: [3, 5], kernel: [1, 1]),
         ]
         let scratch = KernelScratch()
         for (index, g) in geometries.enumerated() {
@@ -175,7 +203,7 @@ final class RowGemmTests: XCTestCase {
 final class MaxPoolValidTests: XCTestCase {
     /// The AVX-512 max pool (no padding, windows inside the input) equals the reference exactly
     /// (a max is exact): strides 1, 2 (permute path) and 3 (lane path), rows wider than 16 and
-    /// 32 lanes, odd sizes, non-square windows.
+    /// 32 lanes, odd sizes, non-square windows; split into bands of output rows on 2 and 3 threads.
     func testFastEqualsReferenceExactly() {
         let cases: [(input: [Int], kernel: [Int], strides: [Int])] = [
             ([111, 111], [3, 3], [2, 2]), ([55, 55], [3, 3], [2, 2]), ([27, 27], [3, 3], [2, 2]), ([13, 13], [3, 3], [2, 2]),
@@ -186,7 +214,7 @@ final class MaxPoolValidTests: XCTestCase {
             let g = PoolGeometry(planes: 3, input: c.input, kernel: c.kernel, strides: c.strides, dilations: [1, 1],
                                  padBegin: [0, 0], padEnd: [0, 0], output: output)
             let x = randomFloats(g.planes * c.input.reduce(1, *), seed: UInt64(1500 + index))
-            for threads in [1, 2] {
+            for threads in [1, 2, 3] {
                 var fast = [Float](repeating: .nan, count: g.planes * output.reduce(1, *)), ref = fast
                 let took = Pool.maxPool2DValid(g, input: x, output: &fast, threads: threads)
                 XCTAssertEqual(took, RowGemm.isAvailable, "pool #\(index) \(g): fast path taken only with AVX-512")

@@ -65,6 +65,16 @@ void fk_depthwise_plane(const float *src, long wq, const long *offsets, const fl
 /// AVX-512 permutes for stride 2 when fk_has_avx512(), else a plain loop.
 void fk_gather_stride(const float *src, long stride, float *dst, long count);
 
+/// Tells the CPU that the caller is in a spin-wait loop (x86 `pause`, aarch64 `yield`): the
+/// spinning core backs off its loads and lets the loop exit promptly when the value changes.
+static inline void fk_spin_pause(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
 #ifdef __cplusplus
 }
 #endif

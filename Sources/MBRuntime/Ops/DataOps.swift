@@ -35,7 +35,7 @@ enum DataOps {
                 let out = try c.alloc(first.elementType, shape)
                 let size = first.elementType.runtimeSize
                 let outer = shape[..<axis].reduce(1, *), inner = shape[(axis + 1)...].reduce(1, *)
-                var copies = ContiguousCopies()
+                var copies = ContiguousCopies(plane: inner * size)
                 var offset = 0
                 for x in xs {
                     let block = x.shape[axis] * inner * size

@@ -51,7 +51,7 @@ extension Calibration {
         // Pass 0: the float statistics of every layer, and each batch's output shape.
         var floatSums = [ChannelSums?](repeating: nil, count: layers.count)
         var floatShapes = [[[Int]]](repeating: [], count: layers.count)
-        let floatModel = try MBModel(ir: IRModel(graph: exposing(float, layers.map(\.output), prune: false), opsets: opsets))
+        let floatModel = try MBModel(ir: IRModel(graph: exposing(float, layers.map(\.output), prune: false), opsets: opsets), options: modelOptions)
         let floatSession = floatModel.makeSession(.init(threads: threads))
         for rows in batches {
             let out = try floatSession.run(try read(rows))
@@ -73,7 +73,7 @@ extension Calibration {
         for l in 0..<levelCount {
             let members = layers.indices.filter { level[$0] == l }
             let exposed = layers.indices.filter { level[$0] <= l }.map { layers[$0].output }
-            let model = try MBModel(ir: IRModel(graph: exposing(binarized, exposed, prune: true), opsets: opsets))
+            let model = try MBModel(ir: IRModel(graph: exposing(binarized, exposed, prune: true), opsets: opsets), options: modelOptions)
             let session = model.makeSession(.init(threads: threads))
             let sums = SumsBox(count: layers.count)
             for (b, rows) in batches.enumerated() {

@@ -68,6 +68,12 @@ public enum Calibration {
         return g
     }
 
+    /// How calibration (and the per-layer diagnostic) loads the models it runs: binarized
+    /// weights expanded to exactly their stored values. The runtime's default (`.auto`) picks a
+    /// kernel per weight by timing it at load, and the picks can compute in a different order,
+    /// so the corrections, and the file, would depend on the machine's load at that moment.
+    static let modelOptions = MBModel.Options(weights: .expanded)
+
     struct Layer {
         var nodeIndex: Int
         var output: String
@@ -100,13 +106,13 @@ public enum Calibration {
         var floatGraph = float
         floatGraph.outputs += watched.filter { w in !float.outputs.contains { $0.name == w } }
             .map { IRValueInfo(name: $0, elementType: .float, shape: nil) }
-        let floatOut = try MBModel(ir: IRModel(graph: floatGraph, opsets: opsets)).makeSession(.init(threads: threads)).run(inputs)
+        let floatOut = try MBModel(ir: IRModel(graph: floatGraph, opsets: opsets), options: modelOptions).makeSession(.init(threads: threads)).run(inputs)
 
         // Binarized run, each layer corrected as soon as it is computed.
         var binGraph = binarized
         binGraph.outputs += watched.filter { w in !binarized.outputs.contains { $0.name == w } }
             .map { IRValueInfo(name: $0, elementType: .float, shape: nil) }
-        let model = try MBModel(ir: IRModel(graph: binGraph, opsets: opsets))
+        let model = try MBModel(ir: IRModel(graph: binGraph, opsets: opsets), options: modelOptions)
         let found = CorrectionBox()
         var transforms: [String: (MBTensor) -> MBTensor] = [:]
         for layer in layers {

@@ -54,14 +54,14 @@ public enum LayerDiagnostic {
         guard !layers.isEmpty else { return [] }
 
         let outputNames = graph.outputs.map(\.name)
-        let reference = try MBModel(ir: IRModel(graph: graph, opsets: prepared.opsets)).makeSession(.init(threads: threads)).run(feeds)
+        let reference = try MBModel(ir: IRModel(graph: graph, opsets: prepared.opsets), options: Calibration.modelOptions).makeSession(.init(threads: threads)).run(feeds)
         func measure(_ chosen: ArraySlice<(name: String, position: Int, tensor: IRTensor, outputs: Set<String>)>) throws -> Metrics {
             var g = graph
             for l in chosen { g.constants[prepared.constantIndex[l.name]!] = l.tensor }
             let names = Set(chosen.map(\.name)), outputs = chosen.reduce(into: Set<String>()) { $0.formUnion($1.outputs) }
             g = ActivationAttributes.apply(prepared.plans.filter { names.contains($0.tensor.name) }, to: g)
             g = Calibration.apply(corrections.filter { outputs.contains($0.output) }, to: g)
-            let out = try MBModel(ir: IRModel(graph: g, opsets: prepared.opsets)).makeSession(.init(threads: threads)).run(feeds)
+            let out = try MBModel(ir: IRModel(graph: g, opsets: prepared.opsets), options: Calibration.modelOptions).makeSession(.init(threads: threads)).run(feeds)
             var m = Metrics(sqnrDB: .infinity, cosine: 1, top1Agreement: nil)
             for name in outputNames {
                 guard let x = reference[name], let y = out[name], x.elementType == .float, y.elementType == .float else { continue }

@@ -299,7 +299,7 @@ enum OutputAwareConversion {
             g.outputs.append(IRValueInfo(name: name, elementType: .float, shape: nil))
             seen.insert(name)
         }
-        var values = try MBModel(ir: IRModel(graph: g, opsets: opsets)).makeSession(.init(threads: threads)).run(inputs, transforming: transforms)
+        var values = try MBModel(ir: IRModel(graph: g, opsets: opsets), options: Calibration.modelOptions).makeSession(.init(threads: threads)).run(inputs, transforming: transforms)
         for name in names where inputNames.contains(name) { values[name] = inputs[name] }
         return values
     }

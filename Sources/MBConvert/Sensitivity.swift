@@ -124,7 +124,7 @@ public enum Sensitivity {
         var g = graph
         var seen = Set(graph.outputs.map(\.name))
         for name in exposing where seen.insert(name).inserted { g.outputs.append(IRValueInfo(name: name, elementType: .float, shape: nil)) }
-        return try MBModel(ir: IRModel(graph: g, opsets: opsets)).makeSession(.init(threads: threads)).run(feeds, transforming: transforms)
+        return try MBModel(ir: IRModel(graph: g, opsets: opsets), options: Calibration.modelOptions).makeSession(.init(threads: threads)).run(feeds, transforming: transforms)
     }
 
     /// The first `rows` entries along axis 0 of a float tensor (other tensors as they are).

@@ -44,8 +44,16 @@ struct ConvertCommand: ParsableCommand {
                                valueName: "path"))
     var calibrate: String?
 
+    @Option(help: ArgumentHelp("Memory for the tensors being converted: bytes, or a size with K, M, G or T (default: half of physical memory).",
+                               discussion: "Tensors are read through the memory map, converted and written one at a time (as many in parallel as fit). A budget below what the largest tensor needs is an error that names the tensor and the size it needs. Conversions with --calibrate hold every layer.",
+                               valueName: "size"))
+    var maxMemory: String?
+
     func validate() throws {
         if let threads, threads < 1 { throw ValidationError("--threads must be >= 1") }
+        if let maxMemory, MemoryBudget.parse(maxMemory) == nil {
+            throw ValidationError("--max-memory '\(maxMemory)' is not a size (examples: 2G, 512M, 1500000000)")
+        }
     }
 
     func run() throws {
@@ -53,6 +61,7 @@ struct ConvertCommand: ParsableCommand {
         var options = Conversion.Options(force: overwrite.force, strict: strict)
         options.calibrate = calibrate
         if let threads { options.threads = threads }
+        options.maxMemory = maxMemory.flatMap(MemoryBudget.parse)
         let bar = (!quiet && isatty(STDERR_FILENO) == 1) ? ProgressBar() : nil
         InterruptCleanup.install(removingPartialFilesFor: out)
         var progress: (@Sendable (Conversion.Progress) -> Void)?
@@ -68,20 +77,31 @@ struct ConvertCommand: ParsableCommand {
     }
 }
 
-/// A one-line progress bar on stderr (only on a terminal).
+/// A one-line progress bar on stderr (only on a terminal): tensors done, source bytes done of
+/// the total, and the time left at the byte rate so far.
 final class ProgressBar: @unchecked Sendable {
     private let lock = NSLock()
-    private var bytes = 0
+    private let started = Date()
 
     func update(_ p: Conversion.Progress) {
         lock.lock()
         defer { lock.unlock() }
-        bytes += p.bytes
         let width = 30
-        let filled = p.total == 0 ? width : p.done * width / p.total
+        let (done, total) = p.sourceBytesTotal > 0 ? (p.sourceBytesDone, p.sourceBytesTotal) : (p.done, p.total)
+        let filled = total == 0 ? width : min(width, done * width / total)
         let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
         let name = p.tensor.count > 32 ? String(p.tensor.prefix(29)) + "..." : p.tensor
-        FileHandle.standardError.write(Data("\r[\(bar)] \(p.done)/\(p.total) \(formatBytes(bytes))  \(name)\u{1B}[K".utf8))
+        let bytes = p.sourceBytesTotal > 0 ? " \(formatBytes(p.sourceBytesDone))/\(formatBytes(p.sourceBytesTotal))" : ""
+        let elapsed = Date().timeIntervalSince(started)
+        let eta = done > 0 && done < total ? " ETA \(Self.duration(elapsed / Double(done) * Double(total - done)))" : ""
+        FileHandle.standardError.write(Data("\r[\(bar)] \(p.done)/\(p.total)\(bytes)\(eta)  \(name)\u{1B}[K".utf8))
+    }
+
+    /// "4.2 s", "42 s", "3 min 05 s".
+    static func duration(_ seconds: Double) -> String {
+        if seconds < 10 { return String(format: "%.1f s", seconds) }
+        let s = Int(seconds.rounded())
+        return s < 60 ? "\(s) s" : String(format: "%d min %02d s", s / 60, s % 60)
     }
 
     func finish() {

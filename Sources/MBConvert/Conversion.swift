@@ -157,10 +157,10 @@ public enum Conversion {
         let (graphBytes, tensors) = MBMWriter.encodeGraph(IRModel(graph: graph, opsets: prepared.opsets))
         let writer: MBMWriter.Stream
         do { writer = try MBMWriter.Stream(path: outputPath) } catch { throw ConversionError(error) }
-        let layers = try stream(prepared, tensors: tensors, into: writer, budget: options.maxMemory ?? MemoryBudget.defaultBytes,
-                                threads: options.threads, progress: progress)
+        let rows = try stream(prepared, tensors: tensors, into: writer, budget: options.maxMemory ?? MemoryBudget.defaultBytes,
+                              threads: options.threads, progress: progress)
         var report = ConversionReport(model: modelPath, policy: policyPath, output: outputPath, onnxBytes: prepared.sourceBytes,
-                                      layers: layers.map(\.row), warnings: prepared.warnings)
+                                      layers: rows, warnings: prepared.warnings)
         report.allocation = allocation
         report.allocationSeconds = allocationSeconds
         let metadata = metadataEntries(report, prepared: prepared, model: modelPath, policy: policyPath, policyBytes: policyBytes,
@@ -478,10 +478,10 @@ final class BackgroundHash: @unchecked Sendable {
     init(_ storage: ByteStorage) {
         group.enter()
         DispatchQueue.global(qos: .userInitiated).async {
-            // In 64 MiB pieces whose pages are released once hashed: a big embedded model is
+            // In 8 MiB pieces whose pages are released once hashed: a big embedded model is
             // not held resident just to be fingerprinted.
             var sha = SHA256()
-            let piece = 64 << 20
+            let piece = 8 << 20
             for start in stride(from: 0, to: storage.count, by: piece) {
                 let slice = ByteSlice(storage: storage, offset: start, count: min(piece, storage.count - start))
                 slice.withBytes { sha.update($0) }

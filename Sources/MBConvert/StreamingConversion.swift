@@ -73,12 +73,13 @@ extension Conversion {
     /// flight are held (at most `budget` bytes of working memory, by `MemoryBudget`'s count).
     /// `threads` workers take tensors in order; a worker waits while the next tensor would
     /// overrun the budget and another is still in flight. Each tensor's pages of the mapped
-    /// model are released once it is written. Returns the outcomes of the planned tensors, in
-    /// plan order.
+    /// model are released once it is written, and its converted form dropped (a binarized
+    /// tensor's mask alone is a byte per element). Returns the report rows of the planned
+    /// tensors, in plan order.
     static func stream(
         _ prepared: Prepared, tensors: [IRTensor], into stream: MBMWriter.Stream, budget: Int, threads: Int,
         progress: (@Sendable (Progress) -> Void)?
-    ) throws -> [LayerOutcome] {
+    ) throws -> [ConversionReport.Layer] {
         var planOf: [String: Int] = [:]
         for (i, p) in prepared.plans.enumerated() { planOf[p.tensor.name] = i }
         // Only top-level constants are planned; attribute and subgraph tensors are copied.
@@ -126,9 +127,9 @@ extension Conversion {
             if let e = failure as? MBMError { throw ConversionError(e) }
             throw failure
         }
-        var outcomes = [LayerOutcome?](repeating: nil, count: prepared.plans.count)
-        for o in state.outcomes { outcomes[planOf[o.name]!] = o }
-        return outcomes.compactMap { $0 }
+        var rows = [ConversionReport.Layer?](repeating: nil, count: prepared.plans.count)
+        for (name, row) in state.rows { rows[planOf[name]!] = row }
+        return rows.compactMap { $0 }
     }
 
     /// Whether a kept tensor is stored with its source bytes as they are (float32 kept float32).
@@ -152,11 +153,12 @@ private final class StreamState: @unchecked Sendable {
     private let count: Int
     private var charges: [Int: Int] = [:]
     private(set) var failure: Error?
-    private(set) var outcomes: [Conversion.LayerOutcome] = []
+    /// Report rows of the planned tensors written so far (the tensors themselves are dropped).
+    private(set) var rows: [(name: String, row: ConversionReport.Layer)] = []
 
     init(count: Int, plans: Int) {
         self.count = count
-        outcomes.reserveCapacity(plans)
+        rows.reserveCapacity(plans)
     }
 
     /// The next tensor to work on, once its working memory fits beside what is in flight (or
@@ -201,7 +203,7 @@ private final class StreamState: @unchecked Sendable {
                 failure = failure ?? problem
             } else if let item {
                 if let outcome = item.1 {
-                    outcomes.append(outcome)
+                    rows.append((outcome.name, outcome.row))
                     plannedDone += 1
                     sourceDone += outcome.sourceBytes
                     let (done, bytes) = (plannedDone, sourceDone)

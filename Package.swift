@@ -98,6 +98,7 @@ let package = Package(
         .testTarget(name: "MBConvertTests", dependencies: ["MBConvert", "MBONNX", "MBBinarize", "MBFormat", "MBRuntime", "MBCore", "TestSupport"], exclude: ["Regressions"]),
         .testTarget(name: "MBKernelsTests", dependencies: ["MBKernels", "MBCore", "TestSupport"]),
         .testTarget(name: "MBRuntimeTests", dependencies: ["MBRuntime", "MBConvert", "MBCore", "TestSupport"], exclude: ["Regressions"]),
+        .testTarget(name: "MBToolsTests", dependencies: ["MBTools", "MBConvert", "MBCore", "TestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["TestSupport", "MBCore", "MBONNX"], exclude: ["Snapshots"]),
     ]
 )

@@ -33,6 +33,14 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "setup: warning: could not install ${missing[*]}; the aarch64 kernel tests will be skipped (and fail under CI=true)" >&2
 fi
 # --- end embedding ---
+# --- HTML reports: headless Chromium renders a report to PNG (Scripts/test-report-render.sh) ---
+if ! dpkg -s chromium >/dev/null 2>&1; then
+  echo "setup: installing chromium (headless rendering test of the HTML report)"
+  sudo_cmd=""
+  [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  { $sudo_cmd apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq chromium >/dev/null; } ||
+    echo "setup: warning: could not install chromium; the report rendering test will be skipped (and fail under CI=true)" >&2
+fi
 # --- Python: a project-local virtual environment with the pinned Scripts/requirements.txt ---
 # .venv/ (git-ignored) sees the system's site-packages, so pins already installed need no
 # download; Debian's system pip refuses global installs, a venv does not. Under CI=true a

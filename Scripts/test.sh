@@ -33,6 +33,9 @@ else
 fi
 swift build --build-tests
 swift test --skip-build
+# --- reports: the HTML report rendered by headless Chromium (skipped without it; CI=true fails when installable) ---
+Scripts/test-report-render.sh --bin "$(swift build --show-bin-path)/mbconvert"
+# --- end reports ---
 # --- The independent numpy recomputation (Scripts/convert-shared.sh) on the debug build: every
 # shared model up to 4M weights with every example policy, exported, loaded by onnxruntime and
 # recomputed with numpy. Larger models are printed as skipped (minutes each in a debug build;

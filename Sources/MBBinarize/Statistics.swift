@@ -33,17 +33,11 @@ public struct Statistics: Sendable, Equatable {
 
     public init(original: [Float], reconstructed: [Float], packed: PackedTensor) {
         precondition(original.count == reconstructed.count && original.count == packed.count)
-        var signal = 0.0, noise = 0.0, maxError = 0.0
-        for (t, r) in zip(original, reconstructed) {
-            let e = Double(t) - Double(r)
-            signal += Double(t) * Double(t)
-            noise += e * e
-            maxError = max(maxError, abs(e))
-        }
+        let e = Self.errors(original: original, reconstructed: reconstructed)
         count = original.count
-        normalizedError = noise == 0 ? 0 : (signal == 0 ? .infinity : (noise / signal).squareRoot())
-        sqnrDB = noise == 0 ? .infinity : 10 * log10(signal / noise)
-        maxAbsError = maxError
+        normalizedError = e.normalizedError
+        sqnrDB = e.sqnrDB
+        maxAbsError = e.maxAbsError
         var counts = [Int](repeating: 0, count: packed.levels.count)
         for m in packed.mask { counts[Int(m) - 1] += 1 }
         bitCounts = counts
@@ -51,6 +45,20 @@ public struct Statistics: Sendable, Equatable {
         let n = Double(original.count)
         maskEntropy = n == 0 ? 0 : Self.entropy(counts.map { Double($0) / n })
         scaleCount = packed.levels.reduce(0) { $0 + $1.activeCounts.filter { $0 > 0 }.count }
+    }
+
+    /// ‖T − T̂‖ / ‖T‖ (0 when both are zero), the SQNR in dB and the largest |T − T̂|, for any
+    /// stored form (binarized, int-n, palette).
+    public static func errors(original: [Float], reconstructed: [Float]) -> (normalizedError: Double, sqnrDB: Double, maxAbsError: Double) {
+        var signal = 0.0, noise = 0.0, maxError = 0.0
+        for (t, r) in zip(original, reconstructed) {
+            let e = Double(t) - Double(r)
+            signal += Double(t) * Double(t)
+            noise += e * e
+            maxError = max(maxError, abs(e))
+        }
+        return (noise == 0 ? 0 : (signal == 0 ? .infinity : (noise / signal).squareRoot()),
+                noise == 0 ? .infinity : 10 * log10(signal / noise), maxError)
     }
 
     /// Realized fraction of each bit width (index b - 1).

@@ -77,29 +77,9 @@ public enum Calibration {
 
     /// Per-channel mean and variance of `t` along `axis`.
     static func channelStatistics(_ t: MBTensor, axis: Int) -> (mean: [Double], variance: [Double]) {
-        let shape = t.shape
-        let c = shape[axis]
-        let inner = shape[(axis + 1)...].reduce(1, *)
-        let outer = shape[..<axis].reduce(1, *)
-        let v = t.floats
-        var sum = [Double](repeating: 0, count: c), sq = [Double](repeating: 0, count: c)
-        for o in 0..<outer {
-            for ch in 0..<c {
-                let base = (o * c + ch) * inner
-                var s = 0.0, s2 = 0.0
-                for i in 0..<inner {
-                    let x = Double(v[base + i])
-                    s += x
-                    s2 += x * x
-                }
-                sum[ch] += s
-                sq[ch] += s2
-            }
-        }
-        let n = Double(outer * inner)
-        let mean = sum.map { $0 / max(n, 1) }
-        let variance = zip(sq, mean).map { max(0, $0 / max(n, 1) - $1 * $1) }
-        return (mean, variance)
+        var sums = ChannelSums(channels: t.shape[axis])
+        sums.add(t, axis: axis)
+        return sums.statistics
     }
 
     static func axis(for node: IRNode, rank: Int) -> Int {
@@ -143,7 +123,13 @@ public enum Calibration {
         }
         _ = try model.makeSession(.init(threads: threads)).run(inputs, transforming: transforms)
 
-        // Store the corrections in the graph.
+        return store(found, layers: layers, in: binarized)
+    }
+
+    /// Folds the corrections `found` holds into `binarized`, layer by layer in graph order, and
+    /// reports each (a layer without one is listed as not corrected).
+    static func store(_ found: CorrectionBox, layers: [Layer], in binarized: IRGraph)
+        -> (IRGraph, [LayerCorrection], [StoredCorrection]) {
         var graph = binarized
         var reports: [LayerCorrection] = []
         var stored: [StoredCorrection] = []
@@ -242,39 +228,10 @@ public enum Calibration {
                  storage: .dense(values.withUnsafeBytes { ByteSlice(storage: ByteStorage(copying: $0)) }))
     }
 
-    /// The calibration inputs as one batch per model input: `path` is a `.npy` file (one-input
-    /// models) or a folder holding `<input name>.npy` / `input_N.npy` per input, or, for a
-    /// one-input model, any number of `.npy` files concatenated along axis 0.
+    /// The calibration inputs as one batch per model input (see `CalibrationInputs` for the
+    /// accepted layouts).
     public static func loadInputs(_ path: String, model: MBModel) throws -> [String: MBTensor] {
-        var isDir: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
-            throw ConversionError("\(path): no such file or folder (calibration inputs)")
-        }
-        if !isDir.boolValue {
-            guard model.inputs.count == 1 else { throw ConversionError("\(path): a single file calibrates one-input models only; give a folder with <input>.npy per input") }
-            return [model.inputs[0].name: try MBTensor(npy: NPY.read(path: path))]
-        }
-        var feeds: [String: MBTensor] = [:]
-        for (i, input) in model.inputs.enumerated() {
-            for name in [ModelInputs.fileName(for: input.name), "input_\(i).npy"] {
-                let p = (path as NSString).appendingPathComponent(name)
-                if FileManager.default.fileExists(atPath: p) { feeds[input.name] = try MBTensor(npy: NPY.read(path: p)); break }
-            }
-        }
-        if feeds.count == model.inputs.count { return feeds }
-        guard model.inputs.count == 1 else {
-            throw ConversionError("\(path): expected \(model.inputs.map { ModelInputs.fileName(for: $0.name) }.joined(separator: ", "))")
-        }
-        let files = try FileManager.default.contentsOfDirectory(atPath: path).filter { $0.hasSuffix(".npy") }.sorted()
-        guard !files.isEmpty else { throw ConversionError("\(path): no .npy files") }
-        var parts: [MBTensor] = []
-        for f in files { parts.append(try MBTensor(npy: NPY.read(path: (path as NSString).appendingPathComponent(f)))) }
-        let tail = Array(parts[0].shape.dropFirst())
-        guard parts.allSatisfy({ Array($0.shape.dropFirst()) == tail && $0.elementType == .float }) else {
-            throw ConversionError("\(path): the .npy files differ in shape beyond the batch axis (or are not float32); they are run as one batch")
-        }
-        let rows = parts.reduce(0) { $0 + $1.shape[0] }
-        return [model.inputs[0].name: MBTensor(shape: [rows] + tail, floats: parts.flatMap(\.floats))]
+        try CalibrationInputs.open(path, model: model).all()
     }
 }
 

@@ -1,7 +1,9 @@
 import MBCore
 
 /// Constant subgraphs that produce weights, e.g. `ConstantOfShape` with a constant shape input
-/// (the light_* models in ../shared/models make every weight that way). Planning is separate
+/// (the light_* models in ../shared/models make every weight that way), or the
+/// `DequantizeLinear` of an integer weight in a quantized (QDQ) model: folded, its float output
+/// is the weight a policy binarizes (MBCore's `Dequantization`, the runtime's own arithmetic). Planning is separate
 /// from evaluation so that a dry run (`policy check`) learns a folded tensor's shape without
 /// allocating its values.
 public enum ConstantFolding {
@@ -15,7 +17,7 @@ public enum ConstantFolding {
     }
 
     /// Ops folded here. Each needs only constant inputs.
-    public static let foldableOps: Set<String> = ["ConstantOfShape", "Identity"]
+    public static let foldableOps: Set<String> = ["ConstantOfShape", "Identity", "DequantizeLinear"]
 
     /// What folding may allocate. Folded tensors are materialized in memory, so a constant
     /// subgraph asking for more is refused with an error naming the node, before any allocation.
@@ -62,6 +64,12 @@ public enum ConstantFolding {
                 return Plan(node: node, outputName: node.outputs[0], elementType: p.elementType, shape: p.shape, elementCount: p.elementCount)
             }
             return nil
+        case "DequantizeLinear":
+            // Integer data with a float scale, all constant; the output has the scale's type.
+            guard (2...3).contains(node.inputs.count), let x = constants[node.inputs[0]], let scale = constants[node.inputs[1]],
+                  node.inputs.count == 2 || node.inputs[2].isEmpty || constants[node.inputs[2]] != nil,
+                  Dequantization.integerValueTypes.contains(x.elementType), [.float, .float16, .bfloat16].contains(scale.elementType) else { return nil }
+            return Plan(node: node, outputName: node.outputs[0], elementType: scale.elementType, shape: x.shape, elementCount: x.elementCount)
         default:
             return nil
         }
@@ -98,6 +106,16 @@ public enum ConstantFolding {
             guard var t = try lookup(plan.node.inputs[0]) else { throw ConversionError(node: name, "input '\(plan.node.inputs[0])' is not constant") }
             t.name = plan.outputName
             return t
+        case "DequantizeLinear":
+            let inputs = plan.node.inputs
+            guard let x = try lookup(inputs[0]), let scale = try lookup(inputs[1]) else { throw ConversionError(node: name, "x and x_scale must be constant") }
+            let zero = inputs.count > 2 && !inputs[2].isEmpty ? try lookup(inputs[2]) : nil
+            func int(_ key: String, _ d: Int) -> Int { if case .int(let v)? = plan.node.attribute(key) { return Int(truncatingIfNeeded: v) }; return d }
+            do {
+                return try Dequantization.dequantize(x, scale: scale, zero: zero, axis: int("axis", 1), blockSize: int("block_size", 0), name: plan.outputName)
+            } catch {
+                throw ConversionError(node: name, "DequantizeLinear: \(error.description)")
+            }
         default:
             throw ConversionError(node: name, "\(plan.node.opType) cannot be folded")
         }
@@ -114,15 +132,17 @@ public enum ConstantFolding {
     }
 
     /// `graph` with every foldable node replaced by the constant it computes (what the
-    /// conversion pipeline stores). Inputs that only fed folded nodes stay; pruning is separate.
-    public static func fold(_ graph: IRGraph, limits: Limits = Limits()) throws -> IRGraph {
+    /// conversion pipeline stores), except the nodes whose output is in `keeping` (and folds that
+    /// read them). Inputs that only fed folded nodes stay; pruning is separate.
+    public static func fold(_ graph: IRGraph, limits: Limits = Limits(), keeping: Set<String> = []) throws -> IRGraph {
         let planned = try plans(for: graph, limits: limits)
         guard !planned.isEmpty else { return graph }
         var out = graph
         var byName = Dictionary(graph.constants.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         out.nodes = []
         for node in graph.nodes {
-            if let output = node.outputs.first, let p = planned[output], p.node.outputs == node.outputs {
+            if let output = node.outputs.first, let p = planned[output], p.node.outputs == node.outputs, !keeping.contains(output),
+               node.inputs.allSatisfy({ $0.isEmpty || byName[$0] != nil }) {
                 let t = try evaluate(p) { byName[$0] }
                 byName[t.name] = t
                 out.constants.append(t)

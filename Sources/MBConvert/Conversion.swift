@@ -21,6 +21,11 @@ public enum Conversion {
         /// Working memory the tensors in flight may use (`MemoryBudget`; nil: half of physical
         /// memory). Conversions without calibration inputs stream tensor by tensor within it.
         public var maxMemory: Int?
+        /// Calibration entries per run (`--calibrate-batch`): nil runs them all as one batch;
+        /// fewer than there are streams them (`Calibration.calibrateStreamed`, same corrections).
+        public var calibrationBatch: Int?
+        /// Called as a streamed calibration advances.
+        public var calibrationProgress: (@Sendable (Calibration.Progress) -> Void)?
         public init(force: Bool = false, strict: Bool = false) {
             self.force = force
             self.strict = strict
@@ -58,12 +63,23 @@ public enum Conversion {
         }
         var prepared = try prepare(model: modelPath, policyBytes: policyBytes, policyFile: policyPath, strict: options.strict)
         // Calibration inputs, read once: for `allocate: sensitivity` and for `--calibrate`.
+        // Streamed (`calibrationBatch` below the number of entries), only the first entries are
+        // read here, for the sensitivity probes; the calibration reads the rest batch by batch.
         var calibrationInputs: [String: MBTensor]?
+        var streamed: (source: CalibrationInputs, model: MBModel, batch: Int)?
         if let calibrationPath = options.calibrate {
             let model = try MBModel(ir: IRModel(graph: prepared.graph, opsets: prepared.opsets))
-            let inputs = try Calibration.loadInputs(calibrationPath, model: model)
-            try Calibration.check(inputs, model: model, path: calibrationPath)
-            calibrationInputs = inputs
+            let source = try CalibrationInputs.open(calibrationPath, model: model)
+            if let batch = options.calibrationBatch, batch < source.count {
+                let inputs = try source.batch(0..<min(source.count, Sensitivity.maxInputs))
+                try Calibration.check(inputs, model: model, path: calibrationPath)
+                calibrationInputs = inputs
+                streamed = (source, model, batch)
+            } else {
+                let inputs = try source.all()
+                try Calibration.check(inputs, model: model, path: calibrationPath)
+                calibrationInputs = inputs
+            }
         }
         var allocation: [Sensitivity.Layer]?
         var allocationSeconds: Double?
@@ -81,8 +97,8 @@ public enum Conversion {
             return false
         }
         if calibrationInputs == nil && !fitsOutput {
-            return try streamed(prepared, model: modelPath, policy: policyPath, policyBytes: policyBytes, output: outputPath,
-                                options: options, progress: progress, started: started, allocation: allocation, allocationSeconds: allocationSeconds)
+            return try Conversion.streamed(prepared, model: modelPath, policy: policyPath, policyBytes: policyBytes, output: outputPath,
+                                           options: options, progress: progress, started: started, allocation: allocation, allocationSeconds: allocationSeconds)
         }
         // Calibration and output-aware fits run the float and binarized models on the inputs,
         // so every layer is binarized and held before the file is written.
@@ -97,6 +113,9 @@ public enum Conversion {
             // Output-aware binarization: the layers are refitted in graph order, calibrated as they go.
             guard let inputs = calibrationInputs else {
                 throw ConversionError("\(policyPath): 'fit: output' fits each layer to its output on calibration inputs; pass --calibrate PATH")
+            }
+            if streamed != nil {
+                throw ConversionError("\(policyPath): 'fit: output' holds every layer's input for all calibration entries at once and runs them as one batch; drop --calibrate-batch (or give at least the number of entries)")
             }
             let start = Date()
             let fitted: OutputAwareConversion.Outcome
@@ -115,11 +134,15 @@ public enum Conversion {
         } else if let inputs = calibrationInputs {
             let start = Date()
             let layerNodes = Set(prepared.plans.flatMap { plan -> [String] in
-                guard case .binarize(let b) = plan.decision.action, b.calibrate else { return [] }
+                guard plan.decision.action.calibrates else { return [] }
                 return plan.tensor.consumers.filter { WeightedOp(rawValue: $0.opType) != nil }.map(\.name)
             })
-            let (corrected, found, stored) = try Calibration.calibrate(float: prepared.graph, binarized: graph, opsets: prepared.opsets,
-                                                               layerNodes: layerNodes, inputs: inputs, threads: options.threads)
+            let (corrected, found, stored) = try streamed.map {
+                try Calibration.calibrateStreamed(float: prepared.graph, binarized: graph, opsets: prepared.opsets, layerNodes: layerNodes,
+                                                  source: $0.source, model: $0.model, batchSize: $0.batch, threads: options.threads,
+                                                  progress: options.calibrationProgress)
+            } ?? Calibration.calibrate(float: prepared.graph, binarized: graph, opsets: prepared.opsets,
+                                       layerNodes: layerNodes, inputs: inputs, threads: options.threads)
             graph = corrected
             corrections = found
             storedCorrections = stored
@@ -133,8 +156,8 @@ public enum Conversion {
         report.calibrationSeconds = calibrationSeconds
         report.allocation = allocation
         report.allocationSeconds = allocationSeconds
-        let metadata = metadataEntries(report, prepared: prepared, model: modelPath, policy: policyPath, policyBytes: policyBytes,
-                                       storedCorrections: storedCorrections)
+        let (metadata, recordBytes) = metadataEntries(report, prepared: prepared, model: modelPath, policy: policyPath, policyBytes: policyBytes,
+                                                      storedCorrections: storedCorrections)
         let summary: MBMWriter.Summary
         do {
             summary = try MBMWriter().write(model: irModel, metadata: metadata, to: outputPath)
@@ -142,6 +165,7 @@ public enum Conversion {
             throw ConversionError(error)
         }
         report.finish(summary: summary, seconds: Date().timeIntervalSince(started))
+        report.totals?.calibrationRecordBytes = recordBytes
         return report
     }
 
@@ -163,8 +187,8 @@ public enum Conversion {
                                       layers: rows, warnings: prepared.warnings)
         report.allocation = allocation
         report.allocationSeconds = allocationSeconds
-        let metadata = metadataEntries(report, prepared: prepared, model: modelPath, policy: policyPath, policyBytes: policyBytes,
-                                       storedCorrections: nil)
+        let (metadata, _) = metadataEntries(report, prepared: prepared, model: modelPath, policy: policyPath, policyBytes: policyBytes,
+                                            storedCorrections: nil)
         let summary: MBMWriter.Summary
         do {
             summary = try writer.finish(graph: graphBytes, metadata: metadata)
@@ -179,7 +203,7 @@ public enum Conversion {
     static func metadataEntries(
         _ report: ConversionReport, prepared: Prepared, model modelPath: String, policy policyPath: String, policyBytes: [UInt8],
         storedCorrections: [Calibration.StoredCorrection]?
-    ) -> [MetadataEntry] {
+    ) -> (entries: [MetadataEntry], recordBytes: Int?) {
         var metadata: [MetadataEntry] = [
             MetadataEntry(MetadataKey.producer, .string("mbconvert")),
             MetadataEntry(MetadataKey.producerVersion, .string(MBConvertInfo.version)),
@@ -191,11 +215,14 @@ public enum Conversion {
             MetadataEntry(MetadataKey.layerStatistics, .json(report.layersJSON())),
         ]
         // Only calibrated conversions carry it, so every other output is unchanged byte for byte.
+        var recordBytes: Int?
         if let storedCorrections {
-            let json = (try? String(decoding: Inspect.jsonEncoder(pretty: false).encode(storedCorrections), as: UTF8.self)) ?? "[]"
-            metadata.append(MetadataEntry(MetadataKey.calibration, .json(json)))
+            // Binary float32 arrays (files before stored a JSON list under `calibration`).
+            let record = CalibrationRecord.encode(storedCorrections)
+            recordBytes = record.count
+            metadata.append(MetadataEntry(CalibrationRecord.key, .bytes(record)))
         }
-        return metadata
+        return (metadata, recordBytes)
     }
 
     /// Everything decided before binarizing: the folded graph and each tensor's plan.
@@ -242,8 +269,10 @@ public enum Conversion {
             throw ConversionError(PolicyDiagnostic(file: policyFile, position: problem.position, message: problem.message).description)
         }
 
-        // Fold constant subgraphs so every weight is a constant, and drop what nothing reads.
-        let graph = prune(try ConstantFolding.fold(discovery.graph))
+        // Fold constant subgraphs so every weight is a constant, and drop what nothing reads. A
+        // quantized weight (DequantizeLinear of integer constants) no rule names stays as it is.
+        let keeping = quantizedWeightsKept(discovery, plans)
+        let graph = prune(try ConstantFolding.fold(discovery.graph, keeping: keeping))
         // Discovery and target spreads read the weights; give their pages back (the mapping
         // stays, tensors are read again one at a time).
         for c in graph.constants { if case .dense(let bytes) = c.storage { bytes.releaseResidentPages() } }
@@ -292,6 +321,13 @@ public enum Conversion {
         }
     }
 
+    /// The DequantizeLinear outputs no rule of the policy names: their node and integer weight
+    /// stay in the output graph unchanged (a rule that binarizes or keeps them as float folds them).
+    static func quantizedWeightsKept(_ discovery: WeightDiscovery, _ plans: [ConversionPlan]) -> Set<String> {
+        let named = Set(plans.filter { $0.decision.source != .implicitDefault }.map(\.tensor.name))
+        return Set(discovery.folds.filter { $0.value.node.opType == "DequantizeLinear" && !named.contains($0.key) }.keys)
+    }
+
     /// Removes constants nothing reads (shape tensors of folded ConstantOfShape nodes, say).
     static func prune(_ graph: IRGraph) -> IRGraph {
         var used = Set(graph.outputs.map(\.name))
@@ -331,6 +367,26 @@ public enum Conversion {
                 throw ConversionError("tensor '\(name)': keep \(type.name) is not a type weights can be stored in")
             }
             return LayerOutcome(name: name, tensor: tensor, row: keptRow(row, type, elements: values.count), sourceBytes: constant.sourceByteCount)
+        case .quantize(let q):
+            let input = try FloatTensor(name: name, shape: constant.shape, values: values)
+            let (axis, perGroup, _) = plan.quantizationGroups(q.spec)
+            let half = q.scaleType == .float16
+            let quantized: QuantizedTensor
+            switch q.spec.scheme {
+            case .linear: quantized = try LinearQuantizer.quantize(input, axis: axis, bits: q.spec.bits, mse: q.spec.clip == .mse, half: half)
+            case .palette: quantized = try PaletteQuantizer.quantize(input, axis: axis, channelsPerGroup: perGroup, bits: q.spec.bits, half: half)
+            }
+            let stats = Statistics.errors(original: values, reconstructed: quantized.dequantized())
+            row.encoding = q.spec.scheme.rawValue
+            row.method = q.spec.description
+            if let axis { row.channelAxis = axis }
+            row.scale = (axis == nil ? "tensor" : perGroup == 1 ? "channel" : "\(perGroup) channels") + (quantized.halfValues ? " float16" : "")
+            row.averageBits = Double(q.spec.bits)
+            row.normalizedError = stats.normalizedError
+            row.sqnrDB = stats.sqnrDB
+            row.maxAbsError = stats.maxAbsError
+            return LayerOutcome(name: name, tensor: IRTensor(name: name, elementType: .float, shape: constant.shape, storage: .quantized(quantized)), row: row,
+                                sourceBytes: constant.sourceByteCount)
         case .binarize(let b):
             guard let mix = plan.mix else { throw ConversionError("tensor '\(name)': no bit mix was resolved") }
             let scale = ScaleMode(b.scale, channelAxis: plan.tensor.outputAxis ?? 0)

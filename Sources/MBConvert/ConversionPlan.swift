@@ -21,6 +21,16 @@ public struct ConversionPlan: Sendable {
         case .binarize(let b):
             guard let mix else { return .keep(.float, elements: tensor.elementCount) }
             return .binarized(mix, elements: tensor.elementCount, groups: b.scale == .channel ? tensor.channelCount : 1)
+        case .quantize(let q):
+            return .quantized(q, elements: tensor.elementCount, groups: quantizationGroups(q.spec).count)
         }
+    }
+
+    /// The channel axis and channels per group an `int:` / `palette:` weight is quantized with:
+    /// int per output channel, a palette per N output channels or per tensor.
+    func quantizationGroups(_ spec: QuantizationSpec) -> (axis: Int?, perGroup: Int, count: Int) {
+        let perGroup: Int? = spec.scheme == .linear ? 1 : spec.channels
+        guard let axis = tensor.outputAxis, let perGroup, axis < tensor.shape.count, tensor.shape[axis] > 0 else { return (nil, 1, 1) }
+        return (axis, perGroup, QuantizedTensor.groupCount(shape: tensor.shape, axis: axis, channelsPerGroup: perGroup))
     }
 }

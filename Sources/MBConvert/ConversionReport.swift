@@ -66,6 +66,9 @@ public struct ConversionReport: Codable, Sendable {
         public var binarizedWeights: Int
         public var binarizedBitsPerWeight: Double?
         public var seconds: Double
+        /// Calibrated conversions: bytes of the corrections recorded for `verify` (metadata
+        /// `calibration.f32`; counted in the whole file, not in the weights' bits).
+        public var calibrationRecordBytes: Int?
     }
 
     public var model: String
@@ -161,6 +164,10 @@ public struct ConversionReport: Codable, Sendable {
                           t.weights, t.weightBytes, t.bitsPerWeight, t.fileBitsPerWeight)
             if let b = t.binarizedBitsPerWeight {
                 out += String(format: "binarized: %d weights at %.4f bits per weight\n", t.binarizedWeights, b)
+            }
+            if let r = t.calibrationRecordBytes {
+                out += String(format: "calibration record (for verify): %d bytes, %.4f bits per weight (in the whole-file figure)\n",
+                              r, t.weights == 0 ? 0 : Double(r * 8) / Double(t.weights))
             }
         }
         return out

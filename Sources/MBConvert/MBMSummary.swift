@@ -61,7 +61,8 @@ extension MBMSummary {
             case .string(let s), .json(let s): meta[e.key] = s
             case .int(let i): meta[e.key] = String(i)
             case .double(let d): meta[e.key] = String(d)
-            case .bytes(let b): meta[e.key] = SHA256.hex(b)
+            // Digests in hex; larger blobs (the calibration record) by their size only.
+            case .bytes(let b): meta[e.key] = b.count <= 64 ? SHA256.hex(b) : "\(b.count) bytes (binary)"
             }
         }
         metadata = meta

@@ -135,6 +135,8 @@ enum ModelComparison {
             return "string element \(i) differs"
         case (.binarized(let p), .binarized(let q)):
             return packed(p, q)
+        case (.quantized(let p), .quantized(let q)):
+            return quantized(p, q)
         default:
             return "stored as \(s.storage.kind), expected \(e.storage.kind)"
         }
@@ -159,6 +161,24 @@ enum ModelComparison {
                 return "level \(k + 1) sign of active entry \(w * 64 + bit) (group-major) differs"
             }
             if a.activeCounts != b.activeCounts { return "level \(k + 1) active counts differ" }
+        }
+        return "differs"
+    }
+
+    /// int-n and palette tensors: scheme, bits, groups, the table (first difference) and codes.
+    static func quantized(_ e: QuantizedTensor, _ s: QuantizedTensor) -> String? {
+        if e == s { return nil }
+        if e.scheme != s.scheme || e.bits != s.bits { return "\(s.bits)-bit \(s.scheme.rawValue) stored, \(e.bits)-bit \(e.scheme.rawValue) expected" }
+        if e.axis != s.axis || e.channelsPerGroup != s.channelsPerGroup {
+            return "groups of \(s.channelsPerGroup) along axis \(s.axis.map(String.init) ?? "none") stored, \(e.channelsPerGroup) along \(e.axis.map(String.init) ?? "none") expected"
+        }
+        if e.halfValues != s.halfValues { return "values stored as \(s.halfValues ? "float16" : "float32"), expected \(e.halfValues ? "float16" : "float32")" }
+        if let i = firstDifference(e.values.map(\.bitPattern), s.values.map(\.bitPattern)) {
+            return "table value \(i) is \(i < s.values.count ? "\(s.values[i])" : "missing"), expected \(i < e.values.count ? "\(e.values[i])" : "missing")"
+        }
+        if let i = firstDifference(e.zeroPoints, s.zeroPoints) { return "zero point of group \(i) differs" }
+        if let i = firstDifference(e.codes, s.codes) {
+            return "code \(i) (flat index) is \(i < s.codes.count ? "\(s.codes[i])" : "missing"), expected \(i < e.codes.count ? "\(e.codes[i])" : "missing")"
         }
         return "differs"
     }

@@ -38,12 +38,14 @@ enum OutputAwareConversion {
         for node in binarized.nodes where WeightedOp(rawValue: node.opType) != nil && !node.outputs.isEmpty {
             // The weight input (position 1) when it is planned, else any planned input (a bias).
             let planned = prepared.plans.filter { plan in
-                guard case .binarize = plan.decision.action else { return false }
+                if case .keep = plan.decision.action { return false }
                 return node.inputs.contains(plan.tensor.name)
             }
             guard let plan = planned.first(where: { node.inputs.count > 1 && $0.tensor.name == node.inputs[1] }) ?? planned.first,
-                  case .binarize(let b) = plan.decision.action, let index = outcomeIndex[plan.tensor.name] else { continue }
-            var fits = b.fit == .output
+                  let index = outcomeIndex[plan.tensor.name] else { continue }
+            // int/palette layers are not fitted, but are calibrated in graph order like the rest.
+            var fits = false
+            if case .binarize(let b) = plan.decision.action { fits = b.fit == .output }
             if fits, plan.tensor.consumers.count != 1 {
                 warnings.append("tensor '\(plan.tensor.name)': read by \(plan.tensor.consumers.count) nodes; fit: output needs one reader, fitted to the weights instead")
                 fits = false
@@ -52,7 +54,7 @@ enum OutputAwareConversion {
                 warnings.append("tensor '\(plan.tensor.name)': \(problem); fitted to the weights instead")
                 fits = false
             }
-            layers.append(Layer(node: node, plan: plan, outcomeIndex: index, fits: fits, calibrates: b.calibrate))
+            layers.append(Layer(node: node, plan: plan, outcomeIndex: index, fits: fits, calibrates: plan.decision.action.calibrates))
         }
 
         // Float values every later step compares with: fitted layers' inputs, calibrated layers' outputs.

@@ -29,6 +29,8 @@ extension PolicyCheckReport {
                 let how: String
                 if let keep = r.keep {
                     how = "keep \(keep)"
+                } else if let quantizer = r.quantizer {
+                    how = quantizer
                 } else {
                     let p = r.p.map { ps in
                         ps.count == 1 ? "\(ps[0].bits)-bit" : "{" + ps.map { "\($0.bits): \(formatNumber($0.fraction))" }.joined(separator: ", ") + "}"
@@ -49,7 +51,8 @@ extension PolicyCheckReport {
                 line("  weights:    \(Self.count(t.weights, "tensor")), \(t.weightElements) elements"
                      + (t.others > 0 ? "; plus \(Self.count(t.others, "other tensor")) named by rules" : ""))
                 line("  binarized:  \(Self.count(t.binarized, "tensor")), \(t.binarizedElements) elements, "
-                     + String(format: "%.3f", t.averageBits) + " average bits; kept as float: \(Self.count(t.kept, "tensor"))")
+                     + String(format: "%.3f", t.averageBits) + " average bits; kept as float: \(Self.count(t.kept, "tensor"))"
+                     + (t.quantized.map { "; int/palette: \(Self.count($0, "tensor"))" } ?? ""))
                 let ratio = t.predictedBytes == 0 ? "" : String(format: " (%.1fx smaller)", Double(t.float32Bytes) / Double(t.predictedBytes))
                 line("  predicted:  \(t.predictedBytes) bytes (\(formatBytes(t.predictedBytes))), " + String(format: "%.3f", t.bitsPerWeight)
                      + " bits per weight with signs, masks and scales; float32: \(t.float32Bytes) bytes\(ratio)")

@@ -39,9 +39,11 @@ public struct PolicyCheckReport: Codable, Sendable {
         /// "first", "last", "depthwise" as they apply.
         public var facts: [String]
         public var rule: String
-        /// "binarize" or "keep".
+        /// "binarize", "quantize" or "keep".
         public var action: String
         public var keep: String?
+        /// `int:` / `palette:` weights: "int4", "palette2 per 32 channels", ...
+        public var quantizer: String?
         /// P (nil when kept); for `average`/`target` the one the search chose.
         public var p: [Fraction]?
         /// "mix", "bits", "average 1.5", "target 1.6" — how P was decided.
@@ -63,6 +65,8 @@ public struct PolicyCheckReport: Codable, Sendable {
         public var binarized: Int
         public var binarizedElements: Int
         public var kept: Int
+        /// Weights stored by `int:` or `palette:` (absent when none).
+        public var quantized: Int?
         /// Other tensors a rule named (not weights).
         public var others: Int
         /// Sign bits per binarized weight: the model-wide average bitwidth.
@@ -132,6 +136,7 @@ public struct PolicyCheckReport: Codable, Sendable {
     static func describe(_ s: Policy.Settings) -> String {
         switch s.action {
         case .keep(let k): return "keep \(Policy.keepName(k))"
+        case .quantize(let q): return q.spec.description + (q.scaleType == .float16 ? ", float16 values" : "")
         case .binarize(let b):
             let how: String
             switch b.allocation {
@@ -164,6 +169,9 @@ extension PolicyCheckReport.Row {
         case .keep(let k):
             action = "keep"
             keep = Policy.keepName(k)
+        case .quantize(let q):
+            action = "quantize"
+            quantizer = q.spec.description + (q.scaleType == .float16 ? " float16" : "")
         case .binarize(let b):
             action = "binarize"
             p = plan.mix?.entries.map { PolicyCheckReport.Fraction(bits: $0.bits, fraction: $0.fraction) }
@@ -189,7 +197,9 @@ extension PolicyCheckReport.Totals {
         let b = rows.filter { $0.action == "binarize" }
         binarized = b.count
         binarizedElements = b.reduce(0) { $0 + $1.elements }
-        kept = rows.count - b.count
+        let q = rows.filter { $0.action == "quantize" }.count
+        quantized = q == 0 ? nil : q
+        kept = rows.count - b.count - q
         others = rows.count - w.count
         let signBits = b.reduce(0) { $0 + $1.predicted.signBits }
         averageBits = binarizedElements == 0 ? 0 : Double(signBits) / Double(binarizedElements)

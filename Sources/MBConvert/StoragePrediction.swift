@@ -12,10 +12,15 @@ public struct StoragePrediction: Sendable, Equatable, Codable {
     public var scaleCount: Int
     /// Bits of a tensor kept as float (0 when binarized).
     public var floatBits: Int
+    /// `int:` / `palette:` tensors: the codes, and the scales, zero points or palettes (nil otherwise).
+    public var codeBits: Int?
+    public var tableBits: Int?
 
     public static let scaleBits = 32
 
-    public var totalBits: Double { Double(signBits) + maskBits + Double(scaleCount * Self.scaleBits + floatBits) }
+    public var totalBits: Double {
+        Double(signBits) + maskBits + Double(scaleCount * Self.scaleBits + floatBits + (codeBits ?? 0) + (tableBits ?? 0))
+    }
     public var bitsPerWeight: Double { elements == 0 ? 0 : totalBits / Double(elements) }
     /// Whole bytes of the payload.
     public var bytes: Int { Int((totalBits / 8).rounded(.up)) }
@@ -24,6 +29,17 @@ public struct StoragePrediction: Sendable, Equatable, Codable {
 
     public static func keep(_ type: ElementType, elements: Int) -> StoragePrediction {
         StoragePrediction(elements: elements, signBits: 0, maskBits: 0, scaleCount: 0, floatBits: elements * type.traits.bitsPerElement)
+    }
+
+    /// `int:` / `palette:`: n-bit codes, and per group a scale and an 8-bit zero point (int) or
+    /// 2^n values (palette), each value 32 or 16 bits (`scale_type`). Exact: the payload less its padding.
+    public static func quantized(_ q: WeightDecision.Quantization, elements: Int, groups: Int) -> StoragePrediction {
+        let valueBits = q.scaleType == .float16 ? 16 : 32
+        let perGroup = q.spec.scheme == .linear ? valueBits + 8 : valueBits << q.spec.bits
+        var p = StoragePrediction(elements: elements, signBits: 0, maskBits: 0, scaleCount: 0, floatBits: 0)
+        p.codeBits = elements * q.spec.bits
+        p.tableBits = groups * perGroup
+        return p
     }
 
     /// Binarized with `mix`; with `groups` > 1 (channel scales) every group gets P on its own,

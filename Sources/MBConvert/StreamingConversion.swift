@@ -53,7 +53,7 @@ public enum MemoryBudget {
         switch t.storage {
         case .dense(let bytes): source = bytes.count
         case .strings(let list): source = list.reduce(0) { $0 + $1.count }
-        case .binarized: source = 0
+        case .binarized, .quantized: source = 0
         }
         guard let plan else { return source }
         let n = t.elementCount
@@ -61,7 +61,7 @@ public enum MemoryBudget {
         case .keep(let type):
             if Conversion.passesThrough(t, keep: type) { return source }
             return source + 4 * n + type.traits.bitsPerElement * n / 8
-        case .binarize:
+        case .binarize, .quantize:
             return source + binarizeBytesPerElement * n
         }
     }

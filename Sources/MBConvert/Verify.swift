@@ -32,6 +32,8 @@ public enum Verify {
         public var minCosine: Double?
         public var minTop1: Double?
         public var seed: UInt64 = 0
+        /// Also run `LayerDiagnostic` (each converted layer alone, and every prefix) on the inputs.
+        public var perLayer = false
         public init() {}
     }
 
@@ -73,6 +75,8 @@ public enum Verify {
         public var constantsChecked = 0
         /// Where the stored model differs from the recomputed conversion (empty when identical).
         public var modelDifferences: [String] = []
+        /// `--per-layer`: each converted layer alone and every prefix, worst first.
+        public var perLayer: [LayerDiagnostic.Row]?
         public var passed: Bool { failures.isEmpty }
     }
 
@@ -92,6 +96,7 @@ public enum Verify {
         // 2. Weights, recomputed with the policy the file carries.
         var weights: [WeightCheck] = []
         var modelDifferences: [String] = [], nodesChecked = 0, constantsChecked = 0
+        var diagnosticBase: (prepared: Conversion.Prepared, corrections: [Calibration.StoredCorrection])?
         if sourceMatches, case .string(let policyText)? = file.metadataValue(MetadataKey.policyText) {
             let policyName: String
             if case .string(let n)? = file.metadataValue(MetadataKey.policyFile) { policyName = n } else { policyName = "policy" }
@@ -143,21 +148,20 @@ public enum Verify {
             var expected = prepared.graph
             for outcome in recomputed { expected.constants[prepared.constantIndex[outcome.name]!] = outcome.tensor }
             expected = ActivationAttributes.apply(prepared.plans, to: expected)
-            if case .json(let text)? = file.metadataValue(MetadataKey.calibration) {
-                guard let recorded = try? Inspect.jsonDecoder().decode([Calibration.StoredCorrection].self, from: Data(text.utf8)) else {
-                    throw ConversionError("\(mbm): metadata 'calibration' is not a list of corrections")
-                }
+            diagnosticBase = (prepared, [])
+            if let recorded = try CalibrationRecord.read(file, path: mbm) {
                 if let (index, problem) = recorded.enumerated().lazy.compactMap({ e in e.element.problem.map { (e.offset, $0) } }).first {
                     throw ConversionError("\(mbm): metadata 'calibration', correction \(index) ('\(recorded[index].output)'): \(problem)")
                 }
                 expected = Calibration.apply(recorded, to: expected)
+                diagnosticBase?.corrections = recorded
             }
             let differences = ModelComparison.differences(expected: IRModel(graph: expected, opsets: prepared.opsets), stored: file.model)
             modelDifferences = differences
             nodesChecked = file.model.graph.nodes.count
             constantsChecked = file.model.graph.constants.count
             failures += differences.map { "model: " + $0 }
-            if !differences.isEmpty, file.metadataValue(MetadataKey.calibration) == nil,
+            if !differences.isEmpty, file.metadataValue(MetadataKey.calibration) == nil, file.metadataValue(CalibrationRecord.key) == nil,
                file.model.graph.constants.contains(where: { $0.name.contains(".calibrat") }) {
                 failures.append("\(mbm) holds calibrated layers but does not record their corrections (written by an mbconvert before they were recorded); convert it again to verify it")
             }
@@ -192,6 +196,13 @@ public enum Verify {
         }
         var report = Report(onnx: onnx, mbm: mbm, checksums: "verified", sourceMatches: sourceMatches, weights: weights,
                             outputs: outputs, inputs: described, failures: failures)
+        if options.perLayer {
+            guard let base = diagnosticBase else {
+                throw ConversionError("\(mbm): --per-layer swaps the stored layers into the float model, which needs the source model the file was converted from and the policy it carries")
+            }
+            report.perLayer = try LayerDiagnostic.run(prepared: base.prepared, stored: file.model, corrections: base.corrections,
+                                                      feeds: feeds, threads: options.threads)
+        }
         report.nodesChecked = nodesChecked
         report.constantsChecked = constantsChecked
         report.modelDifferences = modelDifferences
@@ -299,6 +310,7 @@ extension IRTensor.Storage {
         case .dense: return "dense"
         case .strings: return "strings"
         case .binarized: return "binarized"
+        case .quantized(let q): return q.scheme.rawValue
         }
     }
 }
@@ -322,6 +334,7 @@ extension Verify.Report {
              o.top1Agreement.map { String(format: "%.4f (%d rows)", $0, o.rows ?? 0) } ?? "-",
              o.marginAgreement.map { String(format: "%.4f (%d rows)", $0, o.marginRows ?? 0) } ?? "-"]
         }, rightAligned: [2, 3, 4])
+        if let perLayer { out += "\n" + LayerDiagnostic.renderText(perLayer) }
         out += failures.isEmpty ? "\nverify: passed\n" : "\nverify: FAILED\n" + failures.map { "  " + $0 }.joined(separator: "\n") + "\n"
         return out
     }

@@ -145,6 +145,8 @@ public struct IRTensor: Sendable {
         case strings([[UInt8]])
         /// Binarized float weights: mask, sign streams and scales (MBBinarize's packed form).
         case binarized(PackedTensor)
+        /// Float weights as n-bit codes into per-group scales or palettes (int-n, k-means).
+        case quantized(QuantizedTensor)
     }
 
     public var name: String

@@ -228,18 +228,7 @@ public struct NPYError: Error, Sendable, Equatable, CustomStringConvertible {
 extension NPY {
     /// Reads a `.npy` file.
     public static func read(path: String) throws(NPYError) -> NPYArray {
-        let storage: ByteStorage
-        do throws(FileMapping.Failure) {
-            storage = try FileMapping.map(path: path)
-        } catch {
-            let reason: String
-            switch error {
-            case .open(_, let e): reason = String(cString: strerror(e))
-            case .notARegularFile: reason = "not a regular file"
-            case .map(_, let e): reason = "cannot map: \(String(cString: strerror(e)))"
-            }
-            throw NPYError(file: path, problem: .cannotRead(reason))
-        }
+        let storage = try mapped(path)
         let result = ByteSlice(storage: storage).withBytes { raw in
             Result { () throws(NPYError) -> NPYArray in try parse(raw, file: path) }
         }
@@ -255,6 +244,63 @@ extension NPY {
     }
 
     static func parse(_ raw: UnsafeRawBufferPointer, file: String) throws(NPYError) -> NPYArray {
+        let layout = try self.layout(raw, file: file)
+        let data = Array(UnsafeRawBufferPointer(rebasing: raw[layout.dataOffset..<(layout.dataOffset + layout.byteCount)]))
+        return try NPYArray(elementType: layout.elementType, shape: layout.shape, data: data)
+    }
+
+    /// Where a `.npy` file's elements are: its element type, shape and the data's byte range.
+    public struct Layout: Sendable, Equatable {
+        public var elementType: ElementType
+        public var shape: [Int]
+        public var dataOffset: Int
+        public var byteCount: Int
+        /// Bytes of one entry along axis 0 (the whole array for a scalar).
+        public var rowBytes: Int { shape.isEmpty ? byteCount : (shape[0] == 0 ? 0 : byteCount / shape[0]) }
+    }
+
+    /// The layout of the `.npy` file at `path`, from its header, with every check `read` makes
+    /// (the data's size included) but without reading the data.
+    public static func layout(path: String) throws(NPYError) -> Layout {
+        let storage = try mapped(path)
+        let result = ByteSlice(storage: storage).withBytes { raw in
+            Result { () throws(NPYError) -> Layout in try layout(raw, file: path) }
+        }
+        return try result.get()
+    }
+
+    /// Entries `rows` along axis 0 of the `.npy` file at `path` (rank >= 1), read without
+    /// touching the rest of the data: calibration streams large files batch by batch this way.
+    public static func readRows(path: String, rows: Range<Int>) throws(NPYError) -> NPYArray {
+        let storage = try mapped(path)
+        let result = ByteSlice(storage: storage).withBytes { raw in
+            Result { () throws(NPYError) -> NPYArray in
+                let l = try layout(raw, file: path)
+                precondition(!l.shape.isEmpty && rows.lowerBound >= 0 && rows.upperBound <= l.shape[0],
+                             "\(path): rows \(rows) outside shape \(l.shape)")
+                let start = l.dataOffset + rows.lowerBound * l.rowBytes
+                let data = Array(UnsafeRawBufferPointer(rebasing: raw[start..<(start + rows.count * l.rowBytes)]))
+                return try NPYArray(elementType: l.elementType, shape: [rows.count] + Array(l.shape.dropFirst()), data: data)
+            }
+        }
+        return try result.get()
+    }
+
+    private static func mapped(_ path: String) throws(NPYError) -> ByteStorage {
+        do throws(FileMapping.Failure) {
+            return try FileMapping.map(path: path)
+        } catch {
+            let reason: String
+            switch error {
+            case .open(_, let e): reason = String(cString: strerror(e))
+            case .notARegularFile: reason = "not a regular file"
+            case .map(_, let e): reason = "cannot map: \(String(cString: strerror(e)))"
+            }
+            throw NPYError(file: path, problem: .cannotRead(reason))
+        }
+    }
+
+    static func layout(_ raw: UnsafeRawBufferPointer, file: String) throws(NPYError) -> Layout {
         func fail(_ p: NPYError.Problem) -> NPYError { NPYError(file: file, problem: p) }
         guard raw.count >= 8 else {
             if raw.count < 6 || !raw.prefix(6).elementsEqual(magic) { throw fail(.badMagic) }
@@ -305,8 +351,7 @@ extension NPY {
                                   what: "shape \(describeShape(header.shape.map(Int64.init))) of \(header.descr)"))
         }
         guard available == byteCount else { throw fail(.dataSize(expected: byteCount, got: available)) }
-        let data = Array(UnsafeRawBufferPointer(rebasing: raw[dataStart..<(dataStart + byteCount)]))
-        return try NPYArray(elementType: dtype.elementType, shape: header.shape, data: data)
+        return Layout(elementType: dtype.elementType, shape: header.shape, dataOffset: dataStart, byteCount: byteCount)
     }
 
     struct Header {

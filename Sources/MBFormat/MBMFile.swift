@@ -197,6 +197,7 @@ struct MBMReader {
         case .raw(let b): storage = .dense(b)
         case .strings(let s): storage = .strings(s)
         case .binarized(let b): storage = .binarized(b)
+        case .quantized(let q): storage = .quantized(q)
         }
         return IRTensor(name: t.name, elementType: t.elementType, shape: t.shape, storage: storage)
     }

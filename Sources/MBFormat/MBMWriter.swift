@@ -54,6 +54,7 @@ public struct MBMWriter: Sendable {
         case .dense(let bytes): payload = .raw(bytes)
         case .strings(let list): payload = .strings(list)
         case .binarized(let b): payload = .binarized(b)
+        case .quantized(let q): payload = .quantized(q)
         }
         return StoredTensor(name: t.name, elementType: t.elementType, shape: t.shape, payload: payload)
     }

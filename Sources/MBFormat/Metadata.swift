@@ -42,6 +42,9 @@ public enum MetadataKey {
     /// JSON: the per-layer output corrections of a calibrated conversion (`--calibrate`), so
     /// that `verify` can recompute every calibrated tensor from the ONNX values.
     public static let calibration = "calibration"
+    /// Blob: the same corrections as binary float32 arrays (what conversions write now; see
+    /// Schemas/mbm-format.md). `calibration` (JSON) is still read from older files.
+    public static let calibrationRecord = "calibration.f32"
 }
 
 enum MetadataCodec {

@@ -22,7 +22,90 @@ enum PayloadCodec {
             return Encoded(descriptor: [], payload: w.bytes, rawSlice: nil, maskBytes: 0)
         case .binarized(let b):
             return try encodeBinarized(b, tensor: t)
+        case .quantized(let q):
+            return try encodeQuantized(q, tensor: t)
         }
+    }
+
+    /// Encodings 3 (linear) and 4 (palette): descriptor `u8 bits, u8 value type, u16 reserved,
+    /// i32 axis, u32 channels per group, u32 group count`; payload: the table (scales then zero
+    /// points, or palettes), zero padding to 8 bytes, the code stream in u64 words.
+    static func encodeQuantized(_ q: QuantizedTensor, tensor t: StoredTensor) throws(MBMError) -> Encoded {
+        func fail(_ m: String) -> MBMError { MBMError(.invalid, file: "<writer>", place: "tensor '\(t.name)'", m) }
+        do throws(PackedTensorError) { try q.validate() } catch { throw fail(error.message) }
+        guard q.shape == t.shape else { throw fail("quantized shape \(q.shape) differs from the tensor's \(t.shape)") }
+        var d = ByteWriter()
+        d.u8(UInt8(q.bits))
+        d.u8(q.halfValues ? 1 : 0)
+        d.u16(0)
+        d.i32(Int32(q.axis ?? -1))
+        d.u32(UInt32(q.axis == nil ? 1 : q.channelsPerGroup))
+        d.u32(UInt32(q.groupCount))
+        var p = ByteWriter()
+        for v in q.values { if q.halfValues { p.u16(v.float16Bits) } else { p.f32(v) } }
+        p.raw(q.zeroPoints)
+        p.pad(to: 8)
+        for w in q.packedCodes { p.u64(w) }
+        return Encoded(descriptor: d.bytes, payload: p.bytes, rawSlice: nil, maskBytes: 0)
+    }
+
+    static func decodeQuantized(
+        scheme: QuantizedTensor.Scheme, shape: [Int], count: Int, directory r: inout ByteReader, payload: ByteSlice
+    ) throws(DecodeFailure) -> QuantizedTensor {
+        let bits: Int, valueType: UInt8, axis: Int32, perGroup: Int, groups: Int
+        do {
+            bits = Int(try r.u8("code bits"))
+            valueType = try r.u8("value type")
+            let reserved = try r.u16("reserved")
+            axis = try r.i32("group axis")
+            perGroup = Int(try r.u32("channels per group"))
+            groups = Int(try r.u32("group count"))
+            guard reserved == 0 else { throw DecodeFailure("reserved descriptor bytes are \(reserved), not zero") }
+        } catch let e as ByteReader.Failure {
+            throw DecodeFailure("\(scheme.rawValue) descriptor: \(e)")
+        } catch let e as DecodeFailure {
+            throw e
+        } catch {
+            throw DecodeFailure("\(error)")
+        }
+        guard QuantizedTensor.bitRange.contains(bits) else { throw DecodeFailure("\(bits)-bit codes; expected 1...8") }
+        guard valueType <= 1 else { throw DecodeFailure("unknown value type \(valueType) (0 = float32, 1 = float16)") }
+        let groupAxis: Int?
+        if axis == -1 {
+            guard perGroup == 1, groups == 1 else { throw DecodeFailure("one group for the tensor, but \(groups) groups of \(perGroup)") }
+            groupAxis = nil
+        } else {
+            guard axis >= 0, Int(axis) < shape.count else { throw DecodeFailure("group axis \(axis) outside shape \(shape)") }
+            guard perGroup >= 1 else { throw DecodeFailure("0 channels per group") }
+            groupAxis = Int(axis)
+        }
+        let expected = QuantizedTensor.groupCount(shape: shape, axis: groupAxis, channelsPerGroup: perGroup)
+        guard groups == expected else { throw DecodeFailure("\(groups) groups; shape \(shape) in groups of \(perGroup) needs \(expected)") }
+        let valueSize = valueType == 1 ? 2 : 4
+        let valueCount = scheme == .linear ? groups : groups << bits
+        let zeroBytes = scheme == .linear ? groups : 0
+        let tableBytes = (valueCount * valueSize + zeroBytes + 7) / 8 * 8
+        let codeWords = (count.multipliedReportingOverflow(by: bits).partialValue + 63) / 64
+        guard count <= Int.max / 8, payload.count == tableBytes + codeWords * 8 else {
+            throw DecodeFailure("payload is \(payload.count) bytes; its descriptor needs \(tableBytes + codeWords * 8)")
+        }
+        var values: [Float] = [], zeroPoints: [UInt8] = [], words: [UInt64] = []
+        payload.withBytes { raw in
+            values = (0..<valueCount).map { i in
+                valueType == 1
+                    ? Float(float16Bits: UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: i * valueSize, as: UInt16.self)))
+                    : Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: i * valueSize, as: UInt32.self)))
+            }
+            zeroPoints = (0..<zeroBytes).map { raw[valueCount * valueSize + $0] }
+            words = (0..<codeWords).map { UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: tableBytes + $0 * 8, as: UInt64.self)) }
+        }
+        let used = count * bits
+        if used % 64 != 0, words[used / 64] >> UInt64(used % 64) != 0 { throw DecodeFailure("non-zero padding bits after the last code") }
+        let q = QuantizedTensor(shape: shape, scheme: scheme, bits: bits, axis: groupAxis, channelsPerGroup: groupAxis == nil ? 1 : perGroup,
+                                codes: QuantizedTensor.unpackCodes(words, count: count, bits: bits), values: values,
+                                zeroPoints: zeroPoints, halfValues: valueType == 1)
+        do throws(PackedTensorError) { try q.validate() } catch { throw DecodeFailure(error.message) }
+        return q
     }
 
     static func encodeBinarized(_ b: PackedTensor, tensor t: StoredTensor) throws(MBMError) -> Encoded {
@@ -105,6 +188,12 @@ enum PayloadCodec {
             }
             t.payload = .binarized(b)
             t.maskBytes = maskBytes
+        case .linear, .palette:
+            guard elementType == .float || elementType == .float16 || elementType == .bfloat16 || elementType == .double else {
+                throw DecodeFailure("\(encoding) payload for a \(elementType.name) tensor")
+            }
+            t.payload = .quantized(try decodeQuantized(scheme: encoding == .linear ? .linear : .palette, shape: shape, count: count,
+                                                       directory: &r, payload: payload))
         }
         return t
     }

@@ -9,12 +9,18 @@ public enum TensorEncoding: UInt8, CaseIterable, Sendable, CustomStringConvertib
     case strings = 1
     /// Residual sign bits per level, scales, and an entropy-coded mask (see `BinarizedPayload`).
     case binarized = 2
+    /// Per-group scale and zero point, n-bit codes (int-n; see `QuantizedTensor`).
+    case linear = 3
+    /// Per-group palette of 2^n values, n-bit codes (k-means).
+    case palette = 4
 
     public var description: String {
         switch self {
         case .raw: return "raw"
         case .strings: return "strings"
         case .binarized: return "binarized"
+        case .linear: return "linear"
+        case .palette: return "palette"
         }
     }
 }
@@ -23,12 +29,14 @@ public enum StoredPayload: Sendable {
     case raw(ByteSlice)
     case strings([[UInt8]])
     case binarized(PackedTensor)
+    case quantized(QuantizedTensor)
 
     public var encoding: TensorEncoding {
         switch self {
         case .raw: return .raw
         case .strings: return .strings
         case .binarized: return .binarized
+        case .quantized(let q): return q.scheme == .linear ? .linear : .palette
         }
     }
 }

@@ -28,6 +28,10 @@ public enum MiddleOutMask {
             total = selectGroupsFast(values, used: used, groups: groups, runs: runs, mask: &mask, isa: isa)
             return mask
         }
+        if groups == nil, !plain {
+            total = selectEntriesFast(values, used: used, mask: &mask, isa: isa)
+            return mask
+        }
         let remaining = UnsafeMutablePointer<UInt32>.allocate(capacity: n)
         defer { remaining.deallocate() }
         var remainingCount = n
@@ -57,6 +61,47 @@ public enum MiddleOutMask {
             for i in 0..<remainingCount { mask[Int(remaining[i])] = UInt8(last.0) }
         }
         return mask
+    }
+
+    /// The per-entry case as whole-tensor passes (CBitPlanes): the remaining entries are those
+    /// not yet assigned (mask 0) in index order, as the list `select` keeps; the canonical sum
+    /// over them (`bp_active_abs_sum`), the radix select's histogram and marking passes on the
+    /// Middle-Out key (`bp_middle_out_histogram`, `bp_middle_out_mark`), then the same narrowing
+    /// of the boundary bucket (`HBB.narrowBoundary`): the same entries as `selectSmallest`.
+    /// Returns the first round's sum (every entry), if a round ran.
+    static func selectEntriesFast(_ values: UnsafeBufferPointer<Float>, used: [(Int, Double)], mask: inout [UInt8], isa: Int32) -> Double? {
+        let n = values.count, v = values.baseAddress!
+        let scratch = HBB.SelectionScratch(capacity: n)
+        defer { scratch.deallocate() }
+        var first: Double?
+        var remaining = n
+        mask.withUnsafeMutableBufferPointer { mask in
+            let m = mask.baseAddress!
+            for (b, p) in used.dropLast() where remaining > 0 {
+                var count: Int64 = 0
+                let sum = bp_active_abs_sum(isa, v, m, Int64(n), 2, 0, &count)
+                if first == nil { first = sum }
+                let mean = sum / Double(remaining)
+                let c = min(HBB.roundedCount(p, of: n), remaining)
+                if c >= remaining {
+                    bp_fill_unassigned(m, Int64(n), UInt8(b))
+                } else if c > 0 {
+                    let width = HBB.SelectionScratch.digitBits(for: remaining)
+                    bp_middle_out_histogram(isa, v, m, Int64(n), mean, Int32(width), scratch.histogram)
+                    var below = 0, bucket = 0
+                    while below + Int(scratch.histogram[bucket]) < c {
+                        below += Int(scratch.histogram[bucket])
+                        bucket += 1
+                    }
+                    let gathered = bp_middle_out_mark(isa, v, m, Int64(n), mean, Int32(width), UInt32(bucket), UInt8(b),
+                                                      scratch.candidateIndex, scratch.candidateKey)
+                    HBB.narrowBoundary(gathered: Int(gathered), need: c - below, mask: m, mark: UInt8(b), scratch: scratch)
+                }
+                remaining -= c
+            }
+            if let last = used.last { bp_fill_unassigned(m, Int64(n), UInt8(last.0)) }
+        }
+        return first
     }
 
     /// The grouped case as whole-tensor passes (CBitPlanes): the remaining entries are those not

@@ -77,6 +77,11 @@ public enum ONNXRaising {
             out.dataType = ElementType.float.rawValue
             let values = packed.dequantized()
             out.rawData = values.withUnsafeBytes { ByteSlice(storage: ByteStorage(copying: $0)) }
+        case .quantized(let q):
+            // int-n and palette weights likewise: their exact stored values as float32.
+            out.dataType = ElementType.float.rawValue
+            let values = q.dequantized()
+            out.rawData = values.withUnsafeBytes { ByteSlice(storage: ByteStorage(copying: $0)) }
         }
         return out
     }

@@ -14,6 +14,22 @@ public struct WeightDecision: Sendable, Equatable {
     public enum Action: Sendable, Equatable {
         case keep(ElementType)
         case binarize(Binarization)
+        /// `int:` / `palette:`: codes into per-group scales or palettes.
+        case quantize(Quantization)
+    }
+
+    public struct Quantization: Sendable, Equatable {
+        public var spec: QuantizationSpec
+        /// With `--calibrate`: correct the output statistics of the layers reading this weight.
+        public var calibrate: Bool
+        /// How scales or palette values are stored (`scale_type:`; float32 unless stated).
+        public var scaleType: ElementType
+
+        public init(spec: QuantizationSpec, calibrate: Bool = Binarization.defaultCalibrate, scaleType: ElementType = .float) {
+            self.spec = spec
+            self.calibrate = calibrate
+            self.scaleType = scaleType
+        }
     }
 
     public enum Allocation: Sendable, Equatable {
@@ -83,6 +99,9 @@ extension Policy.Settings {
         let allocation: WeightDecision.Allocation
         switch storage {
         case .keep(let k): return .keep(k)
+        case .quantize(let spec):
+            return .quantize(WeightDecision.Quantization(spec: spec, calibrate: calibrate ?? WeightDecision.Binarization.defaultCalibrate,
+                                                         scaleType: scaleType ?? .float))
         case .distribution(let mix): allocation = .mix(mix)
         case .average(let b): allocation = .average(b)
         case .target: allocation = .target
@@ -180,6 +199,18 @@ extension Policy {
         case .rule(let i): return rules[i].displayName
         case .defaultSettings: return "default" + (defaultPosition.map { " (line \($0.line))" } ?? "")
         case .implicitDefault: return "no rule (float32)"
+        }
+    }
+}
+
+extension WeightDecision.Action {
+    /// Binarized or quantized, and `calibrate:` not false: `--calibrate` corrects the layers
+    /// reading this weight.
+    public var calibrates: Bool {
+        switch self {
+        case .keep: return false
+        case .binarize(let b): return b.calibrate
+        case .quantize(let q): return q.calibrate
         }
     }
 }

@@ -136,6 +136,8 @@ extension Policy {
         case target
         /// `keep:`: not binarized.
         case keep(ElementType)
+        /// `int:` or `palette:`: a standard quantizer instead of binarization.
+        case quantize(QuantizationSpec)
     }
 
     /// `target: {average_bits: B}`: bits spread over the target-governed weights so that the
@@ -164,6 +166,43 @@ public enum TargetAllocation: String, Sendable, CaseIterable {
     /// The model's output error, each layer's sensitivity measured on the calibration inputs
     /// (`--calibrate`); without them the conversion stops with an error.
     case sensitivity
+}
+
+/// `int:` and `palette:`: the standard quantizers beside binarization (not in the paper; the
+/// baselines a binarized layer is compared with, and mixable with it per layer).
+public struct QuantizationSpec: Sendable, Equatable {
+    /// linear (`int:`, per output channel) or palette (`palette:`, k-means).
+    public var scheme: QuantizedTensor.Scheme
+    /// Bits per code: 2...8 for `int`, 1...8 for `palette`.
+    public var bits: Int
+    /// `int: {clip: mse}`: each channel's range shrunk to the one with the least squared error.
+    public var clip: ClipMode
+    /// `palette: {channels: N}`: N consecutive output channels share a palette; nil: one palette
+    /// for the whole tensor.
+    public var channels: Int?
+
+    public init(scheme: QuantizedTensor.Scheme, bits: Int, clip: ClipMode = .none, channels: Int? = nil) {
+        self.scheme = scheme
+        self.bits = bits
+        self.clip = clip
+        self.channels = channels
+    }
+
+    /// The policy's name for it: `int4`, `int4 clip mse`, `palette2`, `palette2 per 32 channels`.
+    public var description: String {
+        switch scheme {
+        case .linear: return "int\(bits)" + (clip == .mse ? " clip mse" : "")
+        case .palette: return "palette\(bits)" + (channels.map { " per \($0) channel\($0 == 1 ? "" : "s")" } ?? "")
+        }
+    }
+}
+
+/// `int: {clip: ...}`: how each channel's range is chosen.
+public enum ClipMode: String, Sendable, CaseIterable {
+    /// [min, max] of the channel (widened to include 0).
+    case none
+    /// The shrunk range with the least squared error (a grid search).
+    case mse
 }
 
 /// `refit:` what happens to the level scales (and signs) after residual binarization chose them.

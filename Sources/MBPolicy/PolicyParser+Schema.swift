@@ -7,11 +7,16 @@ enum PolicyKeys {
     static let top = ["version", "target", "rules", "default"]
     static let rule = ["match", "label"] + settings
     static let match = ["name", "tensor", "op", "position", "min_elements", "max_elements", "depthwise", "kernel"]
-    static let settings = ["mix", "average", "bits", "method", "scale", "refit", "calibrate", "fit", "scale_type", "keep", "granularity", "activations"]
+    static let settings = ["mix", "average", "bits", "int", "palette", "method", "scale", "refit", "calibrate", "fit", "scale_type", "keep", "granularity", "activations"]
     /// Keys of `activations: {...}` (the layer's input binarized at inference time).
     static let activations = ["mix", "bits", "method", "granularity"]
     /// Exactly one of these decides how a tensor is stored.
-    static let storage = ["mix", "average", "bits", "keep"]
+    static let storage = ["mix", "average", "bits", "keep", "int", "palette"]
+    /// Keys of `int: {...}` and `palette: {...}`.
+    static let linear = ["bits", "clip"]
+    static let palette = ["bits", "channels"]
+    /// Options that apply to `int:` and `palette:` (the others are about binarization).
+    static let quantizeOptions = ["calibrate", "scale_type", "activations"]
     static let target = ["average_bits", "max_bits", "allocate"]
     /// The ops whose weight inputs are weights (what `op:` usually names).
     static let weightedOps = WeightedOp.allCases.map(\.rawValue)

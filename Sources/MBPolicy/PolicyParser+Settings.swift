@@ -10,7 +10,7 @@ extension SchemaReader {
         let storageEntries = e.filter { PolicyKeys.storage.contains($0.key) }
         if let first = storageEntries.first {
             for other in storageEntries.dropFirst() {
-                error(other.position, "'\(other.key)' conflicts with '\(first.key)' at \(first.position); a \(owner) states one of mix, bits, average, keep")
+                error(other.position, "'\(other.key)' conflicts with '\(first.key)' at \(first.position); a \(owner) states one of mix, bits, average, keep, int, palette")
                 ok = false
             }
         }
@@ -21,13 +21,15 @@ extension SchemaReader {
             case "bits": storage = bits(s.value).flatMap { try? BitDistribution.homogeneous($0) }.map { .distribution($0) }
             case "average": storage = average(s.value).map { .average($0) }
             case "keep": storage = choice(s.value, "keep", noun: "keep type", Policy.keepTypes.map { ($0.name, $0.type) }).map { .keep($0) }
+            case "int": storage = quantization(s.value, .linear).map { .quantize($0) }
+            case "palette": storage = quantization(s.value, .palette).map { .quantize($0) }
             default: break
             }
             if storage == nil { ok = false }
         } else if hasTarget {
             storage = .target
         } else {
-            error(at, "\(owner) states none of mix, bits, average, keep (or add a whole-model 'target:' to spread bits)")
+            error(at, "\(owner) states none of mix, bits, average, keep, int, palette (or add a whole-model 'target:' to spread bits)")
             ok = false
         }
 
@@ -68,6 +70,9 @@ extension SchemaReader {
                 ok = false
             } else if case .keep? = storage {
                 error(item.position, "'\(item.key)' has no effect with 'keep': the tensor is not binarized")
+                ok = false
+            } else if case .quantize(let q)? = storage, !PolicyKeys.quantizeOptions.contains(item.key) {
+                error(item.position, "'\(item.key)' has no effect with '\(q.scheme == .linear ? "int" : "palette")': the tensor is quantized, not binarized")
                 ok = false
             } else if item.key == "method", storageEntries.first?.key == "bits" {
                 warning(item.position, "'method' has no effect with 'bits': every entry gets the same bitwidth")
@@ -122,6 +127,47 @@ extension SchemaReader {
             return nil
         }
         return BitDistribution(pairs)
+    }
+
+    /// `int: 4`, `int: {bits: 4, clip: mse}`, `palette: 2`, `palette: {bits: 2, channels: 32}`.
+    mutating func quantization(_ node: Node, _ scheme: QuantizedTensor.Scheme) -> QuantizationSpec? {
+        let key = scheme == .linear ? "int" : "palette"
+        let range = scheme == .linear ? 2...8 : 1...8
+        func bitsValue(_ n: Node, _ s: inout SchemaReader) -> Int? {
+            guard let b = s.int(n, "\(key) bits must be an integer from \(range.lowerBound) to 8") else { return nil }
+            guard range.contains(b) else {
+                s.error(Self.position(n), "\(key) bits must be from \(range.lowerBound) to 8, got \(b)")
+                return nil
+            }
+            return b
+        }
+        if case .scalar = node { return bitsValue(node, &self).map { QuantizationSpec(scheme: scheme, bits: $0) } }
+        let example = scheme == .linear ? "{bits: 4, clip: mse}" : "{bits: 2, channels: 32}"
+        guard let e = entries(node, "\(key) must be a number of bits or a mapping such as \(example)") else { return nil }
+        checkKeys(e, allowed: scheme == .linear ? PolicyKeys.linear : PolicyKeys.palette)
+        var spec = QuantizationSpec(scheme: scheme, bits: 0)
+        var ok = e.allSatisfy { (scheme == .linear ? PolicyKeys.linear : PolicyKeys.palette).contains($0.key) }
+        for item in e {
+            switch item.key {
+            case "bits": if let b = bitsValue(item.value, &self) { spec.bits = b } else { ok = false }
+            case "clip": if let c = choice(item.value, "clip", ClipMode.self) { spec.clip = c } else { ok = false }
+            case "channels":
+                if let n = int(item.value, "channels must be a whole number of output channels per palette (≥ 1)"), n >= 1 {
+                    spec.channels = n
+                } else {
+                    if case .scalar(let s) = item.value, SchemaReader.tagName(item.value) == .int, Int.construct(from: s) != nil {
+                        error(Self.position(item.value), "channels must be at least 1, got \(Self.sourceText(item.value))")
+                    }
+                    ok = false
+                }
+            default: break
+            }
+        }
+        if !e.contains(where: { $0.key == "bits" }) {
+            error(Self.position(node), "\(key) needs 'bits:', e.g. \(key): \(example)")
+            ok = false
+        }
+        return ok ? spec : nil
     }
 
     mutating func bits(_ node: Node) -> Int? {

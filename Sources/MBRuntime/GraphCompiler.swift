@@ -61,21 +61,28 @@ final class GraphCompiler {
             + weightChoices.reduce(0) { $0 + $1.residentBytes }
     }
 
-    /// Auto mode: each weight expanded unless its compact form measured faster (a batch-1
-    /// Gemm/MatMul can be: its float weights stream from memory once per run), or, without a
-    /// budget, bit planes for the lookup-table GEMV when that measured fastest; then, while the
-    /// weights exceed `maxWeightBytes`, the expanded one costing the least measured time per
-    /// byte saved goes compact. Packed mode keeps every weight compact.
+    /// Auto mode: each weight in its fastest measured form: lookup tables (the GEMV of a
+    /// Gemm/MatMul, the lookup-table convolution of a Conv), compact (a batch-1 Gemm/MatMul can
+    /// be faster: its float weights stream from memory once per run) or expanded; then, while the
+    /// weights exceed `maxWeightBytes`, the one whose compact form costs the least measured time
+    /// per byte saved goes compact. Packed mode keeps every weight compact.
     func resolveWeightChoices(_ g: CompiledGraph) throws(MBRuntimeError) {
-        let lut = weightChoices.map { options.weights == .auto && options.maxWeightBytes == nil && $0.lutMeasuredFastest }
+        var lut = weightChoices.map { options.weights == .auto && $0.lutMeasuredFastest }
         var packed = weightChoices.map { options.weights == .packed || $0.packedMeasuredFaster }
         if options.weights == .auto, let budget = options.maxWeightBytes {
             let others = residentConstantBytes(g) - weightChoices.reduce(0) { $0 + $1.residentBytes }
-            var total = others + zip(weightChoices, packed).reduce(0) { $0 + ($1.1 ? $1.0.compactBytes : $1.0.expandedBytes) }
-            let order = weightChoices.indices.filter { !packed[$0] }.sorted { weightChoices[$0].costPerByteSaved < weightChoices[$1].costPerByteSaved }
-            for i in order where total > budget {
+            func bytes(_ i: Int) -> Int {
+                let c = weightChoices[i]
+                return lut[i] ? c.lutBytes ?? c.expandedBytes : packed[i] ? c.compactBytes : c.expandedBytes
+            }
+            var total = others + weightChoices.indices.reduce(0) { $0 + bytes($1) }
+            let order = weightChoices.indices.filter { !packed[$0] || lut[$0] }
+                .map { (i: $0, cost: weightChoices[$0].costPerByteSaved(fromLut: lut[$0])) }.sorted { $0.cost < $1.cost }.map(\.i)
+            for i in order where total > budget && bytes(i) > weightChoices[i].compactBytes {
+                let before = bytes(i)
                 packed[i] = true
-                total -= weightChoices[i].expandedBytes - weightChoices[i].compactBytes
+                lut[i] = false
+                total -= before - weightChoices[i].compactBytes
             }
         }
         for (i, choice) in weightChoices.enumerated() {
@@ -110,7 +117,7 @@ final class GraphCompiler {
     /// constant folding: the same rule and code as the folding in `compile`). nil when the node
     /// is control flow, has subgraphs, is not supported, or fails.
     func evaluate(_ node: IRNode, inputs: [MBTensor?]) -> [MBTensor]? {
-        guard node.domain.isEmpty || node.domain == "ai.onnx", let spec = OpTable.all[node.opType], !OpTable.neverFold.contains(node.opType),
+        guard let spec = OpTable.lookup(node.domain, node.opType), !OpTable.neverFold.contains(node.opType),
               !node.attributes.contains(where: { if case .graph = $0.value { return true }; if case .graphs = $0.value { return true }; return false })
         else { return nil }
         // Temporary slots, given back afterwards (they must not grow every session's slot space).
@@ -191,7 +198,7 @@ final class GraphCompiler {
                 inSlots.append(s)
             }
             let internalSpec = depth == 1 && node.domain == FuseElementwiseChains.domain ? FloatElementwise.internalTable[node.opType] : nil
-            guard let spec = internalSpec ?? ((node.domain.isEmpty || node.domain == "ai.onnx") ? OpTable.all[node.opType] : nil) else {
+            guard let spec = internalSpec ?? OpTable.lookup(node.domain, node.opType) else {
                 throw fail(.unsupportedOperator, "operator \(node.opType) (domain '\(node.domain)') is not supported")
             }
             let plan = node.outputs.first.flatMap { plans[$0] }
@@ -211,6 +218,9 @@ final class GraphCompiler {
             for s in inSlots where s >= 0 && packedConstants[s] != nil && !claimed.contains(s) { materialize(s) }
             if !claimed.isEmpty { packedNodes.append(name) }
             let outSlots = node.outputs.map { $0.isEmpty ? -1 : define($0) }
+            for (k, t) in TypePropagation.outputTypes(of: node, inputs: node.inputs.map { declaredTypes[$0] }).enumerated() where k < node.outputs.count && !node.outputs[k].isEmpty {
+                if let t { declaredTypes[node.outputs[k]] = t }
+            }
             // Fold nodes whose inputs are all known now (not control flow: its branches may read outer values).
             let inputsKnown = inSlots.allSatisfy { $0 < 0 || constantValues[$0] != nil }
             if inputsKnown && context.captured.value.isEmpty && !OpTable.neverFold.contains(node.opType) {

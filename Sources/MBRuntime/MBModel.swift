@@ -30,15 +30,18 @@ public final class MBModel: Sendable {
     public struct WeightChoice: Sendable {
         public var node: String
         public var weight: String
-        /// Compact bit planes decoded a tile at a time, or bit planes for the lookup-table GEMV
-        /// (`lookupTables`) (true), or expanded floats.
+        /// Compact bit planes decoded a tile at a time, or lookup-table layouts (`lookupTables`:
+        /// the GEMV's bit planes for a Gemm/MatMul, the lookup-table convolution's codes for a
+        /// Conv) (true), or expanded floats.
         public var packed: Bool
         public var lookupTables: Bool
         public var residentBytes: Int
         public var compactBytes: Int
         public var expandedBytes: Int
         /// Auto mode's measurements at load: decoding every tile once; a batch-1 product from
-        /// each form (Gemm/MatMul only). Zero / nil in packed mode.
+        /// each form (Gemm/MatMul); for a Conv the float and the lookup-table convolution on the
+        /// node's kernel over a made-up input (expanded / lookup-table trial). Zero / nil in
+        /// packed mode.
         public var decodeNanoseconds: Double
         public var packedTrialNanoseconds: Double?
         public var expandedTrialNanoseconds: Double?
@@ -135,7 +138,7 @@ public final class MBModel: Sendable {
         var seen = Set<String>()
         func walk(_ g: IRGraph) {
             for (i, n) in g.nodes.enumerated() {
-                if (!n.domain.isEmpty && n.domain != "ai.onnx") || OpTable.all[n.opType] == nil {
+                if OpTable.lookup(n.domain, n.opType) == nil {
                     if seen.insert(n.domain + ":" + n.opType).inserted { missing.append((n.name.isEmpty ? "#\(i)" : n.name, n.opType, n.domain)) }
                 }
                 for a in n.attributes {

@@ -24,6 +24,13 @@ enum TensorConversion {
         var kind: MBRuntimeError.Kind = .unsupportedOperator
     }
 
+    /// Dequantized weights (binarized, int-n, palette) held as a float tensor.
+    static func expanded(_ values: [Float], shape: [Int]) -> MBTensor {
+        let s = TensorStorage(byteCount: values.count * 4)
+        values.withUnsafeBytes { if $0.count > 0 { s.raw.copyMemory(from: $0.baseAddress!, byteCount: $0.count) } }
+        return MBTensor(elementType: .float, shape: shape, storage: s)
+    }
+
     static func tensor(from t: IRTensor, maxBytes: Int = MBSession.Options.defaultMaxTensorBytes) throws(Failure) -> MBTensor {
         // What the runtime holds: float16 and double become float, binarized weights float.
         let size = runtimeType(of: t.elementType)?.runtimeSize ?? 4
@@ -36,10 +43,10 @@ enum TensorConversion {
         }
         if case .binarized(let packed) = t.storage {
             // Expanded once at load into exactly the stored values (the one dequantization).
-            let values = packed.dequantized()
-            let s = TensorStorage(byteCount: values.count * 4)
-            values.withUnsafeBytes { if $0.count > 0 { s.raw.copyMemory(from: $0.baseAddress!, byteCount: $0.count) } }
-            return MBTensor(elementType: .float, shape: t.shape, storage: s)
+            return expanded(packed.dequantized(), shape: t.shape)
+        }
+        if case .quantized(let q) = t.storage {
+            return expanded(q.dequantized(), shape: t.shape)
         }
         guard case .dense(let bytes) = t.storage else { throw Failure(message: "string tensors are not supported") }
         switch t.elementType {

@@ -83,11 +83,13 @@ public enum RunModel {
             var line = String(format: "  %@: %@, %.3f MB resident", c.node as NSString,
                               c.lookupTables ? "lookup tables" : c.packed ? "packed" : "expanded", Double(c.residentBytes) / 1e6)
             line += c.compactBytes > 0 ? String(format: " (packed %.3f MB, expanded %.3f MB)", Double(c.compactBytes) / 1e6, Double(c.expandedBytes) / 1e6)
-                : " (Conv without a budget: the packed form runs the same float kernel after a decode, not built)"
+                : " (Conv without a budget: the packed form, the float kernel after a decode, not built)"
             if c.decodeNanoseconds > 0 { line += String(format: "; decode %.3f ms", c.decodeNanoseconds / 1e6) }
             if let p = c.packedTrialNanoseconds, let e = c.expandedTrialNanoseconds {
                 line += String(format: "; batch-1 product packed %.3f ms, expanded %.3f ms", p / 1e6, e / 1e6)
                 if let l = c.lookupTableTrialNanoseconds { line += String(format: ", lookup tables %.3f ms", l / 1e6) }
+            } else if let e = c.expandedTrialNanoseconds, let l = c.lookupTableTrialNanoseconds {
+                line += String(format: "; trial convolution expanded %.3f ms, lookup tables %.3f ms", e / 1e6, l / 1e6)
             }
             lines.append(line)
         }

@@ -23,8 +23,14 @@ struct FrontierBench: ParsableCommand {
 
     @OptionGroup var data: ClassifierData
 
-    @Option(help: "A folder of policy .txt files to measure instead of the built-in grid.")
-    var policies: String?
+    @Option(help: "A policy .txt file, or a folder of them, to measure instead of the built-in grid (repeatable).")
+    var policies: [String] = []
+
+    @Flag(help: "Measure the built-in grid as well as --policies.")
+    var withGrid = false
+
+    @Option(help: "Only the policies whose name contains this text (repeatable; any may match).")
+    var only: [String] = []
 
     @Option(help: "Also write the table as CSV to this file.")
     var csv: String?
@@ -44,6 +50,20 @@ struct FrontierBench: ParsableCommand {
                 }
             }
         }
+        // Baselines (not binarized): int-n per channel with MSE clipping, k-means palettes per
+        // tensor and per 32 output channels.
+        for bits in [2, 3, 4] {
+            out.append(("int\(bits) channel, clip mse", "version: 1\ndefault:\n  int: {bits: \(bits), clip: mse}\n"))
+        }
+        for bits in [2, 3, 4] {
+            out.append(("palette\(bits) tensor", "version: 1\ndefault:\n  palette: \(bits)\n"))
+            out.append(("palette\(bits) per 32 channels", "version: 1\ndefault:\n  palette: {bits: \(bits), channels: 32}\n"))
+        }
+        // Sensitivity targets: bits spread by each layer's measured effect on the outputs.
+        for average in ["2.5", "3.0"] {
+            out.append(("target \(average) sensitivity, channel f16, refit alternating",
+                        "version: 1\ntarget: {average_bits: \(average), max_bits: 4, allocate: sensitivity}\ndefault:\n  scale: channel\n  scale_type: float16\n  refit: alternating\n"))
+        }
         return out
     }
 
@@ -53,18 +73,24 @@ struct FrontierBench: ParsableCommand {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         var list: [(name: String, path: String, text: String)] = []
-        if let policies {
-            for f in try FileManager.default.contentsOfDirectory(atPath: policies).filter({ $0.hasSuffix(".txt") }).sorted() {
-                let path = (policies as NSString).appendingPathComponent(f)
-                list.append((f, path, try String(contentsOfFile: path, encoding: .utf8)))
+        for source in policies {
+            var isFolder: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: source, isDirectory: &isFolder) else { throw ValidationError("\(source): no such file or folder") }
+            let files = isFolder.boolValue
+                ? try FileManager.default.contentsOfDirectory(atPath: source).filter { $0.hasSuffix(".txt") }.sorted().map { (source as NSString).appendingPathComponent($0) }
+                : [source]
+            for path in files {
+                list.append(((path as NSString).lastPathComponent, path, try String(contentsOfFile: path, encoding: .utf8)))
             }
-        } else {
+        }
+        if policies.isEmpty || withGrid {
             for (i, p) in Self.grid.enumerated() {
                 let path = dir + "/grid-\(i).txt"
                 try p.text.write(toFile: path, atomically: true, encoding: .utf8)
                 list.append((p.name, path, p.text))
             }
         }
+        if !only.isEmpty { list = list.filter { p in only.contains { p.name.contains($0) } } }
         let float = try ModelLoading.load(path: model)
         let feeds = try Calibration.loadInputs(eval, model: float)
         let reference = try float.makeSession(.init(threads: threads)).run(feeds)

@@ -21,6 +21,7 @@ struct MBBench: ParsableCommand {
             CalibrationBench.self,
             FrontierBench.self,
             MaskEntropyBench.self,
+            SweepAverageBench.self,
             LargeModelCommand.self,
         ]
     )

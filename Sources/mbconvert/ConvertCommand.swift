@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import MBConvert
+import MBTools
 
 /// The default command: `mbconvert model.onnx policy.txt [-o model.mbm]`.
 struct ConvertCommand: ParsableCommand {
@@ -28,6 +29,9 @@ struct ConvertCommand: ParsableCommand {
     @Option(help: "Also write the report as JSON to this file.")
     var json: String?
 
+    @Option(help: ArgumentHelp("Also write a self-contained HTML report (sizes, every layer, charts, the policy) to this file.", valueName: "file.html"))
+    var report: String?
+
     @OptionGroup var overwrite: OverwriteOptions
 
     @Flag(help: "Treat a policy rule that matches no tensor as an error.")
@@ -44,6 +48,11 @@ struct ConvertCommand: ParsableCommand {
                                valueName: "path"))
     var calibrate: String?
 
+    @Option(help: ArgumentHelp("Calibrate on this many entries at a time (default: all in one batch).",
+                               discussion: "Bounded memory for any number of calibration entries, the same corrections as one batch; one streamed pass over the data per level of layers, with progress and ETA on stderr. Not with 'fit: output', which needs every entry at once.",
+                               valueName: "n"))
+    var calibrateBatch: Int?
+
     @Option(help: ArgumentHelp("Memory for the tensors being converted: bytes, or a size with K, M, G or T (default: half of physical memory).",
                                discussion: "Tensors are read through the memory map, converted and written one at a time (as many in parallel as fit). A budget below what the largest tensor needs is an error that names the tensor and the size it needs. Conversions with --calibrate hold every layer.",
                                valueName: "size"))
@@ -51,6 +60,8 @@ struct ConvertCommand: ParsableCommand {
 
     func validate() throws {
         if let threads, threads < 1 { throw ValidationError("--threads must be >= 1") }
+        if let calibrateBatch, calibrateBatch < 1 { throw ValidationError("--calibrate-batch must be >= 1") }
+        if calibrateBatch != nil, calibrate == nil { throw ValidationError("--calibrate-batch needs --calibrate PATH") }
         if let maxMemory, MemoryBudget.parse(maxMemory) == nil {
             throw ValidationError("--max-memory '\(maxMemory)' is not a size (examples: 2G, 512M, 1500000000)")
         }
@@ -60,52 +71,29 @@ struct ConvertCommand: ParsableCommand {
         let out = output ?? Conversion.defaultOutput(for: model)
         var options = Conversion.Options(force: overwrite.force, strict: strict)
         options.calibrate = calibrate
+        options.calibrationBatch = calibrateBatch
         if let threads { options.threads = threads }
+        let meter = ProgressMeter(label: "calibrating", style: .forStream(quiet: quiet), unit: nil)
+        options.calibrationProgress = { meter.update(done: $0.done, total: $0.total, detail: "pass \($0.pass) of \($0.passes)") }
         options.maxMemory = maxMemory.flatMap(MemoryBudget.parse)
-        let bar = (!quiet && isatty(STDERR_FILENO) == 1) ? ProgressBar() : nil
+        // Source bytes done of the total with an ETA, on a terminal only (MBTools' ProgressMeter).
+        let bar = ProgressMeter(label: "converting", style: !quiet && isatty(STDERR_FILENO) == 1 ? .terminal : .silent, unit: formatBytes)
         InterruptCleanup.install(removingPartialFilesFor: out)
-        var progress: (@Sendable (Conversion.Progress) -> Void)?
-        if let bar { progress = { bar.update($0) } }
+        let progress: @Sendable (Conversion.Progress) -> Void = { p in
+            bar.update(done: p.sourceBytesDone, total: p.sourceBytesTotal, detail: "\(p.done)/\(p.total) tensors  \(p.tensor)")
+        }
         let report = try CLIErrors.reporting {
             try Conversion.run(model: model, policy: policy, output: out, options: options, progress: progress)
         }
-        bar?.finish()
+        bar.finish()
+        meter.finish()
         if let json {
             try Inspect.json(report).write(toFile: json, atomically: true, encoding: .utf8)
         }
+        if let path = self.report {
+            try CLIErrors.reporting { try HTMLReport.write(.init(conversion: report, storage: try StorageBreakdown.read(path: out)), to: path) }
+        }
         if !quiet { print(report.renderText(), terminator: "") }
-    }
-}
-
-/// A one-line progress bar on stderr (only on a terminal): tensors done, source bytes done of
-/// the total, and the time left at the byte rate so far.
-final class ProgressBar: @unchecked Sendable {
-    private let lock = NSLock()
-    private let started = Date()
-
-    func update(_ p: Conversion.Progress) {
-        lock.lock()
-        defer { lock.unlock() }
-        let width = 30
-        let (done, total) = p.sourceBytesTotal > 0 ? (p.sourceBytesDone, p.sourceBytesTotal) : (p.done, p.total)
-        let filled = total == 0 ? width : min(width, done * width / total)
-        let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
-        let name = p.tensor.count > 32 ? String(p.tensor.prefix(29)) + "..." : p.tensor
-        let bytes = p.sourceBytesTotal > 0 ? " \(formatBytes(p.sourceBytesDone))/\(formatBytes(p.sourceBytesTotal))" : ""
-        let elapsed = Date().timeIntervalSince(started)
-        let eta = done > 0 && done < total ? " ETA \(Self.duration(elapsed / Double(done) * Double(total - done)))" : ""
-        FileHandle.standardError.write(Data("\r[\(bar)] \(p.done)/\(p.total)\(bytes)\(eta)  \(name)\u{1B}[K".utf8))
-    }
-
-    /// "4.2 s", "42 s", "3 min 05 s".
-    static func duration(_ seconds: Double) -> String {
-        if seconds < 10 { return String(format: "%.1f s", seconds) }
-        let s = Int(seconds.rounded())
-        return s < 60 ? "\(s) s" : String(format: "%d min %02d s", s / 60, s % 60)
-    }
-
-    func finish() {
-        FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
     }
 }
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import MBConvert
+import MBTools
 
 struct VerifyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -41,6 +42,13 @@ struct VerifyCommand: ParsableCommand {
     @Option(help: "Fail when a classifier output's top-1 agreement is below this (0...1).")
     var minTop1: Double?
 
+    @Flag(name: .customLong("per-layer"), help: ArgumentHelp("Which layer broke it: each converted layer alone in the float model, then every prefix in graph order, worst first.",
+                                                               discussion: "Two runs per layer on the evaluation inputs; the stored tensors are swapped in as they are, with their recorded calibration."))
+    var perLayer = false
+
+    @Option(help: ArgumentHelp("Also write a self-contained HTML report (outputs, the per-layer diagnostic, sizes, every layer, the policy) to this file.", valueName: "file.html"))
+    var report: String?
+
     @OptionGroup var runtime: RuntimeOptions
 
     @OptionGroup var output: ReportOptions
@@ -60,8 +68,12 @@ struct VerifyCommand: ParsableCommand {
         options.minCosine = minCosine
         options.minTop1 = minTop1
         options.threads = runtime.threads
+        options.perLayer = perLayer
         let report = try CLIErrors.reporting { try Verify.run(onnx: onnx, mbm: mbm, options: options) }
         print(output.json ? try Inspect.json(report) : report.renderText(), terminator: "")
+        if let path = self.report {
+            try CLIErrors.reporting { try HTMLReport.write(.init(storage: try StorageBreakdown.read(path: mbm), verification: report), to: path) }
+        }
         if !report.passed { throw ExitCode(1) }
     }
 }

@@ -56,6 +56,6 @@ import Testing
         #expect(report.modelDifferences.isEmpty, "\(c): \(report.modelDifferences)")
         #expect(report.passed, "\(c): \(report.failures)")
         #expect(report.nodesChecked >= 19 && report.constantsChecked >= 27, "\(c): \(report.nodesChecked) nodes, \(report.constantsChecked) constants")
-        if c.calibrate { #expect(try MBMFile.open(path: out).metadataValue(MetadataKey.calibration) != nil, "\(c): no recorded corrections") }
+        if c.calibrate { #expect(try MBMFile.open(path: out).metadataValue(MetadataKey.calibrationRecord) != nil, "\(c): no recorded corrections") }
     }
 }

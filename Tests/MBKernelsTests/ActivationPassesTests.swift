@@ -35,6 +35,31 @@ final class ActivationPassesTests: XCTestCase {
         } }
     }
 
+    /// Per-entry Middle-Out as whole-tensor passes equals the list walk (radix select over an
+    /// index list) on every instruction set, ties included (ReLU zeros, repeated values), with
+    /// tails (sizes not a multiple of 16), and so does the whole binarizer.
+    func testEntrySelectionEqualsPlainOnEveryISA() {
+        var seed: UInt64 = 7900
+        for n in [1, 5, 16, 17, 255, 4099, 70_001] { for mix in Self.mixes where mix.count > 1 { for data in 0..<3 {
+            seed += 1
+            var x = values(n, seed: seed)
+            if data == 1 { x = x.map { max(0, $0) } }
+            if data == 2 { x = x.map { ($0 * 4).rounded() / 4 } }
+            let bits = Array(1...mix.count)
+            let plain = x.withUnsafeBufferPointer { MiddleOutMask.select($0, bits: bits, fractions: mix, groups: nil, plain: true) }
+            let plainValues = x.withUnsafeBufferPointer { ActivationBinarizer.residualPlain($0, mask: plain) }
+            for isa in BitPlaneMatrix.availableISAs {
+                let what = "n=\(n) mix=\(mix) data=\(data) seed=\(seed) isa=\(BitPlaneMatrix.isaName(isa))"
+                let fast = x.withUnsafeBufferPointer { MiddleOutMask.select($0, bits: bits, fractions: mix, groups: nil, isa: isa) }
+                XCTAssertEqual(fast, plain, "select \(what)")
+                let whole = x.withUnsafeBufferPointer { ActivationBinarizer.binarize($0, bits: bits, fractions: mix, groups: nil, isa: isa) }
+                XCTAssertEqual(whole.mask, plain, "binarize mask \(what)")
+                XCTAssertEqual(whole.scales.map(\.bitPattern), plainValues.scales.map(\.bitPattern), "binarize scales \(what)")
+                XCTAssertEqual(whole.signs, plainValues.signs, "binarize signs \(what)")
+            }
+        } } }
+    }
+
     /// Grouped Middle-Out (channel-major conv inputs, whose groups are consecutive ids along a
     /// channel row, and row-major matrices) equals the list walk on every instruction set, and so
     /// does the whole binarizer (grouped mask, then the residual levels it hands its first sum).

@@ -86,8 +86,9 @@ final class PackedModeTests: XCTestCase {
         XCTAssertLessThanOrEqual(d.relative, Self.packedRelative, "fast vs reference kernels in packed mode: \(d)")
     }
 
-    /// Auto mode: without a budget every Conv weight stays expanded (same outputs bit for bit);
-    /// with a budget of 0 every weight goes compact; a budget between packs some.
+    /// Auto mode: without a budget no Conv weight goes compact (expanded, same outputs bit for
+    /// bit, or the lookup-table convolution where its trial was faster, within tolerance); with a
+    /// budget of 0 every weight goes compact; a budget between packs some.
     func testAutoChoosesWithinTheBudget() throws {
         let root = SharedFixtures.repositoryRoot.appendingPathComponent("Examples/models")
         let x = try MBTensor(npy: NPY.read(path: root.appendingPathComponent("tiny_cnn.input.npy").path))
@@ -98,8 +99,10 @@ final class PackedModeTests: XCTestCase {
         let want = try expanded.makeSession().run(["input": x])
         XCTAssertFalse(auto.weightChoices.isEmpty)
         for c in auto.weightChoices where c.packedTrialNanoseconds == nil {
-            XCTAssertFalse(c.packed, "\(c.node): a Conv weight went compact without a budget")
+            XCTAssertFalse(c.packed && !c.lookupTables, "\(c.node): a Conv weight went compact without a budget")
+            if c.lookupTables { XCTAssertLessThan(c.lookupTableTrialNanoseconds!, c.expandedTrialNanoseconds!, "\(c.node): lookup tables not measured faster") }
         }
+        try assertModesAgree(path, feeds: ["input": x], expectPacked: false, "tiny_cnn auto", mode: .auto)
         let got = try auto.makeSession().run(["input": x])
         for (name, t) in want where auto.weightChoices.allSatisfy({ !$0.packed }) {
             XCTAssertEqual(got[name]!.floats, t.floats, "auto without packed weights must equal expanded mode")
@@ -109,15 +112,27 @@ final class PackedModeTests: XCTestCase {
         XCTAssertTrue(all.weightChoices.allSatisfy { $0.decodeNanoseconds > 0 }, "budget: every decode measured")
         let packed = try MBModel(contentsOf: url, options: .init(weights: .packed))
         XCTAssertEqual(all.weightBytes, packed.weightBytes)
-        // A budget between: the expanded total less the saving of one weight packs at least one, not all.
-        let saving = packed.weightChoices.map { $0.expandedBytes - $0.compactBytes }
-        if auto.weightChoices.count > 1, let largest = saving.max() {
-            let some = try MBModel(contentsOf: url, options: .init(weights: .auto, maxWeightBytes: auto.weightBytes - largest))
-            let n = some.weightChoices.filter(\.packed).count
-            XCTAssertTrue(n >= 1 && n < some.weightChoices.count, "budget between: \(n) of \(some.weightChoices.count) packed")
-            XCTAssertLessThanOrEqual(some.weightBytes, auto.weightBytes - largest)
-            try assertModesAgree(path, feeds: ["input": x], "tiny_cnn auto with a budget", mode: .auto, maxWeightBytes: auto.weightBytes - largest)
+        // A budget between: one byte under auto's weights packs at least one, not all.
+        if auto.weightChoices.count > 1 {
+            let budget = auto.weightBytes - 1
+            let some = try MBModel(contentsOf: url, options: .init(weights: .auto, maxWeightBytes: budget))
+            let n = some.weightChoices.filter { $0.packed && !$0.lookupTables }.count
+            XCTAssertTrue(n >= 1 && n < some.weightChoices.count, "budget between: \(n) of \(some.weightChoices.count) compact")
+            XCTAssertLessThanOrEqual(some.weightBytes, budget)
+            try assertModesAgree(path, feeds: ["input": x], "tiny_cnn auto with a budget", mode: .auto, maxWeightBytes: budget)
         }
+    }
+
+    /// Auto mode with 1-bit channel-scaled weights (where the lookup-table convolution's trial
+    /// tends to win): outputs agree with expanded mode within `packedRelative`, whatever each
+    /// Conv got.
+    func testAutoLookupTableConvolutionAgrees() throws {
+        let root = SharedFixtures.repositoryRoot.appendingPathComponent("Examples/models")
+        let x = try MBTensor(npy: NPY.read(path: root.appendingPathComponent("tiny_cnn.input.npy").path))
+        let path = try convert(root.appendingPathComponent("tiny_cnn.onnx").path, "version: 1\ndefault:\n  bits: 1\n  scale: channel\n", name: "tinylut")
+        let auto = try MBModel(contentsOf: URL(fileURLWithPath: path), options: .init(weights: .auto))
+        print("tiny_cnn 1-bit auto: \(auto.weightChoices.filter(\.lookupTables).count) of \(auto.weightChoices.count) weights on lookup tables")
+        try assertModesAgree(path, feeds: ["input": x], expectPacked: false, "tiny_cnn 1-bit auto", mode: .auto)
     }
 
     /// A large Gemm (what auto may give the lookup-table GEMV, the compact tiles or floats, by

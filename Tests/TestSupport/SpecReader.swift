@@ -13,7 +13,7 @@ public struct SpecReader {
         public var name: String
         public var elementType: Int32
         public var shape: [Int]
-        /// 0 raw, 1 strings, 2 binarized.
+        /// 0 raw, 1 strings, 2 binarized, 3 linear, 4 palette.
         public var encoding: UInt8
         /// Absolute file offset and length of the payload.
         public var offset: Int
@@ -28,6 +28,11 @@ public struct SpecReader {
         public var scaleType: UInt8 = 0
         public var frequencies: [Int] = []
         public var bitCounts: [Int] = []
+        // Linear and palette only: bits per code, value type (0 float32, 1 float16), group axis
+        // (-1: one group), channels per group; `groups` above is the group count.
+        public var codeBits = 0
+        public var valueType: UInt8 = 0
+        public var channelsPerGroup = 1
 
         public var count: Int { shape.reduce(1, *) }
         /// Bytes per stored scale: 4 (float32) or 2 (float16).
@@ -77,8 +82,48 @@ public struct SpecReader {
                 if t.maskCoding == 1 { for _ in 0..<t.levels { t.frequencies.append(Int(u16(p))); p += 2 } }
                 for _ in 0..<t.levels { t.bitCounts.append(Int(u64(p))); p += 8 }
             }
+            if encoding == 3 || encoding == 4 {
+                t.codeBits = Int(bytes[p]); t.valueType = bytes[p + 1]; p += 4
+                precondition((1...8).contains(t.codeBits) && t.valueType <= 1, "\(name): bits \(t.codeBits), value type \(t.valueType)")
+                t.channelAxis = Int(Int32(bitPattern: u32(p))); p += 4
+                t.channelsPerGroup = Int(u32(p)); p += 4
+                t.groups = Int(u32(p)); p += 4
+            }
             tensors.append(t)
         }
+    }
+
+    /// Linear (3) and palette (4) tensors by the spec: per group a scale and zero point, or 2^n
+    /// values; codes `bits` wide, least-significant bit first, in flat order after the table
+    /// padded to 8 bytes. Value = s·(c − z) or palette[g][c].
+    public func dequantizeCodes(_ t: Tensor) -> [Float] {
+        precondition(t.encoding == 3 || t.encoding == 4)
+        let size = t.valueType == 1 ? 2 : 4
+        func value(_ i: Int) -> Float { t.valueType == 1 ? Self.binary16(u16(t.offset + size * i)) : f32(t.offset + size * i) }
+        let tableValues = t.encoding == 3 ? t.groups : t.groups << t.codeBits
+        let zeroAt = t.offset + size * tableValues
+        var codesAt = zeroAt + (t.encoding == 3 ? t.groups : 0)
+        codesAt = t.offset + (codesAt - t.offset + 7) / 8 * 8
+        precondition(t.length == codesAt - t.offset + (t.count * t.codeBits + 63) / 64 * 8, "\(t.name): payload length")
+        var out: [Float] = []
+        for j in 0..<t.count {
+            var code = 0
+            for b in 0..<t.codeBits {
+                let bit = j * t.codeBits + b
+                code |= Int(bytes[codesAt + bit / 8] >> UInt8(bit % 8) & 1) << b
+            }
+            var g = 0
+            if t.channelAxis >= 0 {
+                let inner = t.shape[(t.channelAxis + 1)...].reduce(1, *)
+                g = (j / inner) % t.shape[t.channelAxis] / t.channelsPerGroup
+            }
+            if t.encoding == 3 {
+                out.append(value(g) * Float(code - Int(bytes[zeroAt + g])))
+            } else {
+                out.append(value(g << t.codeBits + code))
+            }
+        }
+        return out
     }
 
     public func section(_ tag: String) -> Section { sections.first { $0.tag == tag }! }

@@ -16,6 +16,7 @@
 #ifndef CBITPLANES_H
 #define CBITPLANES_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -191,6 +192,49 @@ double bp_mark_groups_runs(int isa, const float *v, uint8_t *mask, const int64_t
                            uint8_t fill, int64_t *remaining);
 /// mask[j] = width where mask[j] == 0.
 void bp_fill_unassigned(uint8_t *mask, int64_t n, uint8_t width);
+
+/// The lookup-table convolution (BitPlanesLutConv.c): binarized weights [rows, reduction] times
+/// float activations, 32 output positions (`BP_LUTCONV_COLUMNS`) at a time. The reduction is cut
+/// into groups of 4 entries and chunks of 16 groups; a code is (group % 16) * 16 + i, where bit j
+/// of i is + for entry 4 * group + j. Per (row, level, chunk), list index
+/// li = (row * levels + level) * chunks + chunk: codes[listStart[li] ..< halfStart[li]] are
+/// "whole" codes (added at the level's scale), codes[halfStart[li] ..< listStart[li + 1]] are
+/// "half" codes (added at half the scale: pairs whose inactive entries cancel).
+enum { BP_LUTCONV_COLUMNS = 32, BP_LUTCONV_PASS_CHUNKS = 4 };
+typedef struct {
+    int32_t rows;
+    int32_t reduction;
+    int32_t levels;
+    int32_t chunks;
+    const int32_t *listStart;  // rows * levels * chunks + 1
+    const int32_t *halfStart;  // rows * levels * chunks
+    const uint8_t *codes;
+    const float *scales;       // [row * levels + level]
+} bp_lutconv_weights;
+/// One image of a 2-D convolution (a 1-D one has height 1) with one group: input [channels,
+/// height, width], reduction index (channel * kernelH + kh) * kernelW + kw.
+typedef struct {
+    int32_t channels, height, width;
+    int32_t kernelH, kernelW, strideH, strideW, dilationH, dilationW, padH, padW;
+    int32_t outHeight, outWidth;
+} bp_lutconv_geometry;
+/// Floats of scratch one bp_lutconv_forward call needs.
+size_t bp_lutconv_scratch_floats(const bp_lutconv_weights *w);
+/// Output blocks [block0, block1) of 32 positions: y[row, p] = bias[row] + sum over levels of
+/// the level's scale times the signed active inputs of the row (y is [rows, outHeight * outWidth]).
+/// `isa` BP_ISA_AVX512 runs the AVX-512 body, anything else the portable one (bit-identical).
+void bp_lutconv_forward(int isa, const bp_lutconv_weights *w, const bp_lutconv_geometry *g, const float *x, const float *bias, float *y,
+                        int32_t block0, int32_t block1, float *scratch);
+
+/// Middle-Out radix selection over the unassigned entries (mask[j] == 0) of a whole tensor
+/// (BitPlanesSelect.c), key_j = | |v_j| - mean | in Double, coarse digit = the top `width` bits
+/// of its Float rounding's bit pattern (bit 31 is 0): HBB.selectSmallest's first two passes.
+/// histogram: 2^width counts of the digits (cleared first).
+void bp_middle_out_histogram(int isa, const float *v, const uint8_t *mask, int64_t n, double mean, int32_t width, uint32_t *histogram);
+/// mask[j] = mark for unassigned entries whose digit is below `boundary`; those whose digit
+/// equals it are gathered in index order (index, key bit pattern). Returns how many.
+int64_t bp_middle_out_mark(int isa, const float *v, uint8_t *mask, int64_t n, double mean, int32_t width, uint32_t boundary, uint8_t mark,
+                           uint32_t *index, uint64_t *keys);
 
 #ifdef __cplusplus
 }

@@ -83,8 +83,29 @@ extension HBB {
                 gathered += 1
             }
         }
-        var need = c - below
+        narrowBoundary(gathered: gathered, need: c - below, mask: mask, mark: mark, scratch: scratch)
+    }
 
+    /// The radix select's end: of the `gathered` candidates in the scratch (index order, exact
+    /// keys) whose coarse digit is the boundary's, marks the `need` smallest (key, index).
+    @inlinable
+    public static func narrowBoundary(gathered: Int, need: Int, mask: UnsafeMutablePointer<UInt8>, mark: UInt8, scratch: SelectionScratch) {
+        let histogram = scratch.histogram
+        let index = scratch.candidateIndex
+        let keys = scratch.candidateKey
+        var gathered = gathered, need = need
+
+        // Candidates that all share one key (ReLU zeros: often most of a tensor) need no digit
+        // passes: the lowest indices are taken below.
+        if need > 0 && need < gathered {
+            let k0 = keys[0]
+            var same = true
+            for i in 1..<gathered where keys[i] != k0 {
+                same = false
+                break
+            }
+            if same { gathered = need }
+        }
         // Narrow the boundary bucket on the exact keys, digit by digit from bit 62 down.
         var shift = 63
         while need > 0 && need < gathered && shift > 0 {
@@ -100,6 +121,11 @@ extension HBB {
             while lower + Int(histogram[b]) < need {
                 lower += Int(histogram[b])
                 b += 1
+            }
+            // Every candidate in one bucket: nothing to mark or drop at this digit.
+            if Int(histogram[b]) == gathered {
+                shift = newShift
+                continue
             }
             let target = UInt64(b)
             var kept = 0

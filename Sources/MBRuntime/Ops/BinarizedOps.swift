@@ -50,13 +50,17 @@ final class WeightChoice: @unchecked Sendable {
     /// Auto mode, a Gemm/MatMul without a budget: bit planes for the lookup-table GEMV (AVX-512 /
     /// NEON), kept when its batch-1 product measured fastest of the three forms.
     private(set) var lut: BitPlaneMatrix?
+    /// Auto mode, a Conv: the lookup-table convolution's layout, kept when its trial on the
+    /// node's kernel, strides and padding (`measureConv`) beat the float convolution.
+    private(set) var lutConv: LutConvWeights?
     private(set) var lutTrialNanoseconds: Double?
     /// Kept until the choice is made (auto mode), to expand from.
     private var source: PackedTensor?
     let compactBytes: Int
     let expandedBytes: Int
     /// Measured at load (auto mode): the time one run spends decoding every tile, and for a
-    /// Gemm/MatMul a batch-1 product from each form (nil for a Conv).
+    /// Gemm/MatMul a batch-1 product from each form; for a Conv the float convolution and the
+    /// lookup-table one on a trial geometry (expanded / lookup-table trial).
     private(set) var decodeNanoseconds: Double = 0
     private(set) var packedTrialNanoseconds: Double?
     private(set) var expandedTrialNanoseconds: Double?
@@ -80,8 +84,10 @@ final class WeightChoice: @unchecked Sendable {
         source = keepSource ? packed : nil
     }
 
-    var isPacked: Bool { compact != nil || lut != nil }
-    var residentBytes: Int { lut?.residentBytes ?? (compact != nil ? compactBytes : expandedBytes) }
+    var isPacked: Bool { compact != nil || lut != nil || lutConv != nil }
+    var residentBytes: Int { lut?.residentBytes ?? lutConv?.residentBytes ?? (compact != nil ? compactBytes : expandedBytes) }
+    /// Bytes of the lookup-table form (nil when there is none).
+    var lutBytes: Int? { lut?.residentBytes ?? lutConv?.residentBytes }
 
     /// Times the decode of every tile (best of 3), and for a matrix the batch-1 product of each
     /// form on one thread (best of 5 after one warm-up each).
@@ -120,9 +126,45 @@ final class WeightChoice: @unchecked Sendable {
         }
     }
 
-    /// Whether the lookup-table GEMV measured fastest of the three forms.
+    /// A Conv (auto mode): times the float convolution on the expanded weights and, when the
+    /// weights fit the lookup-table convolution (one group, 1 or 2 spatial dimensions), that
+    /// one, on `trial` (this node's kernel, strides, dilations and padding on a made-up input),
+    /// one thread, best of 3 after a warm-up each.
+    func measureConv(trial g: ConvGeometry) {
+        guard let source, g.groups == 1, BitPlaneMatrix.lutAvailable, let m = try? LutConvWeights(packed: source), m.fits(g) else { return }
+        let w = source.dequantized()
+        let x = (0..<(g.batch * g.inChannels * g.inputSize)).map { Float(($0 * 7919) % 17) / 17 - 0.5 }
+        var y = [Float](repeating: 0, count: g.batch * g.outChannels * g.outputSize)
+        let scratch = KernelScratch(), tables = BitPlaneScratch()
+        func best(_ body: () -> Void) -> Double {
+            body()
+            var t = Double.infinity
+            for _ in 0..<3 {
+                let start = DispatchTime.now().uptimeNanoseconds
+                body()
+                t = min(t, Double(DispatchTime.now().uptimeNanoseconds - start))
+            }
+            return t
+        }
+        x.withUnsafeBufferPointer { xp in
+            y.withUnsafeMutableBufferPointer { yp in
+                expandedTrialNanoseconds = best {
+                    Conv.forward(.fast, g, input: xp.baseAddress!, weights: w, bias: nil, output: yp.baseAddress!, threads: 1, scratch: scratch)
+                }
+                lutTrialNanoseconds = best {
+                    m.forward(.fast, g, input: xp.baseAddress!, bias: nil, output: yp.baseAddress!, activation: .none, threads: 1, scratch: tables)
+                }
+            }
+        }
+        lutConv = m
+    }
+
+    /// Whether the lookup-table form measured fastest: for a Gemm/MatMul of the three forms, for
+    /// a Conv against the float convolution (the compact form runs that after a decode).
     var lutMeasuredFastest: Bool {
-        guard let l = lutTrialNanoseconds, let p = packedTrialNanoseconds, let e = expandedTrialNanoseconds else { return false }
+        guard let l = lutTrialNanoseconds, let e = expandedTrialNanoseconds else { return false }
+        if lutConv != nil { return l < e }
+        guard let p = packedTrialNanoseconds else { return false }
         return l < p && l < e
     }
 
@@ -133,21 +175,26 @@ final class WeightChoice: @unchecked Sendable {
         return p < e
     }
 
-    /// Extra time per run the compact form costs, per byte it saves (auto's budget order).
-    var costPerByteSaved: Double {
-        let saved = Double(max(1, expandedBytes - compactBytes))
-        if let p = packedTrialNanoseconds, let e = expandedTrialNanoseconds { return max(0, p - e) / saved }
+    /// Extra time per run the compact form costs against the form the weight has (`fromLut`:
+    /// the lookup-table one, else expanded), per byte it saves (auto's budget order).
+    func costPerByteSaved(fromLut: Bool) -> Double {
+        let from = fromLut ? lutBytes ?? expandedBytes : expandedBytes
+        let saved = Double(max(1, from - compactBytes))
+        let e = expandedTrialNanoseconds
+        let compactTime: Double? = packedTrialNanoseconds ?? e.map { $0 + decodeNanoseconds }
+        if let c = compactTime, let f = fromLut ? lutTrialNanoseconds : e { return max(0, c - f) / saved }
         return decodeNanoseconds / saved
     }
 
     /// Keeps the compact form (`packed`) or expands to floats; drops the rest.
     func settle(packed: Bool, lut keepLut: Bool, maxTensorBytes: Int) throws {
         defer { source = nil }
-        if keepLut, lut != nil {
+        if keepLut, lut != nil || lutConv != nil {
             compact = nil
             return
         }
         lut = nil
+        lutConv = nil
         guard !packed, let source else { return }
         expanded = try TensorConversion.tensor(from: IRTensor(name: weight, elementType: .float, shape: source.shape, storage: .binarized(source)),
                                                maxBytes: maxTensorBytes)
@@ -156,7 +203,7 @@ final class WeightChoice: @unchecked Sendable {
 
     /// What `MBModel.weightChoices` reports.
     var report: MBModel.WeightChoice {
-        MBModel.WeightChoice(node: node, weight: weight, packed: isPacked, lookupTables: lut != nil, residentBytes: residentBytes, compactBytes: compactBytes,
+        MBModel.WeightChoice(node: node, weight: weight, packed: isPacked, lookupTables: lut != nil || lutConv != nil, residentBytes: residentBytes, compactBytes: compactBytes,
                              expandedBytes: expandedBytes, decodeNanoseconds: decodeNanoseconds,
                              packedTrialNanoseconds: packedTrialNanoseconds, expandedTrialNanoseconds: expandedTrialNanoseconds,
                              lookupTableTrialNanoseconds: lutTrialNanoseconds)
@@ -224,7 +271,8 @@ final class PackedConvWeights: @unchecked Sendable {
     /// path (what expanded mode computes). Bit planes give each 1-channel tap a 64-bit word.
     let expandInput: ActivationSpec?
 
-    init(_ packed: PackedTensor, groups: Int, activations: ActivationSpec?, _ ctx: NodeContext, input: Int) throws {
+    /// `trial`: the node's convolution on a made-up input, for auto mode's measurements.
+    init(_ packed: PackedTensor, groups: Int, activations: ActivationSpec?, _ ctx: NodeContext, input: Int, trial: ConvGeometry? = nil) throws {
         shape = packed.shape
         self.groups = groups
         let depthwise = groups > 1 && packed.shape.count >= 2 && packed.shape[1] == 1
@@ -235,7 +283,7 @@ final class PackedConvWeights: @unchecked Sendable {
             choice = nil
             residentBytes = matrices.reduce(0) { $0 + $1.residentBytes }
         } else {
-            choice = try ctx.weightChoice(packed, kind: .conv, input: input)
+            choice = try ctx.weightChoice(packed, kind: .conv, input: input, convTrial: trial)
             layer = nil
             residentBytes = 0
         }
@@ -250,7 +298,10 @@ final class PackedConvWeights: @unchecked Sendable {
             return out
         }
         let x = try expandInput.map { try BinarizedInput.expand(x, $0, conv: true, c) } ?? x
-        if let w = choice?.expanded {
+        if let lut = choice?.lutConv {
+            lut.forward(c.variant, g, input: x.pointer(Float.self), bias: bias?.pointer(Float.self), output: out.mutable(Float.self),
+                        activation: activation, threads: c.threads, scratch: c.bitScratch)
+        } else if let w = choice?.expanded {
             Conv.forward(c.variant, g, input: x.pointer(Float.self), weights: w.pointer(Float.self), bias: bias?.pointer(Float.self),
                          output: out.mutable(Float.self), activation: activation, threads: c.threads, scratch: c.scratch)
         } else if let compact = choice?.compact {

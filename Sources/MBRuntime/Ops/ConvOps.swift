@@ -73,6 +73,24 @@ enum ConvOps {
             return g
         }
 
+        /// This node's convolution with weights of shape `w` on a made-up input of batch 1, for
+        /// auto mode's load-time trial of weight forms: the spatial size gives about
+        /// `multiplyAdds` multiply-adds, 256 to 4096 output positions. nil when the attributes
+        /// do not give a valid geometry.
+        func trialGeometry(w: [Int], multiplyAdds: Int = 1 << 23) -> ConvGeometry? {
+            guard w.count >= 3 else { return nil }
+            let r = w.count - 2, k = Array(w[2...])
+            let perPosition = max(1, w[0] * w[1] * k.reduce(1, *))
+            let positions = min(4096, max(256, multiplyAdds / perPosition))
+            let side = r == 1 ? positions : Int(Double(positions).squareRoot().rounded(.up))
+            guard let strides = try? list(self.strides, r, 1, "strides"), let dil = try? list(dilations, r, 1, "dilations") else { return nil }
+            let input = (0..<r).map { i in side * strides[i] + (k[i] - 1) * dil[i] }
+            guard let (pb, pe) = try? resolvePads(input: input, kernel: k, strides: strides, dilations: dil) else { return nil }
+            let g = ConvGeometry(batch: 1, inChannels: w[1] * group, outChannels: w[0], groups: group, input: input, kernel: k,
+                                 strides: strides, dilations: dil, padBegin: pb, padEnd: pe)
+            return g.problem == nil ? g : nil
+        }
+
         /// (begin, end) pads for a window sweep over `input` (Conv and pooling).
         func resolvePads(input: [Int], kernel: [Int], strides: [Int], dilations: [Int]) throws -> ([Int], [Int]) {
             let r = input.count
@@ -108,7 +126,8 @@ enum ConvOps {
             let after: Conv.Activation = activation == fusedActivation ? .none : fusedActivation
             let binarized = try BinarizedInput.spec(n)
             if let w = n.constantInput(1), w.elementType != .float { throw n.unsupported("weights of type \(w.elementType.name) (float only)") }
-            if let packed = n.packedInput(1), let weights = try? PackedConvWeights(packed, groups: a.group, activations: binarized, n, input: 1) {
+            if let packed = n.packedInput(1), let weights = try? PackedConvWeights(packed, groups: a.group, activations: binarized, n, input: 1,
+                                                                                              trial: a.trialGeometry(w: packed.shape)) {
                 if weights.choice == nil { n.claimPacked(1, bytes: weights.residentBytes) }
                 let shape = weights.shape
                 return { i, c in

@@ -106,13 +106,7 @@ enum MatrixOps {
         } else {
             let sa = broadcastStrides(batchA, to: batch), sb = broadcastStrides(batchB, to: batch)
             for idx in 0..<count {
-                var rest = idx, oa = 0, ob = 0
-                for d in stride(from: batch.count - 1, through: 0, by: -1) {
-                    let q = rest % batch[d]
-                    rest /= batch[d]
-                    oa += q * sa[d]
-                    ob += q * sb[d]
-                }
+                let (oa, ob) = batchOffsets(idx, batch: batch, sa, sb)
                 Gemm.parallel(c.variant, threads: c.threads, transA: false, transB: false, m: m, n: n, k: k, alpha: 1,
                            a: pa + oa * m * k, lda: k, b: pb + ob * k * n, ldb: n, beta: 0, c: py + idx * m * n, ldc: n)
             }

@@ -92,11 +92,12 @@ struct NodeContext {
     /// The run-time form of packed input `i` (a binarized weight read by this Conv/Gemm/MatMul with
     /// float inputs), claimed: compact in packed mode; in auto mode measured now and decided with
     /// every other weight once the graph is compiled.
-    func weightChoice(_ packed: PackedTensor, kind: BitPlaneMatrix.WeightKind, input i: Int) throws -> WeightChoice {
+    func weightChoice(_ packed: PackedTensor, kind: BitPlaneMatrix.WeightKind, input i: Int, convTrial: ConvGeometry? = nil) throws -> WeightChoice {
         let auto = compiler.options.weights == .auto
         let build = !auto || compiler.options.maxWeightBytes != nil || kind != .conv
         let choice = try WeightChoice(node: name, weight: node.inputs[i], packed: packed, kind: kind, keepSource: auto, build: build)
-        if auto && build { try choice.measure(withLut: compiler.options.maxWeightBytes == nil) }
+        if auto && build { try choice.measure(withLut: true) }
+        if auto, kind == .conv, let convTrial { choice.measureConv(trial: convTrial) }
         compiler.weightChoices.append(choice)
         compiler.claimed.insert(inputSlots[i])
         return choice

@@ -29,8 +29,26 @@ enum OpTable {
         for (name, c) in LossOps.table { t[name] = c }
         for (name, c) in BitwiseOps.table { t[name] = c }
         for (name, c) in SignalOps.table { t[name] = c }
+        for (name, c) in IntegerOps.table { t[name] = c }
+        for (name, c) in AttentionOp.table { t[name] = c }
+        for (name, c) in SequenceModelOps.table { t[name] = c }
+        for (name, c) in BitCastOp.table { t[name] = c }
+        for (name, c) in AffineGridOp.table { t[name] = c }
+        for (name, c) in DetOp.table { t[name] = c }
+        for (name, c) in OptionalOps.table { t[name] = c }
+        for (name, c) in DeformConvOp.table { t[name] = c }
+        for (name, c) in Col2ImOp.table { t[name] = c }
+        for (name, c) in UnsignedOps.overriding(t) { t[name] = c }
         return t
     }()
+
+    /// Operators of other domains the runtime implements (onnxruntime's contrib operators).
+    static let contrib: [String: [String: Compile]] = ["com.microsoft": MatMulNBitsOp.table]
+
+    /// The compile function of `opType` in `domain` ("" and "ai.onnx" are the default domain).
+    static func lookup(_ domain: String, _ opType: String) -> Compile? {
+        domain.isEmpty || domain == "ai.onnx" ? all[opType] : contrib[domain]?[opType]
+    }
 
     /// Operators never evaluated at load even when their inputs are constant.
     static let neverFold: Set<String> = ["If", "Loop", "Scan"]

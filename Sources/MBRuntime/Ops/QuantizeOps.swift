@@ -7,42 +7,10 @@ import MBCore
 /// its zero point (or output_dtype, or uint8): 4- and 2-bit integers included; to a float8 or
 /// float4 type it rounds as Cast does (`LowPrecision`, `saturate`).
 enum QuantizeOps {
-    /// Where each element of an [outer, length, inner] view finds its scale and zero point.
-    struct ParameterLayout {
-        var outer = 1, length = 1, inner = 1
-        /// 0: one value; 1: one per index along the axis; 2: one per block of `block` along it.
-        var kind = 0
-        var block = 1
-
-        init(x: MBTensor, parameter: MBTensor, axis axisAttr: Int, blockSize: Int) throws {
-            if parameter.count == 1 && blockSize == 0 { return }
-            let axis = try normalizeAxis(axisAttr, rank: x.rank)
-            outer = x.shape[..<axis].reduce(1, *)
-            length = x.shape[axis]
-            inner = x.shape[(axis + 1)...].reduce(1, *)
-            if blockSize > 0 {
-                var expected = x.shape
-                expected[axis] = (length + blockSize - 1) / blockSize
-                guard parameter.shape == expected else { throw OpError("a block_size \(blockSize) scale must have shape \(expected), got \(parameter.shape)") }
-                kind = 2
-                block = blockSize
-            } else {
-                guard parameter.rank == 1, parameter.count == length else {
-                    throw OpError("a per-axis scale must have \(length) values (axis \(axisAttr) of \(x.shape)), got shape \(parameter.shape)")
-                }
-                kind = 1
-            }
-        }
-
-        func index(_ k: Int) -> Int {
-            switch kind {
-            case 0: return 0
-            case 1: return (k / inner) % length
-            default:
-                let q = k % inner, l = (k / inner) % length, o = k / (inner * length)
-                let blocks = (length + block - 1) / block
-                return (o * blocks + l / block) * inner + q
-            }
+    /// Where each element of x finds its scale and zero point (MBCore's `Dequantization.Layout`).
+    static func layout(x: MBTensor, parameter: MBTensor, axis: Int, blockSize: Int) throws -> Dequantization.Layout {
+        do { return try Dequantization.Layout(shape: x.shape, parameterShape: parameter.shape, axis: axis, blockSize: blockSize) } catch {
+            throw OpError(error.description)
         }
     }
 
@@ -61,28 +29,32 @@ enum QuantizeOps {
         }
     }
 
-    /// A zero point has its scale's shape; a one-element zero point beside a scalar scale is per
-    /// tensor too (onnx's own cases write [1]).
     static func checkZeroPoint(_ zero: MBTensor?, _ zeroName: String, against scale: MBTensor, _ scaleName: String) throws {
-        guard let zero, zero.shape != scale.shape, !(zero.count == 1 && scale.count == 1) else { return }
-        throw OpError("\(zeroName) \(zero.shape) must have the shape of \(scaleName) \(scale.shape)")
+        guard let zero else { return }
+        do { try Dequantization.checkZeroPoint(shape: zero.shape, scale: scale.shape, zeroName: zeroName, scaleName: scaleName) } catch {
+            throw OpError(error.description)
+        }
     }
 
     static let table: [String: OpTable.Compile] = [
         "DequantizeLinear": { n in
             let axis = try n.int("axis", default: 1), blockSize = try n.int("block_size", default: 0)
+            if let z = n.declaredElementType(ofInput: 2), let x = n.declaredElementType(ofInput: 0), z != x {
+                throw n.bad("x_zero_point is \(z.name) but x is \(x.name): a zero point has its data's type")
+            }
+            // The output has the scale's type: float16 and bfloat16 results are rounded to it.
+            let outputRounding = IntegerOps.scaleRounding(n.declaredElementType(ofInput: 1))
+            let rounds = n.declaredElementType(ofInput: 1).map { $0 == .float16 || $0 == .bfloat16 } ?? false
             return { i, c in
                 let x = try i.required(0, "x"), scale = try castTensor(try i.required(1, "x_scale"), to: .float, c)
                 let zero = try i[2].map { try castTensor($0, to: .float, c) }
-                let layout = try ParameterLayout(x: x, parameter: scale, axis: axis, blockSize: blockSize)
+                let layout = try QuantizeOps.layout(x: x, parameter: scale, axis: axis, blockSize: blockSize)
                 try checkZeroPoint(zero, "x_zero_point", against: scale, "x_scale")
                 let values = try castTensor(x, to: .float, c)
                 let y = try c.alloc(.float, x.shape)
-                let v = values.pointer(Float.self), s = scale.pointer(Float.self), z = zero?.pointer(Float.self), d = y.mutable(Float.self)
-                for k in 0..<x.count {
-                    let p = layout.index(k)
-                    d[k] = (v[k] - (z?[p] ?? 0)) * s[p]
-                }
+                let v = values.pointer(Float.self), d = y.mutable(Float.self)
+                Dequantization.apply(layout, count: x.count, x: { v[$0] }, scale: scale.pointer(Float.self), zero: zero?.pointer(Float.self), into: d)
+                if rounds { for k in 0..<x.count { d[k] = outputRounding(d[k]) } }
                 return [y]
             }
         },
@@ -101,7 +73,7 @@ enum QuantizeOps {
             return { i, c in
                 let x = try i.float(0, "x"), scale = try castTensor(try i.required(1, "y_scale"), to: .float, c)
                 let zero = try i[2].map { try castTensor($0, to: .float, c) }
-                let layout = try ParameterLayout(x: x, parameter: scale, axis: axis, blockSize: blockSize)
+                let layout = try QuantizeOps.layout(x: x, parameter: scale, axis: axis, blockSize: blockSize)
                 try checkZeroPoint(zero, "y_zero_point", against: scale, "y_scale")
                 let y = try c.alloc(format == nil ? .int32 : .float, x.shape)
                 let v = x.pointer(Float.self), s = scale.pointer(Float.self), z = zero?.pointer(Float.self)

@@ -25,6 +25,19 @@ func broadcastShapes(_ a: [Int], _ b: [Int]) throws -> [Int] {
     return out
 }
 
+/// The element offsets (in batch items) of batch item `index` of `batch` in two operands read
+/// with broadcast strides `sa` and `sb` (numpy.matmul's batch dimensions).
+func batchOffsets(_ index: Int, batch: [Int], _ sa: [Int], _ sb: [Int]) -> (Int, Int) {
+    var rest = index, oa = 0, ob = 0
+    for d in stride(from: batch.count - 1, through: 0, by: -1) {
+        let q = rest % batch[d]
+        rest /= batch[d]
+        oa += q * sa[d]
+        ob += q * sb[d]
+    }
+    return (oa, ob)
+}
+
 /// Strides that read `shape` as if it had `outShape` (0 along broadcast dimensions).
 func broadcastStrides(_ shape: [Int], to outShape: [Int]) -> [Int] {
     let r = outShape.count

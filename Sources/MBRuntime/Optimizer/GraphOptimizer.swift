@@ -96,7 +96,10 @@ struct OptimizerGraph {
         if name.isEmpty { return nil }
         if let t = known[name] { return t }
         guard let ir = initializers[name] else { return nil }
-        if case .binarized = ir.storage { return nil }
+        switch ir.storage {
+        case .binarized, .quantized: return nil
+        case .dense, .strings: break
+        }
         guard let t = try? TensorConversion.tensor(from: ir, maxBytes: compiler.options.maxTensorBytes) else { return nil }
         known[name] = t
         return t

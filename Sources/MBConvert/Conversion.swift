@@ -18,6 +18,9 @@ public enum Conversion {
         public var calibrate: String?
         /// Worker threads for binarization (default: every core).
         public var threads = ProcessInfo.processInfo.activeProcessorCount
+        /// Working memory the tensors in flight may use (`MemoryBudget`; nil: half of physical
+        /// memory). Conversions without calibration inputs stream tensor by tensor within it.
+        public var maxMemory: Int?
         /// Calibration entries per run (`--calibrate-batch`): nil runs them all as one batch;
         /// fewer than there are streams them (`Calibration.calibrateStreamed`, same corrections).
         public var calibrationBatch: Int?
@@ -29,12 +32,15 @@ public enum Conversion {
         }
     }
 
-    /// Progress events for a progress bar: a tensor finished (`done` of `total`, its stored bytes).
+    /// Progress events for a progress bar: a tensor finished (`done` of `total`, its stored
+    /// bytes), and the source bytes of the planned tensors done so far of their total.
     public struct Progress: Sendable {
         public var done: Int
         public var total: Int
         public var tensor: String
         public var bytes: Int
+        public var sourceBytesDone = 0
+        public var sourceBytesTotal = 0
     }
 
     /// The default output path: the model's path with `.mbm` instead of `.onnx`.
@@ -86,6 +92,16 @@ public enum Conversion {
             allocation = try Sensitivity.allocate(&prepared, target: target, inputs: inputs, threads: options.threads)
             allocationSeconds = Date().timeIntervalSince(start)
         }
+        let fitsOutput = prepared.plans.contains { plan in
+            if case .binarize(let b) = plan.decision.action { return b.fit == .output }
+            return false
+        }
+        if calibrationInputs == nil && !fitsOutput {
+            return try Conversion.streamed(prepared, model: modelPath, policy: policyPath, policyBytes: policyBytes, output: outputPath,
+                                           options: options, progress: progress, started: started, allocation: allocation, allocationSeconds: allocationSeconds)
+        }
+        // Calibration and output-aware fits run the float and binarized models on the inputs,
+        // so every layer is binarized and held before the file is written.
         var layers = try binarize(prepared, threads: options.threads, progress: progress)
         var graph = prepared.graph
         for outcome in layers { graph.constants[prepared.constantIndex[outcome.name]!] = outcome.tensor }
@@ -93,10 +109,6 @@ public enum Conversion {
         var corrections: [Calibration.LayerCorrection]?
         var storedCorrections: [Calibration.StoredCorrection]?
         var calibrationSeconds: Double?
-        let fitsOutput = prepared.plans.contains { plan in
-            if case .binarize(let b) = plan.decision.action { return b.fit == .output }
-            return false
-        }
         if fitsOutput {
             // Output-aware binarization: the layers are refitted in graph order, calibrated as they go.
             guard let inputs = calibrationInputs else {
@@ -144,6 +156,54 @@ public enum Conversion {
         report.calibrationSeconds = calibrationSeconds
         report.allocation = allocation
         report.allocationSeconds = allocationSeconds
+        let (metadata, recordBytes) = metadataEntries(report, prepared: prepared, model: modelPath, policy: policyPath, policyBytes: policyBytes,
+                                                      storedCorrections: storedCorrections)
+        let summary: MBMWriter.Summary
+        do {
+            summary = try MBMWriter().write(model: irModel, metadata: metadata, to: outputPath)
+        } catch {
+            throw ConversionError(error)
+        }
+        report.finish(summary: summary, seconds: Date().timeIntervalSince(started))
+        report.totals?.calibrationRecordBytes = recordBytes
+        return report
+    }
+
+    /// The conversion without calibration inputs: tensors converted and written one by one
+    /// within the memory budget (`stream`), the graph encoded from the unconverted constants
+    /// (GRPH refers to tensors by index only, so it is the same), metadata last.
+    static func streamed(
+        _ prepared: Prepared, model modelPath: String, policy policyPath: String, policyBytes: [UInt8], output outputPath: String,
+        options: Options, progress: (@Sendable (Progress) -> Void)?, started: Date,
+        allocation: [Sensitivity.Layer]?, allocationSeconds: Double?
+    ) throws -> ConversionReport {
+        let graph = ActivationAttributes.apply(prepared.plans, to: prepared.graph)
+        let (graphBytes, tensors) = MBMWriter.encodeGraph(IRModel(graph: graph, opsets: prepared.opsets))
+        let writer: MBMWriter.Stream
+        do { writer = try MBMWriter.Stream(path: outputPath) } catch { throw ConversionError(error) }
+        let rows = try stream(prepared, tensors: tensors, into: writer, budget: options.maxMemory ?? MemoryBudget.defaultBytes,
+                              threads: options.threads, progress: progress)
+        var report = ConversionReport(model: modelPath, policy: policyPath, output: outputPath, onnxBytes: prepared.sourceBytes,
+                                      layers: rows, warnings: prepared.warnings)
+        report.allocation = allocation
+        report.allocationSeconds = allocationSeconds
+        let (metadata, _) = metadataEntries(report, prepared: prepared, model: modelPath, policy: policyPath, policyBytes: policyBytes,
+                                            storedCorrections: nil)
+        let summary: MBMWriter.Summary
+        do {
+            summary = try writer.finish(graph: graphBytes, metadata: metadata)
+        } catch {
+            throw ConversionError(error)
+        }
+        report.finish(summary: summary, seconds: Date().timeIntervalSince(started))
+        return report
+    }
+
+    /// The META entries of a converted model.
+    static func metadataEntries(
+        _ report: ConversionReport, prepared: Prepared, model modelPath: String, policy policyPath: String, policyBytes: [UInt8],
+        storedCorrections: [Calibration.StoredCorrection]?
+    ) -> (entries: [MetadataEntry], recordBytes: Int?) {
         var metadata: [MetadataEntry] = [
             MetadataEntry(MetadataKey.producer, .string("mbconvert")),
             MetadataEntry(MetadataKey.producerVersion, .string(MBConvertInfo.version)),
@@ -162,15 +222,7 @@ public enum Conversion {
             recordBytes = record.count
             metadata.append(MetadataEntry(CalibrationRecord.key, .bytes(record)))
         }
-        let summary: MBMWriter.Summary
-        do {
-            summary = try MBMWriter().write(model: irModel, metadata: metadata, to: outputPath)
-        } catch {
-            throw ConversionError(error)
-        }
-        report.finish(summary: summary, seconds: Date().timeIntervalSince(started))
-        report.totals?.calibrationRecordBytes = recordBytes
-        return report
+        return (metadata, recordBytes)
     }
 
     /// Everything decided before binarizing: the folded graph and each tensor's plan.
@@ -221,6 +273,9 @@ public enum Conversion {
         // quantized weight (DequantizeLinear of integer constants) no rule names stays as it is.
         let keeping = quantizedWeightsKept(discovery, plans)
         let graph = prune(try ConstantFolding.fold(discovery.graph, keeping: keeping))
+        // Discovery and target spreads read the weights; give their pages back (the mapping
+        // stays, tensors are read again one at a time).
+        for c in graph.constants { if case .dense(let bytes) = c.storage { bytes.releaseResidentPages() } }
         let constantIndex = Dictionary(graph.constants.enumerated().map { ($0.element.name, $0.offset) }, uniquingKeysWith: { a, _ in a })
         return Prepared(graph: graph, opsets: model.irOpsets, plans: plans.filter { constantIndex[$0.tensor.name] != nil }, policy: policy,
                         constantIndex: constantIndex, warnings: unused.map(\.description), discovery: discovery, sourceHash: sha, sourceBytes: mapping.count)
@@ -236,6 +291,7 @@ public enum Conversion {
         let constants = prepared.graph.constants
         let index = prepared.constantIndex
         let policy = prepared.policy
+        let sourceTotal = jobs.reduce(0) { $0 + constants[index[$1.tensor.name]!].sourceByteCount }
         DispatchQueue.concurrentPerform(iterations: workers) { worker in
             var j = worker
             while j < jobs.count {
@@ -244,7 +300,9 @@ public enum Conversion {
                 results.set(j, outcome)
                 if let progress {
                     let bytes = (try? outcome.get().storedBytes) ?? 0
-                    progress(Progress(done: counter.increment(), total: jobs.count, tensor: job.tensor.name, bytes: bytes))
+                    let (done, sourceDone) = counter.increment(sourceBytes: (try? outcome.get().sourceBytes) ?? 0)
+                    progress(Progress(done: done, total: jobs.count, tensor: job.tensor.name, bytes: bytes,
+                                      sourceBytesDone: sourceDone, sourceBytesTotal: sourceTotal))
                 }
                 j += workers
             }
@@ -294,19 +352,21 @@ public enum Conversion {
         var row = ConversionReport.Layer(name: name, op: plan.tensor.consumers.first?.opType ?? "",
                                          node: plan.tensor.consumers.first?.name ?? "", shape: constant.shape,
                                          rule: policy.describe(plan.decision.source))
-        let values = try floatValues(of: constant)
         row.sourceElementType = constant.elementType.name
+        if case .keep(let type) = plan.decision.action, passesThrough(constant, keep: type) {
+            // float32 kept float32: the stored bytes are the source bytes (no float copy).
+            let tensor = IRTensor(name: name, elementType: .float, shape: constant.shape, storage: constant.storage)
+            return LayerOutcome(name: name, tensor: tensor, row: keptRow(row, type, elements: constant.elementCount), sourceBytes: constant.sourceByteCount)
+        }
+        let values = try floatValues(of: constant)
+        // The float copy is what is worked on from here: the source's pages can go.
+        if case .dense(let bytes) = constant.storage { bytes.releaseResidentPages() }
         switch plan.decision.action {
         case .keep(let type):
             guard let tensor = IRTensor(name: name, shape: constant.shape, floats: values, as: type) else {
                 throw ConversionError("tensor '\(name)': keep \(type.name) is not a type weights can be stored in")
             }
-            let bits = type.traits.bitsPerElement
-            row.encoding = "keep \(Policy.keepName(type))"
-            row.storedBytes = bits / 8 * values.count
-            row.bitsPerWeight = Double(bits)
-            row.averageBits = Double(bits)
-            return LayerOutcome(name: name, tensor: tensor, row: row)
+            return LayerOutcome(name: name, tensor: tensor, row: keptRow(row, type, elements: values.count), sourceBytes: constant.sourceByteCount)
         case .quantize(let q):
             let input = try FloatTensor(name: name, shape: constant.shape, values: values)
             let (axis, perGroup, _) = plan.quantizationGroups(q.spec)
@@ -325,7 +385,8 @@ public enum Conversion {
             row.normalizedError = stats.normalizedError
             row.sqnrDB = stats.sqnrDB
             row.maxAbsError = stats.maxAbsError
-            return LayerOutcome(name: name, tensor: IRTensor(name: name, elementType: .float, shape: constant.shape, storage: .quantized(quantized)), row: row)
+            return LayerOutcome(name: name, tensor: IRTensor(name: name, elementType: .float, shape: constant.shape, storage: .quantized(quantized)), row: row,
+                                sourceBytes: constant.sourceByteCount)
         case .binarize(let b):
             guard let mix = plan.mix else { throw ConversionError("tensor '\(name)': no bit mix was resolved") }
             let scale = ScaleMode(b.scale, channelAxis: plan.tensor.outputAxis ?? 0)
@@ -358,8 +419,19 @@ public enum Conversion {
             row.normalizedError = stats.normalizedError
             row.sqnrDB = stats.sqnrDB
             row.maxAbsError = stats.maxAbsError
-            return LayerOutcome(name: name, tensor: tensor, row: row)
+            return LayerOutcome(name: name, tensor: tensor, row: row, sourceBytes: constant.sourceByteCount)
         }
+    }
+
+    /// The report row of a tensor kept as `type`.
+    static func keptRow(_ row: ConversionReport.Layer, _ type: ElementType, elements: Int) -> ConversionReport.Layer {
+        var row = row
+        let bits = type.traits.bitsPerElement
+        row.encoding = "keep \(Policy.keepName(type))"
+        row.storedBytes = bits / 8 * elements
+        row.bitsPerWeight = Double(bits)
+        row.averageBits = Double(bits)
+        return row
     }
 
     /// The named `refit:` extras on top of HBB.md's scales (`.off` leaves them as they are).
@@ -444,6 +516,8 @@ public enum Conversion {
         var name: String
         var tensor: IRTensor
         var row: ConversionReport.Layer
+        /// Bytes of the source tensor (for progress).
+        var sourceBytes = 0
         var storedBytes: Int { row.storedBytes }
     }
 }
@@ -460,7 +534,16 @@ final class BackgroundHash: @unchecked Sendable {
     init(_ storage: ByteStorage) {
         group.enter()
         DispatchQueue.global(qos: .userInitiated).async {
-            self.result = storage.withBuffer { SHA256.hash($0) }
+            // In 8 MiB pieces whose pages are released once hashed: a big embedded model is
+            // not held resident just to be fingerprinted.
+            var sha = SHA256()
+            let piece = 8 << 20
+            for start in stride(from: 0, to: storage.count, by: piece) {
+                let slice = ByteSlice(storage: storage, offset: start, count: min(piece, storage.count - start))
+                slice.withBytes { sha.update($0) }
+                slice.releaseResidentPages()
+            }
+            self.result = sha.finalize()
             self.group.leave()
         }
     }
@@ -482,6 +565,21 @@ final class ResultSlots<T>: @unchecked Sendable {
 
 final class ProgressCounter: @unchecked Sendable {
     private var value = 0
+    private var bytes = 0
     private let lock = NSLock()
-    func increment() -> Int { lock.lock(); defer { lock.unlock() }; value += 1; return value }
+    func increment(sourceBytes: Int = 0) -> (done: Int, sourceBytes: Int) {
+        lock.lock()
+        defer { lock.unlock() }
+        value += 1
+        bytes += sourceBytes
+        return (value, bytes)
+    }
+}
+
+extension IRTensor {
+    /// Bytes of the tensor's source storage (dense bytes; 0 for other storage).
+    var sourceByteCount: Int {
+        if case .dense(let bytes) = storage { return bytes.count }
+        return 0
+    }
 }

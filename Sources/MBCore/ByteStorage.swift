@@ -52,6 +52,12 @@ public final class ByteStorage: @unchecked Sendable {
         }
     }
 
+    /// Whether the bytes are a read-only memory map of a file (`FileMapping.map`).
+    public var isFileMapping: Bool {
+        if case .mapping = owner { return true }
+        return false
+    }
+
     /// The bytes. Only valid while this storage is alive: prefer `withBuffer` unless you keep a
     /// reference to the storage for as long as you use the pointer.
     public var buffer: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
@@ -93,6 +99,22 @@ public struct ByteSlice: @unchecked Sendable {
     }
 
     public var bytes: [UInt8] { withBytes { Array($0) } }
+
+    /// Whether the bytes are a read-only memory map of a file.
+    public var isFileMapping: Bool { storage.isFileMapping }
+
+    /// Takes this range's pages of a file mapping out of the process's resident memory (the
+    /// kernel reads them again from the file, or its page cache, if they are touched later).
+    /// Does nothing for other storage, whose pages hold the only copy of the bytes. Used when
+    /// streaming through a large model, so resident memory follows the tensor being worked on.
+    public func releaseResidentPages() {
+        guard storage.isFileMapping, count > 0, let base = storage.base else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        // The mapping starts on a page; round outward (neighbours' pages are only re-read).
+        let start = offset / page * page
+        let end = min(storage.count, (offset + count + page - 1) / page * page)
+        _ = madvise(UnsafeMutableRawPointer(mutating: base + start), end - start, Int32(MADV_DONTNEED))
+    }
 }
 
 /// A read-only memory map of a whole file.

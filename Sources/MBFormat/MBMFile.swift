@@ -154,7 +154,16 @@ struct MBMReader {
         }
         if options.verifyChecksums {
             for s in sections where knownTags.contains(s.tag) {
-                let crc = CRC32.checksum(UnsafeRawBufferPointer(rebasing: bytes[s.offset..<(s.offset + s.length)]))
+                // In 64 MiB pieces whose pages of a mapped file are released once checked:
+                // opening a large file does not leave it all resident (tensors' pages come back
+                // as they are read).
+                var check = CRC32()
+                for start in stride(from: s.offset, to: s.offset + s.length, by: 64 << 20) {
+                    let piece = ByteSlice(storage: mapping, offset: start, count: min(64 << 20, s.offset + s.length - start))
+                    piece.withBytes { check.update($0) }
+                    piece.releaseResidentPages()
+                }
+                let crc = check.value
                 guard crc == s.crc else {
                     throw fail(.checksum, "section \(s.tag)", "CRC-32 mismatch (stored \(hex(s.crc)), computed \(hex(crc)))")
                 }

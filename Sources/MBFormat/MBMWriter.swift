@@ -29,46 +29,123 @@ public struct MBMWriter: Sendable {
 
     /// Stores every IR constant as it is held: dense as raw, strings, packed tensors binarized.
     public func write(model: IRModel, metadata: [MetadataEntry], to path: String) throws(MBMError) -> Summary {
-        var irTensors: [IRTensor] = []
-        let graphBytes = GraphCodec.encode(model, tensors: &irTensors)
-        var stored: [StoredTensor] = []
-        for t in irTensors {
-            let payload: StoredPayload
-            switch t.storage {
-            case .dense(let bytes): payload = .raw(bytes)
-            case .strings(let list): payload = .strings(list)
-            case .binarized(let b): payload = .binarized(b)
-            case .quantized(let q): payload = .quantized(q)
-            }
-            stored.append(StoredTensor(name: t.name, elementType: t.elementType, shape: t.shape, payload: payload))
-        }
-        return try write(graph: graphBytes, tensors: stored, metadata: metadata, to: path)
+        let (graphBytes, irTensors) = MBMWriter.encodeGraph(model)
+        return try write(graph: graphBytes, tensors: irTensors.map(MBMWriter.stored), metadata: metadata, to: path)
     }
 
     func write(graph: [UInt8], tensors: [StoredTensor], metadata: [MetadataEntry], to path: String) throws(MBMError) -> Summary {
-        // Payloads and the directory (offsets relative to the DATA section).
-        var encoded: [PayloadCodec.Encoded] = []
-        var directory = ByteWriter()
-        directory.u32(UInt32(tensors.count))
-        var dataLength = 0
-        var offsets: [Int] = []
-        for t in tensors {
+        let stream = try Stream(path: path)
+        for t in tensors { try stream.append(t) }
+        return try stream.finish(graph: graph, metadata: metadata)
+    }
+
+    /// The GRPH section of `model` and its constants in the order the tensor directory lists
+    /// them (a streaming writer appends them in this order).
+    public static func encodeGraph(_ model: IRModel) -> (graph: [UInt8], tensors: [IRTensor]) {
+        var tensors: [IRTensor] = []
+        let bytes = GraphCodec.encode(model, tensors: &tensors)
+        return (bytes, tensors)
+    }
+
+    /// An IR constant as the writer stores it.
+    public static func stored(_ t: IRTensor) -> StoredTensor {
+        let payload: StoredPayload
+        switch t.storage {
+        case .dense(let bytes): payload = .raw(bytes)
+        case .strings(let list): payload = .strings(list)
+        case .binarized(let b): payload = .binarized(b)
+        case .quantized(let q): payload = .quantized(q)
+        }
+        return StoredTensor(name: t.name, elementType: t.elementType, shape: t.shape, payload: payload)
+    }
+
+    /// An `.mbm` written as its tensors arrive, so no more than one payload is held at a time.
+    /// The layout puts META, GRPH and the tensor directory before DATA and the directory needs
+    /// every payload's length, so `append` encodes each payload into an unnamed scratch file
+    /// beside the destination (its CRC computed on the way) and keeps only its directory entry;
+    /// `finish` writes the sections in order, copies DATA from the scratch file and puts the
+    /// file in place as `MBMWriter` describes. The bytes are those `write` makes for the same
+    /// tensors (`write` is this class). On any failure nothing is left behind. One caller at a
+    /// time: concurrent producers must take turns appending.
+    public final class Stream: @unchecked Sendable {
+        let path: String
+        private let scratch: Int32
+        private var data: OutputFile
+        private var crc = CRC32()
+        private var directory = ByteWriter()
+        private var count = 0
+        private var summaries: [(name: String, encoding: TensorEncoding, bytes: Int, maskBytes: Int)] = []
+
+        /// Payload bytes appended so far (DATA's length, with alignment padding).
+        public var dataBytes: Int { data.position }
+
+        public init(path: String) throws(MBMError) {
+            self.path = path
+            var fd = MBMWriter.openAnonymous(inFolderOf: path, readable: true)
+            if fd < 0 {
+                // No O_TMPFILE here: a named file, unlinked at once (it lives while open).
+                let name = MBMWriter.partialPath(for: path, pid: getpid()) + ".data"
+                fd = open(name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+                if fd >= 0 { unlink(name) }
+            }
+            guard fd >= 0 else {
+                throw MBMError(.writeFailed, file: path, "cannot create a scratch file for the tensor data: \(String(cString: strerror(errno)))")
+            }
+            scratch = fd
+            data = OutputFile(fd: fd)
+        }
+
+        deinit { close(scratch) }
+
+        private func check() throws(MBMError) {
+            if data.error != 0 { throw MBMError(.writeFailed, file: path, "cannot write: \(String(cString: strerror(data.error)))") }
+        }
+
+        /// Encodes `t`'s payload and appends it to DATA; the payload is not kept.
+        public func append(_ t: StoredTensor) throws(MBMError) {
             let e = try PayloadCodec.encode(t)
-            dataLength = (dataLength + MBMLayout.alignment - 1) / MBMLayout.alignment * MBMLayout.alignment
-            offsets.append(dataLength)
+            let pad = (MBMLayout.alignment - data.position % MBMLayout.alignment) % MBMLayout.alignment
+            let zeros = [UInt8](repeating: 0, count: pad)
+            zeros.withUnsafeBytes { crc.update($0); data.write($0) }
+            let offset = data.position
+            if let raw = e.rawSlice {
+                raw.withBytes { crc.update($0); data.write($0) }
+            } else {
+                e.payload.withUnsafeBytes { crc.update($0); data.write($0) }
+            }
+            try check()
             directory.string(t.name)
             directory.i32(t.elementType.rawValue)
             directory.u32(UInt32(t.shape.count))
             for d in t.shape { directory.i64(Int64(d)) }
             directory.u8(t.payload.encoding.rawValue)
             directory.raw([0, 0, 0])
-            directory.u64(UInt64(dataLength))
+            directory.u64(UInt64(offset))
             directory.u64(UInt64(e.length))
             directory.raw(e.descriptor)
-            dataLength += e.length
-            encoded.append(e)
+            count += 1
+            summaries.append((t.name, t.payload.encoding, e.length, e.maskBytes))
         }
 
+        /// Writes the file (header, META, GRPH, TDIR, DATA, section table) and links it in place.
+        public func finish(graph: [UInt8], metadata: [MetadataEntry]) throws(MBMError) -> Summary {
+            data.flush()
+            try check()
+            let dataLength = data.position
+            var tdir = ByteWriter()
+            tdir.u32(UInt32(count))
+            tdir.raw(directory.bytes)
+            return try MBMWriter.writeFile(to: path, metadata: MetadataCodec.encode(metadata), graph: graph, directory: tdir.bytes,
+                                           data: (scratch, dataLength, crc.value), tensors: summaries)
+        }
+    }
+
+    /// Writes the sections around DATA, which is copied from `data.fd` (its first `length`
+    /// bytes, CRC already known), then names the file as the type's comment describes.
+    static func writeFile(
+        to path: String, metadata: [UInt8], graph: [UInt8], directory: [UInt8], data: (fd: Int32, length: Int, crc: UInt32),
+        tensors summaries: [(name: String, encoding: TensorEncoding, bytes: Int, maskBytes: Int)]
+    ) throws(MBMError) -> Summary {
         MBMWriter.removeStalePartialFiles(for: path)
         let temporary = MBMWriter.partialPath(for: path, pid: getpid())
         var anonymous = true
@@ -97,27 +174,14 @@ public struct MBMWriter: Sendable {
             bytes.withUnsafeBytes { file.write($0) }
             sections.append(SectionEntry(tag: tag, flags: SectionEntry.flagRequired, offset: offset, length: bytes.count, crc: crc))
         }
-        section(.metadata, MetadataCodec.encode(metadata))
+        section(.metadata, metadata)
         section(.graph, graph)
-        section(.tensorDirectory, directory.bytes)
+        section(.tensorDirectory, directory)
 
         file.alignTo(MBMLayout.alignment)
         let dataStart = file.position
-        var crc = CRC32()
-        var summaries: [(name: String, encoding: TensorEncoding, bytes: Int, maskBytes: Int)] = []
-        for (i, e) in encoded.enumerated() {
-            let pad = dataStart + offsets[i] - file.position
-            let zeros = [UInt8](repeating: 0, count: pad)
-            zeros.withUnsafeBytes { crc.update($0); file.write($0) }
-            if let raw = e.rawSlice {
-                raw.withBytes { crc.update($0); file.write($0) }
-            } else {
-                e.payload.withUnsafeBytes { crc.update($0); file.write($0) }
-            }
-            summaries.append((tensors[i].name, tensors[i].payload.encoding, e.length, e.maskBytes))
-        }
-        sections.append(SectionEntry(tag: .data, flags: SectionEntry.flagRequired, offset: dataStart,
-                                     length: file.position - dataStart, crc: crc.value))
+        try file.copy(from: data.fd, count: data.length, file: path)
+        sections.append(SectionEntry(tag: .data, flags: SectionEntry.flagRequired, offset: dataStart, length: data.length, crc: data.crc))
         try check()
 
         // Section table, then the header that points at it.
@@ -183,13 +247,13 @@ extension MBMWriter {
 
     /// An unnamed file in the folder of `path` (Linux `O_TMPFILE`), or -1 when the system or
     /// file system cannot make one.
-    static func openAnonymous(inFolderOf path: String) -> Int32 {
+    static func openAnonymous(inFolderOf path: String, readable: Bool = false) -> Int32 {
         #if os(Linux)
         let slash = path.lastIndex(of: "/")
         let folder = slash.map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
         // O_TMPFILE is (__O_TMPFILE | O_DIRECTORY); Glibc does not export the composite macro.
         let tmpfile: Int32 = 0o20_000_000 | O_DIRECTORY
-        return open(folder, tmpfile | O_WRONLY | O_CLOEXEC, 0o644)
+        return open(folder, tmpfile | (readable ? O_RDWR : O_WRONLY) | O_CLOEXEC, readable ? 0o600 : 0o644)
         #else
         return -1
         #endif
@@ -240,6 +304,25 @@ struct OutputFile {
         } else {
             if buffer.count + bytes.count > 1 << 20 { flush() }
             buffer.append(contentsOf: bytes)
+        }
+    }
+
+    /// Appends the first `count` bytes of the file open as `source` (read with pread, 1 MiB at
+    /// a time). A read failure throws; a write failure is remembered like any other.
+    mutating func copy(from source: Int32, count: Int, file path: String) throws(MBMError) {
+        flush()
+        var chunk = [UInt8](repeating: 0, count: min(count, 1 << 20))
+        var done = 0
+        while done < count, error == 0 {
+            let want = min(chunk.count, count - done)
+            let n = chunk.withUnsafeMutableBytes { pread(source, $0.baseAddress, want, off_t(done)) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else {
+                let reason = n < 0 ? String(cString: strerror(errno)) : "it ended early"
+                throw MBMError(.writeFailed, file: path, "cannot read back the scratch file of the tensor data: \(reason)")
+            }
+            chunk.withUnsafeBytes { write(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+            done += n
         }
     }
 

@@ -49,7 +49,7 @@ public struct ONNXReader: Sendable {
         }
         let mapping: ByteStorage
         do { mapping = try FileMapping.map(path: path) } catch { throw ONNXError(.unreadable, file: path, "\(error)") }
-        var model = try mapping.withBuffer { (bytes) throws(ONNXError) in try decode(bytes, file: path) }
+        var model = try decode(mapping, file: path)
         let folder = ONNXReader.folder(of: path)
         var resolver = ExternalDataResolver(modelFile: path, folder: folder)
         try resolver.resolve(&model)
@@ -57,8 +57,18 @@ public struct ONNXReader: Sendable {
         return model
     }
 
+    /// Decodes a mapped file: tensors' raw_data become slices of `mapping` (RawDataInPlace), so
+    /// embedded weights are not copied.
+    func decode(_ mapping: ByteStorage, file: String) throws(ONNXError) -> ONNXModel {
+        try mapping.withBuffer { (bytes) throws(ONNXError) in try decode(bytes, file: file, inPlace: mapping) }
+    }
+
     /// Decodes model bytes (no external data resolution). `file` names the source in errors.
     public func decode(_ bytes: UnsafeRawBufferPointer, file: String) throws(ONNXError) -> ONNXModel {
+        try decode(bytes, file: file, inPlace: nil)
+    }
+
+    private func decode(_ bytes: UnsafeRawBufferPointer, file: String, inPlace mapping: ByteStorage?) throws(ONNXError) -> ONNXModel {
         guard bytes.count < options.maxFileBytes else {
             throw ONNXError(.tooLarge, file: file, "model is \(bytes.count) bytes; protobuf models must stay under 2 GiB")
         }
@@ -68,11 +78,18 @@ public struct ONNXReader: Sendable {
         } catch {
             throw ONNXError(error.isLimit ? .limitExceeded : .malformed, file: file, place: "byte \(error.offset) (\(error.path))", error.message)
         }
-        guard let tree = mb_unpack(mb_model_descriptor(), bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
+        // With a mapping, protobuf-c unpacks a copy without the raw_data payloads (they stay in
+        // the mapping); the copy is freed once decoded.
+        let reduced = mapping.flatMap { RawDataInPlace.reduce($0, descriptor: mb_model_descriptor()) }
+        let unpacked = reduced.map { r in
+            r.bytes.withUnsafeBufferPointer { mb_unpack(mb_model_descriptor(), $0.count, $0.baseAddress) }
+        } ?? mb_unpack(mb_model_descriptor(), bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self))
+        guard let tree = unpacked else {
             throw ONNXError(.malformed, file: file, "protobuf-c could not unpack the model (out of memory, or an encoding its parser rejects)")
         }
         defer { mb_free_unpacked(tree) }
-        let model = ProtobufCDecoder.model(UnsafeMutableRawPointer(tree).bindMemory(to: Onnx__ModelProto.self, capacity: 1))
+        let root = UnsafeMutableRawPointer(tree).bindMemory(to: Onnx__ModelProto.self, capacity: 1)
+        let model = RawDataInPlace.$current.withValue(reduced?.table) { ProtobufCDecoder.model(root) }
         guard model.graph != nil else {
             if bytes.count == 0 { throw ONNXError(.notAModel, file: file, "file is empty") }
             throw ONNXError(.notAModel, file: file, "not an ONNX model: the protobuf has no graph (field 7 of ModelProto)")

@@ -1,8 +1,9 @@
 import CONNXProto
 import MBCore
 
-// protobuf-c tree → Swift values. Everything is copied out except tensors' raw_data, whose
-// malloc'd buffers are adopted (the C tree's pointer is cleared so free_unpacked skips them).
+// protobuf-c tree → Swift values. Everything is copied out except tensors' raw_data: slices of
+// the mapped file when decoding a reduced copy (RawDataInPlace), else protobuf-c's malloc'd
+// buffers, adopted (the C tree's pointer is cleared so free_unpacked skips them).
 // The caller frees the tree right after decoding.
 
 @inline(__always)
@@ -210,7 +211,10 @@ enum ProtobufCDecoder {
         out.name = text(c.name)
         out.docString = text(c.doc_string)
         if c.has_raw_data != 0 {
-            if c.raw_data.len > 0, let data = c.raw_data.data {
+            if c.raw_data.len > 0, let data = c.raw_data.data, let inPlace = RawDataInPlace.current {
+                // Decoding a reduced copy: the payload is an index into the mapped file.
+                out.rawData = inPlace.slice(forIndex: UnsafeRawBufferPointer(start: data, count: c.raw_data.len))
+            } else if c.raw_data.len > 0, let data = c.raw_data.data {
                 // Adopt protobuf-c's malloc'd copy instead of copying it again.
                 out.rawData = ByteSlice(storage: ByteStorage(base: UnsafeRawPointer(data), count: c.raw_data.len, owner: .malloc))
                 m.pointee.raw_data.data = nil

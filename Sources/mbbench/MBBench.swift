@@ -22,6 +22,7 @@ struct MBBench: ParsableCommand {
             FrontierBench.self,
             MaskEntropyBench.self,
             SweepAverageBench.self,
+            LargeModelCommand.self,
         ]
     )
 }

@@ -53,10 +53,18 @@ struct ConvertCommand: ParsableCommand {
                                valueName: "n"))
     var calibrateBatch: Int?
 
+    @Option(help: ArgumentHelp("Memory for the tensors being converted: bytes, or a size with K, M, G or T (default: half of physical memory).",
+                               discussion: "Tensors are read through the memory map, converted and written one at a time (as many in parallel as fit). A budget below what the largest tensor needs is an error that names the tensor and the size it needs. Conversions with --calibrate hold every layer.",
+                               valueName: "size"))
+    var maxMemory: String?
+
     func validate() throws {
         if let threads, threads < 1 { throw ValidationError("--threads must be >= 1") }
         if let calibrateBatch, calibrateBatch < 1 { throw ValidationError("--calibrate-batch must be >= 1") }
         if calibrateBatch != nil, calibrate == nil { throw ValidationError("--calibrate-batch needs --calibrate PATH") }
+        if let maxMemory, MemoryBudget.parse(maxMemory) == nil {
+            throw ValidationError("--max-memory '\(maxMemory)' is not a size (examples: 2G, 512M, 1500000000)")
+        }
     }
 
     func run() throws {
@@ -67,14 +75,17 @@ struct ConvertCommand: ParsableCommand {
         if let threads { options.threads = threads }
         let meter = ProgressMeter(label: "calibrating", style: .forStream(quiet: quiet), unit: nil)
         options.calibrationProgress = { meter.update(done: $0.done, total: $0.total, detail: "pass \($0.pass) of \($0.passes)") }
-        let bar = (!quiet && isatty(STDERR_FILENO) == 1) ? ProgressBar() : nil
+        options.maxMemory = maxMemory.flatMap(MemoryBudget.parse)
+        // Source bytes done of the total with an ETA, on a terminal only (MBTools' ProgressMeter).
+        let bar = ProgressMeter(label: "converting", style: !quiet && isatty(STDERR_FILENO) == 1 ? .terminal : .silent, unit: formatBytes)
         InterruptCleanup.install(removingPartialFilesFor: out)
-        var progress: (@Sendable (Conversion.Progress) -> Void)?
-        if let bar { progress = { bar.update($0) } }
+        let progress: @Sendable (Conversion.Progress) -> Void = { p in
+            bar.update(done: p.sourceBytesDone, total: p.sourceBytesTotal, detail: "\(p.done)/\(p.total) tensors  \(p.tensor)")
+        }
         let report = try CLIErrors.reporting {
             try Conversion.run(model: model, policy: policy, output: out, options: options, progress: progress)
         }
-        bar?.finish()
+        bar.finish()
         meter.finish()
         if let json {
             try Inspect.json(report).write(toFile: json, atomically: true, encoding: .utf8)
@@ -83,27 +94,6 @@ struct ConvertCommand: ParsableCommand {
             try CLIErrors.reporting { try HTMLReport.write(.init(conversion: report, storage: try StorageBreakdown.read(path: out)), to: path) }
         }
         if !quiet { print(report.renderText(), terminator: "") }
-    }
-}
-
-/// A one-line progress bar on stderr (only on a terminal).
-final class ProgressBar: @unchecked Sendable {
-    private let lock = NSLock()
-    private var bytes = 0
-
-    func update(_ p: Conversion.Progress) {
-        lock.lock()
-        defer { lock.unlock() }
-        bytes += p.bytes
-        let width = 30
-        let filled = p.total == 0 ? width : p.done * width / p.total
-        let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
-        let name = p.tensor.count > 32 ? String(p.tensor.prefix(29)) + "..." : p.tensor
-        FileHandle.standardError.write(Data("\r[\(bar)] \(p.done)/\(p.total) \(formatBytes(bytes))  \(name)\u{1B}[K".utf8))
-    }
-
-    func finish() {
-        FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
     }
 }
 

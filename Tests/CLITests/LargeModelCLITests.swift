@@ -1,0 +1,89 @@
+import Foundation
+import TestSupport
+import Testing
+
+/// Conversion within a memory budget, on a seeded external-data model (`mbbench large-model`,
+/// MBTools' `LargeModel`: small here so the suite stays fast, 6 GB for the measurement): the
+/// output is the same at any budget, a budget below the largest tensor's need is refused by
+/// name, and broken external data or a full disk leave no output behind.
+@Suite(.serialized) struct LargeModelCLITests {
+    let dir: URL
+    let policy: URL
+    /// Writes 6 layers of 128x128 (64 KiB weights each; 4 x 128 x 129 bytes a layer with the
+    /// bias): two weights in files of their own, the rest in one file at offsets.
+    func writeModel() throws -> String {
+        let r = try CLI.run(["large-model", "--size", "\(6 * 4 * 128 * 129)", "--width", "128", "--separate-files", "2",
+                             "--seed", "7", "--out", dir.path], product: "mbbench")
+        #expect(r.status == 0, "\(r)")
+        return dir.appendingPathComponent("large.onnx").path
+    }
+
+    init() throws {
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("mbconvert-large-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        policy = SharedFixtures.repositoryRoot.appendingPathComponent("Examples/policies/alexnet-paper.txt")
+    }
+
+    func files() throws -> [String] {
+        try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted()
+    }
+
+    @Test func aSmallBudgetGivesTheSameFileAndItVerifies() throws {
+        let onnx = try writeModel()
+        let roomy = dir.appendingPathComponent("roomy.mbm").path, tight = dir.appendingPathComponent("tight.mbm").path
+        // 128 x 128 binarized needs 64 KiB of source plus 16 bytes per element: 320 KiB.
+        let a = try CLI.run([onnx, policy.path, "-o", roomy, "--quiet"])
+        #expect(a.status == 0, "\(a)")
+        let b = try CLI.run([onnx, policy.path, "-o", tight, "--quiet", "--max-memory", "320K", "--threads", "2"])
+        #expect(b.status == 0, "\(b)")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: roomy)) == Data(contentsOf: URL(fileURLWithPath: tight)))
+        let v = try CLI.run(["verify", onnx, tight])
+        #expect(v.status == 0, "\(v)")
+    }
+
+    @Test func aBudgetBelowTheLargestTensorNamesItAndTheSizeNeeded() throws {
+        let onnx = try writeModel()
+        let out = dir.appendingPathComponent("out.mbm").path
+        let r = try CLI.run([onnx, policy.path, "-o", out, "--max-memory", "100K"])
+        #expect(r.status != 0)
+        #expect(r.stderr.contains("tensor 'w0' needs 320K to binarize its 16384 elements, more than the memory budget of 100K; pass --max-memory 320K or more"), "\(r)")
+        #expect(r.stderr.contains("--max-memory"), "\(r)")
+        #expect(r.stderr.split(separator: "\n").count == 1, "\(r)")
+        #expect(!FileManager.default.fileExists(atPath: out))
+    }
+
+    @Test func anExternalFileShorterThanItsOffsetsIsRefusedByName() throws {
+        let onnx = try writeModel()
+        let shared = dir.appendingPathComponent("large.shared.bin")
+        let size = try FileManager.default.attributesOfItem(atPath: shared.path)[.size] as! Int
+        let handle = try FileHandle(forWritingTo: shared)
+        try handle.truncate(atOffset: UInt64(size - 4096))
+        try handle.close()
+        let out = dir.appendingPathComponent("out.mbm").path
+        let r = try CLI.run([onnx, policy.path, "-o", out])
+        #expect(r.status != 0)
+        #expect(r.stderr.contains("large.onnx"), "\(r)")
+        #expect(r.stderr.contains("large.shared.bin"), "\(r)")
+        #expect(r.stderr.contains("past the end of the file"), "\(r)")
+        #expect(r.stderr.split(separator: "\n").count == 1, "\(r)")
+        #expect(!FileManager.default.fileExists(atPath: out))
+    }
+
+    @Test func aFullDiskMidWriteLeavesNoOutput() throws {
+        // The file-size limit (RLIMIT_FSIZE; bash's ulimit -f counts 1 KiB blocks: 128 KiB) stops
+        // the scratch data file mid-way, as a full disk would; SIGXFSZ is ignored so write fails.
+        let onnx = try writeModel()
+        let out = dir.appendingPathComponent("out.mbm").path
+        // Kept float32, the data (6 x 64 KiB) outgrows the limit while tensors are appended.
+        let keep = dir.appendingPathComponent("keep.txt")
+        try "version: 1\ndefault:\n  keep: float32\n".write(to: keep, atomically: true, encoding: .utf8)
+        let before = try files()
+        let r = try CLI.runSystem("/bin/bash", ["-c", "trap '' XFSZ; ulimit -f 128; exec \"$0\" \"$@\"",
+                                                CLI.executable().path, onnx, keep.path, "-o", out])
+        #expect(r.status != 0, "\(r)")
+        #expect(r.stderr.contains("out.mbm"), "\(r)")
+        #expect(r.stderr.contains("File too large"), "\(r)")
+        #expect(r.stderr.split(separator: "\n").count == 1, "\(r)")
+        #expect(try files() == before, "nothing new in the folder")
+    }
+}

@@ -51,13 +51,7 @@ enum FloatElementwise {
         let threads = min(ctx.threads, max(1, n / grain))
         let simple = (sa == 0 || sa == 1) && (sb == 0 || sb == 1)
         Parallel.forEach(rows, threads: threads) { r in
-            var rest = r, offA = 0, offB = 0
-            for d in stride(from: outer.count - 1, through: 0, by: -1) {
-                let k = rest % outer[d]
-                rest /= outer[d]
-                offA += k * oa[d]
-                offB += k * ob[d]
-            }
+            let (offA, offB) = batchOffsets(r, batch: outer, oa, ob)
             let o = po.value + r * inner
             if simple {
                 run(pa + offA, sa, pb + offB, sb, o, inner)

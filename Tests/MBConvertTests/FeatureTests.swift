@@ -15,17 +15,7 @@ import Testing
     static let tiny = root.appendingPathComponent("Examples/models/tiny_cnn.onnx").path
     static let tinyInput = root.appendingPathComponent("Examples/models/tiny_cnn.input.npy").path
 
-    func temporaryDirectory() throws -> URL {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("feature-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        return dir
-    }
-
-    func write(_ text: String, _ name: String, in dir: URL) throws -> String {
-        let path = dir.appendingPathComponent(name).path
-        try text.write(toFile: path, atomically: true, encoding: .utf8)
-        return path
-    }
+    func temporaryDirectory() throws -> URL { try scratchDirectory("feature") }
 
     func verify(_ onnx: String, _ mbm: String, inputs: [String] = []) throws -> Verify.Report {
         var o = Verify.Options()
@@ -39,8 +29,8 @@ import Testing
     func refitThroughAConversion(mode: String) throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let plain = try write("version: 1\ndefault:\n  mix: {1: 0.7, 2: 0.2, 3: 0.1}\n", "plain.txt", in: dir)
-        let refit = try write("version: 1\ndefault:\n  mix: {1: 0.7, 2: 0.2, 3: 0.1}\n  refit: \(mode)\n", "refit.txt", in: dir)
+        let plain = try writeText("version: 1\ndefault:\n  mix: {1: 0.7, 2: 0.2, 3: 0.1}\n", "plain.txt", in: dir)
+        let refit = try writeText("version: 1\ndefault:\n  mix: {1: 0.7, 2: 0.2, 3: 0.1}\n  refit: \(mode)\n", "refit.txt", in: dir)
         let a = try Conversion.run(model: Self.tiny, policy: plain, output: dir.appendingPathComponent("a.mbm").path)
         let b = try Conversion.run(model: Self.tiny, policy: refit, output: dir.appendingPathComponent("b.mbm").path)
         for (x, y) in zip(a.layers, b.layers) {
@@ -83,7 +73,7 @@ import Testing
     @Test func calibrateFalseLeavesTheRuleUncorrected() throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let policy = try write("""
+        let policy = try writeText("""
             version: 1
             rules:
               - match: {position: first}

@@ -12,17 +12,7 @@ import Testing
     let root = SharedFixtures.repositoryRoot
     var model: String { root.appendingPathComponent("Examples/models/tiny_cnn.onnx").path }
 
-    func workspace() throws -> URL {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("outfit-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        return dir
-    }
-
-    func write(_ text: String, _ name: String, in dir: URL) throws -> String {
-        let path = dir.appendingPathComponent(name).path
-        try text.write(toFile: path, atomically: true, encoding: .utf8)
-        return path
-    }
+    func workspace() throws -> URL { try scratchDirectory("outfit") }
 
     func inputs(_ shape: [Int], seed: UInt64, in dir: URL, poison: Float? = nil) throws -> String {
         var rng = SeededGenerator(seed: seed)
@@ -46,7 +36,7 @@ import Testing
         let dir = try workspace()
         defer { try? FileManager.default.removeItem(at: dir) }
         let storage = extra.contains("bits:") ? "" : "  mix: {1: 0.6, 2: 0.3, 3: 0.1}\n"
-        let policy = try write(Self.policy + storage + extra, "fit.txt", in: dir)
+        let policy = try writeText(Self.policy + storage + extra, "fit.txt", in: dir)
         let out = dir.appendingPathComponent("fit.mbm").path
         var options = Conversion.Options()
         options.calibrate = try inputs([32, 3, 32, 32], seed: 2, in: dir)
@@ -76,7 +66,7 @@ import Testing
     @Test func badCalibrationInputsWriteNothing() throws {
         let dir = try workspace()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let policy = try write(Self.policy + "  bits: 2\n", "fit.txt", in: dir)
+        let policy = try writeText(Self.policy + "  bits: 2\n", "fit.txt", in: dir)
         let out = dir.appendingPathComponent("never.mbm").path
         // float64 is converted (as the runtime holds it); integers are refused.
         let integers = dir.appendingPathComponent("int32.npy").path

@@ -14,11 +14,7 @@ import Testing
     /// The spread stops within one 0.1-bit step of one layer of the target (Schemas/policy.md).
     static let budgetSlackBits = 0.1
 
-    func workspace() throws -> URL {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sens-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        return dir
-    }
+    func workspace() throws -> URL { try scratchDirectory("sens") }
 
     func write(_ dir: URL, average: Double, allocate: String) throws -> String {
         let path = dir.appendingPathComponent("policy-\(allocate).txt").path

@@ -81,6 +81,8 @@ const ProtobufCMessageDescriptor *mb_training_info_descriptor(void) { return &on
 const ProtobufCMessageDescriptor *mb_device_configuration_descriptor(void) { return &onnx__device_configuration_proto__descriptor; }
 const ProtobufCMessageDescriptor *mb_node_device_configuration_descriptor(void) { return &onnx__node_device_configuration_proto__descriptor; }
 const ProtobufCMessageDescriptor *mb_tensor_descriptor(void) { return &onnx__tensor_proto__descriptor; }
+const ProtobufCMessageDescriptor *mb_sequence_descriptor(void) { return &onnx__sequence_proto__descriptor; }
+const ProtobufCMessageDescriptor *mb_optional_descriptor(void) { return &onnx__optional_proto__descriptor; }
 
 const ProtobufCMessageDescriptor *mb_node_descriptor(void) { return &onnx__node_proto__descriptor; }
 const ProtobufCMessageDescriptor *mb_attribute_descriptor(void) { return &onnx__attribute_proto__descriptor; }

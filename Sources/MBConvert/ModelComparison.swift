@@ -107,6 +107,8 @@ enum ModelComparison {
         case (.graphs(let a), .graphs(let b)):
             if a.count != b.count { out.add("\(place): \(b.count) subgraphs stored, \(a.count) expected") }
             for (i, (x, y)) in zip(a, b).enumerated() { graph(x, y, at: "\(place) subgraph \(i)", into: &out) }
+        case (.type(let a), .type(let b)):
+            if a != b { out.add("\(place): stored type \(b), expected \(a)") }
         default:
             out.add("\(place): stored as another attribute kind")
         }

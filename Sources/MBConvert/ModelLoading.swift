@@ -26,4 +26,29 @@ public enum ModelLoading {
         let t = try ONNXReader().loadTensor(path: path)
         return try ONNXLowering(file: path).tensor(t, place: "tensor '\(t.name ?? "")'")
     }
+
+    /// A serialized TensorProto, SequenceProto or OptionalProto (backend test data) as a runtime
+    /// value; `type` (the graph's declaration of the value) says which message the file holds.
+    public static func loadValue(path: String, type: IRType?) throws -> MBValue {
+        let kind: ONNXReader.ValueKind = switch type {
+        case .sequence?: .sequence
+        case .optional?: .optional
+        default: .tensor
+        }
+        let lowering = ONNXLowering(file: path)
+        func convert(_ v: ONNXValue) throws -> MBValue {
+            switch v {
+            case .tensor(let t): return .tensor(try MBTensor(irTensor: lowering.tensor(t, place: "tensor '\(t.name ?? "")'")))
+            case .sequence(_, let items):
+                let values = try items.map(convert)
+                let tensors = try values.map { v -> MBTensor in
+                    guard let t = v.tensor else { throw MBRuntimeError(.unsupportedOperator, "\(path): sequences of \(v) are not supported") }
+                    return t
+                }
+                return .sequence(MBSequence(tensors))
+            case .optional(_, let inner): return .optional(try inner.map(convert))
+            }
+        }
+        return try convert(ONNXReader().loadValue(path: path, kind: kind))
+    }
 }

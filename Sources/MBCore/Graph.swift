@@ -79,11 +79,37 @@ public struct IRValueInfo: Sendable {
     public var elementType: ElementType?
     /// nil when the rank is unknown.
     public var shape: [IRDim]?
+    /// The declared type when it is not a tensor (a sequence, an optional, a map); nil for a
+    /// tensor or an undeclared type. `.mbm` files do not keep it.
+    public var nonTensorType: IRType?
 
-    public init(name: String, elementType: ElementType?, shape: [IRDim]?) {
+    public init(name: String, elementType: ElementType?, shape: [IRDim]?, nonTensorType: IRType? = nil) {
         self.name = name
         self.elementType = elementType
         self.shape = shape
+        self.nonTensorType = nonTensorType
+    }
+}
+
+/// An ONNX type (TypeProto): of a value, or of the `type` attribute of an `Optional` node.
+public indirect enum IRType: Sendable, Equatable, CustomStringConvertible {
+    /// A tensor; nil element type or shape when the model does not say.
+    case tensor(ElementType?, shape: [IRDim]?)
+    /// A sequence of values of one type (nil: not declared).
+    case sequence(IRType?)
+    /// A value of the type, or none (nil: not declared).
+    case optional(IRType?)
+    /// Maps, sparse tensors and opaque types: kept as a name, not run.
+    case other(String)
+
+    public var description: String {
+        switch self {
+        case .tensor(let t, let shape):
+            return "tensor(\(t?.name ?? "?"))" + (shape.map { "[" + $0.map(\.description).joined(separator: ",") + "]" } ?? "")
+        case .sequence(let e): return "seq(\(e?.description ?? "?"))"
+        case .optional(let e): return "optional(\(e?.description ?? "?"))"
+        case .other(let name): return name
+        }
     }
 }
 
@@ -131,6 +157,8 @@ public indirect enum IRAttributeValue: Sendable {
     case strings([[UInt8]])
     case tensors([IRTensor])
     case graphs([IRGraph])
+    /// A type (TYPE_PROTO), as the `Optional` operator's `type` attribute holds.
+    case type(IRType)
     /// Not an ONNX kind: exact binary64 values for mbconvert's own attributes (the bit
     /// distribution of binarized activations); `export-onnx` drops the attributes that use it.
     case doubles([Double])

@@ -7,6 +7,7 @@ enum GraphCodec {
         case float = 1, int = 2, string = 3, tensor = 4, graph = 5
         case floats = 6, ints = 7, strings = 8, tensors = 9, graphs = 10
         case doubles = 11
+        case type = 12
     }
 
     // MARK: encoding
@@ -53,8 +54,13 @@ enum GraphCodec {
 
     static func encode(_ v: IRValueInfo, into w: inout ByteWriter) {
         w.string(v.name)
-        w.i32(v.elementType?.rawValue ?? 0)
-        guard let shape = v.shape else {
+        encodeTensorType(v.elementType, v.shape, into: &w)
+    }
+
+    /// i32 element type (0 unknown), u8 has_shape, [u32 rank, rank × dim].
+    static func encodeTensorType(_ elementType: ElementType?, _ shape: [IRDim]?, into w: inout ByteWriter) {
+        w.i32(elementType?.rawValue ?? 0)
+        guard let shape else {
             w.u8(0)
             return
         }
@@ -66,6 +72,17 @@ enum GraphCodec {
             case .symbolic(let s): w.u8(1); w.string(s)
             case .unknown: w.u8(2)
             }
+        }
+    }
+
+    /// u8 tag, then 0 tensor: tensor type | 1 sequence, 2 optional: u8 has_element, [type] | 3 other: str name.
+    static func encode(_ t: IRType, into w: inout ByteWriter) {
+        switch t {
+        case .tensor(let e, let shape): w.u8(0); encodeTensorType(e, shape, into: &w)
+        case .sequence(let inner), .optional(let inner):
+            if case .sequence = t { w.u8(1) } else { w.u8(2) }
+            if let inner { w.u8(1); encode(inner, into: &w) } else { w.u8(0) }
+        case .other(let name): w.u8(3); w.string(name)
         }
     }
 
@@ -94,6 +111,7 @@ enum GraphCodec {
             w.u32(UInt32(x.count))
             for g in x { encode(g, into: &w, tensors: &tensors) }
         case .doubles(let x): w.u8(AttributeKind.doubles.rawValue); w.u32(UInt32(x.count)); for d in x { w.f64(d) }
+        case .type(let t): w.u8(AttributeKind.type.rawValue); encode(t, into: &w)
         }
     }
 
@@ -180,13 +198,18 @@ enum GraphCodec {
 
     private static func decodeValueInfo(_ r: inout ByteReader) throws -> IRValueInfo {
         let name = try r.string("value name")
+        let (type, dims) = try decodeTensorType(&r)
+        return IRValueInfo(name: name, elementType: type, shape: dims)
+    }
+
+    private static func decodeTensorType(_ r: inout ByteReader) throws -> (ElementType?, [IRDim]?) {
         let at = r.position
         let raw = try r.i32("element type")
         let type = raw == 0 ? nil : ElementType(rawValue: raw)
         if raw != 0, type == nil { throw Failure(offset: at, message: "unknown element type \(raw)") }
         let hasShape = try r.u8("shape flag")
         guard hasShape <= 1 else { throw Failure(offset: r.position - 1, message: "shape flag \(hasShape)") }
-        guard hasShape == 1 else { return IRValueInfo(name: name, elementType: type, shape: nil) }
+        guard hasShape == 1 else { return (type, nil) }
         let rank = try r.count("rank", minimumItemSize: 1)
         var dims: [IRDim] = []
         for _ in 0..<rank {
@@ -198,7 +221,25 @@ enum GraphCodec {
             case let k: throw Failure(offset: kindAt, message: "unknown dimension kind \(k)")
             }
         }
-        return IRValueInfo(name: name, elementType: type, shape: dims)
+        return (type, dims)
+    }
+
+    private static func decodeType(_ r: inout ByteReader, depth: Int) throws -> IRType {
+        let at = r.position
+        guard depth <= MBMLayout.maxGraphDepth else { throw Failure(offset: at, message: "types nested deeper than \(MBMLayout.maxGraphDepth) levels", isLimit: true) }
+        switch try r.u8("type tag") {
+        case 0:
+            let (e, shape) = try decodeTensorType(&r)
+            return .tensor(e, shape: shape)
+        case let tag where tag == 1 || tag == 2:
+            let flagAt = r.position
+            let has = try r.u8("element type flag")
+            guard has <= 1 else { throw Failure(offset: flagAt, message: "element type flag \(has)") }
+            let inner = has == 1 ? try decodeType(&r, depth: depth + 1) : nil
+            return tag == 1 ? .sequence(inner) : .optional(inner)
+        case 3: return .other(try r.string("type name"))
+        case let k: throw Failure(offset: at, message: "unknown type tag \(k)")
+        }
     }
 
     private static func decodeAttribute(_ r: inout ByteReader, depth: Int, budget: NodeBudget, tensor: (Int) -> IRTensor?) throws -> IRAttributeValue {
@@ -229,6 +270,7 @@ enum GraphCodec {
         case .doubles:
             let n = try r.count("double count", minimumItemSize: 8)
             return .doubles(try (0..<n).map { _ in try r.f64("double") })
+        case .type: return .type(try decodeType(&r, depth: 1))
         }
     }
 }

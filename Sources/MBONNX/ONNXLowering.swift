@@ -43,19 +43,32 @@ public struct ONNXLowering {
     }
 
     func valueInfo(_ v: ONNXValueInfo) -> IRValueInfo {
-        var type: ElementType?
-        var shape: [IRDim]?
-        if case .tensor(let e, let s)? = v.type?.value {
-            type = e.flatMap(ElementType.init(rawValue:))
-            shape = s?.dims.map { d in
+        switch v.type.map(type) {
+        case .tensor(let e, let shape)?: return IRValueInfo(name: v.name ?? "", elementType: e, shape: shape)
+        case let other?: return IRValueInfo(name: v.name ?? "", elementType: nil, shape: nil, nonTensorType: other)
+        case nil: return IRValueInfo(name: v.name ?? "", elementType: nil, shape: nil)
+        }
+    }
+
+    /// A TypeProto as the IR's type (an unset or unknown element type becomes nil).
+    func type(_ t: ONNXTypeProto) -> IRType {
+        switch t.value {
+        case .tensor(let e, let s):
+            let shape = s?.dims.map { d -> IRDim in
                 switch d.value {
                 case .fixed(let x): return x >= 0 ? .fixed(x) : .unknown
                 case .symbolic(let name): return .symbolic(name)
                 case .unknown: return .unknown
                 }
             }
+            return .tensor(e.flatMap(ElementType.init(rawValue:)), shape: shape)
+        case .sequence(let inner): return .sequence(inner.map(type))
+        case .optional(let inner): return .optional(inner.map(type))
+        case .map: return .other("map")
+        case .sparseTensor: return .other("sparse tensor")
+        case .opaque: return .other("opaque")
+        case .notSet: return .tensor(nil, shape: nil)
         }
-        return IRValueInfo(name: v.name ?? "", elementType: type, shape: shape)
     }
 
     /// A `Constant` node's value as a tensor named after its output; nil for forms we keep as
@@ -124,6 +137,9 @@ public struct ONNXLowering {
             var list: [IRGraph] = []
             for (i, g) in a.graphs.enumerated() { list.append(try lower(g, place: "\(place)[\(i)]")) }
             return .graphs(list)
+        case .typeProto:
+            guard let t = a.tp else { throw ONNXError(.malformed, file: file, place: place, "TYPE_PROTO attribute holds no type") }
+            return .type(type(t))
         default:
             throw ONNXError(.unsupported, file: file, place: place, "attribute type \(a.type.map(String.init) ?? "unset") is not supported")
         }

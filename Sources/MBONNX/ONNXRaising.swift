@@ -44,21 +44,35 @@ public enum ONNXRaising {
     static func valueInfo(_ v: IRValueInfo) -> ONNXValueInfo {
         var out = ONNXValueInfo()
         out.name = v.name
-        let shape = v.shape.map { dims in
-            ONNXShape(dims: dims.map { d -> ONNXShape.Dimension in
-                switch d {
-                case .fixed(let x): return .init(value: .fixed(x))
-                case .symbolic(let s): return .init(value: .symbolic(s))
-                case .unknown: return .init(value: .unknown)
-                }
-            })
+        if let t = v.nonTensorType {
+            out.type = typeProto(t)
+            return out
         }
         // A value whose type the source did not give (often a subgraph's outputs) gets none:
         // element type 0 would be invalid ONNX.
-        if v.elementType != nil || shape != nil {
-            out.type = ONNXTypeProto(value: .tensor(elemType: v.elementType?.rawValue, shape: shape))
+        if v.elementType != nil || v.shape != nil {
+            out.type = typeProto(.tensor(v.elementType, shape: v.shape))
         }
         return out
+    }
+
+    static func typeProto(_ t: IRType) -> ONNXTypeProto {
+        switch t {
+        case .tensor(let e, let dims):
+            let shape = dims.map { dims in
+                ONNXShape(dims: dims.map { d -> ONNXShape.Dimension in
+                    switch d {
+                    case .fixed(let x): return .init(value: .fixed(x))
+                    case .symbolic(let s): return .init(value: .symbolic(s))
+                    case .unknown: return .init(value: .unknown)
+                    }
+                })
+            }
+            return ONNXTypeProto(value: .tensor(elemType: e?.rawValue, shape: shape))
+        case .sequence(let inner): return ONNXTypeProto(value: .sequence(elemType: inner.map(typeProto)))
+        case .optional(let inner): return ONNXTypeProto(value: .optional(elemType: inner.map(typeProto)))
+        case .other: return ONNXTypeProto()
+        }
     }
 
     static func tensor(_ t: IRTensor) -> ONNXTensor {
@@ -102,6 +116,7 @@ public enum ONNXRaising {
         case .graphs(let x): a.type = ONNXAttribute.Kind.graphs.rawValue; a.graphs = x.map { raise($0) }
         // ONNX has no list of doubles; only mbconvert's own attributes use it, and those are dropped above.
         case .doubles(let x): a.type = ONNXAttribute.Kind.floats.rawValue; a.floats = x.map { Float($0) }
+        case .type(let t): a.type = ONNXAttribute.Kind.typeProto.rawValue; a.tp = typeProto(t)
         }
         return a
     }

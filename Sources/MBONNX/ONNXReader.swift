@@ -127,10 +127,29 @@ public struct ONNXReader: Sendable {
     }
 }
 
+/// A value of ONNX's test data files (onnx-data.proto): a tensor, a sequence or an optional.
+public indirect enum ONNXValue: Sendable {
+    case tensor(ONNXTensor)
+    /// `elemType`: the SequenceProto's DataType (1 tensor, 3 sequence, 5 optional; nil unset).
+    case sequence(elemType: Int32?, [ONNXValue])
+    /// nil: the empty optional.
+    case optional(elemType: Int32?, ONNXValue?)
+}
+
 extension ONNXReader {
+    /// What a value file holds: its message is not self-describing, so the caller says.
+    public enum ValueKind: Sendable { case tensor, sequence, optional }
+
     /// Loads a serialized TensorProto (the `input_N.pb` / `output_N.pb` files of ONNX's backend
     /// test cases).
     public func loadTensor(path: String) throws(ONNXError) -> ONNXTensor {
+        guard case .tensor(let t) = try loadValue(path: path, kind: .tensor) else { throw ONNXError(.malformed, file: path, "not a tensor") }
+        return t
+    }
+
+    /// Loads a serialized TensorProto, SequenceProto or OptionalProto (a test case's value of a
+    /// sequence or optional input or output). Sparse tensor and map elements are refused.
+    public func loadValue(path: String, kind: ValueKind) throws(ONNXError) -> ONNXValue {
         let mapping: ByteStorage
         do { mapping = try FileMapping.map(path: path) } catch {
             if case .open(_, let e) = error, e == ENOENT { throw ONNXError(.fileNotFound, file: path, "no such file") }
@@ -138,19 +157,53 @@ extension ONNXReader {
         }
         defer { withExtendedLifetime(mapping) {} }
         let bytes = mapping.buffer
+        let descriptor: UnsafePointer<ProtobufCMessageDescriptor> = switch kind {
+        case .tensor: mb_tensor_descriptor()!
+        case .sequence: mb_sequence_descriptor()!
+        case .optional: mb_optional_descriptor()!
+        }
         do {
             var check = WireCheck(bytes: bytes, options: options)
-            try check.run(descriptor: mb_tensor_descriptor())
+            try check.run(descriptor: descriptor)
         } catch {
             throw ONNXError(error.isLimit ? .limitExceeded : .malformed, file: path, place: "byte \(error.offset) (\(error.path))", error.message)
         }
-        guard let tree = mb_unpack(mb_tensor_descriptor(), bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
-            throw ONNXError(.malformed, file: path, "protobuf-c could not unpack the tensor")
+        guard let tree = mb_unpack(descriptor, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) else {
+            throw ONNXError(.malformed, file: path, "protobuf-c could not unpack the \(kind)")
         }
         defer { mb_free_unpacked(tree) }
-        let tensor = ProtobufCDecoder.tensor(UnsafeMutableRawPointer(tree).bindMemory(to: Onnx__TensorProto.self, capacity: 1))
-        if let (kind, problem) = shapeProblem(tensor.dims) { throw ONNXError(kind, file: path, place: "tensor '\(tensor.name ?? "")'", problem) }
-        if let problem = tensor.dataSizeProblem() { throw ONNXError(.tensorData, file: path, place: "tensor '\(tensor.name ?? "")'", problem) }
+        let raw = UnsafeMutableRawPointer(tree)
+        switch kind {
+        case .tensor: return .tensor(try checkedTensor(raw.bindMemory(to: Onnx__TensorProto.self, capacity: 1), file: path))
+        case .sequence: return try sequence(raw.bindMemory(to: Onnx__SequenceProto.self, capacity: 1), file: path)
+        case .optional: return try optional(raw.bindMemory(to: Onnx__OptionalProto.self, capacity: 1), file: path)
+        }
+    }
+
+    private func checkedTensor(_ m: UnsafeMutablePointer<Onnx__TensorProto>, file: String) throws(ONNXError) -> ONNXTensor {
+        let tensor = ProtobufCDecoder.tensor(m)
+        if let (kind, problem) = shapeProblem(tensor.dims) { throw ONNXError(kind, file: file, place: "tensor '\(tensor.name ?? "")'", problem) }
+        if let problem = tensor.dataSizeProblem() { throw ONNXError(.tensorData, file: file, place: "tensor '\(tensor.name ?? "")'", problem) }
         return tensor
+    }
+
+    private func sequence(_ m: UnsafeMutablePointer<Onnx__SequenceProto>, file: String) throws(ONNXError) -> ONNXValue {
+        let c = m.pointee
+        guard c.n_sparse_tensor_values == 0 else { throw ONNXError(.unsupported, file: file, "sequences of sparse tensors are not supported") }
+        var items: [ONNXValue] = []
+        for k in 0..<c.n_tensor_values { items.append(.tensor(try checkedTensor(c.tensor_values[k]!, file: file))) }
+        for k in 0..<c.n_sequence_values { items.append(try sequence(c.sequence_values[k]!, file: file)) }
+        for k in 0..<c.n_optional_values { items.append(try optional(c.optional_values[k]!, file: file)) }
+        return .sequence(elemType: c.has_elem_type != 0 ? c.elem_type : nil, items)
+    }
+
+    private func optional(_ m: UnsafeMutablePointer<Onnx__OptionalProto>, file: String) throws(ONNXError) -> ONNXValue {
+        let c = m.pointee
+        let elemType = c.has_elem_type != 0 ? c.elem_type : nil
+        guard c.sparse_tensor_value == nil else { throw ONNXError(.unsupported, file: file, "optionals of sparse tensors are not supported") }
+        if let t = c.tensor_value { return .optional(elemType: elemType, .tensor(try checkedTensor(t, file: file))) }
+        if let s = c.sequence_value { return .optional(elemType: elemType, try sequence(s, file: file)) }
+        if let o = c.optional_value { return .optional(elemType: elemType, try optional(o, file: file)) }
+        return .optional(elemType: elemType, nil)
     }
 }

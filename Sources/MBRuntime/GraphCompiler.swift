@@ -198,7 +198,33 @@ final class GraphCompiler {
                 inSlots.append(s)
             }
             let internalSpec = depth == 1 && node.domain == FuseElementwiseChains.domain ? FloatElementwise.internalTable[node.opType] : nil
-            guard let spec = internalSpec ?? OpTable.lookup(node.domain, node.opType) else {
+            let tensorSpec = internalSpec ?? OpTable.lookup(node.domain, node.opType)
+            // Nodes that make or read sequences and optionals run as value steps; one that also
+            // has a tensor form (Identity, OptionalGetElement...) keeps it when its inputs are
+            // constants (tensors), so it still folds.
+            if let valueSpec = OpTable.valueLookup(node.domain, node.opType),
+               tensorSpec == nil || !inSlots.allSatisfy({ $0 < 0 || constantValues[$0] != nil }) {
+                let context = NodeContext(node: node, name: name, opset: opset, compiler: self, scope: scope, inputSlots: inSlots)
+                let valueRun: ValueRun
+                do {
+                    valueRun = try valueSpec(context)
+                } catch let e as OpError {
+                    throw fail(e.kind, e.message)
+                } catch let e as MBRuntimeError {
+                    throw e
+                } catch {
+                    throw fail(.invalidAttribute, "\(error)")
+                }
+                for s in inSlots where s >= 0 && packedConstants[s] != nil { materialize(s) }
+                let outSlots = node.outputs.map { $0.isEmpty ? -1 : define($0) }
+                for (k, t) in TypePropagation.outputTypes(of: node, inputs: node.inputs.map { declaredTypes[$0] }).enumerated() where k < node.outputs.count && !node.outputs[k].isEmpty {
+                    if let t { declaredTypes[node.outputs[k]] = t }
+                }
+                steps.append(Step(name: name, opType: node.opType, inputs: inSlots, outputs: outSlots, run: { _, _ in [] }, valueRun: valueRun))
+                stepCaptures.append(context.captured.value)
+                continue
+            }
+            guard let spec = tensorSpec else {
                 throw fail(.unsupportedOperator, "operator \(node.opType) (domain '\(node.domain)') is not supported")
             }
             let plan = node.outputs.first.flatMap { plans[$0] }

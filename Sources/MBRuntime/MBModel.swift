@@ -130,7 +130,7 @@ public final class MBModel: Sendable {
     }
 
     /// Names of every operator the runtime supports (default ONNX domain).
-    public static var supportedOperators: [String] { OpTable.all.keys.sorted() }
+    public static var supportedOperators: [String] { Set(OpTable.all.keys).union(OpTable.values.keys).sorted() }
 
     /// Operators of `ir` (including subgraphs) the runtime does not support, by first node.
     public static func unsupportedOperators(in ir: IRModel) -> [(node: String, opType: String, domain: String)] {
@@ -138,7 +138,7 @@ public final class MBModel: Sendable {
         var seen = Set<String>()
         func walk(_ g: IRGraph) {
             for (i, n) in g.nodes.enumerated() {
-                if OpTable.lookup(n.domain, n.opType) == nil {
+                if !OpTable.supports(n.domain, n.opType) {
                     if seen.insert(n.domain + ":" + n.opType).inserted { missing.append((n.name.isEmpty ? "#\(i)" : n.name, n.opType, n.domain)) }
                 }
                 for a in n.attributes {
@@ -162,6 +162,8 @@ struct Step: Sendable {
     /// Slot per output; -1 for an omitted optional output.
     let outputs: [Int]
     let run: OpRun
+    /// Set for a node that makes or reads sequences and optionals: run instead of `run`.
+    var valueRun: ValueRun? = nil
     /// Slots whose last use this step is; released (their buffers recycled) after it.
     var release: [Int] = []
     /// Input indices whose value dies at this step (not graph inputs or constants): the step

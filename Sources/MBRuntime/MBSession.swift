@@ -42,7 +42,8 @@ public final class MBSession {
     /// Runs the model on named inputs and returns every graph output by name. Shapes are
     /// inferred from the inputs; each input must match its declared element type as the runtime
     /// holds it (float for float16 and double; int32 for int8, uint8, int16 and uint16; int64
-    /// for uint32), rank and fixed dimensions.
+    /// for uint32), rank and fixed dimensions. A model whose inputs or outputs are sequences or
+    /// optionals runs through `run(values:)`.
     public func run(_ inputs: [String: MBTensor]) throws(MBRuntimeError) -> [String: MBTensor] {
         try run(inputs, transforming: [:])
     }
@@ -53,6 +54,26 @@ public final class MBSession {
     public func run(
         _ inputs: [String: MBTensor], transforming transforms: [String: (MBTensor) -> MBTensor]
     ) throws(MBRuntimeError) -> [String: MBTensor] {
+        var result: [String: MBTensor] = [:]
+        for (name, value) in try execute(inputs.mapValues { .tensor($0) }, transforms) {
+            guard let t = value.tensor else {
+                throw MBRuntimeError(.invalidInput, "output '\(name)' is \(value.kindName), not a tensor; run(values:) returns it")
+            }
+            result[name] = t
+        }
+        return result
+    }
+
+    /// Runs the model on named inputs of any kind (tensors, sequences, optionals) and returns
+    /// every graph output by name as the graph makes it: a tensor, a sequence, or an optional
+    /// (`.optional(nil)` when empty). Tensors are checked as in `run(_:)`; an input declared a
+    /// sequence must be a sequence; an input declared optional takes `.optional(...)` or, as
+    /// present, the value itself.
+    public func run(values inputs: [String: MBValue]) throws(MBRuntimeError) -> [String: MBValue] {
+        try execute(inputs, [:])
+    }
+
+    private func execute(_ inputs: [String: MBValue], _ transforms: [String: (MBTensor) -> MBTensor]) throws(MBRuntimeError) -> [String: MBValue] {
         let graph = model.graph
         let context = ExecutionContext(slotCount: model.slotCount, threads: options.threads, variant: options.kernels, pool: pool,
                                        scratch: scratch, bitScratch: bitScratch,
@@ -67,9 +88,9 @@ public final class MBSession {
             throw MBRuntimeError(.invalidInput, "unknown input '\(name)'; the model's inputs are \(model.inputs.map { "'\($0.name)'" }.joined(separator: ", "))")
         }
         for (info, slot) in zip(model.inputs, graph.inputSlots) {
-            guard let t = inputs[info.name] else { throw MBRuntimeError(.invalidInput, "input '\(info.name)' is missing") }
-            try Self.check(t, against: info)
-            context.env[slot] = t
+            guard let v = inputs[info.name] else { throw MBRuntimeError(.invalidInput, "input '\(info.name)' is missing") }
+            try Self.check(v, against: info)
+            context.setValue(v, slot)
         }
         // The BLAS runs single-threaded; kernels split their GEMMs across the session's threads
         // (measured faster than OpenBLAS's own threading on these small products).
@@ -83,10 +104,37 @@ public final class MBSession {
             lastRunAllocations = pool.core.misses - missesBefore
             lastRunReusedBuffers = context.reusedBuffers
         }
-        let values = try context.run(graph)
-        var result: [String: MBTensor] = [:]
+        let values = try context.runValues(graph)
+        var result: [String: MBValue] = [:]
         for (name, value) in zip(graph.outputNames, values) { result[name] = value }
         return result
+    }
+
+    /// Checks a value of any kind against a graph input's declared type.
+    static func check(_ v: MBValue, against info: IRValueInfo) throws(MBRuntimeError) {
+        func refuse(_ expected: String) -> MBRuntimeError {
+            MBRuntimeError(.invalidInput, "input '\(info.name)': expected \(expected), got \(v.kindName) (\(v))")
+        }
+        switch (v, info.nonTensorType) {
+        case (.tensor(let t), nil): try check(t, against: info)
+        case (.tensor(let t), .optional(.tensor(let e, let shape))?):
+            try check(t, against: IRValueInfo(name: info.name, elementType: e, shape: shape))
+        case (.tensor, .optional(nil)?): return
+        case (.tensor, let declared?): throw refuse("\(declared)")
+        case (.sequence(let s), .sequence(let inner)?), (.sequence(let s), .optional(.sequence(let inner)?)?):
+            guard case .tensor(let e?, _)? = inner, let element = s.elementType else { return }
+            let expected = TensorConversion.runtimeType(of: e) ?? e
+            guard element == expected else { throw MBRuntimeError(.invalidInput, "input '\(info.name)': expected a sequence of \(e.name), got one of \(element.name)") }
+        case (.sequence, .optional(nil)?): return
+        case (.sequence, _): throw refuse(info.nonTensorType.map { "\($0)" } ?? "a tensor")
+        case (.optional(let inner), .optional(let declared)?):
+            guard let inner else { return }
+            try check(inner, against: IRValueInfo(name: info.name, elementType: nil, shape: nil, nonTensorType: declared.map { d -> IRType in
+                if case .tensor = d { return .optional(d) }
+                return d
+            }))
+        case (.optional, _): throw refuse(info.nonTensorType.map { "\($0)" } ?? "a tensor")
+        }
     }
 
     static func check(_ t: MBTensor, against info: IRValueInfo) throws(MBRuntimeError) {

@@ -78,6 +78,29 @@ final class BackendConformanceTests: XCTestCase {
         var total = 0
     }
 
+    /// nil when `got` matches `expected` (same kinds, sequences of equal length, tensors within
+    /// tolerance); otherwise what differs.
+    static func compareValues(_ got: MBValue, _ expected: MBValue, rtol: Float) -> String? {
+        switch (got, expected) {
+        case (.tensor(let g), .tensor(let e)):
+            let d = compare(g, e, rtol: rtol)
+            return d.shapeMismatch != nil || d.outside > 0 ? "\(d)" : nil
+        case (.sequence(let g), .sequence(let e)):
+            guard g.count == e.count else { return "sequence of \(g.count) tensors, expected \(e.count)" }
+            for (k, (x, y)) in zip(g.tensors, e.tensors).enumerated() {
+                if let p = compareValues(.tensor(x), .tensor(y), rtol: rtol) { return "element \(k): \(p)" }
+            }
+            return nil
+        case (.optional(let g), .optional(let e)):
+            switch (g, e) {
+            case (nil, nil): return nil
+            case (let g?, let e?): return compareValues(g, e, rtol: rtol)
+            default: return "optional \(got), expected \(expected)"
+            }
+        default: return "\(got), expected \(expected)"
+        }
+    }
+
     static func run(cases: [URL]) throws -> Report {
         var passed: [String] = [], failed: [String] = [], unsupported: [(name: String, reason: String)] = []
         for dir in cases {
@@ -100,19 +123,19 @@ final class BackendConformanceTests: XCTestCase {
                 continue
             }
             let model: MBModel
-            var feeds: [String: MBTensor] = [:]
+            var feeds: [String: MBValue] = [:]
             let data = dir.appendingPathComponent("test_data_set_0")
             do {
                 model = try loaded.get()
                 for (k, info) in model.inputs.enumerated() {
                     let file = data.appendingPathComponent("input_\(k).pb")
-                    // Sequence, map and optional inputs have no TensorProto file.
+                    // Map inputs have no file (Scripts/fixtures/onnx_node_cases.py writes tensors,
+                    // sequences and optionals).
                     guard FileManager.default.fileExists(atPath: file.path) else { throw NonTensorInput(name: info.name) }
-                    let t = try ModelLoading.loadTensorProto(path: file.path)
-                    feeds[info.name] = try MBTensor(irTensor: t)
+                    feeds[info.name] = try ModelLoading.loadValue(path: file.path, type: info.nonTensorType)
                 }
             } catch let e as NonTensorInput {
-                unsupported.append((name, "input '\(e.name)' is not a tensor"))
+                unsupported.append((name, "input '\(e.name)' is a map or has no data file"))
                 continue
             } catch {
                 failed.append("\(name): load: \(error)")
@@ -122,15 +145,14 @@ final class BackendConformanceTests: XCTestCase {
             var runUnsupported: String?
             for variant in KernelVariant.allCases where runUnsupported == nil {
                 do {
-                    let out = try model.makeSession(.init(threads: 2, kernels: variant)).run(feeds)
+                    let out = try model.makeSession(.init(threads: 2, kernels: variant)).run(values: feeds)
                     for (k, info) in model.outputs.enumerated() {
-                        let expected = try MBTensor(irTensor: ModelLoading.loadTensorProto(path: data.appendingPathComponent("output_\(k).pb").path))
+                        let expected = try ModelLoading.loadValue(path: data.appendingPathComponent("output_\(k).pb").path, type: info.nonTensorType)
                         guard let got = out[info.name] else { problems.append("\(variant): no output '\(info.name)'"); continue }
                         let declared = ir.graph.outputs.first { $0.name == info.name }?.elementType
                         let rtol = declared == .float16 ? Tolerance.backendFloat16Relative
                             : declared == .bfloat16 ? Tolerance.backendBFloat16Relative : Tolerance.backendRelative
-                        let d = compare(got, expected, rtol: rtol)
-                        if d.shapeMismatch != nil || d.outside > 0 { problems.append("\(variant) output '\(info.name)': \(d)") }
+                        if let problem = compareValues(got, expected, rtol: rtol) { problems.append("\(variant) output '\(info.name)': \(problem)") }
                     }
                 } catch let e as MBRuntimeError where e.kind == .unsupportedOperator {
                     runUnsupported = "\(e)"  // an operator form the runtime refuses only once it sees the inputs

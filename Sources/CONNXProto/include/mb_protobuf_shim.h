@@ -26,6 +26,8 @@ const ProtobufCMessageDescriptor *mb_training_info_descriptor(void);
 const ProtobufCMessageDescriptor *mb_device_configuration_descriptor(void);
 const ProtobufCMessageDescriptor *mb_node_device_configuration_descriptor(void);
 const ProtobufCMessageDescriptor *mb_tensor_descriptor(void);
+const ProtobufCMessageDescriptor *mb_sequence_descriptor(void);
+const ProtobufCMessageDescriptor *mb_optional_descriptor(void);
 /// NodeProto and AttributeProto, which the wire-level check counts against their limits.
 const ProtobufCMessageDescriptor *mb_node_descriptor(void);
 const ProtobufCMessageDescriptor *mb_attribute_descriptor(void);

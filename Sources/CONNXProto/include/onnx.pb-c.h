@@ -43,6 +43,8 @@ typedef struct Onnx__TypeProto__SparseTensor Onnx__TypeProto__SparseTensor;
 typedef struct Onnx__TypeProto__Opaque Onnx__TypeProto__Opaque;
 typedef struct Onnx__OperatorSetIdProto Onnx__OperatorSetIdProto;
 typedef struct Onnx__FunctionProto Onnx__FunctionProto;
+typedef struct Onnx__SequenceProto Onnx__SequenceProto;
+typedef struct Onnx__OptionalProto Onnx__OptionalProto;
 
 
 /* --- enums --- */
@@ -618,6 +620,48 @@ struct  Onnx__FunctionProto
     , NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0,NULL, NULL, 0,NULL, NULL, NULL, 0,NULL, 0,NULL }
 
 
+struct  Onnx__SequenceProto
+{
+  ProtobufCMessage base;
+  char *name;
+  /*
+   * DataType: 0 undefined, 1 tensor, 2 sparse tensor, 3 sequence, 4 map, 5 optional.
+   */
+  protobuf_c_boolean has_elem_type;
+  int32_t elem_type;
+  size_t n_tensor_values;
+  Onnx__TensorProto **tensor_values;
+  size_t n_sparse_tensor_values;
+  Onnx__SparseTensorProto **sparse_tensor_values;
+  size_t n_sequence_values;
+  Onnx__SequenceProto **sequence_values;
+  size_t n_optional_values;
+  Onnx__OptionalProto **optional_values;
+};
+#define ONNX__SEQUENCE_PROTO__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&onnx__sequence_proto__descriptor) \
+    , NULL, 0, 0, 0,NULL, 0,NULL, 0,NULL, 0,NULL }
+
+
+struct  Onnx__OptionalProto
+{
+  ProtobufCMessage base;
+  char *name;
+  /*
+   * DataType: 0 undefined, 1 tensor, 2 sparse tensor, 3 sequence, 4 map, 5 optional.
+   */
+  protobuf_c_boolean has_elem_type;
+  int32_t elem_type;
+  Onnx__TensorProto *tensor_value;
+  Onnx__SparseTensorProto *sparse_tensor_value;
+  Onnx__SequenceProto *sequence_value;
+  Onnx__OptionalProto *optional_value;
+};
+#define ONNX__OPTIONAL_PROTO__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&onnx__optional_proto__descriptor) \
+    , NULL, 0, 0, NULL, NULL, NULL, NULL }
+
+
 /* Onnx__AttributeProto methods */
 void   onnx__attribute_proto__init
                      (Onnx__AttributeProto         *message);
@@ -1022,6 +1066,44 @@ Onnx__FunctionProto *
 void   onnx__function_proto__free_unpacked
                      (Onnx__FunctionProto *message,
                       ProtobufCAllocator *allocator);
+/* Onnx__SequenceProto methods */
+void   onnx__sequence_proto__init
+                     (Onnx__SequenceProto         *message);
+size_t onnx__sequence_proto__get_packed_size
+                     (const Onnx__SequenceProto   *message);
+size_t onnx__sequence_proto__pack
+                     (const Onnx__SequenceProto   *message,
+                      uint8_t             *out);
+size_t onnx__sequence_proto__pack_to_buffer
+                     (const Onnx__SequenceProto   *message,
+                      ProtobufCBuffer     *buffer);
+Onnx__SequenceProto *
+       onnx__sequence_proto__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   onnx__sequence_proto__free_unpacked
+                     (Onnx__SequenceProto *message,
+                      ProtobufCAllocator *allocator);
+/* Onnx__OptionalProto methods */
+void   onnx__optional_proto__init
+                     (Onnx__OptionalProto         *message);
+size_t onnx__optional_proto__get_packed_size
+                     (const Onnx__OptionalProto   *message);
+size_t onnx__optional_proto__pack
+                     (const Onnx__OptionalProto   *message,
+                      uint8_t             *out);
+size_t onnx__optional_proto__pack_to_buffer
+                     (const Onnx__OptionalProto   *message,
+                      ProtobufCBuffer     *buffer);
+Onnx__OptionalProto *
+       onnx__optional_proto__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   onnx__optional_proto__free_unpacked
+                     (Onnx__OptionalProto *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Onnx__AttributeProto_Closure)
@@ -1108,6 +1190,12 @@ typedef void (*Onnx__OperatorSetIdProto_Closure)
 typedef void (*Onnx__FunctionProto_Closure)
                  (const Onnx__FunctionProto *message,
                   void *closure_data);
+typedef void (*Onnx__SequenceProto_Closure)
+                 (const Onnx__SequenceProto *message,
+                  void *closure_data);
+typedef void (*Onnx__OptionalProto_Closure)
+                 (const Onnx__OptionalProto *message,
+                  void *closure_data);
 
 /* --- services --- */
 
@@ -1145,6 +1233,8 @@ extern const ProtobufCMessageDescriptor onnx__type_proto__sparse_tensor__descrip
 extern const ProtobufCMessageDescriptor onnx__type_proto__opaque__descriptor;
 extern const ProtobufCMessageDescriptor onnx__operator_set_id_proto__descriptor;
 extern const ProtobufCMessageDescriptor onnx__function_proto__descriptor;
+extern const ProtobufCMessageDescriptor onnx__sequence_proto__descriptor;
+extern const ProtobufCMessageDescriptor onnx__optional_proto__descriptor;
 
 PROTOBUF_C__END_DECLS
 

@@ -1,20 +1,22 @@
 import MBCore
 
-/// If, Loop and Scan: subgraphs compiled at load in scopes nested in the node's (they read outer
-/// values). If runs the branch its condition picks; Loop runs its body while the trip count and
-/// condition allow, carrying values and stacking scan outputs; Scan (opset 9+) runs its body once
-/// per slice of its scan inputs.
+/// If, Loop, Scan and SequenceMap: subgraphs compiled at load in scopes nested in the node's
+/// (they read outer values). If runs the branch its condition picks; Loop runs its body while the
+/// trip count and condition allow, carrying values and stacking scan outputs; Scan (opset 9+)
+/// runs its body once per slice of its scan inputs; SequenceMap once per element of its
+/// sequences. If, Loop and SequenceMap are value steps: what they carry and return may be
+/// sequences and optionals.
 enum ControlOps {
-    static let table: [String: OpTable.Compile] = [
+    static let valueTable: [String: OpTable.ValueCompile] = [
         "If": { n in
             let thenGraph = try n.subgraph("then_branch"), elseGraph = try n.subgraph("else_branch")
             guard thenGraph.outputSlots.count == n.outputCount, elseGraph.outputSlots.count == n.outputCount else {
                 throw n.bad("branches produce \(thenGraph.outputSlots.count) and \(elseGraph.outputSlots.count) outputs for \(n.outputCount) node outputs")
             }
             return { i, c in
-                let cond = try i.required(0, "cond")
+                let cond = try SequenceOps.tensor(i, 0, "cond")
                 guard cond.count == 1 else { throw OpError("cond must hold one value, got shape \(cond.shape)") }
-                return try c.run(intValues(cond)[0] != 0 ? thenGraph : elseGraph)
+                return try c.runValues(intValues(cond)[0] != 0 ? thenGraph : elseGraph)
             }
         },
         "Loop": { n in
@@ -26,25 +28,53 @@ enum ControlOps {
             }
             let scans = body.outputSlots.count - 1 - carried
             return { i, c in
-                let limit = try i[0].map { try IndexingOps.scalarInt($0, "M") }
-                var keepGoing = try i[1].map { try IndexingOps.scalarInt($0, "cond") != 0 } ?? true
-                var values = try (0..<carried).map { try i.required(2 + $0, "v_initial") }
+                let limit = try i[0].map { _ in try IndexingOps.scalarInt(try SequenceOps.tensor(i, 0, "M"), "M") }
+                var keepGoing = try (i.count > 1 ? i[1] : nil).map { _ in try IndexingOps.scalarInt(try SequenceOps.tensor(i, 1, "cond"), "cond") != 0 } ?? true
+                var values = try (0..<carried).map { try SequenceOps.required(i, 2 + $0, "v_initial") }
                 var stacked = [[MBTensor]](repeating: [], count: scans)
                 var iteration = 0
                 while keepGoing && (limit.map { iteration < $0 } ?? true) {
                     c.env[body.inputSlots[0]] = MBTensor(Int64(iteration))
                     c.env[body.inputSlots[1]] = MBTensor(shape: [], bools: [keepGoing])
-                    for (k, v) in values.enumerated() { c.env[body.inputSlots[2 + k]] = v }
-                    let out = try c.run(body)
-                    guard out[0].count == 1 else { throw OpError("the body's condition output must hold one value, got \(out[0].description)") }
-                    keepGoing = intValues(out[0])[0] != 0
+                    for (k, v) in values.enumerated() { c.setValue(v, body.inputSlots[2 + k]) }
+                    let out = try c.runValues(body)
+                    guard let condOut = out[0].tensor, condOut.count == 1 else { throw OpError("the body's condition output must hold one value, got \(out[0].description)") }
+                    keepGoing = intValues(condOut)[0] != 0
                     values = Array(out[1..<(1 + carried)])
-                    for k in 0..<scans { stacked[k].append(out[1 + carried + k]) }
+                    for k in 0..<scans {
+                        guard let t = out[1 + carried + k].tensor else { throw OpError("scan output \(k) is \(out[1 + carried + k].kindName), not a tensor") }
+                        stacked[k].append(t)
+                    }
                     iteration += 1
                 }
-                return values + (try stacked.map { try stack($0, axis: 0, c) })
+                return values + (try stacked.map { .tensor(try stack($0, axis: 0, c)) })
             }
         },
+        "SequenceMap": { n in
+            let body = try n.subgraph("body")
+            guard body.inputSlots.count == n.inputCount, body.outputSlots.count == n.outputCount else {
+                throw n.bad("body takes \(body.inputSlots.count) inputs and gives \(body.outputSlots.count) outputs for \(n.inputCount) inputs and \(n.outputCount) outputs")
+            }
+            return { i, c in
+                let first = try SequenceOps.sequence(i, 0)
+                let inputs = try i.indices.map { try SequenceOps.required(i, $0, "input") }
+                for (k, v) in inputs.enumerated() {
+                    if let s = v.sequence, s.count != first.count { throw OpError("input \(k) has \(s.count) tensors, the first sequence \(first.count)") }
+                }
+                var outputs = [[MBTensor]](repeating: [], count: body.outputSlots.count)
+                for e in 0..<first.count {
+                    for (k, v) in inputs.enumerated() { c.setValue(v.sequence.map { .tensor($0.tensors[e]) } ?? v, body.inputSlots[k]) }
+                    for (k, v) in try c.runValues(body).enumerated() {
+                        guard let t = v.tensor else { throw OpError("body output \(k) is \(v.kindName), not a tensor") }
+                        outputs[k].append(t)
+                    }
+                }
+                return outputs.map { .sequence(MBSequence($0)) }
+            }
+        },
+    ]
+
+    static let table: [String: OpTable.Compile] = [
         "Scan": { n in
             guard n.opset >= 9 else { throw n.unsupported("Scan before opset 9 (batched, with sequence_lens) is not supported") }
             let body = try n.subgraph("body")

@@ -5,6 +5,10 @@ import MBKernels
 /// What a node runs: its inputs (nil for omitted optional ones) to its outputs.
 typealias OpRun = @Sendable (Inputs, ExecutionContext) throws -> [MBTensor]
 
+/// What a node that makes or reads sequences and optionals runs: values of any kind (nil for an
+/// omitted input) to its outputs.
+typealias ValueRun = @Sendable ([MBValue?], ExecutionContext) throws -> [MBValue]
+
 /// A node's input values at run time.
 struct Inputs {
     let values: [MBTensor?]
@@ -195,6 +199,9 @@ func normalizeAxis(_ axis: Int, rank: Int, what: String = "axis") throws -> Int 
 /// The state of one run: values by slot, the buffer pool, threads and kernel variant.
 final class ExecutionContext: @unchecked Sendable {
     var env: [MBTensor?]
+    /// Sequences and optionals, by slot (a slot holds a tensor in `env` or a value here, never
+    /// both). Only value steps (`Step.valueRun`) write here; empty for tensor-only models.
+    var others: [Int: MBValue] = [:]
     let pool: BufferPool
     let threads: Int
     let variant: KernelVariant
@@ -272,6 +279,24 @@ final class ExecutionContext: @unchecked Sendable {
     /// Drops the value in `slot`; its buffer returns to the pool when nothing else holds it.
     func release(_ slot: Int) {
         env[slot] = nil
+        if !others.isEmpty { others[slot] = nil }
+    }
+
+    /// The value in `slot` of any kind (nil when it has none).
+    func value(_ slot: Int) -> MBValue? {
+        if let t = env[slot] { return .tensor(t) }
+        return others.isEmpty ? nil : others[slot]
+    }
+
+    /// Puts `value` in `slot`: a tensor in `env`, a sequence or optional in `others`.
+    func setValue(_ value: MBValue?, _ slot: Int) {
+        if case .tensor(let t)? = value {
+            env[slot] = t
+            if !others.isEmpty { others[slot] = nil }
+        } else {
+            env[slot] = nil
+            others[slot] = value
+        }
     }
 
     /// The inputs of `step`, with those whose value dies at this step marked reusable when this
@@ -291,10 +316,24 @@ final class ExecutionContext: @unchecked Sendable {
         return Inputs(values, reusable: reusable)
     }
 
-    /// Runs `graph` in the current environment and returns its outputs.
+    /// Runs `graph` in the current environment and returns its outputs, which must be tensors.
     func run(_ graph: CompiledGraph) throws(MBRuntimeError) -> [MBTensor] {
+        var result: [MBTensor] = []
+        for (i, v) in try runValues(graph).enumerated() {
+            guard let t = v.tensor else { throw MBRuntimeError(.execution, "graph output '\(graph.outputNames[i])' is \(v.kindName), not a tensor") }
+            result.append(t)
+        }
+        return result
+    }
+
+    /// Runs `graph` in the current environment and returns its outputs of any kind.
+    func runValues(_ graph: CompiledGraph) throws(MBRuntimeError) -> [MBValue] {
         for c in graph.constants { env[c.slot] = c.value }
         for step in graph.steps {
+            if let valueRun = step.valueRun {
+                try runValueStep(step, valueRun)
+                continue
+            }
             let outputs: [MBTensor]
             do {
                 // The inputs array dies with this call, so released buffers can be unique below.
@@ -321,12 +360,37 @@ final class ExecutionContext: @unchecked Sendable {
             }
             for s in step.release { release(s) }
         }
-        var result: [MBTensor] = []
+        var result: [MBValue] = []
         for (i, s) in graph.outputSlots.enumerated() {
-            guard let t = env[s] else { throw MBRuntimeError(.execution, "graph output '\(graph.outputNames[i])' has no value") }
-            result.append(t)
+            guard let v = value(s) else { throw MBRuntimeError(.execution, "graph output '\(graph.outputNames[i])' has no value") }
+            result.append(v)
         }
-        for s in graph.owned { env[s] = nil }
+        for s in graph.owned { release(s) }
         return result
+    }
+
+    /// A step that makes or reads sequences and optionals: its inputs of any kind, its outputs
+    /// put where their kind lives.
+    private func runValueStep(_ step: Step, _ valueRun: ValueRun) throws(MBRuntimeError) {
+        let outputs: [MBValue]
+        do {
+            let start = profile == nil ? 0 : DispatchTime.now().uptimeNanoseconds
+            outputs = try valueRun(step.inputs.map { $0 < 0 ? nil : value($0) }, self)
+            profile?.add(step, nanoseconds: DispatchTime.now().uptimeNanoseconds - start)
+        } catch let e as OpError {
+            throw MBRuntimeError(e.kind, node: step.name, opType: step.opType, e.message)
+        } catch let e as MBRuntimeError {
+            throw e
+        } catch {
+            throw MBRuntimeError(.execution, node: step.name, opType: step.opType, "\(error)")
+        }
+        for (i, s) in step.outputs.enumerated() where s >= 0 {
+            guard i < outputs.count else {
+                throw MBRuntimeError(.unsupportedOperator, node: step.name, opType: step.opType, "output \(i) is not produced by this runtime")
+            }
+            setValue(outputs[i], s)
+            if !transforms.isEmpty, let transform = transforms[s], let t = outputs[i].tensor { env[s] = transform(t) }
+        }
+        for s in step.release { release(s) }
     }
 }

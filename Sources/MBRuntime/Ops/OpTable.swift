@@ -50,6 +50,22 @@ enum OpTable {
         domain.isEmpty || domain == "ai.onnx" ? all[opType] : contrib[domain]?[opType]
     }
 
+    typealias ValueCompile = @Sendable (NodeContext) throws -> ValueRun
+
+    /// Operators that make or read sequences and optionals (default domain), compiled to value
+    /// steps; see `GraphCompiler.compile` for the few that also have a tensor form in `all`.
+    static let values: [String: ValueCompile] = SequenceOps.table
+
+    /// The value-step compile function of `opType` in `domain`, if it has one.
+    static func valueLookup(_ domain: String, _ opType: String) -> ValueCompile? {
+        domain.isEmpty || domain == "ai.onnx" ? values[opType] : nil
+    }
+
+    /// Whether the runtime runs `opType` of `domain` in some form.
+    static func supports(_ domain: String, _ opType: String) -> Bool {
+        lookup(domain, opType) != nil || valueLookup(domain, opType) != nil
+    }
+
     /// Operators never evaluated at load even when their inputs are constant.
     static let neverFold: Set<String> = ["If", "Loop", "Scan"]
 }

@@ -33,6 +33,17 @@ let package = Package(
             name: "CZlib",
             providers: [.apt(["zlib1g-dev"])]
         ),
+        // Image decoding for calibration on picture folders: libpng and libjpeg-turbo.
+        .systemLibrary(
+            name: "CPNG",
+            pkgConfig: "libpng",
+            providers: [.apt(["libpng-dev"])]
+        ),
+        .systemLibrary(
+            name: "CJPEG",
+            pkgConfig: "libjpeg",
+            providers: [.apt(["libjpeg-dev"])]
+        ),
         // protoc-c output for Schemas/onnx.proto (regenerate with Scripts/regenerate-onnx-proto.sh)
         // plus a small hand-written shim (streamed packing, descriptor access).
         .target(name: "CONNXProto", dependencies: ["CProtobufC"]),
@@ -57,6 +68,7 @@ let package = Package(
         .target(name: "MBFormat", dependencies: ["MBCore", "CZlib"], exclude: ["README.md"]),
         .target(name: "MBRuntime", dependencies: ["MBFormat", "MBKernels", "MBCore"], exclude: ["README.md"]),
         .target(name: "MBONNX", dependencies: ["CONNXProto", "MBCore"], exclude: ["README.md"]),
+        .target(name: "MBImage", dependencies: ["CPNG", "CJPEG"], exclude: ["README.md"]),
         .target(name: "MBBinarize", dependencies: ["MBKernels", "MBCore"], exclude: ["README.md"]),
         .target(
             name: "MBPolicy",
@@ -65,20 +77,20 @@ let package = Package(
         ),
         .target(
             name: "MBConvert",
-            dependencies: ["MBONNX", "MBBinarize", "MBPolicy", "MBFormat", "MBRuntime", "MBKernels", "MBCore"],
+            dependencies: ["MBONNX", "MBBinarize", "MBPolicy", "MBFormat", "MBRuntime", "MBKernels", "MBCore", "MBImage"],
             exclude: ["README.md"]
         ),
         // Tools on top of the pipeline for the executables: `study`, the `run` and `bench`
         // reports, process memory. Not a product: apps embed MBRuntime or MBConvert.
         .target(
             name: "MBTools",
-            dependencies: ["MBConvert", "MBONNX", "MBBinarize", "MBRuntime", "MBKernels", "MBCore"],
+            dependencies: ["MBConvert", "MBONNX", "MBBinarize", "MBRuntime", "MBKernels", "MBCore", "MBImage"],
             exclude: ["README.md"]
         ),
         .executableTarget(
             name: "mbconvert",
             dependencies: [
-                "MBConvert", "MBTools", "MBRuntime",
+                "MBConvert", "MBTools", "MBRuntime", "MBImage",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -89,13 +101,13 @@ let package = Package(
         ),
 
         // Tests.
-        .target(name: "TestSupport", dependencies: ["MBCore"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["MBCore", "MBImage", "CPNG", "CJPEG"], path: "Tests/TestSupport"),
         .testTarget(name: "MBCoreTests", dependencies: ["MBCore", "TestSupport"]),
         .testTarget(name: "MBONNXTests", dependencies: ["MBONNX", "MBCore", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "MBFormatTests", dependencies: ["MBFormat", "MBCore", "TestSupport"]),
         .testTarget(name: "MBBinarizeTests", dependencies: ["MBBinarize", "MBKernels", "MBCore", "TestSupport"]),
         .testTarget(name: "MBPolicyTests", dependencies: ["MBPolicy", "MBCore", "TestSupport"], exclude: ["Regressions"]),
-        .testTarget(name: "MBConvertTests", dependencies: ["MBConvert", "MBONNX", "MBBinarize", "MBFormat", "MBRuntime", "MBCore", "TestSupport"], exclude: ["Regressions"]),
+        .testTarget(name: "MBConvertTests", dependencies: ["MBConvert", "MBONNX", "MBBinarize", "MBFormat", "MBRuntime", "MBCore", "MBImage", "TestSupport"], exclude: ["Regressions"]),
         .testTarget(name: "MBKernelsTests", dependencies: ["MBKernels", "MBCore", "TestSupport"]),
         .testTarget(name: "MBRuntimeTests", dependencies: ["MBRuntime", "MBConvert", "MBCore", "TestSupport"], exclude: ["Regressions"]),
         .testTarget(name: "MBToolsTests", dependencies: ["MBTools", "MBConvert", "MBCore", "TestSupport"]),

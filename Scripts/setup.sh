@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs what mbconvert needs on Debian/Ubuntu. Safe to run again: it only installs what is missing.
 #   required: libprotobuf-c-dev (ONNX parsing), zlib1g-dev (CRC-32), libopenblas-dev (float GEMM),
+#             libpng-dev and libjpeg-dev (libjpeg-turbo; calibration on PNG/JPEG image folders),
 #             pkg-config; protobuf-c-compiler to check the generated ONNX code for drift;
 #             gcc-aarch64-linux-gnu and qemu-user to test the NEON kernels (Scripts/test-c-kernels.sh).
 #   python3-venv: .venv/ with Scripts/requirements.txt (onnx, onnxruntime, numpy) for the
 #             cross-checks and benchmarks against the reference tools (the product itself never
 #             needs Python; optional outside CI, required under CI=true).
 set -euo pipefail
-packages=(libprotobuf-c-dev protobuf-c-compiler zlib1g-dev libopenblas-dev pkg-config python3-venv)
+packages=(libprotobuf-c-dev protobuf-c-compiler zlib1g-dev libopenblas-dev libpng-dev libjpeg-dev pkg-config python3-venv)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

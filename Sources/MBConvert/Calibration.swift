@@ -1,5 +1,6 @@
 import Foundation
 import MBCore
+import MBImage
 import MBRuntime
 
 /// Post-training correction of binarized layers' output statistics (`--calibrate`).
@@ -236,8 +237,8 @@ public enum Calibration {
 
     /// The calibration inputs as one batch per model input (see `CalibrationInputs` for the
     /// accepted layouts).
-    public static func loadInputs(_ path: String, model: MBModel) throws -> [String: MBTensor] {
-        try CalibrationInputs.open(path, model: model).all()
+    public static func loadInputs(_ path: String, model: MBModel, images: ImagePreprocessing = ImagePreprocessing()) throws -> [String: MBTensor] {
+        try CalibrationInputs.open(path, model: model, images: images).all()
     }
 }
 

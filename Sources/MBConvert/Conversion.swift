@@ -2,6 +2,7 @@ import Foundation
 import MBBinarize
 import MBCore
 import MBFormat
+import MBImage
 import MBONNX
 import MBPolicy
 import MBRuntime
@@ -16,6 +17,8 @@ public enum Conversion {
         public var strict = false
         /// Calibration inputs (a .npy file or a folder; see `Calibration.loadInputs`).
         public var calibrate: String?
+        /// How a folder of PNG/JPEG calibration images becomes entries.
+        public var images = ImagePreprocessing()
         /// Worker threads for binarization (default: every core).
         public var threads = ProcessInfo.processInfo.activeProcessorCount
         /// Working memory the tensors in flight may use (`MemoryBudget`; nil: half of physical
@@ -69,7 +72,7 @@ public enum Conversion {
         var streamed: (source: CalibrationInputs, model: MBModel, batch: Int)?
         if let calibrationPath = options.calibrate {
             let model = try MBModel(ir: IRModel(graph: prepared.graph, opsets: prepared.opsets))
-            let source = try CalibrationInputs.open(calibrationPath, model: model)
+            let source = try CalibrationInputs.open(calibrationPath, model: model, images: options.images)
             if let batch = options.calibrationBatch, batch < source.count {
                 let inputs = try source.batch(0..<min(source.count, Sensitivity.maxInputs))
                 try Calibration.check(inputs, model: model, path: calibrationPath)

@@ -43,10 +43,12 @@ struct ConvertCommand: ParsableCommand {
     @Option(help: "Worker threads for binarization (default: all cores).")
     var threads: Int?
 
-    @Option(help: ArgumentHelp("Calibration inputs: a .npy file, or a folder of .npy files (<input name>.npy or input_N.npy per input).",
-                               discussion: "Each binarized layer's output channels are corrected to the float model's mean and variance on these inputs.",
+    @Option(help: ArgumentHelp("Calibration inputs: a .npy file, a folder of .npy files (<input name>.npy or input_N.npy per input), or a folder of PNG/JPEG images.",
+                               discussion: "Each binarized layer's output channels are corrected to the float model's mean and variance on these inputs. Images (one-input models) are decoded with libpng/libjpeg-turbo and preprocessed as the --image-* options declare: resize, center crop, channel order, scale, mean/std, layout, in that order.",
                                valueName: "path"))
     var calibrate: String?
+
+    @OptionGroup(title: "Calibration images") var images: ImageOptions
 
     @Option(help: ArgumentHelp("Calibrate on this many entries at a time (default: all in one batch).",
                                discussion: "Bounded memory for any number of calibration entries, the same corrections as one batch; one streamed pass over the data per level of layers, with progress and ETA on stderr. Not with 'fit: output', which needs every entry at once.",
@@ -71,6 +73,7 @@ struct ConvertCommand: ParsableCommand {
         let out = output ?? Conversion.defaultOutput(for: model)
         var options = Conversion.Options(force: overwrite.force, strict: strict)
         options.calibrate = calibrate
+        options.images = images.preprocessing
         options.calibrationBatch = calibrateBatch
         if let threads { options.threads = threads }
         let meter = ProgressMeter(label: "calibrating", style: .forStream(quiet: quiet), unit: nil)

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import MBConvert
+import MBImage
 
 /// The runtime's options shared by every command that runs a model (`run`, `bench`, `verify`):
 /// declared and checked once.
@@ -48,3 +49,54 @@ struct CommaSeparated<Element: ExpressibleByArgument & Sendable>: ExpressibleByA
     var defaultValueDescription: String { values.map(\.defaultValueDescription).joined(separator: ",") }
     static var allValueStrings: [String] { Element.allValueStrings }
 }
+
+/// How a folder of PNG/JPEG images becomes model inputs (`--calibrate` and `study --eval` on an
+/// image folder): MBImage's declared preprocessing, one option per step.
+struct ImageOptions: ParsableArguments {
+    @Option(name: .customLong("image-resize"),
+            help: ArgumentHelp("Resize images: the shorter side to N (the other in proportion), or exactly HxW (height x width). Bilinear, half-pixel centres.",
+                               valueName: "n|HxW"),
+            transform: { text throws in try ImagePreprocessing.Parse.resize(text) })
+    var resize: ImagePreprocessing.Resize?
+
+    @Option(name: .customLong("image-crop"), help: ArgumentHelp("Then the centred HxW window (or NxN).", valueName: "HxW"),
+            transform: { text throws in try ImagePreprocessing.Parse.size(text) })
+    var crop: ImagePreprocessing.Size?
+
+    @Option(name: .customLong("image-channels"), help: "Channel order fed to the model.")
+    var channels = ImagePreprocessing.Channels.rgb
+
+    @Option(name: .customLong("image-scale"), help: ArgumentHelp("Pixels scaled to [0, 1] (1, the default) or [0, 255] (255).", valueName: "1|255"),
+            transform: { text throws in try ImagePreprocessing.Parse.range(text) })
+    var scale: Double = 1
+
+    @Option(name: .customLong("image-mean"), help: ArgumentHelp("Subtracted after scaling: one value, or one per channel in the fed order (e.g. 0.485,0.456,0.406).", valueName: "m[,m,m]"),
+            transform: { text throws in try ImagePreprocessing.Parse.values(text) })
+    var mean: [Double] = []
+
+    @Option(name: .customLong("image-std"), help: ArgumentHelp("Then divided by: one value, or one per channel (e.g. 0.229,0.224,0.225).", valueName: "s[,s,s]"),
+            transform: { text throws in try ImagePreprocessing.Parse.values(text) })
+    var std: [Double] = []
+
+    @Option(name: .customLong("image-layout"), help: "Layout of each entry: nchw (channels, height, width) or nhwc.")
+    var layout = ImagePreprocessing.Layout.nchw
+
+    var preprocessing: ImagePreprocessing {
+        var p = ImagePreprocessing()
+        p.resize = resize ?? .none
+        p.crop = crop
+        p.channels = channels
+        p.range = scale
+        p.mean = mean
+        p.std = std
+        p.layout = layout
+        return p
+    }
+
+    func validate() throws {
+        if let problem = preprocessing.problem { throw ValidationError("image preprocessing: \(problem)") }
+    }
+}
+
+extension ImagePreprocessing.Channels: ExpressibleByArgument {}
+extension ImagePreprocessing.Layout: ExpressibleByArgument {}

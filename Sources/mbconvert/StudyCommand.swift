@@ -17,12 +17,21 @@ struct StudyCommand: ParsableCommand {
             \(MaskMethod.allCases.map(\.rawValue).joined(separator: ", ")) (only the first four are in the paper). \
             Each tensor is also checked for exact mode (already binarized: converts with zero error).
 
+            On the model: `study MODEL.onnx --sweep-average B --eval X.npy [--calibrate C.npy]` converts the \
+            model once per P on the grid with average B (every Conv/Gemm/MatMul weight but the first weighted \
+            layer's binarized with that P, middle-out masks, --scale scales; each conversion calibrated on C \
+            first when given) and measures it against the float model on the evaluation inputs X (a .npy file \
+            or folder, never the calibration inputs): top-1 agreement, cosine, SQNR and the weight error. \
+            --report FILE.html adds heat maps over the simplex of the three widths' fractions.
+
             Example (the paper's Figure 2a, HBB.md section 4):
               mbconvert study --synthetic normal:1000000:0 --bits 1,2,3,4 --mix 9/1/0,9/0/1,7/3/0,7/2/1,5/5/0,6/2/2,5/3/2,4/4/2,4/3/3 --method middle-out,top-down,bottom-up,random
+            Example (P at a fixed average, on the model):
+              mbconvert study model.onnx --sweep-average 1.4,2.0 --eval eval.npy --calibrate cal.npy --scale channel --report sweep.html
             """
     )
 
-    @Argument(help: "A .npy file, or an .onnx model with --tensor or --all.")
+    @Argument(help: "A .npy file, or an .onnx model with --tensor or --all (or with --eval: the model sweep).")
     var input: String?
 
     @Option(help: "A weight of the .onnx model (repeatable).")
@@ -52,6 +61,20 @@ struct StudyCommand: ParsableCommand {
     @Option(help: "Bit widths the --average and --sweep-average grids distribute over (default: 1,2,3).", transform: StudyParse.bitList)
     var gridBits: [Int]?
 
+    @Option(help: "Evaluation inputs (.npy file or folder): sweep --sweep-average on the whole model, measured against the float model.")
+    var eval: String?
+
+    @Option(help: "Calibration inputs for the model sweep (.npy file or folder): each conversion is calibrated first.")
+    var calibrate: String?
+
+    @OptionGroup(title: "Images (when --eval or --calibrate is a folder of PNG/JPEG images)") var images: ImageOptions
+
+    @Option(help: "Also write the model sweep as an HTML page (simplex heat maps, charts and tables per average).")
+    var report: String?
+
+    @Option(help: "Threads of the model sweep's conversions and runs (default: every core).")
+    var threads: Int?
+
     @Option(help: "Mask methods, comma-separated.")
     var method = CommaSeparated<MaskMethod>([.middleOut])
 
@@ -79,6 +102,18 @@ struct StudyCommand: ParsableCommand {
         let isONNX = input?.lowercased().hasSuffix(".onnx") ?? false
         guard (input == nil) != (synthetic == nil) else {
             throw ValidationError("give exactly one source: a .npy or .onnx file, or --synthetic")
+        }
+        if eval != nil || calibrate != nil || report != nil || threads != nil {
+            guard isONNX, eval != nil else { throw ValidationError("--eval, --calibrate, --report and --threads sweep an .onnx model: give MODEL.onnx --sweep-average B --eval X.npy") }
+            guard sweepAverage != nil, bits == nil, mix.isEmpty, average == nil, !all, tensor.isEmpty else {
+                throw ValidationError("the model sweep (--eval) takes --sweep-average B (and --grid-bits, --scale); not --bits, --mix, --average, --tensor or --all")
+            }
+            guard method.values == [.middleOut], !refit, !alternatingRefit else {
+                throw ValidationError("the model sweep converts with the policy's defaults: middle-out masks, no refit")
+            }
+            guard !csv else { throw ValidationError("the model sweep prints text or --json") }
+            if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+            return
         }
         if isONNX {
             guard all != !tensor.isEmpty else { throw ValidationError("with an .onnx model give --tensor NAME (repeatable) or --all") }
@@ -109,6 +144,10 @@ struct StudyCommand: ParsableCommand {
     }
 
     func run() throws {
+        if let eval, let input {
+            try sweepModel(input, eval: eval)
+            return
+        }
         let text = try CLIErrors.reporting { () throws -> String in
             let tensors: [FloatTensor]
             if let synthetic {
@@ -120,6 +159,28 @@ struct StudyCommand: ParsableCommand {
             }
             let report = try Study.run(tensors, options)
             return self.output.json ? try report.renderJSON() : csv ? report.renderCSV() : report.renderText()
+        }
+        print(text, terminator: "")
+    }
+
+    /// `study MODEL.onnx --sweep-average B --eval X`: the whole model per P (MBTools' ModelSweep).
+    func sweepModel(_ model: String, eval: String) throws {
+        var options = ModelSweep.Options()
+        options.averages = sweepAverage ?? []
+        if let gridBits { options.bits = gridBits }
+        options.scale = scale.rawValue
+        options.calibrate = calibrate
+        options.images = images.preprocessing
+        if let threads { options.threads = threads }
+        let meter = ProgressMeter(label: "sweep", style: .forStream(quiet: output.json))
+        let text = try CLIErrors.reporting { () throws -> String in
+            let result = try ModelSweep.run(model: model, eval: eval, options: options) { done, total in meter.update(done: done, total: total, detail: "P") }
+            meter.finish()
+            if let report {
+                try SweepReport.render(title: "P at a fixed average: \((model as NSString).lastPathComponent)", result, units: options.units)
+                    .write(toFile: report, atomically: true, encoding: .utf8)
+            }
+            return output.json ? try result.renderJSON() : result.renderText()
         }
         print(text, terminator: "")
     }

@@ -58,6 +58,9 @@ import Testing
         (["study", "--synthetic", "normal:100:0", "--method", "sideways"], "The value 'sideways' is invalid for '--method <method>'. Please provide one of 'middle-out', 'top-down'"),
         (["study", "--synthetic", "cauchy:100:0"], "The value 'cauchy:100:0' is invalid for '--synthetic <synthetic>': unknown distribution 'cauchy'"),
         (["study", "--bits", "2"], "give exactly one source"),
+        (["study", "Examples/models/tiny_cnn.onnx", "--eval", "Examples/models/tiny_cnn.input.npy"], "the model sweep (--eval) takes --sweep-average B"),
+        (["study", "--synthetic", "normal:100:0", "--eval", "x.npy"], "--eval, --calibrate, --report and --threads sweep an .onnx model"),
+        (["study", "Examples/models/tiny_cnn.onnx", "--sweep-average", "1.4", "--eval", "x.npy", "--image-crop", "0x3"], "The value '0x3' is invalid for '--image-crop <HxW>'"),
     ])
     func badArgumentsExitWithUsageErrors(arguments: [String], message: String) throws {
         let r = try CLI.run(arguments)
@@ -85,5 +88,26 @@ import Testing
         let r = try CLI.run(["study", "/nonexistent/w.npy"])
         #expect(r.status == 1, "\(r)")
         #expect(r.stderr == "mbconvert: error: /nonexistent/w.npy: cannot read: No such file or directory\n", "\(r)")
+    }
+
+    /// The model sweep: every P with average 1.4 over 1/2/3 bits (five on the 0.05 grid),
+    /// measured on the model, with the simplex heat maps in the report.
+    @Test func modelSweepAtAFixedAverage() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("study-sweep-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let page = dir.appendingPathComponent("sweep.html").path
+        let r = try CLI.run(["study", "Examples/models/tiny_cnn.onnx", "--sweep-average", "1.4", "--eval", "Examples/models/tiny_cnn.input.npy",
+                             "--threads", "1", "--report", page])
+        #expect(r.status == 0, "\(r)")
+        #expect(r.stdout.contains("B = 1.4: 5 distributions P over widths 1,2,3"), "\(r)")
+        for p in ["0.60/0.40/0.00", "0.65/0.30/0.05", "0.70/0.20/0.10", "0.75/0.10/0.15", "0.80/0.00/0.20"] { #expect(r.stdout.contains(p), "\(p)") }
+        #expect(r.stderr.hasPrefix("sweep: ") && r.stderr.contains("5/5"), "\(r)")
+        let html = try String(contentsOfFile: page, encoding: .utf8)
+        #expect(html.components(separatedBy: "class=\"cell\"").count - 1 == 10 && html.contains(">B = 1.4</text>"))
+        let json = try CLI.run(["study", "Examples/models/tiny_cnn.onnx", "--sweep-average", "1.4", "--eval", "Examples/models/tiny_cnn.input.npy",
+                                "--threads", "1", "--grid-bits", "1,2", "--json"])
+        #expect(json.status == 0 && json.stderr.isEmpty && json.stdout.contains("\"fractions\""), "\(json)")
+        #expect(json.stdout.components(separatedBy: "\"top1\"").count - 1 == 1, "one P over 1/2 bits averages 1.4: \(json)")
     }
 }

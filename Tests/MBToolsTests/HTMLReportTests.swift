@@ -47,13 +47,40 @@ import Testing
     }
 
     @Test func sweepPageChartsEveryP() {
-        let points = [SweepReport.Point(mix: "0.60/0.40/0.00", top1: 0.715, cosine: 0.74, weightError: 0.3288),
-                      SweepReport.Point(mix: "0.65/0.30/0.05", top1: 0.75, cosine: 0.756, weightError: 0.3034)]
-        let page = SweepReport.render(title: "P at a fixed average", note: "model <m>", sweeps: [(1.4, points)])
+        let points = [ModelSweep.Point(fractions: [0.6, 0.4, 0], top1: 0.715, cosine: 0.74, sqnrDB: 3.1, weightError: 0.3288),
+                      ModelSweep.Point(fractions: [0.65, 0.3, 0.05], top1: 0.75, cosine: 0.756, sqnrDB: 3.4, weightError: 0.3034)]
+        let result = ModelSweep.Result(model: "m.onnx", bits: [1, 2, 3], note: "model <m>", sweeps: [.init(average: 1.4, points: points)])
+        let page = SweepReport.render(title: "P at a fixed average", result, units: 20)
         #expect(page.contains("<h2>Average 1.40 bits: 2 distributions P</h2>") && page.contains("model &lt;m&gt;"))
-        #expect(page.components(separatedBy: "<svg").count - 1 == 2)
+        #expect(page.components(separatedBy: "<svg").count - 1 == 4)  // two heat maps, two bar charts
         #expect(page.contains(">0.65/0.30/0.05</text>") && page.contains(">75.0 %</text>") && page.contains(">0.3288</text>"))
         #expect(page.contains("top-1 agreement (%)"))
+        // The heat maps: one cell per P, the line of B = 1.4, the legend's range, the best P circled.
+        #expect(page.components(separatedBy: "class=\"cell\"").count - 1 == 4)
+        #expect(page.components(separatedBy: "class=\"average\"").count - 1 == 2 && page.contains(">B = 1.4</text>"))
+        #expect(page.contains(">75.0 (better)</text>") && page.contains(">71.5</text>") && page.contains(">0.303 (better)</text>"))
+        #expect(page.contains("<title>P 0.65/0.30/0.05 (1-bit/2-bit/3-bit): 75.0</title>"))
+        // Two widths: no simplex.
+        let two = ModelSweep.Result(model: "m.onnx", bits: [1, 2], note: "", sweeps: [.init(average: 1.5, points: [
+            ModelSweep.Point(fractions: [0.5, 0.5], top1: 0.5, cosine: 0.5, sqnrDB: 1, weightError: 0.4)])])
+        #expect(!SweepReport.render(title: "t", two, units: 20).contains("class=\"cell\""))
+    }
+
+    @Test func simplexPlacesFractionsAndAverageLines() {
+        // Corners: 1-bit bottom left, 2-bit top, 3-bit bottom right.
+        let h = SVGSimplexHeatMap.height
+        let a = SVGSimplexHeatMap.point([1, 0, 0]), b = SVGSimplexHeatMap.point([0, 1, 0]), c = SVGSimplexHeatMap.point([0, 0, 1])
+        #expect(a.x == SVGSimplexHeatMap.left && a.y == SVGSimplexHeatMap.top + h)
+        #expect(b.x == SVGSimplexHeatMap.left + SVGSimplexHeatMap.side / 2 && b.y == SVGSimplexHeatMap.top)
+        #expect(c.x == SVGSimplexHeatMap.left + SVGSimplexHeatMap.side && c.y == a.y)
+        // B = 1.4 over 1/2/3 bits runs from 0.8/0/0.2 to 0.6/0.4/0; B = 2.5 from 0/0.5/0.5 to 0.25/0/0.75.
+        func close(_ x: [[Double]], _ y: [[Double]]) -> Bool {
+            x.count == y.count && zip(x, y).allSatisfy { zip($0, $1).allSatisfy { abs($0 - $1) < 1e-12 } }
+        }
+        #expect(close(SVGSimplexHeatMap.averageLine(1.4, bits: [1, 2, 3]), [[0.8, 0, 0.2], [0.6, 0.4, 0]]))
+        #expect(close(SVGSimplexHeatMap.averageLine(2.5, bits: [1, 2, 3]), [[0, 0.5, 0.5], [0.25, 0, 0.75]]))
+        #expect(SVGSimplexHeatMap.averageLine(3.5, bits: [1, 2, 3]).isEmpty)
+        #expect(SVGSimplexHeatMap.color(0) == "#440154" && SVGSimplexHeatMap.color(1) == "#fde725")
     }
 
     @Test func escapesAndTicks() {

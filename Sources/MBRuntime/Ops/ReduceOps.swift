@@ -88,6 +88,25 @@ enum ReduceOps {
         }
     }
 
+    /// Calls `body(k, o)` for every element k of a `shape` tensor in order, with o its position in
+    /// the output whose strides over `shape` are `outStrides` (0 along reduced axes).
+    static func walk(_ shape: [Int], _ outStrides: [Int], _ body: (Int, Int) -> Void) {
+        var index = Array(repeating: 0, count: shape.count)
+        var o = 0
+        for k in 0..<shape.reduce(1, *) {
+            body(k, o)
+            var d = shape.count - 1
+            while d >= 0 {
+                index[d] += 1
+                o += outStrides[d]
+                if index[d] < shape[d] { break }
+                o -= outStrides[d] * shape[d]
+                index[d] = 0
+                d -= 1
+            }
+        }
+    }
+
     static func compile(_ n: NodeContext, _ kind: Kind) throws -> OpRun {
         let unsigned = isUnsigned(n)
         let exactKinds: Set<Kind> = [.mean, .sum, .max, .min, .prod, .l1, .sumSquare]
@@ -113,27 +132,12 @@ enum ReduceOps {
             let shape = keepDims ? outKeep : x.shape.enumerated().filter { !set.contains($0.offset) }.map(\.element)
             if x.elementType == .int64 && exactKinds.contains(kind) {
                 let y = try c.alloc(x.elementType, shape)
-                var index = Array(repeating: 0, count: x.rank)
                 var positions = [Int](repeating: 0, count: x.count)
-                var o = 0
-                for k in 0..<x.count {
-                    positions[k] = o
-                    var d = x.rank - 1
-                    while d >= 0 {
-                        index[d] += 1
-                        o += outStrides[d]
-                        if index[d] < x.shape[d] { break }
-                        o -= outStrides[d] * x.shape[d]
-                        index[d] = 0
-                        d -= 1
-                    }
-                }
+                walk(x.shape, outStrides) { k, o in positions[k] = o }
                 reduceInt64(x, kind, unsigned: unsigned, outCount: outCount, reduceCount: reduceCount, outIndex: { positions[$0] }, into: y)
                 return [y]
             }
-            var index = Array(repeating: 0, count: x.rank)
-            var o = 0
-            for k in 0..<x.count {
+            walk(x.shape, outStrides) { k, o in
                 let v = read(k)
                 switch kind {
                 case .mean, .sum, .logSum: acc[o] += v
@@ -143,15 +147,6 @@ enum ReduceOps {
                 case .l1: acc[o] += abs(v)
                 case .l2, .sumSquare: acc[o] += v * v
                 case .logSumExp: acc[o] += exp(v)
-                }
-                var d = x.rank - 1
-                while d >= 0 {
-                    index[d] += 1
-                    o += outStrides[d]
-                    if index[d] < x.shape[d] { break }
-                    o -= outStrides[d] * x.shape[d]
-                    index[d] = 0
-                    d -= 1
                 }
             }
             let y = try c.alloc(x.elementType, shape)

@@ -190,6 +190,14 @@ final class GraphCompiler {
             func fail(_ kind: MBRuntimeError.Kind, _ message: String) -> MBRuntimeError {
                 MBRuntimeError(kind, node: name, opType: node.opType, message)
             }
+            /// A compile function's failure, naming the node (a bad attribute unless it says otherwise).
+            func compileError(_ error: any Error) -> MBRuntimeError {
+                switch error {
+                case let e as OpError: return fail(e.kind, e.message)
+                case let e as MBRuntimeError: return e
+                default: return fail(.invalidAttribute, "\(error)")
+                }
+            }
             var inSlots: [Int] = []
             for input in node.inputs {
                 if input.isEmpty { inSlots.append(-1); continue }
@@ -208,12 +216,8 @@ final class GraphCompiler {
                 let valueRun: ValueRun
                 do {
                     valueRun = try valueSpec(context)
-                } catch let e as OpError {
-                    throw fail(e.kind, e.message)
-                } catch let e as MBRuntimeError {
-                    throw e
                 } catch {
-                    throw fail(.invalidAttribute, "\(error)")
+                    throw compileError(error)
                 }
                 for s in inSlots where s >= 0 && packedConstants[s] != nil { materialize(s) }
                 let outSlots = node.outputs.map { $0.isEmpty ? -1 : define($0) }
@@ -233,12 +237,8 @@ final class GraphCompiler {
             let run: OpRun
             do {
                 run = try spec(context)
-            } catch let e as OpError {
-                throw fail(e.kind, e.message)
-            } catch let e as MBRuntimeError {
-                throw e
             } catch {
-                throw fail(.invalidAttribute, "\(error)")
+                throw compileError(error)
             }
             // Packed constants this node did not run from bit planes are expanded for it.
             for s in inSlots where s >= 0 && packedConstants[s] != nil && !claimed.contains(s) { materialize(s) }

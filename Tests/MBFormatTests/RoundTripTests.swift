@@ -72,6 +72,17 @@ import Testing
         if case .graphs(let list)? = n.attribute("gs") { #expect(list.count == 2) } else { Issue.record("graphs") }
     }
 
+    /// The `type` attribute of an `Optional` node (attribute kind 12), nested types and all.
+    @Test func typeAttributesRoundTrip() throws {
+        var model = FormatFixtures.model(constants: [])
+        let types: [IRType] = [.optional(.sequence(.tensor(.float, shape: [.fixed(5), .symbolic("N"), .unknown]))),
+                               .optional(.tensor(nil, shape: nil)), .sequence(nil), .other("map")]
+        model.graph.nodes[0].attributes = types.enumerated().map { IRAttribute(name: "t\($0.offset)", value: .type($0.element)) }
+        let (file, _) = try writeAndRead(model, metadata: [])
+        let read = file.model.graph.nodes[0].attributes.map { a -> IRType? in if case .type(let t) = a.value { return t }; return nil }
+        #expect(read == types)
+    }
+
     @Test func writingNeverLeavesAPartialFile() throws {
         let path = FormatFixtures.temporaryPath("m.mbm")
         let dir = (path as NSString).deletingLastPathComponent

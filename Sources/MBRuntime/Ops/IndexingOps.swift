@@ -289,9 +289,12 @@ enum IndexingOps {
             let axisAttr = try n.int("axis", default: -1)
             let largest = try n.int("largest", default: 1) != 0
             let kAttr = n.opset < 10 ? try n.int("k") : nil
+            let unsigned = ReduceOps.isUnsigned(n)
             return { i, c in
                 let x = try i.required(0)
-                let read = try ReduceOps.reader(x)
+                // int64-held values compare exactly (uint64 as unsigned), others as Double.
+                let key = x.elementType == .int64 ? ReduceOps.orderKeys(x, unsigned: unsigned) : nil
+                let read = key == nil ? try ReduceOps.reader(x) : { _ in 0 }
                 let k = try kAttr ?? IndexingOps.scalarInt(try i.required(1, "K"), "K")
                 let axis = try normalizeAxis(axisAttr, rank: x.rank)
                 let len = x.shape[axis]
@@ -308,10 +311,18 @@ enum IndexingOps {
                         let at = { (j: Int) in (o * len + j) * inner + q }
                         // Ties keep the lower index first (a stable order), as ONNX requires.
                         order = Array(0..<len)
-                        order.sort { a, b in
-                            let va = read(at(a)), vb = read(at(b))
-                            if va != vb { return largest ? va > vb : va < vb }
-                            return a < b
+                        if let key {
+                            order.sort { a, b in
+                                let va = key(at(a)), vb = key(at(b))
+                                if va != vb { return largest ? va > vb : va < vb }
+                                return a < b
+                            }
+                        } else {
+                            order.sort { a, b in
+                                let va = read(at(a)), vb = read(at(b))
+                                if va != vb { return largest ? va > vb : va < vb }
+                                return a < b
+                            }
                         }
                         for j in 0..<k {
                             let to = (o * k + j) * inner + q
@@ -325,30 +336,18 @@ enum IndexingOps {
         },
         "Unique": { n in
             let axisAttr = try n.int("axis"), sorted = try n.int("sorted", default: 1) != 0
+            let unsigned = ReduceOps.isUnsigned(n)
             return { i, c in
                 let x = try i.required(0)
-                let read = try ReduceOps.reader(x)
                 // Slices along the axis (single elements without one), compared as rows of values.
                 let axis = try axisAttr.map { try normalizeAxis($0, rank: x.rank) }
                 let dims = axis == nil ? [x.count] : x.shape
                 let a = axis ?? 0
                 let outer = dims[..<a].reduce(1, *), len = dims[a], inner = dims[(a + 1)...].reduce(1, *)
-                func row(_ k: Int) -> [Double] {
-                    var r: [Double] = []
-                    r.reserveCapacity(outer * inner)
-                    for o in 0..<outer { for q in 0..<inner { r.append(read((o * len + k) * inner + q)) } }
-                    return r
-                }
-                var firstOf: [[Double]: Int] = [:], groups: [(row: [Double], first: Int, count: Int)] = [], groupOf = [Int](repeating: 0, count: len)
-                for k in 0..<len {
-                    let r = row(k)
-                    if let g = firstOf[r] { groups[g].count += 1; groupOf[k] = g; continue }
-                    firstOf[r] = groups.count
-                    groupOf[k] = groups.count
-                    groups.append((r, k, 1))
-                }
-                var order = Array(groups.indices)
-                if sorted { order.sort { groups[$0].row.lexicographicallyPrecedes(groups[$1].row) } }
+                // int64-held values are compared exactly (uint64 as unsigned), others as Double.
+                let (groups, groupOf, order) = x.elementType == .int64
+                    ? uniqueRows(ReduceOps.orderKeys(x, unsigned: unsigned), outer: outer, len: len, inner: inner, sorted: sorted)
+                    : uniqueRows(try ReduceOps.reader(x), outer: outer, len: len, inner: inner, sorted: sorted)
                 var rank = [Int](repeating: 0, count: groups.count)
                 for (position, g) in order.enumerated() { rank[g] = position }
                 var shape = dims
@@ -384,6 +383,31 @@ enum IndexingOps {
             }
         },
     ]
+
+    /// Unique's grouping: slices k along the middle axis of (outer, len, inner) compared as rows of
+    /// `read`'s keys; each group's first slice and count, each slice's group, and the groups in
+    /// output order (first appearance, or ascending rows when `sorted`).
+    static func uniqueRows<K: Hashable & Comparable>(_ read: (Int) -> K, outer: Int, len: Int, inner: Int, sorted: Bool)
+        -> (groups: [(first: Int, count: Int)], groupOf: [Int], order: [Int]) {
+        func row(_ k: Int) -> [K] {
+            var r: [K] = []
+            r.reserveCapacity(outer * inner)
+            for o in 0..<outer { for q in 0..<inner { r.append(read((o * len + k) * inner + q)) } }
+            return r
+        }
+        var firstOf: [[K]: Int] = [:], rows: [[K]] = [], groups: [(first: Int, count: Int)] = [], groupOf = [Int](repeating: 0, count: len)
+        for k in 0..<len {
+            let r = row(k)
+            if let g = firstOf[r] { groups[g].count += 1; groupOf[k] = g; continue }
+            firstOf[r] = groups.count
+            groupOf[k] = groups.count
+            groups.append((k, 1))
+            rows.append(r)
+        }
+        var order = Array(groups.indices)
+        if sorted { order.sort { rows[$0].lexicographicallyPrecedes(rows[$1]) } }
+        return (groups, groupOf, order)
+    }
 
     static func scatterElements(_ n: NodeContext) throws -> OpRun {
         let axisAttr = try n.int("axis", default: 0)

@@ -344,12 +344,8 @@ final class ExecutionContext: @unchecked Sendable {
                 } else {
                     outputs = try step.run(inputs(of: step), self)
                 }
-            } catch let e as OpError {
-                throw MBRuntimeError(e.kind, node: step.name, opType: step.opType, e.message)
-            } catch let e as MBRuntimeError {
-                throw e
             } catch {
-                throw MBRuntimeError(.execution, node: step.name, opType: step.opType, "\(error)")
+                throw Self.runtimeError(error, step)
             }
             for (i, s) in step.outputs.enumerated() where s >= 0 {
                 guard i < outputs.count else {
@@ -369,6 +365,15 @@ final class ExecutionContext: @unchecked Sendable {
         return result
     }
 
+    /// A step's failure as the error a run throws, naming the node.
+    static func runtimeError(_ error: any Error, _ step: Step) -> MBRuntimeError {
+        switch error {
+        case let e as OpError: return MBRuntimeError(e.kind, node: step.name, opType: step.opType, e.message)
+        case let e as MBRuntimeError: return e
+        default: return MBRuntimeError(.execution, node: step.name, opType: step.opType, "\(error)")
+        }
+    }
+
     /// A step that makes or reads sequences and optionals: its inputs of any kind, its outputs
     /// put where their kind lives.
     private func runValueStep(_ step: Step, _ valueRun: ValueRun) throws(MBRuntimeError) {
@@ -377,12 +382,8 @@ final class ExecutionContext: @unchecked Sendable {
             let start = profile == nil ? 0 : DispatchTime.now().uptimeNanoseconds
             outputs = try valueRun(step.inputs.map { $0 < 0 ? nil : value($0) }, self)
             profile?.add(step, nanoseconds: DispatchTime.now().uptimeNanoseconds - start)
-        } catch let e as OpError {
-            throw MBRuntimeError(e.kind, node: step.name, opType: step.opType, e.message)
-        } catch let e as MBRuntimeError {
-            throw e
         } catch {
-            throw MBRuntimeError(.execution, node: step.name, opType: step.opType, "\(error)")
+            throw Self.runtimeError(error, step)
         }
         for (i, s) in step.outputs.enumerated() where s >= 0 {
             guard i < outputs.count else {

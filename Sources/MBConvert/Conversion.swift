@@ -17,8 +17,9 @@ public enum Conversion {
         public var strict = false
         /// Calibration inputs (a .npy file or a folder; see `Calibration.loadInputs`).
         public var calibrate: String?
-        /// How a folder of PNG/JPEG calibration images becomes entries.
-        public var images = ImagePreprocessing()
+        /// How a folder of PNG/JPEG calibration images becomes entries; nil: the policy's
+        /// `images:`, else `ImagePreprocessing()`'s defaults. Given here and in the policy: an error.
+        public var images: ImagePreprocessing?
         /// Worker threads for binarization (default: every core).
         public var threads = ProcessInfo.processInfo.activeProcessorCount
         /// Working memory the tensors in flight may use (`MemoryBudget`; nil: half of physical
@@ -72,7 +73,8 @@ public enum Conversion {
         var streamed: (source: CalibrationInputs, model: MBModel, batch: Int)?
         if let calibrationPath = options.calibrate {
             let model = try MBModel(ir: IRModel(graph: prepared.graph, opsets: prepared.opsets))
-            let source = try CalibrationInputs.open(calibrationPath, model: model, images: options.images)
+            let images = try ImagePreprocessing.resolve(options.images, policy: prepared.policy)
+            let source = try CalibrationInputs.open(calibrationPath, model: model, images: images)
             if let batch = options.calibrationBatch, batch < source.count {
                 let inputs = try source.batch(0..<min(source.count, Sensitivity.maxInputs))
                 try Calibration.check(inputs, model: model, path: calibrationPath)

@@ -18,6 +18,34 @@ public struct Policy: Sendable {
     /// Where `default:` was written, for reports.
     public var defaultPosition: SourcePosition?
     public var target: Target?
+    /// How a folder of PNG/JPEG calibration images becomes model inputs (`images:`), as written;
+    /// the converter turns it into its preprocessing.
+    public var images: Images?
+
+    /// `images: {...}`: resize, center crop, channel order, scale, mean/std, layout.
+    public struct Images: Sendable, Equatable {
+        public enum Resize: Sendable, Equatable {
+            case shorterSide(Int)
+            case exact(height: Int, width: Int)
+        }
+        public var resize: Resize?
+        public var crop: (height: Int, width: Int)? {
+            get { cropSize.map { ($0[0], $0[1]) } }
+            set { cropSize = newValue.map { [$0.height, $0.width] } }
+        }
+        private var cropSize: [Int]?
+        /// "rgb", "bgr" or "gray".
+        public var channels: String?
+        /// 1 or 255.
+        public var scale: Double?
+        public var mean: [Double]?
+        public var std: [Double]?
+        /// "nchw" or "nhwc".
+        public var layout: String?
+        public var position: SourcePosition
+
+        public init(position: SourcePosition) { self.position = position }
+    }
 
     public init(file: String, text: String, version: Int = Policy.supportedVersion, rules: [Rule] = [],
                 defaultSettings: Settings? = nil, defaultPosition: SourcePosition? = nil, target: Target? = nil) {

@@ -4,7 +4,7 @@ import Yams
 /// The key tables: one place that says which key may appear where. Adding a setting (such as
 /// `activations:` or `granularity:`) means a row here and a reader in PolicyParser+Settings.
 enum PolicyKeys {
-    static let top = ["version", "target", "rules", "default"]
+    static let top = ["version", "target", "rules", "default", "images"]
     static let rule = ["match", "label"] + settings
     static let match = ["name", "tensor", "op", "position", "min_elements", "max_elements", "depthwise", "kernel"]
     static let settings = ["mix", "average", "bits", "int", "palette", "method", "scale", "refit", "calibrate", "fit", "scale_type", "keep", "granularity", "activations"]
@@ -18,6 +18,8 @@ enum PolicyKeys {
     /// Options that apply to `int:` and `palette:` (the others are about binarization).
     static let quantizeOptions = ["calibrate", "scale_type", "activations"]
     static let target = ["average_bits", "max_bits", "allocate"]
+    /// Keys of `images: {...}` (how PNG/JPEG calibration images become inputs).
+    static let images = ["resize", "crop", "channels", "scale", "mean", "std", "layout"]
     /// The ops whose weight inputs are weights (what `op:` usually names).
     static let weightedOps = WeightedOp.allCases.map(\.rawValue)
 }
@@ -62,9 +64,12 @@ extension SchemaReader {
         if let target, !rules.contains(where: { $0.settings.storage == .target }), defaultSettings?.storage != .target {
             warning(target.position, "target has no effect: every rule and the default state their own mix, bits, average or keep")
         }
+        let images = value("images").flatMap { self.images($0) }
         guard let version else { return nil }
-        return Policy(file: file, text: text, version: version, rules: rules, defaultSettings: defaultSettings,
-                      defaultPosition: value("default").map { Self.position($0.keyNode) }, target: target)
+        var policy = Policy(file: file, text: text, version: version, rules: rules, defaultSettings: defaultSettings,
+                            defaultPosition: value("default").map { Self.position($0.keyNode) }, target: target)
+        policy.images = images
+        return policy
     }
 
     static let misplacedAtTop: [String: String] = {
@@ -118,6 +123,65 @@ extension SchemaReader {
             return nil
         }
         return Policy.Target(averageBits: b, maxBits: maxBits, allocate: allocate, position: Self.position(entry.keyNode))
+    }
+
+    /// `images: {resize: 256, crop: 224, channels: rgb, scale: 1, mean: [...], std: [...], layout: nchw}`.
+    mutating func images(_ entry: Entry) -> Policy.Images? {
+        guard let e = entries(entry.value, "images must be a mapping such as {resize: 256, crop: 224}") else { return nil }
+        checkKeys(e, allowed: PolicyKeys.images)
+        var out = Policy.Images(position: Self.position(entry.keyNode))
+        var ok = true
+        /// 224, "48x192" or [48, 192]: (height, width), and whether one number was given.
+        func size(_ node: Node, _ key: String) -> (Int, Int, single: Bool)? {
+            let what = "\(key) must be a size: a number, HxW like 48x192, or [height, width]"
+            if case .sequence(let seq) = node {
+                let items = Array(seq)
+                guard items.count == 2 else { error(Self.position(node), "\(what), got \(Self.describe(node))"); return nil }
+                guard let h = int(items[0], what), let w = int(items[1], what) else { return nil }
+                guard h >= 1, w >= 1 else { error(Self.position(node), "\(key) sizes must be at least 1"); return nil }
+                return (h, w, false)
+            }
+            if case .scalar(let s) = node, SchemaReader.tagName(node) == .int, let n = Int.construct(from: s) {
+                guard n >= 1 else { error(Self.position(node), "\(key) must be at least 1, got \(n)"); return nil }
+                return (n, n, true)
+            }
+            if case .scalar(let s) = node {
+                let parts = s.string.lowercased().split(separator: "x", omittingEmptySubsequences: false).map { Int($0) }
+                if parts.count == 2, let h = parts[0], let w = parts[1], h >= 1, w >= 1 { return (h, w, false) }
+            }
+            error(Self.position(node), "\(what), got \(Self.describe(node))")
+            return nil
+        }
+        for item in e {
+            switch item.key {
+            case "resize":
+                if let (h, w, single) = size(item.value, "resize") { out.resize = single ? .shorterSide(h) : .exact(height: h, width: w) } else { ok = false }
+            case "crop":
+                if let (h, w, _) = size(item.value, "crop") { out.crop = (h, w) } else { ok = false }
+            case "channels":
+                if let v = choice(item.value, "channels", [("rgb", "rgb"), ("bgr", "bgr"), ("gray", "gray")]) { out.channels = v } else { ok = false }
+            case "layout":
+                if let v = choice(item.value, "layout", [("nchw", "nchw"), ("nhwc", "nhwc")]) { out.layout = v } else { ok = false }
+            case "scale":
+                if let v = number(item.value, "scale must be 1 (values in [0, 1]) or 255 (values in [0, 255])") {
+                    if v == 1 || v == 255 { out.scale = v } else {
+                        error(Self.position(item.value), "scale must be 1 (values in [0, 1]) or 255 (values in [0, 255]), got \(formatNumber(v))")
+                        ok = false
+                    }
+                } else { ok = false }
+            case "mean", "std":
+                let what = "\(item.key) must be a number or a list of numbers (one per channel)"
+                if let values = oneOrMany(item.value, what, { r, n in r.number(n, what) }) {
+                    if item.key == "std", values.contains(0) {
+                        error(Self.position(item.value), "std must not be 0")
+                        ok = false
+                    }
+                    if item.key == "mean" { out.mean = values } else { out.std = values }
+                } else { ok = false }
+            default: break
+            }
+        }
+        return ok ? out : nil
     }
 
     mutating func rule(_ node: Node, index: Int, hasTarget: Bool) -> Policy.Rule? {

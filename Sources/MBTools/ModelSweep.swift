@@ -23,7 +23,7 @@ public enum ModelSweep {
         /// Calibration inputs: every conversion is corrected on them first (`--calibrate`).
         public var calibrate: String?
         /// How folders of PNG/JPEG images (evaluation or calibration) become entries.
-        public var images = ImagePreprocessing()
+        public var images: ImagePreprocessing?
         public var threads = ProcessInfo.processInfo.activeProcessorCount
         public init() {}
     }
@@ -69,7 +69,7 @@ public enum ModelSweep {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let float = try ModelLoading.load(path: modelPath)
-        let feeds = try Calibration.loadInputs(evalPath, model: float, images: options.images)
+        let feeds = try Calibration.loadInputs(evalPath, model: float, images: options.images ?? ImagePreprocessing())
         let reference = try float.makeSession(.init(threads: options.threads)).run(feeds)
         guard let output = float.outputs.first?.name, let expected = reference[output] else {
             throw ConversionError("\(modelPath): the model has no output to compare")

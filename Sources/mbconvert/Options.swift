@@ -63,38 +63,41 @@ struct ImageOptions: ParsableArguments {
             transform: { text throws in try ImagePreprocessing.Parse.size(text) })
     var crop: ImagePreprocessing.Size?
 
-    @Option(name: .customLong("image-channels"), help: "Channel order fed to the model.")
-    var channels = ImagePreprocessing.Channels.rgb
+    @Option(name: .customLong("image-channels"), help: "Channel order fed to the model (default: rgb).")
+    var channels: ImagePreprocessing.Channels?
 
     @Option(name: .customLong("image-scale"), help: ArgumentHelp("Pixels scaled to [0, 1] (1, the default) or [0, 255] (255).", valueName: "1|255"),
             transform: { text throws in try ImagePreprocessing.Parse.range(text) })
-    var scale: Double = 1
+    var scale: Double?
 
     @Option(name: .customLong("image-mean"), help: ArgumentHelp("Subtracted after scaling: one value, or one per channel in the fed order (e.g. 0.485,0.456,0.406).", valueName: "m[,m,m]"),
             transform: { text throws in try ImagePreprocessing.Parse.values(text) })
-    var mean: [Double] = []
+    var mean: [Double]?
 
     @Option(name: .customLong("image-std"), help: ArgumentHelp("Then divided by: one value, or one per channel (e.g. 0.229,0.224,0.225).", valueName: "s[,s,s]"),
             transform: { text throws in try ImagePreprocessing.Parse.values(text) })
-    var std: [Double] = []
+    var std: [Double]?
 
-    @Option(name: .customLong("image-layout"), help: "Layout of each entry: nchw (channels, height, width) or nhwc.")
-    var layout = ImagePreprocessing.Layout.nchw
+    @Option(name: .customLong("image-layout"), help: "Layout of each entry: nchw (channels, height, width; the default) or nhwc.")
+    var layout: ImagePreprocessing.Layout?
 
-    var preprocessing: ImagePreprocessing {
+    /// The declared preprocessing, or nil when no option is given (then the policy's `images:`
+    /// or the defaults apply).
+    var preprocessing: ImagePreprocessing? {
+        guard resize != nil || crop != nil || channels != nil || scale != nil || mean != nil || std != nil || layout != nil else { return nil }
         var p = ImagePreprocessing()
         p.resize = resize ?? .none
         p.crop = crop
-        p.channels = channels
-        p.range = scale
-        p.mean = mean
-        p.std = std
-        p.layout = layout
+        p.channels = channels ?? .rgb
+        p.range = scale ?? 1
+        p.mean = mean ?? []
+        p.std = std ?? []
+        p.layout = layout ?? .nchw
         return p
     }
 
     func validate() throws {
-        if let problem = preprocessing.problem { throw ValidationError("image preprocessing: \(problem)") }
+        if let problem = preprocessing?.problem { throw ValidationError("image preprocessing: \(problem)") }
     }
 }
 

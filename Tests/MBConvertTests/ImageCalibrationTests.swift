@@ -137,19 +137,37 @@ import Testing
 
         let model = root.appendingPathComponent("Examples/models/tiny_cnn.onnx").path
         let policy = root.appendingPathComponent("Examples/policies/post-training.txt").path
-        func convert(_ calibrate: String, batch: Int?) throws -> Data {
+        /// The file's bytes and every correction (node, mean |a − 1|, mean |b| / σ) as text.
+        func convertWithCorrections(_ calibrate: String, batch: Int?, policy: String = policy,
+                                    images: ImagePreprocessing? = pre) throws -> (Data, [String]) {
             var options = Conversion.Options(force: true)
             options.calibrate = calibrate
-            options.images = pre
+            options.images = images
             options.calibrationBatch = batch
             options.threads = 2
             let out = dir.appendingPathComponent("m.mbm")
-            _ = try Conversion.run(model: model, policy: policy, output: out.path, options: options)
-            return try Data(contentsOf: out)
+            let report = try Conversion.run(model: model, policy: policy, output: out.path, options: options)
+            return (try Data(contentsOf: out), (report.calibration ?? []).map { "\($0.node) \($0.meanScaleChange) \($0.meanShift)" })
+        }
+        func convert(_ calibrate: String, batch: Int?, policy: String = policy, images: ImagePreprocessing? = pre) throws -> Data {
+            try convertWithCorrections(calibrate, batch: batch, policy: policy, images: images).0
         }
         let fromNPY = try convert(npy, batch: nil)
         #expect(try convert(folder.path, batch: nil) == fromNPY, "one batch of images differs from the .npy")
         #expect(try convert(folder.path, batch: 3) == fromNPY, "images streamed in batches of 3 differ from the .npy")
+        // The same preprocessing declared in the policy instead; in both places it is an error.
+        let declared = dir.appendingPathComponent("declared.txt").path
+        try (String(contentsOfFile: policy, encoding: .utf8)
+             + "images: {resize: 36, crop: 32, channels: bgr, mean: [0.406, 0.456, 0.485], std: [0.225, 0.224, 0.229]}\n")
+            .write(toFile: declared, atomically: true, encoding: .utf8)
+        let viaPolicy = try convertWithCorrections(folder.path, batch: 3, policy: declared, images: nil).1
+        let viaNPY = try convertWithCorrections(npy, batch: nil).1
+        #expect(!viaNPY.isEmpty && viaPolicy == viaNPY, "the policy's images: gives other corrections")
+        #expect {
+            _ = try convert(folder.path, batch: 3, policy: declared)
+        } throws: { error in
+            "\(error)".hasPrefix("\(declared):") && "\(error)".contains("images: the command line gives --image-* options too")
+        }
 
         // Without the crop the portrait and landscape pictures give different shapes: named.
         var uneven = pre

@@ -71,7 +71,7 @@ import Testing
         var text = "version: 1\nx:\n"
         for depth in 1...300 { text += String(repeating: " ", count: depth) + "a:\n" }
         let r = Policy.parse(text: text, file: "deep.txt")
-        #expect(r.diagnostics.map(\.description) == ["deep.txt:2:1: unknown key 'x'; expected one of: version, target, rules, default"])
+        #expect(r.diagnostics.map(\.description) == ["deep.txt:2:1: unknown key 'x'; expected one of: version, target, rules, default, images"])
     }
 
     @Test func manyDuplicatesStillTerminate() {

@@ -107,7 +107,7 @@ struct SVGSimplexHeatMap {
             s += "<title>P \(p) (\(bits.map { "\($0)-bit" }.joined(separator: "/"))): \(HTML.escape(cell.text))</title></polygon>"
         }
         s += "</g>"
-        for cell in cells where cell.value == best {
+        for cell in cells where cell.value == best && high > low {
             let c = Self.point(cell.fractions)
             s += String(format: "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"%.1f\" fill=\"none\" stroke=\"#c00\" stroke-width=\"1.6\"/>", c.x, c.y, radius * 0.9)
         }
@@ -154,8 +154,17 @@ struct SVGSimplexHeatMap {
             guard ends.count == 2 else { continue }
             let p = Self.point(ends[0]), q = Self.point(ends[1])
             s += String(format: "<line class=\"average\" x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#a11\" stroke-width=\"1\" stroke-dasharray=\"5 3\"/>", p.x, p.y, q.x, q.y)
-            let label = p.y < q.y ? p : q
-            s += String(format: "<text x=\"%.1f\" y=\"%.1f\" style=\"fill:#a11\">B = %@</text>", label.x + 6, label.y - 3, formatAverage(b))
+            // The label outside the triangle, past the edge ticks, at an end that is not a corner
+            // (bottom edge first, then the left, then the right).
+            let placed = ends.filter { $0.filter { $0 == 0 }.count == 1 }.sorted { e, f in
+                let rank = { (x: [Double]) in x[1] == 0 ? 0 : x[2] == 0 ? 1 : 2 }
+                return rank(e) < rank(f)
+            }
+            if let end = placed.first {
+                let at = Self.point(end)
+                let (dx, dy, anchor) = end[1] == 0 ? (0.0, 26.0, "middle") : end[2] == 0 ? (-28.0, 3.0, "end") : (28.0, 3.0, "start")
+                s += String(format: "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"%@\" style=\"fill:#a11\">B = %@</text>", at.x + dx, at.y + dy, anchor, formatAverage(b))
+            }
         }
         // Legend: the colour scale with its range and unit.
         let lx = Self.left + Self.side + 40, ly = Self.top + 20, lh = 160.0
@@ -176,7 +185,7 @@ struct SVGSimplexHeatMap {
     }
 
     static func legendValue(_ v: Double, range: Double) -> String {
-        let digits = range >= 1 ? 1 : range >= 0.01 ? 3 : 4
+        let digits = range == 0 || range >= 1 ? 1 : range >= 0.01 ? 3 : 4
         return String(format: "%.\(digits)f", v)
     }
 }

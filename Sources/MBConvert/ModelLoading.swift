@@ -38,7 +38,10 @@ public enum ModelLoading {
         let lowering = ONNXLowering(file: path)
         func convert(_ v: ONNXValue) throws -> MBValue {
             switch v {
-            case .tensor(let t): return .tensor(try MBTensor(irTensor: lowering.tensor(t, place: "tensor '\(t.name ?? "")'")))
+            case .tensor(let t):
+                let ir = try lowering.tensor(t, place: "tensor '\(t.name ?? "")'")
+                if case .strings(let values) = ir.storage { return .strings(MBStringTensor(shape: ir.shape, values: values)) }
+                return .tensor(try MBTensor(irTensor: ir))
             case .sequence(_, let items):
                 let values = try items.map(convert)
                 let tensors = try values.map { v -> MBTensor in

@@ -156,7 +156,8 @@ final class GraphCompiler {
         }
         var inputSlots: [Int] = []
         for i in g.inputs {
-            if let t = i.elementType, TensorConversion.runtimeType(of: t) == nil {
+            // String inputs are held as `MBValue.strings`; only Equal and Identity read them.
+            if let t = i.elementType, t != .string, TensorConversion.runtimeType(of: t) == nil {
                 throw MBRuntimeError(.unsupportedOperator, "\(place) input '\(i.name)': element type \(t.name) is not supported (float, float16, bfloat16, double, float8e4m3fn, float8e4m3fnuz, float8e5m2, float8e5m2fnuz, float8e8m0, float4e2m1, int64, uint64, int32, uint32, int16, uint16, int8, uint8, int4, uint4, int2, uint2, bool)")
             }
             inputSlots.append(define(i.name))
@@ -210,8 +211,10 @@ final class GraphCompiler {
             // Nodes that make or read sequences and optionals run as value steps; one that also
             // has a tensor form (Identity, OptionalGetElement...) keeps it when its inputs are
             // constants (tensors), so it still folds.
+            let readsStrings = node.inputs.contains { declaredTypes[$0] == .string }
             if let valueSpec = OpTable.valueLookup(node.domain, node.opType),
-               tensorSpec == nil || !inSlots.allSatisfy({ $0 < 0 || constantValues[$0] != nil }) {
+               tensorSpec == nil || !inSlots.allSatisfy({ $0 < 0 || constantValues[$0] != nil }),
+               !OpTable.stringForms.contains(node.opType) || readsStrings {
                 let context = NodeContext(node: node, name: name, opset: opset, compiler: self, scope: scope, inputSlots: inSlots)
                 let valueRun: ValueRun
                 do {

@@ -134,6 +134,9 @@ public final class MBSession {
                 return d
             }))
         case (.optional, _): throw refuse(info.nonTensorType.map { "\($0)" } ?? "a tensor")
+        case (.strings(let t), nil) where info.elementType == nil || info.elementType == .string:
+            try checkShape(t.shape, against: info)
+        case (.strings, _): throw refuse(info.nonTensorType.map { "\($0)" } ?? "a tensor of \(info.elementType?.name ?? "?")")
         }
     }
 
@@ -144,13 +147,17 @@ public final class MBSession {
                 throw MBRuntimeError(.invalidInput, "input '\(info.name)': expected \(declared.name), got \(t.elementType.name)")
             }
         }
+        try checkShape(t.shape, against: info)
+    }
+
+    static func checkShape(_ shape: [Int], against info: IRValueInfo) throws(MBRuntimeError) {
         guard let dims = info.shape else { return }
-        guard dims.count == t.rank else {
-            throw MBRuntimeError(.invalidInput, "input '\(info.name)': expected \(dims.count) dimensions \(dims), got shape \(t.shape)")
+        guard dims.count == shape.count else {
+            throw MBRuntimeError(.invalidInput, "input '\(info.name)': expected \(dims.count) dimensions \(dims), got shape \(shape)")
         }
         for (i, d) in dims.enumerated() {
-            if case .fixed(let n) = d, n != Int64(t.shape[i]) {
-                throw MBRuntimeError(.invalidInput, "input '\(info.name)': dimension \(i) must be \(n), got shape \(t.shape)")
+            if case .fixed(let n) = d, n != Int64(shape[i]) {
+                throw MBRuntimeError(.invalidInput, "input '\(info.name)': dimension \(i) must be \(n), got shape \(shape)")
             }
         }
     }

@@ -13,6 +13,8 @@ public indirect enum MBValue: Sendable, CustomStringConvertible {
     case sequence(MBSequence)
     /// An optional: `.optional(nil)` is the empty one.
     case optional(MBValue?)
+    /// A tensor of strings (ONNX `string` element type): only Equal and Identity read them.
+    case strings(MBStringTensor)
 
     /// The tensor, or nil when the value is a sequence or an optional.
     public var tensor: MBTensor? {
@@ -31,6 +33,7 @@ public indirect enum MBValue: Sendable, CustomStringConvertible {
         case .tensor(let t): return t.description
         case .sequence(let s): return s.description
         case .optional(let v): return "optional(\(v?.description ?? "none"))"
+        case .strings(let t): return t.description
         }
     }
 
@@ -40,6 +43,7 @@ public indirect enum MBValue: Sendable, CustomStringConvertible {
         case .tensor: return "a tensor"
         case .sequence: return "a sequence"
         case .optional: return "an optional"
+        case .strings: return "a string tensor"
         }
     }
 }
@@ -60,4 +64,20 @@ public struct MBSequence: Sendable, CustomStringConvertible {
     public var count: Int { tensors.count }
 
     public var description: String { "seq<\(elementType?.name ?? "?")>[" + tensors.map(\.description).joined(separator: ", ") + "]" }
+}
+
+/// A tensor of byte strings (ONNX `string`; UTF-8 by convention, compared as bytes), row-major.
+public struct MBStringTensor: Sendable, Equatable, CustomStringConvertible {
+    public var shape: [Int]
+    public var values: [[UInt8]]
+
+    public init(shape: [Int], values: [[UInt8]]) {
+        precondition(shape.reduce(1, *) == values.count, "shape \(shape) needs \(shape.reduce(1, *)) strings, got \(values.count)")
+        self.shape = shape
+        self.values = values
+    }
+
+    public init(shape: [Int], strings: [String]) { self.init(shape: shape, values: strings.map { Array($0.utf8) }) }
+
+    public var description: String { "string\(shape)" }
 }

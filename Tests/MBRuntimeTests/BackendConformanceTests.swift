@@ -97,6 +97,8 @@ final class BackendConformanceTests: XCTestCase {
             case (let g?, let e?): return compareValues(g, e, rtol: rtol)
             default: return "optional \(got), expected \(expected)"
             }
+        case (.strings(let g), .strings(let e)):
+            return g == e ? nil : "strings \(g.values.map { String(decoding: $0, as: UTF8.self) }), expected \(e.values.map { String(decoding: $0, as: UTF8.self) })"
         default: return "\(got), expected \(expected)"
         }
     }

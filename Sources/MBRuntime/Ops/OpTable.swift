@@ -56,6 +56,10 @@ enum OpTable {
     /// steps; see `GraphCompiler.compile` for the few that also have a tensor form in `all`.
     static let values: [String: ValueCompile] = SequenceOps.table
 
+    /// Operators in `values` only for their string form: a value step only when an input is
+    /// declared a string tensor, else their tensor form.
+    static let stringForms: Set<String> = ["Equal"]
+
     /// The value-step compile function of `opType` in `domain`, if it has one.
     static func valueLookup(_ domain: String, _ opType: String) -> ValueCompile? {
         domain.isEmpty || domain == "ai.onnx" ? values[opType] : nil

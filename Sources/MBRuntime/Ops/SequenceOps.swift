@@ -121,6 +121,24 @@ enum SequenceOps {
                 guard let inner else { throw OpError("the optional input is empty") }
                 return [inner]
             } },
+            "Equal": { _ in { i, _ in
+                // String tensors (OpTable.stringForms), broadcast as numbers are.
+                guard case .strings(let a)? = i.first ?? nil, i.count > 1, case .strings(let b)? = i[1] else {
+                    throw OpError("Equal on string tensors needs two string tensors", kind: .invalidInput)
+                }
+                let shape = try broadcastShapes(a.shape, b.shape)
+                let sa = broadcastStrides(a.shape, to: shape), sb = broadcastStrides(b.shape, to: shape)
+                var out = [Bool](repeating: false, count: shape.reduce(1, *))
+                var index = [Int](repeating: 0, count: shape.count)
+                for k in out.indices {
+                    var pa = 0, pb = 0
+                    for d in 0..<shape.count { pa += index[d] * sa[d]; pb += index[d] * sb[d] }
+                    out[k] = a.values[pa] == b.values[pb]
+                    var d = shape.count - 1
+                    while d >= 0 { index[d] += 1; if index[d] < shape[d] { break }; index[d] = 0; d -= 1 }
+                }
+                return [.tensor(MBTensor(shape: shape, bools: out))]
+            } },
         ]
         for (name, c) in ControlOps.valueTable { t[name] = c }
         return t

@@ -57,9 +57,9 @@ public enum ModelSweep {
     }
 
     /// Sweeps every average in `options.averages`; `progress` hears each P as it is done
-    /// (P done, P total).
+    /// (P done, P total, the average B being swept).
     public static func run(model modelPath: String, eval evalPath: String, options: Options,
-                           progress: ((Int, Int) -> Void)? = nil) throws -> Result {
+                           progress: ((Int, Int, Double) -> Void)? = nil) throws -> Result {
         let grids = try options.averages.map { b in
             do { return try AverageSearch.grid(average: b, bits: options.bits, units: options.units) } catch {
                 throw ConversionError("--sweep-average \(b): \(error)")
@@ -110,7 +110,7 @@ public enum ModelSweep {
                 points.append(Point(fractions: p.entries.map(\.fraction), top1: check.top1Agreement ?? 0, cosine: check.cosine,
                                     sqnrDB: check.sqnrDB, weightError: error))
                 done += 1
-                progress?(done, total)
+                progress?(done, total, b)
             }
             sweeps.append(Sweep(average: b, points: points))
         }

@@ -174,7 +174,9 @@ struct StudyCommand: ParsableCommand {
         if let threads { options.threads = threads }
         let meter = ProgressMeter(label: "sweep", style: .forStream(quiet: output.json))
         let text = try CLIErrors.reporting { () throws -> String in
-            let result = try ModelSweep.run(model: model, eval: eval, options: options) { done, total in meter.update(done: done, total: total, detail: "P") }
+            let result = try ModelSweep.run(model: model, eval: eval, options: options) { done, total, b in
+                meter.update(done: done, total: total, detail: "P at average \(b)")
+            }
             meter.finish()
             if let report {
                 try SweepReport.render(title: "P at a fixed average: \((model as NSString).lastPathComponent)", result, units: options.units)

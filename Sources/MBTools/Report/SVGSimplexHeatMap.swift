@@ -77,7 +77,7 @@ struct SVGSimplexHeatMap {
 
     func render() -> String {
         let h = Self.height
-        let width = Self.left + Self.side + 150, svgHeight = Self.top + h + 64
+        let width = Self.left + Self.side + 150, svgHeight = Self.top + h + 72
         let finite = cells.map(\.value).filter(\.isFinite)
         let low = finite.min() ?? 0, high = finite.max() ?? 1
         func t(_ v: Double) -> Double {
@@ -140,7 +140,7 @@ struct SVGSimplexHeatMap {
         let names = bits.map { "\($0)-bit" }
         let mid = { (a: Int, b: Int) -> (x: Double, y: Double) in ((corners[a].x + corners[b].x) / 2, (corners[a].y + corners[b].y) / 2) }
         let bottom = mid(0, 2), leftEdge = mid(0, 1), rightEdge = mid(1, 2)
-        s += String(format: "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">← %@ fraction</text>", bottom.x, bottom.y + 30, names[0])
+        s += String(format: "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">← %@ fraction; dashed red: fixed average bits B</text>", bottom.x, bottom.y + 46, names[0])
         s += String(format: "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" transform=\"rotate(-60 %.1f %.1f)\">%@ fraction →</text>",
                     leftEdge.x - 26, leftEdge.y, leftEdge.x - 26, leftEdge.y, names[1])
         s += String(format: "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" transform=\"rotate(60 %.1f %.1f)\">%@ fraction →</text>",
@@ -162,8 +162,11 @@ struct SVGSimplexHeatMap {
             }
             if let end = placed.first {
                 let at = Self.point(end)
-                let (dx, dy, anchor) = end[1] == 0 ? (0.0, 26.0, "middle") : end[2] == 0 ? (-28.0, 3.0, "end") : (28.0, 3.0, "start")
-                s += String(format: "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"%@\" style=\"fill:#a11\">B = %@</text>", at.x + dx, at.y + dy, anchor, formatAverage(b))
+                // With three widths a fixed average is a vertical line (x grows with B), so the
+                // labels of many averages sit side by side under the bottom edge: numbers only.
+                let (dx, dy, anchor) = end[1] == 0 ? (0.0, 28.0, "middle") : end[2] == 0 ? (-28.0, 3.0, "end") : (28.0, 3.0, "start")
+                let text = averages.count > 3 ? formatAverage(b) : "B = \(formatAverage(b))"
+                s += String(format: "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"%@\" style=\"fill:#a11\">%@</text>", at.x + dx, at.y + dy, anchor, text)
             }
         }
         // Legend: the colour scale with its range and unit.

@@ -45,18 +45,22 @@ public enum Binarizer {
 /// The active entries of a level read off the mask, with no list kept: number i is the i-th
 /// position (ascending) whose width is unassigned (0) or at least `level`. Every pass of the
 /// engine reads the numbers in increasing order, so a cursor makes a read O(1) on average
-/// (reading a lower number scans again from the start). Marking an active entry with this level,
-/// or clearing it, keeps it active, so the passes may write the mask as they go.
+/// (reading a lower number scans again from the start), eight mask bytes at a time. Marking an
+/// active entry with this level, or clearing it, keeps it active, so the passes may write the
+/// mask as they go.
 struct ScannedEntries: HBB.ActiveEntries {
     let mask: UnsafePointer<UInt8>
     let level: UInt8
     let count: Int
+    /// Entries in the group (the mask's length).
+    let limit: Int
     let cursor: UnsafeMutablePointer<Int>
 
-    init(mask: UnsafePointer<UInt8>, level: UInt8, count: Int, cursor: UnsafeMutablePointer<Int>) {
+    init(mask: UnsafePointer<UInt8>, level: UInt8, count: Int, limit: Int, cursor: UnsafeMutablePointer<Int>) {
         self.mask = mask
         self.level = level
         self.count = count
+        self.limit = limit
         self.cursor = cursor
         cursor[0] = -1
         cursor[1] = -1
@@ -66,10 +70,24 @@ struct ScannedEntries: HBB.ActiveEntries {
         var number = cursor[0], p = cursor[1]
         if i == number { return p }
         if i < number { number = -1; p = -1 }
-        // Finished entries have a width in 1..<level: (width - 1) mod 256 < level - 1.
+        // Finished entries have a width in 1..<level: (width - 1) mod 256 < level - 1. Eight at a
+        // time: widths are at most 8, so per byte b + 0x7F has its top bit set iff b >= 1, and
+        // b + 0x80 - level iff b >= level, with no carry into the next byte.
         let finished = level &- 1
+        let high: UInt64 = 0x8080_8080_8080_8080
+        let atLeastLevel = UInt64(0x80 &- level) &* 0x0101_0101_0101_0101
         while number < i {
             p += 1
+            while p + 8 <= limit {
+                let w = UnsafeRawPointer(mask + p).loadUnaligned(as: UInt64.self)
+                let done = (w &+ 0x7F7F_7F7F_7F7F_7F7F) & ~(w &+ atLeastLevel) & high
+                let active = ~done & high
+                if active != 0 {
+                    p += active.trailingZeroBitCount >> 3
+                    break
+                }
+                p += 8
+            }
             while mask[p] &- 1 < finished { p += 1 }
             number += 1
         }
@@ -237,7 +255,7 @@ enum FastBinarizer {
                 activeCount = step(HBB.AllEntries(count: n), total: n, entry: entry, plan: plan, values: values, current: current,
                                    residualMean: sum / Double(activeCount), mask: mask, level: level, signs: &writers[k - 1], work: work)
             } else {
-                let active = ScannedEntries(mask: mask, level: UInt8(k), count: activeCount, cursor: work.cursor)
+                let active = ScannedEntries(mask: mask, level: UInt8(k), count: activeCount, limit: n, cursor: work.cursor)
                 activeCount = step(active, total: n, entry: entry, plan: plan, values: values, current: current,
                                    residualMean: sum / Double(activeCount), mask: mask, level: level, signs: &writers[k - 1], work: work)
             }

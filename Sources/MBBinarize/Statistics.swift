@@ -28,13 +28,22 @@ public struct Statistics: Sendable, Equatable {
     public static let scaleBits = 32
 
     public init(original: [Float], packed: PackedTensor) {
-        self.init(original: original, reconstructed: packed.dequantized(), packed: packed)
+        precondition(original.count == packed.count)
+        // Without reordering (tensor scales, channel scales along the outermost axis), T_hat is
+        // rebuilt entry by entry as the error is summed: no reconstructed copy of the tensor.
+        let errors = packed.layout.isIdentity
+            ? Self.errors(original: original, identityLayout: packed)
+            : Self.errors(original: original, reconstructed: packed.dequantized())
+        self.init(count: original.count, errors: errors, packed: packed)
     }
 
     public init(original: [Float], reconstructed: [Float], packed: PackedTensor) {
         precondition(original.count == reconstructed.count && original.count == packed.count)
-        let e = Self.errors(original: original, reconstructed: reconstructed)
-        count = original.count
+        self.init(count: original.count, errors: Self.errors(original: original, reconstructed: reconstructed), packed: packed)
+    }
+
+    private init(count: Int, errors e: (normalizedError: Double, sqnrDB: Double, maxAbsError: Double), packed: PackedTensor) {
+        self.count = count
         normalizedError = e.normalizedError
         sqnrDB = e.sqnrDB
         maxAbsError = e.maxAbsError
@@ -42,23 +51,62 @@ public struct Statistics: Sendable, Equatable {
         for m in packed.mask { counts[Int(m) - 1] += 1 }
         bitCounts = counts
         signBits = counts.enumerated().reduce(0) { $0 + ($1.offset + 1) * $1.element }
-        let n = Double(original.count)
+        let n = Double(count)
         maskEntropy = n == 0 ? 0 : Self.entropy(counts.map { Double($0) / n })
         scaleCount = packed.levels.reduce(0) { $0 + $1.activeCounts.filter { $0 > 0 }.count }
     }
 
-    /// ‖T − T̂‖ / ‖T‖ (0 when both are zero), the SQNR in dB and the largest |T − T̂|, for any
-    /// stored form (binarized, int-n, palette).
-    public static func errors(original: [Float], reconstructed: [Float]) -> (normalizedError: Double, sqnrDB: Double, maxAbsError: Double) {
+    /// Sums of the error measures, entry by entry in flat order (one order for every caller, so
+    /// the streamed and the materialized forms give the same bits).
+    struct ErrorSums {
         var signal = 0.0, noise = 0.0, maxError = 0.0
-        for (t, r) in zip(original, reconstructed) {
+
+        @inline(__always) mutating func add(_ t: Float, _ r: Float) {
             let e = Double(t) - Double(r)
             signal += Double(t) * Double(t)
             noise += e * e
             maxError = max(maxError, abs(e))
         }
-        return (noise == 0 ? 0 : (signal == 0 ? .infinity : (noise / signal).squareRoot()),
-                noise == 0 ? .infinity : 10 * log10(signal / noise), maxError)
+
+        var result: (normalizedError: Double, sqnrDB: Double, maxAbsError: Double) {
+            (noise == 0 ? 0 : (signal == 0 ? .infinity : (noise / signal).squareRoot()),
+             noise == 0 ? .infinity : 10 * log10(signal / noise), maxError)
+        }
+    }
+
+    /// ‖T − T̂‖ / ‖T‖ (0 when both are zero), the SQNR in dB and the largest |T − T̂|, for any
+    /// stored form (binarized, int-n, palette).
+    public static func errors(original: [Float], reconstructed: [Float]) -> (normalizedError: Double, sqnrDB: Double, maxAbsError: Double) {
+        var sums = ErrorSums()
+        for (t, r) in zip(original, reconstructed) { sums.add(t, r) }
+        return sums.result
+    }
+
+    /// `errors(original:reconstructed: packed.dequantized())` for a packed tensor whose group-major
+    /// order is its flat order, with each T_hat_j made as `dequantized()` makes it (level 1's
+    /// term, then each further level's added in Float) and used at once.
+    static func errors(original: [Float], identityLayout packed: PackedTensor) -> (normalizedError: Double, sqnrDB: Double, maxAbsError: Double) {
+        let layout = packed.layout
+        precondition(layout.isIdentity)
+        var sums = ErrorSums()
+        let levels = packed.levels
+        var cursor = [Int](repeating: 0, count: levels.count)
+        for g in 0..<layout.groupCount {
+            let start = g * layout.groupSize
+            for p in start..<(start + layout.groupSize) {
+                // Level 1 reaches every entry: bit p of its stream belongs to entry p.
+                let mu = levels[0].scales[g]
+                var r = (levels[0].signs[p >> 6] &>> UInt64(p & 63)) & 1 == 1 ? mu : -mu
+                for k in 1..<max(1, Int(packed.mask[p])) {
+                    let c = cursor[k]
+                    cursor[k] = c + 1
+                    let mu = levels[k].scales[g]
+                    r += (levels[k].signs[c >> 6] &>> UInt64(c & 63)) & 1 == 1 ? mu : -mu
+                }
+                sums.add(original[p], r)
+            }
+        }
+        return sums.result
     }
 
     /// Realized fraction of each bit width (index b - 1).

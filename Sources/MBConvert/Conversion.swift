@@ -363,9 +363,8 @@ public enum Conversion {
             let tensor = IRTensor(name: name, elementType: .float, shape: constant.shape, storage: constant.storage)
             return LayerOutcome(name: name, tensor: tensor, row: keptRow(row, type, elements: constant.elementCount), sourceBytes: constant.sourceByteCount)
         }
-        let values = try floatValues(of: constant)
-        // The float copy is what is worked on from here: the source's pages can go.
-        if case .dense(let bytes) = constant.storage { bytes.releaseResidentPages() }
+        // The float copy is what is worked on from here: the source's pages go as they are read.
+        let values = try floatValues(of: constant, releasingSource: true)
         switch plan.decision.action {
         case .keep(let type):
             guard let tensor = IRTensor(name: name, shape: constant.shape, floats: values, as: type) else {
@@ -502,20 +501,42 @@ public enum Conversion {
         guard let axis = channelAxis, axis < t.shape.count, let layout = try? GroupLayout(shape: t.shape, scale: .channel(axis: axis)) else {
             return false
         }
-        let grouped = layout.toGroupMajor(t.values)
-        for g in 0..<layout.groupCount where !fewValues(grouped[(g * layout.groupSize)..<((g + 1) * layout.groupSize)]) {
-            return false
+        // Each channel read in place (a group-major copy would be as large as the tensor).
+        for g in 0..<layout.groupCount {
+            let start = g * layout.groupSize
+            if !fewValues((0..<layout.groupSize).lazy.map { t.values[layout.flatIndex(ofGroupMajor: start + $0)] }) { return false }
         }
         return true
     }
 
-    /// A constant's elements as Float (float32, float16, bfloat16, double sources).
-    static func floatValues(of t: IRTensor) throws -> [Float] {
-        guard let values = t.floatValues() else {
-            throw ConversionError("tensor '\(t.name)': \(t.elementType.name) values cannot be binarized (float32, float16, bfloat16 or double only)")
+    /// A constant's elements as Float (float32, float16, bfloat16, double sources). With
+    /// `releasingSource`, a mapped source is read in pieces of `sourcePieceBytes` whose pages are
+    /// released once converted, so the source and its float copy are never both resident.
+    static func floatValues(of t: IRTensor, releasingSource: Bool = false) throws -> [Float] {
+        let failure = ConversionError("tensor '\(t.name)': \(t.elementType.name) values cannot be binarized (float32, float16, bfloat16 or double only)")
+        guard releasingSource, case .dense(let bytes) = t.storage, bytes.storage.isFileMapping,
+              t.shape.count > 0, t.elementType.traits.bitsPerElement % 8 == 0, t.elementType.traits.bitsPerElement > 0 else {
+            guard let values = t.floatValues() else { throw failure }
+            return values
+        }
+        let size = t.elementType.traits.bitsPerElement / 8
+        let n = t.elementCount
+        guard bytes.count >= n * size else { throw failure }
+        var values: [Float] = []
+        values.reserveCapacity(n)
+        let perPiece = max(1, sourcePieceBytes / size)
+        for start in stride(from: 0, to: n, by: perPiece) {
+            let count = min(perPiece, n - start)
+            let piece = ByteSlice(storage: bytes.storage, offset: bytes.offset + start * size, count: count * size)
+            guard let part = IRTensor(name: t.name, elementType: t.elementType, shape: [count], storage: .dense(piece)).floatValues() else { throw failure }
+            values.append(contentsOf: part)
+            piece.releaseResidentPages()
         }
         return values
     }
+
+    /// Piece size for reading a mapped source (`floatValues(of:releasingSource:)`).
+    static let sourcePieceBytes = 4 << 20
 
     struct LayerOutcome: Sendable {
         var name: String

@@ -7,18 +7,38 @@ import MBPolicy
 /// much each tensor needs.
 ///
 /// What a tensor needs is counted from what the pipeline allocates for it, not measured: the
-/// source bytes (pages of the mapped model touched while reading), and for a binarized tensor
-/// `binarizeBytesPerElement` per element (the float copy, HBB's residual, mask, sign words,
-/// selection scratch and the reconstruction the statistics compare against). The budget bounds
-/// the sum over the tensors in flight; the fixed part of the process (code, the graph, the
-/// policy, the reduced protobuf) comes on top.
+/// source bytes that are resident at once (a mapped source is read in pieces that are released
+/// as they are converted; other storage counts whole), and for a binarized tensor
+/// `binarizeBytes` (see there). The budget bounds the sum over the tensors in flight; the fixed
+/// part of the process (code, the graph, the policy, the reduced protobuf: about 30 MB) comes on top.
 public enum MemoryBudget {
     /// Default budget: half of physical memory.
     public static var defaultBytes: Int { Int(ProcessInfo.processInfo.physicalMemory / 2) }
 
-    /// Bytes per element a binarization may hold at once (see the type's comment; measured peak
-    /// on the 37.7M-element AlexNet fc6 weight: about 10.5).
-    static let binarizeBytesPerElement = 16
+    /// Bytes a binarization of `n` elements with `plan` holds at once. Per element:
+    /// - 4: the float copy of T, which every level reads (the source is not held beside it);
+    /// - 1: the mask;
+    /// - B/4: the sign bits (B = average bits), as written and as stored;
+    /// - 4 x (entries past level 1): HBB's residuals, kept only for the entries still active
+    ///   (which ones is read off the mask; 1.4-bit 70/20/10: 1.2; homogeneous: 4). With channel
+    ///   scales they are per channel, so they count once for the largest channel;
+    /// - 1/4: the selection's boundary candidates (the statistics reuse T and the mask; the
+    ///   encoded payload is made after T is dropped);
+    /// - 10 more when channel scales are on an inner axis (group-major copies of T and the
+    ///   mask, and the reconstruction the statistics compare against), 12 more for the refits
+    ///   and structured masks (their own working arrays; a bound, not measured).
+    static func binarizeBytes(_ plan: ConversionPlan, shape: [Int], elements n: Int) -> Int {
+        guard case .binarize(let b) = plan.decision.action, let mix = plan.mix, n > 0 else { return 16 * n }
+        let pastLevel1 = mix.used.filter { $0.bits > 1 }.reduce(0) { $0 + $1.fraction }
+        let scale = ScaleMode(b.scale, channelAxis: plan.tensor.outputAxis ?? 0)
+        let layout = try? GroupLayout(shape: shape, scale: scale)
+        let groupSize = layout?.groupSize ?? n
+        let activeBytes = 4 * pastLevel1 * Double(groupSize)
+        var perElement = 4 + 1 + mix.averageBits / 4 + 0.25
+        if layout?.isIdentity == false { perElement += 10 }
+        if b.refit != .off || b.granularity != .element { perElement += 12 }
+        return Int((perElement * Double(n) + activeBytes).rounded(.up))
+    }
 
     /// Parses a size: a number of bytes, or a number with K, M, G or T (powers of 1024), e.g.
     /// `2G`, `512M`, `1.5G`. Nil when it is not a positive size.
@@ -57,12 +77,17 @@ public enum MemoryBudget {
         }
         guard let plan else { return source }
         let n = t.elementCount
+        // A mapped source is read into the float copy in released pieces (`Conversion.floatValues`).
+        var pieces = source
+        if case .dense(let bytes) = t.storage, bytes.isFileMapping, !t.shape.isEmpty { pieces = min(source, Conversion.sourcePieceBytes) }
         switch plan.decision.action {
         case .keep(let type):
             if Conversion.passesThrough(t, keep: type) { return source }
-            return source + 4 * n + type.traits.bitsPerElement * n / 8
-        case .binarize, .quantize:
-            return source + binarizeBytesPerElement * n
+            return pieces + 4 * n + type.traits.bitsPerElement * n / 8
+        case .binarize:
+            return pieces + binarizeBytes(plan, shape: t.shape, elements: n)
+        case .quantize:
+            return pieces + 16 * n
         }
     }
 }
@@ -79,6 +104,18 @@ extension Conversion {
     static func stream(
         _ prepared: Prepared, tensors: [IRTensor], into stream: MBMWriter.Stream, budget: Int, threads: Int,
         progress: (@Sendable (Progress) -> Void)?
+    ) throws -> [ConversionReport.Layer] {
+        try self.stream(prepared, tensors: tensors, budget: budget, threads: threads, progress: progress) { _, stored, _ in
+            try stream.append(stored)
+        }
+    }
+
+    /// `stream` with each converted tensor handed to `sink` (tensor number, stored form, and the
+    /// outcome of a planned tensor) in order, one call at a time, then dropped: `verify` compares
+    /// instead of writing.
+    static func stream(
+        _ prepared: Prepared, tensors: [IRTensor], budget: Int, threads: Int, progress: (@Sendable (Progress) -> Void)?,
+        sink: @escaping @Sendable (Int, StoredTensor, LayerOutcome?) throws -> Void
     ) throws -> [ConversionReport.Layer] {
         var planOf: [String: Int] = [:]
         for (i, p) in prepared.plans.enumerated() { planOf[p.tensor.name] = i }
@@ -113,9 +150,10 @@ extension Conversion {
                     let outcome = try convert(p, constant: tensors[j], policy: policy)
                     return (MBMWriter.stored(outcome.tensor), outcome)
                 }
-                state.finish(j, result) { item in
-                    try stream.append(item.0)
-                    if case .dense(let bytes) = tensors[j].storage { bytes.releaseResidentPages() }
+                // The tensor written is the next in order (`k`), not necessarily this worker's.
+                state.finish(j, result) { k, item in
+                    try sink(k, item.0, item.1)
+                    if case .dense(let bytes) = tensors[k].storage { bytes.releaseResidentPages() }
                 } written: { item, done, bytesDone in
                     guard let progress, let outcome = item.1 else { return }
                     progress(Progress(done: done, total: prepared.plans.count, tensor: outcome.name, bytes: outcome.storedBytes,
@@ -179,7 +217,7 @@ private final class StreamState: @unchecked Sendable {
     /// writer at a time (whoever finds the next one finished), releasing their memory.
     func finish(
         _ j: Int, _ result: Result<(StoredTensor, Conversion.LayerOutcome?), Error>,
-        write: ((StoredTensor, Conversion.LayerOutcome?)) throws -> Void,
+        write: (Int, (StoredTensor, Conversion.LayerOutcome?)) throws -> Void,
         written: ((StoredTensor, Conversion.LayerOutcome?), Int, Int) -> Void
     ) {
         condition.lock()
@@ -193,7 +231,7 @@ private final class StreamState: @unchecked Sendable {
             var item: (StoredTensor, Conversion.LayerOutcome?)?
             do {
                 item = try r.get()
-                try write(item!)
+                try write(k, item!)
             } catch {
                 problem = error
             }

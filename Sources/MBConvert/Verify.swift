@@ -34,6 +34,8 @@ public enum Verify {
         public var seed: UInt64 = 0
         /// Also run `LayerDiagnostic` (each converted layer alone, and every prefix) on the inputs.
         public var perLayer = false
+        /// Working memory for the recomputed conversion (`MemoryBudget`; nil: half of physical memory).
+        public var maxMemory: Int?
         public init() {}
     }
 
@@ -77,6 +79,8 @@ public enum Verify {
         public var modelDifferences: [String] = []
         /// `--per-layer`: each converted layer alone and every prefix, worst first.
         public var perLayer: [LayerDiagnostic.Row]?
+        /// Why the outputs were not compared (running a model needs more than the memory budget).
+        public var outputsNotCompared: String?
         public var passed: Bool { failures.isEmpty }
     }
 
@@ -110,13 +114,12 @@ public enum Verify {
                 }
                 Sensitivity.useRecordedMixes(&prepared, layers: layers)
             }
-            var recomputed = try Conversion.binarize(prepared, threads: max(1, ProcessInfo.processInfo.activeProcessorCount), progress: nil)
             let stored = Dictionary(file.model.graph.constants.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
             // `fit: output` weights depend on calibration inputs the file does not carry: their
             // stored form is checked for what the policy fixes (shape, bit widths) and then taken
             // as it is, so the rest of the model is still compared exactly.
-            var fitted: [String: String] = [:]
-            for (i, plan) in prepared.plans.enumerated() {
+            var fitted: [String: IRTensor] = [:]
+            for plan in prepared.plans {
                 guard case .binarize(let b) = plan.decision.action, b.fit == .output else { continue }
                 let name = plan.tensor.name
                 guard let s = stored[name], case .binarized(let packed) = s.storage else {
@@ -128,25 +131,35 @@ public enum Verify {
                     failures.append("constant '\(name)': fitted to the output, but its shape \(s.shape) or bit widths (up to \(packed.levels.count)) do not match the policy (\(plan.tensor.shape), up to \(maxBits))")
                     continue
                 }
-                recomputed[i].tensor = s
-                fitted[name] = "fitted to calibration data (stored values taken; shape and bit widths checked)"
+                fitted[name] = s
             }
-            for outcome in recomputed {
+            // The conversion done again tensor by tensor within the memory budget, as `mbconvert`
+            // streams it: each result is compared with the stored tensor and dropped. Where they
+            // are identical the stored tensor stands in for it in the model compared below.
+            let checks = WeightChecks(plans: prepared.plans, constants: prepared.graph.constants)
+            let taken = fitted
+            _ = try Conversion.stream(prepared, tensors: prepared.graph.constants, budget: options.maxMemory ?? MemoryBudget.defaultBytes,
+                                      threads: max(1, ProcessInfo.processInfo.activeProcessorCount), progress: nil) { j, _, outcome in
+                guard let outcome else { return }
                 var check = WeightCheck(name: outcome.name, encoding: outcome.row.encoding, identical: false, detail: nil,
                                         normalizedError: outcome.row.normalizedError)
-                if let note = fitted[outcome.name] {
-                    check.detail = note
+                var standIn = outcome.tensor
+                if let s = taken[outcome.name] {
+                    check.detail = "fitted to calibration data (stored values taken; shape and bit widths checked)"
+                    standIn = s
                 } else if let s = stored[outcome.name] {
                     check.detail = ModelComparison.tensor(outcome.tensor, s)
                     check.identical = check.detail == nil
+                    if check.identical { standIn = s }
                 } else {
                     check.detail = "missing from the .mbm"
                 }
-                weights.append(check)
+                checks.record(check, constant: j, standIn)
             }
+            weights = checks.checks
             // The whole model the conversion must have produced, compared with the stored one.
             var expected = prepared.graph
-            for outcome in recomputed { expected.constants[prepared.constantIndex[outcome.name]!] = outcome.tensor }
+            expected.constants = checks.constants
             expected = ActivationAttributes.apply(prepared.plans, to: expected)
             diagnosticBase = (prepared, [])
             if let recorded = try CalibrationRecord.read(file, path: mbm) {
@@ -169,29 +182,48 @@ public enum Verify {
             failures.append("\(mbm) carries no policy text; weights cannot be recomputed")
         }
 
-        // 3. Outputs.
-        let float = try ModelLoading.load(path: onnx)
-        let binarized = try MBModel(ir: file.model)
-        let (feeds, described) = try makeInputs(for: float, options: options)
-        let a = try float.makeSession(.init(threads: options.threads)).run(feeds)
-        let b = try binarized.makeSession(.init(threads: options.threads)).run(feeds)
+        // 3. Outputs: one model in memory at a time (the float model is released before the
+        // converted one is loaded). Running a model holds its weights as float32; when that is
+        // more than the memory budget the outputs are not compared, and the report says so.
+        let budget = options.maxMemory ?? MemoryBudget.defaultBytes
+        let weightBytes = file.model.graph.constants.reduce(0) { $0 + $1.elementCount * 4 }
+        if weightBytes > budget {
+            let need = MemoryBudget.describe(weightBytes)
+            if options.perLayer {
+                throw ConversionError("\(mbm): --per-layer runs the float model, whose float32 weights (\(need)) are more than the memory budget of \(MemoryBudget.describe(budget)); pass --max-memory \(need) or more")
+            }
+            var report = Report(onnx: onnx, mbm: mbm, checksums: "verified", sourceMatches: sourceMatches, weights: weights,
+                                outputs: [], inputs: "none", failures: failures)
+            report.outputsNotCompared = "running a model holds its float32 weights (\(need)), more than the memory budget of \(MemoryBudget.describe(budget)); pass --max-memory \(need) or more to compare outputs"
+            report.nodesChecked = nodesChecked
+            report.constantsChecked = constantsChecked
+            report.modelDifferences = modelDifferences
+            return report
+        }
+        let (feeds, described, a, outputNames) = try { () throws -> ([String: MBTensor], String, [String: MBTensor], [String]) in
+            let float = try ModelLoading.load(path: onnx)
+            let (feeds, described) = try makeInputs(for: float, options: options)
+            let a = try float.makeSession(.init(threads: options.threads)).run(feeds)
+            return (feeds, described, a, float.outputs.map(\.name))
+        }()
+        let b = try MBModel(ir: file.model).makeSession(.init(threads: options.threads)).run(feeds)
         var outputs: [OutputCheck] = []
-        for info in float.outputs {
-            guard let x = a[info.name], let y = b[info.name] else {
-                failures.append("output '\(info.name)' missing from a run")
+        for name in outputNames {
+            guard let x = a[name], let y = b[name] else {
+                failures.append("output '\(name)' missing from a run")
                 continue
             }
-            let check = compare(info.name, x, y)
+            let check = compare(name, x, y)
             outputs.append(check)
             if x.elementType == .float, y.elementType == .float, x.floats.allSatisfy(\.isFinite),
                let bad = y.floats.firstIndex(where: { !$0.isFinite }) {
-                failures.append("output '\(info.name)': \(y.floats.filter { !$0.isFinite }.count) non-finite values (first at flat index \(bad): \(y.floats[bad])) where the float model has none")
+                failures.append("output '\(name)': \(y.floats.filter { !$0.isFinite }.count) non-finite values (first at flat index \(bad): \(y.floats[bad])) where the float model has none")
             }
             if let min = options.minCosine, check.cosine < min {
-                failures.append(String(format: "output '%@': cosine %.6f < --min-cosine %.6f", info.name, check.cosine, min))
+                failures.append(String(format: "output '%@': cosine %.6f < --min-cosine %.6f", name, check.cosine, min))
             }
             if let min = options.minTop1, let t = check.top1Agreement, t < min {
-                failures.append(String(format: "output '%@': top-1 agreement %.4f < --min-top1 %.4f", info.name, t, min))
+                failures.append(String(format: "output '%@': top-1 agreement %.4f < --min-top1 %.4f", name, t, min))
             }
         }
         var report = Report(onnx: onnx, mbm: mbm, checksums: "verified", sourceMatches: sourceMatches, weights: weights,
@@ -304,6 +336,30 @@ public enum Verify {
     }
 }
 
+/// The weight checks of a streamed recomputation, in plan order, and the constants of the model
+/// expected (each planned one replaced by its stand-in). Filled one tensor at a time.
+private final class WeightChecks: @unchecked Sendable {
+    private let lock = NSLock()
+    private let planIndex: [String: Int]
+    private var slots: [Verify.WeightCheck?]
+    private(set) var constants: [IRTensor]
+
+    init(plans: [ConversionPlan], constants: [IRTensor]) {
+        planIndex = Dictionary(plans.enumerated().map { ($0.element.tensor.name, $0.offset) }, uniquingKeysWith: { a, _ in a })
+        slots = Array(repeating: nil, count: plans.count)
+        self.constants = constants
+    }
+
+    func record(_ check: Verify.WeightCheck, constant j: Int, _ standIn: IRTensor) {
+        lock.lock()
+        defer { lock.unlock() }
+        if let i = planIndex[check.name] { slots[i] = check }
+        constants[j] = standIn
+    }
+
+    var checks: [Verify.WeightCheck] { slots.compactMap { $0 } }
+}
+
 extension IRTensor.Storage {
     var kind: String {
         switch self {
@@ -328,12 +384,16 @@ extension Verify.Report {
                 ? "model: all \(nodesChecked) nodes and \(constantsChecked) constants identical to the conversion recomputed from \(onnx)\n"
                 : "model: DIFFERS from the conversion recomputed from \(onnx) (\(modelDifferences.count) differences listed below)\n"
         }
-        out += "\noutputs (float model vs converted, both on mbconvert's runtime; inputs \(inputs)):\n"
-        out += table(header: ["output", "shape", "max abs error", "cosine", "SQNR dB", "top-1 agreement", "margin-aware"], rows: outputs.map { o in
-            [o.name, "\(o.shape)", String(format: "%.4g", o.maxAbsError), String(format: "%.6f", o.cosine), String(format: "%.2f", o.sqnrDB),
-             o.top1Agreement.map { String(format: "%.4f (%d rows)", $0, o.rows ?? 0) } ?? "-",
-             o.marginAgreement.map { String(format: "%.4f (%d rows)", $0, o.marginRows ?? 0) } ?? "-"]
-        }, rightAligned: [2, 3, 4])
+        if let outputsNotCompared {
+            out += "\noutputs: not compared: \(outputsNotCompared)\n"
+        } else {
+            out += "\noutputs (float model vs converted, both on mbconvert's runtime; inputs \(inputs)):\n"
+            out += table(header: ["output", "shape", "max abs error", "cosine", "SQNR dB", "top-1 agreement", "margin-aware"], rows: outputs.map { o in
+                [o.name, "\(o.shape)", String(format: "%.4g", o.maxAbsError), String(format: "%.6f", o.cosine), String(format: "%.2f", o.sqnrDB),
+                 o.top1Agreement.map { String(format: "%.4f (%d rows)", $0, o.rows ?? 0) } ?? "-",
+                 o.marginAgreement.map { String(format: "%.4f (%d rows)", $0, o.marginRows ?? 0) } ?? "-"]
+            }, rightAligned: [2, 3, 4])
+        }
         if let perLayer { out += "\n" + LayerDiagnostic.renderText(perLayer) }
         out += failures.isEmpty ? "\nverify: passed\n" : "\nverify: FAILED\n" + failures.map { "  " + $0 }.joined(separator: "\n") + "\n"
         return out

@@ -49,6 +49,11 @@ struct VerifyCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Also write a self-contained HTML report (outputs, the per-layer diagnostic, sizes, every layer, the policy) to this file.", valueName: "file.html"))
     var report: String?
 
+    @Option(help: ArgumentHelp("Memory for the tensors being converted again: bytes, or a size with K, M, G or T (default: half of physical memory).",
+                               discussion: "The recomputed conversion streams as `mbconvert --max-memory` does: each tensor is converted, compared with the stored one and dropped.",
+                               valueName: "size"))
+    var maxMemory: String?
+
     @OptionGroup var runtime: RuntimeOptions
 
     @OptionGroup var output: ReportOptions
@@ -57,6 +62,9 @@ struct VerifyCommand: ParsableCommand {
         let sources = (inputs.isEmpty ? 0 : 1) + (inputsDirectory == nil ? 0 : 1) + (random == nil ? 0 : 1)
         if sources > 1 { throw ValidationError("give one of --input, --inputs and --random") }
         if let random, random < 1 { throw ValidationError("--random must be at least 1") }
+        if let maxMemory, MemoryBudget.parse(maxMemory) == nil {
+            throw ValidationError("--max-memory '\(maxMemory)' is not a size (examples: 2G, 512M, 1500000000)")
+        }
     }
 
     func run() throws {
@@ -69,6 +77,7 @@ struct VerifyCommand: ParsableCommand {
         options.minTop1 = minTop1
         options.threads = runtime.threads
         options.perLayer = perLayer
+        options.maxMemory = maxMemory.flatMap(MemoryBudget.parse)
         let report = try CLIErrors.reporting { try Verify.run(onnx: onnx, mbm: mbm, options: options) }
         print(output.json ? try Inspect.json(report) : report.renderText(), terminator: "")
         if let path = self.report {

@@ -41,6 +41,27 @@ static inline void bp_conv_gather_group(const bp_lutconv_geometry *g, const floa
             // hardware prefetchers follow.
             __builtin_prefetch(xc + p0 + cols);
             if (cols > 16) __builtin_prefetch(xc + p0 + cols + 16);
+        } else if (g->strideW == 1) {
+            // Runs of positions on one output row read one input row contiguously: copy the part
+            // inside the image, zero the padding.
+            for (int32_t n = 0; n < count;) {
+                const int32_t ow = (p0 + n) % g->outWidth;
+                int32_t len = g->outWidth - ow;
+                if (len > count - n) len = count - n;
+                const int32_t ih = ih0[n] + dh, iw = iw0[n] + dw;
+                if (ih < 0 || ih >= g->height) {
+                    memset(o + n, 0, sizeof(float) * (size_t)len);
+                } else {
+                    const int32_t lo = iw < 0 ? -iw : 0;
+                    int32_t hi = g->width - iw;
+                    if (hi > len) hi = len;
+                    if (hi < lo) hi = lo;
+                    if (lo > 0) memset(o + n, 0, sizeof(float) * (size_t)(lo < len ? lo : len));
+                    if (hi > lo) memcpy(o + n + lo, xc + (int64_t)ih * g->width + iw + lo, sizeof(float) * (size_t)(hi - lo));
+                    if (len > hi) memset(o + n + hi, 0, sizeof(float) * (size_t)(len - hi));
+                }
+                n += len;
+            }
         } else {
             for (int32_t n = 0; n < count; n++) {
                 const int32_t ih = ih0[n] + dh, iw = iw0[n] + dw;

@@ -189,42 +189,50 @@ BP_LUT8_TARGET static void build_tables_avx512(const float *rows, int32_t groups
     float sc[16];
     _mm512_storeu_ps(sc, scale);
     for (int n = 0; n < 16; n++) scaleOut[(size_t)n * kblocks] = sc[n];
-    // Bytes 4p + j of the permuted vector come from lane j, byte p: [p][4 entries].
-    uint8_t perm[64];
+    // packs_epi32 then packs_epi16 of the entries c, c+1, c+2, c+3 leave, in 128-bit lane l,
+    // byte 4e + i = entry c + e at position 4l + i. vpermb then makes dword p the 4 entries of
+    // position p (`forward`), or of the negated vector with the entries reversed (`reversed`:
+    // entries 7 - c are -entries 8 + c).
+    uint8_t fwd[64], rev[64];
     for (int p = 0; p < 16; p++)
-        for (int j = 0; j < 4; j++) perm[4 * p + j] = (uint8_t)(16 * j + p);
-    const __m512i toPositions = _mm512_loadu_si512(perm);
-    for (int32_t g = 0; g < groups; g++) {
-        const float *r = rows + (size_t)g * 4 * GATHER + n0;
-        const __m512 x0 = _mm512_loadu_ps(r), x1 = _mm512_loadu_ps(r + GATHER), x2 = _mm512_loadu_ps(r + 2 * GATHER), x3 = _mm512_loadu_ps(r + 3 * GATHER);
-        const __m512 zero = _mm512_setzero_ps();
-        const __m512 p[4] = {_mm512_sub_ps(_mm512_sub_ps(zero, x0), x1), _mm512_sub_ps(x0, x1), _mm512_sub_ps(x1, x0), _mm512_add_ps(x0, x1)};
-        const __m512 q[2] = {_mm512_sub_ps(x3, x2), _mm512_add_ps(x2, x3)};
-        __m128i e[16];
-        for (int j = 0; j < 2; j++)
-            for (int i = 0; i < 4; i++) {
-                const __m512i v = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_add_ps(p[i], q[j]), inv));
-                e[8 + 4 * j + i] = _mm512_cvtepi32_epi8(v);
-                e[7 - 4 * j - i] = _mm512_cvtepi32_epi8(_mm512_sub_epi32(_mm512_setzero_si512(), v));
-            }
-        __m512i w[4];
-        for (int k = 0; k < 4; k++) {
-            __m512i z = _mm512_castsi128_si512(e[4 * k]);
-            z = _mm512_inserti32x4(z, e[4 * k + 1], 1);
-            z = _mm512_inserti32x4(z, e[4 * k + 2], 2);
-            z = _mm512_inserti32x4(z, e[4 * k + 3], 3);
-            w[k] = _mm512_permutexvar_epi8(toPositions, z);  // dword p: entries 4k .. 4k+3 of position p
+        for (int e = 0; e < 4; e++) {
+            fwd[4 * p + e] = (uint8_t)(16 * (p / 4) + 4 * e + p % 4);
+            rev[4 * p + e] = (uint8_t)(16 * (p / 4) + 4 * (3 - e) + p % 4);
         }
-        const __m512i t0 = _mm512_unpacklo_epi32(w[0], w[1]), t1 = _mm512_unpackhi_epi32(w[0], w[1]);
-        const __m512i t2 = _mm512_unpacklo_epi32(w[2], w[3]), t3 = _mm512_unpackhi_epi32(w[2], w[3]);
-        // o[j], lane l: position 4l + j's 16 entries.
-        const __m512i o[4] = {_mm512_unpacklo_epi64(t0, t2), _mm512_unpackhi_epi64(t0, t2), _mm512_unpacklo_epi64(t1, t3), _mm512_unpackhi_epi64(t1, t3)};
-        int8_t *base = tables + ((size_t)(g / 4) * pb + pl0) * 64 + (g % 4) * 16;
+    const __m512i forward = _mm512_loadu_si512(fwd), reversed = _mm512_loadu_si512(rev);
+    for (int32_t g0 = 0; g0 < groups; g0 += 4) {
+        __m512i o[4][4];  // o[group in quad][j], lane l: position 4l + j's 16 entries
+        for (int gi = 0; gi < 4; gi++) {
+            const float *r = rows + (size_t)(g0 + gi) * 4 * GATHER + n0;
+            const __m512 x0 = _mm512_loadu_ps(r), x1 = _mm512_loadu_ps(r + GATHER), x2 = _mm512_loadu_ps(r + 2 * GATHER), x3 = _mm512_loadu_ps(r + 3 * GATHER);
+            const __m512 zero = _mm512_setzero_ps();
+            const __m512 p[4] = {_mm512_sub_ps(_mm512_sub_ps(zero, x0), x1), _mm512_sub_ps(x0, x1), _mm512_sub_ps(x1, x0), _mm512_add_ps(x0, x1)};
+            const __m512 q[2] = {_mm512_sub_ps(x3, x2), _mm512_add_ps(x2, x3)};
+            __m512i v[8];  // entries 8 .. 15
+            for (int j = 0; j < 2; j++)
+                for (int i = 0; i < 4; i++) v[4 * j + i] = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_add_ps(p[i], q[j]), inv));
+            const __m512i z2 = _mm512_packs_epi16(_mm512_packs_epi32(v[0], v[1]), _mm512_packs_epi32(v[2], v[3]));
+            const __m512i z3 = _mm512_packs_epi16(_mm512_packs_epi32(v[4], v[5]), _mm512_packs_epi32(v[6], v[7]));
+            const __m512i zero8 = _mm512_setzero_si512();
+            const __m512i w0 = _mm512_permutexvar_epi8(reversed, _mm512_sub_epi8(zero8, z3));
+            const __m512i w1 = _mm512_permutexvar_epi8(reversed, _mm512_sub_epi8(zero8, z2));
+            const __m512i w2 = _mm512_permutexvar_epi8(forward, z2), w3 = _mm512_permutexvar_epi8(forward, z3);
+            const __m512i t0 = _mm512_unpacklo_epi32(w0, w1), t1 = _mm512_unpackhi_epi32(w0, w1);
+            const __m512i t2 = _mm512_unpacklo_epi32(w2, w3), t3 = _mm512_unpackhi_epi32(w2, w3);
+            o[gi][0] = _mm512_unpacklo_epi64(t0, t2);
+            o[gi][1] = _mm512_unpackhi_epi64(t0, t2);
+            o[gi][2] = _mm512_unpacklo_epi64(t1, t3);
+            o[gi][3] = _mm512_unpackhi_epi64(t1, t3);
+        }
+        // Position 4l + j's 64 bytes: lane l of o[0][j], o[1][j], o[2][j], o[3][j].
+        int8_t *base = tables + ((size_t)(g0 / 4) * pb + pl0) * 64;
         for (int j = 0; j < 4; j++) {
-            _mm_storeu_si128((__m128i *)(base + (size_t)(j) * 64), _mm512_castsi512_si128(o[j]));
-            _mm_storeu_si128((__m128i *)(base + (size_t)(4 + j) * 64), _mm512_extracti32x4_epi32(o[j], 1));
-            _mm_storeu_si128((__m128i *)(base + (size_t)(8 + j) * 64), _mm512_extracti32x4_epi32(o[j], 2));
-            _mm_storeu_si128((__m128i *)(base + (size_t)(12 + j) * 64), _mm512_extracti32x4_epi32(o[j], 3));
+            const __m512i a = _mm512_shuffle_i64x2(o[0][j], o[1][j], 0x44), b = _mm512_shuffle_i64x2(o[0][j], o[1][j], 0xEE);
+            const __m512i c = _mm512_shuffle_i64x2(o[2][j], o[3][j], 0x44), d = _mm512_shuffle_i64x2(o[2][j], o[3][j], 0xEE);
+            _mm512_store_si512(base + (size_t)j * 64, _mm512_shuffle_i64x2(a, c, 0x88));
+            _mm512_store_si512(base + (size_t)(4 + j) * 64, _mm512_shuffle_i64x2(a, c, 0xDD));
+            _mm512_store_si512(base + (size_t)(8 + j) * 64, _mm512_shuffle_i64x2(b, d, 0x88));
+            _mm512_store_si512(base + (size_t)(12 + j) * 64, _mm512_shuffle_i64x2(b, d, 0xDD));
         }
     }
 }

@@ -295,7 +295,7 @@ BP_LUT8_TARGET static void tile_avx512(const bp_lutconv8_weights *w, const scrat
 #endif
 
 void bp_lutconv8_forward(int fast, const bp_lutconv8_weights *w, const bp_lutconv_geometry *g, const float *x, const float *bias, float *y,
-                         int32_t position0, int32_t position1, void *scratch) {
+                         int32_t position0, int32_t position1, int relu, void *scratch) {
 #if BP_LUT8_X86
     fast = fast && bp_lutconv8_fast_available();
 #else
@@ -338,7 +338,14 @@ void bp_lutconv8_forward(int fast, const bp_lutconv8_weights *w, const bp_lutcon
                 for (int32_t r = 0; r < rows; r++) {
                     const float b = bias ? bias[r0 + r] : 0.0f;
                     float *yr = y + (int64_t)(r0 + r) * positions + p0;
-                    for (int32_t p = 0; p < count; p++) yr[p] = s.tile[p * TILE + r] + b;
+                    if (relu) {
+                        for (int32_t p = 0; p < count; p++) {
+                            const float v = s.tile[p * TILE + r] + b;
+                            yr[p] = v > 0.0f ? v : 0.0f;
+                        }
+                    } else {
+                        for (int32_t p = 0; p < count; p++) yr[p] = s.tile[p * TILE + r] + b;
+                    }
                 }
             }
         }

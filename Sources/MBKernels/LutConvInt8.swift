@@ -142,15 +142,18 @@ public final class LutConvInt8Weights: @unchecked Sendable {
         let buffer = UncheckedSendable(scratch.buffer(.lutConvTables, parts * perThread / 4 + 16, as: Float.self))
         let inSize = g.inChannels * g.inputSize, outSize = rows * positions
         let fast: Int32 = variant == .fast ? 1 : 0
+        // ReLU in the kernel's store; other activations in one pass after.
+        let relu: Int32 = activation == .relu ? 1 : 0
         for n in 0..<g.batch {
             let x = UncheckedSendable(input + n * inSize), y = UncheckedSendable(output + n * outSize)
             Parallel.forEach(parts, threads: parts) { t in
                 let p0 = min(positions, units * t / parts * step), p1 = min(positions, units * (t + 1) / parts * step)
                 guard p1 > p0 else { return }
                 var w = weights, geo = geometry
-                bp_lutconv8_forward(fast, &w, &geo, x.value, bias, y.value, Int32(p0), Int32(p1), UnsafeMutableRawPointer(buffer.value) + t * perThread)
+                bp_lutconv8_forward(fast, &w, &geo, x.value, bias, y.value, Int32(p0), Int32(p1), relu,
+                                    UnsafeMutableRawPointer(buffer.value) + t * perThread)
             }
         }
-        if activation != .none { activation.apply(to: output, count: g.batch * outSize) }
+        if activation != .none && activation != .relu { activation.apply(to: output, count: g.batch * outSize) }
     }
 }

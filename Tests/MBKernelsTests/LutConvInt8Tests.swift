@@ -49,7 +49,7 @@ final class LutConvInt8Tests: XCTestCase {
             let image = Array(x[(n * t.inC * g.inputSize)..<((n + 1) * t.inC * g.inputSize)])
             var plain = LutConvInt8Weights.reference(rows: t.outC, reduction: K, mask: s.mask, signBits: s.signs, scales: scales, perRowScales: t.perRow,
                                                       halves: w.halves, rowScale: rowScale, g, input: image, bias: bias)
-            if t.activation == .relu { plain = plain.map { max(0, $0) } }
+            if t.activation == .relu { plain = plain.map { $0 > 0 ? $0 : 0 } }
             for o in 0..<t.outC { for p in 0..<outSize {
                 let i = (n * t.outC + o) * outSize + p
                 guard fast[i].bitPattern == portable[i].bitPattern, fast[i].bitPattern == two[i].bitPattern,

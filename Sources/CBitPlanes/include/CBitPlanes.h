@@ -251,10 +251,10 @@ int32_t bp_lutconv8_block_positions(const bp_lutconv8_weights *w);
 /// Bytes of scratch one bp_lutconv8_forward call needs.
 size_t bp_lutconv8_scratch_bytes(const bp_lutconv8_weights *w);
 /// Output positions [position0, position1) of one image: y[row, p] = bias[row] + the quantized
-/// convolution (y is [rows, outHeight * outWidth]). `fast` nonzero runs the AVX-512 body where the
-/// CPU has it, else the portable one (bit-identical).
+/// convolution (y is [rows, outHeight * outWidth]), max(0, .) of it when `relu`. `fast` nonzero
+/// runs the AVX-512 body where the CPU has it, else the portable one (bit-identical).
 void bp_lutconv8_forward(int fast, const bp_lutconv8_weights *w, const bp_lutconv_geometry *g, const float *x, const float *bias, float *y,
-                         int32_t position0, int32_t position1, void *scratch);
+                         int32_t position0, int32_t position1, int relu, void *scratch);
 
 /// Middle-Out radix selection over the unassigned entries (mask[j] == 0) of a whole tensor
 /// (BitPlanesSelect.c), key_j = | |v_j| - mean | in Double, coarse digit = the top `width` bits

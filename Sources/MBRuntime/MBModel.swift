@@ -71,6 +71,11 @@ public final class MBModel: Sendable {
         /// (auto mode: where its load-time trial beats the float convolution; packed mode with
         /// `.int8`: every Conv that fits). `.float` is exact to float rounding; `.int8` is lossy.
         public var convTables: ConvTables
+        /// Auto mode: the Convs (node names) that run on lookup tables, instead of the load-time
+        /// trial deciding. Pins a choice so that every load runs the same kernels (bit-identical
+        /// outputs): pass a previous load's `Set(model.weightChoices.filter(\.lookupTables).map(\.node))`.
+        /// A named Conv whose weights do not fit the tables stays expanded. nil: measured at load.
+        public var lookupTableConvs: Set<String>?
 
         /// Lookup tables for binarized Convs (`LutConvWeights`, `LutConvInt8Weights` in MBKernels).
         public enum ConvTables: String, Sendable, CaseIterable {
@@ -97,8 +102,10 @@ public final class MBModel: Sendable {
         }
 
         public init(maxTensorBytes: Int = MBSession.Options.defaultMaxTensorBytes, maxGraphDepth: Int = 64, weights: Weights = .auto,
-                    optimize: Bool = true, maxWeightBytes: Int? = nil, convTables: ConvTables = .float) {
+                    optimize: Bool = true, maxWeightBytes: Int? = nil, convTables: ConvTables = .float,
+                    lookupTableConvs: Set<String>? = nil) {
             self.maxWeightBytes = maxWeightBytes
+            self.lookupTableConvs = lookupTableConvs
             self.convTables = convTables
             self.optimize = optimize
             self.maxTensorBytes = maxTensorBytes

@@ -169,6 +169,30 @@ final class PackedModeTests: XCTestCase {
         }
     }
 
+    /// `lookupTableConvs` pins auto's Conv choice: the named Convs run on lookup tables (float or
+    /// int8), the others expanded, with no trial; two loads give bit-identical outputs.
+    func testPinnedConvChoiceIsRepeatable() throws {
+        let root = SharedFixtures.repositoryRoot.appendingPathComponent("Examples/models")
+        let x = try MBTensor(npy: NPY.read(path: root.appendingPathComponent("tiny_cnn.input.npy").path))
+        let path = try convert(root.appendingPathComponent("tiny_cnn.onnx").path, "version: 1\ndefault:\n  bits: 1\n  scale: channel\n", name: "tinypin")
+        let measured = try MBModel(contentsOf: URL(fileURLWithPath: path), options: .init(weights: .auto))
+        // Conv choices: a lookup-table trial and no batch-1 product (Gemm/MatMul have one).
+        let convs = Set(measured.weightChoices.filter { $0.lookupTableTrialNanoseconds != nil && $0.packedTrialNanoseconds == nil }.map(\.node))
+        XCTAssertFalse(convs.isEmpty, "no Conv had a lookup-table trial")
+        for tables in MBModel.Options.ConvTables.allCases {
+            for pin in [convs, Set(convs.prefix(1)), []] {
+                let options = MBModel.Options(weights: .auto, convTables: tables, lookupTableConvs: pin)
+                let a = try MBModel(contentsOf: URL(fileURLWithPath: path), options: options)
+                let b = try MBModel(contentsOf: URL(fileURLWithPath: path), options: options)
+                XCTAssertEqual(Set(a.weightChoices.filter { $0.lookupTables && convs.contains($0.node) }.map(\.node)), pin, "\(tables): pinned \(pin)")
+                XCTAssertEqual(Set(b.weightChoices.filter { $0.lookupTables && convs.contains($0.node) }.map(\.node)), pin)
+                XCTAssertNil(a.weightChoices.first { convs.contains($0.node) && $0.lookupTableTrialNanoseconds != nil }, "a pinned load ran a Conv trial")
+                let ya = try a.makeSession().run(["input": x]), yb = try b.makeSession().run(["input": x])
+                for info in a.outputs { XCTAssertEqual(ya[info.name]!.floats, yb[info.name]!.floats, "\(tables): pinned \(pin): loads differ") }
+            }
+        }
+    }
+
     /// A large Gemm (what auto may give the lookup-table GEMV, the compact tiles or floats, by
     /// measurement): every form's output agrees with expanded mode, at batch 1 and 3.
     func testLargeGemmAgreesInEveryMode() throws {

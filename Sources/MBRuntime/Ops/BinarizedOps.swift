@@ -171,6 +171,22 @@ final class WeightChoice: @unchecked Sendable {
         lutConv8 = m8
     }
 
+    /// Auto mode with `MBModel.Options.lookupTableConvs`: no trial; the lookup tables when
+    /// `lookupTables` and the weights fit them, else expanded.
+    func pinConv(lookupTables: Bool, trial g: ConvGeometry, int8: Bool) {
+        pinnedLut = false
+        guard lookupTables, let source, g.groups == 1 else { return }
+        if int8, LutConvInt8Weights.fastAvailable, let m = try? LutConvInt8Weights(packed: source), m.fits(g) {
+            lutConv8 = m
+        } else if !int8, BitPlaneMatrix.lutAvailable, let m = try? LutConvWeights(packed: source), m.fits(g) {
+            lutConv = m
+        } else {
+            return
+        }
+        pinnedLut = true
+    }
+    private var pinnedLut: Bool?
+
     /// Packed mode with int8 Conv tables: the int8 lookup-table layout is the weight's only form.
     func adoptInt8(_ packed: PackedTensor) throws {
         lutConv8 = try LutConvInt8Weights(packed: packed)
@@ -179,6 +195,7 @@ final class WeightChoice: @unchecked Sendable {
     /// Whether the lookup-table form measured fastest: for a Gemm/MatMul of the three forms, for
     /// a Conv against the float convolution (the compact form runs that after a decode).
     var lutMeasuredFastest: Bool {
+        if let pinnedLut { return pinnedLut }
         guard let l = lutTrialNanoseconds, let e = expandedTrialNanoseconds else { return false }
         if lutConv != nil || lutConv8 != nil { return l < e }
         guard let p = packedTrialNanoseconds else { return false }

@@ -100,7 +100,13 @@ struct NodeContext {
         let build = (!auto && !int8Packed) || (auto && compiler.options.maxWeightBytes != nil) || kind != .conv
         let choice = try WeightChoice(node: name, weight: node.inputs[i], packed: packed, kind: kind, keepSource: auto, build: build)
         if auto && build { try choice.measure(withLut: true) }
-        if auto, kind == .conv, let convTrial { choice.measureConv(trial: convTrial, int8: int8) }
+        if auto, kind == .conv, let convTrial {
+            if let pinned = compiler.options.lookupTableConvs {
+                choice.pinConv(lookupTables: pinned.contains(name), trial: convTrial, int8: int8)
+            } else {
+                choice.measureConv(trial: convTrial, int8: int8)
+            }
+        }
         if int8Packed { try choice.adoptInt8(packed) }
         compiler.weightChoices.append(choice)
         compiler.claimed.insert(inputSlots[i])

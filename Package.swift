@@ -53,7 +53,7 @@ let package = Package(
         // target attributes, optimization from the release configuration (-O2).
         // Bit-plane kernels: one C body compiled per instruction set, picked at run time (cpuid);
         // NEON variants on aarch64, picked at build time.
-        .target(name: "CBitPlanes", exclude: ["README.md", "BitPlanes+Body.h"]),
+        .target(name: "CBitPlanes", exclude: ["README.md", "BitPlanes+Body.h", "BitPlanesConvGather.h"]),
         // Float convolution kernels (AVX-512 GEMM on NCHW planes, max pooling), picked at run
         // time (cpuid); NEON variants on aarch64.
         .target(name: "CFloatKernels"),

@@ -19,6 +19,7 @@
 // rounding, not bit for bit. The AVX-512 and portable variants do the same operations in the
 // same order and give bit-identical results.
 #include "CBitPlanes.h"
+#include "BitPlanesConvGather.h"
 
 #include <stdint.h>
 #include <string.h>
@@ -43,39 +44,6 @@ size_t bp_lutconv_scratch_floats(const bp_lutconv_weights *w) {
     return (size_t)passChunks * CHUNK_FLOATS + 4 * COLS + 2 * COLS + 16;
 }
 
-/// Input rows 4g .. 4g+3 at the block's positions (0 past the reduction and in the padding).
-static void gather_group(const bp_lutconv_geometry *g, const float *x, int64_t group, int32_t reduction, int32_t p0, int32_t count,
-                         const int32_t *ih0, const int32_t *iw0, float *out) {
-    const int32_t taps = g->kernelH * g->kernelW;
-    const int64_t plane = (int64_t)g->height * g->width;
-    const int direct = taps == 1 && g->strideH == 1 && g->strideW == 1 && g->padH == 0 && g->padW == 0 && g->outWidth == g->width &&
-                       g->outHeight == g->height;
-    for (int j = 0; j < 4; j++) {
-        float *o = out + j * COLS;
-        const int64_t k = 4 * group + j;
-        if (k >= reduction) {
-            memset(o, 0, sizeof(float) * COLS);
-            continue;
-        }
-        const int32_t c = (int32_t)(k / taps), t = (int32_t)(k % taps);
-        const int32_t dh = (t / g->kernelW) * g->dilationH, dw = (t % g->kernelW) * g->dilationW;
-        const float *xc = x + c * plane;
-        if (direct) {
-            memcpy(o, xc + p0, sizeof(float) * (size_t)count);
-            // The next block's lines of this row: one stream per input row is more than the
-            // hardware prefetchers follow.
-            __builtin_prefetch(xc + p0 + COLS);
-            if (COLS > 16) __builtin_prefetch(xc + p0 + COLS + 16);
-        } else {
-            for (int32_t n = 0; n < count; n++) {
-                const int32_t ih = ih0[n] + dh, iw = iw0[n] + dw;
-                o[n] = (ih >= 0 && ih < g->height && iw >= 0 && iw < g->width) ? xc[(int64_t)ih * g->width + iw] : 0.0f;
-            }
-        }
-        for (int32_t n = count; n < COLS; n++) o[n] = 0.0f;
-    }
-}
-
 /// The 16 signed sums of 4 rows: table[i] = sum_j (bit j of i ? +x_j : -x_j), pairs first.
 static void build_table_portable(const float *x, float *table) {
     const float *x0 = x, *x1 = x + COLS, *x2 = x + 2 * COLS, *x3 = x + 3 * COLS;
@@ -87,15 +55,6 @@ static void build_table_portable(const float *x, float *table) {
     for (int j = 0; j < 4; j++)
         for (int i = 0; i < 4; i++)
             for (int n = 0; n < COLS; n++) table[(i + 4 * j) * COLS + n] = p[i][n] + q[j][n];
-}
-
-/// Block coordinates: the input position of kernel tap (0, 0) for each output position.
-static void block_coordinates(const bp_lutconv_geometry *g, int32_t p0, int32_t count, int32_t *ih0, int32_t *iw0) {
-    for (int32_t n = 0; n < count; n++) {
-        const int32_t p = p0 + n, oh = p / g->outWidth, ow = p % g->outWidth;
-        ih0[n] = oh * g->strideH - g->padH;
-        iw0[n] = ow * g->strideW - g->padW;
-    }
 }
 
 /// One row's result over a pass, portable: the same adds in the same order as the AVX-512 body
@@ -202,13 +161,13 @@ void bp_lutconv_forward(int isa, const bp_lutconv_weights *w, const bp_lutconv_g
     int32_t *ih0 = (int32_t *)(rows4 + 4 * COLS), *iw0 = ih0 + COLS;
     for (int32_t b = block0; b < block1; b++) {
         const int32_t p0 = b * COLS, count = positions - p0 < COLS ? positions - p0 : COLS;
-        block_coordinates(g, p0, count, ih0, iw0);
+        bp_conv_block_coordinates(g, p0, count, ih0, iw0);
         for (int32_t c0 = 0; c0 < w->chunks; c0 += passChunks) {
             const int32_t c1 = c0 + passChunks < w->chunks ? c0 + passChunks : w->chunks;
             const int64_t g1 = ((int64_t)w->reduction + 3) / 4;
             for (int64_t grp = (int64_t)c0 * 16; grp < (int64_t)c1 * 16 && grp < g1; grp++) {
                 float *table = tables + (grp - (int64_t)c0 * 16) * 16 * COLS;
-                gather_group(g, x, grp, w->reduction, p0, count, ih0, iw0, rows4);
+                bp_conv_gather_group(g, x, grp, w->reduction, p0, count, COLS, ih0, iw0, rows4);
 #if BP_LUTCONV_X86
                 if (fast) build_table_avx512(rows4, table); else
 #endif

@@ -7,8 +7,8 @@ public enum ModelLoading {
     /// The model at `path` ready to run: an `.mbm` (told apart by its magic) or, anything else,
     /// an `.onnx` file imported and lowered to the IR the runtime executes.
     public static func load(path: String, weights: MBModel.Options.Weights = .auto, optimize: Bool = true,
-                            maxWeightBytes: Int? = nil) throws -> MBModel {
-        let options = MBModel.Options(weights: weights, optimize: optimize, maxWeightBytes: maxWeightBytes)
+                            maxWeightBytes: Int? = nil, convTables: MBModel.Options.ConvTables = .float) throws -> MBModel {
+        let options = MBModel.Options(weights: weights, optimize: optimize, maxWeightBytes: maxWeightBytes, convTables: convTables)
         if Inspect.isMBM(path: path) {
             return try MBModel(contentsOfFile: path, options: options)
         }

@@ -115,6 +115,16 @@ public final class LutConvWeights: @unchecked Sendable {
     /// |y - y_expanded| <= tolerance * (|bias| + sum over the reduction of |w| |x|).
     public static let tolerance: Float = 1e-5
 
+    /// One image of `g` as the C kernels take it (a 1-D convolution has height 1).
+    static func cGeometry(_ g: ConvGeometry) -> bp_lutconv_geometry {
+        let d = g.dims3
+        return bp_lutconv_geometry(
+            channels: Int32(g.inChannels), height: Int32(d.input.1), width: Int32(d.input.2),
+            kernelH: Int32(d.kernel.1), kernelW: Int32(d.kernel.2), strideH: Int32(d.strides.1), strideW: Int32(d.strides.2),
+            dilationH: Int32(d.dilations.1), dilationW: Int32(d.dilations.2), padH: Int32(d.pads.1), padW: Int32(d.pads.2),
+            outHeight: Int32(d.output.1), outWidth: Int32(d.output.2))
+    }
+
     /// The convolution with `activation` applied: `variant` `.fast` runs the AVX-512 body where
     /// the CPU has it, `.reference` the portable one (bit-identical).
     public func forward(
@@ -122,12 +132,7 @@ public final class LutConvWeights: @unchecked Sendable {
         output: UnsafeMutablePointer<Float>, activation: Activation, threads: Int, scratch: BitPlaneScratch
     ) {
         precondition(fits(g), "lookup-table weights \(rows)x\(reduction) do not fit \(g)")
-        let d = g.dims3
-        let geometry = bp_lutconv_geometry(
-            channels: Int32(g.inChannels), height: Int32(d.input.1), width: Int32(d.input.2),
-            kernelH: Int32(d.kernel.1), kernelW: Int32(d.kernel.2), strideH: Int32(d.strides.1), strideW: Int32(d.strides.2),
-            dilationH: Int32(d.dilations.1), dilationW: Int32(d.dilations.2), padH: Int32(d.pads.1), padW: Int32(d.pads.2),
-            outHeight: Int32(d.output.1), outWidth: Int32(d.output.2))
+        let geometry = Self.cGeometry(g)
         let weights = c
         let isa: Int32 = variant == .fast ? bp_isa() : 0
         let perThread = withUnsafePointer(to: weights) { (bp_lutconv_scratch_floats($0) + 15) / 16 * 16 }

@@ -67,7 +67,7 @@ final class GraphCompiler {
     /// weights exceed `maxWeightBytes`, the one whose compact form costs the least measured time
     /// per byte saved goes compact. Packed mode keeps every weight compact.
     func resolveWeightChoices(_ g: CompiledGraph) throws(MBRuntimeError) {
-        var lut = weightChoices.map { options.weights == .auto && $0.lutMeasuredFastest }
+        var lut = weightChoices.map { (options.weights == .auto && $0.lutMeasuredFastest) || (options.weights == .packed && $0.lutConv8 != nil) }
         var packed = weightChoices.map { options.weights == .packed || $0.packedMeasuredFaster }
         if options.weights == .auto, let budget = options.maxWeightBytes {
             let others = residentConstantBytes(g) - weightChoices.reduce(0) { $0 + $1.residentBytes }

@@ -67,6 +67,26 @@ public final class MBModel: Sendable {
         /// folding, activation and residual fusion, no-op and dead node removal). Off only to
         /// compare against the graph as written.
         public var optimize: Bool
+        /// The lookup tables a binarized Conv with float inputs runs on where it runs on tables
+        /// (auto mode: where its load-time trial beats the float convolution; packed mode with
+        /// `.int8`: every Conv that fits). `.float` is exact to float rounding; `.int8` is lossy.
+        public var convTables: ConvTables
+        /// Auto mode: the Convs (node names) that run on lookup tables, instead of the load-time
+        /// trial deciding. Pins a choice so that every load runs the same kernels (bit-identical
+        /// outputs): pass a previous load's `Set(model.weightChoices.filter(\.lookupTables).map(\.node))`.
+        /// A named Conv whose weights do not fit the tables stays expanded. nil: measured at load.
+        public var lookupTableConvs: Set<String>?
+
+        /// Lookup tables for binarized Convs (`LutConvWeights`, `LutConvInt8Weights` in MBKernels).
+        public enum ConvTables: String, Sendable, CaseIterable {
+            /// Float sums of 4 inputs per table entry: the float convolution's result within float
+            /// rounding.
+            case float
+            /// int8 tables in registers (byte permutes, int32 sums; the technique of T-MAC): the
+            /// inputs are quantized per output position and 256 reduction entries, so outputs move
+            /// (about 1e-2 relative on a layer, measured in MBKernels' README). Faster; opt-in.
+            case int8
+        }
 
         /// How binarized weights run.
         public enum Weights: String, Sendable, CaseIterable {
@@ -82,8 +102,11 @@ public final class MBModel: Sendable {
         }
 
         public init(maxTensorBytes: Int = MBSession.Options.defaultMaxTensorBytes, maxGraphDepth: Int = 64, weights: Weights = .auto,
-                    optimize: Bool = true, maxWeightBytes: Int? = nil) {
+                    optimize: Bool = true, maxWeightBytes: Int? = nil, convTables: ConvTables = .float,
+                    lookupTableConvs: Set<String>? = nil) {
             self.maxWeightBytes = maxWeightBytes
+            self.lookupTableConvs = lookupTableConvs
+            self.convTables = convTables
             self.optimize = optimize
             self.maxTensorBytes = maxTensorBytes
             self.maxGraphDepth = maxGraphDepth

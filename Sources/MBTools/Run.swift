@@ -18,6 +18,8 @@ public enum RunModel {
         public var weights: MBModel.Options.Weights = .auto
         /// Run the load-time graph optimizer (off: the graph as written, for comparison).
         public var optimize = true
+        /// Lookup tables for binarized Convs (float, or int8: faster, lossy).
+        public var convTables: MBModel.Options.ConvTables = .float
         public init(inputs: [String], outputDirectory: String? = nil, repeats: Int = 0, threads: Int = 1) {
             self.inputs = inputs
             self.outputDirectory = outputDirectory
@@ -28,7 +30,8 @@ public enum RunModel {
 
     /// Runs and returns the report text.
     public static func run(modelPath: String, options: Options) throws -> String {
-        let model = try ModelLoading.load(path: modelPath, weights: options.weights, optimize: options.optimize)
+        let model = try ModelLoading.load(path: modelPath, weights: options.weights, optimize: options.optimize,
+                                           convTables: options.convTables)
         let feeds = try ModelInputs.read(options.inputs, model: model)
         let session = model.makeSession(.init(threads: options.threads, profile: options.profile))
         let outputs = try session.run(feeds)

@@ -203,9 +203,11 @@ struct RunOnce: ParsableCommand {
     var output: String?
     @Option(help: "How binarized weights run (.mbm).")
     var weights: MBModel.Options.Weights = .auto
+    @Option(help: "Lookup tables for binarized Convs (.mbm): float or int8 (lossy).")
+    var convTables: MBModel.Options.ConvTables = .float
 
     func run() throws {
-        let m = try ModelLoading.load(path: model, weights: weights)
+        let m = try ModelLoading.load(path: model, weights: weights, convTables: convTables)
         var feeds: [String: MBTensor] = [:]
         for (k, spec) in inputs.enumerated() {
             var name: String, path = spec

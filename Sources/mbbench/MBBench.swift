@@ -14,6 +14,7 @@ struct MBBench: ParsableCommand {
             RunOnce.self,
             WeightsBench.self,
             ConvBench.self,
+            LutConvBench.self,
             BinarizeBench.self,
             BitPlaneBench.self,
             AlexNetBitPlaneBench.self,

@@ -5,6 +5,7 @@ import MBCore
 import MBRuntime
 
 extension MBModel.Options.Weights: ExpressibleByArgument {}
+extension MBModel.Options.ConvTables: ExpressibleByArgument {}
 
 /// `mbbench weights`: binarized weights at run time. Every model (a folder's `<stem>.onnx` with
 /// `<stem>/input_0.npy`) converted with each policy, then the float model and the `.mbm` in each
@@ -28,6 +29,8 @@ struct WeightsBench: ParsableCommand {
     @Option var warmup = 2
     @Option(help: "Alternating rounds float / modes per row; ratios are medians of the per-round ratios.")
     var rounds = 3
+    @Option(help: "Lookup tables for binarized Convs in the .mbm runs: float or int8 (lossy).")
+    var convTables: MBModel.Options.ConvTables = .float
     @Flag(help: "Markdown table headed by the date and command.")
     var markdown = false
 
@@ -66,7 +69,8 @@ struct WeightsBench: ParsableCommand {
                             let f = try RunOnceResult.child(me, ["run-once", e.model, "--output", dir + "/float.npy"] + base)
                             float.append(f)
                             for m in modes {
-                                let r = try RunOnceResult.child(me, ["run-once", mbm, "--weights", m.rawValue, "--output", dir + "/\(m.rawValue).npy"] + base)
+                                let r = try RunOnceResult.child(me, ["run-once", mbm, "--weights", m.rawValue, "--conv-tables", convTables.rawValue,
+                                                                           "--output", dir + "/\(m.rawValue).npy"] + base)
                                 results[m, default: []].append(r)
                                 ratios[m, default: []].append(r.medianMs / f.medianMs)
                                 if let a = r.cpuMedianMs, let b = f.cpuMedianMs { cpuRatios[m, default: []].append(a / b) }

@@ -4,6 +4,7 @@ import MBTools
 import MBRuntime
 
 extension MBModel.Options.Weights: ExpressibleByArgument {}
+extension MBModel.Options.ConvTables: ExpressibleByArgument {}
 
 struct RunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -33,6 +34,9 @@ struct RunCommand: ParsableCommand {
     @Option(help: "How binarized weights run: auto (per layer the faster form, measured at load), expanded (float kernels on the stored values) or packed (kept at about their stored size).")
     var weights: MBModel.Options.Weights = .auto
 
+    @Option(help: "Lookup tables for binarized Convs that run on tables: float (exact to float rounding) or int8 (inputs quantized per table: faster, lossy; with --weights packed every Conv that fits runs on them).")
+    var convTables: MBModel.Options.ConvTables = .float
+
     @Flag(help: "Skip the load-time graph optimizer (run the graph as written, for comparison).")
     var noOptimize = false
 
@@ -46,6 +50,7 @@ struct RunCommand: ParsableCommand {
             options.profile = profile
             options.weights = weights
             options.optimize = !noOptimize
+            options.convTables = convTables
             return try RunModel.run(modelPath: model, options: options)
         }
         print(report, terminator: "")

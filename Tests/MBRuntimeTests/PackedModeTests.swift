@@ -139,6 +139,60 @@ final class PackedModeTests: XCTestCase {
         try assertModesAgree(path, feeds: ["input": x], expectPacked: false, "tiny_cnn 1-bit auto", mode: .auto)
     }
 
+    /// int8 Conv tables (`convTables: .int8`, lossy): in packed mode every one-group Conv runs on
+    /// them and holds only their codes; outputs stay within `int8Relative` of expanded mode
+    /// (the tables quantize each position's inputs per 256 reduction entries to int8).
+    static let int8Relative: Float = 1e-2
+
+    func testInt8ConvTablesInPackedMode() throws {
+        let root = SharedFixtures.repositoryRoot.appendingPathComponent("Examples/models")
+        let x = try MBTensor(npy: NPY.read(path: root.appendingPathComponent("tiny_cnn.input.npy").path))
+        let policies = [("1-bit", "version: 1\ndefault:\n  bits: 1\n  scale: channel\n"),
+                        ("80/20 per entry", "version: 1\ndefault:\n  mix: {1: 0.8, 2: 0.2}\n  scale: channel\n")]
+        for (i, (label, policy)) in policies.enumerated() {
+            let path = try convert(root.appendingPathComponent("tiny_cnn.onnx").path, policy, name: "tinyint8\(i)")
+            let expanded = try MBModel(contentsOf: URL(fileURLWithPath: path), options: .init(weights: .expanded))
+            let int8 = try MBModel(contentsOf: URL(fileURLWithPath: path), options: .init(weights: .packed, convTables: .int8))
+            let convs = int8.weightChoices.filter { !$0.weight.isEmpty && $0.lookupTables }
+            XCTAssertFalse(convs.isEmpty, "\(label): no Conv on int8 tables")
+            XCTAssertTrue(int8.weightChoices.allSatisfy(\.packed), "\(label): a weight was expanded in packed mode")
+            XCTAssertLessThan(int8.weightBytes, expanded.weightBytes)
+            let a = try expanded.makeSession().run(["input": x]), b = try int8.makeSession(.init(threads: 2)).run(["input": x])
+            let c = try int8.makeSession(.init(kernels: .reference)).run(["input": x])
+            for info in expanded.outputs {
+                let d = compare(b[info.name]!, a[info.name]!)
+                print("tiny_cnn \(label), int8 Conv tables (\(convs.count) of \(int8.weightChoices.count) weights): output \(info.name) vs expanded: \(d)")
+                XCTAssertLessThanOrEqual(d.relative, Self.int8Relative, "\(label): output \(info.name): \(d)")
+                // The int8 kernels' bodies agree bit for bit; the float ops around them only within rounding.
+                XCTAssertLessThanOrEqual(compare(b[info.name]!, c[info.name]!).relative, Self.packedRelative, "\(label): fast vs reference kernels")
+            }
+        }
+    }
+
+    /// `lookupTableConvs` pins auto's Conv choice: the named Convs run on lookup tables (float or
+    /// int8), the others expanded, with no trial; two loads give bit-identical outputs.
+    func testPinnedConvChoiceIsRepeatable() throws {
+        let root = SharedFixtures.repositoryRoot.appendingPathComponent("Examples/models")
+        let x = try MBTensor(npy: NPY.read(path: root.appendingPathComponent("tiny_cnn.input.npy").path))
+        let path = try convert(root.appendingPathComponent("tiny_cnn.onnx").path, "version: 1\ndefault:\n  bits: 1\n  scale: channel\n", name: "tinypin")
+        let measured = try MBModel(contentsOf: URL(fileURLWithPath: path), options: .init(weights: .auto))
+        // Conv choices: a lookup-table trial and no batch-1 product (Gemm/MatMul have one).
+        let convs = Set(measured.weightChoices.filter { $0.lookupTableTrialNanoseconds != nil && $0.packedTrialNanoseconds == nil }.map(\.node))
+        XCTAssertFalse(convs.isEmpty, "no Conv had a lookup-table trial")
+        for tables in MBModel.Options.ConvTables.allCases {
+            for pin in [convs, Set(convs.prefix(1)), []] {
+                let options = MBModel.Options(weights: .auto, convTables: tables, lookupTableConvs: pin)
+                let a = try MBModel(contentsOf: URL(fileURLWithPath: path), options: options)
+                let b = try MBModel(contentsOf: URL(fileURLWithPath: path), options: options)
+                XCTAssertEqual(Set(a.weightChoices.filter { $0.lookupTables && convs.contains($0.node) }.map(\.node)), pin, "\(tables): pinned \(pin)")
+                XCTAssertEqual(Set(b.weightChoices.filter { $0.lookupTables && convs.contains($0.node) }.map(\.node)), pin)
+                XCTAssertNil(a.weightChoices.first { convs.contains($0.node) && $0.lookupTableTrialNanoseconds != nil }, "a pinned load ran a Conv trial")
+                let ya = try a.makeSession().run(["input": x]), yb = try b.makeSession().run(["input": x])
+                for info in a.outputs { XCTAssertEqual(ya[info.name]!.floats, yb[info.name]!.floats, "\(tables): pinned \(pin): loads differ") }
+            }
+        }
+    }
+
     /// A large Gemm (what auto may give the lookup-table GEMV, the compact tiles or floats, by
     /// measurement): every form's output agrees with expanded mode, at batch 1 and 3.
     func testLargeGemmAgreesInEveryMode() throws {

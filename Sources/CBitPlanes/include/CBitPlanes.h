@@ -226,6 +226,36 @@ size_t bp_lutconv_scratch_floats(const bp_lutconv_weights *w);
 void bp_lutconv_forward(int isa, const bp_lutconv_weights *w, const bp_lutconv_geometry *g, const float *x, const float *bias, float *y,
                         int32_t block0, int32_t block1, float *scratch);
 
+/// The int8 lookup-table convolution (BitPlanesLutConv8.c): the geometry above, binarized weights
+/// as nibble codes, activations quantized to int8 tables per output position and block of
+/// `BP_LUTCONV8_BLOCK_QUADS` quads (16 reduction entries each). Codes: per tile of
+/// `BP_LUTCONV8_ROWS` rows (the last padded with scale 0), per plane, per quad, `halves[plane]`
+/// sets of 32 bytes; byte k holds entry 2k (low nibble) and 2k + 1 (high), entry e = 4 * row +
+/// group in quad, bit j of a code is + for reduction entry 4 * group + j. A plane with two sets
+/// adds T[a] + T[b] per group (so its scale is the level's halved). scales: [tile][plane][16].
+enum { BP_LUTCONV8_ROWS = 16, BP_LUTCONV8_BLOCK_QUADS = 16, BP_LUTCONV8_POSITIONS = 8 };
+typedef struct {
+    int32_t rows;
+    int32_t reduction;
+    int32_t quads;         // (reduction + 15) / 16
+    int32_t planes;
+    int32_t codeSets;      // sum of halves
+    const int32_t *halves; // [planes], 1 or 2
+    const uint8_t *codes;
+    const float *scales;
+} bp_lutconv8_weights;
+/// Whether this CPU runs the AVX-512 (VBMI, VNNI) body.
+int bp_lutconv8_fast_available(void);
+/// Output positions per table block (tables of every quad for them stay in L2).
+int32_t bp_lutconv8_block_positions(const bp_lutconv8_weights *w);
+/// Bytes of scratch one bp_lutconv8_forward call needs.
+size_t bp_lutconv8_scratch_bytes(const bp_lutconv8_weights *w);
+/// Output positions [position0, position1) of one image: y[row, p] = bias[row] + the quantized
+/// convolution (y is [rows, outHeight * outWidth]), max(0, .) of it when `relu`. `fast` nonzero
+/// runs the AVX-512 body where the CPU has it, else the portable one (bit-identical).
+void bp_lutconv8_forward(int fast, const bp_lutconv8_weights *w, const bp_lutconv_geometry *g, const float *x, const float *bias, float *y,
+                         int32_t position0, int32_t position1, int relu, void *scratch);
+
 /// Middle-Out radix selection over the unassigned entries (mask[j] == 0) of a whole tensor
 /// (BitPlanesSelect.c), key_j = | |v_j| - mean | in Double, coarse digit = the top `width` bits
 /// of its Float rounding's bit pattern (bit 31 is 0): HBB.selectSmallest's first two passes.

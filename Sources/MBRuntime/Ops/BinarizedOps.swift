@@ -53,6 +53,9 @@ final class WeightChoice: @unchecked Sendable {
     /// Auto mode, a Conv: the lookup-table convolution's layout, kept when its trial on the
     /// node's kernel, strides and padding (`measureConv`) beat the float convolution.
     private(set) var lutConv: LutConvWeights?
+    /// A Conv with `MBModel.Options.convTables` `.int8`: the int8 lookup-table convolution's
+    /// layout (auto mode: kept when its trial beat the float convolution; packed mode: always).
+    private(set) var lutConv8: LutConvInt8Weights?
     private(set) var lutTrialNanoseconds: Double?
     /// Kept until the choice is made (auto mode), to expand from.
     private var source: PackedTensor?
@@ -84,10 +87,11 @@ final class WeightChoice: @unchecked Sendable {
         source = keepSource ? packed : nil
     }
 
-    var isPacked: Bool { compact != nil || lut != nil || lutConv != nil }
-    var residentBytes: Int { lut?.residentBytes ?? lutConv?.residentBytes ?? (compact != nil ? compactBytes : expandedBytes) }
+    var isPacked: Bool { compact != nil || hasLut }
+    var hasLut: Bool { lut != nil || lutConv != nil || lutConv8 != nil }
+    var residentBytes: Int { lutBytes ?? (compact != nil ? compactBytes : expandedBytes) }
     /// Bytes of the lookup-table form (nil when there is none).
-    var lutBytes: Int? { lut?.residentBytes ?? lutConv?.residentBytes }
+    var lutBytes: Int? { lut?.residentBytes ?? lutConv?.residentBytes ?? lutConv8?.residentBytes }
 
     /// Times the decode of every tile (best of 3), and for a matrix the batch-1 product of each
     /// form on one thread (best of 5 after one warm-up each).
@@ -130,8 +134,11 @@ final class WeightChoice: @unchecked Sendable {
     /// weights fit the lookup-table convolution (one group, 1 or 2 spatial dimensions), that
     /// one, on `trial` (this node's kernel, strides, dilations and padding on a made-up input),
     /// one thread, best of 3 after a warm-up each.
-    func measureConv(trial g: ConvGeometry) {
-        guard let source, g.groups == 1, BitPlaneMatrix.lutAvailable, let m = try? LutConvWeights(packed: source), m.fits(g) else { return }
+    func measureConv(trial g: ConvGeometry, int8: Bool = false) {
+        guard let source, g.groups == 1 else { return }
+        let m8 = int8 && LutConvInt8Weights.fastAvailable ? try? LutConvInt8Weights(packed: source) : nil
+        let m = m8 != nil || !BitPlaneMatrix.lutAvailable ? nil : try? LutConvWeights(packed: source)
+        guard m8?.fits(g) == true || m?.fits(g) == true else { return }
         let w = source.dequantized()
         let x = (0..<(g.batch * g.inChannels * g.inputSize)).map { Float(($0 * 7919) % 17) / 17 - 0.5 }
         var y = [Float](repeating: 0, count: g.batch * g.outChannels * g.outputSize)
@@ -152,18 +159,45 @@ final class WeightChoice: @unchecked Sendable {
                     Conv.forward(.fast, g, input: xp.baseAddress!, weights: w, bias: nil, output: yp.baseAddress!, threads: 1, scratch: scratch)
                 }
                 lutTrialNanoseconds = best {
-                    m.forward(.fast, g, input: xp.baseAddress!, bias: nil, output: yp.baseAddress!, activation: .none, threads: 1, scratch: tables)
+                    if let m8 {
+                        m8.forward(.fast, g, input: xp.baseAddress!, bias: nil, output: yp.baseAddress!, activation: .none, threads: 1, scratch: tables)
+                    } else {
+                        m?.forward(.fast, g, input: xp.baseAddress!, bias: nil, output: yp.baseAddress!, activation: .none, threads: 1, scratch: tables)
+                    }
                 }
             }
         }
         lutConv = m
+        lutConv8 = m8
+    }
+
+    /// Auto mode with `MBModel.Options.lookupTableConvs`: no trial; the lookup tables when
+    /// `lookupTables` and the weights fit them, else expanded.
+    func pinConv(lookupTables: Bool, trial g: ConvGeometry, int8: Bool) {
+        pinnedLut = false
+        guard lookupTables, let source, g.groups == 1 else { return }
+        if int8, LutConvInt8Weights.fastAvailable, let m = try? LutConvInt8Weights(packed: source), m.fits(g) {
+            lutConv8 = m
+        } else if !int8, BitPlaneMatrix.lutAvailable, let m = try? LutConvWeights(packed: source), m.fits(g) {
+            lutConv = m
+        } else {
+            return
+        }
+        pinnedLut = true
+    }
+    private var pinnedLut: Bool?
+
+    /// Packed mode with int8 Conv tables: the int8 lookup-table layout is the weight's only form.
+    func adoptInt8(_ packed: PackedTensor) throws {
+        lutConv8 = try LutConvInt8Weights(packed: packed)
     }
 
     /// Whether the lookup-table form measured fastest: for a Gemm/MatMul of the three forms, for
     /// a Conv against the float convolution (the compact form runs that after a decode).
     var lutMeasuredFastest: Bool {
+        if let pinnedLut { return pinnedLut }
         guard let l = lutTrialNanoseconds, let e = expandedTrialNanoseconds else { return false }
-        if lutConv != nil { return l < e }
+        if lutConv != nil || lutConv8 != nil { return l < e }
         guard let p = packedTrialNanoseconds else { return false }
         return l < p && l < e
     }
@@ -189,12 +223,13 @@ final class WeightChoice: @unchecked Sendable {
     /// Keeps the compact form (`packed`) or expands to floats; drops the rest.
     func settle(packed: Bool, lut keepLut: Bool, maxTensorBytes: Int) throws {
         defer { source = nil }
-        if keepLut, lut != nil || lutConv != nil {
+        if keepLut, hasLut {
             compact = nil
             return
         }
         lut = nil
         lutConv = nil
+        lutConv8 = nil
         guard !packed, let source else { return }
         expanded = try TensorConversion.tensor(from: IRTensor(name: weight, elementType: .float, shape: source.shape, storage: .binarized(source)),
                                                maxBytes: maxTensorBytes)
@@ -203,7 +238,7 @@ final class WeightChoice: @unchecked Sendable {
 
     /// What `MBModel.weightChoices` reports.
     var report: MBModel.WeightChoice {
-        MBModel.WeightChoice(node: node, weight: weight, packed: isPacked, lookupTables: lut != nil || lutConv != nil, residentBytes: residentBytes, compactBytes: compactBytes,
+        MBModel.WeightChoice(node: node, weight: weight, packed: isPacked, lookupTables: hasLut, residentBytes: residentBytes, compactBytes: compactBytes,
                              expandedBytes: expandedBytes, decodeNanoseconds: decodeNanoseconds,
                              packedTrialNanoseconds: packedTrialNanoseconds, expandedTrialNanoseconds: expandedTrialNanoseconds,
                              lookupTableTrialNanoseconds: lutTrialNanoseconds)
@@ -298,7 +333,10 @@ final class PackedConvWeights: @unchecked Sendable {
             return out
         }
         let x = try expandInput.map { try BinarizedInput.expand(x, $0, conv: true, c) } ?? x
-        if let lut = choice?.lutConv {
+        if let lut = choice?.lutConv8 {
+            lut.forward(c.variant, g, input: x.pointer(Float.self), bias: bias?.pointer(Float.self), output: out.mutable(Float.self),
+                        activation: activation, threads: c.threads, scratch: c.bitScratch)
+        } else if let lut = choice?.lutConv {
             lut.forward(c.variant, g, input: x.pointer(Float.self), bias: bias?.pointer(Float.self), output: out.mutable(Float.self),
                         activation: activation, threads: c.threads, scratch: c.bitScratch)
         } else if let w = choice?.expanded {

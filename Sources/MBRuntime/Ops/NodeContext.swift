@@ -98,10 +98,20 @@ struct NodeContext {
     /// every other weight once the graph is compiled.
     func weightChoice(_ packed: PackedTensor, kind: BitPlaneMatrix.WeightKind, input i: Int, convTrial: ConvGeometry? = nil) throws -> WeightChoice {
         let auto = compiler.options.weights == .auto
-        let build = !auto || compiler.options.maxWeightBytes != nil || kind != .conv
+        let int8 = compiler.options.convTables == .int8 && kind == .conv
+        // Packed mode with int8 tables: a Conv that fits them holds only their codes.
+        let int8Packed = int8 && !auto && compiler.options.weights == .packed && convTrial.map { LutConvInt8Weights.accepts(packed, $0) } == true
+        let build = (!auto && !int8Packed) || (auto && compiler.options.maxWeightBytes != nil) || kind != .conv
         let choice = try WeightChoice(node: name, weight: node.inputs[i], packed: packed, kind: kind, keepSource: auto, build: build)
         if auto && build { try choice.measure(withLut: true) }
-        if auto, kind == .conv, let convTrial { choice.measureConv(trial: convTrial) }
+        if auto, kind == .conv, let convTrial {
+            if let pinned = compiler.options.lookupTableConvs {
+                choice.pinConv(lookupTables: pinned.contains(name), trial: convTrial, int8: int8)
+            } else {
+                choice.measureConv(trial: convTrial, int8: int8)
+            }
+        }
+        if int8Packed { try choice.adoptInt8(packed) }
         compiler.weightChoices.append(choice)
         compiler.claimed.insert(inputSlots[i])
         return choice

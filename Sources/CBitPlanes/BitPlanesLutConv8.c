@@ -1,0 +1,353 @@
+// The int8 lookup-table convolution (bp_lutconv8, see CBitPlanes.h): binarized weights times
+// float activations quantized per table, the technique of T-MAC / bitnet.cpp written for convs.
+//
+// Why: the float-table convolution (BitPlanesLutConv.c) reads each table entry from memory as
+// 32 floats; here a table is 16 int8 sums, so one 512-bit register holds the tables of 4 groups
+// of 4 reduction entries for one output position, and one byte permute (vpermb) looks up 16 rows
+// x 4 groups at once: 64 lookups of 4 weights each. One vpdpbusd against a vector of ones then
+// adds each row's 4 lookups into its int32 sum. So 256 weight x activation products cost two
+// instructions, against 16 fused multiply-adds for the float GEMM.
+//
+// Activations: per output position and block of 16 quads (256 reduction entries), the table
+// scale is s = m / 127 where m is the largest sum of |x| over 4 entries in the block, and an entry
+// is round-to-nearest-even(T * 127 / m) with T the float signed sum: |entry| <= 127. Entries of
+// opposite codes are exact negations (T[15 - c] = -T[c] in float, and rounding is symmetric).
+// This is lossy (about 7 bits per table entry), hence a named opt-in in the runtime.
+//
+// Weights: per 16-row tile, plane and quad, 32 bytes of nibble codes (byte k: entry 2k low,
+// 2k + 1 high; entry e = 4 * row + group in quad). A plane with one code set per quad adds
+// sum_j sign_j x_j of each group; a plane with two (a level where some entries are inactive)
+// adds T[a] + T[b], where inactive entries are + in one and - in the other and cancel, at half
+// the level's scale (the Swift layout stores the halved scale).
+//
+// Exactness: the int32 sums are exact. The float part (table quantization, then per block
+// y += float(sum) * (row scale * table scale)) does the same operations in the same order in the
+// AVX-512 (VBMI, VNNI) and the portable bodies, so both give bit-identical results.
+#include "CBitPlanes.h"
+#include "BitPlanesConvGather.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#pragma STDC FP_CONTRACT OFF
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define BP_LUT8_X86 1
+#define BP_LUT8_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni")))
+#else
+#define BP_LUT8_X86 0
+#endif
+
+enum {
+    TILE = BP_LUTCONV8_ROWS,          // rows per tile (16 int32 lanes)
+    KB = BP_LUTCONV8_BLOCK_QUADS,     // quads per table-scale block
+    PG = BP_LUTCONV8_POSITIONS,       // positions per register tile
+    GATHER = 32,                      // positions per gather
+    TABLE_BUDGET = 256 * 1024,        // table bytes per block of positions (L2)
+};
+
+int bp_lutconv8_fast_available(void) {
+#if BP_LUT8_X86
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vbmi") &&
+           __builtin_cpu_supports("avx512vnni");
+#else
+    return 0;
+#endif
+}
+
+int32_t bp_lutconv8_block_positions(const bp_lutconv8_weights *w) {
+    int64_t p = TABLE_BUDGET / ((int64_t)w->quads * 64);
+    p = p / GATHER * GATHER;
+    if (p < GATHER) p = GATHER;
+    if (p > 512) p = 512;
+    return (int32_t)p;
+}
+
+static int32_t kblocks_of(const bp_lutconv8_weights *w) { return (w->quads + KB - 1) / KB; }
+
+size_t bp_lutconv8_scratch_bytes(const bp_lutconv8_weights *w) {
+    const size_t pb = (size_t)bp_lutconv8_block_positions(w);
+    return 64 + (size_t)w->quads * pb * 64       // tables
+           + pb * (size_t)kblocks_of(w) * 4      // table scales
+           + (size_t)KB * 16 * GATHER * 4        // gathered rows of one block of quads
+           + 2 * GATHER * 4                      // coordinates
+           + (size_t)TILE * PG * 4 + 64;         // output tile
+}
+
+typedef struct {
+    int8_t *tables;   // [quad][pb][64]
+    float *scales;    // [pb][kblocks]
+    float *rows;      // [KB * 4 groups][4][GATHER]
+    int32_t *ih0, *iw0;
+    float *tile;      // [PG][TILE]
+    int32_t pb, kblocks;
+} scratch_layout;
+
+static scratch_layout layout(const bp_lutconv8_weights *w, void *scratch) {
+    scratch_layout s;
+    s.pb = bp_lutconv8_block_positions(w);
+    s.kblocks = kblocks_of(w);
+    uint8_t *b = (uint8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
+    s.tables = (int8_t *)b;
+    b += (size_t)w->quads * (size_t)s.pb * 64;
+    s.scales = (float *)b;
+    b += (size_t)s.pb * (size_t)s.kblocks * 4;
+    s.rows = (float *)b;
+    b += (size_t)KB * 16 * GATHER * 4;
+    s.ih0 = (int32_t *)b;
+    s.iw0 = s.ih0 + GATHER;
+    b += 2 * GATHER * 4;
+    s.tile = (float *)(((uintptr_t)b + 63) & ~(uintptr_t)63);
+    return s;
+}
+
+/// Table scale of one position: m / 127 and the quantizing factor 127 / m (0 and 0 for m = 0).
+static inline void scale_pair(float m, float *scale, float *inv) {
+    *scale = m / 127.0f;
+    *inv = m > 0.0f ? 127.0f / m : 0.0f;
+}
+
+/// One position's tables of a block of groups, portable: rows[(g * 4 + j) * GATHER + n].
+static void build_tables_portable(const float *rows, int32_t groups, int32_t n, int8_t *tables, int32_t pb, int32_t pl, float *scaleOut) {
+    float m = 0.0f;
+    for (int32_t g = 0; g < groups; g++) {
+        const float *r = rows + (size_t)g * 4 * GATHER + n;
+        const float a = (fabsf(r[0]) + fabsf(r[GATHER])) + (fabsf(r[2 * GATHER]) + fabsf(r[3 * GATHER]));
+        m = a > m ? a : m;
+    }
+    float scale, inv;
+    scale_pair(m, &scale, &inv);
+    *scaleOut = scale;
+    for (int32_t g = 0; g < groups; g++) {
+        const float *r = rows + (size_t)g * 4 * GATHER + n;
+        const float x0 = r[0], x1 = r[GATHER], x2 = r[2 * GATHER], x3 = r[3 * GATHER];
+        const float p[4] = {-x0 - x1, x0 - x1, x1 - x0, x0 + x1};
+        const float q[2] = {x3 - x2, x2 + x3};
+        int8_t *t = tables + ((size_t)(g / 4) * pb + pl) * 64 + (g % 4) * 16;
+        for (int j = 0; j < 2; j++)
+            for (int i = 0; i < 4; i++) {
+                const int32_t e = (int32_t)nearbyintf((p[i] + q[j]) * inv);
+                t[8 + 4 * j + i] = (int8_t)e;
+                t[7 - 4 * j - i] = (int8_t)-e;
+            }
+    }
+}
+
+/// y tile rows [r0, r0 + rows) x positions [pl0, pl0 + count) of one register tile, portable.
+static void tile_portable(const bp_lutconv8_weights *w, const scratch_layout *s, int32_t rt, int32_t pl0, float *acc) {
+    const int64_t tileCodes = (int64_t)w->quads * w->codeSets * 32;
+    const uint8_t *tc = w->codes + rt * tileCodes;
+    for (int i = 0; i < PG * TILE; i++) acc[i] = 0.0f;
+    int64_t planeStart = 0;
+    for (int32_t pl = 0; pl < w->planes; pl++) {
+        const int32_t halves = w->halves[pl];
+        const uint8_t *cp = tc + planeStart;
+        const float *rs = w->scales + ((int64_t)rt * w->planes + pl) * TILE;
+        for (int32_t kb = 0; kb < s->kblocks; kb++) {
+            int32_t sums[PG][TILE];
+            memset(sums, 0, sizeof sums);
+            const int32_t q1 = (kb + 1) * KB < w->quads ? (kb + 1) * KB : w->quads;
+            for (int32_t q = kb * KB; q < q1; q++)
+                for (int32_t h = 0; h < halves; h++) {
+                    const uint8_t *c = cp + ((int64_t)q * halves + h) * 32;
+                    for (int p = 0; p < PG; p++) {
+                        const int8_t *t = s->tables + ((size_t)q * s->pb + pl0 + p) * 64;
+                        for (int r = 0; r < TILE; r++)
+                            for (int gi = 0; gi < 4; gi++) {
+                                const int e = 4 * r + gi;
+                                const int code = (c[e >> 1] >> ((e & 1) * 4)) & 15;
+                                sums[p][r] += t[16 * gi + code];
+                            }
+                    }
+                }
+            for (int p = 0; p < PG; p++) {
+                const float ts = s->scales[(size_t)(pl0 + p) * s->kblocks + kb];
+                for (int r = 0; r < TILE; r++) acc[p * TILE + r] = acc[p * TILE + r] + (float)sums[p][r] * (rs[r] * ts);
+            }
+        }
+        planeStart += (int64_t)w->quads * halves * 32;
+    }
+}
+
+#if BP_LUT8_X86
+/// 16 positions' tables of a block of groups: p/q sums across positions, quantized, then moved
+/// from entry-major (one vector per entry) to position-major (16 bytes per position and group).
+BP_LUT8_TARGET static void build_tables_avx512(const float *rows, int32_t groups, int32_t n0, int8_t *tables, int32_t pb, int32_t pl0,
+                                               float *scaleOut, int32_t kblocks) {
+    __m512 m = _mm512_setzero_ps();
+    for (int32_t g = 0; g < groups; g++) {
+        const float *r = rows + (size_t)g * 4 * GATHER + n0;
+        const __m512 a = _mm512_add_ps(_mm512_add_ps(_mm512_abs_ps(_mm512_loadu_ps(r)), _mm512_abs_ps(_mm512_loadu_ps(r + GATHER))),
+                                       _mm512_add_ps(_mm512_abs_ps(_mm512_loadu_ps(r + 2 * GATHER)), _mm512_abs_ps(_mm512_loadu_ps(r + 3 * GATHER))));
+        m = _mm512_max_ps(a, m);
+    }
+    const __m512 scale = _mm512_div_ps(m, _mm512_set1_ps(127.0f));
+    const __mmask16 positive = _mm512_cmp_ps_mask(m, _mm512_setzero_ps(), _CMP_GT_OQ);
+    const __m512 inv = _mm512_maskz_div_ps(positive, _mm512_set1_ps(127.0f), m);
+    float sc[16];
+    _mm512_storeu_ps(sc, scale);
+    for (int n = 0; n < 16; n++) scaleOut[(size_t)n * kblocks] = sc[n];
+    // packs_epi32 then packs_epi16 of the entries c, c+1, c+2, c+3 leave, in 128-bit lane l,
+    // byte 4e + i = entry c + e at position 4l + i. vpermb then makes dword p the 4 entries of
+    // position p (`forward`), or of the negated vector with the entries reversed (`reversed`:
+    // entries 7 - c are -entries 8 + c).
+    uint8_t fwd[64], rev[64];
+    for (int p = 0; p < 16; p++)
+        for (int e = 0; e < 4; e++) {
+            fwd[4 * p + e] = (uint8_t)(16 * (p / 4) + 4 * e + p % 4);
+            rev[4 * p + e] = (uint8_t)(16 * (p / 4) + 4 * (3 - e) + p % 4);
+        }
+    const __m512i forward = _mm512_loadu_si512(fwd), reversed = _mm512_loadu_si512(rev);
+    for (int32_t g0 = 0; g0 < groups; g0 += 4) {
+        __m512i o[4][4];  // o[group in quad][j], lane l: position 4l + j's 16 entries
+        for (int gi = 0; gi < 4; gi++) {
+            const float *r = rows + (size_t)(g0 + gi) * 4 * GATHER + n0;
+            const __m512 x0 = _mm512_loadu_ps(r), x1 = _mm512_loadu_ps(r + GATHER), x2 = _mm512_loadu_ps(r + 2 * GATHER), x3 = _mm512_loadu_ps(r + 3 * GATHER);
+            const __m512 zero = _mm512_setzero_ps();
+            const __m512 p[4] = {_mm512_sub_ps(_mm512_sub_ps(zero, x0), x1), _mm512_sub_ps(x0, x1), _mm512_sub_ps(x1, x0), _mm512_add_ps(x0, x1)};
+            const __m512 q[2] = {_mm512_sub_ps(x3, x2), _mm512_add_ps(x2, x3)};
+            __m512i v[8];  // entries 8 .. 15
+            for (int j = 0; j < 2; j++)
+                for (int i = 0; i < 4; i++) v[4 * j + i] = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_add_ps(p[i], q[j]), inv));
+            const __m512i z2 = _mm512_packs_epi16(_mm512_packs_epi32(v[0], v[1]), _mm512_packs_epi32(v[2], v[3]));
+            const __m512i z3 = _mm512_packs_epi16(_mm512_packs_epi32(v[4], v[5]), _mm512_packs_epi32(v[6], v[7]));
+            const __m512i zero8 = _mm512_setzero_si512();
+            const __m512i w0 = _mm512_permutexvar_epi8(reversed, _mm512_sub_epi8(zero8, z3));
+            const __m512i w1 = _mm512_permutexvar_epi8(reversed, _mm512_sub_epi8(zero8, z2));
+            const __m512i w2 = _mm512_permutexvar_epi8(forward, z2), w3 = _mm512_permutexvar_epi8(forward, z3);
+            const __m512i t0 = _mm512_unpacklo_epi32(w0, w1), t1 = _mm512_unpackhi_epi32(w0, w1);
+            const __m512i t2 = _mm512_unpacklo_epi32(w2, w3), t3 = _mm512_unpackhi_epi32(w2, w3);
+            o[gi][0] = _mm512_unpacklo_epi64(t0, t2);
+            o[gi][1] = _mm512_unpackhi_epi64(t0, t2);
+            o[gi][2] = _mm512_unpacklo_epi64(t1, t3);
+            o[gi][3] = _mm512_unpackhi_epi64(t1, t3);
+        }
+        // Position 4l + j's 64 bytes: lane l of o[0][j], o[1][j], o[2][j], o[3][j].
+        int8_t *base = tables + ((size_t)(g0 / 4) * pb + pl0) * 64;
+        for (int j = 0; j < 4; j++) {
+            const __m512i a = _mm512_shuffle_i64x2(o[0][j], o[1][j], 0x44), b = _mm512_shuffle_i64x2(o[0][j], o[1][j], 0xEE);
+            const __m512i c = _mm512_shuffle_i64x2(o[2][j], o[3][j], 0x44), d = _mm512_shuffle_i64x2(o[2][j], o[3][j], 0xEE);
+            _mm512_store_si512(base + (size_t)j * 64, _mm512_shuffle_i64x2(a, c, 0x88));
+            _mm512_store_si512(base + (size_t)(4 + j) * 64, _mm512_shuffle_i64x2(a, c, 0xDD));
+            _mm512_store_si512(base + (size_t)(8 + j) * 64, _mm512_shuffle_i64x2(b, d, 0x88));
+            _mm512_store_si512(base + (size_t)(12 + j) * 64, _mm512_shuffle_i64x2(b, d, 0xDD));
+        }
+    }
+}
+
+/// Byte indices for vpermb from 32 bytes of nibble codes: entry e -> code + 16 * (e % 4).
+BP_LUT8_TARGET static inline __attribute__((always_inline)) __m512i unpack_codes(const uint8_t *c, __m512i offsets) {
+    const __m512i v = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)c));
+    const __m512i lo = _mm512_and_si512(v, _mm512_set1_epi16(0x000F));
+    const __m512i hi = _mm512_slli_epi16(_mm512_and_si512(v, _mm512_set1_epi16(0x00F0)), 4);
+    return _mm512_or_si512(_mm512_or_si512(lo, hi), offsets);
+}
+
+BP_LUT8_TARGET static inline __attribute__((always_inline)) void plane_block_avx512(const uint8_t *cp, int32_t halves, const int8_t *tables, int32_t pb,
+                                                                                     int32_t pl0, int32_t q0, int32_t q1, __m512i acc[PG]) {
+    const __m512i ones = _mm512_set1_epi8(1), offsets = _mm512_set1_epi32(0x30201000);
+    if (halves == 1) {
+        for (int32_t q = q0; q < q1; q++) {
+            const __m512i idx = unpack_codes(cp + (int64_t)q * 32, offsets);
+            const int8_t *t = tables + ((size_t)q * pb + pl0) * 64;
+            for (int p = 0; p < PG; p++)
+                acc[p] = _mm512_dpbusd_epi32(acc[p], ones, _mm512_permutexvar_epi8(idx, _mm512_load_si512(t + 64 * p)));
+        }
+    } else {
+        for (int32_t q = q0; q < q1; q++) {
+            const __m512i a = unpack_codes(cp + (int64_t)q * 64, offsets), b = unpack_codes(cp + (int64_t)q * 64 + 32, offsets);
+            const int8_t *t = tables + ((size_t)q * pb + pl0) * 64;
+            for (int p = 0; p < PG; p++) {
+                const __m512i tv = _mm512_load_si512(t + 64 * p);
+                acc[p] = _mm512_dpbusd_epi32(acc[p], ones, _mm512_permutexvar_epi8(a, tv));
+                acc[p] = _mm512_dpbusd_epi32(acc[p], ones, _mm512_permutexvar_epi8(b, tv));
+            }
+        }
+    }
+}
+
+BP_LUT8_TARGET static void tile_avx512(const bp_lutconv8_weights *w, const scratch_layout *s, int32_t rt, int32_t pl0, float *out) {
+    const int64_t tileCodes = (int64_t)w->quads * w->codeSets * 32;
+    const uint8_t *tc = w->codes + rt * tileCodes;
+    __m512 acc[PG];
+    for (int p = 0; p < PG; p++) acc[p] = _mm512_setzero_ps();
+    int64_t planeStart = 0;
+    for (int32_t pl = 0; pl < w->planes; pl++) {
+        const int32_t halves = w->halves[pl];
+        const uint8_t *cp = tc + planeStart;
+        const __m512 rs = _mm512_loadu_ps(w->scales + ((int64_t)rt * w->planes + pl) * TILE);
+        for (int32_t kb = 0; kb < s->kblocks; kb++) {
+            __m512i sums[PG];
+            for (int p = 0; p < PG; p++) sums[p] = _mm512_setzero_si512();
+            const int32_t q1 = (kb + 1) * KB < w->quads ? (kb + 1) * KB : w->quads;
+            plane_block_avx512(cp, halves, s->tables, s->pb, pl0, kb * KB, q1, sums);
+            for (int p = 0; p < PG; p++) {
+                const __m512 ts = _mm512_set1_ps(s->scales[(size_t)(pl0 + p) * s->kblocks + kb]);
+                acc[p] = _mm512_add_ps(acc[p], _mm512_mul_ps(_mm512_cvtepi32_ps(sums[p]), _mm512_mul_ps(rs, ts)));
+            }
+        }
+        planeStart += (int64_t)w->quads * halves * 32;
+    }
+    for (int p = 0; p < PG; p++) _mm512_store_ps(out + p * TILE, acc[p]);
+}
+#endif
+
+void bp_lutconv8_forward(int fast, const bp_lutconv8_weights *w, const bp_lutconv_geometry *g, const float *x, const float *bias, float *y,
+                         int32_t position0, int32_t position1, int relu, void *scratch) {
+#if BP_LUT8_X86
+    fast = fast && bp_lutconv8_fast_available();
+#else
+    fast = 0;
+#endif
+    const scratch_layout s = layout(w, scratch);
+    const int32_t positions = g->outHeight * g->outWidth;
+    const int32_t rowTiles = (w->rows + TILE - 1) / TILE;
+    for (int32_t b0 = position0; b0 < position1; b0 += s.pb) {
+        const int32_t b1 = b0 + s.pb < position1 ? b0 + s.pb : position1;
+        // Tables of every quad for positions [b0, b1), gathered 32 positions and 16 quads at a time.
+        for (int32_t c0 = b0; c0 < b1; c0 += GATHER) {
+            const int32_t count = b1 - c0 < GATHER ? b1 - c0 : GATHER;
+            bp_conv_block_coordinates(g, c0, count, s.ih0, s.iw0);
+            for (int32_t kb = 0; kb < s.kblocks; kb++) {
+                const int32_t q0 = kb * KB, q1 = (kb + 1) * KB < w->quads ? (kb + 1) * KB : w->quads;
+                const int32_t groups = (q1 - q0) * 4;
+                for (int32_t gi = 0; gi < groups; gi++)
+                    bp_conv_gather_group(g, x, (int64_t)q0 * 4 + gi, w->reduction, c0, count, GATHER, s.ih0, s.iw0, s.rows + (size_t)gi * 4 * GATHER);
+                int8_t *tb = s.tables + (size_t)q0 * s.pb * 64;
+#if BP_LUT8_X86
+                if (fast) {
+                    for (int h = 0; h < GATHER; h += 16)
+                        build_tables_avx512(s.rows, groups, h, tb, s.pb, c0 - b0 + h, s.scales + (size_t)(c0 - b0 + h) * s.kblocks + kb, s.kblocks);
+                    continue;
+                }
+#endif
+                for (int n = 0; n < GATHER; n++)
+                    build_tables_portable(s.rows, groups, n, tb, s.pb, c0 - b0 + n, s.scales + (size_t)(c0 - b0 + n) * s.kblocks + kb);
+            }
+        }
+        for (int32_t rt = 0; rt < rowTiles; rt++) {
+            const int32_t r0 = rt * TILE, rows = w->rows - r0 < TILE ? w->rows - r0 : TILE;
+            for (int32_t p0 = b0; p0 < b1; p0 += PG) {
+                const int32_t count = b1 - p0 < PG ? b1 - p0 : PG;
+#if BP_LUT8_X86
+                if (fast) tile_avx512(w, &s, rt, p0 - b0, s.tile); else
+#endif
+                tile_portable(w, &s, rt, p0 - b0, s.tile);
+                for (int32_t r = 0; r < rows; r++) {
+                    const float b = bias ? bias[r0 + r] : 0.0f;
+                    float *yr = y + (int64_t)(r0 + r) * positions + p0;
+                    if (relu) {
+                        for (int32_t p = 0; p < count; p++) {
+                            const float v = s.tile[p * TILE + r] + b;
+                            yr[p] = v > 0.0f ? v : 0.0f;
+                        }
+                    } else {
+                        for (int32_t p = 0; p < count; p++) yr[p] = s.tile[p * TILE + r] + b;
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,102 @@
+import ArgumentParser
+import Foundation
+import MBConvert
+import MBCore
+import MBKernels
+
+/// `mbbench lutconv`: binarized Conv weights on float inputs, per layer shape of the weight-heavy
+/// development models (ResNet-50, YOLO11): the float convolution on expanded weights against
+/// the float-table (`LutConvWeights`) and the int8-table (`LutConvInt8Weights`) convolutions,
+/// one thread, thread CPU time, alternating rounds (median of per-round ratios). Also the int8
+/// tables' error against the float-table result (relative RMS and worst |Δ| over max |y|).
+struct LutConvBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "lutconv",
+        abstract: "Lookup-table convolutions (float and int8 tables) against the float convolution, per layer shape and mask form.")
+
+    @Option var rounds = 5
+    @Option(help: "Timed runs per kernel and round (best taken).")
+    var repeats = 3
+    @Option(help: "Only shapes whose label contains this text.")
+    var filter: String?
+
+    static let shapes: [(String, ConvGeometry)] = {
+        func conv(_ c: Int, _ o: Int, _ s: Int, _ k: Int, stride: Int = 1) -> ConvGeometry {
+            let p = (k - 1) / 2
+            return ConvGeometry(batch: 1, inChannels: c, outChannels: o, input: [s, s], kernel: [k, k], strides: [stride, stride],
+                                dilations: [1, 1], padBegin: [p, p], padEnd: [p, p])
+        }
+        return [
+            ("resnet 1x1 256->64 @56", conv(256, 64, 56, 1)), ("resnet 3x3 64 @56", conv(64, 64, 56, 3)),
+            ("resnet 1x1 64->256 @56", conv(64, 256, 56, 1)), ("resnet 3x3 128 @28", conv(128, 128, 28, 3)),
+            ("resnet 1x1 512->128 @28", conv(512, 128, 28, 1)), ("resnet 3x3 256 @14", conv(256, 256, 14, 3)),
+            ("resnet 1x1 1024->256 @14", conv(1024, 256, 14, 1)), ("resnet 3x3 512 @7", conv(512, 512, 7, 3)),
+            ("resnet 1x1 2048->512 @7", conv(2048, 512, 7, 1)),
+            ("yolo 3x3/2 128->256 @80", conv(128, 256, 80, 3, stride: 2)), ("yolo 3x3 64 @80", conv(64, 64, 80, 3)),
+            ("yolo 1x1 384->256 @40", conv(384, 256, 40, 1)), ("yolo 3x3 128 @40", conv(128, 128, 40, 3)),
+            ("yolo 1x1 768->512 @20", conv(768, 512, 20, 1)),
+        ]
+    }()
+
+    func cpuNow() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
+        return Double(ts.tv_sec) * 1e3 + Double(ts.tv_nsec) / 1e6
+    }
+
+    func run() throws {
+        print("# mbbench lutconv (\(Date()), thread CPU time, one thread, \(rounds) rounds); uptime: \(loadAverage())")
+        let forms: [(String, Int, Bool)] = [("1-bit", 1, true), ("70/20/10 channel", 3, true), ("70/20/10 per entry", 3, false)]
+        var rows: [[String]] = []
+        for (label, g) in Self.shapes where filter.map({ label.contains($0) }) ?? true {
+            let K = g.inChannels * g.kernelSize, O = g.outChannels
+            for (formName, levels, rowUniform) in forms {
+                var rng = SeededGenerator(seed: 42)
+                let n = O * K
+                let rowLevel = (0..<O).map { o -> UInt8 in levels == 1 ? 1 : (o % 10 < 7 ? 1 : o % 10 < 9 ? 2 : 3) }
+                let mask = (0..<n).map { j -> UInt8 in
+                    if rowUniform { return rowLevel[j / K] }
+                    let r = rng.next() % 10
+                    return levels == 1 ? 1 : r < 7 ? 1 : r < 9 ? 2 : 3
+                }
+                var signs = (0..<levels).map { _ in (0..<((n + 63) / 64)).map { _ in rng.next() } }
+                for j in 0..<n { for k in Int(mask[j])..<levels { signs[k][j >> 6] &= ~(UInt64(1) << UInt64(j & 63)) } }
+                let scales = (0..<levels).map { k in (0..<O).map { _ in Float(rng.nextUnitDouble() + 0.5) / Float(1 << k) } }
+                var w = [Float](repeating: 0, count: n)
+                for j in 0..<n { for k in 0..<Int(mask[j]) { w[j] += (signs[k][j >> 6] >> UInt64(j & 63)) & 1 == 1 ? scales[k][j / K] : -scales[k][j / K] } }
+                let lut = LutConvWeights(rows: O, reduction: K, mask: mask, signBits: signs, scales: scales, perRowScales: true)
+                let lut8 = LutConvInt8Weights(rows: O, reduction: K, mask: mask, signBits: signs, scales: scales, perRowScales: true)
+                let x = (0..<(g.inChannels * g.inputSize)).map { _ in max(0, Float(rng.nextNormal())) }
+                var yf = [Float](repeating: 0, count: O * g.outputSize), yl = yf, y8 = yf
+                let scratch = KernelScratch(), tables = BitPlaneScratch()
+                var tf = [Double](), tl = [Double](), t8 = [Double](), rl = [Double](), r8 = [Double]()
+                func best(_ body: () -> Void) -> Double {
+                    var t = Double.infinity
+                    for _ in 0..<repeats { let s = cpuNow(); body(); t = min(t, cpuNow() - s) }
+                    return t
+                }
+                x.withUnsafeBufferPointer { xp in
+                    for _ in 0..<rounds {
+                        let a = best { yf.withUnsafeMutableBufferPointer { Conv.forward(.fast, g, input: xp.baseAddress!, weights: w, bias: nil, output: $0.baseAddress!, threads: 1, scratch: scratch) } }
+                        let b = best { yl.withUnsafeMutableBufferPointer { lut.forward(.fast, g, input: xp.baseAddress!, bias: nil, output: $0.baseAddress!, activation: .none, threads: 1, scratch: tables) } }
+                        let c = best { y8.withUnsafeMutableBufferPointer { lut8.forward(.fast, g, input: xp.baseAddress!, bias: nil, output: $0.baseAddress!, activation: .none, threads: 1, scratch: tables) } }
+                        tf.append(a); tl.append(b); t8.append(c); rl.append(a / b); r8.append(a / c)
+                    }
+                }
+                func median(_ v: [Double]) -> Double { v.sorted()[v.count / 2] }
+                var se = 0.0, sy = 0.0, worst: Float = 0
+                let ymax = yl.map(abs).max() ?? 1
+                for i in yl.indices { let d = Double(y8[i] - yl[i]); se += d * d; sy += Double(yl[i]) * Double(yl[i]); worst = max(worst, abs(y8[i] - yl[i])) }
+                rows.append([label, formName, String(format: "%.2f", median(tf)), String(format: "%.2f", median(tl)), String(format: "%.2f", median(t8)),
+                             String(format: "%.2fx", median(rl)), String(format: "%.2fx", median(r8)),
+                             String(format: "%.1e", (se / max(sy, 1e-30)).squareRoot()), String(format: "%.1e", Double(worst / ymax))])
+            }
+        }
+        print(table(header: ["shape", "weights", "float ms", "float-table ms", "int8-table ms", "float / float-table", "float / int8-table",
+                             "int8 rel. RMS", "int8 max |Δ|/max|y|"], rows: rows), terminator: "")
+    }
+
+    func loadAverage() -> String {
+        (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").prefix(3).joined(separator: " ") ?? "?"
+    }
+}

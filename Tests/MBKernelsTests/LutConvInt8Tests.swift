@@ -1,0 +1,122 @@
+import MBCore
+import MBKernels
+import XCTest
+
+/// The int8 lookup-table convolution: AVX-512 and portable bodies and the plain reference
+/// (`LutConvInt8Weights.reference`, built from the mask and signs, not the codes) bit for bit
+/// alike, one and two threads alike; against a Double convolution on the expanded weights
+/// within the quantization bound: per output, sum over levels of |scale| times, per block of
+/// 256 entries, groups x half a table step, plus `LutConvWeights.tolerance` of sum |w x|.
+final class LutConvInt8Tests: XCTestCase {
+    typealias Case = LutConvTests.Case
+
+    func check(_ t: Case, seed: UInt64, file: StaticString = #filePath, line: UInt = #line) {
+        let g = t.geometry
+        let taps = g.kernelSize, K = t.inC * taps
+        let s = randomSource(rows: t.outC, taps: taps, channels: t.inC, levels: t.levels, seed: seed, structured: t.structured, rowUniform: t.rowUniform)
+        let scales = t.perRow ? s.scales : s.scales.map { [$0[0]] }
+        let rowScale: [Float]? = seed % 2 == 0 ? (0..<t.outC).map { Float($0 % 5) * 0.5 - 1 } : nil
+        let w = LutConvInt8Weights(rows: t.outC, reduction: K, mask: s.mask, signBits: s.signs, scales: scales, perRowScales: t.perRow, rowScale: rowScale)
+        var values = [Float](repeating: 0, count: t.outC * K)
+        for j in values.indices {
+            let o = j / K
+            var v: Float = 0
+            for k in 0..<Int(s.mask[j]) {
+                let mu = scales[k][t.perRow ? o : 0] * (rowScale?[o] ?? 1)
+                v += (s.signs[k][j >> 6] >> UInt64(j & 63)) & 1 == 1 ? mu : -mu
+            }
+            values[j] = v
+        }
+        let x = randomActivations(count: t.batch * t.inC * g.inputSize, seed: seed + 7)
+        let bias = t.bias ? randomActivations(count: t.outC, seed: seed + 9) : nil
+        let outSize = g.outputSize, count = t.batch * t.outC * outSize
+        func run(_ variant: KernelVariant, threads: Int) -> [Float] {
+            var y = [Float](repeating: .nan, count: count)
+            let scratch = BitPlaneScratch()
+            x.withUnsafeBufferPointer { xp in
+                y.withUnsafeMutableBufferPointer { yp in
+                    (bias ?? []).withUnsafeBufferPointer { bp in
+                        w.forward(variant, g, input: xp.baseAddress!, bias: bias == nil ? nil : bp.baseAddress!, output: yp.baseAddress!,
+                                  activation: t.activation, threads: threads, scratch: scratch)
+                    }
+                }
+            }
+            return y
+        }
+        let fast = run(.fast, threads: 1), portable = run(.reference, threads: 1), two = run(.fast, threads: 2)
+        let d = g.dims3
+        for n in 0..<t.batch {
+            let image = Array(x[(n * t.inC * g.inputSize)..<((n + 1) * t.inC * g.inputSize)])
+            var plain = LutConvInt8Weights.reference(rows: t.outC, reduction: K, mask: s.mask, signBits: s.signs, scales: scales, perRowScales: t.perRow,
+                                                      halves: w.halves, rowScale: rowScale, g, input: image, bias: bias)
+            if t.activation == .relu { plain = plain.map { $0 > 0 ? $0 : 0 } }
+            for o in 0..<t.outC { for p in 0..<outSize {
+                let i = (n * t.outC + o) * outSize + p
+                guard fast[i].bitPattern == portable[i].bitPattern, fast[i].bitPattern == two[i].bitPattern,
+                      fast[i].bitPattern == plain[o * outSize + p].bitPattern else {
+                    XCTFail("\(t) seed=\(seed): output (\(n), \(o), \(p)) fast \(fast[i]) portable \(portable[i]) two threads \(two[i]) plain \(plain[o * outSize + p])",
+                            file: file, line: line)
+                    return
+                }
+                let oh = p / d.output.2, ow = p % d.output.2
+                var want = Double(bias?[o] ?? 0), bound = abs(bias?[o] ?? 0)
+                var column = [Float](repeating: 0, count: (K + 255) / 256 * 256)
+                for c in 0..<t.inC { for kh in 0..<d.kernel.1 { for kw in 0..<d.kernel.2 {
+                    let ih = oh * d.strides.1 - d.pads.1 + kh * d.dilations.1, iw = ow * d.strides.2 - d.pads.2 + kw * d.dilations.2
+                    guard ih >= 0, ih < d.input.1, iw >= 0, iw < d.input.2 else { continue }
+                    let k = c * taps + kh * d.kernel.2 + kw
+                    let wv = values[o * K + k], xv = image[c * g.inputSize + ih * d.input.2 + iw]
+                    column[k] = xv
+                    want += Double(wv) * Double(xv)
+                    bound += abs(wv * xv)
+                } } }
+                // Quantization: each lookup is off by at most half a table step (m / 127 / 2).
+                var quantization: Float = 0
+                for b in stride(from: 0, to: column.count, by: 256) {
+                    var m: Float = 0, groups: Float = 0
+                    for grp in stride(from: b, to: b + 256, by: 4) {
+                        m = max(m, column[grp..<(grp + 4)].reduce(0) { $0 + abs($1) })
+                        if grp < K { groups += 1 }
+                    }
+                    quantization += groups * m / 254
+                }
+                let levelScale = (0..<t.levels).reduce(Float(0)) { $0 + abs(scales[$1][t.perRow ? o : 0] * (rowScale?[o] ?? 1)) }
+                let expected = Float(t.activation == .relu ? max(0, want) : want)
+                if abs(fast[i] - expected) > levelScale * quantization * 1.0001 + LutConvWeights.tolerance * bound + 1e-30 {
+                    XCTFail("\(t) seed=\(seed): output (\(n), \(o), \(p)) got \(fast[i]) expected \(expected) (quantization bound \(levelScale * quantization))",
+                            file: file, line: line)
+                    return
+                }
+            } }
+        }
+    }
+
+    func testPointwiseSweep() {
+        var seed: UInt64 = 19100
+        for inC in [1, 4, 65, 300] { for outC in [1, 17, 33] { for positions in [1, 9, 33] { for levels in [1, 3] {
+            seed += 1
+            check(Case(outC: outC, inC: inC, kernel: [1, 1], input: [1, positions], strides: [1, 1], pads: [0, 0], dilations: [1, 1], levels: levels,
+                       structured: seed % 3 == 0, rowUniform: seed % 3 == 1, perRow: seed % 4 != 0, bias: seed % 2 == 0), seed: seed)
+        } } } }
+    }
+
+    func testSpatialSweep() {
+        var seed: UInt64 = 19200
+        let shapes: [(kernel: [Int], input: [Int], strides: [Int], pads: [Int], dilations: [Int])] = [
+            ([3, 3], [7, 9], [1, 1], [1, 1], [1, 1]), ([3, 3], [8, 8], [2, 2], [1, 0], [1, 1]), ([1, 1], [9, 6], [2, 2], [0, 0], [1, 1]),
+            ([3, 3], [9, 9], [1, 1], [2, 2], [2, 2]), ([1, 5], [4, 11], [1, 2], [0, 2], [1, 1]), ([3], [17], [1], [1], [1]),
+        ]
+        for s in shapes { for inC in [1, 40] { for levels in [1, 3] {
+            seed += 1
+            check(Case(outC: 18, inC: inC, kernel: s.kernel, input: s.input, strides: s.strides, pads: s.pads, dilations: s.dilations, levels: levels,
+                       structured: seed % 3 == 0, rowUniform: seed % 3 == 1, batch: seed % 2 == 0 ? 2 : 1, activation: seed % 2 == 1 ? .relu : .none),
+                  seed: seed)
+        } } }
+    }
+
+    /// More positions than one table block (several blocks per thread).
+    func testManyPositions() {
+        check(Case(outC: 20, inC: 300, kernel: [1, 1], input: [24, 24], strides: [1, 1], pads: [0, 0], dilations: [1, 1], levels: 1, rowUniform: true),
+              seed: 19300)
+    }
+}

@@ -3,6 +3,10 @@ import Accelerate
 #elseif canImport(CBLAS)
 import CBLAS
 #endif
+#if canImport(Glibc)
+import Glibc
+#endif
+import Synchronization
 
 /// Row-major single-precision GEMM: `C = alpha * op(A) * op(B) + beta * C`, where op(A) is
 /// m×k and op(B) is k×n. The fast variant calls the platform BLAS (`cblas_sgemm`, or
@@ -58,9 +62,31 @@ public enum BLAS {
     }
 
     /// Sets the BLAS's own thread count (process-wide in OpenBLAS; Accelerate manages its own).
+    /// Setting 1 also stops OpenBLAS's worker threads; a later count above 1 starts them again.
+    ///
+    /// OpenBLAS (pthreads build) starts its workers when the library loads, and each busy-waits
+    /// about 2^28 cycles (0.1 s) for work before it sleeps. A process that loads a model and runs
+    /// it at once (every CLI command, a benchmark's child) lost a core to them for its first
+    /// runs: SqueezeNet at one thread took twice its wall time in CPU time for its first dozen
+    /// runs, and at two threads ran 8.2 ms instead of 6.3. The runtime runs the BLAS on one thread
+    /// (its kernels split the work themselves), so going to 1 shuts the workers down through
+    /// OpenBLAS's own `blas_thread_shutdown_` (looked up at run time: other BLAS builds have no
+    /// such symbol). Calls that do not change the count return at once: OpenBLAS's setter
+    /// restarts stopped workers, and a shutdown while another thread is inside a threaded BLAS
+    /// call would not be safe, so the shutdown happens only when the count drops to 1 (at the
+    /// first model load in a process, unless someone asked for more threads in between).
     public static func setThreads(_ n: Int) {
         #if !canImport(Accelerate) && canImport(CBLAS)
-        openblas_set_num_threads(Int32(max(1, n)))
+        let n = max(1, n)
+        guard threadCount.exchange(n, ordering: .acquiringAndReleasing) != n else { return }
+        openblas_set_num_threads(Int32(n))
+        if n == 1, let symbol = dlsym(nil, "blas_thread_shutdown_") {
+            typealias Shutdown = @convention(c) () -> Int32
+            _ = unsafeBitCast(symbol, to: Shutdown.self)()
+        }
         #endif
     }
+
+    /// The count last set (0: never set in this process).
+    private static let threadCount = Atomic<Int>(0)
 }

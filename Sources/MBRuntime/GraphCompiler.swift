@@ -293,6 +293,7 @@ final class GraphCompiler {
                 return s >= 0 && dying.contains(s) && !inputSet.contains(s) && constantValues[s] == nil && packedConstants[s] == nil
             }
         }
+        ConcatPlacement.plan(&steps, captures: stepCaptures, keep: keep)
         // What this graph reads from enclosing scopes.
         var used = Set<Int>()
         for (i, step) in steps.enumerated() { used.formUnion(step.inputs.filter { $0 >= 0 }); used.formUnion(stepCaptures[i]) }

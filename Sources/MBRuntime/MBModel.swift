@@ -1,4 +1,5 @@
 import MBCore
+import MBKernels
 
 /// A model ready to run: its graph checked and compiled once (operators looked up in the op
 /// table, attributes read and validated, constant-only subgraphs folded, buffer lifetimes
@@ -118,6 +119,9 @@ public final class MBModel: Sendable {
     /// table (`node 'x' (Foo): operator Foo (domain '') is not supported` otherwise), attributes
     /// of the right types and ranges, constants of supported element types.
     public init(ir: IRModel, options: Options = Options()) throws(MBRuntimeError) {
+        // The runtime's BLAS calls run on one thread; this also stops OpenBLAS's idle workers,
+        // which would otherwise spin through the load-time trials and the first runs.
+        BLAS.setThreads(1)
         let opset = ir.opsetVersion(domain: "") ?? ir.opsetVersion(domain: "ai.onnx") ?? 1
         let compiler = GraphCompiler(opset: Int(opset), opsets: ir.opsets, options: options)
         var irGraph = ir.graph
@@ -192,6 +196,12 @@ struct Step: Sendable {
     /// Input indices whose value dies at this step (not graph inputs or constants): the step
     /// may write its output over them when it holds their buffer's only reference.
     var donatable: [Int] = []
+    /// This step's one output is input `input` of the Concat whose output is slot `concat`:
+    /// once that Concat's layout is known, the output is written straight into its slice of
+    /// the Concat's buffer (see `ConcatPlacement`).
+    var placeInto: (concat: Int, input: Int)? = nil
+    /// A Concat some of whose inputs are placed into its buffer by their producers.
+    var placesInputs = false
 }
 
 /// A graph (main or If branch) compiled against one slot space shared by all scopes.

@@ -33,6 +33,7 @@ public final class MBSession {
     private let pool = BufferPool()
     private let scratch = KernelScratch()
     private let bitScratch = BitPlaneScratch()
+    private let concatLayouts = ConcatLayouts()
 
     init(model: MBModel, options: Options) {
         self.model = model
@@ -77,7 +78,7 @@ public final class MBSession {
         let graph = model.graph
         let context = ExecutionContext(slotCount: model.slotCount, threads: options.threads, variant: options.kernels, pool: pool,
                                        scratch: scratch, bitScratch: bitScratch,
-                                       maxTensorBytes: options.maxTensorBytes)
+                                       maxTensorBytes: options.maxTensorBytes, concatLayouts: concatLayouts)
         for (name, transform) in transforms {
             guard let i = graph.outputNames.firstIndex(of: name) else {
                 throw MBRuntimeError(.invalidInput, "'\(name)' is not a graph output; only graph outputs can be transformed")
@@ -103,6 +104,7 @@ public final class MBSession {
             lastPeakActivationBytes = pool.core.peakLiveBytes
             lastRunAllocations = pool.core.misses - missesBefore
             lastRunReusedBuffers = context.reusedBuffers
+            lastRunConcatInputsInPlace = context.concatInputsInPlace
         }
         let values = try context.runValues(graph)
         var result: [String: MBValue] = [:]
@@ -176,6 +178,9 @@ public final class MBSession {
     public private(set) var lastRunAllocations = 0
     /// Outputs the last run wrote over an input that died at that node.
     public private(set) var lastRunReusedBuffers = 0
+    /// Concat inputs the last run did not copy: their producers wrote them straight into the
+    /// Concat's output (from the second run of a shape on; see `ConcatPlacement`).
+    public private(set) var lastRunConcatInputsInPlace = 0
 }
 
 /// Where a run spent its time.

@@ -115,6 +115,16 @@ public struct MBTensor: @unchecked Sendable, CustomStringConvertible {
     func reshaped(_ newShape: [Int]) -> MBTensor {
         MBTensor(elementType: elementType, shape: newShape, storage: storage)
     }
+
+    /// A tensor of `shape` over this one's elements from `elementOffset` on (a contiguous part:
+    /// Split and Slice results). It keeps this tensor's buffer alive and is never written over
+    /// (its storage is borrowed, so no op reuses it for an output).
+    func view(_ shape: [Int], elementOffset: Int) -> MBTensor {
+        let size = elementType.runtimeSize
+        let count = shape.reduce(1, *)
+        return MBTensor(elementType: elementType, shape: shape,
+                        storage: TensorStorage(borrowing: storage.raw + elementOffset * size, byteCount: count * size, owner: storage))
+    }
 }
 
 extension ElementType {

@@ -58,7 +58,8 @@ public enum RunModel {
                 times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
             }
             times.sort()
-            lines.append("buffers allocated by the last run: \(session.lastRunAllocations); outputs written over a dying input: \(session.lastRunReusedBuffers)")
+            lines.append("buffers allocated by the last run: \(session.lastRunAllocations); outputs written over a dying input: \(session.lastRunReusedBuffers)"
+                         + "; Concat inputs written in place: \(session.lastRunConcatInputsInPlace)")
             if !model.optimizerReport.isEmpty {
                 lines.append("optimizer: " + model.optimizerReport.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
             }

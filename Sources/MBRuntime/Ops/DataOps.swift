@@ -32,20 +32,44 @@ enum DataOps {
                     }
                     shape[axis] += x.shape[axis]
                 }
-                let out = try c.alloc(first.elementType, shape)
                 let size = first.elementType.runtimeSize
                 let outer = shape[..<axis].reduce(1, *), inner = shape[(axis + 1)...].reduce(1, *)
-                var copies = ContiguousCopies(plane: inner * size)
+                let bytes = try c.checkedBytes(first.elementType, shape)
+                // Inputs whose producers wrote them into this buffer already (`ConcatPlacement`)
+                // are skipped below: their address is where they belong.
+                var parts: [(offset: Int, bytes: Int)?] = []
                 var offset = 0
-                for x in xs {
-                    let block = x.shape[axis] * inner * size
-                    let rowOut = shape[axis] * inner * size
-                    for o in 0..<outer where block > 0 {
-                        copies.append(to: out.storage.raw + o * rowOut + offset, from: x.storage.raw + o * block, bytes: block)
+                for x in i.values {
+                    guard let x else { parts.append(nil); continue }
+                    parts.append((offset, x.shape[axis] * inner * size))
+                    offset += x.shape[axis] * inner * size
+                }
+                var out = try c.alloc(first.elementType, shape, placedInto: c.takeConcatBuffer(first.elementType, bytes: bytes))
+                func inPlace(_ k: Int) -> Bool {
+                    guard outer == 1, let x = i.values[k], let p = parts[k] else { return false }
+                    return UnsafeRawPointer(x.storage.raw) == UnsafeRawPointer(out.storage.raw + p.offset)
+                }
+                // An input to copy that lies in the buffer elsewhere (shapes changed since the
+                // layout was recorded) would be overwritten by the copies: start afresh instead.
+                let buffer = UnsafeRawPointer(out.storage.raw)..<UnsafeRawPointer(out.storage.raw + bytes)
+                if i.values.indices.contains(where: { k in
+                    guard let x = i.values[k], !inPlace(k) else { return false }
+                    let start = UnsafeRawPointer(x.storage.raw)
+                    return start < buffer.upperBound && buffer.lowerBound < start + x.count * size
+                }) {
+                    out = try c.alloc(first.elementType, shape, placedInto: nil)
+                }
+                var copies = ContiguousCopies(plane: inner * size)
+                let rowOut = shape[axis] * inner * size
+                for (k, x) in i.values.enumerated() {
+                    if inPlace(k) { c.concatInputsInPlace += 1 }
+                    guard let x, let p = parts[k], p.bytes > 0, !inPlace(k) else { continue }
+                    for o in 0..<outer {
+                        copies.append(to: out.storage.raw + o * rowOut + p.offset, from: x.storage.raw + o * p.bytes, bytes: p.bytes)
                     }
-                    offset += block
                 }
                 copies.run(threads: c.threads)
+                c.recordConcatLayout(outer == 1 ? .init(elementType: first.elementType, bytes: bytes, parts: parts) : nil)
                 return [out]
             }
         },
@@ -70,9 +94,16 @@ enum DataOps {
                 guard sizes.allSatisfy({ $0 >= 0 && $0 <= dim }), sizes.reduce(0, +) == dim else { throw OpError("split \(sizes) does not add up to \(dim) along axis \(axis) of \(x.shape)") }
                 let st = contiguousStrides(x.shape)
                 var start = 0
+                // One image (every axis before the split one of size 1): each part is a
+                // contiguous range of the input, so it is a view of it, not a copy.
+                let inLine = x.shape[..<axis].allSatisfy { $0 == 1 }
                 return try sizes.map { s in
                     var shape = x.shape
                     shape[axis] = s
+                    if inLine {
+                        defer { start += s }
+                        return x.view(shape, elementOffset: start * st[axis])
+                    }
                     let out = try c.alloc(x.elementType, shape)
                     stridedCopy(x.storage.raw, offset: start * st[axis], strides: st, shape: shape, elementSize: x.elementType.runtimeSize, to: out.storage.raw)
                     start += s
@@ -111,8 +142,15 @@ enum DataOps {
                     step[a] = s
                 }
                 let st = contiguousStrides(x.shape)
-                let out = try c.alloc(x.elementType, shape)
                 let offset = (0..<x.rank).reduce(0) { $0 + (shape[$1] > 0 ? begin[$1] * st[$1] : 0) }
+                // A contiguous range of the input (axes before the first cut one of size 1 in
+                // the result, that axis at step 1, every later axis whole) is a view, not a copy.
+                let cut = (0..<x.rank).first { shape[$0] != x.shape[$0] } ?? x.rank
+                if (0..<x.rank).allSatisfy({ step[$0] == 1 || shape[$0] <= 1 }), shape[..<cut].allSatisfy({ $0 == 1 }),
+                   ((cut + 1)..<max(cut + 1, x.rank)).allSatisfy({ shape[$0] == x.shape[$0] }) {
+                    return [x.view(shape, elementOffset: offset)]
+                }
+                let out = try c.alloc(x.elementType, shape)
                 stridedCopy(x.storage.raw, offset: offset, strides: (0..<x.rank).map { st[$0] * step[$0] }, shape: shape,
                             elementSize: x.elementType.runtimeSize, to: out.storage.raw)
                 return [out]

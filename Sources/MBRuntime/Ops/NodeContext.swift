@@ -226,10 +226,21 @@ final class ExecutionContext: @unchecked Sendable {
     /// Largest tensor a node may allocate, and the option that sets it (for messages).
     let maxTensorBytes: Int
     let limitName: String
+    /// Concat layouts of earlier runs (the session's), for writing Concat inputs in place; nil
+    /// when this context does not place them (load-time folding).
+    let concatLayouts: ConcatLayouts?
+    /// Buffers of Concats some of whose producers have run, by the Concat's output slot.
+    var reservedConcats: [Int: TensorStorage] = [:]
+    /// The slice of a Concat's buffer offered to the running step's output.
+    var pendingPlacement: (storage: TensorStorage, type: ElementType)?
+    /// The output slot of the placed Concat now running.
+    var runningConcat: Int?
 
     init(slotCount: Int, threads: Int, variant: KernelVariant, pool: BufferPool = BufferPool(),
          scratch: KernelScratch = KernelScratch(), bitScratch: BitPlaneScratch = BitPlaneScratch(),
-         maxTensorBytes: Int = MBSession.Options.defaultMaxTensorBytes, limitName: String = "MBSession.Options.maxTensorBytes") {
+         maxTensorBytes: Int = MBSession.Options.defaultMaxTensorBytes, limitName: String = "MBSession.Options.maxTensorBytes",
+         concatLayouts: ConcatLayouts? = nil) {
+        self.concatLayouts = concatLayouts
         self.env = Array(repeating: nil, count: slotCount)
         self.scratch = scratch
         self.bitScratch = bitScratch
@@ -244,7 +255,14 @@ final class ExecutionContext: @unchecked Sendable {
     /// allocating when the shape is invalid or the tensor would exceed `maxTensorBytes`.
     func alloc(_ type: ElementType, _ shape: [Int]) throws(OpError) -> MBTensor {
         let bytes = try checkedBytes(type, shape)
+        if pendingPlacement != nil, let s = takePlacement(type, bytes: bytes) { return MBTensor(elementType: type, shape: shape, storage: s) }
         return MBTensor(elementType: type, shape: shape, storage: pool.take(byteCount: bytes))
+    }
+
+    /// A tensor over `storage` when given (a buffer reserved for this output), else `alloc`.
+    func alloc(_ type: ElementType, _ shape: [Int], placedInto storage: TensorStorage?) throws(OpError) -> MBTensor {
+        guard let storage else { return try alloc(type, shape) }
+        return MBTensor(elementType: type, shape: shape, storage: storage)
     }
 
     /// The byte size of a `type` tensor of `shape`, checked against the limit.
@@ -267,6 +285,7 @@ final class ExecutionContext: @unchecked Sendable {
     /// `candidates` (input indices) when `inputs` says it dies here, else from the pool.
     func output(_ shape: [Int], reusing candidates: [Int], of inputs: Inputs) throws(OpError) -> MBTensor {
         let bytes = try checkedBytes(.float, shape)
+        if pendingPlacement != nil, let s = takePlacement(.float, bytes: bytes) { return MBTensor(elementType: .float, shape: shape, storage: s) }
         for i in candidates {
             if let s = inputs.reusableStorage(i, bytes: bytes), inputs.values[i]?.elementType == .float {
                 reusedBuffers += 1
@@ -278,6 +297,8 @@ final class ExecutionContext: @unchecked Sendable {
 
     /// Outputs written over a dying input this run.
     var reusedBuffers = 0
+    /// Concat inputs found already in place this run.
+    var concatInputsInPlace = 0
 
     /// A zero-filled tensor.
     func zeros(_ type: ElementType, _ shape: [Int]) throws(OpError) -> MBTensor {
@@ -345,6 +366,9 @@ final class ExecutionContext: @unchecked Sendable {
                 continue
             }
             let outputs: [MBTensor]
+            if let p = step.placeInto { preparePlacement(p) }
+            if step.placesInputs { runningConcat = step.outputs[0] }
+            defer { pendingPlacement = nil; runningConcat = nil }
             do {
                 // The inputs array dies with this call, so released buffers can be unique below.
                 if let profile {

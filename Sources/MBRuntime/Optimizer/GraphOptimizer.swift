@@ -131,9 +131,13 @@ struct OptimizerGraph {
     }
 
     /// Node `k` now writes `newName` where it wrote its output 0 (its plan moves with it).
-    mutating func renameOutput(of k: Int, to newName: String) {
-        guard let old = nodes[k]?.outputs.first else { return }
-        nodes[k]!.outputs[0] = newName
+    /// Renames output `old` of node `k` (its first output when nil) to `newName`.
+    mutating func renameOutput(of k: Int, from old: String? = nil, to newName: String) {
+        guard let outputs = nodes[k]?.outputs else { return }
+        let index: Int? = if let old { outputs.firstIndex(of: old) } else { outputs.isEmpty ? nil : 0 }
+        guard let i = index else { return }
+        let old = outputs[i]
+        nodes[k]!.outputs[i] = newName
         if let p = plans.removeValue(forKey: old) { plans[newName] = p }
     }
 

@@ -21,7 +21,7 @@ enum RemoveNoOps {
                 g.nodes[k] = nil
                 g.rewrites += 1
             } else if g.graphOutputs.contains(out), g.isInternal(src), readers[src] == 1, let p = producers[src], g.nodes[p] != nil {
-                g.renameOutput(of: p, to: out)
+                g.renameOutput(of: p, from: src, to: out)
                 readers[src] = 0
                 g.nodes[k] = nil
                 g.rewrites += 1

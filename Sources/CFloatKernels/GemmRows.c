@@ -29,11 +29,12 @@
 
 #pragma clang attribute push(__attribute__((target("avx512f,fma"))), apply_to = function)
 
-// One packed B block (KC x NC floats, 512 KiB) per thread, allocated on first use and kept: the
-// session's worker threads live as long as the process, so this is allocated once per thread.
+// One packed B block (KC x NC floats, 512 KiB, and 16 floats that pack_pitched may overshoot
+// into) per thread, allocated on first use and kept: the session's worker threads live as long
+// as the process, so this is allocated once per thread.
 static float *pack_buffer(void) {
     static _Thread_local float *buffer = 0;
-    if (!buffer) buffer = (float *)aligned_alloc(64, (size_t)KC * NC * sizeof(float));
+    if (!buffer) buffer = (float *)aligned_alloc(64, ((size_t)KC * NC + 16) * sizeof(float));
     return buffer;
 }
 
@@ -103,6 +104,38 @@ static void pack_rows(float *dst, const float *const *brows, long p0, long kc, l
             __m512 v = j < nv ? _mm512_maskz_loadu_ps(j == nv - 1 ? tail : 0xFFFF, src + 16 * j) : _mm512_setzero_ps();
             _mm512_store_ps(dst + p * NR + 16 * j, v);
         }
+    }
+}
+
+// Packs columns [j0, j0 + w) of reduction rows [p0, p0 + kc) of the pitched matrix
+// B[p][j] = brows[p][(j / width) * pitch + j % width] into a strip of kc rows of NR floats. A
+// strip crosses rows of `width` columns, so each row of the strip is copied in segments, the same
+// for every p (computed once). Each segment is copied 16 floats at a time with plain unaligned
+// loads and stores: a copy may run up to 15 floats past the end of its segment (the caller
+// keeps the source readable there; the next segment or row, or the buffer's slack, takes the
+// stores). Lanes [w, 16·ceil(w/16)) are zeroed: the kernel multiplies them (into columns of C it
+// never stores) and they must hold no stale NaN or denormal.
+static void pack_pitched(float *dst, const float *const *brows, long p0, long kc, long j0, long w, long width, long pitch) {
+    long so[NR], dt[NR], len[NR];
+    int segments = 0;
+    for (long t = 0, y = j0 / width, x = j0 % width; t < w; y++, x = 0) {
+        long l = width - x < w - t ? width - x : w - t;
+        so[segments] = y * pitch + x;
+        dt[segments] = t;
+        len[segments++] = l;
+        t += l;
+    }
+    const long zeroFrom = w & ~15L;
+    const __mmask16 zeroLanes = (__mmask16)(0xFFFFu << (w & 15));
+    for (long p = 0; p < kc; p++) {
+        const float *src = brows[p0 + p];
+        float *d = dst + p * NR;
+        for (int s = 0; s < segments; s++) {
+            const float *from = src + so[s];
+            float *to = d + dt[s];
+            for (long q = 0; q < len[s]; q += 16) _mm512_storeu_ps(to + q, _mm512_loadu_ps(from + q));
+        }
+        if (w & 15) _mm512_mask_storeu_ps(d + zeroFrom, zeroLanes, _mm512_setzero_ps());
     }
 }
 
@@ -181,10 +214,11 @@ static void pack_conv2d(float *dst, const fk_conv2d_source *g, long p0, long kc,
 }
 
 // The blocked product over columns [n0, n1) and rows [m0, m1). B comes from row pointers
-// (`brows`) or, when `conv` is set, from the implicit im2col matrix of a 2-D convolution (then
-// always packed).
+// (`brows`, pitched when pitch != width: see pack_pitched) or, when `conv` is set, from the
+// implicit im2col matrix of a 2-D convolution. Pitched and implicit B are always packed.
 static void gemm_blocked(long m0, long m1, long n0, long n1, long k, const float *a, long lda, const float *const *brows,
-                         const fk_conv2d_source *conv, const float *bias, int act, float p0, float p1, float *c, long ldc) {
+                         long width, long pitch, const fk_conv2d_source *conv, const float *bias, int act, float p0,
+                         float p1, float *c, long ldc) {
     if (m1 <= m0 || n1 <= n0) return;
     const int relu = act == FK_ACT_RELU;
     // Other activations run over each finished tile while it is in L1, through the SIMD
@@ -205,7 +239,8 @@ static void gemm_blocked(long m0, long m1, long n0, long n1, long k, const float
     long kblocks = (k + KC - 1) / KC;
     long kcBase = (k + kblocks - 1) / kblocks;
     // Packing pays when enough row blocks reuse each packed B block.
-    float *pack = conv || (m1 - m0) >= 4 * MR ? pack_buffer() : 0;
+    const int pitched = !conv && pitch != width;
+    float *pack = conv || pitched || (m1 - m0) >= 4 * MR ? pack_buffer() : 0;
     for (long jb = n0; jb < n1; jb += NC) {
         long jend = n1 - jb < NC ? n1 : jb + NC;
         for (long r0 = 0; r0 < k; r0 += kcBase) {
@@ -216,6 +251,7 @@ static void gemm_blocked(long m0, long m1, long n0, long n1, long k, const float
                     long w = jend - j0 < NR ? jend - j0 : NR;
                     float *dst = pack + ((j0 - jb) / NR) * kc * NR;
                     if (conv) pack_conv2d(dst, conv, r0, kc, j0, w);
+                    else if (pitched) pack_pitched(dst, brows, r0, kc, j0, w, width, pitch);
                     else pack_rows(dst, brows, r0, kc, j0, w);
                 }
             }
@@ -239,17 +275,23 @@ static void gemm_blocked(long m0, long m1, long n0, long n1, long k, const float
 
 void fk_gemm_rows(long m0, long m1, long n0, long n1, long k, const float *a, long lda, const float *const *brows,
                   const float *bias, int relu, float *c, long ldc) {
-    gemm_blocked(m0, m1, n0, n1, k, a, lda, brows, 0, bias, relu ? FK_ACT_RELU : FK_ACT_NONE, 0, 0, c, ldc);
+    gemm_blocked(m0, m1, n0, n1, k, a, lda, brows, 1, 1, 0, bias, relu ? FK_ACT_RELU : FK_ACT_NONE, 0, 0, c, ldc);
 }
 
 void fk_gemm_rows_act(long m0, long m1, long n0, long n1, long k, const float *a, long lda, const float *const *brows,
                       const float *bias, int act, float p0, float p1, float *c, long ldc) {
-    gemm_blocked(m0, m1, n0, n1, k, a, lda, brows, 0, bias, act, p0, p1, c, ldc);
+    gemm_blocked(m0, m1, n0, n1, k, a, lda, brows, 1, 1, 0, bias, act, p0, p1, c, ldc);
+}
+
+void fk_gemm_rows_pitched(long m0, long m1, long n0, long n1, long k, const float *a, long lda, const float *const *brows,
+                          long width, long pitch, const float *bias, int act, float p0, float p1, float *c, long ldc) {
+    gemm_blocked(m0, m1, n0, n1, k, a, lda, brows, width, pitch, 0, bias, act, p0, p1, c, ldc);
 }
 
 void fk_gemm_conv2d(long m0, long m1, long n0, long n1, const float *a, long lda, const fk_conv2d_source *source,
                     const float *bias, int act, float p0, float p1, float *c, long ldc) {
-    gemm_blocked(m0, m1, n0, n1, source->channels * source->kh * source->kw, a, lda, 0, source, bias, act, p0, p1, c, ldc);
+    gemm_blocked(m0, m1, n0, n1, source->channels * source->kh * source->kw, a, lda, 0, 1, 1, source, bias, act, p0, p1, c,
+                 ldc);
 }
 
 #pragma clang attribute pop
@@ -273,13 +315,23 @@ void fk_gemm_rows_act(long m0, long m1, long n0, long n1, long k, const float *a
         for (long i = m0; i < m1; i++) fk_ew_unary(-1, act, p0, p1, c + i * ldc + n0, c + i * ldc + n0, n1 - n0);
 }
 
-// No NEON implicit-im2col kernel: callers check fk_has_avx512() first.
+// No NEON pitched or implicit-im2col kernel: callers check fk_has_avx512() first.
+void fk_gemm_rows_pitched(long m0, long m1, long n0, long n1, long k, const float *a, long lda, const float *const *brows,
+                          long width, long pitch, const float *bias, int act, float p0, float p1, float *c, long ldc) {
+    (void)m0; (void)m1; (void)n0; (void)n1; (void)k; (void)a; (void)lda; (void)brows; (void)width; (void)pitch; (void)bias; (void)act; (void)p0; (void)p1; (void)c; (void)ldc;
+}
+
 void fk_gemm_conv2d(long m0, long m1, long n0, long n1, const float *a, long lda, const fk_conv2d_source *source,
                     const float *bias, int act, float p0, float p1, float *c, long ldc) {
     (void)m0; (void)m1; (void)n0; (void)n1; (void)a; (void)lda; (void)source; (void)bias; (void)act; (void)p0; (void)p1; (void)c; (void)ldc;
 }
 
 #else
+
+void fk_gemm_rows_pitched(long m0, long m1, long n0, long n1, long k, const float *a, long lda, const float *const *brows,
+                          long width, long pitch, const float *bias, int act, float p0, float p1, float *c, long ldc) {
+    (void)m0; (void)m1; (void)n0; (void)n1; (void)k; (void)a; (void)lda; (void)brows; (void)width; (void)pitch; (void)bias; (void)act; (void)p0; (void)p1; (void)c; (void)ldc;
+}
 
 void fk_gemm_conv2d(long m0, long m1, long n0, long n1, const float *a, long lda, const fk_conv2d_source *source,
                     const float *bias, int act, float p0, float p1, float *c, long ldc) {

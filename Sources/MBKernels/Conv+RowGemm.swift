@@ -29,26 +29,26 @@ extension Conv {
     /// reduction is at most a quarter of the output channels (its matrix is then smaller than the
     /// compaction). 3-D kernels take im2col.
     ///
-    /// On AVX-512 (`implicitAvailable`), `.implicit` replaces both copies at strides 1 and 2
-    /// wherever they waste: it beat im2col on every such shape, and beat shifted at stride 2
-    /// and on small maps (2 wasted columns per 13–20 outputs: 7–14 % faster), while on large
-    /// stride-1 maps shifted's one contiguous copy packed faster than the per-row gathers
-    /// (0–10 % slower there, so those keep shifted).
+    /// On AVX-512 (`implicitAvailable`) shifted computes no wasted columns: its product reads the
+    /// phase planes with a pitch (`fk_gemm_rows_pitched`) and packs compact columns, so there is
+    /// nothing to compact and it is taken for every 1-D/2-D layer except stride-2 layers with 8 or
+    /// more input channels per group and at most 9 taps, which take `.implicit` (no phase copy
+    /// of a large input; 10-15 % faster on YOLO's stride-2 layers). Measured with
+    /// `mbbench conv --set all --cpu-time` (Zen 4): pitched shifted beat implicit by 0-25 % on
+    /// every stride-1 shape (SqueezeNet, ResNet, U-Net, YOLO, AlexNet, dilated) and on first
+    /// layers (3 channels, 3×3/2 and 7×7/2), and im2col everywhere.
     public static func rowGemmPath(_ g: ConvGeometry, implicitAvailable: Bool = fk_has_avx512() != 0) -> RowGemmPath {
         if isPointwise(g) { return .pointwise }
         let d = g.dims3
         guard d.kernel.0 == 1, d.input.0 == 1, d.strides.0 == 1 else { return .im2col }
+        if implicitAvailable {
+            let stride2 = max(d.strides.1, d.strides.2) == 2
+            return stride2 && g.inPerGroup >= 8 && d.kernelSize <= 9 ? .implicit : .shifted
+        }
         let ow = d.output.2, wq = (d.input.2 + d.pads.2 + g.padEnd3.2 + d.strides.2 - 1) / d.strides.2
         let kRows = g.inPerGroup * d.kernelSize
-        let copy: RowGemmPath
-        if d.strides == (1, 1, 1) && wq != ow && 4 * kRows <= g.outPerGroup {
-            copy = .im2col
-        } else {
-            copy = g.outPerGroup * (wq - ow) <= 30 * ow ? .shifted : .im2col
-        }
-        let (sh, sw) = (d.strides.1, d.strides.2)
-        if implicitAvailable && sh <= 2 && sw <= 2 && (copy == .im2col || sw == 2 || (wq - ow) * 12 >= ow) { return .implicit }
-        return copy
+        if d.strides == (1, 1, 1) && wq != ow && 4 * kRows <= g.outPerGroup { return .im2col }
+        return g.outPerGroup * (wq - ow) <= 30 * ow ? .shifted : .im2col
     }
 
     /// Convolution through `RowGemm` (groups run one after another, each GEMM split across
@@ -166,6 +166,13 @@ extension Conv {
             }
         }
         let m = g.outPerGroup, kRows = channels * kh * kw
+        if wq != ow && RowGemm.pitchedAvailable {
+            // B read with a pitch of wq and packed into compact columns: no wasted columns are
+            // computed and nothing is compacted.
+            RowGemm.forward(m: m, n: oh * ow, k: kRows, a: w, lda: kRows, rows: rows, width: ow, pitch: wq, bias: bias,
+                            activation: activation, c: y, ldc: oh * ow, threads: threads)
+            return
+        }
         if wq == ow {
             RowGemm.forward(m: m, n: oh * ow, k: kRows, a: w, lda: kRows, rows: rows, bias: bias, activation: activation,
                             c: y, ldc: oh * ow, threads: threads)

@@ -42,6 +42,28 @@ public enum RowGemm {
         }
     }
 
+    /// Whether this CPU runs the pitched product (AVX-512 F, not capped by `MBCONVERT_ISA`).
+    public static var pitchedAvailable: Bool { fk_has_avx512() != 0 }
+
+    /// The product with a pitched B: `B[p][j] = rows[p][(j / width) · pitch + j % width]` (a
+    /// convolution's output rows of `width` columns read from padded planes `pitch` wide), packed
+    /// into compact columns as it is used (`fk_gemm_rows_pitched`). Each row must stay readable 15
+    /// floats past the last element used. AVX-512 only (`fk_has_avx512()`); the reference is the
+    /// convolution's.
+    static func forward(
+        m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, rows: UnsafePointer<UnsafePointer<Float>?>, width: Int, pitch: Int,
+        bias: UnsafePointer<Float>?, activation: Conv.Activation, c: UnsafeMutablePointer<Float>, ldc: Int, threads: Int = 1
+    ) {
+        guard m > 0, n > 0 else { return }
+        precondition(pitchedAvailable, "the pitched RowGemm needs AVX-512")
+        let (act, p0, p1) = Elementwise.code(.activation(activation))
+        let box = UncheckedSendable((a, rows, bias, c))
+        split(m: m, n: n, k: k, threads: threads) { i0, i1, j0, j1 in
+            let (a, rows, bias, c) = box.value
+            fk_gemm_rows_pitched(i0, i1, j0, j1, k, a, lda, rows, width, pitch, bias, act, p0, p1, c, ldc)
+        }
+    }
+
     /// The product with B the implicit im2col matrix of one group of a 1-D/2-D convolution
     /// (`fk_gemm_conv2d`: gathered from the input while packing). AVX-512 only (`fk_has_avx512()`);
     /// the reference is the convolution's (`Conv.reference`).

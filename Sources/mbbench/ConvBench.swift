@@ -23,6 +23,9 @@ struct ConvBench: ParsableCommand {
     @Option(help: "Only shapes whose label contains this text.")
     var filter: String?
 
+    @Option(help: ArgumentHelp("Per-layer shapes with onnxruntime's times (Scripts/bench/ort_conv_layers.py output): each layer at one thread on the path Conv picks, against onnxruntime's time for that node.", valueName: "file"))
+    var layers: String?
+
     @Flag(help: "Time one thread by its CPU time (CLOCK_THREAD_CPUTIME_ID), which a loaded machine disturbs less than wall time; measures threads=1 only.")
     var cpuTime = false
 
@@ -106,6 +109,10 @@ struct ConvBench: ParsableCommand {
     }()
 
     func run() throws {
+        if let layers {
+            try runLayers(layers)
+            return
+        }
         print("RowGemm available (AVX-512): \(RowGemm.isAvailable); BLAS: \(BLAS.name) (single-threaded); median of \(repeats) runs; bias + Relu" +
               (cpuTime ? "; thread CPU time" : "; wall time"))
         BLAS.setThreads(1)
@@ -168,6 +175,48 @@ struct ConvBench: ParsableCommand {
         }
         print(table(header: ["layer", "threads", "implementation", "median", "GMAC/s", "speedup vs blas"], rows: rows), terminator: "")
         print("* = the path Conv picks for this shape; depthwise rows: speedup vs the direct loops")
+    }
+
+    /// One row per layer of `file`: ours (one thread, bias + Relu, the path `Conv` picks) against
+    /// onnxruntime's time for that node, and both rates in GFLOP/s (2 per multiply-add).
+    func runLayers(_ file: String) throws {
+        let text = try String(contentsOfFile: file, encoding: .utf8)
+        print("one thread; ours: median of \(repeats) runs" + (cpuTime ? " (thread CPU time)" : "") + "; onnxruntime: its profiler's median node time")
+        BLAS.setThreads(1)
+        let scratch = KernelScratch()
+        var rows: [[String]] = []
+        var oursTotal = 0.0, ortTotal = 0.0
+        for line in text.split(separator: "\n") {
+            let f = line.split(separator: " ").map(String.init)
+            let v = f.dropFirst().compactMap { Double($0) }
+            guard f.count == 18, v.count == 17 else { continue }
+            let i = v.map { Int($0) }
+            let g = ConvGeometry(batch: i[0], inChannels: i[1], outChannels: i[4], groups: i[15], input: [i[2], i[3]],
+                                 kernel: [i[5], i[6]], strides: [i[7], i[8]], dilations: [i[9], i[10]],
+                                 padBegin: [i[11], i[12]], padEnd: [i[13], i[14]])
+            if let filter, !f[0].contains(filter) { continue }
+            var rng = SeededGenerator(seed: 3)
+            let x = (0..<(g.batch * g.inChannels * g.inputSize)).map { _ in Float(rng.nextUnitDouble()) }
+            let w = (0..<(g.outChannels * g.inPerGroup * g.kernelSize)).map { _ in Float(rng.nextNormal() * 0.1) }
+            let b = (0..<g.outChannels).map { _ in Float(rng.nextNormal() * 0.1) }
+            var y = [Float](repeating: 0, count: g.batch * g.outChannels * g.outputSize)
+            let flops = 2 * Double(g.batch * g.outChannels * g.outputSize * g.inPerGroup * g.kernelSize)
+            let t = time {
+                Conv.forward(.fast, g, input: x, weights: w, bias: b, output: &y, activation: .relu, threads: 1, scratch: scratch)
+            }
+            let ort = v[16] / 1000
+            let path = g.inPerGroup == 1 && g.groups > 1 ? "depthwise" : "\(Conv.rowGemmPath(g))"
+            oursTotal += t
+            if ort > 0 { ortTotal += ort }
+            let shape = "\(g.inChannels)->\(g.outChannels) \(g.kernel[0])x\(g.kernel[1])/\(g.strides[0]) @\(g.input[0])x\(g.input[1])" +
+                (g.groups > 1 ? " g\(g.groups)" : "")
+            rows.append([f[0], shape, path, String(format: "%.3f", t), ort > 0 ? String(format: "%.3f", ort) : "-",
+                         ort > 0 ? String(format: "%.2f", t / ort) : "-", String(format: "%.1f", flops / t / 1e6),
+                         ort > 0 ? String(format: "%.1f", flops / ort / 1e6) : "-"])
+        }
+        rows.append(["total", "", "", String(format: "%.3f", oursTotal), String(format: "%.3f", ortTotal),
+                     String(format: "%.2f", oursTotal / ortTotal), "", ""])
+        print(table(header: ["node", "shape", "path", "ours ms", "ort ms", "ratio", "ours GFLOP/s", "ort GFLOP/s"], rows: rows), terminator: "")
     }
 
     func time(_ body: () -> Void) -> Double {

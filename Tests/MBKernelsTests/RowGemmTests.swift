@@ -42,6 +42,44 @@ final class RowGemmTests: XCTestCase {
         }
     }
 
+    /// The pitched product (`fk_gemm_rows_pitched`, what the shifted path runs on AVX-512)
+    /// against its reference: widths 1 to 70 (segments per 64-column strip from 1 to 64, and
+    /// rows longer than a strip), pitches 1 to 9 past the width, row blocks under and over the
+    /// packing bound, reductions over one 128-row block, outputs over one 1024-column block,
+    /// thread splits (strips starting mid-row). Rows are read with 15 floats of slack after the
+    /// last element used, as the contract asks, and the slack is NaN: nothing past it reaches C.
+    func testPitchedMatchesReference() throws {
+        try XCTSkipUnless(RowGemm.pitchedAvailable, "the pitched product is AVX-512 only")
+        let shapes: [(m: Int, rowsOut: Int, width: Int, pitch: Int, k: Int)] = [
+            (1, 3, 1, 2, 1), (5, 7, 7, 9, 9), (6, 13, 13, 15, 27), (13, 4, 56, 58, 16), (24, 3, 70, 72, 129),
+            (30, 40, 30, 31, 20), (7, 9, 17, 26, 300), (32, 20, 64, 66, 18), (40, 150, 7, 9, 8),
+        ]
+        for (index, s) in shapes.enumerated() {
+            let n = s.rowsOut * s.width, lda = s.k + 1, ldc = n + 3
+            let span = (s.rowsOut - 1) * s.pitch + s.width
+            let stride = span + 15
+            var b = randomFloats(s.k * stride, seed: UInt64(3000 + index))
+            // Between a row's last element used and the next row's start: NaN (never used).
+            for p in 0..<s.k { for j in 0..<s.rowsOut { for t in s.width..<s.pitch where j * s.pitch + t < span { b[p * stride + j * s.pitch + t] = .nan } } }
+            let a = randomFloats(s.m * lda, seed: UInt64(3100 + index))
+            let bias = randomFloats(s.m, seed: UInt64(3200 + index))
+            b.withUnsafeBufferPointer { bp in
+                let rows = (0..<s.k).map { p in UnsafePointer<Float>?(bp.baseAddress! + (s.k - 1 - p) * stride) }
+                for threads in [1, 2, 3] {
+                    var fast = [Float](repeating: .nan, count: s.m * ldc), ref = fast
+                    RowGemm.forward(m: s.m, n: n, k: s.k, a: a, lda: lda, rows: rows, width: s.width, pitch: s.pitch, bias: bias,
+                                    activation: .relu, c: &fast, ldc: ldc, threads: threads)
+                    RowGemm.pitchedReference(m: s.m, n: n, k: s.k, a: a, lda: lda, rows: rows, width: s.width, pitch: s.pitch, bias: bias,
+                                             activation: .relu, c: &ref, ldc: ldc)
+                    let what = "pitched m=\(s.m) rows=\(s.rowsOut) width=\(s.width) pitch=\(s.pitch) k=\(s.k) threads=\(threads)"
+                    let inside = { (c: [Float]) in (0..<s.m).flatMap { i in c[(i * ldc)..<(i * ldc + n)] } }
+                    assertClose(inside(fast), inside(ref), terms: s.k + 1, what)
+                    for i in 0..<s.m { for j in n..<ldc where !fast[i * ldc + j].isNaN { XCTFail("\(what): wrote C[\(i), \(j)] past n"); return } }
+                }
+            }
+        }
+    }
+
     /// Every way `RowGemm.split` cuts a product gives exactly the one-thread result (each element
     /// is summed in the same order whoever computes it): bands of columns at multiples of 16,
     /// bands of rows when there are too few columns or the weights dominate, one part when the
@@ -124,13 +162,13 @@ final class RowGemmTests: XCTestCase {
         }
     }
 
-    /// The implicit-im2col path (`fk_gemm_conv2d`) against the reference convolution, on what its
-    /// packing gathers: output rows shorter and longer than a 64-column strip (segments crossing
+    /// The implicit-im2col path (`fk_gemm_conv2d`) and the shifted one (pitched on AVX-512)
+    /// against the reference convolution, on what their packing gathers: output rows shorter and longer than a 64-column strip (segments crossing
     /// rows), widths that are not a multiple of 16, padding on every side (masked loads before
     /// and after a row), strides 1, 2 (permute) and 3 and 4 (scalar gathers), dilations,
     /// reductions split mid-channel (15·9 rows: blocks of 68), outputs over one 1024-column
     /// block, output rows entirely in the padding, 1-D, groups, threads.
-    func testImplicitPathMatchesReference() {
+    func testImplicitAndShiftedPathsMatchReference() {
         var geometries: [ConvGeometry] = []
         for (side, stride, pad) in [(7, 1, 1), (13, 1, 1), (16, 1, 0), (17, 2, 1), (35, 2, 1), (70, 1, 1), (41, 2, 0), (23, 3, 2), (19, 4, 3)] {
             geometries.append(ConvGeometry(batch: 1, inChannels: 3, outChannels: 8, input: [side, side + 3], kernel: [3, 3], strides: [stride, stride],
@@ -156,30 +194,35 @@ final class RowGemmTests: XCTestCase {
             for activation in [Conv.Activation.none, .relu, .hardSwish] {
                 var ref = [Float](repeating: .nan, count: count)
                 Conv.forward(.reference, g, input: x, weights: w, bias: b, output: &ref, activation: activation)
-                for threads in [1, 2] {
+                for threads in [1, 2] { for path in [Conv.RowGemmPath.implicit, .shifted] {
                     var fast = [Float](repeating: .nan, count: count)
                     b.withUnsafeBufferPointer { bp in
                         Conv.rowGemm(g, input: x, weights: w, bias: bp.baseAddress, output: &fast, activation: activation, threads: threads,
-                                     scratch: scratch, path: .implicit)
+                                     scratch: scratch, path: path)
                     }
-                    assertClose(fast, ref, terms: g.inPerGroup * g.kernelSize, "implicit #\(index) \(g) \(activation) threads=\(threads)")
-                }
+                    assertClose(fast, ref, terms: g.inPerGroup * g.kernelSize, "\(path) #\(index) \(g) \(activation) threads=\(threads)")
+                } }
             }
         }
     }
 
     func testPathChoice() {
-        // On AVX-512: the implicit path where the copies waste (small maps, stride 2, im2col's
-        // cases), shifted on large stride-1 maps, never at strides over 2.
+        // On AVX-512: shifted (pitched, no wasted columns) everywhere except stride 2 on 8 or
+        // more channels with at most 9 taps, which reads the input in place (implicit).
         let layer = { (c: Int, o: Int, side: Int, stride: Int) in
             ConvGeometry(batch: 1, inChannels: c, outChannels: o, input: [side, side], kernel: [3, 3], strides: [stride, stride], padBegin: [1, 1], padEnd: [1, 1])
         }
-        XCTAssertEqual(Conv.rowGemmPath(layer(64, 256, 13, 1), implicitAvailable: true), .implicit)
-        XCTAssertEqual(Conv.rowGemmPath(layer(128, 128, 20, 1), implicitAvailable: true), .implicit)
+        XCTAssertEqual(Conv.rowGemmPath(layer(64, 256, 13, 1), implicitAvailable: true), .shifted)
+        XCTAssertEqual(Conv.rowGemmPath(layer(128, 128, 20, 1), implicitAvailable: true), .shifted)
         XCTAssertEqual(Conv.rowGemmPath(layer(16, 64, 55, 1), implicitAvailable: true), .shifted)
         XCTAssertEqual(Conv.rowGemmPath(layer(128, 128, 160, 2), implicitAvailable: true), .implicit)
-        XCTAssertEqual(Conv.rowGemmPath(layer(1, 128, 161, 1), implicitAvailable: true), .implicit)
+        XCTAssertEqual(Conv.rowGemmPath(layer(3, 32, 224, 2), implicitAvailable: true), .shifted)
+        XCTAssertEqual(Conv.rowGemmPath(layer(1, 128, 161, 1), implicitAvailable: true), .shifted)
         XCTAssertEqual(Conv.rowGemmPath(layer(3, 64, 224, 4), implicitAvailable: true), .shifted)
+        let first7 = ConvGeometry(batch: 1, inChannels: 3, outChannels: 64, input: [224, 224], kernel: [7, 7], strides: [2, 2], padBegin: [3, 3], padEnd: [3, 3])
+        XCTAssertEqual(Conv.rowGemmPath(first7, implicitAvailable: true), .shifted)
+        let downsample = ConvGeometry(batch: 1, inChannels: 128, outChannels: 256, input: [56, 56], kernel: [1, 1], strides: [2, 2])
+        XCTAssertEqual(Conv.rowGemmPath(downsample, implicitAvailable: true), .implicit)
         XCTAssertEqual(Conv.rowGemmPath(layer(64, 64, 13, 1), implicitAvailable: false), .shifted)
         XCTAssertEqual(Conv.rowGemmPath(ConvGeometry(batch: 1, inChannels: 8, outChannels: 8, input: [9, 9], kernel: [1, 1]), implicitAvailable: true), .pointwise)
         // Below: the rule between the two copies (no AVX-512).

@@ -33,6 +33,13 @@ void fk_gemm_rows(long m0, long m1, long n0, long n1, long k,
 void fk_gemm_rows_act(long m0, long m1, long n0, long n1, long k, const float *a, long lda, const float *const *brows,
                       const float *bias, int act, float p0, float p1, float *c, long ldc);
 
+/// fk_gemm_rows_act on a pitched B: B[p][j] = brows[p][(j / width) * pitch + j % width], as a
+/// convolution's output rows of `width` columns read from a padded input `pitch` floats wide (no
+/// wasted columns, nothing to compact). B is packed from 16-float copies: each brows[p] must be
+/// readable 15 floats past every element B uses. Only when fk_has_avx512().
+void fk_gemm_rows_pitched(long m0, long m1, long n0, long n1, long k, const float *a, long lda, const float *const *brows,
+                          long width, long pitch, const float *bias, int act, float p0, float p1, float *c, long ldc);
+
 /// One group of a 2-D convolution (1-D: ih = kh = 1) as the B operand of fk_gemm_conv2d: input
 /// [channels, ih, iw], output [oh, ow] with oh implied by the columns, kernel kh x kw, strides,
 /// dilations, leading pads ph, pw (trailing padding is implied by the output size).

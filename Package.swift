@@ -68,7 +68,13 @@ let package = Package(
         .target(name: "MBFormat", dependencies: ["MBCore", "CZlib"], exclude: ["README.md"]),
         .target(name: "MBRuntime", dependencies: ["MBFormat", "MBKernels", "MBCore"], exclude: ["README.md"]),
         .target(name: "MBONNX", dependencies: ["CONNXProto", "MBCore"], exclude: ["README.md"]),
-        .target(name: "MBImage", dependencies: ["CPNG", "CJPEG"], exclude: ["README.md"]),
+        // Apple platforms have no libpng/libjpeg by default: there MBImage builds without them
+        // and refuses image files with a clear error (.npy calibration inputs still work).
+        .target(
+            name: "MBImage",
+            dependencies: [.target(name: "CPNG", condition: .when(platforms: [.linux])), .target(name: "CJPEG", condition: .when(platforms: [.linux]))],
+            exclude: ["README.md"]
+        ),
         .target(name: "MBBinarize", dependencies: ["MBKernels", "MBCore"], exclude: ["README.md"]),
         .target(
             name: "MBPolicy",
@@ -101,7 +107,8 @@ let package = Package(
         ),
 
         // Tests.
-        .target(name: "TestSupport", dependencies: ["MBCore", "MBImage", "CPNG", "CJPEG"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["MBCore", "MBImage", .target(name: "CPNG", condition: .when(platforms: [.linux])),
+                                                   .target(name: "CJPEG", condition: .when(platforms: [.linux]))], path: "Tests/TestSupport"),
         .testTarget(name: "MBCoreTests", dependencies: ["MBCore", "TestSupport"]),
         .testTarget(name: "MBONNXTests", dependencies: ["MBONNX", "MBCore", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "MBFormatTests", dependencies: ["MBFormat", "MBCore", "TestSupport"]),

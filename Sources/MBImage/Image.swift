@@ -1,5 +1,7 @@
+#if canImport(CPNG) && canImport(CJPEG)
 import CJPEG
 import CPNG
+#endif
 import Foundation
 
 /// A decoded picture: 8-bit RGB pixels, rows top to bottom, interleaved (R, G, B per pixel).
@@ -42,6 +44,7 @@ public struct Image: Sendable, Equatable {
         guard isPNG || isJPEG else {
             throw ImageError(path, bytes.isEmpty ? "empty file (expected a PNG or JPEG image)" : "not a PNG or JPEG image (its first bytes are neither signature)")
         }
+        #if canImport(CPNG) && canImport(CJPEG)
         var pixels: UnsafeMutablePointer<UInt8>?
         var width: UInt32 = 0, height: UInt32 = 0
         var message = [CChar](repeating: 0, count: 256)
@@ -69,6 +72,9 @@ public struct Image: Sendable, Equatable {
             rgb.withUnsafeMutableBufferPointer { $0.baseAddress!.update(from: pixels, count: n * 3) }
         }
         return Image(width: Int(width), height: Int(height), rgb: rgb)
+        #else
+        throw ImageError(path, "this build has no PNG/JPEG decoder (libpng and libjpeg are linked on Linux only); give .npy inputs")
+        #endif
     }
 }
 

@@ -1,3 +1,4 @@
+#if canImport(CPNG) && canImport(CJPEG)
 import CJPEG
 import CPNG
 import Foundation
@@ -27,3 +28,4 @@ public enum ImageEncoding {
         return Array(UnsafeBufferPointer(start: out, count: size))
     }
 }
+#endif

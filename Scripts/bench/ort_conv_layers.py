@@ -28,7 +28,9 @@ from onnx import shape_inference
 def attr(node, name, default):
     for a in node.attribute:
         if a.name == name:
-            return list(a.ints) if a.ints else a.i
+            if a.type == onnx.AttributeProto.STRING:
+                return a.s
+            return list(a.ints) if a.type == onnx.AttributeProto.INTS else a.i
     return default
 
 
@@ -67,14 +69,13 @@ def main():
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.enable_profiling = True
-    tmp = tempfile.mkdtemp()
-    opts.profile_file_prefix = os.path.join(tmp, "ort")
-    sess = ort.InferenceSession(a.model, opts, providers=["CPUExecutionProvider"])
-    for _ in range(3):
-        sess.run(None, feeds)
-    for _ in range(a.repeats):
-        sess.run(None, feeds)
-    trace = json.load(open(sess.end_profiling()))
+    with tempfile.TemporaryDirectory() as tmp:
+        opts.profile_file_prefix = os.path.join(tmp, "ort")
+        sess = ort.InferenceSession(a.model, opts, providers=["CPUExecutionProvider"])
+        for _ in range(3 + a.repeats):
+            sess.run(None, feeds)
+        with open(sess.end_profiling()) as f:
+            trace = json.load(f)
     times = collections.defaultdict(list)
     for ev in trace:
         if ev.get("cat") == "Node" and ev["name"].endswith("_kernel_time"):

@@ -104,15 +104,24 @@ extension ConvTranspose {
                                 r += 1
                             } }
                         }
-                        let wideColumns = jy * wp
+                        // On AVX-512 the product reads B with a pitch of wp and computes only the jx
+                        // columns of each row that land in the output; elsewhere all wp.
+                        let pitched = RowGemm.pitchedAvailable && jx != wp
+                        let rowWidth = pitched ? jx : wp
+                        let wideColumns = jy * rowWidth
                         let wide = scratch.floats(m * wideColumns, .wideOutput)
-                        RowGemm.forward(m: m, n: wideColumns, k: k, a: packedA, lda: max(k, 1), rows: rows, bias: b, activation: .none,
-                                        c: wide, ldc: wideColumns, threads: threads)
+                        if pitched {
+                            RowGemm.forward(m: m, n: wideColumns, k: k, a: packedA, lda: max(k, 1), rows: rows, width: jx, pitch: wp, bias: b,
+                                            activation: .none, c: wide, ldc: wideColumns, threads: threads)
+                        } else {
+                            RowGemm.forward(m: m, n: wideColumns, k: k, a: packedA, lda: max(k, 1), rows: rows, bias: b, activation: .none,
+                                            c: wide, ldc: wideColumns, threads: threads)
+                        }
                         let box = UncheckedSendable((UnsafePointer(wide), y))
                         Parallel.forEach(m, threads: m * wideColumns > 1 << 15 ? threads : 1) { oc in
                             let (wide, y) = box.value
                             for j in 0..<jy {
-                                let src = wide + oc * wideColumns + j * wp
+                                let src = wide + oc * wideColumns + j * rowWidth
                                 let dst = y + oc * outSize + (ry + j * sh) * ow + rx
                                 if sw == 1 {
                                     dst.update(from: src, count: jx)

@@ -216,6 +216,9 @@ final class CompiledGraph: Sendable {
     let captures: Set<Int>
     /// Slots this graph defines (cleared when it finishes).
     let owned: [Int]
+    /// Whether any step runs on sequences and optionals: without one, the slots a step releases
+    /// only ever hold tensors (`ExecutionContext.runValues` then skips the others' table).
+    let hasValueSteps: Bool
 
     init(inputSlots: [Int], outputSlots: [Int], outputNames: [String], constants: [(slot: Int, value: MBTensor)],
          steps: [Step], captures: Set<Int>, owned: [Int]) {
@@ -226,5 +229,6 @@ final class CompiledGraph: Sendable {
         self.steps = steps
         self.captures = captures
         self.owned = owned
+        self.hasValueSteps = steps.contains { $0.valueRun != nil }
     }
 }

@@ -388,14 +388,24 @@ final class ExecutionContext: @unchecked Sendable {
                 env[s] = outputs[i]
                 if !transforms.isEmpty, let transform = transforms[s] { env[s] = transform(outputs[i]) }
             }
-            for s in step.release { release(s) }
+            // A tensor step's released slots hold tensors, unless value steps share this graph;
+            // graph inputs that are not tensors are cleared with the owned slots below.
+            if graph.hasValueSteps {
+                for s in step.release { release(s) }
+            } else {
+                for s in step.release { env[s] = nil }
+            }
         }
         var result: [MBValue] = []
         for (i, s) in graph.outputSlots.enumerated() {
             guard let v = value(s) else { throw MBRuntimeError(.execution, "graph output '\(graph.outputNames[i])' has no value") }
             result.append(v)
         }
-        for s in graph.owned { release(s) }
+        if others.isEmpty {
+            for s in graph.owned { env[s] = nil }
+        } else {
+            for s in graph.owned { release(s) }
+        }
         return result
     }
 

@@ -1,9 +1,9 @@
 import MBCore
 
-/// Optional values of tensors, as the runtime holds them: an optional that has a tensor is that
-/// tensor, an empty one is an omitted input (as an optional input of any operator is).
-/// OptionalHasElement says which; OptionalGetElement passes the tensor on. Optionals of
-/// sequences, and optional graph inputs and outputs, are not supported.
+/// The tensor forms of OptionalHasElement and OptionalGetElement, used only where the input is a
+/// constant tensor (so the node folds; an omitted input is an empty optional). Everywhere else
+/// they run as value steps (`SequenceOps`), on optionals of tensors and sequences and on optional
+/// graph inputs.
 enum OptionalOps {
     static let table: [String: OpTable.Compile] = [
         "OptionalHasElement": { _ in { i, _ in [MBTensor(shape: [], bools: [i[0] != nil])] } },

@@ -88,6 +88,10 @@ public enum Verify {
         var failures: [String] = []
         // 1. Integrity.
         let file = try MBMFile.open(path: mbm)
+        // The stored model stays decoded in memory throughout (masks, signs, codes): it counts
+        // against the budget before the recomputation and the runs get what is left.
+        let budget = options.maxMemory ?? MemoryBudget.defaultBytes
+        let held = decodedBytes(file.model.graph)
         let sourceSHA = try FileMapping.map(path: onnx).withBuffer { SHA256.hash($0) }
         var sourceMatches = true
         if case .bytes(let recorded)? = file.metadataValue(MetadataKey.sourceSHA256) {
@@ -138,7 +142,15 @@ public enum Verify {
             // are identical the stored tensor stands in for it in the model compared below.
             let checks = WeightChecks(plans: prepared.plans, constants: prepared.graph.constants)
             let taken = fitted
-            _ = try Conversion.stream(prepared, tensors: prepared.graph.constants, budget: options.maxMemory ?? MemoryBudget.defaultBytes,
+            let planOf = Dictionary(prepared.plans.map { ($0.tensor.name, $0) }, uniquingKeysWith: { a, _ in a })
+            let constants = prepared.graph.constants
+            if let worst = constants.indices.max(by: { MemoryBudget.workingBytes(planOf[constants[$0].name], constants[$0]) < MemoryBudget.workingBytes(planOf[constants[$1].name], constants[$1]) }) {
+                let need = MemoryBudget.workingBytes(planOf[constants[worst].name], constants[worst])
+                if held + need > budget {
+                    throw ConversionError("\(mbm): verify holds the stored model decoded (\(MemoryBudget.describe(held))) and converts tensor '\(constants[worst].name)' again in \(MemoryBudget.describe(need)): more than the memory budget of \(MemoryBudget.describe(budget)); pass --max-memory \(MemoryBudget.describe(held + need)) or more")
+                }
+            }
+            _ = try Conversion.stream(prepared, tensors: prepared.graph.constants, budget: budget - held,
                                       threads: max(1, ProcessInfo.processInfo.activeProcessorCount), progress: nil) { j, _, outcome in
                 guard let outcome else { return }
                 var check = WeightCheck(name: outcome.name, encoding: outcome.row.encoding, identical: false, detail: nil,
@@ -185,16 +197,15 @@ public enum Verify {
         // 3. Outputs: one model in memory at a time (the float model is released before the
         // converted one is loaded). Running a model holds its weights as float32; when that is
         // more than the memory budget the outputs are not compared, and the report says so.
-        let budget = options.maxMemory ?? MemoryBudget.defaultBytes
         let weightBytes = file.model.graph.constants.reduce(0) { $0 + $1.elementCount * 4 }
-        if weightBytes > budget {
-            let need = MemoryBudget.describe(weightBytes)
+        if held + weightBytes > budget {
+            let need = MemoryBudget.describe(held + weightBytes)
             if options.perLayer {
                 throw ConversionError("\(mbm): --per-layer runs the float model, whose float32 weights (\(need)) are more than the memory budget of \(MemoryBudget.describe(budget)); pass --max-memory \(need) or more")
             }
             var report = Report(onnx: onnx, mbm: mbm, checksums: "verified", sourceMatches: sourceMatches, weights: weights,
                                 outputs: [], inputs: "none", failures: failures)
-            report.outputsNotCompared = "running a model holds its float32 weights (\(need)), more than the memory budget of \(MemoryBudget.describe(budget)); pass --max-memory \(need) or more to compare outputs"
+            report.outputsNotCompared = "running a model holds its float32 weights (\(MemoryBudget.describe(weightBytes))) beside the stored model (\(MemoryBudget.describe(held))), more than the memory budget of \(MemoryBudget.describe(budget)); pass --max-memory \(need) or more to compare outputs"
             report.nodesChecked = nodesChecked
             report.constantsChecked = constantsChecked
             report.modelDifferences = modelDifferences
@@ -239,6 +250,22 @@ public enum Verify {
         report.constantsChecked = constantsChecked
         report.modelDifferences = modelDifferences
         return report
+    }
+
+    /// Bytes of a decoded `.mbm` graph that live in memory rather than in the file's map:
+    /// binarized masks, signs and scales, quantized codes and tables (dense tensors are slices
+    /// of the map, resident only where read).
+    static func decodedBytes(_ graph: IRGraph) -> Int {
+        graph.constants.reduce(0) { total, c in
+            switch c.storage {
+            case .binarized(let p):
+                return total + p.mask.count + p.levels.reduce(0) { $0 + 8 * $1.signs.count + 12 * $1.scales.count }
+            case .quantized(let q):
+                return total + q.codes.count
+            case .dense, .strings:
+                return total
+            }
+        }
     }
 
     /// Rows whose float top-2 probabilities are closer than this are left out of the margin-aware agreement.

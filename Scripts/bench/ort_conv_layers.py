@@ -23,6 +23,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 from onnx import shape_inference
+from ort_feeds import load_feeds
 
 
 def attr(node, name, default):
@@ -43,13 +44,7 @@ def main():
     ort.set_default_logger_severity(3)
     model = onnx.load(a.model)
     names = [i.name for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
-    feeds = {}
-    for k, spec in enumerate(a.inputs):
-        if "=" in spec and spec.split("=", 1)[0] in names:
-            name, path = spec.split("=", 1)
-        else:
-            name, path = names[k], spec
-        feeds[name] = np.load(path)
+    feeds = load_feeds(names, a.inputs)
     # Fix the input shapes so inference gives every Conv input a concrete shape.
     for i in model.graph.input:
         if i.name in feeds:

@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 import onnxruntime as ort
+from ort_feeds import load_feeds
 
 
 def peak_rss_bytes():
@@ -41,13 +42,7 @@ def main():
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     sess = ort.InferenceSession(a.model, opts, providers=["CPUExecutionProvider"])
     names = [i.name for i in sess.get_inputs()]
-    feeds = {}
-    for k, spec in enumerate(a.inputs):
-        if "=" in spec and spec.split("=", 1)[0] in names:
-            name, path = spec.split("=", 1)
-        else:
-            name, path = names[k], spec
-        feeds[name] = np.load(path)
+    feeds = load_feeds(names, a.inputs)
     out = None
     for _ in range(a.warmup):
         out = sess.run(None, feeds)

@@ -42,13 +42,8 @@ public final class LutConvWeights: @unchecked Sendable {
     /// A Conv weight `[O, C, k...]` (one group; 1 or 2 spatial dimensions) with scales per tensor
     /// or per output channel.
     public convenience init(packed: PackedTensor) throws(BitPlaneMatrix.Unsupported) {
-        guard (3...4).contains(packed.shape.count) else {
-            throw .init(description: "conv weight \(packed.shape): lookup tables take 1 or 2 spatial dimensions")
-        }
-        let (rows, columns, _, _, perRow) = try BitPlaneMatrix.checkSupported(packed: packed, kind: .conv)
-        guard rows < Int(Int32.max), columns < 1 << 28 else { throw .init(description: "conv weight \(packed.shape) is too large") }
-        self.init(rows: rows, reduction: columns, mask: packed.mask, signBits: packed.flatSignBits(packed.layout),
-                  scales: packed.levels.map(\.scales), perRowScales: perRow)
+        let s = try LutConvSource(packed: packed)
+        self.init(rows: s.rows, reduction: s.reduction, mask: s.mask, signBits: s.signBits, scales: s.scales, perRowScales: s.perRowScales)
     }
 
     /// Rows of `reduction` entries, flat row-major: entry j has bit width `mask[j]` (1...levels)

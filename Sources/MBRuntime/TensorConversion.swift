@@ -61,6 +61,10 @@ enum TensorConversion {
             }
             let s = TensorStorage(byteCount: n * size)
             bytes.withBytes { raw in if n > 0 { s.raw.copyMemory(from: raw.baseAddress!, byteCount: n * size) } }
+            // A copy out of a mapped file: its pages there are not needed again (a later reader
+            // re-reads them from the file). Without this a model's weights were resident twice
+            // for as long as any aligned constant kept the mapping alive (SqueezeNet: 5 MB).
+            bytes.releaseResidentPages()
             return MBTensor(elementType: held, shape: t.shape, storage: s)
         case .float8e4m3fn, .float8e4m3fnuz, .float8e5m2, .float8e5m2fnuz, .float4e2m1, .float8e8m0, .int4, .uint4, .int2, .uint2:
             return try lowPrecision(t, bytes, count: n)

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Procedurally drawn 224x224 colour images as calibration/evaluation inputs for the open-nsfw
-classifier in ../shared/models/real (NHWC, BGR 0..255 minus the mean [104, 117, 123], as the
-package feeds it).
+"""Procedurally drawn 224x224 colour images as calibration/evaluation inputs for two image models
+in ../shared/models/real: the open-nsfw classifier (NHWC, BGR 0..255 minus the mean
+[104, 117, 123], as its package feeds it) and the centerface detector (NCHW, BGR 0..255, 96x96:
+the centre 192x192 averaged over 2x2 blocks).
 
 No photographs are used. Each image is drawn from seeded randomness: a two-colour vertical
 gradient background ("sky/ground"), smooth 1/f noise texture, then 3-12 filled ellipses,
@@ -9,7 +10,8 @@ rectangles and soft blobs in random colours (a third of them in skin-like tones,
 classifier's two classes are both exercised), some blurred, then mild sensor noise. Values are
 clipped to 0..255.
 
-Usage: make_image_inputs.py OUTDIR [CALIB EVAL]  (writes nsfw_calib.npy, nsfw_eval.npy)
+Usage: make_image_inputs.py OUTDIR [CALIB EVAL]  (writes nsfw_{calib,eval}.npy and
+centerface_{calib,eval}.npy; 32 and 100 images by default)
 """
 import os
 import sys
@@ -65,7 +67,9 @@ def main():
         rgb = np.stack([image(rng) for _ in range(count)])
         bgr = rgb[..., ::-1] - mean
         np.save(os.path.join(out, f"nsfw_{name}.npy"), bgr.astype(np.float32))
-        print(name, bgr.shape)
+        small = rgb[:, 16:208, 16:208, ::-1].reshape(count, 96, 2, 96, 2, 3).mean((2, 4))
+        np.save(os.path.join(out, f"centerface_{name}.npy"), np.ascontiguousarray(small.transpose(0, 3, 1, 2)).astype(np.float32))
+        print(name, bgr.shape, small.shape)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,10 @@ struct FrontierBench: ParsableCommand {
             only with), then run on the evaluation inputs and compared with the float model on the same \
             runtime. Stored bits per weight count everything stored for every weight the policy governs \
             (signs, masks, scales, kept floats; the first layer included) over all of them; the whole \
-            file's bits per weight are listed too. --csv writes the same rows.
+            file's bits per weight are listed too. Top-1 and margin-aware agreement apply to class \
+            scores ([inputs, classes] outputs); for embeddings and regressions read the row cosine (mean \
+            over inputs), the SNR against the spread of the float outputs over the inputs, and the mean \
+            absolute error. --csv writes the same rows.
             """
     )
 
@@ -34,6 +37,9 @@ struct FrontierBench: ParsableCommand {
 
     @Option(help: "Also write the table as CSV to this file.")
     var csv: String?
+
+    @Option(help: "Run the evaluation inputs this many at a time (0: all at once), for models with large activations.")
+    var evalBatch = 0
 
     /// The built-in grid: the paper's mixes, homogeneous residual bits, weight and output fit,
     /// tensor scales and float16 channel scales.
@@ -52,7 +58,7 @@ struct FrontierBench: ParsableCommand {
         }
         // Baselines (not binarized): int-n per channel with MSE clipping, k-means palettes per
         // tensor and per 32 output channels.
-        for bits in [2, 3, 4] {
+        for bits in [2, 3, 4, 6, 8] {
             out.append(("int\(bits) channel, clip mse", "version: 1\ndefault:\n  int: {bits: \(bits), clip: mse}\n"))
         }
         for bits in [2, 3, 4] {
@@ -93,9 +99,10 @@ struct FrontierBench: ParsableCommand {
         if !only.isEmpty { list = list.filter { p in only.contains { p.name.contains($0) } } }
         let float = try ModelLoading.load(path: model)
         let feeds = try Calibration.loadInputs(eval, model: float)
-        let reference = try float.makeSession(.init(threads: threads)).run(feeds)
+        let reference = try Self.run(float, feeds, batch: evalBatch, threads: threads)
         let output = float.outputs[0].name
-        let header = ["policy", "calibrated", "stored bits/w", "file bits/w", "top-1", "margin-aware", "cosine", "convert s"]
+        let header = ["policy", "calibrated", "stored bits/w", "file bits/w", "top-1", "margin-aware", "cosine", "row cosine",
+                      "spread SNR dB", "mean |Δ|", "convert s"]
         var rows: [[String]] = []
         for p in list {
             let needsData = p.text.contains("fit: output") || p.text.contains("sensitivity")
@@ -107,14 +114,16 @@ struct FrontierBench: ParsableCommand {
                 let row: [String]
                 do {
                     let report = try Conversion.run(model: model, policy: p.path, output: out, options: options)
-                    let values = try MBModel(contentsOf: URL(fileURLWithPath: out)).makeSession(.init(threads: threads)).run(feeds)
+                    let values = try Self.run(MBModel(contentsOf: URL(fileURLWithPath: out)), feeds, batch: evalBatch, threads: threads)
                     let check = Verify.compare(output, reference[output]!, values[output]!)
                     row = [p.name, calibrate ? "yes" : "no", String(format: "%.3f", report.totals?.bitsPerWeight ?? 0),
                            String(format: "%.3f", report.totals?.fileBitsPerWeight ?? 0),
-                           String(format: "%.1f%%", 100 * (check.top1Agreement ?? 0)), String(format: "%.1f%%", 100 * (check.marginAgreement ?? 0)),
-                           String(format: "%.4f", check.cosine), String(format: "%.1f", report.totals?.seconds ?? 0)]
+                           check.top1Agreement.map { String(format: "%.1f%%", 100 * $0) } ?? "n/a",
+                           check.marginAgreement.map { String(format: "%.1f%%", 100 * $0) } ?? "n/a",
+                           String(format: "%.4f", check.cosine)] + OutputAgreement(reference[output]!.floats, values[output]!.floats, rows: feeds.values.first!.shape[0]).columns
+                        + [String(format: "%.1f", report.totals?.seconds ?? 0)]
                 } catch {
-                    row = [p.name, calibrate ? "yes" : "no", "error: \(error)", "", "", "", "", ""]
+                    row = [p.name, calibrate ? "yes" : "no", "error: \(error)"] + Array(repeating: "", count: header.count - 3)
                 }
                 print(row.joined(separator: " | "))
                 rows.append(row)
@@ -126,6 +135,67 @@ struct FrontierBench: ParsableCommand {
             let quoted = ([header] + rows).map { $0.map { "\"" + $0.replacingOccurrences(of: "\"", with: "\"\"") + "\"" }.joined(separator: ",") }
             try (quoted.joined(separator: "\n") + "\n").write(toFile: csv, atomically: true, encoding: .utf8)
         }
+    }
+}
+
+extension FrontierBench {
+    /// Runs `model` on float `feeds` `batch` entries (axis 0) at a time and joins the outputs
+    /// along axis 0 (every input and output batched on its first axis).
+    static func run(_ model: MBModel, _ feeds: [String: MBTensor], batch: Int, threads: Int) throws -> [String: MBTensor] {
+        let session = model.makeSession(.init(threads: threads))
+        guard let count = feeds.values.first?.shape.first, batch > 0, batch < count else { return try session.run(feeds) }
+        var parts: [String: (shape: [Int], values: [Float])] = [:]
+        var start = 0
+        while start < count {
+            let end = min(count, start + batch)
+            var chunk: [String: MBTensor] = [:]
+            for (name, t) in feeds {
+                let inner = t.shape.dropFirst().reduce(1, *)
+                chunk[name] = MBTensor(shape: [end - start] + t.shape.dropFirst(), floats: Array(t.floats[(start * inner)..<(end * inner)]))
+            }
+            for (name, y) in try session.run(chunk) {
+                var part = parts[name] ?? (shape: [0] + y.shape.dropFirst(), values: [])
+                part.shape[0] += y.shape.first ?? 0
+                part.values += y.floats
+                parts[name] = part
+            }
+            start = end
+        }
+        return parts.mapValues { MBTensor(shape: $0.shape, floats: $0.values) }
+    }
+}
+
+/// Agreement measures for outputs that are not class scores (embeddings, regressions): the
+/// mean cosine between each input's float and converted output row, the error against the
+/// spread of the float outputs over the inputs (each output element's mean removed, so a large
+/// constant part of a regression output does not hide the error), and the mean absolute error.
+struct OutputAgreement {
+    var rowCosine = 0.0, spreadSNR = 0.0, meanAbs = 0.0
+
+    init(_ reference: [Float], _ values: [Float], rows: Int) {
+        let n = reference.count, width = rows > 0 ? n / rows : n
+        guard rows > 0, width > 0, values.count == n else { return }
+        var mean = [Double](repeating: 0, count: width)
+        for i in 0..<n { mean[i % width] += Double(reference[i]) / Double(rows) }
+        var spread = 0.0, noise = 0.0, cosines = 0.0
+        for r in 0..<rows {
+            var dot = 0.0, na = 0.0, nb = 0.0
+            for j in 0..<width {
+                let a = Double(reference[r * width + j]), b = Double(values[r * width + j])
+                dot += a * b; na += a * a; nb += b * b
+                spread += (a - mean[j]) * (a - mean[j])
+                noise += (a - b) * (a - b)
+                meanAbs += abs(a - b)
+            }
+            cosines += na == 0 || nb == 0 ? (na == nb ? 1 : 0) : dot / (na * nb).squareRoot()
+        }
+        rowCosine = cosines / Double(rows)
+        spreadSNR = noise == 0 ? .infinity : 10 * log10(spread / noise)
+        meanAbs /= Double(n)
+    }
+
+    var columns: [String] {
+        [String(format: "%.4f", rowCosine), String(format: "%.1f", spreadSNR), String(format: "%.4g", meanAbs)]
     }
 }
 

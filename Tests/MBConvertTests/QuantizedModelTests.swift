@@ -99,6 +99,42 @@ import Testing
         #expect(original.map(\.bitPattern) == folded.map(\.bitPattern))
     }
 
+    /// The raw bytes of each dense constant, by name.
+    static func denseBytes(_ graph: IRGraph) -> [String: [UInt8]] {
+        graph.constants.reduce(into: [:]) { out, c in
+            if case .dense(let bytes) = c.storage { out[c.name] = bytes.withBytes { Array($0) } }
+        }
+    }
+
+    /// The MatMulNBits MLP converted with no rule naming its weights: the contrib node and its
+    /// packed B, scales and zero points reach the .mbm byte for byte, `verify` passes, and the
+    /// converted model's output equals onnxruntime's (same bar as the runtime test: 1e-6 relative).
+    @Test(.enabled(if: pythonRuns, "needs Python with onnxruntime and onnx_ir")) func matMulNBitsKeptConverts() throws {
+        let model = try Self.fixture("mlp_matmulnbits")
+        let mbm = model.deletingLastPathComponent().appendingPathComponent("mlp_matmulnbits_kept.mbm").path
+        _ = try Conversion.run(model: model.path, policy: try Self.policy("version: 1\nrules:\n  - match: {op: [Conv]}\n    bits: 2\n"),
+                               output: mbm, options: .init(force: true))
+        let source = try ModelLoading.loadONNXAsIR(path: model.path).graph
+        let sourceNodes = source.nodes.filter { $0.opType == "MatMulNBits" }
+        #expect(!sourceNodes.isEmpty)
+        let file = try MBMFile.open(path: mbm, options: .init(verifyChecksums: true))
+        let stored = file.model.graph.nodes.filter { $0.opType == "MatMulNBits" }
+        #expect(stored.map(\.inputs) == sourceNodes.map(\.inputs))
+        #expect(stored.map(\.domain) == sourceNodes.map(\.domain))
+        let before = Self.denseBytes(source), after = Self.denseBytes(file.model.graph)
+        for node in sourceNodes {
+            for name in node.inputs.dropFirst() where !name.isEmpty {
+                #expect(after[name] != nil && after[name] == before[name], "\(name): packed operand changed or missing")
+            }
+        }
+        try Self.expectVerified(model, mbm)
+        let ours = try Self.run(try MBModel(contentsOfFile: mbm), Self.sibling(model, ".input.npy"))
+        let ort = try NPY.read(path: Self.sibling(model, ".ort.npy")).floatValues()
+        let scale = ort.map { abs($0) }.max() ?? 1
+        let worst = zip(ours, ort).map { abs($0 - $1) }.max() ?? .infinity
+        #expect(ours.count == ort.count && worst <= 1e-6 * scale, "max abs difference \(worst) against onnxruntime")
+    }
+
     /// onnxruntime's quantize_static QDQ model of the shared text-direction classifier (int8
     /// weights per channel): binarizing its Conv/Gemm weights removes exactly their 54
     /// DequantizeLinear nodes (the int32 bias and activation ones stay), verify passes; with no

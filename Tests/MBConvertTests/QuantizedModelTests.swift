@@ -19,13 +19,17 @@ import Testing
     /// The fixtures, made once per test process.
     static let fixtures: Result<URL, Error> = Result {
         let python = try Prerequisites.requirePython("the onnxruntime-quantized fixtures", "onnx", "onnxruntime", "onnx_ir", "numpy")
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mbconvert-quantized-\(getpid())")
+        let dir = fixturesDirectory
+        // Removed when the test process exits, so repeated runs leave nothing in the temporary folder.
+        atexit { try? FileManager.default.removeItem(at: QuantizedModelTests.fixturesDirectory) }
         var arguments = [python, "Scripts/fixtures/quantized_models.py", dir.path]
         if let shared = SharedFixtures.models { arguments.append(shared.path) }
         let r = try CLI.runSystem("/usr/bin/env", arguments, in: SharedFixtures.repositoryRoot)
         guard r.status == 0 else { throw ConversionError("quantized_models.py failed: \(r)") }
         return dir
     }
+
+    static let fixturesDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("mbconvert-quantized-\(getpid())")
 
     static func fixture(_ name: String) throws -> URL {
         let model = try fixtures.get().appendingPathComponent(name + ".onnx")
@@ -45,7 +49,8 @@ import Testing
     }
 
     static func policy(_ text: String) throws -> String {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("mbconvert-quantized-policy-\(UUID().uuidString).txt").path
+        let dir = try fixtures.get()
+        let path = dir.appendingPathComponent("policy-\(UUID().uuidString).txt").path
         try text.write(toFile: path, atomically: true, encoding: .utf8)
         return path
     }

@@ -70,15 +70,7 @@ public final class LutConvWeights: @unchecked Sendable {
                         listStart.append(Int32(codes.count))
                         half.removeAll(keepingCapacity: true)
                         for grp in (ch * 16)..<min(groups, ch * 16 + 16) {
-                            var active = 0, plus = 0
-                            for j in 0..<4 {
-                                let k = 4 * grp + j
-                                // Past the reduction the input rows are 0: any sign does.
-                                guard k < columns else { active |= 1 << j; continue }
-                                let flat = o * columns + k
-                                if Int(mask[flat]) > l { active |= 1 << j }
-                                if l < signs.count, (signs[l][flat >> 6] >> UInt64(flat & 63)) & 1 == 1 { plus |= 1 << j }
-                            }
+                            let (active, plus) = LutConvSource.groupBits(mask: mask, signs: signs, row: o, group: grp, level: l, reduction: columns)
                             let base = UInt8((grp % 16) * 16)
                             if active == 15 {
                                 codes.append(base | UInt8(plus & 15))

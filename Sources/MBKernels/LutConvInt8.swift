@@ -82,15 +82,7 @@ public final class LutConvInt8Weights: @unchecked Sendable {
                     if let rowScale { s *= rowScale[o] }
                     scales[(t * L + l) * T + r] = pair ? 0.5 * s : (rowActive ? s : 0)
                     for grp in 0..<groups {
-                        var active = 0, plus = 0
-                        for j in 0..<4 {
-                            let k = 4 * grp + j
-                            // Past the reduction the inputs are 0: any sign does.
-                            guard k < columns else { active |= 1 << j; continue }
-                            let flat = o * columns + k
-                            if Int(mask[flat]) > l { active |= 1 << j }
-                            if l < signs.count, (signs[l][flat >> 6] >> UInt64(flat & 63)) & 1 == 1 { plus |= 1 << j }
-                        }
+                        let (active, plus) = LutConvSource.groupBits(mask: mask, signs: signs, row: o, group: grp, level: l, reduction: columns)
                         let q = grp / 4, e = 4 * r + grp % 4
                         let a = pair ? (plus & active) | (~active & 15) : plus
                         let b = plus & active

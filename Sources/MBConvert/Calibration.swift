@@ -98,6 +98,17 @@ public enum Calibration {
     /// what each layer's correction was.
     static func calibrate(float: IRGraph, binarized: IRGraph, opsets: [IROpset], layerNodes: Set<String>,
                           inputs: [String: MBTensor], threads: Int) throws -> (IRGraph, [LayerCorrection], [StoredCorrection]) {
+        var floatRunner = ModelRunner(mode: .whole, opsets: opsets, threads: threads)
+        var binarizedRunner = floatRunner
+        return try calibrate(float: float, binarized: binarized, layerNodes: layerNodes, inputs: inputs,
+                             floatRunner: &floatRunner, binarizedRunner: &binarizedRunner)
+    }
+
+    /// `calibrate` with the float and the binarized model run by the given runners (in segments
+    /// within a memory budget, the binarized weights converted as each segment needs them).
+    static func calibrate(float: IRGraph, binarized: IRGraph, layerNodes: Set<String>, inputs: [String: MBTensor],
+                          floatRunner: inout ModelRunner, binarizedRunner: inout ModelRunner) throws
+        -> (IRGraph, [LayerCorrection], [StoredCorrection]) {
         let layers = binarized.nodes.enumerated().filter { layerNodes.contains($0.element.name) && !$0.element.outputs.isEmpty }
             .map { Layer(nodeIndex: $0.offset, output: $0.element.outputs[0], axisFromEnd: nil) }
         guard !layers.isEmpty else { return (binarized, [], []) }
@@ -107,13 +118,12 @@ public enum Calibration {
         var floatGraph = float
         floatGraph.outputs += watched.filter { w in !float.outputs.contains { $0.name == w } }
             .map { IRValueInfo(name: $0, elementType: .float, shape: nil) }
-        let floatOut = try MBModel(ir: IRModel(graph: floatGraph, opsets: opsets), options: modelOptions).makeSession(.init(threads: threads)).run(inputs)
+        let floatOut = try floatRunner.run(floatGraph, feeds: inputs)
 
         // Binarized run, each layer corrected as soon as it is computed.
         var binGraph = binarized
         binGraph.outputs += watched.filter { w in !binarized.outputs.contains { $0.name == w } }
             .map { IRValueInfo(name: $0, elementType: .float, shape: nil) }
-        let model = try MBModel(ir: IRModel(graph: binGraph, opsets: opsets), options: modelOptions)
         let found = CorrectionBox()
         var transforms: [String: (MBTensor) -> MBTensor] = [:]
         for layer in layers {
@@ -128,7 +138,7 @@ public enum Calibration {
                 return apply(y, axis: ax, scale: scale, shift: shift)
             }
         }
-        _ = try model.makeSession(.init(threads: threads)).run(inputs, transforming: transforms)
+        _ = try binarizedRunner.run(binGraph, feeds: inputs, transforms: transforms)
 
         return store(found, layers: layers, in: binarized)
     }

@@ -86,6 +86,7 @@ public enum Conversion {
                 calibrationInputs = inputs
             }
         }
+        let budget = options.maxMemory ?? MemoryBudget.defaultBytes
         var allocation: [Sensitivity.Layer]?
         var allocationSeconds: Double?
         if let target = prepared.policy.target, target.allocate == .sensitivity {
@@ -94,7 +95,7 @@ public enum Conversion {
                                                message: "target allocate: sensitivity measures each layer on calibration inputs; pass --calibrate PATH").description)
             }
             let start = Date()
-            allocation = try Sensitivity.allocate(&prepared, target: target, inputs: inputs, threads: options.threads)
+            allocation = try Sensitivity.allocate(&prepared, target: target, inputs: inputs, threads: options.threads, budget: budget)
             allocationSeconds = Date().timeIntervalSince(start)
         }
         let fitsOutput = prepared.plans.contains { plan in
@@ -104,6 +105,24 @@ public enum Conversion {
         if calibrationInputs == nil && !fitsOutput {
             return try Conversion.streamed(prepared, model: modelPath, policy: policyPath, policyBytes: policyBytes, output: outputPath,
                                            options: options, progress: progress, started: started, allocation: allocation, allocationSeconds: allocationSeconds)
+        }
+        if let inputs = calibrationInputs, !fitsOutput, streamed == nil {
+            var (floatRunner, binarizedRunner) = ModelRunner.forConversion(prepared, budget: budget, threads: options.threads)
+            if binarizedRunner.isSegmented {
+                // The model does not fit the budget whole: the float and the binarized model run in
+                // segments (the binarized weights converted as each segment needs them), then the
+                // corrected graph is written tensor by tensor like an uncalibrated conversion.
+                let start = Date()
+                var graph = ActivationAttributes.apply(prepared.plans, to: prepared.graph)
+                let (corrected, found, stored) = try Calibration.calibrate(float: prepared.graph, binarized: graph, layerNodes: calibratedNodes(prepared),
+                                                                          inputs: inputs, floatRunner: &floatRunner, binarizedRunner: &binarizedRunner)
+                graph = corrected
+                prepared.graph = graph
+                return try Conversion.streamed(prepared, model: modelPath, policy: policyPath, policyBytes: policyBytes, output: outputPath,
+                                               options: options, progress: progress, started: started, allocation: allocation,
+                                               allocationSeconds: allocationSeconds,
+                                               calibration: (found, stored, Date().timeIntervalSince(start)))
+            }
         }
         // Calibration and output-aware fits run the float and binarized models on the inputs,
         // so every layer is binarized and held before the file is written.
@@ -138,10 +157,7 @@ public enum Conversion {
             calibrationSeconds = Date().timeIntervalSince(start)
         } else if let inputs = calibrationInputs {
             let start = Date()
-            let layerNodes = Set(prepared.plans.flatMap { plan -> [String] in
-                guard plan.decision.action.calibrates else { return [] }
-                return plan.tensor.consumers.filter { WeightedOp(rawValue: $0.opType) != nil }.map(\.name)
-            })
+            let layerNodes = calibratedNodes(prepared)
             let (corrected, found, stored) = try streamed.map {
                 try Calibration.calibrateStreamed(float: prepared.graph, binarized: graph, opsets: prepared.opsets, layerNodes: layerNodes,
                                                   source: $0.source, model: $0.model, batchSize: $0.batch, threads: options.threads,
@@ -174,13 +190,22 @@ public enum Conversion {
         return report
     }
 
+    /// The layers (node names) whose outputs `--calibrate` corrects.
+    static func calibratedNodes(_ prepared: Prepared) -> Set<String> {
+        Set(prepared.plans.flatMap { plan -> [String] in
+            guard plan.decision.action.calibrates else { return [] }
+            return plan.tensor.consumers.filter { WeightedOp(rawValue: $0.opType) != nil }.map(\.name)
+        })
+    }
+
     /// The conversion without calibration inputs: tensors converted and written one by one
     /// within the memory budget (`stream`), the graph encoded from the unconverted constants
     /// (GRPH refers to tensors by index only, so it is the same), metadata last.
     static func streamed(
         _ prepared: Prepared, model modelPath: String, policy policyPath: String, policyBytes: [UInt8], output outputPath: String,
         options: Options, progress: (@Sendable (Progress) -> Void)?, started: Date,
-        allocation: [Sensitivity.Layer]?, allocationSeconds: Double?
+        allocation: [Sensitivity.Layer]?, allocationSeconds: Double?,
+        calibration: (corrections: [Calibration.LayerCorrection], stored: [Calibration.StoredCorrection], seconds: Double)? = nil
     ) throws -> ConversionReport {
         let graph = ActivationAttributes.apply(prepared.plans, to: prepared.graph)
         let (graphBytes, tensors) = MBMWriter.encodeGraph(IRModel(graph: graph, opsets: prepared.opsets))
@@ -192,8 +217,10 @@ public enum Conversion {
                                       layers: rows, warnings: prepared.warnings)
         report.allocation = allocation
         report.allocationSeconds = allocationSeconds
-        let (metadata, _) = metadataEntries(report, prepared: prepared, model: modelPath, policy: policyPath, policyBytes: policyBytes,
-                                            storedCorrections: nil)
+        report.calibration = calibration?.corrections
+        report.calibrationSeconds = calibration?.seconds
+        let (metadata, recordBytes) = metadataEntries(report, prepared: prepared, model: modelPath, policy: policyPath, policyBytes: policyBytes,
+                                                      storedCorrections: calibration?.stored)
         let summary: MBMWriter.Summary
         do {
             summary = try writer.finish(graph: graphBytes, metadata: metadata)
@@ -201,6 +228,7 @@ public enum Conversion {
             throw ConversionError(error)
         }
         report.finish(summary: summary, seconds: Date().timeIntervalSince(started))
+        report.totals?.calibrationRecordBytes = recordBytes
         return report
     }
 

@@ -39,10 +39,13 @@ public enum Sensitivity {
 
     /// Probes the target layers and re-spreads the target's bits by predicted output error;
     /// updates `prepared.plans` and returns the allocation for the report.
+    /// The probes run the model whole, or in segments when its weights do not fit `budget`
+    /// (`ModelRunner`): then the weights held at once are one segment's and the probed layer's.
     static func allocate(_ prepared: inout Conversion.Prepared, target: Policy.Target, inputs: [String: MBTensor],
-                         threads: Int) throws -> [Layer] {
+                         threads: Int, budget: Int = MemoryBudget.defaultBytes) throws -> [Layer] {
         let layers = TargetSpread.targetLayers(prepared.plans)
-        var found = try probe(prepared, layers: layers, average: target.averageBits, maxBits: target.maxBits, inputs: inputs, threads: threads)
+        var runner = ModelRunner.forConversion(prepared, budget: budget, threads: threads).float
+        var found = try probe(prepared, layers: layers, average: target.averageBits, maxBits: target.maxBits, inputs: inputs, runner: &runner)
         let alphas = Dictionary(uniqueKeysWithValues: zip(layers, found.map(\.sensitivity)))
         try TargetSpread.spread(&prepared.plans, target: target, discovery: prepared.discovery, sensitivity: alphas)
         for (k, i) in layers.enumerated() {
@@ -65,7 +68,7 @@ public enum Sensitivity {
 
     /// Probes every plan in `layers` (indices into `prepared.plans`, all binarized).
     static func probe(_ prepared: Conversion.Prepared, layers: [Int], average: Double, maxBits: Int,
-                      inputs: [String: MBTensor], threads: Int) throws -> [Layer] {
+                      inputs: [String: MBTensor], runner: inout ModelRunner) throws -> [Layer] {
         let feeds = inputs.mapValues { prefix($0, rows: maxInputs) }
         let modelOutputs = prepared.graph.outputs.map(\.name)
         // Outputs of the layers a probe corrects; the float run records their statistics.
@@ -75,7 +78,7 @@ public enum Sensitivity {
             return prepared.graph.nodes.filter { names.contains($0.name) && !$0.outputs.isEmpty }.map { ($0, $0.outputs[0]) }
         }
         let watched = layers.flatMap { corrected(prepared.plans[$0]).map(\.output) }
-        let floatOut = try run(prepared.graph, exposing: watched, opsets: prepared.opsets, feeds: feeds, threads: threads, transforms: [:])
+        let floatOut = try runner.run(exposing(prepared.graph, watched), feeds: feeds)
         let probeAverage = min(Double(maxBits), max(1, (average * 10).rounded() / 10))
 
         var found: [Layer] = []
@@ -100,7 +103,7 @@ public enum Sensitivity {
                     return Calibration.apply(y, axis: ax, scale: c.scale, shift: c.shift)
                 }
             }
-            let out = try run(graph, exposing: targets.map(\.output), opsets: prepared.opsets, feeds: feeds, threads: threads, transforms: transforms)
+            let out = try runner.run(exposing(graph, targets.map(\.output)), feeds: feeds, transforms: transforms)
             var diff = 0.0, energy = 0.0
             for name in modelOutputs {
                 guard let x = floatOut[name], let y = out[name], x.elementType == .float, y.elementType == .float else { continue }
@@ -118,13 +121,12 @@ public enum Sensitivity {
         return found
     }
 
-    /// Runs `graph` with `exposing` added to its outputs (so fusion keeps them and transforms reach them).
-    static func run(_ graph: IRGraph, exposing: [String], opsets: [IROpset], feeds: [String: MBTensor], threads: Int,
-                    transforms: [String: (MBTensor) -> MBTensor]) throws -> [String: MBTensor] {
+    /// `graph` with `names` added to its outputs (so fusion keeps them and transforms reach them).
+    static func exposing(_ graph: IRGraph, _ names: [String]) -> IRGraph {
         var g = graph
         var seen = Set(graph.outputs.map(\.name))
-        for name in exposing where seen.insert(name).inserted { g.outputs.append(IRValueInfo(name: name, elementType: .float, shape: nil)) }
-        return try MBModel(ir: IRModel(graph: g, opsets: opsets), options: Calibration.modelOptions).makeSession(.init(threads: threads)).run(feeds, transforming: transforms)
+        for name in names where seen.insert(name).inserted { g.outputs.append(IRValueInfo(name: name, elementType: .float, shape: nil)) }
+        return g
     }
 
     /// The first `rows` entries along axis 0 of a float tensor (other tensors as they are).

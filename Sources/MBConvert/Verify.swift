@@ -86,29 +86,47 @@ public enum Verify {
 
     public static func run(onnx: String, mbm: String, options: Options) throws -> Report {
         var failures: [String] = []
-        // 1. Integrity.
-        let file = try MBMFile.open(path: mbm)
-        // The stored model stays decoded in memory throughout (masks, signs, codes): it counts
-        // against the budget before the recomputation and the runs get what is left.
+        // The metadata first (header, section table, META; nothing decoded): the source's
+        // fingerprint and the policy, so the budget is checked before the stored model is decoded.
+        let metadata = try MBMFile.readMetadata(path: mbm)
+        func recorded(_ key: String) -> MetadataValue? { metadata.first { $0.key == key }?.value }
         let budget = options.maxMemory ?? MemoryBudget.defaultBytes
-        let held = decodedBytes(file.model.graph)
         let sourceSHA = try FileMapping.map(path: onnx).withBuffer { SHA256.hash($0) }
         var sourceMatches = true
-        if case .bytes(let recorded)? = file.metadataValue(MetadataKey.sourceSHA256) {
+        if case .bytes(let recorded)? = recorded(MetadataKey.sourceSHA256) {
             sourceMatches = recorded == sourceSHA
             if !sourceMatches {
                 failures.append("\(mbm) was converted from a model with SHA-256 \(SHA256.hex(recorded)), not \(onnx) (\(SHA256.hex(sourceSHA)))")
             }
         }
+        var preparedFirst: Conversion.Prepared?
+        if sourceMatches, case .string(let policyText)? = recorded(MetadataKey.policyText) {
+            let policyName: String
+            if case .string(let n)? = recorded(MetadataKey.policyFile) { policyName = n } else { policyName = "policy" }
+            let prepared = try Conversion.prepare(model: onnx, policyBytes: Array(policyText.utf8), policyFile: "\(mbm) (embedded \(policyName))", strict: false)
+            // At least what decoding the stored model will hold (masks and first-level signs of
+            // the binarized tensors, codes of the quantized ones) beside the largest conversion:
+            // refused here, before decoding, when even that is over the budget.
+            let planOf = Dictionary(prepared.plans.map { ($0.tensor.name, $0) }, uniquingKeysWith: { a, _ in a })
+            let least = decodedBytesAtLeast(prepared.plans)
+            if let (name, need) = prepared.graph.constants.lazy.map({ ($0.name, MemoryBudget.workingBytes(planOf[$0.name], $0)) }).max(by: { $0.1 < $1.1 }),
+               least + need > budget {
+                throw ConversionError("\(mbm): verify holds the stored model decoded (at least \(MemoryBudget.describe(least))) and converts tensor '\(name)' again in \(MemoryBudget.describe(need)): more than the memory budget of \(MemoryBudget.describe(budget)); pass --max-memory \(MemoryBudget.describe(least + need)) or more")
+            }
+            preparedFirst = prepared
+        }
+
+        // 1. Integrity.
+        let file = try MBMFile.open(path: mbm)
+        // The stored model stays decoded in memory throughout (masks, signs, codes): it counts
+        // against the budget before the recomputation and the runs get what is left.
+        let held = decodedBytes(file.model.graph)
 
         // 2. Weights, recomputed with the policy the file carries.
         var weights: [WeightCheck] = []
         var modelDifferences: [String] = [], nodesChecked = 0, constantsChecked = 0
         var diagnosticBase: (prepared: Conversion.Prepared, corrections: [Calibration.StoredCorrection])?
-        if sourceMatches, case .string(let policyText)? = file.metadataValue(MetadataKey.policyText) {
-            let policyName: String
-            if case .string(let n)? = file.metadataValue(MetadataKey.policyFile) { policyName = n } else { policyName = "policy" }
-            var prepared = try Conversion.prepare(model: onnx, policyBytes: Array(policyText.utf8), policyFile: "\(mbm) (embedded \(policyName))", strict: false)
+        if var prepared = preparedFirst {
             if prepared.policy.target?.allocate == .sensitivity {
                 // The spread depended on calibration inputs the file does not carry: take each
                 // target layer's P from the layer statistics recorded at conversion.
@@ -250,6 +268,20 @@ public enum Verify {
         report.constantsChecked = constantsChecked
         report.modelDifferences = modelDifferences
         return report
+    }
+
+    /// A lower bound of `decodedBytes` for the tensors `plans` convert, from their shapes alone:
+    /// a binarized tensor's mask (a byte per element) and first level of signs, a quantized
+    /// one's codes.
+    static func decodedBytesAtLeast(_ plans: [ConversionPlan]) -> Int {
+        plans.reduce(0) { total, p in
+            let n = p.tensor.elementCount
+            switch p.decision.action {
+            case .binarize: return total + n + (n + 63) / 64 * 8
+            case .quantize: return total + n
+            case .keep: return total
+            }
+        }
     }
 
     /// Bytes of a decoded `.mbm` graph that live in memory rather than in the file's map:

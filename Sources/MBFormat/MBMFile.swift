@@ -40,6 +40,15 @@ public struct MBMFile: Sendable {
         return try MBMReader(path: path, mapping: mapping, options: options).read()
     }
 
+    /// The file's metadata without its graph or tensors (header, section table and META are
+    /// checked; nothing else is read or decoded): what a caller needs to decide whether it can
+    /// afford to open the file.
+    public static func readMetadata(path: String, options: Options = Options()) throws(MBMError) -> [MetadataEntry] {
+        let mapping: ByteStorage
+        do { mapping = try FileMapping.map(path: path) } catch { throw MBMError(.unreadable, file: path, "\(error)") }
+        return try MBMReader(path: path, mapping: mapping, options: options).readMetadata()
+    }
+
     /// Parses bytes already in memory (tests, fuzzing). `name` labels errors.
     public static func parse(_ bytes: [UInt8], name: String = "<memory>", options: Options = Options()) throws(MBMError) -> MBMFile {
         try MBMReader(path: name, mapping: ByteStorage(copying: bytes), options: options).read()
@@ -55,7 +64,19 @@ struct MBMReader {
         MBMError(kind, file: path, place: place, message)
     }
 
-    func read() throws(MBMError) -> MBMFile {
+    /// The header and section table, checked: the version, the sections by tag (the four known
+    /// ones present) and the optional ones skipped.
+    struct Sections {
+        var major: UInt16
+        var minor: UInt16
+        var all: [SectionEntry]
+        var known: [SectionTag: SectionEntry]
+        var skipped: [SectionEntry]
+    }
+
+    static let knownTags: Set<SectionTag> = [.metadata, .graph, .tensorDirectory, .data]
+
+    func sections() throws(MBMError) -> Sections {
         let bytes = mapping.buffer
         let size = bytes.count
         guard size >= MBMLayout.magic.count, Array(bytes[0..<MBMLayout.magic.count]) == MBMLayout.magic else {
@@ -138,7 +159,7 @@ struct MBMReader {
         }
         var known: [SectionTag: SectionEntry] = [:]
         var skipped: [SectionEntry] = []
-        let knownTags: Set<SectionTag> = [.metadata, .graph, .tensorDirectory, .data]
+        let knownTags = Self.knownTags
         for s in sections {
             guard known[s.tag] == nil else { throw fail(.corrupt, "section \(s.tag)", "appears twice") }
             if knownTags.contains(s.tag) {
@@ -152,22 +173,45 @@ struct MBMReader {
         for tag in [SectionTag.metadata, .graph, .tensorDirectory, .data] where known[tag] == nil {
             throw fail(.corrupt, nil, "required section \(tag) is missing")
         }
+        return Sections(major: major, minor: minor, all: sections, known: known, skipped: skipped)
+    }
+
+    /// The CRC-32 of section `s`, checked.
+    func checkCRC(_ s: SectionEntry) throws(MBMError) {
+        // In 64 MiB pieces whose pages of a mapped file are released once checked: opening a
+        // large file does not leave it all resident (tensors' pages come back as they are read).
+        var check = CRC32()
+        for start in stride(from: s.offset, to: s.offset + s.length, by: 64 << 20) {
+            let piece = ByteSlice(storage: mapping, offset: start, count: min(64 << 20, s.offset + s.length - start))
+            piece.withBytes { check.update($0) }
+            piece.releaseResidentPages()
+        }
+        let crc = check.value
+        guard crc == s.crc else {
+            throw fail(.checksum, "section \(s.tag)", "CRC-32 mismatch (stored \(hex(s.crc)), computed \(hex(crc)))")
+        }
+    }
+
+    /// The metadata alone: header, section table and META checked (its CRC too, with
+    /// `verifyChecksums`), nothing else read.
+    func readMetadata() throws(MBMError) -> [MetadataEntry] {
+        let found = try sections()
+        let s = found.known[.metadata]!
+        if options.verifyChecksums { try checkCRC(s) }
+        do {
+            return try MetadataCodec.decode(UnsafeRawBufferPointer(rebasing: mapping.buffer[s.offset..<(s.offset + s.length)]))
+        } catch {
+            throw fail(.corrupt, "section META", error.description)
+        }
+    }
+
+    func read() throws(MBMError) -> MBMFile {
+        let bytes = mapping.buffer
+        let size = bytes.count
+        let found = try sections()
+        let (major, minor, sections, known, skipped) = (found.major, found.minor, found.all, found.known, found.skipped)
         if options.verifyChecksums {
-            for s in sections where knownTags.contains(s.tag) {
-                // In 64 MiB pieces whose pages of a mapped file are released once checked:
-                // opening a large file does not leave it all resident (tensors' pages come back
-                // as they are read).
-                var check = CRC32()
-                for start in stride(from: s.offset, to: s.offset + s.length, by: 64 << 20) {
-                    let piece = ByteSlice(storage: mapping, offset: start, count: min(64 << 20, s.offset + s.length - start))
-                    piece.withBytes { check.update($0) }
-                    piece.releaseResidentPages()
-                }
-                let crc = check.value
-                guard crc == s.crc else {
-                    throw fail(.checksum, "section \(s.tag)", "CRC-32 mismatch (stored \(hex(s.crc)), computed \(hex(crc)))")
-                }
-            }
+            for s in sections where Self.knownTags.contains(s.tag) { try checkCRC(s) }
         }
         func body(_ tag: SectionTag) -> UnsafeRawBufferPointer {
             let s = known[tag]!
@@ -244,6 +288,10 @@ struct MBMReader {
                 do {
                     tensors.append(try PayloadCodec.decode(encoding: encoding, name: name, elementType: type, shape: shape, count: count,
                                                            directory: &r, payload: slice, verifyScales: true))
+                    // A decoded payload is a copy: the pages it was read from go back, so a large
+                    // file is not left resident beside its decoded tensors. Raw payloads are used
+                    // in place and keep theirs.
+                    if encoding != .raw { slice.releaseResidentPages() }
                 } catch {
                     throw fail(.corrupt, place, error.message)
                 }

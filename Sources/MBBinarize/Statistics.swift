@@ -90,20 +90,44 @@ public struct Statistics: Sendable, Equatable {
         precondition(layout.isIdentity)
         var sums = ErrorSums()
         let levels = packed.levels
-        var cursor = [Int](repeating: 0, count: levels.count)
-        for g in 0..<layout.groupCount {
-            let start = g * layout.groupSize
-            for p in start..<(start + layout.groupSize) {
-                // Level 1 reaches every entry: bit p of its stream belongs to entry p.
-                let mu = levels[0].scales[g]
-                var r = (levels[0].signs[p >> 6] &>> UInt64(p & 63)) & 1 == 1 ? mu : -mu
-                for k in 1..<max(1, Int(packed.mask[p])) {
-                    let c = cursor[k]
-                    cursor[k] = c + 1
-                    let mu = levels[k].scales[g]
-                    r += (levels[k].signs[c >> 6] &>> UInt64(c & 63)) & 1 == 1 ? mu : -mu
+        let count = levels.count
+        // Raw views of every level's signs and scales (the loop runs once per element; array
+        // accesses through `levels` would retain and check each time). Same order and the same
+        // Float and Double operations as `dequantized()` and `errors(original:reconstructed:)`.
+        let signs = UnsafeMutablePointer<UnsafePointer<UInt64>>.allocate(capacity: count)
+        let scales = UnsafeMutablePointer<UnsafePointer<Float>>.allocate(capacity: count)
+        let cursor = UnsafeMutablePointer<Int>.allocate(capacity: count)
+        defer { signs.deallocate(); scales.deallocate(); cursor.deallocate() }
+        cursor.initialize(repeating: 0, count: count)
+        func withLevels(_ k: Int, _ body: () -> Void) {
+            guard k < count else { return body() }
+            levels[k].signs.withUnsafeBufferPointer { s in
+                levels[k].scales.withUnsafeBufferPointer { m in
+                    signs[k] = s.baseAddress ?? UnsafePointer(bitPattern: 8)!
+                    scales[k] = m.baseAddress ?? UnsafePointer(bitPattern: 8)!
+                    withLevels(k + 1, body)
                 }
-                sums.add(original[p], r)
+            }
+        }
+        withLevels(0) {
+            original.withUnsafeBufferPointer { t in
+                packed.mask.withUnsafeBufferPointer { mask in
+                    for g in 0..<layout.groupCount {
+                        let start = g * layout.groupSize
+                        for p in start..<(start + layout.groupSize) {
+                            // Level 1 reaches every entry: bit p of its stream belongs to entry p.
+                            let mu = scales[0][g]
+                            var r = (signs[0][p >> 6] &>> UInt64(p & 63)) & 1 == 1 ? mu : -mu
+                            for k in 1..<max(1, Int(mask[p])) {
+                                let c = cursor[k]
+                                cursor[k] = c + 1
+                                let mu = scales[k][g]
+                                r += (signs[k][c >> 6] &>> UInt64(c & 63)) & 1 == 1 ? mu : -mu
+                            }
+                            sums.add(t[p], r)
+                        }
+                    }
+                }
             }
         }
         return sums.result

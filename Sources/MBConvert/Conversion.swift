@@ -211,8 +211,11 @@ public enum Conversion {
         let (graphBytes, tensors) = MBMWriter.encodeGraph(IRModel(graph: graph, opsets: prepared.opsets))
         let writer: MBMWriter.Stream
         do { writer = try MBMWriter.Stream(path: outputPath) } catch { throw ConversionError(error) }
-        let rows = try stream(prepared, tensors: tensors, into: writer, budget: options.maxMemory ?? MemoryBudget.defaultBytes,
-                              threads: options.threads, progress: progress)
+        let planOf = Dictionary(prepared.plans.map { ($0.tensor.name, $0) }, uniquingKeysWith: { a, _ in a })
+        let topLevel = prepared.graph.constants.count
+        let largest = tensors.indices.lazy.map { MemoryBudget.workingBytes($0 < topLevel ? planOf[tensors[$0].name] : nil, tensors[$0]) }.max() ?? 0
+        let budget = options.maxMemory ?? MemoryBudget.defaultWorkingBytes(largestNeed: largest)
+        let rows = try stream(prepared, tensors: tensors, into: writer, budget: budget, threads: options.threads, progress: progress)
         var report = ConversionReport(model: modelPath, policy: policyPath, output: outputPath, onnxBytes: prepared.sourceBytes,
                                       layers: rows, warnings: prepared.warnings)
         report.allocation = allocation

@@ -15,6 +15,17 @@ public enum MemoryBudget {
     /// Default budget: half of physical memory.
     public static var defaultBytes: Int { Int(ProcessInfo.processInfo.physicalMemory / 2) }
 
+    /// Working memory in flight when no budget is given: what the largest tensor needs (at
+    /// least `defaultFloor`), at most `defaultBytes`. Two large tensors are then not binarized
+    /// at once, so the peak follows the largest tensor rather than the two largest; a model of
+    /// small tensors keeps every worker busy. `--max-memory` raises it.
+    static func defaultWorkingBytes(largestNeed: Int) -> Int {
+        min(defaultBytes, max(largestNeed, defaultFloor))
+    }
+
+    /// 64 MiB: below it, tensors are small enough to convert side by side on every worker.
+    static let defaultFloor = 64 << 20
+
     /// Bytes a binarization of `n` elements with `plan` holds at once. Per element:
     /// - 4: the float copy of T, which every level reads (the source is not held beside it);
     /// - 1: the mask;
@@ -65,6 +76,15 @@ public enum MemoryBudget {
         }
         let kib = (bytes + 1023) >> 10
         return kib % 1024 == 0 ? "\(kib / 1024)M" : "\(kib)K"
+    }
+
+    /// What a binarized tensor holds from its conversion until it is written: the mask (a byte
+    /// per element), the sign words, and its encoding (at most a byte per element for the coded
+    /// mask, plus the signs again). Nil for other storage (their charge stays as counted).
+    static func heldBytes(_ t: IRTensor) -> Int? {
+        guard case .binarized(let p) = t.storage else { return nil }
+        let signs = p.levels.reduce(0) { $0 + 8 * $1.signs.count + 8 * $1.scales.count + 8 * $1.activeCounts.count }
+        return 2 * p.mask.count + 2 * signs
     }
 
     /// Working memory for converting (or copying) one constant.
@@ -148,6 +168,9 @@ extension Conversion {
                 let result = Result { () throws -> (StoredTensor, Conversion.LayerOutcome?) in
                     guard let p = planned[j] else { return (MBMWriter.stored(tensors[j]), nil) }
                     let outcome = try convert(p, constant: tensors[j], policy: policy)
+                    // The float copy and the binarizer's work are gone: only the packed form is
+                    // held until it is written, so the next tensor may start while it is encoded.
+                    if let held = MemoryBudget.heldBytes(outcome.tensor) { state.shrink(j, to: held) }
                     return (MBMWriter.stored(outcome.tensor), outcome)
                 }
                 // The tensor written is the next in order (`k`), not necessarily this worker's.
@@ -211,6 +234,17 @@ private final class StreamState: @unchecked Sendable {
         inFlight += need[j]
         charges[j] = need[j]
         return j
+    }
+
+    /// Lowers tensor `j`'s charge to `bytes` (what it holds once converted), letting waiting
+    /// workers take the next tensor if it now fits.
+    func shrink(_ j: Int, to bytes: Int) {
+        condition.lock()
+        defer { condition.unlock() }
+        guard let charged = charges[j], bytes < charged else { return }
+        charges[j] = bytes
+        inFlight -= charged - bytes
+        condition.broadcast()
     }
 
     /// Records tensor `j`'s result and writes every finished tensor whose turn has come, one

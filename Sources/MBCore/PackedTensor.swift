@@ -70,14 +70,31 @@ public struct PackedTensor: Sendable, Equatable {
         guard !levels.isEmpty, levels.count <= Self.maxLevels else {
             throw PackedTensorError("\(levels.count) levels; expected 1...\(Self.maxLevels)")
         }
-        var counts = [[Int]](repeating: [Int](repeating: 0, count: layout.groupCount), count: levels.count)
-        for p in 0..<layout.count {
-            let m = Int(mask[layout.flatIndex(ofGroupMajor: p)])
-            guard (1...levels.count).contains(m) else {
-                throw PackedTensorError("mask entry \(layout.flatIndex(ofGroupMajor: p)) is \(m); expected 1...\(levels.count)")
+        // Entries of each width per group (one flat table, filled in group-major order, so the
+        // first bad entry reported is the same), then level k's count is those of width > k.
+        let widths = levels.count
+        var histogram = [Int](repeating: 0, count: layout.groupCount * (widths + 1))
+        var bad: (entry: Int, width: Int)?
+        mask.withUnsafeBufferPointer { m in
+            histogram.withUnsafeMutableBufferPointer { h in
+                let identity = layout.isIdentity
+                for p in 0..<layout.count {
+                    let i = identity ? p : layout.flatIndex(ofGroupMajor: p)
+                    let w = Int(m[i])
+                    guard w >= 1, w <= widths else { bad = (i, w); return }
+                    let g = layout.groupSize == 0 ? 0 : p / layout.groupSize
+                    h[g * (widths + 1) + w] += 1
+                }
             }
-            let g = layout.groupSize == 0 ? 0 : p / layout.groupSize
-            for k in 0..<m { counts[k][g] += 1 }
+        }
+        if let bad { throw PackedTensorError("mask entry \(bad.entry) is \(bad.width); expected 1...\(levels.count)") }
+        var counts = [[Int]](repeating: [Int](repeating: 0, count: layout.groupCount), count: widths)
+        for g in 0..<layout.groupCount {
+            var reaching = 0
+            for w in stride(from: widths, through: 1, by: -1) {
+                reaching += histogram[g * (widths + 1) + w]
+                counts[w - 1][g] = reaching
+            }
         }
         for (k, level) in levels.enumerated() {
             guard level.scales.count == layout.groupCount, level.activeCounts.count == layout.groupCount else {

@@ -55,8 +55,8 @@ struct ConvertCommand: ParsableCommand {
                                valueName: "n"))
     var calibrateBatch: Int?
 
-    @Option(help: ArgumentHelp("Memory for the tensors being converted: bytes, or a size with K, M, G or T (default: half of physical memory).",
-                               discussion: "Tensors are read through the memory map, converted and written one at a time (as many in parallel as fit). A budget below what the largest tensor needs is an error that names the tensor and the size it needs. Conversions with --calibrate hold every layer.",
+    @Option(help: ArgumentHelp("Memory for the tensors being converted: bytes, or a size with K, M, G or T (default: what the largest tensor needs, at least 64M, at most half of physical memory).",
+                               discussion: "Tensors are read through the memory map, converted and written one at a time (as many in parallel as fit). A budget below what the largest tensor needs is an error that names the tensor and the size it needs. With --calibrate (and allocate: sensitivity) a model whose weights do not fit runs in segments that do; --calibrate-batch and fit: output hold every layer.",
                                valueName: "size"))
     var maxMemory: String?
 

@@ -106,6 +106,10 @@ public enum Conversion {
             return try Conversion.streamed(prepared, model: modelPath, policy: policyPath, policyBytes: policyBytes, output: outputPath,
                                            options: options, progress: progress, started: started, allocation: allocation, allocationSeconds: allocationSeconds)
         }
+        if calibrationInputs != nil, streamed != nil, ModelRunner.heldBytes(prepared) > budget {
+            // Never silently over the budget: the streamed calibration still holds the models.
+            prepared.warnings.append("--calibrate-batch holds every binarized layer and runs the models whole (about \(MemoryBudget.describe(ModelRunner.heldBytes(prepared)))), more than the memory budget of \(MemoryBudget.describe(budget)); without --calibrate-batch the calibration runs in segments within it")
+        }
         if let inputs = calibrationInputs, !fitsOutput, streamed == nil {
             var (floatRunner, binarizedRunner) = ModelRunner.forConversion(prepared, budget: budget, threads: options.threads)
             if binarizedRunner.isSegmented {

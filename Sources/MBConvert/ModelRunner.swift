@@ -168,10 +168,7 @@ extension ModelRunner {
     static func forConversion(_ prepared: Conversion.Prepared, budget: Int, threads: Int) -> (float: ModelRunner, binarized: ModelRunner) {
         var planOf: [String: ConversionPlan] = [:]
         for p in prepared.plans { planOf[p.tensor.name] = p }
-        let held = prepared.graph.constants.reduce(0) { total, t in
-            total + runBytes(t) + (planOf[t.name] == nil ? 0 : 2 * t.elementCount)
-        }
-        if held <= budget {
+        if heldBytes(prepared) <= budget {
             let whole = ModelRunner(mode: .whole, opsets: prepared.opsets, threads: threads)
             return (whole, whole)
         }
@@ -186,6 +183,15 @@ extension ModelRunner {
             return try Conversion.convert(plan, constant: t, policy: policy).tensor
         }), opsets: prepared.opsets, threads: threads)
         return (float, binarized)
+    }
+
+    /// What running the float and the binarized model whole holds, by the count of `runBytes`,
+    /// with every binarized tensor (about 2 bytes per element) held between them.
+    static func heldBytes(_ prepared: Conversion.Prepared) -> Int {
+        let planned = Set(prepared.plans.map(\.tensor.name))
+        return prepared.graph.constants.reduce(0) { total, t in
+            total + runBytes(t) + (planned.contains(t.name) ? 2 * t.elementCount : 0)
+        }
     }
 
     /// Whether the runs go in segments.

@@ -69,6 +69,25 @@ import Testing
         #expect(partBytes == wholeBytes, "\(policyName): the file written in segments at \(budget) bytes differs from the whole run's")
     }
 
+    /// `--calibrate-batch` still runs the models whole: over the budget it says so in the report.
+    @Test func streamedCalibrationOverTheBudgetWarns() throws {
+        let dir = try scratchDirectory("segmented")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let policy = root.appendingPathComponent("Examples/policies/alexnet-paper.txt").path
+        let prepared = try Conversion.prepare(model: model, policyBytes: Array(try Data(contentsOf: URL(fileURLWithPath: policy))),
+                                              policyFile: policy, strict: false)
+        var options = Conversion.Options(force: true)
+        options.calibrate = try calibration(dir)
+        options.calibrationBatch = 4
+        options.maxMemory = ModelRunner.heldBytes(prepared) / 2
+        let report = try Conversion.run(model: model, policy: policy, output: dir.appendingPathComponent("m.mbm").path, options: options)
+        #expect(report.warnings.contains { $0.hasPrefix("--calibrate-batch holds every binarized layer") && $0.contains("more than the memory budget") },
+                "\(report.warnings)")
+        options.maxMemory = nil
+        let roomy = try Conversion.run(model: model, policy: policy, output: dir.appendingPathComponent("m.mbm").path, options: options)
+        #expect(!roomy.warnings.contains { $0.hasPrefix("--calibrate-batch") })
+    }
+
     @Test func aNodeWhoseWeightsExceedTheBudgetIsNamed() throws {
         let dir = try scratchDirectory("segmented")
         defer { try? FileManager.default.removeItem(at: dir) }

@@ -118,6 +118,12 @@ public enum Conversion {
                 // corrected graph is written tensor by tensor like an uncalibrated conversion.
                 let start = Date()
                 var graph = ActivationAttributes.apply(prepared.plans, to: prepared.graph)
+                // Refused before any run when a node's own weights do not fit, by the larger need
+                // of the two models.
+                let largest: [(node: String, bytes: Int)] = [floatRunner.largestNode(of: prepared.graph), binarizedRunner.largestNode(of: graph)].compactMap { $0 }
+                if let worst = largest.max(by: { $0.bytes < $1.bytes }), worst.bytes > budget {
+                    throw ModelRunner.tooLarge(node: worst.node, need: worst.bytes, budget: budget)
+                }
                 let (corrected, found, stored) = try Calibration.calibrate(float: prepared.graph, binarized: graph, layerNodes: calibratedNodes(prepared),
                                                                           inputs: inputs, floatRunner: &floatRunner, binarizedRunner: &binarizedRunner)
                 graph = corrected

@@ -53,7 +53,7 @@ struct ModelRunner {
             let own = Set(reads(of: node).compactMap { constantAt[$0] })
             let ownBytes = own.reduce(0) { $0 + need(graph.constants[$1]) }
             if ownBytes > budget {
-                throw ConversionError("node '\(node.name)' needs \(MemoryBudget.describe(ownBytes)) for its weights to run on the calibration inputs, more than the memory budget of \(MemoryBudget.describe(budget)); pass --max-memory \(MemoryBudget.describe(ownBytes)) or more")
+                throw tooLarge(node: node.name, need: ownBytes, budget: budget)
             }
             let added = own.subtracting(held).reduce(0) { $0 + need(graph.constants[$1]) }
             if i > start, bytes + added > budget {
@@ -67,6 +67,20 @@ struct ModelRunner {
         }
         if start < graph.nodes.count || ranges.isEmpty { ranges.append(start..<graph.nodes.count) }
         return ranges
+    }
+
+    /// The error for a node whose own weights need more than the budget.
+    static func tooLarge(node: String, need: Int, budget: Int) -> ConversionError {
+        ConversionError("node '\(node)' needs \(MemoryBudget.describe(need)) for its weights to run on the calibration inputs, more than the memory budget of \(MemoryBudget.describe(budget)); pass --max-memory \(MemoryBudget.describe(need)) or more")
+    }
+
+    /// The node whose own weights need the most, and how much (nil for whole runs): what the
+    /// budget must hold at least.
+    func largestNode(of graph: IRGraph) -> (node: String, bytes: Int)? {
+        guard case .segments(_, let need, _) = mode else { return nil }
+        let index = Dictionary(graph.constants.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        return graph.nodes.map { n in (node: n.name, bytes: Set(Self.reads(of: n)).compactMap { index[$0] }.reduce(0) { $0 + need($1) }) }
+            .max { $0.bytes < $1.bytes }
     }
 
     /// Every value a node reads, its subgraphs' reads from the enclosing scope included.
@@ -137,6 +151,9 @@ struct ModelRunner {
             let out = try MBModel(ir: IRModel(graph: segment, opsets: opsets), options: Calibration.modelOptions)
                 .makeSession(.init(threads: threads)).run(values.filter { inputs.contains($0.key) }, transforming: ownTransforms)
             segmentsRun += 1
+            // The runtime reads aligned float weights in place from the model's map: their pages
+            // go back once the segment is done, or the whole model would end up resident.
+            for c in indices { if case .dense(let bytes) = graph.constants[c].storage { bytes.releaseResidentPages() } }
             for (name, t) in out { values[name] = t }
             // Activations no later segment reads go now.
             for name in Array(values.keys) where (lastReader[name] ?? -1) <= s { values[name] = nil }
@@ -149,13 +166,15 @@ struct ModelRunner {
 
 extension ModelRunner {
     /// Weight bytes a model run holds for constant `t`: the source bytes it reads and the
-    /// runtime's float copy; for a binarized tensor, its packed form and its expansion.
+    /// runtime's float copy; for a binarized or quantized tensor, its packed form (up to 2 bytes
+    /// per element) and its expansion, which the runtime makes as an array and copies into its
+    /// own storage at load (8 bytes per element for a moment).
     static func runBytes(_ t: IRTensor) -> Int {
         let n = t.elementCount
         switch t.storage {
         case .dense(let bytes): return bytes.count + max(4 * n, bytes.count)
         case .strings(let list): return 2 * list.reduce(0) { $0 + $1.count }
-        case .binarized, .quantized: return 6 * n
+        case .binarized, .quantized: return 10 * n
         }
     }
 
@@ -175,9 +194,12 @@ extension ModelRunner {
         let plans = planOf
         let policy = prepared.policy
         let float = ModelRunner(mode: .segments(budget: budget, need: { runBytes($0) }, constant: { $0 }), opsets: prepared.opsets, threads: threads)
+        // A planned weight needs its conversion's working memory while it is converted, then its
+        // converted form beside the runtime's expansion (`runBytes` of a binarized tensor): the
+        // larger of the two, as a segment converts its weights before it is loaded.
         let binarized = ModelRunner(mode: .segments(budget: budget, need: { t in
             guard let plan = plans[t.name] else { return runBytes(t) }
-            return MemoryBudget.workingBytes(plan, t) + 4 * t.elementCount
+            return max(MemoryBudget.workingBytes(plan, t), 10 * t.elementCount)
         }, constant: { t in
             guard let plan = plans[t.name] else { return t }
             return try Conversion.convert(plan, constant: t, policy: policy).tensor

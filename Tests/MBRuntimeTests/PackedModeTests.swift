@@ -157,6 +157,12 @@ final class PackedModeTests: XCTestCase {
             XCTAssertFalse(convs.isEmpty, "\(label): no Conv on int8 tables")
             XCTAssertTrue(int8.weightChoices.allSatisfy(\.packed), "\(label): a weight was expanded in packed mode")
             XCTAssertLessThan(int8.weightBytes, expanded.weightBytes)
+            // Packed mode holds the compact int8 layout (per-entry levels as activity and sign
+            // bits): about the file's bytes, as the float path's compact form.
+            let stored = Dictionary(try Inspect.summarizeMBM(path: path).tensors.map { ($0.name, $0.bytes) }, uniquingKeysWith: { a, _ in a })
+            let resident = int8.weightChoices.reduce(0) { $0 + $1.residentBytes }, file = int8.weightChoices.reduce(0) { $0 + stored[$1.weight]! }
+            print("tiny_cnn \(label), int8 tables: binarized weights resident \(resident) B, stored \(file) B (\(Double(resident) / Double(file))x)")
+            XCTAssertLessThanOrEqual(Double(resident), 1.3 * Double(file), "\(label): resident \(resident) B vs stored \(file) B")
             let a = try expanded.makeSession().run(["input": x]), b = try int8.makeSession(.init(threads: 2)).run(["input": x])
             let c = try int8.makeSession(.init(kernels: .reference)).run(["input": x])
             for info in expanded.outputs {

@@ -137,6 +137,8 @@ final class WeightChoice: @unchecked Sendable {
     func measureConv(trial g: ConvGeometry, int8: Bool = false) {
         guard let source, g.groups == 1 else { return }
         let m8 = int8 && LutConvInt8Weights.fastAvailable ? try? LutConvInt8Weights(packed: source) : nil
+        // Auto mode is the speed mode: codes held expanded (packed mode keeps the compact form).
+        m8?.expandCodes()
         let m = m8 != nil || !BitPlaneMatrix.lutAvailable ? nil : try? LutConvWeights(packed: source)
         guard m8?.fits(g) == true || m?.fits(g) == true else { return }
         let w = source.dequantized()
@@ -177,6 +179,7 @@ final class WeightChoice: @unchecked Sendable {
         pinnedLut = false
         guard lookupTables, let source, g.groups == 1 else { return }
         if int8, LutConvInt8Weights.fastAvailable, let m = try? LutConvInt8Weights(packed: source), m.fits(g) {
+            m.expandCodes()
             lutConv8 = m
         } else if !int8, BitPlaneMatrix.lutAvailable, let m = try? LutConvWeights(packed: source), m.fits(g) {
             lutConv = m
@@ -187,7 +190,8 @@ final class WeightChoice: @unchecked Sendable {
     }
     private var pinnedLut: Bool?
 
-    /// Packed mode with int8 Conv tables: the int8 lookup-table layout is the weight's only form.
+    /// Packed mode with int8 Conv tables: the int8 lookup-table layout, compact (per-entry levels
+    /// expanded a tile at a time per run), is the weight's only form.
     func adoptInt8(_ packed: PackedTensor) throws {
         lutConv8 = try LutConvInt8Weights(packed: packed)
     }

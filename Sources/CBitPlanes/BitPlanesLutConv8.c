@@ -446,7 +446,7 @@ void bp_lutconv8_forward(int fast, const bp_lutconv8_weights *w, const bp_lutcon
 #endif
                 tile_portable(w, &s, rt, tc, p0 - b0, s.tile);
                 for (int32_t r = 0; r < rows; r++) {
-                    const int32_t o = w->order[r0 + r];
+                    const int32_t o = w->order ? w->order[r0 + r] : r0 + r;
                     const float b = bias ? bias[o] : 0.0f;
                     float *yr = y + (int64_t)o * positions + p0;
                     if (relu) {

@@ -24,8 +24,8 @@ public final class LutConvInt8Weights: @unchecked Sendable {
     /// Code sets per plane (1 or 2).
     public let halves: [Int32]
     let halvesStorage: Owned<Int32>
-    /// Output row of each tile slot (-1 past the rows).
-    let order: Owned<Int32>
+    /// Output row of each tile slot (-1 past the rows); nil when every row keeps its place.
+    let order: Owned<Int32>?
     let tilePlanes: Owned<Int32>
     let tileStart: Owned<Int64>
     let rowActive: Owned<UInt16>
@@ -45,14 +45,14 @@ public final class LutConvInt8Weights: @unchecked Sendable {
 
     var c: bp_lutconv8_weights {
         bp_lutconv8_weights(rows: Int32(rows), reduction: Int32(reduction), quads: Int32(quads), planes: Int32(halves.count),
-                            codeSets: Int32(halves.reduce(0, +)), halves: halvesStorage.pointer, order: order.pointer,
+                            codeSets: Int32(halves.reduce(0, +)), halves: halvesStorage.pointer, order: order?.pointer,
                             tilePlanes: tilePlanes.pointer, tileStart: tileStart.pointer, rowActive: rowActive.pointer,
                             store: store?.pointer, codes: codes?.pointer, codeStart: codeStart?.pointer, scales: scales.pointer)
     }
 
     /// Bytes held: codes (compact or expanded), scales, row order and per-tile offsets.
     public var residentBytes: Int {
-        (store?.bytes ?? 0) + (codes?.bytes ?? 0) + (codeStart?.bytes ?? 0) + scales.bytes + halvesStorage.bytes + order.bytes
+        (store?.bytes ?? 0) + (codes?.bytes ?? 0) + (codeStart?.bytes ?? 0) + scales.bytes + halvesStorage.bytes + (order?.bytes ?? 0)
             + tilePlanes.bytes + tileStart.bytes + rowActive.bytes
     }
 
@@ -74,7 +74,10 @@ public final class LutConvInt8Weights: @unchecked Sendable {
             total += bp_lutconv8_tile_code_bytes(&w, Int32(t))
         }
         let expanded = Owned<UInt8>(count: Int(total), repeating: 0)
-        for t in 0..<tiles { bp_lutconv8_expand_tile(&w, Int32(t), expanded.pointer + Int(starts[t])) }
+        // `w` points into `store`: keep it alive until the last tile is expanded.
+        withExtendedLifetime(store) {
+            for t in 0..<tiles { bp_lutconv8_expand_tile(&w, Int32(t), expanded.pointer + Int(starts[t])) }
+        }
         codeStart = Owned(starts)
         codes = expanded
         self.store = nil
@@ -187,7 +190,7 @@ public final class LutConvInt8Weights: @unchecked Sendable {
         }
         store.append(0)
         halvesStorage = Owned(halves)
-        self.order = Owned(order)
+        self.order = sorted.elementsEqual(0..<rows) ? nil : Owned(order)
         self.tilePlanes = Owned(tilePlanes)
         self.tileStart = Owned(tileStart)
         self.rowActive = Owned(rowActive)

@@ -175,6 +175,26 @@ final class PackedModeTests: XCTestCase {
         }
     }
 
+    /// Auto mode holds int8 tables' codes expanded (speed); over its budget it first goes back to
+    /// their compact codes, which keep the tables (same outputs bit for bit) at fewer bytes.
+    func testAutoInt8TablesCompactUnderABudget() throws {
+        let root = SharedFixtures.repositoryRoot.appendingPathComponent("Examples/models")
+        let x = try MBTensor(npy: NPY.read(path: root.appendingPathComponent("tiny_cnn.input.npy").path))
+        let path = try convert(root.appendingPathComponent("tiny_cnn.onnx").path, "version: 1\ndefault:\n  mix: {1: 0.8, 2: 0.2}\n  scale: channel\n",
+                               name: "tinyint8budget")
+        let url = URL(fileURLWithPath: path)
+        let packed = try MBModel(contentsOf: url, options: .init(weights: .packed, convTables: .int8))
+        let convs = Set(packed.weightChoices.filter(\.lookupTables).map(\.node))
+        XCTAssertFalse(convs.isEmpty)
+        let free = try MBModel(contentsOf: url, options: .init(weights: .auto, convTables: .int8, lookupTableConvs: convs))
+        let budget = free.weightBytes - 1
+        let tight = try MBModel(contentsOf: url, options: .init(weights: .auto, maxWeightBytes: budget, convTables: .int8, lookupTableConvs: convs))
+        XCTAssertLessThanOrEqual(tight.weightBytes, budget)
+        XCTAssertEqual(Set(tight.weightChoices.filter(\.lookupTables).map(\.node)), convs, "a Conv left the int8 tables under the budget")
+        let a = try free.makeSession().run(["input": x]), b = try tight.makeSession().run(["input": x])
+        for info in free.outputs { XCTAssertEqual(a[info.name]!.floats, b[info.name]!.floats, "compact and expanded int8 codes differ") }
+    }
+
     /// `lookupTableConvs` pins auto's Conv choice: the named Convs run on lookup tables (float or
     /// int8), the others expanded, with no trial; two loads give bit-identical outputs.
     func testPinnedConvChoiceIsRepeatable() throws {

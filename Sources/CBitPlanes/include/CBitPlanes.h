@@ -229,7 +229,8 @@ void bp_lutconv_forward(int isa, const bp_lutconv_weights *w, const bp_lutconv_g
 /// The int8 lookup-table convolution (BitPlanesLutConv8.c): the geometry above, binarized weights
 /// as nibble codes, activations quantized to int8 tables per output position and block of
 /// `BP_LUTCONV8_BLOCK_QUADS` quads (16 reduction entries each). Rows go in tiles of
-/// `BP_LUTCONV8_ROWS` (`order[slot]` is the output row of tile slot `slot`, -1 past the rows;
+/// `BP_LUTCONV8_ROWS` (`order[slot]` is the output row of tile slot `slot`, -1 past the rows, or
+/// slot itself when `order` is NULL;
 /// rows are sorted by how many levels they have, so a channel mask's sparse levels fill few
 /// tiles). The kernel reads, per tile, codes: per plane the tile has, per quad, `halves[plane]`
 /// sets of 32 bytes; byte k holds entry 2k (low nibble) and 2k + 1 (high), entry e = 4 * row +
@@ -257,7 +258,7 @@ typedef struct {
     int32_t planes;
     int32_t codeSets;           // sum of halves
     const int32_t *halves;      // [planes], 1 or 2
-    const int32_t *order;       // [tiles * 16]
+    const int32_t *order;       // [tiles * 16], NULL when every row is in its own place
     const int32_t *tilePlanes;  // [tiles]
     const int64_t *tileStart;   // [tiles], in words of `store`
     const uint16_t *rowActive;  // [tiles][planes]

@@ -228,7 +228,7 @@ static void tile_portable(const bp_lutconv8_weights *w, const scratch_layout *s,
     for (int32_t pl = 0; pl < w->tilePlanes[rt]; pl++) {
         const int32_t halves = w->halves[pl];
         const uint8_t *cp = tc + planeStart;
-        const float *rs = w->scales + ((int64_t)rt * w->planes + pl) * TILE;
+        const float *rs = w->scales + ((int64_t)rt * w->scaleTileStride + pl) * TILE;
         for (int32_t kb = 0; kb < s->kblocks; kb++) {
             int32_t sums[PG][TILE];
             memset(sums, 0, sizeof sums);
@@ -360,7 +360,7 @@ BP_LUT8_TARGET static void tile_avx512(const bp_lutconv8_weights *w, const scrat
     for (int32_t pl = 0; pl < w->tilePlanes[rt]; pl++) {
         const int32_t halves = w->halves[pl];
         const uint8_t *cp = tc + planeStart;
-        const __m512 rs = _mm512_loadu_ps(w->scales + ((int64_t)rt * w->planes + pl) * TILE);
+        const __m512 rs = _mm512_loadu_ps(w->scales + ((int64_t)rt * w->scaleTileStride + pl) * TILE);
         for (int32_t kb = 0; kb < s->kblocks; kb++) {
             __m512i sums[PG];
             for (int p = 0; p < PG; p++) sums[p] = _mm512_setzero_si512();

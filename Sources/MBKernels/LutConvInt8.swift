@@ -34,8 +34,10 @@ public final class LutConvInt8Weights: @unchecked Sendable {
     /// Every tile's codes as the kernel reads them (`expandCodes`), tile t from byte `codeStart[t]`.
     private(set) var codes: Owned<UInt8>?
     private(set) var codeStart: Owned<Int64>?
-    /// [row tile][plane][16] (pair planes hold the level's scale halved).
+    /// [row tile][plane][16] (pair planes hold the level's scale halved), or one [plane][16] for
+    /// every tile (`sharedScales`: tensor scales).
     let scales: Owned<Float>
+    let sharedScales: Bool
     static let tile = Int(BP_LUTCONV8_ROWS)
 
     /// Whether this CPU has the AVX-512 body (VBMI and VNNI); the portable one runs everywhere.
@@ -47,7 +49,8 @@ public final class LutConvInt8Weights: @unchecked Sendable {
         bp_lutconv8_weights(rows: Int32(rows), reduction: Int32(reduction), quads: Int32(quads), planes: Int32(halves.count),
                             codeSets: Int32(halves.reduce(0, +)), halves: halvesStorage.pointer, order: order?.pointer,
                             tilePlanes: tilePlanes.pointer, tileStart: tileStart.pointer, rowActive: rowActive.pointer,
-                            store: store?.pointer, codes: codes?.pointer, codeStart: codeStart?.pointer, scales: scales.pointer)
+                            store: store?.pointer, codes: codes?.pointer, codeStart: codeStart?.pointer, scales: scales.pointer,
+                            scaleTileStride: Int32(sharedScales ? 0 : halves.count))
     }
 
     /// Bytes held: codes (compact or expanded), scales, row order and per-tile offsets.
@@ -134,7 +137,10 @@ public final class LutConvInt8Weights: @unchecked Sendable {
                 let slots = (0..<T).map { Int(order[t * T + $0]) }
                 tilePlanes[t] = Int32(slots.map { $0 >= 0 ? rowLevels[$0] : 0 }.max() ?? 0)
                 tileStart[t] = Int64(store.count)
-                for (r, o) in slots.enumerated() where o >= 0 {
+                for (r, o) in slots.enumerated() {
+                    // Slots past the rows are never stored: they take slot 0's scales, so tensor
+                    // scales give every tile the same vector (held once).
+                    let o = o >= 0 ? o : slots[0]
                     for l in 0..<L {
                         var s: Float = l < levelScales.count ? levelScales[l][perRow ? o : 0] : 0
                         if let rowScale { s *= rowScale[o] }
@@ -189,6 +195,11 @@ public final class LutConvInt8Weights: @unchecked Sendable {
             }
         }
         store.append(0)
+        let tileScales = L * T
+        sharedScales = tiles > 1 && (1..<tiles).allSatisfy { t in
+            (0..<tileScales).allSatisfy { scales[t * tileScales + $0].bitPattern == scales[$0].bitPattern }
+        }
+        if sharedScales { scales.removeSubrange(tileScales...) }
         halvesStorage = Owned(halves)
         self.order = sorted.elementsEqual(0..<rows) ? nil : Owned(order)
         self.tilePlanes = Owned(tilePlanes)

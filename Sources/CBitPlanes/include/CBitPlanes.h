@@ -236,7 +236,8 @@ void bp_lutconv_forward(int isa, const bp_lutconv_weights *w, const bp_lutconv_g
 /// sets of 32 bytes; byte k holds entry 2k (low nibble) and 2k + 1 (high), entry e = 4 * row +
 /// group in quad, bit j of a code is + for reduction entry 4 * group + j (so the 32 bytes are the
 /// 256-bit word whose bit 16 * row + i is reduction entry 16 * quad + i). A plane with two sets
-/// adds T[a] + T[b] per group (so its scale is the level's halved). scales: [tile][plane][16].
+/// adds T[a] + T[b] per group (so its scale is the level's halved). scales: [tile][plane][16],
+/// or one [plane][16] for every tile.
 ///
 /// Held (`store`, tile t from 64-bit word `tileStart[t]`), the first `tilePlanes[t]` planes in
 /// order, each a whole number of words:
@@ -265,7 +266,8 @@ typedef struct {
     const uint64_t *store;
     const uint8_t *codes;       // NULL, or every tile's codes expanded (tile t from byte codeStart[t])
     const int64_t *codeStart;   // [tiles] when `codes`
-    const float *scales;
+    const float *scales;        // tile t, plane p: scales + (t * scaleTileStride + p) * 16
+    int32_t scaleTileStride;    // planes, or 0 when every tile has the same scales (tensor scales)
 } bp_lutconv8_weights;
 /// Whether this CPU runs the AVX-512 (VBMI, VNNI) body.
 int bp_lutconv8_fast_available(void);

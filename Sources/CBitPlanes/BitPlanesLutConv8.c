@@ -18,7 +18,11 @@
 // 2k + 1 high; entry e = 4 * row + group in quad). A plane with one code set per quad adds
 // sum_j sign_j x_j of each group; a plane with two (a level where some entries are inactive)
 // adds T[a] + T[b], where inactive entries are + in one and - in the other and cancel, at half
-// the level's scale (the Swift layout stores the halved scale).
+// the level's scale (the Swift layout stores the halved scale). Rows are sorted by how many
+// levels they have and a tile runs only the planes some row of it has (a zero-scale plane adds
+// exactly nothing, so skipping it changes no bit). Two-set planes are held compact (activity
+// bits nested in the level below, signs of active entries) and expanded into their two code sets
+// once per tile and block of positions (`expand_tile`): pdep per 64-bit word.
 //
 // Exactness: the int32 sums are exact. The float part (table quantization, then per block
 // y += float(sum) * (row scale * table scale)) does the same operations in the same order in the
@@ -28,6 +32,7 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #pragma STDC FP_CONTRACT OFF
@@ -51,16 +56,20 @@ enum {
 int bp_lutconv8_fast_available(void) {
 #if BP_LUT8_X86
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vbmi") &&
-           __builtin_cpu_supports("avx512vnni");
+           __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("bmi2");
 #else
     return 0;
 #endif
 }
 
 int32_t bp_lutconv8_block_positions(const bp_lutconv8_weights *w) {
-    int64_t p = TABLE_BUDGET / ((int64_t)w->quads * 64);
+    // Compact weights with per-entry levels expand each tile once per block: larger blocks (and
+    // at least 64 positions, so a 7x7 map is one block) amortize that over more positions.
+    int expands = 0;
+    for (int32_t l = 0; l < w->planes; l++) expands |= !w->codes && w->halves[l] == 2;
+    int64_t p = (expands ? 2 : 1) * (int64_t)TABLE_BUDGET / ((int64_t)w->quads * 64);
     p = p / GATHER * GATHER;
-    if (p < GATHER) p = GATHER;
+    if (p < (expands ? 2 : 1) * GATHER) p = (expands ? 2 : 1) * GATHER;
     if (p > 512) p = 512;
     return (int32_t)p;
 }
@@ -73,7 +82,9 @@ size_t bp_lutconv8_scratch_bytes(const bp_lutconv8_weights *w) {
            + pb * (size_t)kblocks_of(w) * 4      // table scales
            + (size_t)KB * 16 * GATHER * 4        // gathered rows of one block of quads
            + 2 * GATHER * 4                      // coordinates
-           + (size_t)TILE * PG * 4 + 64;         // output tile
+           + (size_t)TILE * PG * 4 + 64          // output tile
+           + (size_t)w->quads * w->codeSets * 32 + 64  // one tile's expanded codes
+           + (size_t)w->quads * 4 * 8;           // one level's activity words
 }
 
 typedef struct {
@@ -82,6 +93,8 @@ typedef struct {
     float *rows;      // [KB * 4 groups][4][GATHER]
     int32_t *ih0, *iw0;
     float *tile;      // [PG][TILE]
+    uint8_t *codes;   // one tile's codes [plane][quad][halves][32]
+    uint64_t *act;    // [quad][4] activity of the last level expanded
     int32_t pb, kblocks;
 } scratch_layout;
 
@@ -100,7 +113,80 @@ static scratch_layout layout(const bp_lutconv8_weights *w, void *scratch) {
     s.iw0 = s.ih0 + GATHER;
     b += 2 * GATHER * 4;
     s.tile = (float *)(((uintptr_t)b + 63) & ~(uintptr_t)63);
+    b = (uint8_t *)(s.tile + (size_t)TILE * PG);
+    s.codes = (uint8_t *)(((uintptr_t)b + 63) & ~(uintptr_t)63);
+    s.act = (uint64_t *)(s.codes + (size_t)w->quads * w->codeSets * 32);
     return s;
+}
+
+/// 64 bits of `s` from bit `pos` on (the store has one zero word past its end).
+static inline uint64_t stream_bits(const uint64_t *s, int64_t pos) {
+    const int sh = (int)(pos & 63);
+    uint64_t v = s[pos >> 6] >> sh;
+    if (sh) v |= s[(pos >> 6) + 1] << (64 - sh);
+    return v;
+}
+
+/// Bits of `src`, low first, deposited into the set bits of `mask` (BMI2 pdep's definition).
+static inline uint64_t deposit_portable(uint64_t src, uint64_t mask) {
+    uint64_t out = 0;
+    for (uint64_t b = 1; mask; b += b) {
+        if (src & b) out |= mask & (0 - mask);
+        mask &= mask - 1;
+    }
+    return out;
+}
+
+/// Tile t's codes for the kernels: pre-expanded ones (`w->codes`) when the weights hold them; else
+/// one-set planes read in place when the tile has no two-set plane (unless `copy`), else every
+/// plane written to `codes` (`act`: quads * 4 words of scratch). All ways give the same bytes.
+#define EXPAND_TILE_BODY(DEPOSIT, POPCOUNT)                                                                              \
+    do {                                                                                                                 \
+        if (w->codes) return w->codes + w->codeStart[t];                                                                 \
+        const int32_t quads = w->quads, planes = w->tilePlanes[t];                                                      \
+        const uint64_t *p = w->store + w->tileStart[t];                                                                  \
+        int pairs = copy;                                                                                                \
+        for (int32_t l = 0; l < planes; l++) pairs |= w->halves[l] == 2;                                                \
+        if (!pairs) return (const uint8_t *)p;                                                                           \
+        uint8_t *out = codes;                                                                                            \
+        for (int64_t i = 0; i < (int64_t)quads * 4; i++) act[i] = ~(uint64_t)0;                                          \
+        for (int32_t l = 0; l < planes; l++) {                                                                           \
+            if (w->halves[l] == 1) {                                                                                     \
+                memcpy(out, p, (size_t)quads * 32);                                                                      \
+                const uint32_t ra = w->rowActive[(int64_t)t * w->planes + l];                                            \
+                for (int32_t q = 0; q < quads; q++)                                                                      \
+                    for (int k = 0; k < 4; k++) {                                                                        \
+                        uint64_t a = 0;                                                                                  \
+                        for (int r = 0; r < 4; r++)                                                                      \
+                            if ((ra >> (4 * k + r)) & 1) a |= (uint64_t)0xFFFF << (16 * r);                              \
+                        act[q * 4 + k] = a;                                                                              \
+                    }                                                                                                    \
+                p += (int64_t)quads * 4;                                                                                 \
+                out += (size_t)quads * 32;                                                                               \
+            } else {                                                                                                     \
+                int64_t pos = 0;                                                                                         \
+                for (int32_t q = 0; q < quads; q++) {                                                                    \
+                    uint64_t *a = (uint64_t *)(out + (size_t)q * 64), *b = (uint64_t *)(out + (size_t)q * 64 + 32);      \
+                    for (int k = 0; k < 4; k++) {                                                                        \
+                        const uint64_t parent = act[q * 4 + k];                                                          \
+                        const uint64_t active = DEPOSIT(stream_bits(p, pos), parent);                                    \
+                        pos += POPCOUNT(parent);                                                                         \
+                        const uint64_t sign = DEPOSIT(stream_bits(p, pos), active);                                      \
+                        pos += POPCOUNT(active);                                                                         \
+                        act[q * 4 + k] = active;                                                                         \
+                        a[k] = sign | ~active;                                                                           \
+                        b[k] = sign;                                                                                     \
+                    }                                                                                                    \
+                }                                                                                                        \
+                p += (pos + 63) >> 6;                                                                                    \
+                out += (size_t)quads * 64;                                                                               \
+            }                                                                                                            \
+        }                                                                                                                \
+        return codes;                                                                                                    \
+    } while (0)
+
+static const uint8_t *expand_tile_portable(const bp_lutconv8_weights *w, int32_t t, uint8_t *codes, uint64_t *act, int copy) {
+    EXPAND_TILE_BODY(deposit_portable, __builtin_popcountll);
 }
 
 /// Table scale of one position: m / 127 and the quantizing factor 127 / m (0 and 0 for m = 0).
@@ -136,15 +222,13 @@ static void build_tables_portable(const float *rows, int32_t groups, int32_t n, 
 }
 
 /// y tile rows [r0, r0 + rows) x positions [pl0, pl0 + count) of one register tile, portable.
-static void tile_portable(const bp_lutconv8_weights *w, const scratch_layout *s, int32_t rt, int32_t pl0, float *acc) {
-    const int64_t tileCodes = (int64_t)w->quads * w->codeSets * 32;
-    const uint8_t *tc = w->codes + rt * tileCodes;
+static void tile_portable(const bp_lutconv8_weights *w, const scratch_layout *s, int32_t rt, const uint8_t *tc, int32_t pl0, float *acc) {
     for (int i = 0; i < PG * TILE; i++) acc[i] = 0.0f;
     int64_t planeStart = 0;
-    for (int32_t pl = 0; pl < w->planes; pl++) {
+    for (int32_t pl = 0; pl < w->tilePlanes[rt]; pl++) {
         const int32_t halves = w->halves[pl];
         const uint8_t *cp = tc + planeStart;
-        const float *rs = w->scales + ((int64_t)rt * w->planes + pl) * TILE;
+        const float *rs = w->scales + ((int64_t)rt * w->scaleTileStride + pl) * TILE;
         for (int32_t kb = 0; kb < s->kblocks; kb++) {
             int32_t sums[PG][TILE];
             memset(sums, 0, sizeof sums);
@@ -268,16 +352,15 @@ BP_LUT8_TARGET static inline __attribute__((always_inline)) void plane_block_avx
     }
 }
 
-BP_LUT8_TARGET static void tile_avx512(const bp_lutconv8_weights *w, const scratch_layout *s, int32_t rt, int32_t pl0, float *out) {
-    const int64_t tileCodes = (int64_t)w->quads * w->codeSets * 32;
-    const uint8_t *tc = w->codes + rt * tileCodes;
+BP_LUT8_TARGET static void tile_avx512(const bp_lutconv8_weights *w, const scratch_layout *s, int32_t rt, const uint8_t *tc, int32_t pl0,
+                                       float *out) {
     __m512 acc[PG];
     for (int p = 0; p < PG; p++) acc[p] = _mm512_setzero_ps();
     int64_t planeStart = 0;
-    for (int32_t pl = 0; pl < w->planes; pl++) {
+    for (int32_t pl = 0; pl < w->tilePlanes[rt]; pl++) {
         const int32_t halves = w->halves[pl];
         const uint8_t *cp = tc + planeStart;
-        const __m512 rs = _mm512_loadu_ps(w->scales + ((int64_t)rt * w->planes + pl) * TILE);
+        const __m512 rs = _mm512_loadu_ps(w->scales + ((int64_t)rt * w->scaleTileStride + pl) * TILE);
         for (int32_t kb = 0; kb < s->kblocks; kb++) {
             __m512i sums[PG];
             for (int p = 0; p < PG; p++) sums[p] = _mm512_setzero_si512();
@@ -292,7 +375,29 @@ BP_LUT8_TARGET static void tile_avx512(const bp_lutconv8_weights *w, const scrat
     }
     for (int p = 0; p < PG; p++) _mm512_store_ps(out + p * TILE, acc[p]);
 }
+
+__attribute__((target("bmi2,popcnt"))) static const uint8_t *expand_tile_bmi2(const bp_lutconv8_weights *w, int32_t t, uint8_t *codes,
+                                                                              uint64_t *act, int copy) {
+    EXPAND_TILE_BODY(_pdep_u64, __builtin_popcountll);
+}
 #endif
+
+int64_t bp_lutconv8_tile_code_bytes(const bp_lutconv8_weights *w, int32_t t) {
+    int64_t sets = 0;
+    for (int32_t l = 0; l < w->tilePlanes[t]; l++) sets += w->halves[l];
+    return sets * w->quads * 32;
+}
+
+void bp_lutconv8_expand_tile(const bp_lutconv8_weights *w, int32_t t, uint8_t *codes) {
+    uint64_t *act = (uint64_t *)malloc((size_t)w->quads * 32 + 8);
+    const uint8_t *c;
+#if BP_LUT8_X86
+    if (__builtin_cpu_supports("bmi2")) c = expand_tile_bmi2(w, t, codes, act, 1); else
+#endif
+    c = expand_tile_portable(w, t, codes, act, 1);
+    if (c != codes) memcpy(codes, c, (size_t)bp_lutconv8_tile_code_bytes(w, t));
+    free(act);
+}
 
 void bp_lutconv8_forward(int fast, const bp_lutconv8_weights *w, const bp_lutconv_geometry *g, const float *x, const float *bias, float *y,
                          int32_t position0, int32_t position1, int relu, void *scratch) {
@@ -329,15 +434,21 @@ void bp_lutconv8_forward(int fast, const bp_lutconv8_weights *w, const bp_lutcon
         }
         for (int32_t rt = 0; rt < rowTiles; rt++) {
             const int32_t r0 = rt * TILE, rows = w->rows - r0 < TILE ? w->rows - r0 : TILE;
+            const uint8_t *tc;
+#if BP_LUT8_X86
+            if (fast) tc = expand_tile_bmi2(w, rt, s.codes, s.act, 0); else
+#endif
+            tc = expand_tile_portable(w, rt, s.codes, s.act, 0);
             for (int32_t p0 = b0; p0 < b1; p0 += PG) {
                 const int32_t count = b1 - p0 < PG ? b1 - p0 : PG;
 #if BP_LUT8_X86
-                if (fast) tile_avx512(w, &s, rt, p0 - b0, s.tile); else
+                if (fast) tile_avx512(w, &s, rt, tc, p0 - b0, s.tile); else
 #endif
-                tile_portable(w, &s, rt, p0 - b0, s.tile);
+                tile_portable(w, &s, rt, tc, p0 - b0, s.tile);
                 for (int32_t r = 0; r < rows; r++) {
-                    const float b = bias ? bias[r0 + r] : 0.0f;
-                    float *yr = y + (int64_t)(r0 + r) * positions + p0;
+                    const int32_t o = w->order ? w->order[r0 + r] : r0 + r;
+                    const float b = bias ? bias[o] : 0.0f;
+                    float *yr = y + (int64_t)o * positions + p0;
                     if (relu) {
                         for (int32_t p = 0; p < count; p++) {
                             const float v = s.tile[p * TILE + r] + b;

@@ -7,11 +7,16 @@ import MBCore
 /// Per output position and block of 256 reduction entries, the kernel quantizes the 16 signed
 /// sums of each group of 4 inputs to int8 (scale: the block's largest sum of |x| over a group
 /// / 127); a register then holds 4 groups' tables and one byte permute looks up 16 rows x 4
-/// groups, summed exactly in int32. Per plane the layout holds one nibble per row and group: a
+/// groups, summed exactly in int32. Per plane the kernel reads one nibble per row and group: a
 /// level where each row has all or none of its entries active takes one code set (rows without
 /// the level get scale 0), a level with per-entry masks two, whose inactive entries cancel.
-/// Resident: half a byte per row, group and code set, plus scales (1 bit per weight per level,
-/// 2 for per-entry levels).
+///
+/// Held (the layout's only form in packed mode): rows sorted by how many levels they have, in
+/// tiles of 16; per tile only the levels some row of it has. A one-set level is its sign bits
+/// (1 bit per weight of the tiles that have it); a per-entry level is its activity bits nested
+/// in the level below plus one sign bit per active entry (what the file stores), expanded into
+/// the kernel's two code sets a tile at a time per run. Plus scales (16 floats per tile and
+/// level) and the row order.
 public final class LutConvInt8Weights: @unchecked Sendable {
     public let rows: Int
     /// Entries of one row: input channels x kernel taps.
@@ -19,9 +24,20 @@ public final class LutConvInt8Weights: @unchecked Sendable {
     /// Code sets per plane (1 or 2).
     public let halves: [Int32]
     let halvesStorage: Owned<Int32>
-    let codes: Owned<UInt8>
-    /// [row tile][plane][16] (pair planes hold the level's scale halved).
+    /// Output row of each tile slot (-1 past the rows); nil when every row keeps its place.
+    let order: Owned<Int32>?
+    let tilePlanes: Owned<Int32>
+    let tileStart: Owned<Int64>
+    let rowActive: Owned<UInt16>
+    /// The compact form (nil once `expandCodes` ran).
+    private(set) var store: Owned<UInt64>?
+    /// Every tile's codes as the kernel reads them (`expandCodes`), tile t from byte `codeStart[t]`.
+    private(set) var codes: Owned<UInt8>?
+    private(set) var codeStart: Owned<Int64>?
+    /// [row tile][plane][16] (pair planes hold the level's scale halved), or one [plane][16] for
+    /// every tile (`sharedScales`: tensor scales).
     let scales: Owned<Float>
+    let sharedScales: Bool
     static let tile = Int(BP_LUTCONV8_ROWS)
 
     /// Whether this CPU has the AVX-512 body (VBMI and VNNI); the portable one runs everywhere.
@@ -31,11 +47,44 @@ public final class LutConvInt8Weights: @unchecked Sendable {
 
     var c: bp_lutconv8_weights {
         bp_lutconv8_weights(rows: Int32(rows), reduction: Int32(reduction), quads: Int32(quads), planes: Int32(halves.count),
-                            codeSets: Int32(halves.reduce(0, +)), halves: halvesStorage.pointer, codes: codes.pointer, scales: scales.pointer)
+                            codeSets: Int32(halves.reduce(0, +)), halves: halvesStorage.pointer, order: order?.pointer,
+                            tilePlanes: tilePlanes.pointer, tileStart: tileStart.pointer, rowActive: rowActive.pointer,
+                            store: store?.pointer, codes: codes?.pointer, codeStart: codeStart?.pointer, scales: scales.pointer,
+                            scaleTileStride: Int32(sharedScales ? 0 : halves.count))
     }
 
-    /// Bytes held: codes, scales and the plane list.
-    public var residentBytes: Int { codes.bytes + scales.bytes + halvesStorage.bytes }
+    /// Bytes held: codes (compact or expanded), scales, row order and per-tile offsets.
+    public var residentBytes: Int {
+        (store?.bytes ?? 0) + (codes?.bytes ?? 0) + (codeStart?.bytes ?? 0) + scales.bytes + halvesStorage.bytes + (order?.bytes ?? 0)
+            + tilePlanes.bytes + tileStart.bytes + rowActive.bytes
+    }
+
+    /// Whether the codes are held expanded (`expandCodes`).
+    public var codesExpanded: Bool { codes != nil }
+
+    /// Holds every tile's codes as the kernel reads them and drops the compact form: per-entry
+    /// levels then take 2 bits per weight instead of about their stored size, and runs skip
+    /// the expansion (a few % on wide layers, up to a third where a layer has few positions).
+    /// Call before sharing the weights between threads.
+    public func expandCodes() {
+        guard let store, codes == nil else { return }
+        var w = c
+        let tiles = (rows + Self.tile - 1) / Self.tile
+        var starts = [Int64](repeating: 0, count: tiles)
+        var total: Int64 = 0
+        for t in 0..<tiles {
+            starts[t] = total
+            total += bp_lutconv8_tile_code_bytes(&w, Int32(t))
+        }
+        let expanded = Owned<UInt8>(count: Int(total), repeating: 0)
+        // `w` points into `store`: keep it alive until the last tile is expanded.
+        withExtendedLifetime(store) {
+            for t in 0..<tiles { bp_lutconv8_expand_tile(&w, Int32(t), expanded.pointer + Int(starts[t])) }
+        }
+        codeStart = Owned(starts)
+        codes = expanded
+        self.store = nil
+    }
 
     /// A Conv weight `[O, C, k...]` (one group; 1 or 2 spatial dimensions) with scales per tensor
     /// or per output channel.
@@ -53,10 +102,17 @@ public final class LutConvInt8Weights: @unchecked Sendable {
         let L = max(1, signs.count)
         self.rows = rows
         reduction = columns
-        let T = Self.tile, tiles = (rows + T - 1) / T, quads = (columns + 15) / 16, groups = quads * 4
+        let T = Self.tile, tiles = (rows + T - 1) / T, quads = (columns + 15) / 16
         // A level takes one code set when every row has all or none of its entries active there.
         var halves = [Int32](repeating: 1, count: L)
+        // Levels a row has (its widest entry), to sort rows so sparse levels fill few tiles.
+        var rowLevels = [Int](repeating: 0, count: rows)
         mask.withUnsafeBufferPointer { mask in
+            for o in 0..<rows {
+                var widest = 0
+                for k in 0..<columns { widest = max(widest, Int(mask[o * columns + k])) }
+                rowLevels[o] = min(L, widest)
+            }
             for l in 0..<L {
                 rowLoop: for o in 0..<rows {
                     let first = Int(mask[o * columns]) > l
@@ -68,34 +124,88 @@ public final class LutConvInt8Weights: @unchecked Sendable {
             }
         }
         self.halves = halves
-        let sets = Int(halves.reduce(0, +))
-        var codes = [UInt8](repeating: 0, count: tiles * quads * sets * 32)
+        let sorted = (0..<rows).sorted { rowLevels[$0] != rowLevels[$1] ? rowLevels[$0] > rowLevels[$1] : $0 < $1 }
+        let order = sorted.map(Int32.init) + [Int32](repeating: -1, count: tiles * T - rows)
+        var tilePlanes = [Int32](repeating: 0, count: tiles)
+        var tileStart = [Int64](repeating: 0, count: tiles)
+        var rowActive = [UInt16](repeating: 0, count: tiles * L)
         var scales = [Float](repeating: 0, count: tiles * L * T)
+        var store: [UInt64] = []
+        func signBit(_ l: Int, _ flat: Int) -> Bool { l < signs.count && (signs[l][flat >> 6] >> UInt64(flat & 63)) & 1 == 1 }
         mask.withUnsafeBufferPointer { mask in
-            for o in 0..<rows {
-                let t = o / T, r = o % T
-                var planeStart = t * quads * sets * 32
-                for l in 0..<L {
-                    let pair = halves[l] == 2
-                    let rowActive = columns > 0 && Int(mask[o * columns]) > l
-                    var s: Float = l < levelScales.count ? levelScales[l][perRow ? o : 0] : 0
-                    if let rowScale { s *= rowScale[o] }
-                    scales[(t * L + l) * T + r] = pair ? 0.5 * s : (rowActive ? s : 0)
-                    for grp in 0..<groups {
-                        let (active, plus) = LutConvSource.groupBits(mask: mask, signs: signs, row: o, group: grp, level: l, reduction: columns)
-                        let q = grp / 4, e = 4 * r + grp % 4
-                        let a = pair ? (plus & active) | (~active & 15) : plus
-                        let b = plus & active
-                        let at = planeStart + q * (pair ? 64 : 32) + e / 2
-                        codes[at] |= UInt8(a & 15) << UInt8((e & 1) * 4)
-                        if pair { codes[at + 32] |= UInt8(b & 15) << UInt8((e & 1) * 4) }
+            for t in 0..<tiles {
+                let slots = (0..<T).map { Int(order[t * T + $0]) }
+                tilePlanes[t] = Int32(slots.map { $0 >= 0 ? rowLevels[$0] : 0 }.max() ?? 0)
+                tileStart[t] = Int64(store.count)
+                for (r, o) in slots.enumerated() {
+                    // Slots past the rows are never stored: they take slot 0's scales, so tensor
+                    // scales give every tile the same vector (held once).
+                    let o = o >= 0 ? o : slots[0]
+                    for l in 0..<L {
+                        var s: Float = l < levelScales.count ? levelScales[l][perRow ? o : 0] : 0
+                        if let rowScale { s *= rowScale[o] }
+                        let rowHas = columns > 0 && Int(mask[o * columns]) > l
+                        scales[(t * L + l) * T + r] = halves[l] == 2 ? 0.5 * s : (rowHas ? s : 0)
                     }
-                    planeStart += quads * Int(halves[l]) * 32
+                }
+                // The kernel's expansion, mirrored: `act` is the activity of the level below.
+                var act = [UInt64](repeating: ~0, count: quads * 4)
+                for l in 0..<Int(tilePlanes[t]) {
+                    // Activity and sign words of this level over the 256-bit layout of quad q.
+                    func words(_ q: Int, _ w: Int) -> (active: UInt64, plus: UInt64) {
+                        var active: UInt64 = 0, plus: UInt64 = 0
+                        for bit in 0..<64 {
+                            let o = slots[4 * w + bit / 16], k = 16 * q + bit % 16
+                            guard o >= 0 else { continue }
+                            if k >= columns {
+                                if l == 0 { active |= 1 << UInt64(bit) }
+                                continue
+                            }
+                            if Int(mask[o * columns + k]) > l { active |= 1 << UInt64(bit) }
+                            if signBit(l, o * columns + k) { plus |= 1 << UInt64(bit) }
+                        }
+                        return (active, plus)
+                    }
+                    if halves[l] == 1 {
+                        var ra: UInt16 = 0
+                        for (r, o) in slots.enumerated() where o >= 0 && columns > 0 && Int(mask[o * columns]) > l { ra |= 1 << UInt16(r) }
+                        rowActive[t * L + l] = ra
+                        for q in 0..<quads {
+                            for w in 0..<4 {
+                                store.append(words(q, w).plus)
+                                var a: UInt64 = 0
+                                for r in 0..<4 where (ra >> UInt16(4 * w + r)) & 1 == 1 { a |= 0xFFFF << UInt64(16 * r) }
+                                act[q * 4 + w] = a
+                            }
+                        }
+                    } else {
+                        var writer = BitStreamWriter()
+                        for q in 0..<quads {
+                            for w in 0..<4 {
+                                let parent = act[q * 4 + w], (full, plus) = words(q, w)
+                                writer.append(extracting: full, at: parent)
+                                let active = full & parent
+                                writer.append(extracting: plus, at: active)
+                                act[q * 4 + w] = active
+                            }
+                        }
+                        store += writer.words
+                    }
                 }
             }
         }
+        store.append(0)
+        let tileScales = L * T
+        sharedScales = tiles > 1 && (1..<tiles).allSatisfy { t in
+            (0..<tileScales).allSatisfy { scales[t * tileScales + $0].bitPattern == scales[$0].bitPattern }
+        }
+        if sharedScales { scales.removeSubrange(tileScales...) }
         halvesStorage = Owned(halves)
-        self.codes = Owned(codes)
+        self.order = sorted.elementsEqual(0..<rows) ? nil : Owned(order)
+        self.tilePlanes = Owned(tilePlanes)
+        self.tileStart = Owned(tileStart)
+        self.rowActive = Owned(rowActive)
+        self.store = Owned(store)
         self.scales = Owned(scales)
     }
 
@@ -142,5 +252,26 @@ public final class LutConvInt8Weights: @unchecked Sendable {
             }
         }
         if activation != .none && activation != .relu { activation.apply(to: output, count: g.batch * outSize) }
+    }
+}
+
+/// An LSB-first bit stream in 64-bit words, as the int8 kernel reads it (`pdep` deposits).
+struct BitStreamWriter {
+    private(set) var words: [UInt64] = []
+    private var used = 64
+
+    /// The bits of `value` at the set bits of `positions`, low first (what `pext` extracts).
+    mutating func append(extracting value: UInt64, at positions: UInt64) {
+        var m = positions
+        while m != 0 {
+            let low = m & (0 &- m)
+            if used == 64 {
+                words.append(0)
+                used = 0
+            }
+            if value & low != 0 { words[words.count - 1] |= 1 << UInt64(used) }
+            used += 1
+            m &= m - 1
+        }
     }
 }

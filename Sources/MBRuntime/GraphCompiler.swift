@@ -69,13 +69,22 @@ final class GraphCompiler {
     func resolveWeightChoices(_ g: CompiledGraph) throws(MBRuntimeError) {
         var lut = weightChoices.map { (options.weights == .auto && $0.lutMeasuredFastest) || (options.weights == .packed && $0.lutConv8 != nil) }
         var packed = weightChoices.map { options.weights == .packed || $0.packedMeasuredFaster }
+        var compactCodes = [Bool](repeating: false, count: weightChoices.count)
         if options.weights == .auto, let budget = options.maxWeightBytes {
             let others = residentConstantBytes(g) - weightChoices.reduce(0) { $0 + $1.residentBytes }
             func bytes(_ i: Int) -> Int {
                 let c = weightChoices[i]
+                if lut[i], compactCodes[i], let b = c.lut8CompactBytes { return b }
                 return lut[i] ? c.lutBytes ?? c.expandedBytes : packed[i] ? c.compactBytes : c.expandedBytes
             }
             var total = others + weightChoices.indices.reduce(0) { $0 + bytes($1) }
+            // First the int8 tables' compact codes: they keep the tables' speed (less the per-run
+            // expansion) at about the file's bytes.
+            for i in weightChoices.indices where total > budget && lut[i] {
+                guard let b = weightChoices[i].lut8CompactBytes, b < bytes(i) else { continue }
+                total -= bytes(i) - b
+                compactCodes[i] = true
+            }
             let order = weightChoices.indices.filter { !packed[$0] || lut[$0] }
                 .map { (i: $0, cost: weightChoices[$0].costPerByteSaved(fromLut: lut[$0])) }.sorted { $0.cost < $1.cost }.map(\.i)
             for i in order where total > budget && bytes(i) > weightChoices[i].compactBytes {
@@ -86,6 +95,7 @@ final class GraphCompiler {
             }
         }
         for (i, choice) in weightChoices.enumerated() {
+            if compactCodes[i] && lut[i] { choice.compactLutCodes() }
             do {
                 try choice.settle(packed: packed[i], lut: lut[i], maxTensorBytes: options.maxTensorBytes)
             } catch {

@@ -46,19 +46,20 @@ struct LutConvBench: ParsableCommand {
 
     func run() throws {
         print("# mbbench lutconv (\(Date()), thread CPU time, one thread, \(rounds) rounds); uptime: \(loadAverage())")
-        let forms: [(String, Int, Bool)] = [("1-bit", 1, true), ("70/20/10 channel", 3, true), ("70/20/10 per entry", 3, false)]
+        // (name, levels, one width per row, percent of entries / rows at 1 and 2 bits)
+        let forms: [(String, Int, Bool, Int, Int)] = [
+            ("1-bit", 1, true, 100, 0), ("80/20 channel", 2, true, 80, 20), ("80/20 per entry", 2, false, 80, 20),
+            ("70/20/10 channel", 3, true, 70, 20), ("70/20/10 per entry", 3, false, 70, 20),
+        ]
         var rows: [[String]] = []
         for (label, g) in Self.shapes where filter.map({ label.contains($0) }) ?? true {
             let K = g.inChannels * g.kernelSize, O = g.outChannels
-            for (formName, levels, rowUniform) in forms {
+            for (formName, levels, rowUniform, p1, p2) in forms {
                 var rng = SeededGenerator(seed: 42)
                 let n = O * K
-                let rowLevel = (0..<O).map { o -> UInt8 in levels == 1 ? 1 : (o % 10 < 7 ? 1 : o % 10 < 9 ? 2 : 3) }
-                let mask = (0..<n).map { j -> UInt8 in
-                    if rowUniform { return rowLevel[j / K] }
-                    let r = rng.next() % 10
-                    return levels == 1 ? 1 : r < 7 ? 1 : r < 9 ? 2 : 3
-                }
+                func width(_ r: Int) -> UInt8 { r < p1 ? 1 : r < p1 + p2 ? 2 : 3 }
+                let rowLevel = (0..<O).map { o -> UInt8 in width(o * 37 % 100) }
+                let mask = (0..<n).map { j -> UInt8 in rowUniform ? rowLevel[j / K] : width(Int(rng.next() % 100)) }
                 var signs = (0..<levels).map { _ in (0..<((n + 63) / 64)).map { _ in rng.next() } }
                 for j in 0..<n { for k in Int(mask[j])..<levels { signs[k][j >> 6] &= ~(UInt64(1) << UInt64(j & 63)) } }
                 let scales = (0..<levels).map { k in (0..<O).map { _ in Float(rng.nextUnitDouble() + 0.5) / Float(1 << k) } }
@@ -66,10 +67,12 @@ struct LutConvBench: ParsableCommand {
                 for j in 0..<n { for k in 0..<Int(mask[j]) { w[j] += (signs[k][j >> 6] >> UInt64(j & 63)) & 1 == 1 ? scales[k][j / K] : -scales[k][j / K] } }
                 let lut = LutConvWeights(rows: O, reduction: K, mask: mask, signBits: signs, scales: scales, perRowScales: true)
                 let lut8 = LutConvInt8Weights(rows: O, reduction: K, mask: mask, signBits: signs, scales: scales, perRowScales: true)
+                let lut8x = LutConvInt8Weights(rows: O, reduction: K, mask: mask, signBits: signs, scales: scales, perRowScales: true)
+                lut8x.expandCodes()
                 let x = (0..<(g.inChannels * g.inputSize)).map { _ in max(0, Float(rng.nextNormal())) }
                 var yf = [Float](repeating: 0, count: O * g.outputSize), yl = yf, y8 = yf
                 let scratch = KernelScratch(), tables = BitPlaneScratch()
-                var tf = [Double](), tl = [Double](), t8 = [Double](), rl = [Double](), r8 = [Double]()
+                var tf = [Double](), tl = [Double](), t8 = [Double](), rl = [Double](), r8 = [Double](), r8x = [Double]()
                 func best(_ body: () -> Void) -> Double {
                     var t = Double.infinity
                     for _ in 0..<repeats { let s = cpuNow(); body(); t = min(t, cpuNow() - s) }
@@ -80,7 +83,8 @@ struct LutConvBench: ParsableCommand {
                         let a = best { yf.withUnsafeMutableBufferPointer { Conv.forward(.fast, g, input: xp.baseAddress!, weights: w, bias: nil, output: $0.baseAddress!, threads: 1, scratch: scratch) } }
                         let b = best { yl.withUnsafeMutableBufferPointer { lut.forward(.fast, g, input: xp.baseAddress!, bias: nil, output: $0.baseAddress!, activation: .none, threads: 1, scratch: tables) } }
                         let c = best { y8.withUnsafeMutableBufferPointer { lut8.forward(.fast, g, input: xp.baseAddress!, bias: nil, output: $0.baseAddress!, activation: .none, threads: 1, scratch: tables) } }
-                        tf.append(a); tl.append(b); t8.append(c); rl.append(a / b); r8.append(a / c)
+                        let d = best { y8.withUnsafeMutableBufferPointer { lut8x.forward(.fast, g, input: xp.baseAddress!, bias: nil, output: $0.baseAddress!, activation: .none, threads: 1, scratch: tables) } }
+                        tf.append(a); tl.append(b); t8.append(c); rl.append(a / b); r8.append(a / c); r8x.append(a / d)
                     }
                 }
                 func median(_ v: [Double]) -> Double { v.sorted()[v.count / 2] }
@@ -88,11 +92,13 @@ struct LutConvBench: ParsableCommand {
                 let ymax = yl.map(abs).max() ?? 1
                 for i in yl.indices { let d = Double(y8[i] - yl[i]); se += d * d; sy += Double(yl[i]) * Double(yl[i]); worst = max(worst, abs(y8[i] - yl[i])) }
                 rows.append([label, formName, String(format: "%.2f", median(tf)), String(format: "%.2f", median(tl)), String(format: "%.2f", median(t8)),
-                             String(format: "%.2fx", median(rl)), String(format: "%.2fx", median(r8)),
+                             String(format: "%.2fx", median(rl)), String(format: "%.2fx", median(r8)), String(format: "%.2fx", median(r8x)),
+                             String(format: "%.2f", Double(lut8.residentBytes * 8) / Double(n)), String(format: "%.2f", Double(lut8x.residentBytes * 8) / Double(n)),
                              String(format: "%.1e", (se / max(sy, 1e-30)).squareRoot()), String(format: "%.1e", Double(worst / ymax))])
             }
         }
         print(table(header: ["shape", "weights", "float ms", "float-table ms", "int8-table ms", "float / float-table", "float / int8-table",
+                             "float / int8 expanded", "int8 bits/weight", "expanded bits/weight",
                              "int8 rel. RMS", "int8 max |Δ|/max|y|"], rows: rows), terminator: "")
     }
 

@@ -44,6 +44,17 @@ final class LutConvInt8Tests: XCTestCase {
             return y
         }
         let fast = run(.fast, threads: 1), portable = run(.reference, threads: 1), two = run(.fast, threads: 2)
+        // The same weights with their codes held expanded (auto mode's form): the same bits.
+        let compactBytes = w.residentBytes
+        w.expandCodes()
+        let expanded = run(.fast, threads: 1), expandedPortable = run(.reference, threads: 1)
+        if w.halves.contains(2) && t.outC * K >= 1024 {
+            XCTAssertLessThan(compactBytes, w.residentBytes, "\(t): compact form not smaller than the expanded codes", file: file, line: line)
+        }
+        for i in fast.indices where fast[i].bitPattern != expanded[i].bitPattern || fast[i].bitPattern != expandedPortable[i].bitPattern {
+            XCTFail("\(t) seed=\(seed): output \(i) compact \(fast[i]) expanded \(expanded[i]) expanded portable \(expandedPortable[i])", file: file, line: line)
+            return
+        }
         let d = g.dims3
         for n in 0..<t.batch {
             let image = Array(x[(n * t.inC * g.inputSize)..<((n + 1) * t.inC * g.inputSize)])
@@ -112,6 +123,24 @@ final class LutConvInt8Tests: XCTestCase {
                        structured: seed % 3 == 0, rowUniform: seed % 3 == 1, batch: seed % 2 == 0 ? 2 : 1, activation: seed % 2 == 1 ? .relu : .none),
                   seed: seed)
         } } }
+    }
+
+    /// The compact form of a per-entry 80/20 mask holds about its stored bits: 1 sign bit, 1
+    /// activity bit and 0.2 level-2 sign bits per weight, plus the scales and row order.
+    func testCompactResidentSize() {
+        let rows = 64, K = 576, n = rows * K
+        var rng = SeededGenerator(seed: 19400)
+        let mask = (0..<n).map { _ in UInt8(rng.next() % 5 == 0 ? 2 : 1) }
+        var signs = (0..<2).map { _ in (0..<((n + 63) / 64)).map { _ in rng.next() } }
+        for j in 0..<n where mask[j] == 1 { signs[1][j >> 6] &= ~(UInt64(1) << UInt64(j & 63)) }
+        let scales: [[Float]] = [[Float](repeating: 1, count: rows), [Float](repeating: 0.5, count: rows)]
+        let w = LutConvInt8Weights(rows: rows, reduction: K, mask: mask, signBits: signs, scales: scales, perRowScales: true)
+        let level2 = mask.filter { $0 == 2 }.count
+        let storedBits = 2 * n + level2
+        let overhead = rows * 2 * 4 + rows * 4 + 64 * 8
+        XCTAssertLessThanOrEqual(w.residentBytes, (storedBits + 7) / 8 + overhead + 4 * 8 * (rows / 16), "compact resident \(w.residentBytes) bytes")
+        w.expandCodes()
+        XCTAssertGreaterThanOrEqual(w.residentBytes, 3 * n / 8, "expanded codes hold 3 bits per weight")
     }
 
     /// More positions than one table block (several blocks per thread).

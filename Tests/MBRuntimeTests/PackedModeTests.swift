@@ -157,6 +157,12 @@ final class PackedModeTests: XCTestCase {
             XCTAssertFalse(convs.isEmpty, "\(label): no Conv on int8 tables")
             XCTAssertTrue(int8.weightChoices.allSatisfy(\.packed), "\(label): a weight was expanded in packed mode")
             XCTAssertLessThan(int8.weightBytes, expanded.weightBytes)
+            // Packed mode holds the compact int8 layout (per-entry levels as activity and sign
+            // bits): about the file's bytes, as the float path's compact form.
+            let stored = Dictionary(try Inspect.summarizeMBM(path: path).tensors.map { ($0.name, $0.bytes) }, uniquingKeysWith: { a, _ in a })
+            let resident = int8.weightChoices.reduce(0) { $0 + $1.residentBytes }, file = int8.weightChoices.reduce(0) { $0 + stored[$1.weight]! }
+            print("tiny_cnn \(label), int8 tables: binarized weights resident \(resident) B, stored \(file) B (\(Double(resident) / Double(file))x)")
+            XCTAssertLessThanOrEqual(Double(resident), 1.3 * Double(file), "\(label): resident \(resident) B vs stored \(file) B")
             let a = try expanded.makeSession().run(["input": x]), b = try int8.makeSession(.init(threads: 2)).run(["input": x])
             let c = try int8.makeSession(.init(kernels: .reference)).run(["input": x])
             for info in expanded.outputs {
@@ -167,6 +173,26 @@ final class PackedModeTests: XCTestCase {
                 XCTAssertLessThanOrEqual(compare(b[info.name]!, c[info.name]!).relative, Self.packedRelative, "\(label): fast vs reference kernels")
             }
         }
+    }
+
+    /// Auto mode holds int8 tables' codes expanded (speed); over its budget it first goes back to
+    /// their compact codes, which keep the tables (same outputs bit for bit) at fewer bytes.
+    func testAutoInt8TablesCompactUnderABudget() throws {
+        let root = SharedFixtures.repositoryRoot.appendingPathComponent("Examples/models")
+        let x = try MBTensor(npy: NPY.read(path: root.appendingPathComponent("tiny_cnn.input.npy").path))
+        let path = try convert(root.appendingPathComponent("tiny_cnn.onnx").path, "version: 1\ndefault:\n  mix: {1: 0.8, 2: 0.2}\n  scale: channel\n",
+                               name: "tinyint8budget")
+        let url = URL(fileURLWithPath: path)
+        let packed = try MBModel(contentsOf: url, options: .init(weights: .packed, convTables: .int8))
+        let convs = Set(packed.weightChoices.filter(\.lookupTables).map(\.node))
+        XCTAssertFalse(convs.isEmpty)
+        let free = try MBModel(contentsOf: url, options: .init(weights: .auto, convTables: .int8, lookupTableConvs: convs))
+        let budget = free.weightBytes - 1
+        let tight = try MBModel(contentsOf: url, options: .init(weights: .auto, maxWeightBytes: budget, convTables: .int8, lookupTableConvs: convs))
+        XCTAssertLessThanOrEqual(tight.weightBytes, budget)
+        XCTAssertEqual(Set(tight.weightChoices.filter(\.lookupTables).map(\.node)), convs, "a Conv left the int8 tables under the budget")
+        let a = try free.makeSession().run(["input": x]), b = try tight.makeSession().run(["input": x])
+        for info in free.outputs { XCTAssertEqual(a[info.name]!.floats, b[info.name]!.floats, "compact and expanded int8 codes differ") }
     }
 
     /// `lookupTableConvs` pins auto's Conv choice: the named Convs run on lookup tables (float or

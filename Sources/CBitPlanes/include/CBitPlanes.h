@@ -228,24 +228,55 @@ void bp_lutconv_forward(int isa, const bp_lutconv_weights *w, const bp_lutconv_g
 
 /// The int8 lookup-table convolution (BitPlanesLutConv8.c): the geometry above, binarized weights
 /// as nibble codes, activations quantized to int8 tables per output position and block of
-/// `BP_LUTCONV8_BLOCK_QUADS` quads (16 reduction entries each). Codes: per tile of
-/// `BP_LUTCONV8_ROWS` rows (the last padded with scale 0), per plane, per quad, `halves[plane]`
+/// `BP_LUTCONV8_BLOCK_QUADS` quads (16 reduction entries each). Rows go in tiles of
+/// `BP_LUTCONV8_ROWS` (`order[slot]` is the output row of tile slot `slot`, -1 past the rows, or
+/// slot itself when `order` is NULL;
+/// rows are sorted by how many levels they have, so a channel mask's sparse levels fill few
+/// tiles). The kernel reads, per tile, codes: per plane the tile has, per quad, `halves[plane]`
 /// sets of 32 bytes; byte k holds entry 2k (low nibble) and 2k + 1 (high), entry e = 4 * row +
-/// group in quad, bit j of a code is + for reduction entry 4 * group + j. A plane with two sets
-/// adds T[a] + T[b] per group (so its scale is the level's halved). scales: [tile][plane][16].
+/// group in quad, bit j of a code is + for reduction entry 4 * group + j (so the 32 bytes are the
+/// 256-bit word whose bit 16 * row + i is reduction entry 16 * quad + i). A plane with two sets
+/// adds T[a] + T[b] per group (so its scale is the level's halved). scales: [tile][plane][16],
+/// or one [plane][16] for every tile.
+///
+/// Held (`store`, tile t from 64-bit word `tileStart[t]`), the first `tilePlanes[t]` planes in
+/// order, each a whole number of words:
+/// - a plane with one code set (every row has all or none of the level): its codes as above;
+///   `rowActive[t * planes + plane]` bit r says tile row r has the level;
+/// - a plane with two (per-entry activity): per quad and 64-bit word of the 256-bit layout, the
+///   word's activity bits at the positions active one level down (plane 0: every position;
+///   a one-set plane: its active rows), then its sign bits at its own active positions, as one
+///   LSB-first bit stream (what `pdep` deposits); codes a = sign | ~active, b = sign. The
+///   stream is expanded into the two code sets per tile and block of positions, so a per-entry
+///   level is held at about its size in the file (1 activity bit per entry active one level
+///   down, 1 sign bit per active entry), not 2 bits per entry.
+/// `store` has one zero word past its end.
 enum { BP_LUTCONV8_ROWS = 16, BP_LUTCONV8_BLOCK_QUADS = 16, BP_LUTCONV8_POSITIONS = 8 };
 typedef struct {
     int32_t rows;
     int32_t reduction;
-    int32_t quads;         // (reduction + 15) / 16
+    int32_t quads;              // (reduction + 15) / 16
     int32_t planes;
-    int32_t codeSets;      // sum of halves
-    const int32_t *halves; // [planes], 1 or 2
-    const uint8_t *codes;
-    const float *scales;
+    int32_t codeSets;           // sum of halves
+    const int32_t *halves;      // [planes], 1 or 2
+    const int32_t *order;       // [tiles * 16], NULL when every row is in its own place
+    const int32_t *tilePlanes;  // [tiles]
+    const int64_t *tileStart;   // [tiles], in words of `store`
+    const uint16_t *rowActive;  // [tiles][planes]
+    const uint64_t *store;
+    const uint8_t *codes;       // NULL, or every tile's codes expanded (tile t from byte codeStart[t])
+    const int64_t *codeStart;   // [tiles] when `codes`
+    const float *scales;        // tile t, plane p: scales + (t * scaleTileStride + p) * 16
+    int32_t scaleTileStride;    // planes, or 0 when every tile has the same scales (tensor scales)
 } bp_lutconv8_weights;
 /// Whether this CPU runs the AVX-512 (VBMI, VNNI) body.
 int bp_lutconv8_fast_available(void);
+/// Bytes of tile t's expanded codes (its planes' code sets x quads x 32).
+int64_t bp_lutconv8_tile_code_bytes(const bp_lutconv8_weights *w, int32_t t);
+/// Tile t's codes, expanded from `store` (or copied from `codes`), into `codes`
+/// (`bp_lutconv8_tile_code_bytes`): what the kernel reads. Weights that hold every tile's codes
+/// expanded run without the per-run expansion (speed for memory).
+void bp_lutconv8_expand_tile(const bp_lutconv8_weights *w, int32_t t, uint8_t *codes);
 /// Output positions per table block (tables of every quad for them stay in L2).
 int32_t bp_lutconv8_block_positions(const bp_lutconv8_weights *w);
 /// Bytes of scratch one bp_lutconv8_forward call needs.

@@ -137,6 +137,10 @@ final class WeightChoice: @unchecked Sendable {
     func measureConv(trial g: ConvGeometry, int8: Bool = false) {
         guard let source, g.groups == 1 else { return }
         let m8 = int8 && LutConvInt8Weights.fastAvailable ? try? LutConvInt8Weights(packed: source) : nil
+        // Auto mode is the speed mode: codes held expanded (packed mode keeps the compact form;
+        // auto over its budget goes back to it first, `compactLutCodes`).
+        lut8CompactBytes = m8?.residentBytes
+        m8?.expandCodes()
         let m = m8 != nil || !BitPlaneMatrix.lutAvailable ? nil : try? LutConvWeights(packed: source)
         guard m8?.fits(g) == true || m?.fits(g) == true else { return }
         let w = source.dequantized()
@@ -177,6 +181,8 @@ final class WeightChoice: @unchecked Sendable {
         pinnedLut = false
         guard lookupTables, let source, g.groups == 1 else { return }
         if int8, LutConvInt8Weights.fastAvailable, let m = try? LutConvInt8Weights(packed: source), m.fits(g) {
+            lut8CompactBytes = m.residentBytes
+            m.expandCodes()
             lutConv8 = m
         } else if !int8, BitPlaneMatrix.lutAvailable, let m = try? LutConvWeights(packed: source), m.fits(g) {
             lutConv = m
@@ -187,7 +193,18 @@ final class WeightChoice: @unchecked Sendable {
     }
     private var pinnedLut: Bool?
 
-    /// Packed mode with int8 Conv tables: the int8 lookup-table layout is the weight's only form.
+    /// Bytes of the int8 tables' compact codes (auto mode holds them expanded).
+    private(set) var lut8CompactBytes: Int?
+
+    /// Auto mode over its budget: the int8 tables' compact codes instead of the expanded ones
+    /// (the tables' speed less the per-run expansion, at about the file's bytes). Before `settle`.
+    func compactLutCodes() {
+        guard let source, lutConv8?.codesExpanded == true, let m = try? LutConvInt8Weights(packed: source) else { return }
+        lutConv8 = m
+    }
+
+    /// Packed mode with int8 Conv tables: the int8 lookup-table layout, compact (per-entry levels
+    /// expanded a tile at a time per run), is the weight's only form.
     func adoptInt8(_ packed: PackedTensor) throws {
         lutConv8 = try LutConvInt8Weights(packed: packed)
     }

@@ -1,7 +1,7 @@
 /// Convolution, NC + spatial layout, weights `[outC, inC/groups, k...]`, optional bias `[outC]`.
 /// The fast variant picks per call: a direct kernel for depthwise convolutions; on AVX-512 CPUs
 /// `RowGemm` (bias and Relu fused, no im2col for 1×1 and stride-1 2-D kernels, see
-/// `Conv+RowGemm.swift`); elsewhere BLAS GEMM straight on the input for 1×1 stride-1 unpadded
+/// `Conv+RowGemm.swift`; strided 1×1 ones subsampled first, `Conv+StridedPointwise.swift`); elsewhere BLAS GEMM straight on the input for 1×1 stride-1 unpadded
 /// ones and im2col + BLAS GEMM otherwise.
 public enum Conv {
     public static func forward(
@@ -35,6 +35,10 @@ public enum Conv {
         defer { withExtendedLifetime(scratch) {} }
         switch implementation {
         case .automatic where RowGemm.isAvailable:
+            if isStridedPointwise(g) {
+                stridedPointwise(g, input: input, weights: weights, bias: bias, output: output, activation: activation, threads: threads, scratch: scratch)
+                return
+            }
             rowGemm(g, input: input, weights: weights, bias: bias, output: output, activation: activation, threads: threads, scratch: scratch)
             return
         case .rowGemm(let path):

@@ -43,6 +43,13 @@ public enum PoolKind: Sendable, Equatable {
 }
 
 public enum Pool {
+    /// Whether `g` has one window covering each whole plane: no padding, no dilation, one output
+    /// position (the average is then the plane's mean whatever count_include_pad says).
+    public static func isGlobal(_ g: PoolGeometry) -> Bool {
+        g.kernel == g.input && g.output.allSatisfy { $0 == 1 } && g.dilations.allSatisfy { $0 == 1 } &&
+            g.padBegin.allSatisfy { $0 == 0 } && g.padEnd.allSatisfy { $0 == 0 }
+    }
+
     /// Fast variant: parallel over planes; for each output row the taps are the outer loops and
     /// the output positions the inner one, over the positions where the tap is in range (no
     /// bounds checks or branches inside). NaN inputs are not propagated (as with maxps).
@@ -52,6 +59,11 @@ public enum Pool {
     ) {
         if variant == .reference {
             reference(kind, g, input: input, output: output)
+            return
+        }
+        if case .average = kind, isGlobal(g) {
+            // One window over the whole plane (ResNet's 7×7 head): one SIMD pass per plane.
+            Reduce.forward(.fast, .mean, outer: g.planes, length: g.input.reduce(1, *), inner: 1, input: input, output: output, threads: threads)
             return
         }
         if case .max = kind, maxPool2DValid(g, input: input, output: output, threads: threads) { return }

@@ -12,6 +12,11 @@ import MBCore
 /// size first, shapes that changed since the last run, a transformed output). Only Concats whose
 /// inputs are contiguous slices of the output (every axis before the concatenated one of size 1,
 /// e.g. channels of one image) are placed.
+///
+/// A Split whose parts a Concat takes in order (YOLO's C2f/C3k2 blocks: a convolution, split in
+/// two, one half through bottlenecks, both halves and the bottlenecks' outputs concatenated)
+/// places the Split's input instead: its producer writes into the slice of all the parts, the
+/// parts are views of it (Split of one image), and the Concat finds them where they belong.
 enum ConcatPlacement {
     /// Marks, in one compiled graph, the steps whose output a later Concat reads: the step has
     /// one output, no subgraph, and is not itself a placed Concat; its value feeds that Concat
@@ -21,12 +26,31 @@ enum ConcatPlacement {
         for (i, step) in steps.enumerated() where step.outputs.count == 1 && step.outputs[0] >= 0 && captures[i].isEmpty {
             producer[step.outputs[0]] = i
         }
+        // Value slot → the Split step that makes it.
+        var splitOf: [Int: Int] = [:]
+        for (i, step) in steps.enumerated() where step.opType == "Split" && captures[i].isEmpty && !step.inputs.isEmpty {
+            for o in step.outputs where o >= 0 { splitOf[o] = i }
+        }
         for i in steps.indices where steps[i].opType == "Concat" && steps[i].outputs.count == 1 && steps[i].outputs[0] >= 0 {
             let inputs = steps[i].inputs
-            for (k, s) in inputs.enumerated() where s >= 0 && !keep.contains(s) {
+            var k = 0
+            while k < inputs.count {
+                let s = inputs[k]
+                defer { k += 1 }
+                guard s >= 0, !keep.contains(s) else { continue }
+                if let q = splitOf[s], q < i, case let parts = steps[q].outputs, parts.count > 1, parts.first == s,
+                   Array(inputs[k..<min(k + parts.count, inputs.count)]) == parts,
+                   parts.allSatisfy({ part in !keep.contains(part) && inputs.lazy.filter { $0 == part }.count == 1 }),
+                   let whole = steps[q].inputs.first, whole >= 0, !keep.contains(whole),
+                   let p = producer[whole], p < q, !steps[p].placesInputs, steps[p].placeInto == nil {
+                    steps[p].placeInto = (steps[i].outputs[0], k, parts.count)
+                    steps[i].placesInputs = true
+                    k += parts.count - 1
+                    continue
+                }
                 guard let p = producer[s], p < i, !steps[p].placesInputs, steps[p].placeInto == nil,
                       inputs.lazy.filter({ $0 == s }).count == 1 else { continue }
-                steps[p].placeInto = (steps[i].outputs[0], k)
+                steps[p].placeInto = (steps[i].outputs[0], k, 1)
                 steps[i].placesInputs = true
             }
         }
@@ -52,9 +76,16 @@ final class ConcatLayouts: @unchecked Sendable {
 extension ExecutionContext {
     /// Before a step placed into a Concat runs: reserves that Concat's buffer (once per run) and
     /// offers the step's slice of it to the step's first allocation of matching size.
-    func preparePlacement(_ p: (concat: Int, input: Int)) {
-        guard let layouts = concatLayouts, let layout = layouts.layout(p.concat), p.input < layout.parts.count,
-              let part = layout.parts[p.input] else { return }
+    func preparePlacement(_ p: (concat: Int, input: Int, count: Int)) {
+        guard let layouts = concatLayouts, let layout = layouts.layout(p.concat), p.input + p.count <= layout.parts.count,
+              let first = layout.parts[p.input] else { return }
+        // The parts are consecutive in the buffer: their slice starts at the first.
+        var bytes = 0
+        for k in p.input..<p.input + p.count {
+            guard let part = layout.parts[k], part.offset == first.offset + bytes else { return }
+            bytes += part.bytes
+        }
+        let part = (offset: first.offset, bytes: bytes)
         let parent: TensorStorage
         if let r = reservedConcats[p.concat] {
             parent = r

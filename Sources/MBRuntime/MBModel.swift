@@ -196,10 +196,11 @@ struct Step: Sendable {
     /// Input indices whose value dies at this step (not graph inputs or constants): the step
     /// may write its output over them when it holds their buffer's only reference.
     var donatable: [Int] = []
-    /// This step's one output is input `input` of the Concat whose output is slot `concat`:
+    /// This step's one output is inputs `input..<input + count` of the Concat whose output is
+    /// slot `concat` (count 1, or the parts of a Split of it that the Concat takes in order):
     /// once that Concat's layout is known, the output is written straight into its slice of
     /// the Concat's buffer (see `ConcatPlacement`).
-    var placeInto: (concat: Int, input: Int)? = nil
+    var placeInto: (concat: Int, input: Int, count: Int)? = nil
     /// A Concat some of whose inputs are placed into its buffer by their producers.
     var placesInputs = false
 }

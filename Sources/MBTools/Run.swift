@@ -52,10 +52,12 @@ public enum RunModel {
         lines.append(String(format: "activation memory: %.1f MB peak (runtime tensors alive at once)", Double(session.lastPeakActivationBytes) / 1e6))
         if options.repeats > 0 {
             var times: [Double] = []
+            var nodeTimes: [[UInt64]] = []
             for _ in 0..<options.repeats {
                 let start = DispatchTime.now().uptimeNanoseconds
                 _ = try session.run(feeds)
                 times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
+                if let p = session.lastProfile { nodeTimes.append(p.nodes.map(\.nanoseconds)) }
             }
             times.sort()
             lines.append("buffers allocated by the last run: \(session.lastRunAllocations); outputs written over a dying input: \(session.lastRunReusedBuffers)"
@@ -64,7 +66,7 @@ public enum RunModel {
                 lines.append("optimizer: " + model.optimizerReport.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
             }
             if let p = session.lastProfile {
-                for o in p.byOperator { lines.append(String(format: "  %-20@ %3d nodes %9.3f ms", o.opType as NSString, o.count, Double(o.nanoseconds) / 1e6)) }
+                lines += profileLines(p, runs: nodeTimes)
                 lines += weightChoiceLines(model)
             }
             lines.append(String(format: "latency over %d runs (%d thread%@): median %.3f ms, min %.3f ms",
@@ -76,6 +78,27 @@ public enum RunModel {
             }
         }
         return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// Time per operator type and the slowest nodes: each node's median over the timed runs
+    /// (`runs`, one time per node and run, in `p`'s node order), which a busy machine disturbs
+    /// less than one run's times.
+    static func profileLines(_ p: MBProfile, runs: [[UInt64]]) -> [String] {
+        var nodes = p.nodes
+        if runs.count > 1, runs.allSatisfy({ $0.count == nodes.count }) {
+            for k in nodes.indices { nodes[k].nanoseconds = runs.map { $0[k] }.sorted()[runs.count / 2] }
+        }
+        var totals: [String: (nanoseconds: UInt64, count: Int)] = [:]
+        for n in nodes { totals[n.opType, default: (0, 0)].nanoseconds += n.nanoseconds; totals[n.opType, default: (0, 0)].count += 1 }
+        var lines = ["time per operator type (each node's median over \(max(runs.count, 1)) runs):"]
+        for (op, t) in totals.sorted(by: { $0.value.nanoseconds > $1.value.nanoseconds }) {
+            lines.append(String(format: "  %-20@ %3d nodes %9.3f ms", op as NSString, t.count, Double(t.nanoseconds) / 1e6))
+        }
+        lines.append("slowest nodes:")
+        for n in nodes.sorted(by: { $0.nanoseconds > $1.nanoseconds }).prefix(10) {
+            lines.append(String(format: "  %-20@ %9.3f ms  %@", n.opType as NSString, Double(n.nanoseconds) / 1e6, n.name as NSString))
+        }
+        return lines
     }
 
     /// Per binarized weight (packed and auto modes): the form it runs in and why.

@@ -135,6 +135,7 @@ struct ConvBench: ParsableCommand {
                 if Conv.isPointwise(g) { impls.append(("pointwise", .rowGemm(.pointwise))) }
                 if d.strides.0 == 1 && d.kernel.0 == 1 { impls.append(("shifted", .rowGemm(.shifted))) }
                 impls.append(("im2col", .rowGemm(.im2col)))
+                if Conv.isStridedPointwise(g) && RowGemm.isAvailable { impls.append(("gather+pointwise", .automatic)) }
                 if !Conv.isPointwise(g) && d.strides.0 == 1 && d.kernel.0 == 1 && d.input.0 == 1 { impls.append(("implicit", .rowGemm(.implicit))) }
             }
             for threads in cpuTime ? [1] : [1, 2] {

@@ -107,7 +107,9 @@ struct FolderRunBench {
                     row.failure = "\(error)"
                 }
                 rows.append(row)
-                if !markdown { print("  \(e.stem) threads=\(t): " + (row.failure ?? summary(row))) }
+                // With --markdown stdout is the table alone: progress goes to stderr.
+                let progress = "  \(e.stem) threads=\(t): " + (row.failure ?? summary(row))
+                if markdown { FileHandle.standardError.write(Data((progress + "\n").utf8)) } else { print(progress) }
             }
         }
         report(rows, skipped: skipped, hasORT: hasORT)

@@ -1,4 +1,9 @@
 import ArgumentParser
+#if canImport(Glibc)
+@preconcurrency import Glibc
+#elseif canImport(Darwin)
+@preconcurrency import Darwin
+#endif
 
 /// Benchmarks: each subcommand measures one thing against a baseline run in the same
 /// invocation and prints the ratio. Not tests: nothing here asserts; it reports.
@@ -26,4 +31,11 @@ struct MBBench: ParsableCommand {
             LargeModelCommand.self,
         ]
     )
+
+    /// Progress lines appear as they are printed, also when stdout is a file or a pipe (where
+    /// the C library would otherwise hold them in a 4 KiB block until the run ends).
+    static func main() {
+        setvbuf(stdout, nil, _IOLBF, 0)
+        main(nil)
+    }
 }

@@ -28,7 +28,7 @@ struct RunCommand: ParsableCommand {
 
     @OptionGroup var runtime: RuntimeOptions
 
-    @Flag(help: "With --repeats: print the time per operator type of the last run, and how each binarized weight runs.")
+    @Flag(help: "With --repeats: print the time per operator type and the slowest nodes (each node's median over the runs), and how each binarized weight runs.")
     var profile = false
 
     @Option(help: "How binarized weights run: auto (per layer the faster form, measured at load), expanded (float kernels on the stored values) or packed (kept at about their stored size).")

@@ -209,6 +209,9 @@ final class PoolTests: XCTestCase {
             PoolGeometry(planes: 1, input: [9, 10], kernel: [2, 3], strides: [1, 2], dilations: [2, 2], padBegin: [1, 2], padEnd: [0, 1], output: [8, 4]),
             PoolGeometry(planes: 4, input: [11], kernel: [4], strides: [3], dilations: [1], padBegin: [2], padEnd: [1], output: [4]),
             PoolGeometry(planes: 2, input: [4, 5, 6], kernel: [2, 2, 3], strides: [2, 1, 2], dilations: [1, 1, 1], padBegin: [1, 0, 1], padEnd: [1, 0, 1], output: [3, 4, 3]),
+            // One window over each whole plane (the global path), with SIMD tails.
+            PoolGeometry(planes: 5, input: [7, 7], kernel: [7, 7], strides: [1, 1], dilations: [1, 1], padBegin: [0, 0], padEnd: [0, 0], output: [1, 1]),
+            PoolGeometry(planes: 600, input: [13, 3], kernel: [13, 3], strides: [2, 2], dilations: [1, 1], padBegin: [0, 0], padEnd: [0, 0], output: [1, 1]),
         ]
         for (index, g) in cases.enumerated() {
             let d = g.dims3

@@ -109,4 +109,48 @@ final class ConcatPlacementTests: XCTestCase {
             XCTAssertEqual(try XCTUnwrap(out["z"]).shape, [batch, 4, 5, 3])
         }
     }
+
+    /// A C2f block: a 1×1 convolution split in two, the second half through two convolutions
+    /// (the second with a residual Add), the halves and both results concatenated. From the
+    /// second run on the convolution writes into the Concat's buffer and the two Split parts
+    /// are views there, so nothing but the results is copied... nor are they: all four inputs
+    /// are in place. A Split whose parts the Concat takes out of order is not placed (copied).
+    func testSplitPartsConcatenatedInOrderArePlacedThroughTheirInput() throws {
+        let axis = IRAttribute(name: "axis", value: .int(1))
+        let pad = IRAttribute(name: "pads", value: .ints([1, 1, 1, 1]))
+        func model(order: [String]) -> IRModel {
+            let nodes = [
+                IRNode(name: "cv1", opType: "Conv", inputs: ["x", "w1"], outputs: ["c"]),
+                IRNode(name: "split", opType: "Split", inputs: ["c", "sizes"], outputs: ["a", "b"], attributes: [axis]),
+                IRNode(name: "m1", opType: "Conv", inputs: ["b", "w2"], outputs: ["m1"], attributes: [pad]),
+                IRNode(name: "m2", opType: "Conv", inputs: ["m1", "w3"], outputs: ["m2c"], attributes: [pad]),
+                IRNode(name: "res", opType: "Add", inputs: ["m2c", "b"], outputs: ["m2"]),
+                IRNode(name: "cat", opType: "Concat", inputs: order, outputs: ["cat"], attributes: [axis]),
+                IRNode(name: "cv2", opType: "Conv", inputs: ["cat", "w4"], outputs: ["y"]),
+            ]
+            let consts = [OptimizerTests.random("w1", [8, 4, 1, 1], seed: 31), RuntimeLimitTests.int64Constant("sizes", [4, 4]),
+                          OptimizerTests.random("w2", [4, 4, 3, 3], seed: 32, scale: 0.3), OptimizerTests.random("w3", [4, 4, 3, 3], seed: 33, scale: 0.3),
+                          OptimizerTests.random("w4", [3, 16, 1, 1], seed: 34)]
+            return OptimizerTests.model(nodes, consts, input: [1, 4, 9, 7], outputs: ["y"])
+        }
+        for (order, expected) in [(["a", "b", "m1", "m2"], 4), (["b", "a", "m1", "m2"], 2)] {
+            let ir = model(order: order)
+            let m = try MBModel(ir: ir)
+            for threads in [1, 2] {
+                let session = m.makeSession(.init(threads: threads))
+                let x = Self.input([1, 4, 9, 7], seed: 40)
+                let want = try MBModel(ir: ir, options: .init(optimize: false)).makeSession(.init(kernels: .reference)).run(["x": x])
+                var placed: [Int] = []
+                for run in 0..<3 {
+                    let got = try XCTUnwrap(session.run(["x": x])["y"]).floats
+                    let r = try XCTUnwrap(want["y"]).floats
+                    let scale = max(r.map(abs).max() ?? 0, 0.01)
+                    let worst = zip(got, r).map { abs($0 - $1) }.max() ?? 0
+                    XCTAssertLessThanOrEqual(worst / scale, 1e-5, "order \(order) threads \(threads) run \(run)")
+                    placed.append(session.lastRunConcatInputsInPlace)
+                }
+                XCTAssertEqual(placed, [0, expected, expected], "order \(order) threads \(threads)")
+            }
+        }
+    }
 }

@@ -257,6 +257,33 @@ final class OptimizerTests: XCTestCase {
         try check(Self.model(late, consts), fires: "fuse-residual-add", false)
     }
 
+    /// MatMul and Gemm take a residual (computed or a constant bias) and then an activation:
+    /// `Relu(MatMul(x, W) + b)`, `Tanh(Gemm(x, W, c) + skip)`, `MatMul(x, W) + skip` on a batch
+    /// of rows; not when the product is also read elsewhere.
+    func testMatMulAndGemmFuseResidualAndActivation() throws {
+        let w = Self.random("w", [7, 5], seed: 21, scale: 0.5), bias = Self.random("bias", [5], seed: 22)
+        let biased = [IRNode(name: "mm", opType: "MatMul", inputs: ["x", "w"], outputs: ["p"]),
+                      IRNode(name: "add", opType: "Add", inputs: ["p", "bias"], outputs: ["s"]),
+                      IRNode(name: "relu", opType: "Relu", inputs: ["s"], outputs: ["y"])]
+        let m = try check(Self.model(biased, [w, bias], input: [2, 3, 7]), input: [2, 3, 7], fires: "fuse-residual-add")
+        XCTAssertTrue(try labels(m, input: [2, 3, 7]).contains("MatMul+Add+Relu"), "\(m.optimizerReport)")
+        let wt = Self.random("wt", [5, 7], seed: 23, scale: 0.5), c = Self.random("c", [5], seed: 24)
+        let gemm = [IRNode(name: "skip", opType: "Sigmoid", inputs: ["x"], outputs: ["k"]),
+                    IRNode(name: "proj", opType: "Gemm", inputs: ["x", "wt", "c"], outputs: ["p"], attributes: [IRAttribute(name: "transB", value: .int(1))]),
+                    IRNode(name: "sq", opType: "MatMul", inputs: ["p", "back"], outputs: ["q"]),
+                    IRNode(name: "add", opType: "Add", inputs: ["k", "q"], outputs: ["s"]),
+                    IRNode(name: "t", opType: "Tanh", inputs: ["s"], outputs: ["y"])]
+        let back = Self.random("back", [5, 7], seed: 25, scale: 0.5)
+        let g = try check(Self.model(gemm, [wt, c, back], input: [4, 7]), input: [4, 7], fires: "fuse-residual-add")
+        XCTAssertTrue(try labels(g, input: [4, 7]).contains("MatMul+Add+Tanh"), "\(g.optimizerReport)")
+        let gemmSkip = [gemm[0], IRNode(name: "proj", opType: "Gemm", inputs: ["x", "sq7"], outputs: ["p"]),
+                        IRNode(name: "add", opType: "Add", inputs: ["p", "k"], outputs: ["y"])]
+        let h = try check(Self.model(gemmSkip, [Self.random("sq7", [7, 7], seed: 26)], input: [4, 7]), input: [4, 7], fires: "fuse-residual-add")
+        XCTAssertTrue(try labels(h, input: [4, 7]).contains("Gemm+Add"), "\(h.optimizerReport)")
+        // Must not fire: the product is a graph output too.
+        try check(Self.model(biased, [w, bias], input: [2, 3, 7], outputs: ["y", "p"]), input: [2, 3, 7], fires: "fuse-residual-add", false)
+    }
+
     func testFuseElementwiseChains() throws {
         let consts = [Self.constant("half", [], [0.5]), Self.constant("two", [1], [2]), Self.constant("three", [], [3])]
         // (2 - Sigmoid(x) * 0.5) / 3, then Tanh: one chain of five steps (a scalar on the left too).

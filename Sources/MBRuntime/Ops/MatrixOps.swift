@@ -9,6 +9,7 @@ enum MatrixOps {
             let transA = try n.int("transA", default: 0) != 0, transB = try n.int("transB", default: 0) != 0
             let binarized = try BinarizedInput.spec(n)
             let after = n.plan?.activation ?? .none
+            let residualIndex = n.plan?.residual == true ? n.inputCount - 1 : nil
             if !transA, let packed = n.packedInput(1), let pm = try? PackedMatrix(packed, transposed: transB, activations: binarized, n, input: 1) {
                 if pm.choice == nil { n.claimPacked(1, bytes: pm.residentBytes) }
                 let bShape = packed.shape
@@ -29,7 +30,7 @@ enum MatrixOps {
                             for j in 0..<(m * nn) { py[j] += beta * pc[j] }
                         }
                     }
-                    return [try FloatElementwise.finish(y, residual: nil, after, c)]
+                    return [try FloatElementwise.finish(y, residual: try residualIndex.map { try i.float($0, "residual") }, after, c)]
                 }
             }
             // Before opset 7, C had to match [M, N] unless broadcast=1; broadcasting always is a superset.
@@ -58,11 +59,18 @@ enum MatrixOps {
                 Gemm.parallel(c.variant, threads: c.threads, transA: transA, transB: transB, m: m, n: nn, k: k, alpha: alpha,
                            a: a.pointer(Float.self), lda: a.shape[1], b: b.pointer(Float.self), ldb: b.shape[1],
                            beta: betaUsed, c: y.mutable(Float.self), ldc: nn)
-                return [try FloatElementwise.finish(y, residual: nil, after, c)]
+                return [try FloatElementwise.finish(y, residual: try residualIndex.map { try i.float($0, "residual") }, after, c)]
             }
         },
         "MatMul": { n in
             let binarized = try BinarizedInput.spec(n)
+            // Fused by the optimizer: a residual added (third input) and an activation applied.
+            let after = n.plan?.activation ?? .none
+            let residualIndex = n.plan?.residual == true ? n.inputCount - 1 : nil
+            @Sendable func finish(_ y: MBTensor, _ i: Inputs, _ c: ExecutionContext) throws -> MBTensor {
+                guard residualIndex != nil || after != .none else { return y }
+                return try FloatElementwise.finish(y, residual: try residualIndex.map { try i.float($0, "residual") }, after, c)
+            }
             if let packed = n.packedInput(1), packed.shape.count == 2,
                let pm = try? PackedMatrix(packed, transposed: false, activations: binarized, n, input: 1) {
                 if pm.choice == nil { n.claimPacked(1, bytes: pm.residentBytes) }
@@ -73,13 +81,13 @@ enum MatrixOps {
                     let m = a.count / pm.k
                     let y = try c.alloc(.float, Array(a.shape.dropLast()) + [pm.n])
                     pm.multiply(a: a.pointer(Float.self), m: m, y: y.mutable(Float.self), c)
-                    return [y]
+                    return [try finish(y, i, c)]
                 }
             }
             return { i, c in
                 var a = try i.float(0, "A")
                 if let binarized { a = try BinarizedInput.expand(a, binarized, conv: false, c) }
-                return [try matmul(a, try i.float(1, "B"), c)]
+                return [try finish(try matmul(a, try i.float(1, "B"), c), i, c)]
             }
         },
     ]

@@ -1,4 +1,5 @@
 import MBCore
+import MBKernels
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -107,6 +108,17 @@ enum ReduceOps {
         }
     }
 
+    /// The float kernel for `kind`, where there is one.
+    static func kernelKind(_ kind: Kind) -> Reduce.Kind? {
+        switch kind {
+        case .mean: .mean
+        case .sum: .sum
+        case .max: .max
+        case .min: .min
+        default: nil
+        }
+    }
+
     static func compile(_ n: NodeContext, _ kind: Kind) throws -> OpRun {
         let unsigned = isUnsigned(n)
         let exactKinds: Set<Kind> = [.mean, .sum, .max, .min, .prod, .l1, .sumSquare]
@@ -135,6 +147,14 @@ enum ReduceOps {
                 var positions = [Int](repeating: 0, count: x.count)
                 walk(x.shape, outStrides) { k, o in positions[k] = o }
                 reduceInt64(x, kind, unsigned: unsigned, outCount: outCount, reduceCount: reduceCount, outIndex: { positions[$0] }, into: y)
+                return [y]
+            }
+            if x.elementType == .float, x.count > 0, let fast = kernelKind(kind), let lo = set.min(), let hi = set.max(), hi - lo + 1 == set.count {
+                // The reduced axes are one contiguous run: [outer, length, inner] in one pass.
+                let y = try c.alloc(.float, shape)
+                Reduce.forward(c.variant, fast, outer: x.shape[..<lo].reduce(1, *), length: x.shape[lo...hi].reduce(1, *),
+                               inner: x.shape[(hi + 1)...].reduce(1, *), input: x.pointer(Float.self), output: y.mutable(Float.self),
+                               threads: c.threads)
                 return [y]
             }
             walk(x.shape, outStrides) { k, o in

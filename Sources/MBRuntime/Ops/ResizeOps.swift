@@ -217,6 +217,10 @@ enum ResizeOps {
         if !out.contains(0), let d = x.shape.firstIndex(of: 0) {
             throw OpError("cannot resize axis \(d) of size 0 (shape \(x.shape)) to \(out[d])")
         }
+        if case .nearest = s.interpolation, c.variant == .fast,
+           let y = try nearest(x, out, scales: scales, roi: roi, axes: axes, s, c) {
+            return y
+        }
         var current = x
         for d in axes {
             let cropped = roi.map { $0[d] != (0, 1) } ?? false
@@ -229,6 +233,65 @@ enum ResizeOps {
             current = next
         }
         return current.shape == out ? current : current.reshaped(out)
+    }
+
+    /// Nearest resizing in one pass over the output: per axis the one input index each output
+    /// index takes (from the same taps as the separable path, so the choice of index is the
+    /// same), the last axis gathered from those indices and every output row whose source row
+    /// repeats the previous one's copied from it (a 2× upsample computes a quarter of its
+    /// output and copies the rest). nil, doing nothing, when some output takes no single input
+    /// (tf_crop_and_resize extrapolation, exclude_outside at a border).
+    static func nearest(_ x: MBTensor, _ out: [Int], scales: [Double], roi: [(Double, Double)]?, axes: [Int], _ s: Settings,
+                        _ c: ExecutionContext) throws -> MBTensor? {
+        let r = x.rank
+        guard r >= 1, !out.contains(0) else { return nil }
+        var index: [[Int]] = []
+        for d in 0..<r {
+            let cropped = roi.map { $0[d] != (0, 1) } ?? false
+            if !axes.contains(d) || (out[d] == x.shape[d] && abs(scales[d] - 1) <= 1e-9 && !cropped) {
+                guard out[d] == x.shape[d] else { return nil }
+                index.append(Array(0..<out[d]))
+                continue
+            }
+            let t = try taps(inLength: x.shape[d], outLength: out[d], scale: scales[d], roi: roi?[d], s, c)
+            var picks: [Int] = []
+            picks.reserveCapacity(out[d])
+            for y in 0..<out[d] {
+                guard !t.extrapolated[y], let k = (0..<t.count).first(where: { t.weight[y * t.count + $0] != 0 }),
+                      t.weight[y * t.count + k] == 1 else { return nil }
+                picks.append(t.index[y * t.count + k])
+            }
+            index.append(picks)
+        }
+        // Leading axes left as they are: whole blocks, split across threads.
+        var lead = 0
+        while lead < r - 1 && index[lead] == Array(0..<x.shape[lead]) { lead += 1 }
+        let y = try c.alloc(.float, out)
+        let inStrides = x.shape.indices.map { x.shape[($0 + 1)...].reduce(1, *) }
+        let outStrides = out.indices.map { out[($0 + 1)...].reduce(1, *) }
+        let blocks = out[..<lead].reduce(1, *)
+        let box = UncheckedSendable((x.pointer(Float.self), y.mutable(Float.self), index))
+        Parallel.forEach(blocks, threads: y.count > parallelGrain ? c.threads : 1) { b in
+            let (src, dst, index) = box.value
+            let inBase = lead == 0 ? 0 : b * inStrides[lead - 1], outBase = lead == 0 ? 0 : b * outStrides[lead - 1]
+            func fill(_ d: Int, _ from: UnsafePointer<Float>, _ to: UnsafeMutablePointer<Float>) {
+                let picks = index[d]
+                if d == r - 1 {
+                    for i in 0..<out[d] { to[i] = from[picks[i]] }
+                    return
+                }
+                for i in 0..<out[d] {
+                    let row = to + i * outStrides[d]
+                    if i > 0 && picks[i] == picks[i - 1] {
+                        row.update(from: row - outStrides[d], count: outStrides[d])
+                    } else {
+                        fill(d + 1, from + picks[i] * inStrides[d], row)
+                    }
+                }
+            }
+            fill(lead, src + inBase, dst + outBase)
+        }
+        return y
     }
 
     /// `dst[o, y, i] = sum_k w[y, k] * src[o, index[y, k], i]` along `axis`, split over `o`

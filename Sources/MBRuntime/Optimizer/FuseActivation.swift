@@ -1,7 +1,7 @@
 import MBCore
 import MBKernels
 
-/// An activation node right after a Conv, ConvTranspose or Gemm whose output only it reads
+/// An activation node right after a Conv, ConvTranspose, Gemm or MatMul whose output only it reads
 /// becomes that node's epilogue: Relu, Clip (constant bounds; Relu6), LeakyRelu, HardSigmoid,
 /// HardSwish, Sigmoid, Tanh and Swish with alpha 1 (SiLU, also as recognized from
 /// `x * Sigmoid(x)`). One activation per node.
@@ -13,7 +13,7 @@ enum FuseActivation {
             guard let n = g.nodes[k], n.outputs.count == 1, let x = n.inputs.first, !x.isEmpty,
                   let (act, name) = activation(of: n, &g) else { continue }
             guard let p = producers[x], let producer = g.nodes[p], producer.outputs.count == 1,
-                  producer.isOp("Conv") || producer.isOp("ConvTranspose") || producer.isOp("Gemm"),
+                  producer.isOp("Conv") || producer.isOp("ConvTranspose") || producer.isOp("Gemm") || producer.isOp("MatMul"),
                   readers[x] == 1, g.isInternal(x) else { continue }
             var plan = g.plan(of: p) ?? FusedPlan(operators: [producer.opType])
             guard plan.activation == .none else { continue }

@@ -4,8 +4,16 @@ import MBCore
 /// extra last input: the op adds R into its output in the same pass that applies a later fused
 /// activation (`activation(conv + R)`). Only when the Conv output has no other reader and is
 /// not a graph output, and R is not that output itself. If R's shape turns out to differ from
-/// the Conv output's at run time, the op broadcasts as Add would.
+/// the Conv output's at run time, the op broadcasts as Add would. Gemm and MatMul (a
+/// transformer block's projection plus its skip connection) fuse the same way: R goes after
+/// Gemm's optional C (an empty name when C is absent) and after MatMul's B. For them R may also
+/// be a constant (MatMul's bias: `Add(MatMul(x, W), b)`, so a following activation fuses too);
+/// a Conv's constant bias is `FuseConvBias`'s.
 enum FuseResidualAdd {
+    /// The operators that take a residual, and how many inputs of their own they have (the
+    /// residual is the input after them).
+    static let ownInputs = ["Conv": 3, "Gemm": 3, "MatMul": 2]
+
     static func run(_ g: inout OptimizerGraph) {
         var readers = g.readers()
         let producers = g.producers()
@@ -13,14 +21,16 @@ enum FuseResidualAdd {
             guard let add = g.nodes[k], add.isOp("Add"), add.inputs.count == 2, add.outputs.count == 1,
                   add.inputs[0] != add.inputs[1] else { continue }
             for (y, r) in [(add.inputs[0], add.inputs[1]), (add.inputs[1], add.inputs[0])] {
-                guard g.constant(r) == nil, let p = producers[y], let conv = g.nodes[p], conv.isOp("Conv"), conv.outputs.count == 1,
-                      conv.inputs.count >= 2, conv.inputs.count <= 3, readers[y] == 1, g.isInternal(y) else { continue }
-                var plan = g.plan(of: p) ?? FusedPlan(operators: ["Conv"])
+                guard let p = producers[y], let conv = g.nodes[p], conv.outputs.count == 1,
+                      g.constant(r) == nil || !conv.isOp("Conv"),
+                      let slots = Self.ownInputs[conv.opType], conv.domain.isEmpty || conv.domain == "ai.onnx",
+                      conv.inputs.count >= 2, conv.inputs.count <= slots, readers[y] == 1, g.isInternal(y) else { continue }
+                var plan = g.plan(of: p) ?? FusedPlan(operators: [conv.opType])
                 guard plan.activation == .none, !plan.residual else { continue }
                 // R must be computed before the Conv runs: its producer comes earlier.
                 if let rp = producers[r], rp > p { continue }
                 var fused = conv
-                fused.inputs = [conv.inputs[0], conv.inputs[1], conv.inputs.count > 2 ? conv.inputs[2] : "", r]
+                fused.inputs = Array(conv.inputs[..<2]) + (slots > 2 ? [conv.inputs.count > 2 ? conv.inputs[2] : ""] : []) + [r]
                 g.nodes[p] = fused
                 plan.operators.append("Add")
                 plan.residual = true

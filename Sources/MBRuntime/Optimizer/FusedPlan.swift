@@ -1,6 +1,6 @@
 import MBKernels
 
-/// What the optimizer fused into one Conv, ConvTranspose or Gemm node: the operators it now
+/// What the optimizer fused into one Conv, ConvTranspose, Gemm or MatMul node: the operators it now
 /// runs (for `run --profile`: "Conv+BatchNormalization+HardSwish"), the activation its epilogue
 /// applies, and whether its last input is a residual added before that activation.
 struct FusedPlan: Sendable, Equatable {

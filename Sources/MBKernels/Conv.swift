@@ -8,7 +8,7 @@ public enum Conv {
         _ variant: KernelVariant = .fast, _ g: ConvGeometry,
         input: UnsafePointer<Float>, weights: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
         output: UnsafeMutablePointer<Float>, activation: Activation = .none, threads: Int = 1, scratch: KernelScratch? = nil,
-        implementation: Implementation = .automatic
+        implementation: Implementation = .automatic, packedWeights: ConvChannelWeights? = nil
     ) {
         if variant == .reference {
             reference(g, input: input, weights: weights, bias: bias, output: output, activation: activation)
@@ -34,13 +34,21 @@ public enum Conv {
         let scratch = scratch ?? KernelScratch()
         defer { withExtendedLifetime(scratch) {} }
         switch implementation {
+        case .automatic where packedWeights != nil && channelsAvailable(g) && prefersChannels(g):
+            channels(g, input: input, weights: weights, packed: packedWeights, bias: bias, output: output, activation: activation,
+                     threads: threads, scratch: scratch)
+            return
+        case .channels:
+            channels(g, input: input, weights: weights, packed: packedWeights, bias: bias, output: output, activation: activation,
+                     threads: threads, scratch: scratch)
+            return
         case .automatic where RowGemm.isAvailable:
             rowGemm(g, input: input, weights: weights, bias: bias, output: output, activation: activation, threads: threads, scratch: scratch)
             return
         case .rowGemm(let path):
             rowGemm(g, input: input, weights: weights, bias: bias, output: output, activation: activation, threads: threads, scratch: scratch, path: path)
             return
-        case .automatic, .blas, .depthwiseDirect:
+        case .automatic, .blas, .depthwiseDirect, .channels:
             break
         }
         im2colGemm(g, input: input, weights: weights, bias: bias, output: output, activation: activation, threads: threads, scratch: scratch)
@@ -56,6 +64,8 @@ public enum Conv {
         case rowGemm(RowGemmPath)
         /// Depthwise layers only: the direct loops `Conv+Depthwise.swift` keeps for 3-D layers.
         case depthwiseDirect
+        /// Vectorised over output channels (`Conv+Channels.swift`); only where `channelsAvailable(g)`.
+        case channels
     }
 
     /// Convolutions with fewer multiply-adds run on one thread: about 20 µs of work at one

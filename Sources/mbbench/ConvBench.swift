@@ -201,22 +201,34 @@ struct ConvBench: ParsableCommand {
             let b = (0..<g.outChannels).map { _ in Float(rng.nextNormal() * 0.1) }
             var y = [Float](repeating: 0, count: g.batch * g.outChannels * g.outputSize)
             let flops = 2 * Double(g.batch * g.outChannels * g.outputSize * g.inPerGroup * g.kernelSize)
+            // Each layer's weights packed once, as a compiled model's Conv node keeps them.
+            let packed = ConvChannelWeights()
             let t = time {
-                Conv.forward(.fast, g, input: x, weights: w, bias: b, output: &y, activation: .relu, threads: 1, scratch: scratch)
+                Conv.forward(.fast, g, input: x, weights: w, bias: b, output: &y, activation: .relu, threads: 1, scratch: scratch,
+                             packedWeights: packed)
+            }
+            // The other candidate: RowGemm's path where the channel kernel is picked, and back.
+            let channels = Conv.channelsAvailable(g) && Conv.prefersChannels(g)
+            let other: Double? = !Conv.channelsAvailable(g) ? nil : time {
+                Conv.forward(.fast, g, input: x, weights: w, bias: b, output: &y, activation: .relu, threads: 1, scratch: scratch,
+                             implementation: channels ? .automatic : .channels, packedWeights: channels ? nil : packed)
             }
             let ort = v[16] / 1000
-            let path = g.inPerGroup == 1 && g.groups > 1 ? "depthwise" : "\(Conv.rowGemmPath(g))"
+            let path = g.inPerGroup == 1 && g.groups > 1 ? "depthwise" : channels ? "channels" : "\(Conv.rowGemmPath(g))"
             oursTotal += t
             if ort > 0 { ortTotal += ort }
             let shape = "\(g.inChannels)->\(g.outChannels) \(g.kernel[0])x\(g.kernel[1])/\(g.strides[0]) @\(g.input[0])x\(g.input[1])" +
                 (g.groups > 1 ? " g\(g.groups)" : "")
             rows.append([f[0], shape, path, String(format: "%.3f", t), ort > 0 ? String(format: "%.3f", ort) : "-",
                          ort > 0 ? String(format: "%.2f", t / ort) : "-", String(format: "%.1f", flops / t / 1e6),
-                         ort > 0 ? String(format: "%.1f", flops / ort / 1e6) : "-"])
+                         ort > 0 ? String(format: "%.1f", flops / ort / 1e6) : "-",
+                         other.map { String(format: "%.1f", flops / $0 / 1e6) } ?? "-"])
         }
         rows.append(["total", "", "", String(format: "%.3f", oursTotal), String(format: "%.3f", ortTotal),
-                     String(format: "%.2f", oursTotal / ortTotal), "", ""])
-        print(table(header: ["node", "shape", "path", "ours ms", "ort ms", "ratio", "ours GFLOP/s", "ort GFLOP/s"], rows: rows), terminator: "")
+                     String(format: "%.2f", oursTotal / ortTotal), "", "", ""])
+        print(table(header: ["node", "shape", "path", "ours ms", "ort ms", "ratio", "ours GFLOP/s", "ort GFLOP/s", "other path GFLOP/s"], rows: rows),
+              terminator: "")
+        print("other path: the channel-vectorised kernel where RowGemm's path is picked, and RowGemm's path where the channel kernel is")
     }
 
     func time(_ body: () -> Void) -> Double {

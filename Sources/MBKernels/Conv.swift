@@ -1,5 +1,7 @@
 /// Convolution, NC + spatial layout, weights `[outC, inC/groups, k...]`, optional bias `[outC]`.
 /// The fast variant picks per call: a direct kernel for depthwise convolutions; on AVX-512 CPUs
+/// the kernel vectorised over output channels where the caller keeps packed weights
+/// (`packedWeights`) and `prefersChannels` measured it faster (`Conv+Channels.swift`), else
 /// `RowGemm` (bias and Relu fused, no im2col for 1×1 and stride-1 2-D kernels, see
 /// `Conv+RowGemm.swift`); elsewhere BLAS GEMM straight on the input for 1×1 stride-1 unpadded
 /// ones and im2col + BLAS GEMM otherwise.

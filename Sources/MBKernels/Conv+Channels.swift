@@ -103,17 +103,20 @@ extension Conv {
 extension Conv {
     /// Whether `.automatic` takes `.channels` for `g` (when the caller keeps packed weights).
     /// Measured per layer with `mbbench conv --layers` (thread CPU time, Zen 4; ResNet-50,
-    /// SqueezeNet, YOLO11 layers): the channel kernel ran 3×3 layers with 16 or more input
-    /// channels at 100-112 GFLOP/s against RowGemm's 82-99, and 1×1 stride-2 layers at 98-112
-    /// against 74-83. It loses where its per-tile transpose is not amortised and RowGemm's
-    /// columns are full: 1×1 stride-1 layers with a short reduction on planes of 20×20 and up
-    /// (16-128 input channels: 55-95 against 75-109), and first layers on 3 channels. It wins
-    /// on 1×1 stride-1 layers at 7×7 (107 against 85: 49 columns fill 64-column strips poorly)
-    /// and on 13×13 and 14×14 with 256 or more input channels. Under 16 output channels most of
-    /// its lanes are wasted (128→1 heads: 6 against 30).
+    /// SqueezeNet, YOLO11, U-Net, audio and MobileNetV2 layers): the channel kernel ran 3×3
+    /// layers with 16 or more input channels at 100-112 GFLOP/s against RowGemm's 82-99, and
+    /// 1×1 stride-2 layers at 98-112 against 74-83. It loses where its per-tile transpose is not
+    /// amortised over a long reduction while RowGemm's columns are full: 1×1 stride-1 layers with
+    /// 16-144 input channels (55-95 against 75-109 on planes of 20×20 and up; 73-76 against 92-98
+    /// at 8×8), and first layers on 3 channels. It wins on 1×1 stride-1 layers with 256 or more
+    /// input channels on planes under 256 pixels (7×7: 107 against 85, where 49 columns fill
+    /// 64-column strips poorly) and on planes of at most 8 pixels (2×2 and 1×1: 40-78 against
+    /// 6-28). Blocks of 16 lanes must be at least 80 % used (24 output channels fill 32 lanes:
+    /// 66-72 against 77-87 on the audio CNN's 24-channel layers).
     public static func prefersChannels(_ g: ConvGeometry) -> Bool {
-        guard g.outPerGroup >= 16 else { return false }
-        if isPointwise(g) { return g.outputSize <= 64 || (g.outputSize < 256 && g.inPerGroup >= 256) }
+        let m = g.outPerGroup, lanes = (m + 15) / 16 * 16
+        guard m >= 16, 5 * m >= 4 * lanes else { return false }
+        if isPointwise(g) { return g.outputSize <= 8 || (g.outputSize < 256 && g.inPerGroup >= 256) }
         return g.inPerGroup >= 8
     }
 }

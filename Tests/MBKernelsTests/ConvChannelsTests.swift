@@ -93,4 +93,24 @@ final class ConvChannelsTests: XCTestCase {
         }
         XCTAssertEqual(packed.residentBytes, 32 * 27 * 4)
     }
+
+    /// The measured choice (`Conv.prefersChannels`) on the shapes it was measured on.
+    func testChoice() {
+        let conv = { (c: Int, o: Int, side: Int, k: Int, stride: Int) in
+            ConvGeometry(batch: 1, inChannels: c, outChannels: o, input: [side, side], kernel: [k, k], strides: [stride, stride],
+                         padBegin: [k / 2, k / 2], padEnd: [k / 2, k / 2])
+        }
+        XCTAssertTrue(Conv.prefersChannels(conv(32, 32, 56, 3, 1)))       // ResNet 3×3
+        XCTAssertTrue(Conv.prefersChannels(conv(256, 256, 7, 3, 1)))
+        XCTAssertTrue(Conv.prefersChannels(conv(128, 128, 160, 3, 2)))    // YOLO stride 2
+        XCTAssertTrue(Conv.prefersChannels(conv(128, 256, 56, 1, 2)))     // 1×1 stride 2
+        XCTAssertTrue(Conv.prefersChannels(conv(1024, 256, 7, 1, 1)))     // long reduction, small plane
+        XCTAssertTrue(Conv.prefersChannels(conv(64, 384, 2, 1, 1)))       // 4 pixels
+        XCTAssertFalse(Conv.prefersChannels(conv(64, 256, 28, 1, 1)))     // short reduction: RowGemm's full strips
+        XCTAssertFalse(Conv.prefersChannels(conv(96, 24, 8, 1, 1)))
+        XCTAssertFalse(Conv.prefersChannels(conv(512, 512, 20, 1, 1)))    // 400 pixels
+        XCTAssertFalse(Conv.prefersChannels(conv(3, 64, 224, 7, 2)))      // first layer
+        XCTAssertFalse(Conv.prefersChannels(conv(24, 24, 74, 3, 1)))      // 24 channels in 32 lanes
+        XCTAssertFalse(Conv.prefersChannels(conv(128, 1, 80, 1, 1)))      // a one-channel head
+    }
 }

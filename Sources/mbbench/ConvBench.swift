@@ -136,15 +136,21 @@ struct ConvBench: ParsableCommand {
                 if d.strides.0 == 1 && d.kernel.0 == 1 { impls.append(("shifted", .rowGemm(.shifted))) }
                 impls.append(("im2col", .rowGemm(.im2col)))
                 if !Conv.isPointwise(g) && d.strides.0 == 1 && d.kernel.0 == 1 && d.input.0 == 1 { impls.append(("implicit", .rowGemm(.implicit))) }
+                if Conv.channelsAvailable(g) { impls.append(("channels", .channels)) }
             }
+            // The weights packed once for the channel kernel, as a compiled model's Conv node keeps them.
+            let packed = ConvChannelWeights()
             for threads in cpuTime ? [1] : [1, 2] {
                 var base = 0.0
                 for (name, impl) in impls {
                     let t = time {
-                        Conv.forward(.fast, g, input: x, weights: w, bias: b, output: &y, activation: .relu, threads: threads, scratch: scratch, implementation: impl)
+                        Conv.forward(.fast, g, input: x, weights: w, bias: b, output: &y, activation: .relu, threads: threads, scratch: scratch,
+                                     implementation: impl, packedWeights: packed)
                     }
                     if name == "blas" || name == "direct" { base = t }
-                    let chosen = name != "blas" && (impl == .rowGemm(Conv.rowGemmPath(g)) || impl == .automatic) ? " *" : ""
+                    let picksChannels = Conv.channelsAvailable(g) && Conv.prefersChannels(g)
+                    let chosen = name != "blas" && (picksChannels ? impl == .channels : impl == .rowGemm(Conv.rowGemmPath(g)) || impl == .automatic)
+                        ? " *" : ""
                     rows.append([label, String(threads), name + chosen, String(format: "%.3f ms", t), String(format: "%.1f", macs / t / 1e6),
                                  String(format: "%.2fx", base / t)])
                 }

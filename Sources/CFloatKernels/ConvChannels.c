@@ -11,15 +11,15 @@
 // shorter last tile per row. Output rows run in bands whose input (every channel) fits in L2;
 // a band is copied with its zero padding into a per-thread buffer first unless the input can
 // be read in place (no padding read, and 1x1 or a small input): at large planes and stride 2
-// the tiles would otherwise pull each channel's rows from memory on hundreds of streams. The finished tile is transposed in registers (8 pixels x 16
-// channels -> 16 rows of 8) and stored into the NCHW output with bias and Relu applied in
+// the tiles would otherwise pull each channel's rows from memory on hundreds of streams. The
+// finished tile is transposed in registers (8 pixels x 16 channels -> 16 rows of 8) and stored into the NCHW output with bias and Relu applied in
 // registers; other activations run over each finished stretch of output rows while it is in
 // cache (the elementwise kernel's code and error bounds).
 #include "CFloatKernels.h"
 
-// Vectors of 16 channels in the block that starts with `vectors` left: three a block; a last
-// single vector after others becomes two blocks of two (a 16-channel block feeds 8 FMAs per
-// step, two 32-channel ones 16 each). The packing and the kernel walk blocks the same way.
+// Vectors of 16 channels in the block that starts with `vectors` left: three a block, but four
+// left make two blocks of two rather than three and one (a 16-channel block feeds only 8 FMAs
+// per step, a 32-channel one 16). The packing and the kernel walk blocks the same way.
 static inline int block_vectors(long vectors) { return vectors == 4 ? 2 : vectors >= 3 ? 3 : (int)vectors; }
 
 long fk_conv_channels_packed_floats(long m, long k) { return (m + 15) / 16 * 16 * k; }

@@ -12,9 +12,10 @@
 // a band is copied with its zero padding into a per-thread buffer first unless the input can
 // be read in place (no padding read, and 1x1 or a small input): at large planes and stride 2
 // the tiles would otherwise pull each channel's rows from memory on hundreds of streams. The
-// finished tile is transposed in registers (8 pixels x 16 channels -> 16 rows of 8) and stored into the NCHW output with bias and Relu applied in
-// registers; other activations run over each finished stretch of output rows while it is in
-// cache (the elementwise kernel's code and error bounds).
+// finished tile is transposed in registers (8 pixels x 16 channels -> 16 rows of 8) and stored
+// into the NCHW output with bias and Relu applied in registers; other activations run over each
+// finished stretch of output rows while it is in cache (the elementwise kernel's code and error
+// bounds).
 #include "CFloatKernels.h"
 
 // Vectors of 16 channels in the block that starts with `vectors` left: three a block, but four

@@ -1,5 +1,7 @@
 /// Convolution, NC + spatial layout, weights `[outC, inC/groups, k...]`, optional bias `[outC]`.
 /// The fast variant picks per call: a direct kernel for depthwise convolutions; on AVX-512 CPUs
+/// the kernel vectorised over output channels where the caller keeps packed weights
+/// (`packedWeights`) and `prefersChannels` measured it faster (`Conv+Channels.swift`), else
 /// `RowGemm` (bias and Relu fused, no im2col for 1×1 and stride-1 2-D kernels, see
 /// `Conv+RowGemm.swift`; strided 1×1 ones subsampled first, `Conv+StridedPointwise.swift`); elsewhere BLAS GEMM straight on the input for 1×1 stride-1 unpadded
 /// ones and im2col + BLAS GEMM otherwise.
@@ -8,7 +10,7 @@ public enum Conv {
         _ variant: KernelVariant = .fast, _ g: ConvGeometry,
         input: UnsafePointer<Float>, weights: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
         output: UnsafeMutablePointer<Float>, activation: Activation = .none, threads: Int = 1, scratch: KernelScratch? = nil,
-        implementation: Implementation = .automatic
+        implementation: Implementation = .automatic, packedWeights: ConvChannelWeights? = nil
     ) {
         if variant == .reference {
             reference(g, input: input, weights: weights, bias: bias, output: output, activation: activation)
@@ -34,6 +36,14 @@ public enum Conv {
         let scratch = scratch ?? KernelScratch()
         defer { withExtendedLifetime(scratch) {} }
         switch implementation {
+        case .automatic where packedWeights != nil && channelsAvailable(g) && prefersChannels(g):
+            channels(g, input: input, weights: weights, packed: packedWeights, bias: bias, output: output, activation: activation,
+                     threads: threads, scratch: scratch)
+            return
+        case .channels:
+            channels(g, input: input, weights: weights, packed: packedWeights, bias: bias, output: output, activation: activation,
+                     threads: threads, scratch: scratch)
+            return
         case .automatic where RowGemm.isAvailable:
             if isStridedPointwise(g) {
                 stridedPointwise(g, input: input, weights: weights, bias: bias, output: output, activation: activation, threads: threads, scratch: scratch)
@@ -44,7 +54,7 @@ public enum Conv {
         case .rowGemm(let path):
             rowGemm(g, input: input, weights: weights, bias: bias, output: output, activation: activation, threads: threads, scratch: scratch, path: path)
             return
-        case .automatic, .blas, .depthwiseDirect:
+        case .automatic, .blas, .depthwiseDirect, .channels:
             break
         }
         im2colGemm(g, input: input, weights: weights, bias: bias, output: output, activation: activation, threads: threads, scratch: scratch)
@@ -60,6 +70,8 @@ public enum Conv {
         case rowGemm(RowGemmPath)
         /// Depthwise layers only: the direct loops `Conv+Depthwise.swift` keeps for 3-D layers.
         case depthwiseDirect
+        /// Vectorised over output channels (`Conv+Channels.swift`); only where `channelsAvailable(g)`.
+        case channels
     }
 
     /// Convolutions with fewer multiply-adds run on one thread: about 20 µs of work at one

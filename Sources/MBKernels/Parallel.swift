@@ -47,9 +47,10 @@ public enum KernelVariant: String, Sendable, CaseIterable {
 /// `Slot` is its own buffer, so one kernel can hold several at once.
 public final class KernelScratch {
     /// Independent buffers: `.columns` (im2col, col2im), `.padded` (a zero-bordered input copy),
-    /// `.wideOutput` (a GEMM result with padded rows before compaction), `.rowPointers`.
+    /// `.wideOutput` (a GEMM result with padded rows before compaction), `.rowPointers`,
+    /// `.packedWeights` (weights packed for one call).
     public enum Slot: Int, CaseIterable, Sendable {
-        case columns, padded, wideOutput, rowPointers
+        case columns, padded, wideOutput, rowPointers, packedWeights
     }
 
     private var pointers: [UnsafeMutableRawPointer?] = Array(repeating: nil, count: Slot.allCases.count)

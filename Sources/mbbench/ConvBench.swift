@@ -137,15 +137,21 @@ struct ConvBench: ParsableCommand {
                 impls.append(("im2col", .rowGemm(.im2col)))
                 if Conv.isStridedPointwise(g) && RowGemm.isAvailable { impls.append(("gather+pointwise", .automatic)) }
                 if !Conv.isPointwise(g) && d.strides.0 == 1 && d.kernel.0 == 1 && d.input.0 == 1 { impls.append(("implicit", .rowGemm(.implicit))) }
+                if Conv.channelsAvailable(g) { impls.append(("channels", .channels)) }
             }
+            // The weights packed once for the channel kernel, as a compiled model's Conv node keeps them.
+            let packed = ConvChannelWeights()
             for threads in cpuTime ? [1] : [1, 2] {
                 var base = 0.0
                 for (name, impl) in impls {
                     let t = time {
-                        Conv.forward(.fast, g, input: x, weights: w, bias: b, output: &y, activation: .relu, threads: threads, scratch: scratch, implementation: impl)
+                        Conv.forward(.fast, g, input: x, weights: w, bias: b, output: &y, activation: .relu, threads: threads, scratch: scratch,
+                                     implementation: impl, packedWeights: packed)
                     }
                     if name == "blas" || name == "direct" { base = t }
-                    let chosen = name != "blas" && (impl == .rowGemm(Conv.rowGemmPath(g)) || impl == .automatic) ? " *" : ""
+                    let picksChannels = Conv.channelsAvailable(g) && Conv.prefersChannels(g)
+                    let chosen = name != "blas" && (picksChannels ? impl == .channels : impl == .rowGemm(Conv.rowGemmPath(g)) || impl == .automatic)
+                        ? " *" : ""
                     rows.append([label, String(threads), name + chosen, String(format: "%.3f ms", t), String(format: "%.1f", macs / t / 1e6),
                                  String(format: "%.2fx", base / t)])
                 }
@@ -202,22 +208,34 @@ struct ConvBench: ParsableCommand {
             let b = (0..<g.outChannels).map { _ in Float(rng.nextNormal() * 0.1) }
             var y = [Float](repeating: 0, count: g.batch * g.outChannels * g.outputSize)
             let flops = 2 * Double(g.batch * g.outChannels * g.outputSize * g.inPerGroup * g.kernelSize)
+            // Each layer's weights packed once, as a compiled model's Conv node keeps them.
+            let packed = ConvChannelWeights()
             let t = time {
-                Conv.forward(.fast, g, input: x, weights: w, bias: b, output: &y, activation: .relu, threads: 1, scratch: scratch)
+                Conv.forward(.fast, g, input: x, weights: w, bias: b, output: &y, activation: .relu, threads: 1, scratch: scratch,
+                             packedWeights: packed)
+            }
+            // The other candidate: RowGemm's path where the channel kernel is picked, and back.
+            let channels = Conv.channelsAvailable(g) && Conv.prefersChannels(g)
+            let other: Double? = !Conv.channelsAvailable(g) ? nil : time {
+                Conv.forward(.fast, g, input: x, weights: w, bias: b, output: &y, activation: .relu, threads: 1, scratch: scratch,
+                             implementation: channels ? .automatic : .channels, packedWeights: channels ? nil : packed)
             }
             let ort = v[16] / 1000
-            let path = g.inPerGroup == 1 && g.groups > 1 ? "depthwise" : "\(Conv.rowGemmPath(g))"
+            let path = g.inPerGroup == 1 && g.groups > 1 ? "depthwise" : channels ? "channels" : "\(Conv.rowGemmPath(g))"
             oursTotal += t
             if ort > 0 { ortTotal += ort }
             let shape = "\(g.inChannels)->\(g.outChannels) \(g.kernel[0])x\(g.kernel[1])/\(g.strides[0]) @\(g.input[0])x\(g.input[1])" +
                 (g.groups > 1 ? " g\(g.groups)" : "")
             rows.append([f[0], shape, path, String(format: "%.3f", t), ort > 0 ? String(format: "%.3f", ort) : "-",
                          ort > 0 ? String(format: "%.2f", t / ort) : "-", String(format: "%.1f", flops / t / 1e6),
-                         ort > 0 ? String(format: "%.1f", flops / ort / 1e6) : "-"])
+                         ort > 0 ? String(format: "%.1f", flops / ort / 1e6) : "-",
+                         other.map { String(format: "%.1f", flops / $0 / 1e6) } ?? "-"])
         }
         rows.append(["total", "", "", String(format: "%.3f", oursTotal), String(format: "%.3f", ortTotal),
-                     String(format: "%.2f", oursTotal / ortTotal), "", ""])
-        print(table(header: ["node", "shape", "path", "ours ms", "ort ms", "ratio", "ours GFLOP/s", "ort GFLOP/s"], rows: rows), terminator: "")
+                     String(format: "%.2f", oursTotal / ortTotal), "", "", ""])
+        print(table(header: ["node", "shape", "path", "ours ms", "ort ms", "ratio", "ours GFLOP/s", "ort GFLOP/s", "other path GFLOP/s"], rows: rows),
+              terminator: "")
+        print("other path: the channel-vectorised kernel where RowGemm's path is picked, and RowGemm's path where the channel kernel is")
     }
 
     func time(_ body: () -> Void) -> Double {

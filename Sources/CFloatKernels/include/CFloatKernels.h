@@ -55,6 +55,22 @@ typedef struct {
 void fk_gemm_conv2d(long m0, long m1, long n0, long n1, const float *a, long lda, const fk_conv2d_source *source,
                     const float *bias, int act, float p0, float p1, float *c, long ldc);
 
+/// Floats of fk_conv_channels_pack's layout for m output channels and a reduction of k.
+long fk_conv_channels_packed_floats(long m, long k);
+
+/// Packs weights [m][k] (one group) into blocks of 16, 32 or 48 output channels, each [k][block],
+/// lanes past channel m zero. Any CPU.
+void fk_conv_channels_pack(const float *weights, long m, long k, float *packed);
+
+/// The convolution of one group `source` (oh output rows) with weights packed by
+/// fk_conv_channels_pack: out[co * oh * ow + oy * ow + ox] = act(bias[co] + sum over channels
+/// and taps) for co < m and output rows oy in [r0, r1). Vectorised over output channels, tiles
+/// of 8 pixels of one output row (bias and Relu in registers; other activations of Elementwise.h
+/// over each finished stretch); reads nothing outside the input (padding is copied per band of
+/// rows into a per-thread buffer). Only when fk_has_avx512().
+void fk_conv_channels(const fk_conv2d_source *source, long oh, const float *packed, long m, long r0, long r1, const float *bias,
+                      int act, float p0, float p1, float *out);
+
 /// Max pooling of `planes` 2-D planes [ih, iw] -> [oh, ow], window kh x kw, strides sh x sw,
 /// no padding and no dilation, every window inside the input. Only when fk_has_avx512() ||
 /// fk_has_neon().

@@ -139,6 +139,9 @@ enum ConvOps {
                     return [try FloatElementwise.finish(y, residual: try residualIndex.map { try i.float($0, "residual") }, after, c)]
                 }
             }
+            // Constant weights are packed for the channel-vectorised kernel on the first run that
+            // takes it, and kept.
+            let channelWeights = n.constantInput(1) != nil ? ConvChannelWeights() : nil
             return { i, c in
                 var x = try i.float(0, "X")
                 let w = try i.float(1, "W")
@@ -148,7 +151,8 @@ enum ConvOps {
                 if let binarized { x = try BinarizedInput.expand(x, binarized, conv: true, c) }
                 let out = try c.alloc(.float, [g.batch, g.outChannels] + g.output)
                 Conv.forward(c.variant, g, input: x.pointer(Float.self), weights: w.pointer(Float.self), bias: bias?.pointer(Float.self),
-                             output: out.mutable(Float.self), activation: activation, threads: c.threads, scratch: c.scratch)
+                             output: out.mutable(Float.self), activation: activation, threads: c.threads, scratch: c.scratch,
+                             packedWeights: channelWeights)
                 return [try FloatElementwise.finish(out, residual: try residualIndex.map { try i.float($0, "residual") }, after, c)]
             }
         },

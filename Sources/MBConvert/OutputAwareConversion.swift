@@ -30,8 +30,11 @@ enum OutputAwareConversion {
         var calibrates: Bool
     }
 
+    /// `budget` (`--max-memory`) bounds each layer's fit: what `OutputFit.Accumulator.workingBytes`
+    /// counts for it, its input rows in both models, and the float model's values held for the
+    /// later layers; a layer that cannot fit within it stops the conversion with nothing written.
     static func run(_ prepared: Conversion.Prepared, graph binarized: IRGraph, outcomes: [Conversion.LayerOutcome],
-                    inputs: [String: MBTensor], threads: Int) throws -> Outcome {
+                    inputs: [String: MBTensor], threads: Int, budget: Int = MemoryBudget.defaultBytes) throws -> Outcome {
         var warnings: [String] = []
         var layers: [Layer] = []
         let outcomeIndex = Dictionary(outcomes.enumerated().map { ($0.element.name, $0.offset) }, uniquingKeysWith: { a, _ in a })
@@ -109,6 +112,7 @@ enum OutputAwareConversion {
                 guard let xq = quantized[input], let xf = floatValues[input] else {
                     throw ConversionError("layer '\(layer.node.name)': its input '\(input)' was not computed on the calibration inputs")
                 }
+                try checkBudget(layer, prepared: prepared, input: xq, held: floatValues.values.reduce(0) { $0 + 4 * $1.count }, budget: budget)
                 let (outcome, notes) = try fit(layer, prepared: prepared, current: results[layer.outcomeIndex], xf: xf, xq: xq)
                 warnings += notes.map { "tensor '\(layer.plan.tensor.name)': \($0)" }
                 results[layer.outcomeIndex] = outcome
@@ -118,6 +122,18 @@ enum OutputAwareConversion {
         }
         if !pending.isEmpty { _ = try advance(exposing: []) }
         return Outcome(graph: graph, layers: results, corrections: corrections, stored: stored, warnings: warnings)
+    }
+
+    /// Refuses a layer whose fit would not stay within `budget`; see `run`.
+    static func checkBudget(_ layer: Layer, prepared: Conversion.Prepared, input: MBTensor, held: Int, budget: Int) throws {
+        let constant = prepared.graph.constants[prepared.constantIndex[layer.plan.tensor.name]!]
+        let (geometry, rows, _) = try geometry(layer.node, weightShape: constant.shape, input: input.shape, elements: input.count)
+        let fit = OutputFit.Accumulator.workingBytes(geometry: geometry, expectedRows: rows)
+        let need = fit + 2 * 4 * input.count + held
+        guard need > budget else { return }
+        let d = geometry.columns
+        let what = rows < d ? "its \(rows) input rows of \(d) columns" : "\(geometry.groups > 1 ? "\(geometry.groups) " : "")\(d)×\(d) second moments and their factors"
+        throw ConversionError("layer '\(layer.node.name)': fit: output needs \(MemoryBudget.describe(need)) (\(MemoryBudget.describe(fit)) for \(what) and the fit's copies of \(geometry.rows * d) weights, \(MemoryBudget.describe(8 * input.count)) for its inputs in both models, \(MemoryBudget.describe(held)) of float values held for later layers), over the memory budget of \(MemoryBudget.describe(budget)); raise --max-memory, use fewer calibration inputs or fit this layer to its weights")
     }
 
     /// Why `node` cannot be fitted to its output, or nil.
@@ -291,14 +307,19 @@ enum OutputAwareConversion {
     }
 
     /// Runs `graph` on `inputs` and returns the named values (graph inputs are returned as given).
+    /// Only the named values are the run's outputs, so the nodes after them are not run.
     static func run(_ graph: IRGraph, exposing names: [String], opsets: [IROpset], inputs: [String: MBTensor], threads: Int,
                     transforms: [String: (MBTensor) -> MBTensor]) throws -> [String: MBTensor] {
         var g = graph
         let inputNames = Set(graph.inputs.map(\.name))
-        var seen = Set(g.outputs.map(\.name))
+        var seen = Set<String>()
+        g.outputs = []
         for name in names where !inputNames.contains(name) && !seen.contains(name) {
-            g.outputs.append(IRValueInfo(name: name, elementType: .float, shape: nil))
+            g.outputs.append(graph.outputs.first { $0.name == name } ?? IRValueInfo(name: name, elementType: .float, shape: nil))
             seen.insert(name)
+        }
+        if g.outputs.isEmpty {
+            return Dictionary(names.compactMap { name in inputs[name].map { (name, $0) } }, uniquingKeysWith: { a, _ in a })
         }
         var values = try MBModel(ir: IRModel(graph: g, opsets: opsets), options: Calibration.modelOptions).makeSession(.init(threads: threads)).run(inputs, transforming: transforms)
         for name in names where inputNames.contains(name) { values[name] = inputs[name] }

@@ -5,7 +5,7 @@ import Testing
 
 /// `fit: output` (OutputFit): the blocked BLAS version against its plain twin, and the properties
 /// the conversion relies on.
-@Suite struct OutputFitTests {
+@Suite(.serialized) struct OutputFitTests {
     /// Relative tolerance between the fast and reference fits' objectives: the two add the same
     /// terms in different orders (blocked dgemm against plain loops), nothing else differs.
     static let objectiveTolerance = 1e-9

@@ -32,11 +32,23 @@ import MBKernels
 /// Damping: λ = `dampingFraction` × mean diag(X_qᵀX_q); when H (or H⁻¹) is not numerically
 /// positive definite λ grows tenfold, up to `maxDampingSteps` times, and a warning says so.
 /// `fit(…, variant: .reference)` is the plain twin: no blocking, plain loops, plain Cholesky.
+///
+/// What is kept of the calibration rows (`Inputs`, built by `Accumulator` one block of rows at a
+/// time): H's undamped part X_qᵀX_q, or, when the layer sees fewer rows than it has columns (a
+/// fully connected layer after pooling), X_q itself; and of X_f only what the fit reads, the
+/// products X_qᵀX_f·w per row and Σ‖X_f·w‖², never the d×d cross and float moments. With rows
+/// kept, H = λI + X_qᵀX_q is identity plus low rank and nothing d×d is formed: products with H go
+/// through X_q, H⁻¹ through the n×n matrix λI + X_qX_qᵀ (Woodbury), and the GPTQ update that the
+/// dense route reads off U's row c is, in closed form, x_{c'}ᵀg_c for the later columns c', with
+/// g_c = (λI + Σ_{c'' > c} x_{c''}x_{c''}ᵀ)⁻¹x_c (x_c: column c of X_q, an n-vector). Both routes
+/// give the same fit up to rounding (`OutputFitTests`).
 public enum OutputFit {
     public static let dampingFraction = 0.01
     public static let maxDampingSteps = 6
     public static let maxRounds = 3
     public static let blockSize = 128
+    /// Output channels whose working rows (scale refit, objective) are formed at once.
+    static let rowChunk = 256
 
     /// One layer's weight matrix as seen by the fit: `rows` output channels in `groups`
     /// convolution groups, `columns` input columns per group, entry (r, c) at flat index
@@ -75,15 +87,165 @@ public enum OutputFit {
         }
     }
 
+    /// What the fit keeps of one layer's calibration rows; see the type's comment.
+    public struct Inputs: Sendable {
+        /// X_qᵀX_q (columns × columns) per group; empty when `rows` is kept instead.
+        public var gram: [[Double]]
+        /// X_q (sampleRows × columns) per group, kept instead of `gram` for layers with fewer
+        /// rows than columns; empty otherwise.
+        public var rows: [[Double]]
+        /// Per group, (rows / groups) × columns: row r is X_qᵀX_f·w_r.
+        public var crossTarget: [[Double]]
+        /// Σ over output channels of ‖X_f·w_r‖².
+        public var floatEnergy: Double
+        /// Rows accumulated per group.
+        public var sampleRows: Int
+        public var keepsRows: Bool { !rows.isEmpty }
+
+        public init(gram: [[Double]], rows: [[Double]] = [], crossTarget: [[Double]], floatEnergy: Double, sampleRows: Int) {
+            self.gram = gram
+            self.rows = rows
+            self.crossTarget = crossTarget
+            self.floatEnergy = floatEnergy
+            self.sampleRows = sampleRows
+        }
+
+        /// From the three full moments (the plain reference's form) and the float weights.
+        public init(moments m: Moments, weights: [Float], geometry: Geometry, variant: KernelVariant = .fast) {
+            let d = geometry.columns, rg = geometry.rowsPerGroup
+            var cross: [[Double]] = [], energy = 0.0
+            for g in 0..<geometry.groups {
+                let w = matrix(weights, geometry, group: g)
+                // (C·w_r)ᵀ = w_rᵀ·Cᵀ: the rows of W·Cᵀ.
+                cross.append(SymmetricMatrix.multiplyTransposed(variant, w, m.cross[g], rows: rg, n: d, m: d))
+                let fw = SymmetricMatrix.multiply(variant, w, m.float[g], rows: rg, n: d, m: d)
+                for i in 0..<(rg * d) { energy += fw[i] * w[i] }
+            }
+            self.init(gram: m.quantized, crossTarget: cross, floatEnergy: energy, sampleRows: m.sampleRows)
+        }
+    }
+
+    /// Builds a layer's `Inputs` from blocks of its input rows (X_q and X_f, Float, row-major),
+    /// so no layer's rows need be held at once. Blocks are multiplied in single precision and
+    /// summed in Double (`SymmetricMatrix.accumulateGram`).
+    public struct Accumulator {
+        public let geometry: Geometry
+        /// Whether X_q's rows are kept instead of X_qᵀX_q (fewer rows than columns).
+        public let keepsRows: Bool
+        let variant: KernelVariant
+        var inputs: Inputs
+        var weightRows: [[Double]]
+        var rowsSeen: [Int]
+        var scratch: [Float] = []
+        var doubleScratch: [Double] = []
+        var quantizedBlock: [Double] = []
+        var floatBlock: [Double] = []
+        /// Layers at least this wide sum X_qᵀX_q's blocks in single precision (default 2,048).
+        public let singlePrecisionColumns: Int
+
+        /// `expectedRows`: rows each group will see (decides which route is kept).
+        public init(weights: [Float], geometry: Geometry, expectedRows: Int, singlePrecisionColumns: Int = 2048, variant: KernelVariant = .fast) {
+            self.geometry = geometry
+            self.singlePrecisionColumns = singlePrecisionColumns
+            self.variant = variant
+            let d = geometry.columns, rg = geometry.rowsPerGroup
+            keepsRows = expectedRows < d
+            weightRows = (0..<geometry.groups).map { g in
+                matrix(weights, geometry, group: g)
+            }
+            let groups = geometry.groups
+            inputs = Inputs(gram: keepsRows ? [] : Array(repeating: [Double](repeating: 0, count: d * d), count: groups),
+                            rows: keepsRows ? Array(repeating: [], count: groups) : [],
+                            crossTarget: Array(repeating: [Double](repeating: 0, count: rg * d), count: groups),
+                            floatEnergy: 0, sampleRows: 0)
+            if keepsRows { for g in 0..<groups { inputs.rows[g].reserveCapacity(expectedRows * d) } }
+            rowsSeen = Array(repeating: 0, count: groups)
+        }
+
+        /// Bytes the accumulation and the fit hold for one layer (the rows' route decided as in
+        /// `init`): the kept moments or rows, the damped system and its factor (or the route's
+        /// n-vectors), X_qᵀX_f·w, and about 48 bytes per weight for the fit's working copies.
+        public static func workingBytes(geometry: Geometry, expectedRows n: Int) -> Int {
+            let d = geometry.columns, groups = geometry.groups
+            let weights = geometry.rows * d
+            let system = n < d ? groups * (2 * n * d * 8) + 3 * n * n * 8 : groups * (3 * d * d * 8) + d * d * 12
+            return system + 48 * weights
+        }
+
+        /// Adds `count` rows of group `group`: X_q and X_f, each count × columns. X_qᵀX_q is summed
+        /// in single precision per block for layers of at least `singlePrecisionColumns` columns
+        /// (their Gram matrix dominates the cost), in Double otherwise; X_qᵀX_f·w always in Double
+        /// (H⁻¹ amplifies its rounding by H's condition number).
+        public mutating func add(group g: Int, quantized xq: UnsafePointer<Float>, float xf: UnsafePointer<Float>, count: Int) {
+            let d = geometry.columns, rg = geometry.rowsPerGroup
+            guard count > 0 else { return }
+            if quantizedBlock.count < count * d {
+                quantizedBlock = [Double](repeating: 0, count: count * d)
+                floatBlock = quantizedBlock
+            }
+            for i in 0..<(count * d) {
+                quantizedBlock[i] = Double(xq[i])
+                floatBlock[i] = Double(xf[i])
+            }
+            if keepsRows {
+                inputs.rows[g].append(contentsOf: quantizedBlock[0..<(count * d)])
+            } else if d >= singlePrecisionColumns {
+                inputs.gram[g].withUnsafeMutableBufferPointer {
+                    SymmetricMatrix.accumulateGram(variant, a: xq, rows: count, n: d, into: $0.baseAddress!, scratch: &scratch)
+                }
+            } else {
+                inputs.gram[g].withUnsafeMutableBufferPointer { c in
+                    quantizedBlock.withUnsafeBufferPointer {
+                        SymmetricMatrix.accumulateGram(variant, a: $0.baseAddress!, rows: count, n: d, into: c.baseAddress!, scratch: &doubleScratch)
+                    }
+                }
+            }
+            // Y = X_f·Wᵀ (count × rg): the float layer's outputs on these rows; then Yᵀ·X_q (rg × d).
+            let rowsF = floatBlock.count == count * d ? floatBlock : Array(floatBlock[0..<(count * d)])
+            let y = SymmetricMatrix.multiplyTransposed(variant, rowsF, weightRows[g], rows: count, n: d, m: rg)
+            inputs.floatEnergy += y.reduce(0) { $0 + $1 * $1 }
+            y.withUnsafeBufferPointer { yp in
+                quantizedBlock.withUnsafeBufferPointer { q in
+                    inputs.crossTarget[g].withUnsafeMutableBufferPointer {
+                        SymmetricMatrix.accumulateTransposeProduct(variant, a: yp.baseAddress!, b: q.baseAddress!, rows: count, n: rg, m: d, into: $0.baseAddress!)
+                    }
+                }
+            }
+            rowsSeen[g] += count
+        }
+
+        public func finish() -> Inputs {
+            var out = inputs
+            out.sampleRows = rowsSeen.min() ?? 0
+            return out
+        }
+    }
+
     /// The damped system of each group.
     public struct System: Sendable {
-        /// H = X_qᵀX_q + λI per group.
+        /// H = X_qᵀX_q + λI per group (dense route; empty when the rows are kept).
         public var hessian: [[Double]]
-        /// Upper Cholesky factor of H⁻¹ per group.
+        /// Upper Cholesky factor of H⁻¹ per group (dense route).
         public var inverseFactor: [[Double]]
         /// λ per group.
         public var damping: [Double]
         public var warnings: [String]
+        /// Rows route, per group: X_q (n × d); g_c as the rows of a d × n matrix; (λI + X_qX_qᵀ)⁻¹.
+        public var rows: [[Double]] = []
+        var gains: [[Double]] = []
+        var rowInverse: [[Double]] = []
+        var keepsRows: Bool { !rows.isEmpty }
+
+        /// M·H for M (count × d, row-major) of group g.
+        func times(_ g: Int, _ m: [Double], count: Int, d: Int, variant: KernelVariant) -> [Double] {
+            guard keepsRows else { return SymmetricMatrix.multiply(variant, m, hessian[g], rows: count, n: d, m: d) }
+            let n = rows[g].count / max(d, 1), lambda = damping[g]
+            // λM + (M·X_qᵀ)·X_q
+            let mx = SymmetricMatrix.multiplyTransposed(variant, m, rows[g], rows: count, n: d, m: n)
+            var out = SymmetricMatrix.multiply(variant, mx, rows[g], rows: count, n: n, m: d)
+            for i in 0..<(count * d) { out[i] += lambda * m[i] }
+            return out
+        }
     }
 
     public enum Failure: Error, Sendable, CustomStringConvertible {
@@ -96,13 +258,38 @@ public enum OutputFit {
     /// Damps each group's X_qᵀX_q until it and its inverse factor are positive definite.
     public static func system(_ m: Moments, geometry: Geometry, dampingFraction: Double = dampingFraction,
                               variant: KernelVariant = .fast) throws(Failure) -> System {
+        try system(Inputs(gram: m.quantized, crossTarget: [], floatEnergy: 0, sampleRows: m.sampleRows), geometry: geometry,
+                   dampingFraction: dampingFraction, variant: variant)
+    }
+
+    /// Damps each group's H until it and its inverse factor are positive definite (dense route);
+    /// with rows kept, λI + X_qᵀX_q is positive definite for any λ > 0 and only its n×n parts are formed.
+    public static func system(_ m: Inputs, geometry: Geometry, dampingFraction: Double = dampingFraction,
+                              variant: KernelVariant = .fast) throws(Failure) -> System {
         let d = geometry.columns
         var result = System(hessian: [], inverseFactor: [], damping: [], warnings: [])
         if m.sampleRows < d {
             result.warnings.append("\(m.sampleRows) calibration rows for \(d) input columns: X_qᵀX_q is singular, so the damping (λ = \(formatted(dampingFraction)) × mean diagonal) keeps the unseen directions at the float weights; more calibration inputs fit this layer better")
         }
         for g in 0..<geometry.groups {
-            let h = m.quantized[g]
+            if m.keepsRows {
+                let x = m.rows[g], n = x.count / max(d, 1)
+                guard x.allSatisfy(\.isFinite) else { throw .degenerate("the inputs of group \(g) are not finite") }
+                let meanDiagonal = x.reduce(0.0) { $0 + $1 * $1 } / Double(max(d, 1))
+                guard meanDiagonal > 0 else { throw .degenerate("the layer's calibration inputs are all zero (group \(g))") }
+                let lambda = dampingFraction * meanDiagonal
+                var m0 = SymmetricMatrix.multiplyTransposed(variant, x, x, rows: n, n: d, m: n)
+                for i in 0..<n { m0[i * n + i] += lambda }
+                guard let m0inv = SymmetricMatrix.inverse(variant, m0, n: n) else {
+                    throw .degenerate("group \(g): λI + X_qX_qᵀ is not positive definite")
+                }
+                result.rows.append(x)
+                result.gains.append(gains(x, n: n, d: d, lambda: lambda))
+                result.rowInverse.append(m0inv)
+                result.damping.append(lambda)
+                continue
+            }
+            let h = m.gram[g]
             guard h.allSatisfy(\.isFinite) else { throw .degenerate("the input second moment of group \(g) is not finite") }
             let meanDiagonal = (0..<d).reduce(0.0) { $0 + h[$1 * d + $1] } / Double(max(d, 1))
             guard meanDiagonal > 0 else { throw .degenerate("the layer's calibration inputs are all zero (group \(g))") }
@@ -130,19 +317,67 @@ public enum OutputFit {
         return result
     }
 
+    /// g_c = (λI + Σ_{c' > c} x_{c'}x_{c'}ᵀ)⁻¹·x_c for every column c (rows of a d × n matrix),
+    /// from the last column back: the inverse starts at I/λ and takes one Sherman–Morrison
+    /// update per column (adding a term, so the denominators are >= 1).
+    static func gains(_ x: [Double], n: Int, d: Int, lambda: Double) -> [Double] {
+        var inv = [Double](repeating: 0, count: n * n)
+        for i in 0..<n { inv[i * n + i] = 1 / lambda }
+        var out = [Double](repeating: 0, count: d * n)
+        var col = [Double](repeating: 0, count: n), gc = col
+        for c in stride(from: d - 1, through: 0, by: -1) {
+            for i in 0..<n { col[i] = x[i * d + c] }
+            var denominator = 1.0
+            for i in 0..<n {
+                var s = 0.0
+                for j in 0..<n { s += inv[i * n + j] * col[j] }
+                gc[i] = s
+                denominator += s * col[i]
+            }
+            for i in 0..<n { out[c * n + i] = gc[i] }
+            for i in 0..<n {
+                let a = gc[i] / denominator
+                if a == 0 { continue }
+                for j in 0..<n { inv[i * n + j] -= a * gc[j] }
+            }
+        }
+        return out
+    }
+
     /// w' = H⁻¹·(C + λI)·w for every row (flat tensor order).
     public static func target(weights: [Float], moments: Moments, system: System, geometry: Geometry,
+                              variant: KernelVariant = .fast) -> [Float] {
+        target(weights: weights, inputs: Inputs(moments: moments, weights: weights, geometry: geometry, variant: variant),
+               system: system, geometry: geometry, variant: variant)
+    }
+
+    /// w' = H⁻¹·(X_qᵀX_f·w + λw) for every row (flat tensor order): through H⁻¹ = UᵀU (the
+    /// reference forms H⁻¹ itself), or, with rows kept, H⁻¹v = (v − X_qᵀ(λI + X_qX_qᵀ)⁻¹X_q·v)/λ.
+    public static func target(weights: [Float], inputs: Inputs, system: System, geometry: Geometry,
                               variant: KernelVariant = .fast) -> [Float] {
         let d = geometry.columns, rg = geometry.rowsPerGroup
         var out = weights
         for g in 0..<geometry.groups {
             let w = matrix(weights, geometry, group: g)
-            // Rows of W·(C + λI)ᵀ are ((C + λI)·w)ᵀ; times H⁻¹ (symmetric) gives w'ᵀ.
-            var ct = transposed(moments.cross[g], d)
-            for i in 0..<d { ct[i * d + i] += system.damping[g] }
-            let wc = SymmetricMatrix.multiply(variant, w, ct, rows: rg, n: d, m: d)
-            guard let inv = SymmetricMatrix.inverse(variant, system.hessian[g], n: d) else { continue }
-            let t = SymmetricMatrix.multiply(variant, wc, inv, rows: rg, n: d, m: d)
+            let lambda = system.damping[g]
+            var v = inputs.crossTarget[g]
+            for i in 0..<(rg * d) { v[i] += lambda * w[i] }
+            let t: [Double]
+            if system.keepsRows {
+                let x = system.rows[g], n = x.count / max(d, 1)
+                let p = SymmetricMatrix.multiplyTransposed(variant, v, x, rows: rg, n: d, m: n)
+                let q = SymmetricMatrix.multiply(variant, p, system.rowInverse[g], rows: rg, n: n, m: n)
+                var r = SymmetricMatrix.multiply(variant, q, x, rows: rg, n: n, m: d)
+                for i in 0..<(rg * d) { r[i] = (v[i] - r[i]) / lambda }
+                t = r
+            } else if variant == .fast {
+                // Rows of V·H⁻¹ = (V·Uᵀ)·U.
+                let u = system.inverseFactor[g]
+                t = SymmetricMatrix.multiply(variant, SymmetricMatrix.multiplyTransposed(variant, v, u, rows: rg, n: d, m: d), u, rows: rg, n: d, m: d)
+            } else {
+                guard let inv = SymmetricMatrix.inverse(variant, system.hessian[g], n: d) else { continue }
+                t = SymmetricMatrix.multiply(variant, v, inv, rows: rg, n: d, m: d)
+            }
             for r in 0..<rg { for c in 0..<d { out[geometry.flat(g * rg + r, c)] = Float(t[r * d + c]) } }
         }
         return out
@@ -200,17 +435,25 @@ public enum OutputFit {
     /// ‖X_f·w − X_q·q‖² / ‖X_f·w‖² summed over rows, from the undamped moments (what the fit
     /// achieved on the calibration rows, in the layer's output).
     public static func relativeOutputError(weights: [Float], fitted: [Float], moments: Moments, geometry: Geometry) -> Double {
+        relativeOutputError(fitted: fitted, inputs: Inputs(moments: moments, weights: weights, geometry: geometry), geometry: geometry)
+    }
+
+    /// The same from a layer's `Inputs`: (Σ‖X_f·w‖² − 2Σ qᵀX_qᵀX_f·w + Σ qᵀX_qᵀX_q·q) / Σ‖X_f·w‖².
+    public static func relativeOutputError(fitted: [Float], inputs: Inputs, geometry: Geometry, variant: KernelVariant = .fast) -> Double {
         let d = geometry.columns, rg = geometry.rowsPerGroup
-        var num = 0.0, den = 0.0
+        let den = inputs.floatEnergy
+        var num = den
         for g in 0..<geometry.groups {
-            let w = matrix(weights, geometry, group: g), q = matrix(fitted, geometry, group: g)
-            let fw = SymmetricMatrix.multiply(.fast, w, moments.float[g], rows: rg, n: d, m: d)
-            let hq = SymmetricMatrix.multiply(.fast, q, moments.quantized[g], rows: rg, n: d, m: d)
-            // C = X_qᵀX_f: qᵀ·C·w = Σ (q·C)·w.
-            let qc = SymmetricMatrix.multiply(.fast, q, moments.cross[g], rows: rg, n: d, m: d)
-            for i in 0..<(rg * d) {
-                den += fw[i] * w[i]
-                num += fw[i] * w[i] - 2 * qc[i] * w[i] + hq[i] * q[i]
+            let q = matrix(fitted, geometry, group: g)
+            let cross = inputs.crossTarget[g]
+            for i in 0..<(rg * d) { num -= 2 * q[i] * cross[i] }
+            if inputs.keepsRows {
+                let x = inputs.rows[g], n = x.count / max(d, 1)
+                let xq = SymmetricMatrix.multiplyTransposed(variant, q, x, rows: rg, n: d, m: n)
+                num += xq.reduce(0) { $0 + $1 * $1 }
+            } else {
+                let hq = SymmetricMatrix.multiply(variant, q, inputs.gram[g], rows: rg, n: d, m: d)
+                for i in 0..<(rg * d) { num += hq[i] * q[i] }
             }
         }
         return den > 0 ? max(0, num) / den : 0
@@ -272,17 +515,14 @@ public enum OutputFit {
 
     /// GPTQ over the columns with the current scales: new sign patterns.
     static func signs(_ codes: Codes, target: [Float], system: System, geometry: Geometry, variant: KernelVariant) -> [UInt8] {
-        let d = geometry.columns, rg = geometry.rowsPerGroup, K = codes.scales.count
+        let d = geometry.columns, rg = geometry.rowsPerGroup
         var patterns = codes.patterns
-        // Codebooks per scale group and width, built on first use.
-        var books: [Int: [(value: Float, pattern: Int)]] = [:]
-        func book(_ group: Int, _ width: Int) -> [(value: Float, pattern: Int)] {
-            let key = group * (K + 1) + width
-            if let b = books[key] { return b }
-            let b = AlternatingRefit.codebook(scales: codes.scales.map { $0[group] }, width: width)
-            books[key] = b
-            return b
+        let books = Codebooks(codes)
+        if system.keepsRows {
+            for g in 0..<geometry.groups { rowSigns(codes, group: g, target: target, system: system, geometry: geometry, books: books, into: &patterns, variant: variant) }
+            return patterns
         }
+        func book(_ group: Int, _ width: Int) -> [(value: Float, pattern: Int)] { books.book(group, width) }
         for g in 0..<geometry.groups {
             var w = matrix(target, geometry, group: g)
             let u = system.inverseFactor[g]
@@ -319,6 +559,56 @@ public enum OutputFit {
         return patterns
     }
 
+    /// Codebooks per scale group and width, built on first use.
+    final class Codebooks {
+        let scales: [[Float]]
+        var books: [Int: [(value: Float, pattern: Int)]] = [:]
+        init(_ codes: Codes) { scales = codes.scales }
+        func book(_ group: Int, _ width: Int) -> [(value: Float, pattern: Int)] {
+            let key = group * (scales.count + 1) + width
+            if let b = books[key] { return b }
+            let b = AlternatingRefit.codebook(scales: scales.map { $0[group] }, width: width)
+            books[key] = b
+            return b
+        }
+    }
+
+    /// GPTQ with the rows kept: column c's value is w'_c + x_cᵀ·s, where s = Σ_{c' < c} δ_{c'}g_{c'}
+    /// (δ: the rounding error of each earlier column; see the type's comment). The fast variant
+    /// takes columns in blocks: the earlier blocks' part of x_cᵀ·s for a whole block in one
+    /// product, the block's own part through its g·x table, and s updated once per block.
+    static func rowSigns(_ codes: Codes, group g: Int, target: [Float], system: System, geometry: Geometry, books: Codebooks,
+                         into patterns: inout [UInt8], variant: KernelVariant) {
+        let d = geometry.columns, rg = geometry.rowsPerGroup
+        let x = system.rows[g], gain = system.gains[g], n = x.count / max(d, 1)
+        let w = matrix(target, geometry, group: g)
+        var s = [Double](repeating: 0, count: rg * n)
+        let block = variant == .fast ? 32 : 1
+        var b0 = 0
+        while b0 < d {
+            let b1 = min(d, b0 + block), width = b1 - b0
+            var xb = [Double](repeating: 0, count: n * width)
+            for i in 0..<n { for j in 0..<width { xb[i * width + j] = x[i * d + b0 + j] } }
+            let gb = Array(gain[(b0 * n)..<(b1 * n)])
+            let base = SymmetricMatrix.multiply(variant, s, xb, rows: rg, n: n, m: width)
+            let table = SymmetricMatrix.multiply(variant, gb, xb, rows: width, n: n, m: width)
+            var delta = [Double](repeating: 0, count: rg * width)
+            for r in 0..<rg {
+                for j in 0..<width {
+                    var v = w[r * d + b0 + j] + base[r * width + j]
+                    for i in 0..<j { v += delta[r * width + i] * table[i * width + j] }
+                    let flat = geometry.flat(g * rg + r, b0 + j)
+                    let (q, pattern) = nearest(Float(v), in: books.book(codes.groupOf[flat], Int(codes.mask[flat])))
+                    patterns[flat] = UInt8(pattern)
+                    delta[r * width + j] = v - q
+                }
+            }
+            let update = SymmetricMatrix.multiply(variant, delta, gb, rows: rg, n: width, m: n)
+            for i in 0..<(rg * n) { s[i] += update[i] }
+            b0 = b1
+        }
+    }
+
     /// Least-squares level scales on (q − w')ᵀH(q − w') per scale group; returns how many
     /// groups kept their scales because their system was singular. A negative solution flips
     /// that level's signs in the group so every stored scale stays >= 0.
@@ -329,27 +619,32 @@ public enum OutputFit {
         var A = [[Double]](repeating: [Double](repeating: 0, count: K * K), count: groups)
         var rhs = [[Double]](repeating: [Double](repeating: 0, count: K), count: groups)
         for g in 0..<geometry.groups {
-            // B: d × (rows·K), column r·K + k = level k's masked signs of row r.
-            var b = [Double](repeating: 0, count: d * rg * K)
-            for r in 0..<rg {
-                for c in 0..<d {
-                    let flat = geometry.flat(g * rg + r, c)
-                    let bits = codes.patterns[flat]
-                    for k in 0..<Int(codes.mask[flat]) { b[c * rg * K + r * K + k] = (bits >> UInt8(k)) & 1 == 1 ? 1 : -1 }
-                }
-            }
-            let hb = SymmetricMatrix.multiply(variant, system.hessian[g], b, rows: d, n: d, m: rg * K)
             let w = matrix(target, geometry, group: g)
-            for r in 0..<rg {
-                let sg = rowGroup[g * rg + r]
-                for k in 0..<K {
-                    var t = 0.0
-                    for c in 0..<d { t += hb[c * rg * K + r * K + k] * w[r * d + c] }
-                    rhs[sg][k] += t
-                    for l in 0..<K {
-                        var s = 0.0
-                        for c in 0..<d { s += b[c * rg * K + r * K + k] * hb[c * rg * K + r * K + l] }
-                        A[sg][k * K + l] += s
+            // Bᵀ for a chunk of rows: row r·K + k = level k's masked signs of row r; (H·B)ᵀ = Bᵀ·H.
+            for r0 in stride(from: 0, to: rg, by: rowChunk) {
+                let count = min(rowChunk, rg - r0)
+                var bt = [Double](repeating: 0, count: count * K * d)
+                for r in 0..<count {
+                    for c in 0..<d {
+                        let flat = geometry.flat(g * rg + r0 + r, c)
+                        let bits = codes.patterns[flat]
+                        for k in 0..<Int(codes.mask[flat]) { bt[(r * K + k) * d + c] = (bits >> UInt8(k)) & 1 == 1 ? 1 : -1 }
+                    }
+                }
+                let hbt = system.times(g, bt, count: count * K, d: d, variant: variant)
+                for r in 0..<count {
+                    let sg = rowGroup[g * rg + r0 + r]
+                    for k in 0..<K {
+                        let hk = (r * K + k) * d
+                        var t = 0.0
+                        for c in 0..<d { t += hbt[hk + c] * w[(r0 + r) * d + c] }
+                        rhs[sg][k] += t
+                        for l in 0..<K {
+                            let bl = (r * K + l) * d
+                            var s = 0.0
+                            for c in 0..<d { s += bt[bl + c] * hbt[hk + c] }
+                            A[sg][l * K + k] += s
+                        }
                     }
                 }
             }
@@ -387,15 +682,18 @@ public enum OutputFit {
         let d = geometry.columns, rg = geometry.rowsPerGroup
         var total = 0.0
         for g in 0..<geometry.groups {
-            var delta = [Double](repeating: 0, count: rg * d)
-            for r in 0..<rg {
-                for c in 0..<d {
-                    let flat = geometry.flat(g * rg + r, c)
-                    delta[r * d + c] = Double(codes.value(flat)) - Double(target[flat])
+            for r0 in stride(from: 0, to: rg, by: rowChunk) {
+                let count = min(rowChunk, rg - r0)
+                var delta = [Double](repeating: 0, count: count * d)
+                for r in 0..<count {
+                    for c in 0..<d {
+                        let flat = geometry.flat(g * rg + r0 + r, c)
+                        delta[r * d + c] = Double(codes.value(flat)) - Double(target[flat])
+                    }
                 }
+                let hd = system.times(g, delta, count: count, d: d, variant: variant)
+                for i in 0..<(count * d) { total += hd[i] * delta[i] }
             }
-            let hd = SymmetricMatrix.multiply(variant, delta, system.hessian[g], rows: rg, n: d, m: d)
-            for i in 0..<(rg * d) { total += hd[i] * delta[i] }
         }
         return total
     }

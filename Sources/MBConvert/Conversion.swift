@@ -154,7 +154,8 @@ public enum Conversion {
             let start = Date()
             let fitted: OutputAwareConversion.Outcome
             do {
-                fitted = try OutputAwareConversion.run(prepared, graph: graph, outcomes: layers, inputs: inputs, threads: options.threads)
+                fitted = try OutputAwareConversion.run(prepared, graph: graph, outcomes: layers, inputs: inputs, threads: options.threads,
+                                                       budget: options.maxMemory ?? MemoryBudget.defaultBytes)
             } catch {
                 // The fit's problems name the layer; the user also needs the model they belong to.
                 throw ConversionError("\(modelPath): fit: output: \(error)", cause: (error as? ConversionError)?.cause ?? error)

@@ -30,8 +30,11 @@ enum OutputAwareConversion {
         var calibrates: Bool
     }
 
+    /// `budget` (`--max-memory`) bounds each layer's fit: what `OutputFit.Accumulator.workingBytes`
+    /// counts for it, its input rows in both models, and the float model's values held for the
+    /// later layers; a layer that cannot fit within it stops the conversion with nothing written.
     static func run(_ prepared: Conversion.Prepared, graph binarized: IRGraph, outcomes: [Conversion.LayerOutcome],
-                    inputs: [String: MBTensor], threads: Int) throws -> Outcome {
+                    inputs: [String: MBTensor], threads: Int, budget: Int = MemoryBudget.defaultBytes) throws -> Outcome {
         var warnings: [String] = []
         var layers: [Layer] = []
         let outcomeIndex = Dictionary(outcomes.enumerated().map { ($0.element.name, $0.offset) }, uniquingKeysWith: { a, _ in a })
@@ -109,6 +112,7 @@ enum OutputAwareConversion {
                 guard let xq = quantized[input], let xf = floatValues[input] else {
                     throw ConversionError("layer '\(layer.node.name)': its input '\(input)' was not computed on the calibration inputs")
                 }
+                try checkBudget(layer, prepared: prepared, input: xq, held: floatValues.values.reduce(0) { $0 + 4 * $1.count }, budget: budget)
                 let (outcome, notes) = try fit(layer, prepared: prepared, current: results[layer.outcomeIndex], xf: xf, xq: xq)
                 warnings += notes.map { "tensor '\(layer.plan.tensor.name)': \($0)" }
                 results[layer.outcomeIndex] = outcome
@@ -118,6 +122,18 @@ enum OutputAwareConversion {
         }
         if !pending.isEmpty { _ = try advance(exposing: []) }
         return Outcome(graph: graph, layers: results, corrections: corrections, stored: stored, warnings: warnings)
+    }
+
+    /// Refuses a layer whose fit would not stay within `budget`; see `run`.
+    static func checkBudget(_ layer: Layer, prepared: Conversion.Prepared, input: MBTensor, held: Int, budget: Int) throws {
+        let constant = prepared.graph.constants[prepared.constantIndex[layer.plan.tensor.name]!]
+        let (geometry, rows, _) = try geometry(layer.node, weightShape: constant.shape, input: input.shape, elements: input.count)
+        let fit = OutputFit.Accumulator.workingBytes(geometry: geometry, expectedRows: rows)
+        let need = fit + 2 * 4 * input.count + held
+        guard need > budget else { return }
+        let d = geometry.columns
+        let what = rows < d ? "its \(rows) input rows of \(d) columns" : "\(geometry.groups > 1 ? "\(geometry.groups) " : "")\(d)×\(d) second moments and their factors"
+        throw ConversionError("layer '\(layer.node.name)': fit: output needs \(MemoryBudget.describe(need)) (\(MemoryBudget.describe(fit)) for \(what) and the fit's copies of \(geometry.rows * d) weights, \(MemoryBudget.describe(8 * input.count)) for its inputs in both models, \(MemoryBudget.describe(held)) of float values held for later layers), over the memory budget of \(MemoryBudget.describe(budget)); raise --max-memory, use fewer calibration inputs or fit this layer to its weights")
     }
 
     /// Why `node` cannot be fitted to its output, or nil.
@@ -152,15 +168,15 @@ enum OutputAwareConversion {
         guard xf.shape == xq.shape else {
             throw ConversionError("layer '\(layer.node.name)': input \(xq.shape) in the binarized model, \(xf.shape) in the float model")
         }
-        let (geometry, moments) = try accumulate(layer.node, weightShape: constant.shape, xf: xf, xq: xq)
+        let (geometry, inputs) = try accumulate(layer.node, weights: weights, weightShape: constant.shape, xf: xf, xq: xq)
         var notes: [String] = []
         let system: OutputFit.System
-        do { system = try OutputFit.system(moments, geometry: geometry) } catch {
+        do { system = try OutputFit.system(inputs, geometry: geometry) } catch {
             notes.append("\(error); fitted to the weights instead")
             return (current, notes)
         }
         notes += system.warnings
-        let target = OutputFit.target(weights: weights, moments: moments, system: system, geometry: geometry)
+        let target = OutputFit.target(weights: weights, inputs: inputs, system: system, geometry: geometry)
         // The policy's own method on the target w' gives the mask and the first scales.
         var targetConstant = constant
         targetConstant.elementType = .float
@@ -187,68 +203,69 @@ enum OutputAwareConversion {
         row.sqnrDB = stats.sqnrDB
         row.maxAbsError = stats.maxAbsError
         if case .binarized(let before) = current.tensor.storage {
-            row.outputErrorWeightFit = OutputFit.relativeOutputError(weights: weights, fitted: before.dequantized(), moments: moments, geometry: geometry)
+            row.outputErrorWeightFit = OutputFit.relativeOutputError(fitted: before.dequantized(), inputs: inputs, geometry: geometry)
         }
-        row.outputError = OutputFit.relativeOutputError(weights: weights, fitted: fitted, moments: moments, geometry: geometry)
-        row.calibrationRows = moments.sampleRows
+        row.outputError = OutputFit.relativeOutputError(fitted: fitted, inputs: inputs, geometry: geometry)
+        row.calibrationRows = inputs.sampleRows
         row.damping = system.damping.max()
         outcome.row = row
         return (outcome, notes)
     }
 
-    /// The fit's view of the weight and the moments of the layer's input rows.
-    static func accumulate(_ node: IRNode, weightShape: [Int], xf: MBTensor, xq: MBTensor) throws -> (OutputFit.Geometry, OutputFit.Moments) {
-        let a = xf.floats, b = xq.floats
+    /// The fit's view of the weight: its geometry and the rows each group sees.
+    static func geometry(_ node: IRNode, weightShape: [Int], input: [Int], elements: Int) throws -> (OutputFit.Geometry, rows: Int, conv: ConvGeometry?) {
         if node.opType == "Conv" {
-            let conv = try convGeometry(node, weightShape: weightShape, input: xq.shape)
+            let conv = try convGeometry(node, weightShape: weightShape, input: input)
             let d = conv.inPerGroup * conv.kernelSize
-            let geometry = OutputFit.Geometry(rows: conv.outChannels, columns: d, groups: conv.groups, rowStride: d, columnStride: 1)
-            var moments = OutputFit.Moments(groups: conv.groups, columns: d)
-            let positions = conv.outputSize
-            var rf = [Double](repeating: 0, count: positions * d), rq = rf
+            return (OutputFit.Geometry(rows: conv.outChannels, columns: d, groups: conv.groups, rowStride: d, columnStride: 1),
+                    conv.batch * conv.outputSize, conv)
+        }
+        // Gemm / MatMul: rows of the input's last axis (Gemm inputs are 2-D).
+        guard weightShape.count == 2, let k = input.last, k > 0 else {
+            throw ConversionError("layer '\(node.name)': \(node.opType) weight \(weightShape) and input \(input) cannot be fitted")
+        }
+        let transB: Bool
+        if node.opType == "Gemm", case .int(let t)? = node.attribute("transB") { transB = t != 0 } else { transB = false }
+        let n = transB ? weightShape[0] : weightShape[1]
+        guard (transB ? weightShape[1] : weightShape[0]) == k else {
+            throw ConversionError("layer '\(node.name)': input \(input) does not match weight \(weightShape)")
+        }
+        let geometry = transB ? OutputFit.Geometry(rows: n, columns: k, rowStride: k, columnStride: 1)
+            : OutputFit.Geometry(rows: n, columns: k, rowStride: 1, columnStride: n)
+        return (geometry, elements / k, nil)
+    }
+
+    /// What the fit keeps of the layer's input rows (OutputFit.Accumulator), fed one sample and
+    /// group (Conv) or 4,096 rows (Gemm, MatMul) at a time.
+    static func accumulate(_ node: IRNode, weights: [Float], weightShape: [Int], xf: MBTensor, xq: MBTensor) throws -> (OutputFit.Geometry, OutputFit.Inputs) {
+        let a = xf.floats, b = xq.floats
+        let (geometry, rows, conv) = try geometry(node, weightShape: weightShape, input: xq.shape, elements: b.count)
+        var acc = OutputFit.Accumulator(weights: weights, geometry: geometry, expectedRows: rows)
+        if let conv {
+            let d = geometry.columns, positions = conv.outputSize
+            var rf = [Float](repeating: 0, count: positions * d), rq = rf
             a.withUnsafeBufferPointer { fp in
                 b.withUnsafeBufferPointer { qp in
                     for n in 0..<conv.batch {
                         for g in 0..<conv.groups {
                             ConvRows.extract(fp.baseAddress!, geometry: conv, sample: n, group: g, into: &rf)
                             ConvRows.extract(qp.baseAddress!, geometry: conv, sample: n, group: g, into: &rq)
-                            add(&moments, group: g, xq: rq, xf: rf, rows: positions, columns: d)
+                            acc.add(group: g, quantized: rq, float: rf, count: positions)
                         }
                     }
                 }
             }
-            moments.sampleRows = conv.batch * positions
-            return (geometry, moments)
+            return (geometry, acc.finish())
         }
-        // Gemm / MatMul: rows of the input's last axis (Gemm inputs are 2-D).
-        guard weightShape.count == 2, let k = xq.shape.last, k > 0 else {
-            throw ConversionError("layer '\(node.name)': \(node.opType) weight \(weightShape) and input \(xq.shape) cannot be fitted")
+        let k = geometry.columns, chunk = 4096
+        a.withUnsafeBufferPointer { fp in
+            b.withUnsafeBufferPointer { qp in
+                for start in stride(from: 0, to: rows, by: chunk) {
+                    acc.add(group: 0, quantized: qp.baseAddress! + start * k, float: fp.baseAddress! + start * k, count: min(chunk, rows - start))
+                }
+            }
         }
-        let transB: Bool
-        if node.opType == "Gemm", case .int(let t)? = node.attribute("transB") { transB = t != 0 } else { transB = false }
-        let n = transB ? weightShape[0] : weightShape[1]
-        guard (transB ? weightShape[1] : weightShape[0]) == k else {
-            throw ConversionError("layer '\(node.name)': input \(xq.shape) does not match weight \(weightShape)")
-        }
-        let geometry = transB ? OutputFit.Geometry(rows: n, columns: k, rowStride: k, columnStride: 1)
-            : OutputFit.Geometry(rows: n, columns: k, rowStride: 1, columnStride: n)
-        var moments = OutputFit.Moments(groups: 1, columns: k)
-        let rows = a.count / k, chunk = 4096
-        var start = 0
-        while start < rows {
-            let count = min(chunk, rows - start)
-            let rf = a[(start * k)..<((start + count) * k)].map(Double.init), rq = b[(start * k)..<((start + count) * k)].map(Double.init)
-            add(&moments, group: 0, xq: rq, xf: rf, rows: count, columns: k)
-            start += count
-        }
-        moments.sampleRows = rows
-        return (geometry, moments)
-    }
-
-    static func add(_ m: inout OutputFit.Moments, group g: Int, xq: [Double], xf: [Double], rows: Int, columns d: Int) {
-        SymmetricMatrix.accumulateTransposeProduct(a: xq, b: xq, rows: rows, n: d, m: d, into: &m.quantized[g])
-        SymmetricMatrix.accumulateTransposeProduct(a: xq, b: xf, rows: rows, n: d, m: d, into: &m.cross[g])
-        SymmetricMatrix.accumulateTransposeProduct(a: xf, b: xf, rows: rows, n: d, m: d, into: &m.float[g])
+        return (geometry, acc.finish())
     }
 
     /// The convolution `node` computes on an input of shape `input` (ONNX Conv attributes).
@@ -290,14 +307,19 @@ enum OutputAwareConversion {
     }
 
     /// Runs `graph` on `inputs` and returns the named values (graph inputs are returned as given).
+    /// Only the named values are the run's outputs, so the nodes after them are not run.
     static func run(_ graph: IRGraph, exposing names: [String], opsets: [IROpset], inputs: [String: MBTensor], threads: Int,
                     transforms: [String: (MBTensor) -> MBTensor]) throws -> [String: MBTensor] {
         var g = graph
         let inputNames = Set(graph.inputs.map(\.name))
-        var seen = Set(g.outputs.map(\.name))
+        var seen = Set<String>()
+        g.outputs = []
         for name in names where !inputNames.contains(name) && !seen.contains(name) {
-            g.outputs.append(IRValueInfo(name: name, elementType: .float, shape: nil))
+            g.outputs.append(graph.outputs.first { $0.name == name } ?? IRValueInfo(name: name, elementType: .float, shape: nil))
             seen.insert(name)
+        }
+        if g.outputs.isEmpty {
+            return Dictionary(names.compactMap { name in inputs[name].map { (name, $0) } }, uniquingKeysWith: { a, _ in a })
         }
         var values = try MBModel(ir: IRModel(graph: g, opsets: opsets), options: Calibration.modelOptions).makeSession(.init(threads: threads)).run(inputs, transforming: transforms)
         for name in names where inputNames.contains(name) { values[name] = inputs[name] }

@@ -4,9 +4,12 @@
 /// then kernel tap in d-h-w order: the flat order of one output channel's weights). Padding
 /// reads as zero.
 public enum ConvRows {
-    /// Writes geometry.outputSize × (inPerGroup · kernelSize) Doubles to `rows`.
-    public static func extract(_ x: UnsafePointer<Float>, geometry g: ConvGeometry, sample: Int, group: Int,
-                               into rows: UnsafeMutablePointer<Double>) {
+    /// Writes geometry.outputSize × (inPerGroup · kernelSize) values to `rows` (Float for the
+    /// single-precision moment accumulation, Double for the plain reference).
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
+    public static func extract<T: BinaryFloatingPoint>(_ x: UnsafePointer<Float>, geometry g: ConvGeometry, sample: Int, group: Int,
+                                                       into rows: UnsafeMutablePointer<T>) {
         let d3 = g.dims3
         let (id, ih, iw) = d3.input, (od, oh, ow) = d3.output, (kd, kh, kw) = d3.kernel
         let (sd, sh, sw) = d3.strides
@@ -30,7 +33,7 @@ public enum ConvRows {
                                 for e in 0..<kw {
                                     let ix = xo * sw - pw + e * dw
                                     let inside = iz >= 0 && iz < id && iy >= 0 && iy < ih && ix >= 0 && ix < iw
-                                    row[t] = inside ? Double(src[(iz * ih + iy) * iw + ix]) : 0
+                                    row[t] = inside ? T(src[(iz * ih + iy) * iw + ix]) : 0
                                     t += 1
                                 }
                             }

@@ -49,6 +49,126 @@ public enum SymmetricMatrix {
         return c
     }
 
+    /// c (rows×m) = a (rows×n) · bᵀ, where `b` is m×n (all row-major).
+    public static func multiplyTransposed(_ variant: KernelVariant = .fast, _ a: [Double], _ b: [Double], rows: Int, n: Int, m: Int) -> [Double] {
+        var c = [Double](repeating: 0, count: rows * m)
+        guard rows > 0, n > 0, m > 0 else { return c }
+        #if canImport(Accelerate) || canImport(CBLAS)
+        if variant == .fast {
+            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, .init(rows), .init(m), .init(n), 1, a, .init(n), b, .init(n), 0, &c, .init(m))
+            return c
+        }
+        #endif
+        for r in 0..<rows {
+            for j in 0..<m {
+                var s = 0.0
+                for i in 0..<n { s += a[r * n + i] * b[j * n + i] }
+                c[r * m + j] = s
+            }
+        }
+        return c
+    }
+
+    /// `c` (n×n, row-major) += aᵀ·a for a Double `a` (rows×n): dsyrk on one triangle, mirrored.
+    public static func accumulateGram(_ variant: KernelVariant = .fast, a: UnsafePointer<Double>, rows: Int, n: Int,
+                                      into c: UnsafeMutablePointer<Double>, scratch: inout [Double]) {
+        guard rows > 0, n > 0 else { return }
+        #if canImport(Accelerate) || canImport(CBLAS)
+        if variant == .fast {
+            if scratch.count < n * n { scratch = [Double](repeating: 0, count: n * n) }
+            scratch.withUnsafeMutableBufferPointer { s in
+                cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, .init(n), .init(rows), 1, a, .init(n), 0, s.baseAddress!, .init(n))
+                for i in 0..<n {
+                    c[i * n + i] += s[i * n + i]
+                    for j in (i + 1)..<max(i + 1, n) {
+                        c[i * n + j] += s[i * n + j]
+                        c[j * n + i] += s[i * n + j]
+                    }
+                }
+            }
+            return
+        }
+        #endif
+        accumulateTransposeProduct(.reference, a: a, b: a, rows: rows, n: n, m: n, into: c)
+    }
+
+    /// `c` (n×n, Double, row-major) += aᵀ·a, where `a` is rows×n Float: the Gram matrix of a block
+    /// of input rows. The fast variant forms the block's product in single precision (OpenBLAS
+    /// ssyrk, one triangle, half a dgemm's work at twice its width) and adds it, mirrored, into
+    /// the Double sum, so only the sums within one block are rounded to float.
+    public static func accumulateGram(_ variant: KernelVariant = .fast, a: UnsafePointer<Float>, rows: Int, n: Int,
+                                      into c: UnsafeMutablePointer<Double>, scratch: inout [Float]) {
+        guard rows > 0, n > 0 else { return }
+        #if canImport(Accelerate) || canImport(CBLAS)
+        if variant == .fast {
+            if scratch.count < n * n { scratch = [Float](repeating: 0, count: n * n) }
+            scratch.withUnsafeMutableBufferPointer { s in
+                cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, .init(n), .init(rows), 1, a, .init(n), 0, s.baseAddress!, .init(n))
+                for i in 0..<n {
+                    c[i * n + i] += Double(s[i * n + i])
+                    for j in (i + 1)..<max(i + 1, n) {
+                        let v = Double(s[i * n + j])
+                        c[i * n + j] += v
+                        c[j * n + i] += v
+                    }
+                }
+            }
+            return
+        }
+        #endif
+        for r in 0..<rows {
+            for i in 0..<n {
+                let x = Double(a[r * n + i])
+                if x == 0 { continue }
+                for j in 0..<n { c[i * n + j] += x * Double(a[r * n + j]) }
+            }
+        }
+    }
+
+    /// `c` (n×m, Double) += aᵀ·b for Float `a` (rows×n) and `b` (rows×m); like `accumulateGram`,
+    /// the block's product is formed in single precision (sgemm) and added in Double.
+    public static func accumulateTransposeProduct(_ variant: KernelVariant = .fast, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+                                                  rows: Int, n: Int, m: Int, into c: UnsafeMutablePointer<Double>, scratch: inout [Float]) {
+        guard rows > 0, n > 0, m > 0 else { return }
+        #if canImport(Accelerate) || canImport(CBLAS)
+        if variant == .fast {
+            if scratch.count < n * m { scratch = [Float](repeating: 0, count: n * m) }
+            scratch.withUnsafeMutableBufferPointer { s in
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, .init(n), .init(m), .init(rows), 1, a, .init(n), b, .init(m), 0, s.baseAddress!, .init(m))
+                for i in 0..<(n * m) { c[i] += Double(s[i]) }
+            }
+            return
+        }
+        #endif
+        for r in 0..<rows {
+            for i in 0..<n {
+                let x = Double(a[r * n + i])
+                if x == 0 { continue }
+                for j in 0..<m { c[i * m + j] += x * Double(b[r * m + j]) }
+            }
+        }
+    }
+
+    /// c (rows×m, Float) = a (rows×n) · bᵀ for Float `a` and `b` (m×n), single precision: a layer's
+    /// output channels on a block of its input rows.
+    public static func multiplyTransposed(_ variant: KernelVariant = .fast, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+                                          rows: Int, n: Int, m: Int, into c: UnsafeMutablePointer<Float>) {
+        guard rows > 0, m > 0 else { return }
+        #if canImport(Accelerate) || canImport(CBLAS)
+        if variant == .fast, n > 0 {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, .init(rows), .init(m), .init(n), 1, a, .init(n), b, .init(n), 0, c, .init(m))
+            return
+        }
+        #endif
+        for r in 0..<rows {
+            for j in 0..<m {
+                var s = 0.0
+                for i in 0..<n { s += Double(a[r * n + i]) * Double(b[j * n + i]) }
+                c[r * m + j] = Float(s)
+            }
+        }
+    }
+
     /// The upper Cholesky factor U (A = UᵀU, zeros below the diagonal) of the symmetric n×n
     /// matrix `a`, or nil when `a` is not (numerically) positive definite.
     public static func choleskyUpper(_ variant: KernelVariant = .fast, _ a: [Double], n: Int) -> [Double]? {

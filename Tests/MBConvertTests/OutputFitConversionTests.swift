@@ -92,4 +92,28 @@ import Testing
             #expect(!FileManager.default.fileExists(atPath: out), "\(path ?? "none"): an output was written")
         }
     }
+
+    /// A layer whose fit does not fit the memory budget stops the conversion with one line that
+    /// names it and what it holds; nothing is written. The same conversion passes without the budget.
+    @Test func overTheMemoryBudgetWritesNothing() throws {
+        let dir = try workspace()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let policy = try writeText(Self.policy + "  bits: 2\n", "fit.txt", in: dir)
+        let out = dir.appendingPathComponent("never.mbm").path
+        var options = Conversion.Options()
+        options.calibrate = try inputs([8, 3, 32, 32], seed: 4, in: dir)
+        options.maxMemory = 1 << 20
+        do {
+            _ = try Conversion.run(model: model, policy: policy, output: out, options: options)
+            Issue.record("the conversion did not fail within 1 MiB")
+        } catch {
+            let text = "\(error)"
+            #expect(text.contains("fit: output needs") && text.contains("over the memory budget of 1M") && text.contains("layer '"), "\(text)")
+            #expect(!text.contains("\n"), "not one line: \(text)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: out))
+        options.maxMemory = nil
+        _ = try Conversion.run(model: model, policy: policy, output: out, options: options)
+        #expect(FileManager.default.fileExists(atPath: out))
+    }
 }

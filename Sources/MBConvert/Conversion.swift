@@ -107,7 +107,13 @@ public enum Conversion {
                                            options: options, progress: progress, started: started, allocation: allocation, allocationSeconds: allocationSeconds)
         }
         if calibrationInputs != nil, streamed != nil, ModelRunner.heldBytes(prepared) > budget {
-            // Never silently over the budget: the streamed calibration still holds the models.
+            // Never silently over the budget: the streamed calibration still holds the models. A
+            // budget the user set is a limit (refused before any work); the default one, half of
+            // physical memory, only warns.
+            let held = ModelRunner.heldBytes(prepared)
+            if options.maxMemory != nil {
+                throw ConversionError("--calibrate-batch holds every binarized layer and runs the models whole: about \(MemoryBudget.describe(held)), more than --max-memory \(MemoryBudget.describe(budget)); pass --max-memory \(MemoryBudget.describe(held)) or more, or drop --calibrate-batch (the calibration then runs in segments within the budget)")
+            }
             prepared.warnings.append("--calibrate-batch holds every binarized layer and runs the models whole (about \(MemoryBudget.describe(ModelRunner.heldBytes(prepared)))), more than the memory budget of \(MemoryBudget.describe(budget)); without --calibrate-batch the calibration runs in segments within it")
         }
         if let inputs = calibrationInputs, !fitsOutput, streamed == nil {

@@ -70,7 +70,7 @@ import Testing
     }
 
     /// `--calibrate-batch` still runs the models whole: over the budget it says so in the report.
-    @Test func streamedCalibrationOverTheBudgetWarns() throws {
+    @Test func streamedCalibrationOverAnExplicitBudgetIsRefused() throws {
         let dir = try scratchDirectory("segmented")
         defer { try? FileManager.default.removeItem(at: dir) }
         let policy = root.appendingPathComponent("Examples/policies/alexnet-paper.txt").path
@@ -80,11 +80,17 @@ import Testing
         options.calibrate = try calibration(dir)
         options.calibrationBatch = 4
         options.maxMemory = ModelRunner.heldBytes(prepared) / 2
-        let report = try Conversion.run(model: model, policy: policy, output: dir.appendingPathComponent("m.mbm").path, options: options)
-        #expect(report.warnings.contains { $0.hasPrefix("--calibrate-batch holds every binarized layer") && $0.contains("more than the memory budget") },
-                "\(report.warnings)")
+        let output = dir.appendingPathComponent("m.mbm")
+        do {
+            _ = try Conversion.run(model: model, policy: policy, output: output.path, options: options)
+            Issue.record("--calibrate-batch over --max-memory \(options.maxMemory!) was not refused")
+        } catch let error as ConversionError {
+            #expect(error.description.hasPrefix("--calibrate-batch holds every binarized layer") && error.description.contains("--max-memory"),
+                    "\(error.description)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: output.path), "a refused conversion left \(output.path)")
         options.maxMemory = nil
-        let roomy = try Conversion.run(model: model, policy: policy, output: dir.appendingPathComponent("m.mbm").path, options: options)
+        let roomy = try Conversion.run(model: model, policy: policy, output: output.path, options: options)
         #expect(!roomy.warnings.contains { $0.hasPrefix("--calibrate-batch") })
     }
 

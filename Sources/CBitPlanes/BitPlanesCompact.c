@@ -12,6 +12,7 @@
 // The AVX-512 variant turns each level into 16-lane blends and masked adds; the portable one
 // walks the bits.
 #include "CBitPlanes.h"
+#include "BitStream.h"
 
 #include <stdint.h>
 
@@ -23,24 +24,7 @@
 #define BP_COMPACT_X86 0
 #endif
 
-/// 64 bits of `s` from bit `pos` on (streams carry one zero word past their end).
-static inline uint64_t compact_bits(const uint64_t *s, int64_t pos) {
-    const int64_t w = pos >> 6;
-    const int sh = (int)(pos & 63);
-    uint64_t v = s[w] >> sh;
-    if (sh) v |= s[w + 1] << (64 - sh);
-    return v;
-}
 
-/// Bits of `src`, low first, deposited into the set bits of `mask` (BMI2 pdep's definition).
-static inline uint64_t compact_pdep(uint64_t src, uint64_t mask) {
-    uint64_t out = 0;
-    for (uint64_t b = 1; mask; b += b) {
-        if (src & b) out |= mask & (0 - mask);
-        mask &= mask - 1;
-    }
-    return out;
-}
 
 /// The per-level words of 64 entries: activity and signs of levels 1 ..< any (level 0 is every
 /// valid entry, its signs read by the caller), cursors advanced.
@@ -52,11 +36,11 @@ static inline uint64_t compact_pdep(uint64_t src, uint64_t mask) {
             if (k < full) {                                                                       \
                 a = valid;                                                                        \
             } else {                                                                              \
-                a = PDEP(compact_bits(w->acts, ca[k]), parent);                                   \
+                a = PDEP(bp_stream_bits(w->acts, ca[k]), parent);                                   \
                 ca[k] += POPCNT(parent);                                                          \
             }                                                                                     \
             act[k] = a;                                                                           \
-            sign[k] = PDEP(compact_bits(w->signs, cs[k]), a);                                     \
+            sign[k] = PDEP(bp_stream_bits(w->signs, cs[k]), a);                                     \
             cs[k] += POPCNT(a);                                                                   \
             parent = a;                                                                           \
         }                                                                                         \
@@ -87,8 +71,8 @@ static void compact_decode_portable(const bp_compact *w, int32_t firstRow, int32
         for (int32_t c0 = 0; c0 < K; c0 += 64) {
             const int32_t n = K - c0 < 64 ? K - c0 : 64;
             const uint64_t valid = n == 64 ? ~(uint64_t)0 : ((uint64_t)1 << n) - 1;
-            const uint64_t s0 = compact_bits(w->signs0, (int64_t)o * K + c0);
-            COMPACT_LEVEL_WORDS(compact_pdep, compact_popcount);
+            const uint64_t s0 = bp_stream_bits(w->signs0, (int64_t)o * K + c0);
+            COMPACT_LEVEL_WORDS(bp_deposit_portable, compact_popcount);
             if (o < firstRow) continue;  // skipped to reach firstRow: cursors only
             for (int32_t j = 0; j < n; j++) {
                 float v = (s0 >> j) & 1 ? mu[0] : -mu[0];
@@ -140,7 +124,7 @@ BP_COMPACT_TARGET static void compact_decode_avx512(const bp_compact *w, int32_t
         for (int32_t c0 = 0; c0 < K; c0 += 64) {
             const int32_t n = K - c0 < 64 ? K - c0 : 64;
             const uint64_t valid = n == 64 ? ~(uint64_t)0 : ((uint64_t)1 << n) - 1;
-            const uint64_t s0 = compact_bits(w->signs0, (int64_t)o * K + c0);
+            const uint64_t s0 = bp_stream_bits(w->signs0, (int64_t)o * K + c0);
             COMPACT_LEVEL_WORDS(compact_pdep_bmi2, compact_popcnt_hw);
             if (o < firstRow) continue;
             for (int32_t q = 0; q < n; q += 16) {
@@ -174,7 +158,7 @@ BP_COMPACT_TARGET static void compact_gemv_avx512(const bp_compact *w, int32_t f
         for (int32_t c0 = 0; c0 < K; c0 += 64) {
             const int32_t n = K - c0 < 64 ? K - c0 : 64;
             const uint64_t valid = n == 64 ? ~(uint64_t)0 : ((uint64_t)1 << n) - 1;
-            const uint64_t s0 = compact_bits(w->signs0, (int64_t)o * K + c0);
+            const uint64_t s0 = bp_stream_bits(w->signs0, (int64_t)o * K + c0);
             COMPACT_LEVEL_WORDS(compact_pdep_bmi2, compact_popcnt_hw);
             if (o < firstRow) continue;
             for (int32_t q = 0; q < 4 && 16 * q < n; q++) {

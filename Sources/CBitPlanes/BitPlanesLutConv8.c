@@ -28,6 +28,7 @@
 // y += float(sum) * (row scale * table scale)) does the same operations in the same order in the
 // AVX-512 (VBMI, VNNI) and the portable bodies, so both give bit-identical results.
 #include "CBitPlanes.h"
+#include "BitStream.h"
 #include "BitPlanesConvGather.h"
 
 #include <math.h>
@@ -119,23 +120,7 @@ static scratch_layout layout(const bp_lutconv8_weights *w, void *scratch) {
     return s;
 }
 
-/// 64 bits of `s` from bit `pos` on (the store has one zero word past its end).
-static inline uint64_t stream_bits(const uint64_t *s, int64_t pos) {
-    const int sh = (int)(pos & 63);
-    uint64_t v = s[pos >> 6] >> sh;
-    if (sh) v |= s[(pos >> 6) + 1] << (64 - sh);
-    return v;
-}
 
-/// Bits of `src`, low first, deposited into the set bits of `mask` (BMI2 pdep's definition).
-static inline uint64_t deposit_portable(uint64_t src, uint64_t mask) {
-    uint64_t out = 0;
-    for (uint64_t b = 1; mask; b += b) {
-        if (src & b) out |= mask & (0 - mask);
-        mask &= mask - 1;
-    }
-    return out;
-}
 
 /// Tile t's codes for the kernels: pre-expanded ones (`w->codes`) when the weights hold them; else
 /// one-set planes read in place when the tile has no two-set plane (unless `copy`), else every
@@ -169,9 +154,9 @@ static inline uint64_t deposit_portable(uint64_t src, uint64_t mask) {
                     uint64_t *a = (uint64_t *)(out + (size_t)q * 64), *b = (uint64_t *)(out + (size_t)q * 64 + 32);      \
                     for (int k = 0; k < 4; k++) {                                                                        \
                         const uint64_t parent = act[q * 4 + k];                                                          \
-                        const uint64_t active = DEPOSIT(stream_bits(p, pos), parent);                                    \
+                        const uint64_t active = DEPOSIT(bp_stream_bits(p, pos), parent);                                    \
                         pos += POPCOUNT(parent);                                                                         \
-                        const uint64_t sign = DEPOSIT(stream_bits(p, pos), active);                                      \
+                        const uint64_t sign = DEPOSIT(bp_stream_bits(p, pos), active);                                      \
                         pos += POPCOUNT(active);                                                                         \
                         act[q * 4 + k] = active;                                                                         \
                         a[k] = sign | ~active;                                                                           \
@@ -186,7 +171,7 @@ static inline uint64_t deposit_portable(uint64_t src, uint64_t mask) {
     } while (0)
 
 static const uint8_t *expand_tile_portable(const bp_lutconv8_weights *w, int32_t t, uint8_t *codes, uint64_t *act, int copy) {
-    EXPAND_TILE_BODY(deposit_portable, __builtin_popcountll);
+    EXPAND_TILE_BODY(bp_deposit_portable, __builtin_popcountll);
 }
 
 /// Table scale of one position: m / 127 and the quantizing factor 127 / m (0 and 0 for m = 0).

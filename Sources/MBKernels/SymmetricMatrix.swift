@@ -116,13 +116,7 @@ public enum SymmetricMatrix {
             return
         }
         #endif
-        for r in 0..<rows {
-            for i in 0..<n {
-                let x = Double(a[r * n + i])
-                if x == 0 { continue }
-                for j in 0..<n { c[i * n + j] += x * Double(a[r * n + j]) }
-            }
-        }
+        accumulateTransposeProduct(.reference, a: a, b: a, rows: rows, n: n, m: n, into: c, scratch: &scratch)
     }
 
     /// `c` (n×m, Double) += aᵀ·b for Float `a` (rows×n) and `b` (rows×m); like `accumulateGram`,

@@ -31,17 +31,9 @@ final class LutConvInt8Tests: XCTestCase {
         let bias = t.bias ? randomActivations(count: t.outC, seed: seed + 9) : nil
         let outSize = g.outputSize, count = t.batch * t.outC * outSize
         func run(_ variant: KernelVariant, threads: Int) -> [Float] {
-            var y = [Float](repeating: .nan, count: count)
-            let scratch = BitPlaneScratch()
-            x.withUnsafeBufferPointer { xp in
-                y.withUnsafeMutableBufferPointer { yp in
-                    (bias ?? []).withUnsafeBufferPointer { bp in
-                        w.forward(variant, g, input: xp.baseAddress!, bias: bias == nil ? nil : bp.baseAddress!, output: yp.baseAddress!,
-                                  activation: t.activation, threads: threads, scratch: scratch)
-                    }
-                }
+            LutConvTests.outputs(count: count, input: x, bias: bias) { xp, bp, yp, scratch in
+                w.forward(variant, g, input: xp, bias: bp, output: yp, activation: t.activation, threads: threads, scratch: scratch)
             }
-            return y
         }
         let fast = run(.fast, threads: 1), portable = run(.reference, threads: 1), two = run(.fast, threads: 2)
         // The same weights with their codes held expanded (auto mode's form): the same bits.

@@ -20,6 +20,22 @@ final class LutConvTests: XCTestCase {
         }
     }
 
+    /// A convolution's outputs (`count` floats, NaN before it runs) for `input` and `bias` (nil:
+    /// none), from `forward(input, bias, output, scratch)`: the harness both table layouts share.
+    static func outputs(count: Int, input: [Float], bias: [Float]?,
+                        _ forward: (UnsafePointer<Float>, UnsafePointer<Float>?, UnsafeMutablePointer<Float>, BitPlaneScratch) -> Void) -> [Float] {
+        var y = [Float](repeating: .nan, count: count)
+        let scratch = BitPlaneScratch()
+        input.withUnsafeBufferPointer { xp in
+            y.withUnsafeMutableBufferPointer { yp in
+                (bias ?? []).withUnsafeBufferPointer { bp in
+                    forward(xp.baseAddress!, bias == nil ? nil : bp.baseAddress!, yp.baseAddress!, scratch)
+                }
+            }
+        }
+        return y
+    }
+
     func check(_ t: Case, seed: UInt64, file: StaticString = #filePath, line: UInt = #line) {
         let g = t.geometry
         XCTAssertNil(g.problem, "\(t)")
@@ -43,22 +59,9 @@ final class LutConvTests: XCTestCase {
         let bias = t.bias ? randomActivations(count: t.outC, seed: seed + 9) : nil
         let outSize = g.outputSize, count = t.batch * t.outC * outSize
         func run(_ variant: KernelVariant, threads: Int) -> [Float] {
-            var y = [Float](repeating: .nan, count: count)
-            let scratch = BitPlaneScratch()
-            x.withUnsafeBufferPointer { xp in
-                y.withUnsafeMutableBufferPointer { yp in
-                    if let bias {
-                        bias.withUnsafeBufferPointer { bp in
-                            w.forward(variant, g, input: xp.baseAddress!, bias: bp.baseAddress!, output: yp.baseAddress!, activation: t.activation,
-                                      threads: threads, scratch: scratch)
-                        }
-                    } else {
-                        w.forward(variant, g, input: xp.baseAddress!, bias: nil, output: yp.baseAddress!, activation: t.activation,
-                                  threads: threads, scratch: scratch)
-                    }
-                }
+            Self.outputs(count: count, input: x, bias: bias) { xp, bp, yp, scratch in
+                w.forward(variant, g, input: xp, bias: bp, output: yp, activation: t.activation, threads: threads, scratch: scratch)
             }
-            return y
         }
         let fast = run(.fast, threads: 1), reference = run(.reference, threads: 1), two = run(.fast, threads: 2)
         let d = g.dims3

@@ -112,7 +112,7 @@ public enum Conversion {
             // physical memory, only warns.
             let held = ModelRunner.heldBytes(prepared)
             if options.maxMemory != nil {
-                throw ConversionError("--calibrate-batch holds every binarized layer and runs the models whole: about \(MemoryBudget.describe(held)), more than --max-memory \(MemoryBudget.describe(budget)); pass --max-memory \(MemoryBudget.describe(held)) or more, or drop --calibrate-batch (the calibration then runs in segments within the budget)")
+                throw ConversionError("\(modelPath): --calibrate-batch holds every binarized layer and runs the models whole: about \(MemoryBudget.describe(held)), more than --max-memory \(MemoryBudget.describe(budget)); pass --max-memory \(MemoryBudget.describe(held)) or more, or drop --calibrate-batch (the calibration then runs in segments within the budget)")
             }
             prepared.warnings.append("--calibrate-batch holds every binarized layer and runs the models whole (about \(MemoryBudget.describe(ModelRunner.heldBytes(prepared)))), more than the memory budget of \(MemoryBudget.describe(budget)); without --calibrate-batch the calibration runs in segments within it")
         }
@@ -128,7 +128,7 @@ public enum Conversion {
                 // of the two models.
                 let largest: [(node: String, bytes: Int)] = [floatRunner.largestNode(of: prepared.graph), binarizedRunner.largestNode(of: graph)].compactMap { $0 }
                 if let worst = largest.max(by: { $0.bytes < $1.bytes }), worst.bytes > budget {
-                    throw ModelRunner.tooLarge(node: worst.node, need: worst.bytes, budget: budget)
+                    throw ModelRunner.tooLarge(node: worst.node, need: worst.bytes, budget: budget, model: modelPath)
                 }
                 let (corrected, found, stored) = try Calibration.calibrate(float: prepared.graph, binarized: graph, layerNodes: calibratedNodes(prepared),
                                                                           inputs: inputs, floatRunner: &floatRunner, binarizedRunner: &binarizedRunner)

@@ -70,8 +70,8 @@ struct ModelRunner {
     }
 
     /// The error for a node whose own weights need more than the budget.
-    static func tooLarge(node: String, need: Int, budget: Int) -> ConversionError {
-        ConversionError("node '\(node)' needs \(MemoryBudget.describe(need)) for its weights to run on the calibration inputs, more than the memory budget of \(MemoryBudget.describe(budget)); pass --max-memory \(MemoryBudget.describe(need)) or more")
+    static func tooLarge(node: String, need: Int, budget: Int, model: String? = nil) -> ConversionError {
+        ConversionError((model.map { "\($0): " } ?? "") + "node '\(node)' needs \(MemoryBudget.describe(need)) for its weights to run on the calibration inputs, more than the memory budget of \(MemoryBudget.describe(budget)); pass --max-memory \(MemoryBudget.describe(need)) or more")
     }
 
     /// The node whose own weights need the most, and how much (nil for whole runs): what the

@@ -85,7 +85,7 @@ import Testing
             _ = try Conversion.run(model: model, policy: policy, output: output.path, options: options)
             Issue.record("--calibrate-batch over --max-memory \(options.maxMemory!) was not refused")
         } catch let error as ConversionError {
-            #expect(error.description.hasPrefix("--calibrate-batch holds every binarized layer") && error.description.contains("--max-memory"),
+            #expect(error.description.hasPrefix("\(model): --calibrate-batch holds every binarized layer") && error.description.contains("--max-memory"),
                     "\(error.description)")
         }
         #expect(!FileManager.default.fileExists(atPath: output.path), "a refused conversion left \(output.path)")
@@ -105,7 +105,7 @@ import Testing
         do {
             _ = try convert(policy, calibrate: try calibration(dir), maxMemory: budget / 2, to: dir.appendingPathComponent("m.mbm").path)
         } catch {
-            #expect("\(error)".contains("more than the memory budget") && "\(error)".contains("--max-memory"), "\(error)")
+            #expect("\(error)".hasPrefix("\(model): node ") && "\(error)".contains("more than the memory budget") && "\(error)".contains("--max-memory"), "\(error)")
         }
         #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("m.mbm").path))
     }

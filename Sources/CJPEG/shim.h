@@ -29,9 +29,11 @@ static void mb_jpeg_emit_message(j_common_ptr cinfo, int level) {
 }
 
 /* 8-bit RGB pixels (any JPEG libjpeg can convert to RGB: YCbCr, grayscale), rows top to bottom,
- * in a malloc'd buffer the caller frees; 0 on success, otherwise non-zero and the message. */
-static inline int mb_jpeg_decode_rgb(const unsigned char *data, size_t size, unsigned char **pixels,
-                                     unsigned *width, unsigned *height, char *message, size_t message_size) {
+ * in a malloc'd buffer the caller frees; 0 on success, otherwise non-zero and the message.
+ * A header claiming more than `max_pixels` pixels is refused before any pixel memory is taken. */
+static inline int mb_jpeg_decode_rgb(const unsigned char *data, size_t size, unsigned long long max_pixels,
+                                     unsigned char **pixels, unsigned *width, unsigned *height,
+                                     char *message, size_t message_size) {
     struct jpeg_decompress_struct cinfo;
     struct mb_jpeg_error err;
     unsigned char *volatile buffer = NULL;
@@ -49,6 +51,12 @@ static inline int mb_jpeg_decode_rgb(const unsigned char *data, size_t size, uns
     jpeg_create_decompress(&cinfo);
     jpeg_mem_src(&cinfo, data, (unsigned long)size);
     jpeg_read_header(&cinfo, TRUE);
+    if ((unsigned long long)cinfo.image_width * cinfo.image_height > max_pixels) {
+        snprintf(message, message_size, "the header claims %ux%u pixels, more than the %llu decoded at most",
+                 cinfo.image_width, cinfo.image_height, max_pixels);
+        jpeg_destroy_decompress(&cinfo);
+        return 2;
+    }
     cinfo.out_color_space = JCS_RGB;
     jpeg_start_decompress(&cinfo);
     size_t stride = (size_t)cinfo.output_width * 3;

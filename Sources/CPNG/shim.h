@@ -4,9 +4,11 @@
 
 /* libpng's simplified API (no setjmp needed), wrapped so Swift sees plain functions.
  * mb_png_decode_rgba: 8-bit RGBA pixels, rows top to bottom, in a malloc'd buffer the caller
- * frees; 0 on success, otherwise non-zero and libpng's message (NUL-terminated) in `message`. */
-static inline int mb_png_decode_rgba(const unsigned char *data, size_t size, unsigned char **pixels,
-                                     unsigned *width, unsigned *height, char *message, size_t message_size) {
+ * frees; 0 on success, otherwise non-zero and libpng's message (NUL-terminated) in `message`.
+ * A header claiming more than `max_pixels` pixels is refused before any pixel memory is taken. */
+static inline int mb_png_decode_rgba(const unsigned char *data, size_t size, unsigned long long max_pixels,
+                                     unsigned char **pixels, unsigned *width, unsigned *height,
+                                     char *message, size_t message_size) {
     png_image image;
     memset(&image, 0, sizeof image);
     image.version = PNG_IMAGE_VERSION;
@@ -15,6 +17,12 @@ static inline int mb_png_decode_rgba(const unsigned char *data, size_t size, uns
         snprintf(message, message_size, "%s", image.message);
         png_image_free(&image);
         return 1;
+    }
+    if ((unsigned long long)image.width * image.height > max_pixels) {
+        snprintf(message, message_size, "the header claims %ux%u pixels, more than the %llu decoded at most",
+                 image.width, image.height, max_pixels);
+        png_image_free(&image);
+        return 2;
     }
     image.format = PNG_FORMAT_RGBA;
     size_t bytes = (size_t)PNG_IMAGE_SIZE(image);

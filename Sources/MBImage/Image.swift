@@ -20,6 +20,11 @@ public struct Image: Sendable, Equatable {
     /// The file types read, by extension (case-insensitive).
     public static let extensions: Set<String> = ["png", "jpg", "jpeg"]
 
+    /// The most pixels `read`/`decode` accept by default: 2^28 (a 16384 x 16384 picture, 1 GiB as
+    /// RGBA while decoding). A PNG or JPEG header can claim up to 4 G pixels in a few bytes; the
+    /// claim is checked before any pixel memory is taken, like PIL's decompression-bomb limit.
+    public static let defaultMaximumPixels = 1 << 28
+
     public static func isImage(_ path: String) -> Bool {
         extensions.contains((path as NSString).pathExtension.lowercased())
     }
@@ -29,16 +34,16 @@ public struct Image: Sendable, Equatable {
     /// `imread` do); grayscale files come out with R = G = B; 16-bit PNGs are reduced to 8 bits by
     /// libpng. A truncated or corrupt file is an error (libjpeg's warnings included), never a
     /// partly grey picture.
-    public static func read(path: String) throws(ImageError) -> Image {
+    public static func read(path: String, maximumPixels: Int = defaultMaximumPixels) throws(ImageError) -> Image {
         let data: Data
         do { data = try Data(contentsOf: URL(fileURLWithPath: path), options: .mappedIfSafe) } catch {
             throw ImageError(path, FileManager.default.fileExists(atPath: path) ? "cannot read the file" : "no such file")
         }
-        return try decode(Array(data), path: path)
+        return try decode(Array(data), path: path, maximumPixels: maximumPixels)
     }
 
     /// Decodes PNG or JPEG bytes; `path` names them in errors.
-    public static func decode(_ bytes: [UInt8], path: String) throws(ImageError) -> Image {
+    public static func decode(_ bytes: [UInt8], path: String, maximumPixels: Int = defaultMaximumPixels) throws(ImageError) -> Image {
         let png: [UInt8] = [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]
         let isPNG = bytes.starts(with: png), isJPEG = bytes.starts(with: [0xFF, 0xD8, 0xFF])
         guard isPNG || isJPEG else {
@@ -50,8 +55,9 @@ public struct Image: Sendable, Equatable {
         var message = [CChar](repeating: 0, count: 256)
         let status = bytes.withUnsafeBufferPointer { b in
             message.withUnsafeMutableBufferPointer { m in
-                isPNG ? mb_png_decode_rgba(b.baseAddress, b.count, &pixels, &width, &height, m.baseAddress, m.count)
-                      : mb_jpeg_decode_rgb(b.baseAddress, b.count, &pixels, &width, &height, m.baseAddress, m.count)
+                let cap = UInt64(max(0, maximumPixels))
+                return isPNG ? mb_png_decode_rgba(b.baseAddress, b.count, cap, &pixels, &width, &height, m.baseAddress, m.count)
+                             : mb_jpeg_decode_rgb(b.baseAddress, b.count, cap, &pixels, &width, &height, m.baseAddress, m.count)
             }
         }
         guard status == 0, let pixels else {

@@ -110,6 +110,39 @@ import Testing
         }
     }
 
+    /// A header that claims more pixels than the cap is refused from the header, before the pixel
+    /// buffer is taken: a 67-byte PNG can claim 4 G pixels. The PNG case patches a real file's
+    /// IHDR (and its CRC) to 100000 x 100000; the JPEG case lowers the cap under a real picture.
+    @Test func picturesOverThePixelCapAreRefusedFromTheHeader() throws {
+        var png = ImageEncoding.png(Self.picture(height: 8, width: 8, seed: 4))
+        // IHDR's data starts at byte 16 (signature 8, length 4, type 4); width, height big-endian.
+        for (offset, value) in [(16, UInt32(100_000)), (20, UInt32(100_000))] {
+            for k in 0..<4 { png[offset + k] = UInt8(truncatingIfNeeded: value >> (24 - 8 * k)) }
+        }
+        let crc = Self.crc32(png[12..<29])
+        for k in 0..<4 { png[29 + k] = UInt8(truncatingIfNeeded: crc >> (24 - 8 * k)) }
+        let jpeg = ImageEncoding.jpeg(Self.picture(height: 40, width: 30, seed: 5))
+        let cases: [(bytes: [UInt8], cap: Int, expected: String)] = [
+            (png, Image.defaultMaximumPixels,
+             "big.png: PNG (libpng): the header claims 100000x100000 pixels, more than the 268435456 decoded at most"),
+            (jpeg, 1_000, "big.png: JPEG (libjpeg): the header claims 30x40 pixels, more than the 1000 decoded at most"),
+        ]
+        for (bytes, cap, expected) in cases {
+            #expect(throws: ImageError(expected)) { try Image.decode(bytes, path: "big.png", maximumPixels: cap) }
+        }
+        #expect(try Image.decode(jpeg, path: "ok.jpg", maximumPixels: 1_200).width == 30)
+    }
+
+    /// PNG's CRC-32 (ISO 3309, reflected 0xEDB88320), bit by bit: the test's own, not zlib's.
+    static func crc32(_ bytes: ArraySlice<UInt8>) -> UInt32 {
+        var crc: UInt32 = 0xFFFF_FFFF
+        for byte in bytes {
+            crc ^= UInt32(byte)
+            for _ in 0..<8 { crc = crc & 1 == 1 ? (crc >> 1) ^ 0xEDB8_8320 : crc >> 1 }
+        }
+        return ~crc
+    }
+
     /// Ten pictures (PNG and JPEG, landscape and portrait) through resize, crop, BGR and
     /// mean/std: calibrating on the folder gives the bytes of calibrating on the same entries
     /// preconverted to `.npy`, in one batch and streamed in batches of 3.

@@ -145,7 +145,7 @@ public enum Verify {
             for plan in prepared.plans {
                 guard case .binarize(let b) = plan.decision.action, b.fit == .output else { continue }
                 let name = plan.tensor.name
-                guard let shell = stored[name], let s = try? file.resolve(shell), case .binarized(let packed) = s.storage else {
+                guard let shell = stored[name], case let s = try file.resolve(shell), case .binarized(let packed) = s.storage else {
                     failures.append("constant '\(name)': 'fit: output' expects a binarized tensor in the file")
                     continue
                 }

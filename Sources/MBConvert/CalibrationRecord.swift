@@ -56,13 +56,14 @@ enum CalibrationRecord {
 
     /// The recorded corrections of a file: the binary record, or the JSON list of older files;
     /// nil when the file records none.
-    static func read(_ file: MBMFile, path: String) throws -> [Calibration.StoredCorrection]? {
-        if case .bytes(let bytes)? = file.metadataValue(key) {
+    static func read(metadata: [MetadataEntry], path: String) throws -> [Calibration.StoredCorrection]? {
+        func value(_ key: String) -> MetadataValue? { metadata.first { $0.key == key }?.value }
+        if case .bytes(let bytes)? = value(key) {
             do { return try decode(bytes) } catch {
                 throw ConversionError("\(path): metadata '\(key)': \(error)")
             }
         }
-        if case .json(let text)? = file.metadataValue(MetadataKey.calibration) {
+        if case .json(let text)? = value(MetadataKey.calibration) {
             guard let list = try? Inspect.jsonDecoder().decode([Calibration.StoredCorrection].self, from: Data(text.utf8)) else {
                 throw ConversionError("\(path): metadata 'calibration' is not a list of corrections")
             }

@@ -126,6 +126,10 @@ enum ModelComparison {
         guard e.shape == s.shape else { return "shape \(s.shape) stored, \(e.shape) expected" }
         switch (e.storage, s.storage) {
         case (.dense(let x), .dense(let y)):
+            // Equal bytes are found in place (a large kept tensor is not copied twice to say so).
+            if x.count == y.count, x.withBytes({ p in y.withBytes { q in p.count == 0 || memcmp(p.baseAddress!, q.baseAddress!, p.count) == 0 } }) {
+                return nil
+            }
             let a = x.bytes, b = y.bytes
             guard let byte = firstDifference(a, b) else { return nil }
             let bits = e.elementType.traits.bitsPerElement

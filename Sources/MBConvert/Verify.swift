@@ -79,48 +79,47 @@ public enum Verify {
         public var modelDifferences: [String] = []
         /// `--per-layer`: each converted layer alone and every prefix, worst first.
         public var perLayer: [LayerDiagnostic.Row]?
-        /// Why the outputs were not compared (running a model needs more than the memory budget).
-        public var outputsNotCompared: String?
+        /// Segments the float and the stored model ran in, when they did not fit the memory
+        /// budget whole (nil: each ran whole).
+        public var outputSegments: [Int]?
         public var passed: Bool { failures.isEmpty }
     }
 
     public static func run(onnx: String, mbm: String, options: Options) throws -> Report {
         var failures: [String] = []
-        // The metadata first (header, section table, META; nothing decoded): the source's
-        // fingerprint and the policy, so the budget is checked before the stored model is decoded.
-        let metadata = try MBMFile.readMetadata(path: mbm)
-        func recorded(_ key: String) -> MetadataValue? { metadata.first { $0.key == key }?.value }
+        // 1. Integrity: header, section table, every checksum (read page by page and released),
+        // the directory and the graph. No payload is decoded here: each stored tensor is decoded
+        // when it is compared or run and dropped after, so memory follows the tensors in use.
+        let file = try MBMFile.openLazily(path: mbm)
         let budget = options.maxMemory ?? MemoryBudget.defaultBytes
-        let sourceSHA = try FileMapping.map(path: onnx).withBuffer { SHA256.hash($0) }
+        let sourceSHA = try sha256(ofFile: onnx)
         var sourceMatches = true
-        if case .bytes(let recorded)? = recorded(MetadataKey.sourceSHA256) {
+        if case .bytes(let recorded)? = file.metadataValue(MetadataKey.sourceSHA256) {
             sourceMatches = recorded == sourceSHA
             if !sourceMatches {
                 failures.append("\(mbm) was converted from a model with SHA-256 \(SHA256.hex(recorded)), not \(onnx) (\(SHA256.hex(sourceSHA)))")
             }
         }
+        // A stored tensor decoded beside its recomputation: the largest one counts against the budget.
+        let largestDecoded = file.entries.map(\.decodedBytes).max() ?? 0
         var preparedFirst: Conversion.Prepared?
-        if sourceMatches, case .string(let policyText)? = recorded(MetadataKey.policyText) {
+        if sourceMatches, case .string(let policyText)? = file.metadataValue(MetadataKey.policyText) {
             let policyName: String
-            if case .string(let n)? = recorded(MetadataKey.policyFile) { policyName = n } else { policyName = "policy" }
+            if case .string(let n)? = file.metadataValue(MetadataKey.policyFile) { policyName = n } else { policyName = "policy" }
             let prepared = try Conversion.prepare(model: onnx, policyBytes: Array(policyText.utf8), policyFile: "\(mbm) (embedded \(policyName))", strict: false)
-            // At least what decoding the stored model will hold (masks and first-level signs of
-            // the binarized tensors, codes of the quantized ones) beside the largest conversion:
-            // refused here, before decoding, when even that is over the budget.
             let planOf = Dictionary(prepared.plans.map { ($0.tensor.name, $0) }, uniquingKeysWith: { a, _ in a })
-            let least = decodedBytesAtLeast(prepared.plans)
             if let (name, need) = prepared.graph.constants.lazy.map({ ($0.name, MemoryBudget.workingBytes(planOf[$0.name], $0)) }).max(by: { $0.1 < $1.1 }),
-               least + need > budget {
-                throw ConversionError("\(mbm): verify holds the stored model decoded (at least \(MemoryBudget.describe(least))) and converts tensor '\(name)' again in \(MemoryBudget.describe(need)): more than the memory budget of \(MemoryBudget.describe(budget)); pass --max-memory \(MemoryBudget.describe(least + need)) or more")
+               need + largestDecoded > budget {
+                let decoded = largestDecoded > 0 ? " and compares it with a stored tensor decoded (up to \(MemoryBudget.describe(largestDecoded)))" : ""
+                throw ConversionError("\(mbm): verify converts tensor '\(name)' again in \(MemoryBudget.describe(need))\(decoded): more than the memory budget of \(MemoryBudget.describe(budget)); pass --max-memory \(MemoryBudget.describe(need + largestDecoded)) or more")
             }
             preparedFirst = prepared
         }
-
-        // 1. Integrity.
-        let file = try MBMFile.open(path: mbm)
-        // The stored model stays decoded in memory throughout (masks, signs, codes): it counts
-        // against the budget before the recomputation and the runs get what is left.
-        let held = decodedBytes(file.model.graph)
+        // The output check's plan, refused here when one node's weights alone are over the budget.
+        let outputPlan = try OutputPlan(onnx: onnx, mbm: mbm, file: file, budget: budget, threads: options.threads)
+        if options.perLayer, !outputPlan.whole {
+            throw ConversionError("\(mbm): --per-layer runs the float model whole, whose weights (\(MemoryBudget.describe(outputPlan.floatBytes))) and the stored model's (\(MemoryBudget.describe(outputPlan.storedBytes))) are more than the memory budget of \(MemoryBudget.describe(budget)); pass --max-memory \(MemoryBudget.describe(max(outputPlan.floatBytes, outputPlan.storedBytes))) or more")
+        }
 
         // 2. Weights, recomputed with the policy the file carries.
         var weights: [WeightCheck] = []
@@ -136,6 +135,8 @@ public enum Verify {
                 }
                 Sensitivity.useRecordedMixes(&prepared, layers: layers)
             }
+            // The stored graph's constants: raw ones are views of the map, the others stand-ins
+            // (name, type, shape) for a payload decoded when it is compared.
             let stored = Dictionary(file.model.graph.constants.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
             // `fit: output` weights depend on calibration inputs the file does not carry: their
             // stored form is checked for what the policy fixes (shape, bit widths) and then taken
@@ -144,7 +145,7 @@ public enum Verify {
             for plan in prepared.plans {
                 guard case .binarize(let b) = plan.decision.action, b.fit == .output else { continue }
                 let name = plan.tensor.name
-                guard let s = stored[name], case .binarized(let packed) = s.storage else {
+                guard let shell = stored[name], case let s = try file.resolve(shell), case .binarized(let packed) = s.storage else {
                     failures.append("constant '\(name)': 'fit: output' expects a binarized tensor in the file")
                     continue
                 }
@@ -153,46 +154,47 @@ public enum Verify {
                     failures.append("constant '\(name)': fitted to the output, but its shape \(s.shape) or bit widths (up to \(packed.levels.count)) do not match the policy (\(plan.tensor.shape), up to \(maxBits))")
                     continue
                 }
-                fitted[name] = s
+                fitted[name] = shell
             }
             // The conversion done again tensor by tensor within the memory budget, as `mbconvert`
-            // streams it: each result is compared with the stored tensor and dropped. Where they
-            // are identical the stored tensor stands in for it in the model compared below.
+            // streams it: each result is compared with the stored tensor, decoded for the
+            // comparison, and both are dropped. The stored tensor (or its stand-in) then stands
+            // in for the result in the model compared below; a stand-in that differs is reported
+            // here, as the model comparison would.
             let checks = WeightChecks(plans: prepared.plans, constants: prepared.graph.constants)
             let taken = fitted
-            let planOf = Dictionary(prepared.plans.map { ($0.tensor.name, $0) }, uniquingKeysWith: { a, _ in a })
-            let constants = prepared.graph.constants
-            if let worst = constants.indices.max(by: { MemoryBudget.workingBytes(planOf[constants[$0].name], constants[$0]) < MemoryBudget.workingBytes(planOf[constants[$1].name], constants[$1]) }) {
-                let need = MemoryBudget.workingBytes(planOf[constants[worst].name], constants[worst])
-                if held + need > budget {
-                    throw ConversionError("\(mbm): verify holds the stored model decoded (\(MemoryBudget.describe(held))) and converts tensor '\(constants[worst].name)' again in \(MemoryBudget.describe(need)): more than the memory budget of \(MemoryBudget.describe(budget)); pass --max-memory \(MemoryBudget.describe(held + need)) or more")
-                }
-            }
-            _ = try Conversion.stream(prepared, tensors: prepared.graph.constants, budget: budget - held,
+            _ = try Conversion.stream(prepared, tensors: prepared.graph.constants, budget: budget - largestDecoded,
                                       threads: max(1, ProcessInfo.processInfo.activeProcessorCount), progress: nil) { j, _, outcome in
                 guard let outcome else { return }
                 var check = WeightCheck(name: outcome.name, encoding: outcome.row.encoding, identical: false, detail: nil,
                                         normalizedError: outcome.row.normalizedError)
                 var standIn = outcome.tensor
+                var failure: String?
                 if let s = taken[outcome.name] {
                     check.detail = "fitted to calibration data (stored values taken; shape and bit widths checked)"
                     standIn = s
-                } else if let s = stored[outcome.name] {
-                    check.detail = ModelComparison.tensor(outcome.tensor, s)
+                } else if let shell = stored[outcome.name] {
+                    check.detail = ModelComparison.tensor(outcome.tensor, try file.resolve(shell))
                     check.identical = check.detail == nil
-                    if check.identical { standIn = s }
+                    if check.identical {
+                        standIn = shell
+                    } else if case .dense(let b) = shell.storage, b.count == 0, shell.elementCount > 0 {
+                        standIn = shell
+                        failure = "model: constant '\(outcome.name)': \(check.detail!)"
+                    }
                 } else {
                     check.detail = "missing from the .mbm"
                 }
-                checks.record(check, constant: j, standIn)
+                checks.record(check, constant: j, standIn, failure: failure)
             }
             weights = checks.checks
+            failures += checks.failures
             // The whole model the conversion must have produced, compared with the stored one.
             var expected = prepared.graph
             expected.constants = checks.constants
             expected = ActivationAttributes.apply(prepared.plans, to: expected)
             diagnosticBase = (prepared, [])
-            if let recorded = try CalibrationRecord.read(file, path: mbm) {
+            if let recorded = try CalibrationRecord.read(metadata: file.metadata, path: mbm) {
                 if let (index, problem) = recorded.enumerated().lazy.compactMap({ e in e.element.problem.map { (e.offset, $0) } }).first {
                     throw ConversionError("\(mbm): metadata 'calibration', correction \(index) ('\(recorded[index].output)'): \(problem)")
                 }
@@ -200,11 +202,11 @@ public enum Verify {
                 diagnosticBase?.corrections = recorded
             }
             let differences = ModelComparison.differences(expected: IRModel(graph: expected, opsets: prepared.opsets), stored: file.model)
-            modelDifferences = differences
+            modelDifferences = checks.failures.map { String($0.dropFirst("model: ".count)) } + differences
             nodesChecked = file.model.graph.nodes.count
             constantsChecked = file.model.graph.constants.count
             failures += differences.map { "model: " + $0 }
-            if !differences.isEmpty, file.metadataValue(MetadataKey.calibration) == nil, file.metadataValue(CalibrationRecord.key) == nil,
+            if !modelDifferences.isEmpty, file.metadataValue(MetadataKey.calibration) == nil, file.metadataValue(CalibrationRecord.key) == nil,
                file.model.graph.constants.contains(where: { $0.name.contains(".calibrat") }) {
                 failures.append("\(mbm) holds calibrated layers but does not record their corrections (written by an mbconvert before they were recorded); convert it again to verify it")
             }
@@ -212,30 +214,11 @@ public enum Verify {
             failures.append("\(mbm) carries no policy text; weights cannot be recomputed")
         }
 
-        // 3. Outputs: one model in memory at a time (the float model is released before the
-        // converted one is loaded). Running a model holds its weights as float32; when that is
-        // more than the memory budget the outputs are not compared, and the report says so.
-        let weightBytes = file.model.graph.constants.reduce(0) { $0 + $1.elementCount * 4 }
-        if held + weightBytes > budget {
-            let need = MemoryBudget.describe(held + weightBytes)
-            if options.perLayer {
-                throw ConversionError("\(mbm): --per-layer runs the float model, whose float32 weights (\(need)) are more than the memory budget of \(MemoryBudget.describe(budget)); pass --max-memory \(need) or more")
-            }
-            var report = Report(onnx: onnx, mbm: mbm, checksums: "verified", sourceMatches: sourceMatches, weights: weights,
-                                outputs: [], inputs: "none", failures: failures)
-            report.outputsNotCompared = "running a model holds its float32 weights (\(MemoryBudget.describe(weightBytes))) beside the stored model (\(MemoryBudget.describe(held))), more than the memory budget of \(MemoryBudget.describe(budget)); pass --max-memory \(need) or more to compare outputs"
-            report.nodesChecked = nodesChecked
-            report.constantsChecked = constantsChecked
-            report.modelDifferences = modelDifferences
-            return report
-        }
-        let (feeds, described, a, outputNames) = try { () throws -> ([String: MBTensor], String, [String: MBTensor], [String]) in
-            let float = try ModelLoading.load(path: onnx)
-            let (feeds, described) = try makeInputs(for: float, options: options)
-            let a = try float.makeSession(.init(threads: options.threads)).run(feeds)
-            return (feeds, described, a, float.outputs.map(\.name))
-        }()
-        let b = try MBModel(ir: file.model).makeSession(.init(threads: options.threads)).run(feeds)
+        // 3. Outputs: the float model and the stored one on the same inputs, one model in memory
+        // at a time. Whole when a model's weights fit the budget; else in segments of
+        // consecutive nodes whose weights fit (`ModelRunner`), the stored tensors of a segment
+        // decoded for it and dropped after it.
+        let (feeds, described, a, b, outputNames, segments) = try outputPlan.run(options: options)
         var outputs: [OutputCheck] = []
         for name in outputNames {
             guard let x = a[name], let y = b[name] else {
@@ -261,42 +244,100 @@ public enum Verify {
             guard let base = diagnosticBase else {
                 throw ConversionError("\(mbm): --per-layer swaps the stored layers into the float model, which needs the source model the file was converted from and the policy it carries")
             }
-            report.perLayer = try LayerDiagnostic.run(prepared: base.prepared, stored: file.model, corrections: base.corrections,
+            report.perLayer = try LayerDiagnostic.run(prepared: base.prepared, stored: file.decodeAll().model, corrections: base.corrections,
                                                       feeds: feeds, threads: options.threads)
         }
+        report.outputSegments = segments
         report.nodesChecked = nodesChecked
         report.constantsChecked = constantsChecked
         report.modelDifferences = modelDifferences
         return report
     }
 
-    /// A lower bound of `decodedBytes` for the tensors `plans` convert, from their shapes alone:
-    /// a binarized tensor's mask (a byte per element) and first level of signs, a quantized
-    /// one's codes.
-    static func decodedBytesAtLeast(_ plans: [ConversionPlan]) -> Int {
-        plans.reduce(0) { total, p in
-            let n = p.tensor.elementCount
-            switch p.decision.action {
-            case .binarize: return total + n + (n + 63) / 64 * 8
-            case .quantize: return total + n
-            case .keep: return total
-            }
+    /// The SHA-256 of a file, read through its map in pieces whose pages are released: a large
+    /// embedded model is not left resident by its fingerprint.
+    static func sha256(ofFile path: String) throws -> [UInt8] {
+        let storage = try FileMapping.map(path: path)
+        var hash = SHA256()
+        let piece = 64 << 20
+        for start in stride(from: 0, to: storage.count, by: piece) {
+            let slice = ByteSlice(storage: storage, offset: start, count: min(piece, storage.count - start))
+            slice.withBytes { hash.update($0) }
+            slice.releaseResidentPages()
         }
+        return hash.finalize()
     }
 
-    /// Bytes of a decoded `.mbm` graph that live in memory rather than in the file's map:
-    /// binarized masks, signs and scales, quantized codes and tables (dense tensors are slices
-    /// of the map, resident only where read).
-    static func decodedBytes(_ graph: IRGraph) -> Int {
-        graph.constants.reduce(0) { total, c in
-            switch c.storage {
-            case .binarized(let p):
-                return total + p.mask.count + p.levels.reduce(0) { $0 + 8 * $1.signs.count + 12 * $1.scales.count }
-            case .quantized(let q):
-                return total + q.codes.count
-            case .dense, .strings:
-                return total
+    /// How the output check runs the float model and the stored one: whole, as `mbconvert run`
+    /// would, when each model's weights fit the budget (counted as `ModelRunner` counts them:
+    /// source bytes and float copy; a binarized or quantized tensor's packed form and expansion);
+    /// else each in segments within it.
+    struct OutputPlan {
+        let onnx: String
+        let file: MBMFile.Lazy
+        let floatModel: IRModel
+        let budget: Int
+        let threads: Int
+        let floatBytes: Int
+        let storedBytes: Int
+        var whole: Bool { max(floatBytes, storedBytes) <= budget }
+
+        init(onnx: String, mbm: String, file: MBMFile.Lazy, budget: Int, threads: Int) throws {
+            self.onnx = onnx
+            self.file = file
+            self.budget = budget
+            self.threads = threads
+            floatModel = try ModelLoading.loadONNXAsIR(path: onnx)
+            floatBytes = floatModel.graph.constants.reduce(0) { $0 + ModelRunner.runBytes($1) }
+            storedBytes = file.model.graph.constants.reduce(0) { $0 + Self.storedNeed(file, $1) }
+            if !whole {
+                for (runner, graph, which) in [(floatRunner, floatModel.graph, "float"), (storedRunner, file.model.graph, "stored")] {
+                    if let worst = runner.largestNode(of: graph), worst.bytes > budget {
+                        throw ConversionError("\(mbm): node '\(worst.node)' of the \(which) model needs \(MemoryBudget.describe(worst.bytes)) for its weights to run on the inputs, more than the memory budget of \(MemoryBudget.describe(budget)); pass --max-memory \(MemoryBudget.describe(worst.bytes)) or more")
+                    }
+                }
             }
+        }
+
+        /// A stored constant's weight bytes in a run: a stand-in counts as the tensor it stands for.
+        static func storedNeed(_ file: MBMFile.Lazy, _ t: IRTensor) -> Int {
+            if let i = file.entryIndex(named: t.name), file.entries[i].isDeferred { return 10 * t.elementCount }
+            return ModelRunner.runBytes(t)
+        }
+
+        var floatRunner: ModelRunner {
+            ModelRunner(mode: .segments(budget: budget, need: { ModelRunner.runBytes($0) }, constant: { $0 }),
+                        opsets: floatModel.opsets, threads: threads)
+        }
+
+        var storedRunner: ModelRunner {
+            let file = self.file
+            return ModelRunner(mode: .segments(budget: budget, need: { Self.storedNeed(file, $0) }, constant: { try file.resolve($0) }),
+                               opsets: file.model.opsets, threads: threads)
+        }
+
+        /// Inputs, the float model's outputs, the stored model's, the output names, and the
+        /// segments each model ran in (nil when whole).
+        func run(options: Options) throws -> ([String: MBTensor], String, [String: MBTensor], [String: MBTensor], [String], [Int]?) {
+            let outputNames = floatModel.graph.outputs.map(\.name)
+            if whole {
+                let (feeds, described, a) = try { () throws -> ([String: MBTensor], String, [String: MBTensor]) in
+                    let float = try MBModel(ir: floatModel)
+                    let (feeds, described) = try makeInputs(for: float, options: options)
+                    return (feeds, described, try float.makeSession(.init(threads: options.threads)).run(feeds))
+                }()
+                let b = try MBModel(ir: file.decodeAll().model).makeSession(.init(threads: options.threads)).run(feeds)
+                return (feeds, described, a, b, outputNames, nil)
+            }
+            // The inputs are read against the model's declared inputs alone (no weights loaded).
+            var declared = IRGraph(name: floatModel.graph.name)
+            declared.inputs = floatModel.graph.inputs
+            let (feeds, described) = try makeInputs(for: MBModel(ir: IRModel(graph: declared, opsets: floatModel.opsets)), options: options)
+            var float = floatRunner
+            let a = try float.run(floatModel.graph, feeds: feeds)
+            var stored = storedRunner
+            let b = try stored.run(file.model.graph, feeds: feeds)
+            return (feeds, described, a, b, outputNames, [float.segmentsRun, stored.segmentsRun])
         }
     }
 
@@ -409,11 +450,15 @@ private final class WeightChecks: @unchecked Sendable {
         self.constants = constants
     }
 
-    func record(_ check: Verify.WeightCheck, constant j: Int, _ standIn: IRTensor) {
+    /// Differences found while streaming (stand-ins that differ), in file order.
+    private(set) var failures: [String] = []
+
+    func record(_ check: Verify.WeightCheck, constant j: Int, _ standIn: IRTensor, failure: String? = nil) {
         lock.lock()
         defer { lock.unlock() }
         if let i = planIndex[check.name] { slots[i] = check }
         constants[j] = standIn
+        if let failure { failures.append(failure) }
     }
 
     var checks: [Verify.WeightCheck] { slots.compactMap { $0 } }
@@ -443,16 +488,13 @@ extension Verify.Report {
                 ? "model: all \(nodesChecked) nodes and \(constantsChecked) constants identical to the conversion recomputed from \(onnx)\n"
                 : "model: DIFFERS from the conversion recomputed from \(onnx) (\(modelDifferences.count) differences listed below)\n"
         }
-        if let outputsNotCompared {
-            out += "\noutputs: not compared: \(outputsNotCompared)\n"
-        } else {
-            out += "\noutputs (float model vs converted, both on mbconvert's runtime; inputs \(inputs)):\n"
-            out += table(header: ["output", "shape", "max abs error", "cosine", "SQNR dB", "top-1 agreement", "margin-aware"], rows: outputs.map { o in
-                [o.name, "\(o.shape)", String(format: "%.4g", o.maxAbsError), String(format: "%.6f", o.cosine), String(format: "%.2f", o.sqnrDB),
-                 o.top1Agreement.map { String(format: "%.4f (%d rows)", $0, o.rows ?? 0) } ?? "-",
-                 o.marginAgreement.map { String(format: "%.4f (%d rows)", $0, o.marginRows ?? 0) } ?? "-"]
-            }, rightAligned: [2, 3, 4])
-        }
+        let segments = outputSegments.map { "; in \($0[0]) and \($0[1]) segments within the memory budget" } ?? ""
+        out += "\noutputs (float model vs converted, both on mbconvert's runtime; inputs \(inputs)\(segments)):\n"
+        out += table(header: ["output", "shape", "max abs error", "cosine", "SQNR dB", "top-1 agreement", "margin-aware"], rows: outputs.map { o in
+            [o.name, "\(o.shape)", String(format: "%.4g", o.maxAbsError), String(format: "%.6f", o.cosine), String(format: "%.2f", o.sqnrDB),
+             o.top1Agreement.map { String(format: "%.4f (%d rows)", $0, o.rows ?? 0) } ?? "-",
+             o.marginAgreement.map { String(format: "%.4f (%d rows)", $0, o.marginRows ?? 0) } ?? "-"]
+        }, rightAligned: [2, 3, 4])
         if let perLayer { out += "\n" + LayerDiagnostic.renderText(perLayer) }
         out += failures.isEmpty ? "\nverify: passed\n" : "\nverify: FAILED\n" + failures.map { "  " + $0 }.joined(separator: "\n") + "\n"
         return out

@@ -206,6 +206,13 @@ struct MBMReader {
     }
 
     func read() throws(MBMError) -> MBMFile {
+        try openLazily().decodeAll()
+    }
+
+    /// Header, section table, checksums (with `verifyChecksums`, page by page), metadata, the
+    /// tensor directory (every entry's descriptor checked against its payload's size) and the
+    /// graph; payloads are left in the file until asked for.
+    func openLazily() throws(MBMError) -> MBMFile.Lazy {
         let bytes = mapping.buffer
         let size = bytes.count
         let found = try sections()
@@ -221,18 +228,47 @@ struct MBMReader {
         do { metadata = try MetadataCodec.decode(body(.metadata)) } catch {
             throw fail(.corrupt, "section META", error.description)
         }
-        let data = known[.data]!
-        let tensors = try readDirectory(body(.tensorDirectory), data: data)
-        let irTensors = tensors.map(Self.irTensor)
-        let model: IRModel
+        let entries = try readDirectory(body(.tensorDirectory), data: known[.data]!)
+        // Strings are decoded now (the graph holds them as they are); the other payloads wait.
+        var strings: [Int: StoredTensor] = [:]
+        for (i, e) in entries.enumerated() where e.encoding == .strings { strings[i] = try decode(e, index: i) }
+        let empty = ByteSlice(storage: mapping, offset: 0, count: 0)
+        let shells = entries.enumerated().map { i, e -> IRTensor in
+            if let t = strings[i] { return Self.irTensor(t) }
+            let storage: IRTensor.Storage = e.encoding == .raw ? .dense(payload(e)) : .dense(empty)
+            return IRTensor(name: e.name, elementType: e.elementType, shape: e.shape, storage: storage)
+        }
+        let model = try decodeGraph(body(.graph), shells)
+        return MBMFile.Lazy(path: path, majorVersion: major, minorVersion: minor, fileBytes: size, sections: sections,
+                            skippedSections: skipped, metadata: metadata, entries: entries, model: model,
+                            checksumsVerified: options.verifyChecksums, reader: self)
+    }
+
+    func decodeGraph(_ bytes: UnsafeRawBufferPointer, _ tensors: [IRTensor]) throws(MBMError) -> IRModel {
         do {
-            model = try GraphCodec.decode(body(.graph), maxNodes: options.maxNodes) { i in i >= 0 && i < irTensors.count ? irTensors[i] : nil }
+            return try GraphCodec.decode(bytes, maxNodes: options.maxNodes) { i in i >= 0 && i < tensors.count ? tensors[i] : nil }
         } catch {
             throw fail(error.isLimit ? .limitExceeded : .corrupt, "section GRPH at byte \(error.offset)", error.message)
         }
-        return MBMFile(path: path, majorVersion: major, minorVersion: minor, fileBytes: size, sections: sections,
-                       skippedSections: skipped, metadata: metadata, tensors: tensors, model: model,
-                       checksumsVerified: options.verifyChecksums)
+    }
+
+    func payload(_ e: MBMFile.Lazy.Entry) -> ByteSlice {
+        ByteSlice(storage: mapping, offset: e.payloadOffset, count: e.storedBytes)
+    }
+
+    /// Entry `index`'s payload decoded and validated. A decoded payload is a copy: the pages it
+    /// was read from go back, so a large file is not left resident beside its decoded tensors
+    /// (raw payloads are used in place and keep theirs).
+    func decode(_ e: MBMFile.Lazy.Entry, index: Int) throws(MBMError) -> StoredTensor {
+        let slice = payload(e)
+        do {
+            let t = try PayloadCodec.decodePayload(e.descriptor, name: e.name, elementType: e.elementType, shape: e.shape,
+                                                   count: e.elementCount, payload: slice, verifyScales: true)
+            if e.encoding != .raw { slice.releaseResidentPages() }
+            return t
+        } catch {
+            throw fail(.corrupt, "tensor \(index) '\(e.name)'", error.message)
+        }
     }
 
     static func irTensor(_ t: StoredTensor) -> IRTensor {
@@ -246,10 +282,9 @@ struct MBMReader {
         return IRTensor(name: t.name, elementType: t.elementType, shape: t.shape, storage: storage)
     }
 
-    func readDirectory(_ bytes: UnsafeRawBufferPointer, data: SectionEntry) throws(MBMError) -> [StoredTensor] {
+    func readDirectory(_ bytes: UnsafeRawBufferPointer, data: SectionEntry) throws(MBMError) -> [MBMFile.Lazy.Entry] {
         var r = ByteReader(bytes)
-        var tensors: [StoredTensor] = []
-        var ranges: [(Int, Int, String)] = []
+        var entries: [MBMFile.Lazy.Entry] = []
         do {
             let n = try r.count("tensor count", minimumItemSize: 32)
             for i in 0..<n {
@@ -283,18 +318,15 @@ struct MBMReader {
                 guard offset % UInt64(MBMLayout.alignment) == 0 else {
                     throw fail(.corrupt, place, "payload offset \(offset) is not a multiple of \(MBMLayout.alignment)")
                 }
-                let slice = ByteSlice(storage: mapping, offset: data.offset + Int(offset), count: Int(length))
-                ranges.append((Int(offset), Int(length), name))
+                let descriptor: PayloadCodec.Descriptor
                 do {
-                    tensors.append(try PayloadCodec.decode(encoding: encoding, name: name, elementType: type, shape: shape, count: count,
-                                                           directory: &r, payload: slice, verifyScales: true))
-                    // A decoded payload is a copy: the pages it was read from go back, so a large
-                    // file is not left resident beside its decoded tensors. Raw payloads are used
-                    // in place and keep theirs.
-                    if encoding != .raw { slice.releaseResidentPages() }
+                    descriptor = try PayloadCodec.readDescriptor(encoding: encoding, elementType: type, shape: shape, count: count,
+                                                                 directory: &r, payloadBytes: Int(length))
                 } catch {
                     throw fail(.corrupt, place, error.message)
                 }
+                entries.append(MBMFile.Lazy.Entry(name: name, elementType: type, shape: shape, encoding: encoding, storedBytes: Int(length),
+                                                  payloadOffset: data.offset + Int(offset), descriptor: descriptor))
             }
             guard r.isAtEnd else { throw fail(.corrupt, "section TDIR", "\(r.remaining) bytes after the last tensor") }
         } catch let e as MBMError {
@@ -302,11 +334,11 @@ struct MBMReader {
         } catch {
             throw fail(.corrupt, "section TDIR", "\(error)")
         }
-        let ordered = ranges.filter { $0.1 > 0 }.sorted { $0.0 < $1.0 }
-        for (a, b) in zip(ordered, ordered.dropFirst()) where a.0 + a.1 > b.0 {
-            throw fail(.corrupt, "tensor '\(b.2)'", "payload overlaps tensor '\(a.2)'")
+        let ordered = entries.filter { $0.storedBytes > 0 }.sorted { $0.payloadOffset < $1.payloadOffset }
+        for (a, b) in zip(ordered, ordered.dropFirst()) where a.payloadOffset + a.storedBytes > b.payloadOffset {
+            throw fail(.corrupt, "tensor '\(b.name)'", "payload overlaps tensor '\(a.name)'")
         }
-        return tensors
+        return entries
     }
 }
 

@@ -49,9 +49,22 @@ enum PayloadCodec {
         return Encoded(descriptor: d.bytes, payload: p.bytes, rawSlice: nil, maskBytes: 0)
     }
 
-    static func decodeQuantized(
-        scheme: QuantizedTensor.Scheme, shape: [Int], count: Int, directory r: inout ByteReader, payload: ByteSlice
-    ) throws(DecodeFailure) -> QuantizedTensor {
+    /// A linear or palette entry's descriptor, checked against the payload's size.
+    struct QuantizedDescriptor: Sendable {
+        var scheme: QuantizedTensor.Scheme
+        var bits: Int
+        var valueType: UInt8
+        var groupAxis: Int?
+        var perGroup: Int
+        var valueCount: Int
+        var zeroBytes: Int
+        var tableBytes: Int
+        var codeWords: Int
+    }
+
+    static func readQuantizedDescriptor(
+        scheme: QuantizedTensor.Scheme, shape: [Int], count: Int, directory r: inout ByteReader, payloadBytes: Int
+    ) throws(DecodeFailure) -> QuantizedDescriptor {
         let bits: Int, valueType: UInt8, axis: Int32, perGroup: Int, groups: Int
         do {
             bits = Int(try r.u8("code bits"))
@@ -86,9 +99,19 @@ enum PayloadCodec {
         let zeroBytes = scheme == .linear ? groups : 0
         let tableBytes = (valueCount * valueSize + zeroBytes + 7) / 8 * 8
         let codeWords = (count.multipliedReportingOverflow(by: bits).partialValue + 63) / 64
-        guard count <= Int.max / 8, payload.count == tableBytes + codeWords * 8 else {
-            throw DecodeFailure("payload is \(payload.count) bytes; its descriptor needs \(tableBytes + codeWords * 8)")
+        guard count <= Int.max / 8, payloadBytes == tableBytes + codeWords * 8 else {
+            throw DecodeFailure("payload is \(payloadBytes) bytes; its descriptor needs \(tableBytes + codeWords * 8)")
         }
+        return QuantizedDescriptor(scheme: scheme, bits: bits, valueType: valueType, groupAxis: groupAxis, perGroup: perGroup,
+                                   valueCount: valueCount, zeroBytes: zeroBytes, tableBytes: tableBytes, codeWords: codeWords)
+    }
+
+    static func decodeQuantized(
+        _ d: QuantizedDescriptor, shape: [Int], count: Int, payload: ByteSlice
+    ) throws(DecodeFailure) -> QuantizedTensor {
+        let (scheme, bits, valueType, groupAxis, perGroup) = (d.scheme, d.bits, d.valueType, d.groupAxis, d.perGroup)
+        let (valueCount, zeroBytes, tableBytes, codeWords) = (d.valueCount, d.zeroBytes, d.tableBytes, d.codeWords)
+        let valueSize = valueType == 1 ? 2 : 4
         var values: [Float] = [], zeroPoints: [UInt8] = [], words: [UInt64] = []
         payload.withBytes { raw in
             values = (0..<valueCount).map { i in
@@ -152,24 +175,61 @@ enum PayloadCodec {
         return Encoded(descriptor: d.bytes, payload: p.bytes, rawSlice: nil, maskBytes: maskStream.count)
     }
 
-    /// Reads one directory entry (after name/type/shape/encoding/offset/length), validating the
-    /// payload at `payload` (already range-checked) against it.
-    static func decode(
-        encoding: TensorEncoding, name: String, elementType: ElementType, shape: [Int], count: Int,
-        directory r: inout ByteReader, payload: ByteSlice, verifyScales: Bool
-    ) throws(DecodeFailure) -> StoredTensor {
-        var t = StoredTensor(name: name, elementType: elementType, shape: shape, payload: .raw(payload))
-        t.storedBytes = payload.count
+    /// What a directory entry says about its payload beyond name, type, shape and encoding,
+    /// checked against the payload's size: enough to decode the payload later without reading
+    /// the directory again.
+    enum Descriptor: Sendable {
+        case raw
+        case strings
+        case binarized(BinarizedDescriptor)
+        case quantized(QuantizedDescriptor)
+    }
+
+    /// Reads one directory entry's descriptor (after name/type/shape/encoding/offset/length) and
+    /// checks it against the payload's size; the payload itself is not read.
+    static func readDescriptor(
+        encoding: TensorEncoding, elementType: ElementType, shape: [Int], count: Int,
+        directory r: inout ByteReader, payloadBytes: Int
+    ) throws(DecodeFailure) -> Descriptor {
+        func floating(_ what: String) throws(DecodeFailure) {
+            guard elementType == .float || elementType == .float16 || elementType == .bfloat16 || elementType == .double else {
+                throw DecodeFailure("\(what) payload for a \(elementType.name) tensor")
+            }
+        }
         switch encoding {
         case .raw:
             guard elementType != .string, let need = elementType.rawByteCount(elements: count) else {
                 throw DecodeFailure("raw encoding cannot hold \(elementType.name) elements")
             }
-            guard payload.count == need else {
-                throw DecodeFailure("raw payload is \(payload.count) bytes; shape \(shape) of \(elementType.name) needs \(need)")
+            guard payloadBytes == need else {
+                throw DecodeFailure("raw payload is \(payloadBytes) bytes; shape \(shape) of \(elementType.name) needs \(need)")
             }
+            return .raw
         case .strings:
             guard elementType == .string else { throw DecodeFailure("strings encoding for a \(elementType.name) tensor") }
+            return .strings
+        case .binarized:
+            let d = try readBinarizedDescriptor(shape: shape, count: count, directory: &r, payloadBytes: payloadBytes)
+            try floating("binarized")
+            return .binarized(d)
+        case .linear, .palette:
+            try floating("\(encoding)")
+            return .quantized(try readQuantizedDescriptor(scheme: encoding == .linear ? .linear : .palette, shape: shape, count: count,
+                                                          directory: &r, payloadBytes: payloadBytes))
+        }
+    }
+
+    /// Decodes and validates the payload at `payload` (already range-checked) as `descriptor` says.
+    static func decodePayload(
+        _ descriptor: Descriptor, name: String, elementType: ElementType, shape: [Int], count: Int,
+        payload: ByteSlice, verifyScales: Bool
+    ) throws(DecodeFailure) -> StoredTensor {
+        var t = StoredTensor(name: name, elementType: elementType, shape: shape, payload: .raw(payload))
+        t.storedBytes = payload.count
+        switch descriptor {
+        case .raw:
+            break
+        case .strings:
             var list: [[UInt8]] = []
             try payload.withBytes { (bytes: UnsafeRawBufferPointer) throws(DecodeFailure) in
                 var p = ByteReader(bytes)
@@ -181,21 +241,23 @@ enum PayloadCodec {
                 guard p.isAtEnd else { throw DecodeFailure("string payload has \(p.remaining) bytes after its \(count) strings") }
             }
             t.payload = .strings(list)
-        case .binarized:
-            let (b, maskBytes) = try decodeBinarized(shape: shape, count: count, directory: &r, payload: payload, verifyScales: verifyScales)
-            guard elementType == .float || elementType == .float16 || elementType == .bfloat16 || elementType == .double else {
-                throw DecodeFailure("binarized payload for a \(elementType.name) tensor")
-            }
-            t.payload = .binarized(b)
-            t.maskBytes = maskBytes
-        case .linear, .palette:
-            guard elementType == .float || elementType == .float16 || elementType == .bfloat16 || elementType == .double else {
-                throw DecodeFailure("\(encoding) payload for a \(elementType.name) tensor")
-            }
-            t.payload = .quantized(try decodeQuantized(scheme: encoding == .linear ? .linear : .palette, shape: shape, count: count,
-                                                       directory: &r, payload: payload))
+        case .binarized(let d):
+            t.payload = .binarized(try decodeBinarized(d, shape: shape, count: count, payload: payload, verifyScales: verifyScales))
+            t.maskBytes = d.maskBytes
+        case .quantized(let d):
+            t.payload = .quantized(try decodeQuantized(d, shape: shape, count: count, payload: payload))
         }
         return t
+    }
+
+    /// Reads one directory entry (after name/type/shape/encoding/offset/length), validating the
+    /// payload at `payload` (already range-checked) against it.
+    static func decode(
+        encoding: TensorEncoding, name: String, elementType: ElementType, shape: [Int], count: Int,
+        directory r: inout ByteReader, payload: ByteSlice, verifyScales: Bool
+    ) throws(DecodeFailure) -> StoredTensor {
+        let d = try readDescriptor(encoding: encoding, elementType: elementType, shape: shape, count: count, directory: &r, payloadBytes: payload.count)
+        return try decodePayload(d, name: name, elementType: elementType, shape: shape, count: count, payload: payload, verifyScales: verifyScales)
     }
 
     struct DecodeFailure: Error {
@@ -203,9 +265,26 @@ enum PayloadCodec {
         init(_ message: String) { self.message = message }
     }
 
-    static func decodeBinarized(
-        shape: [Int], count: Int, directory r: inout ByteReader, payload: ByteSlice, verifyScales: Bool
-    ) throws(DecodeFailure) -> (PackedTensor, Int) {
+    /// A binarized entry's descriptor, checked against the payload's size.
+    struct BinarizedDescriptor: Sendable {
+        var levels: Int
+        var scaleMode: UInt8
+        var maskCoding: UInt8
+        var scaleType: UInt8
+        var axis: Int32
+        var groups: Int
+        var maskBytes: Int
+        var frequencies: [UInt16]
+        var bitCounts: [Int]
+        /// Where each level's sign words start in the payload, and their bytes.
+        var wordRanges: [(offset: Int, bytes: Int)]
+        /// Where the mask stream starts in the payload.
+        var maskOffset: Int
+    }
+
+    static func readBinarizedDescriptor(
+        shape: [Int], count: Int, directory r: inout ByteReader, payloadBytes: Int
+    ) throws(DecodeFailure) -> BinarizedDescriptor {
         let levels: Int, scaleMode: UInt8, maskCoding: UInt8, scaleType: UInt8, axis: Int32, groups: Int, maskBytes: Int
         var frequencies: [UInt16] = []
         var bitCounts: [Int] = []
@@ -221,7 +300,7 @@ enum PayloadCodec {
             guard scaleMode <= 1 else { throw DecodeFailure("unknown scale mode \(scaleMode)") }
             guard maskCoding <= 1 else { throw DecodeFailure("unknown mask coding \(maskCoding)") }
             guard scaleType <= 1 else { throw DecodeFailure("unknown scale type \(scaleType) (0 = float32, 1 = float16)") }
-            guard mb <= UInt64(payload.count) else { throw DecodeFailure("mask of \(mb) bytes does not fit the \(payload.count)-byte payload") }
+            guard mb <= UInt64(payloadBytes) else { throw DecodeFailure("mask of \(mb) bytes does not fit the \(payloadBytes)-byte payload") }
             maskBytes = Int(mb)
             if maskCoding == 1 { for _ in 0..<levels { frequencies.append(try r.u16("mask frequency")) } }
             for _ in 0..<levels {
@@ -259,19 +338,30 @@ enum PayloadCodec {
             throw DecodeFailure("level 1 has \(bitCounts[0]) sign bits; every one of the \(count) entries needs one")
         }
         var offset = (scaleBytes + 7) / 8 * 8
-        var wordRanges: [(Int, Int)] = []
+        var wordRanges: [(offset: Int, bytes: Int)] = []
         for n in bitCounts {
             let bytes = n / 64 * 8 + (n % 64 == 0 ? 0 : 8)
             let (next, overflow) = offset.addingReportingOverflow(bytes)
-            guard !overflow, next <= payload.count else {
-                throw DecodeFailure("sign bits of \(bitCounts) do not fit the \(payload.count)-byte payload")
+            guard !overflow, next <= payloadBytes else {
+                throw DecodeFailure("sign bits of \(bitCounts) do not fit the \(payloadBytes)-byte payload")
             }
             wordRanges.append((offset, bytes))
             offset = next
         }
-        guard offset + maskBytes == payload.count else {
-            throw DecodeFailure("payload is \(payload.count) bytes; its descriptor needs \(offset + maskBytes)")
+        guard offset + maskBytes == payloadBytes else {
+            throw DecodeFailure("payload is \(payloadBytes) bytes; its descriptor needs \(offset + maskBytes)")
         }
+        return BinarizedDescriptor(levels: levels, scaleMode: scaleMode, maskCoding: maskCoding, scaleType: scaleType, axis: axis,
+                                   groups: groups, maskBytes: maskBytes, frequencies: frequencies, bitCounts: bitCounts,
+                                   wordRanges: wordRanges, maskOffset: offset)
+    }
+
+    static func decodeBinarized(
+        _ d: BinarizedDescriptor, shape: [Int], count: Int, payload: ByteSlice, verifyScales: Bool
+    ) throws(DecodeFailure) -> PackedTensor {
+        let (levels, scaleMode, maskCoding, scaleType, axis, groups) = (d.levels, d.scaleMode, d.maskCoding, d.scaleType, d.axis, d.groups)
+        let (maskBytes, frequencies, bitCounts, wordRanges, offset) = (d.maskBytes, d.frequencies, d.bitCounts, d.wordRanges, d.maskOffset)
+        let scaleSize = scaleType == 1 ? 2 : 4
         var scales: [[Float]] = []
         var badScale: String?
         payload.withBytes { raw in
@@ -356,6 +446,6 @@ enum PayloadCodec {
         }
         let packed = PackedTensor(shape: shape, scale: scale, mask: flatMask, levels: packedLevels, halfScales: scaleType == 1)
         do throws(PackedTensorError) { try packed.validate() } catch { throw DecodeFailure(error.message) }
-        return (packed, maskBytes)
+        return packed
     }
 }

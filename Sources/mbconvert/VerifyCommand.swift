@@ -49,8 +49,8 @@ struct VerifyCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Also write a self-contained HTML report (outputs, the per-layer diagnostic, sizes, every layer, the policy) to this file.", valueName: "file.html"))
     var report: String?
 
-    @Option(help: ArgumentHelp("Memory for the tensors being converted again: bytes, or a size with K, M, G or T (default: half of physical memory).",
-                               discussion: "The recomputed conversion streams as `mbconvert --max-memory` does: each tensor is converted, compared with the stored one and dropped.",
+    @Option(help: ArgumentHelp("Memory for the tensors being converted again and the models being run: bytes, or a size with K, M, G or T (default: half of physical memory).",
+                               discussion: "The recomputed conversion streams as `mbconvert --max-memory` does: each tensor is converted, compared with the stored one (decoded for it alone) and dropped. A model whose weights do not fit runs in segments of consecutive nodes.",
                                valueName: "size"))
     var maxMemory: String?
 

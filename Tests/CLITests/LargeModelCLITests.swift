@@ -41,21 +41,29 @@ import Testing
         #expect(try Data(contentsOf: URL(fileURLWithPath: roomy)) == Data(contentsOf: URL(fileURLWithPath: tight)))
         let v = try CLI.run(["verify", onnx, tight])
         #expect(v.status == 0, "\(v)")
-        // verify holds the stored model decoded (masks, signs, scales: 114K) beside the tensor it
-        // converts again (173K), and refuses a budget below both, saying what to pass: from the
-        // metadata and the shapes before decoding anything when even the masks and first-level
-        // signs (108K) do not fit, else once decoded.
+        // verify decodes one stored tensor at a time (19K at most) beside the tensor it converts
+        // again (173K), and refuses a budget below both, saying what to pass.
         let x = try CLI.run(["verify", onnx, tight, "--max-memory", "173K"])
-        #expect(x.status != 0 && x.stderr.contains("verify holds the stored model decoded (at least 108K) and converts tensor 'w0' again in 173K: more than the memory budget of 173K; pass --max-memory 281K or more"), "\(x)")
-        let z = try CLI.run(["verify", onnx, tight, "--max-memory", "283K"])
-        #expect(z.status != 0 && z.stderr.contains("verify holds the stored model decoded (114K) and converts tensor 'w0' again in 173K: more than the memory budget of 283K; pass --max-memory 286K or more"), "\(z)")
-        // With 300K it checks every weight; running a model would hold its 387K of float32 weights
-        // beside the stored model, so the outputs are not compared, and the report says what to pass.
-        let w = try CLI.run(["verify", onnx, tight, "--max-memory", "300K"])
+        #expect(x.status != 0 && x.stderr.contains("verify converts tensor 'w0' again in 173K and compares it with a stored tensor decoded (up to 19K): more than the memory budget of 173K; pass --max-memory 192K or more"), "\(x)")
+        // At that budget it checks every weight and compares the outputs, each model run in
+        // segments of nodes whose weights fit (a binarized 128 x 128 weight counts 160K run).
+        let w = try CLI.run(["verify", onnx, tight, "--max-memory", "192K"])
         #expect(w.status == 0 && w.stdout.contains("weights: 6 of 6 identical"), "\(w)")
-        #expect(w.stdout.contains("outputs: not compared: running a model holds its float32 weights (387K) beside the stored model (114K), more than the memory budget of 300K; pass --max-memory 501K or more"), "\(w)")
-        let y = try CLI.run(["verify", onnx, tight, "--max-memory", "501K"])
-        #expect(y.status == 0 && y.stdout.contains("outputs (float model vs converted"), "\(y)")
+        #expect(w.stdout.contains("; in 6 and 6 segments within the memory budget)"), "\(w)")
+        let y = try CLI.run(["verify", onnx, tight])
+        #expect(y.status == 0 && y.stdout.contains("outputs (float model vs converted") && !y.stdout.contains("segments"), "\(y)")
+        // The same cosine in segments as whole.
+        let cosine = { (s: String) in s.split(separator: "\n").first { $0.hasPrefix("  y ") } }
+        #expect(cosine(w.stdout) != nil && cosine(w.stdout) == cosine(y.stdout), "\(w)\n\(y)")
+        // Kept float32, nothing is decoded and converting is a copy (64K); a node's weights
+        // (source and float copy: 129K) are then what the budget must hold, refused by name.
+        let keep = dir.appendingPathComponent("keep.txt")
+        try "version: 1\ndefault:\n  keep: float32\n".write(to: keep, atomically: true, encoding: .utf8)
+        let kept = dir.appendingPathComponent("kept.mbm").path
+        #expect(try CLI.run([onnx, keep.path, "-o", kept, "--quiet"]).status == 0)
+        let k = try CLI.run(["verify", onnx, kept, "--max-memory", "100K"])
+        #expect(k.status != 0 && k.stderr.contains("kept.mbm: node 'gemm0' of the float model needs 129K for its weights to run on the inputs, more than the memory budget of 100K; pass --max-memory 129K or more"), "\(k)")
+        #expect(try CLI.run(["verify", onnx, kept, "--max-memory", "129K"]).status == 0)
     }
 
     @Test func aBudgetBelowTheLargestTensorNamesItAndTheSizeNeeded() throws {

@@ -13,6 +13,32 @@ import MBRuntime
 /// does) before any later layer's inputs are measured, so each fit sees the upstream that will
 /// be stored. Replaces the separate calibration step when a policy fits any output.
 enum OutputAwareConversion {
+    /// Per-phase process CPU and wall time of the fit, printed to stderr per layer when
+    /// MBCONVERT_FIT_TIMES is set (a diagnostic for profiling, not part of the report).
+    final class PhaseTimes {
+        static let enabled = ProcessInfo.processInfo.environment["MBCONVERT_FIT_TIMES"].map { !$0.isEmpty && $0 != "0" } ?? false
+        var cpu = 0.0, wall = Date()
+        var parts: [String] = []
+        init() { mark() }
+        static func processCPU() -> Double {
+            var t = timespec()
+            clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t)
+            return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
+        }
+        func mark() { cpu = Self.processCPU(); wall = Date() }
+        /// Records the phase that ends now.
+        func lap(_ name: String) {
+            guard Self.enabled else { return }
+            parts.append(String(format: "%@ %.2f/%.2f", name, Self.processCPU() - cpu, Date().timeIntervalSince(wall)))
+            mark()
+        }
+        func flush(_ what: String) {
+            guard Self.enabled, !parts.isEmpty else { return }
+            FileHandle.standardError.write(Data("fit times (CPU/wall s) \(what): \(parts.joined(separator: ", "))\n".utf8))
+            parts = []
+        }
+    }
+
     struct Outcome {
         var graph: IRGraph
         var layers: [Conversion.LayerOutcome]
@@ -62,7 +88,10 @@ enum OutputAwareConversion {
 
         // Float values every later step compares with: fitted layers' inputs, calibrated layers' outputs.
         let floatNames = Set(layers.filter(\.fits).map { $0.node.inputs[0] } + layers.filter(\.calibrates).map { $0.node.outputs[0] })
+        let times = PhaseTimes()
         let floatValues = try run(prepared.graph, exposing: Array(floatNames), opsets: prepared.opsets, inputs: inputs, threads: threads, transforms: [:])
+        times.lap("float run")
+        times.flush("float model")
 
         var graph = binarized
         var results = outcomes
@@ -109,11 +138,13 @@ enum OutputAwareConversion {
             if layer.fits {
                 let input = layer.node.inputs[0]
                 let quantized = try advance(exposing: [input])
+                times.lap("graph run")
                 guard let xq = quantized[input], let xf = floatValues[input] else {
                     throw ConversionError("layer '\(layer.node.name)': its input '\(input)' was not computed on the calibration inputs")
                 }
                 try checkBudget(layer, prepared: prepared, input: xq, held: floatValues.values.reduce(0) { $0 + 4 * $1.count }, budget: budget)
-                let (outcome, notes) = try fit(layer, prepared: prepared, current: results[layer.outcomeIndex], xf: xf, xq: xq)
+                let (outcome, notes) = try fit(layer, prepared: prepared, current: results[layer.outcomeIndex], xf: xf, xq: xq, times: times)
+                times.flush("layer '\(layer.node.name)'")
                 warnings += notes.map { "tensor '\(layer.plan.tensor.name)': \($0)" }
                 results[layer.outcomeIndex] = outcome
                 graph.constants[prepared.constantIndex[outcome.name]!] = outcome.tensor
@@ -121,6 +152,8 @@ enum OutputAwareConversion {
             if layer.calibrates { pending.append(layer) }
         }
         if !pending.isEmpty { _ = try advance(exposing: []) }
+        times.lap("last calibration run")
+        times.flush("end")
         return Outcome(graph: graph, layers: results, corrections: corrections, stored: stored, warnings: warnings)
     }
 
@@ -159,8 +192,8 @@ enum OutputAwareConversion {
     }
 
     /// Refits one layer's weight to its output; the outcome's tensor and report row are replaced.
-    static func fit(_ layer: Layer, prepared: Conversion.Prepared, current: Conversion.LayerOutcome, xf: MBTensor, xq: MBTensor) throws
-        -> (Conversion.LayerOutcome, [String]) {
+    static func fit(_ layer: Layer, prepared: Conversion.Prepared, current: Conversion.LayerOutcome, xf: MBTensor, xq: MBTensor,
+                    times: PhaseTimes = PhaseTimes()) throws -> (Conversion.LayerOutcome, [String]) {
         let plan = layer.plan
         let constant = prepared.graph.constants[prepared.constantIndex[plan.tensor.name]!]
         let weights = try Conversion.floatValues(of: constant)
@@ -169,6 +202,7 @@ enum OutputAwareConversion {
             throw ConversionError("layer '\(layer.node.name)': input \(xq.shape) in the binarized model, \(xf.shape) in the float model")
         }
         let (geometry, inputs) = try accumulate(layer.node, weights: weights, weightShape: constant.shape, xf: xf, xq: xq)
+        times.lap("moments")
         var notes: [String] = []
         let system: OutputFit.System
         do { system = try OutputFit.system(inputs, geometry: geometry) } catch {
@@ -176,19 +210,23 @@ enum OutputAwareConversion {
             return (current, notes)
         }
         notes += system.warnings
+        times.lap("system")
         let target = OutputFit.target(weights: weights, inputs: inputs, system: system, geometry: geometry)
+        times.lap("target")
         // The policy's own method on the target w' gives the mask and the first scales.
         var targetConstant = constant
         targetConstant.elementType = .float
         targetConstant.storage = .dense(target.withUnsafeBytes { ByteSlice(storage: ByteStorage(copying: $0)) })
         let start = try Conversion.convert(plan, constant: targetConstant, policy: prepared.policy)
         guard case .binarized(let startPacked) = start.tensor.storage else { return (current, notes) }
+        times.lap("start")
         let result: OutputFit.Result
         do { result = try OutputFit.fit(start: startPacked, target: target, system: system, geometry: geometry) } catch {
             notes.append("\(error); fitted to the weights instead")
             return (current, notes)
         }
         notes += result.warnings
+        times.lap("fit")
         guard case .binarize(let b) = plan.decision.action else { return (current, notes) }
         let packed = Conversion.storedScales(result.packed, b)
         var outcome = current
@@ -209,6 +247,7 @@ enum OutputAwareConversion {
         row.calibrationRows = inputs.sampleRows
         row.damping = system.damping.max()
         outcome.row = row
+        times.lap("report")
         return (outcome, notes)
     }
 

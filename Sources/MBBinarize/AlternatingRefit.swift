@@ -148,6 +148,7 @@ extension AlternatingRefit {
         /// `resign`), its error terms in `diff`; whether its patterns changed.
         func step(_ g: Int, resign: Bool, from current: State, into next: inout State) -> Bool {
             var G = [Double](repeating: 0, count: K * K), h = [Double](repeating: 0, count: K)
+            var histogram = [Int](repeating: 0, count: (2 << K) - 2)  // width w's patterns at 2^w − 2
             var changed = false
             // The codebook of every width present in the group, width w at offset 2^w − 2.
             var bookValues = [Float](repeating: 0, count: (2 << K) - 2), bookPatterns = [UInt8](repeating: 0, count: (2 << K) - 2)
@@ -183,16 +184,25 @@ extension AlternatingRefit {
                                     if bits != cur[p] { changed = true }
                                     out[p] = bits
                                 }
+                                // h in Refit's order (±x is exact); G's entries are integer
+                                // counts, taken from the patterns' histogram after the loop.
                                 let x = Double(v[p])
-                                for k in 0..<width {
-                                    let sk: Double = (bits >> UInt8(k)) & 1 == 1 ? 1 : -1
-                                    h[k] += sk * x
-                                    for l in 0...k { G[k * K + l] += sk * ((bits >> UInt8(l)) & 1 == 1 ? 1 : -1) }
-                                }
+                                for k in 0..<width { h[k] += (bits >> UInt8(k)) & 1 == 1 ? x : -x }
+                                histogram[(1 << width) - 2 + Int(bits)] += 1
                             }
                             }
                             }
                         }
+                    }
+                }
+            }
+            for width in 1...K {
+                for pattern in 0..<(1 << width) {
+                    let count = histogram[(1 << width) - 2 + pattern]
+                    guard count > 0 else { continue }
+                    for k in 0..<width {
+                        let sk = (pattern >> k) & 1 == 1 ? 1 : -1
+                        for l in 0...k { G[k * K + l] += Double(count * sk * ((pattern >> l) & 1 == 1 ? 1 : -1)) }
                     }
                 }
             }

@@ -168,6 +168,8 @@ extension AlternatingRefit {
                         next.patterns.withUnsafeMutableBufferPointer { out in
                             bookValues.withUnsafeBufferPointer { bv in
                             bookPatterns.withUnsafeBufferPointer { bp in
+                            h.withUnsafeMutableBufferPointer { h in
+                            histogram.withUnsafeMutableBufferPointer { histogram in
                             for p in start..<(start + size) {
                                 let width = Int(m[p])
                                 var bits = cur[p]
@@ -189,6 +191,8 @@ extension AlternatingRefit {
                                 let x = Double(v[p])
                                 for k in 0..<width { h[k] += (bits >> UInt8(k)) & 1 == 1 ? x : -x }
                                 histogram[(1 << width) - 2 + Int(bits)] += 1
+                            }
+                            }
                             }
                             }
                             }
@@ -220,6 +224,8 @@ extension AlternatingRefit {
             }
             // T_hat as dequantized() adds it (Float, level 1 up), minus T.
             let fitted = (0..<K).map { next.scales[$0 * groups + g] }
+            let identity = layout.isIdentity
+            fitted.withUnsafeBufferPointer { fitted in
             values.withUnsafeBufferPointer { v in
                 mask.withUnsafeBufferPointer { m in
                     next.patterns.withUnsafeBufferPointer { pat in
@@ -231,11 +237,12 @@ extension AlternatingRefit {
                                     let term = (bits >> UInt8(k)) & 1 == 1 ? fitted[k] : -fitted[k]
                                     sum = k == 0 ? term : sum + term
                                 }
-                                d[layout.isIdentity ? p : layout.flatIndex(ofGroupMajor: p)] = sum - v[p]
+                                d[identity ? p : layout.flatIndex(ofGroupMajor: p)] = sum - v[p]
                             }
                         }
                     }
                 }
+            }
             }
             return changed
         }

@@ -149,7 +149,7 @@ extension AlternatingRefit {
         func step(_ g: Int, resign: Bool, from current: State, into next: inout State) -> Bool {
             var G = [Double](repeating: 0, count: K * K), h = [Double](repeating: 0, count: K)
             var histogram = [Int](repeating: 0, count: (2 << K) - 2)  // width w's patterns at 2^w − 2
-            var changed = false
+            var changes: UInt8 = 0
             // The codebook of every width present in the group, width w at offset 2^w − 2.
             var bookValues = [Float](repeating: 0, count: (2 << K) - 2), bookPatterns = [UInt8](repeating: 0, count: (2 << K) - 2)
             if resign {
@@ -174,22 +174,31 @@ extension AlternatingRefit {
                                 let width = Int(m[p])
                                 var bits = cur[p]
                                 if resign {
-                                    // `nearest` on the width's book.
-                                    let book = (1 << width) - 2, x = v[p]
-                                    var lo = 0, hi = (1 << width) - 1
-                                    while lo < hi {
-                                        let mid = (lo + hi) / 2
-                                        if bv[book + mid] < x { lo = mid + 1 } else { hi = mid }
+                                    // `nearest` on the width's book: the first value >= x (the last
+                                    // if none), counted without branches for small books, then the
+                                    // lower neighbour on a tie. Codes are random, so branches mispredict.
+                                    let book = (1 << width) - 2, x = v[p], count = 1 << width
+                                    var lo = 0
+                                    if width <= 4 {
+                                        for j in 0..<(count - 1) { lo &+= bv[book + j] < x ? 1 : 0 }
+                                    } else {
+                                        var hi = count - 1
+                                        while lo < hi {
+                                            let mid = (lo + hi) / 2
+                                            if bv[book + mid] < x { lo = mid + 1 } else { hi = mid }
+                                        }
                                     }
-                                    if lo > 0, abs(Double(x) - Double(bv[book + lo - 1])) <= abs(Double(bv[book + lo]) - Double(x)) { lo -= 1 }
+                                    let below = bv[book + max(lo - 1, 0)], above = bv[book + lo]
+                                    let lower = lo > 0 && abs(Double(x) - Double(below)) <= abs(Double(above) - Double(x))
+                                    lo &-= lower ? 1 : 0
                                     bits = bp[book + lo]
-                                    if bits != cur[p] { changed = true }
+                                    changes |= bits ^ cur[p]
                                     out[p] = bits
                                 }
-                                // h in Refit's order (±x is exact); G's entries are integer
-                                // counts, taken from the patterns' histogram after the loop.
+                                // h in Refit's order (±x: x times an exact ±1); G's entries are
+                                // integer counts, taken from the patterns' histogram after the loop.
                                 let x = Double(v[p])
-                                for k in 0..<width { h[k] += (bits >> UInt8(k)) & 1 == 1 ? x : -x }
+                                for k in 0..<width { h[k] += x * Double(Int((bits >> UInt8(k)) & 1) &* 2 &- 1) }
                                 histogram[(1 << width) - 2 + Int(bits)] += 1
                             }
                             }
@@ -244,7 +253,7 @@ extension AlternatingRefit {
                 }
             }
             }
-            return changed
+            return changes != 0
         }
         func squaredError() -> Double {
             diff.withUnsafeBufferPointer { d in d.reduce(0.0) { $0 + Double($1) * Double($1) } }

@@ -174,24 +174,9 @@ extension AlternatingRefit {
                                 let width = Int(m[p])
                                 var bits = cur[p]
                                 if resign {
-                                    // `nearest` on the width's book: the first value >= x (the last
-                                    // if none), counted without branches for small books, then the
-                                    // lower neighbour on a tie. Codes are random, so branches mispredict.
-                                    let book = (1 << width) - 2, x = v[p], count = 1 << width
-                                    var lo = 0
-                                    if width <= 4 {
-                                        for j in 0..<(count - 1) { lo &+= bv[book + j] < x ? 1 : 0 }
-                                    } else {
-                                        var hi = count - 1
-                                        while lo < hi {
-                                            let mid = (lo + hi) / 2
-                                            if bv[book + mid] < x { lo = mid + 1 } else { hi = mid }
-                                        }
-                                    }
-                                    let below = bv[book + max(lo - 1, 0)], above = bv[book + lo]
-                                    let lower = lo > 0 && abs(Double(x) - Double(below)) <= abs(Double(above) - Double(x))
-                                    lo &-= lower ? 1 : 0
-                                    bits = bp[book + lo]
+                                    // `nearest` on the width's book.
+                                    let book = (1 << width) - 2
+                                    bits = bp[book + nearestIndex(v[p], in: bv.baseAddress! + book, count: 1 << width)]
                                     changes |= bits ^ cur[p]
                                     out[p] = bits
                                 }
@@ -302,6 +287,26 @@ extension AlternatingRefit {
             }
             return out
         }
+    }
+
+    /// `nearest`'s choice as an index into `count` sorted values: the first value >= x (the last
+    /// if none), counted without branches for books of up to 16 values (codes are random, so a
+    /// binary search's branches mispredict), then the lower neighbour on a tie.
+    @inline(__always)
+    static func nearestIndex(_ x: Float, in values: UnsafePointer<Float>, count: Int) -> Int {
+        var lo = 0
+        if count <= 16 {
+            for j in 0..<(count - 1) { lo &+= values[j] < x ? 1 : 0 }
+        } else {
+            var hi = count - 1
+            while lo < hi {
+                let mid = (lo + hi) / 2
+                if values[mid] < x { lo = mid + 1 } else { hi = mid }
+            }
+        }
+        let below = values[max(lo - 1, 0)], above = values[lo]
+        let lower = lo > 0 && abs(Double(x) - Double(below)) <= abs(Double(above) - Double(x))
+        return lo &- (lower ? 1 : 0)
     }
 
     /// Each entry's sign pattern in `packed` (group-major, like `mask`).

@@ -586,15 +586,8 @@ public enum OutputFit {
                 }
                 built[group * (scales.count + 1) + width] = true
             }
-            return values.withUnsafeBufferPointer { v in
-                var lo = start, hi = start + (1 << width) - 1
-                while lo < hi {
-                    let mid = (lo + hi) / 2
-                    if v[mid] < x { lo = mid + 1 } else { hi = mid }
-                }
-                if lo > start, abs(Double(x) - Double(v[lo - 1])) <= abs(Double(v[lo]) - Double(x)) { lo -= 1 }
-                return (Double(v[lo]), Int(patterns[lo]))
-            }
+            let i = start + values.withUnsafeBufferPointer { AlternatingRefit.nearestIndex(x, in: $0.baseAddress! + start, count: 1 << width) }
+            return (Double(values[i]), Int(patterns[i]))
         }
     }
 

@@ -33,8 +33,10 @@ public enum AlternatingRefit {
         public let singularGroups: Int
     }
 
-    public static func refit(_ packed: PackedTensor, original: FloatTensor,
-                             maxIterations: Int = maxIterations) throws(BinarizeError) -> Result {
+    /// The plain twin of `refit`: whole-tensor `Refit.refit`, `nearestCodes` and `squaredError`
+    /// per iteration, as the steps are defined. `refit` gives the same bits.
+    public static func refitReference(_ packed: PackedTensor, original: FloatTensor,
+                                      maxIterations: Int = maxIterations) throws(BinarizeError) -> Result {
         var best = try Refit.refit(packed, original: original)
         var bestError = squaredError(best.packed, original.values)
         var kept = 1
@@ -113,5 +115,212 @@ struct BitStream {
     mutating func append(_ bit: Bool) {
         if bit { words[count >> 6] |= 1 << UInt64(count & 63) }
         count += 1
+    }
+}
+
+extension AlternatingRefit {
+    /// `refitReference`'s result, bit for bit, without re-packing the tensor every iteration:
+    /// - the sign patterns stay unpacked (one byte per entry, group-major) until the end;
+    /// - a group's nearest patterns and its normal equations are one pass over its entries, in
+    ///   `Refit`'s order, and its squared-error terms a second pass while they are in cache;
+    /// - a group whose patterns did not change is at a fixed point (the same patterns give the
+    ///   same scales, and those the same patterns), so later iterations skip it;
+    /// - the squared error is summed over per-entry differences in flat order, as the reference
+    ///   sums it, so every accept/stop decision is the reference's.
+    public static func refit(_ packed: PackedTensor, original: FloatTensor,
+                             maxIterations: Int = maxIterations) throws(BinarizeError) -> Result {
+        try packed.validated()
+        guard original.values.count == packed.count else {
+            throw .invalidTensor(tensor: original.name, reason: "has \(original.values.count) values, the packed tensor \(packed.count)")
+        }
+        let layout = packed.layout
+        let n = packed.count, K = packed.levels.count, groups = layout.groupCount, size = layout.groupSize
+        let values = layout.toGroupMajor(original.values)
+        let mask = layout.toGroupMajor(packed.mask)
+        let active = packed.levels.map(\.activeCounts)
+        var state = State(patterns: decodedPatterns(packed, mask: mask), scales: packed.levels.flatMap(\.scales),
+                          singular: [Bool](repeating: false, count: groups))
+        var trial = state
+        var diff = [Float](repeating: 0, count: n)
+        var moving = [Bool](repeating: true, count: groups)
+
+        /// One fit of group g's scales from `patterns` (resigned first, with `from`'s scales, when
+        /// `resign`), its error terms in `diff`; whether its patterns changed.
+        func step(_ g: Int, resign: Bool, from current: State, into next: inout State) -> Bool {
+            var G = [Double](repeating: 0, count: K * K), h = [Double](repeating: 0, count: K)
+            var histogram = [Int](repeating: 0, count: (2 << K) - 2)  // width w's patterns at 2^w − 2
+            var changes: UInt8 = 0
+            // The codebook of every width present in the group, width w at offset 2^w − 2.
+            var bookValues = [Float](repeating: 0, count: (2 << K) - 2), bookPatterns = [UInt8](repeating: 0, count: (2 << K) - 2)
+            if resign {
+                let groupScales = (0..<K).map { current.scales[$0 * groups + g] }
+                for w in 1...K where active[w - 1][g] > (w < K ? active[w][g] : 0) {
+                    for (i, entry) in codebook(scales: groupScales, width: w).enumerated() {
+                        bookValues[(1 << w) - 2 + i] = entry.value
+                        bookPatterns[(1 << w) - 2 + i] = UInt8(entry.pattern)
+                    }
+                }
+            }
+            let start = g * size
+            values.withUnsafeBufferPointer { v in
+                mask.withUnsafeBufferPointer { m in
+                    current.patterns.withUnsafeBufferPointer { cur in
+                        next.patterns.withUnsafeMutableBufferPointer { out in
+                            bookValues.withUnsafeBufferPointer { bv in
+                            bookPatterns.withUnsafeBufferPointer { bp in
+                            h.withUnsafeMutableBufferPointer { h in
+                            histogram.withUnsafeMutableBufferPointer { histogram in
+                            for p in start..<(start + size) {
+                                let width = Int(m[p])
+                                var bits = cur[p]
+                                if resign {
+                                    // `nearest` on the width's book.
+                                    let book = (1 << width) - 2
+                                    bits = bp[book + nearestIndex(v[p], in: bv.baseAddress! + book, count: 1 << width)]
+                                    changes |= bits ^ cur[p]
+                                    out[p] = bits
+                                }
+                                // h in Refit's order (±x: x times an exact ±1); G's entries are
+                                // integer counts, taken from the patterns' histogram after the loop.
+                                let x = Double(v[p])
+                                for k in 0..<width { h[k] += x * Double(Int((bits >> UInt8(k)) & 1) &* 2 &- 1) }
+                                histogram[(1 << width) - 2 + Int(bits)] += 1
+                            }
+                            }
+                            }
+                            }
+                            }
+                        }
+                    }
+                }
+            }
+            for width in 1...K {
+                for pattern in 0..<(1 << width) {
+                    let count = histogram[(1 << width) - 2 + pattern]
+                    guard count > 0 else { continue }
+                    for k in 0..<width {
+                        let sk = (pattern >> k) & 1 == 1 ? 1 : -1
+                        for l in 0...k { G[k * K + l] += Double(count * sk * ((pattern >> l) & 1 == 1 ? 1 : -1)) }
+                    }
+                }
+            }
+            // Refit's solve: only the levels present in the group; a singular system keeps the scales.
+            for k in 0..<K { next.scales[k * groups + g] = current.scales[k * groups + g] }
+            next.singular[g] = false
+            let present = (0..<K).filter { active[$0][g] > 0 }
+            if !present.isEmpty {
+                let A = present.map { k in present.map { l in k >= l ? G[k * K + l] : G[l * K + k] } }
+                if let mu = solveLinearSystem(A, present.map { h[$0] }) {
+                    for (i, k) in present.enumerated() { next.scales[k * groups + g] = Float(mu[i]) }
+                } else {
+                    next.singular[g] = true
+                }
+            }
+            // T_hat as dequantized() adds it (Float, level 1 up), minus T.
+            let fitted = (0..<K).map { next.scales[$0 * groups + g] }
+            let identity = layout.isIdentity
+            fitted.withUnsafeBufferPointer { fitted in
+            values.withUnsafeBufferPointer { v in
+                mask.withUnsafeBufferPointer { m in
+                    next.patterns.withUnsafeBufferPointer { pat in
+                        diff.withUnsafeMutableBufferPointer { d in
+                            for p in start..<(start + size) {
+                                let bits = pat[p]
+                                var sum: Float = 0
+                                for k in 0..<Int(m[p]) {
+                                    let term = (bits >> UInt8(k)) & 1 == 1 ? fitted[k] : -fitted[k]
+                                    sum = k == 0 ? term : sum + term
+                                }
+                                d[identity ? p : layout.flatIndex(ofGroupMajor: p)] = sum - v[p]
+                            }
+                        }
+                    }
+                }
+            }
+            }
+            return changes != 0
+        }
+        func squaredError() -> Double {
+            diff.withUnsafeBufferPointer { d in d.reduce(0.0) { $0 + Double($1) * Double($1) } }
+        }
+
+        // The plain refit of the binarizer's signs (its scales kept where singular).
+        let initial = state
+        for g in 0..<groups { _ = step(g, resign: false, from: initial, into: &state) }
+        trial = state
+        var bestError = squaredError()
+        var kept = 1
+        while kept < maxIterations {
+            var changedGroups: [Int] = []
+            for g in 0..<groups where moving[g] {
+                if step(g, resign: true, from: state, into: &trial) { changedGroups.append(g) }
+            }
+            let error = squaredError()
+            guard error < bestError * (1 - minImprovement) else { break }
+            // Groups that kept their patterns hold the same scales in both states from here on.
+            for g in 0..<groups { moving[g] = false }
+            for g in changedGroups { moving[g] = true }
+            swap(&state, &trial)
+            bestError = error
+            kept += 1
+        }
+        return Result(packed: state.packed(like: packed, mask: mask), iterations: kept, singularGroups: state.singular.filter { $0 }.count)
+    }
+
+    /// Unpacked sign patterns (bit k set: +1 at level k + 1) and scales (level-major) of one fit.
+    struct State {
+        var patterns: [UInt8]
+        var scales: [Float]
+        var singular: [Bool]
+
+        /// `like`'s mask and counts with these signs and scales.
+        func packed(like packed: PackedTensor, mask: [UInt8]) -> PackedTensor {
+            var out = packed
+            let groups = packed.layout.groupCount
+            var writers = packed.levels.map { BitStream(capacity: $0.bitCount) }
+            for p in 0..<mask.count {
+                for k in 0..<Int(mask[p]) { writers[k].append((patterns[p] >> UInt8(k)) & 1 == 1) }
+            }
+            for k in out.levels.indices {
+                out.levels[k].signs = writers[k].words
+                out.levels[k].scales = Array(scales[(k * groups)..<((k + 1) * groups)])
+            }
+            return out
+        }
+    }
+
+    /// `nearest`'s choice as an index into `count` sorted values: the first value >= x (the last
+    /// if none), counted without branches for books of up to 16 values (codes are random, so a
+    /// binary search's branches mispredict), then the lower neighbour on a tie.
+    @inline(__always)
+    static func nearestIndex(_ x: Float, in values: UnsafePointer<Float>, count: Int) -> Int {
+        var lo = 0
+        if count <= 16 {
+            for j in 0..<(count - 1) { lo &+= values[j] < x ? 1 : 0 }
+        } else {
+            var hi = count - 1
+            while lo < hi {
+                let mid = (lo + hi) / 2
+                if values[mid] < x { lo = mid + 1 } else { hi = mid }
+            }
+        }
+        let below = values[max(lo - 1, 0)], above = values[lo]
+        let lower = lo > 0 && abs(Double(x) - Double(below)) <= abs(Double(above) - Double(x))
+        return lo &- (lower ? 1 : 0)
+    }
+
+    /// Each entry's sign pattern in `packed` (group-major, like `mask`).
+    static func decodedPatterns(_ packed: PackedTensor, mask: [UInt8]) -> [UInt8] {
+        var patterns = [UInt8](repeating: 0, count: mask.count)
+        for (k, level) in packed.levels.enumerated() {
+            level.signs.withUnsafeBufferPointer { words in
+                var cursor = 0
+                for p in 0..<mask.count where Int(mask[p]) > k {
+                    if (words[cursor >> 6] >> UInt64(cursor & 63)) & 1 == 1 { patterns[p] |= 1 << UInt8(k) }
+                    cursor += 1
+                }
+            }
+        }
+        return patterns
     }
 }

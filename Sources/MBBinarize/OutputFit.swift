@@ -522,7 +522,6 @@ public enum OutputFit {
             for g in 0..<geometry.groups { rowSigns(codes, group: g, target: target, system: system, geometry: geometry, books: books, into: &patterns, variant: variant) }
             return patterns
         }
-        func book(_ group: Int, _ width: Int) -> [(value: Float, pattern: Int)] { books.book(group, width) }
         for g in 0..<geometry.groups {
             var w = matrix(target, geometry, group: g)
             let u = system.inverseFactor[g]
@@ -539,7 +538,7 @@ public enum OutputFit {
                         let flat = geometry.flat(g * rg + r, c)
                         let m = Int(codes.mask[flat])
                         let x = w[r * d + c]
-                        let (q, pattern) = nearest(Float(x), in: book(codes.groupOf[flat], m))
+                        let (q, pattern) = books.nearest(Float(x), group: codes.groupOf[flat], width: m)
                         patterns[flat] = UInt8(pattern)
                         let e = (x - q) / ucc
                         err[r * width + (c - b0)] = e
@@ -559,17 +558,36 @@ public enum OutputFit {
         return patterns
     }
 
-    /// Codebooks per scale group and width, built on first use.
+    /// Codebooks per scale group and width, built on first use, in one flat table (scale group
+    /// g's book of width w at g·(2^(K+1) − 2) + 2^w − 2): looked up once per entry, so no
+    /// hashing or array copies there.
     final class Codebooks {
         let scales: [[Float]]
-        var books: [Int: [(value: Float, pattern: Int)]] = [:]
-        init(_ codes: Codes) { scales = codes.scales }
-        func book(_ group: Int, _ width: Int) -> [(value: Float, pattern: Int)] {
-            let key = group * (scales.count + 1) + width
-            if let b = books[key] { return b }
-            let b = AlternatingRefit.codebook(scales: scales.map { $0[group] }, width: width)
-            books[key] = b
-            return b
+        let stride: Int
+        var values: [Float]
+        var patterns: [UInt8]
+        var built: [Bool]
+        init(_ codes: Codes) {
+            scales = codes.scales
+            let K = scales.count, groups = scales.first?.count ?? 0
+            stride = (2 << K) - 2
+            values = [Float](repeating: 0, count: groups * stride)
+            patterns = [UInt8](repeating: 0, count: groups * stride)
+            built = [Bool](repeating: false, count: groups * (K + 1))
+        }
+        /// The nearest value of scale group `group`'s book of `width` to `x`, and its pattern
+        /// (ties: the lower value; `AlternatingRefit.nearest`'s rule).
+        func nearest(_ x: Float, group: Int, width: Int) -> (Double, Int) {
+            let start = group * stride + (1 << width) - 2
+            if !built[group * (scales.count + 1) + width] {
+                for (i, entry) in AlternatingRefit.codebook(scales: scales.map { $0[group] }, width: width).enumerated() {
+                    values[start + i] = entry.value
+                    patterns[start + i] = UInt8(entry.pattern)
+                }
+                built[group * (scales.count + 1) + width] = true
+            }
+            let i = start + values.withUnsafeBufferPointer { AlternatingRefit.nearestIndex(x, in: $0.baseAddress! + start, count: 1 << width) }
+            return (Double(values[i]), Int(patterns[i]))
         }
     }
 
@@ -598,7 +616,7 @@ public enum OutputFit {
                     var v = w[r * d + b0 + j] + base[r * width + j]
                     for i in 0..<j { v += delta[r * width + i] * table[i * width + j] }
                     let flat = geometry.flat(g * rg + r, b0 + j)
-                    let (q, pattern) = nearest(Float(v), in: books.book(codes.groupOf[flat], Int(codes.mask[flat])))
+                    let (q, pattern) = books.nearest(Float(v), group: codes.groupOf[flat], width: Int(codes.mask[flat]))
                     patterns[flat] = UInt8(pattern)
                     delta[r * width + j] = v - q
                 }
@@ -696,17 +714,6 @@ public enum OutputFit {
             }
         }
         return total
-    }
-
-    /// The nearest codebook value to `x` and its pattern (ties: the lower value).
-    static func nearest(_ x: Float, in book: [(value: Float, pattern: Int)]) -> (Double, Int) {
-        var lo = 0, hi = book.count - 1
-        while lo < hi {
-            let mid = (lo + hi) / 2
-            if book[mid].value < x { lo = mid + 1 } else { hi = mid }
-        }
-        if lo > 0, abs(Double(x) - Double(book[lo - 1].value)) <= abs(Double(book[lo].value) - Double(x)) { lo -= 1 }
-        return (Double(book[lo].value), book[lo].pattern)
     }
 
     /// Scale group of every flat entry.

@@ -142,7 +142,8 @@ public enum Conversion {
         }
         // Calibration and output-aware fits run the float and binarized models on the inputs,
         // so every layer is binarized and held before the file is written.
-        var layers = try binarize(prepared, threads: options.threads, progress: progress)
+        var layers = try binarize(prepared, threads: options.threads, progress: progress,
+                                  skipping: fitsOutput && calibrationInputs != nil && streamed == nil ? OutputAwareConversion.fittedTensors(prepared) : [])
         var graph = prepared.graph
         for outcome in layers { graph.constants[prepared.constantIndex[outcome.name]!] = outcome.tensor }
         graph = ActivationAttributes.apply(prepared.plans, to: graph)
@@ -335,8 +336,10 @@ public enum Conversion {
     }
 
     /// Binarizes (or converts to the kept type) every planned tensor, in parallel; results in
-    /// plan order.
-    static func binarize(_ prepared: Prepared, threads: Int, progress: (@Sendable (Progress) -> Void)?) throws -> [LayerOutcome] {
+    /// plan order. The tensors in `skipping` (those `fit: output` binarizes from its own target)
+    /// stay as they are, float, with a bare report row.
+    static func binarize(_ prepared: Prepared, threads: Int, progress: (@Sendable (Progress) -> Void)?,
+                         skipping: Set<String> = []) throws -> [LayerOutcome] {
         let jobs = prepared.plans
         let results = ResultSlots<LayerOutcome>(count: jobs.count)
         let counter = ProgressCounter()
@@ -349,7 +352,11 @@ public enum Conversion {
             var j = worker
             while j < jobs.count {
                 let job = jobs[j]
-                let outcome = Result { try convert(job, constant: constants[index[job.tensor.name]!], policy: policy) }
+                let constant = constants[index[job.tensor.name]!]
+                let outcome = skipping.contains(job.tensor.name)
+                    ? .success(LayerOutcome(name: job.tensor.name, tensor: constant, row: ConversionReport.Layer(name: job.tensor.name, op: "", node: "", shape: constant.shape, rule: ""),
+                                            sourceBytes: constant.sourceByteCount))
+                    : Result { try convert(job, constant: constant, policy: policy) }
                 results.set(j, outcome)
                 if let progress {
                     let bytes = (try? outcome.get().storedBytes) ?? 0

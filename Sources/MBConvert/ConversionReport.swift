@@ -34,7 +34,9 @@ public struct ConversionReport: Codable, Sendable {
         public var sqnrDB: Double?
         public var maxAbsError: Double?
         /// `fit: output` only: ‖X_f·w − X_q·q‖² / ‖X_f·w‖² on the calibration rows, of the
-        /// weight-space binarization and of the output fit; rows used; largest damping λ.
+        /// fit's start (the policy's weight-space binarization of its target w', the best float
+        /// weights for the binarized upstream; w' = w for the first layer) and of the output fit;
+        /// rows used; largest damping λ.
         public var outputErrorWeightFit: Double?
         public var outputError: Double?
         public var calibrationRows: Int?
@@ -145,7 +147,7 @@ public struct ConversionReport: Codable, Sendable {
         let fitted = layers.filter { $0.outputError != nil }
         if !fitted.isEmpty {
             out += "\noutput fit: \(fitted.count) layers fitted to the float model's layer outputs (relative output error on the calibration rows)\n"
-            out += table(header: ["tensor", "rows", "weight fit", "output fit", "damping λ"], rows: fitted.map {
+            out += table(header: ["tensor", "rows", "weight fit of w'", "output fit", "damping λ"], rows: fitted.map {
                 [$0.name, String($0.calibrationRows ?? 0), $0.outputErrorWeightFit.map { String(format: "%.4f", $0) } ?? "-",
                  String(format: "%.4f", $0.outputError ?? 0), $0.damping.map { String(format: "%.3g", $0) } ?? "-"]
             }, rightAligned: [1, 2, 3, 4])

@@ -13,6 +13,32 @@ import MBRuntime
 /// does) before any later layer's inputs are measured, so each fit sees the upstream that will
 /// be stored. Replaces the separate calibration step when a policy fits any output.
 enum OutputAwareConversion {
+    /// Per-phase process CPU and wall time of the fit, printed to stderr per layer when
+    /// MBCONVERT_FIT_TIMES is set (a diagnostic for profiling, not part of the report).
+    final class PhaseTimes {
+        static let enabled = ProcessInfo.processInfo.environment["MBCONVERT_FIT_TIMES"].map { !$0.isEmpty && $0 != "0" } ?? false
+        var cpu = 0.0, wall = Date()
+        var parts: [String] = []
+        init() { mark() }
+        static func processCPU() -> Double {
+            var t = timespec()
+            clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t)
+            return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
+        }
+        func mark() { cpu = Self.processCPU(); wall = Date() }
+        /// Records the phase that ends now.
+        func lap(_ name: String) {
+            guard Self.enabled else { return }
+            parts.append(String(format: "%@ %.2f/%.2f", name, Self.processCPU() - cpu, Date().timeIntervalSince(wall)))
+            mark()
+        }
+        func flush(_ what: String) {
+            guard Self.enabled, !parts.isEmpty else { return }
+            FileHandle.standardError.write(Data("fit times (CPU/wall s) \(what): \(parts.joined(separator: ", "))\n".utf8))
+            parts = []
+        }
+    }
+
     struct Outcome {
         var graph: IRGraph
         var layers: [Conversion.LayerOutcome]
@@ -35,34 +61,21 @@ enum OutputAwareConversion {
     /// later layers; a layer that cannot fit within it stops the conversion with nothing written.
     static func run(_ prepared: Conversion.Prepared, graph binarized: IRGraph, outcomes: [Conversion.LayerOutcome],
                     inputs: [String: MBTensor], threads: Int, budget: Int = MemoryBudget.defaultBytes) throws -> Outcome {
-        var warnings: [String] = []
-        var layers: [Layer] = []
+        var (layers, warnings) = discover(prepared, graph: binarized)
         let outcomeIndex = Dictionary(outcomes.enumerated().map { ($0.element.name, $0.offset) }, uniquingKeysWith: { a, _ in a })
-        for node in binarized.nodes where WeightedOp(rawValue: node.opType) != nil && !node.outputs.isEmpty {
-            // The weight input (position 1) when it is planned, else any planned input (a bias).
-            let planned = prepared.plans.filter { plan in
-                if case .keep = plan.decision.action { return false }
-                return node.inputs.contains(plan.tensor.name)
-            }
-            guard let plan = planned.first(where: { node.inputs.count > 1 && $0.tensor.name == node.inputs[1] }) ?? planned.first,
-                  let index = outcomeIndex[plan.tensor.name] else { continue }
-            // int/palette layers are not fitted, but are calibrated in graph order like the rest.
-            var fits = false
-            if case .binarize(let b) = plan.decision.action { fits = b.fit == .output }
-            if fits, plan.tensor.consumers.count != 1 {
-                warnings.append("tensor '\(plan.tensor.name)': read by \(plan.tensor.consumers.count) nodes; fit: output needs one reader, fitted to the weights instead")
-                fits = false
-            }
-            if fits, let problem = unsupported(node, weight: plan.tensor.name) {
-                warnings.append("tensor '\(plan.tensor.name)': \(problem); fitted to the weights instead")
-                fits = false
-            }
-            layers.append(Layer(node: node, plan: plan, outcomeIndex: index, fits: fits, calibrates: plan.decision.action.calibrates))
+        layers = layers.compactMap { layer in
+            guard let index = outcomeIndex[layer.plan.tensor.name] else { return nil }
+            var layer = layer
+            layer.outcomeIndex = index
+            return layer
         }
 
         // Float values every later step compares with: fitted layers' inputs, calibrated layers' outputs.
         let floatNames = Set(layers.filter(\.fits).map { $0.node.inputs[0] } + layers.filter(\.calibrates).map { $0.node.outputs[0] })
+        let times = PhaseTimes()
         let floatValues = try run(prepared.graph, exposing: Array(floatNames), opsets: prepared.opsets, inputs: inputs, threads: threads, transforms: [:])
+        times.lap("float run")
+        times.flush("float model")
 
         var graph = binarized
         var results = outcomes
@@ -109,11 +122,13 @@ enum OutputAwareConversion {
             if layer.fits {
                 let input = layer.node.inputs[0]
                 let quantized = try advance(exposing: [input])
+                times.lap("graph run")
                 guard let xq = quantized[input], let xf = floatValues[input] else {
                     throw ConversionError("layer '\(layer.node.name)': its input '\(input)' was not computed on the calibration inputs")
                 }
                 try checkBudget(layer, prepared: prepared, input: xq, held: floatValues.values.reduce(0) { $0 + 4 * $1.count }, budget: budget)
-                let (outcome, notes) = try fit(layer, prepared: prepared, current: results[layer.outcomeIndex], xf: xf, xq: xq)
+                let (outcome, notes) = try fit(layer, prepared: prepared, current: results[layer.outcomeIndex], xf: xf, xq: xq, times: times)
+                times.flush("layer '\(layer.node.name)'")
                 warnings += notes.map { "tensor '\(layer.plan.tensor.name)': \($0)" }
                 results[layer.outcomeIndex] = outcome
                 graph.constants[prepared.constantIndex[outcome.name]!] = outcome.tensor
@@ -121,7 +136,51 @@ enum OutputAwareConversion {
             if layer.calibrates { pending.append(layer) }
         }
         if !pending.isEmpty { _ = try advance(exposing: []) }
+        // Every layer `Conversion.binarize` left float was fitted above; a binarized plan still
+        // float here (none is expected) gets its weight-space binarization rather than staying float.
+        for layer in layers where layer.fits {
+            guard case .binarize = layer.plan.decision.action, case .dense = results[layer.outcomeIndex].tensor.storage else { continue }
+            let constant = prepared.graph.constants[prepared.constantIndex[layer.plan.tensor.name]!]
+            results[layer.outcomeIndex] = try Conversion.convert(layer.plan, constant: constant, policy: prepared.policy)
+            graph.constants[prepared.constantIndex[layer.plan.tensor.name]!] = results[layer.outcomeIndex].tensor
+        }
+        times.lap("last calibration run")
+        times.flush("end")
         return Outcome(graph: graph, layers: results, corrections: corrections, stored: stored, warnings: warnings)
+    }
+
+    /// The binarized layer nodes of `graph` in graph order (`outcomeIndex` not yet set), whether
+    /// each fits its output, and why a layer that asks to is fitted to its weights instead.
+    static func discover(_ prepared: Conversion.Prepared, graph: IRGraph) -> (layers: [Layer], warnings: [String]) {
+        var warnings: [String] = []
+        var layers: [Layer] = []
+        for node in graph.nodes where WeightedOp(rawValue: node.opType) != nil && !node.outputs.isEmpty {
+            // The weight input (position 1) when it is planned, else any planned input (a bias).
+            let planned = prepared.plans.filter { plan in
+                if case .keep = plan.decision.action { return false }
+                return node.inputs.contains(plan.tensor.name)
+            }
+            guard let plan = planned.first(where: { node.inputs.count > 1 && $0.tensor.name == node.inputs[1] }) ?? planned.first else { continue }
+            // int/palette layers are not fitted, but are calibrated in graph order like the rest.
+            var fits = false
+            if case .binarize(let b) = plan.decision.action { fits = b.fit == .output }
+            if fits, plan.tensor.consumers.count != 1 {
+                warnings.append("tensor '\(plan.tensor.name)': read by \(plan.tensor.consumers.count) nodes; fit: output needs one reader, fitted to the weights instead")
+                fits = false
+            }
+            if fits, let problem = unsupported(node, weight: plan.tensor.name) {
+                warnings.append("tensor '\(plan.tensor.name)': \(problem); fitted to the weights instead")
+                fits = false
+            }
+            layers.append(Layer(node: node, plan: plan, outcomeIndex: -1, fits: fits, calibrates: plan.decision.action.calibrates))
+        }
+        return (layers, warnings)
+    }
+
+    /// The tensors `run` will fit to their output: their weight-space binarization is not needed
+    /// before the fit (it starts from its own target), so `Conversion.binarize` skips them.
+    static func fittedTensors(_ prepared: Conversion.Prepared) -> Set<String> {
+        Set(discover(prepared, graph: prepared.graph).layers.filter(\.fits).map(\.plan.tensor.name))
     }
 
     /// Refuses a layer whose fit would not stay within `budget`; see `run`.
@@ -159,56 +218,69 @@ enum OutputAwareConversion {
     }
 
     /// Refits one layer's weight to its output; the outcome's tensor and report row are replaced.
-    static func fit(_ layer: Layer, prepared: Conversion.Prepared, current: Conversion.LayerOutcome, xf: MBTensor, xq: MBTensor) throws
-        -> (Conversion.LayerOutcome, [String]) {
+    static func fit(_ layer: Layer, prepared: Conversion.Prepared, current: Conversion.LayerOutcome, xf: MBTensor, xq: MBTensor,
+                    times: PhaseTimes = PhaseTimes()) throws -> (Conversion.LayerOutcome, [String]) {
         let plan = layer.plan
         let constant = prepared.graph.constants[prepared.constantIndex[plan.tensor.name]!]
         let weights = try Conversion.floatValues(of: constant)
         let name = plan.tensor.name
+        /// The weight-space binarization, for a layer that falls back to it (`Conversion.binarize`
+        /// leaves fitted layers float until here).
+        func weightFit() throws -> Conversion.LayerOutcome {
+            if case .binarized = current.tensor.storage { return current }
+            var outcome = try Conversion.convert(plan, constant: constant, policy: prepared.policy)
+            outcome.sourceBytes = current.sourceBytes
+            return outcome
+        }
         guard xf.shape == xq.shape else {
             throw ConversionError("layer '\(layer.node.name)': input \(xq.shape) in the binarized model, \(xf.shape) in the float model")
         }
         let (geometry, inputs) = try accumulate(layer.node, weights: weights, weightShape: constant.shape, xf: xf, xq: xq)
+        times.lap("moments")
         var notes: [String] = []
         let system: OutputFit.System
         do { system = try OutputFit.system(inputs, geometry: geometry) } catch {
             notes.append("\(error); fitted to the weights instead")
-            return (current, notes)
+            return (try weightFit(), notes)
         }
         notes += system.warnings
+        times.lap("system")
         let target = OutputFit.target(weights: weights, inputs: inputs, system: system, geometry: geometry)
+        times.lap("target")
         // The policy's own method on the target w' gives the mask and the first scales.
         var targetConstant = constant
         targetConstant.elementType = .float
         targetConstant.storage = .dense(target.withUnsafeBytes { ByteSlice(storage: ByteStorage(copying: $0)) })
         let start = try Conversion.convert(plan, constant: targetConstant, policy: prepared.policy)
-        guard case .binarized(let startPacked) = start.tensor.storage else { return (current, notes) }
+        guard case .binarized(let startPacked) = start.tensor.storage else { return (try weightFit(), notes) }
+        times.lap("start")
         let result: OutputFit.Result
         do { result = try OutputFit.fit(start: startPacked, target: target, system: system, geometry: geometry) } catch {
             notes.append("\(error); fitted to the weights instead")
-            return (current, notes)
+            return (try weightFit(), notes)
         }
         notes += result.warnings
-        guard case .binarize(let b) = plan.decision.action else { return (current, notes) }
+        times.lap("fit")
+        guard case .binarize(let b) = plan.decision.action else { return (try weightFit(), notes) }
         let packed = Conversion.storedScales(result.packed, b)
         var outcome = current
         outcome.tensor = IRTensor(name: name, elementType: .float, shape: constant.shape, storage: .binarized(packed))
         let fitted = packed.dequantized()
         let stats = Statistics(original: weights, packed: packed)
-        var row = current.row
+        // The start's row (the policy's method and scales), its errors measured against the weights.
+        var row = start.row
         row.method = (row.method ?? "") + "+output-fit"
         row.averageBits = stats.averageBits
         row.realizedMix = stats.fractions.enumerated().filter { $0.element > 0 }.map { ConversionReport.MixEntry(bits: $0.offset + 1, fraction: $0.element) }
         row.normalizedError = stats.normalizedError
         row.sqnrDB = stats.sqnrDB
         row.maxAbsError = stats.maxAbsError
-        if case .binarized(let before) = current.tensor.storage {
-            row.outputErrorWeightFit = OutputFit.relativeOutputError(fitted: before.dequantized(), inputs: inputs, geometry: geometry)
-        }
+        row.outputErrorWeightFit = OutputFit.relativeOutputError(fitted: startPacked.dequantized(), inputs: inputs, geometry: geometry)
         row.outputError = OutputFit.relativeOutputError(fitted: fitted, inputs: inputs, geometry: geometry)
         row.calibrationRows = inputs.sampleRows
         row.damping = system.damping.max()
         outcome.row = row
+        times.lap("report")
         return (outcome, notes)
     }
 

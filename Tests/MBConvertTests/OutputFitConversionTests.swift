@@ -93,6 +93,45 @@ import Testing
         }
     }
 
+    /// Too few calibration inputs for a layer's X_qᵀX_q to be invertible (one input: the fully
+    /// connected layer sees one row for its columns) is warned about and damped, never NaN; and
+    /// all-zero inputs, which give the first layer nothing to fit, leave it binarized by the
+    /// policy's weight-space method (the fit skipped that binarization, so it is made then), with
+    /// a warning. Both files verify.
+    @Test func fewOrZeroInputsAreDampedOrFallBack() throws {
+        let dir = try workspace()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let policy = try writeText(Self.policy + "  bits: 2\n  refit: alternating\n", "fit.txt", in: dir)
+        let out = dir.appendingPathComponent("fit.mbm").path
+        var options = Conversion.Options()
+        options.calibrate = try inputs([1, 3, 32, 32], seed: 5, in: dir)
+        let one = try Conversion.run(model: model, policy: policy, output: out, options: options)
+        #expect(one.warnings.contains { $0.contains("1 calibration rows for") && $0.contains("damping") }, "\(one.warnings)")
+        for layer in one.layers where layer.encoding == "binarized" {
+            let error = try #require(layer.outputError, "\(layer.name)")
+            #expect(error.isFinite && (layer.outputErrorWeightFit ?? .nan).isFinite, "\(layer.name): \(error)")
+            #expect(layer.method?.hasSuffix("+output-fit") == true, "\(layer.name): \(layer.method ?? "-")")
+        }
+        #expect(try Verify.run(onnx: model, mbm: out, options: Verify.Options()).passed)
+
+        let zeros = dir.appendingPathComponent("zeros.npy").path
+        try NPY.write(NPYArray(floats: [Float](repeating: 0, count: 4 * 3 * 32 * 32), shape: [4, 3, 32, 32]), to: zeros)
+        options.calibrate = zeros
+        options.force = true
+        let zero = try Conversion.run(model: model, policy: policy, output: out, options: options)
+        #expect(zero.warnings.contains { $0.contains("all zero") && $0.contains("fitted to the weights instead") }, "\(zero.warnings)")
+        let first = try #require(zero.layers.first { $0.encoding == "binarized" })
+        #expect(first.method == "middle-out+alternating-refit" && first.outputError == nil, "\(first.name): \(first.method ?? "-")")
+        let file = try MBMFile.open(path: out)
+        for layer in zero.layers where layer.encoding == "binarized" {
+            guard case .binarized? = file.model.graph.constants.first(where: { $0.name == layer.name })?.storage else {
+                Issue.record("\(layer.name) is not stored binarized")
+                continue
+            }
+        }
+        #expect(try Verify.run(onnx: model, mbm: out, options: Verify.Options()).passed)
+    }
+
     /// A layer whose fit does not fit the memory budget stops the conversion with one line that
     /// names it and what it holds; nothing is written. The same conversion passes without the budget.
     @Test func overTheMemoryBudgetWritesNothing() throws {

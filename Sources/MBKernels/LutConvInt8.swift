@@ -38,6 +38,10 @@ public final class LutConvInt8Weights: @unchecked Sendable {
     /// every tile (`sharedScales`: tensor scales).
     let scales: Owned<Float>
     let sharedScales: Bool
+    /// Input channels when the reduction is held tap-major (entry t * channels + c) for the
+    /// pixel-table kernel (`bp_lutconv8_pixels_forward`: tables built once per input pixel, not
+    /// per output position and tap); nil for the channel-major order of the ONNX weight.
+    public let pixelChannels: Int?
     static let tile = Int(BP_LUTCONV8_ROWS)
 
     /// Whether this CPU has the AVX-512 body (VBMI and VNNI); the portable one runs everywhere.
@@ -93,13 +97,53 @@ public final class LutConvInt8Weights: @unchecked Sendable {
         self.init(rows: s.rows, reduction: s.reduction, mask: s.mask, signBits: s.signBits, scales: s.scales, perRowScales: s.perRowScales)
     }
 
+    /// The layout for `g`: pixel tables (the reduction tap-major) where the kernel has more than
+    /// one tap and the input channels are a multiple of 16, else as `init(packed:)`.
+    public convenience init(packed: PackedTensor, geometry g: ConvGeometry) throws(BitPlaneMatrix.Unsupported) {
+        let s = try LutConvSource(packed: packed)
+        guard Self.prefersPixelTables(g), g.inChannels * g.kernelSize == s.reduction else {
+            self.init(rows: s.rows, reduction: s.reduction, mask: s.mask, signBits: s.signBits, scales: s.scales, perRowScales: s.perRowScales)
+            return
+        }
+        let (mask, signs) = Self.tapMajor(rows: s.rows, channels: g.inChannels, taps: g.kernelSize, mask: s.mask, signBits: s.signBits)
+        self.init(rows: s.rows, reduction: s.reduction, mask: mask, signBits: signs, scales: s.scales, perRowScales: s.perRowScales,
+                  pixelChannels: g.inChannels)
+    }
+
+    /// Whether pixel tables run `g`: more than one tap, 2 spatial dimensions (or 1), input
+    /// channels a multiple of 16 (a pixel's channels are whole quads), kernel height <= 64.
+    public static func prefersPixelTables(_ g: ConvGeometry) -> Bool {
+        g.kernelSize > 1 && g.groups == 1 && g.rank <= 2 && g.inChannels % 16 == 0 && g.inChannels > 0 && g.dims3.kernel.1 <= 64
+    }
+
+    /// A row-major [rows, channels * taps] mask and its levels' sign bits (entry c * taps + t)
+    /// reordered tap-major (entry t * channels + c).
+    public static func tapMajor(rows: Int, channels: Int, taps: Int, mask: [UInt8], signBits: [[UInt64]]) -> (mask: [UInt8], signBits: [[UInt64]]) {
+        let K = channels * taps
+        var m = [UInt8](repeating: 0, count: rows * K)
+        var s = signBits.map { [UInt64](repeating: 0, count: $0.count) }
+        for o in 0..<rows {
+            for c in 0..<channels {
+                for t in 0..<taps {
+                    let from = o * K + c * taps + t, to = o * K + t * channels + c
+                    m[to] = mask[from]
+                    for l in 0..<signBits.count where (signBits[l][from >> 6] >> UInt64(from & 63)) & 1 == 1 {
+                        s[l][to >> 6] |= 1 << UInt64(to & 63)
+                    }
+                }
+            }
+        }
+        return (m, s)
+    }
+
     /// Rows of `reduction` entries, flat row-major: entry j has bit width `mask[j]` (1...levels)
     /// and at level l the sign bit j of `signBits[l]` (1 = +); `scales[l]` holds a scale per row
     /// (`perRowScales`) or one. `rowScale` multiplies every level's scale of a row (a folded
     /// BatchNormalization).
     public init(rows: Int, reduction columns: Int, mask: [UInt8], signBits signs: [[UInt64]], scales levelScales: [[Float]], perRowScales perRow: Bool,
-                rowScale: [Float]? = nil) {
+                rowScale: [Float]? = nil, pixelChannels: Int? = nil) {
         let L = max(1, signs.count)
+        self.pixelChannels = pixelChannels
         self.rows = rows
         reduction = columns
         let T = Self.tile, tiles = (rows + T - 1) / T, quads = (columns + 15) / 16
@@ -221,6 +265,7 @@ public final class LutConvInt8Weights: @unchecked Sendable {
     public func fits(_ g: ConvGeometry) -> Bool {
         g.groups == 1 && g.rank <= 2 && g.outChannels == rows && g.inChannels * g.kernelSize == reduction
             && g.outputSize < Int(Int32.max) && g.inputSize < Int(Int32.max)
+            && (pixelChannels == nil || (pixelChannels == g.inChannels && Self.prefersPixelTables(g)))
     }
 
     /// The convolution with `activation` applied: `variant` `.fast` runs the AVX-512 body where
@@ -232,6 +277,10 @@ public final class LutConvInt8Weights: @unchecked Sendable {
         precondition(fits(g), "int8 lookup-table weights \(rows)x\(reduction) do not fit \(g)")
         let geometry = LutConvWeights.cGeometry(g)
         let weights = c
+        if pixelChannels != nil {
+            forwardPixels(variant, g, geometry, weights, input: input, bias: bias, output: output, activation: activation, threads: threads, scratch: scratch)
+            return
+        }
         let perThread = withUnsafePointer(to: weights) { (bp_lutconv8_scratch_bytes($0) + 63) / 64 * 64 }
         let positions = g.outputSize, step = Int(BP_LUTCONV8_POSITIONS)
         let units = (positions + step - 1) / step
@@ -249,6 +298,35 @@ public final class LutConvInt8Weights: @unchecked Sendable {
                 var w = weights, geo = geometry
                 bp_lutconv8_forward(fast, &w, &geo, x.value, bias, y.value, Int32(p0), Int32(p1), relu,
                                     UnsafeMutableRawPointer(buffer.value) + t * perThread)
+            }
+        }
+        if activation != .none && activation != .relu { activation.apply(to: output, count: g.batch * outSize) }
+    }
+}
+
+extension LutConvInt8Weights {
+    /// `forward` on pixel tables: threads take bands of output rows.
+    fileprivate func forwardPixels(
+        _ variant: KernelVariant, _ g: ConvGeometry, _ geometry: bp_lutconv_geometry, _ weights: bp_lutconv8_weights, input: UnsafePointer<Float>,
+        bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>, activation: Activation, threads: Int, scratch: BitPlaneScratch
+    ) {
+        var w = weights, geo = geometry
+        precondition(bp_lutconv8_pixels_fit(&w, &geo) != 0, "pixel tables do not fit \(g)")
+        let perThread = (bp_lutconv8_pixels_scratch_bytes(&w, &geo) + 63) / 64 * 64
+        let outRows = Int(geometry.outHeight)
+        let parts = min(max(1, threads), outRows)
+        let buffer = UncheckedSendable(scratch.buffer(.lutConvTables, parts * perThread / 4 + 16, as: Float.self))
+        let inSize = g.inChannels * g.inputSize, outSize = rows * g.outputSize
+        let fast: Int32 = variant == .fast ? 1 : 0
+        let relu: Int32 = activation == .relu ? 1 : 0
+        for n in 0..<g.batch {
+            let x = UncheckedSendable(input + n * inSize), y = UncheckedSendable(output + n * outSize)
+            Parallel.forEach(parts, threads: parts) { t in
+                let r0 = outRows * t / parts, r1 = outRows * (t + 1) / parts
+                guard r1 > r0 else { return }
+                var w = weights, geo = geometry
+                bp_lutconv8_pixels_forward(fast, &w, &geo, x.value, bias, y.value, Int32(r0), Int32(r1), relu,
+                                           UnsafeMutableRawPointer(buffer.value) + t * perThread)
             }
         }
         if activation != .none && activation != .relu { activation.apply(to: output, count: g.batch * outSize) }

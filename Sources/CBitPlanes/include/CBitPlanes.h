@@ -287,6 +287,20 @@ size_t bp_lutconv8_scratch_bytes(const bp_lutconv8_weights *w);
 void bp_lutconv8_forward(int fast, const bp_lutconv8_weights *w, const bp_lutconv_geometry *g, const float *x, const float *bias, float *y,
                          int32_t position0, int32_t position1, int relu, void *scratch);
 
+/// Pixel tables: the same weights with the reduction in tap-major order (entry t * channels + c,
+/// `quads` = taps * channels / 16), so each table is 4 channels of one input pixel and is built
+/// once per input pixel for every position and tap that reads it (not once per output position
+/// and tap). Table scale per pixel and block of `BP_LUTCONV8_BLOCK_QUADS` quads of its channels;
+/// per plane acc = fma(float(block sum), pixel scale, acc) over taps and blocks, then
+/// y = fma(row scale, acc, y) over planes (plus bias). Whether `w` and `g` fit (channels a
+/// multiple of 16, kernel height at most 64):
+int bp_lutconv8_pixels_fit(const bp_lutconv8_weights *w, const bp_lutconv_geometry *g);
+/// Bytes of scratch one bp_lutconv8_pixels_forward call needs.
+size_t bp_lutconv8_pixels_scratch_bytes(const bp_lutconv8_weights *w, const bp_lutconv_geometry *g);
+/// Output rows [row0, row1) of one image, as bp_lutconv8_forward (bit-identical bodies).
+void bp_lutconv8_pixels_forward(int fast, const bp_lutconv8_weights *w, const bp_lutconv_geometry *g, const float *x, const float *bias, float *y,
+                                int32_t row0, int32_t row1, int relu, void *scratch);
+
 /// Middle-Out radix selection over the unassigned entries (mask[j] == 0) of a whole tensor
 /// (BitPlanesSelect.c), key_j = | |v_j| - mean | in Double, coarse digit = the top `width` bits
 /// of its Float rounding's bit pattern (bit 31 is 0): HBB.selectSmallest's first two passes.

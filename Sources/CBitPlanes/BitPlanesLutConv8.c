@@ -77,6 +77,13 @@ int32_t bp_lutconv8_block_positions(const bp_lutconv8_weights *w) {
 
 static int32_t kblocks_of(const bp_lutconv8_weights *w) { return (w->quads + KB - 1) / KB; }
 
+/// Bytes of one code set of one quad as the kernel reads it: 64 index bytes when the weights
+/// hold their codes expanded as vpermb indices (`indexCodes`), else 32 bytes of nibbles.
+static inline int32_t set_bytes(const bp_lutconv8_weights *w) { return w->codes && w->indexCodes ? 64 : 32; }
+
+/// Code of entry e (0 .. 63) of a code set in either form.
+static inline int code_of(const uint8_t *c, int e, int32_t setBytes) { return setBytes == 64 ? c[e] & 15 : (c[e >> 1] >> ((e & 1) * 4)) & 15; }
+
 size_t bp_lutconv8_scratch_bytes(const bp_lutconv8_weights *w) {
     const size_t pb = (size_t)bp_lutconv8_block_positions(w);
     return 64 + (size_t)w->quads * pb * 64       // tables
@@ -210,6 +217,7 @@ static void build_tables_portable(const float *const *rows, int32_t groups, int3
 /// y tile rows [r0, r0 + rows) x positions [pl0, pl0 + count) of one register tile, portable.
 static void tile_portable(const bp_lutconv8_weights *w, const scratch_layout *s, int32_t rt, const uint8_t *tc, int32_t pl0, float *acc) {
     for (int i = 0; i < PG * TILE; i++) acc[i] = 0.0f;
+    const int32_t sb = set_bytes(w);
     int64_t planeStart = 0;
     for (int32_t pl = 0; pl < w->tilePlanes[rt]; pl++) {
         const int32_t halves = w->halves[pl];
@@ -221,15 +229,11 @@ static void tile_portable(const bp_lutconv8_weights *w, const scratch_layout *s,
             const int32_t q1 = (kb + 1) * KB < w->quads ? (kb + 1) * KB : w->quads;
             for (int32_t q = kb * KB; q < q1; q++)
                 for (int32_t h = 0; h < halves; h++) {
-                    const uint8_t *c = cp + ((int64_t)q * halves + h) * 32;
+                    const uint8_t *c = cp + ((int64_t)q * halves + h) * sb;
                     for (int p = 0; p < PG; p++) {
                         const int8_t *t = s->tables + ((size_t)q * s->pb + pl0 + p) * 64;
                         for (int r = 0; r < TILE; r++)
-                            for (int gi = 0; gi < 4; gi++) {
-                                const int e = 4 * r + gi;
-                                const int code = (c[e >> 1] >> ((e & 1) * 4)) & 15;
-                                sums[p][r] += t[16 * gi + code];
-                            }
+                            for (int gi = 0; gi < 4; gi++) sums[p][r] += t[16 * gi + code_of(c, 4 * r + gi, sb)];
                     }
                 }
             for (int p = 0; p < PG; p++) {
@@ -237,7 +241,7 @@ static void tile_portable(const bp_lutconv8_weights *w, const scratch_layout *s,
                 for (int r = 0; r < TILE; r++) acc[p * TILE + r] = acc[p * TILE + r] + (float)sums[p][r] * (rs[r] * ts);
             }
         }
-        planeStart += (int64_t)w->quads * halves * 32;
+        planeStart += (int64_t)w->quads * halves * sb;
     }
 }
 
@@ -312,19 +316,24 @@ BP_LUT8_TARGET static inline __attribute__((always_inline)) __m512i unpack_codes
     return _mm512_or_si512(_mm512_or_si512(lo, hi), offsets);
 }
 
-BP_LUT8_TARGET static inline __attribute__((always_inline)) void plane_block_avx512(const uint8_t *cp, int32_t halves, const int8_t *tables, int32_t pb,
-                                                                                     int32_t pl0, int32_t q0, int32_t q1, __m512i acc[PG]) {
+/// One code set's vpermb indices: loaded when held as indices (sb 64), else unpacked from nibbles.
+BP_LUT8_TARGET static inline __attribute__((always_inline)) __m512i set_indices(const uint8_t *c, int32_t sb, __m512i offsets) {
+    return sb == 64 ? _mm512_loadu_si512(c) : unpack_codes(c, offsets);
+}
+
+BP_LUT8_TARGET static inline __attribute__((always_inline)) void plane_block_avx512(const uint8_t *cp, int32_t halves, int32_t sb, const int8_t *tables,
+                                                                                     int32_t pb, int32_t pl0, int32_t q0, int32_t q1, __m512i acc[PG]) {
     const __m512i ones = _mm512_set1_epi8(1), offsets = _mm512_set1_epi32(0x30201000);
     if (halves == 1) {
         for (int32_t q = q0; q < q1; q++) {
-            const __m512i idx = unpack_codes(cp + (int64_t)q * 32, offsets);
+            const __m512i idx = set_indices(cp + (int64_t)q * sb, sb, offsets);
             const int8_t *t = tables + ((size_t)q * pb + pl0) * 64;
             for (int p = 0; p < PG; p++)
                 acc[p] = _mm512_dpbusd_epi32(acc[p], ones, _mm512_permutexvar_epi8(idx, _mm512_load_si512(t + 64 * p)));
         }
     } else {
         for (int32_t q = q0; q < q1; q++) {
-            const __m512i a = unpack_codes(cp + (int64_t)q * 64, offsets), b = unpack_codes(cp + (int64_t)q * 64 + 32, offsets);
+            const __m512i a = set_indices(cp + (int64_t)q * 2 * sb, sb, offsets), b = set_indices(cp + (int64_t)q * 2 * sb + sb, sb, offsets);
             const int8_t *t = tables + ((size_t)q * pb + pl0) * 64;
             for (int p = 0; p < PG; p++) {
                 const __m512i tv = _mm512_load_si512(t + 64 * p);
@@ -339,6 +348,7 @@ BP_LUT8_TARGET static void tile_avx512(const bp_lutconv8_weights *w, const scrat
                                        float *out) {
     __m512 acc[PG];
     for (int p = 0; p < PG; p++) acc[p] = _mm512_setzero_ps();
+    const int32_t sb = set_bytes(w);
     int64_t planeStart = 0;
     for (int32_t pl = 0; pl < w->tilePlanes[rt]; pl++) {
         const int32_t halves = w->halves[pl];
@@ -348,13 +358,14 @@ BP_LUT8_TARGET static void tile_avx512(const bp_lutconv8_weights *w, const scrat
             __m512i sums[PG];
             for (int p = 0; p < PG; p++) sums[p] = _mm512_setzero_si512();
             const int32_t q1 = (kb + 1) * KB < w->quads ? (kb + 1) * KB : w->quads;
-            plane_block_avx512(cp, halves, s->tables, s->pb, pl0, kb * KB, q1, sums);
+            if (sb == 64) plane_block_avx512(cp, halves, 64, s->tables, s->pb, pl0, kb * KB, q1, sums);
+            else plane_block_avx512(cp, halves, 32, s->tables, s->pb, pl0, kb * KB, q1, sums);
             for (int p = 0; p < PG; p++) {
                 const __m512 ts = _mm512_set1_ps(s->scales[(size_t)(pl0 + p) * s->kblocks + kb]);
                 acc[p] = _mm512_add_ps(acc[p], _mm512_mul_ps(_mm512_cvtepi32_ps(sums[p]), _mm512_mul_ps(rs, ts)));
             }
         }
-        planeStart += (int64_t)w->quads * halves * 32;
+        planeStart += (int64_t)w->quads * halves * sb;
     }
     for (int p = 0; p < PG; p++) _mm512_store_ps(out + p * TILE, acc[p]);
 }
@@ -679,6 +690,7 @@ static inline const float *row_scales(const pixel_layout *s, int32_t slot) {
 static void pixel_tile_portable(const bp_lutconv8_weights *w, const bp_lutconv_geometry *g, const pixel_layout *s, const int32_t *slots, int32_t rt,
                                 const uint8_t *tc, int32_t ow0, float *out) {
     for (int i = 0; i < PG * TILE; i++) out[i] = 0.0f;
+    const int32_t sb = set_bytes(w);
     int64_t planeStart = 0;
     for (int32_t pl = 0; pl < w->tilePlanes[rt]; pl++) {
         const int32_t halves = w->halves[pl];
@@ -696,14 +708,11 @@ static void pixel_tile_portable(const bp_lutconv8_weights *w, const bp_lutconv_g
                     const int32_t q1 = (cb + 1) * KB < s->qp ? (cb + 1) * KB : s->qp;
                     for (int32_t q = cb * KB; q < q1; q++)
                         for (int32_t h = 0; h < halves; h++) {
-                            const uint8_t *c = tc + planeStart + (((int64_t)t * s->qp + q) * halves + h) * 32;
+                            const uint8_t *c = tc + planeStart + (((int64_t)t * s->qp + q) * halves + h) * sb;
                             for (int p = 0; p < PG; p++) {
                                 const int8_t *tv = tab + ((size_t)q * s->cols + col0 + p * g->strideW) * 64;
                                 for (int r = 0; r < TILE; r++)
-                                    for (int gi = 0; gi < 4; gi++) {
-                                        const int e = 4 * r + gi;
-                                        sums[p][r] += tv[16 * gi + ((c[e >> 1] >> ((e & 1) * 4)) & 15)];
-                                    }
+                                    for (int gi = 0; gi < 4; gi++) sums[p][r] += tv[16 * gi + code_of(c, 4 * r + gi, sb)];
                             }
                         }
                     for (int p = 0; p < PG; p++) {
@@ -715,7 +724,7 @@ static void pixel_tile_portable(const bp_lutconv8_weights *w, const bp_lutconv_g
         }
         for (int p = 0; p < PG; p++)
             for (int r = 0; r < TILE; r++) out[p * TILE + r] = fmaf(rsc[r], acc[p][r], out[p * TILE + r]);
-        planeStart += (int64_t)w->quads * halves * 32;
+        planeStart += (int64_t)w->quads * halves * sb;
     }
 }
 
@@ -725,6 +734,7 @@ BP_LUT8_TARGET static void pixel_tile_avx512(const bp_lutconv8_weights *w, const
     const __m512i ones = _mm512_set1_epi8(1), offsets = _mm512_set1_epi32(0x30201000);
     for (int p = 0; p < PG; p++) _mm512_store_ps(out + p * TILE, _mm512_setzero_ps());
     const size_t pstep = (size_t)g->strideW * 64, qstep = (size_t)s->cols * 64;
+    const int32_t sb = set_bytes(w);
     int64_t planeStart = 0;
     for (int32_t pl = 0; pl < w->tilePlanes[rt]; pl++) {
         const int32_t halves = w->halves[pl];
@@ -739,17 +749,17 @@ BP_LUT8_TARGET static void pixel_tile_avx512(const bp_lutconv8_weights *w, const
                     __m512i sums[PG];
                     for (int p = 0; p < PG; p++) sums[p] = _mm512_setzero_si512();
                     const int32_t q0 = cb * KB, q1 = (cb + 1) * KB < s->qp ? (cb + 1) * KB : s->qp;
-                    const uint8_t *cq = tc + planeStart + ((int64_t)t * s->qp + q0) * halves * 32;
+                    const uint8_t *cq = tc + planeStart + ((int64_t)t * s->qp + q0) * halves * sb;
                     const int8_t *tq = tab + ((size_t)q0 * s->cols + col0) * 64;
                     if (halves == 1) {
-                        for (int32_t q = q0; q < q1; q++, cq += 32, tq += qstep) {
-                            const __m512i idx = unpack_codes(cq, offsets);
+                        for (int32_t q = q0; q < q1; q++, cq += sb, tq += qstep) {
+                            const __m512i idx = set_indices(cq, sb, offsets);
                             for (int p = 0; p < PG; p++)
                                 sums[p] = _mm512_dpbusd_epi32(sums[p], ones, _mm512_permutexvar_epi8(idx, _mm512_load_si512(tq + pstep * p)));
                         }
                     } else {
-                        for (int32_t q = q0; q < q1; q++, cq += 64, tq += qstep) {
-                            const __m512i ia = unpack_codes(cq, offsets), ib = unpack_codes(cq + 32, offsets);
+                        for (int32_t q = q0; q < q1; q++, cq += 2 * sb, tq += qstep) {
+                            const __m512i ia = set_indices(cq, sb, offsets), ib = set_indices(cq + sb, sb, offsets);
                             for (int p = 0; p < PG; p++) {
                                 const __m512i tv = _mm512_load_si512(tq + pstep * p);
                                 sums[p] = _mm512_dpbusd_epi32(sums[p], ones, _mm512_permutexvar_epi8(ia, tv));
@@ -765,7 +775,7 @@ BP_LUT8_TARGET static void pixel_tile_avx512(const bp_lutconv8_weights *w, const
         }
         const __m512 rs = _mm512_loadu_ps(w->scales + ((int64_t)rt * w->scaleTileStride + pl) * TILE);
         for (int p = 0; p < PG; p++) _mm512_store_ps(out + p * TILE, _mm512_fmadd_ps(rs, acc[p], _mm512_load_ps(out + p * TILE)));
-        planeStart += (int64_t)w->quads * halves * 32;
+        planeStart += (int64_t)w->quads * halves * sb;
     }
 }
 #endif

@@ -53,7 +53,7 @@ public final class LutConvInt8Weights: @unchecked Sendable {
         bp_lutconv8_weights(rows: Int32(rows), reduction: Int32(reduction), quads: Int32(quads), planes: Int32(halves.count),
                             codeSets: Int32(halves.reduce(0, +)), halves: halvesStorage.pointer, order: order?.pointer,
                             tilePlanes: tilePlanes.pointer, tileStart: tileStart.pointer, rowActive: rowActive.pointer,
-                            store: store?.pointer, codes: codes?.pointer, codeStart: codeStart?.pointer, scales: scales.pointer,
+                            store: store?.pointer, codes: codes?.pointer, codeStart: codeStart?.pointer, indexCodes: codes == nil ? 0 : 1, scales: scales.pointer,
                             scaleTileStride: Int32(sharedScales ? 0 : halves.count))
     }
 
@@ -85,8 +85,16 @@ public final class LutConvInt8Weights: @unchecked Sendable {
         withExtendedLifetime(store) {
             for t in 0..<tiles { bp_lutconv8_expand_tile(&w, Int32(t), expanded.pointer + Int(starts[t])) }
         }
-        codeStart = Owned(starts)
-        codes = expanded
+        // Held as the permute's indices (entry e's code + 16 (e mod 4), a byte each): the kernels
+        // load them instead of unpacking nibbles per quad and tile.
+        let indices = Owned<UInt8>(count: 2 * Int(total), repeating: 0)
+        for b in 0..<Int(total) {
+            let v = expanded.pointer[b]
+            indices.pointer[2 * b] = (v & 15) | UInt8(16 * ((2 * b) % 4))
+            indices.pointer[2 * b + 1] = (v >> 4) | UInt8(16 * ((2 * b + 1) % 4))
+        }
+        codeStart = Owned(starts.map { 2 * $0 })
+        codes = indices
         self.store = nil
     }
 

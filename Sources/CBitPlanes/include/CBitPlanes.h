@@ -266,6 +266,7 @@ typedef struct {
     const uint64_t *store;
     const uint8_t *codes;       // NULL, or every tile's codes expanded (tile t from byte codeStart[t])
     const int64_t *codeStart;   // [tiles] when `codes`
+    int32_t indexCodes;         // `codes` hold one vpermb index byte per entry (code + 16 * (entry % 4)), 64 bytes per set
     const float *scales;        // tile t, plane p: scales + (t * scaleTileStride + p) * 16
     int32_t scaleTileStride;    // planes, or 0 when every tile has the same scales (tensor scales)
 } bp_lutconv8_weights;

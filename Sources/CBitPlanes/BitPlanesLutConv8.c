@@ -449,6 +449,23 @@ BP_LUT8_TARGET static void store_tile_avx512(const bp_lutconv8_weights *w, int32
 }
 #endif
 
+#if !BP_LUT8_X86
+typedef int transpose_indices;
+#endif
+
+/// The output store of either body (`ti`: the transpose's indices, AVX-512 only).
+static inline void store_tile(int fast, const bp_lutconv8_weights *w, int32_t rt, const float *tile, const float *bias, float *y, int64_t positions,
+                              int64_t p0, int32_t count, int relu, const transpose_indices *ti) {
+#if BP_LUT8_X86
+    if (fast) {
+        store_tile_avx512(w, rt, tile, bias, y, positions, p0, count, relu, ti);
+        return;
+    }
+#endif
+    (void)ti;
+    store_tile_portable(w, rt, tile, bias, y, positions, p0, count, relu);
+}
+
 int64_t bp_lutconv8_tile_code_bytes(const bp_lutconv8_weights *w, int32_t t) {
     int64_t sets = 0;
     for (int32_t l = 0; l < w->tilePlanes[t]; l++) sets += w->halves[l];
@@ -477,7 +494,9 @@ void bp_lutconv8_forward(int fast, const bp_lutconv8_weights *w, const bp_lutcon
     const int32_t positions = g->outHeight * g->outWidth;
     const int32_t rowTiles = (w->rows + TILE - 1) / TILE;
 #if BP_LUT8_X86
-    const transpose_indices ti = transpose_index_vectors();
+    const transpose_indices tiv = transpose_index_vectors(), *ti = &tiv;
+#else
+    const transpose_indices *ti = NULL;
 #endif
     const int direct = g->kernelH * g->kernelW == 1 && g->strideH == 1 && g->strideW == 1 && g->padH == 0 && g->padW == 0 &&
                        g->outWidth == g->width && g->outHeight == g->height;
@@ -526,13 +545,7 @@ void bp_lutconv8_forward(int fast, const bp_lutconv8_weights *w, const bp_lutcon
                 if (fast) tile_avx512(w, &s, rt, tc, p0 - b0, s.tile); else
 #endif
                 tile_portable(w, &s, rt, tc, p0 - b0, s.tile);
-#if BP_LUT8_X86
-                if (fast) {
-                    store_tile_avx512(w, rt, s.tile, bias, y, positions, p0, count, relu, &ti);
-                    continue;
-                }
-#endif
-                store_tile_portable(w, rt, s.tile, bias, y, positions, p0, count, relu);
+                store_tile(fast, w, rt, s.tile, bias, y, positions, p0, count, relu, ti);
             }
         }
     }
@@ -790,7 +803,9 @@ void bp_lutconv8_pixels_forward(int fast, const bp_lutconv8_weights *w, const bp
     pixel_layout s = pixel_scratch(w, g, scratch);
     const int32_t positions = g->outHeight * g->outWidth, rowTiles = (w->rows + TILE - 1) / TILE;
 #if BP_LUT8_X86
-    const transpose_indices ti = transpose_index_vectors();
+    const transpose_indices tiv = transpose_index_vectors(), *ti = &tiv;
+#else
+    const transpose_indices *ti = NULL;
 #endif
     const int32_t span = (g->kernelH - 1) * g->dilationH + 1, band = (s.ring - span) / g->strideH + 1;
     int32_t slots[64];
@@ -817,13 +832,7 @@ void bp_lutconv8_pixels_forward(int fast, const bp_lutconv8_weights *w, const bp
 #endif
                     pixel_tile_portable(w, g, &s, slots, rt, tc, ow0, s.tile);
                     const int64_t p0 = (int64_t)oh * g->outWidth + ow0;
-#if BP_LUT8_X86
-                    if (fast) {
-                        store_tile_avx512(w, rt, s.tile, bias, y, positions, p0, count, relu, &ti);
-                        continue;
-                    }
-#endif
-                    store_tile_portable(w, rt, s.tile, bias, y, positions, p0, count, relu);
+                    store_tile(fast, w, rt, s.tile, bias, y, positions, p0, count, relu, ti);
                 }
             }
         }

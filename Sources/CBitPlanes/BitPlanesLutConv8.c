@@ -515,7 +515,14 @@ void bp_lutconv8_forward(int fast, const bp_lutconv8_weights *w, const bp_lutcon
                 const int inPlace = direct && count == GATHER && (int64_t)q1 * 16 <= w->reduction;
                 for (int32_t gi = 0; gi < groups; gi++) {
                     if (inPlace) {
-                        for (int j = 0; j < 4; j++) rp[4 * gi + j] = x + ((int64_t)q0 * 16 + 4 * gi + j) * positions + c0;
+                        for (int j = 0; j < 4; j++) {
+                            const float *r = x + ((int64_t)q0 * 16 + 4 * gi + j) * positions + c0;
+                            rp[4 * gi + j] = r;
+                            // The next block's lines of this row, as the gather does: one stream
+                            // per input channel is more than the hardware prefetchers follow.
+                            __builtin_prefetch(r + GATHER);
+                            __builtin_prefetch(r + GATHER + 16);
+                        }
                         continue;
                     }
                     bp_conv_gather_group(g, x, (int64_t)q0 * 4 + gi, w->reduction, c0, count, GATHER, s.ih0, s.iw0, s.rows + (size_t)gi * 4 * GATHER);
@@ -524,12 +531,13 @@ void bp_lutconv8_forward(int fast, const bp_lutconv8_weights *w, const bp_lutcon
                 int8_t *tb = s.tables + (size_t)q0 * s.pb * 64;
 #if BP_LUT8_X86
                 if (fast) {
-                    for (int h = 0; h < GATHER; h += 16)
+                    // Only the 16-position chunks that hold positions (a small map's block is short).
+                    for (int h = 0; h < count; h += 16)
                         build_tables_avx512(rp, groups, h, tb, s.pb, c0 - b0 + h, s.scales + (size_t)(c0 - b0 + h) * s.kblocks + kb, s.kblocks);
                     continue;
                 }
 #endif
-                for (int n = 0; n < GATHER; n++)
+                for (int n = 0; n < count; n++)
                     build_tables_portable(rp, groups, n, tb, s.pb, c0 - b0 + n, s.scales + (size_t)(c0 - b0 + n) * s.kblocks + kb);
             }
         }

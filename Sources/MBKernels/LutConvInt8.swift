@@ -289,6 +289,13 @@ public final class LutConvInt8Weights: @unchecked Sendable {
             forwardPixels(variant, g, geometry, weights, input: input, bias: bias, output: output, activation: activation, threads: threads, scratch: scratch)
             return
         }
+        // A pointwise Conv on small maps of a batch: the images' positions side by side as one
+        // map, so tables and 8-position register tiles are filled (each position's sums are the
+        // same, so the outputs are bit for bit the per-image ones).
+        if g.batch > 1, g.kernelSize == 1, g.outputSize == g.inputSize, g.outputSize < 256 {
+            forwardFolded(variant, g, input: input, bias: bias, output: output, activation: activation, threads: threads, scratch: scratch)
+            return
+        }
         let perThread = withUnsafePointer(to: weights) { (bp_lutconv8_scratch_bytes($0) + 63) / 64 * 64 }
         let positions = g.outputSize, step = Int(BP_LUTCONV8_POSITIONS)
         let units = (positions + step - 1) / step
@@ -313,6 +320,24 @@ public final class LutConvInt8Weights: @unchecked Sendable {
 }
 
 extension LutConvInt8Weights {
+    /// `forward` of a pointwise Conv with the batch's positions folded into one map.
+    fileprivate func forwardFolded(
+        _ variant: KernelVariant, _ g: ConvGeometry, input: UnsafePointer<Float>, bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
+        activation: Activation, threads: Int, scratch: BitPlaneScratch
+    ) {
+        let N = g.batch, P = g.outputSize, C = g.inChannels
+        var x = [Float](repeating: 0, count: C * N * P), y = [Float](repeating: 0, count: rows * N * P)
+        for n in 0..<N { for c in 0..<C { for p in 0..<P { x[(c * N + n) * P + p] = input[(n * C + c) * P + p] } } }
+        let folded = ConvGeometry(batch: 1, inChannels: C, outChannels: rows, input: [1, N * P], kernel: [1, 1], strides: [1, 1], dilations: [1, 1],
+                                  padBegin: [0, 0], padEnd: [0, 0])
+        x.withUnsafeBufferPointer { xp in
+            y.withUnsafeMutableBufferPointer { yp in
+                forward(variant, folded, input: xp.baseAddress!, bias: bias, output: yp.baseAddress!, activation: activation, threads: threads, scratch: scratch)
+            }
+        }
+        for o in 0..<rows { for n in 0..<N { for p in 0..<P { output[(n * rows + o) * P + p] = y[(o * N + n) * P + p] } } }
+    }
+
     /// `forward` on pixel tables: threads take bands of output rows.
     fileprivate func forwardPixels(
         _ variant: KernelVariant, _ g: ConvGeometry, _ geometry: bp_lutconv_geometry, _ weights: bp_lutconv8_weights, input: UnsafePointer<Float>,

@@ -223,6 +223,17 @@ final class LutConvInt8Tests: XCTestCase {
         checkPixels(Case(outC: 5, inC: 272, kernel: [3, 3], input: [34, 5], strides: [1, 1], pads: [1, 1], dilations: [1, 1], levels: 2), seed: 19590)
     }
 
+    /// Pointwise on small maps of a batch: the images' positions folded into one map give each
+    /// image's outputs bit for bit (the reference runs image by image).
+    func testPointwiseBatchFolded() {
+        var seed: UInt64 = 19700
+        for input in [[1, 1], [2, 2], [3, 5]] { for levels in [1, 2] {
+            seed += 1
+            check(Case(outC: 21, inC: 40, kernel: [1, 1], input: input, strides: [1, 1], pads: [0, 0], dilations: [1, 1], levels: levels,
+                       batch: 3, activation: seed % 2 == 0 ? .relu : .none, padEnd: [0, 0]), seed: seed)
+        } }
+    }
+
     /// More positions than one table block (several blocks per thread).
     func testManyPositions() {
         check(Case(outC: 20, inC: 300, kernel: [1, 1], input: [24, 24], strides: [1, 1], pads: [0, 0], dilations: [1, 1], levels: 1, rowUniform: true),

@@ -38,6 +38,10 @@ public final class LutConvInt8Weights: @unchecked Sendable {
     /// every tile (`sharedScales`: tensor scales).
     let scales: Owned<Float>
     let sharedScales: Bool
+    /// Input channels when the reduction is held tap-major (entry t * channels + c) for the
+    /// pixel-table kernel (`bp_lutconv8_pixels_forward`: tables built once per input pixel, not
+    /// per output position and tap); nil for the channel-major order of the ONNX weight.
+    public let pixelChannels: Int?
     static let tile = Int(BP_LUTCONV8_ROWS)
 
     /// Whether this CPU has the AVX-512 body (VBMI and VNNI); the portable one runs everywhere.
@@ -49,7 +53,7 @@ public final class LutConvInt8Weights: @unchecked Sendable {
         bp_lutconv8_weights(rows: Int32(rows), reduction: Int32(reduction), quads: Int32(quads), planes: Int32(halves.count),
                             codeSets: Int32(halves.reduce(0, +)), halves: halvesStorage.pointer, order: order?.pointer,
                             tilePlanes: tilePlanes.pointer, tileStart: tileStart.pointer, rowActive: rowActive.pointer,
-                            store: store?.pointer, codes: codes?.pointer, codeStart: codeStart?.pointer, scales: scales.pointer,
+                            store: store?.pointer, codes: codes?.pointer, codeStart: codeStart?.pointer, indexCodes: codes == nil ? 0 : 1, scales: scales.pointer,
                             scaleTileStride: Int32(sharedScales ? 0 : halves.count))
     }
 
@@ -81,8 +85,16 @@ public final class LutConvInt8Weights: @unchecked Sendable {
         withExtendedLifetime(store) {
             for t in 0..<tiles { bp_lutconv8_expand_tile(&w, Int32(t), expanded.pointer + Int(starts[t])) }
         }
-        codeStart = Owned(starts)
-        codes = expanded
+        // Held as the permute's indices (entry e's code + 16 (e mod 4), a byte each): the kernels
+        // load them instead of unpacking nibbles per quad and tile.
+        let indices = Owned<UInt8>(count: 2 * Int(total), repeating: 0)
+        for b in 0..<Int(total) {
+            let v = expanded.pointer[b]
+            indices.pointer[2 * b] = (v & 15) | UInt8(16 * ((2 * b) % 4))
+            indices.pointer[2 * b + 1] = (v >> 4) | UInt8(16 * ((2 * b + 1) % 4))
+        }
+        codeStart = Owned(starts.map { 2 * $0 })
+        codes = indices
         self.store = nil
     }
 
@@ -93,13 +105,53 @@ public final class LutConvInt8Weights: @unchecked Sendable {
         self.init(rows: s.rows, reduction: s.reduction, mask: s.mask, signBits: s.signBits, scales: s.scales, perRowScales: s.perRowScales)
     }
 
+    /// The layout for `g`: pixel tables (the reduction tap-major) where the kernel has more than
+    /// one tap and the input channels are a multiple of 16, else as `init(packed:)`.
+    public convenience init(packed: PackedTensor, geometry g: ConvGeometry) throws(BitPlaneMatrix.Unsupported) {
+        let s = try LutConvSource(packed: packed)
+        guard Self.prefersPixelTables(g), g.inChannels * g.kernelSize == s.reduction else {
+            self.init(rows: s.rows, reduction: s.reduction, mask: s.mask, signBits: s.signBits, scales: s.scales, perRowScales: s.perRowScales)
+            return
+        }
+        let (mask, signs) = Self.tapMajor(rows: s.rows, channels: g.inChannels, taps: g.kernelSize, mask: s.mask, signBits: s.signBits)
+        self.init(rows: s.rows, reduction: s.reduction, mask: mask, signBits: signs, scales: s.scales, perRowScales: s.perRowScales,
+                  pixelChannels: g.inChannels)
+    }
+
+    /// Whether pixel tables run `g`: more than one tap, 2 spatial dimensions (or 1), input
+    /// channels a multiple of 16 (a pixel's channels are whole quads), kernel height <= 64.
+    public static func prefersPixelTables(_ g: ConvGeometry) -> Bool {
+        g.kernelSize > 1 && g.groups == 1 && g.rank <= 2 && g.inChannels % 16 == 0 && g.inChannels > 0 && g.dims3.kernel.1 <= 64
+    }
+
+    /// A row-major [rows, channels * taps] mask and its levels' sign bits (entry c * taps + t)
+    /// reordered tap-major (entry t * channels + c).
+    public static func tapMajor(rows: Int, channels: Int, taps: Int, mask: [UInt8], signBits: [[UInt64]]) -> (mask: [UInt8], signBits: [[UInt64]]) {
+        let K = channels * taps
+        var m = [UInt8](repeating: 0, count: rows * K)
+        var s = signBits.map { [UInt64](repeating: 0, count: $0.count) }
+        for o in 0..<rows {
+            for c in 0..<channels {
+                for t in 0..<taps {
+                    let from = o * K + c * taps + t, to = o * K + t * channels + c
+                    m[to] = mask[from]
+                    for l in 0..<signBits.count where (signBits[l][from >> 6] >> UInt64(from & 63)) & 1 == 1 {
+                        s[l][to >> 6] |= 1 << UInt64(to & 63)
+                    }
+                }
+            }
+        }
+        return (m, s)
+    }
+
     /// Rows of `reduction` entries, flat row-major: entry j has bit width `mask[j]` (1...levels)
     /// and at level l the sign bit j of `signBits[l]` (1 = +); `scales[l]` holds a scale per row
     /// (`perRowScales`) or one. `rowScale` multiplies every level's scale of a row (a folded
     /// BatchNormalization).
     public init(rows: Int, reduction columns: Int, mask: [UInt8], signBits signs: [[UInt64]], scales levelScales: [[Float]], perRowScales perRow: Bool,
-                rowScale: [Float]? = nil) {
+                rowScale: [Float]? = nil, pixelChannels: Int? = nil) {
         let L = max(1, signs.count)
+        self.pixelChannels = pixelChannels
         self.rows = rows
         reduction = columns
         let T = Self.tile, tiles = (rows + T - 1) / T, quads = (columns + 15) / 16
@@ -221,6 +273,7 @@ public final class LutConvInt8Weights: @unchecked Sendable {
     public func fits(_ g: ConvGeometry) -> Bool {
         g.groups == 1 && g.rank <= 2 && g.outChannels == rows && g.inChannels * g.kernelSize == reduction
             && g.outputSize < Int(Int32.max) && g.inputSize < Int(Int32.max)
+            && (pixelChannels == nil || (pixelChannels == g.inChannels && Self.prefersPixelTables(g)))
     }
 
     /// The convolution with `activation` applied: `variant` `.fast` runs the AVX-512 body where
@@ -232,6 +285,17 @@ public final class LutConvInt8Weights: @unchecked Sendable {
         precondition(fits(g), "int8 lookup-table weights \(rows)x\(reduction) do not fit \(g)")
         let geometry = LutConvWeights.cGeometry(g)
         let weights = c
+        if pixelChannels != nil {
+            forwardPixels(variant, g, geometry, weights, input: input, bias: bias, output: output, activation: activation, threads: threads, scratch: scratch)
+            return
+        }
+        // A pointwise Conv on small maps of a batch: the images' positions side by side as one
+        // map, so tables and 8-position register tiles are filled (each position's sums are the
+        // same, so the outputs are bit for bit the per-image ones).
+        if g.batch > 1, g.kernelSize == 1, g.outputSize == g.inputSize, g.outputSize < 256 {
+            forwardFolded(variant, g, input: input, bias: bias, output: output, activation: activation, threads: threads, scratch: scratch)
+            return
+        }
         let perThread = withUnsafePointer(to: weights) { (bp_lutconv8_scratch_bytes($0) + 63) / 64 * 64 }
         let positions = g.outputSize, step = Int(BP_LUTCONV8_POSITIONS)
         let units = (positions + step - 1) / step
@@ -249,6 +313,53 @@ public final class LutConvInt8Weights: @unchecked Sendable {
                 var w = weights, geo = geometry
                 bp_lutconv8_forward(fast, &w, &geo, x.value, bias, y.value, Int32(p0), Int32(p1), relu,
                                     UnsafeMutableRawPointer(buffer.value) + t * perThread)
+            }
+        }
+        if activation != .none && activation != .relu { activation.apply(to: output, count: g.batch * outSize) }
+    }
+}
+
+extension LutConvInt8Weights {
+    /// `forward` of a pointwise Conv with the batch's positions folded into one map.
+    fileprivate func forwardFolded(
+        _ variant: KernelVariant, _ g: ConvGeometry, input: UnsafePointer<Float>, bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
+        activation: Activation, threads: Int, scratch: BitPlaneScratch
+    ) {
+        let N = g.batch, P = g.outputSize, C = g.inChannels
+        var x = [Float](repeating: 0, count: C * N * P), y = [Float](repeating: 0, count: rows * N * P)
+        for n in 0..<N { for c in 0..<C { for p in 0..<P { x[(c * N + n) * P + p] = input[(n * C + c) * P + p] } } }
+        let folded = ConvGeometry(batch: 1, inChannels: C, outChannels: rows, input: [1, N * P], kernel: [1, 1], strides: [1, 1], dilations: [1, 1],
+                                  padBegin: [0, 0], padEnd: [0, 0])
+        x.withUnsafeBufferPointer { xp in
+            y.withUnsafeMutableBufferPointer { yp in
+                forward(variant, folded, input: xp.baseAddress!, bias: bias, output: yp.baseAddress!, activation: activation, threads: threads, scratch: scratch)
+            }
+        }
+        for o in 0..<rows { for n in 0..<N { for p in 0..<P { output[(n * rows + o) * P + p] = y[(o * N + n) * P + p] } } }
+    }
+
+    /// `forward` on pixel tables: threads take bands of output rows.
+    fileprivate func forwardPixels(
+        _ variant: KernelVariant, _ g: ConvGeometry, _ geometry: bp_lutconv_geometry, _ weights: bp_lutconv8_weights, input: UnsafePointer<Float>,
+        bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>, activation: Activation, threads: Int, scratch: BitPlaneScratch
+    ) {
+        var w = weights, geo = geometry
+        precondition(bp_lutconv8_pixels_fit(&w, &geo) != 0, "pixel tables do not fit \(g)")
+        let perThread = (bp_lutconv8_pixels_scratch_bytes(&w, &geo) + 63) / 64 * 64
+        let outRows = Int(geometry.outHeight)
+        let parts = min(max(1, threads), outRows)
+        let buffer = UncheckedSendable(scratch.buffer(.lutConvTables, parts * perThread / 4 + 16, as: Float.self))
+        let inSize = g.inChannels * g.inputSize, outSize = rows * g.outputSize
+        let fast: Int32 = variant == .fast ? 1 : 0
+        let relu: Int32 = activation == .relu ? 1 : 0
+        for n in 0..<g.batch {
+            let x = UncheckedSendable(input + n * inSize), y = UncheckedSendable(output + n * outSize)
+            Parallel.forEach(parts, threads: parts) { t in
+                let r0 = outRows * t / parts, r1 = outRows * (t + 1) / parts
+                guard r1 > r0 else { return }
+                var w = weights, geo = geometry
+                bp_lutconv8_pixels_forward(fast, &w, &geo, x.value, bias, y.value, Int32(r0), Int32(r1), relu,
+                                           UnsafeMutableRawPointer(buffer.value) + t * perThread)
             }
         }
         if activation != .none && activation != .relu { activation.apply(to: output, count: g.batch * outSize) }

@@ -1,5 +1,11 @@
+import Dispatch
 import MBCore
 import MBKernels
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Runs a model. A session keeps a pool of intermediate buffers and kernel scratch memory
 /// between runs; it is not for concurrent use (make one session per thread).
@@ -11,6 +17,9 @@ public final class MBSession {
         public var kernels: KernelVariant
         /// Time every node; the totals of the last run are in `MBSession.lastProfile`.
         public var profile: Bool
+        /// With `profile`: time nodes by the calling thread's CPU time instead of the wall clock
+        /// (at one thread every kernel runs on it, so other processes' load does not count).
+        public var profileThreadCPUTime = false
         /// Largest tensor one node may allocate, in bytes. A node asking for more (a Reshape,
         /// Expand, ConstantOfShape, Tile or Resize driven by hostile values, say) fails with a
         /// `.limitExceeded` error naming the node and its shape, before anything is allocated.
@@ -96,7 +105,7 @@ public final class MBSession {
         // The BLAS runs single-threaded; kernels split their GEMMs across the session's threads
         // (measured faster than OpenBLAS's own threading on these small products).
         BLAS.setThreads(1)
-        if options.profile { context.profile = MBProfile() }
+        if options.profile { context.profile = MBProfile(threadCPUTime: options.profileThreadCPUTime) }
         pool.core.resetPeak()
         let missesBefore = pool.core.misses
         defer {
@@ -186,6 +195,18 @@ public final class MBSession {
 /// Where a run spent its time.
 public final class MBProfile: @unchecked Sendable {
     public private(set) var nodes: [(name: String, opType: String, nanoseconds: UInt64)] = []
+    /// Whether `now` reads the calling thread's CPU time (else the wall clock).
+    public let threadCPUTime: Bool
+
+    init(threadCPUTime: Bool = false) { self.threadCPUTime = threadCPUTime }
+
+    /// The profile's clock in nanoseconds.
+    func now() -> UInt64 {
+        guard threadCPUTime else { return DispatchTime.now().uptimeNanoseconds }
+        var ts = timespec()
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    }
 
     func add(_ step: Step, nanoseconds: UInt64) { nodes.append((step.name, step.opType, nanoseconds)) }
 

@@ -13,19 +13,26 @@ public enum LayerBench {
         public var repeats = 10
         public var threads = 1
         public var seed: UInt64 = 1
+        /// Tables for the packed mode's binarized Convs (`int8`: every Conv that fits runs on them).
+        public var convTables: MBModel.Options.ConvTables = .float
+        /// The mode timed against the expanded one: packed, or auto (per layer the faster form).
+        public var weights: MBModel.Options.Weights = .packed
         public init() {}
     }
 
     public static func run(modelPath: String, options: Options) throws -> String {
         let expanded = try ModelLoading.load(path: modelPath, weights: .expanded)
-        let packed = try ModelLoading.load(path: modelPath, weights: .packed)
+        let packed = try ModelLoading.load(path: modelPath, weights: options.weights, convTables: options.convTables)
         let feeds = options.inputs.isEmpty ? try randomInputs(expanded, seed: options.seed) : try ModelInputs.read(options.inputs, model: expanded)
-        var lines = ["\(modelPath): \(options.threads) thread(s), median of \(options.repeats) runs; bit-plane kernels: \(BitPlaneMatrix.isaName)"]
+        var lines = ["\(modelPath): \(options.threads) thread(s), median of \(options.repeats) runs (\(options.threads == 1 ? "thread CPU time" : "wall time") per node); bit-plane kernels: \(BitPlaneMatrix.isaName)"]
         var profiles: [[(name: String, opType: String, ms: Double)]] = []
         var totals: [Double] = []
         var outputs: [[String: MBTensor]] = []
         for model in [expanded, packed] {
-            let session = model.makeSession(.init(threads: options.threads, profile: true))
+            var sessionOptions = MBSession.Options(threads: options.threads, profile: true)
+            // One thread: every kernel runs on this thread, so its CPU time is the node's cost.
+            sessionOptions.profileThreadCPUTime = options.threads == 1
+            let session = model.makeSession(sessionOptions)
             var out = try session.run(feeds)
             var runs: [[Double]] = []
             var total: [Double] = []
@@ -49,7 +56,7 @@ public enum LayerBench {
                          String(format: "%.3f", p), p.isNaN ? "-" : String(format: "%.2fx", e.ms / p)])
         }
         rows.append(["total", "", "", String(format: "%.3f", totals[0]), String(format: "%.3f", totals[1]), String(format: "%.2fx", totals[0] / totals[1])])
-        lines.append(table(header: ["node", "op", "packed path", "expanded ms", "packed ms", "speedup"], rows: rows, rightAligned: [3, 4, 5]))
+        lines.append(table(header: ["node", "op", "\(options.weights) path", "expanded ms", "\(options.weights) ms", "speedup"], rows: rows, rightAligned: [3, 4, 5]))
         lines.append(String(format: "weights resident: expanded %.2f MB, packed %.2f MB", Double(expanded.weightBytes) / 1e6, Double(packed.weightBytes) / 1e6))
         for info in expanded.outputs {
             guard let a = outputs[0][info.name]?.floats, let b = outputs[1][info.name]?.floats else { continue }

@@ -19,6 +19,10 @@ struct LutConvBench: ParsableCommand {
     var repeats = 3
     @Option(help: "Only shapes whose label contains this text.")
     var filter: String?
+    @Option(help: "Only weight forms whose name contains this text (1-bit, 80/20 channel, 80/20 per entry, ...).")
+    var forms: String?
+    @Flag(help: "Skip the float-table kernel (errors then against the float convolution).")
+    var int8Only = false
 
     static let shapes: [(String, ConvGeometry)] = {
         func conv(_ c: Int, _ o: Int, _ s: Int, _ k: Int, stride: Int = 1) -> ConvGeometry {
@@ -53,8 +57,9 @@ struct LutConvBench: ParsableCommand {
         ]
         var rows: [[String]] = []
         for (label, g) in Self.shapes where filter.map({ label.contains($0) }) ?? true {
+            let pixels = LutConvInt8Weights.prefersPixelTables(g)
             let K = g.inChannels * g.kernelSize, O = g.outChannels
-            for (formName, levels, rowUniform, p1, p2) in forms {
+            for (formName, levels, rowUniform, p1, p2) in forms where self.forms.map({ formName.contains($0) }) ?? true {
                 var rng = SeededGenerator(seed: 42)
                 let n = O * K
                 func width(_ r: Int) -> UInt8 { r < p1 ? 1 : r < p1 + p2 ? 2 : 3 }
@@ -69,6 +74,14 @@ struct LutConvBench: ParsableCommand {
                 let lut8 = LutConvInt8Weights(rows: O, reduction: K, mask: mask, signBits: signs, scales: scales, perRowScales: true)
                 let lut8x = LutConvInt8Weights(rows: O, reduction: K, mask: mask, signBits: signs, scales: scales, perRowScales: true)
                 lut8x.expandCodes()
+                // Pixel tables (tap-major reduction), codes expanded as auto holds them.
+                let tm = LutConvInt8Weights.tapMajor(rows: O, channels: g.inChannels, taps: g.kernelSize, mask: mask, signBits: signs)
+                let lut8p = pixels
+                    ? LutConvInt8Weights(rows: O, reduction: K, mask: tm.mask, signBits: tm.signBits, scales: scales, perRowScales: true, pixelChannels: g.inChannels)
+                    : nil
+                lut8p?.expandCodes()
+                var yp = [Float](repeating: 0, count: O * g.outputSize)
+                var r8p = [Double]()
                 let x = (0..<(g.inChannels * g.inputSize)).map { _ in max(0, Float(rng.nextNormal())) }
                 var yf = [Float](repeating: 0, count: O * g.outputSize), yl = yf, y8 = yf
                 let scratch = KernelScratch(), tables = BitPlaneScratch()
@@ -81,25 +94,36 @@ struct LutConvBench: ParsableCommand {
                 x.withUnsafeBufferPointer { xp in
                     for _ in 0..<rounds {
                         let a = best { yf.withUnsafeMutableBufferPointer { Conv.forward(.fast, g, input: xp.baseAddress!, weights: w, bias: nil, output: $0.baseAddress!, threads: 1, scratch: scratch) } }
-                        let b = best { yl.withUnsafeMutableBufferPointer { lut.forward(.fast, g, input: xp.baseAddress!, bias: nil, output: $0.baseAddress!, activation: .none, threads: 1, scratch: tables) } }
+                        let b = int8Only ? a : best { yl.withUnsafeMutableBufferPointer { lut.forward(.fast, g, input: xp.baseAddress!, bias: nil, output: $0.baseAddress!, activation: .none, threads: 1, scratch: tables) } }
                         let c = best { y8.withUnsafeMutableBufferPointer { lut8.forward(.fast, g, input: xp.baseAddress!, bias: nil, output: $0.baseAddress!, activation: .none, threads: 1, scratch: tables) } }
                         let d = best { y8.withUnsafeMutableBufferPointer { lut8x.forward(.fast, g, input: xp.baseAddress!, bias: nil, output: $0.baseAddress!, activation: .none, threads: 1, scratch: tables) } }
+                        if let lut8p {
+                            let e = best { yp.withUnsafeMutableBufferPointer { lut8p.forward(.fast, g, input: xp.baseAddress!, bias: nil, output: $0.baseAddress!, activation: .none, threads: 1, scratch: tables) } }
+                            r8p.append(a / e)
+                        }
                         tf.append(a); tl.append(b); t8.append(c); rl.append(a / b); r8.append(a / c); r8x.append(a / d)
                     }
                 }
                 func median(_ v: [Double]) -> Double { v.sorted()[v.count / 2] }
-                var se = 0.0, sy = 0.0, worst: Float = 0
-                let ymax = yl.map(abs).max() ?? 1
-                for i in yl.indices { let d = Double(y8[i] - yl[i]); se += d * d; sy += Double(yl[i]) * Double(yl[i]); worst = max(worst, abs(y8[i] - yl[i])) }
+                if int8Only { yl = yf }
+                func error(_ y8: [Float]) -> (Double, Float) {
+                    var se = 0.0, sy = 0.0, worst: Float = 0
+                    let ymax = yl.map(abs).max() ?? 1
+                    for i in yl.indices { let d = Double(y8[i] - yl[i]); se += d * d; sy += Double(yl[i]) * Double(yl[i]); worst = max(worst, abs(y8[i] - yl[i])) }
+                    return ((se / max(sy, 1e-30)).squareRoot(), worst / ymax)
+                }
+                let (rms, worst) = error(y8), (rmsP, worstP) = pixels ? error(yp) : (0, 0)
                 rows.append([label, formName, String(format: "%.2f", median(tf)), String(format: "%.2f", median(tl)), String(format: "%.2f", median(t8)),
                              String(format: "%.2fx", median(rl)), String(format: "%.2fx", median(r8)), String(format: "%.2fx", median(r8x)),
                              String(format: "%.2f", Double(lut8.residentBytes * 8) / Double(n)), String(format: "%.2f", Double(lut8x.residentBytes * 8) / Double(n)),
-                             String(format: "%.1e", (se / max(sy, 1e-30)).squareRoot()), String(format: "%.1e", Double(worst / ymax))])
+                             String(format: "%.1e", rms), String(format: "%.1e", Double(worst)),
+                             pixels ? String(format: "%.2fx", median(r8p)) : "",
+                             pixels ? String(format: "%.1e / %.1e", rmsP, Double(worstP)) : ""])
             }
         }
         print(table(header: ["shape", "weights", "float ms", "float-table ms", "int8-table ms", "float / float-table", "float / int8-table",
                              "float / int8 expanded", "int8 bits/weight", "expanded bits/weight",
-                             "int8 rel. RMS", "int8 max |Δ|/max|y|"], rows: rows), terminator: "")
+                             "int8 rel. RMS", "int8 max |Δ|/max|y|", "float / int8 pixel tables", "pixel rel. RMS / max |Δ|"], rows: rows), terminator: "")
     }
 
     func loadAverage() -> String {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import MBConvert
+import MBRuntime
 import MBTools
 
 struct BenchCommand: ParsableCommand {
@@ -18,6 +19,12 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Timed runs per mode (medians reported).")
     var repeats = 10
 
+    @Option(help: "Lookup tables for the packed mode's binarized Convs: float, or int8 (every Conv that fits runs on int8 tables: the per-layer table time).")
+    var convTables: MBModel.Options.ConvTables = .float
+
+    @Option(help: "The mode timed against expanded: packed, or auto (per layer the faster form, measured at load).")
+    var weights: MBModel.Options.Weights = .packed
+
     @OptionGroup var runtime: RuntimeOptions
 
     func validate() throws {
@@ -30,6 +37,8 @@ struct BenchCommand: ParsableCommand {
             options.inputs = inputs
             options.repeats = repeats
             options.threads = runtime.threads
+            options.convTables = convTables
+            options.weights = weights
             return try LayerBench.run(modelPath: model, options: options)
         }
         print(report, terminator: "")

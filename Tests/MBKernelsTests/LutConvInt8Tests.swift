@@ -135,6 +135,105 @@ final class LutConvInt8Tests: XCTestCase {
         XCTAssertGreaterThanOrEqual(w.residentBytes, 3 * n / 8, "expanded codes hold 3 bits per weight")
     }
 
+    /// Pixel tables (tap-major reduction, one table per input pixel and block of 256 channels):
+    /// AVX-512 and portable bodies, two threads, compact and expanded codes and the plain
+    /// `referencePixels` bit for bit alike; against a Double convolution within the quantization
+    /// bound, which is now per pixel: per output, sum over levels of |scale| times, over taps and
+    /// channel blocks, groups x half the pixel's table step.
+    func checkPixels(_ t: Case, seed: UInt64, file: StaticString = #filePath, line: UInt = #line) {
+        let g = t.geometry
+        XCTAssertTrue(LutConvInt8Weights.prefersPixelTables(g), "\(t)", file: file, line: line)
+        let taps = g.kernelSize, K = t.inC * taps, d = g.dims3
+        let s = randomSource(rows: t.outC, taps: taps, channels: t.inC, levels: t.levels, seed: seed, structured: t.structured, rowUniform: t.rowUniform)
+        let scales = t.perRow ? s.scales : s.scales.map { [$0[0]] }
+        let (mask, signs) = LutConvInt8Weights.tapMajor(rows: t.outC, channels: t.inC, taps: taps, mask: s.mask, signBits: s.signs)
+        let w = LutConvInt8Weights(rows: t.outC, reduction: K, mask: mask, signBits: signs, scales: scales, perRowScales: t.perRow, pixelChannels: t.inC)
+        XCTAssertTrue(w.fits(g), file: file, line: line)
+        let x = randomActivations(count: t.batch * t.inC * g.inputSize, seed: seed + 7).map { seed % 2 == 0 ? max(0, $0) : $0 }
+        let bias = t.bias ? randomActivations(count: t.outC, seed: seed + 9) : nil
+        let outSize = g.outputSize, count = t.batch * t.outC * outSize
+        func run(_ variant: KernelVariant, threads: Int) -> [Float] {
+            LutConvTests.outputs(count: count, input: x, bias: bias) { xp, bp, yp, scratch in
+                w.forward(variant, g, input: xp, bias: bp, output: yp, activation: t.activation, threads: threads, scratch: scratch)
+            }
+        }
+        let fast = run(.fast, threads: 1), portable = run(.reference, threads: 1), two = run(.fast, threads: 3)
+        w.expandCodes()
+        let expanded = run(.fast, threads: 1)
+        for n in 0..<t.batch {
+            let image = Array(x[(n * t.inC * g.inputSize)..<((n + 1) * t.inC * g.inputSize)])
+            var plain = LutConvInt8Weights.referencePixels(rows: t.outC, channels: t.inC, mask: mask, signBits: signs, scales: scales, perRowScales: t.perRow,
+                                                           halves: w.halves, g, input: image, bias: bias)
+            if t.activation == .relu { plain = plain.map { $0 > 0 ? $0 : 0 } }
+            for o in 0..<t.outC { for p in 0..<outSize {
+                let i = (n * t.outC + o) * outSize + p
+                guard fast[i].bitPattern == portable[i].bitPattern, fast[i].bitPattern == two[i].bitPattern, fast[i].bitPattern == expanded[i].bitPattern,
+                      fast[i].bitPattern == plain[o * outSize + p].bitPattern else {
+                    XCTFail("\(t) seed=\(seed): output (\(n), \(o), \(p)) fast \(fast[i]) portable \(portable[i]) three threads \(two[i]) expanded \(expanded[i]) plain \(plain[o * outSize + p])",
+                            file: file, line: line)
+                    return
+                }
+                let oh = p / d.output.2, ow = p % d.output.2
+                var want = Double(bias?[o] ?? 0), bound = abs(bias?[o] ?? 0), quantization: Float = 0
+                for tap in 0..<taps {
+                    let ih = oh * d.strides.1 - d.pads.1 + (tap / d.kernel.2) * d.dilations.1, iw = ow * d.strides.2 - d.pads.2 + (tap % d.kernel.2) * d.dilations.2
+                    guard ih >= 0, ih < d.input.1, iw >= 0, iw < d.input.2 else { continue }
+                    let column = (0..<t.inC).map { image[$0 * g.inputSize + ih * d.input.2 + iw] }
+                    for c in 0..<t.inC {
+                        var v: Float = 0
+                        let j = o * K + c * taps + tap
+                        for k in 0..<Int(s.mask[j]) {
+                            let mu = scales[k][t.perRow ? o : 0]
+                            v += (s.signs[k][j >> 6] >> UInt64(j & 63)) & 1 == 1 ? mu : -mu
+                        }
+                        want += Double(v) * Double(column[c])
+                        bound += abs(v * column[c])
+                    }
+                    for b in stride(from: 0, to: t.inC, by: 256) {
+                        var m: Float = 0
+                        for grp in stride(from: b, to: min(t.inC, b + 256), by: 4) { m = max(m, column[grp..<(grp + 4)].reduce(0) { $0 + abs($1) }) }
+                        quantization += Float(min(t.inC, b + 256) - b) / 4 * m / 254
+                    }
+                }
+                let levelScale = (0..<t.levels).reduce(Float(0)) { $0 + abs(scales[$1][t.perRow ? o : 0]) }
+                let expected = Float(t.activation == .relu ? max(0, want) : want)
+                if abs(fast[i] - expected) > levelScale * quantization * 1.0001 + LutConvWeights.tolerance * bound + 1e-30 {
+                    XCTFail("\(t) seed=\(seed): output (\(n), \(o), \(p)) got \(fast[i]) expected \(expected) (quantization bound \(levelScale * quantization))",
+                            file: file, line: line)
+                    return
+                }
+            } }
+        }
+    }
+
+    func testPixelTables() {
+        var seed: UInt64 = 19500
+        let shapes: [(kernel: [Int], input: [Int], strides: [Int], pads: [Int], dilations: [Int])] = [
+            ([3, 3], [7, 9], [1, 1], [1, 1], [1, 1]), ([3, 3], [8, 11], [2, 2], [1, 0], [1, 1]), ([3, 3], [9, 9], [1, 1], [2, 2], [2, 2]),
+            ([1, 5], [4, 11], [1, 2], [0, 2], [1, 1]), ([3], [17], [1], [1], [1]), ([2, 2], [6, 21], [1, 1], [0, 0], [1, 1]),
+        ]
+        for s in shapes { for inC in [16, 48] { for levels in [1, 2, 3] where (levels == 2) == (inC == 16) || levels == 3 {
+            seed += 1
+            checkPixels(Case(outC: seed % 2 == 0 ? 18 : 33, inC: inC, kernel: s.kernel, input: s.input, strides: s.strides, pads: s.pads,
+                             dilations: s.dilations, levels: levels, structured: seed % 3 == 0, rowUniform: seed % 3 == 1, perRow: seed % 4 != 1,
+                             batch: seed % 2 == 0 ? 2 : 1, bias: seed % 5 != 0, activation: seed % 2 == 1 ? .relu : .none), seed: seed)
+        } } }
+        // Two blocks of channels per pixel; 17 KiB per input row, so the ring holds 30 rows and
+        // the 34 output rows take two bands (rows kept from the first band, slots reused).
+        checkPixels(Case(outC: 5, inC: 272, kernel: [3, 3], input: [34, 5], strides: [1, 1], pads: [1, 1], dilations: [1, 1], levels: 2), seed: 19590)
+    }
+
+    /// Pointwise on small maps of a batch: the images' positions folded into one map give each
+    /// image's outputs bit for bit (the reference runs image by image).
+    func testPointwiseBatchFolded() {
+        var seed: UInt64 = 19700
+        for input in [[1, 1], [2, 2], [3, 5]] { for levels in [1, 2] {
+            seed += 1
+            check(Case(outC: 21, inC: 40, kernel: [1, 1], input: input, strides: [1, 1], pads: [0, 0], dilations: [1, 1], levels: levels,
+                       batch: 3, activation: seed % 2 == 0 ? .relu : .none, padEnd: [0, 0]), seed: seed)
+        } }
+    }
+
     /// More positions than one table block (several blocks per thread).
     func testManyPositions() {
         check(Case(outC: 20, inC: 300, kernel: [1, 1], input: [24, 24], strides: [1, 1], pads: [0, 0], dilations: [1, 1], levels: 1, rowUniform: true),

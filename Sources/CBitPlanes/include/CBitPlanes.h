@@ -266,6 +266,7 @@ typedef struct {
     const uint64_t *store;
     const uint8_t *codes;       // NULL, or every tile's codes expanded (tile t from byte codeStart[t])
     const int64_t *codeStart;   // [tiles] when `codes`
+    int32_t indexCodes;         // `codes` hold one vpermb index byte per entry (code + 16 * (entry % 4)), 64 bytes per set
     const float *scales;        // tile t, plane p: scales + (t * scaleTileStride + p) * 16
     int32_t scaleTileStride;    // planes, or 0 when every tile has the same scales (tensor scales)
 } bp_lutconv8_weights;
@@ -286,6 +287,20 @@ size_t bp_lutconv8_scratch_bytes(const bp_lutconv8_weights *w);
 /// runs the AVX-512 body where the CPU has it, else the portable one (bit-identical).
 void bp_lutconv8_forward(int fast, const bp_lutconv8_weights *w, const bp_lutconv_geometry *g, const float *x, const float *bias, float *y,
                          int32_t position0, int32_t position1, int relu, void *scratch);
+
+/// Pixel tables: the same weights with the reduction in tap-major order (entry t * channels + c,
+/// `quads` = taps * channels / 16), so each table is 4 channels of one input pixel and is built
+/// once per input pixel for every position and tap that reads it (not once per output position
+/// and tap). Table scale per pixel and block of `BP_LUTCONV8_BLOCK_QUADS` quads of its channels;
+/// per plane acc = fma(float(block sum), pixel scale, acc) over taps and blocks, then
+/// y = fma(row scale, acc, y) over planes (plus bias). Whether `w` and `g` fit (channels a
+/// multiple of 16, kernel height at most 64):
+int bp_lutconv8_pixels_fit(const bp_lutconv8_weights *w, const bp_lutconv_geometry *g);
+/// Bytes of scratch one bp_lutconv8_pixels_forward call needs.
+size_t bp_lutconv8_pixels_scratch_bytes(const bp_lutconv8_weights *w, const bp_lutconv_geometry *g);
+/// Output rows [row0, row1) of one image, as bp_lutconv8_forward (bit-identical bodies).
+void bp_lutconv8_pixels_forward(int fast, const bp_lutconv8_weights *w, const bp_lutconv_geometry *g, const float *x, const float *bias, float *y,
+                                int32_t row0, int32_t row1, int relu, void *scratch);
 
 /// Middle-Out radix selection over the unassigned entries (mask[j] == 0) of a whole tensor
 /// (BitPlanesSelect.c), key_j = | |v_j| - mean | in Double, coarse digit = the top `width` bits

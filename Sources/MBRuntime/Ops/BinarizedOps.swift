@@ -136,7 +136,8 @@ final class WeightChoice: @unchecked Sendable {
     /// one thread, best of 3 after a warm-up each.
     func measureConv(trial g: ConvGeometry, int8: Bool = false) {
         guard let source, g.groups == 1 else { return }
-        let m8 = int8 && LutConvInt8Weights.fastAvailable ? try? LutConvInt8Weights(packed: source) : nil
+        let m8 = int8 && LutConvInt8Weights.fastAvailable ? try? LutConvInt8Weights(packed: source, geometry: g) : nil
+        convGeometry = g
         // Auto mode is the speed mode: codes held expanded (packed mode keeps the compact form;
         // auto over its budget goes back to it first, `compactLutCodes`).
         lut8CompactBytes = m8?.residentBytes
@@ -180,7 +181,8 @@ final class WeightChoice: @unchecked Sendable {
     func pinConv(lookupTables: Bool, trial g: ConvGeometry, int8: Bool) {
         pinnedLut = false
         guard lookupTables, let source, g.groups == 1 else { return }
-        if int8, LutConvInt8Weights.fastAvailable, let m = try? LutConvInt8Weights(packed: source), m.fits(g) {
+        convGeometry = g
+        if int8, LutConvInt8Weights.fastAvailable, let m = try? LutConvInt8Weights(packed: source, geometry: g), m.fits(g) {
             lut8CompactBytes = m.residentBytes
             m.expandCodes()
             lutConv8 = m
@@ -199,15 +201,18 @@ final class WeightChoice: @unchecked Sendable {
     /// Auto mode over its budget: the int8 tables' compact codes instead of the expanded ones
     /// (the tables' speed less the per-run expansion, at about the file's bytes). Before `settle`.
     func compactLutCodes() {
-        guard let source, lutConv8?.codesExpanded == true, let m = try? LutConvInt8Weights(packed: source) else { return }
+        guard let source, let g = convGeometry, lutConv8?.codesExpanded == true, let m = try? LutConvInt8Weights(packed: source, geometry: g) else { return }
         lutConv8 = m
     }
 
     /// Packed mode with int8 Conv tables: the int8 lookup-table layout, compact (per-entry levels
     /// expanded a tile at a time per run), is the weight's only form.
-    func adoptInt8(_ packed: PackedTensor) throws {
-        lutConv8 = try LutConvInt8Weights(packed: packed)
+    func adoptInt8(_ packed: PackedTensor, geometry g: ConvGeometry) throws {
+        lutConv8 = try LutConvInt8Weights(packed: packed, geometry: g)
     }
+
+    /// The Conv's geometry the table layout was chosen for (its kernel, strides and channels).
+    private var convGeometry: ConvGeometry?
 
     /// Whether the lookup-table form measured fastest: for a Gemm/MatMul of the three forms, for
     /// a Conv against the float convolution (the compact form runs that after a decode).

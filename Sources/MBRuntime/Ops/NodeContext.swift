@@ -111,7 +111,7 @@ struct NodeContext {
                 choice.measureConv(trial: convTrial, int8: int8)
             }
         }
-        if int8Packed { try choice.adoptInt8(packed) }
+        if int8Packed, let convTrial { try choice.adoptInt8(packed, geometry: convTrial) }
         compiler.weightChoices.append(choice)
         compiler.claimed.insert(inputSlots[i])
         return choice
@@ -372,9 +372,9 @@ final class ExecutionContext: @unchecked Sendable {
             do {
                 // The inputs array dies with this call, so released buffers can be unique below.
                 if let profile {
-                    let start = DispatchTime.now().uptimeNanoseconds
+                    let start = profile.now()
                     outputs = try step.run(inputs(of: step), self)
-                    profile.add(step, nanoseconds: DispatchTime.now().uptimeNanoseconds - start)
+                    profile.add(step, nanoseconds: profile.now() - start)
                 } else {
                     outputs = try step.run(inputs(of: step), self)
                 }
@@ -423,9 +423,9 @@ final class ExecutionContext: @unchecked Sendable {
     private func runValueStep(_ step: Step, _ valueRun: ValueRun) throws(MBRuntimeError) {
         let outputs: [MBValue]
         do {
-            let start = profile == nil ? 0 : DispatchTime.now().uptimeNanoseconds
+            let start = profile?.now() ?? 0
             outputs = try valueRun(step.inputs.map { $0 < 0 ? nil : value($0) }, self)
-            profile?.add(step, nanoseconds: DispatchTime.now().uptimeNanoseconds - start)
+            if let profile { profile.add(step, nanoseconds: profile.now() - start) }
         } catch {
             throw Self.runtimeError(error, step)
         }

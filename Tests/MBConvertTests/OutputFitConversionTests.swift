@@ -23,6 +23,19 @@ import Testing
         return path
     }
 
+    /// Converts tiny_cnn with `policyText` on 32 seeded calibration inputs: the report, the file
+    /// and the report rows of the binarized layers (at least one).
+    func convert(_ policyText: String, in dir: URL) throws -> (ConversionReport, String, [ConversionReport.Layer]) {
+        let policy = try writeText(policyText, "fit.txt", in: dir)
+        let out = dir.appendingPathComponent("fit.mbm").path
+        var options = Conversion.Options()
+        options.calibrate = try inputs([32, 3, 32, 32], seed: 2, in: dir)
+        let report = try Conversion.run(model: model, policy: policy, output: out, options: options)
+        let binarized = report.layers.filter { $0.encoding == "binarized" }
+        #expect(!binarized.isEmpty)
+        return (report, out, binarized)
+    }
+
     static let policy = """
         version: 1
         default:
@@ -36,13 +49,7 @@ import Testing
         let dir = try workspace()
         defer { try? FileManager.default.removeItem(at: dir) }
         let storage = extra.contains("bits:") ? "" : "  mix: {1: 0.6, 2: 0.3, 3: 0.1}\n"
-        let policy = try writeText(Self.policy + storage + extra, "fit.txt", in: dir)
-        let out = dir.appendingPathComponent("fit.mbm").path
-        var options = Conversion.Options()
-        options.calibrate = try inputs([32, 3, 32, 32], seed: 2, in: dir)
-        let report = try Conversion.run(model: model, policy: policy, output: out, options: options)
-        let binarized = report.layers.filter { $0.encoding == "binarized" }
-        #expect(!binarized.isEmpty)
+        let (report, out, binarized) = try convert(Self.policy + storage + extra, in: dir)
         for layer in binarized {
             let after = try #require(layer.outputError, "\(layer.name): no output error reported")
             let before = try #require(layer.outputErrorWeightFit)
@@ -71,13 +78,7 @@ import Testing
         let dir = try workspace()
         defer { try? FileManager.default.removeItem(at: dir) }
         let text = "version: 1\ndefault:\n  bits: 2\n  scale: tensor\n  fit: output-gain\n" + (uncalibrated ? "  calibrate: false\n" : "")
-        let policy = try writeText(text, "gain.txt", in: dir)
-        let out = dir.appendingPathComponent("gain.mbm").path
-        var options = Conversion.Options()
-        options.calibrate = try inputs([32, 3, 32, 32], seed: 2, in: dir)
-        let report = try Conversion.run(model: model, policy: policy, output: out, options: options)
-        let binarized = report.layers.filter { $0.encoding == "binarized" }
-        #expect(!binarized.isEmpty)
+        let (report, out, binarized) = try convert(text, in: dir)
         let suffix = uncalibrated ? "+output-fit" : "+output-gain-fit"
         for layer in binarized {
             #expect(layer.method?.hasSuffix(suffix) == true, "\(layer.name): method \(layer.method ?? "-")")

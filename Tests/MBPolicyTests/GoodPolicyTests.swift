@@ -150,3 +150,18 @@ import Testing
     #expect(result.policy?.rules.count == 5)
     #expect(result.policy?.target?.averageBits == 1.6)
 }
+
+/// The frontier's measured policies (README) parse without a single diagnostic, every rule
+/// fitting with `fit: output-gain`.
+@Test func frontierExamplePoliciesParse() throws {
+    let dir = SharedFixtures.repositoryRoot.appendingPathComponent("Examples/frontier/policies")
+    let names = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasSuffix(".txt") }.sorted()
+    #expect(names.count >= 5, "\(names)")
+    for name in names {
+        let text = try String(contentsOf: dir.appendingPathComponent(name), encoding: .utf8)
+        let result = Policy.parse(text: text, file: name)
+        #expect(result.diagnostics.isEmpty, "\(name): \(result.diagnostics)")
+        let policy = try #require(result.policy, "\(name)")
+        #expect(policy.rules.allSatisfy { $0.settings.fit == .outputGain } && policy.defaultSettings?.fit == .outputGain, "\(name)")
+    }
+}

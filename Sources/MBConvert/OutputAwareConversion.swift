@@ -186,7 +186,9 @@ enum OutputAwareConversion {
         let (geometry, inputs) = try accumulate(layer.node, weights: weights, weightShape: constant.shape, xf: xf, xq: xq)
         var notes: [String] = []
         let system: OutputFit.System
-        do { system = try OutputFit.system(inputs, geometry: geometry) } catch {
+        let damping: Double
+        if case .binarize(let b) = plan.decision.action { damping = b.damping } else { damping = OutputFit.dampingFraction }
+        do { system = try OutputFit.system(inputs, geometry: geometry, dampingFraction: damping) } catch {
             notes.append("\(error); fitted to the weights instead")
             return (current, notes)
         }

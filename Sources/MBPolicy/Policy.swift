@@ -138,6 +138,8 @@ extension Policy {
         public var calibrate: Bool?
         /// What the binarized weights are fitted to (`fit: weights | output`).
         public var fit: FitTarget?
+        /// `damping: λ`: the output fit's damping as a fraction of mean diag(X_qᵀX_q) (needs `fit: output`).
+        public var damping: Double?
         /// How the level scales are stored (`scale_type: float32 | float16`).
         public var scaleType: ElementType?
 

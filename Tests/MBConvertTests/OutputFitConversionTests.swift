@@ -70,6 +70,20 @@ import Testing
         #expect(check.weights.filter { $0.detail?.hasPrefix("fitted to calibration data") == true }.count == binarized.count)
     }
 
+    /// `damping:` reaches the fit: the first layer reads the model's input, the same X_q in both
+    /// conversions, so its λ is exactly 50 times the default's.
+    @Test func dampingKeyScalesLambda() throws {
+        let dir = try workspace()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let text = "version: 1\ndefault:\n  bits: 2\n  fit: output\n"
+        let (_, _, plain) = try convert(text, in: dir)
+        let second = dir.appendingPathComponent("damped")
+        try FileManager.default.createDirectory(at: second, withIntermediateDirectories: true)
+        let (_, _, damped) = try convert(text + "  damping: 0.5\n", in: second)
+        let ratios = zip(plain, damped).compactMap { a, b in a.damping.flatMap { la in b.damping.map { $0 / la } } }
+        #expect(ratios.count == plain.count && ratios.contains { abs($0 - 50) <= 1e-9 * 50 }, "λ ratios \(ratios)")
+    }
+
     /// `fit: output-gain`: rows are fitted and stored at one size (each over its mean |w|), the
     /// calibration correction gives the sizes back, and verify accepts the file; a layer that is
     /// not calibrated falls back to `fit: output` with a warning.

@@ -27,6 +27,7 @@ Prints per-layer relative output errors and the top-1 agreement on the evaluatio
 import argparse
 import fnmatch
 import itertools
+import os
 import sys
 
 import numpy as np
@@ -188,7 +189,13 @@ def fit_layer(w, rows_q, rows_f, K, per_channel, objective_kind, damping, rounds
         H = np.broadcast_to(I, (G, d, d)).copy()
     P = patterns(K)
     flat_t = T.reshape(G * rg, d)
-    if per_channel:
+    if per_channel == "gain":
+        # One free gain per output channel (folded into the output correction that --calibrate
+        # stores per channel anyway) times K tensor-wide level scales.
+        gain = np.maximum(np.abs(flat_t).mean(1), 1e-12)
+        S = start_binarize((flat_t / gain[:, None]).reshape(1, -1), K, False)
+        S = gain[:, None] * S[:1]
+    elif per_channel:
         S = start_binarize(flat_t, K, True)
     else:
         S = start_binarize(flat_t.reshape(1, -1), K, False)
@@ -205,7 +212,10 @@ def fit_layer(w, rows_q, rows_f, K, per_channel, objective_kind, damping, rounds
             # signs of each level from the chosen values: re-derive patterns by nearest (same values)
             _, B = nearest(Q.reshape(-1, d), S.reshape(-1, K), P)
             B = B.reshape(G, rg, d, K)
-            S = refit_output(B, T, H, per_channel)
+            if per_channel == "gain":
+                S = refit_gain(B, T, H, S)
+            else:
+                S = refit_output(B, T, H, per_channel)
             Q = np.einsum("grdk,grk->grd", B, S)
             o = objective(Q, T, H)
             if not o < best_obj * (1 - 1e-9):
@@ -217,6 +227,18 @@ def fit_layer(w, rows_q, rows_f, K, per_channel, objective_kind, damping, rounds
     den = np.einsum("grd,gde,gre->", w, Hf, w)
     Qs, _ = nearest(T.reshape(-1, d), S.reshape(-1, K), P)
     return best, max(num, 0) / den, rg, S
+
+
+def refit_gain(B, T, H, S, rounds=4):
+    """Scales of the form gain[row] × level[k]: alternating least squares on Σ (q − t)ᵀH_g(q − t)."""
+    G, rg, d, K = B.shape
+    gain = np.abs(S).sum(-1).reshape(G, rg)
+    for _ in range(rounds):
+        level = refit_output(B * gain[..., None, None], T, H, False).reshape(G, rg, K)[0, 0]
+        v = np.einsum("grdk,k->grd", B, level)
+        Hv = np.einsum("gij,grj->gri", H, v)
+        gain = np.maximum(np.einsum("gri,gri->gr", Hv, T) / np.maximum(np.einsum("gri,gri->gr", Hv, v), 1e-30), 1e-12)
+    return gain[..., None] * level
 
 
 def refit_output(B, T, H, per_channel):
@@ -239,12 +261,14 @@ def main():
     ap.add_argument("--calib", default=f"{SHARED}/ch_ppocr_mobile_v2.0_cls_infer/calib_x.npy")
     ap.add_argument("--eval", default=f"{SHARED}/ch_ppocr_mobile_v2.0_cls_infer/eval_x.npy")
     ap.add_argument("--bits", type=int, default=2)
-    ap.add_argument("--bits-for", action="append", default=[], help="PATTERN=K, first match wins")
+    ap.add_argument("--bits-for", action="append", default=[], help="PATTERN=K (weight or node name), first match wins")
     ap.add_argument("--float", action="append", default=[], help="weight name pattern kept float")
-    ap.add_argument("--scale", choices=["tensor", "channel"], default="tensor")
+    ap.add_argument("--scale", choices=["tensor", "channel", "gain", "norm"], default="tensor",
+                    help="gain: one gain per output channel (counted as free: folded into the calibration correction) × K tensor scales")
     ap.add_argument("--objective", choices=["asymmetric", "symmetric", "weights"], default="asymmetric")
     ap.add_argument("--correct", choices=["match", "ls", "bn", "none"], default="match")
     ap.add_argument("--damping", type=float, default=0.01)
+    ap.add_argument("--trace", action="store_true", help="top-1 agreement on the evaluation inputs after each layer")
     ap.add_argument("--max-rows", type=int, default=0, help="sample at most this many rows per group (0: all)")
     args = ap.parse_args()
 
@@ -262,6 +286,7 @@ def main():
     floats = runner.run(calib, [n.input[0] for n in layers] + [n.output[0] for n in layers])
     params = {k: v.copy() for k, v in runner.params.items()}
     rng = np.random.default_rng(0)
+    fe = runner.run(evalx, [])[model.graph.output[0].name] if args.trace else None
     total_bits = 0.0
     total_w = 0
     for node in layers:
@@ -270,7 +295,7 @@ def main():
         K = args.bits
         for spec in args.bits_for:
             pat, k = spec.rsplit("=", 1)
-            if fnmatch.fnmatch(wname, pat):
+            if fnmatch.fnmatch(wname, pat) or fnmatch.fnmatch(node.name, pat):
                 K = int(k)
                 break
         if any(fnmatch.fnmatch(wname, p) for p in args.float):
@@ -285,12 +310,22 @@ def main():
             W = w.reshape(g, w.shape[0] // g, -1)
         else:
             rq, rf = xq.reshape(1, -1, xq.shape[-1]), xf.reshape(1, -1, xf.shape[-1])
-            W = w.T[None]  # MatMul weight (in, out): rows = outputs
+            gemm_t = node.op_type == "Gemm" and attr(node, "transB", 0)
+            W = w[None] if gemm_t else w.T[None]  # rows = outputs (Gemm transB: (out, in); MatMul: (in, out))
         if args.max_rows and rq.shape[1] > args.max_rows:
             pick = rng.choice(rq.shape[1], args.max_rows, replace=False)
             rq, rf = rq[:, pick], rf[:, pick]
-        Q, rel, rg, S = fit_layer(W, rq, rf, K, args.scale == "channel", args.objective, args.damping)
-        q = Q.reshape(w.shape) if node.op_type == "Conv" else Q[0].T
+        if args.scale == "norm":
+            # Rows divided by their mean |w|, fitted with tensor scales, multiplied back (the
+            # per-channel factor is what the output correction restores); the error printed is
+            # the normalized problem's.
+            n = np.maximum(np.abs(W).mean(-1, keepdims=True), 1e-12)
+            Q, rel, rg, S = fit_layer(W / n, rq, rf, K, False, args.objective, args.damping)
+            Q = Q * n
+        else:
+            Q, rel, rg, S = fit_layer(W, rq, rf, K, {"channel": True, "tensor": False}.get(args.scale, args.scale),
+                                      args.objective, args.damping)
+        q = Q.reshape(w.shape) if node.op_type == "Conv" else (Q[0] if gemm_t else Q[0].T)
         params[wname] = q.astype(np.float32)
         nscales = Q.shape[0] * Q.shape[1] if args.scale == "channel" else 1
         total_bits += K * w.size + 16 * K * nscales
@@ -318,9 +353,38 @@ def main():
                 # BN(a·y + sh) = BN' (y) with gamma' = gamma·a, mean' = (mean − sh)/a
                 params[b.input[1]] = (gamma * a).astype(np.float32)
                 params[b.input[3]] = ((mean - sh) / a).astype(np.float32)
-        print(f"{wname:32s} {str(tuple(w.shape)):18s} K={K} rows={rq.shape[1]:7d} rel.out.err={rel:.4f}", flush=True)
+        elif args.correct in ("match", "ls") and not bn:
+            # No BatchNormalization (folded by the exporter): y' = a·y + sh on the layer's own
+            # output channels, folded into its weight rows and bias (what --calibrate stores as Mul/Add).
+            y = runner.run(calib, [out], params)[out].astype(np.float64)
+            yf = floats[out].astype(np.float64)
+            axes = (0,) + tuple(range(2, y.ndim))
+            mq, vq, mf, vf = y.mean(axes), y.var(axes), yf.mean(axes), yf.var(axes)
+            if args.correct == "match":
+                a = np.sqrt((vf + 1e-12) / (vq + 1e-12))
+            else:
+                sh_ = (-1,) + (1,) * (y.ndim - 2)
+                cov = ((yf - mf.reshape(sh_)) * (y - mq.reshape(sh_))).mean(axes)
+                a = cov / (vq + 1e-12)
+            sh = mf - a * mq
+            rows_axis = 0 if (node.op_type == "Conv" or gemm_t) else 1
+            qa = params[wname].astype(np.float64)
+            qa = qa * (a.reshape((-1,) + (1,) * (qa.ndim - 1)) if rows_axis == 0 else a[None, :])
+            params[wname] = qa.astype(np.float32)
+            bname = node.input[2] if len(node.input) > 2 and node.input[2] else None
+            b0 = params[bname].astype(np.float64) if bname else np.zeros_like(a)
+            if bname is None:
+                raise SystemExit(f"{node.name}: no bias to fold the correction into")
+            params[bname] = (a * b0 + sh).astype(np.float32)
+        line = f"{wname:32s} {str(tuple(w.shape)):18s} K={K} rows={rq.shape[1]:7d} rel.out.err={rel:.4f}"
+        if args.trace:
+            qe = runner.run(evalx, [], params)[model.graph.output[0].name]
+            agree_now = (fe.argmax(1) == qe.argmax(1)).mean()
+            line += f"  eval agreement so far {100 * agree_now:.1f} %"
+        print(line, flush=True)
 
-    ref = np.load(args.eval.replace("eval_x.npy", "eval_float_probs.npy")) if "eval_x" in args.eval else None
+    ref_path = args.eval.replace("eval_x.npy", "eval_float_probs.npy")
+    ref = np.load(ref_path) if "eval_x" in args.eval and os.path.exists(ref_path) else None
     out_name = model.graph.output[0].name
     fl = runner.run(evalx, [])[out_name]
     qv = runner.run(evalx, [], params)[out_name]

@@ -99,7 +99,7 @@ public enum Conversion {
             allocationSeconds = Date().timeIntervalSince(start)
         }
         let fitsOutput = prepared.plans.contains { plan in
-            if case .binarize(let b) = plan.decision.action { return b.fit == .output }
+            if case .binarize(let b) = plan.decision.action { return b.fit.fitsOutput }
             return false
         }
         if calibrationInputs == nil && !fitsOutput {

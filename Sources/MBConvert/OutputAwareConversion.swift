@@ -54,6 +54,8 @@ enum OutputAwareConversion {
         var outcomeIndex: Int
         var fits: Bool
         var calibrates: Bool
+        /// `fit: output-gain`: rows normalized before the fit, sizes restored by the correction.
+        var gains = false
     }
 
     /// `budget` (`--max-memory`) bounds each layer's fit: what `OutputFit.Accumulator.workingBytes`
@@ -162,8 +164,8 @@ enum OutputAwareConversion {
             }
             guard let plan = planned.first(where: { node.inputs.count > 1 && $0.tensor.name == node.inputs[1] }) ?? planned.first else { continue }
             // int/palette layers are not fitted, but are calibrated in graph order like the rest.
-            var fits = false
-            if case .binarize(let b) = plan.decision.action { fits = b.fit == .output }
+            var fits = false, gains = false
+            if case .binarize(let b) = plan.decision.action { fits = b.fit.fitsOutput; gains = b.fit == .outputGain }
             if fits, plan.tensor.consumers.count != 1 {
                 warnings.append("tensor '\(plan.tensor.name)': read by \(plan.tensor.consumers.count) nodes; fit: output needs one reader, fitted to the weights instead")
                 fits = false
@@ -172,7 +174,12 @@ enum OutputAwareConversion {
                 warnings.append("tensor '\(plan.tensor.name)': \(problem); fitted to the weights instead")
                 fits = false
             }
-            layers.append(Layer(node: node, plan: plan, outcomeIndex: -1, fits: fits, calibrates: plan.decision.action.calibrates))
+            if fits, gains, !plan.decision.action.calibrates {
+                warnings.append("tensor '\(plan.tensor.name)': fit: output-gain needs the layer calibrated (the correction gives each channel its size back); fitted as fit: output")
+                gains = false
+            }
+            layers.append(Layer(node: node, plan: plan, outcomeIndex: -1, fits: fits, calibrates: plan.decision.action.calibrates,
+                                gains: fits && gains))
         }
         return (layers, warnings)
     }
@@ -222,7 +229,7 @@ enum OutputAwareConversion {
                     times: PhaseTimes = PhaseTimes()) throws -> (Conversion.LayerOutcome, [String]) {
         let plan = layer.plan
         let constant = prepared.graph.constants[prepared.constantIndex[plan.tensor.name]!]
-        let weights = try Conversion.floatValues(of: constant)
+        var weights = try Conversion.floatValues(of: constant)
         let name = plan.tensor.name
         /// The weight-space binarization, for a layer that falls back to it (`Conversion.binarize`
         /// leaves fitted layers float until here).
@@ -235,11 +242,21 @@ enum OutputAwareConversion {
         guard xf.shape == xq.shape else {
             throw ConversionError("layer '\(layer.node.name)': input \(xq.shape) in the binarized model, \(xf.shape) in the float model")
         }
+        var gains: [Float]? = nil
+        if layer.gains {
+            // Each output channel's row over its mean |w|: the fit (and the stored tensor) sees
+            // channels of one size; the correction that follows multiplies the sizes back in.
+            let g = try Self.geometry(layer.node, weightShape: constant.shape, input: xq.shape, elements: xq.count).0
+            gains = rowGains(weights, g)
+            weights = scaledRows(weights, g, by: gains!.map { 1 / $0 })
+        }
         let (geometry, inputs) = try accumulate(layer.node, weights: weights, weightShape: constant.shape, xf: xf, xq: xq)
         times.lap("moments")
         var notes: [String] = []
         let system: OutputFit.System
-        do { system = try OutputFit.system(inputs, geometry: geometry) } catch {
+        let damping: Double
+        if case .binarize(let b) = plan.decision.action { damping = b.damping } else { damping = OutputFit.dampingFraction }
+        do { system = try OutputFit.system(inputs, geometry: geometry, dampingFraction: damping) } catch {
             notes.append("\(error); fitted to the weights instead")
             return (try weightFit(), notes)
         }
@@ -269,12 +286,13 @@ enum OutputAwareConversion {
         let stats = Statistics(original: weights, packed: packed)
         // The start's row (the policy's method and scales), its errors measured against the weights.
         var row = start.row
-        row.method = (row.method ?? "") + "+output-fit"
+        row.method = (row.method ?? "") + (gains == nil ? "+output-fit" : "+output-gain-fit")
         row.averageBits = stats.averageBits
         row.realizedMix = stats.fractions.enumerated().filter { $0.element > 0 }.map { ConversionReport.MixEntry(bits: $0.offset + 1, fraction: $0.element) }
         row.normalizedError = stats.normalizedError
         row.sqnrDB = stats.sqnrDB
         row.maxAbsError = stats.maxAbsError
+        // Under output-gain the start is already in the normalized rows' space, like `fitted`.
         row.outputErrorWeightFit = OutputFit.relativeOutputError(fitted: startPacked.dequantized(), inputs: inputs, geometry: geometry)
         row.outputError = OutputFit.relativeOutputError(fitted: fitted, inputs: inputs, geometry: geometry)
         row.calibrationRows = inputs.sampleRows
@@ -282,6 +300,25 @@ enum OutputAwareConversion {
         outcome.row = row
         times.lap("report")
         return (outcome, notes)
+    }
+
+    /// Mean |w| of each output channel's row (1 for a row of zeros).
+    static func rowGains(_ w: [Float], _ g: OutputFit.Geometry) -> [Float] {
+        (0..<g.rows).map { r in
+            var sum = 0.0
+            for c in 0..<g.columns { sum += Double(abs(w[g.flat(r, c)])) }
+            let mean = Float(sum / Double(max(g.columns, 1)))
+            return mean > 0 && mean.isFinite ? mean : 1
+        }
+    }
+
+    /// `w` with row r (output channel r) multiplied by `factors[r]`.
+    static func scaledRows(_ w: [Float], _ g: OutputFit.Geometry, by factors: [Float]) -> [Float] {
+        var out = w
+        for r in 0..<g.rows {
+            for c in 0..<g.columns { out[g.flat(r, c)] *= factors[r] }
+        }
+        return out
     }
 
     /// The fit's view of the weight: its geometry and the rows each group sees.

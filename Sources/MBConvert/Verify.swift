@@ -143,7 +143,7 @@ public enum Verify {
             // as it is, so the rest of the model is still compared exactly.
             var fitted: [String: IRTensor] = [:]
             for plan in prepared.plans {
-                guard case .binarize(let b) = plan.decision.action, b.fit == .output else { continue }
+                guard case .binarize(let b) = plan.decision.action, b.fit.fitsOutput else { continue }
                 let name = plan.tensor.name
                 guard let shell = stored[name], case let s = try file.resolve(shell), case .binarized(let packed) = s.storage else {
                     failures.append("constant '\(name)': 'fit: output' expects a binarized tensor in the file")

@@ -51,6 +51,8 @@ public struct WeightDecision: Sendable, Equatable {
         public var calibrate: Bool
         /// What the signs and scales are fitted to (`fit:`; the weights unless stated).
         public var fit: FitTarget
+        /// The output fit's damping λ as a fraction of mean diag(X_qᵀX_q) (`damping:`; 0.01 unless stated).
+        public var damping: Double = Self.defaultDamping
         /// How the level scales are stored (`scale_type:`; float32 unless stated).
         public var scaleType: ElementType = .float
 
@@ -73,10 +75,13 @@ public struct WeightDecision: Sendable, Equatable {
         public static let defaultRefit = RefitMode.off
         public static let defaultCalibrate = true
         public static let defaultFit = FitTarget.weights
+        /// MBBinarize's `OutputFit.dampingFraction` (MBPolicy does not import MBBinarize).
+        public static let defaultDamping = 0.01
 
-        func with(scaleType: ElementType) -> Binarization {
+        func with(scaleType: ElementType, damping: Double?) -> Binarization {
             var b = self
             b.scaleType = scaleType
+            b.damping = damping ?? Self.defaultDamping
             return b
         }
     }
@@ -113,7 +118,7 @@ extension Policy.Settings {
             refit: refit ?? WeightDecision.Binarization.defaultRefit,
             granularity: granularity ?? .element,
             calibrate: calibrate ?? WeightDecision.Binarization.defaultCalibrate,
-            fit: fit ?? WeightDecision.Binarization.defaultFit).with(scaleType: scaleType ?? .float))
+            fit: fit ?? WeightDecision.Binarization.defaultFit).with(scaleType: scaleType ?? .float, damping: damping))
     }
 }
 

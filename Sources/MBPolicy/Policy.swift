@@ -138,6 +138,8 @@ extension Policy {
         public var calibrate: Bool?
         /// What the binarized weights are fitted to (`fit: weights | output`).
         public var fit: FitTarget?
+        /// `damping: λ`: the output fit's damping as a fraction of mean diag(X_qᵀX_q) (needs `fit: output`).
+        public var damping: Double?
         /// How the level scales are stored (`scale_type: float32 | float16`).
         public var scaleType: ElementType?
 
@@ -254,6 +256,14 @@ public enum RefitMode: String, Sendable, CaseIterable, ExpressibleByBooleanLiter
 public enum FitTarget: String, Sendable, CaseIterable {
     case weights
     case output
+    /// `output` with each output channel's row divided by its mean |w| before the fit, so one set
+    /// of tensor level scales serves channels of very different sizes (BatchNorm folded into the
+    /// weights makes them so); the layer's calibration correction, a per-channel gain stored
+    /// anyway, gives each channel its size back. Needs the layer calibrated.
+    case outputGain = "output-gain"
+
+    /// Whether the weight is fitted to the layer's output (`output`, `output-gain`).
+    public var fitsOutput: Bool { self != .weights }
 }
 
 extension Policy {

@@ -7,7 +7,7 @@ enum PolicyKeys {
     static let top = ["version", "target", "rules", "default", "images"]
     static let rule = ["match", "label"] + settings
     static let match = ["name", "tensor", "op", "position", "min_elements", "max_elements", "depthwise", "kernel"]
-    static let settings = ["mix", "average", "bits", "int", "palette", "method", "scale", "refit", "calibrate", "fit", "scale_type", "keep", "granularity", "activations"]
+    static let settings = ["mix", "average", "bits", "int", "palette", "method", "scale", "refit", "calibrate", "fit", "damping", "scale_type", "keep", "granularity", "activations"]
     /// Keys of `activations: {...}` (the layer's input binarized at inference time).
     static let activations = ["mix", "bits", "method", "granularity"]
     /// Exactly one of these decides how a tensor is stored.

@@ -55,6 +55,9 @@ extension SchemaReader {
             case "fit":
                 result.fit = choice(item.value, "fit", FitTarget.self)
                 valid = result.fit != nil
+            case "damping":
+                result.damping = damping(item.value)
+                valid = result.damping != nil
             case "granularity":
                 result.granularity = granularity(item.value, activations: false)
                 valid = result.granularity != nil
@@ -78,7 +81,20 @@ extension SchemaReader {
                 warning(item.position, "'method' has no effect with 'bits': every entry gets the same bitwidth")
             }
         }
+        if let d = e.first(where: { $0.key == "damping" }), ok, !(result.fit?.fitsOutput ?? false) {
+            warning(d.position, "'damping' has no effect without 'fit: output' or 'fit: output-gain': only the output fit is damped")
+        }
         return ok ? result : nil
+    }
+
+    /// `damping: 0.1`: the output fit's λ as a fraction of mean diag(X_qᵀX_q), positive and finite.
+    mutating func damping(_ node: Node) -> Double? {
+        guard let d = number(node, "damping must be a positive number (a fraction of the mean diagonal of XᵀX), e.g. damping: 0.1") else { return nil }
+        guard d.isFinite, d > 0 else {
+            error(Self.position(node), "damping must be a positive finite number (a fraction of the mean diagonal of XᵀX), got \(Self.sourceText(node))")
+            return nil
+        }
+        return d
     }
 
     /// `mix: {1: 0.7, 2: 0.2, 3: 0.1}`: bitwidths 1 to 8, fractions in [0, 1] summing to 1.

@@ -23,6 +23,19 @@ import Testing
         return path
     }
 
+    /// Converts tiny_cnn with `policyText` on 32 seeded calibration inputs: the report, the file
+    /// and the report rows of the binarized layers (at least one).
+    func convert(_ policyText: String, in dir: URL) throws -> (ConversionReport, String, [ConversionReport.Layer]) {
+        let policy = try writeText(policyText, "fit.txt", in: dir)
+        let out = dir.appendingPathComponent("fit.mbm").path
+        var options = Conversion.Options()
+        options.calibrate = try inputs([32, 3, 32, 32], seed: 2, in: dir)
+        let report = try Conversion.run(model: model, policy: policy, output: out, options: options)
+        let binarized = report.layers.filter { $0.encoding == "binarized" }
+        #expect(!binarized.isEmpty)
+        return (report, out, binarized)
+    }
+
     static let policy = """
         version: 1
         default:
@@ -36,13 +49,7 @@ import Testing
         let dir = try workspace()
         defer { try? FileManager.default.removeItem(at: dir) }
         let storage = extra.contains("bits:") ? "" : "  mix: {1: 0.6, 2: 0.3, 3: 0.1}\n"
-        let policy = try writeText(Self.policy + storage + extra, "fit.txt", in: dir)
-        let out = dir.appendingPathComponent("fit.mbm").path
-        var options = Conversion.Options()
-        options.calibrate = try inputs([32, 3, 32, 32], seed: 2, in: dir)
-        let report = try Conversion.run(model: model, policy: policy, output: out, options: options)
-        let binarized = report.layers.filter { $0.encoding == "binarized" }
-        #expect(!binarized.isEmpty)
+        let (report, out, binarized) = try convert(Self.policy + storage + extra, in: dir)
         for layer in binarized {
             let after = try #require(layer.outputError, "\(layer.name): no output error reported")
             let before = try #require(layer.outputErrorWeightFit)
@@ -61,6 +68,49 @@ import Testing
         let check = try Verify.run(onnx: model, mbm: out, options: Verify.Options())
         #expect(check.passed, "\(check.failures)")
         #expect(check.weights.filter { $0.detail?.hasPrefix("fitted to calibration data") == true }.count == binarized.count)
+    }
+
+    /// `damping:` reaches the fit: the first layer reads the model's input, the same X_q in both
+    /// conversions, so its λ is exactly 50 times the default's.
+    @Test func dampingKeyScalesLambda() throws {
+        let dir = try workspace()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let text = "version: 1\ndefault:\n  bits: 2\n  fit: output\n"
+        let (_, _, plain) = try convert(text, in: dir)
+        let second = dir.appendingPathComponent("damped")
+        try FileManager.default.createDirectory(at: second, withIntermediateDirectories: true)
+        let (_, _, damped) = try convert(text + "  damping: 0.5\n", in: second)
+        let ratios = zip(plain, damped).compactMap { a, b in a.damping.flatMap { la in b.damping.map { $0 / la } } }
+        #expect(ratios.count == plain.count && ratios.contains { abs($0 - 50) <= 1e-9 * 50 }, "λ ratios \(ratios)")
+    }
+
+    /// `fit: output-gain`: rows are fitted and stored at one size (each over its mean |w|), the
+    /// calibration correction gives the sizes back, and verify accepts the file; a layer that is
+    /// not calibrated falls back to `fit: output` with a warning.
+    @Test(arguments: [false, true])
+    func outputGainStoresRowsOfOneSize(uncalibrated: Bool) throws {
+        let dir = try workspace()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let text = "version: 1\ndefault:\n  bits: 2\n  scale: tensor\n  fit: output-gain\n" + (uncalibrated ? "  calibrate: false\n" : "")
+        let (report, out, binarized) = try convert(text, in: dir)
+        let suffix = uncalibrated ? "+output-fit" : "+output-gain-fit"
+        for layer in binarized {
+            #expect(layer.method?.hasSuffix(suffix) == true, "\(layer.name): method \(layer.method ?? "-")")
+        }
+        #expect(report.warnings.contains { $0.contains("output-gain needs the layer calibrated") } == uncalibrated, "\(report.warnings)")
+        // Largest over smallest mean |w| of the stored rows: one size when the rows were normalized
+        // (in the float model dw3's rows differ 3.8-fold, conv1's 1.9-fold).
+        let file = try MBMFile.open(path: out)
+        for layer in binarized where !uncalibrated {
+            guard let c = file.model.graph.constants.first(where: { $0.name == layer.name }), case .binarized(let p) = c.storage,
+                  c.shape.count == 4 else { continue }
+            let w = p.dequantized(), rows = c.shape[0], d = w.count / rows
+            let means = (0..<rows).map { r in w[(r * d)..<((r + 1) * d)].reduce(0.0) { $0 + Double(abs($1)) } / Double(d) }
+            let spread = means.max()! / max(means.min()!, 1e-30)
+            #expect(spread < 2, "\(layer.name): stored rows' mean |w| spread \(spread) (\(means))")
+        }
+        let check = try Verify.run(onnx: model, mbm: out, options: Verify.Options())
+        #expect(check.passed, "\(check.failures)")
     }
 
     @Test func badCalibrationInputsWriteNothing() throws {

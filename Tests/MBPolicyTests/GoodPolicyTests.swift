@@ -150,3 +150,34 @@ import Testing
     #expect(result.policy?.rules.count == 5)
     #expect(result.policy?.target?.averageBits == 1.6)
 }
+
+/// `damping:` reaches the decision; unset it is the output fit's 0.01.
+@Test func outputFitDampingIsANamedOption() throws {
+    let p = try #require(Policy.parse(text: "version: 1\nrules:\n  - match: {op: Gemm}\n    bits: 2\n    fit: output\n    damping: 0.1\ndefault: {bits: 2, fit: output}\n", file: "d.txt").policy)
+    #expect(p.rules[0].settings.damping == 0.1)
+    guard case .binarize(let fitted) = p.rules[0].settings.action, case .binarize(let plain)? = p.defaultSettings?.action else {
+        Issue.record("both rules binarize")
+        return
+    }
+    #expect(fitted.damping == 0.1)
+    #expect(plain.damping == WeightDecision.Binarization.defaultDamping && plain.damping == 0.01)
+    // Without an output fit it changes nothing, and the parser says so.
+    let unused = Policy.parse(text: "version: 1\ndefault: {bits: 2, damping: 0.1}\n", file: "d.txt")
+    #expect(unused.policy != nil)
+    #expect(unused.diagnostics.map(\.description) == ["d.txt:2:20: warning: 'damping' has no effect without 'fit: output' or 'fit: output-gain': only the output fit is damped"])
+}
+
+/// The frontier's measured policies (README) parse without a single diagnostic, every rule
+/// fitting with `fit: output-gain`.
+@Test func frontierExamplePoliciesParse() throws {
+    let dir = SharedFixtures.repositoryRoot.appendingPathComponent("Examples/frontier/policies")
+    let names = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasSuffix(".txt") }.sorted()
+    #expect(names.count >= 5, "\(names)")
+    for name in names {
+        let text = try String(contentsOf: dir.appendingPathComponent(name), encoding: .utf8)
+        let result = Policy.parse(text: text, file: name)
+        #expect(result.diagnostics.isEmpty, "\(name): \(result.diagnostics)")
+        let policy = try #require(result.policy, "\(name)")
+        #expect(policy.rules.allSatisfy { $0.settings.fit == .outputGain } && policy.defaultSettings?.fit == .outputGain, "\(name)")
+    }
+}

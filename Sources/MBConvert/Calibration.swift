@@ -138,7 +138,9 @@ public enum Calibration {
                 return apply(y, axis: ax, scale: scale, shift: shift)
             }
         }
-        _ = try binarizedRunner.run(binGraph, feeds: inputs, transforms: transforms)
+        // The float outputs are held meanwhile (the corrections are measured against them).
+        let held = Set(floatOut.keys).subtracting(inputs.keys).reduce(0) { $0 + ModelRunner.bytes(floatOut[$1]!) }
+        _ = try binarizedRunner.run(binGraph, feeds: inputs, transforms: transforms, reserve: held)
 
         return store(found, layers: layers, in: binarized)
     }

@@ -235,7 +235,8 @@ struct ChannelSums: Sendable {
         let inner = shape[(axis + 1)...].reduce(1, *)
         let outer = shape[..<axis].reduce(1, *)
         let c = channels
-        t.floats.withUnsafeBufferPointer { v in
+        // Read in place (a float tensor's `floats` would copy it: a whole batch's activations).
+        func accumulate(_ v: UnsafeBufferPointer<Float>) {
             for o in 0..<outer {
                 for ch in 0..<c {
                     let base = (o * c + ch) * inner
@@ -250,6 +251,7 @@ struct ChannelSums: Sendable {
                 }
             }
         }
+        if t.elementType == .float { t.withFloats(accumulate) } else { t.floats.withUnsafeBufferPointer(accumulate) }
         count += outer * inner
     }
 

@@ -193,13 +193,19 @@ public enum Calibration {
     static func apply(_ y: MBTensor, axis: Int, scale: [Float], shift: [Float]) -> MBTensor {
         let shape = y.shape
         let c = shape[axis], inner = shape[(axis + 1)...].reduce(1, *), outer = shape[..<axis].reduce(1, *)
-        var v = y.floats
-        for o in 0..<outer {
-            for ch in 0..<c {
-                let base = (o * c + ch) * inner
-                let a = scale[ch], b = shift[ch]
-                for i in 0..<inner { v[base + i] = v[base + i] * a + b }
+        // One new array, read from `y` in place (`floats` would copy it first).
+        let v = [Float](unsafeUninitializedCapacity: y.count) { out, count in
+            func fill(_ x: UnsafeBufferPointer<Float>) {
+                for o in 0..<outer {
+                    for ch in 0..<c {
+                        let base = (o * c + ch) * inner
+                        let a = scale[ch], b = shift[ch]
+                        for i in 0..<inner { out[base + i] = x[base + i] * a + b }
+                    }
+                }
             }
+            if y.elementType == .float { y.withFloats(fill) } else { y.floats.withUnsafeBufferPointer(fill) }
+            count = y.count
         }
         return MBTensor(shape: shape, floats: v)
     }

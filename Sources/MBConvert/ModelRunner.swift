@@ -49,12 +49,14 @@ struct ModelRunner {
 
     /// Node ranges, in order, whose weights (distinct constants' `need`) and values fit `budget`
     /// together. A segment's values are those that cross into it (produced before it or fed,
-    /// read in it or later, or wanted by the caller: held while it runs) and the most its own
-    /// nodes' values hold at once (a value made in the segment lives from its node to its last
-    /// reader), by `valueBytes`; `reserve` more is held by the caller. A node that does not fit
-    /// alone is an error naming it.
+    /// read in it or later, or wanted by the caller: held while it runs) and those its own nodes
+    /// make (every one: the runtime's pool keeps buffers by size), by `valueBytes`; `reserve`
+    /// more is held by the caller. A node that does not fit alone is an error naming it.
+    ///
+    /// A value in `transformed` is replaced the moment it is made (`run(_:transforming:)`): the
+    /// transform's new array and the tensor made of it are held beside it for a moment.
     static func segments(of graph: IRGraph, budget: Int, need: (IRTensor) -> Int, valueBytes: (String) -> Int = { _ in 0 },
-                         wanted: Set<String> = [], reserve: Int = 0) throws -> [Range<Int>] {
+                         wanted: Set<String> = [], reserve: Int = 0, transformed: Set<String> = []) throws -> [Range<Int>] {
         let constantAt = Dictionary(graph.constants.enumerated().map { ($0.element.name, $0.offset) }, uniquingKeysWith: { a, _ in a })
         let n = graph.nodes.count
         // Each value's producer (-1: fed) and last reader (n: wanted), by node index.
@@ -63,7 +65,7 @@ struct ModelRunner {
         for (i, node) in graph.nodes.enumerated() {
             for name in reads(of: node) where constantAt[name] == nil {
                 if producer[name] == nil { producer[name] = -1 }
-                lastReader[name] = i
+                lastReader[name] = max(lastReader[name] ?? i, i)
             }
             for o in node.outputs where !o.isEmpty {
                 producer[o] = i
@@ -73,7 +75,6 @@ struct ModelRunner {
         for name in wanted where producer[name] == nil { producer[name] = -1; lastReader[name] = n }
         // crossing[a]: bytes of the values made before node a (or fed) and read at a or later.
         var crossing = [Int](repeating: 0, count: n + 1)
-        var freedAfter = [[String]](repeating: [], count: n)
         for (name, made) in producer {
             guard let last = lastReader[name], last > made else { continue }
             let bytes = valueBytes(name)
@@ -81,11 +82,13 @@ struct ModelRunner {
                 crossing[made + 1] += bytes
                 if last < n { crossing[last + 1] -= bytes }
             }
-            if made >= 0, last < n { freedAfter[last].append(name) }
         }
         for a in 1...n where n > 0 { crossing[a] += crossing[a - 1] }
         func madeBytes(_ i: Int) -> Int {
             graph.nodes[i].outputs.reduce(0) { $0 + ($1.isEmpty || (lastReader[$1] ?? -1) <= i ? 0 : valueBytes($1)) }
+        }
+        func transient(_ i: Int) -> Int {
+            graph.nodes[i].outputs.reduce(0) { $0 + (transformed.contains($1) ? 2 * valueBytes($1) : 0) }
         }
 
         var ranges: [Range<Int>] = []
@@ -93,31 +96,30 @@ struct ModelRunner {
         var held = Set<Int>()
         var weights = 0
         var inner = 0, innerPeak = 0
-        var madeIn = Set<String>()
         for (i, node) in graph.nodes.enumerated() {
             let own = Set(reads(of: node).compactMap { constantAt[$0] })
             let ownBytes = own.reduce(0) { $0 + need(graph.constants[$1]) }
-            let alone = ownBytes + crossing[i] + madeBytes(i) + reserve
+            let alone = ownBytes + crossing[i] + madeBytes(i) + transient(i) + reserve
             if alone > budget {
                 throw tooLarge(node: node.name, need: ownBytes, values: alone - ownBytes, budget: budget)
             }
             let added = own.subtracting(held).reduce(0) { $0 + need(graph.constants[$1]) }
-            if i > start, weights + added + crossing[start] + max(innerPeak, inner + madeBytes(i)) + reserve > budget {
+            if i > start, weights + added + crossing[start] + max(innerPeak, inner + madeBytes(i) + transient(i)) + reserve > budget {
                 ranges.append(start..<i)
                 start = i
                 held = []
                 weights = 0
                 inner = 0
                 innerPeak = 0
-                madeIn = []
             }
             weights += own.subtracting(held).reduce(0) { $0 + need(graph.constants[$1]) }
             held.formUnion(own)
+            innerPeak = max(innerPeak, inner + madeBytes(i) + transient(i))
             inner += madeBytes(i)
-            innerPeak = max(innerPeak, inner)
-            madeIn.formUnion(node.outputs)
-            // Values made in this segment and last read here are freed by the runtime.
-            for name in freedAfter[i] where madeIn.contains(name) && producer[name]! < i { inner -= valueBytes(name) }
+            // A value made here and last read in this segment is not subtracted: the session's
+            // buffer pool keeps a freed buffer for a later value of the same byte size only, so
+            // a segment's values are charged in full (measured: a batch of 64 through AlexNet's
+            // first layers peaked at the sum of its values, not at the largest live set).
         }
         if start < n || ranges.isEmpty { ranges.append(start..<n) }
         return ranges
@@ -180,7 +182,9 @@ struct ModelRunner {
             if let t = feeds[name] { return Self.bytes(t) }
             return (perEntry[name] ?? 0) * entries
         }
-        let ranges = try Self.segments(of: graph, budget: budget, need: need, valueBytes: valueBytes, wanted: Set(wanted), reserve: reserve)
+        // The feeds are charged throughout: the caller holds them until the run returns.
+        let ranges = try Self.segments(of: graph, budget: budget, need: need, valueBytes: valueBytes, wanted: Set(wanted).union(feeds.keys),
+                                       reserve: reserve, transformed: Set(transforms.keys))
         return try run(graph, ranges: ranges, feeds: feeds, transforms: transforms, constant: constant, exposeAll: false)
     }
 

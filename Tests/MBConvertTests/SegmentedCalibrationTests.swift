@@ -39,16 +39,17 @@ import Testing
         for (name, t) in inputs { sizes[name] = ModelRunner.bytes(t) }
         let layerNodes = Conversion.calibratedNodes(prepared)
         let layers = prepared.graph.nodes.filter { layerNodes.contains($0.name) }.compactMap(\.outputs.first)
-        let wanted = Set(prepared.graph.outputs.map(\.name) + layers)
+        let wanted = Set(prepared.graph.outputs.map(\.name) + layers + inputs.keys)
         let reserve = Set(layers).union(prepared.graph.outputs.map(\.name)).reduce(0) { $0 + sizes[$1]! }
         var fits = 0
-        for (runner, held) in [(runners.float, 0), (runners.binarized, reserve)] {
+        for (runner, held, transformed) in [(runners.float, 0, Set<String>()), (runners.binarized, reserve, Set(layers))] {
             guard case .segments(_, let need, _) = runner.mode else { Issue.record("not segmented at a budget of 1 byte"); return (0, 0) }
             // The smallest budget `segments` accepts (it grows with the budget: one node alone must fit).
             var low = 1, high = 1 << 30
             while low < high {
                 let mid = (low + high) / 2
-                if (try? ModelRunner.segments(of: prepared.graph, budget: mid, need: need, valueBytes: { sizes[$0] ?? 0 }, wanted: wanted, reserve: held)) != nil {
+                if (try? ModelRunner.segments(of: prepared.graph, budget: mid, need: need, valueBytes: { sizes[$0] ?? 0 }, wanted: wanted, reserve: held,
+                                              transformed: transformed)) != nil {
                     high = mid
                 } else {
                     low = mid + 1
@@ -58,7 +59,7 @@ import Testing
         }
         guard case .segments(_, let need, _) = runners.binarized.mode else { return (0, 0) }
         let segments = try ModelRunner.segments(of: prepared.graph, budget: fits, need: need, valueBytes: { sizes[$0] ?? 0 },
-                                                wanted: wanted, reserve: reserve).count
+                                                wanted: wanted, reserve: reserve, transformed: Set(layers)).count
         return (fits, segments)
     }
 

@@ -33,7 +33,7 @@ extension Calibration {
     /// loading every segment once per batch and pass. The segments compute what the whole graph
     /// does, so the corrections are the same bits.
     static func calibrateStreamed(float: IRGraph, binarized: IRGraph, opsets: [IROpset], layerNodes: Set<String>,
-                                  source: CalibrationInputs, model: MBModel, batchSize: Int, threads: Int,
+                                  source: CalibrationInputs, declared: [IRValueInfo], batchSize: Int, threads: Int,
                                   runners: (float: ModelRunner, binarized: ModelRunner)? = nil,
                                   progress: (@Sendable (Progress) -> Void)?) throws -> (IRGraph, [LayerCorrection], [StoredCorrection]) {
         let layers = binarized.nodes.enumerated().filter { layerNodes.contains($0.element.name) && !$0.element.outputs.isEmpty }
@@ -51,7 +51,7 @@ extension Calibration {
         var done = 0
         func read(_ rows: Range<Int>) throws -> [String: MBTensor] {
             let feeds = try source.batch(rows)
-            try check(feeds, model: model, path: "\(source.path) (entries \(rows.lowerBound)..<\(rows.upperBound))")
+            try check(feeds, declared: declared, path: "\(source.path) (entries \(rows.lowerBound)..<\(rows.upperBound))")
             return feeds
         }
 

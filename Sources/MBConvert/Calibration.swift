@@ -266,7 +266,12 @@ extension Calibration {
     /// dimension that differs from the model's declaration, an empty batch, NaN or Inf. One line
     /// naming the path, the input and the problem.
     static func check(_ inputs: [String: MBTensor], model: MBModel, path: String) throws {
-        for info in model.inputs {
+        try check(inputs, declared: model.inputs, path: path)
+    }
+
+    /// `check` against a model's declared inputs.
+    static func check(_ inputs: [String: MBTensor], declared: [IRValueInfo], path: String) throws {
+        for info in declared {
             guard let t = inputs[info.name] else { throw ConversionError("\(path): no calibration values for model input '\(info.name)'") }
             if let type = info.elementType, type == .float || type == .float16 || type == .double, t.elementType != .float {
                 throw ConversionError("\(path): input '\(info.name)' is \(t.elementType.name); the model takes float (give float32 .npy)")

@@ -73,19 +73,21 @@ public enum Conversion {
         // Streamed (`calibrationBatch` below the number of entries), only the first entries are
         // read here, for the sensitivity probes; the calibration reads the rest batch by batch.
         var calibrationInputs: [String: MBTensor]?
-        var streamed: (source: CalibrationInputs, model: MBModel, batch: Int)?
+        var streamed: (source: CalibrationInputs, declared: [IRValueInfo], batch: Int)?
         if let calibrationPath = options.calibrate {
-            let model = try MBModel(ir: IRModel(graph: prepared.graph, opsets: prepared.opsets))
+            // The inputs as the graph declares them (the runtime takes a graph's inputs as they
+            // are): building the float model here would hold its weights.
+            let declared = prepared.graph.inputs
             let images = try ImagePreprocessing.resolve(options.images, policy: prepared.policy)
-            let source = try CalibrationInputs.open(calibrationPath, model: model, images: images)
+            let source = try CalibrationInputs.open(calibrationPath, inputs: declared, images: images)
             if let batch = options.calibrationBatch, batch < source.count {
                 let inputs = try source.batch(0..<min(source.count, Sensitivity.maxInputs))
-                try Calibration.check(inputs, model: model, path: calibrationPath)
+                try Calibration.check(inputs, declared: declared, path: calibrationPath)
                 calibrationInputs = inputs
-                streamed = (source, model, batch)
+                streamed = (source, declared, batch)
             } else {
                 let inputs = try source.all()
-                try Calibration.check(inputs, model: model, path: calibrationPath)
+                try Calibration.check(inputs, declared: declared, path: calibrationPath)
                 calibrationInputs = inputs
             }
         }
@@ -143,7 +145,7 @@ public enum Conversion {
                 if let streamed {
                     (corrected, found, stored) = try Calibration.calibrateStreamed(
                         float: prepared.graph, binarized: graph, opsets: prepared.opsets, layerNodes: layerNodes, source: streamed.source,
-                        model: streamed.model, batchSize: streamed.batch, threads: options.threads, runners: (floatRunner, binarizedRunner),
+                        declared: streamed.declared, batchSize: streamed.batch, threads: options.threads, runners: (floatRunner, binarizedRunner),
                         progress: options.calibrationProgress)
                 } else {
                     (corrected, found, stored) = try Calibration.calibrate(float: prepared.graph, binarized: graph, layerNodes: layerNodes, inputs: inputs,
@@ -195,7 +197,7 @@ public enum Conversion {
             let layerNodes = calibratedNodes(prepared)
             let (corrected, found, stored) = try streamed.map {
                 try Calibration.calibrateStreamed(float: prepared.graph, binarized: graph, opsets: prepared.opsets, layerNodes: layerNodes,
-                                                  source: $0.source, model: $0.model, batchSize: $0.batch, threads: options.threads,
+                                                  source: $0.source, declared: $0.declared, batchSize: $0.batch, threads: options.threads,
                                                   progress: options.calibrationProgress)
             } ?? Calibration.calibrate(float: prepared.graph, binarized: graph, opsets: prepared.opsets,
                                        layerNodes: layerNodes, inputs: inputs, threads: options.threads)

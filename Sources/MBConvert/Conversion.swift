@@ -122,13 +122,14 @@ public enum Conversion {
             wholeValues = try ModelRunner.wholeValueBytes(prepared, watched: watched, feeds: inputs, entries: entries, sizes: valueSizes,
                                                           threads: options.threads) ?? 0
         }
-        if let inputs = calibrationInputs, !fitsOutput, ModelRunner.heldBytes(prepared) + wholeValues > budget || options.segmentedCalibration {
+        if calibrationInputs != nil, !fitsOutput, ModelRunner.heldBytes(prepared) + wholeValues > budget || options.segmentedCalibration {
             // The models do not fit the budget whole: the float and the binarized model run in
             // segments, in one batch or batch by batch (`--calibrate-batch`). Each binarized
             // weight is converted once, the first time a segment needs it, and kept in a scratch
             // file beside the output; the corrected graph is then written tensor by tensor like
             // an uncalibrated conversion, the converted weights read back from that file.
             let start = Date()
+            ModelRunner.returnFreedMemoryToTheSystem()
             let spill = try ConvertedSpill(besideOutput: outputPath)
             var (floatRunner, binarizedRunner) = ModelRunner.forConversion(prepared, budget: budget, threads: options.threads, spill: spill,
                                                                            sizes: valueSizes, values: options.segmentedCalibration ? budget : wholeValues)
@@ -143,12 +144,13 @@ public enum Conversion {
             let (corrected, found, stored): (IRGraph, [Calibration.LayerCorrection], [Calibration.StoredCorrection])
             do {
                 if let streamed {
+                    calibrationInputs = nil  // the first entries, read for the sensitivity probes: not needed now
                     (corrected, found, stored) = try Calibration.calibrateStreamed(
                         float: prepared.graph, binarized: graph, opsets: prepared.opsets, layerNodes: layerNodes, source: streamed.source,
                         declared: streamed.declared, batchSize: streamed.batch, threads: options.threads, runners: (floatRunner, binarizedRunner),
                         progress: options.calibrationProgress)
                 } else {
-                    (corrected, found, stored) = try Calibration.calibrate(float: prepared.graph, binarized: graph, layerNodes: layerNodes, inputs: inputs,
+                    (corrected, found, stored) = try Calibration.calibrate(float: prepared.graph, binarized: graph, layerNodes: layerNodes, inputs: calibrationInputs!,
                                                                            floatRunner: &floatRunner, binarizedRunner: &binarizedRunner)
                 }
             } catch let error as ConversionError where error.description.hasPrefix("node '") {

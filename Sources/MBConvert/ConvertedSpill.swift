@@ -127,25 +127,25 @@ final class ConvertedSpill: @unchecked Sendable {
     }
 
     private func write(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws {
-        var done = 0
-        while done < bytes.count {
-            let n = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else {
-                throw ConversionError("\(folder): cannot write the scratch file of converted weights: \(String(cString: strerror(n < 0 ? errno : ENOSPC)))")
-            }
-            done += n
+        try transfer(bytes.count, failure: { "cannot write the scratch file of converted weights: \(String(cString: strerror($0 ?? ENOSPC)))" }) { done in
+            pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
         }
     }
 
     private func read(_ bytes: UnsafeMutableRawBufferPointer, at offset: Int) throws {
+        try transfer(bytes.count, failure: { "cannot read back the scratch file of converted weights: \($0.map { String(cString: strerror($0)) } ?? "it is shorter than written")" }) { done in
+            pread(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
+        }
+    }
+
+    /// Calls `step` with the bytes done so far until `count` are done (retrying interrupted
+    /// calls); `failure` words the error from errno (nil: the call did nothing).
+    private func transfer(_ count: Int, failure: (Int32?) -> String, _ step: (Int) -> Int) throws {
         var done = 0
-        while done < bytes.count {
-            let n = pread(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
+        while done < count {
+            let n = step(done)
             if n < 0 && errno == EINTR { continue }
-            guard n > 0 else {
-                throw ConversionError("\(folder): cannot read back the scratch file of converted weights: \(n < 0 ? String(cString: strerror(errno)) : "it is shorter than written")")
-            }
+            guard n > 0 else { throw ConversionError("\(folder): " + failure(n < 0 ? errno : nil)) }
             done += n
         }
     }

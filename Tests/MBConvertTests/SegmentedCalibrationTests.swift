@@ -180,5 +180,7 @@ import Testing
             #expect("\(error)".hasPrefix("\(model): node ") && "\(error)".contains("more than the memory budget") && "\(error)".contains("--max-memory"), "\(error)")
         }
         #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("m.mbm").path))
+        // Nothing else either: the scratch file of converted weights has no name.
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path) == ["calib.npy"])
     }
 }

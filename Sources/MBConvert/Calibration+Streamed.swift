@@ -26,8 +26,15 @@ extension Calibration {
         public var total: Int
     }
 
+    ///
+    /// With `runners` (segmented `ModelRunner`s, when the models do not fit the memory budget
+    /// whole), every batch runs each pass's graph in segments: the weights held at once are one
+    /// segment's, the binarized ones read back from the conversion's spill, at the cost of
+    /// loading every segment once per batch and pass. The segments compute what the whole graph
+    /// does, so the corrections are the same bits.
     static func calibrateStreamed(float: IRGraph, binarized: IRGraph, opsets: [IROpset], layerNodes: Set<String>,
-                                  source: CalibrationInputs, model: MBModel, batchSize: Int, threads: Int,
+                                  source: CalibrationInputs, declared: [IRValueInfo], batchSize: Int, threads: Int,
+                                  runners: (float: ModelRunner, binarized: ModelRunner)? = nil,
                                   progress: (@Sendable (Progress) -> Void)?) throws -> (IRGraph, [LayerCorrection], [StoredCorrection]) {
         let layers = binarized.nodes.enumerated().filter { layerNodes.contains($0.element.name) && !$0.element.outputs.isEmpty }
             .map { Layer(nodeIndex: $0.offset, output: $0.element.outputs[0], axisFromEnd: nil) }
@@ -44,7 +51,7 @@ extension Calibration {
         var done = 0
         func read(_ rows: Range<Int>) throws -> [String: MBTensor] {
             let feeds = try source.batch(rows)
-            try check(feeds, model: model, path: "\(source.path) (entries \(rows.lowerBound)..<\(rows.upperBound))")
+            try check(feeds, declared: declared, path: "\(source.path) (entries \(rows.lowerBound)..<\(rows.upperBound))")
             return feeds
         }
 
@@ -53,10 +60,9 @@ extension Calibration {
         var floatSums = [ChannelSums?](repeating: nil, count: layers.count)
         var floatShapes = [[[Int]]](repeating: [], count: layers.count)
         do {
-            let floatModel = try MBModel(ir: IRModel(graph: exposing(float, layers.map(\.output), prune: false), opsets: opsets), options: modelOptions)
-            var sessions = SessionPerBatchSize(model: floatModel, threads: threads)
+            var pass = try PassRunner(graph: exposing(float, layers.map(\.output), prune: false), opsets: opsets, threads: threads, runner: runners?.float)
             for rows in batches {
-                let out = try sessions.session(for: rows.count).run(try read(rows))
+                let out = try pass.run(try read(rows), rows: rows.count)
                 for (k, layer) in layers.enumerated() {
                     guard let y = out[layer.output] else { continue }
                     floatShapes[k].append(y.shape)
@@ -76,8 +82,7 @@ extension Calibration {
         for l in 0..<levelCount {
             let members = layers.indices.filter { level[$0] == l }
             let exposed = layers.indices.filter { level[$0] <= l }.map { layers[$0].output }
-            let model = try MBModel(ir: IRModel(graph: exposing(binarized, exposed, prune: true), opsets: opsets), options: modelOptions)
-            var sessions = SessionPerBatchSize(model: model, threads: threads)
+            var pass = try PassRunner(graph: exposing(binarized, exposed, prune: true), opsets: opsets, threads: threads, runner: runners?.binarized)
             let sums = SumsBox(count: layers.count)
             for (b, rows) in batches.enumerated() {
                 var transforms: [String: (MBTensor) -> MBTensor] = [:]
@@ -98,7 +103,7 @@ extension Calibration {
                         }
                     }
                 }
-                _ = try sessions.session(for: rows.count).run(try read(rows), transforming: transforms)
+                _ = try pass.run(try read(rows), rows: rows.count, transforming: transforms)
                 done += rows.count * (l + 1)
                 progress?(Progress(pass: l + 2, passes: passes, done: done, total: total))
             }
@@ -160,6 +165,28 @@ extension Calibration {
     }
 }
 
+/// One pass of a streamed calibration over the batches: one model and a session per batch size
+/// (`SessionPerBatchSize`), or, with a segmented runner, the graph run in segments per batch.
+struct PassRunner {
+    let graph: IRGraph
+    private var sessions: SessionPerBatchSize?
+    private var runner: ModelRunner?
+
+    init(graph: IRGraph, opsets: [IROpset], threads: Int, runner: ModelRunner?) throws {
+        self.graph = graph
+        if let runner, runner.isSegmented {
+            self.runner = runner
+        } else {
+            sessions = SessionPerBatchSize(model: try MBModel(ir: IRModel(graph: graph, opsets: opsets), options: Calibration.modelOptions), threads: threads)
+        }
+    }
+
+    mutating func run(_ feeds: [String: MBTensor], rows: Int, transforming transforms: [String: (MBTensor) -> MBTensor] = [:]) throws -> [String: MBTensor] {
+        if sessions != nil { return try sessions!.session(for: rows).run(feeds, transforming: transforms) }
+        return try runner!.run(graph, feeds: feeds, transforms: transforms)
+    }
+}
+
 /// One session per batch size, the previous one released first. A session pools its buffers by
 /// exact byte size, so the short last batch (1,000 entries in batches of 64 end with 40) run on
 /// the full batches' session would allocate a second set of every buffer beside the pooled first
@@ -208,7 +235,8 @@ struct ChannelSums: Sendable {
         let inner = shape[(axis + 1)...].reduce(1, *)
         let outer = shape[..<axis].reduce(1, *)
         let c = channels
-        t.floats.withUnsafeBufferPointer { v in
+        // Read in place (a float tensor's `floats` would copy it: a whole batch's activations).
+        func accumulate(_ v: UnsafeBufferPointer<Float>) {
             for o in 0..<outer {
                 for ch in 0..<c {
                     let base = (o * c + ch) * inner
@@ -223,6 +251,7 @@ struct ChannelSums: Sendable {
                 }
             }
         }
+        if t.elementType == .float { t.withFloats(accumulate) } else { t.floats.withUnsafeBufferPointer(accumulate) }
         count += outer * inner
     }
 

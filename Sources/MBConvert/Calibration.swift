@@ -138,7 +138,9 @@ public enum Calibration {
                 return apply(y, axis: ax, scale: scale, shift: shift)
             }
         }
-        _ = try binarizedRunner.run(binGraph, feeds: inputs, transforms: transforms)
+        // The float outputs are held meanwhile (the corrections are measured against them).
+        let held = Set(floatOut.keys).subtracting(inputs.keys).reduce(0) { $0 + ModelRunner.bytes(floatOut[$1]!) }
+        _ = try binarizedRunner.run(binGraph, feeds: inputs, transforms: transforms, reserve: held)
 
         return store(found, layers: layers, in: binarized)
     }
@@ -191,13 +193,19 @@ public enum Calibration {
     static func apply(_ y: MBTensor, axis: Int, scale: [Float], shift: [Float]) -> MBTensor {
         let shape = y.shape
         let c = shape[axis], inner = shape[(axis + 1)...].reduce(1, *), outer = shape[..<axis].reduce(1, *)
-        var v = y.floats
-        for o in 0..<outer {
-            for ch in 0..<c {
-                let base = (o * c + ch) * inner
-                let a = scale[ch], b = shift[ch]
-                for i in 0..<inner { v[base + i] = v[base + i] * a + b }
+        // One new array, read from `y` in place (`floats` would copy it first).
+        let v = [Float](unsafeUninitializedCapacity: y.count) { out, count in
+            func fill(_ x: UnsafeBufferPointer<Float>) {
+                for o in 0..<outer {
+                    for ch in 0..<c {
+                        let base = (o * c + ch) * inner
+                        let a = scale[ch], b = shift[ch]
+                        for i in 0..<inner { out[base + i] = x[base + i] * a + b }
+                    }
+                }
             }
+            if y.elementType == .float { y.withFloats(fill) } else { y.floats.withUnsafeBufferPointer(fill) }
+            count = y.count
         }
         return MBTensor(shape: shape, floats: v)
     }
@@ -258,7 +266,12 @@ extension Calibration {
     /// dimension that differs from the model's declaration, an empty batch, NaN or Inf. One line
     /// naming the path, the input and the problem.
     static func check(_ inputs: [String: MBTensor], model: MBModel, path: String) throws {
-        for info in model.inputs {
+        try check(inputs, declared: model.inputs, path: path)
+    }
+
+    /// `check` against a model's declared inputs.
+    static func check(_ inputs: [String: MBTensor], declared: [IRValueInfo], path: String) throws {
+        for info in declared {
             guard let t = inputs[info.name] else { throw ConversionError("\(path): no calibration values for model input '\(info.name)'") }
             if let type = info.elementType, type == .float || type == .float16 || type == .double, t.elementType != .float {
                 throw ConversionError("\(path): input '\(info.name)' is \(t.elementType.name); the model takes float (give float32 .npy)")

@@ -38,25 +38,30 @@ public struct CalibrationInputs: Sendable {
     /// Finds the files for `model`'s inputs and reads their headers (images are decoded only
     /// when their entries are read).
     public static func open(_ path: String, model: MBModel, images: ImagePreprocessing = ImagePreprocessing()) throws -> CalibrationInputs {
+        try open(path, inputs: model.inputs, images: images)
+    }
+
+    /// `open` for a model with these `inputs` (a graph's, without building the model).
+    static func open(_ path: String, inputs modelInputs: [IRValueInfo], images: ImagePreprocessing = ImagePreprocessing()) throws -> CalibrationInputs {
         if let problem = images.problem { throw ConversionError("image preprocessing: \(problem)") }
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
             throw ConversionError("\(path): no such file or folder (calibration inputs)")
         }
         if !isDir.boolValue {
-            guard model.inputs.count == 1 else { throw ConversionError("\(path): a single file calibrates one-input models only; give a folder with <input>.npy per input") }
-            return CalibrationInputs(path: path, inputs: [(model.inputs[0].name, [try part(path)])], images: images)
+            guard modelInputs.count == 1 else { throw ConversionError("\(path): a single file calibrates one-input models only; give a folder with <input>.npy per input") }
+            return CalibrationInputs(path: path, inputs: [(modelInputs[0].name, [try part(path)])], images: images)
         }
         var found: [(name: String, parts: [Part])] = []
-        for (i, input) in model.inputs.enumerated() {
+        for (i, input) in modelInputs.enumerated() {
             for name in [ModelInputs.fileName(for: input.name), "input_\(i).npy"] {
                 let p = (path as NSString).appendingPathComponent(name)
                 if FileManager.default.fileExists(atPath: p) { found.append((input.name, [try part(p)])); break }
             }
         }
-        if found.count == model.inputs.count { return CalibrationInputs(path: path, inputs: found, images: images) }
-        guard model.inputs.count == 1 else {
-            throw ConversionError("\(path): expected \(model.inputs.map { ModelInputs.fileName(for: $0.name) }.joined(separator: ", "))")
+        if found.count == modelInputs.count { return CalibrationInputs(path: path, inputs: found, images: images) }
+        guard modelInputs.count == 1 else {
+            throw ConversionError("\(path): expected \(modelInputs.map { ModelInputs.fileName(for: $0.name) }.joined(separator: ", "))")
         }
         let names = try FileManager.default.contentsOfDirectory(atPath: path).sorted()
         let files = names.filter { $0.hasSuffix(".npy") }, pictures = names.filter(Image.isImage)
@@ -65,7 +70,7 @@ public struct CalibrationInputs: Sendable {
                 throw ConversionError("\(path): holds both .npy files and images (\(files[0]), \(pictures[0])); give a folder of one kind")
             }
             let parts = pictures.map { Part(path: (path as NSString).appendingPathComponent($0), layout: nil) }
-            return CalibrationInputs(path: path, inputs: [(model.inputs[0].name, parts)], images: images)
+            return CalibrationInputs(path: path, inputs: [(modelInputs[0].name, parts)], images: images)
         }
         guard !files.isEmpty else { throw ConversionError("\(path): no .npy files and no PNG/JPEG images") }
         let parts = try files.map { try part((path as NSString).appendingPathComponent($0)) }
@@ -74,7 +79,7 @@ public struct CalibrationInputs: Sendable {
         guard layouts.allSatisfy({ !$0.shape.isEmpty && Array($0.shape.dropFirst()) == tail && $0.elementType == .float }) else {
             throw ConversionError("\(path): the .npy files differ in shape beyond the batch axis (or are not float32); their entries are one set of samples")
         }
-        return CalibrationInputs(path: path, inputs: [(model.inputs[0].name, parts)], images: images)
+        return CalibrationInputs(path: path, inputs: [(modelInputs[0].name, parts)], images: images)
     }
 
     static func part(_ path: String) throws -> Part {

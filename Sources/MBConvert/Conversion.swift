@@ -30,6 +30,9 @@ public enum Conversion {
         public var calibrationBatch: Int?
         /// Called as a streamed calibration advances.
         public var calibrationProgress: (@Sendable (Calibration.Progress) -> Void)?
+        /// Runs a calibration in segments even when its models fit the budget whole (tests
+        /// compare the two).
+        var segmentedCalibration = false
         public init(force: Bool = false, strict: Bool = false) {
             self.force = force
             self.strict = strict
@@ -70,19 +73,21 @@ public enum Conversion {
         // Streamed (`calibrationBatch` below the number of entries), only the first entries are
         // read here, for the sensitivity probes; the calibration reads the rest batch by batch.
         var calibrationInputs: [String: MBTensor]?
-        var streamed: (source: CalibrationInputs, model: MBModel, batch: Int)?
+        var streamed: (source: CalibrationInputs, declared: [IRValueInfo], batch: Int)?
         if let calibrationPath = options.calibrate {
-            let model = try MBModel(ir: IRModel(graph: prepared.graph, opsets: prepared.opsets))
+            // The inputs as the graph declares them (the runtime takes a graph's inputs as they
+            // are): building the float model here would hold its weights.
+            let declared = prepared.graph.inputs
             let images = try ImagePreprocessing.resolve(options.images, policy: prepared.policy)
-            let source = try CalibrationInputs.open(calibrationPath, model: model, images: images)
+            let source = try CalibrationInputs.open(calibrationPath, inputs: declared, images: images)
             if let batch = options.calibrationBatch, batch < source.count {
                 let inputs = try source.batch(0..<min(source.count, Sensitivity.maxInputs))
-                try Calibration.check(inputs, model: model, path: calibrationPath)
+                try Calibration.check(inputs, declared: declared, path: calibrationPath)
                 calibrationInputs = inputs
-                streamed = (source, model, batch)
+                streamed = (source, declared, batch)
             } else {
                 let inputs = try source.all()
-                try Calibration.check(inputs, model: model, path: calibrationPath)
+                try Calibration.check(inputs, declared: declared, path: calibrationPath)
                 calibrationInputs = inputs
             }
         }
@@ -106,39 +111,56 @@ public enum Conversion {
             return try Conversion.streamed(prepared, model: modelPath, policy: policyPath, policyBytes: policyBytes, output: outputPath,
                                            options: options, progress: progress, started: started, allocation: allocation, allocationSeconds: allocationSeconds)
         }
-        if calibrationInputs != nil, streamed != nil, ModelRunner.heldBytes(prepared) > budget {
-            // Never silently over the budget: the streamed calibration still holds the models. A
-            // budget the user set is a limit (refused before any work); the default one, half of
-            // physical memory, only warns.
-            let held = ModelRunner.heldBytes(prepared)
-            if options.maxMemory != nil {
-                throw ConversionError("\(modelPath): --calibrate-batch holds every binarized layer and runs the models whole: about \(MemoryBudget.describe(held)), more than --max-memory \(MemoryBudget.describe(budget)); pass --max-memory \(MemoryBudget.describe(held)) or more, or drop --calibrate-batch (the calibration then runs in segments within the budget)")
-            }
-            prepared.warnings.append("--calibrate-batch holds every binarized layer and runs the models whole (about \(MemoryBudget.describe(ModelRunner.heldBytes(prepared)))), more than the memory budget of \(MemoryBudget.describe(budget)); without --calibrate-batch the calibration runs in segments within it")
+        // Whether the calibration's models fit the budget whole, their values counted. When the
+        // weights alone fill more than half of it, a probe on one entry measures the values.
+        let valueSizes = ValueSizes()
+        var wholeValues = 0
+        if let inputs = calibrationInputs, !fitsOutput, ModelRunner.heldBytes(prepared) <= budget, ModelRunner.heldBytes(prepared) > budget / 2 {
+            let layerNodes = calibratedNodes(prepared)
+            let watched = prepared.graph.nodes.filter { layerNodes.contains($0.name) }.compactMap(\.outputs.first)
+            let entries = streamed?.batch ?? (inputs.values.first?.shape.first ?? 1)
+            wholeValues = try ModelRunner.wholeValueBytes(prepared, watched: watched, feeds: inputs, entries: entries, sizes: valueSizes,
+                                                          threads: options.threads) ?? 0
         }
-        if let inputs = calibrationInputs, !fitsOutput, streamed == nil {
-            var (floatRunner, binarizedRunner) = ModelRunner.forConversion(prepared, budget: budget, threads: options.threads)
-            if binarizedRunner.isSegmented {
-                // The model does not fit the budget whole: the float and the binarized model run in
-                // segments (the binarized weights converted as each segment needs them), then the
-                // corrected graph is written tensor by tensor like an uncalibrated conversion.
-                let start = Date()
-                var graph = ActivationAttributes.apply(prepared.plans, to: prepared.graph)
-                // Refused before any run when a node's own weights do not fit, by the larger need
-                // of the two models.
-                let largest: [(node: String, bytes: Int)] = [floatRunner.largestNode(of: prepared.graph), binarizedRunner.largestNode(of: graph)].compactMap { $0 }
-                if let worst = largest.max(by: { $0.bytes < $1.bytes }), worst.bytes > budget {
-                    throw ModelRunner.tooLarge(node: worst.node, need: worst.bytes, budget: budget, model: modelPath)
-                }
-                let (corrected, found, stored) = try Calibration.calibrate(float: prepared.graph, binarized: graph, layerNodes: calibratedNodes(prepared),
-                                                                          inputs: inputs, floatRunner: &floatRunner, binarizedRunner: &binarizedRunner)
-                graph = corrected
-                prepared.graph = graph
-                return try Conversion.streamed(prepared, model: modelPath, policy: policyPath, policyBytes: policyBytes, output: outputPath,
-                                               options: options, progress: progress, started: started, allocation: allocation,
-                                               allocationSeconds: allocationSeconds,
-                                               calibration: (found, stored, Date().timeIntervalSince(start)))
+        if calibrationInputs != nil, !fitsOutput, ModelRunner.heldBytes(prepared) + wholeValues > budget || options.segmentedCalibration {
+            // The models do not fit the budget whole: the float and the binarized model run in
+            // segments, in one batch or batch by batch (`--calibrate-batch`). Each binarized
+            // weight is converted once, the first time a segment needs it, and kept in a scratch
+            // file beside the output; the corrected graph is then written tensor by tensor like
+            // an uncalibrated conversion, the converted weights read back from that file.
+            let start = Date()
+            ModelRunner.returnFreedMemoryToTheSystem()
+            let spill = try ConvertedSpill(besideOutput: outputPath)
+            var (floatRunner, binarizedRunner) = ModelRunner.forConversion(prepared, budget: budget, threads: options.threads, spill: spill,
+                                                                           sizes: valueSizes, values: options.segmentedCalibration ? budget : wholeValues)
+            let graph = ActivationAttributes.apply(prepared.plans, to: prepared.graph)
+            // Refused before any run when a node's own weights do not fit, by the larger need
+            // of the two models.
+            let largest: [(node: String, bytes: Int)] = [floatRunner.largestNode(of: prepared.graph), binarizedRunner.largestNode(of: graph)].compactMap { $0 }
+            if let worst = largest.max(by: { $0.bytes < $1.bytes }), worst.bytes > budget {
+                throw ModelRunner.tooLarge(node: worst.node, need: worst.bytes, budget: budget, model: modelPath)
             }
+            let layerNodes = calibratedNodes(prepared)
+            let (corrected, found, stored): (IRGraph, [Calibration.LayerCorrection], [Calibration.StoredCorrection])
+            do {
+                if let streamed {
+                    calibrationInputs = nil  // the first entries, read for the sensitivity probes: not needed now
+                    (corrected, found, stored) = try Calibration.calibrateStreamed(
+                        float: prepared.graph, binarized: graph, opsets: prepared.opsets, layerNodes: layerNodes, source: streamed.source,
+                        declared: streamed.declared, batchSize: streamed.batch, threads: options.threads, runners: (floatRunner, binarizedRunner),
+                        progress: options.calibrationProgress)
+                } else {
+                    (corrected, found, stored) = try Calibration.calibrate(float: prepared.graph, binarized: graph, layerNodes: layerNodes, inputs: calibrationInputs!,
+                                                                           floatRunner: &floatRunner, binarizedRunner: &binarizedRunner)
+                }
+            } catch let error as ConversionError where error.description.hasPrefix("node '") {
+                throw ConversionError("\(modelPath): \(error.description)", cause: error)  // a node the budget cannot hold
+            }
+            prepared.graph = corrected
+            return try Conversion.streamed(prepared, model: modelPath, policy: policyPath, policyBytes: policyBytes, output: outputPath,
+                                           options: options, progress: progress, started: started, allocation: allocation,
+                                           allocationSeconds: allocationSeconds,
+                                           calibration: (found, stored, Date().timeIntervalSince(start)), converted: spill)
         }
         // Calibration and output-aware fits run the float and binarized models on the inputs,
         // so every layer is binarized and held before the file is written.
@@ -178,7 +200,7 @@ public enum Conversion {
             let layerNodes = calibratedNodes(prepared)
             let (corrected, found, stored) = try streamed.map {
                 try Calibration.calibrateStreamed(float: prepared.graph, binarized: graph, opsets: prepared.opsets, layerNodes: layerNodes,
-                                                  source: $0.source, model: $0.model, batchSize: $0.batch, threads: options.threads,
+                                                  source: $0.source, declared: $0.declared, batchSize: $0.batch, threads: options.threads,
                                                   progress: options.calibrationProgress)
             } ?? Calibration.calibrate(float: prepared.graph, binarized: graph, opsets: prepared.opsets,
                                        layerNodes: layerNodes, inputs: inputs, threads: options.threads)
@@ -223,7 +245,8 @@ public enum Conversion {
         _ prepared: Prepared, model modelPath: String, policy policyPath: String, policyBytes: [UInt8], output outputPath: String,
         options: Options, progress: (@Sendable (Progress) -> Void)?, started: Date,
         allocation: [Sensitivity.Layer]?, allocationSeconds: Double?,
-        calibration: (corrections: [Calibration.LayerCorrection], stored: [Calibration.StoredCorrection], seconds: Double)? = nil
+        calibration: (corrections: [Calibration.LayerCorrection], stored: [Calibration.StoredCorrection], seconds: Double)? = nil,
+        converted: ConvertedSpill? = nil
     ) throws -> ConversionReport {
         let graph = ActivationAttributes.apply(prepared.plans, to: prepared.graph)
         let (graphBytes, tensors) = MBMWriter.encodeGraph(IRModel(graph: graph, opsets: prepared.opsets))
@@ -231,9 +254,13 @@ public enum Conversion {
         do { writer = try MBMWriter.Stream(path: outputPath) } catch { throw ConversionError(error) }
         let planOf = Dictionary(prepared.plans.map { ($0.tensor.name, $0) }, uniquingKeysWith: { a, _ in a })
         let topLevel = prepared.graph.constants.count
-        let largest = tensors.indices.lazy.map { MemoryBudget.workingBytes($0 < topLevel ? planOf[tensors[$0].name] : nil, tensors[$0]) }.max() ?? 0
+        let largest = tensors.indices.lazy.map { j in
+            if j < topLevel, let held = converted?.heldBytes(tensors[j].name) { return held }
+            return MemoryBudget.workingBytes(j < topLevel ? planOf[tensors[j].name] : nil, tensors[j])
+        }.max() ?? 0
         let budget = options.maxMemory ?? MemoryBudget.defaultWorkingBytes(largestNeed: largest)
-        let rows = try stream(prepared, tensors: tensors, into: writer, budget: budget, threads: options.threads, progress: progress)
+        let rows = try stream(prepared, tensors: tensors, into: writer, budget: budget, threads: options.threads, progress: progress,
+                              converted: converted)
         var report = ConversionReport(model: modelPath, policy: policyPath, output: outputPath, onnxBytes: prepared.sourceBytes,
                                       layers: rows, warnings: prepared.warnings)
         report.allocation = allocation

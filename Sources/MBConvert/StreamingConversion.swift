@@ -123,18 +123,20 @@ extension Conversion {
     /// tensors, in plan order.
     static func stream(
         _ prepared: Prepared, tensors: [IRTensor], into stream: MBMWriter.Stream, budget: Int, threads: Int,
-        progress: (@Sendable (Progress) -> Void)?
+        progress: (@Sendable (Progress) -> Void)?, converted: ConvertedSpill? = nil
     ) throws -> [ConversionReport.Layer] {
-        try self.stream(prepared, tensors: tensors, budget: budget, threads: threads, progress: progress) { _, stored, _ in
+        try self.stream(prepared, tensors: tensors, budget: budget, threads: threads, progress: progress, converted: converted) { _, stored, _ in
             try stream.append(stored)
         }
     }
 
     /// `stream` with each converted tensor handed to `sink` (tensor number, stored form, and the
     /// outcome of a planned tensor) in order, one call at a time, then dropped: `verify` compares
-    /// instead of writing.
+    /// instead of writing. A tensor `converted` holds (converted during a segmented calibration)
+    /// is read back from it instead of converted again; its charge is what it holds read back.
     static func stream(
         _ prepared: Prepared, tensors: [IRTensor], budget: Int, threads: Int, progress: (@Sendable (Progress) -> Void)?,
+        converted: ConvertedSpill? = nil,
         sink: @escaping @Sendable (Int, StoredTensor, LayerOutcome?) throws -> Void
     ) throws -> [ConversionReport.Layer] {
         var planOf: [String: Int] = [:]
@@ -146,7 +148,10 @@ extension Conversion {
             return prepared.plans[i]
         }
         func plan(_ j: Int) -> ConversionPlan? { planned[j] }
-        let need = tensors.indices.map { MemoryBudget.workingBytes(planned[$0], tensors[$0]) }
+        let need = tensors.indices.map { j in
+            if planned[j] != nil, let held = converted?.heldBytes(tensors[j].name) { return held }
+            return MemoryBudget.workingBytes(planned[j], tensors[j])
+        }
         if let worst = need.indices.max(by: { need[$0] < need[$1] }), need[worst] > budget {
             let t = tensors[worst]
             let what = plan(worst).map { p -> String in
@@ -167,6 +172,11 @@ extension Conversion {
             while let j = state.admit(need: need, budget: budget) {
                 let result = Result { () throws -> (StoredTensor, Conversion.LayerOutcome?) in
                     guard let p = planned[j] else { return (MBMWriter.stored(tensors[j]), nil) }
+                    if let spilled = try converted?.outcome(named: tensors[j].name) {
+                        // Converted once already, while the calibration ran: the same tensor, read back.
+                        if case .dense(let bytes) = tensors[j].storage { bytes.releaseResidentPages() }
+                        return (MBMWriter.stored(spilled.tensor), spilled)
+                    }
                     let outcome = try convert(p, constant: tensors[j], policy: policy)
                     // The float copy and the binarizer's work are gone: only the packed form is
                     // held until it is written, so the next tensor may start while it is encoded.

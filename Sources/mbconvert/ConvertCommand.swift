@@ -56,7 +56,7 @@ struct ConvertCommand: ParsableCommand {
     var calibrateBatch: Int?
 
     @Option(help: ArgumentHelp("Memory for the tensors being converted: bytes, or a size with K, M, G or T (default: what the largest tensor needs, at least 64M, at most half of physical memory).",
-                               discussion: "Tensors are read through the memory map, converted and written one at a time (as many in parallel as fit). A budget below what the largest tensor needs is an error that names the tensor and the size it needs. With --calibrate (and allocate: sensitivity) a model whose weights do not fit runs in segments that do; --calibrate-batch and fit: output hold every layer.",
+                               discussion: "Tensors are read through the memory map, converted and written one at a time (as many in parallel as fit). A budget below what the largest tensor needs is an error that names the tensor and the size it needs. With --calibrate (also with --calibrate-batch, and for allocate: sensitivity) a model that does not fit runs in segments whose weights and values do, each weight converted once and kept in a scratch file beside the output; fit: output holds every layer.",
                                valueName: "size"))
     var maxMemory: String?
 

@@ -138,8 +138,10 @@ public enum Conversion {
             // of the two models.
             let largest: [(node: String, bytes: Int)] = [floatRunner.largestNode(of: prepared.graph), binarizedRunner.largestNode(of: graph)].compactMap { $0 }
             if let worst = largest.max(by: { $0.bytes < $1.bytes }), worst.bytes > budget {
-                throw ModelRunner.tooLarge(node: worst.node, need: worst.bytes, budget: budget, model: modelPath)
+                throw ModelRunner.tooLarge(node: worst.node, need: worst.bytes, budget: budget, refusal: .init(model: modelPath))
             }
+            floatRunner.refusal.model = modelPath
+            binarizedRunner.refusal.model = modelPath
             let layerNodes = calibratedNodes(prepared)
             let (corrected, found, stored): (IRGraph, [Calibration.LayerCorrection], [Calibration.StoredCorrection])
             do {

@@ -29,6 +29,15 @@ struct ModelRunner {
     /// are not charged (whole runs).
     var sizes: ValueSizes?
 
+    /// How a node too large for the budget is refused: the file named first, what the model runs
+    /// on, and the option that makes a run's values smaller (nil: none).
+    struct Refusal {
+        var model: String? = nil
+        var inputs = "the calibration inputs"
+        var smallerBatchOption: String? = "--calibrate-batch"
+    }
+    var refusal = Refusal()
+
     /// Segments run so far (for tests and the report).
     private(set) var segmentsRun = 0
 
@@ -101,7 +110,7 @@ struct ModelRunner {
             let ownBytes = own.reduce(0) { $0 + need(graph.constants[$1]) }
             let alone = ownBytes + crossing[i] + madeBytes(i) + transient(i) + reserve
             if alone > budget {
-                throw tooLarge(node: node.name, need: ownBytes, values: alone - ownBytes, budget: budget)
+                throw NodeTooLarge(node: node.name, weights: ownBytes, values: alone - ownBytes, budget: budget)
             }
             let added = own.subtracting(held).reduce(0) { $0 + need(graph.constants[$1]) }
             if i > start, weights + added + crossing[start] + max(innerPeak, inner + madeBytes(i) + transient(i)) + reserve > budget {
@@ -125,13 +134,23 @@ struct ModelRunner {
         return ranges
     }
 
+    /// A node whose own weights and the values held while it runs do not fit the budget (what
+    /// `segments(of:)` throws; a runner turns it into `tooLarge` with its `refusal`).
+    struct NodeTooLarge: Error {
+        let node: String
+        let weights: Int
+        let values: Int
+        let budget: Int
+    }
+
     /// The error for a node whose own weights (and the values held while it runs) need more
     /// than the budget.
-    static func tooLarge(node: String, need: Int, values: Int = 0, budget: Int, model: String? = nil) -> ConversionError {
+    static func tooLarge(node: String, need: Int, values: Int = 0, budget: Int, refusal: Refusal = Refusal()) -> ConversionError {
         let what = values > 0
             ? "\(MemoryBudget.describe(need)) for its weights and \(MemoryBudget.describe(values)) for the values held while it runs"
             : "\(MemoryBudget.describe(need)) for its weights"
-        return ConversionError((model.map { "\($0): " } ?? "") + "node '\(node)' needs \(what) on the calibration inputs, more than the memory budget of \(MemoryBudget.describe(budget)); pass --max-memory \(MemoryBudget.describe(need + values)) or more" + (values > 0 ? " (or a smaller --calibrate-batch)" : ""))
+        let smaller = values > 0 ? refusal.smallerBatchOption.map { " (or a smaller \($0))" } ?? "" : ""
+        return ConversionError((refusal.model.map { "\($0): " } ?? "") + "node '\(node)' needs \(what) on \(refusal.inputs), more than the memory budget of \(MemoryBudget.describe(budget)); pass --max-memory \(MemoryBudget.describe(need + values)) or more" + smaller)
     }
 
     /// The node whose own weights need the most, and how much (nil for whole runs): what the
@@ -183,8 +202,13 @@ struct ModelRunner {
             return (perEntry[name] ?? 0) * entries
         }
         // The feeds are charged throughout: the caller holds them until the run returns.
-        let ranges = try Self.segments(of: graph, budget: budget, need: need, valueBytes: valueBytes, wanted: Set(wanted).union(feeds.keys),
+        let ranges: [Range<Int>]
+        do {
+            ranges = try Self.segments(of: graph, budget: budget, need: need, valueBytes: valueBytes, wanted: Set(wanted).union(feeds.keys),
                                        reserve: reserve, transformed: Set(transforms.keys))
+        } catch let tooLarge as NodeTooLarge {
+            throw Self.tooLarge(node: tooLarge.node, need: tooLarge.weights, values: tooLarge.values, budget: tooLarge.budget, refusal: refusal)
+        }
         return try run(graph, ranges: ranges, feeds: feeds, transforms: transforms, constant: constant, exposeAll: false)
     }
 
@@ -258,7 +282,10 @@ struct ModelRunner {
     private mutating func probe(_ graph: IRGraph, feeds: [String: MBTensor], budget: Int, need: (IRTensor) -> Int,
                                 constant: @escaping @Sendable (IRTensor) throws -> IRTensor) throws {
         guard let sizes, let one = Self.firstEntry(of: feeds) else { return }
-        let ranges = try Self.segments(of: graph, budget: budget, need: need)
+        let ranges: [Range<Int>]
+        do { ranges = try Self.segments(of: graph, budget: budget, need: need) } catch let tooLarge as NodeTooLarge {
+            throw Self.tooLarge(node: tooLarge.node, need: tooLarge.weights, values: tooLarge.values, budget: tooLarge.budget, refusal: refusal)
+        }
         let before = segmentsRun
         do {
             _ = try run(graph, ranges: ranges, feeds: one, transforms: [:], constant: constant, exposeAll: true)

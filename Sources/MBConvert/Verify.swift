@@ -274,6 +274,7 @@ public enum Verify {
     /// else each in segments within it.
     struct OutputPlan {
         let onnx: String
+        let mbm: String
         let file: MBMFile.Lazy
         let floatModel: IRModel
         let budget: Int
@@ -284,6 +285,7 @@ public enum Verify {
 
         init(onnx: String, mbm: String, file: MBMFile.Lazy, budget: Int, threads: Int) throws {
             self.onnx = onnx
+            self.mbm = mbm
             self.file = file
             self.budget = budget
             self.threads = threads
@@ -305,15 +307,22 @@ public enum Verify {
             return ModelRunner.runBytes(t)
         }
 
+        /// A node too large is named with the `.mbm` verified and the inputs it runs on.
+        var refusal: ModelRunner.Refusal { .init(model: mbm, inputs: "the inputs verify compares outputs on", smallerBatchOption: nil) }
+
         var floatRunner: ModelRunner {
-            ModelRunner(mode: .segments(budget: budget, need: { ModelRunner.runBytes($0) }, constant: { $0 }),
-                        opsets: floatModel.opsets, threads: threads)
+            var runner = ModelRunner(mode: .segments(budget: budget, need: { ModelRunner.runBytes($0) }, constant: { $0 }),
+                                     opsets: floatModel.opsets, threads: threads)
+            runner.refusal = refusal
+            return runner
         }
 
         var storedRunner: ModelRunner {
             let file = self.file
-            return ModelRunner(mode: .segments(budget: budget, need: { Self.storedNeed(file, $0) }, constant: { try file.resolve($0) }),
-                               opsets: file.model.opsets, threads: threads)
+            var runner = ModelRunner(mode: .segments(budget: budget, need: { Self.storedNeed(file, $0) }, constant: { try file.resolve($0) }),
+                                     opsets: file.model.opsets, threads: threads)
+            runner.refusal = refusal
+            return runner
         }
 
         /// Inputs, the float model's outputs, the stored model's, the output names, and the

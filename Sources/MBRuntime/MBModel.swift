@@ -25,7 +25,9 @@ public final class MBModel: Sendable {
     public let weightBytes: Int
     /// How each binarized weight of a Conv/Gemm/MatMul with float inputs runs (packed and auto
     /// modes; empty in expanded mode), in graph order.
-    public let weightChoices: [WeightChoice]
+    /// (A Conv decided at run time reports its current forms and decisions.)
+    public var weightChoices: [WeightChoice] { liveWeightChoices.map(\.report) }
+    let liveWeightChoices: [MBRuntime.WeightChoice]
 
     /// One binarized weight's run-time form and what it was chosen by.
     public struct WeightChoice: Sendable {
@@ -47,6 +49,21 @@ public final class MBModel: Sendable {
         public var packedTrialNanoseconds: Double?
         public var expandedTrialNanoseconds: Double?
         public var lookupTableTrialNanoseconds: Double?
+        /// Auto mode without a budget or pinned choices, a Conv whose weights fit the lookup
+        /// tables: the form is chosen at the node's first run on each input shape, timing both
+        /// on that input (`decisions`). Until then both forms are resident (`residentBytes`
+        /// counts both, and the packed source kept to rebuild a dropped form); after, the form
+        /// no decided shape uses is dropped.
+        public var decidesAtRun: Bool = false
+        public var decisions: [ShapeDecision] = []
+
+        /// One input shape's choice: each form's thread CPU time on that input (one thread, best of 2).
+        public struct ShapeDecision: Sendable {
+            public var input: [Int]
+            public var lookupTables: Bool
+            public var expandedNanoseconds: Double
+            public var lookupTableNanoseconds: Double
+        }
     }
 
     /// What loading may allocate and how deep it may recurse.
@@ -140,7 +157,7 @@ public final class MBModel: Sendable {
         let graph = try compiler.compile(irGraph, parent: nil, place: "graph")
         try compiler.resolveWeightChoices(graph)
         self.graph = graph
-        self.weightChoices = compiler.weightChoices.map(\.report)
+        self.liveWeightChoices = compiler.weightChoices
         self.slotCount = compiler.slotCount
         // Folded by the optimizer's first pass or, for what it leaves (subgraphs), by the compiler.
         self.foldedNodeCount = compiler.folded + (optimizerReport["fold-constants"] ?? 0)

@@ -86,11 +86,11 @@ public final class MBModel: Sendable {
         /// compare against the graph as written.
         public var optimize: Bool
         /// The lookup tables a binarized Conv with float inputs runs on where it runs on tables
-        /// (auto mode: where its load-time trial beats the float convolution; packed mode with
+        /// (auto mode: where they time faster than the float convolution; packed mode with
         /// `.int8`: every Conv that fits). `.float` is exact to float rounding; `.int8` is lossy.
         public var convTables: ConvTables
-        /// Auto mode: the Convs (node names) that run on lookup tables, instead of the load-time
-        /// trial deciding. Pins a choice so that every load runs the same kernels (bit-identical
+        /// Auto mode: the Convs (node names) that run on lookup tables, instead of the timing at
+        /// the first run (or, with `maxWeightBytes`, the load-time trial) deciding. Pins a choice so that every load runs the same kernels (bit-identical
         /// outputs): pass a previous load's `Set(model.weightChoices.filter(\.lookupTables).map(\.node))`.
         /// A named Conv whose weights do not fit the tables stays expanded. nil: measured at load.
         public var lookupTableConvs: Set<String>?
@@ -115,7 +115,10 @@ public final class MBModel: Sendable {
             /// inputs run the bit-plane kernels; other readers of a binarized tensor get it expanded.
             case packed
             /// Per weight the faster form, measured at load (a decode of its tiles; for Gemm/MatMul
-            /// a batch-1 product from each form), within `maxWeightBytes`.
+            /// a batch-1 product from each form), within `maxWeightBytes`. A Conv that fits the
+            /// lookup tables, without a budget, decides at its first run on each input shape
+            /// (both forms timed on that input; `WeightChoice.decisions`); with a budget, by a
+            /// load-time trial on a made-up input (the budget needs every form at load).
             case auto
         }
 

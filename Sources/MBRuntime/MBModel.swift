@@ -22,7 +22,11 @@ public final class MBModel: Sendable {
     /// Bytes of every constant the model keeps: float tensors (expanded weights included) plus
     /// the bit planes of packed weights. Mapped float weights count too (they become resident
     /// once read).
-    public let weightBytes: Int
+    /// A Conv that auto decides at run time counts both of its forms until its first run, then
+    /// the forms it kept (and its packed source).
+    public var weightBytes: Int { otherWeightBytes + liveWeightChoices.reduce(0) { $0 + $1.report.residentBytes } }
+    /// Constants and bit planes outside the weight choices.
+    let otherWeightBytes: Int
     /// How each binarized weight of a Conv/Gemm/MatMul with float inputs runs (packed and auto
     /// modes; empty in expanded mode), in graph order.
     /// (A Conv decided at run time reports its current forms and decisions.)
@@ -169,7 +173,7 @@ public final class MBModel: Sendable {
         self.opsets = ir.opsets
         self.options = options
         self.packedNodes = compiler.packedNodes
-        self.weightBytes = compiler.residentConstantBytes(graph)
+        self.otherWeightBytes = compiler.residentConstantBytes(graph) - compiler.weightChoices.reduce(0) { $0 + $1.residentBytes }
     }
 
     public func makeSession(_ options: MBSession.Options = .init()) -> MBSession {

@@ -155,6 +155,7 @@ final class PackedModeTests: XCTestCase {
             let auto = try MBModel(contentsOf: url, options: .init(weights: .auto, convTables: tables))
             let atRun = auto.weightChoices.filter(\.decidesAtRun)
             let bothForms = Dictionary(uniqueKeysWithValues: atRun.map { ($0.node, $0.residentBytes) })
+            let weightsBefore = auto.weightBytes
             XCTAssertFalse(atRun.isEmpty, "\(tables): no Conv decides at run time")
             for c in atRun {
                 XCTAssertTrue(c.decisions.isEmpty && c.lookupTables)
@@ -178,6 +179,9 @@ final class PackedModeTests: XCTestCase {
                     if uses.count == 1 { XCTAssertLessThan(c.residentBytes, bothForms[c.node]!, "\(tables): \(c.node): the losing form kept") }
                     for d in c.decisions { XCTAssertEqual(d.lookupTables, d.lookupTableNanoseconds < d.expandedNanoseconds) }
                 }
+                // (A new shape may choose the other form: then a Conv keeps both.)
+                if k < 2 { XCTAssertLessThan(auto.weightBytes, weightsBefore, "\(tables), run \(k): model weights still count both forms") }
+                XCTAssertLessThanOrEqual(auto.weightBytes, weightsBefore)
             }
         }
     }

@@ -61,7 +61,8 @@ public final class MBModel: Sendable {
         public var decidesAtRun: Bool = false
         public var decisions: [ShapeDecision] = []
 
-        /// One input shape's choice: each form's thread CPU time on that input (one thread, best of 2).
+        /// One input shape's choice: each form's thread CPU time on that input (one thread, best of 3;
+        /// the tables are kept when at least 5 % faster).
         public struct ShapeDecision: Sendable {
             public var input: [Int]
             public var lookupTables: Bool

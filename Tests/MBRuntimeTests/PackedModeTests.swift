@@ -177,7 +177,7 @@ final class PackedModeTests: XCTestCase {
                     let uses = Set(c.decisions.map(\.lookupTables))
                     XCTAssertEqual(c.lookupTables, uses.contains(true), "\(tables): \(c.node): \(c.decisions)")
                     if uses.count == 1 { XCTAssertLessThan(c.residentBytes, bothForms[c.node]!, "\(tables): \(c.node): the losing form kept") }
-                    for d in c.decisions { XCTAssertEqual(d.lookupTables, d.lookupTableNanoseconds < d.expandedNanoseconds) }
+                    for d in c.decisions { XCTAssertEqual(d.lookupTables, d.lookupTableNanoseconds < 0.95 * d.expandedNanoseconds) }
                 }
                 // (A new shape may choose the other form: then a Conv keeps both.)
                 if k < 2 { XCTAssertLessThan(auto.weightBytes, weightsBefore, "\(tables), run \(k): model weights still count both forms") }

@@ -305,6 +305,8 @@ final class WeightChoice: @unchecked Sendable {
         var lookupTableNanoseconds: Double
     }
     private var decisions: [ShapeDecision] = []
+    /// How much faster than the float convolution the tables must time to be kept at run time.
+    static let lutMargin = 0.95
     private let decisionLock = DispatchSemaphore(value: 1)
     private var maxTensorBytes = 0
 
@@ -325,8 +327,8 @@ final class WeightChoice: @unchecked Sendable {
 
     /// Runs the Conv on an input of `shape` in its decided form (`run` writes the output); on the
     /// first run of a shape first times both forms on this input (`run` with one thread, thread
-    /// CPU time, best of 2 each: the first run pays about four single-thread convolutions of
-    /// the node), keeps the faster for the shape, and drops a form no decided shape uses.
+    /// CPU time, alternating, best of 3 each: the first run pays about six single-thread
+    /// convolutions of the node), keeps the tables when 5 % faster (`lutMargin`) for the shape, and drops a form no decided shape uses.
     /// `scratchOutput` receives the losing trial's output; the winner's is in the output.
     func convAtRun(shape: [Int], lutFits: (ConvForm) -> Bool,
                    run: (ConvForm, _ threads: Int, _ intoScratch: Bool) -> Void, keepScratch: () -> Void) throws {
@@ -361,18 +363,20 @@ final class WeightChoice: @unchecked Sendable {
             clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
             return Double(ts.tv_sec) * 1e9 + Double(ts.tv_nsec)
         }
-        func best(_ body: () -> Void) -> Double {
-            var t = Double.infinity
-            for _ in 0..<2 {
-                let start = cpuNanoseconds()
-                body()
-                t = min(t, cpuNanoseconds() - start)
-            }
-            return t
+        func time(_ body: () -> Void) -> Double {
+            let start = cpuNanoseconds()
+            body()
+            return cpuNanoseconds() - start
         }
-        let te = best { run(.expanded(e), 1, false) }
-        let tl = best { run(l, 1, true) }
-        let useLut = tl < te
+        // Alternating, best of 3 each: neither form gets all the warm caches.
+        var te = Double.infinity, tl = Double.infinity
+        for _ in 0..<3 {
+            te = min(te, time { run(.expanded(e), 1, false) })
+            tl = min(tl, time { run(l, 1, true) })
+        }
+        // The tables must win by `lutMargin`: near parity the float form (exact) is kept, so a
+        // noisy trial cannot make a layer slower than float by more than the noise.
+        let useLut = tl < te * Self.lutMargin
         if useLut { keepScratch() }
         decisions.append(ShapeDecision(input: shape, lookupTables: useLut, expandedNanoseconds: te, lookupTableNanoseconds: tl))
         dropUnused()

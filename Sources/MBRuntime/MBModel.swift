@@ -56,8 +56,8 @@ public final class MBModel: Sendable {
         /// Auto mode without a budget or pinned choices, a Conv whose weights fit the lookup
         /// tables: the form is chosen at the node's first run on each input shape, timing both
         /// on that input (`decisions`). Until then both forms are resident (`residentBytes`
-        /// counts both, and the packed source kept to rebuild a dropped form); after, the form
-        /// no decided shape uses is dropped.
+        /// counts both, and the packed source kept to rebuild a dropped form: about a byte per
+        /// weight); after, the form no decided shape uses is dropped.
         public var decidesAtRun: Bool = false
         public var decisions: [ShapeDecision] = []
 

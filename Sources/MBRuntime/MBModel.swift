@@ -22,10 +22,16 @@ public final class MBModel: Sendable {
     /// Bytes of every constant the model keeps: float tensors (expanded weights included) plus
     /// the bit planes of packed weights. Mapped float weights count too (they become resident
     /// once read).
-    public let weightBytes: Int
+    /// A Conv that auto decides at run time counts both of its forms until its first run, then
+    /// the forms it kept (and its packed source).
+    public var weightBytes: Int { otherWeightBytes + liveWeightChoices.reduce(0) { $0 + $1.report.residentBytes } }
+    /// Constants and bit planes outside the weight choices.
+    let otherWeightBytes: Int
     /// How each binarized weight of a Conv/Gemm/MatMul with float inputs runs (packed and auto
     /// modes; empty in expanded mode), in graph order.
-    public let weightChoices: [WeightChoice]
+    /// (A Conv decided at run time reports its current forms and decisions.)
+    public var weightChoices: [WeightChoice] { liveWeightChoices.map(\.report) }
+    let liveWeightChoices: [MBRuntime.WeightChoice]
 
     /// One binarized weight's run-time form and what it was chosen by.
     public struct WeightChoice: Sendable {
@@ -47,6 +53,22 @@ public final class MBModel: Sendable {
         public var packedTrialNanoseconds: Double?
         public var expandedTrialNanoseconds: Double?
         public var lookupTableTrialNanoseconds: Double?
+        /// Auto mode without a budget or pinned choices, a Conv whose weights fit the lookup
+        /// tables: the form is chosen at the node's first run on each input shape, timing both
+        /// on that input (`decisions`). Until then both forms are resident (`residentBytes`
+        /// counts both, and the packed source kept to rebuild a dropped form: about a byte per
+        /// weight); after, the form no decided shape uses is dropped.
+        public var decidesAtRun: Bool = false
+        public var decisions: [ShapeDecision] = []
+
+        /// One input shape's choice: each form's thread CPU time on that input (one thread, best of 3;
+        /// the tables are kept when at least 5 % faster).
+        public struct ShapeDecision: Sendable {
+            public var input: [Int]
+            public var lookupTables: Bool
+            public var expandedNanoseconds: Double
+            public var lookupTableNanoseconds: Double
+        }
     }
 
     /// What loading may allocate and how deep it may recurse.
@@ -69,11 +91,11 @@ public final class MBModel: Sendable {
         /// compare against the graph as written.
         public var optimize: Bool
         /// The lookup tables a binarized Conv with float inputs runs on where it runs on tables
-        /// (auto mode: where its load-time trial beats the float convolution; packed mode with
+        /// (auto mode: where they time faster than the float convolution; packed mode with
         /// `.int8`: every Conv that fits). `.float` is exact to float rounding; `.int8` is lossy.
         public var convTables: ConvTables
-        /// Auto mode: the Convs (node names) that run on lookup tables, instead of the load-time
-        /// trial deciding. Pins a choice so that every load runs the same kernels (bit-identical
+        /// Auto mode: the Convs (node names) that run on lookup tables, instead of the timing at
+        /// the first run (or, with `maxWeightBytes`, the load-time trial) deciding. Pins a choice so that every load runs the same kernels (bit-identical
         /// outputs): pass a previous load's `Set(model.weightChoices.filter(\.lookupTables).map(\.node))`.
         /// A named Conv whose weights do not fit the tables stays expanded. nil: measured at load.
         public var lookupTableConvs: Set<String>?
@@ -98,7 +120,10 @@ public final class MBModel: Sendable {
             /// inputs run the bit-plane kernels; other readers of a binarized tensor get it expanded.
             case packed
             /// Per weight the faster form, measured at load (a decode of its tiles; for Gemm/MatMul
-            /// a batch-1 product from each form), within `maxWeightBytes`.
+            /// a batch-1 product from each form), within `maxWeightBytes`. A Conv that fits the
+            /// lookup tables, without a budget, decides at its first run on each input shape
+            /// (both forms timed on that input; `WeightChoice.decisions`); with a budget, by a
+            /// load-time trial on a made-up input (the budget needs every form at load).
             case auto
         }
 
@@ -140,7 +165,7 @@ public final class MBModel: Sendable {
         let graph = try compiler.compile(irGraph, parent: nil, place: "graph")
         try compiler.resolveWeightChoices(graph)
         self.graph = graph
-        self.weightChoices = compiler.weightChoices.map(\.report)
+        self.liveWeightChoices = compiler.weightChoices
         self.slotCount = compiler.slotCount
         // Folded by the optimizer's first pass or, for what it leaves (subgraphs), by the compiler.
         self.foldedNodeCount = compiler.folded + (optimizerReport["fold-constants"] ?? 0)
@@ -149,7 +174,7 @@ public final class MBModel: Sendable {
         self.opsets = ir.opsets
         self.options = options
         self.packedNodes = compiler.packedNodes
-        self.weightBytes = compiler.residentConstantBytes(graph)
+        self.otherWeightBytes = compiler.residentConstantBytes(graph) - compiler.weightChoices.reduce(0) { $0 + $1.residentBytes }
     }
 
     public func makeSession(_ options: MBSession.Options = .init()) -> MBSession {

@@ -118,6 +118,15 @@ public enum RunModel {
             } else if let e = c.expandedTrialNanoseconds, let l = c.lookupTableTrialNanoseconds {
                 line += String(format: "; trial convolution expanded %.3f ms, lookup tables %.3f ms", e / 1e6, l / 1e6)
             }
+            if c.decidesAtRun {
+                line += c.decisions.isEmpty ? "; decided at its first run (not run yet: both forms resident)" : "; decided at run time per input shape:"
+                for d in c.decisions {
+                    line += String(format: " %@ %@ (expanded %.3f ms, lookup tables %.3f ms CPU)",
+                                   d.input.map(String.init).joined(separator: "x") as NSString,
+                                   (d.lookupTables ? "lookup tables" : "expanded") as NSString,
+                                   d.expandedNanoseconds / 1e6, d.lookupTableNanoseconds / 1e6)
+                }
+            }
             lines.append(line)
         }
         return lines

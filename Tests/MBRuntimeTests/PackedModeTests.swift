@@ -100,7 +100,9 @@ final class PackedModeTests: XCTestCase {
         XCTAssertFalse(auto.weightChoices.isEmpty)
         for c in auto.weightChoices where c.packedTrialNanoseconds == nil {
             XCTAssertFalse(c.packed && !c.lookupTables, "\(c.node): a Conv weight went compact without a budget")
-            if c.lookupTables { XCTAssertLessThan(c.lookupTableTrialNanoseconds!, c.expandedTrialNanoseconds!, "\(c.node): lookup tables not measured faster") }
+            if c.lookupTables && !c.decidesAtRun {
+                XCTAssertLessThan(c.lookupTableTrialNanoseconds!, c.expandedTrialNanoseconds!, "\(c.node): lookup tables not measured faster")
+            }
         }
         try assertModesAgree(path, feeds: ["input": x], expectPacked: false, "tiny_cnn auto", mode: .auto)
         let got = try auto.makeSession().run(["input": x])
@@ -137,6 +139,51 @@ final class PackedModeTests: XCTestCase {
         let auto = try MBModel(contentsOf: URL(fileURLWithPath: path), options: .init(weights: .auto))
         print("tiny_cnn 1-bit auto: \(auto.weightChoices.filter(\.lookupTables).count) of \(auto.weightChoices.count) weights on lookup tables")
         try assertModesAgree(path, feeds: ["input": x], expectPacked: false, "tiny_cnn 1-bit auto", mode: .auto)
+    }
+
+    /// Auto mode without a budget: a Conv that fits the lookup tables holds both forms until its
+    /// first run, which times both on the real input and keeps the faster for that input shape
+    /// (outputs: the winner's); the other form is dropped, and rebuilt when a new shape decides.
+    func testAutoDecidesConvsAtTheirFirstRunPerShape() throws {
+        let root = SharedFixtures.repositoryRoot.appendingPathComponent("Examples/models")
+        let x = try MBTensor(npy: NPY.read(path: root.appendingPathComponent("tiny_cnn.input.npy").path))
+        let one = MBTensor(shape: [1] + Array(x.shape.dropFirst()), floats: Array(x.floats.prefix(x.count / x.shape[0])))
+        let path = try convert(root.appendingPathComponent("tiny_cnn.onnx").path, "version: 1\ndefault:\n  bits: 1\n  scale: channel\n", name: "tinyatrun")
+        let url = URL(fileURLWithPath: path)
+        let expanded = try MBModel(contentsOf: url, options: .init(weights: .expanded))
+        for tables in MBModel.Options.ConvTables.allCases {
+            let auto = try MBModel(contentsOf: url, options: .init(weights: .auto, convTables: tables))
+            let atRun = auto.weightChoices.filter(\.decidesAtRun)
+            let bothForms = Dictionary(uniqueKeysWithValues: atRun.map { ($0.node, $0.residentBytes) })
+            let weightsBefore = auto.weightBytes
+            XCTAssertFalse(atRun.isEmpty, "\(tables): no Conv decides at run time")
+            for c in atRun {
+                XCTAssertTrue(c.decisions.isEmpty && c.lookupTables)
+                XCTAssertNil(c.lookupTableTrialNanoseconds, "\(c.node): a load-time trial ran")
+                XCTAssertGreaterThan(c.residentBytes, c.expandedBytes, "\(c.node): both forms resident before the first run")
+            }
+            let tolerance = tables == .int8 ? Self.int8Relative : Self.packedRelative
+            for (k, input) in [x, x, one].enumerated() {
+                let session = try auto.makeSession(.init(threads: 2))
+                let got = try session.run(["input": input]), want = try expanded.makeSession().run(["input": input])
+                for info in expanded.outputs {
+                    XCTAssertLessThanOrEqual(compare(got[info.name]!, want[info.name]!).relative, tolerance, "\(tables), run \(k): \(info.name)")
+                }
+                for c in auto.weightChoices.filter(\.decidesAtRun) {
+                    // Runs 1 and 2 share a shape: one decision; run 3's batch 1 decides again.
+                    XCTAssertEqual(c.decisions.count, k < 2 ? 1 : 2, "\(tables), run \(k): \(c.node): \(c.decisions.map(\.input))")
+                    XCTAssertEqual(c.decisions.first?.input.first, x.shape[0])
+                    // Forms no decided shape uses are dropped: one form each when all agree.
+                    let uses = Set(c.decisions.map(\.lookupTables))
+                    XCTAssertEqual(c.lookupTables, uses.contains(true), "\(tables): \(c.node): \(c.decisions)")
+                    if uses.count == 1 { XCTAssertLessThan(c.residentBytes, bothForms[c.node]!, "\(tables): \(c.node): the losing form kept") }
+                    for d in c.decisions { XCTAssertEqual(d.lookupTables, d.lookupTableNanoseconds < 0.95 * d.expandedNanoseconds) }
+                }
+                // (A new shape may choose the other form: then a Conv keeps both.)
+                if k < 2 { XCTAssertLessThan(auto.weightBytes, weightsBefore, "\(tables), run \(k): model weights still count both forms") }
+                XCTAssertLessThanOrEqual(auto.weightBytes, weightsBefore)
+            }
+        }
     }
 
     /// int8 Conv tables (`convTables: .int8`, lossy): in packed mode every one-group Conv runs on
@@ -202,9 +249,9 @@ final class PackedModeTests: XCTestCase {
         let x = try MBTensor(npy: NPY.read(path: root.appendingPathComponent("tiny_cnn.input.npy").path))
         let path = try convert(root.appendingPathComponent("tiny_cnn.onnx").path, "version: 1\ndefault:\n  bits: 1\n  scale: channel\n", name: "tinypin")
         let measured = try MBModel(contentsOf: URL(fileURLWithPath: path), options: .init(weights: .auto))
-        // Conv choices: a lookup-table trial and no batch-1 product (Gemm/MatMul have one).
-        let convs = Set(measured.weightChoices.filter { $0.lookupTableTrialNanoseconds != nil && $0.packedTrialNanoseconds == nil }.map(\.node))
-        XCTAssertFalse(convs.isEmpty, "no Conv had a lookup-table trial")
+        // Conv choices that fit the tables: decided at their first run (no load-time trial).
+        let convs = Set(measured.weightChoices.filter(\.decidesAtRun).map(\.node))
+        XCTAssertFalse(convs.isEmpty, "no Conv fits the lookup tables")
         for tables in MBModel.Options.ConvTables.allCases {
             for pin in [convs, Set(convs.prefix(1)), []] {
                 let options = MBModel.Options(weights: .auto, convTables: tables, lookupTableConvs: pin)
@@ -214,6 +261,7 @@ final class PackedModeTests: XCTestCase {
                 XCTAssertEqual(Set(b.weightChoices.filter { $0.lookupTables && convs.contains($0.node) }.map(\.node)), pin)
                 XCTAssertNil(a.weightChoices.first { convs.contains($0.node) && $0.lookupTableTrialNanoseconds != nil }, "a pinned load ran a Conv trial")
                 let ya = try a.makeSession().run(["input": x]), yb = try b.makeSession().run(["input": x])
+                XCTAssertTrue(a.weightChoices.allSatisfy { !$0.decidesAtRun && $0.decisions.isEmpty }, "a pinned Conv decided at run time")
                 for info in a.outputs { XCTAssertEqual(ya[info.name]!.floats, yb[info.name]!.floats, "\(tables): pinned \(pin): loads differ") }
             }
         }

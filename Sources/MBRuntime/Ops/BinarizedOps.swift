@@ -1,4 +1,9 @@
 import Dispatch
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import MBCore
 import MBFormat
 import MBKernels
@@ -89,7 +94,10 @@ final class WeightChoice: @unchecked Sendable {
 
     var isPacked: Bool { compact != nil || hasLut }
     var hasLut: Bool { lut != nil || lutConv != nil || lutConv8 != nil }
-    var residentBytes: Int { lutBytes ?? (compact != nil ? compactBytes : expandedBytes) }
+    var residentBytes: Int {
+        if decidesAtRun { return (lutBytes ?? 0) + (expanded != nil ? expandedBytes : 0) + sourceBytes }
+        return lutBytes ?? (compact != nil ? compactBytes : expandedBytes)
+    }
     /// Bytes of the lookup-table form (nil when there is none).
     var lutBytes: Int? { lut?.residentBytes ?? lutConv?.residentBytes ?? lutConv8?.residentBytes }
 
@@ -134,7 +142,12 @@ final class WeightChoice: @unchecked Sendable {
     /// weights fit the lookup-table convolution (one group, 1 or 2 spatial dimensions), that
     /// one, on `trial` (this node's kernel, strides, dilations and padding on a made-up input),
     /// one thread, best of 3 after a warm-up each.
-    func measureConv(trial g: ConvGeometry, int8: Bool = false) {
+    ///
+    /// `atRun` (auto mode without a budget): no trial here; when the weights fit the tables the
+    /// choice waits for the node's first run on each input shape (`convAtRun`), which times both
+    /// forms on the real input. The made-up input's batch 1 and 256-4096 positions favour the
+    /// tables more than the small maps and batches of real models do.
+    func measureConv(trial g: ConvGeometry, int8: Bool = false, atRun: Bool = false) {
         guard let source, g.groups == 1 else { return }
         let m8 = int8 && LutConvInt8Weights.fastAvailable ? try? LutConvInt8Weights(packed: source, geometry: g) : nil
         convGeometry = g
@@ -144,6 +157,12 @@ final class WeightChoice: @unchecked Sendable {
         m8?.expandCodes()
         let m = m8 != nil || !BitPlaneMatrix.lutAvailable ? nil : try? LutConvWeights(packed: source)
         guard m8?.fits(g) == true || m?.fits(g) == true else { return }
+        if atRun {
+            lutConv = m
+            lutConv8 = m8
+            decidesAtRun = true
+            return
+        }
         let w = source.dequantized()
         let x = (0..<(g.batch * g.inChannels * g.inputSize)).map { Float(($0 * 7919) % 17) / 17 - 0.5 }
         var y = [Float](repeating: 0, count: g.batch * g.outChannels * g.outputSize)
@@ -218,6 +237,7 @@ final class WeightChoice: @unchecked Sendable {
     /// a Conv against the float convolution (the compact form runs that after a decode).
     var lutMeasuredFastest: Bool {
         if let pinnedLut { return pinnedLut }
+        if decidesAtRun { return true }
         guard let l = lutTrialNanoseconds, let e = expandedTrialNanoseconds else { return false }
         if lutConv != nil || lutConv8 != nil { return l < e }
         guard let p = packedTrialNanoseconds else { return false }
@@ -244,6 +264,15 @@ final class WeightChoice: @unchecked Sendable {
 
     /// Keeps the compact form (`packed`) or expands to floats; drops the rest.
     func settle(packed: Bool, lut keepLut: Bool, maxTensorBytes: Int) throws {
+        if decidesAtRun, keepLut, hasLut, let source {
+            // Both forms until the first run decides; the source stays (about the file's bytes)
+            // to rebuild the dropped form when another input shape decides again.
+            compact = nil
+            expanded = try Self.expand(source, weight, maxTensorBytes: maxTensorBytes)
+            self.maxTensorBytes = maxTensorBytes
+            return
+        }
+        decidesAtRun = false
         defer { source = nil }
         if keepLut, hasLut {
             compact = nil
@@ -253,17 +282,134 @@ final class WeightChoice: @unchecked Sendable {
         lutConv = nil
         lutConv8 = nil
         guard !packed, let source else { return }
-        expanded = try TensorConversion.tensor(from: IRTensor(name: weight, elementType: .float, shape: source.shape, storage: .binarized(source)),
-                                               maxBytes: maxTensorBytes)
+        expanded = try Self.expand(source, weight, maxTensorBytes: maxTensorBytes)
         compact = nil
+    }
+
+    static func expand(_ source: PackedTensor, _ weight: String, maxTensorBytes: Int) throws -> MBTensor {
+        try TensorConversion.tensor(from: IRTensor(name: weight, elementType: .float, shape: source.shape, storage: .binarized(source)),
+                                    maxBytes: maxTensorBytes)
+    }
+
+    // MARK: Auto mode: a Conv decided at its first run on each input shape
+
+    /// Auto mode without a budget or pinned choices, a Conv whose weights fit the lookup tables:
+    /// the faster form is measured on the node's real input, once per input shape (the way
+    /// cuDNN's benchmark mode picks a convolution algorithm).
+    private(set) var decidesAtRun = false
+    /// One input shape's decision: the forms' thread CPU times on that input (best of 2, one thread).
+    struct ShapeDecision {
+        var input: [Int]
+        var lookupTables: Bool
+        var expandedNanoseconds: Double
+        var lookupTableNanoseconds: Double
+    }
+    private var decisions: [ShapeDecision] = []
+    /// How much faster than the float convolution the tables must time to be kept at run time.
+    static let lutMargin = 0.95
+    private let decisionLock = DispatchSemaphore(value: 1)
+    private var maxTensorBytes = 0
+
+    /// The forms a Conv runs in (`PackedConvWeights.forward`).
+    enum ConvForm {
+        case lut8(LutConvInt8Weights)
+        case lut(LutConvWeights)
+        case expanded(MBTensor)
+    }
+
+    private var lutForm: ConvForm? { lutConv8.map { .lut8($0) } ?? lutConv.map { .lut($0) } }
+
+    /// The decided form for `shape`, or nil (undecided).
+    private func decidedForm(_ shape: [Int]) -> ConvForm? {
+        guard let d = decisions.first(where: { $0.input == shape }) else { return nil }
+        return d.lookupTables ? lutForm : expanded.map { .expanded($0) }
+    }
+
+    /// Runs the Conv on an input of `shape` in its decided form (`run` writes the output); on the
+    /// first run of a shape first times both forms on this input (`run` with one thread, thread
+    /// CPU time, alternating, best of 3 each: the first run pays about six single-thread
+    /// convolutions of the node), keeps the tables when 5 % faster (`lutMargin`) for the shape, and drops a form no decided shape uses.
+    /// `scratchOutput` receives the losing trial's output; the winner's is in the output.
+    func convAtRun(shape: [Int], lutFits: (ConvForm) -> Bool,
+                   run: (ConvForm, _ threads: Int, _ intoScratch: Bool) -> Void, keepScratch: () -> Void) throws {
+        decisionLock.wait()
+        if let f = decidedForm(shape) {
+            decisionLock.signal()
+            run(f, 0, false)
+            return
+        }
+        defer { decisionLock.signal() }
+        // Another shape may have dropped a form: rebuild it from the source.
+        if let source {
+            if expanded == nil { expanded = try Self.expand(source, weight, maxTensorBytes: maxTensorBytes) }
+            if lutForm == nil, let g = convGeometry {
+                if lut8CompactBytes != nil, let m = try? LutConvInt8Weights(packed: source, geometry: g) {
+                    m.expandCodes()
+                    lutConv8 = m
+                } else {
+                    lutConv = try? LutConvWeights(packed: source)
+                }
+            }
+        }
+        guard let e = expanded else { return }
+        guard let l = lutForm, lutFits(l) else {
+            decisions.append(ShapeDecision(input: shape, lookupTables: false, expandedNanoseconds: 0, lookupTableNanoseconds: .infinity))
+            run(.expanded(e), 0, false)
+            dropUnused()
+            return
+        }
+        func cpuNanoseconds() -> Double {
+            var ts = timespec()
+            clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
+            return Double(ts.tv_sec) * 1e9 + Double(ts.tv_nsec)
+        }
+        func time(_ body: () -> Void) -> Double {
+            let start = cpuNanoseconds()
+            body()
+            return cpuNanoseconds() - start
+        }
+        // Alternating, best of 3 each: neither form gets all the warm caches.
+        var te = Double.infinity, tl = Double.infinity
+        for _ in 0..<3 {
+            te = min(te, time { run(.expanded(e), 1, false) })
+            tl = min(tl, time { run(l, 1, true) })
+        }
+        // The tables must win by `lutMargin`: near parity the float form (exact) is kept, so a
+        // noisy trial cannot make a layer slower than float by more than the noise.
+        let useLut = tl < te * Self.lutMargin
+        if useLut { keepScratch() }
+        decisions.append(ShapeDecision(input: shape, lookupTables: useLut, expandedNanoseconds: te, lookupTableNanoseconds: tl))
+        dropUnused()
+    }
+
+    /// Drops the forms no decided shape chose (the source rebuilds them when a new shape comes).
+    private func dropUnused() {
+        if !decisions.contains(where: \.lookupTables) {
+            lutConv = nil
+            lutConv8 = nil
+        }
+        if !decisions.contains(where: { !$0.lookupTables }) { expanded = nil }
+    }
+
+    /// Bytes of the packed source kept for deciding at run time.
+    private var sourceBytes: Int {
+        guard decidesAtRun, let source else { return 0 }
+        return source.mask.count + source.levels.reduce(0) { $0 + $1.signs.count * 8 + $1.scales.count * 4 + $1.activeCounts.count * 8 }
     }
 
     /// What `MBModel.weightChoices` reports.
     var report: MBModel.WeightChoice {
-        MBModel.WeightChoice(node: node, weight: weight, packed: isPacked, lookupTables: hasLut, residentBytes: residentBytes, compactBytes: compactBytes,
-                             expandedBytes: expandedBytes, decodeNanoseconds: decodeNanoseconds,
-                             packedTrialNanoseconds: packedTrialNanoseconds, expandedTrialNanoseconds: expandedTrialNanoseconds,
-                             lookupTableTrialNanoseconds: lutTrialNanoseconds)
+        decisionLock.wait()
+        defer { decisionLock.signal() }
+        return MBModel.WeightChoice(node: node, weight: weight, packed: isPacked, lookupTables: hasLut, residentBytes: residentBytes, compactBytes: compactBytes,
+                                    expandedBytes: expandedBytes, decodeNanoseconds: decodeNanoseconds,
+                                    packedTrialNanoseconds: packedTrialNanoseconds, expandedTrialNanoseconds: expandedTrialNanoseconds,
+                                    lookupTableTrialNanoseconds: lutTrialNanoseconds, decidesAtRun: decidesAtRun,
+                                    decisions: decisions.map {
+                                        MBModel.WeightChoice.ShapeDecision(input: $0.input, lookupTables: $0.lookupTables,
+                                                                           expandedNanoseconds: $0.expandedNanoseconds,
+                                                                           lookupTableNanoseconds: $0.lookupTableNanoseconds)
+                                    })
     }
 }
 
@@ -355,6 +501,36 @@ final class PackedConvWeights: @unchecked Sendable {
             return out
         }
         let x = try expandInput.map { try BinarizedInput.expand(x, $0, conv: true, c) } ?? x
+        if let choice, choice.decidesAtRun {
+            // The losing trial's output goes to `trialOut`; a table winner's is copied over.
+            var trialOut: [Float] = []
+            let xp = x.pointer(Float.self), bp = bias?.pointer(Float.self), op = out.mutable(Float.self)
+            try choice.convAtRun(shape: x.shape, lutFits: { form in
+                switch form {
+                case .lut8(let m): return m.fits(g)
+                case .lut(let m): return m.fits(g)
+                case .expanded: return true
+                }
+            }, run: { form, threads, intoScratch in
+                let t = threads == 0 ? c.threads : threads
+                if intoScratch && trialOut.isEmpty { trialOut = [Float](repeating: 0, count: out.count) }
+                trialOut.withUnsafeMutableBufferPointer { tp in
+                    let y = intoScratch ? tp.baseAddress! : op
+                    switch form {
+                    case .lut8(let m):
+                        m.forward(c.variant, g, input: xp, bias: bp, output: y, activation: activation, threads: t, scratch: c.bitScratch)
+                    case .lut(let m):
+                        m.forward(c.variant, g, input: xp, bias: bp, output: y, activation: activation, threads: t, scratch: c.bitScratch)
+                    case .expanded(let w):
+                        Conv.forward(c.variant, g, input: xp, weights: w.pointer(Float.self), bias: bp, output: y, activation: activation,
+                                     threads: t, scratch: c.scratch)
+                    }
+                }
+            }, keepScratch: {
+                trialOut.withUnsafeBufferPointer { op.update(from: $0.baseAddress!, count: out.count) }
+            })
+            return out
+        }
         if let lut = choice?.lutConv8 {
             lut.forward(c.variant, g, input: x.pointer(Float.self), bias: bias?.pointer(Float.self), output: out.mutable(Float.self),
                         activation: activation, threads: c.threads, scratch: c.bitScratch)

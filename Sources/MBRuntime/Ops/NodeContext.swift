@@ -108,7 +108,7 @@ struct NodeContext {
             if let pinned = compiler.options.lookupTableConvs {
                 choice.pinConv(lookupTables: pinned.contains(name), trial: convTrial, int8: int8)
             } else {
-                choice.measureConv(trial: convTrial, int8: int8)
+                choice.measureConv(trial: convTrial, int8: int8, atRun: compiler.options.maxWeightBytes == nil)
             }
         }
         if int8Packed, let convTrial { try choice.adoptInt8(packed, geometry: convTrial) }

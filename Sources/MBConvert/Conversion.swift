@@ -644,18 +644,21 @@ final class BackgroundHash: @unchecked Sendable {
     init(_ storage: ByteStorage) {
         group.enter()
         DispatchQueue.global(qos: .userInitiated).async {
-            // In 8 MiB pieces whose pages are released once hashed: a big embedded model is
-            // not held resident just to be fingerprinted.
-            var sha = SHA256()
-            let piece = 8 << 20
-            for start in stride(from: 0, to: storage.count, by: piece) {
-                let slice = ByteSlice(storage: storage, offset: start, count: min(piece, storage.count - start))
-                slice.withBytes { sha.update($0) }
-                slice.releaseResidentPages()
-            }
-            self.result = sha.finalize()
+            self.result = Self.sha256(of: storage, piece: 8 << 20)
             self.group.leave()
         }
+    }
+
+    /// SHA-256 of `storage` read in pieces whose pages are released once hashed: a big mapped
+    /// model is not held resident just to be fingerprinted.
+    static func sha256(of storage: ByteStorage, piece: Int) -> [UInt8] {
+        var sha = SHA256()
+        for start in stride(from: 0, to: storage.count, by: piece) {
+            let slice = ByteSlice(storage: storage, offset: start, count: min(piece, storage.count - start))
+            slice.withBytes { sha.update($0) }
+            slice.releaseResidentPages()
+        }
+        return sha.finalize()
     }
 
     var digest: [UInt8] {

@@ -257,15 +257,7 @@ public enum Verify {
     /// The SHA-256 of a file, read through its map in pieces whose pages are released: a large
     /// embedded model is not left resident by its fingerprint.
     static func sha256(ofFile path: String) throws -> [UInt8] {
-        let storage = try FileMapping.map(path: path)
-        var hash = SHA256()
-        let piece = 64 << 20
-        for start in stride(from: 0, to: storage.count, by: piece) {
-            let slice = ByteSlice(storage: storage, offset: start, count: min(piece, storage.count - start))
-            slice.withBytes { hash.update($0) }
-            slice.releaseResidentPages()
-        }
-        return hash.finalize()
+        BackgroundHash.sha256(of: try FileMapping.map(path: path), piece: 64 << 20)
     }
 
     /// How the output check runs the float model and the stored one: whole, as `mbconvert run`

@@ -326,16 +326,13 @@ extension LutConvInt8Weights {
         activation: Activation, threads: Int, scratch: BitPlaneScratch
     ) {
         let N = g.batch, P = g.outputSize, C = g.inChannels
-        var x = [Float](repeating: 0, count: C * N * P), y = [Float](repeating: 0, count: rows * N * P)
-        for n in 0..<N { for c in 0..<C { for p in 0..<P { x[(c * N + n) * P + p] = input[(n * C + c) * P + p] } } }
+        // The folded copies live in the session's scratch (their own slots): no allocation per run.
+        let x = scratch.buffer(.foldedInput, C * N * P, as: Float.self), y = scratch.buffer(.foldedOutput, rows * N * P, as: Float.self)
+        for n in 0..<N { for c in 0..<C { (x + (c * N + n) * P).update(from: input + (n * C + c) * P, count: P) } }
         let folded = ConvGeometry(batch: 1, inChannels: C, outChannels: rows, input: [1, N * P], kernel: [1, 1], strides: [1, 1], dilations: [1, 1],
                                   padBegin: [0, 0], padEnd: [0, 0])
-        x.withUnsafeBufferPointer { xp in
-            y.withUnsafeMutableBufferPointer { yp in
-                forward(variant, folded, input: xp.baseAddress!, bias: bias, output: yp.baseAddress!, activation: activation, threads: threads, scratch: scratch)
-            }
-        }
-        for o in 0..<rows { for n in 0..<N { for p in 0..<P { output[(n * rows + o) * P + p] = y[(o * N + n) * P + p] } } }
+        forward(variant, folded, input: x, bias: bias, output: y, activation: activation, threads: threads, scratch: scratch)
+        for o in 0..<rows { for n in 0..<N { (output + (n * rows + o) * P).update(from: y + (o * N + n) * P, count: P) } }
     }
 
     /// `forward` on pixel tables: threads take bands of output rows.

@@ -35,7 +35,9 @@ calibration and evaluation images come from their own seeds, so they do not chan
 
 Writes OUTDIR/glyphnet_{bn,ln,plain}.onnx (opset 17, symbolic batch), OUTDIR/glyph_{calib,eval}_x.npy
 (float32 N x 1 x 32 x 32), OUTDIR/glyph_{calib,eval}_y.npy (labels) and OUTDIR/glyphnet_MODELS.json
-(training and held-out accuracy of both models, the seed, the fonts used).
+(training and held-out accuracy of both models, the seed, the fonts used). `--holdout 1000` also
+writes OUTDIR/glyph_holdout_{x,y}.npy: 1,000 more images from seed 4242, the README's second check
+set. `--models ""` trains nothing and only renders the calibration, evaluation and held-out sets.
 """
 import argparse
 import glob
@@ -51,6 +53,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+# The held-out check set's seed: no other set uses it (training uses --seed, calibration and
+# evaluation --seed + 1 and + 2).
+HOLDOUT_SEED = 4242
 CLASSES = list("23456789ABCDEFGHJKLMNPQRSTUVWXYZ")
 SIZE = 32
 
@@ -251,6 +256,8 @@ def main():
     ap.add_argument("--seed", type=int, default=2026)
     ap.add_argument("--models", default="bn,plain", help="which models to train (bn, ln, none, plain), comma-separated")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--holdout", type=int, default=0,
+                    help="also render this many held-out images from seed 4242 (glyph_holdout_{x,y}.npy), a second check set")
     args = ap.parse_args()
     os.makedirs(args.outdir, exist_ok=True)
     torch.set_num_threads(args.threads)
@@ -259,18 +266,28 @@ def main():
     def log(s):
         print(s, flush=True)
 
-    log(f"{len(font_paths)} fonts; rendering {args.train} training, 64 calibration, 200 evaluation images")
-    train_x, train_y = dataset(args.train, args.seed, font_paths)
+    models = [k for k in args.models.split(",") if k]
+    train_n = args.train if models else 0
+    log(f"{len(font_paths)} fonts; rendering {train_n} training, 64 calibration, 200 evaluation, {args.holdout} held-out images")
+    train_x, train_y = dataset(train_n, args.seed, font_paths)
     calib_x, calib_y = dataset(64, args.seed + 1, font_paths)
     eval_x, eval_y = dataset(200, args.seed + 2, font_paths)
     for name, a in (("glyph_calib_x", calib_x), ("glyph_calib_y", calib_y), ("glyph_eval_x", eval_x), ("glyph_eval_y", eval_y)):
         np.save(os.path.join(args.outdir, name + ".npy"), a)
+    if args.holdout:
+        hold_x, hold_y = dataset(args.holdout, HOLDOUT_SEED, font_paths)
+        np.save(os.path.join(args.outdir, "glyph_holdout_x.npy"), hold_x)
+        np.save(os.path.join(args.outdir, "glyph_holdout_y.npy"), hold_y)
+    if not models:
+        return
     summary = {"seed": args.seed, "train": args.train, "epochs": args.epochs, "classes": "".join(CLASSES),
                "fonts": [os.path.basename(p) for p in font_paths], "models": {}}
-    for kind in args.models.split(","):
+    for kind in models:
         model = train(kind, train_x, train_y, args.epochs, args.seed, log)
         acc = {"train": accuracy(model, train_x[:4000], train_y[:4000]), "calibration": accuracy(model, calib_x, calib_y),
                "evaluation": accuracy(model, eval_x, eval_y)}
+        if args.holdout:
+            acc["holdout"] = accuracy(model, hold_x, hold_y)
         log(f"{kind}: accuracy {acc}")
         path = os.path.join(args.outdir, f"glyphnet_{kind}.onnx")
         torch.onnx.export(model, torch.from_numpy(eval_x[:1]), path, input_names=["image"], output_names=["logits"],

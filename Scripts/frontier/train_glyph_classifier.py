@@ -30,8 +30,9 @@ torchvision's MobileNetV3.
 
 The README's frontier models: `--models plain --train 24000 --epochs 15 --threads 1` (99.0 % on
 the evaluation images, int8 per channel keeps every answer; the first one, 12,000 images and 10
-epochs, was under-trained at 95.0 %) and `--models bn --train 12000 --epochs 14 --threads 1`. The
-calibration and evaluation images come from their own seeds, so they do not change with `--train`.
+epochs, was under-trained at 95.0 %) and `--models bn --train 24000 --epochs 15 --threads 1` (the
+first one, `--train 12000 --epochs 14`, was under-trained too). The calibration, evaluation and
+held-out images come from their own seeds, so they do not change with `--train` or `--models`.
 
 Writes OUTDIR/glyphnet_{bn,ln,plain}.onnx (opset 17, symbolic batch), OUTDIR/glyph_{calib,eval}_x.npy
 (float32 N x 1 x 32 x 32), OUTDIR/glyph_{calib,eval}_y.npy (labels) and OUTDIR/glyphnet_MODELS.json

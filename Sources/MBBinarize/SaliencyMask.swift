@@ -265,8 +265,9 @@ public enum SaliencyMask {
         for g in 0..<n { byDomain[domains[g], default: []].append(g) }
         for (_, members) in byDomain {
             var remaining = members
+            let counts = Binarizer.structuredCounts(groups: members.count, used: used.map { (bits: $0.0, fraction: $0.1) })
             for i in 0..<(u - 1) {
-                let c = min(HBB.roundedCount(used[i].1, of: members.count), remaining.count)
+                let c = counts[i]
                 guard c > 0 else { continue }
                 let ranked = remaining.sorted { a, b in
                     let ka = costs[a * u + i] - costs[a * u + i + 1], kb = costs[b * u + i] - costs[b * u + i + 1]

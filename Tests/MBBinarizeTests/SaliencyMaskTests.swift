@@ -126,6 +126,33 @@ import Testing
         }
     }
 
+    /// What verify checks of a stored structured mask: Middle-Out's and saliency's pass; a group
+    /// with two widths, or one group moved to another width, is named.
+    @Test(arguments: cases)
+    func structuredMaskCheck(_ c: Case) throws {
+        let p = try Self.prepare(c)
+        let e = c.mix.entries, whole = c.granularity == .channel
+        func problem(_ mask: [UInt8]) -> String? {
+            Binarizer.structuredMaskProblem(mask, layout: p.layout, groups: p.groups, wholeTensor: whole, bits: e.map(\.bits), fractions: e.map(\.fraction))
+        }
+        let saliency = try Self.mask(p, c, .fast)
+        #expect(problem(saliency) == nil, "(\(c))")
+        let config = BinarizationConfig(distribution: c.mix, method: .middleOut, scale: c.scale)
+        let middleOut = try Binarizer.binarize(FloatTensor(name: "w", shape: p.layer.shape, values: p.target), config, groups: p.groups, wholeTensor: whole).mask
+        #expect(problem(middleOut) == nil, "(\(c))")
+        let widest = UInt8(e.filter { $0.fraction > 0 }.last!.bits)
+        // Group 0 moved to another width: the counts no longer match P.
+        var moved = saliency
+        let other: UInt8 = saliency[0] == widest ? UInt8(e.first { $0.fraction > 0 }!.bits) : widest
+        for j in moved.indices where p.groups.ids[j] == 0 { moved[j] = other }
+        #expect(problem(moved) != nil, "(\(c))")
+        if let j = p.groups.ids.indices.dropFirst().first(where: { p.groups.ids[$0] == 0 }) {
+            var split = saliency
+            split[j] = split[j] == widest ? other : widest
+            #expect(problem(split)?.contains("mixes bit widths") == true, "(\(c))")
+        }
+    }
+
     @Test func aGroupAcrossOutputChannelsIsRefused() throws {
         let c = Self.cases[0]
         let p = try Self.prepare(c)

@@ -153,6 +153,34 @@ import Testing
         }
     }
 
+    /// A Gemm/MatMul weight stored [K, N] (outputs along axis 1, entry (r, c) at c·N + r), with
+    /// channel scales on axis 1: the same layer as rows, so the same choice, transposed.
+    @Test(arguments: [MaskGranularity.group(4), .channel])
+    func outputsAlongTheSecondAxis(_ granularity: MaskGranularity) throws {
+        let c = Case(mix: tenths([6, 3, 1]), scale: .channel(axis: 0), granularity: granularity, channels: 24, taps: 1, outputs: 10,
+                     convGroups: 1, rows: 70, seed: 9)
+        let p = try Self.prepare(c)
+        let rowsMask = try Self.mask(p, c, .fast)
+        let k = c.channels, n = c.outputs
+        var target = [Float](repeating: 0, count: k * n)
+        for r in 0..<n { for j in 0..<k { target[j * n + r] = p.target[r * k + j] } }
+        let geometry = OutputFit.Geometry(rows: n, columns: k, rowStride: 1, columnStride: n)
+        let groups = MaskGroups.weight(rows: n, taps: 1, channels: k, rowStride: 1, tapStride: 0, channelStride: n, granularity: granularity)!
+        let layout = try GroupLayout(shape: [k, n], scale: .channel(axis: 1))
+        let e = c.mix.entries
+        func select(_ variant: KernelVariant) throws -> [UInt8] {
+            try SaliencyMask.select(target: target, layout: layout, groups: groups, wholeTensor: granularity == .channel, bits: e.map(\.bits),
+                                    fractions: e.map(\.fraction), system: p.system, geometry: geometry, variant: variant)
+        }
+        let fast = try select(.fast)
+        #expect(try select(.reference) == fast)
+        var transposed = [UInt8](repeating: 0, count: k * n)
+        for r in 0..<n { for j in 0..<k { transposed[j * n + r] = rowsMask[r * k + j] } }
+        #expect(fast == transposed, "\(fast) vs \(transposed)")
+        #expect(Binarizer.structuredMaskProblem(fast, layout: layout, groups: groups, wholeTensor: granularity == .channel,
+                                                bits: e.map(\.bits), fractions: e.map(\.fraction)) == nil)
+    }
+
     @Test func aGroupAcrossOutputChannelsIsRefused() throws {
         let c = Self.cases[0]
         let p = try Self.prepare(c)

@@ -22,8 +22,10 @@ import MBKernels
 /// 3. Selection, exactly as many groups per width as Middle-Out gives: over the same domains
 ///    (each output slice with channel scales, else the whole tensor; the whole tensor for
 ///    `granularity: channel`), width b_i (smallest first) goes to the round(p_i · groups) groups
-///    still unassigned with the smallest c_G(b_i) − c_G(b_(i+1)) (what taking b_i instead of the
-///    next width costs; ties: the lower group id, i.e. the group whose first entry comes first);
+///    still unassigned with the smallest (c_G(b_i) − c_G(b_(i+1))) / |G| (what taking b_i instead of
+///    the next width costs per entry, so a short group is not favoured for the narrow width and
+///    the stored bits stay Middle-Out's; ties: the lower group id, i.e. the group whose first
+///    entry comes first);
 ///    the widest used width takes the rest. Zero fractions are dropped as in Middle-Out.
 ///
 /// The fast path shares each block's factor between the groups with the same columns (every
@@ -52,7 +54,8 @@ public enum SaliencyMask {
             : try referenceCosts(target, shape: shape, scales: scales, slice: slice, widths: used.map(\.0), system: system, geometry: geometry, tensor: tensor)
         // Domains: the output slices (channel scales), else the whole tensor.
         let domainOf = (0..<groups.count).map { wholeTensor || layout.groupCount <= 1 ? 0 : slice[shape.firstFlat[$0]] }
-        let widths = assign(costs: costs, domains: domainOf, used: used)
+        let sizes = (0..<groups.count).map { shape.offsets[$0 + 1] - shape.offsets[$0] }
+        let widths = assign(costs: costs, sizes: sizes, domains: domainOf, used: used)
         var mask = [UInt8](repeating: 0, count: target.count)
         for j in 0..<target.count { mask[j] = widths[Int(groups.ids[j])] }
         return mask
@@ -258,7 +261,7 @@ public enum SaliencyMask {
     }
 
     /// Widths per group (step 3 of the type's comment) from costs (groups × used widths).
-    static func assign(costs: [Double], domains: [Int], used: [(Int, Double)]) -> [UInt8] {
+    static func assign(costs: [Double], sizes: [Int], domains: [Int], used: [(Int, Double)]) -> [UInt8] {
         let u = used.count, n = domains.count
         var widths = [UInt8](repeating: 0, count: n)
         var byDomain: [Int: [Int]] = [:]
@@ -270,7 +273,10 @@ public enum SaliencyMask {
                 let c = counts[i]
                 guard c > 0 else { continue }
                 let ranked = remaining.sorted { a, b in
-                    let ka = costs[a * u + i] - costs[a * u + i + 1], kb = costs[b * u + i] - costs[b * u + i + 1]
+                    // Per entry: groups of different sizes (the last of a run is shorter) then save
+                    // bits at the same rate, so the stored average stays Middle-Out's.
+                    let ka = (costs[a * u + i] - costs[a * u + i + 1]) / Double(max(sizes[a], 1))
+                    let kb = (costs[b * u + i] - costs[b * u + i + 1]) / Double(max(sizes[b], 1))
                     return ka != kb ? ka < kb : a < b
                 }
                 for g in ranked.prefix(c) { widths[g] = UInt8(used[i].0) }

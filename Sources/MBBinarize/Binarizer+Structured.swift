@@ -45,4 +45,50 @@ extension Binarizer {
         }
         return try binarize(tensor, mask: mask, scale: config.scale)
     }
+
+    /// Groups per width in a domain of `groups` groups, as Middle-Out on groups hands them out
+    /// (widths ascending, zero fractions dropped; round(p · groups) each, capped at what remains;
+    /// the last width takes the rest). `SaliencyMask` keeps the same counts.
+    public static func structuredCounts(groups n: Int, used: [(bits: Int, fraction: Double)]) -> [Int] {
+        var remaining = n
+        var counts: [Int] = []
+        for (i, (_, p)) in used.enumerated() {
+            let c = i + 1 == used.count ? remaining : min(HBB.roundedCount(p, of: n), remaining)
+            counts.append(c)
+            remaining -= c
+        }
+        return counts
+    }
+
+    /// Why `mask` is not a structured mask of `groups` with P's counts (nil when it is): every
+    /// group one width, and in each domain (each scale slice of `layout`, or the whole tensor
+    /// when `wholeTensor` or one slice) exactly `structuredCounts` groups per width. What any
+    /// structured mask chosen for P satisfies, whoever chose it (Middle-Out, saliency).
+    public static func structuredMaskProblem(_ mask: [UInt8], layout: GroupLayout, groups: MaskGroups, wholeTensor: Bool,
+                                             bits: [Int], fractions: [Double]) -> String? {
+        guard mask.count == groups.ids.count, mask.count == layout.count else { return "\(mask.count) mask entries for \(groups.ids.count) group ids" }
+        let used = zip(bits, fractions).filter { $0.1 > 0 }.map { (bits: $0.0, fraction: $0.1) }
+        var width = [UInt8](repeating: 0, count: groups.count), domain = [Int](repeating: 0, count: groups.count)
+        let slices = !wholeTensor && layout.groupCount > 1
+        for q in 0..<layout.count {
+            let flat = layout.flatIndex(ofGroupMajor: q), g = Int(groups.ids[flat])
+            guard g < groups.count else { return "group id \(g) of \(groups.count)" }
+            if width[g] == 0 {
+                width[g] = mask[flat]
+                domain[g] = slices ? q / layout.groupSize : 0
+            } else if width[g] != mask[flat] {
+                return "group \(g) mixes bit widths \(width[g]) and \(mask[flat])"
+            }
+        }
+        var members: [Int: [Int]] = [:]
+        for g in 0..<groups.count { members[domain[g], default: []].append(g) }
+        for (d, list) in members.sorted(by: { $0.key < $1.key }) {
+            let expected = structuredCounts(groups: list.count, used: used)
+            let found = used.map { u in list.filter { Int(width[$0]) == u.bits }.count }
+            if found != expected || found.reduce(0, +) != list.count {
+                return "\(slices ? "output slice \(d)" : "the tensor") has \(found) groups of widths \(used.map(\.bits)), P gives \(expected)"
+            }
+        }
+        return nil
+    }
 }

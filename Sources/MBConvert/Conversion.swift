@@ -436,7 +436,9 @@ public enum Conversion {
     }
 
     /// One tensor: binarize it or convert it to its kept type.
-    static func convert(_ plan: ConversionPlan, constant: IRTensor, policy: Policy) throws -> LayerOutcome {
+    /// `mask`: a structured mask chosen elsewhere (`method: saliency`, by the output fit) to use
+    /// instead of the rule's method.
+    static func convert(_ plan: ConversionPlan, constant: IRTensor, policy: Policy, mask: [UInt8]? = nil) throws -> LayerOutcome {
         let name = plan.tensor.name
         var row = ConversionReport.Layer(name: name, op: plan.tensor.consumers.first?.opType ?? "",
                                          node: plan.tensor.consumers.first?.name ?? "", shape: constant.shape,
@@ -482,7 +484,9 @@ public enum Conversion {
             let config = BinarizationConfig(distribution: mix, method: b.method, scale: scale)
             var packed: PackedTensor
             var exact = false
-            if mayBeExact(input, maxBits: mix.used.last?.bits ?? 1, channelAxis: plan.tensor.outputAxis),
+            if let mask {
+                packed = try refit(Binarizer.binarize(input, mask: mask, scale: scale), input, b.refit)
+            } else if mayBeExact(input, maxBits: mix.used.last?.bits ?? 1, channelAxis: plan.tensor.outputAxis),
                let found = ExactMode.detect(input, channelAxis: plan.tensor.outputAxis).packed {
                 // Already binarized (e.g. trained with HBB and exported after the last
                 // binarization): store its own levels, signs and mask, with zero error.
@@ -498,7 +502,7 @@ public enum Conversion {
             let stats = Statistics(original: values, packed: packed)
             let tensor = IRTensor(name: name, elementType: .float, shape: constant.shape, storage: .binarized(packed))
             row.encoding = "binarized"
-            row.method = exact ? "exact" : b.method.rawValue + refitSuffix(b.refit) + (b.granularity == .element ? "" : " \(b.granularity)")
+            row.method = exact ? "exact" : (mask != nil ? "saliency" : b.method.rawValue) + refitSuffix(b.refit) + (b.granularity == .element ? "" : " \(b.granularity)")
             row.scale = (packed.scale == .tensor ? "tensor" : "channel") + (packed.halfScales ? " float16" : "")
             if case .channel(let axis) = packed.scale { row.channelAxis = axis }
             row.requestedMix = mix.entries.filter { $0.fraction > 0 }.map { ConversionReport.MixEntry(bits: $0.bits, fraction: $0.fraction) }

@@ -174,6 +174,9 @@ enum OutputAwareConversion {
                 warnings.append("tensor '\(plan.tensor.name)': \(problem); fitted to the weights instead")
                 fits = false
             }
+            if !fits, case .binarize(let b) = plan.decision.action, b.saliency, b.fit.fitsOutput {
+                warnings.append("tensor '\(plan.tensor.name)': method: saliency needs the output fit; its mask is middle-out's")
+            }
             if fits, gains, !plan.decision.action.calibrates {
                 warnings.append("tensor '\(plan.tensor.name)': fit: output-gain needs the layer calibrated (the correction gives each channel its size back); fitted as fit: output")
                 gains = false
@@ -231,9 +234,11 @@ enum OutputAwareConversion {
         let constant = prepared.graph.constants[prepared.constantIndex[plan.tensor.name]!]
         var weights = try Conversion.floatValues(of: constant)
         let name = plan.tensor.name
+        var notes: [String] = []
         /// The weight-space binarization, for a layer that falls back to it (`Conversion.binarize`
         /// leaves fitted layers float until here).
         func weightFit() throws -> Conversion.LayerOutcome {
+            if case .binarize(let b) = plan.decision.action, b.saliency { notes.append("method: saliency needs the output fit; its mask is middle-out's") }
             if case .binarized = current.tensor.storage { return current }
             var outcome = try Conversion.convert(plan, constant: constant, policy: prepared.policy)
             outcome.sourceBytes = current.sourceBytes
@@ -252,7 +257,6 @@ enum OutputAwareConversion {
         }
         let (geometry, inputs) = try accumulate(layer.node, weights: weights, weightShape: constant.shape, xf: xf, xq: xq)
         times.lap("moments")
-        var notes: [String] = []
         let system: OutputFit.System
         let damping: Double
         if case .binarize(let b) = plan.decision.action { damping = b.damping } else { damping = OutputFit.dampingFraction }
@@ -268,7 +272,8 @@ enum OutputAwareConversion {
         var targetConstant = constant
         targetConstant.elementType = .float
         targetConstant.storage = .dense(target.withUnsafeBytes { ByteSlice(storage: ByteStorage(copying: $0)) })
-        let start = try Conversion.convert(plan, constant: targetConstant, policy: prepared.policy)
+        let start = try Conversion.convert(plan, constant: targetConstant, policy: prepared.policy,
+                                           mask: try saliencyMask(plan, shape: constant.shape, target: target, system: system, geometry: geometry, notes: &notes))
         guard case .binarized(let startPacked) = start.tensor.storage else { return (try weightFit(), notes) }
         times.lap("start")
         let result: OutputFit.Result
@@ -300,6 +305,24 @@ enum OutputAwareConversion {
         outcome.row = row
         times.lap("report")
         return (outcome, notes)
+    }
+
+    /// `method: saliency`: the structured mask of `target` (w') chosen by what fewer bits cost the
+    /// layer's output (MBBinarize's SaliencyMask), or nil for the rule's own method. A mask that
+    /// cannot be chosen so falls back to middle-out with a note.
+    static func saliencyMask(_ plan: ConversionPlan, shape: [Int], target: [Float], system: OutputFit.System, geometry: OutputFit.Geometry,
+                             notes: inout [String]) throws -> [UInt8]? {
+        guard case .binarize(let b) = plan.decision.action, b.saliency, let mix = plan.mix,
+              let groups = try Conversion.maskGroups(plan, shape: shape, granularity: b.granularity) else { return nil }
+        do {
+            let layout = try GroupLayout(shape: shape, scale: ScaleMode(b.scale, channelAxis: plan.tensor.outputAxis ?? 0))
+            return try SaliencyMask.select(target: target, layout: layout, groups: groups, wholeTensor: b.granularity == .channel,
+                                           bits: mix.entries.map(\.bits), fractions: mix.entries.map(\.fraction), system: system,
+                                           geometry: geometry, tensor: plan.tensor.name)
+        } catch {
+            notes.append("\(error); its mask is middle-out's")
+            return nil
+        }
     }
 
     /// Mean |w| of each output channel's row (1 for a row of zeros).

@@ -144,7 +144,7 @@ public struct PolicyCheckReport: Codable, Sendable {
             case .average(let a): how = "average \(formatNumber(a)) (P searched)"
             case .target: how = "bits from the target"
             }
-            return "\(how), \(b.method.rawValue), \(b.scale.rawValue) scale" + (b.refit == .off ? "" : b.refit == .alternating ? ", alternating refit" : ", refit")
+            return "\(how), \(b.saliency ? "saliency" : b.method.rawValue), \(b.scale.rawValue) scale" + (b.refit == .off ? "" : b.refit == .alternating ? ", alternating refit" : ", refit")
         }
     }
 }
@@ -180,7 +180,7 @@ extension PolicyCheckReport.Row {
             case .average(let a): allocation = "average \(formatNumber(a))"
             case .target: allocation = "target \(formatNumber(plan.requestedAverage ?? 0))"
             }
-            method = b.method.rawValue
+            method = b.saliency ? "saliency" : b.method.rawValue
             scale = b.scale.rawValue
             refit = b.refit != .off
             refitMode = b.refit == .alternating ? b.refit.rawValue : nil

@@ -154,6 +154,14 @@ public enum Verify {
                     failures.append("constant '\(name)': fitted to the output, but its shape \(s.shape) or bit widths (up to \(packed.levels.count)) do not match the policy (\(plan.tensor.shape), up to \(maxBits))")
                     continue
                 }
+                // A structured mask (Middle-Out's or saliency's) is fixed up to which groups get
+                // which width: one width per group, P's number of groups per width.
+                if b.granularity != .element, let mix = plan.mix, let groups = try Conversion.maskGroups(plan, shape: s.shape, granularity: b.granularity),
+                   let problem = Binarizer.structuredMaskProblem(packed.mask, layout: packed.layout, groups: groups, wholeTensor: b.granularity == .channel,
+                                                                 bits: mix.entries.map(\.bits), fractions: mix.entries.map(\.fraction)) {
+                    failures.append("constant '\(name)': fitted to the output with granularity \(b.granularity), but its mask is not one the policy allows: \(problem)")
+                    continue
+                }
                 fitted[name] = shell
             }
             // The conversion done again tensor by tensor within the memory budget, as `mbconvert`

@@ -44,6 +44,10 @@ public struct WeightDecision: Sendable, Equatable {
     public struct Binarization: Sendable, Equatable {
         public var allocation: Allocation
         public var method: MaskMethod
+        /// `method: saliency`: the structured mask is chosen by output saliency during the
+        /// output fit (MBBinarize's SaliencyMask); `method` (middle-out) serves a layer that
+        /// falls back to its weight-space binarization.
+        public var saliency = false
         public var scale: ScaleGranularity
         public var refit: RefitMode
         public var granularity: MaskGranularity
@@ -78,8 +82,9 @@ public struct WeightDecision: Sendable, Equatable {
         /// MBBinarize's `OutputFit.dampingFraction` (MBPolicy does not import MBBinarize).
         public static let defaultDamping = 0.01
 
-        func with(scaleType: ElementType, damping: Double?) -> Binarization {
+        func with(scaleType: ElementType, damping: Double?, saliency: Bool?) -> Binarization {
             var b = self
+            b.saliency = saliency ?? false
             b.scaleType = scaleType
             b.damping = damping ?? Self.defaultDamping
             return b
@@ -118,7 +123,7 @@ extension Policy.Settings {
             refit: refit ?? WeightDecision.Binarization.defaultRefit,
             granularity: granularity ?? .element,
             calibrate: calibrate ?? WeightDecision.Binarization.defaultCalibrate,
-            fit: fit ?? WeightDecision.Binarization.defaultFit).with(scaleType: scaleType ?? .float, damping: damping))
+            fit: fit ?? WeightDecision.Binarization.defaultFit).with(scaleType: scaleType ?? .float, damping: damping, saliency: saliency))
     }
 }
 

@@ -128,6 +128,9 @@ extension Policy {
     public struct Settings: Sendable, Equatable {
         public var storage: Storage
         public var method: MaskMethod?
+        /// `method: saliency`: a structured mask chosen by output saliency (needs an output fit
+        /// and `granularity: group:N | channel`); `method` then stays unset.
+        public var saliency: Bool?
         public var scale: ScaleGranularity?
         public var refit: RefitMode?
         /// Which entries share a bit width (`granularity: element | group:N | channel`).

@@ -38,8 +38,11 @@ extension SchemaReader {
             let valid: Bool
             switch item.key {
             case "method":
-                result.method = choice(item.value, "method", MaskMethod.self)
-                valid = result.method != nil
+                // `saliency` is not a MaskMethod: it needs the output fit's statistics.
+                let names = MaskMethod.allCases.map { ($0.rawValue, $0.rawValue) } + [(Self.saliencyMethod, Self.saliencyMethod)]
+                let name = choice(item.value, "method", names)
+                if name == Self.saliencyMethod { result.saliency = true } else { result.method = name.flatMap(MaskMethod.init(rawValue:)) }
+                valid = name != nil
             case "scale":
                 result.scale = choice(item.value, "scale", ScaleGranularity.self)
                 valid = result.scale != nil
@@ -81,11 +84,23 @@ extension SchemaReader {
                 warning(item.position, "'method' has no effect with 'bits': every entry gets the same bitwidth")
             }
         }
+        if result.saliency == true, ok, let m = e.first(where: { $0.key == "method" }), storageEntries.first?.key != "bits" {
+            if !(result.fit?.fitsOutput ?? false) {
+                error(m.position, "method: saliency ranks mask groups by the layer's output error on the calibration inputs; it needs 'fit: output' (or 'fit: output-gain') in the same \(owner)")
+                ok = false
+            } else if result.granularity == nil || result.granularity == .element {
+                error(m.position, "method: saliency chooses structured masks; add 'granularity: group:N' or 'granularity: channel' (per-entry masks use middle-out, top-down, bottom-up, random or residual-middle-out)")
+                ok = false
+            }
+        }
         if let d = e.first(where: { $0.key == "damping" }), ok, !(result.fit?.fitsOutput ?? false) {
             warning(d.position, "'damping' has no effect without 'fit: output' or 'fit: output-gain': only the output fit is damped")
         }
         return ok ? result : nil
     }
+
+    /// The `method:` value that selects structured masks by output saliency.
+    static let saliencyMethod = "saliency"
 
     /// `damping: 0.1`: the output fit's λ as a fraction of mean diag(X_qᵀX_q), positive and finite.
     mutating func damping(_ node: Node) -> Double? {

@@ -70,6 +70,42 @@ import Testing
         #expect(check.weights.filter { $0.detail?.hasPrefix("fitted to calibration data") == true }.count == binarized.count)
     }
 
+    /// `method: saliency`: each structured mask holds Middle-Out's number of groups per width
+    /// (per output channel with channel scales), differs from Middle-Out's somewhere, and the
+    /// file verifies; the report names the method.
+    @Test(arguments: ["  scale: channel\n  granularity: group:4\n", "  scale: tensor\n  granularity: channel\n  refit: alternating\n"])
+    func saliencyMasksKeepTheCounts(extra: String) throws {
+        let dir = try workspace()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let base = "version: 1\ndefault:\n  mix: {1: 0.6, 2: 0.3, 3: 0.1}\n  fit: output\n" + extra
+        let (_, middleOutFile, middleOut) = try convert(base, in: dir)
+        let second = dir.appendingPathComponent("saliency")
+        try FileManager.default.createDirectory(at: second, withIntermediateDirectories: true)
+        let (_, out, saliency) = try convert(base + "  method: saliency\n", in: second)
+        let a = try MBMFile.open(path: middleOutFile), b = try MBMFile.open(path: out)
+        var differs = false
+        for (m, s) in zip(middleOut, saliency) {
+            #expect(s.method?.hasPrefix("saliency") == true && s.method?.hasSuffix("+output-fit") == true, "\(s.name): \(s.method ?? "-")")
+            #expect(m.realizedMix == s.realizedMix, "\(s.name): \(m.realizedMix ?? []) vs \(s.realizedMix ?? [])")
+            guard case .binarized(let pm)? = a.model.graph.constants.first(where: { $0.name == m.name })?.storage,
+                  case .binarized(let ps)? = b.model.graph.constants.first(where: { $0.name == s.name })?.storage else { continue }
+            // With channel scales every output channel of a Conv (axis 0) holds P on its own.
+            if extra.contains("channel\n  granularity: group"), pm.shape.count == 4 {
+                let rows = pm.shape[0], per = pm.count / rows
+                for r in 0..<rows {
+                    let hm = Dictionary(pm.mask[(r * per)..<((r + 1) * per)].map { ($0, 1) }, uniquingKeysWith: +)
+                    let hs = Dictionary(ps.mask[(r * per)..<((r + 1) * per)].map { ($0, 1) }, uniquingKeysWith: +)
+                    #expect(hm == hs, "\(s.name) row \(r): \(hm) vs \(hs)")
+                }
+            }
+            if pm.mask != ps.mask { differs = true }
+            print("saliency [\(extra.replacingOccurrences(of: "\n", with: " "))] \(s.name): output error middle-out \(m.outputError ?? -1) saliency \(s.outputError ?? -1)")
+        }
+        #expect(differs)
+        let check = try Verify.run(onnx: model, mbm: out, options: Verify.Options())
+        #expect(check.passed, "\(check.failures)")
+    }
+
     /// `damping:` reaches the fit: the first layer reads the model's input, the same X_q in both
     /// conversions, so its λ is exactly 50 times the default's.
     @Test func dampingKeyScalesLambda() throws {

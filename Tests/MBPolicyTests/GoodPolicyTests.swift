@@ -167,6 +167,25 @@ import Testing
     #expect(unused.diagnostics.map(\.description) == ["d.txt:2:20: warning: 'damping' has no effect without 'fit: output' or 'fit: output-gain': only the output fit is damped"])
 }
 
+/// `method: saliency` reaches the decision as its own flag (the method stays middle-out, for a
+/// layer that falls back to its weights); `bits:` makes it a warning like any method.
+@Test func saliencyIsANamedMethod() throws {
+    let text = "version: 1\ndefault: {mix: {1: 0.7, 2: 0.3}, fit: output, granularity: channel, method: saliency}\n"
+    let parsed = Policy.parse(text: text, file: "s.txt")
+    #expect(parsed.diagnostics.isEmpty, "\(parsed.diagnostics)")
+    guard case .binarize(let b)? = parsed.policy?.defaultSettings?.action else {
+        Issue.record("binarizes")
+        return
+    }
+    #expect(b.saliency && b.method == .middleOut && b.granularity == .channel)
+    let plain = Policy.parse(text: "version: 1\ndefault: {mix: {1: 0.7, 2: 0.3}, fit: output, granularity: channel}\n", file: "s.txt")
+    guard case .binarize(let p)? = plain.policy?.defaultSettings?.action else { return }
+    #expect(!p.saliency)
+    let homogeneous = Policy.parse(text: "version: 1\ndefault: {bits: 2, fit: output, method: saliency}\n", file: "s.txt")
+    #expect(homogeneous.policy != nil)
+    #expect(homogeneous.diagnostics.map(\.description) == ["s.txt:2:33: warning: 'method' has no effect with 'bits': every entry gets the same bitwidth"])
+}
+
 /// The frontier's measured policies (README) parse without a single diagnostic, every rule
 /// fitting with `fit: output-gain`.
 @Test func frontierExamplePoliciesParse() throws {

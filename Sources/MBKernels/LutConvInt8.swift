@@ -43,6 +43,8 @@ public final class LutConvInt8Weights: @unchecked Sendable {
     /// per output position and tap); nil for the channel-major order of the ONNX weight.
     public let pixelChannels: Int?
     static let tile = Int(BP_LUTCONV8_ROWS)
+    /// Position bands per thread of a channel-major table Conv split by positions.
+    static let bandsPerThread = 4
 
     /// Whether this CPU has the AVX-512 body (VBMI and VNNI); the portable one runs everywhere.
     public static var fastAvailable: Bool { bp_lutconv8_fast_available() != 0 }
@@ -320,7 +322,12 @@ public final class LutConvInt8Weights: @unchecked Sendable {
         // Position bands are cut at multiples of 16 (a 64-byte line of every output row is written
         // by one core), as the float convolution cuts them.
         let step = 16, units = byRows ? tiles : (positions + step - 1) / step
-        let parts = min(max(1, threads), units)
+        // Several position bands per thread (no work is repeated): `Parallel.forEach` gives each
+        // thread its own share first and lets one whose helper starts late (a busy machine) take
+        // the helper's unstarted bands, where one band per thread made it wait for the whole of
+        // the helper's half. Row bands stay one per thread (each builds every position's tables).
+        let threadCount = min(max(1, threads), units)
+        let parts = byRows || threadCount == 1 ? threadCount : min(Self.bandsPerThread * threadCount, units)
         let buffer = UncheckedSendable(scratch.buffer(.lutConvTables, parts * perThread / 4 + 16, as: Float.self))
         let inSize = g.inChannels * g.inputSize, outSize = rows * positions
         let fast: Int32 = variant == .fast ? 1 : 0
@@ -328,7 +335,7 @@ public final class LutConvInt8Weights: @unchecked Sendable {
         let relu: Int32 = activation == .relu ? 1 : 0
         for n in 0..<g.batch {
             let x = UncheckedSendable(input + n * inSize), y = UncheckedSendable(output + n * outSize)
-            Parallel.forEach(parts, threads: parts) { t in
+            Parallel.forEach(parts, threads: threadCount) { t in
                 var w = weights, geo = geometry
                 let scratch = UnsafeMutableRawPointer(buffer.value) + t * perThread
                 if byRows {
@@ -371,14 +378,17 @@ extension LutConvInt8Weights {
         let perThread = (bp_lutconv8_pixels_scratch_bytes(&w, &geo) + 63) / 64 * 64
         let outRows = Int(geometry.outHeight), tiles = (rows + Self.tile - 1) / Self.tile
         let byRows = (split ?? Split.automatic(rows: rows, positions: g.outputSize, threads: threads)) == .rows
-        let parts = min(max(1, threads), byRows ? tiles : outRows)
+        // Bands of output rows: two per thread where each is still 8 rows or more (each band
+        // builds its halo of input rows again), for the reason above; row-tile bands one per thread.
+        let threadCount = min(max(1, threads), byRows ? tiles : outRows)
+        let parts = byRows || threadCount == 1 || outRows < 16 * threadCount ? threadCount : 2 * threadCount
         let buffer = UncheckedSendable(scratch.buffer(.lutConvTables, parts * perThread / 4 + 16, as: Float.self))
         let inSize = g.inChannels * g.inputSize, outSize = rows * g.outputSize
         let fast: Int32 = variant == .fast ? 1 : 0
         let relu: Int32 = activation == .relu ? 1 : 0
         for n in 0..<g.batch {
             let x = UncheckedSendable(input + n * inSize), y = UncheckedSendable(output + n * outSize)
-            Parallel.forEach(parts, threads: parts) { t in
+            Parallel.forEach(parts, threads: threadCount) { t in
                 var w = weights, geo = geometry
                 let scratch = UnsafeMutableRawPointer(buffer.value) + t * perThread
                 if byRows {

@@ -485,6 +485,11 @@ void bp_lutconv8_expand_tile(const bp_lutconv8_weights *w, int32_t t, uint8_t *c
 
 void bp_lutconv8_forward(int fast, const bp_lutconv8_weights *w, const bp_lutconv_geometry *g, const float *x, const float *bias, float *y,
                          int32_t position0, int32_t position1, int relu, void *scratch) {
+    bp_lutconv8_forward_tiles(fast, w, g, x, bias, y, position0, position1, 0, (w->rows + TILE - 1) / TILE, relu, scratch);
+}
+
+void bp_lutconv8_forward_tiles(int fast, const bp_lutconv8_weights *w, const bp_lutconv_geometry *g, const float *x, const float *bias, float *y,
+                               int32_t position0, int32_t position1, int32_t tile0, int32_t tile1, int relu, void *scratch) {
 #if BP_LUT8_X86
     fast = fast && bp_lutconv8_fast_available();
 #else
@@ -492,7 +497,6 @@ void bp_lutconv8_forward(int fast, const bp_lutconv8_weights *w, const bp_lutcon
 #endif
     const scratch_layout s = layout(w, scratch);
     const int32_t positions = g->outHeight * g->outWidth;
-    const int32_t rowTiles = (w->rows + TILE - 1) / TILE;
 #if BP_LUT8_X86
     const transpose_indices tiv = transpose_index_vectors(), *ti = &tiv;
 #else
@@ -541,7 +545,7 @@ void bp_lutconv8_forward(int fast, const bp_lutconv8_weights *w, const bp_lutcon
                     build_tables_portable(rp, groups, n, tb, s.pb, c0 - b0 + n, s.scales + (size_t)(c0 - b0 + n) * s.kblocks + kb);
             }
         }
-        for (int32_t rt = 0; rt < rowTiles; rt++) {
+        for (int32_t rt = tile0; rt < tile1; rt++) {
             const uint8_t *tc;
 #if BP_LUT8_X86
             if (fast) tc = expand_tile_bmi2(w, rt, s.codes, s.act, 0); else
@@ -803,13 +807,18 @@ BP_LUT8_TARGET static void pixel_tile_avx512(const bp_lutconv8_weights *w, const
 
 void bp_lutconv8_pixels_forward(int fast, const bp_lutconv8_weights *w, const bp_lutconv_geometry *g, const float *x, const float *bias, float *y,
                                 int32_t row0, int32_t row1, int relu, void *scratch) {
+    bp_lutconv8_pixels_forward_tiles(fast, w, g, x, bias, y, row0, row1, 0, (w->rows + TILE - 1) / TILE, relu, scratch);
+}
+
+void bp_lutconv8_pixels_forward_tiles(int fast, const bp_lutconv8_weights *w, const bp_lutconv_geometry *g, const float *x, const float *bias,
+                                      float *y, int32_t row0, int32_t row1, int32_t tile0, int32_t tile1, int relu, void *scratch) {
 #if BP_LUT8_X86
     fast = fast && bp_lutconv8_fast_available();
 #else
     fast = 0;
 #endif
     pixel_layout s = pixel_scratch(w, g, scratch);
-    const int32_t positions = g->outHeight * g->outWidth, rowTiles = (w->rows + TILE - 1) / TILE;
+    const int32_t positions = g->outHeight * g->outWidth;
 #if BP_LUT8_X86
     const transpose_indices tiv = transpose_index_vectors(), *ti = &tiv;
 #else
@@ -822,7 +831,7 @@ void bp_lutconv8_pixels_forward(int fast, const bp_lutconv8_weights *w, const bp
         // The band's input rows, built once for every row tile (rows the last band built are kept).
         for (int32_t oh = b0; oh < b1; oh++)
             for (int32_t a = 0; a < g->kernelH; a++) pixel_row(fast, g, x, oh * g->strideH - g->padH + a * g->dilationH, &s);
-        for (int32_t rt = 0; rt < rowTiles; rt++) {
+        for (int32_t rt = tile0; rt < tile1; rt++) {
             const uint8_t *tc;
 #if BP_LUT8_X86
             if (fast) tc = expand_tile_bmi2(w, rt, s.codes, s.act, 0); else

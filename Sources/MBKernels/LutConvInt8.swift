@@ -43,6 +43,8 @@ public final class LutConvInt8Weights: @unchecked Sendable {
     /// per output position and tap); nil for the channel-major order of the ONNX weight.
     public let pixelChannels: Int?
     static let tile = Int(BP_LUTCONV8_ROWS)
+    /// Position bands per thread of a channel-major table Conv split by positions.
+    static let bandsPerThread = 4
 
     /// Whether this CPU has the AVX-512 body (VBMI and VNNI); the portable one runs everywhere.
     public static var fastAvailable: Bool { bp_lutconv8_fast_available() != 0 }
@@ -276,30 +278,56 @@ public final class LutConvInt8Weights: @unchecked Sendable {
             && (pixelChannels == nil || (pixelChannels == g.inChannels && Self.prefersPixelTables(g)))
     }
 
+    /// How threads share a (channel-major) table Conv: bands of output positions, or of row tiles
+    /// (every thread builds every position's tables and reads only its rows' codes).
+    public enum Split: Sendable {
+        case positions, rows
+
+        /// As the float convolution splits the same layer (`RowGemm.split`): positions in bands of
+        /// multiples of 16 where there are 64 per thread and the weights are not much larger than
+        /// the input, else rows. Consecutive layers then leave each feature map's positions on the
+        /// core that wrote them, whichever form each layer runs, and a layer on a small map whose
+        /// codes outweigh its tables reads each code on one core only.
+        static func automatic(rows: Int, positions: Int, threads: Int) -> Split {
+            let tiles = (rows + LutConvInt8Weights.tile - 1) / LutConvInt8Weights.tile
+            return positions >= 64 * threads && (rows <= 4 * positions || tiles < 2 * threads) ? .positions : .rows
+        }
+    }
+
     /// The convolution with `activation` applied: `variant` `.fast` runs the AVX-512 body where
-    /// the CPU has it, `.reference` the portable one (bit-identical).
+    /// the CPU has it, `.reference` the portable one (bit-identical); `split` overrides how
+    /// threads share it (`Split.automatic`; every split gives the same bits).
     public func forward(
         _ variant: KernelVariant = .fast, _ g: ConvGeometry, input: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
-        output: UnsafeMutablePointer<Float>, activation: Activation, threads: Int, scratch: BitPlaneScratch
+        output: UnsafeMutablePointer<Float>, activation: Activation, threads: Int, scratch: BitPlaneScratch, split: Split? = nil
     ) {
         precondition(fits(g), "int8 lookup-table weights \(rows)x\(reduction) do not fit \(g)")
         let geometry = LutConvWeights.cGeometry(g)
         let weights = c
         if pixelChannels != nil {
-            forwardPixels(variant, g, geometry, weights, input: input, bias: bias, output: output, activation: activation, threads: threads, scratch: scratch)
+            forwardPixels(variant, g, geometry, weights, input: input, bias: bias, output: output, activation: activation, threads: threads, scratch: scratch,
+                          split: split)
             return
         }
         // A pointwise Conv on small maps of a batch: the images' positions side by side as one
         // map, so tables and 8-position register tiles are filled (each position's sums are the
         // same, so the outputs are bit for bit the per-image ones).
         if g.batch > 1, g.kernelSize == 1, g.outputSize == g.inputSize, g.outputSize < 256 {
-            forwardFolded(variant, g, input: input, bias: bias, output: output, activation: activation, threads: threads, scratch: scratch)
+            forwardFolded(variant, g, input: input, bias: bias, output: output, activation: activation, threads: threads, scratch: scratch, split: split)
             return
         }
         let perThread = withUnsafePointer(to: weights) { (bp_lutconv8_scratch_bytes($0) + 63) / 64 * 64 }
-        let positions = g.outputSize, step = Int(BP_LUTCONV8_POSITIONS)
-        let units = (positions + step - 1) / step
-        let parts = min(max(1, threads), units)
+        let positions = g.outputSize, tiles = (rows + Self.tile - 1) / Self.tile
+        let byRows = (split ?? Split.automatic(rows: rows, positions: positions, threads: threads)) == .rows
+        // Position bands are cut at multiples of 16 (a 64-byte line of every output row is written
+        // by one core), as the float convolution cuts them.
+        let step = 16, units = byRows ? tiles : (positions + step - 1) / step
+        // Several position bands per thread (no work is repeated): `Parallel.forEach` gives each
+        // thread its own share first and lets one whose helper starts late (a busy machine) take
+        // the helper's unstarted bands, where one band per thread made it wait for the whole of
+        // the helper's half. Row bands stay one per thread (each builds every position's tables).
+        let threadCount = min(max(1, threads), units)
+        let parts = byRows || threadCount == 1 ? threadCount : min(Self.bandsPerThread * threadCount, units)
         let buffer = UncheckedSendable(scratch.buffer(.lutConvTables, parts * perThread / 4 + 16, as: Float.self))
         let inSize = g.inChannels * g.inputSize, outSize = rows * positions
         let fast: Int32 = variant == .fast ? 1 : 0
@@ -307,12 +335,17 @@ public final class LutConvInt8Weights: @unchecked Sendable {
         let relu: Int32 = activation == .relu ? 1 : 0
         for n in 0..<g.batch {
             let x = UncheckedSendable(input + n * inSize), y = UncheckedSendable(output + n * outSize)
-            Parallel.forEach(parts, threads: parts) { t in
-                let p0 = min(positions, units * t / parts * step), p1 = min(positions, units * (t + 1) / parts * step)
-                guard p1 > p0 else { return }
+            Parallel.forEach(parts, threads: threadCount) { t in
                 var w = weights, geo = geometry
-                bp_lutconv8_forward(fast, &w, &geo, x.value, bias, y.value, Int32(p0), Int32(p1), relu,
-                                    UnsafeMutableRawPointer(buffer.value) + t * perThread)
+                let scratch = UnsafeMutableRawPointer(buffer.value) + t * perThread
+                if byRows {
+                    bp_lutconv8_forward_tiles(fast, &w, &geo, x.value, bias, y.value, 0, Int32(positions), Int32(tiles * t / parts),
+                                              Int32(tiles * (t + 1) / parts), relu, scratch)
+                    return
+                }
+                let p0 = t == 0 ? 0 : positions * t / parts / step * step, p1 = t == parts - 1 ? positions : positions * (t + 1) / parts / step * step
+                guard p1 > p0 else { return }
+                bp_lutconv8_forward(fast, &w, &geo, x.value, bias, y.value, Int32(p0), Int32(p1), relu, scratch)
             }
         }
         if activation != .none && activation != .relu { activation.apply(to: output, count: g.batch * outSize) }
@@ -323,7 +356,7 @@ extension LutConvInt8Weights {
     /// `forward` of a pointwise Conv with the batch's positions folded into one map.
     fileprivate func forwardFolded(
         _ variant: KernelVariant, _ g: ConvGeometry, input: UnsafePointer<Float>, bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
-        activation: Activation, threads: Int, scratch: BitPlaneScratch
+        activation: Activation, threads: Int, scratch: BitPlaneScratch, split: Split?
     ) {
         let N = g.batch, P = g.outputSize, C = g.inChannels
         // The folded copies live in the session's scratch (their own slots): no allocation per run.
@@ -331,32 +364,41 @@ extension LutConvInt8Weights {
         for n in 0..<N { for c in 0..<C { (x + (c * N + n) * P).update(from: input + (n * C + c) * P, count: P) } }
         let folded = ConvGeometry(batch: 1, inChannels: C, outChannels: rows, input: [1, N * P], kernel: [1, 1], strides: [1, 1], dilations: [1, 1],
                                   padBegin: [0, 0], padEnd: [0, 0])
-        forward(variant, folded, input: x, bias: bias, output: y, activation: activation, threads: threads, scratch: scratch)
+        forward(variant, folded, input: x, bias: bias, output: y, activation: activation, threads: threads, scratch: scratch, split: split)
         for o in 0..<rows { for n in 0..<N { (output + (n * rows + o) * P).update(from: y + (o * N + n) * P, count: P) } }
     }
 
     /// `forward` on pixel tables: threads take bands of output rows.
     fileprivate func forwardPixels(
         _ variant: KernelVariant, _ g: ConvGeometry, _ geometry: bp_lutconv_geometry, _ weights: bp_lutconv8_weights, input: UnsafePointer<Float>,
-        bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>, activation: Activation, threads: Int, scratch: BitPlaneScratch
+        bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>, activation: Activation, threads: Int, scratch: BitPlaneScratch, split: Split?
     ) {
         var w = weights, geo = geometry
         precondition(bp_lutconv8_pixels_fit(&w, &geo) != 0, "pixel tables do not fit \(g)")
         let perThread = (bp_lutconv8_pixels_scratch_bytes(&w, &geo) + 63) / 64 * 64
-        let outRows = Int(geometry.outHeight)
-        let parts = min(max(1, threads), outRows)
+        let outRows = Int(geometry.outHeight), tiles = (rows + Self.tile - 1) / Self.tile
+        let byRows = (split ?? Split.automatic(rows: rows, positions: g.outputSize, threads: threads)) == .rows
+        // Bands of output rows: two per thread where each is still 8 rows or more (each band
+        // builds its halo of input rows again), for the reason above; row-tile bands one per thread.
+        let threadCount = min(max(1, threads), byRows ? tiles : outRows)
+        let parts = byRows || threadCount == 1 || outRows < 16 * threadCount ? threadCount : 2 * threadCount
         let buffer = UncheckedSendable(scratch.buffer(.lutConvTables, parts * perThread / 4 + 16, as: Float.self))
         let inSize = g.inChannels * g.inputSize, outSize = rows * g.outputSize
         let fast: Int32 = variant == .fast ? 1 : 0
         let relu: Int32 = activation == .relu ? 1 : 0
         for n in 0..<g.batch {
             let x = UncheckedSendable(input + n * inSize), y = UncheckedSendable(output + n * outSize)
-            Parallel.forEach(parts, threads: parts) { t in
+            Parallel.forEach(parts, threads: threadCount) { t in
+                var w = weights, geo = geometry
+                let scratch = UnsafeMutableRawPointer(buffer.value) + t * perThread
+                if byRows {
+                    bp_lutconv8_pixels_forward_tiles(fast, &w, &geo, x.value, bias, y.value, 0, Int32(outRows), Int32(tiles * t / parts),
+                                                     Int32(tiles * (t + 1) / parts), relu, scratch)
+                    return
+                }
                 let r0 = outRows * t / parts, r1 = outRows * (t + 1) / parts
                 guard r1 > r0 else { return }
-                var w = weights, geo = geometry
-                bp_lutconv8_pixels_forward(fast, &w, &geo, x.value, bias, y.value, Int32(r0), Int32(r1), relu,
-                                           UnsafeMutableRawPointer(buffer.value) + t * perThread)
+                bp_lutconv8_pixels_forward(fast, &w, &geo, x.value, bias, y.value, Int32(r0), Int32(r1), relu, scratch)
             }
         }
         if activation != .none && activation != .relu { activation.apply(to: output, count: g.batch * outSize) }

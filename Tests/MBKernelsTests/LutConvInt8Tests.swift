@@ -30,12 +30,22 @@ final class LutConvInt8Tests: XCTestCase {
         let x = randomActivations(count: t.batch * t.inC * g.inputSize, seed: seed + 7)
         let bias = t.bias ? randomActivations(count: t.outC, seed: seed + 9) : nil
         let outSize = g.outputSize, count = t.batch * t.outC * outSize
-        func run(_ variant: KernelVariant, threads: Int) -> [Float] {
+        func run(_ variant: KernelVariant, threads: Int, split: LutConvInt8Weights.Split? = nil) -> [Float] {
             LutConvTests.outputs(count: count, input: x, bias: bias) { xp, bp, yp, scratch in
-                w.forward(variant, g, input: xp, bias: bp, output: yp, activation: t.activation, threads: threads, scratch: scratch)
+                w.forward(variant, g, input: xp, bias: bp, output: yp, activation: t.activation, threads: threads, scratch: scratch, split: split)
             }
         }
         let fast = run(.fast, threads: 1), portable = run(.reference, threads: 1), two = run(.fast, threads: 2)
+        // Threads split by positions and by row tiles, AVX-512 and portable: the same bits.
+        for (threads, split) in [(2, LutConvInt8Weights.Split.rows), (3, .rows), (3, .positions)] {
+            for variant in [KernelVariant.fast, .reference] where variant == .fast || threads == 2 {
+                let y = run(variant, threads: threads, split: split)
+                if let i = y.indices.first(where: { y[$0].bitPattern != fast[$0].bitPattern }) {
+                    XCTFail("\(t) seed=\(seed): output \(i) one thread \(fast[i]), \(threads) threads by \(split) (\(variant)) \(y[i])", file: file, line: line)
+                    return
+                }
+            }
+        }
         // The same weights with their codes held expanded (auto mode's form): the same bits.
         let compactBytes = w.residentBytes
         w.expandCodes()
@@ -152,12 +162,21 @@ final class LutConvInt8Tests: XCTestCase {
         let x = randomActivations(count: t.batch * t.inC * g.inputSize, seed: seed + 7).map { seed % 2 == 0 ? max(0, $0) : $0 }
         let bias = t.bias ? randomActivations(count: t.outC, seed: seed + 9) : nil
         let outSize = g.outputSize, count = t.batch * t.outC * outSize
-        func run(_ variant: KernelVariant, threads: Int) -> [Float] {
+        func run(_ variant: KernelVariant, threads: Int, split: LutConvInt8Weights.Split? = nil) -> [Float] {
             LutConvTests.outputs(count: count, input: x, bias: bias) { xp, bp, yp, scratch in
-                w.forward(variant, g, input: xp, bias: bp, output: yp, activation: t.activation, threads: threads, scratch: scratch)
+                w.forward(variant, g, input: xp, bias: bp, output: yp, activation: t.activation, threads: threads, scratch: scratch, split: split)
             }
         }
         let fast = run(.fast, threads: 1), portable = run(.reference, threads: 1), two = run(.fast, threads: 3)
+        for (threads, split) in [(2, LutConvInt8Weights.Split.rows), (3, .rows), (2, .positions)] {
+            for variant in [KernelVariant.fast, .reference] where variant == .fast || threads == 2 {
+                let y = run(variant, threads: threads, split: split)
+                if let i = y.indices.first(where: { y[$0].bitPattern != fast[$0].bitPattern }) {
+                    XCTFail("\(t) seed=\(seed): output \(i) one thread \(fast[i]), \(threads) threads by \(split) (\(variant)) \(y[i])", file: file, line: line)
+                    return
+                }
+            }
+        }
         w.expandCodes()
         let expanded = run(.fast, threads: 1)
         for n in 0..<t.batch {

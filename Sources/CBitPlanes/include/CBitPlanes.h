@@ -287,6 +287,11 @@ size_t bp_lutconv8_scratch_bytes(const bp_lutconv8_weights *w);
 /// runs the AVX-512 body where the CPU has it, else the portable one (bit-identical).
 void bp_lutconv8_forward(int fast, const bp_lutconv8_weights *w, const bp_lutconv_geometry *g, const float *x, const float *bias, float *y,
                          int32_t position0, int32_t position1, int relu, void *scratch);
+/// bp_lutconv8_forward for the rows of row tiles [tile0, tile1) only (tile t: the rows of tile
+/// slots 16t .. 16t + 15, `order`): threads that split a layer by rows each build the tables of
+/// every position and read only their tiles' codes (where the weights outweigh the tables).
+void bp_lutconv8_forward_tiles(int fast, const bp_lutconv8_weights *w, const bp_lutconv_geometry *g, const float *x, const float *bias, float *y,
+                               int32_t position0, int32_t position1, int32_t tile0, int32_t tile1, int relu, void *scratch);
 
 /// Pixel tables: the same weights with the reduction in tap-major order (entry t * channels + c,
 /// `quads` = taps * channels / 16), so each table is 4 channels of one input pixel and is built
@@ -301,6 +306,9 @@ size_t bp_lutconv8_pixels_scratch_bytes(const bp_lutconv8_weights *w, const bp_l
 /// Output rows [row0, row1) of one image, as bp_lutconv8_forward (bit-identical bodies).
 void bp_lutconv8_pixels_forward(int fast, const bp_lutconv8_weights *w, const bp_lutconv_geometry *g, const float *x, const float *bias, float *y,
                                 int32_t row0, int32_t row1, int relu, void *scratch);
+/// bp_lutconv8_pixels_forward for the rows of row tiles [tile0, tile1) only (as bp_lutconv8_forward_tiles).
+void bp_lutconv8_pixels_forward_tiles(int fast, const bp_lutconv8_weights *w, const bp_lutconv_geometry *g, const float *x, const float *bias,
+                                      float *y, int32_t row0, int32_t row1, int32_t tile0, int32_t tile1, int relu, void *scratch);
 
 /// Middle-Out radix selection over the unassigned entries (mask[j] == 0) of a whole tensor
 /// (BitPlanesSelect.c), key_j = | |v_j| - mean | in Double, coarse digit = the top `width` bits

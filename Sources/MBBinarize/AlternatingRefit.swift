@@ -148,6 +148,17 @@ extension AlternatingRefit {
         var diff = [Float](repeating: 0, count: n)
         var moving = [Bool](repeating: true, count: groups)
         let identity = layout.isIdentity
+        // Per pattern of width w (at 2^w − 2 + pattern, as the codebooks): lane k is +1 or −1 for
+        // k < w, 0 above, so h takes ±x in every level of an entry with one vector add (lanes
+        // above the width add ±0, which leaves them as they are; ±x is exact).
+        var signVectors = [SIMD8<Double>](repeating: .zero, count: (2 << K) - 2)
+        for w in 1...K {
+            for pattern in 0..<(1 << w) {
+                for k in 0..<w { signVectors[(1 << w) - 2 + pattern][k] = (pattern >> k) & 1 == 1 ? 1 : -1 }
+            }
+        }
+        // Widths present in each group.
+        let widths = (0..<groups).map { g in (1...K).filter { w in active[w - 1][g] > (w < K ? active[w][g] : 0) } }
 
         /// One fit of group g's scales from `cur` (resigned first, with `curScales`, when
         /// `resign`), into `out`/`outScales`/`outSingular`, its error terms in `d`; whether its
@@ -162,7 +173,7 @@ extension AlternatingRefit {
             var bookValues = [Float](repeating: 0, count: (2 << K) - 2), bookPatterns = [UInt8](repeating: 0, count: (2 << K) - 2)
             if resign {
                 let groupScales = (0..<K).map { curScales[$0 * groups + g] }
-                for w in 1...K where active[w - 1][g] > (w < K ? active[w][g] : 0) {
+                for w in widths[g] {
                     for (i, entry) in codebook(scales: groupScales, width: w).enumerated() {
                         bookValues[(1 << w) - 2 + i] = entry.value
                         bookPatterns[(1 << w) - 2 + i] = UInt8(entry.pattern)
@@ -170,11 +181,12 @@ extension AlternatingRefit {
                 }
             }
             let start = g * size
+            var hv = SIMD8<Double>.zero
             values.withUnsafeBufferPointer { v in
                 mask.withUnsafeBufferPointer { m in
                     bookValues.withUnsafeBufferPointer { bv in
                     bookPatterns.withUnsafeBufferPointer { bp in
-                    h.withUnsafeMutableBufferPointer { h in
+                    signVectors.withUnsafeBufferPointer { sv in
                     histogram.withUnsafeMutableBufferPointer { histogram in
                     for p in start..<(start + size) {
                         let width = Int(m[p])
@@ -188,9 +200,9 @@ extension AlternatingRefit {
                         }
                         // h in Refit's order (±x: x times an exact ±1); G's entries are
                         // integer counts, taken from the patterns' histogram after the loop.
-                        let x = Double(v[p])
-                        for k in 0..<width { h[k] += x * Double(Int((bits >> UInt8(k)) & 1) &* 2 &- 1) }
-                        histogram[(1 << width) - 2 + Int(bits)] += 1
+                        let slot = (1 << width) - 2 + Int(bits)
+                        hv += SIMD8(repeating: Double(v[p])) * sv[slot]
+                        histogram[slot] += 1
                     }
                     }
                     }
@@ -198,6 +210,7 @@ extension AlternatingRefit {
                     }
                 }
             }
+            for k in 0..<K { h[k] = hv[k] }
             for width in 1...K {
                 for pattern in 0..<(1 << width) {
                     let count = histogram[(1 << width) - 2 + pattern]
@@ -220,20 +233,29 @@ extension AlternatingRefit {
                     outSingular[g] = true
                 }
             }
-            // T_hat as dequantized() adds it (Float, level 1 up), minus T.
+            // T_hat as dequantized() adds it (Float, level 1 up), minus T: each pattern's value
+            // once per group (the same sum), looked up per entry.
             let fitted = (0..<K).map { outScales[$0 * groups + g] }
+            var patternValues = [Float](repeating: 0, count: (2 << K) - 2)
+            for w in widths[g] {
+                for pattern in 0..<(1 << w) {
+                    var sum: Float = 0
+                    for k in 0..<w {
+                        let term = (pattern >> k) & 1 == 1 ? fitted[k] : -fitted[k]
+                        sum = k == 0 ? term : sum + term
+                    }
+                    patternValues[(1 << w) - 2 + pattern] = sum
+                }
+            }
             let pat = UnsafePointer(out)
-            fitted.withUnsafeBufferPointer { fitted in
+            patternValues.withUnsafeBufferPointer { pv in
             values.withUnsafeBufferPointer { v in
                 mask.withUnsafeBufferPointer { m in
                     for p in start..<(start + size) {
-                        let bits = pat[p]
-                        var sum: Float = 0
-                        for k in 0..<Int(m[p]) {
-                            let term = (bits >> UInt8(k)) & 1 == 1 ? fitted[k] : -fitted[k]
-                            sum = k == 0 ? term : sum + term
-                        }
-                        d[identity ? p : layout.flatIndex(ofGroupMajor: p)] = sum - v[p]
+                        let width = Int(m[p])
+                        // Width 0 (no levels) is 0, as the empty sum.
+                        let value = width == 0 ? 0 : pv[(1 << width) - 2 + Int(pat[p])]
+                        d[identity ? p : layout.flatIndex(ofGroupMajor: p)] = value - v[p]
                     }
                 }
             }

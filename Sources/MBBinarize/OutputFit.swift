@@ -520,6 +520,26 @@ public enum OutputFit {
             return sum
         }
 
+        /// `value`'s result for every scale group, width w and pattern, at
+        /// group·(2^(K+1) − 2) + 2^w − 2 + pattern (the same Float sums, done once).
+        func valueTable() -> [Float] {
+            let K = scales.count, stride = (2 << K) - 2, groups = scales.first?.count ?? 0
+            var table = [Float](repeating: 0, count: groups * stride)
+            for g in 0..<groups {
+                for w in 1...K {
+                    for pattern in 0..<(1 << w) {
+                        var sum: Float = 0
+                        for k in 0..<w {
+                            let term = (pattern >> k) & 1 == 1 ? scales[k][g] : -scales[k][g]
+                            sum = k == 0 ? term : sum + term
+                        }
+                        table[g * stride + (1 << w) - 2 + pattern] = sum
+                    }
+                }
+            }
+            return table
+        }
+
         func packed(like start: PackedTensor) -> PackedTensor {
             var out = start
             var writers = start.levels.map { BitStream(capacity: $0.bitCount) }
@@ -653,15 +673,38 @@ public enum OutputFit {
             let base = SymmetricMatrix.multiply(variant, s, xb, rows: rg, n: n, m: width)
             let table = SymmetricMatrix.multiply(variant, gb, xb, rows: width, n: n, m: width)
             var delta = [Double](repeating: 0, count: rg * width)
-            for r in 0..<rg {
-                for j in 0..<width {
-                    var v = w[r * d + b0 + j] + base[r * width + j]
-                    for i in 0..<j { v += delta[r * width + i] * table[i * width + j] }
-                    let flat = geometry.flat(g * geometry.rowsPerGroup + rows.lowerBound + r, b0 + j)
-                    let (q, pattern) = books.nearest(Float(v), group: codes.groupOf[flat], width: Int(codes.mask[flat]))
-                    patterns[flat] = UInt8(pattern)
-                    delta[r * width + j] = v - q
+            // Four rows at a time: each row's sum is its own chain of adds in the same order as
+            // one row alone (the same bits), four chains in flight instead of one.
+            delta.withUnsafeMutableBufferPointer { delta in
+            table.withUnsafeBufferPointer { table in
+            base.withUnsafeBufferPointer { base in
+            w.withUnsafeBufferPointer { w in
+                var r = 0
+                while r < rg {
+                    let lanes = min(4, rg - r)
+                    for j in 0..<width {
+                        var v = SIMD4<Double>.zero
+                        for l in 0..<lanes { v[l] = w[(r + l) * d + b0 + j] + base[(r + l) * width + j] }
+                        if lanes == 4 {
+                            for i in 0..<j {
+                                let row = SIMD4(delta[r * width + i], delta[(r + 1) * width + i], delta[(r + 2) * width + i], delta[(r + 3) * width + i])
+                                v += row * SIMD4(repeating: table[i * width + j])
+                            }
+                        } else {
+                            for l in 0..<lanes { for i in 0..<j { v[l] += delta[(r + l) * width + i] * table[i * width + j] } }
+                        }
+                        for l in 0..<lanes {
+                            let flat = geometry.flat(g * geometry.rowsPerGroup + rows.lowerBound + r + l, b0 + j)
+                            let (q, pattern) = books.nearest(Float(v[l]), group: codes.groupOf[flat], width: Int(codes.mask[flat]))
+                            patterns[flat] = UInt8(pattern)
+                            delta[(r + l) * width + j] = v[l] - q
+                        }
+                    }
+                    r += lanes
                 }
+            }
+            }
+            }
             }
             let update = SymmetricMatrix.multiply(variant, delta, gb, rows: rg, n: width, m: n)
             for i in 0..<(rg * n) { s[i] += update[i] }
@@ -752,6 +795,7 @@ public enum OutputFit {
                           threads: Int = 1) -> Double {
         let d = geometry.columns, rg = geometry.rowsPerGroup
         var total = 0.0
+        let values = codes.valueTable(), stride = (2 << codes.scales.count) - 2
         for g in 0..<geometry.groups {
             // Each chunk's products hd·delta, summed below in order (one running sum, as one thread would).
             inChunks(rg, threads: threads) { r0, count -> [Double] in
@@ -759,7 +803,10 @@ public enum OutputFit {
                 for r in 0..<count {
                     for c in 0..<d {
                         let flat = geometry.flat(g * rg + r0 + r, c)
-                        delta[r * d + c] = Double(codes.value(flat)) - Double(target[flat])
+                        let width = Int(codes.mask[flat])
+                        // codes.value(flat), looked up.
+                        let value = width == 0 ? 0 : values[codes.groupOf[flat] * stride + (1 << width) - 2 + Int(codes.patterns[flat])]
+                        delta[r * d + c] = Double(value) - Double(target[flat])
                     }
                 }
                 var hd = system.times(g, delta, count: count, d: d, variant: variant)

@@ -457,11 +457,13 @@ enum OutputAwareConversion {
 
     /// `graph` with value `name` made a graph input fed with `value` (its producer removed, so
     /// the nodes only it needed are not run), and the feeds; nil when `name` is a graph input
-    /// already or its producer makes other values too.
+    /// already or another output of its producer (not a Dropout's unread mask) is read.
     static func resumed(_ graph: IRGraph, at name: String, value: MBTensor, inputs: [String: MBTensor]) -> (graph: IRGraph, feeds: [String: MBTensor])? {
         guard !graph.inputs.contains(where: { $0.name == name }),
-              let producer = graph.nodes.firstIndex(where: { $0.outputs.contains(name) }),
-              graph.nodes[producer].outputs.filter({ !$0.isEmpty }) == [name] else { return nil }
+              let producer = graph.nodes.firstIndex(where: { $0.outputs.contains(name) }) else { return nil }
+        let others = Set(graph.nodes[producer].outputs.filter { !$0.isEmpty && $0 != name })
+        guard !graph.outputs.contains(where: { others.contains($0.name) }),
+              !graph.nodes.contains(where: { $0.inputs.contains(where: others.contains) }) else { return nil }
         var cut = graph
         cut.nodes.remove(at: producer)
         cut.inputs.append(IRValueInfo(name: name, elementType: value.elementType, shape: value.shape.map { .fixed(Int64($0)) }))

@@ -1,4 +1,5 @@
 import MBCore
+import MBKernels
 
 /// The "alternating refit" extra (not in the paper, policy `refit: alternating`).
 ///
@@ -127,8 +128,11 @@ extension AlternatingRefit {
     ///   same scales, and those the same patterns), so later iterations skip it;
     /// - the squared error is summed over per-entry differences in flat order, as the reference
     ///   sums it, so every accept/stop decision is the reference's.
+    /// `threads`: groups are fitted on up to that many threads (each group's step reads and
+    /// writes only its own entries and scales; the error is summed afterwards in flat order), so
+    /// the result is the same bits for every thread count.
     public static func refit(_ packed: PackedTensor, original: FloatTensor,
-                             maxIterations: Int = maxIterations) throws(BinarizeError) -> Result {
+                             maxIterations: Int = maxIterations, threads: Int = 1) throws(BinarizeError) -> Result {
         try packed.validated()
         guard original.values.count == packed.count else {
             throw .invalidTensor(tensor: original.name, reason: "has \(original.values.count) values, the packed tensor \(packed.count)")
@@ -143,18 +147,33 @@ extension AlternatingRefit {
         var trial = state
         var diff = [Float](repeating: 0, count: n)
         var moving = [Bool](repeating: true, count: groups)
+        let identity = layout.isIdentity
+        // Per pattern of width w (at 2^w − 2 + pattern, as the codebooks): lane k is +1 or −1 for
+        // k < w, 0 above, so h takes ±x in every level of an entry with one vector add (lanes
+        // above the width add ±0, which leaves them as they are; ±x is exact).
+        var signVectors = [SIMD8<Double>](repeating: .zero, count: (2 << K) - 2)
+        for w in 1...K {
+            for pattern in 0..<(1 << w) {
+                for k in 0..<w { signVectors[(1 << w) - 2 + pattern][k] = (pattern >> k) & 1 == 1 ? 1 : -1 }
+            }
+        }
+        // Widths present in each group.
+        let widths = (0..<groups).map { g in (1...K).filter { w in active[w - 1][g] > (w < K ? active[w][g] : 0) } }
 
-        /// One fit of group g's scales from `patterns` (resigned first, with `from`'s scales, when
-        /// `resign`), its error terms in `diff`; whether its patterns changed.
-        func step(_ g: Int, resign: Bool, from current: State, into next: inout State) -> Bool {
+        /// One fit of group g's scales from `cur` (resigned first, with `curScales`, when
+        /// `resign`), into `out`/`outScales`/`outSingular`, its error terms in `d`; whether its
+        /// patterns changed. Touches only group g's entries and scales.
+        func step(_ g: Int, resign: Bool, cur: UnsafePointer<UInt8>, curScales: UnsafePointer<Float>,
+                  out: UnsafeMutablePointer<UInt8>, outScales: UnsafeMutablePointer<Float>,
+                  outSingular: UnsafeMutablePointer<Bool>, d: UnsafeMutablePointer<Float>) -> Bool {
             var G = [Double](repeating: 0, count: K * K), h = [Double](repeating: 0, count: K)
             var histogram = [Int](repeating: 0, count: (2 << K) - 2)  // width w's patterns at 2^w − 2
             var changes: UInt8 = 0
             // The codebook of every width present in the group, width w at offset 2^w − 2.
             var bookValues = [Float](repeating: 0, count: (2 << K) - 2), bookPatterns = [UInt8](repeating: 0, count: (2 << K) - 2)
             if resign {
-                let groupScales = (0..<K).map { current.scales[$0 * groups + g] }
-                for w in 1...K where active[w - 1][g] > (w < K ? active[w][g] : 0) {
+                let groupScales = (0..<K).map { curScales[$0 * groups + g] }
+                for w in widths[g] {
                     for (i, entry) in codebook(scales: groupScales, width: w).enumerated() {
                         bookValues[(1 << w) - 2 + i] = entry.value
                         bookPatterns[(1 << w) - 2 + i] = UInt8(entry.pattern)
@@ -162,38 +181,36 @@ extension AlternatingRefit {
                 }
             }
             let start = g * size
+            var hv = SIMD8<Double>.zero
             values.withUnsafeBufferPointer { v in
                 mask.withUnsafeBufferPointer { m in
-                    current.patterns.withUnsafeBufferPointer { cur in
-                        next.patterns.withUnsafeMutableBufferPointer { out in
-                            bookValues.withUnsafeBufferPointer { bv in
-                            bookPatterns.withUnsafeBufferPointer { bp in
-                            h.withUnsafeMutableBufferPointer { h in
-                            histogram.withUnsafeMutableBufferPointer { histogram in
-                            for p in start..<(start + size) {
-                                let width = Int(m[p])
-                                var bits = cur[p]
-                                if resign {
-                                    // `nearest` on the width's book.
-                                    let book = (1 << width) - 2
-                                    bits = bp[book + nearestIndex(v[p], in: bv.baseAddress! + book, count: 1 << width)]
-                                    changes |= bits ^ cur[p]
-                                    out[p] = bits
-                                }
-                                // h in Refit's order (±x: x times an exact ±1); G's entries are
-                                // integer counts, taken from the patterns' histogram after the loop.
-                                let x = Double(v[p])
-                                for k in 0..<width { h[k] += x * Double(Int((bits >> UInt8(k)) & 1) &* 2 &- 1) }
-                                histogram[(1 << width) - 2 + Int(bits)] += 1
-                            }
-                            }
-                            }
-                            }
-                            }
+                    bookValues.withUnsafeBufferPointer { bv in
+                    bookPatterns.withUnsafeBufferPointer { bp in
+                    signVectors.withUnsafeBufferPointer { sv in
+                    histogram.withUnsafeMutableBufferPointer { histogram in
+                    for p in start..<(start + size) {
+                        let width = Int(m[p])
+                        var bits = cur[p]
+                        if resign {
+                            // `nearest` on the width's book.
+                            let book = (1 << width) - 2
+                            bits = bp[book + nearestIndex(v[p], in: bv.baseAddress! + book, count: 1 << width)]
+                            changes |= bits ^ cur[p]
+                            out[p] = bits
                         }
+                        // h in Refit's order (±x: x times an exact ±1); G's entries are
+                        // integer counts, taken from the patterns' histogram after the loop.
+                        let slot = (1 << width) - 2 + Int(bits)
+                        hv += SIMD8(repeating: Double(v[p])) * sv[slot]
+                        histogram[slot] += 1
+                    }
+                    }
+                    }
+                    }
                     }
                 }
             }
+            for k in 0..<K { h[k] = hv[k] }
             for width in 1...K {
                 for pattern in 0..<(1 << width) {
                     let count = histogram[(1 << width) - 2 + pattern]
@@ -205,40 +222,74 @@ extension AlternatingRefit {
                 }
             }
             // Refit's solve: only the levels present in the group; a singular system keeps the scales.
-            for k in 0..<K { next.scales[k * groups + g] = current.scales[k * groups + g] }
-            next.singular[g] = false
+            for k in 0..<K { outScales[k * groups + g] = curScales[k * groups + g] }
+            outSingular[g] = false
             let present = (0..<K).filter { active[$0][g] > 0 }
             if !present.isEmpty {
                 let A = present.map { k in present.map { l in k >= l ? G[k * K + l] : G[l * K + k] } }
                 if let mu = solveLinearSystem(A, present.map { h[$0] }) {
-                    for (i, k) in present.enumerated() { next.scales[k * groups + g] = Float(mu[i]) }
+                    for (i, k) in present.enumerated() { outScales[k * groups + g] = Float(mu[i]) }
                 } else {
-                    next.singular[g] = true
+                    outSingular[g] = true
                 }
             }
-            // T_hat as dequantized() adds it (Float, level 1 up), minus T.
-            let fitted = (0..<K).map { next.scales[$0 * groups + g] }
-            let identity = layout.isIdentity
-            fitted.withUnsafeBufferPointer { fitted in
+            // T_hat as dequantized() adds it (Float, level 1 up), minus T: each pattern's value
+            // once per group (the same sum), looked up per entry.
+            let fitted = (0..<K).map { outScales[$0 * groups + g] }
+            var patternValues = [Float](repeating: 0, count: (2 << K) - 2)
+            for w in widths[g] {
+                for pattern in 0..<(1 << w) {
+                    var sum: Float = 0
+                    for k in 0..<w {
+                        let term = (pattern >> k) & 1 == 1 ? fitted[k] : -fitted[k]
+                        sum = k == 0 ? term : sum + term
+                    }
+                    patternValues[(1 << w) - 2 + pattern] = sum
+                }
+            }
+            let pat = UnsafePointer(out)
+            patternValues.withUnsafeBufferPointer { pv in
             values.withUnsafeBufferPointer { v in
                 mask.withUnsafeBufferPointer { m in
-                    next.patterns.withUnsafeBufferPointer { pat in
-                        diff.withUnsafeMutableBufferPointer { d in
-                            for p in start..<(start + size) {
-                                let bits = pat[p]
-                                var sum: Float = 0
-                                for k in 0..<Int(m[p]) {
-                                    let term = (bits >> UInt8(k)) & 1 == 1 ? fitted[k] : -fitted[k]
-                                    sum = k == 0 ? term : sum + term
-                                }
-                                d[identity ? p : layout.flatIndex(ofGroupMajor: p)] = sum - v[p]
-                            }
-                        }
+                    for p in start..<(start + size) {
+                        let width = Int(m[p])
+                        // Width 0 (no levels) is 0, as the empty sum.
+                        let value = width == 0 ? 0 : pv[(1 << width) - 2 + Int(pat[p])]
+                        d[identity ? p : layout.flatIndex(ofGroupMajor: p)] = value - v[p]
                     }
                 }
             }
             }
             return changes != 0
+        }
+        /// `step` for every group in `list`, `from` into `into`, on up to `threads` threads; the
+        /// groups whose patterns changed, in order.
+        func steps(_ list: [Int], resign: Bool, from current: State, into next: inout State) -> [Int] {
+            var changed = [Bool](repeating: false, count: groups)
+            current.patterns.withUnsafeBufferPointer { cur in
+            current.scales.withUnsafeBufferPointer { curScales in
+            next.patterns.withUnsafeMutableBufferPointer { out in
+            next.scales.withUnsafeMutableBufferPointer { outScales in
+            next.singular.withUnsafeMutableBufferPointer { outSingular in
+            diff.withUnsafeMutableBufferPointer { d in
+            changed.withUnsafeMutableBufferPointer { changed in
+                let work = UncheckedSendable((cur.baseAddress!, curScales.baseAddress!, out.baseAddress!, outScales.baseAddress!,
+                                              outSingular.baseAddress!, d.baseAddress!, changed.baseAddress!))
+                // Small tensors are not worth waking helpers for.
+                Parallel.forEach(list.count, threads: n >= 1 << 16 ? threads : 1) { i in
+                    let (cur, curScales, out, outScales, outSingular, d, changed) = work.value
+                    let g = list[i]
+                    changed[g] = step(g, resign: resign, cur: cur, curScales: curScales, out: out, outScales: outScales,
+                                      outSingular: outSingular, d: d)
+                }
+            }
+            }
+            }
+            }
+            }
+            }
+            }
+            return list.filter { changed[$0] }
         }
         func squaredError() -> Double {
             diff.withUnsafeBufferPointer { d in d.reduce(0.0) { $0 + Double($1) * Double($1) } }
@@ -246,15 +297,12 @@ extension AlternatingRefit {
 
         // The plain refit of the binarizer's signs (its scales kept where singular).
         let initial = state
-        for g in 0..<groups { _ = step(g, resign: false, from: initial, into: &state) }
+        _ = steps(Array(0..<groups), resign: false, from: initial, into: &state)
         trial = state
         var bestError = squaredError()
         var kept = 1
         while kept < maxIterations {
-            var changedGroups: [Int] = []
-            for g in 0..<groups where moving[g] {
-                if step(g, resign: true, from: state, into: &trial) { changedGroups.append(g) }
-            }
+            let changedGroups = steps((0..<groups).filter { moving[$0] }, resign: true, from: state, into: &trial)
             let error = squaredError()
             guard error < bestError * (1 - minImprovement) else { break }
             // Groups that kept their patterns hold the same scales in both states from here on.

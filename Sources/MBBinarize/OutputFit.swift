@@ -214,6 +214,24 @@ public enum OutputFit {
             rowsSeen[g] += count
         }
 
+        /// Adds what `other` accumulated (its rows after this one's, for the kept-rows route):
+        /// blocks of rows accumulated apart, in two halves at once, say, then put together.
+        public mutating func merge(_ other: Accumulator) {
+            precondition(other.geometry == geometry && other.keepsRows == keepsRows, "accumulators of different layers")
+            for g in 0..<geometry.groups {
+                if keepsRows {
+                    inputs.rows[g].append(contentsOf: other.inputs.rows[g])
+                } else {
+                    let o = other.inputs.gram[g]
+                    inputs.gram[g].withUnsafeMutableBufferPointer { a in for i in 0..<a.count { a[i] += o[i] } }
+                }
+                let o = other.inputs.crossTarget[g]
+                inputs.crossTarget[g].withUnsafeMutableBufferPointer { a in for i in 0..<a.count { a[i] += o[i] } }
+                rowsSeen[g] += other.rowsSeen[g]
+            }
+            inputs.floatEnergy += other.inputs.floatEnergy
+        }
+
         public func finish() -> Inputs {
             var out = inputs
             out.sampleRows = rowsSeen.min() ?? 0
@@ -395,8 +413,11 @@ public enum OutputFit {
 
     /// Fits the signs and scales of `start` (a binarization of `target` with the mask and
     /// scale groups to keep) to the layer output; see the type's comment.
+    /// `threads`: output channels are worked on by up to that many threads (each channel's signs
+    /// depend only on its own row; sums over channels are taken in channel order afterwards), so
+    /// the result is the same for every thread count.
     public static func fit(start: PackedTensor, target: [Float], system: System, geometry: Geometry,
-                           maxRounds: Int = maxRounds, variant: KernelVariant = .fast) throws(Failure) -> Result {
+                           maxRounds: Int = maxRounds, variant: KernelVariant = .fast, threads: Int = 1) throws(Failure) -> Result {
         let layout = start.layout
         guard geometry.rows % geometry.groups == 0, geometry.rows * geometry.columns == start.count, target.count == start.count else {
             throw .degenerate("weight geometry \(geometry.rows)×\(geometry.columns) does not match the tensor's \(start.count) entries")
@@ -409,19 +430,20 @@ public enum OutputFit {
         }
         var state = Codes(start)
         var best = state
-        var bestObjective = objective(state, target: target, system: system, geometry: geometry, variant: variant)
+        var bestObjective = objective(state, target: target, system: system, geometry: geometry, variant: variant, threads: threads)
         let before = bestObjective
         var rounds = 0
         var warnings: [String] = []
         for _ in 0..<maxRounds {
             var next = state
-            next.patterns = signs(next, target: target, system: system, geometry: geometry, variant: variant)
-            let singular = refitScales(&next, target: target, system: system, geometry: geometry, rowGroup: rowGroup, variant: variant)
+            next.patterns = signs(next, target: target, system: system, geometry: geometry, variant: variant, threads: threads)
+            let singular = refitScales(&next, target: target, system: system, geometry: geometry, rowGroup: rowGroup, variant: variant,
+                                       threads: threads)
             if start.halfScales {
                 // Stored as float16: the next signs and the objective see the scales as stored.
                 next.scales = next.scales.map { $0.map { Float(float16Bits: $0.float16Bits) } }
             }
-            let value = objective(next, target: target, system: system, geometry: geometry, variant: variant)
+            let value = objective(next, target: target, system: system, geometry: geometry, variant: variant, threads: threads)
             guard value.isFinite, value < bestObjective * (1 - 1e-9) else { break }
             if singular > 0 { warnings.append("\(singular) scale groups had singular normal equations and kept their scales") }
             best = next
@@ -498,6 +520,26 @@ public enum OutputFit {
             return sum
         }
 
+        /// `value`'s result for every scale group, width w and pattern, at
+        /// group·(2^(K+1) − 2) + 2^w − 2 + pattern (the same Float sums, done once).
+        func valueTable() -> [Float] {
+            let K = scales.count, stride = (2 << K) - 2, groups = scales.first?.count ?? 0
+            var table = [Float](repeating: 0, count: groups * stride)
+            for g in 0..<groups {
+                for w in 1...K {
+                    for pattern in 0..<(1 << w) {
+                        var sum: Float = 0
+                        for k in 0..<w {
+                            let term = (pattern >> k) & 1 == 1 ? scales[k][g] : -scales[k][g]
+                            sum = k == 0 ? term : sum + term
+                        }
+                        table[g * stride + (1 << w) - 2 + pattern] = sum
+                    }
+                }
+            }
+            return table
+        }
+
         func packed(like start: PackedTensor) -> PackedTensor {
             var out = start
             var writers = start.levels.map { BitStream(capacity: $0.bitCount) }
@@ -513,49 +555,68 @@ public enum OutputFit {
         }
     }
 
-    /// GPTQ over the columns with the current scales: new sign patterns.
-    static func signs(_ codes: Codes, target: [Float], system: System, geometry: Geometry, variant: KernelVariant) -> [UInt8] {
-        let d = geometry.columns, rg = geometry.rowsPerGroup
+    /// GPTQ over the columns with the current scales: new sign patterns. Rows (output channels)
+    /// are independent, so each group's rows are cut into `threads` ranges worked on at once,
+    /// each with its own codebook cache.
+    static func signs(_ codes: Codes, target: [Float], system: System, geometry: Geometry, variant: KernelVariant, threads: Int = 1) -> [UInt8] {
+        let rg = geometry.rowsPerGroup
         var patterns = codes.patterns
-        let books = Codebooks(codes)
-        if system.keepsRows {
-            for g in 0..<geometry.groups { rowSigns(codes, group: g, target: target, system: system, geometry: geometry, books: books, into: &patterns, variant: variant) }
-            return patterns
-        }
-        for g in 0..<geometry.groups {
-            var w = matrix(target, geometry, group: g)
-            let u = system.inverseFactor[g]
-            let block = variant == .fast ? blockSize : d
-            var b0 = 0
-            while b0 < d {
-                let b1 = min(d, b0 + block), width = b1 - b0
-                var err = [Double](repeating: 0, count: rg * width)
-                for c in b0..<b1 {
-                    let ucc = u[c * d + c]
-                    // The reference updates every later column at once; the fast one only those of the block.
-                    let end = variant == .fast ? b1 : d
-                    for r in 0..<rg {
-                        let flat = geometry.flat(g * rg + r, c)
-                        let m = Int(codes.mask[flat])
-                        let x = w[r * d + c]
-                        let (q, pattern) = books.nearest(Float(x), group: codes.groupOf[flat], width: m)
-                        patterns[flat] = UInt8(pattern)
-                        let e = (x - q) / ucc
-                        err[r * width + (c - b0)] = e
-                        if c + 1 < end { for c2 in (c + 1)..<end { w[r * d + c2] -= e * u[c * d + c2] } }
+        let parts = max(1, min(threads, rg / 16))
+        let books = (0..<parts).map { _ in Codebooks(codes) }
+        patterns.withUnsafeMutableBufferPointer { out in
+            let out = UncheckedSendable(out.baseAddress!)
+            for g in 0..<geometry.groups {
+                Parallel.forEach(parts, threads: parts) { part in
+                    let rows = (rg * part / parts)..<(rg * (part + 1) / parts)
+                    if system.keepsRows {
+                        rowSigns(codes, group: g, rows: rows, target: target, system: system, geometry: geometry, books: books[part],
+                                 into: out.value, variant: variant)
+                    } else {
+                        denseSigns(codes, group: g, rows: rows, target: target, system: system, geometry: geometry, books: books[part],
+                                   into: out.value, variant: variant)
                     }
                 }
-                if variant == .fast, b1 < d {
-                    // W[:, b1:] −= Err · U[b0:b1, b1:]
-                    var ub = [Double](repeating: 0, count: width * (d - b1))
-                    for i in 0..<width { for j in b1..<d { ub[i * (d - b1) + (j - b1)] = u[(b0 + i) * d + j] } }
-                    let delta = SymmetricMatrix.multiply(.fast, err, ub, rows: rg, n: width, m: d - b1)
-                    for r in 0..<rg { for j in b1..<d { w[r * d + j] -= delta[r * (d - b1) + (j - b1)] } }
-                }
-                b0 = b1
             }
         }
         return patterns
+    }
+
+    /// GPTQ through U (the upper Cholesky factor of H⁻¹) for rows `rows` of group g.
+    static func denseSigns(_ codes: Codes, group g: Int, rows: Range<Int>, target: [Float], system: System, geometry: Geometry,
+                           books: Codebooks, into patterns: UnsafeMutablePointer<UInt8>, variant: KernelVariant) {
+        let d = geometry.columns, rg = geometry.rowsPerGroup, nr = rows.count
+        guard nr > 0 else { return }
+        var w = matrix(target, geometry, group: g, rows: rows)
+        let u = system.inverseFactor[g]
+        let block = variant == .fast ? blockSize : d
+        var b0 = 0
+        while b0 < d {
+            let b1 = min(d, b0 + block), width = b1 - b0
+            var err = [Double](repeating: 0, count: nr * width)
+            for c in b0..<b1 {
+                let ucc = u[c * d + c]
+                // The reference updates every later column at once; the fast one only those of the block.
+                let end = variant == .fast ? b1 : d
+                for r in 0..<nr {
+                    let flat = geometry.flat(g * rg + rows.lowerBound + r, c)
+                    let m = Int(codes.mask[flat])
+                    let x = w[r * d + c]
+                    let (q, pattern) = books.nearest(Float(x), group: codes.groupOf[flat], width: m)
+                    patterns[flat] = UInt8(pattern)
+                    let e = (x - q) / ucc
+                    err[r * width + (c - b0)] = e
+                    if c + 1 < end { for c2 in (c + 1)..<end { w[r * d + c2] -= e * u[c * d + c2] } }
+                }
+            }
+            if variant == .fast, b1 < d {
+                // W[:, b1:] −= Err · U[b0:b1, b1:]
+                var ub = [Double](repeating: 0, count: width * (d - b1))
+                for i in 0..<width { for j in b1..<d { ub[i * (d - b1) + (j - b1)] = u[(b0 + i) * d + j] } }
+                let delta = SymmetricMatrix.multiply(.fast, err, ub, rows: nr, n: width, m: d - b1)
+                for r in 0..<nr { for j in b1..<d { w[r * d + j] -= delta[r * (d - b1) + (j - b1)] } }
+            }
+            b0 = b1
+        }
     }
 
     /// Codebooks per scale group and width, built on first use, in one flat table (scale group
@@ -595,11 +656,12 @@ public enum OutputFit {
     /// (δ: the rounding error of each earlier column; see the type's comment). The fast variant
     /// takes columns in blocks: the earlier blocks' part of x_cᵀ·s for a whole block in one
     /// product, the block's own part through its g·x table, and s updated once per block.
-    static func rowSigns(_ codes: Codes, group g: Int, target: [Float], system: System, geometry: Geometry, books: Codebooks,
-                         into patterns: inout [UInt8], variant: KernelVariant) {
-        let d = geometry.columns, rg = geometry.rowsPerGroup
+    static func rowSigns(_ codes: Codes, group g: Int, rows: Range<Int>, target: [Float], system: System, geometry: Geometry, books: Codebooks,
+                         into patterns: UnsafeMutablePointer<UInt8>, variant: KernelVariant) {
+        let d = geometry.columns, rg = rows.count
+        guard rg > 0 else { return }
         let x = system.rows[g], gain = system.gains[g], n = x.count / max(d, 1)
-        let w = matrix(target, geometry, group: g)
+        let w = matrix(target, geometry, group: g, rows: rows)
         var s = [Double](repeating: 0, count: rg * n)
         let block = variant == .fast ? 32 : 1
         var b0 = 0
@@ -611,15 +673,38 @@ public enum OutputFit {
             let base = SymmetricMatrix.multiply(variant, s, xb, rows: rg, n: n, m: width)
             let table = SymmetricMatrix.multiply(variant, gb, xb, rows: width, n: n, m: width)
             var delta = [Double](repeating: 0, count: rg * width)
-            for r in 0..<rg {
-                for j in 0..<width {
-                    var v = w[r * d + b0 + j] + base[r * width + j]
-                    for i in 0..<j { v += delta[r * width + i] * table[i * width + j] }
-                    let flat = geometry.flat(g * rg + r, b0 + j)
-                    let (q, pattern) = books.nearest(Float(v), group: codes.groupOf[flat], width: Int(codes.mask[flat]))
-                    patterns[flat] = UInt8(pattern)
-                    delta[r * width + j] = v - q
+            // Four rows at a time: each row's sum is its own chain of adds in the same order as
+            // one row alone (the same bits), four chains in flight instead of one.
+            delta.withUnsafeMutableBufferPointer { delta in
+            table.withUnsafeBufferPointer { table in
+            base.withUnsafeBufferPointer { base in
+            w.withUnsafeBufferPointer { w in
+                var r = 0
+                while r < rg {
+                    let lanes = min(4, rg - r)
+                    for j in 0..<width {
+                        var v = SIMD4<Double>.zero
+                        for l in 0..<lanes { v[l] = w[(r + l) * d + b0 + j] + base[(r + l) * width + j] }
+                        if lanes == 4 {
+                            for i in 0..<j {
+                                let row = SIMD4(delta[r * width + i], delta[(r + 1) * width + i], delta[(r + 2) * width + i], delta[(r + 3) * width + i])
+                                v += row * SIMD4(repeating: table[i * width + j])
+                            }
+                        } else {
+                            for l in 0..<lanes { for i in 0..<j { v[l] += delta[(r + l) * width + i] * table[i * width + j] } }
+                        }
+                        for l in 0..<lanes {
+                            let flat = geometry.flat(g * geometry.rowsPerGroup + rows.lowerBound + r + l, b0 + j)
+                            let (q, pattern) = books.nearest(Float(v[l]), group: codes.groupOf[flat], width: Int(codes.mask[flat]))
+                            patterns[flat] = UInt8(pattern)
+                            delta[(r + l) * width + j] = v[l] - q
+                        }
+                    }
+                    r += lanes
                 }
+            }
+            }
+            }
             }
             let update = SymmetricMatrix.multiply(variant, delta, gb, rows: rg, n: width, m: n)
             for i in 0..<(rg * n) { s[i] += update[i] }
@@ -631,38 +716,48 @@ public enum OutputFit {
     /// groups kept their scales because their system was singular. A negative solution flips
     /// that level's signs in the group so every stored scale stays >= 0.
     static func refitScales(_ codes: inout Codes, target: [Float], system: System, geometry: Geometry, rowGroup: [Int],
-                            variant: KernelVariant) -> Int {
+                            variant: KernelVariant, threads: Int = 1) -> Int {
         let d = geometry.columns, rg = geometry.rowsPerGroup, K = codes.scales.count
         let groups = codes.layout.groupCount
         var A = [[Double]](repeating: [Double](repeating: 0, count: K * K), count: groups)
         var rhs = [[Double]](repeating: [Double](repeating: 0, count: K), count: groups)
+        let state = codes
         for g in 0..<geometry.groups {
-            let w = matrix(target, geometry, group: g)
-            // Bᵀ for a chunk of rows: row r·K + k = level k's masked signs of row r; (H·B)ᵀ = Bᵀ·H.
-            for r0 in stride(from: 0, to: rg, by: rowChunk) {
-                let count = min(rowChunk, rg - r0)
+            // Per chunk of rows, each row's bᵀHw' (K values) and bᵀHb (K×K), summed below in row order.
+            inChunks(rg, threads: threads) { r0, count -> [Double] in
+                let w = matrix(target, geometry, group: g, rows: r0..<(r0 + count))
+                // Bᵀ for a chunk of rows: row r·K + k = level k's masked signs of row r; (H·B)ᵀ = Bᵀ·H.
                 var bt = [Double](repeating: 0, count: count * K * d)
                 for r in 0..<count {
                     for c in 0..<d {
                         let flat = geometry.flat(g * rg + r0 + r, c)
-                        let bits = codes.patterns[flat]
-                        for k in 0..<Int(codes.mask[flat]) { bt[(r * K + k) * d + c] = (bits >> UInt8(k)) & 1 == 1 ? 1 : -1 }
+                        let bits = state.patterns[flat]
+                        for k in 0..<Int(state.mask[flat]) { bt[(r * K + k) * d + c] = (bits >> UInt8(k)) & 1 == 1 ? 1 : -1 }
                     }
                 }
                 let hbt = system.times(g, bt, count: count * K, d: d, variant: variant)
+                var terms = [Double](repeating: 0, count: count * K * (K + 1))
                 for r in 0..<count {
-                    let sg = rowGroup[g * rg + r0 + r]
                     for k in 0..<K {
                         let hk = (r * K + k) * d
                         var t = 0.0
-                        for c in 0..<d { t += hbt[hk + c] * w[(r0 + r) * d + c] }
-                        rhs[sg][k] += t
+                        for c in 0..<d { t += hbt[hk + c] * w[r * d + c] }
+                        terms[(r * K + k) * (K + 1)] = t
                         for l in 0..<K {
                             let bl = (r * K + l) * d
                             var s = 0.0
                             for c in 0..<d { s += bt[bl + c] * hbt[hk + c] }
-                            A[sg][l * K + k] += s
+                            terms[(r * K + k) * (K + 1) + 1 + l] = s
                         }
+                    }
+                }
+                return terms
+            } reduce: { r0, count, terms in
+                for r in 0..<count {
+                    let sg = rowGroup[g * rg + r0 + r]
+                    for k in 0..<K {
+                        rhs[sg][k] += terms[(r * K + k) * (K + 1)]
+                        for l in 0..<K { A[sg][l * K + k] += terms[(r * K + k) * (K + 1) + 1 + l] }
                     }
                 }
             }
@@ -696,24 +791,53 @@ public enum OutputFit {
     }
 
     /// Σ over rows of (q − w')ᵀH(q − w').
-    static func objective(_ codes: Codes, target: [Float], system: System, geometry: Geometry, variant: KernelVariant) -> Double {
+    static func objective(_ codes: Codes, target: [Float], system: System, geometry: Geometry, variant: KernelVariant,
+                          threads: Int = 1) -> Double {
         let d = geometry.columns, rg = geometry.rowsPerGroup
         var total = 0.0
+        let values = codes.valueTable(), stride = (2 << codes.scales.count) - 2
         for g in 0..<geometry.groups {
-            for r0 in stride(from: 0, to: rg, by: rowChunk) {
-                let count = min(rowChunk, rg - r0)
+            // Each chunk's products hd·delta, summed below in order (one running sum, as one thread would).
+            inChunks(rg, threads: threads) { r0, count -> [Double] in
                 var delta = [Double](repeating: 0, count: count * d)
                 for r in 0..<count {
                     for c in 0..<d {
                         let flat = geometry.flat(g * rg + r0 + r, c)
-                        delta[r * d + c] = Double(codes.value(flat)) - Double(target[flat])
+                        let width = Int(codes.mask[flat])
+                        // codes.value(flat), looked up.
+                        let value = width == 0 ? 0 : values[codes.groupOf[flat] * stride + (1 << width) - 2 + Int(codes.patterns[flat])]
+                        delta[r * d + c] = Double(value) - Double(target[flat])
                     }
                 }
-                let hd = system.times(g, delta, count: count, d: d, variant: variant)
-                for i in 0..<(count * d) { total += hd[i] * delta[i] }
+                var hd = system.times(g, delta, count: count, d: d, variant: variant)
+                for i in 0..<(count * d) { hd[i] *= delta[i] }
+                return hd
+            } reduce: { _, count, products in
+                for i in 0..<(count * d) { total += products[i] }
             }
         }
         return total
+    }
+
+    /// Cuts `rows` into chunks of `rowChunk` rows; runs `work` on up to `threads` chunks at once,
+    /// then `reduce` on their results one at a time in chunk order (so sums come out as with one
+    /// thread, and at most `threads` results are held).
+    static func inChunks(_ rows: Int, threads: Int, _ work: (_ start: Int, _ count: Int) -> [Double],
+                         reduce: (_ start: Int, _ count: Int, [Double]) -> Void) {
+        let starts = Array(stride(from: 0, to: rows, by: rowChunk))
+        let wave = max(1, threads)
+        for w0 in stride(from: 0, to: starts.count, by: wave) {
+            let w1 = min(starts.count, w0 + wave)
+            var results = [[Double]](repeating: [], count: w1 - w0)
+            results.withUnsafeMutableBufferPointer { out in
+                let out = UncheckedSendable(out.baseAddress!)
+                Parallel.forEach(w1 - w0, threads: wave) { i in
+                    let start = starts[w0 + i]
+                    (out.value + i).pointee = work(start, min(rowChunk, rows - start))
+                }
+            }
+            for i in 0..<(w1 - w0) { reduce(starts[w0 + i], min(rowChunk, rows - starts[w0 + i]), results[i]) }
+        }
     }
 
     /// Scale group of every flat entry.
@@ -726,9 +850,14 @@ public enum OutputFit {
 
     /// Group g's rows as a rows × columns Double matrix.
     static func matrix(_ flat: [Float], _ geometry: Geometry, group g: Int) -> [Double] {
-        let d = geometry.columns, rg = geometry.rowsPerGroup
-        var m = [Double](repeating: 0, count: rg * d)
-        for r in 0..<rg { for c in 0..<d { m[r * d + c] = Double(flat[geometry.flat(g * rg + r, c)]) } }
+        matrix(flat, geometry, group: g, rows: 0..<geometry.rowsPerGroup)
+    }
+
+    /// Rows `rows` of group g as a rows.count × columns Double matrix.
+    static func matrix(_ flat: [Float], _ geometry: Geometry, group g: Int, rows: Range<Int>) -> [Double] {
+        let d = geometry.columns, base = g * geometry.rowsPerGroup + rows.lowerBound
+        var m = [Double](repeating: 0, count: rows.count * d)
+        for r in 0..<rows.count { for c in 0..<d { m[r * d + c] = Double(flat[geometry.flat(base + r, c)]) } }
         return m
     }
 

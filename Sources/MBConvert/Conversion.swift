@@ -437,8 +437,9 @@ public enum Conversion {
 
     /// One tensor: binarize it or convert it to its kept type.
     /// `mask`: a structured mask chosen elsewhere (`method: saliency`, by the output fit) to use
-    /// instead of the rule's method.
-    static func convert(_ plan: ConversionPlan, constant: IRTensor, policy: Policy, mask: [UInt8]? = nil) throws -> LayerOutcome {
+    /// instead of the rule's method. `threads`: for the refit of one large tensor (the fit
+    /// binarizes one layer at a time); the result is the same for every thread count.
+    static func convert(_ plan: ConversionPlan, constant: IRTensor, policy: Policy, mask: [UInt8]? = nil, threads: Int = 1) throws -> LayerOutcome {
         let name = plan.tensor.name
         var row = ConversionReport.Layer(name: name, op: plan.tensor.consumers.first?.opType ?? "",
                                          node: plan.tensor.consumers.first?.name ?? "", shape: constant.shape,
@@ -485,7 +486,7 @@ public enum Conversion {
             var packed: PackedTensor
             var exact = false
             if let mask {
-                packed = try refit(Binarizer.binarize(input, mask: mask, scale: scale), input, b.refit)
+                packed = try refit(Binarizer.binarize(input, mask: mask, scale: scale), input, b.refit, threads: threads)
             } else if mayBeExact(input, maxBits: mix.used.last?.bits ?? 1, channelAxis: plan.tensor.outputAxis),
                let found = ExactMode.detect(input, channelAxis: plan.tensor.outputAxis).packed {
                 // Already binarized (e.g. trained with HBB and exported after the last
@@ -494,9 +495,9 @@ public enum Conversion {
                 exact = true
             } else if let groups = try maskGroups(plan, shape: constant.shape, granularity: b.granularity) {
                 // Structured masks (granularity group:N or channel) along the reduction axis.
-                packed = try refit(Binarizer.binarize(input, config, groups: groups, wholeTensor: b.granularity == .channel), input, b.refit)
+                packed = try refit(Binarizer.binarize(input, config, groups: groups, wholeTensor: b.granularity == .channel), input, b.refit, threads: threads)
             } else {
-                packed = try refit(Binarizer.binarize(input, config), input, b.refit)
+                packed = try refit(Binarizer.binarize(input, config), input, b.refit, threads: threads)
             }
             packed = storedScales(packed, b, exact: exact)
             let stats = Statistics(original: values, packed: packed)
@@ -527,11 +528,11 @@ public enum Conversion {
     }
 
     /// The named `refit:` extras on top of HBB.md's scales (`.off` leaves them as they are).
-    static func refit(_ packed: PackedTensor, _ original: FloatTensor, _ mode: RefitMode) throws -> PackedTensor {
+    static func refit(_ packed: PackedTensor, _ original: FloatTensor, _ mode: RefitMode, threads: Int = 1) throws -> PackedTensor {
         switch mode {
         case .off: return packed
         case .leastSquares: return try Refit.refit(packed, original: original).packed
-        case .alternating: return try AlternatingRefit.refit(packed, original: original).packed
+        case .alternating: return try AlternatingRefit.refit(packed, original: original, threads: threads).packed
         }
     }
 

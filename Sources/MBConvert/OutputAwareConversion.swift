@@ -84,6 +84,10 @@ enum OutputAwareConversion {
         var corrections: [Calibration.LayerCorrection] = []
         var stored: [Calibration.StoredCorrection] = []
         var pending: [Layer] = []
+        /// The last fitted layer's input in the partly binarized model: every layer before it in
+        /// graph order was done when it was computed, so it is still the model's value and the
+        /// next run starts from it rather than from the model input.
+        var resume: (name: String, value: MBTensor)? = nil
 
         /// Runs `graph` once: corrects every pending layer's output as it is computed (and folds
         /// the corrections), and returns the values asked for as the corrected model computes them.
@@ -102,8 +106,13 @@ enum OutputAwareConversion {
                     return Calibration.apply(y, axis: ax, scale: scale, shift: shift)
                 }
             }
-            let values = try run(graph, exposing: names + pending.map { $0.node.outputs[0] }, opsets: prepared.opsets, inputs: inputs,
-                                 threads: threads, transforms: transforms)
+            let wanted = names + pending.map { $0.node.outputs[0] }
+            let values: [String: MBTensor]
+            if let resume, let cut = resumed(graph, at: resume.name, value: resume.value, inputs: inputs) {
+                values = try run(cut.graph, exposing: wanted, opsets: prepared.opsets, inputs: cut.feeds, threads: threads, transforms: transforms)
+            } else {
+                values = try run(graph, exposing: wanted, opsets: prepared.opsets, inputs: inputs, threads: threads, transforms: transforms)
+            }
             for layer in pending {
                 let output = layer.node.outputs[0]
                 guard let c = found.get(output) else {
@@ -129,7 +138,8 @@ enum OutputAwareConversion {
                     throw ConversionError("layer '\(layer.node.name)': its input '\(input)' was not computed on the calibration inputs")
                 }
                 try checkBudget(layer, prepared: prepared, input: xq, held: floatValues.values.reduce(0) { $0 + 4 * $1.count }, budget: budget)
-                let (outcome, notes) = try fit(layer, prepared: prepared, current: results[layer.outcomeIndex], xf: xf, xq: xq, times: times)
+                let (outcome, notes) = try fit(layer, prepared: prepared, current: results[layer.outcomeIndex], xf: xf, xq: xq, threads: threads, times: times)
+                resume = (input, xq)
                 times.flush("layer '\(layer.node.name)'")
                 warnings += notes.map { "tensor '\(layer.plan.tensor.name)': \($0)" }
                 results[layer.outcomeIndex] = outcome
@@ -196,8 +206,13 @@ enum OutputAwareConversion {
     /// Refuses a layer whose fit would not stay within `budget`; see `run`.
     static func checkBudget(_ layer: Layer, prepared: Conversion.Prepared, input: MBTensor, held: Int, budget: Int) throws {
         let constant = prepared.graph.constants[prepared.constantIndex[layer.plan.tensor.name]!]
-        let (geometry, rows, _) = try geometry(layer.node, weightShape: constant.shape, input: input.shape, elements: input.count)
-        let fit = OutputFit.Accumulator.workingBytes(geometry: geometry, expectedRows: rows)
+        let (geometry, rows, conv) = try geometry(layer.node, weightShape: constant.shape, input: input.shape, elements: input.count)
+        var fit = OutputFit.Accumulator.workingBytes(geometry: geometry, expectedRows: rows)
+        if let conv, rows >= geometry.columns {
+            // The other parts' second moments and cross products, and each part's two im2col blocks.
+            let d = geometry.columns
+            fit += (momentParts - 1) * geometry.groups * (d * d + geometry.rows / geometry.groups * d) * 8 + momentParts * 2 * conv.outputSize * d * 4
+        }
         let need = fit + 2 * 4 * input.count + held
         guard need > budget else { return }
         let d = geometry.columns
@@ -229,7 +244,7 @@ enum OutputAwareConversion {
 
     /// Refits one layer's weight to its output; the outcome's tensor and report row are replaced.
     static func fit(_ layer: Layer, prepared: Conversion.Prepared, current: Conversion.LayerOutcome, xf: MBTensor, xq: MBTensor,
-                    times: PhaseTimes = PhaseTimes()) throws -> (Conversion.LayerOutcome, [String]) {
+                    threads: Int = 1, times: PhaseTimes = PhaseTimes()) throws -> (Conversion.LayerOutcome, [String]) {
         let plan = layer.plan
         let constant = prepared.graph.constants[prepared.constantIndex[plan.tensor.name]!]
         var weights = try Conversion.floatValues(of: constant)
@@ -255,7 +270,7 @@ enum OutputAwareConversion {
             gains = rowGains(weights, g)
             weights = scaledRows(weights, g, by: gains!.map { 1 / $0 })
         }
-        let (geometry, inputs) = try accumulate(layer.node, weights: weights, weightShape: constant.shape, xf: xf, xq: xq)
+        let (geometry, inputs) = try accumulate(layer.node, weights: weights, weightShape: constant.shape, xf: xf, xq: xq, threads: threads)
         times.lap("moments")
         let system: OutputFit.System
         let damping: Double
@@ -273,11 +288,12 @@ enum OutputAwareConversion {
         targetConstant.elementType = .float
         targetConstant.storage = .dense(target.withUnsafeBytes { ByteSlice(storage: ByteStorage(copying: $0)) })
         let start = try Conversion.convert(plan, constant: targetConstant, policy: prepared.policy,
-                                           mask: try saliencyMask(plan, shape: constant.shape, target: target, system: system, geometry: geometry, notes: &notes))
+                                           mask: try saliencyMask(plan, shape: constant.shape, target: target, system: system, geometry: geometry, notes: &notes),
+                                           threads: threads)
         guard case .binarized(let startPacked) = start.tensor.storage else { return (try weightFit(), notes) }
         times.lap("start")
         let result: OutputFit.Result
-        do { result = try OutputFit.fit(start: startPacked, target: target, system: system, geometry: geometry) } catch {
+        do { result = try OutputFit.fit(start: startPacked, target: target, system: system, geometry: geometry, threads: threads) } catch {
             notes.append("\(error); fitted to the weights instead")
             return (try weightFit(), notes)
         }
@@ -298,8 +314,16 @@ enum OutputAwareConversion {
         row.sqnrDB = stats.sqnrDB
         row.maxAbsError = stats.maxAbsError
         // Under output-gain the start is already in the normalized rows' space, like `fitted`.
-        row.outputErrorWeightFit = OutputFit.relativeOutputError(fitted: startPacked.dequantized(), inputs: inputs, geometry: geometry)
-        row.outputError = OutputFit.relativeOutputError(fitted: fitted, inputs: inputs, geometry: geometry)
+        // The start's error and the fit's are independent: one thread each.
+        var errors = [0.0, 0.0]
+        errors.withUnsafeMutableBufferPointer { out in
+            let out = UncheckedSendable(out.baseAddress!)
+            Parallel.forEach(2, threads: threads) { i in
+                out.value[i] = OutputFit.relativeOutputError(fitted: i == 0 ? startPacked.dequantized() : fitted, inputs: inputs, geometry: geometry)
+            }
+        }
+        row.outputErrorWeightFit = errors[0]
+        row.outputError = errors[1]
         row.calibrationRows = inputs.sampleRows
         row.damping = system.damping.max()
         outcome.row = row
@@ -367,26 +391,43 @@ enum OutputAwareConversion {
         return (geometry, elements / k, nil)
     }
 
+    /// Convolution samples are accumulated in this many parts (the first and the second half of
+    /// the batch, one thread each when there are two), added together at the end: a fixed count,
+    /// so the sums, and the stored result, do not depend on `--threads`.
+    static let momentParts = 2
+
     /// What the fit keeps of the layer's input rows (OutputFit.Accumulator), fed one sample and
     /// group (Conv) or 4,096 rows (Gemm, MatMul) at a time.
-    static func accumulate(_ node: IRNode, weights: [Float], weightShape: [Int], xf: MBTensor, xq: MBTensor) throws -> (OutputFit.Geometry, OutputFit.Inputs) {
+    static func accumulate(_ node: IRNode, weights: [Float], weightShape: [Int], xf: MBTensor, xq: MBTensor,
+                           threads: Int = 1) throws -> (OutputFit.Geometry, OutputFit.Inputs) {
         let a = xf.floats, b = xq.floats
         let (geometry, rows, conv) = try geometry(node, weightShape: weightShape, input: xq.shape, elements: b.count)
         var acc = OutputFit.Accumulator(weights: weights, geometry: geometry, expectedRows: rows)
         if let conv {
             let d = geometry.columns, positions = conv.outputSize
-            var rf = [Float](repeating: 0, count: positions * d), rq = rf
+            // Kept rows stay in sample order (one part); second moments are summed in parts.
+            let parts = acc.keepsRows ? 1 : min(momentParts, conv.batch)
+            var accs = [acc] + (1..<parts).map { _ in OutputFit.Accumulator(weights: weights, geometry: geometry, expectedRows: rows) }
             a.withUnsafeBufferPointer { fp in
                 b.withUnsafeBufferPointer { qp in
-                    for n in 0..<conv.batch {
-                        for g in 0..<conv.groups {
-                            ConvRows.extract(fp.baseAddress!, geometry: conv, sample: n, group: g, into: &rf)
-                            ConvRows.extract(qp.baseAddress!, geometry: conv, sample: n, group: g, into: &rq)
-                            acc.add(group: g, quantized: rq, float: rf, count: positions)
+                    accs.withUnsafeMutableBufferPointer { accs in
+                        let shared = UncheckedSendable((fp.baseAddress!, qp.baseAddress!, accs.baseAddress!))
+                        Parallel.forEach(parts, threads: threads) { part in
+                            let (fp, qp, accs) = shared.value
+                            var rf = [Float](repeating: 0, count: positions * d), rq = rf
+                            for n in (conv.batch * part / parts)..<(conv.batch * (part + 1) / parts) {
+                                for g in 0..<conv.groups {
+                                    ConvRows.extract(fp, geometry: conv, sample: n, group: g, into: &rf)
+                                    ConvRows.extract(qp, geometry: conv, sample: n, group: g, into: &rq)
+                                    accs[part].add(group: g, quantized: rq, float: rf, count: positions)
+                                }
+                            }
                         }
                     }
                 }
             }
+            acc = accs[0]
+            for part in accs.dropFirst() { acc.merge(part) }
             return (geometry, acc.finish())
         }
         let k = geometry.columns, chunk = 4096
@@ -436,6 +477,23 @@ enum OutputAwareConversion {
             throw ConversionError("layer '\(node.name)': weight \(w) does not fit \(x[1]) input channels in \(group) groups")
         }
         return g
+    }
+
+    /// `graph` with value `name` made a graph input fed with `value` (its producer removed, so
+    /// the nodes only it needed are not run), and the feeds; nil when `name` is a graph input
+    /// already or another output of its producer (not a Dropout's unread mask) is read.
+    static func resumed(_ graph: IRGraph, at name: String, value: MBTensor, inputs: [String: MBTensor]) -> (graph: IRGraph, feeds: [String: MBTensor])? {
+        guard !graph.inputs.contains(where: { $0.name == name }),
+              let producer = graph.nodes.firstIndex(where: { $0.outputs.contains(name) }) else { return nil }
+        let others = Set(graph.nodes[producer].outputs.filter { !$0.isEmpty && $0 != name })
+        guard !graph.outputs.contains(where: { others.contains($0.name) }),
+              !graph.nodes.contains(where: { $0.inputs.contains(where: others.contains) }) else { return nil }
+        var cut = graph
+        cut.nodes.remove(at: producer)
+        cut.inputs.append(IRValueInfo(name: name, elementType: value.elementType, shape: value.shape.map { .fixed(Int64($0)) }))
+        var feeds = inputs
+        feeds[name] = value
+        return (cut, feeds)
     }
 
     /// Runs `graph` on `inputs` and returns the named values (graph inputs are returned as given).

@@ -86,6 +86,18 @@ import Testing
         }
     }
 
+    /// Groups fitted on two threads (tensors of at least 65,536 entries): the reference's bits,
+    /// channel scales along and across the flat order.
+    @Test(arguments: [ScaleMode.channel(axis: 0), .channel(axis: 1)])
+    func twoThreadsMatchTheReference(scale: ScaleMode) throws {
+        let shape = [96, 700]
+        let t = normalTensor(shape.reduce(1, *), seed: 44, shape: shape)
+        let packed = try Binarizer.binarize(t, BinarizationConfig(distribution: tenths([6, 3, 1]), scale: scale))
+        let two = try AlternatingRefit.refit(packed, original: t, threads: 2), plain = try AlternatingRefit.refitReference(packed, original: t)
+        #expect(sameBits(two.packed, plain.packed), "\(scale): two threads differ from the reference")
+        #expect(two.iterations == plain.iterations, "\(scale): \(two.iterations) / \(plain.iterations) iterations")
+    }
+
     /// What the option is for: many levels. At 8 homogeneous bits the greedy residual scales leave
     /// a large error; the alternation must remove most of it (bar: a third of the refit's error;
     /// measured 0.022 against 0.101 on this tensor with 40 fits).

@@ -230,6 +230,55 @@ import Testing
     /// The whole path the conversion runs (Float blocks, fast kernels, either route) against the
     /// plain reference on Double moments: targets within 1e-5 relative, output errors within 1e-6
     /// (below 2,048 columns everything is Double; only summation order differs).
+    /// Output channels fitted on several threads give the one-thread result bit for bit, on
+    /// both routes (second moments: 400 rows; rows kept: 40 rows for 150 columns).
+    @Test(arguments: [400, 40])
+    func threadsGiveTheSameFit(rows: Int) throws {
+        let layer = Self.layer(rows: rows, outputs: 300, columns: 150, noise: 0.3, seed: 25)
+        let inputs = layer.accumulated()
+        let system = try OutputFit.system(inputs, geometry: layer.geometry)
+        let target = OutputFit.target(weights: layer.weights, inputs: inputs, system: system, geometry: layer.geometry)
+        let start = try Self.start(layer, target, BinarizationConfig(distribution: try .homogeneous(2), scale: .channel(axis: 0)))
+        let one = try OutputFit.fit(start: start, target: target, system: system, geometry: layer.geometry)
+        for threads in [2, 3] {
+            let many = try OutputFit.fit(start: start, target: target, system: system, geometry: layer.geometry, threads: threads)
+            #expect(many.packed == one.packed && many.objectiveAfter == one.objectiveAfter && many.rounds == one.rounds,
+                    "\(rows) rows, \(threads) threads: objective \(many.objectiveAfter) against \(one.objectiveAfter)")
+        }
+    }
+
+    /// Rows accumulated in two parts and merged: the same second moments and products up to the
+    /// order of the sums (relative 1e-12), the same rows in order when they are kept.
+    @Test(arguments: [400, 40])
+    func mergedPartsMatchOneAccumulator(rows: Int) throws {
+        let layer = Self.layer(rows: rows, outputs: 6, columns: 150, noise: 0.3, seed: 26)
+        let whole = layer.accumulated(block: 50)
+        let d = layer.geometry.columns
+        let xq = layer.quantizedRows[0].map(Float.init), xf = layer.floatRows[0].map(Float.init)
+        func part(_ range: Range<Int>) -> OutputFit.Accumulator {
+            var acc = OutputFit.Accumulator(weights: layer.weights, geometry: layer.geometry, expectedRows: rows)
+            for start in stride(from: range.lowerBound, to: range.upperBound, by: 50) {
+                xq.withUnsafeBufferPointer { q in
+                    xf.withUnsafeBufferPointer { f in
+                        acc.add(group: 0, quantized: q.baseAddress! + start * d, float: f.baseAddress! + start * d, count: min(50, range.upperBound - start))
+                    }
+                }
+            }
+            return acc
+        }
+        var merged = part(0..<(rows / 2))
+        merged.merge(part((rows / 2)..<rows))
+        let inputs = merged.finish()
+        #expect(inputs.sampleRows == whole.sampleRows && inputs.keepsRows == whole.keepsRows)
+        func close(_ a: [Double], _ b: [Double], _ what: String) {
+            let worst = zip(a, b).map { abs($0 - $1) }.max() ?? 0, size = b.map(abs).max() ?? 0
+            #expect(a.count == b.count && worst <= 1e-12 * size, "\(rows) rows, \(what): differs by \(worst) (largest \(size))")
+        }
+        if whole.keepsRows { #expect(inputs.rows == whole.rows) } else { close(inputs.gram[0], whole.gram[0], "X_qᵀX_q") }
+        close(inputs.crossTarget[0], whole.crossTarget[0], "X_qᵀX_f·w")
+        #expect(abs(inputs.floatEnergy - whole.floatEnergy) <= 1e-12 * whole.floatEnergy)
+    }
+
     @Test(arguments: [400, 40])
     func conversionPathMatchesThePlainReference(rows: Int) throws {
         let layer = Self.layer(rows: rows, outputs: 12, columns: 150, noise: 0.3, seed: 51)

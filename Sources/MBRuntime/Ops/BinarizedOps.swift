@@ -51,7 +51,11 @@ final class WeightChoice: @unchecked Sendable {
     let kind: BitPlaneMatrix.WeightKind
     /// Set before the first run and never changed after: exactly one of the three is non-nil.
     private(set) var compact: CompactPlanes?
-    private(set) var expanded: MBTensor?
+    private(set) var expanded: MBTensor? { didSet { channelWeights = ConvChannelWeights() } }
+    /// A Conv's expanded weights packed for the float convolution vectorised over output channels,
+    /// made on the first run that takes that kernel: what a float model's Conv keeps (`ConvOps`),
+    /// so the expanded form runs the float model's kernel. Renewed with `expanded`.
+    private(set) var channelWeights = ConvChannelWeights()
     /// Auto mode, a Gemm/MatMul without a budget: bit planes for the lookup-table GEMV (AVX-512 /
     /// NEON), kept when its batch-1 product measured fastest of the three forms.
     private(set) var lut: BitPlaneMatrix?
@@ -177,10 +181,15 @@ final class WeightChoice: @unchecked Sendable {
             }
             return t
         }
+        // The float convolution as a float model runs it: with its channel-packed copy (made in the warm-up).
+        let channelCopy = ConvChannelWeights()
         x.withUnsafeBufferPointer { xp in
             y.withUnsafeMutableBufferPointer { yp in
-                expandedTrialNanoseconds = best {
-                    Conv.forward(.fast, g, input: xp.baseAddress!, weights: w, bias: nil, output: yp.baseAddress!, threads: 1, scratch: scratch)
+                expandedTrialNanoseconds = w.withUnsafeBufferPointer { wp in
+                    best {
+                        Conv.forward(.fast, g, input: xp.baseAddress!, weights: wp.baseAddress!, bias: nil, output: yp.baseAddress!, threads: 1,
+                                     scratch: scratch, packedWeights: channelCopy)
+                    }
                 }
                 lutTrialNanoseconds = best {
                     if let m8 {
@@ -314,7 +323,8 @@ final class WeightChoice: @unchecked Sendable {
     enum ConvForm {
         case lut8(LutConvInt8Weights)
         case lut(LutConvWeights)
-        case expanded(MBTensor)
+        /// The expanded weights with their copy packed for the float kernel over output channels.
+        case expanded(MBTensor, ConvChannelWeights)
     }
 
     private var lutForm: ConvForm? { lutConv8.map { .lut8($0) } ?? lutConv.map { .lut($0) } }
@@ -322,7 +332,7 @@ final class WeightChoice: @unchecked Sendable {
     /// The decided form for `shape`, or nil (undecided).
     private func decidedForm(_ shape: [Int]) -> ConvForm? {
         guard let d = decisions.first(where: { $0.input == shape }) else { return nil }
-        return d.lookupTables ? lutForm : expanded.map { .expanded($0) }
+        return d.lookupTables ? lutForm : expanded.map { .expanded($0, channelWeights) }
     }
 
     /// Runs the Conv on an input of `shape` in its decided form (`run` writes the output); on the
@@ -354,7 +364,7 @@ final class WeightChoice: @unchecked Sendable {
         guard let e = expanded else { return }
         guard let l = lutForm, lutFits(l) else {
             decisions.append(ShapeDecision(input: shape, lookupTables: false, expandedNanoseconds: 0, lookupTableNanoseconds: .infinity))
-            run(.expanded(e), 0, false)
+            run(.expanded(e, channelWeights), 0, false)
             dropUnused()
             return
         }
@@ -371,7 +381,7 @@ final class WeightChoice: @unchecked Sendable {
         // Alternating, best of 3 each: neither form gets all the warm caches.
         var te = Double.infinity, tl = Double.infinity
         for _ in 0..<3 {
-            te = min(te, time { run(.expanded(e), 1, false) })
+            te = min(te, time { run(.expanded(e, channelWeights), 1, false) })
             tl = min(tl, time { run(l, 1, true) })
         }
         // The tables must win by `lutMargin`: near parity the float form (exact) is kept, so a
@@ -521,9 +531,9 @@ final class PackedConvWeights: @unchecked Sendable {
                         m.forward(c.variant, g, input: xp, bias: bp, output: y, activation: activation, threads: t, scratch: c.bitScratch)
                     case .lut(let m):
                         m.forward(c.variant, g, input: xp, bias: bp, output: y, activation: activation, threads: t, scratch: c.bitScratch)
-                    case .expanded(let w):
+                    case .expanded(let w, let channelWeights):
                         Conv.forward(c.variant, g, input: xp, weights: w.pointer(Float.self), bias: bp, output: y, activation: activation,
-                                     threads: t, scratch: c.scratch)
+                                     threads: t, scratch: c.scratch, packedWeights: channelWeights)
                     }
                 }
             }, keepScratch: {
@@ -537,9 +547,10 @@ final class PackedConvWeights: @unchecked Sendable {
         } else if let lut = choice?.lutConv {
             lut.forward(c.variant, g, input: x.pointer(Float.self), bias: bias?.pointer(Float.self), output: out.mutable(Float.self),
                         activation: activation, threads: c.threads, scratch: c.bitScratch)
-        } else if let w = choice?.expanded {
+        } else if let choice, let w = choice.expanded {
             Conv.forward(c.variant, g, input: x.pointer(Float.self), weights: w.pointer(Float.self), bias: bias?.pointer(Float.self),
-                         output: out.mutable(Float.self), activation: activation, threads: c.threads, scratch: c.scratch)
+                         output: out.mutable(Float.self), activation: activation, threads: c.threads, scratch: c.scratch,
+                         packedWeights: choice.channelWeights)
         } else if let compact = choice?.compact {
             compact.convForward(c.variant, g, input: x.pointer(Float.self), bias: bias?.pointer(Float.self), output: out.mutable(Float.self),
                                 activation: activation, threads: c.threads, scratch: c.scratch, tiles: c.bitScratch)

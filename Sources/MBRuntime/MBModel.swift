@@ -1,3 +1,4 @@
+import Dispatch
 import MBCore
 import MBKernels
 
@@ -32,6 +33,23 @@ public final class MBModel: Sendable {
     /// (A Conv decided at run time reports its current forms and decisions.)
     public var weightChoices: [WeightChoice] { liveWeightChoices.map(\.report) }
     let liveWeightChoices: [MBRuntime.WeightChoice]
+    /// Auto mode: the whole-model checks of Convs' choices of the lookup tables, one per run that
+    /// decided new input shapes with some on the tables (`MBSession` runs them), oldest first.
+    public var modelChecks: [ModelCheck] { modelCheckLog.all }
+    let modelCheckLog = ModelCheckLog()
+
+    /// One whole-model check: the best wall time of a run with the new choices of the tables and of
+    /// one with those Convs expanded (same inputs, the session's threads), and the verdict.
+    public struct ModelCheck: Sendable {
+        public var inputShapes: [[Int]]
+        public var threads: Int
+        /// Convs whose choice of the tables was checked.
+        public var layers: Int
+        public var tablesNanoseconds: Double
+        public var expandedNanoseconds: Double
+        /// The tables kept (the runs with them at least 3 % faster), else those Convs run expanded.
+        public var keptTables: Bool
+    }
 
     /// One binarized weight's run-time form and what it was chosen by.
     public struct WeightChoice: Sendable {
@@ -61,13 +79,18 @@ public final class MBModel: Sendable {
         public var decidesAtRun: Bool = false
         public var decisions: [ShapeDecision] = []
 
-        /// One input shape's choice: each form's thread CPU time on that input (one thread, best of 3;
-        /// the tables are kept when at least 5 % faster).
+        /// One input shape's choice: each form's wall time on that input (the session's threads,
+        /// best of 3; the tables are chosen when at least 5 % faster), then the whole-model check
+        /// (`MBModel.modelChecks`): `checked` once it ran; `revertedByModelCheck` when the layer
+        /// trial chose the tables but the whole run with them was not faster than all-expanded, so
+        /// the shape runs expanded (`lookupTables` false).
         public struct ShapeDecision: Sendable {
             public var input: [Int]
             public var lookupTables: Bool
             public var expandedNanoseconds: Double
             public var lookupTableNanoseconds: Double
+            public var checked = true
+            public var revertedByModelCheck = false
         }
     }
 
@@ -256,5 +279,31 @@ final class CompiledGraph: Sendable {
         self.captures = captures
         self.owned = owned
         self.hasValueSteps = steps.contains { $0.valueRun != nil }
+    }
+}
+
+/// Auto mode's whole-model checks: their record, and one at a time per model (sessions sharing
+/// a model do not time their checks against each other).
+final class ModelCheckLog: @unchecked Sendable {
+    private let lock = DispatchSemaphore(value: 1)
+    private let running = DispatchSemaphore(value: 1)
+    private var checks: [MBModel.ModelCheck] = []
+
+    var all: [MBModel.ModelCheck] {
+        lock.wait()
+        defer { lock.signal() }
+        return checks
+    }
+
+    func append(_ c: MBModel.ModelCheck) {
+        lock.wait()
+        checks.append(c)
+        lock.signal()
+    }
+
+    func serialize(_ body: () -> Void) {
+        running.wait()
+        body()
+        running.signal()
     }
 }

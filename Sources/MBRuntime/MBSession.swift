@@ -25,6 +25,14 @@ public final class MBSession {
         /// `.limitExceeded` error naming the node and its shape, before anything is allocated.
         public var maxTensorBytes: Int
 
+        /// Auto mode: the fraction of the expanded (float) time a Conv's lookup tables must beat
+        /// in its layer trial to be chosen (default 0.95), and the fraction of the all-expanded
+        /// run time the runs with the chosen tables must beat in the whole-model check to be kept
+        /// (default 0.97). Used by the first run on each input shape. 0 never takes the tables,
+        /// infinity always does (tests pin the verdicts this way, independent of timings).
+        public var autoLayerMargin = 0.95
+        public var autoModelMargin = 0.97
+
         /// The default of `maxTensorBytes`: 4 GiB.
         public static let defaultMaxTensorBytes = 1 << 32
 
@@ -88,6 +96,7 @@ public final class MBSession {
         let context = ExecutionContext(slotCount: model.slotCount, threads: options.threads, variant: options.kernels, pool: pool,
                                        scratch: scratch, bitScratch: bitScratch,
                                        maxTensorBytes: options.maxTensorBytes, concatLayouts: concatLayouts)
+        context.lutMargin = options.autoLayerMargin
         for (name, transform) in transforms {
             guard let i = graph.outputNames.firstIndex(of: name) else {
                 throw MBRuntimeError(.invalidInput, "'\(name)' is not a graph output; only graph outputs can be transformed")
@@ -116,10 +125,72 @@ public final class MBSession {
             lastRunConcatInputsInPlace = context.concatInputsInPlace
         }
         let values = try context.runValues(graph)
+        if !context.decidedChoices.isEmpty {
+            try checkDecisions(context.decidedChoices, inputs)
+            Self.returnFreedPages()
+        }
         var result: [String: MBValue] = [:]
         for (name, value) in zip(graph.outputNames, values) { result[name] = value }
         return result
     }
+
+    /// Auto mode, after a run in which Convs decided their form for new input shapes: when some
+    /// chose the lookup tables, times whole runs on the same inputs (the session's threads, wall
+    /// clock, alternating, best of `modelCheckRounds` each) with those choices and with those
+    /// Convs expanded, and keeps the tables only when the runs with them are at least 3 % faster
+    /// (`Options.autoModelMargin`; else every one of them runs expanded for its shape). Layer trials
+    /// time each Conv alone with warm caches; a whole run also pays what one layer's form does
+    /// to the next (caches, the scratch it fills), so this check is what makes auto never slower
+    /// than the expanded (float) model by more than the timing noise. Costs 2 x
+    /// `modelCheckRounds` runs, once per new input shape.
+    private func checkDecisions(_ decided: [WeightChoice], _ inputs: [String: MBValue]) throws(MBRuntimeError) {
+        model.modelCheckLog.serialize {
+            let unchecked = decided.filter(\.hasUnchecked)
+            guard !unchecked.isEmpty else { return }
+            var more = unchecked
+            func timedRun(expanded: Bool) -> Double? {
+                let c = ExecutionContext(slotCount: model.slotCount, threads: options.threads, variant: options.kernels, pool: pool,
+                                         scratch: scratch, bitScratch: bitScratch,
+                                         maxTensorBytes: options.maxTensorBytes, concatLayouts: concatLayouts)
+                for (info, slot) in zip(model.inputs, model.graph.inputSlots) { if let v = inputs[info.name] { c.setValue(v, slot) } }
+                c.uncheckedExpanded = expanded
+                c.lutMargin = options.autoLayerMargin
+                let start = DispatchTime.now().uptimeNanoseconds
+                guard (try? c.runValues(model.graph)) != nil else { return nil }
+                let t = Double(DispatchTime.now().uptimeNanoseconds - start)
+                more += c.decidedChoices.filter(\.hasUnchecked)
+                return t
+            }
+            var withTables = Double.infinity, expanded = Double.infinity
+            for r in 0..<Self.modelCheckRounds {
+                // Alternating, and which goes first alternates too.
+                for first in [r % 2 == 0, r % 2 != 0] {
+                    guard let t = timedRun(expanded: !first) else { continue }
+                    if first { withTables = min(withTables, t) } else { expanded = min(expanded, t) }
+                }
+            }
+            let keep = withTables < expanded * options.autoModelMargin
+            var seen = Set<ObjectIdentifier>()
+            for c in more where seen.insert(ObjectIdentifier(c)).inserted { c.confirmUnchecked(keepTables: keep) }
+            let shapes = model.inputs.compactMap { inputs[$0.name]?.tensor?.shape }
+            model.modelCheckLog.append(MBModel.ModelCheck(inputShapes: shapes, threads: options.threads, layers: unchecked.count,
+                                                          tablesNanoseconds: withTables, expandedNanoseconds: expanded, keptTables: keep))
+        }
+    }
+
+    /// After auto's decisions for a new shape: the dropped forms (tables, or expanded weights and
+    /// their channel-packed copies) were freed into glibc's heap; give those pages back once, so
+    /// resident memory follows the forms kept (open-nsfw fast.txt, int8 tables: 97 -> 56 MB after
+    /// the first run). `<malloc.h>` is not part of the Glibc module: looked up by name.
+    static func returnFreedPages() {
+        #if canImport(Glibc)
+        typealias MallocTrim = @convention(c) (Int) -> Int32
+        if let symbol = dlsym(nil, "malloc_trim") { _ = unsafeBitCast(symbol, to: MallocTrim.self)(0) }
+        #endif
+    }
+
+    /// Whole runs per form in auto's model check.
+    static let modelCheckRounds = 3
 
     /// Checks a value of any kind against a graph input's declared type.
     static func check(_ v: MBValue, against info: IRValueInfo) throws(MBRuntimeError) {

@@ -121,13 +121,21 @@ public enum RunModel {
             if c.decidesAtRun {
                 line += c.decisions.isEmpty ? "; decided at its first run (not run yet: both forms resident)" : "; decided at run time per input shape:"
                 for d in c.decisions {
-                    line += String(format: " %@ %@ (expanded %.3f ms, lookup tables %.3f ms CPU)",
-                                   d.input.map(String.init).joined(separator: "x") as NSString,
-                                   (d.lookupTables ? "lookup tables" : "expanded") as NSString,
+                    let form = d.lookupTables ? (d.checked ? "lookup tables" : "lookup tables (model check pending)")
+                        : d.revertedByModelCheck ? "expanded (tables by the layer trial, reverted by the model check)" : "expanded"
+                    line += String(format: " %@ %@ (expanded %.3f ms, lookup tables %.3f ms)",
+                                   d.input.map(String.init).joined(separator: "x") as NSString, form as NSString,
                                    d.expandedNanoseconds / 1e6, d.lookupTableNanoseconds / 1e6)
                 }
             }
             lines.append(line)
+        }
+        for m in model.modelChecks {
+            lines.append(String(format: "model check (%@, %d thread%@): %d Conv%@ on lookup tables %.3f ms, expanded %.3f ms (best whole runs): %@",
+                                m.inputShapes.map { $0.map(String.init).joined(separator: "x") }.joined(separator: ", ") as NSString,
+                                m.threads, m.threads == 1 ? "" : "s", m.layers, m.layers == 1 ? "" : "s",
+                                m.tablesNanoseconds / 1e6, m.expandedNanoseconds / 1e6,
+                                (m.keptTables ? "tables kept" : "tables not 3 % faster: those Convs run expanded") as NSString))
         }
         return lines
     }

@@ -177,11 +177,63 @@ final class PackedModeTests: XCTestCase {
                     let uses = Set(c.decisions.map(\.lookupTables))
                     XCTAssertEqual(c.lookupTables, uses.contains(true), "\(tables): \(c.node): \(c.decisions)")
                     if uses.count == 1 { XCTAssertLessThan(c.residentBytes, bothForms[c.node]!, "\(tables): \(c.node): the losing form kept") }
-                    for d in c.decisions { XCTAssertEqual(d.lookupTables, d.lookupTableNanoseconds < 0.95 * d.expandedNanoseconds) }
+                    for d in c.decisions {
+                        // The layer trial chose the tables when 5 % faster; the model check kept or reverted that.
+                        XCTAssertTrue(d.checked, "\(tables): \(c.node): a decision left unchecked after the run")
+                        XCTAssertEqual(d.lookupTables || d.revertedByModelCheck, d.lookupTableNanoseconds < 0.95 * d.expandedNanoseconds)
+                        XCTAssertFalse(d.lookupTables && d.revertedByModelCheck)
+                    }
                 }
                 // (A new shape may choose the other form: then a Conv keeps both.)
                 if k < 2 { XCTAssertLessThan(auto.weightBytes, weightsBefore, "\(tables), run \(k): model weights still count both forms") }
                 XCTAssertLessThanOrEqual(auto.weightBytes, weightsBefore)
+            }
+        }
+    }
+
+    /// Auto's whole-model check (`MBSession.checkDecisions`), its verdicts pinned through the
+    /// margins (no timing decides): every layer trial choosing the tables (layer margin
+    /// infinity), then the check keeping them (model margin infinity: the Convs stay on the
+    /// tables, the expanded form dropped) or reverting them (margin 0: every shape runs expanded,
+    /// the tables dropped, the next run's outputs equal expanded mode's bit for bit).
+    func testAutoModelCheckKeepsOrRevertsTheTables() throws {
+        let root = SharedFixtures.repositoryRoot.appendingPathComponent("Examples/models")
+        let x = try MBTensor(npy: NPY.read(path: root.appendingPathComponent("tiny_cnn.input.npy").path))
+        let path = try convert(root.appendingPathComponent("tiny_cnn.onnx").path, "version: 1\ndefault:\n  bits: 1\n  scale: channel\n", name: "tinycheck")
+        let url = URL(fileURLWithPath: path)
+        let want = try MBModel(contentsOf: url, options: .init(weights: .expanded)).makeSession().run(["input": x])
+        for tables in MBModel.Options.ConvTables.allCases {
+            for keep in [true, false] {
+                let auto = try MBModel(contentsOf: url, options: .init(weights: .auto, convTables: tables))
+                let atRun = Set(auto.weightChoices.filter(\.decidesAtRun).map(\.node))
+                XCTAssertFalse(atRun.isEmpty)
+                var options = MBSession.Options(threads: 2)
+                options.autoLayerMargin = .infinity
+                options.autoModelMargin = keep ? .infinity : 0
+                let session = auto.makeSession(options)
+                _ = try session.run(["input": x])
+                XCTAssertEqual(auto.modelChecks.count, 1, "\(tables), keep \(keep): one check for the new shape")
+                XCTAssertEqual(auto.modelChecks.first?.keptTables, keep)
+                XCTAssertEqual(auto.modelChecks.first?.layers, atRun.count)
+                XCTAssertEqual(auto.modelChecks.first?.inputShapes, [x.shape])
+                for c in auto.weightChoices where atRun.contains(c.node) {
+                    XCTAssertEqual(c.decisions.count, 1)
+                    XCTAssertEqual(c.decisions.first?.checked, true)
+                    XCTAssertEqual(c.decisions.first?.lookupTables, keep, "\(tables): \(c.node)")
+                    XCTAssertEqual(c.decisions.first?.revertedByModelCheck, !keep, "\(tables): \(c.node)")
+                    XCTAssertEqual(c.lookupTables, keep, "\(tables): \(c.node): the unused form kept")
+                }
+                // A second run on the same shape decides nothing and checks nothing.
+                let got = try session.run(["input": x])
+                XCTAssertEqual(auto.modelChecks.count, 1)
+                for info in auto.outputs {
+                    if keep {
+                        let tolerance = tables == .int8 ? Self.int8Relative : Self.packedRelative
+                        XCTAssertLessThanOrEqual(compare(got[info.name]!, want[info.name]!).relative, tolerance, "\(tables): \(info.name)")
+                    } else {
+                        XCTAssertEqual(got[info.name]!.floats, want[info.name]!.floats, "\(tables): reverted auto must equal expanded mode")
+                    }
+                }
             }
         }
     }

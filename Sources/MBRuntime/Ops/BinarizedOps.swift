@@ -51,7 +51,11 @@ final class WeightChoice: @unchecked Sendable {
     let kind: BitPlaneMatrix.WeightKind
     /// Set before the first run and never changed after: exactly one of the three is non-nil.
     private(set) var compact: CompactPlanes?
-    private(set) var expanded: MBTensor?
+    private(set) var expanded: MBTensor? { didSet { channelWeights = ConvChannelWeights() } }
+    /// A Conv's expanded weights packed for the float convolution vectorised over output channels,
+    /// made on the first run that takes that kernel: what a float model's Conv keeps (`ConvOps`),
+    /// so the expanded form runs the float model's kernel. Renewed with `expanded`.
+    private(set) var channelWeights = ConvChannelWeights()
     /// Auto mode, a Gemm/MatMul without a budget: bit planes for the lookup-table GEMV (AVX-512 /
     /// NEON), kept when its batch-1 product measured fastest of the three forms.
     private(set) var lut: BitPlaneMatrix?
@@ -177,10 +181,15 @@ final class WeightChoice: @unchecked Sendable {
             }
             return t
         }
+        // The float convolution as a float model runs it: with its channel-packed copy (made in the warm-up).
+        let channelCopy = ConvChannelWeights()
         x.withUnsafeBufferPointer { xp in
             y.withUnsafeMutableBufferPointer { yp in
-                expandedTrialNanoseconds = best {
-                    Conv.forward(.fast, g, input: xp.baseAddress!, weights: w, bias: nil, output: yp.baseAddress!, threads: 1, scratch: scratch)
+                expandedTrialNanoseconds = w.withUnsafeBufferPointer { wp in
+                    best {
+                        Conv.forward(.fast, g, input: xp.baseAddress!, weights: wp.baseAddress!, bias: nil, output: yp.baseAddress!, threads: 1,
+                                     scratch: scratch, packedWeights: channelCopy)
+                    }
                 }
                 lutTrialNanoseconds = best {
                     if let m8 {
@@ -297,16 +306,19 @@ final class WeightChoice: @unchecked Sendable {
     /// the faster form is measured on the node's real input, once per input shape (the way
     /// cuDNN's benchmark mode picks a convolution algorithm).
     private(set) var decidesAtRun = false
-    /// One input shape's decision: the forms' thread CPU times on that input (best of 2, one thread).
+    /// One input shape's decision: the forms' wall times on that input in the session's threads
+    /// (best of 3 each). `checked`: the whole-model check (`MBSession`) has confirmed or reverted
+    /// it; until then both forms stay resident. `reverted`: the layer trial chose the tables but
+    /// the whole-model check found the run with them not faster than all-expanded.
     struct ShapeDecision {
         var input: [Int]
         var lookupTables: Bool
         var expandedNanoseconds: Double
         var lookupTableNanoseconds: Double
+        var checked = true
+        var reverted = false
     }
     private var decisions: [ShapeDecision] = []
-    /// How much faster than the float convolution the tables must time to be kept at run time.
-    static let lutMargin = 0.95
     private let decisionLock = DispatchSemaphore(value: 1)
     private var maxTensorBytes = 0
 
@@ -314,29 +326,34 @@ final class WeightChoice: @unchecked Sendable {
     enum ConvForm {
         case lut8(LutConvInt8Weights)
         case lut(LutConvWeights)
-        case expanded(MBTensor)
+        /// The expanded weights with their copy packed for the float kernel over output channels.
+        case expanded(MBTensor, ConvChannelWeights)
     }
 
     private var lutForm: ConvForm? { lutConv8.map { .lut8($0) } ?? lutConv.map { .lut($0) } }
 
-    /// The decided form for `shape`, or nil (undecided).
-    private func decidedForm(_ shape: [Int]) -> ConvForm? {
+    /// The decided form for `shape`, or nil (undecided). `uncheckedExpanded`: a decision for the
+    /// tables the whole-model check has not confirmed yet runs expanded (its all-expanded runs).
+    private func decidedForm(_ shape: [Int], uncheckedExpanded: Bool) -> ConvForm? {
         guard let d = decisions.first(where: { $0.input == shape }) else { return nil }
-        return d.lookupTables ? lutForm : expanded.map { .expanded($0) }
+        let tables = d.lookupTables && !(uncheckedExpanded && !d.checked)
+        return tables ? lutForm : expanded.map { .expanded($0, channelWeights) }
     }
 
     /// Runs the Conv on an input of `shape` in its decided form (`run` writes the output); on the
-    /// first run of a shape first times both forms on this input (`run` with one thread, thread
-    /// CPU time, alternating, best of 3 each: the first run pays about six single-thread
-    /// convolutions of the node), keeps the tables when 5 % faster (`lutMargin`) for the shape, and drops a form no decided shape uses.
+    /// first run of a shape first times both forms on this input (`run` in the session's threads,
+    /// wall clock, alternating, best of 3 each: the first run pays about six runs of the node) and
+    /// chooses the tables for the shape when 5 % faster (`lutMargin`). A choice of the tables is
+    /// unchecked until the session's whole-model check (`confirmUnchecked`) keeps or reverts it;
+    /// both forms stay resident until then. Returns whether this call decided a shape.
     /// `scratchOutput` receives the losing trial's output; the winner's is in the output.
-    func convAtRun(shape: [Int], lutFits: (ConvForm) -> Bool,
-                   run: (ConvForm, _ threads: Int, _ intoScratch: Bool) -> Void, keepScratch: () -> Void) throws {
+    func convAtRun(shape: [Int], uncheckedExpanded: Bool, lutMargin: Double, lutFits: (ConvForm) -> Bool,
+                   run: (ConvForm, _ threads: Int, _ intoScratch: Bool) -> Void, keepScratch: () -> Void) throws -> Bool {
         decisionLock.wait()
-        if let f = decidedForm(shape) {
+        if let f = decidedForm(shape, uncheckedExpanded: uncheckedExpanded) {
             decisionLock.signal()
             run(f, 0, false)
-            return
+            return false
         }
         defer { decisionLock.signal() }
         // Another shape may have dropped a form: rebuild it from the source.
@@ -351,34 +368,54 @@ final class WeightChoice: @unchecked Sendable {
                 }
             }
         }
-        guard let e = expanded else { return }
+        guard let e = expanded else { return false }
         guard let l = lutForm, lutFits(l) else {
             decisions.append(ShapeDecision(input: shape, lookupTables: false, expandedNanoseconds: 0, lookupTableNanoseconds: .infinity))
-            run(.expanded(e), 0, false)
+            run(.expanded(e, channelWeights), 0, false)
             dropUnused()
-            return
-        }
-        func cpuNanoseconds() -> Double {
-            var ts = timespec()
-            clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
-            return Double(ts.tv_sec) * 1e9 + Double(ts.tv_nsec)
+            return true
         }
         func time(_ body: () -> Void) -> Double {
-            let start = cpuNanoseconds()
+            let start = DispatchTime.now().uptimeNanoseconds
             body()
-            return cpuNanoseconds() - start
+            return Double(DispatchTime.now().uptimeNanoseconds - start)
         }
-        // Alternating, best of 3 each: neither form gets all the warm caches.
+        // The session's threads and the wall clock: what a run pays, barrier waits and memory
+        // stalls included (thread CPU time at one thread missed the helper threads). Alternating,
+        // best of 3 each: neither form gets all the warm caches, a preempted trial does not count.
         var te = Double.infinity, tl = Double.infinity
         for _ in 0..<3 {
-            te = min(te, time { run(.expanded(e), 1, false) })
-            tl = min(tl, time { run(l, 1, true) })
+            te = min(te, time { run(.expanded(e, channelWeights), 0, false) })
+            tl = min(tl, time { run(l, 0, true) })
         }
         // The tables must win by `lutMargin`: near parity the float form (exact) is kept, so a
         // noisy trial cannot make a layer slower than float by more than the noise.
-        let useLut = tl < te * Self.lutMargin
+        let useLut = tl < te * lutMargin
         if useLut { keepScratch() }
-        decisions.append(ShapeDecision(input: shape, lookupTables: useLut, expandedNanoseconds: te, lookupTableNanoseconds: tl))
+        decisions.append(ShapeDecision(input: shape, lookupTables: useLut, expandedNanoseconds: te, lookupTableNanoseconds: tl, checked: !useLut))
+        if !useLut { dropUnused() }
+        return true
+    }
+
+    /// Whether a decision for the tables waits for the whole-model check.
+    var hasUnchecked: Bool {
+        decisionLock.wait()
+        defer { decisionLock.signal() }
+        return decisions.contains { !$0.checked }
+    }
+
+    /// The whole-model check's verdict on the unchecked decisions: keep their tables, or run
+    /// those shapes expanded (`reverted`); then drops the forms no decided shape uses.
+    func confirmUnchecked(keepTables: Bool) {
+        decisionLock.wait()
+        defer { decisionLock.signal() }
+        for i in decisions.indices where !decisions[i].checked {
+            decisions[i].checked = true
+            if !keepTables {
+                decisions[i].lookupTables = false
+                decisions[i].reverted = true
+            }
+        }
         dropUnused()
     }
 
@@ -388,7 +425,8 @@ final class WeightChoice: @unchecked Sendable {
             lutConv = nil
             lutConv8 = nil
         }
-        if !decisions.contains(where: { !$0.lookupTables }) { expanded = nil }
+        // An unchecked choice of the tables may still be reverted to expanded.
+        if !decisions.contains(where: { !$0.lookupTables || !$0.checked }) { expanded = nil }
     }
 
     /// Bytes of the packed source kept for deciding at run time.
@@ -408,7 +446,8 @@ final class WeightChoice: @unchecked Sendable {
                                     decisions: decisions.map {
                                         MBModel.WeightChoice.ShapeDecision(input: $0.input, lookupTables: $0.lookupTables,
                                                                            expandedNanoseconds: $0.expandedNanoseconds,
-                                                                           lookupTableNanoseconds: $0.lookupTableNanoseconds)
+                                                                           lookupTableNanoseconds: $0.lookupTableNanoseconds,
+                                                                           checked: $0.checked, revertedByModelCheck: $0.reverted)
                                     })
     }
 }
@@ -505,7 +544,7 @@ final class PackedConvWeights: @unchecked Sendable {
             // The losing trial's output goes to `trialOut`; a table winner's is copied over.
             var trialOut: [Float] = []
             let xp = x.pointer(Float.self), bp = bias?.pointer(Float.self), op = out.mutable(Float.self)
-            try choice.convAtRun(shape: x.shape, lutFits: { form in
+            let decided = try choice.convAtRun(shape: x.shape, uncheckedExpanded: c.uncheckedExpanded, lutMargin: c.lutMargin, lutFits: { form in
                 switch form {
                 case .lut8(let m): return m.fits(g)
                 case .lut(let m): return m.fits(g)
@@ -521,14 +560,15 @@ final class PackedConvWeights: @unchecked Sendable {
                         m.forward(c.variant, g, input: xp, bias: bp, output: y, activation: activation, threads: t, scratch: c.bitScratch)
                     case .lut(let m):
                         m.forward(c.variant, g, input: xp, bias: bp, output: y, activation: activation, threads: t, scratch: c.bitScratch)
-                    case .expanded(let w):
+                    case .expanded(let w, let channelWeights):
                         Conv.forward(c.variant, g, input: xp, weights: w.pointer(Float.self), bias: bp, output: y, activation: activation,
-                                     threads: t, scratch: c.scratch)
+                                     threads: t, scratch: c.scratch, packedWeights: channelWeights)
                     }
                 }
             }, keepScratch: {
                 trialOut.withUnsafeBufferPointer { op.update(from: $0.baseAddress!, count: out.count) }
             })
+            if decided { c.decidedChoices.append(choice) }
             return out
         }
         if let lut = choice?.lutConv8 {
@@ -537,9 +577,10 @@ final class PackedConvWeights: @unchecked Sendable {
         } else if let lut = choice?.lutConv {
             lut.forward(c.variant, g, input: x.pointer(Float.self), bias: bias?.pointer(Float.self), output: out.mutable(Float.self),
                         activation: activation, threads: c.threads, scratch: c.bitScratch)
-        } else if let w = choice?.expanded {
+        } else if let choice, let w = choice.expanded {
             Conv.forward(c.variant, g, input: x.pointer(Float.self), weights: w.pointer(Float.self), bias: bias?.pointer(Float.self),
-                         output: out.mutable(Float.self), activation: activation, threads: c.threads, scratch: c.scratch)
+                         output: out.mutable(Float.self), activation: activation, threads: c.threads, scratch: c.scratch,
+                         packedWeights: choice.channelWeights)
         } else if let compact = choice?.compact {
             compact.convForward(c.variant, g, input: x.pointer(Float.self), bias: bias?.pointer(Float.self), output: out.mutable(Float.self),
                                 activation: activation, threads: c.threads, scratch: c.scratch, tiles: c.bitScratch)

@@ -235,6 +235,13 @@ final class ExecutionContext: @unchecked Sendable {
     var pendingPlacement: (storage: TensorStorage, type: ElementType)?
     /// The output slot of the placed Concat now running.
     var runningConcat: Int?
+    /// Auto mode: Convs that decided an input shape's form during this run (`MBSession` checks
+    /// their choice of the tables on whole runs).
+    var decidedChoices: [WeightChoice] = []
+    /// The whole-model check's all-expanded runs: unchecked choices of the tables run expanded.
+    var uncheckedExpanded = false
+    /// Auto mode: how much faster a Conv's tables must time in its layer trial (`MBSession.Options.autoLayerMargin`).
+    var lutMargin = 0.95
 
     init(slotCount: Int, threads: Int, variant: KernelVariant, pool: BufferPool = BufferPool(),
          scratch: KernelScratch = KernelScratch(), bitScratch: BitPlaneScratch = BitPlaneScratch(),

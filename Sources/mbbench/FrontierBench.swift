@@ -259,13 +259,10 @@ struct MaskEntropyBench: ParsableCommand {
         print("bits per mask entry; each conditional figure includes its frequency tables (15 bits per symbol per context)")
     }
 
-    /// The rANS stream's length for this mask, as the writer would store it.
+    /// The rANS stream's length for this mask, as the writer would store it (one symbol per
+    /// block for a structured mask, its block sizes counted).
     func maskStreamBytes(_ p: PackedTensor) -> Int {
-        let K = p.levels.count
-        var counts = [Int](repeating: 0, count: K)
-        for m in p.mask { counts[Int(m) - 1] += 1 }
-        let frequencies = MaskCoder.frequencies(counts: counts)
-        let symbols = p.mask.map { $0 - 1 }
-        return (try? symbols.withUnsafeBufferPointer { try MaskCoder.encode($0, frequencies: frequencies) }.count) ?? 0
+        guard let coded = try? MaskCoder.code(mask: p.mask, levels: p.levels.count, shape: p.shape) else { return 0 }
+        return coded.stream.count + 4 * (coded.blocks?.sizes.count ?? 0)
     }
 }

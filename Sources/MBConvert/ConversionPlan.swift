@@ -42,7 +42,9 @@ public struct ConversionPlan: Sendable {
         switch granularity {
         case .element: return nil
         case .channel: return rows
-        case .group(let n): return rows * taps * ((channels + n - 1) / max(1, min(n, channels)) )
+        case .group(let n):
+            let m = max(1, min(n, channels))
+            return rows * taps * ((channels + m - 1) / m)
         }
     }
 

@@ -96,14 +96,6 @@ public struct MaskBlocks: Sendable, Equatable {
         return out
     }
 
-    /// Whether `mask` has one value on every block.
-    public func isConstant(on mask: [UInt8]) -> Bool {
-        let values = reduce(mask)
-        var same = true
-        mask.withUnsafeBufferPointer { m in forEachEntry { j, b in if m[j] != values[b] { same = false } } }
-        return same
-    }
-
     /// The flat mask with every entry of block b set to `values[b]`.
     public func expand(_ values: [UInt8]) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: shape.reduce(1, *))

@@ -59,8 +59,9 @@ public enum MaskCoder {
     /// Codes `mask` (widths 1...levels, flat order, `shape`'s entries) the way the writer does:
     /// one symbol per entry (coding 1), or, when the mask is constant on blocks of entries (a
     /// structured mask) and that is smaller counting the block sizes, one per block of the
-    /// coarsest such blocking (coding 2). A per-entry mask always gets coding 1, and so does
-    /// every mask with `blocks: false`.
+    /// coarsest such blocking (coding 2). A mask whose coarsest blocks are single entries always
+    /// gets coding 1 (the bytes every earlier writer produced), and so does every mask with
+    /// `blocks: false`.
     public static func code(mask: [UInt8], levels: Int, shape: [Int], blocks allowBlocks: Bool = true) throws(Failure) -> Coded {
         func coded(_ widths: [UInt8]) throws(Failure) -> (stream: [UInt8], frequencies: [UInt16]) {
             var counts = [Int](repeating: 0, count: levels)

@@ -20,9 +20,31 @@ public struct ConversionPlan: Sendable {
             return .keep(type, elements: tensor.elementCount)
         case .binarize(let b):
             guard let mix else { return .keep(.float, elements: tensor.elementCount) }
-            return .binarized(mix, elements: tensor.elementCount, groups: b.scale == .channel ? tensor.channelCount : 1)
+            return .binarized(mix, elements: tensor.elementCount, groups: b.scale == .channel ? tensor.channelCount : 1,
+                              maskSymbols: maskGroupCount(b.granularity))
         case .quantize(let q):
             return .quantized(q, elements: tensor.elementCount, groups: quantizationGroups(q.spec).count)
+        }
+    }
+
+    /// The bit widths a structured mask stores (one per group along the reduction axis, as
+    /// `Conversion.maskGroups` forms them); nil for a per-entry mask or a weight that cannot have one.
+    func maskGroupCount(_ granularity: MaskGranularity) -> Int? {
+        let shape = tensor.shape, op = tensor.consumers.first?.opType ?? ""
+        let rows: Int, taps: Int, channels: Int
+        if op == "Conv", shape.count >= 3 {
+            (rows, taps, channels) = (shape[0], shape[2...].reduce(1, *), shape[1])
+        } else if op == "Gemm" || op == "MatMul", shape.count == 2, let axis = tensor.outputAxis, axis < 2 {
+            (rows, taps, channels) = (shape[axis], 1, shape[1 - axis])
+        } else {
+            return nil
+        }
+        switch granularity {
+        case .element: return nil
+        case .channel: return rows
+        case .group(let n):
+            let m = max(1, min(n, channels))
+            return rows * taps * ((channels + m - 1) / m)
         }
     }
 

@@ -28,6 +28,8 @@ public struct MBMSummary: Codable, Sendable {
         public var fractions: [Double]?
         public var averageBits: Double?
         public var maskBytes: Int?
+        /// Binarized with a structured mask stored one width per block: the block sizes.
+        public var maskBlocks: [Int]?
     }
 
     public var file: String
@@ -98,6 +100,7 @@ extension MBMSummary {
                 }
                 out.averageBits = n == 0 ? 0 : Double(atLeast.reduce(0, +)) / Double(n)
                 out.maskBytes = t.maskBytes
+                out.maskBlocks = t.maskBlocks
                 binElements += n
                 binBytes += t.storedBytes
             }
@@ -129,7 +132,8 @@ extension MBMSummary {
         line("tensors: \(tensors.count)")
         let rows = tensors.map { t -> [String] in
             let mix = t.fractions.map { f in f.enumerated().map { String(format: "%d:%.3f", $0.offset + 1, $0.element) }.joined(separator: " ") } ?? ""
-            return [t.name, "[" + t.shape.map(String.init).joined(separator: ", ") + "]", t.type, t.encoding, t.scale ?? "", mix,
+            let encoding = t.encoding + (t.maskBlocks.map { " (mask per " + $0.map(String.init).joined(separator: "x") + ")" } ?? "")
+            return [t.name, "[" + t.shape.map(String.init).joined(separator: ", ") + "]", t.type, encoding, t.scale ?? "", mix,
                     t.averageBits.map { String(format: "%.3f", $0) } ?? "", String(t.bytes), String(format: "%.3f", t.bitsPerElement)]
         }
         out += table(header: ["name", "shape", "type", "encoding", "scale", "realized P", "avg bits", "bytes", "bits/elem"], rows: rows, rightAligned: [7, 8])

@@ -43,8 +43,9 @@ public struct StoragePrediction: Sendable, Equatable, Codable {
     }
 
     /// Binarized with `mix`; with `groups` > 1 (channel scales) every group gets P on its own,
-    /// as MBBinarize does, so rounding happens per group.
-    public static func binarized(_ mix: BitDistribution, elements: Int, groups: Int) -> StoragePrediction {
+    /// as MBBinarize does, so rounding happens per group. `maskSymbols`: the widths a structured
+    /// mask stores (one per group of entries; the writer's mask coding 2), the entropy each.
+    public static func binarized(_ mix: BitDistribution, elements: Int, groups: Int, maskSymbols: Int? = nil) -> StoragePrediction {
         guard elements > 0 else { return StoragePrediction(elements: 0, signBits: 0, maskBits: 0, scaleCount: 0, floatBits: 0) }
         // Groups that do not divide the tensor cannot be channels: predict one group.
         let groups = groups >= 1 && elements % groups == 0 ? groups : 1
@@ -57,7 +58,7 @@ public struct StoragePrediction: Sendable, Equatable, Codable {
         for k in 1...(used.last?.bits ?? 1) where zip(used, perGroup).contains(where: { $0.bits >= k && $1 > 0 }) { levels += 1 }
         let n = Double(elements)
         let entropy = counts.reduce(0.0) { acc, c in c > 0 ? acc - Double(c) / n * log2(Double(c) / n) : acc }
-        return StoragePrediction(elements: elements, signBits: signBits, maskBits: mix.isHomogeneous ? 0 : entropy * n,
+        return StoragePrediction(elements: elements, signBits: signBits, maskBits: mix.isHomogeneous ? 0 : entropy * Double(maskSymbols ?? elements),
                                  scaleCount: levels * groups, floatBits: 0)
     }
 }

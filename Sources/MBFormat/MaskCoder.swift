@@ -1,6 +1,9 @@
+import MBCore
+
 /// Entropy coding of a binarization mask (one bit width per entry) with a static rANS coder
 /// whose frequencies are the tensor's own realized distribution, so a mask costs close to
-/// H(P) bits per entry. Symbols are `bitwidth - 1` (0..<alphabet, alphabet <= 8).
+/// H(P) bits per entry, or per block for a structured mask (`code(mask:levels:shape:)`).
+/// Symbols are `bitwidth - 1` (0..<alphabet, alphabet <= 8).
 ///
 /// Stream: a 32-bit big-endian initial state, then renormalization bytes in decoding order.
 /// Decoding ends with the state back at `lowerBound` and every byte consumed; anything else
@@ -41,6 +44,43 @@ public enum MaskCoder {
             bits += Double(c) * (Double(scaleBits) - log2(Double(f)))
         }
         return bits + 32
+    }
+
+    /// A coded (non-uniform) mask as the writer stores it.
+    public struct Coded: Sendable {
+        public var stream: [UInt8]
+        public var frequencies: [UInt16]
+        /// Mask coding 2: one symbol per block of these; nil: coding 1, one per entry.
+        public var blocks: MaskBlocks?
+        /// Bytes in the file: the stream, the frequency table and the block sizes.
+        public var storedBytes: Int { stream.count + 2 * frequencies.count + 4 * (blocks?.sizes.count ?? 0) }
+    }
+
+    /// Codes `mask` (widths 1...levels, flat order, `shape`'s entries) the way the writer does:
+    /// one symbol per entry (coding 1), or, when the mask is constant on blocks of entries (a
+    /// structured mask) and that is smaller counting the block sizes, one per block of the
+    /// coarsest such blocking (coding 2). A mask whose coarsest blocks are single entries always
+    /// gets coding 1 (the bytes every earlier writer produced), and so does every mask with
+    /// `blocks: false`.
+    public static func code(mask: [UInt8], levels: Int, shape: [Int], blocks allowBlocks: Bool = true) throws(Failure) -> Coded {
+        func coded(_ widths: [UInt8]) throws(Failure) -> (stream: [UInt8], frequencies: [UInt16]) {
+            var counts = [Int](repeating: 0, count: levels)
+            for m in widths { counts[Int(m) - 1] += 1 }
+            let frequencies = Self.frequencies(counts: counts)
+            let symbols = widths.map { $0 - 1 }
+            return (try symbols.withUnsafeBufferPointer { (s) throws(Failure) in try encode(s, frequencies: frequencies) }, frequencies)
+        }
+        guard mask.allSatisfy({ $0 >= 1 && Int($0) <= levels }) else { throw Failure(message: "mask widths outside 1...\(levels)") }
+        let perEntry = try coded(mask)
+        guard allowBlocks else { return Coded(stream: perEntry.stream, frequencies: perEntry.frequencies, blocks: nil) }
+        let blocks = mask.withUnsafeBufferPointer { MaskBlocks.coarsest(mask: $0, shape: shape) }
+        if !blocks.isElementwise {
+            let perBlock = try coded(blocks.reduce(mask))
+            if perBlock.stream.count + 4 * shape.count < perEntry.stream.count {
+                return Coded(stream: perBlock.stream, frequencies: perBlock.frequencies, blocks: blocks)
+            }
+        }
+        return Coded(stream: perEntry.stream, frequencies: perEntry.frequencies, blocks: nil)
     }
 
     /// Encodes `symbols` (each < frequencies.count, each with a non-zero frequency).

@@ -144,28 +144,27 @@ enum PayloadCodec {
         for m in b.mask { counts[Int(m) - 1] += 1 }
         // Every entry at the top width: nothing to store.
         let uniform = counts[levels - 1] == b.mask.count
-        var maskStream: [UInt8] = []
-        var frequencies: [UInt16] = []
+        var coded = MaskCoder.Coded(stream: [], frequencies: [], blocks: nil)
         if !uniform {
-            frequencies = MaskCoder.frequencies(counts: counts)
-            let symbols = b.mask.map { $0 - 1 }
             do {
-                maskStream = try symbols.withUnsafeBufferPointer { try MaskCoder.encode($0, frequencies: frequencies) }
+                coded = try MaskCoder.code(mask: b.mask, levels: levels, shape: b.shape)
             } catch {
                 throw fail((error as? MaskCoder.Failure)?.message ?? "\(error)")
             }
         }
+        let (maskStream, frequencies, blocks) = (coded.stream, coded.frequencies, coded.blocks)
         let axis: Int? = if case .channel(let a) = b.scale { a } else { nil }
         var d = ByteWriter()
         d.u8(UInt8(levels))
         d.u8(axis == nil ? 0 : 1)
-        d.u8(uniform ? 0 : 1)
+        d.u8(uniform ? 0 : blocks == nil ? 1 : 2)
         d.u8(b.halfScales ? 1 : 0)
         d.i32(Int32(axis ?? -1))
         d.u32(UInt32(b.groupCount))
         d.u64(UInt64(maskStream.count))
         for f in frequencies { d.u16(f) }
         for level in b.levels { d.u64(UInt64(level.bitCount)) }
+        for size in blocks?.sizes ?? [] { d.u32(UInt32(size)) }
 
         var p = ByteWriter()
         for level in b.levels { for s in level.scales { if b.halfScales { p.u16(s.float16Bits) } else { p.f32(s) } } }
@@ -244,6 +243,7 @@ enum PayloadCodec {
         case .binarized(let d):
             t.payload = .binarized(try decodeBinarized(d, shape: shape, count: count, payload: payload, verifyScales: verifyScales))
             t.maskBytes = d.maskBytes
+            t.maskBlocks = d.blocks?.sizes
         case .quantized(let d):
             t.payload = .quantized(try decodeQuantized(d, shape: shape, count: count, payload: payload))
         }
@@ -276,6 +276,8 @@ enum PayloadCodec {
         var maskBytes: Int
         var frequencies: [UInt16]
         var bitCounts: [Int]
+        /// Mask coding 2: the blocks the mask is constant on.
+        var blocks: MaskBlocks?
         /// Where each level's sign words start in the payload, and their bytes.
         var wordRanges: [(offset: Int, bytes: Int)]
         /// Where the mask stream starts in the payload.
@@ -288,6 +290,7 @@ enum PayloadCodec {
         let levels: Int, scaleMode: UInt8, maskCoding: UInt8, scaleType: UInt8, axis: Int32, groups: Int, maskBytes: Int
         var frequencies: [UInt16] = []
         var bitCounts: [Int] = []
+        var blockSizes: [Int] = []
         do {
             levels = Int(try r.u8("levels"))
             scaleMode = try r.u8("scale mode")
@@ -298,16 +301,17 @@ enum PayloadCodec {
             let mb = try r.u64("mask bytes")
             guard (1...8).contains(levels) else { throw DecodeFailure("\(levels) levels; expected 1...8") }
             guard scaleMode <= 1 else { throw DecodeFailure("unknown scale mode \(scaleMode)") }
-            guard maskCoding <= 1 else { throw DecodeFailure("unknown mask coding \(maskCoding)") }
+            guard maskCoding <= 2 else { throw DecodeFailure("unknown mask coding \(maskCoding)") }
             guard scaleType <= 1 else { throw DecodeFailure("unknown scale type \(scaleType) (0 = float32, 1 = float16)") }
             guard mb <= UInt64(payloadBytes) else { throw DecodeFailure("mask of \(mb) bytes does not fit the \(payloadBytes)-byte payload") }
             maskBytes = Int(mb)
-            if maskCoding == 1 { for _ in 0..<levels { frequencies.append(try r.u16("mask frequency")) } }
+            if maskCoding >= 1 { for _ in 0..<levels { frequencies.append(try r.u16("mask frequency")) } }
             for _ in 0..<levels {
                 let n = try r.u64("sign bit count")
                 guard n <= UInt64(count) else { throw DecodeFailure("level has \(n) sign bits for \(count) entries") }
                 bitCounts.append(Int(n))
             }
+            if maskCoding == 2 { for _ in shape.indices { blockSizes.append(Int(try r.u32("mask block size"))) } }
         } catch let e as ByteReader.Failure {
             throw DecodeFailure("binarized descriptor: \(e)")
         } catch let e as DecodeFailure {
@@ -327,6 +331,10 @@ enum PayloadCodec {
         guard groups == expectedGroups else { throw DecodeFailure("\(groups) scale groups; shape \(shape) needs \(expectedGroups)") }
         if maskCoding == 0 {
             guard maskBytes == 0 else { throw DecodeFailure("uniform mask with \(maskBytes) stream bytes") }
+        }
+        var blocks: MaskBlocks?
+        if maskCoding == 2 {
+            do throws(PackedTensorError) { blocks = try MaskBlocks(shape: shape, sizes: blockSizes) } catch { throw DecodeFailure(error.message) }
         }
         // Payload layout: scales, pad to 8, sign words per level, mask stream.
         let scaleSize = scaleType == 1 ? 2 : 4
@@ -353,7 +361,7 @@ enum PayloadCodec {
         }
         return BinarizedDescriptor(levels: levels, scaleMode: scaleMode, maskCoding: maskCoding, scaleType: scaleType, axis: axis,
                                    groups: groups, maskBytes: maskBytes, frequencies: frequencies, bitCounts: bitCounts,
-                                   wordRanges: wordRanges, maskOffset: offset)
+                                   blocks: blocks, wordRanges: wordRanges, maskOffset: offset)
     }
 
     static func decodeBinarized(
@@ -393,18 +401,20 @@ enum PayloadCodec {
         }
         var mask: [UInt8]?
         var levelCounts = [Int](repeating: 0, count: levels)
-        if maskCoding == 1 {
-            var symbols = [UInt8](repeating: 0, count: count)
+        if maskCoding >= 1 {
+            // Coding 1: one symbol per entry; coding 2: one per block, then expanded.
+            var symbols = [UInt8](repeating: 0, count: d.blocks?.count ?? count)
             do {
                 try payload.withBytes { raw in
                     let stream = UnsafeRawBufferPointer(rebasing: raw[offset..<(offset + maskBytes)])
                     try symbols.withUnsafeMutableBufferPointer { out in
-                        try MaskCoder.decode(stream, count: count, frequencies: frequencies, into: out)
+                        try MaskCoder.decode(stream, count: out.count, frequencies: frequencies, into: out)
                     }
                 }
             } catch {
                 throw DecodeFailure((error as? MaskCoder.Failure)?.message ?? "\(error)")
             }
+            if let blocks = d.blocks { symbols = blocks.expand(symbols) }
             var histogram = [Int](repeating: 0, count: levels)
             for i in symbols.indices {
                 histogram[Int(symbols[i])] += 1

@@ -51,6 +51,9 @@ public struct StoredTensor: Sendable {
     public internal(set) var storedBytes: Int = 0
     /// Bytes of the mask stream inside a binarized payload (0 otherwise).
     public internal(set) var maskBytes: Int = 0
+    /// Mask coding 2: the block sizes the mask is stored by, one width per block (nil for a
+    /// per-entry or uniform mask, and for other encodings).
+    public internal(set) var maskBlocks: [Int]?
 
     public init(name: String, elementType: ElementType, shape: [Int], payload: StoredPayload) {
         self.name = name

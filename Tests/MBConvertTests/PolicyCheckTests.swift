@@ -63,4 +63,15 @@ import Testing
         #expect(strict.errorCount == 1)
         #expect(strict.diagnostics.first?.message == "rule 1 matches no tensor in tiny_cnn.onnx")
     }
+
+    /// Structured masks are predicted at H(P) per group, as mask coding 2 stores them: conv2
+    /// [64, 32, 3, 3] has 64 · 9 · 2 groups at group:16 and 64 at channel, 1 bit each for 2/3.
+    @Test func structuredMasksArePredictedPerGroup() throws {
+        var maskBits: [String: Double] = [:]
+        for g in ["element", "group:16", "channel"] {
+            let r = try Self.check("version: 1\ndefault: {mix: {2: 0.5, 3: 0.5}, scale: tensor, granularity: \(g)}\n")
+            maskBits[g] = try #require(r.rows.first { $0.tensor == "conv2.weight" }).predicted.maskBits
+        }
+        #expect(maskBits == ["element": 18432, "group:16": 1152, "channel": 64], "\(maskBits)")
+    }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import MBBinarize
+import MBConvert
 import MBCore
 import MBFormat
 import TestSupport
@@ -69,5 +70,24 @@ import Testing
         let b = try storedBytes(channelScale, shape: t.shape).payload
         // 2 levels × (64 - 1) more scales of 4 bytes, payload padded to 8 bytes after the scales.
         #expect(b - a == 2 * 63 * 4)
+    }
+
+    /// A group:16 mask of a MatMul weight [K, N] is stored one width per group (mask coding 2):
+    /// as the prediction says, H(P) bits per group plus the rANS state, not H(P) per entry.
+    @Test func structuredMaskCostsItsGroupsAsPredicted() throws {
+        let (k, n) = (256, 64)
+        var rng = SeededGenerator(seed: 16)
+        let t = try FloatTensor(name: "w", shape: [k, n], values: (0..<(k * n)).map { _ in Float(rng.nextNormal()) })
+        let mix = BitDistribution([(2, 0.5), (3, 0.5)])!
+        let groups = MaskGroups.weight(rows: n, taps: 1, channels: k, rowStride: 1, tapStride: 0, channelStride: n, granularity: .group(16))!
+        #expect(groups.count == 1024)
+        let packed = try Binarizer.binarize(t, BinarizationConfig(distribution: mix), groups: groups)
+        let (_, mask) = try storedBytes(packed, shape: t.shape)
+        let predicted = StoragePrediction.binarized(mix, elements: k * n, groups: 1, maskSymbols: groups.count)
+        // 1024 widths at 1 bit each: 128 bytes, plus the 4-byte rANS state.
+        #expect(abs(predicted.maskBits - 1024) < 1e-9)
+        #expect(mask == 132, "stored mask \(mask) bytes")
+        let perEntry = StoragePrediction.binarized(mix, elements: k * n, groups: 1)
+        #expect(abs(perEntry.maskBits - Double(k * n)) < 1e-9)
     }
 }

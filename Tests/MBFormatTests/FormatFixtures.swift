@@ -19,10 +19,11 @@ enum FormatFixtures {
 
     /// A valid packed tensor for `shape`: random mask over 1...levels (or every entry at
     /// `levels`), random signs, positive scales.
-    static func binarized(shape: [Int], levels: Int, channelAxis: Int?, uniform: Bool, seed: UInt64) -> PackedTensor {
+    /// `mask`, when given, replaces the random one.
+    static func binarized(shape: [Int], levels: Int, channelAxis: Int?, uniform: Bool, seed: UInt64, mask given: [UInt8]? = nil) -> PackedTensor {
         var rng = SeededGenerator(seed: seed)
         let n = shape.reduce(1, *)
-        let mask: [UInt8] = (0..<n).map { _ in uniform ? UInt8(levels) : UInt8(1 + Int(rng.next() % UInt64(levels))) }
+        let mask: [UInt8] = given ?? (0..<n).map { _ in uniform ? UInt8(levels) : UInt8(1 + Int(rng.next() % UInt64(levels))) }
         let scale: ScaleMode = channelAxis.map { .channel(axis: $0) } ?? .tensor
         let layout = try! GroupLayout(shape: shape, scale: scale)
         var packedLevels: [PackedLevel] = []

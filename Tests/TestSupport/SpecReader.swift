@@ -28,6 +28,8 @@ public struct SpecReader {
         public var scaleType: UInt8 = 0
         public var frequencies: [Int] = []
         public var bitCounts: [Int] = []
+        /// Mask coding 2: the block size along each dimension.
+        public var blockSizes: [Int] = []
         // Linear and palette only: bits per code, value type (0 float32, 1 float16), group axis
         // (-1: one group), channels per group; `groups` above is the group count.
         public var codeBits = 0
@@ -79,8 +81,9 @@ public struct SpecReader {
                 t.channelAxis = Int(Int32(bitPattern: u32(p))); p += 4
                 t.groups = Int(u32(p)); p += 4
                 t.maskLength = Int(u64(p)); p += 8
-                if t.maskCoding == 1 { for _ in 0..<t.levels { t.frequencies.append(Int(u16(p))); p += 2 } }
+                if t.maskCoding == 1 || t.maskCoding == 2 { for _ in 0..<t.levels { t.frequencies.append(Int(u16(p))); p += 2 } }
                 for _ in 0..<t.levels { t.bitCounts.append(Int(u64(p))); p += 8 }
+                if t.maskCoding == 2 { for _ in shape { t.blockSizes.append(Int(u32(p))); p += 4 } }
             }
             if encoding == 3 || encoding == 4 {
                 t.codeBits = Int(bytes[p]); t.valueType = bytes[p + 1]; p += 4
@@ -136,8 +139,12 @@ public struct SpecReader {
 
     /// The mask M_j (1...K) of every entry in flat order: all K for uniform coding, else the
     /// spec's static rANS decoder.
+    /// Coding 2: one symbol per block (row-major over the block grid), each entry taking its
+    /// block's width.
     public func mask(_ t: Tensor) -> [Int] {
-        guard t.maskCoding == 1 else { return [Int](repeating: t.levels, count: t.count) }
+        guard t.maskCoding == 1 || t.maskCoding == 2 else { return [Int](repeating: t.levels, count: t.count) }
+        let grid = zip(t.shape, t.blockSizes).map { ($0 + $1 - 1) / $1 }
+        let symbols = t.maskCoding == 1 ? t.count : grid.reduce(1, *)
         var cumulative = [0]
         for f in t.frequencies { cumulative.append(cumulative.last! + f) }
         var at = t.maskRange.lowerBound
@@ -145,7 +152,7 @@ public struct SpecReader {
         at += 4
         var out: [Int] = []
         out.reserveCapacity(t.count)
-        for _ in 0..<t.count {
+        for _ in 0..<symbols {
             let slot = Int(x % 32768)
             let s = (0..<t.levels).first { cumulative[$0] <= slot && slot < cumulative[$0 + 1] }!
             x = UInt64(t.frequencies[s]) * (x >> 15) + UInt64(slot - cumulative[s])
@@ -153,7 +160,18 @@ public struct SpecReader {
             out.append(s + 1)
         }
         precondition(x == 1 << 23 && at == t.maskRange.upperBound, "\(t.name): damaged mask stream")
-        return out
+        guard t.maskCoding == 2 else { return out }
+        return (0..<t.count).map { j in
+            // Entry j's multi-index, last dimension fastest, and its block's row-major number.
+            var rest = j, block = 0, gridStride = 1
+            for d in t.shape.indices.reversed() {
+                let i = rest % t.shape[d]
+                rest /= t.shape[d]
+                block += i / t.blockSizes[d] * gridStride
+                gridStride *= grid[d]
+            }
+            return out[block]
+        }
     }
 
     /// The spec's value of every entry, flat order: sum over k <= M_j of s_kj * mu_k(group),

@@ -26,6 +26,69 @@
 
 
 
+/// Blocks of one row in the grouped layout: ceil(channels / groupChannels) x taps.
+static inline int64_t compact_row_blocks(const bp_compact *w) {
+    const int32_t C = w->columns / w->taps;
+    return (int64_t)((C + w->groupChannels - 1) / w->groupChannels) * w->taps;
+}
+
+/// Words per level of a row's block activity in the scratch (one zero word past the blocks, for
+/// bp_stream_bits).
+static inline int64_t compact_block_stride(const bp_compact *w) { return (compact_row_blocks(w) + 63) / 64 + 1; }
+
+int64_t bp_compact_block_words(const bp_compact *w) {
+    return w->groupChannels > 1 ? (int64_t)w->levels * compact_block_stride(w) : 0;
+}
+
+/// Grouped layout: the activity of entries j0 ..< j0 + n of a row (bit i = entry j0 + i) from the
+/// row's block activity `blk` at one level. Taps 1: the active blocks overlapping the word, each a
+/// run of up to g entries; more taps: per channel in the word, its block row's bits for the taps
+/// in the word (a block row holds the same taps in the same order as a channel).
+static inline uint64_t compact_expand(const uint64_t *blk, int32_t g, int32_t T, int32_t j0, int32_t n) {
+    uint64_t out = 0;
+    if (T == 1) {
+        const int32_t b0 = j0 / g, b1 = (j0 + n - 1) / g, span = b1 - b0 + 1;
+        uint64_t bits = bp_stream_bits(blk, b0);
+        if (span < 64) bits &= ((uint64_t)1 << span) - 1;
+        while (bits) {
+            const int32_t b = b0 + __builtin_ctzll(bits);
+            bits &= bits - 1;
+            const int32_t lo = b * g > j0 ? b * g - j0 : 0, hi = (b + 1) * g - j0 < n ? (b + 1) * g - j0 : n;
+            out |= (hi == 64 ? ~(uint64_t)0 : ((uint64_t)1 << hi) - 1) & ~(((uint64_t)1 << lo) - 1);
+        }
+        return out;
+    }
+    for (int32_t c = j0 / T; (int64_t)c * T < j0 + n; c++) {
+        const int32_t base = c * T - j0;  // entry offset of the channel's tap 0 in the word (may be < 0)
+        const int32_t t0 = base < 0 ? -base : 0, t1 = n - base < T ? n - base : T, len = t1 - t0;
+        uint64_t seg = bp_stream_bits(blk, (int64_t)(c / g) * T + t0);
+        if (len < 64) seg &= ((uint64_t)1 << len) - 1;
+        out |= seg << (base + t0);
+    }
+    return out;
+}
+
+/// Grouped layout: the block activity of levels full ..< any of the current row into `blk`
+/// (level k at blk + k * stride), each level's stored bits deposited into its parent level's
+/// active blocks; cursors advanced.
+#define COMPACT_ROW_BLOCKS(PDEP, POPCNT)                                                          \
+    do {                                                                                          \
+        if (grouped && any > full) {                                                              \
+            const int64_t nb = compact_row_blocks(w), nw = (nb + 63) / 64;                        \
+            for (int32_t k = full; k < any; k++) {                                                \
+                uint64_t *dst = blk + (int64_t)k * bstride;                                       \
+                const uint64_t *par = blk + (int64_t)(k - 1) * bstride;                           \
+                for (int64_t i = 0; i < nw; i++) {                                                \
+                    const uint64_t all = i + 1 < nw || nb % 64 == 0 ? ~(uint64_t)0 : ((uint64_t)1 << (nb % 64)) - 1; \
+                    const uint64_t parent = k - 1 < full ? all : par[i];                          \
+                    dst[i] = PDEP(bp_stream_bits(w->acts, ca[k]), parent);                        \
+                    ca[k] += POPCNT(parent);                                                      \
+                }                                                                                 \
+                dst[nw] = 0;                                                                      \
+            }                                                                                     \
+        }                                                                                         \
+    } while (0)
+
 /// The per-level words of 64 entries: activity and signs of levels 1 ..< any (level 0 is every
 /// valid entry, its signs read by the caller), cursors advanced.
 #define COMPACT_LEVEL_WORDS(PDEP, POPCNT)                                                         \
@@ -35,12 +98,14 @@
             uint64_t a;                                                                           \
             if (k < full) {                                                                       \
                 a = valid;                                                                        \
+            } else if (grouped) {                                                                 \
+                a = compact_expand(blk + (int64_t)k * bstride, w->groupChannels, w->taps, c0, n);  \
             } else {                                                                              \
-                a = PDEP(bp_stream_bits(w->acts, ca[k]), parent);                                   \
+                a = PDEP(bp_stream_bits(w->acts, ca[k]), parent);                                 \
                 ca[k] += POPCNT(parent);                                                          \
             }                                                                                     \
             act[k] = a;                                                                           \
-            sign[k] = PDEP(bp_stream_bits(w->signs, cs[k]), a);                                     \
+            sign[k] = PDEP(bp_stream_bits(w->signs, cs[k]), a);                                   \
             cs[k] += POPCNT(a);                                                                   \
             parent = a;                                                                           \
         }                                                                                         \
@@ -57,14 +122,17 @@ static inline void compact_cursors(const bp_compact *w, int32_t b, int64_t *ca, 
     }
 }
 
-static void compact_decode_portable(const bp_compact *w, int32_t firstRow, int32_t rowCount, float *out, int64_t ldo) {
+static void compact_decode_portable(const bp_compact *w, int32_t firstRow, int32_t rowCount, float *out, int64_t ldo, uint64_t *blk) {
     const int32_t K = w->columns, end = firstRow + rowCount;
     int64_t ca[BP_MAX_LEVELS] = {0}, cs[BP_MAX_LEVELS] = {0};
     uint64_t act[BP_MAX_LEVELS] = {0}, sign[BP_MAX_LEVELS] = {0};
     const int32_t b0 = firstRow / BP_COMPACT_BLOCK;
     compact_cursors(w, b0, ca, cs);
+    const int grouped = w->groupChannels > 1;
+    const int64_t bstride = grouped ? compact_block_stride(w) : 0;
     for (int32_t o = b0 * BP_COMPACT_BLOCK; o < end; o++) {
         const int32_t full = w->widths[o] & 15, any = w->widths[o] >> 4;
+        COMPACT_ROW_BLOCKS(bp_deposit_portable, compact_popcount);
         const float *mu = w->scales + (w->scaleStride ? (int64_t)o : 0);
         const int64_t levelStride = w->scaleStride ? w->rows : 1;
         float *y = out + (int64_t)(o - firstRow) * ldo;
@@ -86,11 +154,11 @@ static void compact_decode_portable(const bp_compact *w, int32_t firstRow, int32
 }
 
 /// y[r - firstRow] = row r . x: 16 rows decoded at a time into `buffer` (16 * columns floats), then dotted in order.
-static void compact_gemv_portable(const bp_compact *w, int32_t firstRow, int32_t rowCount, const float *x, float *y, float *buffer) {
+static void compact_gemv_portable(const bp_compact *w, int32_t firstRow, int32_t rowCount, const float *x, float *y, float *buffer, uint64_t *blk) {
     const int32_t K = w->columns;
     for (int32_t r0 = firstRow; r0 < firstRow + rowCount; r0 += BP_COMPACT_BLOCK) {
         const int32_t n = firstRow + rowCount - r0 < BP_COMPACT_BLOCK ? firstRow + rowCount - r0 : BP_COMPACT_BLOCK;
-        compact_decode_portable(w, r0, n, buffer, K);
+        compact_decode_portable(w, r0, n, buffer, K, blk);
         for (int32_t r = 0; r < n; r++) {
             float acc = 0;
             for (int32_t j = 0; j < K; j++) acc += buffer[(int64_t)r * K + j] * x[j];
@@ -105,16 +173,19 @@ static inline __attribute__((always_inline)) BP_COMPACT_TARGET uint64_t compact_
 }
 static inline __attribute__((always_inline)) BP_COMPACT_TARGET int64_t compact_popcnt_hw(uint64_t v) { return _mm_popcnt_u64(v); }
 
-BP_COMPACT_TARGET static void compact_decode_avx512(const bp_compact *w, int32_t firstRow, int32_t rowCount, float *out, int64_t ldo) {
+BP_COMPACT_TARGET static void compact_decode_avx512(const bp_compact *w, int32_t firstRow, int32_t rowCount, float *out, int64_t ldo, uint64_t *blk) {
     const int32_t K = w->columns, end = firstRow + rowCount;
     int64_t ca[BP_MAX_LEVELS] = {0}, cs[BP_MAX_LEVELS] = {0};
     uint64_t act[BP_MAX_LEVELS] = {0}, sign[BP_MAX_LEVELS] = {0};
     __m512 pos[BP_MAX_LEVELS], neg[BP_MAX_LEVELS];
     const int32_t b0 = firstRow / BP_COMPACT_BLOCK;
     compact_cursors(w, b0, ca, cs);
+    const int grouped = w->groupChannels > 1;
+    const int64_t bstride = grouped ? compact_block_stride(w) : 0;
     const int64_t levelStride = w->scaleStride ? w->rows : 1;
     for (int32_t o = b0 * BP_COMPACT_BLOCK; o < end; o++) {
         const int32_t full = w->widths[o] & 15, any = w->widths[o] >> 4;
+        COMPACT_ROW_BLOCKS(compact_pdep_bmi2, compact_popcnt_hw);
         const float *mu = w->scales + (w->scaleStride ? (int64_t)o : 0);
         for (int32_t k = 0; k < any; k++) {
             pos[k] = _mm512_set1_ps(mu[k * levelStride]);
@@ -139,16 +210,19 @@ BP_COMPACT_TARGET static void compact_decode_avx512(const bp_compact *w, int32_t
     }
 }
 /// The decode with each 16-lane vector multiplied into accumulators instead of stored.
-BP_COMPACT_TARGET static void compact_gemv_avx512(const bp_compact *w, int32_t firstRow, int32_t rowCount, const float *x, float *y) {
+BP_COMPACT_TARGET static void compact_gemv_avx512(const bp_compact *w, int32_t firstRow, int32_t rowCount, const float *x, float *y, uint64_t *blk) {
     const int32_t K = w->columns, end = firstRow + rowCount;
     int64_t ca[BP_MAX_LEVELS] = {0}, cs[BP_MAX_LEVELS] = {0};
     uint64_t act[BP_MAX_LEVELS] = {0}, sign[BP_MAX_LEVELS] = {0};
     __m512 pos[BP_MAX_LEVELS], neg[BP_MAX_LEVELS];
     const int32_t b0 = firstRow / BP_COMPACT_BLOCK;
     compact_cursors(w, b0, ca, cs);
+    const int grouped = w->groupChannels > 1;
+    const int64_t bstride = grouped ? compact_block_stride(w) : 0;
     const int64_t levelStride = w->scaleStride ? w->rows : 1;
     for (int32_t o = b0 * BP_COMPACT_BLOCK; o < end; o++) {
         const int32_t full = w->widths[o] & 15, any = w->widths[o] >> 4;
+        COMPACT_ROW_BLOCKS(compact_pdep_bmi2, compact_popcnt_hw);
         const float *mu = w->scales + (w->scaleStride ? (int64_t)o : 0);
         for (int32_t k = 0; k < any; k++) {
             pos[k] = _mm512_set1_ps(mu[k * levelStride]);
@@ -176,28 +250,32 @@ BP_COMPACT_TARGET static void compact_gemv_avx512(const bp_compact *w, int32_t f
 }
 #endif
 
-int64_t bp_compact_gemv_scratch_floats(const bp_compact *w) { return (int64_t)BP_COMPACT_BLOCK * w->columns; }
+int64_t bp_compact_gemv_scratch_floats(const bp_compact *w) {
+    return 2 * bp_compact_block_words(w) + (int64_t)BP_COMPACT_BLOCK * w->columns;
+}
 
 void bp_compact_gemv(int isa, const bp_compact *w, int32_t firstRow, int32_t rowCount, const float *x, float *y, float *scratch) {
     if (rowCount <= 0) return;
+    uint64_t *blk = (uint64_t *)(void *)scratch;
+    float *buffer = scratch + 2 * bp_compact_block_words(w);
 #if BP_COMPACT_X86
     if (isa >= BP_ISA_AVX512 && bp_isa() >= BP_ISA_AVX512) {
-        compact_gemv_avx512(w, firstRow, rowCount, x, y);
+        compact_gemv_avx512(w, firstRow, rowCount, x, y, blk);
         return;
     }
 #endif
     (void)isa;
-    compact_gemv_portable(w, firstRow, rowCount, x, y, scratch);
+    compact_gemv_portable(w, firstRow, rowCount, x, y, buffer, blk);
 }
 
-void bp_compact_decode(int isa, const bp_compact *w, int32_t firstRow, int32_t rowCount, float *out, int64_t ldo) {
+void bp_compact_decode(int isa, const bp_compact *w, int32_t firstRow, int32_t rowCount, float *out, int64_t ldo, uint64_t *blockBits) {
     if (rowCount <= 0) return;
 #if BP_COMPACT_X86
     if (isa >= BP_ISA_AVX512 && bp_isa() >= BP_ISA_AVX512) {
-        compact_decode_avx512(w, firstRow, rowCount, out, ldo);
+        compact_decode_avx512(w, firstRow, rowCount, out, ldo, blockBits);
         return;
     }
 #endif
     (void)isa;
-    compact_decode_portable(w, firstRow, rowCount, out, ldo);
+    compact_decode_portable(w, firstRow, rowCount, out, ldo, blockBits);
 }

@@ -12,11 +12,18 @@ import MBCore
 /// none is), and one sign bit per active entry; bit offsets per block of 16 rows; the scales.
 /// For the paper's per-entry 70/20/10 split that is 1 + 1 + 0.3 activity bits + 1.4 sign bits =
 /// 2.7 bits per weight, against 2.56 for the file's rANS-coded mask and signs; a channel mask
-/// (every row one width) stores no activity bits at all.
+/// (every row one width) stores no activity bits at all. A structured mask (constant on blocks of
+/// `groupChannels` consecutive input channels at one tap: `granularity: group:N`) holds its
+/// activity bits one per block instead of one per entry (the grouped layout, CBitPlanes.h); the
+/// decoders derive each row's per-entry activity from them as they go.
 public final class CompactPlanes: @unchecked Sendable {
     public let rows: Int
     public let columns: Int
     public let levels: Int
+    /// Grouped layout: input channels per mask block (>= 2); 1: per-entry activity bits.
+    public let groupChannels: Int
+    /// Taps per input channel in a row (a Conv's kernel size; 1 for a matrix).
+    public let taps: Int
     let signs0: Owned<UInt64>
     let widths: Owned<UInt8>
     let acts: Owned<UInt64>
@@ -29,7 +36,7 @@ public final class CompactPlanes: @unchecked Sendable {
     /// The C view; the pointers live as long as `self`.
     var c: bp_compact {
         bp_compact(rows: Int32(rows), columns: Int32(columns), levels: Int32(levels), scaleStride: perRowScales ? 1 : 0,
-                   signs0: signs0.pointer, widths: widths.pointer, acts: acts.pointer, signs: signs.pointer,
+                   groupChannels: Int32(groupChannels), taps: Int32(groupChannels > 1 ? taps : 1), signs0: signs0.pointer, widths: widths.pointer, acts: acts.pointer, signs: signs.pointer,
                    actStart: actStart.pointer, signStart: signStart.pointer, scales: scales.pointer)
     }
 
@@ -41,10 +48,13 @@ public final class CompactPlanes: @unchecked Sendable {
     /// Where the weights come from: entry (row, column) is flat entry `offset + row * rowStride +
     /// column * columnStride` of `mask` (bit widths, 1...levels) and of the per-level flat sign
     /// bitsets `signBits` (`PackedTensor.flatSignBits`); `scales[level][row]`, or one per level
-    /// when `perRowScales` is false (`scales[level][0]`).
+    /// when `perRowScales` is false (`scales[level][0]`). A row's columns are `columns / taps`
+    /// input channels of `taps` entries each (column c * taps + t); `taps` only decides which
+    /// mask blocks the grouped layout can find.
     public struct Source {
         public var rows: Int
         public var columns: Int
+        public var taps = 1
         public var rowStride: Int
         public var columnStride: Int
         public var offset: Int
@@ -96,6 +106,28 @@ public final class CompactPlanes: @unchecked Sendable {
         var padded: [UInt64] { words + [0] }
     }
 
+    /// The largest g such that the mask is constant on every block of g consecutive input
+    /// channels (the last block of a row may be shorter) at one tap of one row: the greatest
+    /// common divisor of the channels where some row's width changes from the channel before.
+    static func groupChannels(_ s: Source, taps T: Int) -> Int {
+        let C = s.columns / T
+        guard C > 1 else { return 1 }
+        var g = 0
+        for o in 0..<s.rows {
+            let row = s.offset + o * s.rowStride
+            for c in 1..<C where g == 0 || c % g != 0 {
+                for t in 0..<T where s.mask[row + (c * T + t) * s.columnStride] != s.mask[row + ((c - 1) * T + t) * s.columnStride] {
+                    g = Self.gcd(g, c)
+                    break
+                }
+                if g == 1 { return 1 }
+            }
+        }
+        return g == 0 ? C : g
+    }
+
+    static func gcd(_ a: Int, _ b: Int) -> Int { b == 0 ? a : gcd(b, a % b) }
+
     public init(_ s: Source) {
         precondition(s.rows * s.columns < Int(Int32.max) * 64, "too many entries for the compact layout")
         rows = s.rows
@@ -103,6 +135,12 @@ public final class CompactPlanes: @unchecked Sendable {
         levels = max(1, s.signBits.count)
         perRowScales = s.perRowScales
         let L = levels, K = s.columns
+        let T = s.taps >= 1 && K % s.taps == 0 ? s.taps : 1
+        taps = T
+        let g = levels > 1 ? Self.groupChannels(s, taps: T) : 1
+        groupChannels = g
+        // Grouped layout: blocks of a row in order (block of channels, tap), each its first entry.
+        let blockFirst: [Int] = g > 1 ? (0..<((K / T + g - 1) / g)).flatMap { b in (0..<T).map { t in b * g * T + t } } : []
         let blocks = (s.rows + Int(BP_COMPACT_BLOCK) - 1) / Int(BP_COMPACT_BLOCK)
         var signs0 = BitWriter(), acts = BitWriter(), signs = BitWriter()
         var widths = [UInt8](repeating: 0, count: s.rows)
@@ -128,9 +166,12 @@ public final class CompactPlanes: @unchecked Sendable {
             if K == 0 { lo = 1 }
             widths[o] = UInt8(lo) | UInt8(hi) << 4
             for k in 1..<max(1, hi) {
+                if g > 1, k >= lo {
+                    for c in blockFirst where m[c] >= k { levelActs[k].append(m[c] > k) }
+                }
                 for c in 0..<K where m[c] >= k {
                     let j = s.offset + o * s.rowStride + c * s.columnStride
-                    if k >= lo { levelActs[k].append(m[c] > k) }
+                    if g == 1, k >= lo { levelActs[k].append(m[c] > k) }
                     if m[c] > k { levelSigns[k].append(bit(k, j)) }
                 }
             }
@@ -167,7 +208,10 @@ public final class CompactPlanes: @unchecked Sendable {
             return
         }
         var w = c
-        bp_compact_decode(isa, &w, Int32(range.lowerBound), Int32(range.count), out, Int64(ldo))
+        // Grouped layout: one row's block activity per level, derived per call (a few words).
+        withUnsafeTemporaryAllocation(of: UInt64.self, capacity: max(1, Int(bp_compact_block_words(&w)))) { blocks in
+            bp_compact_decode(isa, &w, Int32(range.lowerBound), Int32(range.count), out, Int64(ldo), blocks.baseAddress!)
+        }
         withExtendedLifetime(self) {}
     }
 
@@ -177,6 +221,11 @@ public final class CompactPlanes: @unchecked Sendable {
         var ca = 0, cs = 0
         // Level streams are concatenated: walk level by level, keeping every row's activity.
         var activity = [[Bool]](repeating: [Bool](repeating: true, count: columns), count: rows)
+        // Grouped layout: the activity of each row's blocks (block b = channels b / taps of width
+        // groupChannels at tap b % taps), nested the same way.
+        let T = taps, blocksPerRow = groupChannels > 1 ? (columns / T + groupChannels - 1) / groupChannels * T : 0
+        var blockActivity = [[Bool]](repeating: [Bool](repeating: true, count: blocksPerRow), count: rows)
+        func block(_ j: Int) -> Int { (j / T) / groupChannels * T + j % T }
         var values = [[Float]](repeating: [Float](repeating: 0, count: columns), count: rows)
         for o in 0..<rows {
             let mu = perRowScales ? scales.pointer[o] : scales.pointer[0]
@@ -186,11 +235,21 @@ public final class CompactPlanes: @unchecked Sendable {
             for o in 0..<rows {
                 let full = Int(widths.pointer[o] & 15), any = Int(widths.pointer[o] >> 4)
                 let mu = scales.pointer[k * (perRowScales ? rows : 1) + (perRowScales ? o : 0)]
+                if groupChannels > 1, k >= full, k < any {
+                    for b in 0..<blocksPerRow where blockActivity[o][b] {
+                        blockActivity[o][b] = bit(acts.pointer, ca)
+                        ca += 1
+                    }
+                }
                 for j in 0..<columns {
                     guard k < any, activity[o][j] else { activity[o][j] = false; continue }
                     if k >= full {
-                        activity[o][j] = bit(acts.pointer, ca)
-                        ca += 1
+                        if groupChannels > 1 {
+                            activity[o][j] = blockActivity[o][block(j)]
+                        } else {
+                            activity[o][j] = bit(acts.pointer, ca)
+                            ca += 1
+                        }
                     }
                     guard activity[o][j] else { continue }
                     values[o][j] += bit(signs.pointer, cs) ? mu : -mu
@@ -208,8 +267,11 @@ extension CompactPlanes {
     /// else throws (the caller expands the weight instead).
     public convenience init(packed: PackedTensor, kind: BitPlaneMatrix.WeightKind) throws(BitPlaneMatrix.Unsupported) {
         let (rows, columns, rowStride, columnStride, perRow) = try BitPlaneMatrix.checkSupported(packed: packed, kind: kind)
-        self.init(Source(rows: rows, columns: columns, rowStride: rowStride, columnStride: columnStride, mask: packed.mask,
-                         signBits: packed.flatSignBits(packed.layout), scales: packed.levels.map(\.scales), perRowScales: perRow))
+        var source = Source(rows: rows, columns: columns, rowStride: rowStride, columnStride: columnStride, mask: packed.mask,
+                            signBits: packed.flatSignBits(packed.layout), scales: packed.levels.map(\.scales), perRowScales: perRow)
+        // A Conv row is [inC/groups, k...]: a mask group is channels at one tap.
+        if kind == .conv { source.taps = packed.shape[2...].reduce(1, *) }
+        self.init(source)
     }
 }
 

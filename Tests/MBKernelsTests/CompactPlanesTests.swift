@@ -105,6 +105,138 @@ final class CompactPlanesTests: XCTestCase {
         }
     }
 
+    /// A structured mask: width per (row, block of `group` input channels, tap), drawn 70/20/10
+    /// over `levels`; its source (`taps` entries per channel) and the expanded rows.
+    func groupedSource(rows: Int, channels: Int, taps: Int, group: Int, levels: Int, seed: UInt64,
+                       perRow: Bool = true) -> (CompactPlanes.Source, [Float]) {
+        var rng = SeededGenerator(seed: seed)
+        let columns = channels * taps, n = rows * columns
+        let blocks = (0..<(rows * ((channels + group - 1) / group) * taps)).map { _ -> UInt8 in
+            let u = rng.nextUnitDouble()
+            return UInt8(min(levels, u < 0.7 ? 1 : u < 0.9 ? 2 : 3))
+        }
+        var mask = [UInt8](repeating: 0, count: n)
+        for o in 0..<rows { for c in 0..<channels { for t in 0..<taps {
+            mask[o * columns + c * taps + t] = blocks[(o * ((channels + group - 1) / group) + c / group) * taps + t]
+        } } }
+        var signs = (0..<levels).map { _ in (0..<((n + 63) / 64)).map { _ in rng.next() } }
+        for j in 0..<n { for k in Int(mask[j])..<levels { signs[k][j >> 6] &= ~(UInt64(1) << UInt64(j & 63)) } }
+        let scales = (0..<levels).map { k in (0..<rows).map { _ in Float(rng.nextUnitDouble() + 0.1) / Float(k + 1) } }
+        var values = [Float](repeating: 0, count: n)
+        for j in 0..<n {
+            for k in 0..<Int(mask[j]) {
+                let mu = scales[k][perRow ? j / columns : 0]
+                let term = (signs[k][j >> 6] >> UInt64(j & 63)) & 1 == 1 ? mu : -mu
+                values[j] = k == 0 ? term : values[j] + term
+            }
+        }
+        var s = CompactPlanes.Source(rows: rows, columns: columns, rowStride: columns, columnStride: 1, mask: mask, signBits: signs,
+                                     scales: scales, perRowScales: perRow)
+        s.taps = taps
+        return (s, values)
+    }
+
+    /// The grouped layout (one activity bit per mask block): group:4, 16, 64 and channel
+    /// (one group of all channels per tap), partial last groups, 1 and 9 taps, 1-3 levels.
+    /// Decoding is bit for bit the expanded values on every instruction set and from any first
+    /// row; the fused GEMV is within the dot product's tolerance; the activity bits are one per
+    /// block active one level down (none for 1 level).
+    func testGroupedLayoutIsExact() {
+        var seed: UInt64 = 7000
+        for taps in [1, 9] { for (group, channels) in [(4, 4 * 19 + 3), (16, 16 * 3 + 5), (64, 64 * 2 + 7), (40, 40), (4, 64)] {
+            for levels in [1, 2, 3] { for rows in [1, 17, 33] {
+                seed += 1
+                let (s, values) = groupedSource(rows: rows, channels: channels, taps: taps, group: group, levels: levels, seed: seed,
+                                                perRow: seed % 3 != 0)
+                let planes = CompactPlanes(s)
+                let columns = channels * taps
+                let what = "group=\(group) channels=\(channels) taps=\(taps) levels=\(levels) rows=\(rows) seed=\(seed)"
+                if levels > 1 {
+                    XCTAssertGreaterThan(planes.groupChannels, 1, what)
+                    XCTAssertEqual(planes.groupChannels % group, 0, what)
+                }
+                for range in [0..<rows, (rows / 3)..<rows, (rows / 2)..<(rows / 2 + 1)] where !range.isEmpty {
+                    for (label, isa) in BitPlaneMatrix.availableISAs.map({ (BitPlaneMatrix.isaName($0), Optional($0)) }) + [("reference", nil)] {
+                        var out = [Float](repeating: .nan, count: range.count * columns)
+                        out.withUnsafeMutableBufferPointer { o in
+                            if let isa { planes.decode(rows: range, into: o.baseAddress!, ldo: columns, isa: isa) }
+                            else { planes.decode(.reference, rows: range, into: o.baseAddress!, ldo: columns) }
+                        }
+                        if let bad = (0..<out.count).first(where: { out[$0].bitPattern != values[range.lowerBound * columns + $0].bitPattern }) {
+                            XCTFail("\(what) \(label) rows \(range): entry \(bad) got \(out[bad]) expected \(values[range.lowerBound * columns + bad])")
+                            return
+                        }
+                    }
+                    let x = randomActivations(count: columns, seed: seed + 1)
+                    for isa in BitPlaneMatrix.availableISAs {
+                        var y = [Float](repeating: .nan, count: range.count)
+                        planes.gemv(rows: range, x: x, y: &y, isa: isa)
+                        for r in range {
+                            var want = 0.0, bound: Float = 0
+                            for j in 0..<columns { want += Double(values[r * columns + j]) * Double(x[j]); bound += abs(values[r * columns + j] * x[j]) }
+                            XCTAssertLessThanOrEqual(abs(y[r - range.lowerBound] - Float(want)), BitPlaneTolerance.relative * bound + 1e-30,
+                                                     "\(what) gemv \(BitPlaneMatrix.isaName(isa)) rows \(range): row \(r)")
+                        }
+                    }
+                }
+                // Activity bits: per row and level k between its widths, one per block active at k - 1.
+                let blocksPerRow = (channels + planes.groupChannels - 1) / planes.groupChannels * taps
+                var actBits = 0
+                for o in 0..<rows {
+                    let widths = (0..<columns).map { Int(s.mask[o * columns + $0]) }
+                    let lo = widths.min()!, hi = widths.max()!
+                    for k in max(1, lo)..<max(lo, hi) {
+                        actBits += (0..<blocksPerRow).filter { b in widths[(b / taps) * planes.groupChannels * taps + b % taps] >= k }.count
+                    }
+                }
+                let signBits = s.mask.reduce(0) { $0 + Int($1) } - rows * columns
+                let expected = (rows * columns + 63) / 64 + 1 + rows + (actBits + 63) / 64 + 1 + (signBits + 63) / 64 + 1
+                let starts = 2 * max(1, (levels - 1) * ((rows + 15) / 16)), scaleCount = levels * (s.perRowScales ? rows : 1)
+                XCTAssertEqual(planes.residentBytes, 8 * ((rows * columns + 63) / 64 + 1) + rows + 8 * ((actBits + 63) / 64 + 1)
+                               + 8 * ((signBits + 63) / 64 + 1) + 8 * starts + 4 * scaleCount, "\(what): resident bytes (\(expected))")
+            } }
+        } }
+    }
+
+    /// Conv and Gemm layers on the grouped layout, 1-3 threads: a Conv equals `Conv.forward` on
+    /// the expanded weights bit for bit, a product the float GEMM within its tolerance.
+    func testGroupedLayoutLayers() {
+        let scratch = KernelScratch(), tiles = BitPlaneScratch()
+        // (inC, outC, kernel, group): 3x3 and 1x1, partial last groups.
+        for (i, (inC, outC, kernel, group)) in [(37, 20, 3, 4), (70, 24, 3, 16), (150, 18, 1, 64), (96, 40, 1, 96), (21, 9, 3, 4)].enumerated() {
+            let g = ConvGeometry(batch: 1, inChannels: inC, outChannels: outC, groups: 1, input: [9, 8], kernel: [kernel, kernel],
+                                 strides: [1, 1], padBegin: [kernel / 2, kernel / 2], padEnd: [kernel / 2, kernel / 2])
+            let (s, w) = groupedSource(rows: outC, channels: inC, taps: kernel * kernel, group: group, levels: 3, seed: UInt64(7500 + i))
+            let planes = CompactPlanes(s)
+            XCTAssertGreaterThan(planes.groupChannels, 1)
+            let x = randomActivations(count: inC * g.inputSize, seed: UInt64(7600 + i))
+            var want = [Float](repeating: 0, count: outC * g.outputSize)
+            Conv.forward(.fast, g, input: x, weights: w, bias: nil, output: &want, activation: .relu, threads: 1, scratch: scratch)
+            for threads in 1...3 {
+                var got = [Float](repeating: .nan, count: want.count)
+                planes.convForward(.fast, g, input: x, bias: nil, output: &got, activation: .relu, threads: threads, scratch: scratch, tiles: tiles)
+                let bad = (0..<want.count).first { got[$0].bitPattern != want[$0].bitPattern }
+                XCTAssertNil(bad, "case \(i) threads \(threads): output \(bad ?? 0)")
+            }
+            let k = inC * kernel * kernel
+            for m in [1, 3, 6] {
+                let a = randomActivations(count: m * k, seed: UInt64(7700 + i))
+                var ref = [Float](repeating: 0, count: m * outC)
+                Gemm.sgemm(.reference, transA: false, transB: true, m: m, n: outC, k: k, alpha: 1, a: a, lda: k, b: w, ldb: k, beta: 0, c: &ref, ldc: outC)
+                for threads in 1...3 {
+                    var y = [Float](repeating: .nan, count: m * outC)
+                    planes.multiply(a: a, m: m, lda: k, y: &y, ldc: outC, threads: threads, tiles: tiles)
+                    for r in 0..<m { for j in 0..<outC {
+                        var bound: Float = 0
+                        for p in 0..<k { bound += abs(a[r * k + p] * w[j * k + p]) }
+                        XCTAssertLessThanOrEqual(abs(y[r * outC + j] - ref[r * outC + j]), BitPlaneTolerance.relative * bound + 1e-30,
+                                                 "case \(i) m=\(m) threads=\(threads): y[\(r), \(j)]")
+                    } }
+                }
+            }
+        }
+    }
+
     /// Every Conv form through tiles of output channels equals `Conv.forward` on the expanded weights, bit for bit.
     func testConvEqualsFloatConvOnExpandedWeights() {
         let scratch = KernelScratch(), tiles = BitPlaneScratch()

@@ -125,12 +125,22 @@ void bp_lut_gemv(const bp_lut_weights *w, int32_t words, const float *scratch, f
 /// the level, `signs` holds one bit per entry active at level k. Bit offsets of the first row of
 /// each block of BP_COMPACT_BLOCK rows into `acts` and `signs`, per level, are in `actStart` /
 /// `signStart` [(k - 1) * blocks + block]. Every stream carries one zero word past its end.
+///
+/// Grouped layout (`groupChannels` >= 2, a structured mask): a row's columns are `columns / taps`
+/// channels x `taps` taps (entry c * taps + t), and the mask is constant on every block of
+/// `groupChannels` consecutive channels at one tap (the last block of a row may hold fewer). `acts`
+/// then holds one bit per BLOCK active at level k-1 (blocks in order block-of-channels major, tap
+/// minor) instead of one per entry; `signs` is unchanged. The decoders derive each row's block
+/// activity into the caller's scratch (bp_compact_block_words(w) words) and each 64-entry word's
+/// activity from it.
 enum { BP_COMPACT_BLOCK = 16 };
 typedef struct {
     int32_t rows;
     int32_t columns;
     int32_t levels;
     int32_t scaleStride;        // 1: one scale per (level, row) at scales[level * rows + row]; 0: one per level
+    int32_t groupChannels;      // >= 2: grouped layout (one activity bit per block); 1: one per entry
+    int32_t taps;               // taps per channel in a row (grouped layout; 1 otherwise)
     const uint64_t *signs0;
     const uint8_t *widths;
     const uint64_t *acts;
@@ -140,12 +150,17 @@ typedef struct {
     const float *scales;
 } bp_compact;
 
+/// Words of scratch the grouped layout's decoders need for one row's block activity (0 for the
+/// per-entry layout): levels x (ceil(blocks per row / 64) + 1).
+int64_t bp_compact_block_words(const bp_compact *w);
 /// Rows firstRow ..< firstRow + rowCount decoded: out[(row - firstRow) * ldo + j] = the row's
-/// entry j (levels added in Float from level 1 up). AVX-512 (with BMI2) or portable.
-void bp_compact_decode(int isa, const bp_compact *w, int32_t firstRow, int32_t rowCount, float *out, int64_t ldo);
+/// entry j (levels added in Float from level 1 up). AVX-512 (with BMI2) or portable. `blockBits`:
+/// bp_compact_block_words(w) words (may be NULL when that is 0).
+void bp_compact_decode(int isa, const bp_compact *w, int32_t firstRow, int32_t rowCount, float *out, int64_t ldo, uint64_t *blockBits);
 /// y[row - firstRow] = sum_j entry(row, j) * x[j] for rows firstRow ..< firstRow + rowCount: the
 /// decode fused with a dot product (AVX-512: FMAs into 4 accumulators, nothing stored; portable:
-/// 16 rows decoded into `scratch`, bp_compact_gemv_scratch_floats(w) floats, then dotted).
+/// 16 rows decoded into `scratch`, then dotted). `scratch`: bp_compact_gemv_scratch_floats(w)
+/// floats, 8-byte aligned (the grouped layout's block words first).
 int64_t bp_compact_gemv_scratch_floats(const bp_compact *w);
 void bp_compact_gemv(int isa, const bp_compact *w, int32_t firstRow, int32_t rowCount, const float *x, float *y, float *scratch);
 

@@ -36,8 +36,16 @@ static inline int64_t compact_row_blocks(const bp_compact *w) {
 /// bp_stream_bits).
 static inline int64_t compact_block_stride(const bp_compact *w) { return (compact_row_blocks(w) + 63) / 64 + 1; }
 
+/// Words per level of a row's entry activity in the scratch.
+static inline int64_t compact_entry_words(const bp_compact *w) { return (w->columns + 63) / 64 + 1; }
+
+// Grouped layout scratch, in words: the row's block activity (levels x block stride), its entry
+// activity (levels x entry words), then the per-call plan of the bit gather: per entry word its
+// first block (int32), per entry its block's offset from that (bytes, 64 per entry word).
 int64_t bp_compact_block_words(const bp_compact *w) {
-    return w->groupChannels > 1 ? (int64_t)w->levels * compact_block_stride(w) : 0;
+    if (w->groupChannels <= 1) return 0;
+    const int64_t ew = compact_entry_words(w);
+    return (int64_t)w->levels * (compact_block_stride(w) + ew) + (ew + 1) / 2 + 8 * ew;
 }
 
 /// Grouped layout: the activity of entries j0 ..< j0 + n of a row (bit i = entry j0 + i) from the
@@ -68,10 +76,65 @@ static inline uint64_t compact_expand(const uint64_t *blk, int32_t g, int32_t T,
     return out;
 }
 
+/// The bit gather's plan for one call (the same for every row): for entry word w, `base[w]` =
+/// the first block of its first entry's group, or -1 when its entries' blocks span more than 64 (that word
+/// then takes compact_expand), and `idx[64 w + i]` = entry 64 w + i's block minus base[w].
+static void compact_plan(const bp_compact *w, int32_t *base, uint8_t *idx) {
+    const int32_t K = w->columns, g = w->groupChannels, T = w->taps;
+    int32_t t = 0, cg = 0, cb = 0;  // tap, channel within its group, group: counted, not divided
+    for (int32_t j0 = 0, wd = 0; j0 < K; j0 += 64, wd++) {
+        const int32_t first = cb * T;  // tap 0 of the first entry's group: no entry of the word is below it
+        int32_t wide = 0;
+        for (int32_t i = 0; i < 64; i++) {
+            if (j0 + i >= K) { idx[j0 + i] = 0; continue; }
+            const int32_t d = cb * T + t - first;
+            wide |= d > 63;
+            idx[j0 + i] = (uint8_t)(d & 63);
+            if (++t == T) { t = 0; if (++cg == g) { cg = 0; cb++; } }
+        }
+        base[wd] = wide ? -1 : first;
+    }
+}
+
+/// One row's entry activity at one level, word by word, from its block activity `blk`
+/// (portable: compact_expand per word).
+static void compact_expand_row_portable(const bp_compact *w, const uint64_t *blk, uint64_t *out) {
+    const int32_t K = w->columns;
+    for (int32_t j0 = 0; j0 < K; j0 += 64) out[j0 / 64] = compact_expand(blk, w->groupChannels, w->taps, j0, K - j0 < 64 ? K - j0 : 64);
+}
+
+#if BP_COMPACT_X86
+/// The same with AVX-512 BITALG: each word is one 64-lane bit gather (vpshufbitqmb) from the 64
+/// blocks at its base, by the plan's offsets.
+__attribute__((target("avx512f,avx512bw,avx512bitalg")))
+static void compact_expand_row_bitalg(const bp_compact *w, const uint64_t *blk, const int32_t *base, const uint8_t *idx, uint64_t *out) {
+    const int32_t K = w->columns;
+    for (int32_t j0 = 0, wd = 0; j0 < K; j0 += 64, wd++) {
+        const int32_t n = K - j0 < 64 ? K - j0 : 64;
+        if (base[wd] < 0) {
+            out[wd] = compact_expand(blk, w->groupChannels, w->taps, j0, n);
+            continue;
+        }
+        const __m512i window = _mm512_set1_epi64((long long)bp_stream_bits(blk, base[wd]));
+        const uint64_t m = _mm512_bitshuffle_epi64_mask(window, _mm512_loadu_si512(idx + j0));
+        out[wd] = n == 64 ? m : m & (((uint64_t)1 << n) - 1);
+    }
+}
+
+static int compact_has_bitalg(void) {
+    static int cached = -1;
+    if (cached < 0) {
+        __builtin_cpu_init();
+        cached = __builtin_cpu_supports("avx512bitalg") && __builtin_cpu_supports("avx512bw");
+    }
+    return cached;
+}
+#endif
+
 /// Grouped layout: the block activity of levels full ..< any of the current row into `blk`
-/// (level k at blk + k * stride), each level's stored bits deposited into its parent level's
-/// active blocks; cursors advanced.
-#define COMPACT_ROW_BLOCKS(PDEP, POPCNT)                                                          \
+/// (level k at blk + k * bstride), each level's stored bits deposited into its parent level's
+/// active blocks, and its entry activity (`ent + k * ew`) derived from them; cursors advanced.
+#define COMPACT_ROW_BLOCKS(PDEP, POPCNT, EXPAND_ROW)                                                          \
     do {                                                                                          \
         if (grouped && any > full) {                                                              \
             const int64_t nb = compact_row_blocks(w), nw = (nb + 63) / 64;                        \
@@ -85,6 +148,7 @@ static inline uint64_t compact_expand(const uint64_t *blk, int32_t g, int32_t T,
                     ca[k] += POPCNT(parent);                                                      \
                 }                                                                                 \
                 dst[nw] = 0;                                                                      \
+                EXPAND_ROW(dst, ent + (int64_t)k * ew);                                           \
             }                                                                                     \
         }                                                                                         \
     } while (0)
@@ -99,7 +163,7 @@ static inline uint64_t compact_expand(const uint64_t *blk, int32_t g, int32_t T,
             if (k < full) {                                                                       \
                 a = valid;                                                                        \
             } else if (grouped) {                                                                 \
-                a = compact_expand(blk + (int64_t)k * bstride, w->groupChannels, w->taps, c0, n);  \
+                a = ent[(int64_t)k * ew + c0 / 64];                                               \
             } else {                                                                              \
                 a = PDEP(bp_stream_bits(w->acts, ca[k]), parent);                                 \
                 ca[k] += POPCNT(parent);                                                          \
@@ -129,10 +193,13 @@ static void compact_decode_portable(const bp_compact *w, int32_t firstRow, int32
     const int32_t b0 = firstRow / BP_COMPACT_BLOCK;
     compact_cursors(w, b0, ca, cs);
     const int grouped = w->groupChannels > 1;
-    const int64_t bstride = grouped ? compact_block_stride(w) : 0;
+    const int64_t bstride = grouped ? compact_block_stride(w) : 0, ew = grouped ? compact_entry_words(w) : 0;
+    uint64_t *ent = blk + w->levels * bstride;
     for (int32_t o = b0 * BP_COMPACT_BLOCK; o < end; o++) {
         const int32_t full = w->widths[o] & 15, any = w->widths[o] >> 4;
-        COMPACT_ROW_BLOCKS(bp_deposit_portable, compact_popcount);
+#define EXPAND_ROW(b, e) compact_expand_row_portable(w, b, e)
+        COMPACT_ROW_BLOCKS(bp_deposit_portable, compact_popcount, EXPAND_ROW);
+#undef EXPAND_ROW
         const float *mu = w->scales + (w->scaleStride ? (int64_t)o : 0);
         const int64_t levelStride = w->scaleStride ? w->rows : 1;
         float *y = out + (int64_t)(o - firstRow) * ldo;
@@ -181,11 +248,17 @@ BP_COMPACT_TARGET static void compact_decode_avx512(const bp_compact *w, int32_t
     const int32_t b0 = firstRow / BP_COMPACT_BLOCK;
     compact_cursors(w, b0, ca, cs);
     const int grouped = w->groupChannels > 1;
-    const int64_t bstride = grouped ? compact_block_stride(w) : 0;
+    const int64_t bstride = grouped ? compact_block_stride(w) : 0, ew = grouped ? compact_entry_words(w) : 0;
+    uint64_t *ent = blk + w->levels * bstride;
+    int32_t *plan = (int32_t *)(void *)(ent + w->levels * ew);
+    const int bitalg = grouped && compact_has_bitalg();
+    if (bitalg) compact_plan(w, plan, (uint8_t *)(plan + 2 * ((ew + 1) / 2)));
     const int64_t levelStride = w->scaleStride ? w->rows : 1;
     for (int32_t o = b0 * BP_COMPACT_BLOCK; o < end; o++) {
         const int32_t full = w->widths[o] & 15, any = w->widths[o] >> 4;
-        COMPACT_ROW_BLOCKS(compact_pdep_bmi2, compact_popcnt_hw);
+#define EXPAND_ROW(b, e) (bitalg ? compact_expand_row_bitalg(w, b, plan, (const uint8_t *)(plan + 2 * ((ew + 1) / 2)), e) : compact_expand_row_portable(w, b, e))
+        COMPACT_ROW_BLOCKS(compact_pdep_bmi2, compact_popcnt_hw, EXPAND_ROW);
+#undef EXPAND_ROW
         const float *mu = w->scales + (w->scaleStride ? (int64_t)o : 0);
         for (int32_t k = 0; k < any; k++) {
             pos[k] = _mm512_set1_ps(mu[k * levelStride]);
@@ -218,11 +291,17 @@ BP_COMPACT_TARGET static void compact_gemv_avx512(const bp_compact *w, int32_t f
     const int32_t b0 = firstRow / BP_COMPACT_BLOCK;
     compact_cursors(w, b0, ca, cs);
     const int grouped = w->groupChannels > 1;
-    const int64_t bstride = grouped ? compact_block_stride(w) : 0;
+    const int64_t bstride = grouped ? compact_block_stride(w) : 0, ew = grouped ? compact_entry_words(w) : 0;
+    uint64_t *ent = blk + w->levels * bstride;
+    int32_t *plan = (int32_t *)(void *)(ent + w->levels * ew);
+    const int bitalg = grouped && compact_has_bitalg();
+    if (bitalg) compact_plan(w, plan, (uint8_t *)(plan + 2 * ((ew + 1) / 2)));
     const int64_t levelStride = w->scaleStride ? w->rows : 1;
     for (int32_t o = b0 * BP_COMPACT_BLOCK; o < end; o++) {
         const int32_t full = w->widths[o] & 15, any = w->widths[o] >> 4;
-        COMPACT_ROW_BLOCKS(compact_pdep_bmi2, compact_popcnt_hw);
+#define EXPAND_ROW(b, e) (bitalg ? compact_expand_row_bitalg(w, b, plan, (const uint8_t *)(plan + 2 * ((ew + 1) / 2)), e) : compact_expand_row_portable(w, b, e))
+        COMPACT_ROW_BLOCKS(compact_pdep_bmi2, compact_popcnt_hw, EXPAND_ROW);
+#undef EXPAND_ROW
         const float *mu = w->scales + (w->scaleStride ? (int64_t)o : 0);
         for (int32_t k = 0; k < any; k++) {
             pos[k] = _mm512_set1_ps(mu[k * levelStride]);

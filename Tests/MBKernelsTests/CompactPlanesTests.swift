@@ -137,13 +137,14 @@ final class CompactPlanesTests: XCTestCase {
     }
 
     /// The grouped layout (one activity bit per mask block): group:4, 16, 64 and channel
-    /// (one group of all channels per tap), partial last groups, 1 and 9 taps, 1-3 levels.
+    /// (one group of all channels per tap), partial last groups, 1, 9 and 25 taps, 1-3 levels.
     /// Decoding is bit for bit the expanded values on every instruction set and from any first
     /// row; the fused GEMV is within the dot product's tolerance; the activity bits are one per
     /// block active one level down (none for 1 level).
     func testGroupedLayoutIsExact() {
         var seed: UInt64 = 7000
-        for taps in [1, 9] { for (group, channels) in [(4, 4 * 19 + 3), (16, 16 * 3 + 5), (64, 64 * 2 + 7), (40, 40), (4, 64)] {
+        // (2 groups of 25 taps: an entry word's blocks span more than 64, the gather's fallback.)
+        for taps in [1, 9, 25] { for (group, channels) in [(4, 4 * 19 + 3), (16, 16 * 3 + 5), (64, 64 * 2 + 7), (40, 40), (4, 64), (2, 9)] {
             for levels in [1, 2, 3] { for rows in [1, 17, 33] {
                 seed += 1
                 let (s, values) = groupedSource(rows: rows, channels: channels, taps: taps, group: group, levels: levels, seed: seed,

@@ -157,12 +157,15 @@ static scratch_layout layout(const bp_lutconv8_weights *w, void *scratch) {
                 out += (size_t)quads * 32;                                                                               \
             } else {                                                                                                     \
                 int64_t pos = 0;                                                                                         \
+                /* Runs of L entries: one stored bit at each run's first entry, times 2^L - 1 fills the run. */          \
+                const uint64_t fill = w->runLength >= 16 ? 0xFFFF : ((uint64_t)1 << w->runLength) - 1;                   \
+                const uint64_t firsts = ~(uint64_t)0 / fill;                                                             \
                 for (int32_t q = 0; q < quads; q++) {                                                                    \
                     uint64_t *a = (uint64_t *)(out + (size_t)q * 64), *b = (uint64_t *)(out + (size_t)q * 64 + 32);      \
                     for (int k = 0; k < 4; k++) {                                                                        \
                         const uint64_t parent = act[q * 4 + k];                                                          \
-                        const uint64_t active = DEPOSIT(bp_stream_bits(p, pos), parent);                                    \
-                        pos += POPCOUNT(parent);                                                                         \
+                        const uint64_t active = DEPOSIT(bp_stream_bits(p, pos), parent & firsts) * fill;                   \
+                        pos += POPCOUNT(parent & firsts);                                                                \
                         const uint64_t sign = DEPOSIT(bp_stream_bits(p, pos), active);                                      \
                         pos += POPCOUNT(active);                                                                         \
                         act[q * 4 + k] = active;                                                                         \

@@ -15,14 +15,19 @@ import MBCore
 /// tiles of 16; per tile only the levels some row of it has. A one-set level is its sign bits
 /// (1 bit per weight of the tiles that have it); a per-entry level is its activity bits nested
 /// in the level below plus one sign bit per active entry (what the file stores), expanded into
-/// the kernel's two code sets a tile at a time per run. Plus scales (16 floats per tile and
-/// level) and the row order.
+/// the kernel's two code sets a tile at a time per run. A structured mask (constant on aligned
+/// runs of `runLength` reduction entries in every row: `granularity: group:N` with whole runs of
+/// channels) holds one activity bit per run instead of per entry. Plus scales (16 floats per
+/// tile and level) and the row order.
 public final class LutConvInt8Weights: @unchecked Sendable {
     public let rows: Int
     /// Entries of one row: input channels x kernel taps.
     public let reduction: Int
     /// Code sets per plane (1 or 2).
     public let halves: [Int32]
+    /// Two-set planes hold one activity bit per aligned run of this many reduction entries (1, 2,
+    /// 4, 8 or 16): the longest such run every row's mask is constant on.
+    public let runLength: Int
     let halvesStorage: Owned<Int32>
     /// Output row of each tile slot (-1 past the rows); nil when every row keeps its place.
     let order: Owned<Int32>?
@@ -56,7 +61,7 @@ public final class LutConvInt8Weights: @unchecked Sendable {
                             codeSets: Int32(halves.reduce(0, +)), halves: halvesStorage.pointer, order: order?.pointer,
                             tilePlanes: tilePlanes.pointer, tileStart: tileStart.pointer, rowActive: rowActive.pointer,
                             store: store?.pointer, codes: codes?.pointer, codeStart: codeStart?.pointer, indexCodes: codes == nil ? 0 : 1, scales: scales.pointer,
-                            scaleTileStride: Int32(sharedScales ? 0 : halves.count))
+                            scaleTileStride: Int32(sharedScales ? 0 : halves.count), runLength: Int32(runLength))
     }
 
     /// Bytes held: codes (compact or expanded), scales, row order and per-tile offsets.
@@ -178,6 +183,15 @@ public final class LutConvInt8Weights: @unchecked Sendable {
             }
         }
         self.halves = halves
+        // The longest aligned run (a power of two up to a quad) that every row's mask is constant on.
+        runLength = !halves.contains(2) ? 1 : mask.withUnsafeBufferPointer { mask in
+            [16, 8, 4, 2].first { n in
+                columns % n == 0 && (0..<rows).allSatisfy { o in
+                    (0..<columns).allSatisfy { k in k % n == 0 || mask[o * columns + k] == mask[o * columns + k - 1] }
+                }
+            } ?? 1
+        }
+        let firsts = UInt64.max / (runLength >= 16 ? 0xFFFF : (UInt64(1) << UInt64(runLength)) - 1)
         let sorted = (0..<rows).sorted { rowLevels[$0] != rowLevels[$1] ? rowLevels[$0] > rowLevels[$1] : $0 < $1 }
         let order = sorted.map(Int32.init) + [Int32](repeating: -1, count: tiles * T - rows)
         var tilePlanes = [Int32](repeating: 0, count: tiles)
@@ -237,7 +251,7 @@ public final class LutConvInt8Weights: @unchecked Sendable {
                         for q in 0..<quads {
                             for w in 0..<4 {
                                 let parent = act[q * 4 + w], (full, plus) = words(q, w)
-                                writer.append(extracting: full, at: parent)
+                                writer.append(extracting: full, at: parent & firsts)
                                 let active = full & parent
                                 writer.append(extracting: plus, at: active)
                                 act[q * 4 + w] = active

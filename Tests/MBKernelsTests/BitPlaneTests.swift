@@ -13,11 +13,12 @@ enum BitPlaneTolerance {
 /// A random packed tensor made the way the converter does it would need MBBinarize; kernels
 /// only need a valid mask, signs and scales, so tests draw them directly (seeded).
 func randomSource(rows: Int, taps: Int, channels: Int, levels: Int, seed: UInt64, structured: Bool = false, rowUniform: Bool = false,
-                  layout: BitPlaneMatrix.WeightKind = .conv) -> BitPlaneMatrix.Source {
+                  layout: BitPlaneMatrix.WeightKind = .conv, group: Int = 64) -> BitPlaneMatrix.Source {
     var rng = SeededGenerator(seed: seed)
     let n = rows * taps * channels
     var mask = [UInt8](repeating: 1, count: n)
-    let groupLevel = (0..<(rows * taps * ((channels + 63) / 64))).map { _ in UInt8(1 + Int(rng.next() % UInt64(levels))) }
+    let groups = (channels + group - 1) / group
+    let groupLevel = (0..<(rows * taps * groups)).map { _ in UInt8(1 + Int(rng.next() % UInt64(levels))) }
     for j in 0..<n { mask[j] = structured ? 0 : UInt8(1 + Int(rng.next() % UInt64(levels))) }
     var signs = [[UInt64]](repeating: [UInt64](repeating: 0, count: (n + 63) / 64), count: levels)
     for k in 0..<levels { for w in signs[k].indices { signs[k][w] = rng.next() } }
@@ -29,7 +30,7 @@ func randomSource(rows: Int, taps: Int, channels: Int, levels: Int, seed: UInt64
     }
     if structured || rowUniform {
         for o in 0..<rows { for t in 0..<taps { for c in 0..<channels {
-            mask[o * rowStride + t * tapStride + c * channelStride] = groupLevel[rowUniform ? o * taps * ((channels + 63) / 64) : (o * taps + t) * ((channels + 63) / 64) + c / 64]
+            mask[o * rowStride + t * tapStride + c * channelStride] = groupLevel[rowUniform ? o * taps * groups : (o * taps + t) * groups + c / group]
         } } }
     }
     // Signs beyond an entry's width are meaningless; clear them so comparisons are exact.

@@ -13,7 +13,7 @@ final class LutConvInt8Tests: XCTestCase {
     func check(_ t: Case, seed: UInt64, file: StaticString = #filePath, line: UInt = #line) {
         let g = t.geometry
         let taps = g.kernelSize, K = t.inC * taps
-        let s = randomSource(rows: t.outC, taps: taps, channels: t.inC, levels: t.levels, seed: seed, structured: t.structured, rowUniform: t.rowUniform)
+        let s = randomSource(rows: t.outC, taps: taps, channels: t.inC, levels: t.levels, seed: seed, structured: t.structured, rowUniform: t.rowUniform, group: t.group)
         let scales = t.perRow ? s.scales : s.scales.map { [$0[0]] }
         let rowScale: [Float]? = seed % 2 == 0 ? (0..<t.outC).map { Float($0 % 5) * 0.5 - 1 } : nil
         let w = LutConvInt8Weights(rows: t.outC, reduction: K, mask: s.mask, signBits: s.signs, scales: scales, perRowScales: t.perRow, rowScale: rowScale)
@@ -127,6 +127,32 @@ final class LutConvInt8Tests: XCTestCase {
         } } }
     }
 
+    /// Structured masks (group:4, 16, 64 channels, partial last groups; 2 and 3 levels): two-set
+    /// planes hold one activity bit per run of entries. The same bits as the reference and the
+    /// expanded codes, 1-3 threads (`check`, `checkPixels`), and fewer bytes than per entry.
+    func testGroupedRuns() {
+        var seed: UInt64 = 19800
+        for group in [4, 16, 64] { for levels in [2, 3] {
+            seed += 1
+            check(Case(outC: 33, inC: 80, kernel: [1, 1], input: [3, 7], strides: [1, 1], pads: [0, 0], dilations: [1, 1], levels: levels,
+                       structured: true, perRow: seed % 2 == 0, group: group), seed: seed)
+            checkPixels(Case(outC: 18, inC: 48, kernel: [3, 3], input: [7, 9], strides: [1, 1], pads: [1, 1], dilations: [1, 1], levels: levels,
+                             structured: true, perRow: seed % 2 == 1, group: group), seed: seed)
+            let rows = 64, K = 80
+            let s = randomSource(rows: rows, taps: 1, channels: K, levels: levels, seed: seed, structured: true, group: group)
+            let w = LutConvInt8Weights(rows: rows, reduction: K, mask: s.mask, signBits: s.signs, scales: s.scales, perRowScales: true)
+            XCTAssertEqual(w.runLength, min(16, group), "group \(group), \(levels) levels")
+            // One entry changed breaks every run: the per-entry layout of (almost) the same mask.
+            var mask = s.mask, signs = s.signs
+            mask[1] = mask[0] == 1 ? 2 : 1
+            for k in 0..<levels where k >= Int(mask[1]) { signs[k][0] &= ~UInt64(2) }
+            let perEntry = LutConvInt8Weights(rows: rows, reduction: K, mask: mask, signBits: signs, scales: s.scales, perRowScales: true)
+            XCTAssertEqual(perEntry.runLength, 1)
+            XCTAssertLessThan(w.residentBytes, perEntry.residentBytes, "group \(group), \(levels) levels")
+            print("int8 compact, group:\(group), \(levels) levels: \(w.residentBytes) B in runs of \(w.runLength), \(perEntry.residentBytes) B per entry")
+        } }
+    }
+
     /// The compact form of a per-entry 80/20 mask holds about its stored bits: 1 sign bit, 1
     /// activity bit and 0.2 level-2 sign bits per weight, plus the scales and row order.
     func testCompactResidentSize() {
@@ -154,7 +180,7 @@ final class LutConvInt8Tests: XCTestCase {
         let g = t.geometry
         XCTAssertTrue(LutConvInt8Weights.prefersPixelTables(g), "\(t)", file: file, line: line)
         let taps = g.kernelSize, K = t.inC * taps, d = g.dims3
-        let s = randomSource(rows: t.outC, taps: taps, channels: t.inC, levels: t.levels, seed: seed, structured: t.structured, rowUniform: t.rowUniform)
+        let s = randomSource(rows: t.outC, taps: taps, channels: t.inC, levels: t.levels, seed: seed, structured: t.structured, rowUniform: t.rowUniform, group: t.group)
         let scales = t.perRow ? s.scales : s.scales.map { [$0[0]] }
         let (mask, signs) = LutConvInt8Weights.tapMajor(rows: t.outC, channels: t.inC, taps: taps, mask: s.mask, signBits: s.signs)
         let w = LutConvInt8Weights(rows: t.outC, reduction: K, mask: mask, signBits: signs, scales: scales, perRowScales: t.perRow, pixelChannels: t.inC)

@@ -10,11 +10,13 @@ final class LutConvTests: XCTestCase {
     struct Case: CustomStringConvertible {
         var outC: Int, inC: Int, kernel: [Int], input: [Int], strides: [Int], pads: [Int], dilations: [Int], levels: Int
         var structured = false, rowUniform = false, perRow = true, batch = 1, bias = true, activation: Activation = .none
+        /// Channels per mask group of a structured mask.
+        var group = 64
         /// End pads (default: one more than the begin pads, so the padding is exercised).
         var padEnd: [Int]? = nil
         var description: String {
             "out=\(outC) in=\(inC) kernel=\(kernel) input=\(input) strides=\(strides) pads=\(pads) dil=\(dilations) levels=\(levels) "
-                + "structured=\(structured) rowUniform=\(rowUniform) perRow=\(perRow) batch=\(batch) bias=\(bias) activation=\(activation)"
+                + "structured=\(structured) group=\(group) rowUniform=\(rowUniform) perRow=\(perRow) batch=\(batch) bias=\(bias) activation=\(activation)"
         }
         var geometry: ConvGeometry {
             ConvGeometry(batch: batch, inChannels: inC, outChannels: outC, input: input, kernel: kernel, strides: strides,

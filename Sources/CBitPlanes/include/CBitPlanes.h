@@ -264,7 +264,10 @@ void bp_lutconv_forward(int isa, const bp_lutconv_weights *w, const bp_lutconv_g
 ///   LSB-first bit stream (what `pdep` deposits); codes a = sign | ~active, b = sign. The
 ///   stream is expanded into the two code sets per tile and block of positions, so a per-entry
 ///   level is held at about its size in the file (1 activity bit per entry active one level
-///   down, 1 sign bit per active entry), not 2 bits per entry.
+///   down, 1 sign bit per active entry), not 2 bits per entry. A structured mask, constant on
+///   every aligned run of `runLength` entries of the reduction in every row, holds its activity
+///   bits one per run (at each run's first entry, where the parent is active); the expansion
+///   fills each run from it.
 /// `store` has one zero word past its end.
 enum { BP_LUTCONV8_ROWS = 16, BP_LUTCONV8_BLOCK_QUADS = 16, BP_LUTCONV8_POSITIONS = 8 };
 typedef struct {
@@ -284,6 +287,7 @@ typedef struct {
     int32_t indexCodes;         // `codes` hold one vpermb index byte per entry (code + 16 * (entry % 4)), 64 bytes per set
     const float *scales;        // tile t, plane p: scales + (t * scaleTileStride + p) * 16
     int32_t scaleTileStride;    // planes, or 0 when every tile has the same scales (tensor scales)
+    int32_t runLength;          // two-set planes: one activity bit per aligned run of this many entries (1, 2, 4, 8, 16)
 } bp_lutconv8_weights;
 /// Whether this CPU runs the AVX-512 (VBMI, VNNI) body.
 int bp_lutconv8_fast_available(void);

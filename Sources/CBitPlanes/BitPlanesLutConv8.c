@@ -138,13 +138,12 @@ static scratch_layout layout(const bp_lutconv8_weights *w, void *scratch) {
         const int32_t quads = w->quads, planes = w->tilePlanes[t];                                                      \
         const uint64_t *p = w->store + w->tileStart[t];                                                                  \
         int pairs = copy;                                                                                                \
-        for (int32_t l = 0; l < planes; l++) pairs |= w->halves[l] == 2;                                                \
+        for (int32_t l = 0; l < planes; l++) pairs |= w->halves[l] == 2 || w->rowActive[(int64_t)t * w->planes + l] != 0xFFFF; \
         if (!pairs) return (const uint8_t *)p;                                                                           \
         uint8_t *out = codes;                                                                                            \
         for (int64_t i = 0; i < (int64_t)quads * 4; i++) act[i] = ~(uint64_t)0;                                          \
         for (int32_t l = 0; l < planes; l++) {                                                                           \
             if (w->halves[l] == 1) {                                                                                     \
-                memcpy(out, p, (size_t)quads * 32);                                                                      \
                 const uint32_t ra = w->rowActive[(int64_t)t * w->planes + l];                                            \
                 for (int32_t q = 0; q < quads; q++)                                                                      \
                     for (int k = 0; k < 4; k++) {                                                                        \
@@ -153,7 +152,19 @@ static scratch_layout layout(const bp_lutconv8_weights *w, void *scratch) {
                             if ((ra >> (4 * k + r)) & 1) a |= (uint64_t)0xFFFF << (16 * r);                              \
                         act[q * 4 + k] = a;                                                                              \
                     }                                                                                                    \
-                p += (int64_t)quads * 4;                                                                                 \
+                if (ra == 0xFFFF) {                                                                                      \
+                    memcpy(out, p, (size_t)quads * 32);                                                                  \
+                    p += (int64_t)quads * 4;                                                                             \
+                } else {                                                                                                 \
+                    /* Only the rows with the level are held: their codes deposited into their lanes. */                  \
+                    int64_t pos = 0;                                                                                     \
+                    uint64_t *c64 = (uint64_t *)(void *)out;                                                             \
+                    for (int32_t i = 0; i < quads * 4; i++) {                                                            \
+                        c64[i] = DEPOSIT(bp_stream_bits(p, pos), act[i]);                                                \
+                        pos += POPCOUNT(act[i]);                                                                         \
+                    }                                                                                                    \
+                    p += (pos + 63) >> 6;                                                                                \
+                }                                                                                                        \
                 out += (size_t)quads * 32;                                                                               \
             } else {                                                                                                     \
                 int64_t pos = 0;                                                                                         \

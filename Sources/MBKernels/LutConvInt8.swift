@@ -238,14 +238,17 @@ public final class LutConvInt8Weights: @unchecked Sendable {
                         var ra: UInt16 = 0
                         for (r, o) in slots.enumerated() where o >= 0 && columns > 0 && Int(mask[o * columns]) > l { ra |= 1 << UInt16(r) }
                         rowActive[t * L + l] = ra
+                        // A tile where only some rows have the level holds only their codes.
+                        var writer = BitStreamWriter()
                         for q in 0..<quads {
                             for w in 0..<4 {
-                                store.append(words(q, w).plus)
                                 var a: UInt64 = 0
                                 for r in 0..<4 where (ra >> UInt16(4 * w + r)) & 1 == 1 { a |= 0xFFFF << UInt64(16 * r) }
+                                if ra == 0xFFFF { store.append(words(q, w).plus) } else { writer.append(extracting: words(q, w).plus, at: a) }
                                 act[q * 4 + w] = a
                             }
                         }
+                        if ra != 0xFFFF { store += writer.words }
                     } else {
                         var writer = BitStreamWriter()
                         for q in 0..<quads {

@@ -13,7 +13,7 @@ import MBCore
 ///
 /// Held (the layout's only form in packed mode): rows sorted by how many levels they have, in
 /// tiles of 16; per tile only the levels some row of it has. A one-set level is its sign bits
-/// (1 bit per weight of the tiles that have it); a per-entry level is its activity bits nested
+/// (1 bit per weight of the rows that have it); a per-entry level is its activity bits nested
 /// in the level below plus one sign bit per active entry (what the file stores), expanded into
 /// the kernel's two code sets a tile at a time per run. A structured mask (constant on aligned
 /// runs of `runLength` reduction entries in every row: `granularity: group:N` with whole runs of

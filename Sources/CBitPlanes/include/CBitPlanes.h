@@ -256,8 +256,10 @@ void bp_lutconv_forward(int isa, const bp_lutconv_weights *w, const bp_lutconv_g
 ///
 /// Held (`store`, tile t from 64-bit word `tileStart[t]`), the first `tilePlanes[t]` planes in
 /// order, each a whole number of words:
-/// - a plane with one code set (every row has all or none of the level): its codes as above;
-///   `rowActive[t * planes + plane]` bit r says tile row r has the level;
+/// - a plane with one code set (every row has all or none of the level): its codes as above
+///   where every row of the tile has the level (`rowActive[t * planes + plane]` bit r says tile
+///   row r has it), else only those rows' codes, per 64-bit word of the layout deposited into
+///   the lanes of its active rows, as one LSB-first bit stream;
 /// - a plane with two (per-entry activity): per quad and 64-bit word of the 256-bit layout, the
 ///   word's activity bits at the positions active one level down (plane 0: every position;
 ///   a one-set plane: its active rows), then its sign bits at its own active positions, as one

@@ -502,79 +502,129 @@ void bp_lutconv8_forward(int fast, const bp_lutconv8_weights *w, const bp_lutcon
     bp_lutconv8_forward_tiles(fast, w, g, x, bias, y, position0, position1, 0, (w->rows + TILE - 1) / TILE, relu, scratch);
 }
 
-void bp_lutconv8_forward_tiles(int fast, const bp_lutconv8_weights *w, const bp_lutconv_geometry *g, const float *x, const float *bias, float *y,
-                               int32_t position0, int32_t position1, int32_t tile0, int32_t tile1, int relu, void *scratch) {
+/// Whether g is a 1x1 stride-1 Conv without padding whose inputs the table build reads in place.
+static int direct_of(const bp_lutconv_geometry *g) {
+    return g->kernelH * g->kernelW == 1 && g->strideH == 1 && g->strideW == 1 && g->padH == 0 && g->padW == 0 && g->outWidth == g->width &&
+           g->outHeight == g->height;
+}
+
+/// Tables of every quad for positions [from, to) of the block of positions starting at b0 (from - b0
+/// a multiple of 16, so threads that build parts of one block write disjoint 16-position chunks),
+/// gathered 32 positions and 16 quads at a time into s->tables / s->scales.
+static void build_block(int fast, const bp_lutconv8_weights *w, const bp_lutconv_geometry *g, const float *x, const scratch_layout *s, int32_t b0,
+                        int32_t from, int32_t to) {
+    const int32_t positions = g->outHeight * g->outWidth;
+    const int direct = direct_of(g);
+    for (int32_t c0 = from; c0 < to; c0 += GATHER) {
+        const int32_t count = to - c0 < GATHER ? to - c0 : GATHER;
+        bp_conv_block_coordinates(g, c0, count, s->ih0, s->iw0);
+        for (int32_t kb = 0; kb < s->kblocks; kb++) {
+            const int32_t q0 = kb * KB, q1 = (kb + 1) * KB < w->quads ? (kb + 1) * KB : w->quads;
+            const int32_t groups = (q1 - q0) * 4;
+            const float *rp[KB * 16];
+            // A 1x1 stride-1 Conv without padding reads its inputs in place (whole 16-position
+            // chunks of whole entries, what the build reads; a band's chunk past the map's end is
+            // gathered); anything else is gathered. Both give the build the same values.
+            const int inPlace = direct && count % 16 == 0 && (int64_t)q1 * 16 <= w->reduction;
+            for (int32_t gi = 0; gi < groups; gi++) {
+                if (inPlace) {
+                    for (int j = 0; j < 4; j++) {
+                        const float *r = x + ((int64_t)q0 * 16 + 4 * gi + j) * positions + c0;
+                        rp[4 * gi + j] = r;
+                        // The next block's lines of this row, as the gather does: one stream
+                        // per input channel is more than the hardware prefetchers follow.
+                        __builtin_prefetch(r + GATHER);
+                        __builtin_prefetch(r + GATHER + 16);
+                    }
+                    continue;
+                }
+                bp_conv_gather_group(g, x, (int64_t)q0 * 4 + gi, w->reduction, c0, count, GATHER, s->ih0, s->iw0, s->rows + (size_t)gi * 4 * GATHER);
+                for (int j = 0; j < 4; j++) rp[4 * gi + j] = s->rows + (size_t)(4 * gi + j) * GATHER;
+            }
+            int8_t *tb = s->tables + (size_t)q0 * s->pb * 64;
 #if BP_LUT8_X86
-    fast = fast && bp_lutconv8_fast_available();
-#else
-    fast = 0;
+            if (fast) {
+                // Only the 16-position chunks that hold positions (a small map's block is short).
+                for (int h = 0; h < count; h += 16)
+                    build_tables_avx512(rp, groups, h, tb, s->pb, c0 - b0 + h, s->scales + (size_t)(c0 - b0 + h) * s->kblocks + kb, s->kblocks);
+                continue;
+            }
 #endif
-    const scratch_layout s = layout(w, scratch);
+            for (int n = 0; n < count; n++)
+                build_tables_portable(rp, groups, n, tb, s->pb, c0 - b0 + n, s->scales + (size_t)(c0 - b0 + n) * s->kblocks + kb);
+        }
+    }
+}
+
+/// Row tiles [tile0, tile1) x positions [b0, b1) from the block's tables in s.
+static void tiles_block(int fast, const bp_lutconv8_weights *w, const bp_lutconv_geometry *g, const float *bias, float *y, const scratch_layout *s,
+                        int32_t b0, int32_t b1, int32_t tile0, int32_t tile1, int relu) {
     const int32_t positions = g->outHeight * g->outWidth;
 #if BP_LUT8_X86
     const transpose_indices tiv = transpose_index_vectors(), *ti = &tiv;
 #else
     const transpose_indices *ti = NULL;
 #endif
-    const int direct = g->kernelH * g->kernelW == 1 && g->strideH == 1 && g->strideW == 1 && g->padH == 0 && g->padW == 0 &&
-                       g->outWidth == g->width && g->outHeight == g->height;
-    for (int32_t b0 = position0; b0 < position1; b0 += s.pb) {
-        const int32_t b1 = b0 + s.pb < position1 ? b0 + s.pb : position1;
-        // Tables of every quad for positions [b0, b1), gathered 32 positions and 16 quads at a time.
-        for (int32_t c0 = b0; c0 < b1; c0 += GATHER) {
-            const int32_t count = b1 - c0 < GATHER ? b1 - c0 : GATHER;
-            bp_conv_block_coordinates(g, c0, count, s.ih0, s.iw0);
-            for (int32_t kb = 0; kb < s.kblocks; kb++) {
-                const int32_t q0 = kb * KB, q1 = (kb + 1) * KB < w->quads ? (kb + 1) * KB : w->quads;
-                const int32_t groups = (q1 - q0) * 4;
-                const float *rp[KB * 16];
-                // A 1x1 stride-1 Conv without padding reads its inputs in place (whole blocks of
-                // 32 positions of whole entries); anything else is gathered.
-                const int inPlace = direct && count == GATHER && (int64_t)q1 * 16 <= w->reduction;
-                for (int32_t gi = 0; gi < groups; gi++) {
-                    if (inPlace) {
-                        for (int j = 0; j < 4; j++) {
-                            const float *r = x + ((int64_t)q0 * 16 + 4 * gi + j) * positions + c0;
-                            rp[4 * gi + j] = r;
-                            // The next block's lines of this row, as the gather does: one stream
-                            // per input channel is more than the hardware prefetchers follow.
-                            __builtin_prefetch(r + GATHER);
-                            __builtin_prefetch(r + GATHER + 16);
-                        }
-                        continue;
-                    }
-                    bp_conv_gather_group(g, x, (int64_t)q0 * 4 + gi, w->reduction, c0, count, GATHER, s.ih0, s.iw0, s.rows + (size_t)gi * 4 * GATHER);
-                    for (int j = 0; j < 4; j++) rp[4 * gi + j] = s.rows + (size_t)(4 * gi + j) * GATHER;
-                }
-                int8_t *tb = s.tables + (size_t)q0 * s.pb * 64;
+    for (int32_t rt = tile0; rt < tile1; rt++) {
+        const uint8_t *tc;
 #if BP_LUT8_X86
-                if (fast) {
-                    // Only the 16-position chunks that hold positions (a small map's block is short).
-                    for (int h = 0; h < count; h += 16)
-                        build_tables_avx512(rp, groups, h, tb, s.pb, c0 - b0 + h, s.scales + (size_t)(c0 - b0 + h) * s.kblocks + kb, s.kblocks);
-                    continue;
-                }
+        if (fast) tc = expand_tile_bmi2(w, rt, s->codes, s->act, 0); else
 #endif
-                for (int n = 0; n < count; n++)
-                    build_tables_portable(rp, groups, n, tb, s.pb, c0 - b0 + n, s.scales + (size_t)(c0 - b0 + n) * s.kblocks + kb);
-            }
-        }
-        for (int32_t rt = tile0; rt < tile1; rt++) {
-            const uint8_t *tc;
+        tc = expand_tile_portable(w, rt, s->codes, s->act, 0);
+        for (int32_t p0 = b0; p0 < b1; p0 += PG) {
+            const int32_t count = b1 - p0 < PG ? b1 - p0 : PG;
 #if BP_LUT8_X86
-            if (fast) tc = expand_tile_bmi2(w, rt, s.codes, s.act, 0); else
+            if (fast) tile_avx512(w, s, rt, tc, p0 - b0, s->tile); else
 #endif
-            tc = expand_tile_portable(w, rt, s.codes, s.act, 0);
-            for (int32_t p0 = b0; p0 < b1; p0 += PG) {
-                const int32_t count = b1 - p0 < PG ? b1 - p0 : PG;
-#if BP_LUT8_X86
-                if (fast) tile_avx512(w, &s, rt, tc, p0 - b0, s.tile); else
-#endif
-                tile_portable(w, &s, rt, tc, p0 - b0, s.tile);
-                store_tile(fast, w, rt, s.tile, bias, y, positions, p0, count, relu, ti);
-            }
+            tile_portable(w, s, rt, tc, p0 - b0, s->tile);
+            store_tile(fast, w, rt, s->tile, bias, y, positions, p0, count, relu, ti);
         }
     }
+}
+
+static int resolve_fast(int fast) {
+#if BP_LUT8_X86
+    return fast && bp_lutconv8_fast_available();
+#else
+    (void)fast;
+    return 0;
+#endif
+}
+
+void bp_lutconv8_forward_tiles(int fast, const bp_lutconv8_weights *w, const bp_lutconv_geometry *g, const float *x, const float *bias, float *y,
+                               int32_t position0, int32_t position1, int32_t tile0, int32_t tile1, int relu, void *scratch) {
+    fast = resolve_fast(fast);
+    const scratch_layout s = layout(w, scratch);
+    for (int32_t b0 = position0; b0 < position1; b0 += s.pb) {
+        const int32_t b1 = b0 + s.pb < position1 ? b0 + s.pb : position1;
+        build_block(fast, w, g, x, &s, b0, b0, b1);
+        tiles_block(fast, w, g, bias, y, &s, b0, b1, tile0, tile1, relu);
+    }
+}
+
+size_t bp_lutconv8_table_bytes(const bp_lutconv8_weights *w) {
+    const size_t pb = (size_t)bp_lutconv8_block_positions(w);
+    return 64 + (size_t)w->quads * pb * 64 + pb * (size_t)kblocks_of(w) * 4;
+}
+
+/// `scratch`'s layout with the tables and table scales in the shared `tables` instead.
+static scratch_layout shared_layout(const bp_lutconv8_weights *w, void *scratch, void *tables) {
+    scratch_layout s = layout(w, scratch);
+    s.tables = (int8_t *)(((uintptr_t)tables + 63) & ~(uintptr_t)63);
+    s.scales = (float *)(s.tables + (size_t)w->quads * (size_t)s.pb * 64);
+    return s;
+}
+
+void bp_lutconv8_build_tables(int fast, const bp_lutconv8_weights *w, const bp_lutconv_geometry *g, const float *x, int32_t block0, int32_t position0,
+                              int32_t position1, void *tables, void *scratch) {
+    const scratch_layout s = shared_layout(w, scratch, tables);
+    build_block(resolve_fast(fast), w, g, x, &s, block0, position0, position1);
+}
+
+void bp_lutconv8_tiles_from_tables(int fast, const bp_lutconv8_weights *w, const bp_lutconv_geometry *g, const float *bias, float *y, int32_t block0,
+                                   int32_t block1, int32_t tile0, int32_t tile1, int relu, void *tables, void *scratch) {
+    const scratch_layout s = shared_layout(w, scratch, tables);
+    tiles_block(resolve_fast(fast), w, g, bias, y, &s, block0, block1, tile0, tile1, relu);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -22,6 +22,6 @@ public final class BitPlaneScratch {
 
     public enum Slot: Int {
         case paddedInput, gemvTables, levelSums, actSigns, actActs, actState, actMask, actResidual, actList, patches,
-             actScales, decodedWeights, columns, tileOutput, selection, lutConvTables, foldedInput, foldedOutput
+             actScales, decodedWeights, columns, tileOutput, selection, lutConvTables, lutConvSharedTables, foldedInput, foldedOutput
     }
 }

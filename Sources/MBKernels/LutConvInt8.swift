@@ -338,11 +338,11 @@ public final class LutConvInt8Weights: @unchecked Sendable {
         let byRows = (split ?? Split.automatic(rows: rows, positions: positions, threads: threads)) == .rows
         // Position bands are cut at multiples of 16 (a 64-byte line of every output row is written
         // by one core), as the float convolution cuts them.
-        let step = 16, units = byRows ? tiles : (positions + step - 1) / step
+        let step = 16, bands = (positions + step - 1) / step, units = byRows ? tiles : bands
         // Several position bands per thread (no work is repeated): `Parallel.forEach` gives each
         // thread its own share first and lets one whose helper starts late (a busy machine) take
         // the helper's unstarted bands, where one band per thread made it wait for the whole of
-        // the helper's half. Row bands stay one per thread (each builds every position's tables).
+        // the helper's half. Row bands are one per thread (`forwardSharedTables`).
         let threadCount = min(max(1, threads), units)
         let parts = byRows || threadCount == 1 ? threadCount : min(Self.bandsPerThread * threadCount, units)
         let buffer = UncheckedSendable(scratch.buffer(.lutConvTables, parts * perThread / 4 + 16, as: Float.self))
@@ -350,19 +350,19 @@ public final class LutConvInt8Weights: @unchecked Sendable {
         let fast: Int32 = variant == .fast ? 1 : 0
         // ReLU in the kernel's store; other activations in one pass after.
         let relu: Int32 = activation == .relu ? 1 : 0
-        for n in 0..<g.batch {
-            let x = UncheckedSendable(input + n * inSize), y = UncheckedSendable(output + n * outSize)
-            Parallel.forEach(parts, threads: threadCount) { t in
-                var w = weights, geo = geometry
-                let scratch = UnsafeMutableRawPointer(buffer.value) + t * perThread
-                if byRows {
-                    bp_lutconv8_forward_tiles(fast, &w, &geo, x.value, bias, y.value, 0, Int32(positions), Int32(tiles * t / parts),
-                                              Int32(tiles * (t + 1) / parts), relu, scratch)
-                    return
+        if byRows && threadCount > 1 {
+            forwardSharedTables(fast, weights, geometry, batch: g.batch, inSize: inSize, input: input, bias: bias, output: output, relu: relu,
+                                threads: threadCount, scratch: scratch, perThread: perThread, tablesPerThread: buffer.value)
+        } else {
+            for n in 0..<g.batch {
+                let x = UncheckedSendable(input + n * inSize), y = UncheckedSendable(output + n * outSize)
+                Parallel.forEach(parts, threads: threadCount) { t in
+                    var w = weights, geo = geometry
+                    let scratch = UnsafeMutableRawPointer(buffer.value) + t * perThread
+                    let p0 = bands * t / parts * step, p1 = min(positions, bands * (t + 1) / parts * step)
+                    guard p1 > p0 else { return }
+                    bp_lutconv8_forward(fast, &w, &geo, x.value, bias, y.value, Int32(p0), Int32(p1), relu, scratch)
                 }
-                let p0 = t == 0 ? 0 : positions * t / parts / step * step, p1 = t == parts - 1 ? positions : positions * (t + 1) / parts / step * step
-                guard p1 > p0 else { return }
-                bp_lutconv8_forward(fast, &w, &geo, x.value, bias, y.value, Int32(p0), Int32(p1), relu, scratch)
             }
         }
         if activation != .none && activation != .relu { activation.apply(to: output, count: g.batch * outSize) }
@@ -370,6 +370,41 @@ public final class LutConvInt8Weights: @unchecked Sendable {
 }
 
 extension LutConvInt8Weights {
+    /// `forward` split by row tiles: per block of positions the threads first build its tables
+    /// into one shared buffer, each a part (16-position chunks), then each runs its row tiles
+    /// over the whole block. Two jobs per block instead of one, but no thread builds a table
+    /// another one builds too: where each thread built every position's tables, those builds
+    /// (a quarter of a 1x1 layer's time on a 7x7 map) did not get faster with threads.
+    fileprivate func forwardSharedTables(
+        _ fast: Int32, _ weights: bp_lutconv8_weights, _ geometry: bp_lutconv_geometry, batch: Int, inSize: Int, input: UnsafePointer<Float>,
+        bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>, relu: Int32, threads: Int, scratch: BitPlaneScratch, perThread: Int,
+        tablesPerThread: UnsafeMutablePointer<Float>
+    ) {
+        var w0 = weights
+        let tableBytes = (bp_lutconv8_table_bytes(&w0) + 63) / 64 * 64
+        let shared = UncheckedSendable(UnsafeMutableRawPointer(scratch.buffer(.lutConvSharedTables, tableBytes / 4 + 16, as: Float.self)))
+        let own = UncheckedSendable(UnsafeMutableRawPointer(tablesPerThread))
+        let positions = Int(geometry.outHeight * geometry.outWidth), block = Int(bp_lutconv8_block_positions(&w0))
+        let tiles = (rows + Self.tile - 1) / Self.tile, outSize = rows * positions
+        for n in 0..<batch {
+            let x = UncheckedSendable(input + n * inSize), y = UncheckedSendable(output + n * outSize)
+            for b0 in stride(from: 0, to: positions, by: block) {
+                let b1 = min(b0 + block, positions), chunks = (b1 - b0 + 15) / 16
+                let parts = min(threads, chunks)
+                Parallel.forEach(parts, threads: parts) { t in
+                    var w = weights, geo = geometry
+                    let p0 = b0 + 16 * (chunks * t / parts), p1 = min(b1, b0 + 16 * (chunks * (t + 1) / parts))
+                    bp_lutconv8_build_tables(fast, &w, &geo, x.value, Int32(b0), Int32(p0), Int32(p1), shared.value, own.value + t * perThread)
+                }
+                Parallel.forEach(threads, threads: threads) { t in
+                    var w = weights, geo = geometry
+                    bp_lutconv8_tiles_from_tables(fast, &w, &geo, bias, y.value, Int32(b0), Int32(b1), Int32(tiles * t / threads), Int32(tiles * (t + 1) / threads),
+                                                  relu, shared.value, own.value + t * perThread)
+                }
+            }
+        }
+    }
+
     /// `forward` of a pointwise Conv with the batch's positions folded into one map.
     fileprivate func forwardFolded(
         _ variant: KernelVariant, _ g: ConvGeometry, input: UnsafePointer<Float>, bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,

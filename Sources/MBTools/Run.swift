@@ -14,6 +14,8 @@ public enum RunModel {
         public var threads: Int
         /// Print where the time went, per operator type.
         public var profile = false
+        /// With `profile`: how many of the slowest nodes to list; 0 lists every node in graph order.
+        public var profileNodes = 10
         /// How binarized weights run (expanded floats or bit planes).
         public var weights: MBModel.Options.Weights = .auto
         /// Run the load-time graph optimizer (off: the graph as written, for comparison).
@@ -66,7 +68,7 @@ public enum RunModel {
                 lines.append("optimizer: " + model.optimizerReport.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
             }
             if let p = session.lastProfile {
-                lines += profileLines(p, runs: nodeTimes)
+                lines += profileLines(p, runs: nodeTimes, nodes: options.profileNodes)
                 lines += weightChoiceLines(model)
             }
             lines.append(String(format: "latency over %d runs (%d thread%@): median %.3f ms, min %.3f ms",
@@ -80,10 +82,10 @@ public enum RunModel {
         return lines.joined(separator: "\n") + "\n"
     }
 
-    /// Time per operator type and the slowest nodes: each node's median over the timed runs
-    /// (`runs`, one time per node and run, in `p`'s node order), which a busy machine disturbs
-    /// less than one run's times.
-    static func profileLines(_ p: MBProfile, runs: [[UInt64]]) -> [String] {
+    /// Time per operator type and the `count` slowest nodes (every node in graph order for 0):
+    /// each node's median over the timed runs (`runs`, one time per node and run, in `p`'s node
+    /// order), which a busy machine disturbs less than one run's times.
+    static func profileLines(_ p: MBProfile, runs: [[UInt64]], nodes count: Int = 10) -> [String] {
         var nodes = p.nodes
         if runs.count > 1, runs.allSatisfy({ $0.count == nodes.count }) {
             for k in nodes.indices { nodes[k].nanoseconds = runs.map { $0[k] }.sorted()[runs.count / 2] }
@@ -94,8 +96,8 @@ public enum RunModel {
         for (op, t) in totals.sorted(by: { $0.value.nanoseconds > $1.value.nanoseconds }) {
             lines.append(String(format: "  %-20@ %3d nodes %9.3f ms", op as NSString, t.count, Double(t.nanoseconds) / 1e6))
         }
-        lines.append("slowest nodes:")
-        for n in nodes.sorted(by: { $0.nanoseconds > $1.nanoseconds }).prefix(10) {
+        lines.append(count > 0 ? "slowest nodes:" : "nodes:")
+        for n in count > 0 ? Array(nodes.sorted(by: { $0.nanoseconds > $1.nanoseconds }).prefix(count)) : nodes {
             lines.append(String(format: "  %-20@ %9.3f ms  %@", n.opType as NSString, Double(n.nanoseconds) / 1e6, n.name as NSString))
         }
         return lines

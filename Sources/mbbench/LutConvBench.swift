@@ -23,6 +23,10 @@ struct LutConvBench: ParsableCommand {
     var forms: String?
     @Flag(help: "Skip the float-table kernel (errors then against the float convolution).")
     var int8Only = false
+    @Option(help: "More than 1: instead of the table above, how the int8 tables (codes expanded, pixel tables where auto uses them) and the float convolution scale from 1 to this many threads (wall clock, best of the repeats, median over rounds).")
+    var threads = 1
+    @Option(help: "Time only the int8 tables at this many threads (for perf stat).")
+    var onlyThreads = 0
 
     static let shapes: [(String, ConvGeometry)] = {
         func conv(_ c: Int, _ o: Int, _ s: Int, _ k: Int, stride: Int = 1) -> ConvGeometry {
@@ -36,6 +40,11 @@ struct LutConvBench: ParsableCommand {
             ("resnet 1x1 512->128 @28", conv(512, 128, 28, 1)), ("resnet 3x3 256 @14", conv(256, 256, 14, 3)),
             ("resnet 1x1 1024->256 @14", conv(1024, 256, 14, 1)), ("resnet 3x3 512 @7", conv(512, 512, 7, 3)),
             ("resnet 1x1 2048->512 @7", conv(2048, 512, 7, 1)),
+            // open-nsfw (a ResNet-50 at half width) on small maps.
+            ("nsfw 1x1 256->64 @28", conv(256, 64, 28, 1)), ("nsfw 1x1 64->256 @28", conv(64, 256, 28, 1)), ("nsfw 3x3 64 @28", conv(64, 64, 28, 3)),
+            ("nsfw 1x1 512->128 @14", conv(512, 128, 14, 1)), ("nsfw 1x1 128->512 @14", conv(128, 512, 14, 1)), ("nsfw 3x3 128 @14", conv(128, 128, 14, 3)),
+            ("nsfw 1x1/2 512->1024 @14", conv(512, 1024, 14, 1, stride: 2)), ("nsfw 1x1 1024->256 @7", conv(1024, 256, 7, 1)),
+            ("nsfw 1x1 256->1024 @7", conv(256, 1024, 7, 1)), ("nsfw 3x3 256 @7", conv(256, 256, 7, 3)),
             ("yolo 3x3/2 128->256 @80", conv(128, 256, 80, 3, stride: 2)), ("yolo 3x3 64 @80", conv(64, 64, 80, 3)),
             ("yolo 1x1 384->256 @40", conv(384, 256, 40, 1)), ("yolo 3x3 128 @40", conv(128, 128, 40, 3)),
             ("yolo 1x1 768->512 @20", conv(768, 512, 20, 1)),
@@ -49,6 +58,10 @@ struct LutConvBench: ParsableCommand {
     }
 
     func run() throws {
+        if threads > 1 || onlyThreads > 0 {
+            scaling()
+            return
+        }
         print("# mbbench lutconv (\(Date()), thread CPU time, one thread, \(rounds) rounds); uptime: \(loadAverage())")
         // (name, levels, one width per row, percent of entries / rows at 1 and 2 bits)
         let forms: [(String, Int, Bool, Int, Int)] = [
@@ -124,6 +137,75 @@ struct LutConvBench: ParsableCommand {
         print(table(header: ["shape", "weights", "float ms", "float-table ms", "int8-table ms", "float / float-table", "float / int8-table",
                              "float / int8 expanded", "int8 bits/weight", "expanded bits/weight",
                              "int8 rel. RMS", "int8 max |Δ|/max|y|", "float / int8 pixel tables", "pixel rel. RMS / max |Δ|"], rows: rows), terminator: "")
+    }
+
+    /// Wall-clock time of `body`: best of `repeats`, in ms.
+    func wallBest(_ body: () -> Void) -> Double {
+        var t = Double.infinity
+        for _ in 0..<repeats {
+            let s = DispatchTime.now().uptimeNanoseconds
+            body()
+            t = min(t, Double(DispatchTime.now().uptimeNanoseconds - s) / 1e6)
+        }
+        return t
+    }
+
+    /// `--threads N`: per shape, the int8 tables (80/20 per entry, codes expanded) and the float
+    /// convolution at 1 and N threads, rounds alternating, and each one's scaling.
+    func scaling() {
+        // The runtime runs the BLAS on one thread (its workers would busy-wait on the other core).
+        BLAS.setThreads(1)
+        if onlyThreads > 0 { print("only \(onlyThreads)") }
+        print("# mbbench lutconv --threads \(threads) (\(Date()), wall clock, best of \(repeats), median of \(rounds) rounds); uptime: \(loadAverage())")
+        var rows: [[String]] = []
+        for (label, g) in Self.shapes where filter.map({ label.contains($0) }) ?? true {
+            var rng = SeededGenerator(seed: 42)
+            let K = g.inChannels * g.kernelSize, O = g.outChannels, n = O * K
+            let mask = (0..<n).map { _ in UInt8(rng.next() % 100 < 80 ? 1 : 2) }
+            var signs = (0..<2).map { _ in (0..<((n + 63) / 64)).map { _ in rng.next() } }
+            for j in 0..<n where mask[j] == 1 { signs[1][j >> 6] &= ~(UInt64(1) << UInt64(j & 63)) }
+            let scales = (0..<2).map { k in (0..<O).map { _ in Float(rng.nextUnitDouble() + 0.5) / Float(1 << k) } }
+            var w = [Float](repeating: 0, count: n)
+            for j in 0..<n { for k in 0..<Int(mask[j]) { w[j] += (signs[k][j >> 6] >> UInt64(j & 63)) & 1 == 1 ? scales[k][j / K] : -scales[k][j / K] } }
+            let lut8: LutConvInt8Weights
+            if LutConvInt8Weights.prefersPixelTables(g) {
+                let tm = LutConvInt8Weights.tapMajor(rows: O, channels: g.inChannels, taps: g.kernelSize, mask: mask, signBits: signs)
+                lut8 = LutConvInt8Weights(rows: O, reduction: K, mask: tm.mask, signBits: tm.signBits, scales: scales, perRowScales: true, pixelChannels: g.inChannels)
+            } else {
+                lut8 = LutConvInt8Weights(rows: O, reduction: K, mask: mask, signBits: signs, scales: scales, perRowScales: true)
+            }
+            lut8.expandCodes()
+            let x = (0..<(g.inChannels * g.inputSize)).map { _ in max(0, Float(rng.nextNormal())) }
+            var y = [Float](repeating: 0, count: O * g.outputSize)
+            let scratch = KernelScratch(), tables = BitPlaneScratch()
+            var f1 = [Double](), fN = [Double](), t1 = [Double](), tN = [Double]()
+            if onlyThreads > 0 {
+                x.withUnsafeBufferPointer { xp in
+                    y.withUnsafeMutableBufferPointer { yp in
+                        for _ in 0..<rounds { t1.append(wallBest { lut8.forward(.fast, g, input: xp.baseAddress!, bias: nil, output: yp.baseAddress!, activation: .relu, threads: onlyThreads, scratch: tables) }) }
+                    }
+                }
+                print(label, t1.sorted()[t1.count / 2])
+                continue
+            }
+            x.withUnsafeBufferPointer { xp in
+                y.withUnsafeMutableBufferPointer { yp in
+                    for _ in 0..<rounds {
+                        for (t, into) in [(1, 0), (threads, 1)] {
+                            let a = wallBest { Conv.forward(.fast, g, input: xp.baseAddress!, weights: w, bias: nil, output: yp.baseAddress!, threads: t, scratch: scratch) }
+                            let b = wallBest { lut8.forward(.fast, g, input: xp.baseAddress!, bias: nil, output: yp.baseAddress!, activation: .relu, threads: t, scratch: tables) }
+                            if into == 0 { f1.append(a); t1.append(b) } else { fN.append(a); tN.append(b) }
+                        }
+                    }
+                }
+            }
+            func median(_ v: [Double]) -> Double { v.sorted()[v.count / 2] }
+            let (a1, aN, b1, bN) = (median(f1), median(fN), median(t1), median(tN))
+            rows.append([label, String(format: "%.3f", a1), String(format: "%.3f", aN), String(format: "%.2fx", a1 / aN),
+                         String(format: "%.3f", b1), String(format: "%.3f", bN), String(format: "%.2fx", b1 / bN), String(format: "%.2fx", aN / bN)])
+        }
+        print(table(header: ["shape", "float 1 ms", "float \(threads) ms", "float scaling", "int8 1 ms", "int8 \(threads) ms", "int8 scaling",
+                             "float / int8 at \(threads)"], rows: rows), terminator: "")
     }
 
     func loadAverage() -> String {

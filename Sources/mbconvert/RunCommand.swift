@@ -31,6 +31,9 @@ struct RunCommand: ParsableCommand {
     @Flag(help: "With --repeats: print the time per operator type and the slowest nodes (each node's median over the runs), and how each binarized weight runs.")
     var profile = false
 
+    @Option(help: "With --profile: how many of the slowest nodes to print (0: every node, in graph order).")
+    var profileNodes = 10
+
     @Option(help: "How binarized weights run: auto (per layer the faster form, measured at load), expanded (float kernels on the stored values) or packed (kept at about their stored size).")
     var weights: MBModel.Options.Weights = .auto
 
@@ -42,12 +45,14 @@ struct RunCommand: ParsableCommand {
 
     func validate() throws {
         guard repeats >= 0 else { throw ValidationError("--repeats must be >= 0") }
+        guard profileNodes >= 0 else { throw ValidationError("--profile-nodes must be >= 0") }
     }
 
     func run() throws {
         let report = try CLIErrors.reporting {
             var options = RunModel.Options(inputs: inputs, outputDirectory: outputDir, repeats: repeats, threads: runtime.threads)
             options.profile = profile
+            options.profileNodes = profileNodes
             options.weights = weights
             options.optimize = !noOptimize
             options.convTables = convTables

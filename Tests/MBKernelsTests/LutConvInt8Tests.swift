@@ -153,6 +153,48 @@ final class LutConvInt8Tests: XCTestCase {
         } }
     }
 
+    /// Every thread split gives the one-thread bits on the layers the splits were tuned for:
+    /// row tiles with shared tables over several blocks of positions and over a block whose
+    /// chunks the threads share unevenly, 16-position bands read in place (a 1x1 map of 14x14,
+    /// 13 bands of 16), gathered strided inputs; AVX-512 and portable bodies, compact and
+    /// expanded codes.
+    func testThreadSplitsOnSmallMaps() {
+        let cases: [(Case, expand: Bool)] = [
+            (Case(outC: 40, inC: 512, kernel: [1, 1], input: [14, 14], strides: [1, 1], pads: [0, 0], dilations: [1, 1], levels: 2, padEnd: [0, 0]), true),
+            (Case(outC: 70, inC: 1024, kernel: [1, 1], input: [7, 7], strides: [1, 1], pads: [0, 0], dilations: [1, 1], levels: 2, padEnd: [0, 0]), true),
+            (Case(outC: 50, inC: 48, kernel: [1, 1], input: [14, 14], strides: [2, 2], pads: [0, 0], dilations: [1, 1], levels: 2, activation: .relu,
+                  padEnd: [0, 0]), false),
+            (Case(outC: 33, inC: 300, kernel: [1, 1], input: [23, 21], strides: [1, 1], pads: [0, 0], dilations: [1, 1], levels: 3, batch: 2,
+                  padEnd: [0, 0]), false),
+        ]
+        var seed: UInt64 = 19700
+        for (t, expand) in cases {
+            seed += 1
+            let g = t.geometry, K = t.inC
+            let s = randomSource(rows: t.outC, taps: 1, channels: t.inC, levels: t.levels, seed: seed)
+            let w = LutConvInt8Weights(rows: t.outC, reduction: K, mask: s.mask, signBits: s.signs, scales: s.scales, perRowScales: true)
+            if expand { w.expandCodes() }
+            let x = randomActivations(count: t.batch * t.inC * g.inputSize, seed: seed + 7).map { max(0, $0) }
+            let bias = randomActivations(count: t.outC, seed: seed + 9)
+            let count = t.batch * t.outC * g.outputSize
+            func run(_ variant: KernelVariant, threads: Int, split: LutConvInt8Weights.Split?) -> [Float] {
+                LutConvTests.outputs(count: count, input: x, bias: bias) { xp, bp, yp, scratch in
+                    w.forward(variant, g, input: xp, bias: bp, output: yp, activation: t.activation, threads: threads, scratch: scratch, split: split)
+                }
+            }
+            let one = run(.fast, threads: 1, split: nil)
+            XCTAssertFalse(one.contains { $0.isNaN }, "\(t): an output was not written")
+            for threads in [2, 3] { for split in [LutConvInt8Weights.Split.rows, .positions, nil] { for variant in [KernelVariant.fast, .reference] {
+                guard variant == .fast || threads == 2 else { continue }
+                let y = run(variant, threads: threads, split: split)
+                if let i = y.indices.first(where: { y[$0].bitPattern != one[$0].bitPattern }) {
+                    XCTFail("\(t) seed=\(seed) expanded=\(expand): output \(i) one thread \(one[i]), \(threads) threads by \(split.map { "\($0)" } ?? "auto") (\(variant)) \(y[i])")
+                    return
+                }
+            } } }
+        }
+    }
+
     /// The compact form of a per-entry 80/20 mask holds about its stored bits: 1 sign bit, 1
     /// activity bit and 0.2 level-2 sign bits per weight, plus the scales and row order.
     func testCompactResidentSize() {

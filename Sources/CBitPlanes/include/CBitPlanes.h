@@ -313,6 +313,18 @@ void bp_lutconv8_forward(int fast, const bp_lutconv8_weights *w, const bp_lutcon
 /// every position and read only their tiles' codes (where the weights outweigh the tables).
 void bp_lutconv8_forward_tiles(int fast, const bp_lutconv8_weights *w, const bp_lutconv_geometry *g, const float *x, const float *bias, float *y,
                                int32_t position0, int32_t position1, int32_t tile0, int32_t tile1, int relu, void *scratch);
+/// Threads that split a layer by rows can instead share its tables: per block of positions
+/// (`bp_lutconv8_block_positions` from position0), each builds the tables of a part of the
+/// block into one buffer of `bp_lutconv8_table_bytes` (`bp_lutconv8_build_tables`: positions
+/// [position0, position1) of the block starting at block0, position0 - block0 a multiple of 16),
+/// then, once every part is built, each runs its row tiles over the whole block
+/// (`bp_lutconv8_tiles_from_tables`). `scratch` is each thread's own (bp_lutconv8_scratch_bytes).
+/// The same bits as bp_lutconv8_forward.
+size_t bp_lutconv8_table_bytes(const bp_lutconv8_weights *w);
+void bp_lutconv8_build_tables(int fast, const bp_lutconv8_weights *w, const bp_lutconv_geometry *g, const float *x, int32_t block0, int32_t position0,
+                              int32_t position1, void *tables, void *scratch);
+void bp_lutconv8_tiles_from_tables(int fast, const bp_lutconv8_weights *w, const bp_lutconv_geometry *g, const float *bias, float *y, int32_t block0,
+                                   int32_t block1, int32_t tile0, int32_t tile1, int relu, void *tables, void *scratch);
 
 /// Pixel tables: the same weights with the reduction in tap-major order (entry t * channels + c,
 /// `quads` = taps * channels / 16), so each table is 4 channels of one input pixel and is built

@@ -6,6 +6,8 @@
 #ifndef CFLOATKERNELS_H
 #define CFLOATKERNELS_H
 
+#include <stdint.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -70,6 +72,10 @@ void fk_conv_channels_pack(const float *weights, long m, long k, float *packed);
 /// rows into a per-thread buffer). Only when fk_has_avx512().
 void fk_conv_channels(const fk_conv2d_source *source, long oh, const float *packed, long m, long r0, long r1, const float *bias,
                       int act, float p0, float p1, float *out);
+
+/// Rows [r0, r1) of a [rows, cols] matrix of 4-byte elements with 2 to 4 columns into its
+/// transpose [cols, rows]. Only when fk_has_avx512() (a scalar loop elsewhere).
+void fk_transpose_few_columns(const uint32_t *src, uint32_t *dst, long rows, long cols, long r0, long r1);
 
 /// Max pooling of `planes` 2-D planes [ih, iw] -> [oh, ow], window kh x kw, strides sh x sw,
 /// no padding and no dilation, every window inside the input. Only when fk_has_avx512() ||

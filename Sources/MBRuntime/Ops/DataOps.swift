@@ -13,7 +13,10 @@ enum DataOps {
                 let st = contiguousStrides(x.shape)
                 let shape = perm.map { x.shape[$0] }
                 let out = try c.alloc(x.elementType, shape)
-                stridedCopy(x.storage.raw, offset: 0, strides: perm.map { st[$0] }, shape: shape, elementSize: x.elementType.runtimeSize, to: out.storage.raw)
+                let strides = perm.map { st[$0] }
+                if !transposeMatrices(x.storage.raw, strides: strides, shape: shape, elementSize: x.elementType.runtimeSize, to: out.storage.raw, threads: c.threads) {
+                    stridedCopy(x.storage.raw, offset: 0, strides: strides, shape: shape, elementSize: x.elementType.runtimeSize, to: out.storage.raw)
+                }
                 return [out]
             }
         },

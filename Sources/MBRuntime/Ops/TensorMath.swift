@@ -168,6 +168,23 @@ func stridedCopy(_ src: UnsafeRawPointer, offset: Int, strides: [Int], shape: [I
     }
 }
 
+/// `stridedCopy` where the permutation comes down to transposing (a batch of) matrices of 4-byte
+/// elements, e.g. an image's NHWC -> NCHW: the blocked, threaded `Transpose.matrices`. False
+/// (nothing copied) for any other case.
+func transposeMatrices(_ src: UnsafeRawPointer, strides: [Int], shape: [Int], elementSize: Int, to dst: UnsafeMutableRawPointer, threads: Int) -> Bool {
+    guard elementSize == 4 else { return false }
+    let (dims, st) = coalesce(shape, [strides])
+    let s = st[0]
+    // Output dims [.., A, B] read at strides [.., 1, A]: out[a][b] = in[b * A + a], the
+    // transpose of a [B, A] matrix; a leading dim at stride A * B is a batch of them.
+    guard dims.count == 2 || dims.count == 3, s[s.count - 1] == dims[dims.count - 2], s[s.count - 2] == 1 else { return false }
+    let A = dims[dims.count - 2], B = dims[dims.count - 1]
+    if dims.count == 3 && s[0] != A * B { return false }
+    Transpose.matrices(src.assumingMemoryBound(to: UInt32.self), dst.assumingMemoryBound(to: UInt32.self), batch: dims.count == 3 ? dims[0] : 1,
+                       rows: B, cols: A, threads: threads)
+    return true
+}
+
 /// A tensor's elements as Int (for shape-like inputs: int64, int32, or float holding integers).
 func intValues(_ t: MBTensor) -> [Int] {
     switch t.elementType {

@@ -2,6 +2,7 @@ import Foundation
 import MBBinarize
 import MBConvert
 import MBCore
+import MBKernels
 import MBRuntime
 import TestSupport
 import XCTest
@@ -222,6 +223,10 @@ final class PackedModeTests: XCTestCase {
                     XCTAssertEqual(c.decisions.first?.lookupTables, keep, "\(tables): \(c.node)")
                     XCTAssertEqual(c.decisions.first?.revertedByModelCheck, !keep, "\(tables): \(c.node)")
                     XCTAssertEqual(c.lookupTables, keep, "\(tables): \(c.node): the unused form kept")
+                }
+                // With int8 tables the pointwise Conv (pw4) also times the int8 dot products (AVX-512 VNNI).
+                if tables == .int8, DotConvInt8Weights.fastAvailable {
+                    XCTAssertEqual(auto.weightChoices.filter { $0.decisions.first?.dotProductNanoseconds != nil }.count, 1, "keep \(keep)")
                 }
                 // A second run on the same shape decides nothing and checks nothing.
                 let got = try session.run(["input": x])

@@ -6,7 +6,8 @@
 // and the build costs what the lookups save. Here there are no tables: per plane, an exact int32
 // dot product of the u8 activations with the plane's {-1, 0, +1} weights, 64 products per
 // vpdpbusd (AVX-512 VNNI), the technique of int8 GEMMs (u8 activations x s8 weights). A plane
-// costs a quarter of the float GEMM's multiply-adds; a weight costs one byte per plane.
+// costs a quarter of the float GEMM's multiply-adds; a weight costs one byte per plane. Register
+// tile: 4 rows x 32 positions per plane pass (8 int32 accumulators, the float sums in registers).
 //
 // Activations (per output position p, over its `reduction` inputs): m = max |x|. When some
 // input is negative, s = m / 127, q = rne(x * (127 / m)) + 128 (zero point z = 128), else
@@ -17,9 +18,10 @@
 // bytes (vpdpbusd's layout: a position's 4 entries of a quad in one int32 lane).
 //
 // Exactness: the int32 sums are exact (|sum| <= 255 * reduction). The float part,
-// acc = bias; per plane acc = fma(row scale * position scale, float(sum - z * rowSum), acc),
-// then max(0, .), does the same operations in the same order in both bodies, so the AVX-512 and
-// the portable bodies give bit-identical results (and the Swift reference, DotConvInt8+Reference).
+// t = 0; per plane t = fma(plane's row scale, float(sum - z * rowSum), t);
+// y = fma(t, position scale, bias), then max(0, .), does the same operations in the same order in
+// both bodies, so the AVX-512 and the portable bodies give bit-identical results (and the Swift
+// reference, DotConvInt8+Reference).
 #include "CBitPlanes.h"
 
 #include <math.h>
@@ -110,7 +112,7 @@ static void chunk_portable(const bp_dotconv8_weights *w, chunk_buffers b, int32_
     for (int32_t o = 0; o < w->rows; o++) {
         const int32_t rb = o / R, r = o % R, padded = w->rowBlocks * R;
         for (int32_t j = 0; j < n; j++) {
-            float acc = bias ? bias[o] : 0.0f;
+            float t = 0.0f;
             for (int32_t l = 0; l < w->planes; l++) {
                 int32_t sum = 0;
                 if (w->blockActive[l * w->rowBlocks + rb]) {
@@ -119,9 +121,9 @@ static void chunk_portable(const bp_dotconv8_weights *w, chunk_buffers b, int32_
                         for (int32_t e = 0; e < 4; e++) sum += (int32_t)wq[(size_t)q * R * 4 + e] * (int32_t)b.acts[((size_t)q * CH + j) * 4 + e];
                 }
                 sum -= b.zero[j] * w->rowSums[l * padded + o];
-                float s = w->scales[l * padded + o] * b.scale[j];
-                acc = fmaf(s, (float)sum, acc);
+                t = fmaf(w->scales[l * padded + o], (float)sum, t);
             }
+            const float acc = fmaf(t, b.scale[j], bias ? bias[o] : 0.0f);
             y[o * ldy + j] = relu ? (acc > 0.0f ? acc : 0.0f) : acc;
         }
     }
@@ -163,18 +165,18 @@ BP_DOT8_TARGET static void quantize_fast(const bp_dotconv8_weights *w, const flo
     }
 }
 
-/// Rows [8 rb, 8 rb + 8) x positions [j0, j0 + 32) of the chunk: per plane 16 int32 accumulators
-/// (8 rows x 2 vectors of 16 positions), each quad one load of 2 x 16 positions' 4 bytes and 8
-/// row broadcasts; the float accumulators live in `tile`.
-BP_DOT8_TARGET static void block_fast(const bp_dotconv8_weights *w, chunk_buffers b, int32_t rb, int32_t j0, const float *bias, float tile[R][32]) {
+/// Rows [4 rb, 4 rb + 4) x positions [j0, j0 + 32) of the chunk into y (ldy floats per row; only
+/// `rows` rows and `n` positions from j0 stored): per plane 8 int32 accumulators (4 rows x 2
+/// vectors of 16 positions), each quad one load of 2 x 16 positions' 4 bytes and 4 row broadcasts
+/// for 8 vpdpbusd; the float sums stay in registers.
+BP_DOT8_TARGET static void block_fast(const bp_dotconv8_weights *w, chunk_buffers b, int32_t rb, int32_t j0, int32_t n, const float *bias,
+                                      float *y, int64_t ldy, int relu) {
     const int32_t padded = w->rowBlocks * R;
-    for (int32_t r = 0; r < R; r++) {
-        const __m512 init = _mm512_set1_ps(bias && rb * R + r < w->rows ? bias[rb * R + r] : 0.0f);
-        _mm512_store_ps(tile[r], init);
-        _mm512_store_ps(tile[r] + 16, init);
-    }
-    const __m512 scale0 = _mm512_load_ps(b.scale + j0), scale1 = _mm512_load_ps(b.scale + j0 + 16);
-    const __m512i zero0 = _mm512_load_si512((const __m512i *)(b.zero + j0)), zero1 = _mm512_load_si512((const __m512i *)(b.zero + j0 + 16));
+    __m512 t0[R], t1[R];
+    for (int32_t r = 0; r < R; r++) t0[r] = t1[r] = _mm512_setzero_ps();
+    // Zero points are 0 or 128: z * rowSum is rowSum << 7 in the lanes whose z is 128.
+    const __mmask16 signed0 = _mm512_test_epi32_mask(_mm512_load_si512((const __m512i *)(b.zero + j0)), _mm512_set1_epi32(-1));
+    const __mmask16 signed1 = _mm512_test_epi32_mask(_mm512_load_si512((const __m512i *)(b.zero + j0 + 16)), _mm512_set1_epi32(-1));
     for (int32_t l = 0; l < w->planes; l++) {
         __m512i a0[R], a1[R];
         for (int32_t r = 0; r < R; r++) a0[r] = a1[r] = _mm512_setzero_si512();
@@ -192,34 +194,32 @@ BP_DOT8_TARGET static void block_fast(const bp_dotconv8_weights *w, chunk_buffer
         }
         for (int32_t r = 0; r < R; r++) {
             const int32_t o = rb * R + r;
-            const __m512i rs = _mm512_set1_epi32(w->rowSums[l * padded + o]);
+            const __m512i rs = _mm512_set1_epi32((int32_t)((uint32_t)w->rowSums[l * padded + o] << 7));
             const __m512 s = _mm512_set1_ps(w->scales[l * padded + o]);
-            const __m512 f0 = _mm512_cvtepi32_ps(_mm512_sub_epi32(a0[r], _mm512_mullo_epi32(zero0, rs)));
-            const __m512 f1 = _mm512_cvtepi32_ps(_mm512_sub_epi32(a1[r], _mm512_mullo_epi32(zero1, rs)));
-            _mm512_store_ps(tile[r], _mm512_fmadd_ps(_mm512_mul_ps(s, scale0), f0, _mm512_load_ps(tile[r])));
-            _mm512_store_ps(tile[r] + 16, _mm512_fmadd_ps(_mm512_mul_ps(s, scale1), f1, _mm512_load_ps(tile[r] + 16)));
+            t0[r] = _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(_mm512_mask_sub_epi32(a0[r], signed0, a0[r], rs)), t0[r]);
+            t1[r] = _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(_mm512_mask_sub_epi32(a1[r], signed1, a1[r], rs)), t1[r]);
         }
+    }
+    const __m512 scale0 = _mm512_load_ps(b.scale + j0), scale1 = _mm512_load_ps(b.scale + j0 + 16), zero = _mm512_setzero_ps();
+    const int32_t rows = w->rows - rb * R < R ? w->rows - rb * R : R;
+    const __mmask16 lanes0 = n - j0 >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - j0)) - 1);
+    const __mmask16 lanes1 = n - j0 >= 32 ? (__mmask16)0xffff : n - j0 <= 16 ? 0 : (__mmask16)((1u << (n - j0 - 16)) - 1);
+    for (int32_t r = 0; r < rows; r++) {
+        const __m512 init = _mm512_set1_ps(bias ? bias[rb * R + r] : 0.0f);
+        __m512 v0 = _mm512_fmadd_ps(t0[r], scale0, init), v1 = _mm512_fmadd_ps(t1[r], scale1, init);
+        if (relu) {
+            v0 = _mm512_max_ps(v0, zero);
+            v1 = _mm512_max_ps(v1, zero);
+        }
+        float *out = y + (int64_t)(rb * R + r) * ldy + j0;
+        _mm512_mask_storeu_ps(out, lanes0, v0);
+        _mm512_mask_storeu_ps(out + 16, lanes1, v1);
     }
 }
 
 BP_DOT8_TARGET static void chunk_fast(const bp_dotconv8_weights *w, chunk_buffers b, int32_t n, const float *bias, float *y, int64_t ldy, int relu) {
-    _Alignas(64) float tile[R][32];
-    const __m512 zero = _mm512_setzero_ps();
-    for (int32_t rb = 0; rb < w->rowBlocks; rb++) {
-        const int32_t rows = w->rows - rb * R < R ? w->rows - rb * R : R;
-        for (int32_t j0 = 0; j0 < n; j0 += 32) {
-            block_fast(w, b, rb, j0, bias, tile);
-            for (int32_t h = 0; h < 2 && j0 + 16 * h < n; h++) {
-                const int32_t left = n - j0 - 16 * h;
-                const __mmask16 lanes = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
-                for (int32_t r = 0; r < rows; r++) {
-                    __m512 v = _mm512_load_ps(tile[r] + 16 * h);
-                    if (relu) v = _mm512_max_ps(v, zero);
-                    _mm512_mask_storeu_ps(y + (int64_t)(rb * R + r) * ldy + j0 + 16 * h, lanes, v);
-                }
-            }
-        }
-    }
+    for (int32_t rb = 0; rb < w->rowBlocks; rb++)
+        for (int32_t j0 = 0; j0 < n; j0 += 32) block_fast(w, b, rb, j0, n, bias, y, ldy, relu);
 }
 #endif
 

@@ -5,8 +5,8 @@ extension DotConvInt8Weights {
     /// The plain twin of `forward` for one image (no activation), from the weight's mask, signs
     /// and scales (not the kernel's planes): the same quantization of each position's inputs, the
     /// exact integer sum per plane, and the same float operations in the same order
-    /// (acc = bias; acc = fma(level scale * position scale, float(sum), acc) per plane), so it
-    /// equals both kernel bodies bit for bit.
+    /// (t = fma(level scale, float(sum), t) per plane from 0; y = fma(t, position scale, bias)),
+    /// so it equals both kernel bodies bit for bit.
     public static func reference(
         rows: Int, reduction K: Int, mask: [UInt8], signBits signs: [[UInt64]], scales levelScales: [[Float]], perRowScales perRow: Bool,
         _ g: ConvGeometry, input x: [Float], bias: [Float]?
@@ -18,14 +18,14 @@ extension DotConvInt8Weights {
             let column = (0..<K).map { x[$0 * g.inputSize + ih * d.input.2 + iw] }
             let (q, scale) = quantized(column)
             for o in 0..<rows {
-                var acc: Float = bias?[o] ?? 0
+                var t: Float = 0
                 for l in 0..<L {
                     var sum = 0
                     for k in 0..<K { sum += Int(planeWeight(mask: mask, signs: signs, level: l, flat: o * K + k)) * q[k] }
                     let s: Float = l < levelScales.count ? levelScales[l][perRow ? o : 0] : 0
-                    acc = acc.addingProduct(s * scale, Float(sum))
+                    t = t.addingProduct(s, Float(sum))
                 }
-                y[o * positions + p] = acc
+                y[o * positions + p] = (bias?[o] ?? 0).addingProduct(t, scale)
             }
         }
         return y

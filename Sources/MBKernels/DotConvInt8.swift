@@ -8,8 +8,8 @@ import MBCore
 /// negative input). Lossy like the int8 tables, but with no per-position tables: what makes a
 /// small-reduction pointwise layer pay, where building the tables costs what the lookups save.
 ///
-/// Held: one byte per weight and plane (rows padded to blocks of 8, the reduction to quads of 4),
-/// plus per plane and row a scale and the row's sum (the zero-point correction); blocks of 8 rows
+/// Held: one byte per weight and plane (rows padded to blocks of 4, the reduction to quads of 4),
+/// plus per plane and row a scale and the row's sum (the zero-point correction); blocks of 4 rows
 /// without a level skip it. Against the float weight's 4 bytes: 1 byte per weight per plane.
 public final class DotConvInt8Weights: @unchecked Sendable {
     public let rows: Int

@@ -28,8 +28,8 @@ final class DotConvInt8Tests: XCTestCase {
         let s = randomSource(rows: t.outC, taps: 1, channels: K, levels: t.levels, seed: seed, structured: t.structured, rowUniform: t.rowUniform)
         let scales = t.perRow ? s.scales : s.scales.map { [$0[0]] }
         let w = DotConvInt8Weights(rows: t.outC, reduction: K, mask: s.mask, signBits: s.signs, scales: scales, perRowScales: t.perRow)
-        let blocks = (t.outC + 7) / 8
-        XCTAssertEqual(w.residentBytes, t.levels * blocks * (8 * ((K + 3) / 4 * 4) + 8 * 8 + 1),
+        let blocks = (t.outC + 3) / 4
+        XCTAssertEqual(w.residentBytes, t.levels * blocks * (4 * ((K + 3) / 4 * 4) + 4 * 8 + 1),
                        "\(t): one byte per weight and plane, a scale and a sum per row and plane", file: file, line: line)
         var values = [Float](repeating: 0, count: t.outC * K)
         for j in values.indices {

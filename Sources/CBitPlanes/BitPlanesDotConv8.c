@@ -212,8 +212,14 @@ BP_DOT8_TARGET static void block_fast(const bp_dotconv8_weights *w, chunk_buffer
             v1 = _mm512_max_ps(v1, zero);
         }
         float *out = y + (int64_t)(rb * R + r) * ldy + j0;
-        _mm512_mask_storeu_ps(out, lanes0, v0);
-        _mm512_mask_storeu_ps(out + 16, lanes1, v1);
+        if (lanes1 == 0xffff) {
+            // Full vectors (masked stores are slower on some CPUs).
+            _mm512_storeu_ps(out, v0);
+            _mm512_storeu_ps(out + 16, v1);
+        } else {
+            _mm512_mask_storeu_ps(out, lanes0, v0);
+            _mm512_mask_storeu_ps(out + 16, lanes1, v1);
+        }
     }
 }
 
@@ -236,10 +242,14 @@ void bp_dotconv8_forward(int fast, const bp_dotconv8_weights *w, int32_t channel
         const float *src = x + p0;
         int64_t stride = inSize;
         if (!contiguous) {
-            // A strided Conv: the chunk's input pixels gathered once, [entry][position].
-            for (int32_t j = 0; j < n; j++) {
-                const int32_t p = p0 + j, ih = p / outWidth * strideH, iw = p % outWidth * strideW;
-                for (int32_t k = 0; k < w->reduction; k++) b.gather[(size_t)k * CH + j] = x[k * inSize + (int64_t)ih * width + iw];
+            // A strided Conv: the chunk's input pixels gathered once, [entry][position] (channel by
+            // channel: each reads a few input rows).
+            int64_t pixel[CH];
+            for (int32_t j = 0; j < n; j++) pixel[j] = (int64_t)((p0 + j) / outWidth * strideH) * width + (p0 + j) % outWidth * strideW;
+            for (int32_t k = 0; k < w->reduction; k++) {
+                const float *plane = x + k * inSize;
+                float *to = b.gather + (size_t)k * CH;
+                for (int32_t j = 0; j < n; j++) to[j] = plane[pixel[j]];
             }
             src = b.gather;
             stride = CH;

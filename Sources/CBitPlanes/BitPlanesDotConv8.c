@@ -19,7 +19,7 @@
 //
 // Exactness: the int32 sums are exact (|sum| <= 255 * reduction). The float part,
 // t = 0; per plane t = fma(plane's row scale, float(sum - z * rowSum), t);
-// y = fma(t, position scale, bias), then max(0, .), does the same operations in the same order in
+// y = fma(t, position scale, bias), plus the residual (a fused Add), then max(0, .), does the same operations in the same order in
 // both bodies, so the AVX-512 and the portable bodies give bit-identical results (and the Swift
 // reference, DotConvInt8+Reference).
 #include "CBitPlanes.h"
@@ -108,7 +108,8 @@ static void quantize_portable(const bp_dotconv8_weights *w, const float *src, in
     }
 }
 
-static void chunk_portable(const bp_dotconv8_weights *w, chunk_buffers b, int32_t n, const float *bias, float *y, int64_t ldy, int relu) {
+static void chunk_portable(const bp_dotconv8_weights *w, chunk_buffers b, int32_t n, const float *bias, const float *res, float *y, int64_t ldy,
+                           int relu) {
     for (int32_t o = 0; o < w->rows; o++) {
         const int32_t rb = o / R, r = o % R, padded = w->rowBlocks * R;
         for (int32_t j = 0; j < n; j++) {
@@ -123,7 +124,8 @@ static void chunk_portable(const bp_dotconv8_weights *w, chunk_buffers b, int32_
                 sum -= b.zero[j] * w->rowSums[l * padded + o];
                 t = fmaf(w->scales[l * padded + o], (float)sum, t);
             }
-            const float acc = fmaf(t, b.scale[j], bias ? bias[o] : 0.0f);
+            float acc = fmaf(t, b.scale[j], bias ? bias[o] : 0.0f);
+            if (res) acc = acc + res[o * ldy + j];
             y[o * ldy + j] = relu ? (acc > 0.0f ? acc : 0.0f) : acc;
         }
     }
@@ -170,7 +172,7 @@ BP_DOT8_TARGET static void quantize_fast(const bp_dotconv8_weights *w, const flo
 /// vectors of 16 positions), each quad one load of 2 x 16 positions' 4 bytes and 4 row broadcasts
 /// for 8 vpdpbusd; the float sums stay in registers.
 BP_DOT8_TARGET static void block_fast(const bp_dotconv8_weights *w, chunk_buffers b, int32_t rb, int32_t j0, int32_t n, const float *bias,
-                                      float *y, int64_t ldy, int relu) {
+                                      const float *res, float *y, int64_t ldy, int relu) {
     const int32_t padded = w->rowBlocks * R;
     __m512 t0[R], t1[R];
     for (int32_t r = 0; r < R; r++) t0[r] = t1[r] = _mm512_setzero_ps();
@@ -207,6 +209,11 @@ BP_DOT8_TARGET static void block_fast(const bp_dotconv8_weights *w, chunk_buffer
     for (int32_t r = 0; r < rows; r++) {
         const __m512 init = _mm512_set1_ps(bias ? bias[rb * R + r] : 0.0f);
         __m512 v0 = _mm512_fmadd_ps(t0[r], scale0, init), v1 = _mm512_fmadd_ps(t1[r], scale1, init);
+        if (res) {
+            const float *add = res + (int64_t)(rb * R + r) * ldy + j0;
+            v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(lanes0, add));
+            v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(lanes1, add + 16));
+        }
         if (relu) {
             v0 = _mm512_max_ps(v0, zero);
             v1 = _mm512_max_ps(v1, zero);
@@ -223,15 +230,16 @@ BP_DOT8_TARGET static void block_fast(const bp_dotconv8_weights *w, chunk_buffer
     }
 }
 
-BP_DOT8_TARGET static void chunk_fast(const bp_dotconv8_weights *w, chunk_buffers b, int32_t n, const float *bias, float *y, int64_t ldy, int relu) {
+BP_DOT8_TARGET static void chunk_fast(const bp_dotconv8_weights *w, chunk_buffers b, int32_t n, const float *bias, const float *res, float *y,
+                                      int64_t ldy, int relu) {
     for (int32_t rb = 0; rb < w->rowBlocks; rb++)
-        for (int32_t j0 = 0; j0 < n; j0 += 32) block_fast(w, b, rb, j0, n, bias, y, ldy, relu);
+        for (int32_t j0 = 0; j0 < n; j0 += 32) block_fast(w, b, rb, j0, n, bias, res, y, ldy, relu);
 }
 #endif
 
 void bp_dotconv8_forward(int fast, const bp_dotconv8_weights *w, int32_t channels, int32_t height, int32_t width, int32_t strideH, int32_t strideW,
-                         int32_t outHeight, int32_t outWidth, const float *x, const float *bias, float *y, int32_t position0, int32_t position1,
-                         int relu, void *scratch) {
+                         int32_t outHeight, int32_t outWidth, const float *x, const float *bias, const float *residual, float *y,
+                         int32_t position0, int32_t position1, int relu, void *scratch) {
     (void)channels;
     fast = fast && bp_dotconv8_fast_available();
     const chunk_buffers b = buffers_of(w, scratch);
@@ -257,11 +265,11 @@ void bp_dotconv8_forward(int fast, const bp_dotconv8_weights *w, int32_t channel
 #if BP_DOT8_X86
         if (fast) {
             quantize_fast(w, src, stride, n, b);
-            chunk_fast(w, b, n, bias, y + p0, outSize, relu);
+            chunk_fast(w, b, n, bias, residual ? residual + p0 : NULL, y + p0, outSize, relu);
             continue;
         }
 #endif
         quantize_portable(w, src, stride, n, b);
-        chunk_portable(w, b, n, bias, y + p0, outSize, relu);
+        chunk_portable(w, b, n, bias, residual ? residual + p0 : NULL, y + p0, outSize, relu);
     }
 }

@@ -6,10 +6,10 @@ extension DotConvInt8Weights {
     /// and scales (not the kernel's planes): the same quantization of each position's inputs, the
     /// exact integer sum per plane, and the same float operations in the same order
     /// (t = fma(level scale, float(sum), t) per plane from 0; y = fma(t, position scale, bias)),
-    /// so it equals both kernel bodies bit for bit.
+    /// plus `residual` (the output's shape) when given, so it equals both kernel bodies bit for bit.
     public static func reference(
         rows: Int, reduction K: Int, mask: [UInt8], signBits signs: [[UInt64]], scales levelScales: [[Float]], perRowScales perRow: Bool,
-        _ g: ConvGeometry, input x: [Float], bias: [Float]?
+        _ g: ConvGeometry, input x: [Float], bias: [Float]?, residual: [Float]? = nil
     ) -> [Float] {
         let d = g.dims3, positions = g.outputSize, L = max(1, signs.count)
         var y = [Float](repeating: 0, count: rows * positions)
@@ -25,7 +25,8 @@ extension DotConvInt8Weights {
                     let s: Float = l < levelScales.count ? levelScales[l][perRow ? o : 0] : 0
                     t = t.addingProduct(s, Float(sum))
                 }
-                y[o * positions + p] = (bias?[o] ?? 0).addingProduct(t, scale)
+                let v = (bias?[o] ?? 0).addingProduct(t, scale)
+                y[o * positions + p] = residual.map { v + $0[o * positions + p] } ?? v
             }
         }
         return y

@@ -101,13 +101,14 @@ public final class DotConvInt8Weights: @unchecked Sendable {
         Self.pointwise(g) && g.outChannels == rows && g.inChannels == reduction
     }
 
-    /// The convolution with `activation` applied (ReLU in the kernel's store): `variant` `.fast`
+    /// The convolution with `activation` applied (ReLU in the kernel's store), after adding
+    /// `residual` (the output's shape: a fused Add) when given: `variant` `.fast`
     /// runs the AVX-512 VNNI body where the CPU has it, `.reference` the portable one
     /// (bit-identical). Threads take bands of output positions (multiples of 16, as the float
     /// convolution cuts them), each quantizing only its own positions.
     public func forward(
         _ variant: KernelVariant = .fast, _ g: ConvGeometry, input: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
-        output: UnsafeMutablePointer<Float>, activation: Activation, threads: Int, scratch: BitPlaneScratch
+        output: UnsafeMutablePointer<Float>, activation: Activation, threads: Int, scratch: BitPlaneScratch, residual: UnsafePointer<Float>? = nil
     ) {
         precondition(fits(g), "int8 dot-product weights \(rows)x\(reduction) do not fit \(g)")
         var weights = c
@@ -121,13 +122,14 @@ public final class DotConvInt8Weights: @unchecked Sendable {
         let fast: Int32 = variant == .fast ? 1 : 0, relu: Int32 = activation == .relu ? 1 : 0
         for n in 0..<g.batch {
             let x = UncheckedSendable(input + n * inSize), y = UncheckedSendable(output + n * outSize)
+            let r = residual.map { UncheckedSendable($0 + n * outSize) }
             Parallel.forEach(parts, threads: threadCount) { t in
                 var w = weights
                 let scratch = UnsafeMutableRawPointer(buffer.value) + t * perThread
                 let p0 = t == 0 ? 0 : positions * t / parts / step * step, p1 = t == parts - 1 ? positions : positions * (t + 1) / parts / step * step
                 guard p1 > p0 else { return }
                 bp_dotconv8_forward(fast, &w, Int32(g.inChannels), Int32(d.input.1), Int32(d.input.2), Int32(d.strides.1), Int32(d.strides.2),
-                                    Int32(d.output.1), Int32(d.output.2), x.value, bias, y.value, Int32(p0), Int32(p1), relu, scratch)
+                                    Int32(d.output.1), Int32(d.output.2), x.value, bias, r?.value, y.value, Int32(p0), Int32(p1), relu, scratch)
             }
         }
         if activation != .none && activation != .relu { activation.apply(to: output, count: g.batch * outSize) }

@@ -11,12 +11,12 @@ import XCTest
 final class DotConvInt8Tests: XCTestCase {
     struct Case: CustomStringConvertible {
         var outC: Int, inC: Int, input: [Int], strides: [Int], levels: Int
-        var structured = false, rowUniform = false, perRow = true, batch = 1, bias = true, relu = false
+        var structured = false, rowUniform = false, perRow = true, batch = 1, bias = true, relu = false, residual = false
         /// How inputs are signed: 0 normal (some negative), 1 all >= 0 (post-ReLU), 2 mixed by position.
         var signs = 0
         var description: String {
             "out=\(outC) in=\(inC) input=\(input) strides=\(strides) levels=\(levels) structured=\(structured) rowUniform=\(rowUniform) "
-                + "perRow=\(perRow) batch=\(batch) bias=\(bias) relu=\(relu) signs=\(signs)"
+                + "perRow=\(perRow) batch=\(batch) bias=\(bias) relu=\(relu) residual=\(residual) signs=\(signs)"
         }
         var geometry: ConvGeometry {
             ConvGeometry(batch: batch, inChannels: inC, outChannels: outC, input: input, kernel: input.map { _ in 1 }, strides: strides)
@@ -44,9 +44,18 @@ final class DotConvInt8Tests: XCTestCase {
         if g.inputSize > 2 { for c in 0..<K { x[c * g.inputSize + 2] = 0 } }
         let bias = t.bias ? randomActivations(count: t.outC, seed: seed + 9) : nil
         let outSize = g.outputSize, count = t.batch * t.outC * outSize
+        // A fused Add: added before the ReLU.
+        let residual = t.residual ? randomActivations(count: count, seed: seed + 11) : nil
         func run(_ variant: KernelVariant, threads: Int) -> [Float] {
             LutConvTests.outputs(count: count, input: x, bias: bias) { xp, bp, yp, scratch in
-                w.forward(variant, g, input: xp, bias: bp, output: yp, activation: t.relu ? .relu : .none, threads: threads, scratch: scratch)
+                if let residual {
+                    residual.withUnsafeBufferPointer { rp in
+                        w.forward(variant, g, input: xp, bias: bp, output: yp, activation: t.relu ? .relu : .none, threads: threads, scratch: scratch,
+                                  residual: rp.baseAddress!)
+                    }
+                } else {
+                    w.forward(variant, g, input: xp, bias: bp, output: yp, activation: t.relu ? .relu : .none, threads: threads, scratch: scratch)
+                }
             }
         }
         let fast = run(.fast, threads: 1)
@@ -60,8 +69,9 @@ final class DotConvInt8Tests: XCTestCase {
         let d = g.dims3
         for n in 0..<t.batch {
             let image = Array(x[(n * K * g.inputSize)..<((n + 1) * K * g.inputSize)])
+            let imageResidual = residual.map { Array($0[(n * t.outC * outSize)..<((n + 1) * t.outC * outSize)]) }
             var plain = DotConvInt8Weights.reference(rows: t.outC, reduction: K, mask: s.mask, signBits: s.signs, scales: scales, perRowScales: t.perRow,
-                                                     g, input: image, bias: bias)
+                                                     g, input: image, bias: bias, residual: imageResidual)
             if t.relu { plain = plain.map { $0 > 0 ? $0 : 0 } }
             for p in 0..<outSize {
                 let pixel = p / d.output.2 * d.strides.1 * d.input.2 + p % d.output.2 * d.strides.2
@@ -74,7 +84,8 @@ final class DotConvInt8Tests: XCTestCase {
                         XCTFail("\(t) seed=\(seed): output (\(n), \(o), \(p)) fast \(fast[i]) plain \(plain[o * outSize + p])", file: file, line: line)
                         return
                     }
-                    var want = Double(bias?[o] ?? 0), bound = abs(bias?[o] ?? 0), weights: Float = 0
+                    let added = imageResidual?[o * outSize + p] ?? 0
+                    var want = Double(bias?[o] ?? 0) + Double(added), bound = abs(bias?[o] ?? 0) + abs(added), weights: Float = 0
                     for k in 0..<K {
                         let wv = values[o * K + k]
                         want += Double(wv) * Double(column[k])
@@ -100,7 +111,7 @@ final class DotConvInt8Tests: XCTestCase {
         for inC in [1, 3, 16, 67] { for outC in [1, 8, 19] { for input in [[1, 5], [3, 11], [9, 9]] { for levels in [1, 2, 3] {
             seed += 1
             check(Case(outC: outC, inC: inC, input: input, strides: [1, 1], levels: levels, structured: seed % 3 == 0, rowUniform: seed % 3 == 1,
-                       perRow: seed % 4 != 0, bias: seed % 2 == 0, relu: seed % 5 == 0, signs: Int(seed % 3)), seed: seed)
+                       perRow: seed % 4 != 0, bias: seed % 2 == 0, relu: seed % 5 == 0, residual: seed % 7 < 3, signs: Int(seed % 3)), seed: seed)
         } } } }
     }
 
@@ -110,7 +121,7 @@ final class DotConvInt8Tests: XCTestCase {
         for (input, strides) in shapes { for levels in [1, 2, 3] {
             seed += 1
             check(Case(outC: 13, inC: 37, input: input, strides: strides, levels: levels, structured: seed % 2 == 0, perRow: seed % 3 != 0,
-                       batch: 1 + Int(seed % 2), relu: seed % 2 == 1, signs: Int(seed % 3)), seed: seed)
+                       batch: 1 + Int(seed % 2), relu: seed % 2 == 1, residual: seed % 3 == 0, signs: Int(seed % 3)), seed: seed)
         } }
     }
 

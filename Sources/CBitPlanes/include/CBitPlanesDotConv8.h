@@ -36,11 +36,12 @@ size_t bp_dotconv8_scratch_bytes(const bp_dotconv8_weights *w);
 /// stride; `channels` = reduction): x [channels, height, width], y [rows, outHeight * outWidth].
 /// Each position's inputs are quantized once to u8 with a per-position scale (zero point 128 when
 /// one of them is negative), then y[row, p] = bias + position scale * sum over planes of row scale
-/// * (exact int32 dot product - zero point * row sum), max(0, .) when `relu`. `fast`
+/// * (exact int32 dot product - zero point * row sum), plus residual[row, p] when `residual` is
+/// not NULL (a fused Add, y's shape), max(0, .) when `relu`. `fast`
 /// nonzero runs the AVX-512 VNNI body where the CPU has it, else the portable one (bit-identical).
 void bp_dotconv8_forward(int fast, const bp_dotconv8_weights *w, int32_t channels, int32_t height, int32_t width, int32_t strideH, int32_t strideW,
-                         int32_t outHeight, int32_t outWidth, const float *x, const float *bias, float *y, int32_t position0, int32_t position1,
-                         int relu, void *scratch);
+                         int32_t outHeight, int32_t outWidth, const float *x, const float *bias, const float *residual, float *y,
+                         int32_t position0, int32_t position1, int relu, void *scratch);
 
 #ifdef __cplusplus
 }

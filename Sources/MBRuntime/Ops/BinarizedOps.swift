@@ -431,6 +431,14 @@ final class WeightChoice: @unchecked Sendable {
         return true
     }
 
+    /// The int8 dot products when they are the decided form for `shape` (nil: another form, or undecided).
+    func decidedDot(_ shape: [Int], uncheckedExpanded: Bool) -> DotConvInt8Weights? {
+        decisionLock.wait()
+        defer { decisionLock.signal() }
+        if case .dot8(let m)? = decidedForm(shape, uncheckedExpanded: uncheckedExpanded) { return m }
+        return nil
+    }
+
     /// Whether a decision for the tables waits for the whole-model check.
     var hasUnchecked: Bool {
         decisionLock.wait()
@@ -566,6 +574,20 @@ final class PackedConvWeights: @unchecked Sendable {
             layer = nil
             residentBytes = 0
         }
+    }
+
+    /// A Conv decided for the int8 dot products on `x`'s shape, with its residual Add and then
+    /// `activation` fused into the kernel's store (one pass less over the output); nil when this
+    /// Conv runs another form there (the caller adds the residual after `forward`).
+    func forwardAddingResidual(_ g: ConvGeometry, x: MBTensor, bias: MBTensor?, residual: MBTensor, activation: Activation,
+                               _ c: ExecutionContext) throws -> MBTensor? {
+        guard layer == nil, expandInput == nil, let choice, choice.decidesAtRun, residual.elementType == .float,
+              residual.shape == [g.batch, g.outChannels] + g.output,
+              let m = choice.decidedDot(x.shape, uncheckedExpanded: c.uncheckedExpanded), m.fits(g) else { return nil }
+        let out = try c.alloc(.float, [g.batch, g.outChannels] + g.output)
+        m.forward(c.variant, g, input: x.pointer(Float.self), bias: bias?.pointer(Float.self), output: out.mutable(Float.self), activation: activation,
+                  threads: c.threads, scratch: c.bitScratch, residual: residual.pointer(Float.self))
+        return out
     }
 
     func forward(_ g: ConvGeometry, x: MBTensor, bias: MBTensor?, activation: Activation, _ c: ExecutionContext) throws -> MBTensor {

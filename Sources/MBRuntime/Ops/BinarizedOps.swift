@@ -307,6 +307,7 @@ final class WeightChoice: @unchecked Sendable {
         lut = nil
         lutConv = nil
         lutConv8 = nil
+        dotConv8 = nil
         guard !packed, let source else { return }
         expanded = try Self.expand(source, weight, maxTensorBytes: maxTensorBytes)
         compact = nil

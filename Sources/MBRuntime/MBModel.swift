@@ -89,6 +89,10 @@ public final class MBModel: Sendable {
             public var lookupTables: Bool
             public var expandedNanoseconds: Double
             public var lookupTableNanoseconds: Double
+            /// The int8 dot-product convolution's time (pointwise Convs with int8 tables; nil: not
+            /// tried), and whether it was the lossy form chosen (`lookupTables` then set too).
+            public var dotProductNanoseconds: Double? = nil
+            public var dotProducts = false
             public var checked = true
             public var revertedByModelCheck = false
         }

@@ -110,7 +110,8 @@ public enum RunModel {
         var lines = ["binarized weights (\(model.options.weights.rawValue)): \(packed) of \(model.weightChoices.count) packed"]
         for c in model.weightChoices {
             var line = String(format: "  %@: %@, %.3f MB resident", c.node as NSString,
-                              c.lookupTables ? "lookup tables" : c.packed ? "packed" : "expanded", Double(c.residentBytes) / 1e6)
+                              c.lookupTables ? (c.decisions.contains(where: \.dotProducts) ? "int8 dot products" : "lookup tables")
+                                  : c.packed ? "packed" : "expanded", Double(c.residentBytes) / 1e6)
             line += c.compactBytes > 0 ? String(format: " (packed %.3f MB, expanded %.3f MB)", Double(c.compactBytes) / 1e6, Double(c.expandedBytes) / 1e6)
                 : " (Conv without a budget: the packed form, the float kernel after a decode, not built)"
             if c.decodeNanoseconds > 0 { line += String(format: "; decode %.3f ms", c.decodeNanoseconds / 1e6) }
@@ -123,11 +124,13 @@ public enum RunModel {
             if c.decidesAtRun {
                 line += c.decisions.isEmpty ? "; decided at its first run (not run yet: both forms resident)" : "; decided at run time per input shape:"
                 for d in c.decisions {
-                    let form = d.lookupTables ? (d.checked ? "lookup tables" : "lookup tables (model check pending)")
+                    let lossy = d.dotProducts ? "int8 dot products" : "lookup tables"
+                    let form = d.lookupTables ? (d.checked ? lossy : lossy + " (model check pending)")
                         : d.revertedByModelCheck ? "expanded (tables by the layer trial, reverted by the model check)" : "expanded"
-                    line += String(format: " %@ %@ (expanded %.3f ms, lookup tables %.3f ms)",
+                    line += String(format: " %@ %@ (expanded %.3f ms, lookup tables %.3f ms",
                                    d.input.map(String.init).joined(separator: "x") as NSString, form as NSString,
                                    d.expandedNanoseconds / 1e6, d.lookupTableNanoseconds / 1e6)
+                    line += d.dotProductNanoseconds.map { String(format: ", int8 dot products %.3f ms)", $0 / 1e6) } ?? ")"
                 }
             }
             lines.append(line)

@@ -9,6 +9,7 @@ import MBKernels
 /// the float-table (`LutConvWeights`) and the int8-table (`LutConvInt8Weights`) convolutions,
 /// one thread, thread CPU time, alternating rounds (median of per-round ratios). Also the int8
 /// tables' error against the float-table result (relative RMS and worst |Δ| over max |y|).
+/// Pointwise shapes also run the int8 dot-product convolution (`DotConvInt8Weights`).
 struct LutConvBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lutconv",
@@ -48,6 +49,11 @@ struct LutConvBench: ParsableCommand {
             ("yolo 3x3/2 128->256 @80", conv(128, 256, 80, 3, stride: 2)), ("yolo 3x3 64 @80", conv(64, 64, 80, 3)),
             ("yolo 1x1 384->256 @40", conv(384, 256, 40, 1)), ("yolo 3x3 128 @40", conv(128, 128, 40, 3)),
             ("yolo 1x1 768->512 @20", conv(768, 512, 20, 1)),
+            // open-nsfw's narrow stages (half-width ResNet-50): where the tables do not pay.
+            ("nsfw 1x1 64->32 @56", conv(64, 32, 56, 1)), ("nsfw 1x1 32->128 @56", conv(32, 128, 56, 1)),
+            ("nsfw 1x1 128->32 @56", conv(128, 32, 56, 1)), ("nsfw 1x1 64->128 @56", conv(64, 128, 56, 1)),
+            ("nsfw 1x1/2 128->64 @56", conv(128, 64, 56, 1, stride: 2)), ("nsfw 1x1 64->256 @28", conv(64, 256, 28, 1)),
+            ("nsfw 1x1 256->64 @28", conv(256, 64, 28, 1)), ("nsfw 1x1 512->128 @14", conv(512, 128, 14, 1)),
         ]
     }()
 
@@ -93,8 +99,10 @@ struct LutConvBench: ParsableCommand {
                     ? LutConvInt8Weights(rows: O, reduction: K, mask: tm.mask, signBits: tm.signBits, scales: scales, perRowScales: true, pixelChannels: g.inChannels)
                     : nil
                 lut8p?.expandCodes()
-                var yp = [Float](repeating: 0, count: O * g.outputSize)
-                var r8p = [Double]()
+                let dot = g.kernelSize == 1 && g.padBegin.allSatisfy({ $0 == 0 })
+                    ? DotConvInt8Weights(rows: O, reduction: K, mask: mask, signBits: signs, scales: scales, perRowScales: true) : nil
+                var yp = [Float](repeating: 0, count: O * g.outputSize), yd = yp
+                var r8p = [Double](), rd = [Double]()
                 let x = (0..<(g.inChannels * g.inputSize)).map { _ in max(0, Float(rng.nextNormal())) }
                 var yf = [Float](repeating: 0, count: O * g.outputSize), yl = yf, y8 = yf
                 let scratch = KernelScratch(), tables = BitPlaneScratch()
@@ -114,6 +122,10 @@ struct LutConvBench: ParsableCommand {
                             let e = best { yp.withUnsafeMutableBufferPointer { lut8p.forward(.fast, g, input: xp.baseAddress!, bias: nil, output: $0.baseAddress!, activation: .none, threads: 1, scratch: tables) } }
                             r8p.append(a / e)
                         }
+                        if let dot {
+                            let e = best { yd.withUnsafeMutableBufferPointer { dot.forward(.fast, g, input: xp.baseAddress!, bias: nil, output: $0.baseAddress!, activation: .none, threads: 1, scratch: tables) } }
+                            rd.append(a / e)
+                        }
                         tf.append(a); tl.append(b); t8.append(c); rl.append(a / b); r8.append(a / c); r8x.append(a / d)
                     }
                 }
@@ -125,18 +137,22 @@ struct LutConvBench: ParsableCommand {
                     for i in yl.indices { let d = Double(y8[i] - yl[i]); se += d * d; sy += Double(yl[i]) * Double(yl[i]); worst = max(worst, abs(y8[i] - yl[i])) }
                     return ((se / max(sy, 1e-30)).squareRoot(), worst / ymax)
                 }
-                let (rms, worst) = error(y8), (rmsP, worstP) = pixels ? error(yp) : (0, 0)
+                let (rms, worst) = error(y8), (rmsP, worstP) = pixels ? error(yp) : (0, 0), (rmsD, worstD) = dot != nil ? error(yd) : (0, 0)
                 rows.append([label, formName, String(format: "%.2f", median(tf)), String(format: "%.2f", median(tl)), String(format: "%.2f", median(t8)),
                              String(format: "%.2fx", median(rl)), String(format: "%.2fx", median(r8)), String(format: "%.2fx", median(r8x)),
                              String(format: "%.2f", Double(lut8.residentBytes * 8) / Double(n)), String(format: "%.2f", Double(lut8x.residentBytes * 8) / Double(n)),
                              String(format: "%.1e", rms), String(format: "%.1e", Double(worst)),
                              pixels ? String(format: "%.2fx", median(r8p)) : "",
-                             pixels ? String(format: "%.1e / %.1e", rmsP, Double(worstP)) : ""])
+                             pixels ? String(format: "%.1e / %.1e", rmsP, Double(worstP)) : "",
+                             dot != nil ? String(format: "%.2fx", median(rd)) : "",
+                             dot.map { String(format: "%.1f", Double($0.residentBytes * 8) / Double(n)) } ?? "",
+                             dot != nil ? String(format: "%.1e / %.1e", rmsD, Double(worstD)) : ""])
             }
         }
         print(table(header: ["shape", "weights", "float ms", "float-table ms", "int8-table ms", "float / float-table", "float / int8-table",
                              "float / int8 expanded", "int8 bits/weight", "expanded bits/weight",
-                             "int8 rel. RMS", "int8 max |Δ|/max|y|", "float / int8 pixel tables", "pixel rel. RMS / max |Δ|"], rows: rows), terminator: "")
+                             "int8 rel. RMS", "int8 max |Δ|/max|y|", "float / int8 pixel tables", "pixel rel. RMS / max |Δ|",
+                             "float / int8 dot", "dot bits/weight", "dot rel. RMS / max |Δ|"], rows: rows), terminator: "")
     }
 
     /// Wall-clock time of `body`: best of `repeats`, in ms.

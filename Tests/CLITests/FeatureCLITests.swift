@@ -46,6 +46,17 @@ import Testing
         for op in ["Conv", "BatchNormalization", "Gemm", "binarized weights (auto)", "decided at run time per input shape: 2x"] { #expect(r.stdout.contains(op), "no \(op) in the profile:\n\(r.stdout)") }
     }
 
+    /// With int8 tables, the pointwise Conv's first-run trial also times the int8 dot products
+    /// (where the CPU has AVX-512 VNNI) and the profile prints that time.
+    @Test func runProfileNamesTheInt8DotProducts() throws {
+        let r = try CLI.run(["run", "Examples/models/tiny_cnn.mbm", "--input", input, "--repeat", "2", "--conv-tables", "int8", "--profile"])
+        #expect(r.status == 0, "\(r)")
+        let cpu = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
+        if cpu.contains(" avx512_vnni") && cpu.contains(" avx512bw") {
+            #expect(r.stdout.contains(", int8 dot products "), "no dot-product trial in the profile:\n\(r.stdout)")
+        }
+    }
+
     @Test func benchComparesExpandedAndPacked() throws {
         let r = try CLI.run(["bench", "Examples/models/tiny_cnn.mbm", "--input", input, "--repeats", "2"])
         #expect(r.status == 0, "\(r)")

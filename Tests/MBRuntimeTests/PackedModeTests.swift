@@ -2,6 +2,7 @@ import Foundation
 import MBBinarize
 import MBConvert
 import MBCore
+import MBKernels
 import MBRuntime
 import TestSupport
 import XCTest
@@ -223,6 +224,10 @@ final class PackedModeTests: XCTestCase {
                     XCTAssertEqual(c.decisions.first?.revertedByModelCheck, !keep, "\(tables): \(c.node)")
                     XCTAssertEqual(c.lookupTables, keep, "\(tables): \(c.node): the unused form kept")
                 }
+                // With int8 tables the pointwise Conv (pw4) also times the int8 dot products (AVX-512 VNNI).
+                if tables == .int8, DotConvInt8Weights.fastAvailable {
+                    XCTAssertEqual(auto.weightChoices.filter { $0.decisions.first?.dotProductNanoseconds != nil }.count, 1, "keep \(keep)")
+                }
                 // A second run on the same shape decides nothing and checks nothing.
                 let got = try session.run(["input": x])
                 XCTAssertEqual(auto.modelChecks.count, 1)
@@ -236,6 +241,39 @@ final class PackedModeTests: XCTestCase {
                 }
             }
         }
+    }
+
+    /// A pointwise Conv with a residual Add and a Relu (`Conv+Add+Relu`): with int8 tables auto also
+    /// times the int8 dot products; whichever lossy form wins, the output stays within
+    /// `int8Relative` of expanded mode, on the deciding run and after it (where a dot-product win
+    /// adds the residual in the kernel's store).
+    func testPointwiseResidualConvOnInt8Forms() throws {
+        let c = 32, side = 24
+        var rng = SeededGenerator(seed: 91)
+        let values = (0..<(c * c)).map { _ in Float(rng.nextNormal()) }
+        let packed = try Binarizer.binarize(FloatTensor(name: "w", shape: [c, c, 1, 1], values: values), bits: 2)
+        let w = IRTensor(name: "w", elementType: .float, shape: [c, c, 1, 1], storage: .binarized(packed))
+        let nodes = [IRNode(name: "pre", opType: "Relu", inputs: ["x"], outputs: ["skip"]),
+                     IRNode(name: "conv", opType: "Conv", inputs: ["skip", "w"], outputs: ["c"]),
+                     IRNode(name: "add", opType: "Add", inputs: ["skip", "c"], outputs: ["s"]),
+                     IRNode(name: "relu", opType: "Relu", inputs: ["s"], outputs: ["y"])]
+        let ir = IRModel(graph: IRGraph(name: "g", inputs: [IRValueInfo(name: "x", elementType: .float, shape: [1, c, side, side].map { .fixed(Int64($0)) })],
+                                        outputs: [IRValueInfo(name: "y", elementType: .float, shape: nil)], nodes: nodes, constants: [w]),
+                         opsets: [IROpset(domain: "", version: 13)])
+        let x = MBTensor(shape: [1, c, side, side], floats: (0..<(c * side * side)).map { _ in Float(rng.nextNormal()) })
+        let want = try MBModel(ir: ir, options: .init(weights: .expanded)).makeSession().run(["x": x])["y"]!
+        let auto = try MBModel(ir: ir, options: .init(weights: .auto, convTables: .int8))
+        XCTAssertNotNil(auto.optimizerReport["fuse-residual-add"])
+        var options = MBSession.Options(threads: 2)
+        options.autoLayerMargin = .infinity
+        options.autoModelMargin = .infinity
+        let session = auto.makeSession(options)
+        let deciding = try session.run(["x": x])["y"]!, decided = try session.run(["x": x])["y"]!
+        let d = try XCTUnwrap(auto.weightChoices.first?.decisions.first)
+        XCTAssertTrue(d.lookupTables)
+        if DotConvInt8Weights.fastAvailable { XCTAssertNotNil(d.dotProductNanoseconds) }
+        print("pointwise Conv+Add+Relu, int8: \(d.dotProducts ? "dot products" : "tables") (tables \(d.lookupTableNanoseconds) ns, dot \(d.dotProductNanoseconds ?? .nan) ns)")
+        for y in [deciding, decided] { XCTAssertLessThanOrEqual(compare(y, want).relative, Self.int8Relative) }
     }
 
     /// int8 Conv tables (`convTables: .int8`, lossy): in packed mode every one-group Conv runs on

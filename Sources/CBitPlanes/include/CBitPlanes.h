@@ -18,6 +18,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "CBitPlanesDotConv8.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -65,6 +65,9 @@ final class WeightChoice: @unchecked Sendable {
     /// A Conv with `MBModel.Options.convTables` `.int8`: the int8 lookup-table convolution's
     /// layout (auto mode: kept when its trial beat the float convolution; packed mode: always).
     private(set) var lutConv8: LutConvInt8Weights?
+    /// Auto mode with int8 tables, a pointwise Conv decided at run time: the int8 dot-product
+    /// convolution's sign planes (no per-position tables), a third form beside expanded and tables.
+    private(set) var dotConv8: DotConvInt8Weights?
     private(set) var lutTrialNanoseconds: Double?
     /// Kept until the choice is made (auto mode), to expand from.
     private var source: PackedTensor?
@@ -97,13 +100,16 @@ final class WeightChoice: @unchecked Sendable {
     }
 
     var isPacked: Bool { compact != nil || hasLut }
-    var hasLut: Bool { lut != nil || lutConv != nil || lutConv8 != nil }
+    var hasLut: Bool { lut != nil || lutConv != nil || lutConv8 != nil || dotConv8 != nil }
     var residentBytes: Int {
         if decidesAtRun { return (lutBytes ?? 0) + (expanded != nil ? expandedBytes : 0) + sourceBytes }
         return lutBytes ?? (compact != nil ? compactBytes : expandedBytes)
     }
-    /// Bytes of the lookup-table form (nil when there is none).
-    var lutBytes: Int? { lut?.residentBytes ?? lutConv?.residentBytes ?? lutConv8?.residentBytes }
+    /// Bytes of the lookup-table forms (int8 dot products included; nil when there is none).
+    var lutBytes: Int? {
+        let forms = [lut?.residentBytes, lutConv?.residentBytes, lutConv8?.residentBytes, dotConv8?.residentBytes].compactMap { $0 }
+        return forms.isEmpty ? nil : forms.reduce(0, +)
+    }
 
     /// Times the decode of every tile (best of 3), and for a matrix the batch-1 product of each
     /// form on one thread (best of 5 after one warm-up each).
@@ -160,10 +166,13 @@ final class WeightChoice: @unchecked Sendable {
         lut8CompactBytes = m8?.residentBytes
         m8?.expandCodes()
         let m = m8 != nil || !BitPlaneMatrix.lutAvailable ? nil : try? LutConvWeights(packed: source)
-        guard m8?.fits(g) == true || m?.fits(g) == true else { return }
+        // Pointwise Convs decided at run time also try the int8 dot products (lossy like the tables).
+        let dot = atRun && int8 ? Self.dotForm(source, g) : nil
+        guard m8?.fits(g) == true || m?.fits(g) == true || dot != nil else { return }
         if atRun {
             lutConv = m
             lutConv8 = m8
+            dotConv8 = dot
             decidesAtRun = true
             return
         }
@@ -222,6 +231,14 @@ final class WeightChoice: @unchecked Sendable {
         pinnedLut = true
     }
     private var pinnedLut: Bool?
+
+    /// The int8 dot-product form of a pointwise Conv where this CPU has its AVX-512 VNNI body.
+    private static func dotForm(_ source: PackedTensor, _ g: ConvGeometry) -> DotConvInt8Weights? {
+        guard DotConvInt8Weights.fastAvailable, DotConvInt8Weights.accepts(source, g), let w = try? DotConvInt8Weights(packed: source), w.fits(g) else {
+            return nil
+        }
+        return w
+    }
 
     /// Bytes of the int8 tables' compact codes (auto mode holds them expanded).
     private(set) var lut8CompactBytes: Int?
@@ -290,6 +307,7 @@ final class WeightChoice: @unchecked Sendable {
         lut = nil
         lutConv = nil
         lutConv8 = nil
+        dotConv8 = nil
         guard !packed, let source else { return }
         expanded = try Self.expand(source, weight, maxTensorBytes: maxTensorBytes)
         compact = nil
@@ -315,10 +333,15 @@ final class WeightChoice: @unchecked Sendable {
         var lookupTables: Bool
         var expandedNanoseconds: Double
         var lookupTableNanoseconds: Double
+        /// The int8 dot products' time (nil: not tried); `dotProducts`: they won (`lookupTables` set too).
+        var dotProductNanoseconds: Double? = nil
+        var dotProducts = false
         var checked = true
         var reverted = false
     }
     private var decisions: [ShapeDecision] = []
+    /// Whether the dot-product form was built (rebuilt for a new shape after being dropped).
+    private var triesDotProducts = false
     private let decisionLock = DispatchSemaphore(value: 1)
     private var maxTensorBytes = 0
 
@@ -326,6 +349,7 @@ final class WeightChoice: @unchecked Sendable {
     enum ConvForm {
         case lut8(LutConvInt8Weights)
         case lut(LutConvWeights)
+        case dot8(DotConvInt8Weights)
         /// The expanded weights with their copy packed for the float kernel over output channels.
         case expanded(MBTensor, ConvChannelWeights)
     }
@@ -337,6 +361,7 @@ final class WeightChoice: @unchecked Sendable {
     private func decidedForm(_ shape: [Int], uncheckedExpanded: Bool) -> ConvForm? {
         guard let d = decisions.first(where: { $0.input == shape }) else { return nil }
         let tables = d.lookupTables && !(uncheckedExpanded && !d.checked)
+        if tables && d.dotProducts { return dotConv8.map { .dot8($0) } }
         return tables ? lutForm : expanded.map { .expanded($0, channelWeights) }
     }
 
@@ -367,9 +392,11 @@ final class WeightChoice: @unchecked Sendable {
                     lutConv = try? LutConvWeights(packed: source)
                 }
             }
+            if dotConv8 == nil, triesDotProducts, let g = convGeometry { dotConv8 = Self.dotForm(source, g) }
         }
         guard let e = expanded else { return false }
-        guard let l = lutForm, lutFits(l) else {
+        let l = lutForm.flatMap { lutFits($0) ? $0 : nil }, dot = dotConv8.flatMap { lutFits(.dot8($0)) ? ConvForm.dot8($0) : nil }
+        guard l != nil || dot != nil else {
             decisions.append(ShapeDecision(input: shape, lookupTables: false, expandedNanoseconds: 0, lookupTableNanoseconds: .infinity))
             run(.expanded(e, channelWeights), 0, false)
             dropUnused()
@@ -383,18 +410,34 @@ final class WeightChoice: @unchecked Sendable {
         // The session's threads and the wall clock: what a run pays, barrier waits and memory
         // stalls included (thread CPU time at one thread missed the helper threads). Alternating,
         // best of 3 each: neither form gets all the warm caches, a preempted trial does not count.
-        var te = Double.infinity, tl = Double.infinity
+        var te = Double.infinity, tl = Double.infinity, td = Double.infinity
         for _ in 0..<3 {
             te = min(te, time { run(.expanded(e, channelWeights), 0, false) })
-            tl = min(tl, time { run(l, 0, true) })
+            if let l { tl = min(tl, time { run(l, 0, true) }) }
+            if let dot { td = min(td, time { run(dot, 0, true) }) }
         }
-        // The tables must win by `lutMargin`: near parity the float form (exact) is kept, so a
-        // noisy trial cannot make a layer slower than float by more than the noise.
-        let useLut = tl < te * lutMargin
-        if useLut { keepScratch() }
-        decisions.append(ShapeDecision(input: shape, lookupTables: useLut, expandedNanoseconds: te, lookupTableNanoseconds: tl, checked: !useLut))
+        // The faster lossy form (tables or dot products) must win by `lutMargin`: near parity the
+        // float form (exact) is kept, so a noisy trial cannot make a layer slower than float by
+        // more than the noise. The scratch holds the output of the form that ran last (the dot
+        // products when tried): the other winner runs once more.
+        let useDot = td < tl
+        let useLut = min(tl, td) < te * lutMargin
+        if useLut {
+            if useDot != (dot != nil), let winner = useDot ? dot : l { run(winner, 0, true) }
+            keepScratch()
+        }
+        decisions.append(ShapeDecision(input: shape, lookupTables: useLut, expandedNanoseconds: te, lookupTableNanoseconds: tl,
+                                       dotProductNanoseconds: dot == nil ? nil : td, dotProducts: useLut && useDot, checked: !useLut))
         if !useLut { dropUnused() }
         return true
+    }
+
+    /// The int8 dot products when they are the decided form for `shape` (nil: another form, or undecided).
+    func decidedDot(_ shape: [Int], uncheckedExpanded: Bool) -> DotConvInt8Weights? {
+        decisionLock.wait()
+        defer { decisionLock.signal() }
+        if case .dot8(let m)? = decidedForm(shape, uncheckedExpanded: uncheckedExpanded) { return m }
+        return nil
     }
 
     /// Whether a decision for the tables waits for the whole-model check.
@@ -421,10 +464,12 @@ final class WeightChoice: @unchecked Sendable {
 
     /// Drops the forms no decided shape chose (the source rebuilds them when a new shape comes).
     private func dropUnused() {
-        if !decisions.contains(where: \.lookupTables) {
+        if !decisions.contains(where: { $0.lookupTables && !$0.dotProducts }) {
             lutConv = nil
             lutConv8 = nil
         }
+        if dotConv8 != nil { triesDotProducts = true }
+        if !decisions.contains(where: { $0.lookupTables && $0.dotProducts }) { dotConv8 = nil }
         // An unchecked choice of the tables may still be reverted to expanded.
         if !decisions.contains(where: { !$0.lookupTables || !$0.checked }) { expanded = nil }
     }
@@ -447,6 +492,7 @@ final class WeightChoice: @unchecked Sendable {
                                         MBModel.WeightChoice.ShapeDecision(input: $0.input, lookupTables: $0.lookupTables,
                                                                            expandedNanoseconds: $0.expandedNanoseconds,
                                                                            lookupTableNanoseconds: $0.lookupTableNanoseconds,
+                                                                           dotProductNanoseconds: $0.dotProductNanoseconds, dotProducts: $0.dotProducts,
                                                                            checked: $0.checked, revertedByModelCheck: $0.reverted)
                                     })
     }
@@ -531,6 +577,20 @@ final class PackedConvWeights: @unchecked Sendable {
         }
     }
 
+    /// A Conv decided for the int8 dot products on `x`'s shape, with its residual Add and then
+    /// `activation` fused into the kernel's store (one pass less over the output); nil when this
+    /// Conv runs another form there (the caller adds the residual after `forward`).
+    func forwardAddingResidual(_ g: ConvGeometry, x: MBTensor, bias: MBTensor?, residual: MBTensor, activation: Activation,
+                               _ c: ExecutionContext) throws -> MBTensor? {
+        guard layer == nil, expandInput == nil, let choice, choice.decidesAtRun, residual.elementType == .float,
+              residual.shape == [g.batch, g.outChannels] + g.output,
+              let m = choice.decidedDot(x.shape, uncheckedExpanded: c.uncheckedExpanded), m.fits(g) else { return nil }
+        let out = try c.alloc(.float, [g.batch, g.outChannels] + g.output)
+        m.forward(c.variant, g, input: x.pointer(Float.self), bias: bias?.pointer(Float.self), output: out.mutable(Float.self), activation: activation,
+                  threads: c.threads, scratch: c.bitScratch, residual: residual.pointer(Float.self))
+        return out
+    }
+
     func forward(_ g: ConvGeometry, x: MBTensor, bias: MBTensor?, activation: Activation, _ c: ExecutionContext) throws -> MBTensor {
         let out = try c.alloc(.float, [g.batch, g.outChannels] + g.output)
         if let layer {
@@ -548,6 +608,7 @@ final class PackedConvWeights: @unchecked Sendable {
                 switch form {
                 case .lut8(let m): return m.fits(g)
                 case .lut(let m): return m.fits(g)
+                case .dot8(let m): return m.fits(g)
                 case .expanded: return true
                 }
             }, run: { form, threads, intoScratch in
@@ -559,6 +620,8 @@ final class PackedConvWeights: @unchecked Sendable {
                     case .lut8(let m):
                         m.forward(c.variant, g, input: xp, bias: bp, output: y, activation: activation, threads: t, scratch: c.bitScratch)
                     case .lut(let m):
+                        m.forward(c.variant, g, input: xp, bias: bp, output: y, activation: activation, threads: t, scratch: c.bitScratch)
+                    case .dot8(let m):
                         m.forward(c.variant, g, input: xp, bias: bp, output: y, activation: activation, threads: t, scratch: c.bitScratch)
                     case .expanded(let w, let channelWeights):
                         Conv.forward(c.variant, g, input: xp, weights: w.pointer(Float.self), bias: bp, output: y, activation: activation,

@@ -135,8 +135,12 @@ enum ConvOps {
                     let bias = try i[2].map { _ in try i.float(2, "B") }
                     try Attributes.checkDimensions(("X", x))
                     let g = try a.geometry(x: x, w: shape, bias: bias)
+                    let residual = try residualIndex.map { try i.float($0, "residual") }
+                    if let residual, let y = try weights.forwardAddingResidual(g, x: x, bias: bias, residual: residual, activation: fusedActivation, c) {
+                        return [y]
+                    }
                     let y = try weights.forward(g, x: x, bias: bias, activation: activation, c)
-                    return [try FloatElementwise.finish(y, residual: try residualIndex.map { try i.float($0, "residual") }, after, c)]
+                    return [try FloatElementwise.finish(y, residual: residual, after, c)]
                 }
             }
             // Constant weights are packed for the channel-vectorised kernel on the first run that

@@ -129,6 +129,18 @@ static scratch_layout layout(const bp_lutconv8_weights *w, void *scratch) {
 
 
 
+/// Row scales of tile rt, plane pl: held per tile (or one vector for every tile), or with
+/// `maskScales` one vector for every tile whose lanes are zeroed for the rows without a one-set
+/// plane's level (into `buf`): the same values the per-tile vectors would hold.
+static inline const float *row_scale_vector(const bp_lutconv8_weights *w, int32_t rt, int32_t pl, float *buf) {
+    if (!w->maskScales) return w->scales + ((int64_t)rt * w->scaleTileStride + pl) * TILE;
+    const float *v = w->scales + (int64_t)pl * TILE;
+    if (w->halves[pl] == 2) return v;
+    const uint32_t ra = w->rowActive[(int64_t)rt * w->planes + pl];
+    for (int r = 0; r < TILE; r++) buf[r] = (ra >> r) & 1 ? v[r] : 0.0f;
+    return buf;
+}
+
 /// Tile t's codes for the kernels: pre-expanded ones (`w->codes`) when the weights hold them; else
 /// one-set planes read in place when the tile has no two-set plane (unless `copy`), else every
 /// plane written to `codes` (`act`: quads * 4 words of scratch). All ways give the same bytes.
@@ -236,7 +248,8 @@ static void tile_portable(const bp_lutconv8_weights *w, const scratch_layout *s,
     for (int32_t pl = 0; pl < w->tilePlanes[rt]; pl++) {
         const int32_t halves = w->halves[pl];
         const uint8_t *cp = tc + planeStart;
-        const float *rs = w->scales + ((int64_t)rt * w->scaleTileStride + pl) * TILE;
+        float rsbuf[TILE];
+        const float *rs = row_scale_vector(w, rt, pl, rsbuf);
         for (int32_t kb = 0; kb < s->kblocks; kb++) {
             int32_t sums[PG][TILE];
             memset(sums, 0, sizeof sums);
@@ -367,7 +380,8 @@ BP_LUT8_TARGET static void tile_avx512(const bp_lutconv8_weights *w, const scrat
     for (int32_t pl = 0; pl < w->tilePlanes[rt]; pl++) {
         const int32_t halves = w->halves[pl];
         const uint8_t *cp = tc + planeStart;
-        const __m512 rs = _mm512_loadu_ps(w->scales + ((int64_t)rt * w->scaleTileStride + pl) * TILE);
+        float rsbuf[TILE];
+        const __m512 rs = _mm512_loadu_ps(row_scale_vector(w, rt, pl, rsbuf));
         for (int32_t kb = 0; kb < s->kblocks; kb++) {
             __m512i sums[PG];
             for (int p = 0; p < PG; p++) sums[p] = _mm512_setzero_si512();
@@ -783,7 +797,8 @@ static void pixel_tile_portable(const bp_lutconv8_weights *w, const bp_lutconv_g
     int64_t planeStart = 0;
     for (int32_t pl = 0; pl < w->tilePlanes[rt]; pl++) {
         const int32_t halves = w->halves[pl];
-        const float *rsc = w->scales + ((int64_t)rt * w->scaleTileStride + pl) * TILE;
+        float rsbuf[TILE];
+        const float *rsc = row_scale_vector(w, rt, pl, rsbuf);
         float acc[PG][TILE];
         memset(acc, 0, sizeof acc);
         for (int32_t a = 0; a < g->kernelH; a++) {
@@ -862,7 +877,8 @@ BP_LUT8_TARGET static void pixel_tile_avx512(const bp_lutconv8_weights *w, const
                 }
             }
         }
-        const __m512 rs = _mm512_loadu_ps(w->scales + ((int64_t)rt * w->scaleTileStride + pl) * TILE);
+        float rsbuf[TILE];
+        const __m512 rs = _mm512_loadu_ps(row_scale_vector(w, rt, pl, rsbuf));
         for (int p = 0; p < PG; p++) _mm512_store_ps(out + p * TILE, _mm512_fmadd_ps(rs, acc[p], _mm512_load_ps(out + p * TILE)));
         planeStart += (int64_t)w->quads * halves * sb;
     }

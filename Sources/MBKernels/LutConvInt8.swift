@@ -40,9 +40,12 @@ public final class LutConvInt8Weights: @unchecked Sendable {
     private(set) var codes: Owned<UInt8>?
     private(set) var codeStart: Owned<Int64>?
     /// [row tile][plane][16] (pair planes hold the level's scale halved), or one [plane][16] for
-    /// every tile (`sharedScales`: tensor scales).
+    /// every tile (`sharedScales`: tensor scales), or one [plane][16] for every tile whose rows
+    /// without a one-set plane's level the kernels zero (`maskScales`: tensor scales where tiles
+    /// differ only by which rows have a level, as with channel masks).
     let scales: Owned<Float>
     let sharedScales: Bool
+    let maskScales: Bool
     /// Input channels when the reduction is held tap-major (entry t * channels + c) for the
     /// pixel-table kernel (`bp_lutconv8_pixels_forward`: tables built once per input pixel, not
     /// per output position and tap); nil for the channel-major order of the ONNX weight.
@@ -61,7 +64,7 @@ public final class LutConvInt8Weights: @unchecked Sendable {
                             codeSets: Int32(halves.reduce(0, +)), halves: halvesStorage.pointer, order: order?.pointer,
                             tilePlanes: tilePlanes.pointer, tileStart: tileStart.pointer, rowActive: rowActive.pointer,
                             store: store?.pointer, codes: codes?.pointer, codeStart: codeStart?.pointer, indexCodes: codes == nil ? 0 : 1, scales: scales.pointer,
-                            scaleTileStride: Int32(sharedScales ? 0 : halves.count), runLength: Int32(runLength))
+                            scaleTileStride: Int32(sharedScales ? 0 : halves.count), runLength: Int32(runLength), maskScales: maskScales ? 1 : 0)
     }
 
     /// Bytes held: codes (compact or expanded), scales, row order and per-tile offsets.
@@ -197,7 +200,7 @@ public final class LutConvInt8Weights: @unchecked Sendable {
         var tilePlanes = [Int32](repeating: 0, count: tiles)
         var tileStart = [Int64](repeating: 0, count: tiles)
         var rowActive = [UInt16](repeating: 0, count: tiles * L)
-        var scales = [Float](repeating: 0, count: tiles * L * T)
+        var scales = [Float](repeating: 0, count: tiles * L * T), unmasked = scales
         var store: [UInt64] = []
         func signBit(_ l: Int, _ flat: Int) -> Bool { l < signs.count && (signs[l][flat >> 6] >> UInt64(flat & 63)) & 1 == 1 }
         mask.withUnsafeBufferPointer { mask in
@@ -214,6 +217,7 @@ public final class LutConvInt8Weights: @unchecked Sendable {
                         if let rowScale { s *= rowScale[o] }
                         let rowHas = columns > 0 && Int(mask[o * columns]) > l
                         scales[(t * L + l) * T + r] = halves[l] == 2 ? 0.5 * s : (rowHas ? s : 0)
+                        unmasked[(t * L + l) * T + r] = halves[l] == 2 ? 0.5 * s : s
                     }
                 }
                 // The kernel's expansion, mirrored: `act` is the activity of the level below.
@@ -271,6 +275,11 @@ public final class LutConvInt8Weights: @unchecked Sendable {
             (0..<tileScales).allSatisfy { scales[t * tileScales + $0].bitPattern == scales[$0].bitPattern }
         }
         if sharedScales { scales.removeSubrange(tileScales...) }
+        // Tiles that differ only by the rows without a one-set level: one vector, masked per tile.
+        maskScales = !sharedScales && tiles > 1 && (1..<tiles).allSatisfy { t in
+            (0..<tileScales).allSatisfy { unmasked[t * tileScales + $0].bitPattern == unmasked[$0].bitPattern }
+        }
+        if maskScales { scales = Array(unmasked[0..<tileScales]) }
         halvesStorage = Owned(halves)
         self.order = sorted.elementsEqual(0..<rows) ? nil : Owned(order)
         self.tilePlanes = Owned(tilePlanes)

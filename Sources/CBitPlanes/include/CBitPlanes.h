@@ -291,6 +291,7 @@ typedef struct {
     const float *scales;        // tile t, plane p: scales + (t * scaleTileStride + p) * 16
     int32_t scaleTileStride;    // planes, or 0 when every tile has the same scales (tensor scales)
     int32_t runLength;          // two-set planes: one activity bit per aligned run of this many entries (1, 2, 4, 8, 16)
+    int32_t maskScales;         // 1: `scales` is one [plane][16] for every tile, a one-set plane's rows without the level read as 0
 } bp_lutconv8_weights;
 /// Whether this CPU runs the AVX-512 (VBMI, VNNI) body.
 int bp_lutconv8_fast_available(void);

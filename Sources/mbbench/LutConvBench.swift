@@ -172,7 +172,7 @@ struct LutConvBench: ParsableCommand {
         // The runtime runs the BLAS on one thread (its workers would busy-wait on the other core).
         BLAS.setThreads(1)
         if onlyThreads > 0 { print("only \(onlyThreads)") }
-        print("# mbbench lutconv --threads \(threads) (\(Date()), wall clock, best of \(repeats), median of \(rounds) rounds); uptime: \(loadAverage())")
+        print("# mbbench lutconv --threads \(threads) (\(Date()), wall clock, best of \(repeats), median of \(rounds) rounds); uptime: \(loadAverage()); \(CoreDistance.note())")
         var rows: [[String]] = []
         for (label, g) in Self.shapes where filter.map({ label.contains($0) }) ?? true {
             var rng = SeededGenerator(seed: 42)

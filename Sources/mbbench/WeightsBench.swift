@@ -44,6 +44,7 @@ struct WeightsBench: ParsableCommand {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let me = CommandLine.arguments[0]
+        let distanceBefore = threads.contains { $0 > 1 } ? CoreDistance.note() : ""
         var header = ["model", "policy", "threads", "float"]
         for m in modes { header += ["\(m.rawValue)", "\(m.rawValue) / float", "CPU time ratio"] }
         header += ["packed layers (auto)", "resident / stored (packed)", "weights MB float / packed / auto", "peak RSS MB float / packed / auto", "max |Δ| / scale"]
@@ -113,7 +114,9 @@ struct WeightsBench: ParsableCommand {
             }
         }
         let method = "median of \(repeats) runs after \(warmup) warm-up runs per child process; \(max(1, rounds)) alternating round(s) float / modes per row; ratio = median of the per-round ratios (wall time; CPU time ratio: of the children's per-run process CPU time, robust to other processes at one thread); resident / stored = the binarized Conv/Gemm/MatMul weights' bytes held in packed mode over their bytes in the file; peak RSS = the child's VmHWM; max |Δ| = the modes' outputs against the first mode's"
-        let load = (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8)).map { "load average at the end: " + $0.split(separator: " ").prefix(3).joined(separator: " ") } ?? ""
+        var load = (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8)).map { "load average at the end: " + $0.split(separator: " ").prefix(3).joined(separator: " ") } ?? ""
+        // Two-thread runs depend on how far apart the host runs the two CPUs (`CoreDistance`).
+        if !distanceBefore.isEmpty { load += "; \(distanceBefore) before, \(CoreDistance.note()) after" }
         if markdown {
             print("Measured \(ISO8601DateFormatter().string(from: Date())) with `mbbench \(CommandLine.arguments.dropFirst().joined(separator: " "))`; \(method); \(load).\n")
             print("| " + header.joined(separator: " | ") + " |")

@@ -305,9 +305,9 @@ final class ModelCheckLog: @unchecked Sendable {
         lock.signal()
     }
 
-    func serialize(_ body: () -> Void) {
+    func serialize<T>(_ body: () -> T) -> T {
         running.wait()
-        body()
-        running.signal()
+        defer { running.signal() }
+        return body()
     }
 }

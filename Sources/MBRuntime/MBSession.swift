@@ -93,24 +93,28 @@ public final class MBSession {
 
     private func execute(_ inputs: [String: MBValue], _ transforms: [String: (MBTensor) -> MBTensor]) throws(MBRuntimeError) -> [String: MBValue] {
         let graph = model.graph
-        let context = ExecutionContext(slotCount: model.slotCount, threads: options.threads, variant: options.kernels, pool: pool,
-                                       scratch: scratch, bitScratch: bitScratch,
-                                       maxTensorBytes: options.maxTensorBytes, concatLayouts: concatLayouts)
-        context.lutMargin = options.autoLayerMargin
-        for (name, transform) in transforms {
-            guard let i = graph.outputNames.firstIndex(of: name) else {
-                throw MBRuntimeError(.invalidInput, "'\(name)' is not a graph output; only graph outputs can be transformed")
+        func makeContext() throws(MBRuntimeError) -> ExecutionContext {
+            let context = ExecutionContext(slotCount: model.slotCount, threads: options.threads, variant: options.kernels, pool: pool,
+                                           scratch: scratch, bitScratch: bitScratch,
+                                           maxTensorBytes: options.maxTensorBytes, concatLayouts: concatLayouts)
+            context.lutMargin = options.autoLayerMargin
+            for (name, transform) in transforms {
+                guard let i = graph.outputNames.firstIndex(of: name) else {
+                    throw MBRuntimeError(.invalidInput, "'\(name)' is not a graph output; only graph outputs can be transformed")
+                }
+                context.transforms[graph.outputSlots[i]] = transform
             }
-            context.transforms[graph.outputSlots[i]] = transform
+            for name in inputs.keys where !model.inputs.contains(where: { $0.name == name }) {
+                throw MBRuntimeError(.invalidInput, "unknown input '\(name)'; the model's inputs are \(model.inputs.map { "'\($0.name)'" }.joined(separator: ", "))")
+            }
+            for (info, slot) in zip(model.inputs, graph.inputSlots) {
+                guard let v = inputs[info.name] else { throw MBRuntimeError(.invalidInput, "input '\(info.name)' is missing") }
+                try Self.check(v, against: info)
+                context.setValue(v, slot)
+            }
+            return context
         }
-        for name in inputs.keys where !model.inputs.contains(where: { $0.name == name }) {
-            throw MBRuntimeError(.invalidInput, "unknown input '\(name)'; the model's inputs are \(model.inputs.map { "'\($0.name)'" }.joined(separator: ", "))")
-        }
-        for (info, slot) in zip(model.inputs, graph.inputSlots) {
-            guard let v = inputs[info.name] else { throw MBRuntimeError(.invalidInput, "input '\(info.name)' is missing") }
-            try Self.check(v, against: info)
-            context.setValue(v, slot)
-        }
+        var context = try makeContext()
         // The BLAS runs single-threaded; kernels split their GEMMs across the session's threads
         // (measured faster than OpenBLAS's own threading on these small products).
         BLAS.setThreads(1)
@@ -124,10 +128,17 @@ public final class MBSession {
             lastRunReusedBuffers = context.reusedBuffers
             lastRunConcatInputsInPlace = context.concatInputsInPlace
         }
-        let values = try context.runValues(graph)
+        var values = try context.runValues(graph)
         if !context.decidedChoices.isEmpty {
-            try checkDecisions(context.decidedChoices, inputs)
+            let reverted = try checkDecisions(context.decidedChoices, inputs)
             Self.returnFreedPages()
+            // This run's outputs came from the layers' winning trials; where the model check sent
+            // some back to expanded, run once more so the first run returns what every later one does.
+            if reverted {
+                context = try makeContext()
+                if options.profile { context.profile = MBProfile(threadCPUTime: options.profileThreadCPUTime) }
+                values = try context.runValues(graph)
+            }
         }
         var result: [String: MBValue] = [:]
         for (name, value) in zip(graph.outputNames, values) { result[name] = value }
@@ -143,10 +154,10 @@ public final class MBSession {
     /// to the next (caches, the scratch it fills), so this check is what makes auto never slower
     /// than the expanded (float) model by more than the timing noise. Costs 2 x
     /// `modelCheckRounds` runs, once per new input shape.
-    private func checkDecisions(_ decided: [WeightChoice], _ inputs: [String: MBValue]) throws(MBRuntimeError) {
+    private func checkDecisions(_ decided: [WeightChoice], _ inputs: [String: MBValue]) throws(MBRuntimeError) -> Bool {
         model.modelCheckLog.serialize {
             let unchecked = decided.filter(\.hasUnchecked)
-            guard !unchecked.isEmpty else { return }
+            guard !unchecked.isEmpty else { return false }
             var more = unchecked
             func timedRun(expanded: Bool) -> Double? {
                 let c = ExecutionContext(slotCount: model.slotCount, threads: options.threads, variant: options.kernels, pool: pool,
@@ -175,6 +186,7 @@ public final class MBSession {
             let shapes = model.inputs.compactMap { inputs[$0.name]?.tensor?.shape }
             model.modelCheckLog.append(MBModel.ModelCheck(inputShapes: shapes, threads: options.threads, layers: unchecked.count,
                                                           tablesNanoseconds: withTables, expandedNanoseconds: expanded, keptTables: keep))
+            return !keep
         }
     }
 

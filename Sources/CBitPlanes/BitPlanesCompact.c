@@ -240,6 +240,16 @@ static inline __attribute__((always_inline)) BP_COMPACT_TARGET uint64_t compact_
 }
 static inline __attribute__((always_inline)) BP_COMPACT_TARGET int64_t compact_popcnt_hw(uint64_t v) { return _mm_popcnt_u64(v); }
 
+/// The AVX-512 decode's and GEMV's locals for a grouped layout (activity per mask group): the
+/// per-level block and entry words in `blk`, and the BITALG gather's plan after them, built once.
+#define COMPACT_GROUPED_LOCALS(w, blk)                                                                                  \
+    const int grouped = (w)->groupChannels > 1;                                                                          \
+    const int64_t bstride = grouped ? compact_block_stride(w) : 0, ew = grouped ? compact_entry_words(w) : 0;           \
+    uint64_t *ent = (blk) + (w)->levels * bstride;                                                                       \
+    int32_t *plan = (int32_t *)(void *)(ent + (w)->levels * ew);                                                         \
+    const int bitalg = grouped && compact_has_bitalg();                                                                  \
+    if (bitalg) compact_plan(w, plan, (uint8_t *)(plan + 2 * ((ew + 1) / 2)))
+
 BP_COMPACT_TARGET static void compact_decode_avx512(const bp_compact *w, int32_t firstRow, int32_t rowCount, float *out, int64_t ldo, uint64_t *blk) {
     const int32_t K = w->columns, end = firstRow + rowCount;
     int64_t ca[BP_MAX_LEVELS] = {0}, cs[BP_MAX_LEVELS] = {0};
@@ -247,12 +257,7 @@ BP_COMPACT_TARGET static void compact_decode_avx512(const bp_compact *w, int32_t
     __m512 pos[BP_MAX_LEVELS], neg[BP_MAX_LEVELS];
     const int32_t b0 = firstRow / BP_COMPACT_BLOCK;
     compact_cursors(w, b0, ca, cs);
-    const int grouped = w->groupChannels > 1;
-    const int64_t bstride = grouped ? compact_block_stride(w) : 0, ew = grouped ? compact_entry_words(w) : 0;
-    uint64_t *ent = blk + w->levels * bstride;
-    int32_t *plan = (int32_t *)(void *)(ent + w->levels * ew);
-    const int bitalg = grouped && compact_has_bitalg();
-    if (bitalg) compact_plan(w, plan, (uint8_t *)(plan + 2 * ((ew + 1) / 2)));
+    COMPACT_GROUPED_LOCALS(w, blk);
     const int64_t levelStride = w->scaleStride ? w->rows : 1;
     for (int32_t o = b0 * BP_COMPACT_BLOCK; o < end; o++) {
         const int32_t full = w->widths[o] & 15, any = w->widths[o] >> 4;
@@ -290,12 +295,7 @@ BP_COMPACT_TARGET static void compact_gemv_avx512(const bp_compact *w, int32_t f
     __m512 pos[BP_MAX_LEVELS], neg[BP_MAX_LEVELS];
     const int32_t b0 = firstRow / BP_COMPACT_BLOCK;
     compact_cursors(w, b0, ca, cs);
-    const int grouped = w->groupChannels > 1;
-    const int64_t bstride = grouped ? compact_block_stride(w) : 0, ew = grouped ? compact_entry_words(w) : 0;
-    uint64_t *ent = blk + w->levels * bstride;
-    int32_t *plan = (int32_t *)(void *)(ent + w->levels * ew);
-    const int bitalg = grouped && compact_has_bitalg();
-    if (bitalg) compact_plan(w, plan, (uint8_t *)(plan + 2 * ((ew + 1) / 2)));
+    COMPACT_GROUPED_LOCALS(w, blk);
     const int64_t levelStride = w->scaleStride ? w->rows : 1;
     for (int32_t o = b0 * BP_COMPACT_BLOCK; o < end; o++) {
         const int32_t full = w->widths[o] & 15, any = w->widths[o] >> 4;

@@ -64,6 +64,18 @@ final class CompactPlanesTests: XCTestCase {
     /// The decode fused with a dot product, on every instruction set and from any first row,
     /// against a Double dot product of the expanded rows (within `BitPlaneTolerance.relative` of
     /// the sum of |terms|).
+    /// `planes.gemv` over `rows` against a Double dot product of the expanded `values`, within
+    /// `BitPlaneTolerance.relative` of the sum of |w x|.
+    func assertGemv(_ planes: CompactPlanes, _ values: [Float], columns: Int, rows range: Range<Int>, x: [Float], isa: Int32, _ what: String) {
+        var y = [Float](repeating: .nan, count: range.count)
+        planes.gemv(rows: range, x: x, y: &y, isa: isa)
+        for r in range {
+            var want = 0.0, bound: Float = 0
+            for j in 0..<columns { want += Double(values[r * columns + j]) * Double(x[j]); bound += abs(values[r * columns + j] * x[j]) }
+            XCTAssertLessThanOrEqual(abs(y[r - range.lowerBound] - Float(want)), BitPlaneTolerance.relative * bound + 1e-30, "\(what) rows \(range): row \(r)")
+        }
+    }
+
     func testFusedGemvOnEveryISA() {
         var seed: UInt64 = 3000
         for columns in [1, 17, 64, 65, 200, 513] { for rows in [1, 16, 17, 45] { for levels in [1, 3] {
@@ -73,14 +85,8 @@ final class CompactPlanesTests: XCTestCase {
             let x = randomActivations(count: columns, seed: seed + 1)
             for isa in BitPlaneMatrix.availableISAs {
                 for range in [0..<rows, (rows / 2)..<rows] where !range.isEmpty {
-                    var y = [Float](repeating: .nan, count: range.count)
-                    planes.gemv(rows: range, x: x, y: &y, isa: isa)
-                    for r in range {
-                        var want = 0.0, bound: Float = 0
-                        for j in 0..<columns { want += Double(values[r * columns + j]) * Double(x[j]); bound += abs(values[r * columns + j] * x[j]) }
-                        XCTAssertLessThanOrEqual(abs(y[r - range.lowerBound] - Float(want)), BitPlaneTolerance.relative * bound + 1e-30,
-                                                 "gemv rows=\(rows) columns=\(columns) levels=\(levels) seed=\(seed) isa=\(BitPlaneMatrix.isaName(isa)) rows \(range): row \(r)")
-                    }
+                    assertGemv(planes, values, columns: columns, rows: range, x: x, isa: isa,
+                               "gemv rows=\(rows) columns=\(columns) levels=\(levels) seed=\(seed) isa=\(BitPlaneMatrix.isaName(isa))")
                 }
             }
         } } }
@@ -170,14 +176,7 @@ final class CompactPlanesTests: XCTestCase {
                     }
                     let x = randomActivations(count: columns, seed: seed + 1)
                     for isa in BitPlaneMatrix.availableISAs {
-                        var y = [Float](repeating: .nan, count: range.count)
-                        planes.gemv(rows: range, x: x, y: &y, isa: isa)
-                        for r in range {
-                            var want = 0.0, bound: Float = 0
-                            for j in 0..<columns { want += Double(values[r * columns + j]) * Double(x[j]); bound += abs(values[r * columns + j] * x[j]) }
-                            XCTAssertLessThanOrEqual(abs(y[r - range.lowerBound] - Float(want)), BitPlaneTolerance.relative * bound + 1e-30,
-                                                     "\(what) gemv \(BitPlaneMatrix.isaName(isa)) rows \(range): row \(r)")
-                        }
+                        assertGemv(planes, values, columns: columns, rows: range, x: x, isa: isa, "\(what) gemv \(BitPlaneMatrix.isaName(isa))")
                     }
                 }
                 // Activity bits: per row and level k between its widths, one per block active at k - 1.

@@ -13,14 +13,18 @@ enum CoreDistance {
         // sched_setaffinity needs _GNU_SOURCE, which Swift's Glibc module does not define: looked
         // up by name (pid 0: the calling thread; a 1024-bit CPU mask).
         typealias SetAffinity = @convention(c) (Int32, Int, UnsafeRawPointer) -> Int32
-        guard let symbol = dlsym(nil, "sched_setaffinity") else { return nil }
-        let setAffinity = unsafeBitCast(symbol, to: SetAffinity.self)
-        @Sendable func pin(_ cpu: Int?) -> Bool {
-            var mask = [UInt8](repeating: cpu == nil ? 0xFF : 0, count: 128)
-            if let cpu { mask[cpu / 8] = UInt8(1 << (cpu % 8)) }
+        typealias GetAffinity = @convention(c) (Int32, Int, UnsafeMutableRawPointer) -> Int32
+        guard let setSymbol = dlsym(nil, "sched_setaffinity"), let getSymbol = dlsym(nil, "sched_getaffinity") else { return nil }
+        let setAffinity = unsafeBitCast(setSymbol, to: SetAffinity.self), getAffinity = unsafeBitCast(getSymbol, to: GetAffinity.self)
+        @Sendable func pin(_ cpu: Int) -> Bool {
+            var mask = [UInt8](repeating: 0, count: 128)
+            mask[cpu / 8] = UInt8(1 << (cpu % 8))
             return mask.withUnsafeBytes { setAffinity(0, $0.count, $0.baseAddress!) } == 0
         }
-        defer { _ = pin(nil) }
+        // The caller's own CPU set (a `taskset` the user chose) is restored afterwards.
+        var original = [UInt8](repeating: 0, count: 128)
+        guard original.withUnsafeMutableBytes({ getAffinity(0, $0.count, $0.baseAddress!) }) == 0 else { return nil }
+        defer { _ = original.withUnsafeBytes { setAffinity(0, $0.count, $0.baseAddress!) } }
         guard pin(0) else { return nil }
         // Two cache lines apart: the flag and the helper's ready state.
         let cells = UnsafeMutablePointer<Atomic<Int>>.allocate(capacity: 16)
